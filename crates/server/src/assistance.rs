@@ -1,0 +1,274 @@
+//! Assistance requests: opening a prompt for a code, routing a submitted code to the waiting
+//! login (through the broker), counting wrong codes, closing requests. The one place that
+//! changes assistance state, so it also keeps the per-account cache of what is pending that
+//! `/v1/.../status` reads without a database round trip.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use reconbanker_store::{
+    now, AccountId, AssistanceRequestId, AssistanceRow, AssistanceStatus, CodeKind, Descriptor, Store, StoreError,
+    StoreResult,
+};
+
+use crate::broker::{AssistanceBroker, CodeWaiter, OtpCode};
+use crate::ratelimit::{Bucket, Decision, RateLimiter};
+
+/// Codes are 1 to 32 characters after trimming (SPEC §7).
+pub const MAX_CODE_CHARS: usize = 32;
+
+/// What is pending for an account, as `/v1` shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PendingView {
+    pub id: AssistanceRequestId,
+    pub kind: String,
+    pub descriptor: Descriptor,
+    pub attempts: i32,
+}
+
+impl From<&AssistanceRow> for PendingView {
+    fn from(r: &AssistanceRow) -> Self {
+        Self { id: r.id, kind: r.kind.clone(), descriptor: r.descriptor.clone(), attempts: r.attempts }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    #[error("{field} {message}")]
+    Invalid { field: &'static str, message: String },
+    #[error("rate limited")]
+    RateLimited(Decision),
+    #[error("no assistance request is pending for this account")]
+    NoPending,
+    #[error("the request named is not the pending one")]
+    Stale { pending: AssistanceRequestId },
+    #[error("a code for this request is already being checked by the bank")]
+    Busy,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+#[derive(Debug)]
+pub struct Submitted {
+    pub request_id: AssistanceRequestId,
+    pub rate: Decision,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("the account already has a pending assistance request")]
+    AlreadyPending,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub struct Assistance {
+    store: Arc<dyn Store>,
+    broker: Arc<dyn AssistanceBroker>,
+    limiter: Arc<dyn RateLimiter>,
+    /// account → what is pending (`None` = known: nothing). Missing = not loaded yet.
+    cache: RwLock<HashMap<AccountId, Option<Arc<PendingView>>>>,
+    otp_limit: u32,
+    otp_window: Duration,
+    timeout: Duration,
+}
+
+/// Checks a trimmed code against the bank's descriptor (spares a bank attempt on a code that
+/// cannot be right).
+pub fn check_code(descriptor: &Descriptor, code: &str) -> Result<(), String> {
+    let len = code.chars().count();
+    let (ok_chars, what) = match descriptor.kind {
+        CodeKind::Numeric => (code.bytes().all(|b| b.is_ascii_digit()), "digits"),
+        CodeKind::Alphanumeric => (code.bytes().all(|b| b.is_ascii_alphanumeric()), "letters or digits"),
+    };
+    if !ok_chars || len != descriptor.length as usize {
+        return Err(format!("must be exactly {} {what}", descriptor.length));
+    }
+    Ok(())
+}
+
+impl Assistance {
+    pub fn new(
+        store: Arc<dyn Store>,
+        broker: Arc<dyn AssistanceBroker>,
+        limiter: Arc<dyn RateLimiter>,
+        otp_limit: u32,
+        otp_window: Duration,
+        timeout: Duration,
+    ) -> Self {
+        Self { store, broker, limiter, cache: RwLock::new(HashMap::new()), otp_limit, otp_window, timeout }
+    }
+
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// What is pending for the account (from memory once loaded).
+    pub async fn pending(&self, account: AccountId) -> StoreResult<Option<Arc<PendingView>>> {
+        if let Some(entry) = self.cache.read().unwrap_or_else(|p| p.into_inner()).get(&account) {
+            return Ok(entry.clone());
+        }
+        let loaded = self.store.pending_assistance(account).await?.map(|r| Arc::new(PendingView::from(&r)));
+        // `or_insert`: a concurrent open/close that already wrote the entry is newer than our read.
+        Ok(self
+            .cache
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(account)
+            .or_insert(loaded)
+            .clone())
+    }
+
+    fn set_cached(&self, account: AccountId, view: Option<Arc<PendingView>>) {
+        self.cache.write().unwrap_or_else(|p| p.into_inner()).insert(account, view);
+    }
+
+    /// Opens a request for a login that needs a code. The login is registered as the waiter
+    /// *before* the request becomes visible, so a code can never find nobody waiting.
+    pub async fn open(&self, account: AccountId, descriptor: Descriptor) -> Result<(AssistanceRow, CodeWaiter), OpenError> {
+        let at = now();
+        let row = AssistanceRow {
+            id: AssistanceRequestId::new(),
+            account_id: account,
+            kind: "otp".into(),
+            descriptor,
+            attempts: 0,
+            status: AssistanceStatus::Pending,
+            reason: None,
+            created_at: at,
+            updated_at: at,
+            expires_at: at + chrono::Duration::from_std(self.timeout).unwrap_or(chrono::Duration::minutes(5)),
+            closed_at: None,
+        };
+        let waiter = self.broker.register(row.id);
+        match self.store.create_assistance(&row).await {
+            Ok(()) => {}
+            Err(StoreError::Conflict(_)) => return Err(OpenError::AlreadyPending),
+            Err(e) => return Err(e.into()),
+        }
+        self.set_cached(account, Some(Arc::new(PendingView::from(&row))));
+        Ok((row, waiter))
+    }
+
+    /// Waits again for the same request (after a wrong code).
+    pub fn rearm(&self, request: AssistanceRequestId) -> CodeWaiter {
+        self.broker.register(request)
+    }
+
+    /// The bank refused a code but allows another try: same request, `attempts` + 1.
+    pub async fn code_rejected(&self, request: AssistanceRequestId) -> StoreResult<Option<AssistanceRow>> {
+        let row = self.store.bump_assistance_attempts(request, now()).await?;
+        if let Some(r) = &row {
+            self.set_cached(r.account_id, Some(Arc::new(PendingView::from(r))));
+        }
+        Ok(row)
+    }
+
+    /// Closes a pending request (fulfilled, cancelled or expired) and ends any wait for it.
+    pub async fn close(
+        &self,
+        request: AssistanceRequestId,
+        status: AssistanceStatus,
+        reason: Option<&str>,
+    ) -> StoreResult<Option<AssistanceRow>> {
+        self.broker.withdraw(request);
+        let row = self.store.close_assistance(request, status, reason, now()).await?;
+        if let Some(r) = &row {
+            let mut cache = self.cache.write().unwrap_or_else(|p| p.into_inner());
+            let stale = match cache.get(&r.account_id) {
+                Some(Some(p)) => p.id == r.id,
+                _ => true,
+            };
+            if stale {
+                cache.insert(r.account_id, None);
+            }
+        }
+        Ok(row)
+    }
+
+    /// Cancels whatever is pending for the account (kill, deletion).
+    pub async fn cancel_for_account(&self, account: AccountId, reason: &str) -> StoreResult<Option<AssistanceRow>> {
+        match self.store.pending_assistance(account).await? {
+            Some(p) => self.close(p.id, AssistanceStatus::Cancelled, Some(reason)).await,
+            None => {
+                self.set_cached(account, None);
+                Ok(None)
+            }
+        }
+    }
+
+    /// Forgets an account entirely (after deletion).
+    pub fn forget(&self, account: AccountId) {
+        self.cache.write().unwrap_or_else(|p| p.into_inner()).remove(&account);
+    }
+
+    /// At boot no login of a previous process is alive: close what it left pending.
+    pub async fn close_orphans_at_boot(&self) -> StoreResult<Vec<AssistanceRow>> {
+        let closed = self
+            .store
+            .close_all_pending_assistance(AssistanceStatus::Cancelled, "process_restart", now())
+            .await?;
+        self.cache.write().unwrap_or_else(|p| p.into_inner()).clear();
+        Ok(closed)
+    }
+
+    /// A code submitted by the account's owner (from `/v1` or the dashboard), checked in the
+    /// order of SPEC §7 steps 5–7: shape and descriptor, rate limit, something pending and
+    /// the right request; then handed to the waiting login.
+    pub async fn submit(
+        &self,
+        account: AccountId,
+        code: &str,
+        request_id: Option<&str>,
+    ) -> Result<Submitted, SubmitError> {
+        let code = code.trim();
+        let chars = code.chars().count();
+        if chars == 0 || chars > MAX_CODE_CHARS {
+            return Err(SubmitError::Invalid { field: "code", message: format!("must be 1 to {MAX_CODE_CHARS} characters") });
+        }
+        let pending = self.pending(account).await?;
+        if let Some(p) = &pending {
+            check_code(&p.descriptor, code).map_err(|message| SubmitError::Invalid { field: "code", message })?;
+        }
+        let rate = self.limiter.hit_window(Bucket::Otp(account), self.otp_limit, self.otp_window);
+        if !rate.allowed {
+            return Err(SubmitError::RateLimited(rate));
+        }
+        let Some(p) = pending else { return Err(SubmitError::NoPending) };
+        if let Some(named) = request_id {
+            if named.trim().parse::<AssistanceRequestId>().ok() != Some(p.id) {
+                return Err(SubmitError::Stale { pending: p.id });
+            }
+        }
+        self.broker
+            .deliver(p.id, OtpCode::new(code.to_owned()))
+            .map_err(|_| SubmitError::Busy)?;
+        Ok(Submitted { request_id: p.id, rate })
+    }
+
+    /// The current OTP budget of an account, for `RateLimit` headers on other answers.
+    pub fn otp_budget(&self, account: AccountId) -> Decision {
+        self.limiter.peek_window(Bucket::Otp(account), self.otp_limit, self.otp_window)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(length: u32, kind: CodeKind) -> Descriptor {
+        Descriptor { length, kind, purpose: None }
+    }
+
+    #[test]
+    fn descriptor_checks() {
+        assert!(check_code(&d(6, CodeKind::Numeric), "123456").is_ok());
+        assert!(check_code(&d(6, CodeKind::Numeric), "12345").is_err());
+        assert!(check_code(&d(6, CodeKind::Numeric), "12345a").is_err());
+        assert!(check_code(&d(6, CodeKind::Numeric), "１２３４５６").is_err(), "fullwidth digits are not ASCII digits");
+        assert!(check_code(&d(8, CodeKind::Alphanumeric), "AB12CD34").is_ok());
+        assert!(check_code(&d(8, CodeKind::Alphanumeric), "AB12-D34").is_err());
+        assert!(check_code(&d(8, CodeKind::Alphanumeric), "AB12CD345").is_err());
+    }
+}

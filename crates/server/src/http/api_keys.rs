@@ -1,0 +1,169 @@
+//! API keys (SPEC §3), managed with the dashboard JWT: create (the key is shown once), list
+//! (never the secret), revoke.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::Json;
+use reconbanker_store::{now, AccountId, ApiKeyId, ApiKeyRow, StoreError};
+use serde::{Deserialize, Serialize};
+
+use super::auth::DashboardUser;
+use super::error::{ApiError, Problem};
+use super::extract::{DJson, Page};
+use super::ts;
+use crate::apikey;
+use crate::keys::{Scope, ALL_SCOPES};
+use crate::AppState;
+
+const MAX_KEY_NAME_CHARS: usize = 100;
+const MAX_KEY_ACCOUNTS: usize = 500;
+
+#[derive(Serialize)]
+pub struct KeyOut {
+    id: ApiKeyId,
+    name: String,
+    prefix: String,
+    scopes: Vec<String>,
+    account_ids: Option<Vec<AccountId>>,
+    created_at: String,
+    last_used_at: Option<String>,
+    expires_at: Option<String>,
+    revoked_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key: Option<String>,
+}
+
+fn key_out(app: &AppState, row: ApiKeyRow, full: Option<String>) -> KeyOut {
+    KeyOut {
+        last_used_at: app.keys.last_used(&row).map(ts),
+        id: row.id,
+        name: row.name,
+        prefix: row.prefix,
+        scopes: row.scopes,
+        account_ids: row.account_ids,
+        created_at: ts(row.created_at),
+        expires_at: row.expires_at.map(ts),
+        revoked_at: row.revoked_at.map(ts),
+        key: full,
+    }
+}
+
+#[derive(Serialize)]
+pub struct KeyList {
+    keys: Vec<KeyOut>,
+    available_scopes: [&'static str; 2],
+}
+
+pub async fn list(State(app): State<AppState>, who: DashboardUser, page: Page) -> Result<Json<KeyList>, ApiError> {
+    let rows = app.store.list_api_keys(who.user.id, page.limit, page.offset).await?;
+    let keys = rows.into_iter().map(|r| key_out(&app, r, None)).collect();
+    Ok(Json(KeyList { keys, available_scopes: ALL_SCOPES }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateIn {
+    name: Option<String>,
+    scopes: Option<Vec<String>>,
+    account_ids: Option<Vec<String>>,
+    expires_at: Option<String>,
+}
+
+pub async fn create(
+    State(app): State<AppState>,
+    who: DashboardUser,
+    DJson(body): DJson<CreateIn>,
+) -> Result<impl IntoResponse, ApiError> {
+    let name = body.name.map(|n| n.trim().to_owned()).unwrap_or_default();
+    if name.is_empty() {
+        return Err(Problem::field("name", "is required").into());
+    }
+    if name.chars().count() > MAX_KEY_NAME_CHARS {
+        return Err(Problem::field("name", "must be at most 100 characters").into());
+    }
+    let mut scopes: Vec<String> = Vec::new();
+    for s in body.scopes.unwrap_or_default() {
+        let scope = Scope::parse(&s)
+            .ok_or_else(|| Problem::field("scopes", &format!("contains unknown scope {s:?} (known: otp:write, status:read)")))?;
+        if !scopes.iter().any(|x| x == scope.as_str()) {
+            scopes.push(scope.as_str().to_owned());
+        }
+    }
+    if scopes.is_empty() {
+        return Err(Problem::field("scopes", "must name at least one scope").into());
+    }
+    let account_ids = match body.account_ids {
+        None => None,
+        Some(list) => {
+            if list.is_empty() {
+                return Err(Problem::field("account_ids", "must not be empty (use null for every account)").into());
+            }
+            if list.len() > MAX_KEY_ACCOUNTS {
+                return Err(Problem::field("account_ids", "may name at most 500 accounts").into());
+            }
+            let mut ids: Vec<AccountId> = Vec::with_capacity(list.len());
+            for raw in &list {
+                let id = raw
+                    .parse::<AccountId>()
+                    .map_err(|_| Problem::field("account_ids", &format!("contains {raw:?}, which is not one of your accounts")))?;
+                if !ids.contains(&id) {
+                    ids.push(id);
+                }
+            }
+            let owned = app.store.owned_account_ids(who.user.id, &ids).await?;
+            if let Some(foreign) = ids.iter().find(|id| !owned.contains(id)) {
+                return Err(Problem::field("account_ids", &format!("contains {foreign}, which is not one of your accounts")).into());
+            }
+            Some(ids)
+        }
+    };
+    let created_at = now();
+    let expires_at = match body.expires_at {
+        None => None,
+        Some(raw) => {
+            let at = chrono::DateTime::parse_from_rfc3339(raw.trim())
+                .map_err(|_| Problem::field("expires_at", "must be an RFC 3339 timestamp"))?
+                .with_timezone(&chrono::Utc);
+            if at <= created_at {
+                return Err(Problem::field("expires_at", "must be in the future").into());
+            }
+            Some(chrono::SubsecRound::trunc_subsecs(at, 3))
+        }
+    };
+    // A prefix collision (1 in 4 billion per pair) is retried with a fresh key.
+    for _ in 0..3 {
+        let new_key = apikey::generate();
+        let row = ApiKeyRow {
+            id: ApiKeyId::new(),
+            user_id: who.user.id,
+            name: name.clone(),
+            prefix: new_key.prefix,
+            secret_hash: new_key.secret_hash.to_vec(),
+            scopes: scopes.clone(),
+            account_ids: account_ids.clone(),
+            created_at,
+            last_used_at: None,
+            expires_at,
+            revoked_at: None,
+        };
+        match app.store.create_api_key(&row).await {
+            Ok(()) => return Ok((StatusCode::CREATED, Json(key_out(&app, row, Some(new_key.full))))),
+            Err(StoreError::Conflict(_)) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(Problem::internal("could not allocate a unique API key prefix").into())
+}
+
+pub async fn revoke(
+    State(app): State<AppState>,
+    who: DashboardUser,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let not_found = || ApiError(Problem::not_found("API key not found"));
+    let id = id.parse::<ApiKeyId>().map_err(|_| not_found())?;
+    let row = app.store.revoke_api_key(who.user.id, id, now()).await?.ok_or_else(not_found)?;
+    app.keys.forget(&row.prefix);
+    Ok(StatusCode::NO_CONTENT)
+}

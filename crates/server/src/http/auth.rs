@@ -1,0 +1,143 @@
+//! The two principals, as typed extractors: [`DashboardUser`] (Bearer JWT, dashboard routes)
+//! and [`ApiKeyPrincipal`] (API key, `/v1`). A handler cannot compile without naming one, and
+//! neither accepts the other's credential.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use axum::http::HeaderMap;
+use reconbanker_store::{AccountId, UserRow};
+
+use super::error::{ApiError, Problem, V1Error};
+use super::extract::client_ip;
+use crate::jwt::Claims;
+use crate::keys::{AuthError, CachedKey, Scope};
+use crate::ratelimit::Bucket;
+use crate::AppState;
+
+const X_API_KEY: &str = "x-api-key";
+
+/// The `Authorization` header split into scheme and credentials (scheme case-insensitive).
+fn authorization(headers: &HeaderMap) -> Option<Result<(String, String), ()>> {
+    let value = headers.get(AUTHORIZATION)?;
+    let Ok(text) = value.to_str() else { return Some(Err(())) };
+    let text = text.trim();
+    let (scheme, rest) = text.split_once(char::is_whitespace).unwrap_or((text, ""));
+    Some(Ok((scheme.to_ascii_lowercase(), rest.trim().to_owned())))
+}
+
+/// A user authenticated by a dashboard JWT (signature, expiry, scope, not revoked, user exists).
+pub struct DashboardUser {
+    pub user: UserRow,
+    pub claims: Claims,
+}
+
+impl FromRequestParts<AppState> for DashboardUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Self::Rejection> {
+        let api_key_msg = "API keys are not accepted here; this route needs a dashboard Bearer token";
+        let token = match authorization(&parts.headers) {
+            Some(Ok((scheme, token))) if scheme == "bearer" && !token.is_empty() => token,
+            Some(Ok((scheme, _))) if scheme == "api-key" => return Err(Problem::unauthorized(api_key_msg).into()),
+            None if parts.headers.contains_key(X_API_KEY) => return Err(Problem::unauthorized(api_key_msg).into()),
+            None => return Err(Problem::unauthorized("Missing Bearer token").into()),
+            _ => return Err(Problem::unauthorized("Invalid or expired token").into()),
+        };
+        let claims = app.jwt.verify(&token).ok_or_else(|| Problem::unauthorized("Invalid or expired token"))?;
+        let user = app
+            .store
+            .session_user(claims.sub, claims.jti)
+            .await?
+            .ok_or_else(|| Problem::unauthorized("Invalid or expired token"))?;
+        Ok(DashboardUser { user, claims })
+    }
+}
+
+/// A request authenticated by an API key (SPEC §7 step 1; scope and account are checked by
+/// the handler with [`ApiKeyPrincipal::authorize`]).
+pub struct ApiKeyPrincipal {
+    pub key: Arc<CachedKey>,
+    pub ip: IpAddr,
+}
+
+/// Where the key came from: `Authorization: Api-Key <key>` wins over `x-api-key`.
+fn presented_key(headers: &HeaderMap) -> Result<String, Problem> {
+    let bearer = "Bearer tokens are not accepted on /v1; send an API key (Authorization: Api-Key <key> or x-api-key: <key>)";
+    let missing = "No API key was sent (Authorization: Api-Key <key> or x-api-key: <key>)";
+    match authorization(headers) {
+        Some(Ok((scheme, key))) if scheme == "api-key" => {
+            if key.is_empty() {
+                Err(Problem::unauthorized(missing))
+            } else {
+                Ok(key)
+            }
+        }
+        Some(Ok((scheme, _))) if scheme == "bearer" => Err(Problem::unauthorized(bearer)),
+        Some(_) => Err(Problem::unauthorized(missing)),
+        None => match headers.get(X_API_KEY) {
+            None => Err(Problem::unauthorized(missing)),
+            Some(v) => match v.to_str().map(str::trim) {
+                Ok("") => Err(Problem::unauthorized(missing)),
+                Ok(k) => Ok(k.to_owned()),
+                Err(_) => Err(invalid_key()),
+            },
+        },
+    }
+}
+
+fn invalid_key() -> Problem {
+    Problem::new(axum::http::StatusCode::UNAUTHORIZED, "INVALID_API_KEY", "The API key is unknown, malformed, revoked or expired")
+}
+
+const AUTH_FAILURE_WINDOW: Duration = Duration::from_secs(60);
+
+impl FromRequestParts<AppState> for ApiKeyPrincipal {
+    type Rejection = V1Error;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Self::Rejection> {
+        let ip = client_ip(parts);
+        let max_failures = app.config.auth_failures_per_min;
+        let blocked = app.limiter.peek_window(Bucket::AuthFailure(ip), max_failures, AUTH_FAILURE_WINDOW);
+        if blocked.remaining == 0 {
+            return Err(Problem::rate_limited(&blocked, "Too many failed authentications from this address").into());
+        }
+        let text = presented_key(&parts.headers)?;
+        let key = match app.keys.authenticate(&text).await? {
+            Ok(key) => key,
+            Err(AuthError::Invalid) => {
+                app.limiter.hit_window(Bucket::AuthFailure(ip), max_failures, AUTH_FAILURE_WINDOW);
+                return Err(invalid_key().into());
+            }
+        };
+        let rate = app.limiter.hit_rate(Bucket::Key(key.id), app.config.v1_rate_per_sec, app.config.v1_burst);
+        if !rate.allowed {
+            return Err(Problem::rate_limited(&rate, "Too many requests with this API key").into());
+        }
+        Ok(ApiKeyPrincipal { key, ip })
+    }
+}
+
+impl ApiKeyPrincipal {
+    /// SPEC §7 steps 2–4: the route's scope, the key's account restriction, then the account
+    /// exists and is the key's user's (otherwise 404, indistinguishable from a missing one).
+    pub async fn authorize(&self, app: &AppState, scope: Scope, account: &str) -> Result<AccountId, V1Error> {
+        if !self.key.has_scope(scope) {
+            return Err(Problem::forbidden(format!("The API key lacks the {} scope", scope.as_str())).into());
+        }
+        let parsed = account.parse::<AccountId>().ok();
+        if !self.key.allows_account(parsed) {
+            return Err(Problem::forbidden("The API key is not allowed for this account").into());
+        }
+        let not_found = || V1Error(Problem::not_found("Account not found"));
+        let id = parsed.ok_or_else(not_found)?;
+        if !app.accounts.is_owned_by(self.key.user_id, id).await? {
+            return Err(not_found());
+        }
+        Ok(id)
+    }
+}

@@ -1,0 +1,449 @@
+//! An account's configuration document (SPEC §5 `Config`): the typed settings, the secret
+//! fields (sealed at rest with the master key), the partial-update input and the masked
+//! output. Absent field = unchanged; `null` = cleared (for a field with a default: reset).
+
+use base64::Engine;
+use rand::RngCore;
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::{Map, Value};
+
+use super::error::Problem;
+
+/// What a set secret is shown as; sending it back keeps the stored value.
+pub const MASK: &str = "********";
+const MAX_SECRET_CHARS: usize = 4096;
+const MAX_USERNAME_CHARS: usize = 256;
+const MAX_RETRY_LIMIT: u32 = 10;
+const MAX_POLLING_BODY_BYTES: usize = 16 * 1024;
+/// Keys the reconciliation webhook sets itself.
+const RESERVED_EXTRA_FIELDS: [&str; 7] = ["external_id", "status", "amount", "currency", "name", "id", "received_at"];
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SessionType {
+    #[default]
+    #[serde(rename = "one-shot")]
+    OneShot,
+    #[serde(rename = "persistent")]
+    Persistent,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LoginMode {
+    #[default]
+    Simple,
+    Assisted,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthType {
+    Bearer,
+    ApiKey,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotificationEvent {
+    AssistanceRequired,
+    LoginFailed,
+    ScrapeFailed,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PollingMethod {
+    #[default]
+    #[serde(rename = "GET")]
+    Get,
+    #[serde(rename = "POST")]
+    Post,
+}
+
+fn default_retry_limit() -> u32 {
+    3
+}
+
+/// The non-secret fields, stored as JSON.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    pub session_type: SessionType,
+    pub login_mode: LoginMode,
+    pub notification_endpoint_url: Option<String>,
+    pub notification_auth_type: Option<AuthType>,
+    pub notification_events: Vec<NotificationEvent>,
+    pub pending_orders_endpoint: Option<String>,
+    pub polling_method: PollingMethod,
+    pub polling_body: Option<Value>,
+    pub auth_type: Option<AuthType>,
+    pub webhook_url: Option<String>,
+    pub webhook_auth_type: Option<AuthType>,
+    #[serde(default = "default_retry_limit")]
+    pub retry_limit: u32,
+    pub notify_on_expired: bool,
+    pub webhook_extra_fields: Map<String, Value>,
+    pub silent_ingestion: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            session_type: SessionType::default(),
+            login_mode: LoginMode::default(),
+            notification_endpoint_url: None,
+            notification_auth_type: None,
+            notification_events: Vec::new(),
+            pending_orders_endpoint: None,
+            polling_method: PollingMethod::default(),
+            polling_body: None,
+            auth_type: None,
+            webhook_url: None,
+            webhook_auth_type: None,
+            retry_limit: default_retry_limit(),
+            notify_on_expired: false,
+            webhook_extra_fields: Map::new(),
+            silent_ingestion: false,
+        }
+    }
+}
+
+/// The secret fields, sealed together. `Debug` is redacted.
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SecretFields {
+    pub bank_username: Option<String>,
+    pub bank_password: Option<String>,
+    pub notification_auth_token: Option<String>,
+    pub notification_signing_secret: Option<String>,
+    pub auth_token: Option<String>,
+    pub webhook_auth_token: Option<String>,
+}
+
+impl std::fmt::Debug for SecretFields {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretFields(<redacted>)")
+    }
+}
+
+/// A fresh Standard Webhooks signing secret: `whsec_` + base64 of 32 random bytes.
+pub fn new_signing_secret() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode(bytes))
+}
+
+/// `Some(None)` for an explicit `null`, `Some(Some(v))` for a value, `None` when absent.
+fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// The `PUT /accounts/:id/config` body.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigPatch {
+    #[serde(default, deserialize_with = "nullable")]
+    pub session_type: Option<Option<SessionType>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub login_mode: Option<Option<LoginMode>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub bank_username: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub bank_password: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub notification_endpoint_url: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub notification_auth_type: Option<Option<AuthType>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub notification_auth_token: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub notification_events: Option<Option<Vec<NotificationEvent>>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub notification_signing_secret: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub pending_orders_endpoint: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub polling_method: Option<Option<PollingMethod>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub polling_body: Option<Option<Value>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub auth_type: Option<Option<AuthType>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub auth_token: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub webhook_url: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub webhook_auth_type: Option<Option<AuthType>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub webhook_auth_token: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub retry_limit: Option<Option<u32>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub notify_on_expired: Option<Option<bool>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub webhook_extra_fields: Option<Option<Map<String, Value>>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub silent_ingestion: Option<Option<bool>>,
+}
+
+impl ConfigPatch {
+    /// The outbound URLs this patch sets, with their field names (checked by the caller
+    /// against the outbound-network rule, which needs DNS).
+    pub fn urls(&self) -> Vec<(&'static str, &str)> {
+        [
+            ("notification_endpoint_url", &self.notification_endpoint_url),
+            ("pending_orders_endpoint", &self.pending_orders_endpoint),
+            ("webhook_url", &self.webhook_url),
+        ]
+        .into_iter()
+        .filter_map(|(name, v)| v.as_ref().and_then(|o| o.as_deref()).map(|u| (name, u)))
+        .collect()
+    }
+}
+
+fn check_secret(field: &'static str, value: &str, max: usize) -> Result<(), Problem> {
+    if value.is_empty() {
+        return Err(Problem::field(field, "must not be empty (use null to clear)"));
+    }
+    if value.chars().count() > max {
+        return Err(Problem::field(field, &format!("must be at most {max} characters")));
+    }
+    Ok(())
+}
+
+/// Tokens travel in an `Authorization` header: visible ASCII only.
+fn check_token(field: &'static str, value: &str) -> Result<(), Problem> {
+    check_secret(field, value, MAX_SECRET_CHARS)?;
+    if !value.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
+        return Err(Problem::field(field, "must be printable ASCII without spaces"));
+    }
+    Ok(())
+}
+
+/// Applies a secret field: absent keeps, `null` clears, the mask keeps, a value replaces.
+fn apply_secret(
+    slot: &mut Option<String>,
+    patch: Option<Option<String>>,
+    check: impl Fn(&str) -> Result<(), Problem>,
+) -> Result<(), Problem> {
+    match patch {
+        None => {}
+        Some(None) => *slot = None,
+        Some(Some(v)) if v == MASK => {}
+        Some(Some(v)) => {
+            check(&v)?;
+            *slot = Some(v);
+        }
+    }
+    Ok(())
+}
+
+fn set<T>(slot: &mut T, patch: Option<Option<T>>, default: impl FnOnce() -> T) {
+    match patch {
+        None => {}
+        Some(None) => *slot = default(),
+        Some(Some(v)) => *slot = v,
+    }
+}
+
+/// Merges a patch into the current document. URLs must already have passed the outbound check.
+pub fn apply(settings: &mut Settings, secrets: &mut SecretFields, patch: ConfigPatch) -> Result<(), Problem> {
+    set(&mut settings.session_type, patch.session_type, SessionType::default);
+    set(&mut settings.login_mode, patch.login_mode, LoginMode::default);
+    apply_secret(&mut secrets.bank_username, patch.bank_username, |v| {
+        check_secret("bank_username", v, MAX_USERNAME_CHARS)
+    })?;
+    apply_secret(&mut secrets.bank_password, patch.bank_password, |v| {
+        check_secret("bank_password", v, MAX_SECRET_CHARS)
+    })?;
+    set(&mut settings.notification_endpoint_url, patch.notification_endpoint_url.map(Some), || None);
+    set(&mut settings.notification_auth_type, patch.notification_auth_type.map(Some), || None);
+    apply_secret(&mut secrets.notification_auth_token, patch.notification_auth_token, |v| {
+        check_token("notification_auth_token", v)
+    })?;
+    if let Some(events) = patch.notification_events {
+        let mut unique = Vec::new();
+        for e in events.unwrap_or_default() {
+            if !unique.contains(&e) {
+                unique.push(e);
+            }
+        }
+        settings.notification_events = unique;
+    }
+    if let Some(sent) = patch.notification_signing_secret {
+        if sent.as_deref() != secrets.notification_signing_secret.as_deref() {
+            return Err(Problem::field(
+                "notification_signing_secret",
+                "is generated by the server and cannot be set; leave it out",
+            ));
+        }
+    }
+    set(&mut settings.pending_orders_endpoint, patch.pending_orders_endpoint.map(Some), || None);
+    set(&mut settings.polling_method, patch.polling_method, PollingMethod::default);
+    if let Some(body) = patch.polling_body {
+        if let Some(v) = &body {
+            if !(v.is_string() || v.is_object()) {
+                return Err(Problem::field("polling_body", "must be a string, an object or null"));
+            }
+            if v.to_string().len() > MAX_POLLING_BODY_BYTES {
+                return Err(Problem::field("polling_body", "must be at most 16 KiB"));
+            }
+        }
+        settings.polling_body = body;
+    }
+    set(&mut settings.auth_type, patch.auth_type.map(Some), || None);
+    apply_secret(&mut secrets.auth_token, patch.auth_token, |v| check_token("auth_token", v))?;
+    set(&mut settings.webhook_url, patch.webhook_url.map(Some), || None);
+    set(&mut settings.webhook_auth_type, patch.webhook_auth_type.map(Some), || None);
+    apply_secret(&mut secrets.webhook_auth_token, patch.webhook_auth_token, |v| {
+        check_token("webhook_auth_token", v)
+    })?;
+    if let Some(Some(n)) = patch.retry_limit {
+        if n > MAX_RETRY_LIMIT {
+            return Err(Problem::field("retry_limit", "must be from 0 to 10"));
+        }
+    }
+    set(&mut settings.retry_limit, patch.retry_limit, default_retry_limit);
+    set(&mut settings.notify_on_expired, patch.notify_on_expired, || false);
+    if let Some(Some(fields)) = &patch.webhook_extra_fields {
+        if let Some(bad) = fields.keys().find(|k| RESERVED_EXTRA_FIELDS.contains(&k.as_str())) {
+            return Err(Problem::field(
+                "webhook_extra_fields",
+                &format!("may not set {bad:?} (reserved: {})", RESERVED_EXTRA_FIELDS.join(", ")),
+            ));
+        }
+    }
+    set(&mut settings.webhook_extra_fields, patch.webhook_extra_fields, Map::new);
+    set(&mut settings.silent_ingestion, patch.silent_ingestion, || false);
+    Ok(())
+}
+
+/// The `Config` as clients see it: secrets masked or reduced to `has_…`.
+#[derive(Debug, Serialize)]
+pub struct ConfigOut {
+    pub session_type: SessionType,
+    pub login_mode: LoginMode,
+    pub bank_username: Option<String>,
+    pub has_bank_password: bool,
+    pub notification_endpoint_url: Option<String>,
+    pub notification_auth_type: Option<AuthType>,
+    pub notification_auth_token: Option<&'static str>,
+    pub notification_events: Vec<NotificationEvent>,
+    pub notification_signing_secret: Option<String>,
+    pub pending_orders_endpoint: Option<String>,
+    pub polling_method: PollingMethod,
+    pub polling_body: Option<Value>,
+    pub auth_type: Option<AuthType>,
+    pub auth_token: Option<&'static str>,
+    pub webhook_url: Option<String>,
+    pub webhook_auth_type: Option<AuthType>,
+    pub webhook_auth_token: Option<&'static str>,
+    pub retry_limit: u32,
+    pub notify_on_expired: bool,
+    pub webhook_extra_fields: Map<String, Value>,
+    pub silent_ingestion: bool,
+}
+
+impl ConfigOut {
+    pub fn new(s: Settings, secrets: &SecretFields) -> Self {
+        let mask = |v: &Option<String>| v.as_ref().map(|_| MASK);
+        Self {
+            session_type: s.session_type,
+            login_mode: s.login_mode,
+            bank_username: secrets.bank_username.clone(),
+            has_bank_password: secrets.bank_password.is_some(),
+            notification_endpoint_url: s.notification_endpoint_url,
+            notification_auth_type: s.notification_auth_type,
+            notification_auth_token: mask(&secrets.notification_auth_token),
+            notification_events: s.notification_events,
+            notification_signing_secret: secrets.notification_signing_secret.clone(),
+            pending_orders_endpoint: s.pending_orders_endpoint,
+            polling_method: s.polling_method,
+            polling_body: s.polling_body,
+            auth_type: s.auth_type,
+            auth_token: mask(&secrets.auth_token),
+            webhook_url: s.webhook_url,
+            webhook_auth_type: s.webhook_auth_type,
+            webhook_auth_token: mask(&secrets.webhook_auth_token),
+            retry_limit: s.retry_limit,
+            notify_on_expired: s.notify_on_expired,
+            webhook_extra_fields: s.webhook_extra_fields,
+            silent_ingestion: s.silent_ingestion,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn patch(v: Value) -> ConfigPatch {
+        serde_json::from_value(v).expect("patch parses")
+    }
+
+    #[test]
+    fn absent_keeps_null_clears_value_sets() {
+        let mut s = Settings::default();
+        let mut sec = SecretFields::default();
+        apply(&mut s, &mut sec, patch(json!({"login_mode": "assisted", "bank_password": "pw", "retry_limit": 5}))).expect("ok");
+        assert_eq!(s.login_mode, LoginMode::Assisted);
+        assert_eq!(s.retry_limit, 5);
+        apply(&mut s, &mut sec, patch(json!({"session_type": "persistent"}))).expect("ok");
+        assert_eq!(s.login_mode, LoginMode::Assisted, "absent = unchanged");
+        assert_eq!(sec.bank_password.as_deref(), Some("pw"));
+        apply(&mut s, &mut sec, patch(json!({"bank_password": MASK, "retry_limit": null}))).expect("ok");
+        assert_eq!(sec.bank_password.as_deref(), Some("pw"), "mask keeps");
+        assert_eq!(s.retry_limit, 3, "null resets to the default");
+        apply(&mut s, &mut sec, patch(json!({"bank_password": null}))).expect("ok");
+        assert_eq!(sec.bank_password, None);
+    }
+
+    #[test]
+    fn enums_and_unknown_fields_are_refused_by_the_parser() {
+        for bad in [
+            json!({"session_type": "forever"}),
+            json!({"login_mode": "ASSISTED"}),
+            json!({"notification_events": ["nope"]}),
+            json!({"polling_method": "PUT"}),
+            json!({"notification_auth_type": "basic"}),
+            json!({"retry_limit": -1}),
+            json!({"surprise": 1}),
+        ] {
+            assert!(serde_json::from_value::<ConfigPatch>(bad.clone()).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn semantic_checks() {
+        let mut s = Settings::default();
+        let mut sec = SecretFields { notification_signing_secret: Some("whsec_a".into()), ..Default::default() };
+        for bad in [
+            json!({"retry_limit": 11}),
+            json!({"webhook_extra_fields": {"amount": 1}}),
+            json!({"auth_token": "has space"}),
+            json!({"bank_password": ""}),
+            json!({"polling_body": 3}),
+            json!({"notification_signing_secret": "whsec_mine"}),
+        ] {
+            assert!(apply(&mut s, &mut sec, patch(bad.clone())).is_err(), "{bad}");
+        }
+        apply(&mut s, &mut sec, patch(json!({"notification_signing_secret": "whsec_a"}))).expect("sending it back is fine");
+    }
+
+    #[test]
+    fn output_masks_every_secret() {
+        let sec = SecretFields {
+            bank_username: Some("ana".into()),
+            bank_password: Some("pw-secret".into()),
+            notification_auth_token: Some("tok-secret-1".into()),
+            notification_signing_secret: Some("whsec_x".into()),
+            auth_token: Some("tok-secret-2".into()),
+            webhook_auth_token: Some("tok-secret-3".into()),
+        };
+        let out = serde_json::to_string(&ConfigOut::new(Settings::default(), &sec)).expect("json");
+        assert!(!out.contains("secret-"), "{out}");
+        assert!(out.contains("\"has_bank_password\":true"));
+        assert_eq!(out.matches(MASK).count(), 3);
+        assert!(new_signing_secret().starts_with("whsec_"));
+    }
+}

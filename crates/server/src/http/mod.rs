@@ -1,0 +1,192 @@
+//! The HTTP surfaces: the dashboard API (JWT) and the External API under `/v1` (API keys),
+//! with the JSON 404/405/413 of each surface, request ids and tracing.
+
+pub mod accounts;
+pub mod api_keys;
+pub mod auth;
+pub mod banks;
+pub mod config_doc;
+pub mod error;
+pub mod extract;
+pub mod users;
+pub mod v1;
+
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderName, Request, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use reconbanker_store::{CodeKind, Timestamp};
+use serde::Serialize;
+use serde_json::json;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+use utoipa::ToSchema;
+
+use crate::assistance::{PendingView, SubmitError};
+use crate::config::BODY_LIMIT;
+use crate::AppState;
+use error::{ApiError, Problem, V1Error};
+
+/// RFC 3339, UTC, milliseconds, `Z` (SPEC §1).
+pub fn ts(t: Timestamp) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// The bank's description of the code it expects.
+#[derive(Serialize, ToSchema)]
+pub struct DescriptorOut {
+    /// How many characters the code has.
+    pub length: u32,
+    /// `numeric` or `alphanumeric`.
+    #[serde(rename = "type")]
+    #[schema(inline)]
+    pub kind: CodeKindOut,
+    /// Optional hint about what the code is for, such as `login`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub purpose: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum CodeKindOut {
+    Numeric,
+    Alphanumeric,
+}
+
+/// An assistance request waiting for a code.
+#[derive(Serialize, ToSchema)]
+pub struct PendingOut {
+    /// The request's id.
+    pub id: String,
+    /// Always `otp`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub descriptor: DescriptorOut,
+    /// How many codes have already been tried for this request.
+    pub attempts: i32,
+}
+
+impl From<&PendingView> for PendingOut {
+    fn from(p: &PendingView) -> Self {
+        Self {
+            id: p.id.to_string(),
+            kind: p.kind.clone(),
+            descriptor: DescriptorOut {
+                length: p.descriptor.length,
+                kind: match p.descriptor.kind {
+                    CodeKind::Numeric => CodeKindOut::Numeric,
+                    CodeKind::Alphanumeric => CodeKindOut::Alphanumeric,
+                },
+                purpose: p.descriptor.purpose.clone(),
+            },
+            attempts: p.attempts,
+        }
+    }
+}
+
+/// One mapping of OTP-submission outcomes for both surfaces.
+pub fn submit_error(e: SubmitError) -> Problem {
+    match e {
+        SubmitError::Invalid { field, message } => Problem::field(field, &message),
+        SubmitError::RateLimited(d) => Problem::rate_limited(&d, "Too many OTP submissions for this account; try again later"),
+        SubmitError::NoPending => Problem::conflict("NO_PENDING_ASSISTANCE", "No assistance request is pending for this account"),
+        SubmitError::Stale { pending } => {
+            Problem::conflict("STALE_REQUEST", "The request_id does not name the pending assistance request")
+                .with_details(json!({ "pending_request_id": pending.to_string() }))
+        }
+        SubmitError::Busy => Problem::conflict(
+            "CODE_IN_FLIGHT",
+            "A code for this request is being checked by the bank; wait for the outcome before sending another",
+        ),
+        SubmitError::Store(e) => e.into(),
+    }
+}
+
+fn is_v1(uri: &Uri) -> bool {
+    let p = uri.path();
+    p == "/v1" || p.starts_with("/v1/")
+}
+
+async fn not_found(uri: Uri) -> Response {
+    let p = Problem::not_found("No such route");
+    if is_v1(&uri) {
+        V1Error(p).into_response()
+    } else {
+        ApiError(p).into_response()
+    }
+}
+
+async fn method_not_allowed(uri: Uri) -> Response {
+    let p = Problem::new(StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED", "Method not allowed on this route");
+    if is_v1(&uri) {
+        V1Error(p).into_response()
+    } else {
+        ApiError(p).into_response()
+    }
+}
+
+async fn health() -> Json<serde_json::Value> {
+    Json(json!({ "ok": true }))
+}
+
+async fn ready(State(app): State<AppState>) -> Response {
+    match tokio::time::timeout(Duration::from_secs(2), app.store.ping()).await {
+        Ok(Ok(())) => Json(json!({ "ok": true, "database": app.store.backend() })).into_response(),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "readiness check failed");
+            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "ok": false }))).into_response()
+        }
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "ok": false }))).into_response(),
+    }
+}
+
+/// A panic is a bug: log it, answer a bare 500 in the dashboard shape.
+fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("handler panicked");
+    ApiError(Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR", "Internal server error")).into_response()
+}
+
+pub fn router(app: AppState) -> Router {
+    let x_request_id = HeaderName::from_static("x-request-id");
+    let v1 = Router::new()
+        .route("/v1/accounts/{account_id}/status", get(v1::status))
+        .route("/v1/accounts/{account_id}/otp", post(v1::submit_otp))
+        .route("/v1/openapi.json", get(v1::openapi));
+    let dashboard = Router::new()
+        .route("/auth/register", post(users::register))
+        .route("/auth/login", post(users::login))
+        .route("/auth/logout", post(users::logout))
+        .route("/me", get(users::me))
+        .route("/me/operation-mode", put(users::set_operation_mode))
+        .route("/me/api-keys", get(api_keys::list).post(api_keys::create))
+        .route("/me/api-keys/{id}", axum::routing::delete(api_keys::revoke))
+        .route("/banks", get(banks::list).post(banks::create))
+        .route("/banks/{id}", get(banks::get))
+        .route("/accounts", get(accounts::list).post(accounts::create))
+        .route("/accounts/{id}", get(accounts::get).delete(accounts::delete))
+        .route("/accounts/{id}/config", get(accounts::get_config).put(accounts::put_config))
+        .route("/accounts/{id}/otp", get(accounts::get_otp).post(accounts::post_otp))
+        .route("/health", get(health))
+        .route("/ready", get(ready));
+    Router::new()
+        .merge(v1)
+        .merge(dashboard)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+                // Path only: query strings and headers (API keys, tokens) are never logged.
+                let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
+                tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+            }),
+        )
+        .layer(PropagateRequestIdLayer::new(x_request_id.clone()))
+        .layer(SetRequestIdLayer::new(x_request_id, MakeRequestUuid))
+        .with_state(app)
+}

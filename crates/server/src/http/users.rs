@@ -1,0 +1,195 @@
+//! Users and dashboard auth (SPEC §2): register, login, logout, `/me`, operation mode.
+
+use std::time::Duration;
+
+use axum::extract::{ConnectInfo, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::Json;
+use reconbanker_store::{now, StoreError, UserId, UserRow};
+use serde::{Deserialize, Serialize};
+
+use super::auth::DashboardUser;
+use super::error::{ApiError, Problem};
+use super::extract::DJson;
+use crate::ratelimit::Bucket;
+use crate::AppState;
+
+const MIN_PASSWORD_CHARS: usize = 12;
+/// Argon2 takes any length, but hashing megabytes per request is an easy denial of service.
+const MAX_PASSWORD_BYTES: usize = 1024;
+const MAX_NAME_CHARS: usize = 100;
+const LOGIN_FAILURE_WINDOW: Duration = Duration::from_secs(15 * 60);
+
+#[derive(Deserialize)]
+pub struct RegisterIn {
+    email: Option<String>,
+    password: Option<String>,
+    name: Option<String>,
+}
+
+#[derive(Serialize)]
+pub struct RegisterOut {
+    id: UserId,
+    email: String,
+}
+
+/// Trims and lower-cases an email and checks its shape (one `@`, a dotted domain, no spaces).
+pub fn normalize_email(raw: &str) -> Option<String> {
+    let email = raw.trim().to_lowercase();
+    let (local, domain) = email.split_once('@')?;
+    let ok = !local.is_empty()
+        && email.len() <= 254
+        && !domain.contains('@')
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control());
+    ok.then_some(email)
+}
+
+pub async fn register(State(app): State<AppState>, DJson(body): DJson<RegisterIn>) -> Result<impl IntoResponse, ApiError> {
+    let (Some(email), Some(password)) = (body.email, body.password) else {
+        return Err(Problem::validation("email and password required").into());
+    };
+    if email.trim().is_empty() || password.is_empty() {
+        return Err(Problem::validation("email and password required").into());
+    }
+    let email = normalize_email(&email).ok_or_else(|| Problem::field("email", "is not a valid email address"))?;
+    if password.chars().count() < MIN_PASSWORD_CHARS {
+        return Err(Problem::field("password", "is too weak: use at least 12 characters").into());
+    }
+    if password.len() > MAX_PASSWORD_BYTES {
+        return Err(Problem::field("password", "must be at most 1024 bytes").into());
+    }
+    let name = body.name.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty());
+    if name.as_ref().is_some_and(|n| n.chars().count() > MAX_NAME_CHARS) {
+        return Err(Problem::field("name", "must be at most 100 characters").into());
+    }
+    let password_hash = app.passwords.hash(password).await.map_err(Problem::internal)?;
+    let user = UserRow {
+        id: UserId::new(),
+        email,
+        name,
+        password_hash,
+        is_admin: false,
+        operation_mode: None,
+        created_at: now(),
+    };
+    match app.store.create_user(&user).await {
+        Ok(()) => {}
+        Err(StoreError::Conflict(_)) => return Err(Problem::conflict("EMAIL_EXISTS", "Email already exists").into()),
+        Err(e) => return Err(e.into()),
+    }
+    Ok((StatusCode::CREATED, Json(RegisterOut { id: user.id, email: user.email })))
+}
+
+#[derive(Deserialize)]
+pub struct LoginIn {
+    email: Option<String>,
+    password: Option<String>,
+}
+
+#[derive(Serialize)]
+pub struct LoginUser {
+    id: UserId,
+    email: String,
+    name: Option<String>,
+}
+
+#[derive(Serialize)]
+pub struct LoginOut {
+    token: String,
+    user: LoginUser,
+}
+
+pub async fn login(
+    State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    DJson(body): DJson<LoginIn>,
+) -> Result<Json<LoginOut>, ApiError> {
+    let (Some(email), Some(password)) = (body.email, body.password) else {
+        return Err(Problem::validation("email and password required").into());
+    };
+    if email.trim().is_empty() || password.is_empty() {
+        return Err(Problem::validation("email and password required").into());
+    }
+    let bucket = Bucket::LoginFailure(peer.ip());
+    let limit = app.config.login_failures;
+    let budget = app.limiter.peek_window(bucket, limit, LOGIN_FAILURE_WINDOW);
+    if budget.remaining == 0 {
+        return Err(Problem::rate_limited(&budget, "Too many failed logins; try again later").into());
+    }
+    // Unknown email and wrong password take the same path: one Argon2 verification each.
+    let user = match normalize_email(&email) {
+        Some(e) if password.len() <= MAX_PASSWORD_BYTES => app.store.user_by_email(&e).await?,
+        _ => None,
+    };
+    let password = if password.len() > MAX_PASSWORD_BYTES { String::new() } else { password };
+    let ok = app
+        .passwords
+        .verify(password, user.as_ref().map(|u| u.password_hash.clone()))
+        .await
+        .map_err(Problem::internal)?;
+    let Some(user) = user.filter(|_| ok) else {
+        app.limiter.hit_window(bucket, limit, LOGIN_FAILURE_WINDOW);
+        return Err(Problem::unauthorized("Invalid credentials").into());
+    };
+    let (token, _) = app.jwt.issue(user.id, now()).map_err(Problem::internal)?;
+    Ok(Json(LoginOut { token, user: LoginUser { id: user.id, email: user.email, name: user.name } }))
+}
+
+pub async fn logout(State(app): State<AppState>, who: DashboardUser) -> Result<StatusCode, ApiError> {
+    let expires = chrono::DateTime::from_timestamp(who.claims.exp, 0).unwrap_or_else(now);
+    app.store.revoke_token(who.claims.jti, who.user.id, expires).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Serialize)]
+pub struct MeOut {
+    id: UserId,
+    email: String,
+    name: Option<String>,
+    operation_mode: Option<String>,
+}
+
+pub async fn me(who: DashboardUser) -> Json<MeOut> {
+    let u = who.user;
+    Json(MeOut { id: u.id, email: u.email, name: u.name, operation_mode: u.operation_mode })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModeIn {
+    mode: String,
+}
+
+#[derive(Serialize)]
+pub struct ModeOut {
+    operation_mode: String,
+}
+
+pub async fn set_operation_mode(
+    State(app): State<AppState>,
+    who: DashboardUser,
+    DJson(body): DJson<ModeIn>,
+) -> Result<Json<ModeOut>, ApiError> {
+    if !matches!(body.mode.as_str(), "reconcile" | "passthrough") {
+        return Err(Problem::field("mode", "must be \"reconcile\" or \"passthrough\"").into());
+    }
+    app.store.set_operation_mode(who.user.id, &body.mode).await?;
+    Ok(Json(ModeOut { operation_mode: body.mode }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalize_email;
+
+    #[test]
+    fn emails() {
+        assert_eq!(normalize_email("  Ana@Example.COM ").as_deref(), Some("ana@example.com"));
+        for bad in ["", "ana", "@example.com", "ana@", "ana@example", "ana@.com", "a na@example.com", "a@b@c.com", "ana@example."] {
+            assert!(normalize_email(bad).is_none(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,212 @@
+//! The External API (`/v1`), to the letter of the seed document and SPEC §7. Each handler runs
+//! the checks in the documented order: key (extractor) → scope → key's account restriction →
+//! account exists and is the key's user's → body → rate limit → pending request.
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
+use utoipa::{Modify, OpenApi, ToSchema};
+
+use super::auth::ApiKeyPrincipal;
+use super::error::{rate_limit_headers, Problem, V1Error};
+use super::extract::{body_bytes, parse_json};
+use super::{submit_error, PendingOut};
+use crate::keys::Scope;
+use crate::AppState;
+
+/// `GET /v1/accounts/:accountId/status` response.
+#[derive(Serialize, ToSchema)]
+pub struct StatusOut {
+    /// The account's id.
+    #[schema(format = "uuid")]
+    pub account_id: String,
+    /// `true` while a bank session is active for the account, including one waiting for a code.
+    pub session_running: bool,
+    /// The request waiting for a code, or `null`.
+    pub pending_assistance: Option<PendingOut>,
+}
+
+/// `POST /v1/accounts/:accountId/otp` body.
+#[derive(Deserialize, ToSchema)]
+pub struct OtpSubmission {
+    /// The one-time code: 1 to 32 characters after trimming, matching the pending request's
+    /// descriptor (length and type).
+    #[schema(min_length = 1, max_length = 32, example = "123456")]
+    pub code: String,
+    /// Optional: the id of the request this code answers. If it is not the pending request,
+    /// the code is refused with `STALE_REQUEST` instead of reaching a newer prompt.
+    #[serde(default)]
+    pub request_id: Option<String>,
+}
+
+/// `202 Accepted`: the code was handed to the waiting login (not yet confirmed by the bank).
+#[derive(Serialize, ToSchema)]
+pub struct OtpAcceptedOut {
+    pub submitted: bool,
+    /// The assistance request the code was delivered to.
+    pub request_id: String,
+}
+
+/// The External API error shape.
+#[derive(Serialize, ToSchema)]
+pub struct V1ErrorBody {
+    pub error: V1ErrorDetail,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct V1ErrorDetail {
+    /// `UNAUTHORIZED`, `INVALID_API_KEY`, `FORBIDDEN`, `NOT_FOUND`, `VALIDATION_ERROR`,
+    /// `PAYLOAD_TOO_LARGE`, `RATE_LIMITED`, `NO_PENDING_ASSISTANCE`, `STALE_REQUEST`,
+    /// `CODE_IN_FLIGHT`, `METHOD_NOT_ALLOWED`, `INTERNAL_ERROR`.
+    pub code: String,
+    pub message: String,
+    /// For validation errors: `[{field, message}]`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub details: Option<serde_json::Value>,
+}
+
+fn path_account(path: Result<Path<String>, PathRejection>) -> String {
+    // A path segment that is not valid UTF-8 cannot name an account: treat it as unknown.
+    path.map(|Path(p)| p).unwrap_or_default()
+}
+
+/// A weak validator over the exact response body.
+fn etag(body: &[u8]) -> HeaderValue {
+    HeaderValue::from_str(&format!("\"{:08x}{:04x}\"", crc32fast::hash(body), body.len() & 0xffff))
+        .unwrap_or(HeaderValue::from_static("\"0\""))
+}
+
+/// Get account status.
+///
+/// Whether a session is running for the account and whether it is waiting for a one-time code.
+/// Requires the `status:read` scope.
+#[utoipa::path(
+    get,
+    path = "/v1/accounts/{accountId}/status",
+    tag = "External API",
+    params(("accountId" = String, Path, description = "The account's id (UUID)")),
+    responses(
+        (status = 200, description = "The account's status", body = StatusOut,
+            headers(("ETag" = String, description = "Validator of this status"))),
+        (status = 401, description = "`UNAUTHORIZED` (no key) or `INVALID_API_KEY`", body = V1ErrorBody),
+        (status = 403, description = "`FORBIDDEN`: missing scope, or the key is not allowed for this account", body = V1ErrorBody),
+        (status = 404, description = "`NOT_FOUND`: no such account for the key's user", body = V1ErrorBody),
+        (status = 429, description = "`RATE_LIMITED`", body = V1ErrorBody),
+    ),
+    security(("ApiKeyAuthorization" = []), ("ApiKeyHeader" = []))
+)]
+pub async fn status(
+    State(app): State<AppState>,
+    principal: ApiKeyPrincipal,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Response, V1Error> {
+    let account = principal.authorize(&app, Scope::StatusRead, &path_account(path)).await?;
+    let pending = app.assistance.pending(account).await?;
+    let out = StatusOut {
+        account_id: account.to_string(),
+        session_running: app.sessions.is_running(account),
+        pending_assistance: pending.as_deref().map(PendingOut::from),
+    };
+    let body = serde_json::to_vec(&out).map_err(Problem::internal)?;
+    let tag = etag(&body);
+    let mut res = (StatusCode::OK, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body)
+        .into_response();
+    res.headers_mut().insert(header::ETAG, tag);
+    Ok(res)
+}
+
+/// Submit an OTP code.
+///
+/// Delivers a one-time code to the login waiting for one. A 202 means the code was accepted
+/// for delivery, not that the bank confirmed it. Requires the `otp:write` scope. Rate-limited
+/// to 5 well-formed submissions per 10 minutes per account (shared with the dashboard).
+#[utoipa::path(
+    post,
+    path = "/v1/accounts/{accountId}/otp",
+    tag = "External API",
+    params(("accountId" = String, Path, description = "The account's id (UUID)")),
+    request_body(content = OtpSubmission, content_type = "application/json"),
+    responses(
+        (status = 202, description = "Accepted for delivery", body = OtpAcceptedOut,
+            headers(("RateLimit" = String), ("RateLimit-Policy" = String))),
+        (status = 400, description = "`VALIDATION_ERROR`: malformed JSON, missing or non-string `code`, 0 or over 32 characters, or not matching the pending descriptor", body = V1ErrorBody),
+        (status = 401, description = "`UNAUTHORIZED` (no key) or `INVALID_API_KEY`", body = V1ErrorBody),
+        (status = 403, description = "`FORBIDDEN`", body = V1ErrorBody),
+        (status = 404, description = "`NOT_FOUND`", body = V1ErrorBody),
+        (status = 409, description = "`NO_PENDING_ASSISTANCE`, `STALE_REQUEST`, or `CODE_IN_FLIGHT` (the previous code is still being checked)", body = V1ErrorBody),
+        (status = 413, description = "`PAYLOAD_TOO_LARGE`: body over 64 KiB", body = V1ErrorBody),
+        (status = 429, description = "`RATE_LIMITED`, with `Retry-After`", body = V1ErrorBody,
+            headers(("Retry-After" = u64), ("RateLimit" = String), ("RateLimit-Policy" = String))),
+    ),
+    security(("ApiKeyAuthorization" = []), ("ApiKeyHeader" = []))
+)]
+pub async fn submit_otp(
+    State(app): State<AppState>,
+    principal: ApiKeyPrincipal,
+    path: Result<Path<String>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, V1Error> {
+    let account = principal.authorize(&app, Scope::OtpWrite, &path_account(path)).await?;
+    let input: OtpSubmission = parse_json(&body_bytes(body)?)?;
+    let done = app
+        .assistance
+        .submit(account, &input.code, input.request_id.as_deref())
+        .await
+        .map_err(submit_error)?;
+    let mut res = (
+        StatusCode::ACCEPTED,
+        axum::Json(OtpAcceptedOut { submitted: true, request_id: done.request_id.to_string() }),
+    )
+        .into_response();
+    res.headers_mut().extend(rate_limit_headers(&done.rate));
+    Ok(res)
+}
+
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "ApiKeyAuthorization",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "Authorization",
+                "`Authorization: Api-Key rbk_<prefix>_<secret>` (scheme case-insensitive). Wins over x-api-key.",
+            ))),
+        );
+        components.add_security_scheme(
+            "ApiKeyHeader",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "x-api-key",
+                "`x-api-key: rbk_<prefix>_<secret>`",
+            ))),
+        );
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Reconbanker External API",
+        version = "1",
+        description = "The API-key-authenticated /v1 endpoints your services use to read account status and submit OTP codes. Errors: `{\"error\": {\"code\", \"message\"}}`."
+    ),
+    paths(status, submit_otp),
+    components(schemas(StatusOut, PendingOut, super::DescriptorOut, OtpSubmission, OtpAcceptedOut, V1ErrorBody, V1ErrorDetail)),
+    modifiers(&Security),
+    tags((name = "External API", description = "Machine-to-machine integration"))
+)]
+pub struct V1Doc;
+
+/// The `/v1` OpenAPI document as pretty JSON (served, printed by `reconbanker openapi`, committed).
+pub fn openapi_json() -> String {
+    V1Doc::openapi().to_pretty_json().unwrap_or_else(|_| "{}".into())
+}
+
+pub async fn openapi() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], openapi_json())
+}

@@ -1,0 +1,221 @@
+//! API-key authentication and its cache. After a key has been seen once, authenticating it
+//! costs a hash map lookup, a SHA-256 and a constant-time compare — no database round trip.
+//! Revocation removes the cached entry at once; expiry is checked on every request.
+//! `last_used_at` is kept in memory and written back in batches about once a minute.
+//!
+//! Scale-out note: revocation invalidates this instance's cache; a multi-instance deployment
+//! must broadcast the invalidation (see docs/architecture.md).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use reconbanker_store::{now, AccountId, ApiKeyId, ApiKeyRow, Store, StoreResult, Timestamp, UserId};
+
+use crate::apikey;
+
+/// The scopes a key can carry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    OtpWrite,
+    StatusRead,
+}
+
+pub const ALL_SCOPES: [&str; 2] = ["otp:write", "status:read"];
+
+impl Scope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::OtpWrite => "otp:write",
+            Scope::StatusRead => "status:read",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "otp:write" => Some(Scope::OtpWrite),
+            "status:read" => Some(Scope::StatusRead),
+            _ => None,
+        }
+    }
+    fn bit(self) -> u8 {
+        match self {
+            Scope::OtpWrite => 1,
+            Scope::StatusRead => 2,
+        }
+    }
+}
+
+/// What authentication needs to know about a key, cached by prefix.
+#[derive(Debug)]
+pub struct CachedKey {
+    pub id: ApiKeyId,
+    pub user_id: UserId,
+    secret_hash: Vec<u8>,
+    scopes: u8,
+    /// `None` = every account of the user.
+    pub account_ids: Option<Vec<AccountId>>,
+    expires_at_ms: Option<i64>,
+    revoked: bool,
+    /// Last successful authentication (ms), and what was last written to the database.
+    last_used_ms: AtomicI64,
+    flushed_ms: AtomicI64,
+}
+
+impl CachedKey {
+    fn from_row(row: &ApiKeyRow) -> Self {
+        let scopes = row.scopes.iter().filter_map(|s| Scope::parse(s)).fold(0, |acc, s| acc | s.bit());
+        let last = row.last_used_at.map(|t| t.timestamp_millis()).unwrap_or(0);
+        Self {
+            id: row.id,
+            user_id: row.user_id,
+            secret_hash: row.secret_hash.clone(),
+            scopes,
+            account_ids: row.account_ids.clone(),
+            expires_at_ms: row.expires_at.map(|t| t.timestamp_millis()),
+            revoked: row.revoked_at.is_some(),
+            last_used_ms: AtomicI64::new(last),
+            flushed_ms: AtomicI64::new(last),
+        }
+    }
+
+    pub fn has_scope(&self, scope: Scope) -> bool {
+        self.scopes & scope.bit() != 0
+    }
+
+    /// Whether the key may act on this account (before ownership is checked).
+    pub fn allows_account(&self, account: Option<AccountId>) -> bool {
+        match (&self.account_ids, account) {
+            (None, _) => true,
+            (Some(ids), Some(a)) => ids.contains(&a),
+            (Some(_), None) => false,
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum AuthError {
+    /// Malformed, unknown, revoked or expired.
+    Invalid,
+}
+
+pub struct KeyDirectory {
+    store: Arc<dyn Store>,
+    by_prefix: RwLock<HashMap<String, Arc<CachedKey>>>,
+}
+
+impl KeyDirectory {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self { store, by_prefix: RwLock::new(HashMap::new()) }
+    }
+
+    fn cached(&self, prefix: &str) -> Option<Arc<CachedKey>> {
+        self.by_prefix.read().unwrap_or_else(|p| p.into_inner()).get(prefix).cloned()
+    }
+
+    /// Authenticates a presented key (already trimmed).
+    pub async fn authenticate(&self, text: &str) -> StoreResult<Result<Arc<CachedKey>, AuthError>> {
+        let Some(parsed) = apikey::parse(text) else { return Ok(Err(AuthError::Invalid)) };
+        let key = match self.cached(parsed.prefix) {
+            Some(k) => k,
+            None => {
+                let Some(row) = self.store.api_key_by_prefix(parsed.prefix).await? else {
+                    return Ok(Err(AuthError::Invalid));
+                };
+                let key = Arc::new(CachedKey::from_row(&row));
+                // Keys only enter the cache once they exist, so its size is bounded by the table.
+                self.by_prefix
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .entry(row.prefix)
+                    .or_insert(key)
+                    .clone()
+            }
+        };
+        if !apikey::verify(parsed.secret, &key.secret_hash) || key.revoked {
+            return Ok(Err(AuthError::Invalid));
+        }
+        let now_ms = now().timestamp_millis();
+        if key.expires_at_ms.is_some_and(|exp| exp <= now_ms) {
+            return Ok(Err(AuthError::Invalid));
+        }
+        key.last_used_ms.fetch_max(now_ms, Ordering::Relaxed);
+        Ok(Ok(key))
+    }
+
+    /// Forgets a key (after revocation) so the next request re-reads it.
+    pub fn forget(&self, prefix: &str) {
+        self.by_prefix.write().unwrap_or_else(|p| p.into_inner()).remove(prefix);
+    }
+
+    /// Drops keys restricted to an account that no longer exists from the cache (their rows
+    /// are re-read on next use, which keeps the restriction list current).
+    pub fn forget_account(&self, account: AccountId) {
+        self.by_prefix
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, k| !k.account_ids.as_ref().is_some_and(|ids| ids.contains(&account)));
+    }
+
+    /// The freshest `last_used_at` known for a key (memory may be ahead of the database).
+    pub fn last_used(&self, row: &ApiKeyRow) -> Option<Timestamp> {
+        let mem = self.cached(&row.prefix).map(|k| k.last_used_ms.load(Ordering::Relaxed)).unwrap_or(0);
+        let db = row.last_used_at.map(|t| t.timestamp_millis()).unwrap_or(0);
+        let best = mem.max(db);
+        (best > 0).then(|| chrono::DateTime::from_timestamp_millis(best).unwrap_or_default())
+    }
+
+    /// Writes back the `last_used_at` of keys used since the last flush (one batch).
+    pub async fn flush_usage(&self) -> StoreResult<usize> {
+        let due: Vec<(Arc<CachedKey>, i64)> = self
+            .by_prefix
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .filter_map(|k| {
+                let used = k.last_used_ms.load(Ordering::Relaxed);
+                (used > k.flushed_ms.load(Ordering::Relaxed)).then(|| (k.clone(), used))
+            })
+            .collect();
+        if due.is_empty() {
+            return Ok(0);
+        }
+        let batch: Vec<(ApiKeyId, Timestamp)> = due
+            .iter()
+            .map(|(k, ms)| (k.id, chrono::DateTime::from_timestamp_millis(*ms).unwrap_or_default()))
+            .collect();
+        self.store.record_api_key_use(&batch).await?;
+        for (k, ms) in &due {
+            k.flushed_ms.fetch_max(*ms, Ordering::Relaxed);
+        }
+        Ok(due.len())
+    }
+}
+
+/// Ownership of accounts, cached: ids are never reused and owners never change, so a positive
+/// entry can only go stale by deletion, which removes it.
+pub struct AccountDirectory {
+    store: Arc<dyn Store>,
+    owners: RwLock<HashMap<AccountId, UserId>>,
+}
+
+impl AccountDirectory {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self { store, owners: RwLock::new(HashMap::new()) }
+    }
+
+    /// Whether `account` exists and belongs to `user`.
+    pub async fn is_owned_by(&self, user: UserId, account: AccountId) -> StoreResult<bool> {
+        if let Some(owner) = self.owners.read().unwrap_or_else(|p| p.into_inner()).get(&account) {
+            return Ok(*owner == user);
+        }
+        let found = self.store.account_for_user(user, account).await?.is_some();
+        if found {
+            self.owners.write().unwrap_or_else(|p| p.into_inner()).insert(account, user);
+        }
+        Ok(found)
+    }
+
+    pub fn forget(&self, account: AccountId) {
+        self.owners.write().unwrap_or_else(|p| p.into_inner()).remove(&account);
+    }
+}

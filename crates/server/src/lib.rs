@@ -1,0 +1,202 @@
+//! Reconbanker: logs into bank websites for its users, keeps the logins alive, and pauses
+//! assisted logins for one-time codes that arrive from a human or from the user's own services
+//! through the External API (`/v1`).
+//!
+//! `main.rs` is thin; this crate exposes [`run`] (and [`App`] for tests that need the
+//! in-process services) so tests start the real application on `127.0.0.1:0`.
+
+pub mod apikey;
+pub mod assistance;
+pub mod broker;
+pub mod config;
+pub mod crypto;
+pub mod guard;
+pub mod http;
+pub mod jwt;
+pub mod keys;
+pub mod password;
+pub mod ratelimit;
+pub mod sessions;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::ops::Deref;
+use std::sync::Arc;
+use std::time::Duration;
+
+use reconbanker_store::{now, BankId, BankRow, Store};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::assistance::Assistance;
+use crate::broker::{AssistanceBroker, LocalBroker};
+use crate::config::{Config, Secrets};
+use crate::crypto::Sealer;
+use crate::jwt::Jwt;
+use crate::keys::{AccountDirectory, KeyDirectory};
+use crate::password::Passwords;
+use crate::ratelimit::{MemoryRateLimiter, RateLimiter};
+use crate::sessions::LiveSessions;
+
+pub use crate::config::ConfigError;
+
+/// Everything a request handler can reach.
+pub struct AppInner {
+    pub config: Config,
+    pub store: Arc<dyn Store>,
+    pub jwt: Jwt,
+    pub passwords: Passwords,
+    pub sealer: Sealer,
+    pub keys: KeyDirectory,
+    pub accounts: AccountDirectory,
+    pub assistance: Arc<Assistance>,
+    pub sessions: LiveSessions,
+    pub limiter: Arc<dyn RateLimiter>,
+    pub broker: Arc<dyn AssistanceBroker>,
+}
+
+#[derive(Clone)]
+pub struct AppState(pub Arc<AppInner>);
+
+impl Deref for AppState {
+    type Target = AppInner;
+    fn deref(&self) -> &AppInner {
+        &self.0
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("database: {0}")]
+    Store(#[from] reconbanker_store::StoreError),
+    #[error("{0}")]
+    Other(String),
+    #[error("server: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The code of the built-in sandbox bank (SPEC §4, §10).
+pub const SANDBOX_BANK_CODE: &str = "sandbox";
+
+/// Opens the store named by the config (creating the data directory for SQLite) and migrates it.
+pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
+    if config.database_url.starts_with("sqlite:") {
+        config::create_data_dir(&config.data_dir)?;
+    }
+    let store = reconbanker_store::connect(&config.database_url, config.db_max_connections).await?;
+    store.migrate().await?;
+    Ok(store)
+}
+
+/// The assembled application: state plus the background work it owns.
+pub struct App {
+    pub state: AppState,
+    cancel: CancellationToken,
+}
+
+/// How often idle rate-limiter state is swept and expired revocations purged.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(300);
+
+impl App {
+    /// Loads secrets, opens and migrates the store, seeds the sandbox bank, closes assistance
+    /// requests a previous process left pending, and builds the services.
+    pub async fn build(config: Config) -> Result<Self, StartError> {
+        let secrets = Secrets::load_or_create(&config)?;
+        let store = open_store(&config).await?;
+        store
+            .upsert_bank(&BankRow {
+                id: BankId::new(),
+                code: SANDBOX_BANK_CODE.into(),
+                name: "Sandbox Bank".into(),
+                login_url: None,
+                status: "active".into(),
+                created_at: now(),
+            })
+            .await?;
+        let passwords = Passwords::new(2 * std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2))
+            .await
+            .map_err(|e| StartError::Other(e.to_string()))?;
+        let limiter: Arc<dyn RateLimiter> = Arc::new(MemoryRateLimiter::default());
+        let broker: Arc<dyn AssistanceBroker> = Arc::new(LocalBroker::default());
+        let assistance = Arc::new(Assistance::new(
+            store.clone(),
+            broker.clone(),
+            limiter.clone(),
+            config.otp_rate_limit,
+            config.otp_rate_window,
+            config.assistance_timeout,
+        ));
+        let orphans = assistance.close_orphans_at_boot().await?;
+        if !orphans.is_empty() {
+            tracing::info!(count = orphans.len(), "cancelled assistance requests left pending by a previous process");
+        }
+        let inner = AppInner {
+            jwt: Jwt::new(&secrets.jwt_secret, config.jwt_ttl),
+            sealer: Sealer::new(&secrets.master_key),
+            keys: KeyDirectory::new(store.clone()),
+            accounts: AccountDirectory::new(store.clone()),
+            sessions: LiveSessions::default(),
+            passwords,
+            assistance,
+            limiter,
+            broker,
+            store,
+            config,
+        };
+        Ok(Self { state: AppState(Arc::new(inner)), cancel: CancellationToken::new() })
+    }
+
+    /// Serves until `shutdown` resolves, then stops background work, writes back what is
+    /// buffered (API-key usage) and closes the database.
+    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), StartError> {
+        let state = self.state.clone();
+        let background = tokio::spawn(background_loop(state.clone(), self.cancel.clone()));
+        let router = http::router(state.clone());
+        let served = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(shutdown)
+            .await;
+        self.cancel.cancel();
+        let _ = background.await;
+        if let Err(e) = state.keys.flush_usage().await {
+            tracing::warn!(error = %e, "could not write back API-key usage at shutdown");
+        }
+        state.store.close().await;
+        served.map_err(StartError::Io)
+    }
+}
+
+/// Periodic upkeep: API-key `last_used_at` write-back, rate-limiter sweep, purge of expired
+/// token revocations.
+async fn background_loop(state: AppState, cancel: CancellationToken) {
+    let mut flush = tokio::time::interval(state.config.key_usage_flush);
+    let mut sweep = tokio::time::interval(SWEEP_INTERVAL);
+    flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = flush.tick() => {
+                if let Err(e) = state.keys.flush_usage().await {
+                    tracing::warn!(error = %e, "could not write back API-key usage");
+                }
+            }
+            _ = sweep.tick() => {
+                state.limiter.sweep();
+                if let Err(e) = state.store.purge_revoked_tokens(now()).await {
+                    tracing::warn!(error = %e, "could not purge expired token revocations");
+                }
+            }
+        }
+    }
+}
+
+/// Builds the application and serves it on `listener` until `shutdown` resolves.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), StartError> {
+    App::build(config).await?.serve(listener, shutdown).await
+}

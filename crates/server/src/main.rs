@@ -1,0 +1,123 @@
+//! The `reconbanker` command: `serve`, `migrate`, `openapi`, `admin grant <email>`.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use reconbanker::config::{redact_url, Config, ENV_VARS};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(name = "reconbanker", version, about = "Self-hosted bank logins with assisted OTP", after_help = env_help())]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (the default): API, External API and background workers.
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Print the OpenAPI document of the External API (/v1).
+    Openapi,
+    /// Administration.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Grant the admin role (may add banks) to the user with this email.
+    Grant { email: String },
+}
+
+fn env_help() -> String {
+    let mut s = String::from("Configuration (environment variables):\n");
+    for (name, default, what) in ENV_VARS {
+        s.push_str(&format!("  {name:<36} {what} [default: {default}]\n"));
+    }
+    s
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down");
+}
+
+async fn main_inner(cli: Cli) -> Result<(), String> {
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Openapi => {
+            println!("{}", reconbanker::http::v1::openapi_json());
+            Ok(())
+        }
+        Command::Serve => {
+            let config = Config::from_env().map_err(|e| e.to_string())?;
+            let listener = tokio::net::TcpListener::bind(config.listen)
+                .await
+                .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+            let addr = listener.local_addr().map_err(|e| e.to_string())?;
+            tracing::info!(
+                %addr,
+                database = %redact_url(&config.database_url),
+                data_dir = %config.data_dir.display(),
+                "reconbanker listening on http://{addr}"
+            );
+            reconbanker::run(config, listener, shutdown_signal()).await.map_err(|e| e.to_string())
+        }
+        Command::Migrate => {
+            let config = Config::from_env().map_err(|e| e.to_string())?;
+            let store = reconbanker::open_store(&config).await.map_err(|e| e.to_string())?;
+            store.close().await;
+            println!("migrations applied ({})", store.backend());
+            Ok(())
+        }
+        Command::Admin { command: AdminCommand::Grant { email } } => {
+            let config = Config::from_env().map_err(|e| e.to_string())?;
+            let store = reconbanker::open_store(&config).await.map_err(|e| e.to_string())?;
+            let email = reconbanker::http::users::normalize_email(&email).ok_or("not a valid email address")?;
+            let found = store.grant_admin(&email).await.map_err(|e| e.to_string())?;
+            store.close().await;
+            if found {
+                println!("{email} is now an administrator");
+                Ok(())
+            } else {
+                Err(format!("no user with email {email}"))
+            }
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .init();
+    let cli = Cli::parse();
+    match main_inner(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("reconbanker: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,215 @@
+//! Rate limiting behind a small trait (a PostgreSQL-backed implementation can share counters
+//! between instances later). Two policies:
+//! - [`RateLimiter::hit_window`]: exact sliding window ("5 per 10 minutes"), for small limits —
+//!   OTP submissions, failed logins, failed API-key authentications;
+//! - [`RateLimiter::hit_rate`]: GCRA (a token bucket without a timer), for the per-key `/v1`
+//!   request rate, which needs O(1) memory whatever the limit.
+
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use reconbanker_store::{AccountId, ApiKeyId};
+use tokio::time::Instant;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Bucket {
+    /// OTP submissions for an account (shared by `/v1` and the dashboard).
+    Otp(AccountId),
+    /// All `/v1` requests made with one key.
+    Key(ApiKeyId),
+    /// Failed API-key authentications from one client address.
+    AuthFailure(IpAddr),
+    /// Failed dashboard logins from one client address.
+    LoginFailure(IpAddr),
+}
+
+/// The outcome of a hit, with what the `RateLimit` headers need.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Decision {
+    pub allowed: bool,
+    pub limit: u32,
+    pub remaining: u32,
+    /// Seconds until the window has room again (for `Retry-After` when refused; for the reset
+    /// part of `RateLimit` otherwise). At least 1 when refused.
+    pub reset_secs: u64,
+    pub window_secs: u64,
+}
+
+pub trait RateLimiter: Send + Sync + 'static {
+    /// Counts one event in a sliding window of `window` holding at most `limit` events; a
+    /// refused event is not counted.
+    fn hit_window(&self, bucket: Bucket, limit: u32, window: Duration) -> Decision;
+    /// Looks at a sliding window without counting.
+    fn peek_window(&self, bucket: Bucket, limit: u32, window: Duration) -> Decision;
+    /// Allows `per_sec` events a second with bursts of `burst` (GCRA).
+    fn hit_rate(&self, bucket: Bucket, per_sec: u32, burst: u32) -> Decision;
+    /// Drops state that no longer limits anything (called periodically).
+    fn sweep(&self);
+}
+
+enum State {
+    Window(VecDeque<Instant>),
+    /// GCRA's theoretical arrival time.
+    Tat(Instant),
+}
+
+/// In-process implementation.
+#[derive(Default)]
+pub struct MemoryRateLimiter {
+    state: Mutex<HashMap<Bucket, State>>,
+}
+
+const MAX_BUCKETS: usize = 200_000;
+
+fn ceil_secs(d: Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}
+
+impl MemoryRateLimiter {
+    fn window(&self, bucket: Bucket, limit: u32, window: Duration, count: bool) -> Decision {
+        let now = Instant::now();
+        let mut map = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= MAX_BUCKETS && !map.contains_key(&bucket) {
+            // Memory stays bounded under a flood of distinct clients: forget idle state first.
+            drop(map);
+            self.sweep();
+            map = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        }
+        let state = match map.entry(bucket) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) if count => e.insert(State::Window(VecDeque::new())),
+            Entry::Vacant(_) => {
+                return Decision {
+                    allowed: true,
+                    limit,
+                    remaining: limit,
+                    reset_secs: 0,
+                    window_secs: window.as_secs(),
+                }
+            }
+        };
+        if !matches!(state, State::Window(_)) {
+            *state = State::Window(VecDeque::new());
+        }
+        let State::Window(log) = state else { unreachable!("just set") };
+        while log.front().is_some_and(|t| now.duration_since(*t) >= window) {
+            log.pop_front();
+        }
+        let used = log.len() as u32;
+        let allowed = used < limit;
+        if allowed && count {
+            log.push_back(now);
+        }
+        let used_after = log.len() as u32;
+        let reset = log.front().map(|t| window.saturating_sub(now.duration_since(*t))).unwrap_or_default();
+        Decision {
+            allowed,
+            limit,
+            remaining: limit.saturating_sub(used_after),
+            reset_secs: if allowed { ceil_secs(reset) } else { ceil_secs(reset).max(1) },
+            window_secs: window.as_secs(),
+        }
+    }
+}
+
+impl RateLimiter for MemoryRateLimiter {
+    fn hit_window(&self, bucket: Bucket, limit: u32, window: Duration) -> Decision {
+        self.window(bucket, limit, window, true)
+    }
+
+    fn peek_window(&self, bucket: Bucket, limit: u32, window: Duration) -> Decision {
+        self.window(bucket, limit, window, false)
+    }
+
+    fn hit_rate(&self, bucket: Bucket, per_sec: u32, burst: u32) -> Decision {
+        let now = Instant::now();
+        let interval = Duration::from_secs(1) / per_sec.max(1);
+        let tolerance = interval * burst.max(1);
+        let mut map = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let state = map.entry(bucket).or_insert(State::Tat(now));
+        let tat = match state {
+            State::Tat(t) => (*t).max(now),
+            State::Window(_) => now,
+        };
+        let next = tat + interval;
+        // Allowed while the theoretical arrival time stays within the burst tolerance.
+        let allowed = next.duration_since(now) <= tolerance;
+        if allowed {
+            *state = State::Tat(next);
+        }
+        let ahead = if allowed { next } else { tat }.duration_since(now);
+        let remaining = (tolerance.saturating_sub(ahead).as_nanos() / interval.as_nanos().max(1)) as u32;
+        Decision {
+            allowed,
+            limit: burst,
+            remaining,
+            reset_secs: if allowed { ceil_secs(ahead) } else { ceil_secs(next.duration_since(now) - tolerance).max(1) },
+            window_secs: ceil_secs(tolerance),
+        }
+    }
+
+    fn sweep(&self) {
+        let now = Instant::now();
+        let mut map = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        // A window older than a day, or a bucket whose arrival time has passed, limits nothing.
+        map.retain(|_, s| match s {
+            State::Window(log) => log.back().is_some_and(|t| now.duration_since(*t) < Duration::from_secs(86_400)),
+            State::Tat(t) => *t > now,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn acct() -> Bucket {
+        Bucket::Otp(AccountId::new())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn sliding_window_is_exact() {
+        let rl = MemoryRateLimiter::default();
+        let b = acct();
+        let w = Duration::from_secs(600);
+        for i in 0..5 {
+            let d = rl.hit_window(b, 5, w);
+            assert!(d.allowed, "hit {i}");
+            assert_eq!(d.remaining, 4 - i);
+        }
+        let refused = rl.hit_window(b, 5, w);
+        assert!(!refused.allowed);
+        assert_eq!(refused.reset_secs, 600);
+        tokio::time::advance(Duration::from_secs(599)).await;
+        assert!(!rl.hit_window(b, 5, w).allowed, "refusals are not counted, window not yet over");
+        assert_eq!(rl.peek_window(b, 5, w).reset_secs, 1);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(rl.hit_window(b, 5, w).allowed, "the oldest hit left the window");
+        assert!(!rl.hit_window(b, 5, w).allowed);
+        assert!(rl.hit_window(acct(), 5, w).allowed, "buckets are independent");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn gcra_allows_burst_then_rate() {
+        let rl = MemoryRateLimiter::default();
+        let b = Bucket::Key(ApiKeyId::new());
+        let allowed = (0..50).filter(|_| rl.hit_rate(b, 10, 20).allowed).count();
+        assert_eq!(allowed, 20, "burst");
+        tokio::time::advance(Duration::from_millis(100)).await;
+        assert!(rl.hit_rate(b, 10, 20).allowed, "one more after one interval");
+        assert!(!rl.hit_rate(b, 10, 20).allowed);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn sweep_forgets_idle_buckets() {
+        let rl = MemoryRateLimiter::default();
+        rl.hit_rate(Bucket::Key(ApiKeyId::new()), 10, 10);
+        rl.hit_window(acct(), 5, Duration::from_secs(60));
+        tokio::time::advance(Duration::from_secs(86_401)).await;
+        rl.sweep();
+        assert!(rl.state.lock().expect("lock").is_empty());
+    }
+}

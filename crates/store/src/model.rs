@@ -1,0 +1,157 @@
+//! Rows as the store reads and writes them. The HTTP layer has its own input and output types
+//! and converts; nothing here is serialised to clients directly.
+
+use chrono::{DateTime, SubsecRound, TimeZone, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::ids::*;
+
+/// Every timestamp the store keeps: UTC, millisecond precision.
+pub type Timestamp = DateTime<Utc>;
+
+/// The current time at the store's precision (milliseconds), so a value survives a round trip.
+pub fn now() -> Timestamp {
+    Utc::now().trunc_subsecs(3)
+}
+
+pub(crate) fn to_ms(t: Timestamp) -> i64 {
+    t.timestamp_millis()
+}
+
+pub(crate) fn from_ms(ms: i64) -> Timestamp {
+    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct UserRow {
+    pub id: UserId,
+    pub email: String,
+    pub name: Option<String>,
+    pub password_hash: String,
+    pub is_admin: bool,
+    pub operation_mode: Option<String>,
+    pub created_at: Timestamp,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct BankRow {
+    pub id: BankId,
+    pub code: String,
+    pub name: String,
+    pub login_url: Option<String>,
+    pub status: String,
+    pub created_at: Timestamp,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewAccount {
+    pub id: AccountId,
+    pub user_id: UserId,
+    pub bank_id: BankId,
+    pub name: String,
+    pub created_at: Timestamp,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct AccountRow {
+    pub id: AccountId,
+    pub user_id: UserId,
+    pub bank_id: BankId,
+    /// The bank's code, joined in: accounts are always shown with it.
+    pub bank_code: String,
+    pub name: String,
+    pub status: String,
+    pub scrape_blocked_at: Option<Timestamp>,
+    pub scrape_blocked_reason: Option<String>,
+    pub created_at: Timestamp,
+}
+
+/// An account's configuration document. `settings` is the JSON of the non-secret fields;
+/// `secrets` is an opaque blob (the server encrypts it; the store never sees plaintext).
+#[derive(Clone, Debug, PartialEq)]
+pub struct AccountConfigRow {
+    pub account_id: AccountId,
+    pub settings: String,
+    pub secrets: Option<Vec<u8>>,
+    pub updated_at: Timestamp,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ApiKeyRow {
+    pub id: ApiKeyId,
+    pub user_id: UserId,
+    pub name: String,
+    pub prefix: String,
+    /// SHA-256 of the key's secret part.
+    pub secret_hash: Vec<u8>,
+    pub scopes: Vec<String>,
+    /// `None` = every account the user owns, now and later.
+    pub account_ids: Option<Vec<AccountId>>,
+    pub created_at: Timestamp,
+    pub last_used_at: Option<Timestamp>,
+    pub expires_at: Option<Timestamp>,
+    pub revoked_at: Option<Timestamp>,
+}
+
+/// What kind of code a bank asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CodeKind {
+    Numeric,
+    Alphanumeric,
+}
+
+/// The bank's description of the code it expects.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Descriptor {
+    pub length: u32,
+    #[serde(rename = "type")]
+    pub kind: CodeKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purpose: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AssistanceStatus {
+    Pending,
+    Fulfilled,
+    Cancelled,
+    Expired,
+}
+
+impl AssistanceStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Fulfilled => "fulfilled",
+            Self::Cancelled => "cancelled",
+            Self::Expired => "expired",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "pending" => Self::Pending,
+            "fulfilled" => Self::Fulfilled,
+            "cancelled" => Self::Cancelled,
+            "expired" => Self::Expired,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct AssistanceRow {
+    pub id: AssistanceRequestId,
+    pub account_id: AccountId,
+    /// Always `"otp"` for now.
+    pub kind: String,
+    pub descriptor: Descriptor,
+    pub attempts: i32,
+    pub status: AssistanceStatus,
+    pub reason: Option<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub expires_at: Timestamp,
+    pub closed_at: Option<Timestamp>,
+}

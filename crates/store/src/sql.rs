@@ -1,0 +1,574 @@
+//! The one SQL implementation of [`crate::Store`], instantiated for each backend by
+//! [`store_impl!`]. The statements are portable (numbered `$n` placeholders, `ON CONFLICT`,
+//! `RETURNING`, partial unique indexes), so the two adapters cannot drift apart; only the
+//! migrations (column types) differ per backend.
+
+pub(crate) const USER_COLS: &str = "id, email, name, password_hash, is_admin, operation_mode, created_at";
+pub(crate) const BANK_COLS: &str = "id, code, name, login_url, status, created_at";
+pub(crate) const ACCOUNT_SELECT: &str = "SELECT a.id, a.user_id, a.bank_id, b.code AS bank_code, a.name, a.status, \
+     a.scrape_blocked_at, a.scrape_blocked_reason, a.created_at FROM accounts a JOIN banks b ON b.id = a.bank_id";
+pub(crate) const KEY_COLS: &str = "id, user_id, name, prefix, secret_hash, scopes, account_ids, created_at, \
+     last_used_at, expires_at, revoked_at";
+pub(crate) const ASSIST_COLS: &str = "id, account_id, kind, descriptor, attempts, status, reason, created_at, \
+     updated_at, expires_at, closed_at";
+
+/// `$start, $start+1, …` for `n` values, for `IN (…)` lists.
+pub(crate) fn placeholders(start: usize, n: usize) -> String {
+    (start..start + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+pub(crate) fn corrupt(what: &str, e: impl std::fmt::Display) -> crate::StoreError {
+    crate::StoreError::Corrupt(format!("{what}: {e}"))
+}
+
+macro_rules! store_impl {
+    ($store:ident, $db:ty, $backend:literal) => {
+        use async_trait::async_trait;
+        use sqlx::Row;
+        use uuid::Uuid;
+
+        use $crate::error::{map_err, StoreResult};
+        use $crate::model::{from_ms, to_ms};
+        use $crate::sql::*;
+        use $crate::*;
+
+        type DbRow = <$db as sqlx::Database>::Row;
+
+        fn ts(row: &DbRow, col: &str) -> Result<Timestamp, sqlx::Error> {
+            Ok(from_ms(row.try_get::<i64, _>(col)?))
+        }
+
+        fn ts_opt(row: &DbRow, col: &str) -> Result<Option<Timestamp>, sqlx::Error> {
+            Ok(row.try_get::<Option<i64>, _>(col)?.map(from_ms))
+        }
+
+        fn user_from(r: &DbRow) -> StoreResult<UserRow> {
+            Ok(UserRow {
+                id: UserId(r.try_get("id")?),
+                email: r.try_get("email")?,
+                name: r.try_get("name")?,
+                password_hash: r.try_get("password_hash")?,
+                is_admin: r.try_get("is_admin")?,
+                operation_mode: r.try_get("operation_mode")?,
+                created_at: ts(r, "created_at")?,
+            })
+        }
+
+        fn bank_from(r: &DbRow) -> StoreResult<BankRow> {
+            Ok(BankRow {
+                id: BankId(r.try_get("id")?),
+                code: r.try_get("code")?,
+                name: r.try_get("name")?,
+                login_url: r.try_get("login_url")?,
+                status: r.try_get("status")?,
+                created_at: ts(r, "created_at")?,
+            })
+        }
+
+        fn account_from(r: &DbRow) -> StoreResult<AccountRow> {
+            Ok(AccountRow {
+                id: AccountId(r.try_get("id")?),
+                user_id: UserId(r.try_get("user_id")?),
+                bank_id: BankId(r.try_get("bank_id")?),
+                bank_code: r.try_get("bank_code")?,
+                name: r.try_get("name")?,
+                status: r.try_get("status")?,
+                scrape_blocked_at: ts_opt(r, "scrape_blocked_at")?,
+                scrape_blocked_reason: r.try_get("scrape_blocked_reason")?,
+                created_at: ts(r, "created_at")?,
+            })
+        }
+
+        fn config_from(r: &DbRow) -> StoreResult<AccountConfigRow> {
+            Ok(AccountConfigRow {
+                account_id: AccountId(r.try_get("account_id")?),
+                settings: r.try_get("settings")?,
+                secrets: r.try_get("secrets")?,
+                updated_at: ts(r, "updated_at")?,
+            })
+        }
+
+        fn key_from(r: &DbRow) -> StoreResult<ApiKeyRow> {
+            let scopes: String = r.try_get("scopes")?;
+            let account_ids: Option<String> = r.try_get("account_ids")?;
+            Ok(ApiKeyRow {
+                id: ApiKeyId(r.try_get("id")?),
+                user_id: UserId(r.try_get("user_id")?),
+                name: r.try_get("name")?,
+                prefix: r.try_get("prefix")?,
+                secret_hash: r.try_get("secret_hash")?,
+                scopes: serde_json::from_str(&scopes).map_err(|e| corrupt("api_keys.scopes", e))?,
+                account_ids: account_ids
+                    .map(|s| serde_json::from_str(&s))
+                    .transpose()
+                    .map_err(|e| corrupt("api_keys.account_ids", e))?,
+                created_at: ts(r, "created_at")?,
+                last_used_at: ts_opt(r, "last_used_at")?,
+                expires_at: ts_opt(r, "expires_at")?,
+                revoked_at: ts_opt(r, "revoked_at")?,
+            })
+        }
+
+        fn assist_from(r: &DbRow) -> StoreResult<AssistanceRow> {
+            let descriptor: String = r.try_get("descriptor")?;
+            let status: String = r.try_get("status")?;
+            Ok(AssistanceRow {
+                id: AssistanceRequestId(r.try_get("id")?),
+                account_id: AccountId(r.try_get("account_id")?),
+                kind: r.try_get("kind")?,
+                descriptor: serde_json::from_str(&descriptor)
+                    .map_err(|e| corrupt("assistance_requests.descriptor", e))?,
+                attempts: r.try_get("attempts")?,
+                status: AssistanceStatus::parse(&status)
+                    .ok_or_else(|| corrupt("assistance_requests.status", &status))?,
+                reason: r.try_get("reason")?,
+                created_at: ts(r, "created_at")?,
+                updated_at: ts(r, "updated_at")?,
+                expires_at: ts(r, "expires_at")?,
+                closed_at: ts_opt(r, "closed_at")?,
+            })
+        }
+
+        fn json<T: serde::Serialize>(v: &T) -> String {
+            // Serialising plain data (strings, ids, small structs) cannot fail.
+            serde_json::to_string(v).unwrap_or_default()
+        }
+
+        #[async_trait]
+        impl Store for $store {
+            fn backend(&self) -> &'static str {
+                $backend
+            }
+
+            async fn migrate(&self) -> StoreResult<()> {
+                let migrator = sqlx::migrate::Migrator::new(MIGRATIONS).await?;
+                migrator.run(&self.pool).await?;
+                Ok(())
+            }
+
+            async fn ping(&self) -> StoreResult<()> {
+                sqlx::query("SELECT 1").execute(&self.pool).await.map_err(map_err)?;
+                Ok(())
+            }
+
+            async fn close(&self) {
+                self.pool.close().await;
+            }
+
+            async fn create_user(&self, u: &UserRow) -> StoreResult<()> {
+                sqlx::query(
+                    "INSERT INTO users (id, email, name, password_hash, is_admin, operation_mode, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(u.id.0)
+                .bind(&u.email)
+                .bind(&u.name)
+                .bind(&u.password_hash)
+                .bind(u.is_admin)
+                .bind(&u.operation_mode)
+                .bind(to_ms(u.created_at))
+                .execute(&self.pool)
+                .await
+                .map_err(map_err)?;
+                Ok(())
+            }
+
+            async fn user_by_email(&self, email: &str) -> StoreResult<Option<UserRow>> {
+                let sql = format!("SELECT {USER_COLS} FROM users WHERE email = $1");
+                let row = sqlx::query(&sql).bind(email).fetch_optional(&self.pool).await.map_err(map_err)?;
+                row.as_ref().map(user_from).transpose()
+            }
+
+            async fn user_by_id(&self, id: UserId) -> StoreResult<Option<UserRow>> {
+                let sql = format!("SELECT {USER_COLS} FROM users WHERE id = $1");
+                let row = sqlx::query(&sql).bind(id.0).fetch_optional(&self.pool).await.map_err(map_err)?;
+                row.as_ref().map(user_from).transpose()
+            }
+
+            async fn session_user(&self, id: UserId, jti: TokenId) -> StoreResult<Option<UserRow>> {
+                let sql = format!(
+                    "SELECT {USER_COLS} FROM users WHERE id = $1 \
+                     AND NOT EXISTS (SELECT 1 FROM revoked_tokens WHERE jti = $2)"
+                );
+                let row = sqlx::query(&sql)
+                    .bind(id.0)
+                    .bind(jti.0)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+                row.as_ref().map(user_from).transpose()
+            }
+
+            async fn set_operation_mode(&self, id: UserId, mode: &str) -> StoreResult<bool> {
+                let done = sqlx::query("UPDATE users SET operation_mode = $2 WHERE id = $1")
+                    .bind(id.0)
+                    .bind(mode)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn grant_admin(&self, email: &str) -> StoreResult<bool> {
+                let done = sqlx::query("UPDATE users SET is_admin = $2 WHERE email = $1")
+                    .bind(email)
+                    .bind(true)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn revoke_token(&self, jti: TokenId, user: UserId, expires_at: Timestamp) -> StoreResult<()> {
+                sqlx::query(
+                    "INSERT INTO revoked_tokens (jti, user_id, expires_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (jti) DO NOTHING",
+                )
+                .bind(jti.0)
+                .bind(user.0)
+                .bind(to_ms(expires_at))
+                .execute(&self.pool)
+                .await
+                .map_err(map_err)?;
+                Ok(())
+            }
+
+            async fn purge_revoked_tokens(&self, now: Timestamp) -> StoreResult<u64> {
+                let done = sqlx::query("DELETE FROM revoked_tokens WHERE expires_at < $1")
+                    .bind(to_ms(now))
+                    .execute(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+                Ok(done.rows_affected())
+            }
+
+            async fn list_banks(&self) -> StoreResult<Vec<BankRow>> {
+                let sql = format!("SELECT {BANK_COLS} FROM banks ORDER BY code");
+                let rows = sqlx::query(&sql).fetch_all(&self.pool).await.map_err(map_err)?;
+                rows.iter().map(bank_from).collect()
+            }
+
+            async fn bank_by_id(&self, id: BankId) -> StoreResult<Option<BankRow>> {
+                let sql = format!("SELECT {BANK_COLS} FROM banks WHERE id = $1");
+                let row = sqlx::query(&sql).bind(id.0).fetch_optional(&self.pool).await.map_err(map_err)?;
+                row.as_ref().map(bank_from).transpose()
+            }
+
+            async fn create_bank(&self, b: &BankRow) -> StoreResult<()> {
+                sqlx::query(
+                    "INSERT INTO banks (id, code, name, login_url, status, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(b.id.0)
+                .bind(&b.code)
+                .bind(&b.name)
+                .bind(&b.login_url)
+                .bind(&b.status)
+                .bind(to_ms(b.created_at))
+                .execute(&self.pool)
+                .await
+                .map_err(map_err)?;
+                Ok(())
+            }
+
+            async fn upsert_bank(&self, b: &BankRow) -> StoreResult<BankRow> {
+                let sql = format!(
+                    "INSERT INTO banks (id, code, name, login_url, status, created_at) VALUES ($1, $2, $3, $4, $5, $6) \
+                     ON CONFLICT (code) DO UPDATE SET name = excluded.name, login_url = excluded.login_url \
+                     RETURNING {BANK_COLS}"
+                );
+                let row = sqlx::query(&sql)
+                    .bind(b.id.0)
+                    .bind(&b.code)
+                    .bind(&b.name)
+                    .bind(&b.login_url)
+                    .bind(&b.status)
+                    .bind(to_ms(b.created_at))
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+                bank_from(&row)
+            }
+
+            async fn create_account(&self, a: &NewAccount) -> StoreResult<AccountRow> {
+                sqlx::query(
+                    "INSERT INTO accounts (id, user_id, bank_id, name, status, created_at) \
+                     VALUES ($1, $2, $3, $4, 'active', $5)",
+                )
+                .bind(a.id.0)
+                .bind(a.user_id.0)
+                .bind(a.bank_id.0)
+                .bind(&a.name)
+                .bind(to_ms(a.created_at))
+                .execute(&self.pool)
+                .await
+                .map_err(map_err)?;
+                self.account_for_user(a.user_id, a.id)
+                    .await?
+                    .ok_or_else(|| corrupt("accounts", "row vanished after insert"))
+            }
+
+            async fn list_accounts(&self, user: UserId, limit: i64, offset: i64) -> StoreResult<Vec<AccountRow>> {
+                let sql = format!(
+                    "{ACCOUNT_SELECT} WHERE a.user_id = $1 ORDER BY a.created_at, a.id LIMIT $2 OFFSET $3"
+                );
+                let rows = sqlx::query(&sql)
+                    .bind(user.0)
+                    .bind(limit)
+                    .bind(offset)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+                rows.iter().map(account_from).collect()
+            }
+
+            async fn account_for_user(&self, user: UserId, id: AccountId) -> StoreResult<Option<AccountRow>> {
+                let sql = format!("{ACCOUNT_SELECT} WHERE a.id = $1 AND a.user_id = $2");
+                let row = sqlx::query(&sql)
+                    .bind(id.0)
+                    .bind(user.0)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+                row.as_ref().map(account_from).transpose()
+            }
+
+            async fn owned_account_ids(&self, user: UserId, ids: &[AccountId]) -> StoreResult<Vec<AccountId>> {
+                if ids.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let sql = format!(
+                    "SELECT id FROM accounts WHERE user_id = $1 AND id IN ({})",
+                    placeholders(2, ids.len())
+                );
+                let mut q = sqlx::query(&sql).bind(user.0);
+                for id in ids {
+                    q = q.bind(id.0);
+                }
+                let rows = q.fetch_all(&self.pool).await.map_err(map_err)?;
+                rows.iter()
+                    .map(|r| Ok(AccountId(r.try_get::<Uuid, _>("id")?)))
+                    .collect()
+            }
+
+            async fn delete_account(&self, user: UserId, id: AccountId) -> StoreResult<bool> {
+                let done = sqlx::query("DELETE FROM accounts WHERE id = $1 AND user_id = $2")
+                    .bind(id.0)
+                    .bind(user.0)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn account_config(&self, user: UserId, id: AccountId) -> StoreResult<Option<AccountConfigRow>> {
+                let row = sqlx::query(
+                    "SELECT c.account_id, c.settings, c.secrets, c.updated_at FROM account_configs c \
+                     JOIN accounts a ON a.id = c.account_id WHERE a.id = $1 AND a.user_id = $2",
+                )
+                .bind(id.0)
+                .bind(user.0)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(map_err)?;
+                row.as_ref().map(config_from).transpose()
+            }
+
+            async fn put_account_config(&self, user: UserId, c: &AccountConfigRow) -> StoreResult<bool> {
+                let done = sqlx::query(
+                    "INSERT INTO account_configs (account_id, settings, secrets, updated_at) \
+                     SELECT $1, $2, $3, $4 WHERE EXISTS (SELECT 1 FROM accounts WHERE id = $1 AND user_id = $5) \
+                     ON CONFLICT (account_id) DO UPDATE SET settings = excluded.settings, \
+                     secrets = excluded.secrets, updated_at = excluded.updated_at",
+                )
+                .bind(c.account_id.0)
+                .bind(&c.settings)
+                .bind(&c.secrets)
+                .bind(to_ms(c.updated_at))
+                .bind(user.0)
+                .execute(&self.pool)
+                .await
+                .map_err(map_err)?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn create_api_key(&self, k: &ApiKeyRow) -> StoreResult<()> {
+                let sql = format!(
+                    "INSERT INTO api_keys ({KEY_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+                );
+                sqlx::query(&sql)
+                    .bind(k.id.0)
+                    .bind(k.user_id.0)
+                    .bind(&k.name)
+                    .bind(&k.prefix)
+                    .bind(&k.secret_hash)
+                    .bind(json(&k.scopes))
+                    .bind(k.account_ids.as_ref().map(json))
+                    .bind(to_ms(k.created_at))
+                    .bind(k.last_used_at.map(to_ms))
+                    .bind(k.expires_at.map(to_ms))
+                    .bind(k.revoked_at.map(to_ms))
+                    .execute(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+                Ok(())
+            }
+
+            async fn list_api_keys(&self, user: UserId, limit: i64, offset: i64) -> StoreResult<Vec<ApiKeyRow>> {
+                let sql = format!(
+                    "SELECT {KEY_COLS} FROM api_keys WHERE user_id = $1 \
+                     ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3"
+                );
+                let rows = sqlx::query(&sql)
+                    .bind(user.0)
+                    .bind(limit)
+                    .bind(offset)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+                rows.iter().map(key_from).collect()
+            }
+
+            async fn revoke_api_key(&self, user: UserId, id: ApiKeyId, now: Timestamp) -> StoreResult<Option<ApiKeyRow>> {
+                let sql = format!(
+                    "UPDATE api_keys SET revoked_at = $3 WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL \
+                     RETURNING {KEY_COLS}"
+                );
+                let row = sqlx::query(&sql)
+                    .bind(id.0)
+                    .bind(user.0)
+                    .bind(to_ms(now))
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+                row.as_ref().map(key_from).transpose()
+            }
+
+            async fn api_key_by_prefix(&self, prefix: &str) -> StoreResult<Option<ApiKeyRow>> {
+                let sql = format!("SELECT {KEY_COLS} FROM api_keys WHERE prefix = $1");
+                let row = sqlx::query(&sql).bind(prefix).fetch_optional(&self.pool).await.map_err(map_err)?;
+                row.as_ref().map(key_from).transpose()
+            }
+
+            async fn record_api_key_use(&self, uses: &[(ApiKeyId, Timestamp)]) -> StoreResult<()> {
+                if uses.is_empty() {
+                    return Ok(());
+                }
+                let mut tx = self.pool.begin().await.map_err(map_err)?;
+                for (id, at) in uses {
+                    sqlx::query(
+                        "UPDATE api_keys SET last_used_at = $2 WHERE id = $1 \
+                         AND (last_used_at IS NULL OR last_used_at < $2)",
+                    )
+                    .bind(id.0)
+                    .bind(to_ms(*at))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                }
+                tx.commit().await.map_err(map_err)?;
+                Ok(())
+            }
+
+            async fn create_assistance(&self, a: &AssistanceRow) -> StoreResult<()> {
+                let sql = format!(
+                    "INSERT INTO assistance_requests ({ASSIST_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+                );
+                sqlx::query(&sql)
+                    .bind(a.id.0)
+                    .bind(a.account_id.0)
+                    .bind(&a.kind)
+                    .bind(json(&a.descriptor))
+                    .bind(a.attempts)
+                    .bind(a.status.as_str())
+                    .bind(&a.reason)
+                    .bind(to_ms(a.created_at))
+                    .bind(to_ms(a.updated_at))
+                    .bind(to_ms(a.expires_at))
+                    .bind(a.closed_at.map(to_ms))
+                    .execute(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+                Ok(())
+            }
+
+            async fn pending_assistance(&self, account: AccountId) -> StoreResult<Option<AssistanceRow>> {
+                let sql = format!(
+                    "SELECT {ASSIST_COLS} FROM assistance_requests WHERE account_id = $1 AND status = 'pending'"
+                );
+                let row = sqlx::query(&sql).bind(account.0).fetch_optional(&self.pool).await.map_err(map_err)?;
+                row.as_ref().map(assist_from).transpose()
+            }
+
+            async fn assistance_by_id(&self, id: AssistanceRequestId) -> StoreResult<Option<AssistanceRow>> {
+                let sql = format!("SELECT {ASSIST_COLS} FROM assistance_requests WHERE id = $1");
+                let row = sqlx::query(&sql).bind(id.0).fetch_optional(&self.pool).await.map_err(map_err)?;
+                row.as_ref().map(assist_from).transpose()
+            }
+
+            async fn bump_assistance_attempts(
+                &self,
+                id: AssistanceRequestId,
+                now: Timestamp,
+            ) -> StoreResult<Option<AssistanceRow>> {
+                let sql = format!(
+                    "UPDATE assistance_requests SET attempts = attempts + 1, updated_at = $2 \
+                     WHERE id = $1 AND status = 'pending' RETURNING {ASSIST_COLS}"
+                );
+                let row = sqlx::query(&sql)
+                    .bind(id.0)
+                    .bind(to_ms(now))
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+                row.as_ref().map(assist_from).transpose()
+            }
+
+            async fn close_assistance(
+                &self,
+                id: AssistanceRequestId,
+                status: AssistanceStatus,
+                reason: Option<&str>,
+                now: Timestamp,
+            ) -> StoreResult<Option<AssistanceRow>> {
+                let sql = format!(
+                    "UPDATE assistance_requests SET status = $2, reason = $3, updated_at = $4, closed_at = $4 \
+                     WHERE id = $1 AND status = 'pending' RETURNING {ASSIST_COLS}"
+                );
+                let row = sqlx::query(&sql)
+                    .bind(id.0)
+                    .bind(status.as_str())
+                    .bind(reason)
+                    .bind(to_ms(now))
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+                row.as_ref().map(assist_from).transpose()
+            }
+
+            async fn close_all_pending_assistance(
+                &self,
+                status: AssistanceStatus,
+                reason: &str,
+                now: Timestamp,
+            ) -> StoreResult<Vec<AssistanceRow>> {
+                let sql = format!(
+                    "UPDATE assistance_requests SET status = $1, reason = $2, updated_at = $3, closed_at = $3 \
+                     WHERE status = 'pending' RETURNING {ASSIST_COLS}"
+                );
+                let rows = sqlx::query(&sql)
+                    .bind(status.as_str())
+                    .bind(reason)
+                    .bind(to_ms(now))
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+                rows.iter().map(assist_from).collect()
+            }
+        }
+    };
+}
+
+pub(crate) use store_impl;
