@@ -38,7 +38,11 @@ pub fn generate() -> NewKey {
     let head = format!("{KEY_PREFIX}{prefix}_{}", hex::encode(body));
     let full = format!("{head}{:08x}", crc32fast::hash(head.as_bytes()));
     let secret = &full[KEY_LEN - SECRET_HEX..];
-    NewKey { secret_hash: hash_secret(secret), prefix, full }
+    NewKey {
+        secret_hash: hash_secret(secret),
+        prefix,
+        full,
+    }
 }
 
 pub fn hash_secret(secret: &str) -> [u8; 32] {
@@ -53,7 +57,10 @@ pub fn parse(text: &str) -> Option<ParsedKey<'_>> {
     let rest = &text[KEY_PREFIX.len()..];
     let (prefix, rest) = rest.split_at(PREFIX_HEX);
     let secret = rest.strip_prefix('_')?;
-    let lower_hex = |s: &str| s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    let lower_hex = |s: &str| {
+        s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
     if !lower_hex(prefix) || !lower_hex(secret) {
         return None;
     }
@@ -80,7 +87,9 @@ mod tests {
         assert!(k.full.starts_with("rbk_"));
         assert_eq!(&k.full[4..12], k.prefix);
         assert_eq!(&k.full[12..13], "_");
-        assert!(k.full[13..].bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+        assert!(k.full[13..]
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
         let p = parse(&k.full).expect("own key parses");
         assert_eq!(p.prefix, k.prefix);
         assert!(verify(p.secret, &k.secret_hash));

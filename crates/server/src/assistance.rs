@@ -8,8 +8,8 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use reconbanker_store::{
-    now, AccountId, AssistanceRequestId, AssistanceRow, AssistanceStatus, CodeKind, Descriptor, Store, StoreError,
-    StoreResult,
+    now, AccountId, AssistanceRequestId, AssistanceRow, AssistanceStatus, CodeKind, Descriptor,
+    Store, StoreError, StoreResult,
 };
 
 use crate::broker::{AssistanceBroker, CodeWaiter, OtpCode};
@@ -29,14 +29,22 @@ pub struct PendingView {
 
 impl From<&AssistanceRow> for PendingView {
     fn from(r: &AssistanceRow) -> Self {
-        Self { id: r.id, kind: r.kind.clone(), descriptor: r.descriptor.clone(), attempts: r.attempts }
+        Self {
+            id: r.id,
+            kind: r.kind.clone(),
+            descriptor: r.descriptor.clone(),
+            attempts: r.attempts,
+        }
     }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum SubmitError {
     #[error("{field} {message}")]
-    Invalid { field: &'static str, message: String },
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
     #[error("rate limited")]
     RateLimited(Decision),
     #[error("no assistance request is pending for this account")]
@@ -80,7 +88,10 @@ pub fn check_code(descriptor: &Descriptor, code: &str) -> Result<(), String> {
     let len = code.chars().count();
     let (ok_chars, what) = match descriptor.kind {
         CodeKind::Numeric => (code.bytes().all(|b| b.is_ascii_digit()), "digits"),
-        CodeKind::Alphanumeric => (code.bytes().all(|b| b.is_ascii_alphanumeric()), "letters or digits"),
+        CodeKind::Alphanumeric => (
+            code.bytes().all(|b| b.is_ascii_alphanumeric()),
+            "letters or digits",
+        ),
     };
     if !ok_chars || len != descriptor.length as usize {
         return Err(format!("must be exactly {} {what}", descriptor.length));
@@ -97,7 +108,15 @@ impl Assistance {
         otp_window: Duration,
         timeout: Duration,
     ) -> Self {
-        Self { store, broker, limiter, cache: RwLock::new(HashMap::new()), otp_limit, otp_window, timeout }
+        Self {
+            store,
+            broker,
+            limiter,
+            cache: RwLock::new(HashMap::new()),
+            otp_limit,
+            otp_window,
+            timeout,
+        }
     }
 
     pub fn timeout(&self) -> Duration {
@@ -106,10 +125,19 @@ impl Assistance {
 
     /// What is pending for the account (from memory once loaded).
     pub async fn pending(&self, account: AccountId) -> StoreResult<Option<Arc<PendingView>>> {
-        if let Some(entry) = self.cache.read().unwrap_or_else(|p| p.into_inner()).get(&account) {
+        if let Some(entry) = self
+            .cache
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&account)
+        {
             return Ok(entry.clone());
         }
-        let loaded = self.store.pending_assistance(account).await?.map(|r| Arc::new(PendingView::from(&r)));
+        let loaded = self
+            .store
+            .pending_assistance(account)
+            .await?
+            .map(|r| Arc::new(PendingView::from(&r)));
         // `or_insert`: a concurrent open/close that already wrote the entry is newer than our read.
         Ok(self
             .cache
@@ -121,12 +149,19 @@ impl Assistance {
     }
 
     fn set_cached(&self, account: AccountId, view: Option<Arc<PendingView>>) {
-        self.cache.write().unwrap_or_else(|p| p.into_inner()).insert(account, view);
+        self.cache
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(account, view);
     }
 
     /// Opens a request for a login that needs a code. The login is registered as the waiter
     /// *before* the request becomes visible, so a code can never find nobody waiting.
-    pub async fn open(&self, account: AccountId, descriptor: Descriptor) -> Result<(AssistanceRow, CodeWaiter), OpenError> {
+    pub async fn open(
+        &self,
+        account: AccountId,
+        descriptor: Descriptor,
+    ) -> Result<(AssistanceRow, CodeWaiter), OpenError> {
         let at = now();
         let row = AssistanceRow {
             id: AssistanceRequestId::new(),
@@ -138,7 +173,8 @@ impl Assistance {
             reason: None,
             created_at: at,
             updated_at: at,
-            expires_at: at + chrono::Duration::from_std(self.timeout).unwrap_or(chrono::Duration::minutes(5)),
+            expires_at: at
+                + chrono::Duration::from_std(self.timeout).unwrap_or(chrono::Duration::minutes(5)),
             closed_at: None,
         };
         let waiter = self.broker.register(row.id);
@@ -157,7 +193,10 @@ impl Assistance {
     }
 
     /// The bank refused a code but allows another try: same request, `attempts` + 1.
-    pub async fn code_rejected(&self, request: AssistanceRequestId) -> StoreResult<Option<AssistanceRow>> {
+    pub async fn code_rejected(
+        &self,
+        request: AssistanceRequestId,
+    ) -> StoreResult<Option<AssistanceRow>> {
         let row = self.store.bump_assistance_attempts(request, now()).await?;
         if let Some(r) = &row {
             self.set_cached(r.account_id, Some(Arc::new(PendingView::from(r))));
@@ -173,7 +212,10 @@ impl Assistance {
         reason: Option<&str>,
     ) -> StoreResult<Option<AssistanceRow>> {
         self.broker.withdraw(request);
-        let row = self.store.close_assistance(request, status, reason, now()).await?;
+        let row = self
+            .store
+            .close_assistance(request, status, reason, now())
+            .await?;
         if let Some(r) = &row {
             let mut cache = self.cache.write().unwrap_or_else(|p| p.into_inner());
             let stale = match cache.get(&r.account_id) {
@@ -188,9 +230,16 @@ impl Assistance {
     }
 
     /// Cancels whatever is pending for the account (kill, deletion).
-    pub async fn cancel_for_account(&self, account: AccountId, reason: &str) -> StoreResult<Option<AssistanceRow>> {
+    pub async fn cancel_for_account(
+        &self,
+        account: AccountId,
+        reason: &str,
+    ) -> StoreResult<Option<AssistanceRow>> {
         match self.store.pending_assistance(account).await? {
-            Some(p) => self.close(p.id, AssistanceStatus::Cancelled, Some(reason)).await,
+            Some(p) => {
+                self.close(p.id, AssistanceStatus::Cancelled, Some(reason))
+                    .await
+            }
             None => {
                 self.set_cached(account, None);
                 Ok(None)
@@ -200,7 +249,10 @@ impl Assistance {
 
     /// Forgets an account entirely (after deletion).
     pub fn forget(&self, account: AccountId) {
-        self.cache.write().unwrap_or_else(|p| p.into_inner()).remove(&account);
+        self.cache
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&account);
     }
 
     /// At boot no login of a previous process is alive: close what it left pending.
@@ -209,7 +261,10 @@ impl Assistance {
             .store
             .close_all_pending_assistance(AssistanceStatus::Cancelled, "process_restart", now())
             .await?;
-        self.cache.write().unwrap_or_else(|p| p.into_inner()).clear();
+        self.cache
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
         Ok(closed)
     }
 
@@ -225,17 +280,27 @@ impl Assistance {
         let code = code.trim();
         let chars = code.chars().count();
         if chars == 0 || chars > MAX_CODE_CHARS {
-            return Err(SubmitError::Invalid { field: "code", message: format!("must be 1 to {MAX_CODE_CHARS} characters") });
+            return Err(SubmitError::Invalid {
+                field: "code",
+                message: format!("must be 1 to {MAX_CODE_CHARS} characters"),
+            });
         }
         let pending = self.pending(account).await?;
         if let Some(p) = &pending {
-            check_code(&p.descriptor, code).map_err(|message| SubmitError::Invalid { field: "code", message })?;
+            check_code(&p.descriptor, code).map_err(|message| SubmitError::Invalid {
+                field: "code",
+                message,
+            })?;
         }
-        let rate = self.limiter.hit_window(Bucket::Otp(account), self.otp_limit, self.otp_window);
+        let rate = self
+            .limiter
+            .hit_window(Bucket::Otp(account), self.otp_limit, self.otp_window);
         if !rate.allowed {
             return Err(SubmitError::RateLimited(rate));
         }
-        let Some(p) = pending else { return Err(SubmitError::NoPending) };
+        let Some(p) = pending else {
+            return Err(SubmitError::NoPending);
+        };
         if let Some(named) = request_id {
             if named.trim().parse::<AssistanceRequestId>().ok() != Some(p.id) {
                 return Err(SubmitError::Stale { pending: p.id });
@@ -244,12 +309,16 @@ impl Assistance {
         self.broker
             .deliver(p.id, OtpCode::new(code.to_owned()))
             .map_err(|_| SubmitError::Busy)?;
-        Ok(Submitted { request_id: p.id, rate })
+        Ok(Submitted {
+            request_id: p.id,
+            rate,
+        })
     }
 
     /// The current OTP budget of an account, for `RateLimit` headers on other answers.
     pub fn otp_budget(&self, account: AccountId) -> Decision {
-        self.limiter.peek_window(Bucket::Otp(account), self.otp_limit, self.otp_window)
+        self.limiter
+            .peek_window(Bucket::Otp(account), self.otp_limit, self.otp_window)
     }
 }
 
@@ -258,7 +327,11 @@ mod tests {
     use super::*;
 
     fn d(length: u32, kind: CodeKind) -> Descriptor {
-        Descriptor { length, kind, purpose: None }
+        Descriptor {
+            length,
+            kind,
+            purpose: None,
+        }
     }
 
     #[test]
@@ -266,7 +339,10 @@ mod tests {
         assert!(check_code(&d(6, CodeKind::Numeric), "123456").is_ok());
         assert!(check_code(&d(6, CodeKind::Numeric), "12345").is_err());
         assert!(check_code(&d(6, CodeKind::Numeric), "12345a").is_err());
-        assert!(check_code(&d(6, CodeKind::Numeric), "１２３４５６").is_err(), "fullwidth digits are not ASCII digits");
+        assert!(
+            check_code(&d(6, CodeKind::Numeric), "１２３４５６").is_err(),
+            "fullwidth digits are not ASCII digits"
+        );
         assert!(check_code(&d(8, CodeKind::Alphanumeric), "AB12CD34").is_ok());
         assert!(check_code(&d(8, CodeKind::Alphanumeric), "AB12-D34").is_err());
         assert!(check_code(&d(8, CodeKind::Alphanumeric), "AB12CD345").is_err());

@@ -104,7 +104,10 @@ impl CodeWaiter {
 impl Drop for CodeWaiter {
     fn drop(&mut self) {
         let mut slots = self.inner.slots.lock().unwrap_or_else(|p| p.into_inner());
-        if slots.get(&self.request).is_some_and(|s| s.generation == self.generation) {
+        if slots
+            .get(&self.request)
+            .is_some_and(|s| s.generation == self.generation)
+        {
             slots.remove(&self.request);
         }
     }
@@ -119,11 +122,21 @@ impl AssistanceBroker for LocalBroker {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(request, Slot { generation, tx });
-        CodeWaiter { request, generation, rx, inner: self.inner.clone() }
+        CodeWaiter {
+            request,
+            generation,
+            rx,
+            inner: self.inner.clone(),
+        }
     }
 
     fn deliver(&self, request: AssistanceRequestId, code: OtpCode) -> Result<(), DeliverError> {
-        let slot = self.inner.slots.lock().unwrap_or_else(|p| p.into_inner()).remove(&request);
+        let slot = self
+            .inner
+            .slots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&request);
         match slot {
             Some(slot) => slot.tx.send(code).map_err(|_| DeliverError::NoWaiter),
             None => Err(DeliverError::NoWaiter),
@@ -131,7 +144,11 @@ impl AssistanceBroker for LocalBroker {
     }
 
     fn withdraw(&self, request: AssistanceRequestId) {
-        self.inner.slots.lock().unwrap_or_else(|p| p.into_inner()).remove(&request);
+        self.inner
+            .slots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&request);
     }
 
     fn is_waiting(&self, request: AssistanceRequestId) -> bool {
@@ -155,9 +172,17 @@ mod tests {
         let req = AssistanceRequestId::new();
         let w = b.register(req);
         assert!(b.is_waiting(req));
-        b.deliver(req, OtpCode::new("123456".into())).expect("delivered");
-        assert_eq!(b.deliver(req, OtpCode::new("1".into())), Err(DeliverError::NoWaiter), "one code per registration");
-        let got = w.recv_until(Instant::now() + Duration::from_secs(1)).await.expect("code");
+        b.deliver(req, OtpCode::new("123456".into()))
+            .expect("delivered");
+        assert_eq!(
+            b.deliver(req, OtpCode::new("1".into())),
+            Err(DeliverError::NoWaiter),
+            "one code per registration"
+        );
+        let got = w
+            .recv_until(Instant::now() + Duration::from_secs(1))
+            .await
+            .expect("code");
         assert_eq!(got.expose(), "123456");
         assert_eq!(format!("{got:?}"), "OtpCode(<redacted>)");
     }
@@ -167,11 +192,17 @@ mod tests {
         let b = LocalBroker::default();
         let (old, new) = (AssistanceRequestId::new(), AssistanceRequestId::new());
         let w = b.register(new);
-        assert_eq!(b.deliver(old, OtpCode::new("1".into())), Err(DeliverError::NoWaiter));
+        assert_eq!(
+            b.deliver(old, OtpCode::new("1".into())),
+            Err(DeliverError::NoWaiter)
+        );
         assert!(b.is_waiting(new));
         drop(w);
         assert!(!b.is_waiting(new), "dropping the waiter unregisters");
-        assert_eq!(b.deliver(new, OtpCode::new("1".into())), Err(DeliverError::NoWaiter));
+        assert_eq!(
+            b.deliver(new, OtpCode::new("1".into())),
+            Err(DeliverError::NoWaiter)
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -179,14 +210,25 @@ mod tests {
         let b = LocalBroker::default();
         let req = AssistanceRequestId::new();
         let w = b.register(req);
-        let r = w.recv_until(Instant::now() + Duration::from_secs(300)).await;
+        let r = w
+            .recv_until(Instant::now() + Duration::from_secs(300))
+            .await;
         assert_eq!(r, Err(WaitError::TimedOut));
         let w = b.register(req);
         b.withdraw(req);
-        assert_eq!(w.recv_until(Instant::now() + Duration::from_secs(300)).await, Err(WaitError::Withdrawn));
+        assert_eq!(
+            w.recv_until(Instant::now() + Duration::from_secs(300))
+                .await,
+            Err(WaitError::Withdrawn)
+        );
         let first = b.register(req);
         let _second = b.register(req);
-        assert_eq!(first.recv_until(Instant::now() + Duration::from_secs(1)).await, Err(WaitError::Withdrawn));
+        assert_eq!(
+            first
+                .recv_until(Instant::now() + Duration::from_secs(1))
+                .await,
+            Err(WaitError::Withdrawn)
+        );
         assert!(b.is_waiting(req), "the newer registration stays");
     }
 }

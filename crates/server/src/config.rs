@@ -15,21 +15,77 @@ use rand::RngCore;
 /// Every environment variable the server reads, with its default, for the README and `--help`.
 pub const ENV_VARS: &[(&str, &str, &str)] = &[
     ("RECONBANKER_HOST", "127.0.0.1", "address to listen on"),
-    ("RECONBANKER_PORT", "3000", "port to listen on (0 = any free port)"),
-    ("RECONBANKER_DATA_DIR", "./data", "where the SQLite database and generated secrets live"),
-    ("DATABASE_URL", "sqlite://<data dir>/reconbanker.db", "sqlite:… or postgres://…"),
+    (
+        "RECONBANKER_PORT",
+        "3000",
+        "port to listen on (0 = any free port)",
+    ),
+    (
+        "RECONBANKER_DATA_DIR",
+        "./data",
+        "where the SQLite database and generated secrets live",
+    ),
+    (
+        "DATABASE_URL",
+        "sqlite://<data dir>/reconbanker.db",
+        "sqlite:… or postgres://…",
+    ),
     ("RECONBANKER_DB_MAX_CONNECTIONS", "8", "database pool size"),
-    ("JWT_SECRET", "generated into <data dir>/jwt_secret", "HS256 secret for dashboard tokens, at least 32 bytes"),
-    ("RECONBANKER_MASTER_KEY", "generated into <data dir>/master.key", "AES-256-GCM key for secrets at rest, 64 hex characters"),
-    ("RECONBANKER_JWT_TTL_SECS", "604800", "dashboard token lifetime (7 days)"),
-    ("RECONBANKER_OTP_RATE_LIMIT", "5", "OTP submissions allowed per account per window"),
-    ("RECONBANKER_OTP_RATE_WINDOW_SECS", "600", "the OTP rate-limit window (10 minutes)"),
-    ("RECONBANKER_V1_RATE_PER_SEC", "50", "sustained /v1 requests per second per API key"),
-    ("RECONBANKER_V1_BURST", "100", "/v1 burst allowance per API key"),
-    ("RECONBANKER_AUTH_FAILURES_PER_MIN", "30", "failed /v1 authentications per client IP per minute before 429"),
-    ("RECONBANKER_LOGIN_FAILURES", "10", "failed dashboard logins per client IP per 15 minutes before 429"),
-    ("RECONBANKER_ASSISTANCE_TIMEOUT_SECS", "300", "how long a login waits for a code"),
-    ("RECONBANKER_ALLOW_PRIVATE_TARGETS", "false", "allow outbound URLs that resolve to private/loopback addresses"),
+    (
+        "JWT_SECRET",
+        "generated into <data dir>/jwt_secret",
+        "HS256 secret for dashboard tokens, at least 32 bytes",
+    ),
+    (
+        "RECONBANKER_MASTER_KEY",
+        "generated into <data dir>/master.key",
+        "AES-256-GCM key for secrets at rest, 64 hex characters",
+    ),
+    (
+        "RECONBANKER_JWT_TTL_SECS",
+        "604800",
+        "dashboard token lifetime (7 days)",
+    ),
+    (
+        "RECONBANKER_OTP_RATE_LIMIT",
+        "5",
+        "OTP submissions allowed per account per window",
+    ),
+    (
+        "RECONBANKER_OTP_RATE_WINDOW_SECS",
+        "600",
+        "the OTP rate-limit window (10 minutes)",
+    ),
+    (
+        "RECONBANKER_V1_RATE_PER_SEC",
+        "50",
+        "sustained /v1 requests per second per API key",
+    ),
+    (
+        "RECONBANKER_V1_BURST",
+        "100",
+        "/v1 burst allowance per API key",
+    ),
+    (
+        "RECONBANKER_AUTH_FAILURES_PER_MIN",
+        "30",
+        "failed /v1 authentications per client IP per minute before 429",
+    ),
+    (
+        "RECONBANKER_LOGIN_FAILURES",
+        "10",
+        "failed dashboard logins per client IP per 15 minutes before 429",
+    ),
+    (
+        "RECONBANKER_ASSISTANCE_TIMEOUT_SECS",
+        "300",
+        "how long a login waits for a code",
+    ),
+    (
+        "RECONBANKER_ALLOW_PRIVATE_TARGETS",
+        "false",
+        "allow outbound URLs that resolve to private/loopback addresses",
+    ),
     ("RUST_LOG", "info", "log filter (tracing-subscriber syntax)"),
 ];
 
@@ -66,8 +122,14 @@ impl fmt::Debug for Config {
             .field("data_dir", &self.data_dir)
             .field("database_url", &redact_url(&self.database_url))
             .field("db_max_connections", &self.db_max_connections)
-            .field("jwt_secret", &self.jwt_secret.as_ref().map(|_| "<redacted>"))
-            .field("master_key", &self.master_key.as_ref().map(|_| "<redacted>"))
+            .field(
+                "jwt_secret",
+                &self.jwt_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .field(
+                "master_key",
+                &self.master_key.as_ref().map(|_| "<redacted>"),
+            )
             .field("jwt_ttl", &self.jwt_ttl)
             .field("otp_rate_limit", &self.otp_rate_limit)
             .field("otp_rate_window", &self.otp_rate_window)
@@ -104,14 +166,26 @@ impl Config {
 
     /// Loads from any key → value lookup (tests pass a map; nothing touches the real environment).
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let get = |k: &str| get(k).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
-        let host: IpAddr = parse(&get, "RECONBANKER_HOST", "an IP address such as 127.0.0.1 or 0.0.0.0")?
-            .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+        let get = |k: &str| {
+            get(k)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        let host: IpAddr = parse(
+            &get,
+            "RECONBANKER_HOST",
+            "an IP address such as 127.0.0.1 or 0.0.0.0",
+        )?
+        .unwrap_or(IpAddr::from([127, 0, 0, 1]));
         let port: u16 = parse(&get, "RECONBANKER_PORT", "a port number 0-65535")?.unwrap_or(3000);
-        let data_dir = PathBuf::from(get("RECONBANKER_DATA_DIR").unwrap_or_else(|| "./data".into()));
+        let data_dir =
+            PathBuf::from(get("RECONBANKER_DATA_DIR").unwrap_or_else(|| "./data".into()));
         let database_url = match get("DATABASE_URL") {
             Some(url) => {
-                if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                if !(url.starts_with("sqlite:")
+                    || url.starts_with("postgres://")
+                    || url.starts_with("postgresql://"))
+                {
                     return Err(ConfigError(
                         "DATABASE_URL must start with sqlite:, postgres:// or postgresql://".into(),
                     ));
@@ -122,25 +196,36 @@ impl Config {
         };
         let jwt_secret = match get("JWT_SECRET") {
             Some(s) if s.len() < 32 => {
-                return Err(ConfigError(format!("JWT_SECRET must be at least 32 bytes (got {})", s.len())))
+                return Err(ConfigError(format!(
+                    "JWT_SECRET must be at least 32 bytes (got {})",
+                    s.len()
+                )))
             }
             Some(s) => Some(s.into_bytes()),
             None => None,
         };
         let master_key = match get("RECONBANKER_MASTER_KEY") {
             Some(s) => Some(parse_master_key(&s).ok_or_else(|| {
-                ConfigError("RECONBANKER_MASTER_KEY must be 64 hexadecimal characters (32 bytes)".into())
+                ConfigError(
+                    "RECONBANKER_MASTER_KEY must be 64 hexadecimal characters (32 bytes)".into(),
+                )
             })?),
             None => None,
         };
-        let secs = |name: &str, default: u64, min: u64, max: u64| -> Result<Duration, ConfigError> {
-            let v = parse::<u64>(&get, name, &format!("a whole number of seconds from {min} to {max}"))?
+        let secs =
+            |name: &str, default: u64, min: u64, max: u64| -> Result<Duration, ConfigError> {
+                let v = parse::<u64>(
+                    &get,
+                    name,
+                    &format!("a whole number of seconds from {min} to {max}"),
+                )?
                 .unwrap_or(default);
-            in_range(name, v, min, max)?;
-            Ok(Duration::from_secs(v))
-        };
+                in_range(name, v, min, max)?;
+                Ok(Duration::from_secs(v))
+            };
         let count = |name: &str, default: u32, min: u32, max: u32| -> Result<u32, ConfigError> {
-            let v = parse::<u32>(&get, name, &format!("a whole number from {min} to {max}"))?.unwrap_or(default);
+            let v = parse::<u32>(&get, name, &format!("a whole number from {min} to {max}"))?
+                .unwrap_or(default);
             in_range(name, v, min, max)?;
             Ok(v)
         };
@@ -160,7 +245,12 @@ impl Config {
             db_max_connections: count("RECONBANKER_DB_MAX_CONNECTIONS", 8, 1, 1000)?,
             jwt_secret,
             master_key,
-            jwt_ttl: secs("RECONBANKER_JWT_TTL_SECS", 7 * 24 * 3600, 60, 365 * 24 * 3600)?,
+            jwt_ttl: secs(
+                "RECONBANKER_JWT_TTL_SECS",
+                7 * 24 * 3600,
+                60,
+                365 * 24 * 3600,
+            )?,
             otp_rate_limit: count("RECONBANKER_OTP_RATE_LIMIT", 5, 1, 1_000_000)?,
             otp_rate_window: secs("RECONBANKER_OTP_RATE_WINDOW_SECS", 600, 1, 86_400)?,
             v1_rate_per_sec: count("RECONBANKER_V1_RATE_PER_SEC", 50, 1, 10_000_000)?,
@@ -188,9 +278,16 @@ fn parse<T: std::str::FromStr>(
     }
 }
 
-fn in_range<T: PartialOrd + fmt::Display>(name: &str, v: T, min: T, max: T) -> Result<(), ConfigError> {
+fn in_range<T: PartialOrd + fmt::Display>(
+    name: &str,
+    v: T,
+    min: T,
+    max: T,
+) -> Result<(), ConfigError> {
     if v < min || v > max {
-        return Err(ConfigError(format!("{name} must be from {min} to {max} (got {v})")));
+        return Err(ConfigError(format!(
+            "{name} must be from {min} to {max} (got {v})"
+        )));
     }
     Ok(())
 }
@@ -224,11 +321,17 @@ impl Secrets {
                 let path = config.data_dir.join("master.key");
                 let text = read_or_generate(&path)?;
                 parse_master_key(&text).ok_or_else(|| {
-                    ConfigError(format!("{} must hold 64 hexadecimal characters", path.display()))
+                    ConfigError(format!(
+                        "{} must hold 64 hexadecimal characters",
+                        path.display()
+                    ))
                 })?
             }
         };
-        Ok(Self { jwt_secret, master_key })
+        Ok(Self {
+            jwt_secret,
+            master_key,
+        })
     }
 }
 
@@ -241,9 +344,12 @@ pub fn create_data_dir(dir: &Path) -> Result<(), ConfigError> {
         use std::os::unix::fs::DirBuilderExt;
         builder.mode(0o700);
     }
-    builder
-        .create(dir)
-        .map_err(|e| ConfigError(format!("cannot create data directory {}: {e}", dir.display())))
+    builder.create(dir).map_err(|e| {
+        ConfigError(format!(
+            "cannot create data directory {}: {e}",
+            dir.display()
+        ))
+    })
 }
 
 /// Reads a one-line secret file, or writes a fresh 32-byte hex secret to it with mode 0600.
@@ -279,7 +385,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn load(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Config::from_lookup(|k| map.get(k).cloned())
     }
 
@@ -302,7 +411,11 @@ mod tests {
             ("JWT_SECRET", "short", "at least 32 bytes"),
             ("RECONBANKER_MASTER_KEY", "abcd", "64 hexadecimal"),
             ("RECONBANKER_OTP_RATE_LIMIT", "0", "from 1"),
-            ("RECONBANKER_ALLOW_PRIVATE_TARGETS", "maybe", "true or false"),
+            (
+                "RECONBANKER_ALLOW_PRIVATE_TARGETS",
+                "maybe",
+                "true or false",
+            ),
         ] {
             let err = load(&[(k, v)]).expect_err(k).0;
             assert!(err.contains(needle), "{k}={v}: {err}");
@@ -325,7 +438,11 @@ mod tests {
     #[test]
     fn secrets_are_generated_once_with_mode_0600() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let c = load(&[("RECONBANKER_DATA_DIR", dir.path().join("d").to_str().expect("utf8"))]).expect("loads");
+        let c = load(&[(
+            "RECONBANKER_DATA_DIR",
+            dir.path().join("d").to_str().expect("utf8"),
+        )])
+        .expect("loads");
         let first = Secrets::load_or_create(&c).expect("created");
         let again = Secrets::load_or_create(&c).expect("read back");
         assert_eq!(first.master_key, again.master_key);
@@ -334,7 +451,10 @@ mod tests {
         {
             use std::os::unix::fs::PermissionsExt;
             for f in ["jwt_secret", "master.key"] {
-                let mode = std::fs::metadata(c.data_dir.join(f)).expect("exists").permissions().mode();
+                let mode = std::fs::metadata(c.data_dir.join(f))
+                    .expect("exists")
+                    .permissions()
+                    .mode();
                 assert_eq!(mode & 0o777, 0o600, "{f}");
             }
         }

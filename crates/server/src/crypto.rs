@@ -18,13 +18,24 @@ pub struct OpenError;
 
 impl Sealer {
     pub fn new(key: &[u8; 32]) -> Self {
-        Self { cipher: Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(key)) }
+        Self {
+            cipher: Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(key)),
+        }
     }
 
     pub fn seal(&self, plaintext: &[u8], aad: &[u8]) -> Vec<u8> {
         let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
         // Encryption with a valid key and a fresh nonce cannot fail for in-memory buffers.
-        let ct = self.cipher.encrypt(&nonce, Payload { msg: plaintext, aad }).unwrap_or_default();
+        let ct = self
+            .cipher
+            .encrypt(
+                &nonce,
+                Payload {
+                    msg: plaintext,
+                    aad,
+                },
+            )
+            .unwrap_or_default();
         let mut out = Vec::with_capacity(NONCE_LEN + ct.len());
         out.extend_from_slice(&nonce);
         out.extend_from_slice(&ct);
@@ -36,7 +47,9 @@ impl Sealer {
             return Err(OpenError);
         }
         let (nonce, ct) = sealed.split_at(NONCE_LEN);
-        self.cipher.decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad }).map_err(|_| OpenError)
+        self.cipher
+            .decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad })
+            .map_err(|_| OpenError)
     }
 }
 
@@ -56,13 +69,23 @@ mod tests {
         let sealed = s.seal(b"hunter2", b"account:1");
         assert!(!sealed.windows(7).any(|w| w == b"hunter2"));
         assert_eq!(s.open(&sealed, b"account:1").expect("opens"), b"hunter2");
-        assert!(s.open(&sealed, b"account:2").is_err(), "bound to its associated data");
-        assert!(Sealer::new(&[8u8; 32]).open(&sealed, b"account:1").is_err(), "wrong key");
+        assert!(
+            s.open(&sealed, b"account:2").is_err(),
+            "bound to its associated data"
+        );
+        assert!(
+            Sealer::new(&[8u8; 32]).open(&sealed, b"account:1").is_err(),
+            "wrong key"
+        );
         let mut tampered = sealed.clone();
         let last = tampered.len() - 1;
         tampered[last] ^= 1;
         assert!(s.open(&tampered, b"account:1").is_err());
         assert!(s.open(&[1, 2, 3], b"account:1").is_err());
-        assert_ne!(s.seal(b"x", b""), s.seal(b"x", b""), "fresh nonce each time");
+        assert_ne!(
+            s.seal(b"x", b""),
+            s.seal(b"x", b""),
+            "fresh nonce each time"
+        );
     }
 }

@@ -36,10 +36,16 @@ fn v6_is_public(ip: Ipv6Addr) -> bool {
     }
     if s[..6] == [0; 6] {
         // ::/96 — IPv4-compatible (deprecated), including :: and ::1.
-        return v4_is_public(Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8));
+        return v4_is_public(Ipv4Addr::new(
+            (s[6] >> 8) as u8,
+            s[6] as u8,
+            (s[7] >> 8) as u8,
+            s[7] as u8,
+        ));
     }
-    let blocked = (s[0] == 0x64 && s[1] == 0xff9b && s[2..6] == [0; 4]) // NAT64 64:ff9b::/96
-        || (s[0] == 0x64 && s[1] == 0xff9b && s[2] == 1)                 // local NAT64 64:ff9b:1::/48
+    // NAT64: the well-known 64:ff9b::/96 and the local-use 64:ff9b:1::/48.
+    let nat64 = s[0] == 0x64 && s[1] == 0xff9b && (s[2..6] == [0; 4] || s[2] == 1);
+    let blocked = nat64
         || (s[0] & 0xfe00) == 0xfc00                                      // ULA fc00::/7
         || (s[0] & 0xffc0) == 0xfe80                                      // link-local fe80::/10
         || (s[0] & 0xffc0) == 0xfec0                                      // site-local fec0::/10
@@ -52,7 +58,12 @@ fn v6_is_public(ip: Ipv6Addr) -> bool {
     }
     if s[0] == 0x2002 {
         // 6to4 embeds an IPv4 address; it is as public as that address.
-        return v4_is_public(Ipv4Addr::new((s[1] >> 8) as u8, s[1] as u8, (s[2] >> 8) as u8, s[2] as u8));
+        return v4_is_public(Ipv4Addr::new(
+            (s[1] >> 8) as u8,
+            s[1] as u8,
+            (s[2] >> 8) as u8,
+            s[2] as u8,
+        ));
     }
     true
 }
@@ -90,7 +101,11 @@ pub async fn check_url(text: &str, allow_private: bool) -> Result<Url, String> {
     if allow_private {
         return Ok(url);
     }
-    let host = url.host_str().unwrap_or_default().trim_start_matches('[').trim_end_matches(']');
+    let host = url
+        .host_str()
+        .unwrap_or_default()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
     let port = url.port_or_known_default().unwrap_or(443);
     let addrs: Vec<IpAddr> = match host.parse::<IpAddr>() {
         Ok(ip) => vec![ip],
@@ -116,12 +131,48 @@ mod tests {
     #[test]
     fn blocked_ranges() {
         for ip in [
-            "0.0.0.0", "0.1.2.3", "10.0.0.1", "127.0.0.1", "127.255.255.254", "100.64.0.1", "100.127.255.255",
-            "169.254.169.254", "172.16.0.1", "172.31.255.255", "192.168.1.1", "192.0.0.8", "192.0.2.1",
-            "198.18.0.1", "198.19.255.255", "198.51.100.7", "203.0.113.9", "224.0.0.1", "239.1.1.1", "240.0.0.1",
-            "255.255.255.255", "::", "::1", "::ffff:127.0.0.1", "::ffff:10.1.2.3", "::ffff:169.254.169.254",
-            "::127.0.0.1", "::10.0.0.1", "64:ff9b::8.8.8.8", "64:ff9b::a00:1", "64:ff9b:1::1", "fc00::1", "fd12:3456::1",
-            "fe80::1", "febf::1", "fec0::1", "ff02::1", "2001:db8::1", "2001::1", "2002:7f00:1::1", "2002:0a00:1::", "100::1",
+            "0.0.0.0",
+            "0.1.2.3",
+            "10.0.0.1",
+            "127.0.0.1",
+            "127.255.255.254",
+            "100.64.0.1",
+            "100.127.255.255",
+            "169.254.169.254",
+            "172.16.0.1",
+            "172.31.255.255",
+            "192.168.1.1",
+            "192.0.0.8",
+            "192.0.2.1",
+            "198.18.0.1",
+            "198.19.255.255",
+            "198.51.100.7",
+            "203.0.113.9",
+            "224.0.0.1",
+            "239.1.1.1",
+            "240.0.0.1",
+            "255.255.255.255",
+            "::",
+            "::1",
+            "::ffff:127.0.0.1",
+            "::ffff:10.1.2.3",
+            "::ffff:169.254.169.254",
+            "::127.0.0.1",
+            "::10.0.0.1",
+            "64:ff9b::8.8.8.8",
+            "64:ff9b::a00:1",
+            "64:ff9b:1::1",
+            "fc00::1",
+            "fd12:3456::1",
+            "fe80::1",
+            "febf::1",
+            "fec0::1",
+            "ff02::1",
+            "2001:db8::1",
+            "2001::1",
+            "2002:7f00:1::1",
+            "2002:0a00:1::",
+            "100::1",
         ] {
             assert!(!is_public(ip.parse().expect(ip)), "{ip} must be blocked");
         }
@@ -129,9 +180,19 @@ mod tests {
 
     #[test]
     fn public_addresses() {
-        for ip in ["8.8.8.8", "1.1.1.1", "93.184.216.34", "100.63.255.255", "100.128.0.1", "172.32.0.1", "198.20.0.1",
-            "2606:4700:4700::1111", "2a00:1450::1", "::ffff:8.8.8.8", "2002:0808:0808::1"]
-        {
+        for ip in [
+            "8.8.8.8",
+            "1.1.1.1",
+            "93.184.216.34",
+            "100.63.255.255",
+            "100.128.0.1",
+            "172.32.0.1",
+            "198.20.0.1",
+            "2606:4700:4700::1111",
+            "2a00:1450::1",
+            "::ffff:8.8.8.8",
+            "2002:0808:0808::1",
+        ] {
             assert!(is_public(ip.parse().expect(ip)), "{ip} must be allowed");
         }
     }
@@ -139,13 +200,28 @@ mod tests {
     #[tokio::test]
     async fn urls() {
         assert!(check_url("https://93.184.216.34/hook", false).await.is_ok());
-        assert!(check_url("http://[2606:4700:4700::1111]:8080/x", false).await.is_ok());
-        for bad in ["ftp://93.184.216.34/", "https://u:p@93.184.216.34/", "not a url", "https://127.0.0.1/",
-            "http://[::1]/", "http://[::ffff:7f00:1]/", "http://localhost:9/", "http://169.254.169.254/latest"]
-        {
+        assert!(check_url("http://[2606:4700:4700::1111]:8080/x", false)
+            .await
+            .is_ok());
+        for bad in [
+            "ftp://93.184.216.34/",
+            "https://u:p@93.184.216.34/",
+            "not a url",
+            "https://127.0.0.1/",
+            "http://[::1]/",
+            "http://[::ffff:7f00:1]/",
+            "http://localhost:9/",
+            "http://169.254.169.254/latest",
+        ] {
             assert!(check_url(bad, false).await.is_err(), "{bad}");
         }
-        assert!(check_url("http://127.0.0.1:9/", true).await.is_ok(), "operator setting allows private targets");
-        assert!(check_url("ftp://127.0.0.1/", true).await.is_err(), "scheme still checked");
+        assert!(
+            check_url("http://127.0.0.1:9/", true).await.is_ok(),
+            "operator setting allows private targets"
+        );
+        assert!(
+            check_url("ftp://127.0.0.1/", true).await.is_err(),
+            "scheme still checked"
+        );
     }
 }

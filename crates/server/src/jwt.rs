@@ -36,7 +36,11 @@ impl Jwt {
         }
     }
 
-    pub fn issue(&self, user: UserId, now: Timestamp) -> Result<(String, Claims), jsonwebtoken::errors::Error> {
+    pub fn issue(
+        &self,
+        user: UserId,
+        now: Timestamp,
+    ) -> Result<(String, Claims), jsonwebtoken::errors::Error> {
         let claims = Claims {
             sub: user,
             jti: TokenId::new(),
@@ -62,20 +66,35 @@ mod tests {
 
     #[test]
     fn issue_verify_and_refusals() {
-        let jwt = Jwt::new(b"0123456789abcdef0123456789abcdef", std::time::Duration::from_secs(3600));
+        let jwt = Jwt::new(
+            b"0123456789abcdef0123456789abcdef",
+            std::time::Duration::from_secs(3600),
+        );
         let user = UserId::new();
         let (token, claims) = jwt.issue(user, now()).expect("issue");
         let back = jwt.verify(&token).expect("verifies");
         assert_eq!(back.sub, user);
         assert_eq!(back.jti, claims.jti);
         assert_eq!(back.exp - back.iat, 3600);
-        let other = Jwt::new(b"another-secret-another-secret-xx", std::time::Duration::from_secs(3600));
+        let other = Jwt::new(
+            b"another-secret-another-secret-xx",
+            std::time::Duration::from_secs(3600),
+        );
         assert!(other.verify(&token).is_none(), "wrong secret");
-        let (old, _) = jwt.issue(user, now() - chrono::Duration::hours(2)).expect("issue");
+        let (old, _) = jwt
+            .issue(user, now() - chrono::Duration::hours(2))
+            .expect("issue");
         assert!(jwt.verify(&old).is_none(), "expired");
         // alg=none with the same claims
         let parts: Vec<&str> = token.split('.').collect();
-        let none_header = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, br#"{"alg":"none","typ":"JWT"}"#);
-        assert!(jwt.verify(&format!("{none_header}.{}.", parts[1])).is_none(), "alg none refused");
+        let none_header = base64::Engine::encode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            br#"{"alg":"none","typ":"JWT"}"#,
+        );
+        assert!(
+            jwt.verify(&format!("{none_header}.{}.", parts[1]))
+                .is_none(),
+            "alg none refused"
+        );
     }
 }

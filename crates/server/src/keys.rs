@@ -10,7 +10,9 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 
-use reconbanker_store::{now, AccountId, ApiKeyId, ApiKeyRow, Store, StoreResult, Timestamp, UserId};
+use reconbanker_store::{
+    now, AccountId, ApiKeyId, ApiKeyRow, Store, StoreResult, Timestamp, UserId,
+};
 
 use crate::apikey;
 
@@ -63,7 +65,11 @@ pub struct CachedKey {
 
 impl CachedKey {
     fn from_row(row: &ApiKeyRow) -> Self {
-        let scopes = row.scopes.iter().filter_map(|s| Scope::parse(s)).fold(0, |acc, s| acc | s.bit());
+        let scopes = row
+            .scopes
+            .iter()
+            .filter_map(|s| Scope::parse(s))
+            .fold(0, |acc, s| acc | s.bit());
         let last = row.last_used_at.map(|t| t.timestamp_millis()).unwrap_or(0);
         Self {
             id: row.id,
@@ -105,16 +111,25 @@ pub struct KeyDirectory {
 
 impl KeyDirectory {
     pub fn new(store: Arc<dyn Store>) -> Self {
-        Self { store, by_prefix: RwLock::new(HashMap::new()) }
+        Self {
+            store,
+            by_prefix: RwLock::new(HashMap::new()),
+        }
     }
 
     fn cached(&self, prefix: &str) -> Option<Arc<CachedKey>> {
-        self.by_prefix.read().unwrap_or_else(|p| p.into_inner()).get(prefix).cloned()
+        self.by_prefix
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(prefix)
+            .cloned()
     }
 
     /// Authenticates a presented key (already trimmed).
     pub async fn authenticate(&self, text: &str) -> StoreResult<Result<Arc<CachedKey>, AuthError>> {
-        let Some(parsed) = apikey::parse(text) else { return Ok(Err(AuthError::Invalid)) };
+        let Some(parsed) = apikey::parse(text) else {
+            return Ok(Err(AuthError::Invalid));
+        };
         let key = match self.cached(parsed.prefix) {
             Some(k) => k,
             None => {
@@ -144,7 +159,10 @@ impl KeyDirectory {
 
     /// Forgets a key (after revocation) so the next request re-reads it.
     pub fn forget(&self, prefix: &str) {
-        self.by_prefix.write().unwrap_or_else(|p| p.into_inner()).remove(prefix);
+        self.by_prefix
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(prefix);
     }
 
     /// Drops keys restricted to an account that no longer exists from the cache (their rows
@@ -153,12 +171,19 @@ impl KeyDirectory {
         self.by_prefix
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .retain(|_, k| !k.account_ids.as_ref().is_some_and(|ids| ids.contains(&account)));
+            .retain(|_, k| {
+                !k.account_ids
+                    .as_ref()
+                    .is_some_and(|ids| ids.contains(&account))
+            });
     }
 
     /// The freshest `last_used_at` known for a key (memory may be ahead of the database).
     pub fn last_used(&self, row: &ApiKeyRow) -> Option<Timestamp> {
-        let mem = self.cached(&row.prefix).map(|k| k.last_used_ms.load(Ordering::Relaxed)).unwrap_or(0);
+        let mem = self
+            .cached(&row.prefix)
+            .map(|k| k.last_used_ms.load(Ordering::Relaxed))
+            .unwrap_or(0);
         let db = row.last_used_at.map(|t| t.timestamp_millis()).unwrap_or(0);
         let best = mem.max(db);
         (best > 0).then(|| chrono::DateTime::from_timestamp_millis(best).unwrap_or_default())
@@ -181,7 +206,12 @@ impl KeyDirectory {
         }
         let batch: Vec<(ApiKeyId, Timestamp)> = due
             .iter()
-            .map(|(k, ms)| (k.id, chrono::DateTime::from_timestamp_millis(*ms).unwrap_or_default()))
+            .map(|(k, ms)| {
+                (
+                    k.id,
+                    chrono::DateTime::from_timestamp_millis(*ms).unwrap_or_default(),
+                )
+            })
             .collect();
         self.store.record_api_key_use(&batch).await?;
         for (k, ms) in &due {
@@ -200,22 +230,36 @@ pub struct AccountDirectory {
 
 impl AccountDirectory {
     pub fn new(store: Arc<dyn Store>) -> Self {
-        Self { store, owners: RwLock::new(HashMap::new()) }
+        Self {
+            store,
+            owners: RwLock::new(HashMap::new()),
+        }
     }
 
     /// Whether `account` exists and belongs to `user`.
     pub async fn is_owned_by(&self, user: UserId, account: AccountId) -> StoreResult<bool> {
-        if let Some(owner) = self.owners.read().unwrap_or_else(|p| p.into_inner()).get(&account) {
+        if let Some(owner) = self
+            .owners
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&account)
+        {
             return Ok(*owner == user);
         }
         let found = self.store.account_for_user(user, account).await?.is_some();
         if found {
-            self.owners.write().unwrap_or_else(|p| p.into_inner()).insert(account, user);
+            self.owners
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(account, user);
         }
         Ok(found)
     }
 
     pub fn forget(&self, account: AccountId) {
-        self.owners.write().unwrap_or_else(|p| p.into_inner()).remove(&account);
+        self.owners
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&account);
     }
 }

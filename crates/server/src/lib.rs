@@ -115,9 +115,13 @@ impl App {
                 created_at: now(),
             })
             .await?;
-        let passwords = Passwords::new(2 * std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2))
-            .await
-            .map_err(|e| StartError::Other(e.to_string()))?;
+        let passwords = Passwords::new(
+            2 * std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
+        )
+        .await
+        .map_err(|e| StartError::Other(e.to_string()))?;
         let limiter: Arc<dyn RateLimiter> = Arc::new(MemoryRateLimiter::default());
         let broker: Arc<dyn AssistanceBroker> = Arc::new(LocalBroker::default());
         let assistance = Arc::new(Assistance::new(
@@ -130,7 +134,10 @@ impl App {
         ));
         let orphans = assistance.close_orphans_at_boot().await?;
         if !orphans.is_empty() {
-            tracing::info!(count = orphans.len(), "cancelled assistance requests left pending by a previous process");
+            tracing::info!(
+                count = orphans.len(),
+                "cancelled assistance requests left pending by a previous process"
+            );
         }
         let inner = AppInner {
             jwt: Jwt::new(&secrets.jwt_secret, config.jwt_ttl),
@@ -145,18 +152,28 @@ impl App {
             store,
             config,
         };
-        Ok(Self { state: AppState(Arc::new(inner)), cancel: CancellationToken::new() })
+        Ok(Self {
+            state: AppState(Arc::new(inner)),
+            cancel: CancellationToken::new(),
+        })
     }
 
     /// Serves until `shutdown` resolves, then stops background work, writes back what is
     /// buffered (API-key usage) and closes the database.
-    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), StartError> {
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), StartError> {
         let state = self.state.clone();
         let background = tokio::spawn(background_loop(state.clone(), self.cancel.clone()));
         let router = http::router(state.clone());
-        let served = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let served = axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await;
         self.cancel.cancel();
         let _ = background.await;
         if let Err(e) = state.keys.flush_usage().await {

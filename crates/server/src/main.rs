@@ -82,19 +82,28 @@ async fn main_inner(cli: Cli) -> Result<(), String> {
                 data_dir = %config.data_dir.display(),
                 "reconbanker listening on http://{addr}"
             );
-            reconbanker::run(config, listener, shutdown_signal()).await.map_err(|e| e.to_string())
+            reconbanker::run(config, listener, shutdown_signal())
+                .await
+                .map_err(|e| e.to_string())
         }
         Command::Migrate => {
             let config = Config::from_env().map_err(|e| e.to_string())?;
-            let store = reconbanker::open_store(&config).await.map_err(|e| e.to_string())?;
+            let store = reconbanker::open_store(&config)
+                .await
+                .map_err(|e| e.to_string())?;
             store.close().await;
             println!("migrations applied ({})", store.backend());
             Ok(())
         }
-        Command::Admin { command: AdminCommand::Grant { email } } => {
+        Command::Admin {
+            command: AdminCommand::Grant { email },
+        } => {
             let config = Config::from_env().map_err(|e| e.to_string())?;
-            let store = reconbanker::open_store(&config).await.map_err(|e| e.to_string())?;
-            let email = reconbanker::http::users::normalize_email(&email).ok_or("not a valid email address")?;
+            let store = reconbanker::open_store(&config)
+                .await
+                .map_err(|e| e.to_string())?;
+            let email = reconbanker::http::users::normalize_email(&email)
+                .ok_or("not a valid email address")?;
             let found = store.grant_admin(&email).await.map_err(|e| e.to_string())?;
             store.close().await;
             if found {
@@ -110,7 +119,9 @@ async fn main_inner(cli: Cli) -> Result<(), String> {
 #[tokio::main]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
         .init();
     let cli = Cli::parse();
     match main_inner(cli).await {

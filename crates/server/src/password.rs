@@ -4,7 +4,9 @@
 
 use std::sync::Arc;
 
-use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{
+    rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
+};
 use argon2::Argon2;
 use tokio::sync::Semaphore;
 
@@ -28,7 +30,11 @@ fn hash_now(password: &str) -> Result<String, HashError> {
 
 fn verify_now(password: &str, hash: &str) -> bool {
     PasswordHash::new(hash)
-        .map(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+        .map(|parsed| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok()
+        })
         .unwrap_or(false)
 }
 
@@ -37,11 +43,18 @@ impl Passwords {
         let dummy = tokio::task::spawn_blocking(|| hash_now("reconbanker-dummy-password"))
             .await
             .map_err(|e| HashError(e.to_string()))??;
-        Ok(Self { permits: Arc::new(Semaphore::new(max_parallel.max(1))), dummy_hash: dummy.into() })
+        Ok(Self {
+            permits: Arc::new(Semaphore::new(max_parallel.max(1))),
+            dummy_hash: dummy.into(),
+        })
     }
 
     pub async fn hash(&self, password: String) -> Result<String, HashError> {
-        let _permit = self.permits.acquire().await.map_err(|e| HashError(e.to_string()))?;
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|e| HashError(e.to_string()))?;
         tokio::task::spawn_blocking(move || hash_now(&password))
             .await
             .map_err(|e| HashError(e.to_string()))?
@@ -49,7 +62,11 @@ impl Passwords {
 
     /// Verifies against `hash`, or against the dummy hash when there is no user (same cost).
     pub async fn verify(&self, password: String, hash: Option<String>) -> Result<bool, HashError> {
-        let _permit = self.permits.acquire().await.map_err(|e| HashError(e.to_string()))?;
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|e| HashError(e.to_string()))?;
         let real = hash.is_some();
         let hash = hash.unwrap_or_else(|| self.dummy_hash.to_string());
         let ok = tokio::task::spawn_blocking(move || verify_now(&password, &hash))
@@ -68,8 +85,16 @@ mod tests {
         let p = Passwords::new(2).await.expect("init");
         let h = p.hash("correct horse battery".into()).await.expect("hash");
         assert!(h.starts_with("$argon2id$"));
-        assert!(p.verify("correct horse battery".into(), Some(h.clone())).await.expect("v"));
+        assert!(p
+            .verify("correct horse battery".into(), Some(h.clone()))
+            .await
+            .expect("v"));
         assert!(!p.verify("wrong".into(), Some(h)).await.expect("v"));
-        assert!(!p.verify("reconbanker-dummy-password".into(), None).await.expect("v"), "no user never verifies");
+        assert!(
+            !p.verify("reconbanker-dummy-password".into(), None)
+                .await
+                .expect("v"),
+            "no user never verifies"
+        );
     }
 }

@@ -94,8 +94,13 @@ impl MemoryRateLimiter {
         if !matches!(state, State::Window(_)) {
             *state = State::Window(VecDeque::new());
         }
-        let State::Window(log) = state else { unreachable!("just set") };
-        while log.front().is_some_and(|t| now.duration_since(*t) >= window) {
+        let State::Window(log) = state else {
+            unreachable!("just set")
+        };
+        while log
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= window)
+        {
             log.pop_front();
         }
         let used = log.len() as u32;
@@ -104,12 +109,19 @@ impl MemoryRateLimiter {
             log.push_back(now);
         }
         let used_after = log.len() as u32;
-        let reset = log.front().map(|t| window.saturating_sub(now.duration_since(*t))).unwrap_or_default();
+        let reset = log
+            .front()
+            .map(|t| window.saturating_sub(now.duration_since(*t)))
+            .unwrap_or_default();
         Decision {
             allowed,
             limit,
             remaining: limit.saturating_sub(used_after),
-            reset_secs: if allowed { ceil_secs(reset) } else { ceil_secs(reset).max(1) },
+            reset_secs: if allowed {
+                ceil_secs(reset)
+            } else {
+                ceil_secs(reset).max(1)
+            },
             window_secs: window.as_secs(),
         }
     }
@@ -141,12 +153,17 @@ impl RateLimiter for MemoryRateLimiter {
             *state = State::Tat(next);
         }
         let ahead = if allowed { next } else { tat }.duration_since(now);
-        let remaining = (tolerance.saturating_sub(ahead).as_nanos() / interval.as_nanos().max(1)) as u32;
+        let remaining =
+            (tolerance.saturating_sub(ahead).as_nanos() / interval.as_nanos().max(1)) as u32;
         Decision {
             allowed,
             limit: burst,
             remaining,
-            reset_secs: if allowed { ceil_secs(ahead) } else { ceil_secs(next.duration_since(now) - tolerance).max(1) },
+            reset_secs: if allowed {
+                ceil_secs(ahead)
+            } else {
+                ceil_secs(next.duration_since(now) - tolerance).max(1)
+            },
             window_secs: ceil_secs(tolerance),
         }
     }
@@ -156,7 +173,9 @@ impl RateLimiter for MemoryRateLimiter {
         let mut map = self.state.lock().unwrap_or_else(|p| p.into_inner());
         // A window older than a day, or a bucket whose arrival time has passed, limits nothing.
         map.retain(|_, s| match s {
-            State::Window(log) => log.back().is_some_and(|t| now.duration_since(*t) < Duration::from_secs(86_400)),
+            State::Window(log) => log
+                .back()
+                .is_some_and(|t| now.duration_since(*t) < Duration::from_secs(86_400)),
             State::Tat(t) => *t > now,
         });
     }
@@ -179,17 +198,28 @@ mod tests {
             let d = rl.hit_window(b, 5, w);
             assert!(d.allowed, "hit {i}");
             assert_eq!(d.remaining, 4 - i);
+            tokio::time::advance(Duration::from_secs(1)).await;
         }
+        // t = 5 s: the window (hits at 0..=4 s) is full.
         let refused = rl.hit_window(b, 5, w);
         assert!(!refused.allowed);
-        assert_eq!(refused.reset_secs, 600);
-        tokio::time::advance(Duration::from_secs(599)).await;
-        assert!(!rl.hit_window(b, 5, w).allowed, "refusals are not counted, window not yet over");
+        assert_eq!(refused.reset_secs, 595);
+        tokio::time::advance(Duration::from_secs(594)).await;
+        assert!(
+            !rl.hit_window(b, 5, w).allowed,
+            "refusals are not counted, window not yet over"
+        );
         assert_eq!(rl.peek_window(b, 5, w).reset_secs, 1);
         tokio::time::advance(Duration::from_secs(1)).await;
-        assert!(rl.hit_window(b, 5, w).allowed, "the oldest hit left the window");
-        assert!(!rl.hit_window(b, 5, w).allowed);
-        assert!(rl.hit_window(acct(), 5, w).allowed, "buckets are independent");
+        assert!(
+            rl.hit_window(b, 5, w).allowed,
+            "the oldest hit left the window"
+        );
+        assert!(!rl.hit_window(b, 5, w).allowed, "only one left");
+        assert!(
+            rl.hit_window(acct(), 5, w).allowed,
+            "buckets are independent"
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -199,7 +229,10 @@ mod tests {
         let allowed = (0..50).filter(|_| rl.hit_rate(b, 10, 20).allowed).count();
         assert_eq!(allowed, 20, "burst");
         tokio::time::advance(Duration::from_millis(100)).await;
-        assert!(rl.hit_rate(b, 10, 20).allowed, "one more after one interval");
+        assert!(
+            rl.hit_rate(b, 10, 20).allowed,
+            "one more after one interval"
+        );
         assert!(!rl.hit_rate(b, 10, 20).allowed);
     }
 

@@ -13,12 +13,23 @@ pub struct LiveSessions {
 
 impl LiveSessions {
     pub fn enter(&self, account: AccountId) -> LiveGuard {
-        *self.live.lock().unwrap_or_else(|p| p.into_inner()).entry(account).or_default() += 1;
-        LiveGuard { account, sessions: self.clone() }
+        *self
+            .live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(account)
+            .or_default() += 1;
+        LiveGuard {
+            account,
+            sessions: self.clone(),
+        }
     }
 
     pub fn is_running(&self, account: AccountId) -> bool {
-        self.live.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&account)
+        self.live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(&account)
     }
 }
 

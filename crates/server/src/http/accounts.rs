@@ -57,11 +57,21 @@ async fn account_out(app: &AppState, a: AccountRow) -> Result<AccountOut, Proble
 pub async fn owned(app: &AppState, user: UserId, id: &str) -> Result<AccountRow, ApiError> {
     let not_found = || ApiError(Problem::not_found("Account not found"));
     let id = id.parse::<AccountId>().map_err(|_| not_found())?;
-    app.store.account_for_user(user, id).await?.ok_or_else(not_found)
+    app.store
+        .account_for_user(user, id)
+        .await?
+        .ok_or_else(not_found)
 }
 
-pub async fn list(State(app): State<AppState>, who: DashboardUser, page: Page) -> Result<Json<Vec<AccountOut>>, ApiError> {
-    let rows = app.store.list_accounts(who.user.id, page.limit, page.offset).await?;
+pub async fn list(
+    State(app): State<AppState>,
+    who: DashboardUser,
+    page: Page,
+) -> Result<Json<Vec<AccountOut>>, ApiError> {
+    let rows = app
+        .store
+        .list_accounts(who.user.id, page.limit, page.offset)
+        .await?;
     let mut out = Vec::with_capacity(rows.len());
     for a in rows {
         out.push(account_out(&app, a).await?);
@@ -81,7 +91,10 @@ pub async fn create(
     who: DashboardUser,
     DJson(body): DJson<CreateIn>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let bank_id = body.bank_id.map(|b| b.trim().to_owned()).unwrap_or_default();
+    let bank_id = body
+        .bank_id
+        .map(|b| b.trim().to_owned())
+        .unwrap_or_default();
     let name = body.name.map(|n| n.trim().to_owned()).unwrap_or_default();
     if bank_id.is_empty() || name.is_empty() {
         return Err(Problem::validation("bankId and name are required").into());
@@ -95,15 +108,35 @@ pub async fn create(
     let at = now();
     let account = app
         .store
-        .create_account(&NewAccount { id: AccountId::new(), user_id: who.user.id, bank_id, name, created_at: at })
+        .create_account(&NewAccount {
+            id: AccountId::new(),
+            user_id: who.user.id,
+            bank_id,
+            name,
+            created_at: at,
+        })
         .await?;
     // Every account starts with a stored default config and its own signing secret.
-    let secrets = SecretFields { notification_signing_secret: Some(config_doc::new_signing_secret()), ..Default::default() };
-    save_config(&app, who.user.id, account.id, &Settings::default(), &secrets).await?;
+    let secrets = SecretFields {
+        notification_signing_secret: Some(config_doc::new_signing_secret()),
+        ..Default::default()
+    };
+    save_config(
+        &app,
+        who.user.id,
+        account.id,
+        &Settings::default(),
+        &secrets,
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(account_out(&app, account).await?)))
 }
 
-pub async fn get(State(app): State<AppState>, who: DashboardUser, Path(id): Path<String>) -> Result<Json<AccountOut>, ApiError> {
+pub async fn get(
+    State(app): State<AppState>,
+    who: DashboardUser,
+    Path(id): Path<String>,
+) -> Result<Json<AccountOut>, ApiError> {
     let a = owned(&app, who.user.id, &id).await?;
     Ok(Json(account_out(&app, a).await?))
 }
@@ -123,13 +156,23 @@ pub async fn delete(
     let bytes = body_bytes(body)?;
     let confirm: DeleteIn = parse_json(&bytes)?;
     match confirm.confirmation_name {
-        None => return Err(Problem::field("confirmation_name", "is required: send the account's current name").into()),
+        None => {
+            return Err(Problem::field(
+                "confirmation_name",
+                "is required: send the account's current name",
+            )
+            .into())
+        }
         Some(n) if n.trim() != account.name => {
-            return Err(Problem::field("confirmation_name", "does not match the account's name").into())
+            return Err(
+                Problem::field("confirmation_name", "does not match the account's name").into(),
+            )
         }
         Some(_) => {}
     }
-    app.assistance.cancel_for_account(account.id, "account_deleted").await?;
+    app.assistance
+        .cancel_for_account(account.id, "account_deleted")
+        .await?;
     app.store.delete_account(who.user.id, account.id).await?;
     app.accounts.forget(account.id);
     app.assistance.forget(account.id);
@@ -141,7 +184,11 @@ fn aad(account: AccountId) -> Vec<u8> {
     format!("account-config:{account}").into_bytes()
 }
 
-async fn load_config(app: &AppState, user: UserId, account: AccountId) -> Result<(Settings, SecretFields), Problem> {
+async fn load_config(
+    app: &AppState,
+    user: UserId,
+    account: AccountId,
+) -> Result<(Settings, SecretFields), Problem> {
     let Some(row) = app.store.account_config(user, account).await? else {
         return Ok((Settings::default(), SecretFields::default()));
     };
@@ -149,7 +196,10 @@ async fn load_config(app: &AppState, user: UserId, account: AccountId) -> Result
     let secrets = match &row.secrets {
         None => SecretFields::default(),
         Some(sealed) => {
-            let plain = app.sealer.open(sealed, &aad(account)).map_err(Problem::internal)?;
+            let plain = app
+                .sealer
+                .open(sealed, &aad(account))
+                .map_err(Problem::internal)?;
             serde_json::from_slice(&plain).map_err(Problem::internal)?
         }
     };
@@ -176,7 +226,11 @@ async fn save_config(
     Ok(())
 }
 
-pub async fn get_config(State(app): State<AppState>, who: DashboardUser, Path(id): Path<String>) -> Result<Json<ConfigOut>, ApiError> {
+pub async fn get_config(
+    State(app): State<AppState>,
+    who: DashboardUser,
+    Path(id): Path<String>,
+) -> Result<Json<ConfigOut>, ApiError> {
     let account = owned(&app, who.user.id, &id).await?;
     let (settings, secrets) = load_config(&app, who.user.id, account.id).await?;
     Ok(Json(ConfigOut::new(settings, &secrets)))
@@ -191,7 +245,9 @@ pub async fn put_config(
     let account = owned(&app, who.user.id, &id).await?;
     let patch: ConfigPatch = parse_json(&body_bytes(body)?)?;
     for (field, url) in patch.urls() {
-        guard::check_url(url, app.config.allow_private_targets).await.map_err(|m| Problem::field(field, &m))?;
+        guard::check_url(url, app.config.allow_private_targets)
+            .await
+            .map_err(|m| Problem::field(field, &m))?;
     }
     let (mut settings, mut secrets) = load_config(&app, who.user.id, account.id).await?;
     config_doc::apply(&mut settings, &mut secrets, patch)?;
@@ -242,7 +298,10 @@ pub async fn post_otp(
         .map_err(submit_error)?;
     let mut res = (
         StatusCode::ACCEPTED,
-        Json(OtpAccepted { submitted: true, request_id: done.request_id.to_string() }),
+        Json(OtpAccepted {
+            submitted: true,
+            request_id: done.request_id.to_string(),
+        }),
     )
         .into_response();
     res.headers_mut().extend(rate_limit_headers(&done.rate));

@@ -55,10 +55,20 @@ pub struct KeyList {
     available_scopes: [&'static str; 2],
 }
 
-pub async fn list(State(app): State<AppState>, who: DashboardUser, page: Page) -> Result<Json<KeyList>, ApiError> {
-    let rows = app.store.list_api_keys(who.user.id, page.limit, page.offset).await?;
+pub async fn list(
+    State(app): State<AppState>,
+    who: DashboardUser,
+    page: Page,
+) -> Result<Json<KeyList>, ApiError> {
+    let rows = app
+        .store
+        .list_api_keys(who.user.id, page.limit, page.offset)
+        .await?;
     let keys = rows.into_iter().map(|r| key_out(&app, r, None)).collect();
-    Ok(Json(KeyList { keys, available_scopes: ALL_SCOPES }))
+    Ok(Json(KeyList {
+        keys,
+        available_scopes: ALL_SCOPES,
+    }))
 }
 
 #[derive(Deserialize)]
@@ -84,8 +94,12 @@ pub async fn create(
     }
     let mut scopes: Vec<String> = Vec::new();
     for s in body.scopes.unwrap_or_default() {
-        let scope = Scope::parse(&s)
-            .ok_or_else(|| Problem::field("scopes", &format!("contains unknown scope {s:?} (known: otp:write, status:read)")))?;
+        let scope = Scope::parse(&s).ok_or_else(|| {
+            Problem::field(
+                "scopes",
+                &format!("contains unknown scope {s:?} (known: otp:write, status:read)"),
+            )
+        })?;
         if !scopes.iter().any(|x| x == scope.as_str()) {
             scopes.push(scope.as_str().to_owned());
         }
@@ -97,23 +111,34 @@ pub async fn create(
         None => None,
         Some(list) => {
             if list.is_empty() {
-                return Err(Problem::field("account_ids", "must not be empty (use null for every account)").into());
+                return Err(Problem::field(
+                    "account_ids",
+                    "must not be empty (use null for every account)",
+                )
+                .into());
             }
             if list.len() > MAX_KEY_ACCOUNTS {
                 return Err(Problem::field("account_ids", "may name at most 500 accounts").into());
             }
             let mut ids: Vec<AccountId> = Vec::with_capacity(list.len());
             for raw in &list {
-                let id = raw
-                    .parse::<AccountId>()
-                    .map_err(|_| Problem::field("account_ids", &format!("contains {raw:?}, which is not one of your accounts")))?;
+                let id = raw.parse::<AccountId>().map_err(|_| {
+                    Problem::field(
+                        "account_ids",
+                        &format!("contains {raw:?}, which is not one of your accounts"),
+                    )
+                })?;
                 if !ids.contains(&id) {
                     ids.push(id);
                 }
             }
             let owned = app.store.owned_account_ids(who.user.id, &ids).await?;
             if let Some(foreign) = ids.iter().find(|id| !owned.contains(id)) {
-                return Err(Problem::field("account_ids", &format!("contains {foreign}, which is not one of your accounts")).into());
+                return Err(Problem::field(
+                    "account_ids",
+                    &format!("contains {foreign}, which is not one of your accounts"),
+                )
+                .into());
             }
             Some(ids)
         }
@@ -148,7 +173,12 @@ pub async fn create(
             revoked_at: None,
         };
         match app.store.create_api_key(&row).await {
-            Ok(()) => return Ok((StatusCode::CREATED, Json(key_out(&app, row, Some(new_key.full))))),
+            Ok(()) => {
+                return Ok((
+                    StatusCode::CREATED,
+                    Json(key_out(&app, row, Some(new_key.full))),
+                ))
+            }
             Err(StoreError::Conflict(_)) => continue,
             Err(e) => return Err(e.into()),
         }
@@ -163,7 +193,11 @@ pub async fn revoke(
 ) -> Result<StatusCode, ApiError> {
     let not_found = || ApiError(Problem::not_found("API key not found"));
     let id = id.parse::<ApiKeyId>().map_err(|_| not_found())?;
-    let row = app.store.revoke_api_key(who.user.id, id, now()).await?.ok_or_else(not_found)?;
+    let row = app
+        .store
+        .revoke_api_key(who.user.id, id, now())
+        .await?
+        .ok_or_else(not_found)?;
     app.keys.forget(&row.prefix);
     Ok(StatusCode::NO_CONTENT)
 }

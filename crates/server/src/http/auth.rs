@@ -24,7 +24,9 @@ const X_API_KEY: &str = "x-api-key";
 /// The `Authorization` header split into scheme and credentials (scheme case-insensitive).
 fn authorization(headers: &HeaderMap) -> Option<Result<(String, String), ()>> {
     let value = headers.get(AUTHORIZATION)?;
-    let Ok(text) = value.to_str() else { return Some(Err(())) };
+    let Ok(text) = value.to_str() else {
+        return Some(Err(()));
+    };
     let text = text.trim();
     let (scheme, rest) = text.split_once(char::is_whitespace).unwrap_or((text, ""));
     Some(Ok((scheme.to_ascii_lowercase(), rest.trim().to_owned())))
@@ -39,16 +41,27 @@ pub struct DashboardUser {
 impl FromRequestParts<AppState> for DashboardUser {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Self::Rejection> {
-        let api_key_msg = "API keys are not accepted here; this route needs a dashboard Bearer token";
+    async fn from_request_parts(
+        parts: &mut Parts,
+        app: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let api_key_msg =
+            "API keys are not accepted here; this route needs a dashboard Bearer token";
         let token = match authorization(&parts.headers) {
             Some(Ok((scheme, token))) if scheme == "bearer" && !token.is_empty() => token,
-            Some(Ok((scheme, _))) if scheme == "api-key" => return Err(Problem::unauthorized(api_key_msg).into()),
-            None if parts.headers.contains_key(X_API_KEY) => return Err(Problem::unauthorized(api_key_msg).into()),
+            Some(Ok((scheme, _))) if scheme == "api-key" => {
+                return Err(Problem::unauthorized(api_key_msg).into())
+            }
+            None if parts.headers.contains_key(X_API_KEY) => {
+                return Err(Problem::unauthorized(api_key_msg).into())
+            }
             None => return Err(Problem::unauthorized("Missing Bearer token").into()),
             _ => return Err(Problem::unauthorized("Invalid or expired token").into()),
         };
-        let claims = app.jwt.verify(&token).ok_or_else(|| Problem::unauthorized("Invalid or expired token"))?;
+        let claims = app
+            .jwt
+            .verify(&token)
+            .ok_or_else(|| Problem::unauthorized("Invalid or expired token"))?;
         let user = app
             .store
             .session_user(claims.sub, claims.jti)
@@ -91,7 +104,11 @@ fn presented_key(headers: &HeaderMap) -> Result<String, Problem> {
 }
 
 fn invalid_key() -> Problem {
-    Problem::new(axum::http::StatusCode::UNAUTHORIZED, "INVALID_API_KEY", "The API key is unknown, malformed, revoked or expired")
+    Problem::new(
+        axum::http::StatusCode::UNAUTHORIZED,
+        "INVALID_API_KEY",
+        "The API key is unknown, malformed, revoked or expired",
+    )
 }
 
 const AUTH_FAILURE_WINDOW: Duration = Duration::from_secs(60);
@@ -99,22 +116,36 @@ const AUTH_FAILURE_WINDOW: Duration = Duration::from_secs(60);
 impl FromRequestParts<AppState> for ApiKeyPrincipal {
     type Rejection = V1Error;
 
-    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        app: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let ip = client_ip(parts);
         let max_failures = app.config.auth_failures_per_min;
-        let blocked = app.limiter.peek_window(Bucket::AuthFailure(ip), max_failures, AUTH_FAILURE_WINDOW);
+        let blocked =
+            app.limiter
+                .peek_window(Bucket::AuthFailure(ip), max_failures, AUTH_FAILURE_WINDOW);
         if blocked.remaining == 0 {
-            return Err(Problem::rate_limited(&blocked, "Too many failed authentications from this address").into());
+            return Err(Problem::rate_limited(
+                &blocked,
+                "Too many failed authentications from this address",
+            )
+            .into());
         }
         let text = presented_key(&parts.headers)?;
         let key = match app.keys.authenticate(&text).await? {
             Ok(key) => key,
             Err(AuthError::Invalid) => {
-                app.limiter.hit_window(Bucket::AuthFailure(ip), max_failures, AUTH_FAILURE_WINDOW);
+                app.limiter
+                    .hit_window(Bucket::AuthFailure(ip), max_failures, AUTH_FAILURE_WINDOW);
                 return Err(invalid_key().into());
             }
         };
-        let rate = app.limiter.hit_rate(Bucket::Key(key.id), app.config.v1_rate_per_sec, app.config.v1_burst);
+        let rate = app.limiter.hit_rate(
+            Bucket::Key(key.id),
+            app.config.v1_rate_per_sec,
+            app.config.v1_burst,
+        );
         if !rate.allowed {
             return Err(Problem::rate_limited(&rate, "Too many requests with this API key").into());
         }
@@ -125,9 +156,18 @@ impl FromRequestParts<AppState> for ApiKeyPrincipal {
 impl ApiKeyPrincipal {
     /// SPEC §7 steps 2–4: the route's scope, the key's account restriction, then the account
     /// exists and is the key's user's (otherwise 404, indistinguishable from a missing one).
-    pub async fn authorize(&self, app: &AppState, scope: Scope, account: &str) -> Result<AccountId, V1Error> {
+    pub async fn authorize(
+        &self,
+        app: &AppState,
+        scope: Scope,
+        account: &str,
+    ) -> Result<AccountId, V1Error> {
         if !self.key.has_scope(scope) {
-            return Err(Problem::forbidden(format!("The API key lacks the {} scope", scope.as_str())).into());
+            return Err(Problem::forbidden(format!(
+                "The API key lacks the {} scope",
+                scope.as_str()
+            ))
+            .into());
         }
         let parsed = account.parse::<AccountId>().ok();
         if !self.key.allows_account(parsed) {

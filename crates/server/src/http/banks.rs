@@ -25,18 +25,44 @@ pub struct BankOut {
 
 impl From<BankRow> for BankOut {
     fn from(b: BankRow) -> Self {
-        Self { id: b.id, code: b.code, name: b.name, login_url: b.login_url, status: b.status }
+        Self {
+            id: b.id,
+            code: b.code,
+            name: b.name,
+            login_url: b.login_url,
+            status: b.status,
+        }
     }
 }
 
-pub async fn list(State(app): State<AppState>, _who: DashboardUser) -> Result<Json<Vec<BankOut>>, ApiError> {
-    Ok(Json(app.store.list_banks().await?.into_iter().map(Into::into).collect()))
+pub async fn list(
+    State(app): State<AppState>,
+    _who: DashboardUser,
+) -> Result<Json<Vec<BankOut>>, ApiError> {
+    Ok(Json(
+        app.store
+            .list_banks()
+            .await?
+            .into_iter()
+            .map(Into::into)
+            .collect(),
+    ))
 }
 
-pub async fn get(State(app): State<AppState>, _who: DashboardUser, Path(id): Path<String>) -> Result<Json<BankOut>, ApiError> {
+pub async fn get(
+    State(app): State<AppState>,
+    _who: DashboardUser,
+    Path(id): Path<String>,
+) -> Result<Json<BankOut>, ApiError> {
     let not_found = || ApiError(Problem::not_found("Bank not found"));
     let id = id.parse::<BankId>().map_err(|_| not_found())?;
-    Ok(Json(app.store.bank_by_id(id).await?.ok_or_else(not_found)?.into()))
+    Ok(Json(
+        app.store
+            .bank_by_id(id)
+            .await?
+            .ok_or_else(not_found)?
+            .into(),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -54,7 +80,9 @@ pub struct Created {
 
 fn valid_code(code: &str) -> bool {
     (2..=32).contains(&code.len())
-        && code.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+        && code
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }
 
 pub async fn create(
@@ -71,19 +99,34 @@ pub async fn create(
         return Err(Problem::validation("code and name are required").into());
     }
     if !valid_code(&code) {
-        return Err(Problem::field("code", "must be 2 to 32 characters of a-z, 0-9, _ or -").into());
+        return Err(
+            Problem::field("code", "must be 2 to 32 characters of a-z, 0-9, _ or -").into(),
+        );
     }
     if name.chars().count() > 100 {
         return Err(Problem::field("name", "must be at most 100 characters").into());
     }
     let login_url = match body.login_url {
-        Some(u) => Some(guard::parse_url(u.trim()).map_err(|m| Problem::field("loginUrl", &m))?.to_string()),
+        Some(u) => Some(
+            guard::parse_url(u.trim())
+                .map_err(|m| Problem::field("loginUrl", &m))?
+                .to_string(),
+        ),
         None => None,
     };
-    let bank = BankRow { id: BankId::new(), code, name, login_url, status: "active".into(), created_at: now() };
+    let bank = BankRow {
+        id: BankId::new(),
+        code,
+        name,
+        login_url,
+        status: "active".into(),
+        created_at: now(),
+    };
     match app.store.create_bank(&bank).await {
         Ok(()) => Ok((StatusCode::CREATED, Json(Created { id: bank.id }))),
-        Err(StoreError::Conflict(_)) => Err(Problem::conflict("BANK_EXISTS", "Bank code already exists").into()),
+        Err(StoreError::Conflict(_)) => {
+            Err(Problem::conflict("BANK_EXISTS", "Bank code already exists").into())
+        }
         Err(e) => Err(e.into()),
     }
 }

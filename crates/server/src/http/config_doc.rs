@@ -16,7 +16,15 @@ const MAX_USERNAME_CHARS: usize = 256;
 const MAX_RETRY_LIMIT: u32 = 10;
 const MAX_POLLING_BODY_BYTES: usize = 16 * 1024;
 /// Keys the reconciliation webhook sets itself.
-const RESERVED_EXTRA_FIELDS: [&str; 7] = ["external_id", "status", "amount", "currency", "name", "id", "received_at"];
+const RESERVED_EXTRA_FIELDS: [&str; 7] = [
+    "external_id",
+    "status",
+    "amount",
+    "currency",
+    "name",
+    "id",
+    "received_at",
+];
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SessionType {
@@ -129,11 +137,16 @@ impl std::fmt::Debug for SecretFields {
 pub fn new_signing_secret() -> String {
     let mut bytes = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
-    format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode(bytes))
+    format!(
+        "whsec_{}",
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    )
 }
 
 /// `Some(None)` for an explicit `null`, `Some(Some(v))` for a value, `None` when absent.
-fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
     Option::<T>::deserialize(d).map(Some)
 }
 
@@ -202,10 +215,16 @@ impl ConfigPatch {
 
 fn check_secret(field: &'static str, value: &str, max: usize) -> Result<(), Problem> {
     if value.is_empty() {
-        return Err(Problem::field(field, "must not be empty (use null to clear)"));
+        return Err(Problem::field(
+            field,
+            "must not be empty (use null to clear)",
+        ));
     }
     if value.chars().count() > max {
-        return Err(Problem::field(field, &format!("must be at most {max} characters")));
+        return Err(Problem::field(
+            field,
+            &format!("must be at most {max} characters"),
+        ));
     }
     Ok(())
 }
@@ -214,7 +233,10 @@ fn check_secret(field: &'static str, value: &str, max: usize) -> Result<(), Prob
 fn check_token(field: &'static str, value: &str) -> Result<(), Problem> {
     check_secret(field, value, MAX_SECRET_CHARS)?;
     if !value.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
-        return Err(Problem::field(field, "must be printable ASCII without spaces"));
+        return Err(Problem::field(
+            field,
+            "must be printable ASCII without spaces",
+        ));
     }
     Ok(())
 }
@@ -246,20 +268,42 @@ fn set<T>(slot: &mut T, patch: Option<Option<T>>, default: impl FnOnce() -> T) {
 }
 
 /// Merges a patch into the current document. URLs must already have passed the outbound check.
-pub fn apply(settings: &mut Settings, secrets: &mut SecretFields, patch: ConfigPatch) -> Result<(), Problem> {
-    set(&mut settings.session_type, patch.session_type, SessionType::default);
-    set(&mut settings.login_mode, patch.login_mode, LoginMode::default);
+pub fn apply(
+    settings: &mut Settings,
+    secrets: &mut SecretFields,
+    patch: ConfigPatch,
+) -> Result<(), Problem> {
+    set(
+        &mut settings.session_type,
+        patch.session_type,
+        SessionType::default,
+    );
+    set(
+        &mut settings.login_mode,
+        patch.login_mode,
+        LoginMode::default,
+    );
     apply_secret(&mut secrets.bank_username, patch.bank_username, |v| {
         check_secret("bank_username", v, MAX_USERNAME_CHARS)
     })?;
     apply_secret(&mut secrets.bank_password, patch.bank_password, |v| {
         check_secret("bank_password", v, MAX_SECRET_CHARS)
     })?;
-    set(&mut settings.notification_endpoint_url, patch.notification_endpoint_url.map(Some), || None);
-    set(&mut settings.notification_auth_type, patch.notification_auth_type.map(Some), || None);
-    apply_secret(&mut secrets.notification_auth_token, patch.notification_auth_token, |v| {
-        check_token("notification_auth_token", v)
-    })?;
+    set(
+        &mut settings.notification_endpoint_url,
+        patch.notification_endpoint_url.map(Some),
+        || None,
+    );
+    set(
+        &mut settings.notification_auth_type,
+        patch.notification_auth_type.map(Some),
+        || None,
+    );
+    apply_secret(
+        &mut secrets.notification_auth_token,
+        patch.notification_auth_token,
+        |v| check_token("notification_auth_token", v),
+    )?;
     if let Some(events) = patch.notification_events {
         let mut unique = Vec::new();
         for e in events.unwrap_or_default() {
@@ -277,12 +321,23 @@ pub fn apply(settings: &mut Settings, secrets: &mut SecretFields, patch: ConfigP
             ));
         }
     }
-    set(&mut settings.pending_orders_endpoint, patch.pending_orders_endpoint.map(Some), || None);
-    set(&mut settings.polling_method, patch.polling_method, PollingMethod::default);
+    set(
+        &mut settings.pending_orders_endpoint,
+        patch.pending_orders_endpoint.map(Some),
+        || None,
+    );
+    set(
+        &mut settings.polling_method,
+        patch.polling_method,
+        PollingMethod::default,
+    );
     if let Some(body) = patch.polling_body {
         if let Some(v) = &body {
             if !(v.is_string() || v.is_object()) {
-                return Err(Problem::field("polling_body", "must be a string, an object or null"));
+                return Err(Problem::field(
+                    "polling_body",
+                    "must be a string, an object or null",
+                ));
             }
             if v.to_string().len() > MAX_POLLING_BODY_BYTES {
                 return Err(Problem::field("polling_body", "must be at most 16 KiB"));
@@ -291,29 +346,63 @@ pub fn apply(settings: &mut Settings, secrets: &mut SecretFields, patch: ConfigP
         settings.polling_body = body;
     }
     set(&mut settings.auth_type, patch.auth_type.map(Some), || None);
-    apply_secret(&mut secrets.auth_token, patch.auth_token, |v| check_token("auth_token", v))?;
-    set(&mut settings.webhook_url, patch.webhook_url.map(Some), || None);
-    set(&mut settings.webhook_auth_type, patch.webhook_auth_type.map(Some), || None);
-    apply_secret(&mut secrets.webhook_auth_token, patch.webhook_auth_token, |v| {
-        check_token("webhook_auth_token", v)
+    apply_secret(&mut secrets.auth_token, patch.auth_token, |v| {
+        check_token("auth_token", v)
     })?;
+    set(
+        &mut settings.webhook_url,
+        patch.webhook_url.map(Some),
+        || None,
+    );
+    set(
+        &mut settings.webhook_auth_type,
+        patch.webhook_auth_type.map(Some),
+        || None,
+    );
+    apply_secret(
+        &mut secrets.webhook_auth_token,
+        patch.webhook_auth_token,
+        |v| check_token("webhook_auth_token", v),
+    )?;
     if let Some(Some(n)) = patch.retry_limit {
         if n > MAX_RETRY_LIMIT {
             return Err(Problem::field("retry_limit", "must be from 0 to 10"));
         }
     }
-    set(&mut settings.retry_limit, patch.retry_limit, default_retry_limit);
-    set(&mut settings.notify_on_expired, patch.notify_on_expired, || false);
+    set(
+        &mut settings.retry_limit,
+        patch.retry_limit,
+        default_retry_limit,
+    );
+    set(
+        &mut settings.notify_on_expired,
+        patch.notify_on_expired,
+        || false,
+    );
     if let Some(Some(fields)) = &patch.webhook_extra_fields {
-        if let Some(bad) = fields.keys().find(|k| RESERVED_EXTRA_FIELDS.contains(&k.as_str())) {
+        if let Some(bad) = fields
+            .keys()
+            .find(|k| RESERVED_EXTRA_FIELDS.contains(&k.as_str()))
+        {
             return Err(Problem::field(
                 "webhook_extra_fields",
-                &format!("may not set {bad:?} (reserved: {})", RESERVED_EXTRA_FIELDS.join(", ")),
+                &format!(
+                    "may not set {bad:?} (reserved: {})",
+                    RESERVED_EXTRA_FIELDS.join(", ")
+                ),
             ));
         }
     }
-    set(&mut settings.webhook_extra_fields, patch.webhook_extra_fields, Map::new);
-    set(&mut settings.silent_ingestion, patch.silent_ingestion, || false);
+    set(
+        &mut settings.webhook_extra_fields,
+        patch.webhook_extra_fields,
+        Map::new,
+    );
+    set(
+        &mut settings.silent_ingestion,
+        patch.silent_ingestion,
+        || false,
+    );
     Ok(())
 }
 
@@ -385,13 +474,28 @@ mod tests {
     fn absent_keeps_null_clears_value_sets() {
         let mut s = Settings::default();
         let mut sec = SecretFields::default();
-        apply(&mut s, &mut sec, patch(json!({"login_mode": "assisted", "bank_password": "pw", "retry_limit": 5}))).expect("ok");
+        apply(
+            &mut s,
+            &mut sec,
+            patch(json!({"login_mode": "assisted", "bank_password": "pw", "retry_limit": 5})),
+        )
+        .expect("ok");
         assert_eq!(s.login_mode, LoginMode::Assisted);
         assert_eq!(s.retry_limit, 5);
-        apply(&mut s, &mut sec, patch(json!({"session_type": "persistent"}))).expect("ok");
+        apply(
+            &mut s,
+            &mut sec,
+            patch(json!({"session_type": "persistent"})),
+        )
+        .expect("ok");
         assert_eq!(s.login_mode, LoginMode::Assisted, "absent = unchanged");
         assert_eq!(sec.bank_password.as_deref(), Some("pw"));
-        apply(&mut s, &mut sec, patch(json!({"bank_password": MASK, "retry_limit": null}))).expect("ok");
+        apply(
+            &mut s,
+            &mut sec,
+            patch(json!({"bank_password": MASK, "retry_limit": null})),
+        )
+        .expect("ok");
         assert_eq!(sec.bank_password.as_deref(), Some("pw"), "mask keeps");
         assert_eq!(s.retry_limit, 3, "null resets to the default");
         apply(&mut s, &mut sec, patch(json!({"bank_password": null}))).expect("ok");
@@ -409,14 +513,20 @@ mod tests {
             json!({"retry_limit": -1}),
             json!({"surprise": 1}),
         ] {
-            assert!(serde_json::from_value::<ConfigPatch>(bad.clone()).is_err(), "{bad}");
+            assert!(
+                serde_json::from_value::<ConfigPatch>(bad.clone()).is_err(),
+                "{bad}"
+            );
         }
     }
 
     #[test]
     fn semantic_checks() {
         let mut s = Settings::default();
-        let mut sec = SecretFields { notification_signing_secret: Some("whsec_a".into()), ..Default::default() };
+        let mut sec = SecretFields {
+            notification_signing_secret: Some("whsec_a".into()),
+            ..Default::default()
+        };
         for bad in [
             json!({"retry_limit": 11}),
             json!({"webhook_extra_fields": {"amount": 1}}),
@@ -425,9 +535,17 @@ mod tests {
             json!({"polling_body": 3}),
             json!({"notification_signing_secret": "whsec_mine"}),
         ] {
-            assert!(apply(&mut s, &mut sec, patch(bad.clone())).is_err(), "{bad}");
+            assert!(
+                apply(&mut s, &mut sec, patch(bad.clone())).is_err(),
+                "{bad}"
+            );
         }
-        apply(&mut s, &mut sec, patch(json!({"notification_signing_secret": "whsec_a"}))).expect("sending it back is fine");
+        apply(
+            &mut s,
+            &mut sec,
+            patch(json!({"notification_signing_secret": "whsec_a"})),
+        )
+        .expect("sending it back is fine");
     }
 
     #[test]

@@ -22,8 +22,18 @@ pub struct Problem {
 }
 
 impl Problem {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
-        Self { status, code, message: message.into(), details: None, headers: Vec::new() }
+    pub fn new(
+        status: StatusCode,
+        code: &'static str,
+        message: impl Into<Cow<'static, str>>,
+    ) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            details: None,
+            headers: Vec::new(),
+        }
     }
 
     pub fn with_details(mut self, details: Value) -> Self {
@@ -37,7 +47,8 @@ impl Problem {
 
     /// A validation error about one field, with `details: [{field, message}]`.
     pub fn field(field: &str, message: &str) -> Self {
-        Self::validation(format!("{field} {message}")).with_details(json!([{ "field": field, "message": message }]))
+        Self::validation(format!("{field} {message}"))
+            .with_details(json!([{ "field": field, "message": message }]))
     }
 
     pub fn not_found(message: impl Into<Cow<'static, str>>) -> Self {
@@ -57,12 +68,19 @@ impl Problem {
     }
 
     pub fn too_large() -> Self {
-        Self::new(StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE", "Request body is larger than 64 KiB")
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "PAYLOAD_TOO_LARGE",
+            "Request body is larger than 64 KiB",
+        )
     }
 
     pub fn rate_limited(decision: &Decision, message: impl Into<Cow<'static, str>>) -> Self {
         let mut p = Self::new(StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED", message);
-        p.headers.push((header::RETRY_AFTER, HeaderValue::from(decision.reset_secs.max(1))));
+        p.headers.push((
+            header::RETRY_AFTER,
+            HeaderValue::from(decision.reset_secs.max(1)),
+        ));
         p.headers.extend(rate_limit_headers(decision));
         p
     }
@@ -70,7 +88,11 @@ impl Problem {
     /// Logs the cause with context and renders a bare 500: nothing internal reaches the client.
     pub fn internal(cause: impl std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "internal error");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR", "Internal server error")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL_ERROR",
+            "Internal server error",
+        )
     }
 }
 
@@ -79,8 +101,14 @@ pub fn rate_limit_headers(d: &Decision) -> [(HeaderName, HeaderValue); 2] {
     let policy = format!("\"default\";q={};w={}", d.limit, d.window_secs);
     let state = format!("\"default\";r={};t={}", d.remaining, d.reset_secs);
     [
-        (HeaderName::from_static("ratelimit-policy"), HeaderValue::from_str(&policy).unwrap_or(HeaderValue::from_static(""))),
-        (HeaderName::from_static("ratelimit"), HeaderValue::from_str(&state).unwrap_or(HeaderValue::from_static(""))),
+        (
+            HeaderName::from_static("ratelimit-policy"),
+            HeaderValue::from_str(&policy).unwrap_or(HeaderValue::from_static("")),
+        ),
+        (
+            HeaderName::from_static("ratelimit"),
+            HeaderValue::from_str(&state).unwrap_or(HeaderValue::from_static("")),
+        ),
     ]
 }
 

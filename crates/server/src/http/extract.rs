@@ -15,8 +15,17 @@ use super::error::{ApiError, Problem};
 
 /// Parses a JSON body, naming the offending field path on failure.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(Problem::validation("Request body must be a JSON object"));
+    // Every body of this API is an object; serde would also accept an array for a struct.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        let message = if bytes.iter().all(u8::is_ascii_whitespace) {
+            "Request body must be a JSON object"
+        } else if serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_err() {
+            "Request body is not valid JSON"
+        } else {
+            "Request body must be a JSON object"
+        };
+        return Err(Problem::validation(message)
+            .with_details(json!([{ "field": null, "message": message }])));
     }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|e| {
@@ -76,7 +85,10 @@ pub const MAX_LIMIT: i64 = 500;
 
 impl Page {
     pub fn parse(query: Option<&str>) -> Result<Self, Problem> {
-        let mut page = Page { limit: DEFAULT_LIMIT, offset: 0 };
+        let mut page = Page {
+            limit: DEFAULT_LIMIT,
+            offset: 0,
+        };
         for (k, v) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
             match k.as_ref() {
                 "limit" => {
@@ -84,14 +96,14 @@ impl Page {
                         .parse::<i64>()
                         .ok()
                         .filter(|n| (1..=MAX_LIMIT).contains(n))
-                        .ok_or_else(|| Problem::field("limit", "must be a whole number from 1 to 500"))?
+                        .ok_or_else(|| {
+                            Problem::field("limit", "must be a whole number from 1 to 500")
+                        })?
                 }
                 "offset" => {
-                    page.offset = v
-                        .parse::<i64>()
-                        .ok()
-                        .filter(|n| *n >= 0)
-                        .ok_or_else(|| Problem::field("offset", "must be a whole number of at least 0"))?
+                    page.offset = v.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
+                        Problem::field("offset", "must be a whole number of at least 0")
+                    })?
                 }
                 _ => {}
             }

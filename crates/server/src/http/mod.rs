@@ -121,7 +121,11 @@ async fn not_found(uri: Uri) -> Response {
 }
 
 async fn method_not_allowed(uri: Uri) -> Response {
-    let p = Problem::new(StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED", "Method not allowed on this route");
+    let p = Problem::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "METHOD_NOT_ALLOWED",
+        "Method not allowed on this route",
+    );
     if is_v1(&uri) {
         V1Error(p).into_response()
     } else {
@@ -138,16 +142,29 @@ async fn ready(State(app): State<AppState>) -> Response {
         Ok(Ok(())) => Json(json!({ "ok": true, "database": app.store.backend() })).into_response(),
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "readiness check failed");
-            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "ok": false }))).into_response()
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({ "ok": false })),
+            )
+                .into_response()
         }
-        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "ok": false }))).into_response(),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "ok": false })),
+        )
+            .into_response(),
     }
 }
 
 /// A panic is a bug: log it, answer a bare 500 in the dashboard shape.
 fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     tracing::error!("handler panicked");
-    ApiError(Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR", "Internal server error")).into_response()
+    ApiError(Problem::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "INTERNAL_ERROR",
+        "Internal server error",
+    ))
+    .into_response()
 }
 
 pub fn router(app: AppState) -> Router {
@@ -167,9 +184,18 @@ pub fn router(app: AppState) -> Router {
         .route("/banks", get(banks::list).post(banks::create))
         .route("/banks/{id}", get(banks::get))
         .route("/accounts", get(accounts::list).post(accounts::create))
-        .route("/accounts/{id}", get(accounts::get).delete(accounts::delete))
-        .route("/accounts/{id}/config", get(accounts::get_config).put(accounts::put_config))
-        .route("/accounts/{id}/otp", get(accounts::get_otp).post(accounts::post_otp))
+        .route(
+            "/accounts/{id}",
+            get(accounts::get).delete(accounts::delete),
+        )
+        .route(
+            "/accounts/{id}/config",
+            get(accounts::get_config).put(accounts::put_config),
+        )
+        .route(
+            "/accounts/{id}/otp",
+            get(accounts::get_otp).post(accounts::post_otp),
+        )
         .route("/health", get(health))
         .route("/ready", get(ready));
     Router::new()

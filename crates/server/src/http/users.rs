@@ -48,25 +48,39 @@ pub fn normalize_email(raw: &str) -> Option<String> {
     ok.then_some(email)
 }
 
-pub async fn register(State(app): State<AppState>, DJson(body): DJson<RegisterIn>) -> Result<impl IntoResponse, ApiError> {
+pub async fn register(
+    State(app): State<AppState>,
+    DJson(body): DJson<RegisterIn>,
+) -> Result<impl IntoResponse, ApiError> {
     let (Some(email), Some(password)) = (body.email, body.password) else {
         return Err(Problem::validation("email and password required").into());
     };
     if email.trim().is_empty() || password.is_empty() {
         return Err(Problem::validation("email and password required").into());
     }
-    let email = normalize_email(&email).ok_or_else(|| Problem::field("email", "is not a valid email address"))?;
+    let email = normalize_email(&email)
+        .ok_or_else(|| Problem::field("email", "is not a valid email address"))?;
     if password.chars().count() < MIN_PASSWORD_CHARS {
         return Err(Problem::field("password", "is too weak: use at least 12 characters").into());
     }
     if password.len() > MAX_PASSWORD_BYTES {
         return Err(Problem::field("password", "must be at most 1024 bytes").into());
     }
-    let name = body.name.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty());
-    if name.as_ref().is_some_and(|n| n.chars().count() > MAX_NAME_CHARS) {
+    let name = body
+        .name
+        .map(|n| n.trim().to_owned())
+        .filter(|n| !n.is_empty());
+    if name
+        .as_ref()
+        .is_some_and(|n| n.chars().count() > MAX_NAME_CHARS)
+    {
         return Err(Problem::field("name", "must be at most 100 characters").into());
     }
-    let password_hash = app.passwords.hash(password).await.map_err(Problem::internal)?;
+    let password_hash = app
+        .passwords
+        .hash(password)
+        .await
+        .map_err(Problem::internal)?;
     let user = UserRow {
         id: UserId::new(),
         email,
@@ -78,10 +92,18 @@ pub async fn register(State(app): State<AppState>, DJson(body): DJson<RegisterIn
     };
     match app.store.create_user(&user).await {
         Ok(()) => {}
-        Err(StoreError::Conflict(_)) => return Err(Problem::conflict("EMAIL_EXISTS", "Email already exists").into()),
+        Err(StoreError::Conflict(_)) => {
+            return Err(Problem::conflict("EMAIL_EXISTS", "Email already exists").into())
+        }
         Err(e) => return Err(e.into()),
     }
-    Ok((StatusCode::CREATED, Json(RegisterOut { id: user.id, email: user.email })))
+    Ok((
+        StatusCode::CREATED,
+        Json(RegisterOut {
+            id: user.id,
+            email: user.email,
+        }),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -118,14 +140,20 @@ pub async fn login(
     let limit = app.config.login_failures;
     let budget = app.limiter.peek_window(bucket, limit, LOGIN_FAILURE_WINDOW);
     if budget.remaining == 0 {
-        return Err(Problem::rate_limited(&budget, "Too many failed logins; try again later").into());
+        return Err(
+            Problem::rate_limited(&budget, "Too many failed logins; try again later").into(),
+        );
     }
     // Unknown email and wrong password take the same path: one Argon2 verification each.
     let user = match normalize_email(&email) {
         Some(e) if password.len() <= MAX_PASSWORD_BYTES => app.store.user_by_email(&e).await?,
         _ => None,
     };
-    let password = if password.len() > MAX_PASSWORD_BYTES { String::new() } else { password };
+    let password = if password.len() > MAX_PASSWORD_BYTES {
+        String::new()
+    } else {
+        password
+    };
     let ok = app
         .passwords
         .verify(password, user.as_ref().map(|u| u.password_hash.clone()))
@@ -136,12 +164,24 @@ pub async fn login(
         return Err(Problem::unauthorized("Invalid credentials").into());
     };
     let (token, _) = app.jwt.issue(user.id, now()).map_err(Problem::internal)?;
-    Ok(Json(LoginOut { token, user: LoginUser { id: user.id, email: user.email, name: user.name } }))
+    Ok(Json(LoginOut {
+        token,
+        user: LoginUser {
+            id: user.id,
+            email: user.email,
+            name: user.name,
+        },
+    }))
 }
 
-pub async fn logout(State(app): State<AppState>, who: DashboardUser) -> Result<StatusCode, ApiError> {
+pub async fn logout(
+    State(app): State<AppState>,
+    who: DashboardUser,
+) -> Result<StatusCode, ApiError> {
     let expires = chrono::DateTime::from_timestamp(who.claims.exp, 0).unwrap_or_else(now);
-    app.store.revoke_token(who.claims.jti, who.user.id, expires).await?;
+    app.store
+        .revoke_token(who.claims.jti, who.user.id, expires)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -155,7 +195,12 @@ pub struct MeOut {
 
 pub async fn me(who: DashboardUser) -> Json<MeOut> {
     let u = who.user;
-    Json(MeOut { id: u.id, email: u.email, name: u.name, operation_mode: u.operation_mode })
+    Json(MeOut {
+        id: u.id,
+        email: u.email,
+        name: u.name,
+        operation_mode: u.operation_mode,
+    })
 }
 
 #[derive(Deserialize)]
@@ -177,8 +222,12 @@ pub async fn set_operation_mode(
     if !matches!(body.mode.as_str(), "reconcile" | "passthrough") {
         return Err(Problem::field("mode", "must be \"reconcile\" or \"passthrough\"").into());
     }
-    app.store.set_operation_mode(who.user.id, &body.mode).await?;
-    Ok(Json(ModeOut { operation_mode: body.mode }))
+    app.store
+        .set_operation_mode(who.user.id, &body.mode)
+        .await?;
+    Ok(Json(ModeOut {
+        operation_mode: body.mode,
+    }))
 }
 
 #[cfg(test)]
@@ -187,8 +236,21 @@ mod tests {
 
     #[test]
     fn emails() {
-        assert_eq!(normalize_email("  Ana@Example.COM ").as_deref(), Some("ana@example.com"));
-        for bad in ["", "ana", "@example.com", "ana@", "ana@example", "ana@.com", "a na@example.com", "a@b@c.com", "ana@example."] {
+        assert_eq!(
+            normalize_email("  Ana@Example.COM ").as_deref(),
+            Some("ana@example.com")
+        );
+        for bad in [
+            "",
+            "ana",
+            "@example.com",
+            "ana@",
+            "ana@example",
+            "ana@.com",
+            "a na@example.com",
+            "a@b@c.com",
+            "ana@example.",
+        ] {
             assert!(normalize_email(bad).is_none(), "{bad}");
         }
     }

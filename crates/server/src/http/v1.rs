@@ -76,8 +76,12 @@ fn path_account(path: Result<Path<String>, PathRejection>) -> String {
 
 /// A weak validator over the exact response body.
 fn etag(body: &[u8]) -> HeaderValue {
-    HeaderValue::from_str(&format!("\"{:08x}{:04x}\"", crc32fast::hash(body), body.len() & 0xffff))
-        .unwrap_or(HeaderValue::from_static("\"0\""))
+    HeaderValue::from_str(&format!(
+        "\"{:08x}{:04x}\"",
+        crc32fast::hash(body),
+        body.len() & 0xffff
+    ))
+    .unwrap_or(HeaderValue::from_static("\"0\""))
 }
 
 /// Get account status.
@@ -104,7 +108,9 @@ pub async fn status(
     principal: ApiKeyPrincipal,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Response, V1Error> {
-    let account = principal.authorize(&app, Scope::StatusRead, &path_account(path)).await?;
+    let account = principal
+        .authorize(&app, Scope::StatusRead, &path_account(path))
+        .await?;
     let pending = app.assistance.pending(account).await?;
     let out = StatusOut {
         account_id: account.to_string(),
@@ -113,7 +119,14 @@ pub async fn status(
     };
     let body = serde_json::to_vec(&out).map_err(Problem::internal)?;
     let tag = etag(&body);
-    let mut res = (StatusCode::OK, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body)
+    let mut res = (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
         .into_response();
     res.headers_mut().insert(header::ETAG, tag);
     Ok(res)
@@ -150,7 +163,9 @@ pub async fn submit_otp(
     path: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, V1Error> {
-    let account = principal.authorize(&app, Scope::OtpWrite, &path_account(path)).await?;
+    let account = principal
+        .authorize(&app, Scope::OtpWrite, &path_account(path))
+        .await?;
     let input: OtpSubmission = parse_json(&body_bytes(body)?)?;
     let done = app
         .assistance
@@ -159,7 +174,10 @@ pub async fn submit_otp(
         .map_err(submit_error)?;
     let mut res = (
         StatusCode::ACCEPTED,
-        axum::Json(OtpAcceptedOut { submitted: true, request_id: done.request_id.to_string() }),
+        axum::Json(OtpAcceptedOut {
+            submitted: true,
+            request_id: done.request_id.to_string(),
+        }),
     )
         .into_response();
     res.headers_mut().extend(rate_limit_headers(&done.rate));
@@ -204,7 +222,9 @@ pub struct V1Doc;
 
 /// The `/v1` OpenAPI document as pretty JSON (served, printed by `reconbanker openapi`, committed).
 pub fn openapi_json() -> String {
-    V1Doc::openapi().to_pretty_json().unwrap_or_else(|_| "{}".into())
+    V1Doc::openapi()
+        .to_pretty_json()
+        .unwrap_or_else(|_| "{}".into())
 }
 
 pub async fn openapi() -> impl IntoResponse {

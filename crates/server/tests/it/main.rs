@@ -1,1 +1,11 @@
-fn main(){}
+//! Black-box HTTP tests: each test starts the real application on 127.0.0.1:0 with its own
+//! fresh database and drives it with a real HTTP client.
+
+mod harness;
+
+mod accounts;
+mod api_keys;
+mod openapi;
+mod surfaces;
+mod users;
+mod v1;

@@ -1,0 +1,364 @@
+//! Banks, accounts and account config (SPEC §4, §5).
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::harness::TestApp;
+
+#[tokio::test]
+async fn banks_list_get_and_admin_create() {
+    let app = TestApp::spawn().await;
+    let token = app.user("admin@example.com").await;
+    let banks = app.get("/banks", &token).await;
+    assert_eq!(banks.status, StatusCode::OK);
+    let sandbox = &banks.body[0];
+    assert_eq!(sandbox["code"], "sandbox");
+    let mut fields: Vec<&String> = sandbox.as_object().expect("obj").keys().collect();
+    fields.sort();
+    assert_eq!(fields, ["code", "id", "loginUrl", "name", "status"]);
+    let id = sandbox["id"].as_str().expect("id");
+    assert_eq!(
+        app.get(&format!("/banks/{id}"), &token).await.body["code"],
+        "sandbox"
+    );
+    app.get(&format!("/banks/{}", uuid::Uuid::now_v7()), &token)
+        .await
+        .assert_api_error(404, "NOT_FOUND");
+    app.get("/banks/nope", &token)
+        .await
+        .assert_api_error(404, "NOT_FOUND");
+
+    let new_bank =
+        json!({"code": "mybank", "name": "My Bank", "loginUrl": "https://bank.example/login"});
+    app.json(Method::POST, "/banks", Some(&token), Some(new_bank.clone()))
+        .await
+        .assert_api_error(403, "FORBIDDEN");
+    assert!(app
+        .state
+        .store
+        .grant_admin("admin@example.com")
+        .await
+        .expect("grant"));
+    let r = app
+        .json(Method::POST, "/banks", Some(&token), Some(new_bank.clone()))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert!(r.body["id"].as_str().is_some());
+    app.json(Method::POST, "/banks", Some(&token), Some(new_bank))
+        .await
+        .assert_api_error(409, "BANK_EXISTS");
+    for bad in [
+        json!({"name": "x"}),
+        json!({"code": "UPPER", "name": "x"}),
+        json!({"code": "ok", "name": "x", "loginUrl": "ftp://x"}),
+    ] {
+        app.json(Method::POST, "/banks", Some(&token), Some(bad))
+            .await
+            .assert_api_error(400, "VALIDATION_ERROR");
+    }
+    assert_eq!(
+        app.get("/banks", &token)
+            .await
+            .body
+            .as_array()
+            .expect("arr")
+            .len(),
+        2
+    );
+}
+
+#[tokio::test]
+async fn accounts_crud_and_tenancy() {
+    let app = TestApp::spawn().await;
+    let token = app.user("a@example.com").await;
+    let other = app.user("b@example.com").await;
+    let bank = app.sandbox_bank(&token).await;
+
+    for body in [
+        json!({}),
+        json!({"bankId": bank}),
+        json!({"name": "x"}),
+        json!({"bankId": bank, "name": "  "}),
+    ] {
+        let r = app
+            .json(Method::POST, "/accounts", Some(&token), Some(body))
+            .await;
+        r.assert_api_error(400, "VALIDATION_ERROR");
+        assert_eq!(r.body["error"], "bankId and name are required");
+    }
+    for bank_id in [uuid::Uuid::now_v7().to_string(), "sandbox".into()] {
+        app.json(
+            Method::POST,
+            "/accounts",
+            Some(&token),
+            Some(json!({"bankId": bank_id, "name": "x"})),
+        )
+        .await
+        .assert_api_error(400, "VALIDATION_ERROR");
+    }
+    let r = app
+        .json(
+            Method::POST,
+            "/accounts",
+            Some(&token),
+            Some(json!({"bankId": bank, "name": "Main"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let id = r.body["id"].as_str().expect("id").to_owned();
+    assert_eq!(
+        r.body,
+        json!({"id": id, "bank": "sandbox", "name": "Main", "status": "active", "sessionStatus": "off", "scrapeBlockedAt": null, "scrapeBlockedReason": null})
+    );
+    assert_eq!(app.get("/accounts", &token).await.body, json!([r.body]));
+    assert_eq!(
+        app.get(&format!("/accounts/{id}"), &token).await.body,
+        r.body
+    );
+    assert_eq!(app.get("/accounts", &other).await.body, json!([]));
+    for path in [
+        format!("/accounts/{id}"),
+        format!("/accounts/{id}/config"),
+        format!("/accounts/{id}/otp"),
+    ] {
+        let r = app.get(&path, &other).await;
+        r.assert_api_error(404, "NOT_FOUND");
+    }
+    assert_eq!(
+        app.get(&format!("/accounts/{id}"), &other).await.body["error"],
+        "Account not found"
+    );
+    app.get("/accounts/not-a-uuid", &token)
+        .await
+        .assert_api_error(404, "NOT_FOUND");
+
+    // Delete needs the current name.
+    let path = format!("/accounts/{id}");
+    app.json(Method::DELETE, &path, Some(&token), Some(json!({})))
+        .await
+        .assert_api_error(400, "VALIDATION_ERROR");
+    app.json(Method::DELETE, &path, Some(&token), None)
+        .await
+        .assert_api_error(400, "VALIDATION_ERROR");
+    app.json(
+        Method::DELETE,
+        &path,
+        Some(&token),
+        Some(json!({"confirmation_name": "main"})),
+    )
+    .await
+    .assert_api_error(400, "VALIDATION_ERROR");
+    app.json(
+        Method::DELETE,
+        &path,
+        Some(&other),
+        Some(json!({"confirmation_name": "Main"})),
+    )
+    .await
+    .assert_api_error(404, "NOT_FOUND");
+    let r = app
+        .json(
+            Method::DELETE,
+            &path,
+            Some(&token),
+            Some(json!({"confirmation_name": "Main"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+    app.get(&path, &token)
+        .await
+        .assert_api_error(404, "NOT_FOUND");
+}
+
+#[tokio::test]
+async fn config_defaults_partial_update_and_masking() {
+    let app = TestApp::spawn().await;
+    let token = app.user("c@example.com").await;
+    let id = app.account(&token, "Main").await;
+    let path = format!("/accounts/{id}/config");
+    let d = app.get(&path, &token).await;
+    assert_eq!(d.status, StatusCode::OK, "{}", d.text);
+    let secret = d.body["notification_signing_secret"]
+        .as_str()
+        .expect("generated")
+        .to_owned();
+    assert!(secret.starts_with("whsec_"));
+    let mut expected = json!({
+        "session_type": "one-shot", "login_mode": "simple", "bank_username": null, "has_bank_password": false,
+        "notification_endpoint_url": null, "notification_auth_type": null, "notification_auth_token": null,
+        "notification_events": [], "notification_signing_secret": secret, "pending_orders_endpoint": null,
+        "polling_method": "GET", "polling_body": null, "auth_type": null, "auth_token": null, "webhook_url": null,
+        "webhook_auth_type": null, "webhook_auth_token": null, "retry_limit": 3, "notify_on_expired": false,
+        "webhook_extra_fields": {}, "silent_ingestion": false
+    });
+    assert_eq!(d.body, expected);
+
+    let r = app
+        .json(
+            Method::PUT,
+            &path,
+            Some(&token),
+            Some(json!({
+                "login_mode": "assisted", "bank_username": "user_otp", "bank_password": "hunter2-bank-pass",
+                "notification_endpoint_url": "http://127.0.0.1:9/hook", "notification_auth_type": "bearer",
+                "notification_auth_token": "tok-abc-123", "notification_events": ["assistance_required", "login_failed", "login_failed"],
+                "webhook_extra_fields": {"shop": "eu-1"}
+            })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    expected["login_mode"] = json!("assisted");
+    expected["bank_username"] = json!("user_otp");
+    expected["has_bank_password"] = json!(true);
+    expected["notification_endpoint_url"] = json!("http://127.0.0.1:9/hook");
+    expected["notification_auth_type"] = json!("bearer");
+    expected["notification_auth_token"] = json!("********");
+    expected["notification_events"] = json!(["assistance_required", "login_failed"]);
+    expected["webhook_extra_fields"] = json!({"shop": "eu-1"});
+    assert_eq!(r.body, expected);
+    assert!(!r.text.contains("hunter2") && !r.text.contains("tok-abc"));
+    assert_eq!(app.get(&path, &token).await.body, expected, "persisted");
+
+    // Partial: absent unchanged; the mask keeps the stored token; null clears.
+    let r = app
+        .json(Method::PUT, &path, Some(&token), Some(json!({"session_type": "persistent", "notification_auth_token": "********", "bank_username": null})))
+        .await;
+    expected["session_type"] = json!("persistent");
+    expected["bank_username"] = Value::Null;
+    assert_eq!(r.body, expected);
+    let (settings, secrets) = raw_config(&app, &id).await;
+    assert!(
+        secrets.windows(b"hunter2".len()).all(|w| w != b"hunter2"),
+        "bank password encrypted at rest"
+    );
+    assert!(
+        secrets.windows(b"tok-abc".len()).all(|w| w != b"tok-abc"),
+        "token encrypted at rest"
+    );
+    assert!(!settings.contains("hunter2") && !settings.contains("tok-abc"));
+    // Sending the whole document back (with its masks and the signing secret) changes nothing.
+    let r = app
+        .json(
+            Method::PUT,
+            &path,
+            Some(&token),
+            Some(strip_read_only(&expected)),
+        )
+        .await;
+    assert_eq!(r.body, expected, "{}", r.text);
+    let r = app
+        .json(
+            Method::PUT,
+            &path,
+            Some(&token),
+            Some(json!({"notification_auth_token": null})),
+        )
+        .await;
+    assert_eq!(r.body["notification_auth_token"], Value::Null);
+}
+
+fn strip_read_only(doc: &Value) -> Value {
+    let mut d = doc.clone();
+    d.as_object_mut().expect("obj").remove("has_bank_password");
+    d
+}
+
+async fn raw_config(app: &TestApp, id: &str) -> (String, Vec<u8>) {
+    let user = app
+        .state
+        .store
+        .user_by_email("c@example.com")
+        .await
+        .expect("db")
+        .expect("user");
+    let row = app
+        .state
+        .store
+        .account_config(user.id, id.parse().expect("uuid"))
+        .await
+        .expect("db")
+        .expect("row");
+    (row.settings, row.secrets.expect("sealed"))
+}
+
+#[tokio::test]
+async fn config_validation() {
+    let app = TestApp::spawn_with(&[("RECONBANKER_ALLOW_PRIVATE_TARGETS", "false")]).await;
+    let token = app.user("c@example.com").await;
+    let id = app.account(&token, "Main").await;
+    let path = format!("/accounts/{id}/config");
+    for (body, field) in [
+        (json!({"session_type": "forever"}), "session_type"),
+        (json!({"login_mode": "manual"}), "login_mode"),
+        (
+            json!({"notification_auth_type": "basic"}),
+            "notification_auth_type",
+        ),
+        (
+            json!({"notification_events": ["everything"]}),
+            "notification_events[0]",
+        ),
+        (json!({"polling_method": "PATCH"}), "polling_method"),
+        (json!({"retry_limit": 99}), "retry_limit"),
+        (json!({"retry_limit": "3"}), "retry_limit"),
+        (json!({"notify_on_expired": "yes"}), "notify_on_expired"),
+        (
+            json!({"webhook_extra_fields": {"amount": 5}}),
+            "webhook_extra_fields",
+        ),
+        (json!({"webhook_extra_fields": [1]}), "webhook_extra_fields"),
+        (
+            json!({"notification_endpoint_url": "ftp://example.com"}),
+            "notification_endpoint_url",
+        ),
+        (
+            json!({"notification_endpoint_url": "not a url"}),
+            "notification_endpoint_url",
+        ),
+        (json!({"webhook_url": "http://127.0.0.1/x"}), "webhook_url"),
+        (
+            json!({"webhook_url": "http://localhost:8080/x"}),
+            "webhook_url",
+        ),
+        (
+            json!({"pending_orders_endpoint": "http://169.254.169.254/latest/meta-data"}),
+            "pending_orders_endpoint",
+        ),
+        (
+            json!({"notification_endpoint_url": "http://[::ffff:10.0.0.1]/"}),
+            "notification_endpoint_url",
+        ),
+        (
+            json!({"notification_endpoint_url": "https://user:pw@93.184.216.34/"}),
+            "notification_endpoint_url",
+        ),
+        (
+            json!({"notification_signing_secret": "whsec_mine"}),
+            "notification_signing_secret",
+        ),
+        (json!({"auth_token": "two words"}), "auth_token"),
+        (json!({"bank_password": ""}), "bank_password"),
+        (json!({"surprise": true}), "surprise"),
+    ] {
+        let r = app
+            .json(Method::PUT, &path, Some(&token), Some(body.clone()))
+            .await;
+        r.assert_api_error(400, "VALIDATION_ERROR");
+        let details = r.body["details"][0]["field"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let ok = details == field || r.body["error"].as_str().unwrap_or_default().contains(field);
+        assert!(ok, "{body} should name {field}: {}", r.text);
+    }
+    // A public IP literal passes the outbound rule without DNS.
+    let r = app
+        .json(
+            Method::PUT,
+            &path,
+            Some(&token),
+            Some(json!({"notification_endpoint_url": "https://93.184.216.34/hook"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+}

@@ -1,0 +1,211 @@
+//! API key management (SPEC §3).
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::harness::TestApp;
+
+#[tokio::test]
+async fn create_shows_the_key_once_and_list_never() {
+    let app = TestApp::spawn().await;
+    let token = app.user("k@example.com").await;
+    let account = app.account(&token, "A").await;
+    let r = app
+        .json(
+            Method::POST,
+            "/me/api-keys",
+            Some(&token),
+            Some(json!({"name": " SMS relay ", "scopes": ["otp:write", "status:read", "otp:write"], "account_ids": [account], "expires_at": "2099-01-01T00:00:00Z"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let key = r.body["key"].as_str().expect("key").to_owned();
+    let re = regex_like(&key);
+    assert!(re, "documented format: {key}");
+    assert_eq!(r.body["prefix"], &key[4..12]);
+    assert_eq!(r.body["name"], "SMS relay");
+    assert_eq!(r.body["scopes"], json!(["otp:write", "status:read"]));
+    assert_eq!(r.body["account_ids"], json!([account]));
+    assert_eq!(r.body["expires_at"], "2099-01-01T00:00:00.000Z");
+    assert_eq!(r.body["last_used_at"], Value::Null);
+    assert_eq!(r.body["revoked_at"], Value::Null);
+
+    let list = app.get("/me/api-keys", &token).await;
+    assert_eq!(list.status, StatusCode::OK);
+    assert_eq!(
+        list.body["available_scopes"],
+        json!(["otp:write", "status:read"])
+    );
+    assert!(
+        !list.text.contains(&key[13..]),
+        "the secret never appears again"
+    );
+    let listed = &list.body["keys"][0];
+    assert!(listed.get("key").is_none());
+    let mut fields: Vec<&String> = listed.as_object().expect("obj").keys().collect();
+    fields.sort();
+    assert_eq!(
+        fields,
+        [
+            "account_ids",
+            "created_at",
+            "expires_at",
+            "id",
+            "last_used_at",
+            "name",
+            "prefix",
+            "revoked_at",
+            "scopes"
+        ]
+    );
+}
+
+fn regex_like(key: &str) -> bool {
+    let hex = |s: &str| {
+        s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    key.len() == 77
+        && key.starts_with("rbk_")
+        && hex(&key[4..12])
+        && &key[12..13] == "_"
+        && hex(&key[13..])
+}
+
+#[tokio::test]
+async fn validation() {
+    let app = TestApp::spawn().await;
+    let token = app.user("k@example.com").await;
+    let other = app.user("other@example.com").await;
+    let foreign = app.account(&other, "Theirs").await;
+    for (body, field) in [
+        (json!({"scopes": ["otp:write"]}), "name"),
+        (json!({"name": "   ", "scopes": ["otp:write"]}), "name"),
+        (
+            json!({"name": "x".repeat(101), "scopes": ["otp:write"]}),
+            "name",
+        ),
+        (json!({"name": "k"}), "scopes"),
+        (json!({"name": "k", "scopes": []}), "scopes"),
+        (json!({"name": "k", "scopes": ["admin"]}), "scopes"),
+        (
+            json!({"name": "k", "scopes": ["otp:write"], "account_ids": [foreign]}),
+            "account_ids",
+        ),
+        (
+            json!({"name": "k", "scopes": ["otp:write"], "account_ids": ["nope"]}),
+            "account_ids",
+        ),
+        (
+            json!({"name": "k", "scopes": ["otp:write"], "account_ids": []}),
+            "account_ids",
+        ),
+        (
+            json!({"name": "k", "scopes": ["otp:write"], "expires_at": "2001-01-01T00:00:00Z"}),
+            "expires_at",
+        ),
+        (
+            json!({"name": "k", "scopes": ["otp:write"], "expires_at": "tomorrow"}),
+            "expires_at",
+        ),
+    ] {
+        let r = app
+            .json(
+                Method::POST,
+                "/me/api-keys",
+                Some(&token),
+                Some(body.clone()),
+            )
+            .await;
+        r.assert_api_error(400, "VALIDATION_ERROR");
+        assert_eq!(r.body["details"][0]["field"], field, "{body}: {}", r.text);
+    }
+    for body in [
+        json!({"name": 5, "scopes": ["otp:write"]}),
+        json!({"name": "k", "scopes": "otp:write"}),
+        json!({"name": "k", "scopes": ["otp:write"], "extra": 1}),
+    ] {
+        app.json(Method::POST, "/me/api-keys", Some(&token), Some(body))
+            .await
+            .assert_api_error(400, "VALIDATION_ERROR");
+    }
+}
+
+#[tokio::test]
+async fn revoke_keeps_the_key_listed() {
+    let app = TestApp::spawn().await;
+    let token = app.user("k@example.com").await;
+    let other = app.user("other@example.com").await;
+    app.key(&token, &["status:read"], None).await;
+    let id = app.get("/me/api-keys", &token).await.body["keys"][0]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    app.json(
+        Method::DELETE,
+        &format!("/me/api-keys/{id}"),
+        Some(&other),
+        None,
+    )
+    .await
+    .assert_api_error(404, "NOT_FOUND");
+    let r = app
+        .json(
+            Method::DELETE,
+            &format!("/me/api-keys/{id}"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let listed = app.get("/me/api-keys", &token).await;
+    assert!(
+        listed.body["keys"][0]["revoked_at"].as_str().is_some(),
+        "{}",
+        listed.text
+    );
+    app.json(
+        Method::DELETE,
+        &format!("/me/api-keys/{id}"),
+        Some(&token),
+        None,
+    )
+    .await
+    .assert_api_error(404, "NOT_FOUND");
+    app.json(
+        Method::DELETE,
+        "/me/api-keys/not-a-uuid",
+        Some(&token),
+        None,
+    )
+    .await
+    .assert_api_error(404, "NOT_FOUND");
+}
+
+#[tokio::test]
+async fn list_is_paginated() {
+    let app = TestApp::spawn().await;
+    let token = app.user("k@example.com").await;
+    for _ in 0..3 {
+        app.key(&token, &["status:read"], None).await;
+    }
+    assert_eq!(
+        app.get("/me/api-keys?limit=2", &token).await.body["keys"]
+            .as_array()
+            .expect("arr")
+            .len(),
+        2
+    );
+    assert_eq!(
+        app.get("/me/api-keys?limit=2&offset=2", &token).await.body["keys"]
+            .as_array()
+            .expect("arr")
+            .len(),
+        1
+    );
+    for bad in ["limit=0", "limit=501", "limit=x", "offset=-1"] {
+        app.get(&format!("/me/api-keys?{bad}"), &token)
+            .await
+            .assert_api_error(400, "VALIDATION_ERROR");
+    }
+}

@@ -1,0 +1,327 @@
+//! Test harness: a real app on a random port, a fresh database per test (SQLite by default;
+//! PostgreSQL when `RECONBANKER_TEST_BACKEND=postgres` and `TEST_DATABASE_URL` are set), and
+//! a small typed client.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use reconbanker::config::Config;
+use reconbanker::{App, AppState};
+use reqwest::header::HeaderMap;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use sqlx::{Connection, Executor};
+use tokio::sync::oneshot;
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    pub client: reqwest::Client,
+    _dir: tempfile::TempDir,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// A response, read whole.
+#[derive(Debug)]
+pub struct Res {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Res {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+    /// Asserts a `/v1` error: status, the `{error: {code, message}}` shape and the code.
+    #[track_caller]
+    pub fn assert_v1_error(&self, status: u16, code: &str) {
+        assert_eq!(self.status.as_u16(), status, "status; body: {}", self.text);
+        assert_eq!(
+            self.body["error"]["code"], code,
+            "code; body: {}",
+            self.text
+        );
+        assert!(
+            self.body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "message: {}",
+            self.text
+        );
+        let keys: Vec<&String> = self.body.as_object().expect("object").keys().collect();
+        assert_eq!(
+            keys,
+            ["error"],
+            "only `error` at the top level: {}",
+            self.text
+        );
+    }
+    /// Asserts a dashboard error: status, `{error: "<message>", code}`.
+    #[track_caller]
+    pub fn assert_api_error(&self, status: u16, code: &str) {
+        assert_eq!(self.status.as_u16(), status, "status; body: {}", self.text);
+        assert_eq!(self.body["code"], code, "code; body: {}", self.text);
+        assert!(
+            self.body["error"].as_str().is_some_and(|m| !m.is_empty()),
+            "message: {}",
+            self.text
+        );
+    }
+}
+
+pub const JWT_SECRET: &str = "test-jwt-secret-test-jwt-secret-0123";
+pub const MASTER_KEY: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+
+async fn database_url(dir: &std::path::Path) -> String {
+    if std::env::var("RECONBANKER_TEST_BACKEND").as_deref() == Ok("postgres") {
+        let base = std::env::var("TEST_DATABASE_URL")
+            .expect("RECONBANKER_TEST_BACKEND=postgres needs TEST_DATABASE_URL");
+        let name = format!("rbk_it_{}", uuid::Uuid::new_v4().simple());
+        let mut conn = sqlx::PgConnection::connect(&base)
+            .await
+            .expect("connect to TEST_DATABASE_URL");
+        conn.execute(format!("CREATE DATABASE {name}").as_str())
+            .await
+            .expect("create database");
+        let mut url = url::Url::parse(&base).expect("url");
+        url.set_path(&name);
+        url.to_string()
+    } else {
+        format!("sqlite://{}", dir.join("test.db").display())
+    }
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(&[]).await
+    }
+
+    /// Starts the app with extra environment-style settings (no real environment is touched).
+    pub async fn spawn_with(overrides: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut env: HashMap<String, String> = HashMap::from([
+            (
+                "RECONBANKER_DATA_DIR".into(),
+                dir.path().join("data").display().to_string(),
+            ),
+            ("DATABASE_URL".into(), database_url(dir.path()).await),
+            ("JWT_SECRET".into(), JWT_SECRET.into()),
+            ("RECONBANKER_MASTER_KEY".into(), MASTER_KEY.into()),
+            ("RECONBANKER_ALLOW_PRIVATE_TARGETS".into(), "true".into()),
+            ("RECONBANKER_DB_MAX_CONNECTIONS".into(), "4".into()),
+        ]);
+        for (k, v) in overrides {
+            env.insert((*k).into(), (*v).into());
+        }
+        let config = Config::from_lookup(|k| env.get(k).cloned()).expect("config");
+        Self::start(config, dir).await
+    }
+
+    async fn start(config: Config, dir: tempfile::TempDir) -> Self {
+        let app = App::build(config).await.expect("app builds");
+        let state = app.state.clone();
+        // Bound before the server task starts: ready by construction, no sleeps.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            app.serve(listener, async move {
+                let _ = stopped.await;
+            })
+            .await
+            .expect("server runs");
+        });
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client");
+        TestApp {
+            addr,
+            state,
+            client,
+            _dir: dir,
+            stop: Some(stop),
+            server: Some(server),
+        }
+    }
+
+    /// Graceful shutdown (flushes buffered work), waiting for the server to finish.
+    /// Returns the data directory so the test can look at what was left behind.
+    pub async fn shutdown(mut self) -> tempfile::TempDir {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.expect("server task");
+        }
+        let placeholder = tempfile::tempdir().expect("tempdir");
+        std::mem::replace(&mut self._dir, placeholder)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Sends a request; `headers` are raw pairs, `body` raw bytes (JSON or garbage).
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<Vec<u8>>,
+    ) -> Res {
+        let mut req = self.client.request(method, self.url(path));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        if let Some(b) = body {
+            req = req.header("content-type", "application/json").body(b);
+        }
+        let res = req.send().await.expect("request sent");
+        let status = res.status();
+        let headers = res.headers().clone();
+        let text = res.text().await.expect("body read");
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Res {
+            status,
+            headers,
+            body,
+            text,
+        }
+    }
+
+    /// JSON request with an optional Bearer token.
+    pub async fn json(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Res {
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let headers: Vec<(&str, &str)> = auth
+            .as_deref()
+            .map(|a| vec![("authorization", a)])
+            .unwrap_or_default();
+        self.send(
+            method,
+            path,
+            &headers,
+            body.map(|b| b.to_string().into_bytes()),
+        )
+        .await
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Res {
+        self.json(Method::GET, path, Some(token), None).await
+    }
+
+    /// `/v1` request with the key in `x-api-key`.
+    pub async fn v1(&self, method: Method, path: &str, key: &str, body: Option<Value>) -> Res {
+        self.send(
+            method,
+            path,
+            &[("x-api-key", key)],
+            body.map(|b| b.to_string().into_bytes()),
+        )
+        .await
+    }
+
+    /// Registers and logs in a user; returns its token.
+    pub async fn user(&self, email: &str) -> String {
+        let r = self
+            .json(
+                Method::POST,
+                "/auth/register",
+                None,
+                Some(json!({"email": email, "password": "correct horse battery"})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+        let r = self
+            .json(
+                Method::POST,
+                "/auth/login",
+                None,
+                Some(json!({"email": email, "password": "correct horse battery"})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        r.body["token"].as_str().expect("token").to_owned()
+    }
+
+    pub async fn sandbox_bank(&self, token: &str) -> String {
+        let r = self.get("/banks", token).await;
+        let banks = r.body.as_array().expect("banks").clone();
+        let b = banks
+            .iter()
+            .find(|b| b["code"] == "sandbox")
+            .expect("sandbox bank seeded");
+        b["id"].as_str().expect("id").to_owned()
+    }
+
+    /// Creates an account on the sandbox bank; returns its id.
+    pub async fn account(&self, token: &str, name: &str) -> String {
+        let bank = self.sandbox_bank(token).await;
+        let r = self
+            .json(
+                Method::POST,
+                "/accounts",
+                Some(token),
+                Some(json!({"bankId": bank, "name": name})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+        r.body["id"].as_str().expect("id").to_owned()
+    }
+
+    /// Creates an API key; returns the full key.
+    pub async fn key(&self, token: &str, scopes: &[&str], account_ids: Option<&[&str]>) -> String {
+        let r = self
+            .json(
+                Method::POST,
+                "/me/api-keys",
+                Some(token),
+                Some(json!({"name": "test key", "scopes": scopes, "account_ids": account_ids})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+        r.body["key"].as_str().expect("key").to_owned()
+    }
+}
+
+/// The usual start: a user, an account and a key with both scopes for it.
+pub struct Fixture {
+    pub app: TestApp,
+    pub token: String,
+    pub account: String,
+    pub key: String,
+}
+
+impl Fixture {
+    pub async fn new() -> Self {
+        let app = TestApp::spawn().await;
+        Self::on(app).await
+    }
+
+    pub async fn on(app: TestApp) -> Self {
+        let token = app.user("owner@example.com").await;
+        let account = app.account(&token, "Main account").await;
+        let key = app.key(&token, &["otp:write", "status:read"], None).await;
+        Fixture {
+            app,
+            token,
+            account,
+            key,
+        }
+    }
+
+    pub fn account_id(&self) -> reconbanker_store::AccountId {
+        self.account.parse().expect("uuid")
+    }
+}
