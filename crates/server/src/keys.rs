@@ -127,6 +127,15 @@ impl KeyDirectory {
 
     /// Authenticates a presented key (already trimmed).
     pub async fn authenticate(&self, text: &str) -> StoreResult<Result<Arc<CachedKey>, AuthError>> {
+        self.authenticate_at(text, now().timestamp_millis()).await
+    }
+
+    /// [`Self::authenticate`] at a given time (milliseconds since the epoch).
+    pub async fn authenticate_at(
+        &self,
+        text: &str,
+        now_ms: i64,
+    ) -> StoreResult<Result<Arc<CachedKey>, AuthError>> {
         let Some(parsed) = apikey::parse(text) else {
             return Ok(Err(AuthError::Invalid));
         };
@@ -149,7 +158,6 @@ impl KeyDirectory {
         if !apikey::verify(parsed.secret, &key.secret_hash) || key.revoked {
             return Ok(Err(AuthError::Invalid));
         }
-        let now_ms = now().timestamp_millis();
         if key.expires_at_ms.is_some_and(|exp| exp <= now_ms) {
             return Ok(Err(AuthError::Invalid));
         }
@@ -261,5 +269,74 @@ impl AccountDirectory {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&account);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reconbanker_store::UserRow;
+
+    async fn store_with_user() -> (tempfile::TempDir, Arc<dyn Store>, UserId) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}", dir.path().join("k.db").display());
+        let store = reconbanker_store::connect(&url, 1).await.expect("open");
+        store.migrate().await.expect("migrate");
+        let user = UserRow {
+            id: UserId::new(),
+            email: "k@example.com".into(),
+            name: None,
+            password_hash: "x".into(),
+            is_admin: false,
+            operation_mode: None,
+            created_at: now(),
+        };
+        store.create_user(&user).await.expect("user");
+        (dir, store, user.id)
+    }
+
+    #[tokio::test]
+    async fn a_cached_key_is_refused_the_moment_it_expires() {
+        let (_dir, store, user) = store_with_user().await;
+        let key = apikey::generate();
+        let expires = now() + chrono::Duration::minutes(10);
+        store
+            .create_api_key(&ApiKeyRow {
+                id: ApiKeyId::new(),
+                user_id: user,
+                name: "k".into(),
+                prefix: key.prefix.clone(),
+                secret_hash: key.secret_hash.to_vec(),
+                scopes: vec!["status:read".into()],
+                account_ids: None,
+                created_at: now(),
+                last_used_at: None,
+                expires_at: Some(expires),
+                revoked_at: None,
+            })
+            .await
+            .expect("key");
+        let dir = KeyDirectory::new(store.clone());
+        let exp = expires.timestamp_millis();
+        let ok = dir
+            .authenticate_at(&key.full, exp - 1)
+            .await
+            .expect("db")
+            .expect("valid before expiry");
+        assert!(ok.has_scope(Scope::StatusRead) && !ok.has_scope(Scope::OtpWrite));
+        // Now cached: the next answers come from memory, and expiry still applies at once.
+        assert_eq!(
+            dir.authenticate_at(&key.full, exp).await.expect("db").err(),
+            Some(AuthError::Invalid)
+        );
+        let mut wrong = key.full.clone();
+        wrong.replace_range(13..14, if &key.full[13..14] == "a" { "b" } else { "a" });
+        assert_eq!(
+            dir.authenticate_at(&wrong, exp - 1)
+                .await
+                .expect("db")
+                .err(),
+            Some(AuthError::Invalid)
+        );
     }
 }

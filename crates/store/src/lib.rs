@@ -46,7 +46,12 @@ pub trait Store: Send + Sync + 'static {
     /// Grants the admin role; `false` when no user has that email.
     async fn grant_admin(&self, email: &str) -> StoreResult<bool>;
     /// Idempotent.
-    async fn revoke_token(&self, jti: TokenId, user: UserId, expires_at: Timestamp) -> StoreResult<()>;
+    async fn revoke_token(
+        &self,
+        jti: TokenId,
+        user: UserId,
+        expires_at: Timestamp,
+    ) -> StoreResult<()>;
     /// Forgets revocations of tokens that have expired anyway.
     async fn purge_revoked_tokens(&self, now: Timestamp) -> StoreResult<u64>;
 
@@ -60,22 +65,53 @@ pub trait Store: Send + Sync + 'static {
 
     // --- accounts ---
     async fn create_account(&self, account: &NewAccount) -> StoreResult<AccountRow>;
-    async fn list_accounts(&self, user: UserId, limit: i64, offset: i64) -> StoreResult<Vec<AccountRow>>;
-    async fn account_for_user(&self, user: UserId, id: AccountId) -> StoreResult<Option<AccountRow>>;
+    async fn list_accounts(
+        &self,
+        user: UserId,
+        limit: i64,
+        offset: i64,
+    ) -> StoreResult<Vec<AccountRow>>;
+    async fn account_for_user(
+        &self,
+        user: UserId,
+        id: AccountId,
+    ) -> StoreResult<Option<AccountRow>>;
     /// The subset of `ids` that `user` owns.
-    async fn owned_account_ids(&self, user: UserId, ids: &[AccountId]) -> StoreResult<Vec<AccountId>>;
+    async fn owned_account_ids(
+        &self,
+        user: UserId,
+        ids: &[AccountId],
+    ) -> StoreResult<Vec<AccountId>>;
     /// Deletes the account with everything that hangs off it; `false` if not the user's.
     async fn delete_account(&self, user: UserId, id: AccountId) -> StoreResult<bool>;
-    async fn account_config(&self, user: UserId, id: AccountId) -> StoreResult<Option<AccountConfigRow>>;
+    async fn account_config(
+        &self,
+        user: UserId,
+        id: AccountId,
+    ) -> StoreResult<Option<AccountConfigRow>>;
     /// Inserts or replaces the config; `false` if the account is not the user's.
-    async fn put_account_config(&self, user: UserId, config: &AccountConfigRow) -> StoreResult<bool>;
+    async fn put_account_config(
+        &self,
+        user: UserId,
+        config: &AccountConfigRow,
+    ) -> StoreResult<bool>;
 
     // --- API keys ---
     /// `Conflict` when the prefix is taken.
     async fn create_api_key(&self, key: &ApiKeyRow) -> StoreResult<()>;
-    async fn list_api_keys(&self, user: UserId, limit: i64, offset: i64) -> StoreResult<Vec<ApiKeyRow>>;
+    async fn list_api_keys(
+        &self,
+        user: UserId,
+        limit: i64,
+        offset: i64,
+    ) -> StoreResult<Vec<ApiKeyRow>>;
     /// Revokes a live key of the user's and returns it; `None` if unknown, foreign or already revoked.
-    async fn revoke_api_key(&self, user: UserId, id: ApiKeyId, now: Timestamp) -> StoreResult<Option<ApiKeyRow>>;
+    async fn revoke_api_key(
+        &self,
+        user: UserId,
+        id: ApiKeyId,
+        now: Timestamp,
+    ) -> StoreResult<Option<ApiKeyRow>>;
     /// The authentication lookup (the prefix is public and unique).
     async fn api_key_by_prefix(&self, prefix: &str) -> StoreResult<Option<ApiKeyRow>>;
     /// Batched `last_used_at` write; never moves a timestamp backwards.
@@ -85,9 +121,14 @@ pub trait Store: Send + Sync + 'static {
     /// `Conflict` when the account already has a pending request.
     async fn create_assistance(&self, request: &AssistanceRow) -> StoreResult<()>;
     async fn pending_assistance(&self, account: AccountId) -> StoreResult<Option<AssistanceRow>>;
-    async fn assistance_by_id(&self, id: AssistanceRequestId) -> StoreResult<Option<AssistanceRow>>;
+    async fn assistance_by_id(&self, id: AssistanceRequestId)
+        -> StoreResult<Option<AssistanceRow>>;
     /// Counts one more tried code on a pending request; returns it, `None` if not pending.
-    async fn bump_assistance_attempts(&self, id: AssistanceRequestId, now: Timestamp) -> StoreResult<Option<AssistanceRow>>;
+    async fn bump_assistance_attempts(
+        &self,
+        id: AssistanceRequestId,
+        now: Timestamp,
+    ) -> StoreResult<Option<AssistanceRow>>;
     /// Closes a pending request; `None` if it was not pending (someone else closed it first).
     async fn close_assistance(
         &self,
@@ -108,8 +149,12 @@ pub trait Store: Send + Sync + 'static {
 /// Opens the store named by a database URL: `sqlite:...` or `postgres://...`/`postgresql://...`.
 pub async fn connect(url: &str, max_connections: u32) -> StoreResult<Arc<dyn Store>> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Arc::new(postgres::PgStore::connect(url, max_connections).await?))
+        Ok(Arc::new(
+            postgres::PgStore::connect(url, max_connections).await?,
+        ))
     } else {
-        Ok(Arc::new(sqlite::SqliteStore::connect(url, max_connections).await?))
+        Ok(Arc::new(
+            sqlite::SqliteStore::connect(url, max_connections).await?,
+        ))
     }
 }

@@ -3,13 +3,16 @@
 //! `RETURNING`, partial unique indexes), so the two adapters cannot drift apart; only the
 //! migrations (column types) differ per backend.
 
-pub(crate) const USER_COLS: &str = "id, email, name, password_hash, is_admin, operation_mode, created_at";
+pub(crate) const USER_COLS: &str =
+    "id, email, name, password_hash, is_admin, operation_mode, created_at";
 pub(crate) const BANK_COLS: &str = "id, code, name, login_url, status, created_at";
 pub(crate) const ACCOUNT_SELECT: &str = "SELECT a.id, a.user_id, a.bank_id, b.code AS bank_code, a.name, a.status, \
      a.scrape_blocked_at, a.scrape_blocked_reason, a.created_at FROM accounts a JOIN banks b ON b.id = a.bank_id";
-pub(crate) const KEY_COLS: &str = "id, user_id, name, prefix, secret_hash, scopes, account_ids, created_at, \
+pub(crate) const KEY_COLS: &str =
+    "id, user_id, name, prefix, secret_hash, scopes, account_ids, created_at, \
      last_used_at, expires_at, revoked_at";
-pub(crate) const ASSIST_COLS: &str = "id, account_id, kind, descriptor, attempts, status, reason, created_at, \
+pub(crate) const ASSIST_COLS: &str =
+    "id, account_id, kind, descriptor, attempts, status, reason, created_at, \
      updated_at, expires_at, closed_at";
 
 /// `$start, $start+1, …` for `n` values, for `IN (…)` lists.
@@ -316,8 +319,8 @@ macro_rules! store_impl {
                 );
                 let rows = sqlx::query(&sql)
                     .bind(user.0)
-                    .bind(limit)
-                    .bind(offset)
+                    .bind(limit.max(0))
+                    .bind(offset.max(0))
                     .fetch_all(&self.pool)
                     .await
                     .map_err(map_err)?;
@@ -423,8 +426,8 @@ macro_rules! store_impl {
                 );
                 let rows = sqlx::query(&sql)
                     .bind(user.0)
-                    .bind(limit)
-                    .bind(offset)
+                    .bind(limit.max(0))
+                    .bind(offset.max(0))
                     .fetch_all(&self.pool)
                     .await
                     .map_err(map_err)?;

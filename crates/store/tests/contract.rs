@@ -1,0 +1,1522 @@
+//! The store contract: every method of [`Store`], with its documented behaviour, checked against
+//! both adapters — SQLite always, PostgreSQL when `TEST_DATABASE_URL` names a server where the
+//! user may `CREATE DATABASE` (`scripts/test.sh` starts a throwaway one).
+//!
+//! Coverage is enforced three ways: `COVERED` must list exactly the methods declared in
+//! `pub trait Store` (parsed from `src/lib.rs`); every driver runs the checks through a recording
+//! wrapper and fails unless each `COVERED` method was actually called; and the wrapper implements
+//! the trait, so a new method does not even compile here until it is handled.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use chrono::Duration;
+use reconbanker_store::*;
+use uuid::Uuid;
+
+/// Every `Store` method the contract checks. Must match the trait exactly.
+const COVERED: &[&str] = &[
+    "backend",
+    "migrate",
+    "ping",
+    "close",
+    "create_user",
+    "user_by_email",
+    "user_by_id",
+    "session_user",
+    "set_operation_mode",
+    "grant_admin",
+    "revoke_token",
+    "purge_revoked_tokens",
+    "list_banks",
+    "bank_by_id",
+    "create_bank",
+    "upsert_bank",
+    "create_account",
+    "list_accounts",
+    "account_for_user",
+    "owned_account_ids",
+    "delete_account",
+    "account_config",
+    "put_account_config",
+    "create_api_key",
+    "list_api_keys",
+    "revoke_api_key",
+    "api_key_by_prefix",
+    "record_api_key_use",
+    "create_assistance",
+    "pending_assistance",
+    "assistance_by_id",
+    "bump_assistance_attempts",
+    "close_assistance",
+    "close_all_pending_assistance",
+];
+
+// ---------------------------------------------------------------------------------------------
+// Drivers
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn sqlite_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("contract.db").display());
+    let store = reconbanker_store::connect(&url, 4).await.unwrap();
+    run_contract(store, "sqlite").await;
+}
+
+#[tokio::test]
+async fn postgres_contract() {
+    use sqlx::{Connection, Executor};
+
+    let Ok(base) = std::env::var("TEST_DATABASE_URL") else {
+        assert_ne!(
+            std::env::var("REQUIRE_POSTGRES").as_deref(),
+            Ok("1"),
+            "REQUIRE_POSTGRES=1 but TEST_DATABASE_URL is not set"
+        );
+        println!("postgres_contract: skipped (TEST_DATABASE_URL is not set)");
+        return;
+    };
+    let db = format!("rbk_contract_{}", Uuid::new_v4().simple());
+    let mut admin = sqlx::PgConnection::connect(&base)
+        .await
+        .expect("connect to TEST_DATABASE_URL");
+    admin
+        .execute(format!("CREATE DATABASE {db}").as_str())
+        .await
+        .expect("CREATE DATABASE");
+    println!("postgres_contract: running on fresh database {db}");
+
+    let url = with_database(&base, &db);
+    let outcome = tokio::spawn(async move {
+        let store = reconbanker_store::connect(&url, 4).await.unwrap();
+        run_contract(store, "postgres").await;
+    })
+    .await;
+
+    // Drop the database whatever happened, then report the outcome.
+    let dropped = admin
+        .execute(format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)").as_str())
+        .await;
+    if dropped.is_err() {
+        // Servers before 13 lack `WITH (FORCE)`; the pool is closed by now anyway.
+        admin
+            .execute(format!("DROP DATABASE IF EXISTS {db}").as_str())
+            .await
+            .expect("DROP DATABASE");
+    }
+    admin.close().await.ok();
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+/// `base` with its database (URL path) replaced by `db`, query string kept.
+fn with_database(base: &str, db: &str) -> String {
+    let (main, query) = match base.split_once('?') {
+        Some((m, q)) => (m, Some(q)),
+        None => (base, None),
+    };
+    let authority_start = main.find("://").map_or(0, |i| i + 3);
+    let root = match main[authority_start..].find('/') {
+        Some(i) => &main[..authority_start + i],
+        None => main,
+    };
+    match query {
+        Some(q) => format!("{root}/{db}?{q}"),
+        None => format!("{root}/{db}"),
+    }
+}
+
+#[test]
+fn with_database_replaces_the_path() {
+    assert_eq!(
+        with_database("postgres://u@h:1/postgres", "x"),
+        "postgres://u@h:1/x"
+    );
+    assert_eq!(with_database("postgres://u@h:1", "x"), "postgres://u@h:1/x");
+    assert_eq!(
+        with_database("postgresql://u:p@h/db?sslmode=disable", "x"),
+        "postgresql://u:p@h/x?sslmode=disable"
+    );
+}
+
+async fn run_contract(inner: Arc<dyn Store>, backend: &str) {
+    // Migrations are idempotent: the second run finds nothing to do.
+    inner.migrate().await.unwrap();
+    let store = Recording::new(inner);
+    let s: &dyn Store = &store;
+
+    check_backend_migrate_ping(s, backend).await;
+    check_users(s).await;
+    check_set_operation_mode(s).await;
+    check_grant_admin(s).await;
+    check_session_user_and_revoke_token(s).await;
+    check_purge_revoked_tokens(s).await;
+    check_banks(s).await;
+    check_upsert_bank(s).await;
+    check_accounts(s).await;
+    check_list_accounts(s).await;
+    check_owned_account_ids(s).await;
+    check_account_config(s).await;
+    check_delete_account(s).await;
+    check_api_keys(s).await;
+    check_revoke_api_key(s).await;
+    check_record_api_key_use(s).await;
+    check_assistance(s).await;
+    check_close_all_pending_assistance(s).await;
+    check_close(s).await;
+
+    let called = store.called();
+    let missing: Vec<&str> = COVERED
+        .iter()
+        .copied()
+        .filter(|m| !called.contains(m))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{backend}: the contract never called these Store methods: {missing:?}"
+    );
+    println!(
+        "{backend}: contract passed, {} methods exercised",
+        called.len()
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Coverage of the trait
+// ---------------------------------------------------------------------------------------------
+
+/// The names of the methods declared in `pub trait Store { … }`.
+fn trait_methods(src: &str) -> Vec<String> {
+    let start = src
+        .find("pub trait Store")
+        .expect("`pub trait Store` in lib.rs");
+    let body = &src[start..];
+    let open = body.find('{').expect("trait body");
+    let mut depth = 0usize;
+    let mut end = body.len();
+    for (i, c) in body[open..].char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' => {
+                depth -= 1;
+                if depth == 0 {
+                    end = open + i;
+                    break;
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut names = Vec::new();
+    for line in body[open + 1..end].lines() {
+        let line = line.trim();
+        if line.starts_with("//") {
+            continue;
+        }
+        let mut words = line.split(|c: char| c.is_whitespace() || c == '(' || c == '<');
+        while let Some(w) = words.next() {
+            if w == "fn" {
+                if let Some(name) = words.next() {
+                    names.push(name.to_owned());
+                }
+                break;
+            }
+        }
+    }
+    names
+}
+
+#[test]
+fn every_store_method_is_covered() {
+    let declared = trait_methods(include_str!("../src/lib.rs"));
+    assert!(
+        declared.len() >= 30,
+        "parsed too few trait methods: {declared:?}"
+    );
+    let declared_set: BTreeSet<&str> = declared.iter().map(String::as_str).collect();
+    assert_eq!(
+        declared_set.len(),
+        declared.len(),
+        "duplicate trait method names: {declared:?}"
+    );
+    let covered: BTreeSet<&str> = COVERED.iter().copied().collect();
+    assert_eq!(covered.len(), COVERED.len(), "duplicate names in COVERED");
+    let uncovered: Vec<&str> = declared_set.difference(&covered).copied().collect();
+    let stale: Vec<&str> = covered.difference(&declared_set).copied().collect();
+    assert!(
+        uncovered.is_empty() && stale.is_empty(),
+        "Store methods without a contract check: {uncovered:?}; \
+         COVERED names that are not Store methods: {stale:?} \
+         ({} declared, {} covered)",
+        declared.len(),
+        COVERED.len()
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fixtures
+// ---------------------------------------------------------------------------------------------
+
+fn uniq(prefix: &str) -> String {
+    format!("{prefix}-{}", Uuid::new_v4().simple())
+}
+
+fn ms(n: i64) -> Duration {
+    Duration::milliseconds(n)
+}
+
+fn conflict<T: std::fmt::Debug>(r: StoreResult<T>) -> bool {
+    matches!(r, Err(StoreError::Conflict(_)))
+}
+
+fn user_row() -> UserRow {
+    UserRow {
+        id: UserId::new(),
+        email: format!("{}@example.test", uniq("user")),
+        name: Some("Ada Lovelace".into()),
+        password_hash: "$argon2id$v=19$fake".into(),
+        is_admin: false,
+        operation_mode: None,
+        created_at: now(),
+    }
+}
+
+async fn user(s: &dyn Store) -> UserRow {
+    let u = user_row();
+    s.create_user(&u).await.unwrap();
+    u
+}
+
+fn bank_row() -> BankRow {
+    BankRow {
+        id: BankId::new(),
+        code: uniq("bank"),
+        name: "Test Bank".into(),
+        login_url: Some("https://bank.example.test/login".into()),
+        status: "active".into(),
+        created_at: now(),
+    }
+}
+
+async fn bank(s: &dyn Store) -> BankRow {
+    let b = bank_row();
+    s.create_bank(&b).await.unwrap();
+    b
+}
+
+async fn account_at(
+    s: &dyn Store,
+    owner: UserId,
+    bank: &BankRow,
+    id: AccountId,
+    at: Timestamp,
+) -> AccountRow {
+    s.create_account(&NewAccount {
+        id,
+        user_id: owner,
+        bank_id: bank.id,
+        name: uniq("acct"),
+        created_at: at,
+    })
+    .await
+    .unwrap()
+}
+
+async fn account(s: &dyn Store, owner: UserId, bank: &BankRow) -> AccountRow {
+    account_at(s, owner, bank, AccountId::new(), now()).await
+}
+
+fn key_row(owner: UserId, created_at: Timestamp) -> ApiKeyRow {
+    ApiKeyRow {
+        id: ApiKeyId::new(),
+        user_id: owner,
+        name: uniq("key"),
+        prefix: uniq("rbk"),
+        secret_hash: Uuid::new_v4().as_bytes().to_vec(),
+        scopes: vec!["accounts:read".into(), "transactions:read".into()],
+        account_ids: None,
+        created_at,
+        last_used_at: None,
+        expires_at: None,
+        revoked_at: None,
+    }
+}
+
+fn assistance_row(account: AccountId) -> AssistanceRow {
+    let t = now();
+    AssistanceRow {
+        id: AssistanceRequestId::new(),
+        account_id: account,
+        kind: "otp".into(),
+        descriptor: Descriptor {
+            length: 6,
+            kind: CodeKind::Numeric,
+            purpose: Some("login".into()),
+        },
+        attempts: 0,
+        status: AssistanceStatus::Pending,
+        reason: None,
+        created_at: t,
+        updated_at: t,
+        expires_at: t + Duration::minutes(5),
+        closed_at: None,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Checks
+// ---------------------------------------------------------------------------------------------
+
+async fn check_backend_migrate_ping(s: &dyn Store, backend: &str) {
+    assert_eq!(s.backend(), backend);
+    s.ping().await.unwrap();
+    // Migrating an up-to-date database changes nothing and keeps the data.
+    let u = user(s).await;
+    s.migrate().await.unwrap();
+    s.migrate().await.unwrap();
+    assert_eq!(s.user_by_id(u.id).await.unwrap(), Some(u));
+    s.ping().await.unwrap();
+}
+
+async fn check_users(s: &dyn Store) {
+    let u = user(s).await;
+    assert_eq!(s.user_by_email(&u.email).await.unwrap(), Some(u.clone()));
+    assert_eq!(s.user_by_id(u.id).await.unwrap(), Some(u.clone()));
+
+    // Optional fields round-trip as NULL; flags and modes as given.
+    let bare = UserRow {
+        name: None,
+        is_admin: true,
+        operation_mode: Some("manual".into()),
+        ..user_row()
+    };
+    s.create_user(&bare).await.unwrap();
+    assert_eq!(s.user_by_id(bare.id).await.unwrap(), Some(bare.clone()));
+    assert_eq!(s.user_by_email(&bare.email).await.unwrap(), Some(bare));
+
+    // The email is unique.
+    let dup = UserRow {
+        email: u.email.clone(),
+        ..user_row()
+    };
+    let r = s.create_user(&dup).await;
+    assert!(conflict(r), "duplicate email must be a Conflict");
+    assert_eq!(s.user_by_id(dup.id).await.unwrap(), None);
+    assert_eq!(s.user_by_email(&u.email).await.unwrap(), Some(u));
+
+    assert_eq!(
+        s.user_by_email(&format!("{}@example.test", uniq("nobody")))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(s.user_by_id(UserId::new()).await.unwrap(), None);
+}
+
+async fn check_set_operation_mode(s: &dyn Store) {
+    let u = user(s).await;
+    let other = user(s).await;
+    assert!(s.set_operation_mode(u.id, "automatic").await.unwrap());
+    let got = s.user_by_id(u.id).await.unwrap().unwrap();
+    assert_eq!(got.operation_mode.as_deref(), Some("automatic"));
+    assert_eq!(
+        got,
+        UserRow {
+            operation_mode: Some("automatic".into()),
+            ..u.clone()
+        }
+    );
+    assert!(s.set_operation_mode(u.id, "manual").await.unwrap());
+    assert_eq!(
+        s.user_by_id(u.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .operation_mode
+            .as_deref(),
+        Some("manual")
+    );
+    // Nobody else is touched; an unknown user is `false`.
+    assert_eq!(s.user_by_id(other.id).await.unwrap(), Some(other));
+    assert!(!s.set_operation_mode(UserId::new(), "manual").await.unwrap());
+}
+
+async fn check_grant_admin(s: &dyn Store) {
+    let u = user(s).await;
+    let other = user(s).await;
+    assert!(s.grant_admin(&u.email).await.unwrap());
+    assert_eq!(
+        s.user_by_id(u.id).await.unwrap(),
+        Some(UserRow {
+            is_admin: true,
+            ..u.clone()
+        })
+    );
+    // Granting again still finds the user.
+    assert!(s.grant_admin(&u.email).await.unwrap());
+    assert!(s.user_by_id(u.id).await.unwrap().unwrap().is_admin);
+    assert_eq!(s.user_by_id(other.id).await.unwrap(), Some(other));
+    assert!(!s
+        .grant_admin(&format!("{}@example.test", uniq("nobody")))
+        .await
+        .unwrap());
+}
+
+async fn check_session_user_and_revoke_token(s: &dyn Store) {
+    let u = user(s).await;
+    let (jti, other_jti) = (TokenId::new(), TokenId::new());
+    assert_eq!(s.session_user(u.id, jti).await.unwrap(), Some(u.clone()));
+
+    let expires = now() + Duration::hours(1);
+    s.revoke_token(jti, u.id, expires).await.unwrap();
+    // Idempotent.
+    s.revoke_token(jti, u.id, expires).await.unwrap();
+    assert_eq!(s.session_user(u.id, jti).await.unwrap(), None);
+    assert_eq!(
+        s.session_user(u.id, other_jti).await.unwrap(),
+        Some(u.clone())
+    );
+    // An unknown user has no session, revoked or not.
+    assert_eq!(
+        s.session_user(UserId::new(), other_jti).await.unwrap(),
+        None
+    );
+    // The user row itself is untouched.
+    assert_eq!(s.user_by_id(u.id).await.unwrap(), Some(u));
+}
+
+async fn check_purge_revoked_tokens(s: &dyn Store) {
+    let t = now();
+    // Forget whatever earlier checks left expired, so the counts below are exact.
+    s.purge_revoked_tokens(t).await.unwrap();
+
+    let u = user(s).await;
+    let (expired, live) = (TokenId::new(), TokenId::new());
+    s.revoke_token(expired, u.id, t - Duration::seconds(1))
+        .await
+        .unwrap();
+    s.revoke_token(live, u.id, t + Duration::hours(1))
+        .await
+        .unwrap();
+    assert_eq!(s.session_user(u.id, expired).await.unwrap(), None);
+
+    assert_eq!(s.purge_revoked_tokens(t).await.unwrap(), 1);
+    // The expired revocation is gone (the token itself would be rejected as expired anyway);
+    // the live one still holds.
+    assert_eq!(
+        s.session_user(u.id, expired).await.unwrap(),
+        Some(u.clone())
+    );
+    assert_eq!(s.session_user(u.id, live).await.unwrap(), None);
+    assert_eq!(s.purge_revoked_tokens(t).await.unwrap(), 0);
+}
+
+async fn check_banks(s: &dyn Store) {
+    let b = bank(s).await;
+    let plain = BankRow {
+        login_url: None,
+        status: "disabled".into(),
+        ..bank_row()
+    };
+    s.create_bank(&plain).await.unwrap();
+    assert_eq!(s.bank_by_id(b.id).await.unwrap(), Some(b.clone()));
+    assert_eq!(s.bank_by_id(plain.id).await.unwrap(), Some(plain.clone()));
+    assert_eq!(s.bank_by_id(BankId::new()).await.unwrap(), None);
+
+    let dup = BankRow {
+        code: b.code.clone(),
+        name: "Impostor".into(),
+        ..bank_row()
+    };
+    let r = s.create_bank(&dup).await;
+    assert!(conflict(r), "duplicate bank code must be a Conflict");
+    assert_eq!(s.bank_by_id(dup.id).await.unwrap(), None);
+    assert_eq!(s.bank_by_id(b.id).await.unwrap(), Some(b.clone()));
+
+    let all = s.list_banks().await.unwrap();
+    assert!(
+        all.contains(&b) && all.contains(&plain),
+        "list_banks lists the created banks"
+    );
+    assert!(!all.iter().any(|x| x.id == dup.id));
+    let codes: Vec<&str> = all.iter().map(|x| x.code.as_str()).collect();
+    let mut sorted = codes.clone();
+    sorted.sort_unstable();
+    assert_eq!(codes, sorted, "list_banks is ordered by code");
+}
+
+async fn check_upsert_bank(s: &dyn Store) {
+    // A new code inserts the row as given.
+    let b = bank_row();
+    assert_eq!(s.upsert_bank(&b).await.unwrap(), b);
+    assert_eq!(s.bank_by_id(b.id).await.unwrap(), Some(b.clone()));
+
+    // A known code updates name and login URL only, keeping id, status and creation time.
+    let again = BankRow {
+        id: BankId::new(),
+        code: b.code.clone(),
+        name: "Renamed Bank".into(),
+        login_url: Some("https://new.example.test/".into()),
+        status: "disabled".into(),
+        created_at: b.created_at + Duration::days(1),
+    };
+    let expected = BankRow {
+        name: again.name.clone(),
+        login_url: again.login_url.clone(),
+        ..b.clone()
+    };
+    assert_eq!(s.upsert_bank(&again).await.unwrap(), expected);
+    assert_eq!(s.bank_by_id(b.id).await.unwrap(), Some(expected.clone()));
+    assert_eq!(s.bank_by_id(again.id).await.unwrap(), None);
+
+    // … including clearing the login URL.
+    let cleared = BankRow {
+        login_url: None,
+        ..again
+    };
+    let got = s.upsert_bank(&cleared).await.unwrap();
+    assert_eq!(
+        got,
+        BankRow {
+            login_url: None,
+            ..expected
+        }
+    );
+    assert_eq!(
+        s.list_banks()
+            .await
+            .unwrap()
+            .iter()
+            .filter(|x| x.code == b.code)
+            .count(),
+        1
+    );
+}
+
+async fn check_accounts(s: &dyn Store) {
+    let (owner, stranger) = (user(s).await, user(s).await);
+    let b = bank(s).await;
+    let new = NewAccount {
+        id: AccountId::new(),
+        user_id: owner.id,
+        bank_id: b.id,
+        name: "Checking".into(),
+        created_at: now(),
+    };
+    let a = s.create_account(&new).await.unwrap();
+    assert_eq!(
+        a,
+        AccountRow {
+            id: new.id,
+            user_id: owner.id,
+            bank_id: b.id,
+            bank_code: b.code.clone(),
+            name: "Checking".into(),
+            status: "active".into(),
+            scrape_blocked_at: None,
+            scrape_blocked_reason: None,
+            created_at: new.created_at,
+        }
+    );
+    assert_eq!(
+        s.account_for_user(owner.id, a.id).await.unwrap(),
+        Some(a.clone())
+    );
+    // Tenant scoping.
+    assert_eq!(s.account_for_user(stranger.id, a.id).await.unwrap(), None);
+    assert_eq!(
+        s.account_for_user(owner.id, AccountId::new())
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(s
+        .list_accounts(stranger.id, 100, 0)
+        .await
+        .unwrap()
+        .is_empty());
+
+    // The same id twice is a conflict; an unknown bank or owner is refused (foreign keys).
+    let r = s
+        .create_account(&NewAccount {
+            name: "Again".into(),
+            ..new.clone()
+        })
+        .await;
+    assert!(conflict(r), "duplicate account id must be a Conflict");
+    let r = s
+        .create_account(&NewAccount {
+            id: AccountId::new(),
+            bank_id: BankId::new(),
+            ..new.clone()
+        })
+        .await;
+    assert!(
+        matches!(r, Err(StoreError::Database(_))),
+        "unknown bank must be refused: {r:?}"
+    );
+    let r = s
+        .create_account(&NewAccount {
+            id: AccountId::new(),
+            user_id: UserId::new(),
+            ..new.clone()
+        })
+        .await;
+    assert!(
+        matches!(r, Err(StoreError::Database(_))),
+        "unknown user must be refused: {r:?}"
+    );
+    assert_eq!(s.list_accounts(owner.id, 100, 0).await.unwrap(), vec![a]);
+}
+
+async fn check_list_accounts(s: &dyn Store) {
+    let (owner, stranger) = (user(s).await, user(s).await);
+    let b = bank(s).await;
+    let t = now();
+    // Inserted out of order; two share a timestamp and are ordered by id.
+    let lo = AccountId::new();
+    let hi = AccountId(Uuid::from_u128(lo.0.as_u128() + 1));
+    let a3 = account_at(s, owner.id, &b, AccountId::new(), t + ms(30)).await;
+    let a2_hi = account_at(s, owner.id, &b, hi, t + ms(20)).await;
+    let a1 = account_at(s, owner.id, &b, AccountId::new(), t + ms(10)).await;
+    let a2_lo = account_at(s, owner.id, &b, lo, t + ms(20)).await;
+    let foreign = account_at(s, stranger.id, &b, AccountId::new(), t + ms(15)).await;
+
+    let all = s.list_accounts(owner.id, 100, 0).await.unwrap();
+    assert_eq!(
+        all,
+        vec![a1.clone(), a2_lo.clone(), a2_hi.clone(), a3.clone()]
+    );
+    assert_eq!(
+        s.list_accounts(owner.id, 2, 0).await.unwrap(),
+        vec![a1, a2_lo]
+    );
+    assert_eq!(
+        s.list_accounts(owner.id, 2, 2).await.unwrap(),
+        vec![a2_hi.clone(), a3.clone()]
+    );
+    assert_eq!(s.list_accounts(owner.id, 1, 2).await.unwrap(), vec![a2_hi]);
+    assert_eq!(s.list_accounts(owner.id, 10, 3).await.unwrap(), vec![a3]);
+    assert!(s.list_accounts(owner.id, 10, 4).await.unwrap().is_empty());
+    assert!(s.list_accounts(owner.id, 0, 0).await.unwrap().is_empty());
+    assert_eq!(
+        s.list_accounts(stranger.id, 100, 0).await.unwrap(),
+        vec![foreign]
+    );
+    assert!(s
+        .list_accounts(UserId::new(), 100, 0)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+async fn check_owned_account_ids(s: &dyn Store) {
+    let (owner, stranger) = (user(s).await, user(s).await);
+    let b = bank(s).await;
+    let a1 = account(s, owner.id, &b).await;
+    let a2 = account(s, owner.id, &b).await;
+    let a3 = account(s, owner.id, &b).await;
+    let foreign = account(s, stranger.id, &b).await;
+
+    let asked = [a2.id, foreign.id, AccountId::new(), a1.id];
+    let mut got = s.owned_account_ids(owner.id, &asked).await.unwrap();
+    got.sort();
+    let mut want = vec![a1.id, a2.id];
+    want.sort();
+    assert_eq!(
+        got, want,
+        "only the owned subset, never a3 (not asked) nor foreign ids"
+    );
+    assert!(!got.contains(&a3.id));
+
+    assert!(s.owned_account_ids(owner.id, &[]).await.unwrap().is_empty());
+    assert!(s
+        .owned_account_ids(stranger.id, &[a1.id, a2.id])
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        s.owned_account_ids(stranger.id, &asked).await.unwrap(),
+        vec![foreign.id]
+    );
+    assert!(s
+        .owned_account_ids(UserId::new(), &asked)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+async fn check_account_config(s: &dyn Store) {
+    let (owner, stranger) = (user(s).await, user(s).await);
+    let b = bank(s).await;
+    let a = account(s, owner.id, &b).await;
+    assert_eq!(s.account_config(owner.id, a.id).await.unwrap(), None);
+
+    let first = AccountConfigRow {
+        account_id: a.id,
+        settings: r#"{"schedule":"hourly"}"#.into(),
+        secrets: Some(vec![0, 1, 2, 255, 254]),
+        updated_at: now(),
+    };
+    assert!(s.put_account_config(owner.id, &first).await.unwrap());
+    assert_eq!(
+        s.account_config(owner.id, a.id).await.unwrap(),
+        Some(first.clone())
+    );
+    assert_eq!(s.account_config(stranger.id, a.id).await.unwrap(), None);
+
+    // Replacing overwrites every field, including clearing the secrets.
+    let second = AccountConfigRow {
+        account_id: a.id,
+        settings: r#"{"schedule":"daily"}"#.into(),
+        secrets: None,
+        updated_at: first.updated_at + ms(1500),
+    };
+    assert!(s.put_account_config(owner.id, &second).await.unwrap());
+    assert_eq!(
+        s.account_config(owner.id, a.id).await.unwrap(),
+        Some(second.clone())
+    );
+
+    // A foreign or unknown account is refused and nothing changes.
+    let hostile = AccountConfigRow {
+        settings: r#"{"schedule":"never"}"#.into(),
+        secrets: Some(vec![9]),
+        ..second.clone()
+    };
+    assert!(!s.put_account_config(stranger.id, &hostile).await.unwrap());
+    assert_eq!(
+        s.account_config(owner.id, a.id).await.unwrap(),
+        Some(second)
+    );
+    let ghost = AccountConfigRow {
+        account_id: AccountId::new(),
+        ..first.clone()
+    };
+    assert!(!s.put_account_config(owner.id, &ghost).await.unwrap());
+    assert_eq!(
+        s.account_config(owner.id, ghost.account_id).await.unwrap(),
+        None
+    );
+
+    // A stranger's own account with no config yet: still nothing for the owner of `a`.
+    let theirs = account(s, stranger.id, &b).await;
+    let cross = AccountConfigRow {
+        account_id: theirs.id,
+        ..first.clone()
+    };
+    assert!(!s.put_account_config(owner.id, &cross).await.unwrap());
+    assert_eq!(
+        s.account_config(stranger.id, theirs.id).await.unwrap(),
+        None
+    );
+}
+
+async fn check_delete_account(s: &dyn Store) {
+    let (owner, stranger) = (user(s).await, user(s).await);
+    let b = bank(s).await;
+    let a = account(s, owner.id, &b).await;
+    let kept = account(s, owner.id, &b).await;
+
+    let config = AccountConfigRow {
+        account_id: a.id,
+        settings: "{}".into(),
+        secrets: Some(vec![1, 2, 3]),
+        updated_at: now(),
+    };
+    assert!(s.put_account_config(owner.id, &config).await.unwrap());
+    let open = assistance_row(a.id);
+    s.create_assistance(&open).await.unwrap();
+    let closed = AssistanceRow {
+        status: AssistanceStatus::Cancelled,
+        closed_at: Some(now()),
+        ..assistance_row(a.id)
+    };
+    s.create_assistance(&closed).await.unwrap();
+    let key = ApiKeyRow {
+        account_ids: Some(vec![a.id, kept.id]),
+        ..key_row(owner.id, now())
+    };
+    s.create_api_key(&key).await.unwrap();
+
+    // Not the stranger's: refused, and everything is still there.
+    assert!(!s.delete_account(stranger.id, a.id).await.unwrap());
+    assert_eq!(
+        s.account_for_user(owner.id, a.id).await.unwrap(),
+        Some(a.clone())
+    );
+    assert_eq!(
+        s.account_config(owner.id, a.id).await.unwrap(),
+        Some(config)
+    );
+    assert_eq!(
+        s.pending_assistance(a.id).await.unwrap(),
+        Some(open.clone())
+    );
+
+    assert!(s.delete_account(owner.id, a.id).await.unwrap());
+    assert_eq!(s.account_for_user(owner.id, a.id).await.unwrap(), None);
+    assert!(
+        !s.delete_account(owner.id, a.id).await.unwrap(),
+        "already deleted"
+    );
+    assert!(!s.delete_account(owner.id, AccountId::new()).await.unwrap());
+    assert_eq!(
+        s.list_accounts(owner.id, 100, 0).await.unwrap(),
+        vec![kept.clone()]
+    );
+
+    // Assistance requests went with it.
+    assert_eq!(s.assistance_by_id(open.id).await.unwrap(), None);
+    assert_eq!(s.assistance_by_id(closed.id).await.unwrap(), None);
+    assert_eq!(s.pending_assistance(a.id).await.unwrap(), None);
+    // An API key's restriction list is the key's own data: untouched.
+    assert_eq!(s.api_key_by_prefix(&key.prefix).await.unwrap(), Some(key));
+
+    // The config went too: an account re-created under the same id starts without one.
+    let reborn = account_at(s, owner.id, &b, a.id, now()).await;
+    assert_eq!(s.account_config(owner.id, reborn.id).await.unwrap(), None);
+    assert_eq!(s.pending_assistance(reborn.id).await.unwrap(), None);
+}
+
+async fn check_api_keys(s: &dyn Store) {
+    let (owner, stranger) = (user(s).await, user(s).await);
+    let b = bank(s).await;
+    let (a1, a2) = (
+        account(s, owner.id, &b).await,
+        account(s, owner.id, &b).await,
+    );
+    let t = now();
+
+    let k1 = key_row(owner.id, t);
+    let k2 = ApiKeyRow {
+        account_ids: Some(vec![a1.id, a2.id]),
+        expires_at: Some(t + Duration::days(30)),
+        scopes: vec![],
+        ..key_row(owner.id, t + ms(10))
+    };
+    let k3 = ApiKeyRow {
+        account_ids: Some(vec![]),
+        last_used_at: Some(t + ms(25)),
+        revoked_at: Some(t + ms(30)),
+        ..key_row(owner.id, t + ms(20))
+    };
+    // Same creation time as k3 with a smaller id: sorts after it (id descending).
+    let mut k4 = key_row(owner.id, t + ms(20));
+    k4.id = ApiKeyId(Uuid::from_u128(k3.id.0.as_u128() - 1));
+    let theirs = key_row(stranger.id, t + ms(5));
+    for k in [&k3, &k1, &k4, &theirs, &k2] {
+        s.create_api_key(k).await.unwrap();
+    }
+
+    // Round trips, including `account_ids`: None (all accounts) vs Some(list), even empty.
+    for k in [&k1, &k2, &k3, &k4, &theirs] {
+        assert_eq!(
+            s.api_key_by_prefix(&k.prefix).await.unwrap().as_ref(),
+            Some(k)
+        );
+    }
+    assert_eq!(s.api_key_by_prefix(&uniq("rbk")).await.unwrap(), None);
+
+    // Newest first, tenant-scoped, paged.
+    let all = s.list_api_keys(owner.id, 100, 0).await.unwrap();
+    assert_eq!(all, vec![k3.clone(), k4.clone(), k2.clone(), k1.clone()]);
+    assert_eq!(
+        s.list_api_keys(owner.id, 2, 0).await.unwrap(),
+        vec![k3.clone(), k4.clone()]
+    );
+    assert_eq!(
+        s.list_api_keys(owner.id, 2, 2).await.unwrap(),
+        vec![k2.clone(), k1.clone()]
+    );
+    assert_eq!(
+        s.list_api_keys(owner.id, 1, 3).await.unwrap(),
+        vec![k1.clone()]
+    );
+    assert!(s.list_api_keys(owner.id, 10, 4).await.unwrap().is_empty());
+    assert_eq!(
+        s.list_api_keys(stranger.id, 100, 0).await.unwrap(),
+        vec![theirs]
+    );
+    assert!(s
+        .list_api_keys(UserId::new(), 100, 0)
+        .await
+        .unwrap()
+        .is_empty());
+
+    // The prefix is unique.
+    let dup = ApiKeyRow {
+        prefix: k1.prefix.clone(),
+        ..key_row(owner.id, now())
+    };
+    let r = s.create_api_key(&dup).await;
+    assert!(conflict(r), "duplicate prefix must be a Conflict");
+    assert_eq!(s.api_key_by_prefix(&k1.prefix).await.unwrap(), Some(k1));
+    assert_eq!(s.list_api_keys(owner.id, 100, 0).await.unwrap().len(), 4);
+}
+
+async fn check_revoke_api_key(s: &dyn Store) {
+    let (owner, stranger) = (user(s).await, user(s).await);
+    let k = key_row(owner.id, now());
+    s.create_api_key(&k).await.unwrap();
+    let other = key_row(owner.id, now());
+    s.create_api_key(&other).await.unwrap();
+    let t = now() + ms(5);
+
+    // A stranger cannot revoke it.
+    assert_eq!(s.revoke_api_key(stranger.id, k.id, t).await.unwrap(), None);
+    assert_eq!(
+        s.api_key_by_prefix(&k.prefix).await.unwrap(),
+        Some(k.clone())
+    );
+
+    let revoked = ApiKeyRow {
+        revoked_at: Some(t),
+        ..k.clone()
+    };
+    assert_eq!(
+        s.revoke_api_key(owner.id, k.id, t).await.unwrap(),
+        Some(revoked.clone())
+    );
+    // Already revoked: None, and the first revocation time stays.
+    assert_eq!(
+        s.revoke_api_key(owner.id, k.id, t + ms(1000))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(s.api_key_by_prefix(&k.prefix).await.unwrap(), Some(revoked));
+    assert_eq!(
+        s.revoke_api_key(owner.id, ApiKeyId::new(), t)
+            .await
+            .unwrap(),
+        None
+    );
+    // The other key is live still.
+    assert_eq!(
+        s.api_key_by_prefix(&other.prefix).await.unwrap(),
+        Some(other)
+    );
+}
+
+async fn check_record_api_key_use(s: &dyn Store) {
+    let owner = user(s).await;
+    let (k1, k2) = (key_row(owner.id, now()), key_row(owner.id, now()));
+    s.create_api_key(&k1).await.unwrap();
+    s.create_api_key(&k2).await.unwrap();
+    let t = now() + Duration::seconds(10);
+    let last_used = |prefix: String| async move {
+        s.api_key_by_prefix(&prefix)
+            .await
+            .unwrap()
+            .unwrap()
+            .last_used_at
+    };
+
+    s.record_api_key_use(&[]).await.unwrap();
+    assert_eq!(last_used(k1.prefix.clone()).await, None);
+
+    s.record_api_key_use(&[(k1.id, t)]).await.unwrap();
+    assert_eq!(last_used(k1.prefix.clone()).await, Some(t));
+    assert_eq!(last_used(k2.prefix.clone()).await, None);
+
+    // Never backwards.
+    s.record_api_key_use(&[(k1.id, t - Duration::seconds(5))])
+        .await
+        .unwrap();
+    assert_eq!(last_used(k1.prefix.clone()).await, Some(t));
+
+    // A batch: several keys, the same key twice (the latest wins whatever the order), unknown ids
+    // ignored.
+    s.record_api_key_use(&[
+        (k1.id, t + ms(300)),
+        (k2.id, t + ms(100)),
+        (ApiKeyId::new(), t),
+        (k1.id, t + ms(200)),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(last_used(k1.prefix.clone()).await, Some(t + ms(300)));
+    assert_eq!(last_used(k2.prefix.clone()).await, Some(t + ms(100)));
+
+    // Nothing else on the row changes.
+    let got = s.api_key_by_prefix(&k1.prefix).await.unwrap().unwrap();
+    assert_eq!(
+        got,
+        ApiKeyRow {
+            last_used_at: Some(t + ms(300)),
+            ..k1
+        }
+    );
+}
+
+async fn check_assistance(s: &dyn Store) {
+    let owner = user(s).await;
+    let b = bank(s).await;
+    let (a, other) = (
+        account(s, owner.id, &b).await,
+        account(s, owner.id, &b).await,
+    );
+
+    assert_eq!(s.pending_assistance(a.id).await.unwrap(), None);
+    let first = AssistanceRow {
+        descriptor: Descriptor {
+            length: 8,
+            kind: CodeKind::Alphanumeric,
+            purpose: None,
+        },
+        ..assistance_row(a.id)
+    };
+    s.create_assistance(&first).await.unwrap();
+    assert_eq!(
+        s.pending_assistance(a.id).await.unwrap(),
+        Some(first.clone())
+    );
+    assert_eq!(
+        s.assistance_by_id(first.id).await.unwrap(),
+        Some(first.clone())
+    );
+    assert_eq!(
+        s.assistance_by_id(AssistanceRequestId::new())
+            .await
+            .unwrap(),
+        None
+    );
+
+    // One pending request per account (partial unique index) …
+    let second = assistance_row(a.id);
+    let r = s.create_assistance(&second).await;
+    assert!(
+        conflict(r),
+        "a second pending request for the account must be a Conflict"
+    );
+    assert_eq!(s.assistance_by_id(second.id).await.unwrap(), None);
+    // … but closed ones may coexist, and other accounts are independent.
+    let old = AssistanceRow {
+        status: AssistanceStatus::Expired,
+        reason: Some("timeout".into()),
+        closed_at: Some(now()),
+        ..assistance_row(a.id)
+    };
+    s.create_assistance(&old).await.unwrap();
+    assert_eq!(s.assistance_by_id(old.id).await.unwrap(), Some(old.clone()));
+    let elsewhere = assistance_row(other.id);
+    s.create_assistance(&elsewhere).await.unwrap();
+    assert_eq!(
+        s.pending_assistance(a.id).await.unwrap(),
+        Some(first.clone())
+    );
+    assert_eq!(
+        s.pending_assistance(other.id).await.unwrap(),
+        Some(elsewhere.clone())
+    );
+
+    // Attempts.
+    let t1 = now() + ms(100);
+    let bumped = AssistanceRow {
+        attempts: 1,
+        updated_at: t1,
+        ..first.clone()
+    };
+    assert_eq!(
+        s.bump_assistance_attempts(first.id, t1).await.unwrap(),
+        Some(bumped.clone())
+    );
+    let t2 = t1 + ms(100);
+    let bumped2 = AssistanceRow {
+        attempts: 2,
+        updated_at: t2,
+        ..first.clone()
+    };
+    assert_eq!(
+        s.bump_assistance_attempts(first.id, t2).await.unwrap(),
+        Some(bumped2.clone())
+    );
+    assert_eq!(
+        s.assistance_by_id(first.id).await.unwrap(),
+        Some(bumped2.clone())
+    );
+    assert_eq!(
+        s.bump_assistance_attempts(old.id, t2).await.unwrap(),
+        None,
+        "not pending"
+    );
+    assert_eq!(
+        s.bump_assistance_attempts(AssistanceRequestId::new(), t2)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        s.pending_assistance(other.id).await.unwrap(),
+        Some(elsewhere.clone())
+    );
+
+    // Closing: once.
+    let t3 = t2 + ms(100);
+    let closed = AssistanceRow {
+        status: AssistanceStatus::Fulfilled,
+        reason: Some("code accepted".into()),
+        updated_at: t3,
+        closed_at: Some(t3),
+        ..bumped2
+    };
+    let got = s
+        .close_assistance(
+            first.id,
+            AssistanceStatus::Fulfilled,
+            Some("code accepted"),
+            t3,
+        )
+        .await
+        .unwrap();
+    assert_eq!(got, Some(closed.clone()));
+    let again = s
+        .close_assistance(first.id, AssistanceStatus::Cancelled, None, t3 + ms(1))
+        .await
+        .unwrap();
+    assert_eq!(again, None, "closing twice");
+    assert_eq!(
+        s.assistance_by_id(first.id).await.unwrap(),
+        Some(closed.clone())
+    );
+    assert_eq!(
+        s.bump_assistance_attempts(first.id, t3 + ms(2))
+            .await
+            .unwrap(),
+        None,
+        "closed"
+    );
+    assert_eq!(s.assistance_by_id(first.id).await.unwrap(), Some(closed));
+    assert_eq!(s.pending_assistance(a.id).await.unwrap(), None);
+    let r = s
+        .close_assistance(
+            AssistanceRequestId::new(),
+            AssistanceStatus::Cancelled,
+            None,
+            t3,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r, None);
+
+    // A reason may be absent.
+    let t4 = t3 + ms(100);
+    let cancelled = s
+        .close_assistance(elsewhere.id, AssistanceStatus::Cancelled, None, t4)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        cancelled,
+        AssistanceRow {
+            status: AssistanceStatus::Cancelled,
+            reason: None,
+            updated_at: t4,
+            closed_at: Some(t4),
+            ..elsewhere
+        }
+    );
+
+    // After closing, the account may have a new pending request.
+    let next = assistance_row(a.id);
+    s.create_assistance(&next).await.unwrap();
+    assert_eq!(s.pending_assistance(a.id).await.unwrap(), Some(next));
+    assert_eq!(s.assistance_by_id(old.id).await.unwrap(), Some(old));
+}
+
+async fn check_close_all_pending_assistance(s: &dyn Store) {
+    let owner = user(s).await;
+    let b = bank(s).await;
+    let accounts = [
+        account(s, owner.id, &b).await,
+        account(s, owner.id, &b).await,
+        account(s, owner.id, &b).await,
+    ];
+    let p0 = assistance_row(accounts[0].id);
+    let p1 = assistance_row(accounts[1].id);
+    let done = AssistanceRow {
+        status: AssistanceStatus::Fulfilled,
+        reason: Some("ok".into()),
+        closed_at: Some(now()),
+        ..assistance_row(accounts[2].id)
+    };
+    for r in [&p0, &p1, &done] {
+        s.create_assistance(r).await.unwrap();
+    }
+
+    let t = now() + ms(50);
+    let closed = s
+        .close_all_pending_assistance(AssistanceStatus::Expired, "server restarted", t)
+        .await
+        .unwrap();
+    // Earlier checks may have left pending requests; they are closed too, the same way.
+    for r in &closed {
+        assert_eq!(r.status, AssistanceStatus::Expired);
+        assert_eq!(r.reason.as_deref(), Some("server restarted"));
+        assert_eq!(r.closed_at, Some(t));
+        assert_eq!(r.updated_at, t);
+        assert_eq!(s.assistance_by_id(r.id).await.unwrap().as_ref(), Some(r));
+        assert_eq!(s.pending_assistance(r.account_id).await.unwrap(), None);
+    }
+    for p in [&p0, &p1] {
+        let want = AssistanceRow {
+            status: AssistanceStatus::Expired,
+            reason: Some("server restarted".into()),
+            updated_at: t,
+            closed_at: Some(t),
+            ..p.clone()
+        };
+        assert_eq!(
+            closed.iter().filter(|r| r.id == p.id).collect::<Vec<_>>(),
+            vec![&want]
+        );
+        assert_eq!(s.pending_assistance(p.account_id).await.unwrap(), None);
+    }
+    assert!(
+        !closed.iter().any(|r| r.id == done.id),
+        "already-closed requests are left alone"
+    );
+    assert_eq!(s.assistance_by_id(done.id).await.unwrap(), Some(done));
+
+    // Nothing pending any more.
+    let none = s
+        .close_all_pending_assistance(AssistanceStatus::Cancelled, "again", t + ms(1))
+        .await
+        .unwrap();
+    assert!(none.is_empty(), "second sweep found {none:?}");
+}
+
+async fn check_close(s: &dyn Store) {
+    s.ping().await.unwrap();
+    s.close().await;
+    assert!(s.ping().await.is_err(), "a closed store must refuse work");
+    assert!(s.user_by_id(UserId::new()).await.is_err());
+}
+
+// ---------------------------------------------------------------------------------------------
+// A pass-through store that records which methods were called
+// ---------------------------------------------------------------------------------------------
+
+struct Recording {
+    inner: Arc<dyn Store>,
+    called: Mutex<BTreeSet<&'static str>>,
+}
+
+impl Recording {
+    fn new(inner: Arc<dyn Store>) -> Self {
+        Self {
+            inner,
+            called: Mutex::new(BTreeSet::new()),
+        }
+    }
+
+    fn hit(&self, method: &'static str) {
+        self.called.lock().unwrap().insert(method);
+    }
+
+    fn called(&self) -> BTreeSet<&'static str> {
+        self.called.lock().unwrap().clone()
+    }
+}
+
+#[async_trait]
+impl Store for Recording {
+    fn backend(&self) -> &'static str {
+        self.hit("backend");
+        self.inner.backend()
+    }
+    async fn migrate(&self) -> StoreResult<()> {
+        self.hit("migrate");
+        self.inner.migrate().await
+    }
+    async fn ping(&self) -> StoreResult<()> {
+        self.hit("ping");
+        self.inner.ping().await
+    }
+    async fn close(&self) {
+        self.hit("close");
+        self.inner.close().await
+    }
+    async fn create_user(&self, user: &UserRow) -> StoreResult<()> {
+        self.hit("create_user");
+        self.inner.create_user(user).await
+    }
+    async fn user_by_email(&self, email: &str) -> StoreResult<Option<UserRow>> {
+        self.hit("user_by_email");
+        self.inner.user_by_email(email).await
+    }
+    async fn user_by_id(&self, id: UserId) -> StoreResult<Option<UserRow>> {
+        self.hit("user_by_id");
+        self.inner.user_by_id(id).await
+    }
+    async fn session_user(&self, id: UserId, jti: TokenId) -> StoreResult<Option<UserRow>> {
+        self.hit("session_user");
+        self.inner.session_user(id, jti).await
+    }
+    async fn set_operation_mode(&self, id: UserId, mode: &str) -> StoreResult<bool> {
+        self.hit("set_operation_mode");
+        self.inner.set_operation_mode(id, mode).await
+    }
+    async fn grant_admin(&self, email: &str) -> StoreResult<bool> {
+        self.hit("grant_admin");
+        self.inner.grant_admin(email).await
+    }
+    async fn revoke_token(
+        &self,
+        jti: TokenId,
+        user: UserId,
+        expires_at: Timestamp,
+    ) -> StoreResult<()> {
+        self.hit("revoke_token");
+        self.inner.revoke_token(jti, user, expires_at).await
+    }
+    async fn purge_revoked_tokens(&self, now: Timestamp) -> StoreResult<u64> {
+        self.hit("purge_revoked_tokens");
+        self.inner.purge_revoked_tokens(now).await
+    }
+    async fn list_banks(&self) -> StoreResult<Vec<BankRow>> {
+        self.hit("list_banks");
+        self.inner.list_banks().await
+    }
+    async fn bank_by_id(&self, id: BankId) -> StoreResult<Option<BankRow>> {
+        self.hit("bank_by_id");
+        self.inner.bank_by_id(id).await
+    }
+    async fn create_bank(&self, bank: &BankRow) -> StoreResult<()> {
+        self.hit("create_bank");
+        self.inner.create_bank(bank).await
+    }
+    async fn upsert_bank(&self, bank: &BankRow) -> StoreResult<BankRow> {
+        self.hit("upsert_bank");
+        self.inner.upsert_bank(bank).await
+    }
+    async fn create_account(&self, account: &NewAccount) -> StoreResult<AccountRow> {
+        self.hit("create_account");
+        self.inner.create_account(account).await
+    }
+    async fn list_accounts(
+        &self,
+        user: UserId,
+        limit: i64,
+        offset: i64,
+    ) -> StoreResult<Vec<AccountRow>> {
+        self.hit("list_accounts");
+        self.inner.list_accounts(user, limit, offset).await
+    }
+    async fn account_for_user(
+        &self,
+        user: UserId,
+        id: AccountId,
+    ) -> StoreResult<Option<AccountRow>> {
+        self.hit("account_for_user");
+        self.inner.account_for_user(user, id).await
+    }
+    async fn owned_account_ids(
+        &self,
+        user: UserId,
+        ids: &[AccountId],
+    ) -> StoreResult<Vec<AccountId>> {
+        self.hit("owned_account_ids");
+        self.inner.owned_account_ids(user, ids).await
+    }
+    async fn delete_account(&self, user: UserId, id: AccountId) -> StoreResult<bool> {
+        self.hit("delete_account");
+        self.inner.delete_account(user, id).await
+    }
+    async fn account_config(
+        &self,
+        user: UserId,
+        id: AccountId,
+    ) -> StoreResult<Option<AccountConfigRow>> {
+        self.hit("account_config");
+        self.inner.account_config(user, id).await
+    }
+    async fn put_account_config(
+        &self,
+        user: UserId,
+        config: &AccountConfigRow,
+    ) -> StoreResult<bool> {
+        self.hit("put_account_config");
+        self.inner.put_account_config(user, config).await
+    }
+    async fn create_api_key(&self, key: &ApiKeyRow) -> StoreResult<()> {
+        self.hit("create_api_key");
+        self.inner.create_api_key(key).await
+    }
+    async fn list_api_keys(
+        &self,
+        user: UserId,
+        limit: i64,
+        offset: i64,
+    ) -> StoreResult<Vec<ApiKeyRow>> {
+        self.hit("list_api_keys");
+        self.inner.list_api_keys(user, limit, offset).await
+    }
+    async fn revoke_api_key(
+        &self,
+        user: UserId,
+        id: ApiKeyId,
+        now: Timestamp,
+    ) -> StoreResult<Option<ApiKeyRow>> {
+        self.hit("revoke_api_key");
+        self.inner.revoke_api_key(user, id, now).await
+    }
+    async fn api_key_by_prefix(&self, prefix: &str) -> StoreResult<Option<ApiKeyRow>> {
+        self.hit("api_key_by_prefix");
+        self.inner.api_key_by_prefix(prefix).await
+    }
+    async fn record_api_key_use(&self, uses: &[(ApiKeyId, Timestamp)]) -> StoreResult<()> {
+        self.hit("record_api_key_use");
+        self.inner.record_api_key_use(uses).await
+    }
+    async fn create_assistance(&self, request: &AssistanceRow) -> StoreResult<()> {
+        self.hit("create_assistance");
+        self.inner.create_assistance(request).await
+    }
+    async fn pending_assistance(&self, account: AccountId) -> StoreResult<Option<AssistanceRow>> {
+        self.hit("pending_assistance");
+        self.inner.pending_assistance(account).await
+    }
+    async fn assistance_by_id(
+        &self,
+        id: AssistanceRequestId,
+    ) -> StoreResult<Option<AssistanceRow>> {
+        self.hit("assistance_by_id");
+        self.inner.assistance_by_id(id).await
+    }
+    async fn bump_assistance_attempts(
+        &self,
+        id: AssistanceRequestId,
+        now: Timestamp,
+    ) -> StoreResult<Option<AssistanceRow>> {
+        self.hit("bump_assistance_attempts");
+        self.inner.bump_assistance_attempts(id, now).await
+    }
+    async fn close_assistance(
+        &self,
+        id: AssistanceRequestId,
+        status: AssistanceStatus,
+        reason: Option<&str>,
+        now: Timestamp,
+    ) -> StoreResult<Option<AssistanceRow>> {
+        self.hit("close_assistance");
+        self.inner.close_assistance(id, status, reason, now).await
+    }
+    async fn close_all_pending_assistance(
+        &self,
+        status: AssistanceStatus,
+        reason: &str,
+        now: Timestamp,
+    ) -> StoreResult<Vec<AssistanceRow>> {
+        self.hit("close_all_pending_assistance");
+        self.inner
+            .close_all_pending_assistance(status, reason, now)
+            .await
+    }
+}
