@@ -57,10 +57,7 @@ pub fn parse(text: &str) -> Option<ParsedKey<'_>> {
     let rest = &text[KEY_PREFIX.len()..];
     let (prefix, rest) = rest.split_at(PREFIX_HEX);
     let secret = rest.strip_prefix('_')?;
-    let lower_hex = |s: &str| {
-        s.bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    };
+    let lower_hex = |s: &str| s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
     if !lower_hex(prefix) || !lower_hex(secret) {
         return None;
     }

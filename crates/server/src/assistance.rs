@@ -8,11 +8,14 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use reconbanker_store::{
-    now, AccountId, AssistanceRequestId, AssistanceRow, AssistanceStatus, CodeKind, Descriptor,
-    Store, StoreError, StoreResult,
+    now, AccountId, AssistanceRequestId, AssistanceRow, AssistanceStatus, CodeKind, Descriptor, Store, StoreError,
+    StoreResult, UserId,
 };
+use serde_json::json;
 
 use crate::broker::{AssistanceBroker, CodeWaiter, OtpCode};
+use crate::clock::Clock;
+use crate::events::{Event, EventBus};
 use crate::ratelimit::{Bucket, Decision, RateLimiter};
 
 /// Codes are 1 to 32 characters after trimming (SPEC §7).
@@ -41,10 +44,7 @@ impl From<&AssistanceRow> for PendingView {
 #[derive(Debug, thiserror::Error)]
 pub enum SubmitError {
     #[error("{field} {message}")]
-    Invalid {
-        field: &'static str,
-        message: String,
-    },
+    Invalid { field: &'static str, message: String },
     #[error("rate limited")]
     RateLimited(Decision),
     #[error("no assistance request is pending for this account")]
@@ -75,6 +75,8 @@ pub struct Assistance {
     store: Arc<dyn Store>,
     broker: Arc<dyn AssistanceBroker>,
     limiter: Arc<dyn RateLimiter>,
+    bus: Arc<dyn EventBus>,
+    clock: Arc<dyn Clock>,
     /// account → what is pending (`None` = known: nothing). Missing = not loaded yet.
     cache: RwLock<HashMap<AccountId, Option<Arc<PendingView>>>>,
     otp_limit: u32,
@@ -88,10 +90,7 @@ pub fn check_code(descriptor: &Descriptor, code: &str) -> Result<(), String> {
     let len = code.chars().count();
     let (ok_chars, what) = match descriptor.kind {
         CodeKind::Numeric => (code.bytes().all(|b| b.is_ascii_digit()), "digits"),
-        CodeKind::Alphanumeric => (
-            code.bytes().all(|b| b.is_ascii_alphanumeric()),
-            "letters or digits",
-        ),
+        CodeKind::Alphanumeric => (code.bytes().all(|b| b.is_ascii_alphanumeric()), "letters or digits"),
     };
     if !ok_chars || len != descriptor.length as usize {
         return Err(format!("must be exactly {} {what}", descriptor.length));
@@ -99,19 +98,30 @@ pub fn check_code(descriptor: &Descriptor, code: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The services the assistance service works with.
+pub struct AssistanceDeps {
+    pub store: Arc<dyn Store>,
+    pub broker: Arc<dyn AssistanceBroker>,
+    pub limiter: Arc<dyn RateLimiter>,
+    pub bus: Arc<dyn EventBus>,
+    pub clock: Arc<dyn Clock>,
+}
+
 impl Assistance {
-    pub fn new(
-        store: Arc<dyn Store>,
-        broker: Arc<dyn AssistanceBroker>,
-        limiter: Arc<dyn RateLimiter>,
-        otp_limit: u32,
-        otp_window: Duration,
-        timeout: Duration,
-    ) -> Self {
+    pub fn new(deps: AssistanceDeps, otp_limit: u32, otp_window: Duration, timeout: Duration) -> Self {
+        let AssistanceDeps {
+            store,
+            broker,
+            limiter,
+            bus,
+            clock,
+        } = deps;
         Self {
             store,
             broker,
             limiter,
+            bus,
+            clock,
             cache: RwLock::new(HashMap::new()),
             otp_limit,
             otp_window,
@@ -123,14 +133,31 @@ impl Assistance {
         self.timeout
     }
 
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    fn announce(&self, user: UserId, r: &AssistanceRow) {
+        self.bus.publish(Event::new(
+            "assistance.requested",
+            user,
+            r.account_id,
+            json!({ "requestId": r.id, "descriptor": r.descriptor, "attempts": r.attempts }),
+        ));
+    }
+
+    fn announce_closed(&self, user: UserId, r: &AssistanceRow) {
+        let (kind, data) = match r.status {
+            AssistanceStatus::Fulfilled => ("assistance.fulfilled", json!({ "requestId": r.id })),
+            AssistanceStatus::Expired => ("assistance.expired", json!({ "requestId": r.id })),
+            _ => ("assistance.cancelled", json!({ "requestId": r.id, "reason": r.reason })),
+        };
+        self.bus.publish(Event::new(kind, user, r.account_id, data));
+    }
+
     /// What is pending for the account (from memory once loaded).
     pub async fn pending(&self, account: AccountId) -> StoreResult<Option<Arc<PendingView>>> {
-        if let Some(entry) = self
-            .cache
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&account)
-        {
+        if let Some(entry) = self.cache.read().unwrap_or_else(|p| p.into_inner()).get(&account) {
             return Ok(entry.clone());
         }
         let loaded = self
@@ -155,14 +182,15 @@ impl Assistance {
             .insert(account, view);
     }
 
-    /// Opens a request for a login that needs a code. The login is registered as the waiter
-    /// *before* the request becomes visible, so a code can never find nobody waiting.
+    /// Opens a request for a login that needs a code and announces it. The login is registered
+    /// as the waiter *before* the request becomes visible, so a code never finds nobody waiting.
     pub async fn open(
         &self,
         account: AccountId,
+        user: UserId,
         descriptor: Descriptor,
     ) -> Result<(AssistanceRow, CodeWaiter), OpenError> {
-        let at = now();
+        let at = self.clock.now();
         let row = AssistanceRow {
             id: AssistanceRequestId::new(),
             account_id: account,
@@ -173,8 +201,7 @@ impl Assistance {
             reason: None,
             created_at: at,
             updated_at: at,
-            expires_at: at
-                + chrono::Duration::from_std(self.timeout).unwrap_or(chrono::Duration::minutes(5)),
+            expires_at: at + chrono::Duration::from_std(self.timeout).unwrap_or(chrono::Duration::minutes(5)),
             closed_at: None,
         };
         let waiter = self.broker.register(row.id);
@@ -184,6 +211,7 @@ impl Assistance {
             Err(e) => return Err(e.into()),
         }
         self.set_cached(account, Some(Arc::new(PendingView::from(&row))));
+        self.announce(user, &row);
         Ok((row, waiter))
     }
 
@@ -192,39 +220,46 @@ impl Assistance {
         self.broker.register(request)
     }
 
-    /// The bank refused a code but allows another try: same request, `attempts` + 1.
+    /// The bank refused a code but allows another try: same request, `attempts` + 1, announced
+    /// again.
     pub async fn code_rejected(
         &self,
         request: AssistanceRequestId,
+        user: UserId,
     ) -> StoreResult<Option<AssistanceRow>> {
         let row = self.store.bump_assistance_attempts(request, now()).await?;
         if let Some(r) = &row {
             self.set_cached(r.account_id, Some(Arc::new(PendingView::from(r))));
+            self.announce(user, r);
         }
         Ok(row)
     }
 
-    /// Closes a pending request (fulfilled, cancelled or expired) and ends any wait for it.
+    /// Closes a pending request (fulfilled, cancelled or expired), ends any wait for it and
+    /// announces it. `None` when it was no longer pending (closed once, announced once).
     pub async fn close(
         &self,
         request: AssistanceRequestId,
+        user: UserId,
         status: AssistanceStatus,
         reason: Option<&str>,
     ) -> StoreResult<Option<AssistanceRow>> {
+        let row = self.store.close_assistance(request, status, reason, now()).await?;
+        // Released after the row is closed: the woken login then finds it closed with *this*
+        // status and reason, instead of racing to close it with its own.
         self.broker.withdraw(request);
-        let row = self
-            .store
-            .close_assistance(request, status, reason, now())
-            .await?;
         if let Some(r) = &row {
-            let mut cache = self.cache.write().unwrap_or_else(|p| p.into_inner());
-            let stale = match cache.get(&r.account_id) {
-                Some(Some(p)) => p.id == r.id,
-                _ => true,
-            };
-            if stale {
-                cache.insert(r.account_id, None);
+            {
+                let mut cache = self.cache.write().unwrap_or_else(|p| p.into_inner());
+                let stale = match cache.get(&r.account_id) {
+                    Some(Some(p)) => p.id == r.id,
+                    _ => true,
+                };
+                if stale {
+                    cache.insert(r.account_id, None);
+                }
             }
+            self.announce_closed(user, r);
         }
         Ok(row)
     }
@@ -233,13 +268,11 @@ impl Assistance {
     pub async fn cancel_for_account(
         &self,
         account: AccountId,
+        user: UserId,
         reason: &str,
     ) -> StoreResult<Option<AssistanceRow>> {
         match self.store.pending_assistance(account).await? {
-            Some(p) => {
-                self.close(p.id, AssistanceStatus::Cancelled, Some(reason))
-                    .await
-            }
+            Some(p) => self.close(p.id, user, AssistanceStatus::Cancelled, Some(reason)).await,
             None => {
                 self.set_cached(account, None);
                 Ok(None)
@@ -249,10 +282,7 @@ impl Assistance {
 
     /// Forgets an account entirely (after deletion).
     pub fn forget(&self, account: AccountId) {
-        self.cache
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&account);
+        self.cache.write().unwrap_or_else(|p| p.into_inner()).remove(&account);
     }
 
     /// At boot no login of a previous process is alive: close what it left pending.
@@ -261,10 +291,7 @@ impl Assistance {
             .store
             .close_all_pending_assistance(AssistanceStatus::Cancelled, "process_restart", now())
             .await?;
-        self.cache
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
+        self.cache.write().unwrap_or_else(|p| p.into_inner()).clear();
         Ok(closed)
     }
 
@@ -287,10 +314,7 @@ impl Assistance {
         }
         let pending = self.pending(account).await?;
         if let Some(p) = &pending {
-            check_code(&p.descriptor, code).map_err(|message| SubmitError::Invalid {
-                field: "code",
-                message,
-            })?;
+            check_code(&p.descriptor, code).map_err(|message| SubmitError::Invalid { field: "code", message })?;
         }
         let rate = self
             .limiter
@@ -309,10 +333,7 @@ impl Assistance {
         self.broker
             .deliver(p.id, OtpCode::new(code.to_owned()))
             .map_err(|_| SubmitError::Busy)?;
-        Ok(Submitted {
-            request_id: p.id,
-            rate,
-        })
+        Ok(Submitted { request_id: p.id, rate })
     }
 
     /// The current OTP budget of an account, for `RateLimit` headers on other answers.

@@ -91,6 +91,11 @@ impl CodeWaiter {
         self.request
     }
 
+    /// Waits for a code with no deadline of its own (the caller races it against its clock).
+    pub async fn recv(mut self) -> Result<OtpCode, WaitError> {
+        (&mut self.rx).await.map_err(|_| WaitError::Withdrawn)
+    }
+
     /// Waits for a code until `deadline`.
     pub async fn recv_until(mut self, deadline: Instant) -> Result<OtpCode, WaitError> {
         match tokio::time::timeout_at(deadline, &mut self.rx).await {
@@ -172,8 +177,7 @@ mod tests {
         let req = AssistanceRequestId::new();
         let w = b.register(req);
         assert!(b.is_waiting(req));
-        b.deliver(req, OtpCode::new("123456".into()))
-            .expect("delivered");
+        b.deliver(req, OtpCode::new("123456".into())).expect("delivered");
         assert_eq!(
             b.deliver(req, OtpCode::new("1".into())),
             Err(DeliverError::NoWaiter),
@@ -192,17 +196,11 @@ mod tests {
         let b = LocalBroker::default();
         let (old, new) = (AssistanceRequestId::new(), AssistanceRequestId::new());
         let w = b.register(new);
-        assert_eq!(
-            b.deliver(old, OtpCode::new("1".into())),
-            Err(DeliverError::NoWaiter)
-        );
+        assert_eq!(b.deliver(old, OtpCode::new("1".into())), Err(DeliverError::NoWaiter));
         assert!(b.is_waiting(new));
         drop(w);
         assert!(!b.is_waiting(new), "dropping the waiter unregisters");
-        assert_eq!(
-            b.deliver(new, OtpCode::new("1".into())),
-            Err(DeliverError::NoWaiter)
-        );
+        assert_eq!(b.deliver(new, OtpCode::new("1".into())), Err(DeliverError::NoWaiter));
     }
 
     #[tokio::test(start_paused = true)]
@@ -210,23 +208,18 @@ mod tests {
         let b = LocalBroker::default();
         let req = AssistanceRequestId::new();
         let w = b.register(req);
-        let r = w
-            .recv_until(Instant::now() + Duration::from_secs(300))
-            .await;
+        let r = w.recv_until(Instant::now() + Duration::from_secs(300)).await;
         assert_eq!(r, Err(WaitError::TimedOut));
         let w = b.register(req);
         b.withdraw(req);
         assert_eq!(
-            w.recv_until(Instant::now() + Duration::from_secs(300))
-                .await,
+            w.recv_until(Instant::now() + Duration::from_secs(300)).await,
             Err(WaitError::Withdrawn)
         );
         let first = b.register(req);
         let _second = b.register(req);
         assert_eq!(
-            first
-                .recv_until(Instant::now() + Duration::from_secs(1))
-                .await,
+            first.recv_until(Instant::now() + Duration::from_secs(1)).await,
             Err(WaitError::Withdrawn)
         );
         assert!(b.is_waiting(req), "the newer registration stays");

@@ -15,11 +15,7 @@ use rand::RngCore;
 /// Every environment variable the server reads, with its default, for the README and `--help`.
 pub const ENV_VARS: &[(&str, &str, &str)] = &[
     ("RECONBANKER_HOST", "127.0.0.1", "address to listen on"),
-    (
-        "RECONBANKER_PORT",
-        "3000",
-        "port to listen on (0 = any free port)",
-    ),
+    ("RECONBANKER_PORT", "3000", "port to listen on (0 = any free port)"),
     (
         "RECONBANKER_DATA_DIR",
         "./data",
@@ -61,11 +57,7 @@ pub const ENV_VARS: &[(&str, &str, &str)] = &[
         "50",
         "sustained /v1 requests per second per API key",
     ),
-    (
-        "RECONBANKER_V1_BURST",
-        "100",
-        "/v1 burst allowance per API key",
-    ),
+    ("RECONBANKER_V1_BURST", "100", "/v1 burst allowance per API key"),
     (
         "RECONBANKER_AUTH_FAILURES_PER_MIN",
         "30",
@@ -85,6 +77,46 @@ pub const ENV_VARS: &[(&str, &str, &str)] = &[
         "RECONBANKER_ALLOW_PRIVATE_TARGETS",
         "false",
         "allow outbound URLs that resolve to private/loopback addresses",
+    ),
+    (
+        "RECONBANKER_SCRAPE_INTERVAL_SECS",
+        "1200",
+        "how often one-shot accounts are read (20 minutes)",
+    ),
+    (
+        "RECONBANKER_POLL_INTERVAL_SECS",
+        "60",
+        "how often persistent sessions read",
+    ),
+    (
+        "RECONBANKER_MAX_SESSIONS",
+        "1000",
+        "bank sessions running at once (waiting logins included)",
+    ),
+    (
+        "RECONBANKER_RETRY_ATTEMPTS",
+        "3",
+        "retries of a retryable bank failure within a session",
+    ),
+    (
+        "RECONBANKER_RETRY_BACKOFF_MS",
+        "2000",
+        "first retry delay (doubles, with jitter)",
+    ),
+    (
+        "RECONBANKER_BANK_TIMEOUT_SECS",
+        "15",
+        "timeout of one request to a bank",
+    ),
+    (
+        "RECONBANKER_SANDBOX_BANK",
+        "embedded",
+        "embedded (serve starts it), off, or the URL of a sandbox bank",
+    ),
+    (
+        "RECONBANKER_SANDBOX_PORT",
+        "3100",
+        "port of the embedded sandbox bank (on the same host)",
     ),
     ("RUST_LOG", "info", "log filter (tracing-subscriber syntax)"),
 ];
@@ -113,6 +145,24 @@ pub struct Config {
     pub allow_private_targets: bool,
     /// How often `last_used_at` of API keys is written back (about once a minute).
     pub key_usage_flush: Duration,
+    pub scrape_interval: Duration,
+    pub poll_interval: Duration,
+    pub max_sessions: usize,
+    pub retry_attempts: u32,
+    pub retry_backoff: Duration,
+    pub bank_timeout: Duration,
+    pub sandbox: SandboxMode,
+}
+
+/// Where the sandbox bank is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SandboxMode {
+    /// `serve` starts it on this port of the listen host.
+    Embedded { port: u16 },
+    /// Not used: the `sandbox` bank has no connector.
+    Off,
+    /// A sandbox bank already running at this URL.
+    External(url::Url),
 }
 
 impl fmt::Debug for Config {
@@ -122,14 +172,8 @@ impl fmt::Debug for Config {
             .field("data_dir", &self.data_dir)
             .field("database_url", &redact_url(&self.database_url))
             .field("db_max_connections", &self.db_max_connections)
-            .field(
-                "jwt_secret",
-                &self.jwt_secret.as_ref().map(|_| "<redacted>"),
-            )
-            .field(
-                "master_key",
-                &self.master_key.as_ref().map(|_| "<redacted>"),
-            )
+            .field("jwt_secret", &self.jwt_secret.as_ref().map(|_| "<redacted>"))
+            .field("master_key", &self.master_key.as_ref().map(|_| "<redacted>"))
             .field("jwt_ttl", &self.jwt_ttl)
             .field("otp_rate_limit", &self.otp_rate_limit)
             .field("otp_rate_window", &self.otp_rate_window)
@@ -139,6 +183,10 @@ impl fmt::Debug for Config {
             .field("login_failures", &self.login_failures)
             .field("assistance_timeout", &self.assistance_timeout)
             .field("allow_private_targets", &self.allow_private_targets)
+            .field("scrape_interval", &self.scrape_interval)
+            .field("poll_interval", &self.poll_interval)
+            .field("max_sessions", &self.max_sessions)
+            .field("sandbox", &self.sandbox)
             .finish()
     }
 }
@@ -166,26 +214,14 @@ impl Config {
 
     /// Loads from any key → value lookup (tests pass a map; nothing touches the real environment).
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let get = |k: &str| {
-            get(k)
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
-        };
-        let host: IpAddr = parse(
-            &get,
-            "RECONBANKER_HOST",
-            "an IP address such as 127.0.0.1 or 0.0.0.0",
-        )?
-        .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+        let get = |k: &str| get(k).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let host: IpAddr = parse(&get, "RECONBANKER_HOST", "an IP address such as 127.0.0.1 or 0.0.0.0")?
+            .unwrap_or(IpAddr::from([127, 0, 0, 1]));
         let port: u16 = parse(&get, "RECONBANKER_PORT", "a port number 0-65535")?.unwrap_or(3000);
-        let data_dir =
-            PathBuf::from(get("RECONBANKER_DATA_DIR").unwrap_or_else(|| "./data".into()));
+        let data_dir = PathBuf::from(get("RECONBANKER_DATA_DIR").unwrap_or_else(|| "./data".into()));
         let database_url = match get("DATABASE_URL") {
             Some(url) => {
-                if !(url.starts_with("sqlite:")
-                    || url.starts_with("postgres://")
-                    || url.starts_with("postgresql://"))
-                {
+                if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
                     return Err(ConfigError(
                         "DATABASE_URL must start with sqlite:, postgres:// or postgresql://".into(),
                     ));
@@ -206,26 +242,18 @@ impl Config {
         };
         let master_key = match get("RECONBANKER_MASTER_KEY") {
             Some(s) => Some(parse_master_key(&s).ok_or_else(|| {
-                ConfigError(
-                    "RECONBANKER_MASTER_KEY must be 64 hexadecimal characters (32 bytes)".into(),
-                )
+                ConfigError("RECONBANKER_MASTER_KEY must be 64 hexadecimal characters (32 bytes)".into())
             })?),
             None => None,
         };
-        let secs =
-            |name: &str, default: u64, min: u64, max: u64| -> Result<Duration, ConfigError> {
-                let v = parse::<u64>(
-                    &get,
-                    name,
-                    &format!("a whole number of seconds from {min} to {max}"),
-                )?
-                .unwrap_or(default);
-                in_range(name, v, min, max)?;
-                Ok(Duration::from_secs(v))
-            };
+        let secs = |name: &str, default: u64, min: u64, max: u64| -> Result<Duration, ConfigError> {
+            let v =
+                parse::<u64>(&get, name, &format!("a whole number of seconds from {min} to {max}"))?.unwrap_or(default);
+            in_range(name, v, min, max)?;
+            Ok(Duration::from_secs(v))
+        };
         let count = |name: &str, default: u32, min: u32, max: u32| -> Result<u32, ConfigError> {
-            let v = parse::<u32>(&get, name, &format!("a whole number from {min} to {max}"))?
-                .unwrap_or(default);
+            let v = parse::<u32>(&get, name, &format!("a whole number from {min} to {max}"))?.unwrap_or(default);
             in_range(name, v, min, max)?;
             Ok(v)
         };
@@ -238,19 +266,46 @@ impl Config {
                 ))
             }
         };
+        let sandbox_port: u16 = parse(&get, "RECONBANKER_SANDBOX_PORT", "a port number 0-65535")?.unwrap_or(3100);
+        let sandbox = match get("RECONBANKER_SANDBOX_BANK").as_deref() {
+            None | Some("embedded") => SandboxMode::Embedded { port: sandbox_port },
+            Some("off") => SandboxMode::Off,
+            Some(url) => SandboxMode::External(
+                url::Url::parse(url)
+                    .ok()
+                    .filter(|u| matches!(u.scheme(), "http" | "https"))
+                    .ok_or_else(|| {
+                        ConfigError(format!(
+                            "RECONBANKER_SANDBOX_BANK must be embedded, off or an http(s) URL (got {url:?})"
+                        ))
+                    })?,
+            ),
+        };
+        let millis = |name: &str, default: u64, min: u64, max: u64| -> Result<Duration, ConfigError> {
+            let v = parse::<u64>(
+                &get,
+                name,
+                &format!("a whole number of milliseconds from {min} to {max}"),
+            )?
+            .unwrap_or(default);
+            in_range(name, v, min, max)?;
+            Ok(Duration::from_millis(v))
+        };
         Ok(Config {
+            scrape_interval: secs("RECONBANKER_SCRAPE_INTERVAL_SECS", 1200, 1, 7 * 86_400)?,
+            poll_interval: secs("RECONBANKER_POLL_INTERVAL_SECS", 60, 1, 86_400)?,
+            max_sessions: count("RECONBANKER_MAX_SESSIONS", 1000, 1, 1_000_000)? as usize,
+            retry_attempts: count("RECONBANKER_RETRY_ATTEMPTS", 3, 0, 100)?,
+            retry_backoff: millis("RECONBANKER_RETRY_BACKOFF_MS", 2000, 1, 3_600_000)?,
+            bank_timeout: secs("RECONBANKER_BANK_TIMEOUT_SECS", 15, 1, 600)?,
+            sandbox,
             listen: SocketAddr::new(host, port),
             data_dir,
             database_url,
             db_max_connections: count("RECONBANKER_DB_MAX_CONNECTIONS", 8, 1, 1000)?,
             jwt_secret,
             master_key,
-            jwt_ttl: secs(
-                "RECONBANKER_JWT_TTL_SECS",
-                7 * 24 * 3600,
-                60,
-                365 * 24 * 3600,
-            )?,
+            jwt_ttl: secs("RECONBANKER_JWT_TTL_SECS", 7 * 24 * 3600, 60, 365 * 24 * 3600)?,
             otp_rate_limit: count("RECONBANKER_OTP_RATE_LIMIT", 5, 1, 1_000_000)?,
             otp_rate_window: secs("RECONBANKER_OTP_RATE_WINDOW_SECS", 600, 1, 86_400)?,
             v1_rate_per_sec: count("RECONBANKER_V1_RATE_PER_SEC", 50, 1, 10_000_000)?,
@@ -278,16 +333,9 @@ fn parse<T: std::str::FromStr>(
     }
 }
 
-fn in_range<T: PartialOrd + fmt::Display>(
-    name: &str,
-    v: T,
-    min: T,
-    max: T,
-) -> Result<(), ConfigError> {
+fn in_range<T: PartialOrd + fmt::Display>(name: &str, v: T, min: T, max: T) -> Result<(), ConfigError> {
     if v < min || v > max {
-        return Err(ConfigError(format!(
-            "{name} must be from {min} to {max} (got {v})"
-        )));
+        return Err(ConfigError(format!("{name} must be from {min} to {max} (got {v})")));
     }
     Ok(())
 }
@@ -320,18 +368,11 @@ impl Secrets {
             None => {
                 let path = config.data_dir.join("master.key");
                 let text = read_or_generate(&path)?;
-                parse_master_key(&text).ok_or_else(|| {
-                    ConfigError(format!(
-                        "{} must hold 64 hexadecimal characters",
-                        path.display()
-                    ))
-                })?
+                parse_master_key(&text)
+                    .ok_or_else(|| ConfigError(format!("{} must hold 64 hexadecimal characters", path.display())))?
             }
         };
-        Ok(Self {
-            jwt_secret,
-            master_key,
-        })
+        Ok(Self { jwt_secret, master_key })
     }
 }
 
@@ -344,12 +385,9 @@ pub fn create_data_dir(dir: &Path) -> Result<(), ConfigError> {
         use std::os::unix::fs::DirBuilderExt;
         builder.mode(0o700);
     }
-    builder.create(dir).map_err(|e| {
-        ConfigError(format!(
-            "cannot create data directory {}: {e}",
-            dir.display()
-        ))
-    })
+    builder
+        .create(dir)
+        .map_err(|e| ConfigError(format!("cannot create data directory {}: {e}", dir.display())))
 }
 
 /// Reads a one-line secret file, or writes a fresh 32-byte hex secret to it with mode 0600.
@@ -385,10 +423,7 @@ mod tests {
     use std::collections::HashMap;
 
     fn load(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         Config::from_lookup(|k| map.get(k).cloned())
     }
 
@@ -411,11 +446,7 @@ mod tests {
             ("JWT_SECRET", "short", "at least 32 bytes"),
             ("RECONBANKER_MASTER_KEY", "abcd", "64 hexadecimal"),
             ("RECONBANKER_OTP_RATE_LIMIT", "0", "from 1"),
-            (
-                "RECONBANKER_ALLOW_PRIVATE_TARGETS",
-                "maybe",
-                "true or false",
-            ),
+            ("RECONBANKER_ALLOW_PRIVATE_TARGETS", "maybe", "true or false"),
         ] {
             let err = load(&[(k, v)]).expect_err(k).0;
             assert!(err.contains(needle), "{k}={v}: {err}");
@@ -438,11 +469,7 @@ mod tests {
     #[test]
     fn secrets_are_generated_once_with_mode_0600() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let c = load(&[(
-            "RECONBANKER_DATA_DIR",
-            dir.path().join("d").to_str().expect("utf8"),
-        )])
-        .expect("loads");
+        let c = load(&[("RECONBANKER_DATA_DIR", dir.path().join("d").to_str().expect("utf8"))]).expect("loads");
         let first = Secrets::load_or_create(&c).expect("created");
         let again = Secrets::load_or_create(&c).expect("read back");
         assert_eq!(first.master_key, again.master_key);

@@ -28,13 +28,7 @@ impl Sealer {
         // Encryption with a valid key and a fresh nonce cannot fail for in-memory buffers.
         let ct = self
             .cipher
-            .encrypt(
-                &nonce,
-                Payload {
-                    msg: plaintext,
-                    aad,
-                },
-            )
+            .encrypt(&nonce, Payload { msg: plaintext, aad })
             .unwrap_or_default();
         let mut out = Vec::with_capacity(NONCE_LEN + ct.len());
         out.extend_from_slice(&nonce);
@@ -69,10 +63,7 @@ mod tests {
         let sealed = s.seal(b"hunter2", b"account:1");
         assert!(!sealed.windows(7).any(|w| w == b"hunter2"));
         assert_eq!(s.open(&sealed, b"account:1").expect("opens"), b"hunter2");
-        assert!(
-            s.open(&sealed, b"account:2").is_err(),
-            "bound to its associated data"
-        );
+        assert!(s.open(&sealed, b"account:2").is_err(), "bound to its associated data");
         assert!(
             Sealer::new(&[8u8; 32]).open(&sealed, b"account:1").is_err(),
             "wrong key"
@@ -82,10 +73,6 @@ mod tests {
         tampered[last] ^= 1;
         assert!(s.open(&tampered, b"account:1").is_err());
         assert!(s.open(&[1, 2, 3], b"account:1").is_err());
-        assert_ne!(
-            s.seal(b"x", b""),
-            s.seal(b"x", b""),
-            "fresh nonce each time"
-        );
+        assert_ne!(s.seal(b"x", b""), s.seal(b"x", b""), "fresh nonce each time");
     }
 }

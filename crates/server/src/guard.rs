@@ -200,9 +200,7 @@ mod tests {
     #[tokio::test]
     async fn urls() {
         assert!(check_url("https://93.184.216.34/hook", false).await.is_ok());
-        assert!(check_url("http://[2606:4700:4700::1111]:8080/x", false)
-            .await
-            .is_ok());
+        assert!(check_url("http://[2606:4700:4700::1111]:8080/x", false).await.is_ok());
         for bad in [
             "ftp://93.184.216.34/",
             "https://u:p@93.184.216.34/",

@@ -36,11 +36,7 @@ impl Jwt {
         }
     }
 
-    pub fn issue(
-        &self,
-        user: UserId,
-        now: Timestamp,
-    ) -> Result<(String, Claims), jsonwebtoken::errors::Error> {
+    pub fn issue(&self, user: UserId, now: Timestamp) -> Result<(String, Claims), jsonwebtoken::errors::Error> {
         let claims = Claims {
             sub: user,
             jti: TokenId::new(),
@@ -81,9 +77,7 @@ mod tests {
             std::time::Duration::from_secs(3600),
         );
         assert!(other.verify(&token).is_none(), "wrong secret");
-        let (old, _) = jwt
-            .issue(user, now() - chrono::Duration::hours(2))
-            .expect("issue");
+        let (old, _) = jwt.issue(user, now() - chrono::Duration::hours(2)).expect("issue");
         assert!(jwt.verify(&old).is_none(), "expired");
         // alg=none with the same claims
         let parts: Vec<&str> = token.split('.').collect();
@@ -92,8 +86,7 @@ mod tests {
             br#"{"alg":"none","typ":"JWT"}"#,
         );
         assert!(
-            jwt.verify(&format!("{none_header}.{}.", parts[1]))
-                .is_none(),
+            jwt.verify(&format!("{none_header}.{}.", parts[1])).is_none(),
             "alg none refused"
         );
     }

@@ -10,9 +10,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 
-use reconbanker_store::{
-    now, AccountId, ApiKeyId, ApiKeyRow, Store, StoreResult, Timestamp, UserId,
-};
+use reconbanker_store::{now, AccountId, ApiKeyId, ApiKeyRow, Store, StoreResult, Timestamp, UserId};
 
 use crate::apikey;
 
@@ -131,11 +129,7 @@ impl KeyDirectory {
     }
 
     /// [`Self::authenticate`] at a given time (milliseconds since the epoch).
-    pub async fn authenticate_at(
-        &self,
-        text: &str,
-        now_ms: i64,
-    ) -> StoreResult<Result<Arc<CachedKey>, AuthError>> {
+    pub async fn authenticate_at(&self, text: &str, now_ms: i64) -> StoreResult<Result<Arc<CachedKey>, AuthError>> {
         let Some(parsed) = apikey::parse(text) else {
             return Ok(Err(AuthError::Invalid));
         };
@@ -167,10 +161,7 @@ impl KeyDirectory {
 
     /// Forgets a key (after revocation) so the next request re-reads it.
     pub fn forget(&self, prefix: &str) {
-        self.by_prefix
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(prefix);
+        self.by_prefix.write().unwrap_or_else(|p| p.into_inner()).remove(prefix);
     }
 
     /// Drops keys restricted to an account that no longer exists from the cache (their rows
@@ -179,11 +170,7 @@ impl KeyDirectory {
         self.by_prefix
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .retain(|_, k| {
-                !k.account_ids
-                    .as_ref()
-                    .is_some_and(|ids| ids.contains(&account))
-            });
+            .retain(|_, k| !k.account_ids.as_ref().is_some_and(|ids| ids.contains(&account)));
     }
 
     /// The freshest `last_used_at` known for a key (memory may be ahead of the database).
@@ -214,12 +201,7 @@ impl KeyDirectory {
         }
         let batch: Vec<(ApiKeyId, Timestamp)> = due
             .iter()
-            .map(|(k, ms)| {
-                (
-                    k.id,
-                    chrono::DateTime::from_timestamp_millis(*ms).unwrap_or_default(),
-                )
-            })
+            .map(|(k, ms)| (k.id, chrono::DateTime::from_timestamp_millis(*ms).unwrap_or_default()))
             .collect();
         self.store.record_api_key_use(&batch).await?;
         for (k, ms) in &due {
@@ -246,12 +228,7 @@ impl AccountDirectory {
 
     /// Whether `account` exists and belongs to `user`.
     pub async fn is_owned_by(&self, user: UserId, account: AccountId) -> StoreResult<bool> {
-        if let Some(owner) = self
-            .owners
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&account)
-        {
+        if let Some(owner) = self.owners.read().unwrap_or_else(|p| p.into_inner()).get(&account) {
             return Ok(*owner == user);
         }
         let found = self.store.account_for_user(user, account).await?.is_some();
@@ -265,10 +242,7 @@ impl AccountDirectory {
     }
 
     pub fn forget(&self, account: AccountId) {
-        self.owners
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&account);
+        self.owners.write().unwrap_or_else(|p| p.into_inner()).remove(&account);
     }
 }
 
@@ -332,10 +306,7 @@ mod tests {
         let mut wrong = key.full.clone();
         wrong.replace_range(13..14, if &key.full[13..14] == "a" { "b" } else { "a" });
         assert_eq!(
-            dir.authenticate_at(&wrong, exp - 1)
-                .await
-                .expect("db")
-                .err(),
+            dir.authenticate_at(&wrong, exp - 1).await.expect("db").err(),
             Some(AuthError::Invalid)
         );
     }

@@ -8,8 +8,11 @@
 pub mod apikey;
 pub mod assistance;
 pub mod broker;
+pub mod clock;
 pub mod config;
 pub mod crypto;
+pub mod engine;
+pub mod events;
 pub mod guard;
 pub mod http;
 pub mod jwt;
@@ -28,10 +31,14 @@ use reconbanker_store::{now, BankId, BankRow, Store};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::assistance::Assistance;
+use crate::assistance::{Assistance, AssistanceDeps};
 use crate::broker::{AssistanceBroker, LocalBroker};
-use crate::config::{Config, Secrets};
+use crate::clock::{Clock, SystemClock};
+use crate::config::{Config, SandboxMode, Secrets};
 use crate::crypto::Sealer;
+use crate::engine::connector::BankConnector;
+use crate::engine::{Engine, EngineConfig, EngineDeps};
+use crate::events::{EventBus, LocalBus};
 use crate::jwt::Jwt;
 use crate::keys::{AccountDirectory, KeyDirectory};
 use crate::password::Passwords;
@@ -53,6 +60,8 @@ pub struct AppInner {
     pub sessions: LiveSessions,
     pub limiter: Arc<dyn RateLimiter>,
     pub broker: Arc<dyn AssistanceBroker>,
+    pub bus: Arc<dyn EventBus>,
+    pub engine: Engine,
 }
 
 #[derive(Clone)]
@@ -96,6 +105,48 @@ pub struct App {
     cancel: CancellationToken,
 }
 
+/// What tests (and embedders) may swap in.
+#[derive(Default)]
+pub struct AppOptions {
+    /// The clock of assistance deadlines (default: the system clock).
+    pub clock: Option<Arc<dyn Clock>>,
+    /// Connectors by bank code, added to (or replacing) the built-in ones.
+    pub connectors: Vec<(String, Arc<dyn BankConnector>)>,
+}
+
+/// This instance's name on session leases, kept in the data directory so a restarted process
+/// takes its own leases back at once.
+fn instance_id(config: &Config) -> String {
+    let path = config.data_dir.join("instance_id");
+    if let Ok(id) = std::fs::read_to_string(&path) {
+        if !id.trim().is_empty() {
+            return id.trim().to_owned();
+        }
+    }
+    let id = uuid::Uuid::new_v4().to_string();
+    if config::create_data_dir(&config.data_dir).is_ok() {
+        if let Err(e) = std::fs::write(&path, &id) {
+            tracing::warn!(error = %e, "could not persist the instance id");
+        }
+    }
+    id
+}
+
+/// The sandbox bank's base URL for the connector, when there is one.
+pub fn sandbox_url(config: &Config) -> Option<url::Url> {
+    match &config.sandbox {
+        SandboxMode::Off => None,
+        SandboxMode::External(url) => Some(url.clone()),
+        SandboxMode::Embedded { port } => {
+            let host = match config.listen.ip() {
+                ip if ip.is_unspecified() => std::net::IpAddr::from([127, 0, 0, 1]),
+                ip => ip,
+            };
+            url::Url::parse(&format!("http://{}/", SocketAddr::new(host, *port))).ok()
+        }
+    }
+}
+
 /// How often idle rate-limiter state is swept and expired revocations purged.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(300);
 
@@ -103,31 +154,41 @@ impl App {
     /// Loads secrets, opens and migrates the store, seeds the sandbox bank, closes assistance
     /// requests a previous process left pending, and builds the services.
     pub async fn build(config: Config) -> Result<Self, StartError> {
+        Self::build_with(config, AppOptions::default()).await
+    }
+
+    pub async fn build_with(config: Config, options: AppOptions) -> Result<Self, StartError> {
         let secrets = Secrets::load_or_create(&config)?;
         let store = open_store(&config).await?;
+        let sandbox = sandbox_url(&config);
         store
             .upsert_bank(&BankRow {
                 id: BankId::new(),
                 code: SANDBOX_BANK_CODE.into(),
                 name: "Sandbox Bank".into(),
-                login_url: None,
+                login_url: sandbox
+                    .as_ref()
+                    .and_then(|u| u.join("/login").ok())
+                    .map(|u| u.to_string()),
                 status: "active".into(),
                 created_at: now(),
             })
             .await?;
-        let passwords = Passwords::new(
-            2 * std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(2),
-        )
-        .await
-        .map_err(|e| StartError::Other(e.to_string()))?;
+        let passwords = Passwords::new(2 * std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2))
+            .await
+            .map_err(|e| StartError::Other(e.to_string()))?;
         let limiter: Arc<dyn RateLimiter> = Arc::new(MemoryRateLimiter::default());
         let broker: Arc<dyn AssistanceBroker> = Arc::new(LocalBroker::default());
+        let bus: Arc<dyn EventBus> = Arc::new(LocalBus::default());
+        let clock = options.clock.unwrap_or_else(|| Arc::new(SystemClock));
         let assistance = Arc::new(Assistance::new(
-            store.clone(),
-            broker.clone(),
-            limiter.clone(),
+            AssistanceDeps {
+                store: store.clone(),
+                broker: broker.clone(),
+                limiter: limiter.clone(),
+                bus: bus.clone(),
+                clock,
+            },
             config.otp_rate_limit,
             config.otp_rate_window,
             config.assistance_timeout,
@@ -139,12 +200,47 @@ impl App {
                 "cancelled assistance requests left pending by a previous process"
             );
         }
+        let runs = store.close_open_runs("process_restart", now()).await?;
+        if runs > 0 {
+            tracing::info!(count = runs, "closed session runs left open by a previous process");
+        }
+        let sealer = Sealer::new(&secrets.master_key);
+        let sessions = LiveSessions::default();
+        let mut connectors: std::collections::HashMap<String, Arc<dyn BankConnector>> = Default::default();
+        if let Some(url) = sandbox {
+            connectors.insert(
+                SANDBOX_BANK_CODE.into(),
+                Arc::new(engine::sandbox::SandboxConnector::new(url, config.bank_timeout)),
+            );
+        }
+        connectors.extend(options.connectors);
+        let engine = Engine::new(
+            EngineDeps {
+                store: store.clone(),
+                assistance: assistance.clone(),
+                sessions: sessions.clone(),
+                bus: bus.clone(),
+                sealer: sealer.clone(),
+                connectors,
+                owner: instance_id(&config),
+            },
+            EngineConfig {
+                scrape_interval: config.scrape_interval,
+                poll_interval: config.poll_interval,
+                max_sessions: config.max_sessions,
+                retry_attempts: config.retry_attempts,
+                retry_backoff: config.retry_backoff,
+                ..EngineConfig::default()
+            },
+        );
         let inner = AppInner {
             jwt: Jwt::new(&secrets.jwt_secret, config.jwt_ttl),
-            sealer: Sealer::new(&secrets.master_key),
+            sealer,
             keys: KeyDirectory::new(store.clone()),
             accounts: AccountDirectory::new(store.clone()),
-            sessions: LiveSessions::default(),
+            sessions,
+            bus,
+            engine,
             passwords,
             assistance,
             limiter,
@@ -167,15 +263,14 @@ impl App {
     ) -> Result<(), StartError> {
         let state = self.state.clone();
         let background = tokio::spawn(background_loop(state.clone(), self.cancel.clone()));
+        state.engine.start();
         let router = http::router(state.clone());
-        let served = axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await;
+        let served = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(shutdown)
+            .await;
         self.cancel.cancel();
         let _ = background.await;
+        state.engine.shutdown().await;
         if let Err(e) = state.keys.flush_usage().await {
             tracing::warn!(error = %e, "could not write back API-key usage at shutdown");
         }

@@ -88,9 +88,7 @@ async fn main_inner(cli: Cli) -> Result<(), String> {
         }
         Command::Migrate => {
             let config = Config::from_env().map_err(|e| e.to_string())?;
-            let store = reconbanker::open_store(&config)
-                .await
-                .map_err(|e| e.to_string())?;
+            let store = reconbanker::open_store(&config).await.map_err(|e| e.to_string())?;
             store.close().await;
             println!("migrations applied ({})", store.backend());
             Ok(())
@@ -99,11 +97,8 @@ async fn main_inner(cli: Cli) -> Result<(), String> {
             command: AdminCommand::Grant { email },
         } => {
             let config = Config::from_env().map_err(|e| e.to_string())?;
-            let store = reconbanker::open_store(&config)
-                .await
-                .map_err(|e| e.to_string())?;
-            let email = reconbanker::http::users::normalize_email(&email)
-                .ok_or("not a valid email address")?;
+            let store = reconbanker::open_store(&config).await.map_err(|e| e.to_string())?;
+            let email = reconbanker::http::users::normalize_email(&email).ok_or("not a valid email address")?;
             let found = store.grant_admin(&email).await.map_err(|e| e.to_string())?;
             store.close().await;
             if found {
@@ -119,13 +114,8 @@ async fn main_inner(cli: Cli) -> Result<(), String> {
 #[tokio::main]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_ansi(
-            std::env::var_os("NO_COLOR").is_none()
-                && std::io::IsTerminal::is_terminal(&std::io::stdout()),
-        )
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
+        .with_ansi(std::env::var_os("NO_COLOR").is_none() && std::io::IsTerminal::is_terminal(&std::io::stdout()))
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
         .init();
     let cli = Cli::parse();
     match main_inner(cli).await {

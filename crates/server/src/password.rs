@@ -4,9 +4,7 @@
 
 use std::sync::Arc;
 
-use argon2::password_hash::{
-    rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
-};
+use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 use tokio::sync::Semaphore;
 
@@ -30,11 +28,7 @@ fn hash_now(password: &str) -> Result<String, HashError> {
 
 fn verify_now(password: &str, hash: &str) -> bool {
     PasswordHash::new(hash)
-        .map(|parsed| {
-            Argon2::default()
-                .verify_password(password.as_bytes(), &parsed)
-                .is_ok()
-        })
+        .map(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
         .unwrap_or(false)
 }
 
@@ -50,11 +44,7 @@ impl Passwords {
     }
 
     pub async fn hash(&self, password: String) -> Result<String, HashError> {
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|e| HashError(e.to_string()))?;
+        let _permit = self.permits.acquire().await.map_err(|e| HashError(e.to_string()))?;
         tokio::task::spawn_blocking(move || hash_now(&password))
             .await
             .map_err(|e| HashError(e.to_string()))?
@@ -62,11 +52,7 @@ impl Passwords {
 
     /// Verifies against `hash`, or against the dummy hash when there is no user (same cost).
     pub async fn verify(&self, password: String, hash: Option<String>) -> Result<bool, HashError> {
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|e| HashError(e.to_string()))?;
+        let _permit = self.permits.acquire().await.map_err(|e| HashError(e.to_string()))?;
         let real = hash.is_some();
         let hash = hash.unwrap_or_else(|| self.dummy_hash.to_string());
         let ok = tokio::task::spawn_blocking(move || verify_now(&password, &hash))
@@ -91,9 +77,7 @@ mod tests {
             .expect("v"));
         assert!(!p.verify("wrong".into(), Some(h)).await.expect("v"));
         assert!(
-            !p.verify("reconbanker-dummy-password".into(), None)
-                .await
-                .expect("v"),
+            !p.verify("reconbanker-dummy-password".into(), None).await.expect("v"),
             "no user never verifies"
         );
     }

@@ -97,10 +97,7 @@ impl MemoryRateLimiter {
         let State::Window(log) = state else {
             unreachable!("just set")
         };
-        while log
-            .front()
-            .is_some_and(|t| now.duration_since(*t) >= window)
-        {
+        while log.front().is_some_and(|t| now.duration_since(*t) >= window) {
             log.pop_front();
         }
         let used = log.len() as u32;
@@ -153,8 +150,7 @@ impl RateLimiter for MemoryRateLimiter {
             *state = State::Tat(next);
         }
         let ahead = if allowed { next } else { tat }.duration_since(now);
-        let remaining =
-            (tolerance.saturating_sub(ahead).as_nanos() / interval.as_nanos().max(1)) as u32;
+        let remaining = (tolerance.saturating_sub(ahead).as_nanos() / interval.as_nanos().max(1)) as u32;
         Decision {
             allowed,
             limit: burst,
@@ -211,15 +207,9 @@ mod tests {
         );
         assert_eq!(rl.peek_window(b, 5, w).reset_secs, 1);
         tokio::time::advance(Duration::from_secs(1)).await;
-        assert!(
-            rl.hit_window(b, 5, w).allowed,
-            "the oldest hit left the window"
-        );
+        assert!(rl.hit_window(b, 5, w).allowed, "the oldest hit left the window");
         assert!(!rl.hit_window(b, 5, w).allowed, "only one left");
-        assert!(
-            rl.hit_window(acct(), 5, w).allowed,
-            "buckets are independent"
-        );
+        assert!(rl.hit_window(acct(), 5, w).allowed, "buckets are independent");
     }
 
     #[tokio::test(start_paused = true)]
@@ -229,10 +219,7 @@ mod tests {
         let allowed = (0..50).filter(|_| rl.hit_rate(b, 10, 20).allowed).count();
         assert_eq!(allowed, 20, "burst");
         tokio::time::advance(Duration::from_millis(100)).await;
-        assert!(
-            rl.hit_rate(b, 10, 20).allowed,
-            "one more after one interval"
-        );
+        assert!(rl.hit_rate(b, 10, 20).allowed, "one more after one interval");
         assert!(!rl.hit_rate(b, 10, 20).allowed);
     }
 

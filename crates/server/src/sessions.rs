@@ -1,24 +1,42 @@
-//! Which accounts have a live bank session right now (the engine's live state). A session
-//! holds a [`LiveGuard`] for as long as it runs, including while it waits for a code.
+//! Which accounts have a live bank session right now, and in which phase (the engine's live
+//! state, shown as `session_running` on `/v1` and `sessionStatus` on accounts). A session holds
+//! a [`LiveGuard`] for as long as it runs, including while it waits for a code.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use reconbanker_store::AccountId;
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    Starting,
+    Running,
+    AwaitingCode,
+    NeedsAttention,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Starting => "starting",
+            Phase::Running => "running",
+            Phase::AwaitingCode => "awaiting_code",
+            Phase::NeedsAttention => "needs_attention",
+        }
+    }
+}
+
 #[derive(Clone, Default)]
 pub struct LiveSessions {
-    live: Arc<Mutex<HashMap<AccountId, u32>>>,
+    live: Arc<Mutex<HashMap<AccountId, (u32, Phase)>>>,
 }
 
 impl LiveSessions {
     pub fn enter(&self, account: AccountId) -> LiveGuard {
-        *self
-            .live
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(account)
-            .or_default() += 1;
+        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = live.entry(account).or_insert((0, Phase::Starting));
+        entry.0 += 1;
+        entry.1 = Phase::Starting;
         LiveGuard {
             account,
             sessions: self.clone(),
@@ -31,6 +49,19 @@ impl LiveSessions {
             .unwrap_or_else(|p| p.into_inner())
             .contains_key(&account)
     }
+
+    pub fn phase(&self, account: AccountId) -> Option<Phase> {
+        self.live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&account)
+            .map(|e| e.1)
+    }
+
+    /// How many accounts have a live session.
+    pub fn count(&self) -> usize {
+        self.live.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
 }
 
 pub struct LiveGuard {
@@ -38,12 +69,26 @@ pub struct LiveGuard {
     sessions: LiveSessions,
 }
 
+impl LiveGuard {
+    pub fn set_phase(&self, phase: Phase) {
+        if let Some(e) = self
+            .sessions
+            .live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(&self.account)
+        {
+            e.1 = phase;
+        }
+    }
+}
+
 impl Drop for LiveGuard {
     fn drop(&mut self) {
         let mut live = self.sessions.live.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = live.get_mut(&self.account) {
-            *n -= 1;
-            if *n == 0 {
+        if let Some(e) = live.get_mut(&self.account) {
+            e.0 -= 1;
+            if e.0 == 0 {
                 live.remove(&self.account);
             }
         }

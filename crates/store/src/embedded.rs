@@ -13,9 +13,7 @@ use sqlx::migrate::{Migration, MigrationSource, MigrationType};
 pub(crate) struct Embedded(pub &'static [(i64, &'static str, &'static str)]);
 
 impl<'s> MigrationSource<'s> for Embedded {
-    fn resolve(
-        self,
-    ) -> Pin<Box<dyn Future<Output = Result<Vec<Migration>, BoxDynError>> + Send + 's>> {
+    fn resolve(self) -> Pin<Box<dyn Future<Output = Result<Vec<Migration>, BoxDynError>> + Send + 's>> {
         Box::pin(async move {
             Ok(self
                 .0

@@ -71,3 +71,11 @@ id_type!(
     /// A dashboard JWT's `jti`.
     TokenId
 );
+id_type!(
+    /// A movement (a bank transaction) as stored.
+    MovementId
+);
+id_type!(
+    /// One session run (a login, its reads, its end).
+    RunId
+);

@@ -46,12 +46,7 @@ pub trait Store: Send + Sync + 'static {
     /// Grants the admin role; `false` when no user has that email.
     async fn grant_admin(&self, email: &str) -> StoreResult<bool>;
     /// Idempotent.
-    async fn revoke_token(
-        &self,
-        jti: TokenId,
-        user: UserId,
-        expires_at: Timestamp,
-    ) -> StoreResult<()>;
+    async fn revoke_token(&self, jti: TokenId, user: UserId, expires_at: Timestamp) -> StoreResult<()>;
     /// Forgets revocations of tokens that have expired anyway.
     async fn purge_revoked_tokens(&self, now: Timestamp) -> StoreResult<u64>;
 
@@ -65,53 +60,22 @@ pub trait Store: Send + Sync + 'static {
 
     // --- accounts ---
     async fn create_account(&self, account: &NewAccount) -> StoreResult<AccountRow>;
-    async fn list_accounts(
-        &self,
-        user: UserId,
-        limit: i64,
-        offset: i64,
-    ) -> StoreResult<Vec<AccountRow>>;
-    async fn account_for_user(
-        &self,
-        user: UserId,
-        id: AccountId,
-    ) -> StoreResult<Option<AccountRow>>;
+    async fn list_accounts(&self, user: UserId, limit: i64, offset: i64) -> StoreResult<Vec<AccountRow>>;
+    async fn account_for_user(&self, user: UserId, id: AccountId) -> StoreResult<Option<AccountRow>>;
     /// The subset of `ids` that `user` owns.
-    async fn owned_account_ids(
-        &self,
-        user: UserId,
-        ids: &[AccountId],
-    ) -> StoreResult<Vec<AccountId>>;
+    async fn owned_account_ids(&self, user: UserId, ids: &[AccountId]) -> StoreResult<Vec<AccountId>>;
     /// Deletes the account with everything that hangs off it; `false` if not the user's.
     async fn delete_account(&self, user: UserId, id: AccountId) -> StoreResult<bool>;
-    async fn account_config(
-        &self,
-        user: UserId,
-        id: AccountId,
-    ) -> StoreResult<Option<AccountConfigRow>>;
+    async fn account_config(&self, user: UserId, id: AccountId) -> StoreResult<Option<AccountConfigRow>>;
     /// Inserts or replaces the config; `false` if the account is not the user's.
-    async fn put_account_config(
-        &self,
-        user: UserId,
-        config: &AccountConfigRow,
-    ) -> StoreResult<bool>;
+    async fn put_account_config(&self, user: UserId, config: &AccountConfigRow) -> StoreResult<bool>;
 
     // --- API keys ---
     /// `Conflict` when the prefix is taken.
     async fn create_api_key(&self, key: &ApiKeyRow) -> StoreResult<()>;
-    async fn list_api_keys(
-        &self,
-        user: UserId,
-        limit: i64,
-        offset: i64,
-    ) -> StoreResult<Vec<ApiKeyRow>>;
+    async fn list_api_keys(&self, user: UserId, limit: i64, offset: i64) -> StoreResult<Vec<ApiKeyRow>>;
     /// Revokes a live key of the user's and returns it; `None` if unknown, foreign or already revoked.
-    async fn revoke_api_key(
-        &self,
-        user: UserId,
-        id: ApiKeyId,
-        now: Timestamp,
-    ) -> StoreResult<Option<ApiKeyRow>>;
+    async fn revoke_api_key(&self, user: UserId, id: ApiKeyId, now: Timestamp) -> StoreResult<Option<ApiKeyRow>>;
     /// The authentication lookup (the prefix is public and unique).
     async fn api_key_by_prefix(&self, prefix: &str) -> StoreResult<Option<ApiKeyRow>>;
     /// Batched `last_used_at` write; never moves a timestamp backwards.
@@ -121,8 +85,7 @@ pub trait Store: Send + Sync + 'static {
     /// `Conflict` when the account already has a pending request.
     async fn create_assistance(&self, request: &AssistanceRow) -> StoreResult<()>;
     async fn pending_assistance(&self, account: AccountId) -> StoreResult<Option<AssistanceRow>>;
-    async fn assistance_by_id(&self, id: AssistanceRequestId)
-        -> StoreResult<Option<AssistanceRow>>;
+    async fn assistance_by_id(&self, id: AssistanceRequestId) -> StoreResult<Option<AssistanceRow>>;
     /// Counts one more tried code on a pending request; returns it, `None` if not pending.
     async fn bump_assistance_attempts(
         &self,
@@ -144,17 +107,53 @@ pub trait Store: Send + Sync + 'static {
         reason: &str,
         now: Timestamp,
     ) -> StoreResult<Vec<AssistanceRow>>;
+
+    // --- sessions (the engine) ---
+    /// Every account with its config, for the scheduler (not a request path: not user-scoped).
+    async fn engine_accounts(&self) -> StoreResult<Vec<EngineAccount>>;
+    async fn engine_account(&self, id: AccountId) -> StoreResult<Option<EngineAccount>>;
+    /// Sets (`Some`) or clears (`None`) the fatal block; `false` if the account is gone.
+    async fn set_scrape_block(&self, id: AccountId, block: Option<(Timestamp, &str)>) -> StoreResult<bool>;
+    /// Stores movements not seen before (by `external_id`); returns how many were new.
+    async fn insert_movements(
+        &self,
+        account: AccountId,
+        movements: &[NewMovement],
+        read_at: Timestamp,
+    ) -> StoreResult<u64>;
+    /// Newest first (by the bank's date, then id).
+    async fn list_movements(
+        &self,
+        user: UserId,
+        account: AccountId,
+        limit: i64,
+        offset: i64,
+    ) -> StoreResult<Vec<MovementRow>>;
+    async fn create_run(&self, run: &RunRow) -> StoreResult<()>;
+    /// Ends a running run; `false` if it was not running.
+    async fn finish_run(&self, run: &RunRow) -> StoreResult<bool>;
+    /// Newest first.
+    async fn list_runs(&self, user: UserId, account: AccountId, limit: i64, offset: i64) -> StoreResult<Vec<RunRow>>;
+    /// Marks runs left `running` by a dead process as `cancelled` with `reason`.
+    async fn close_open_runs(&self, reason: &str, now: Timestamp) -> StoreResult<u64>;
+    /// Takes or renews the account's session lease for `owner` until `until`; succeeds when the
+    /// lease is free, expired, or already `owner`'s.
+    async fn acquire_lease(
+        &self,
+        account: AccountId,
+        owner: &str,
+        until: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<bool>;
+    /// Gives the lease up if `owner` holds it.
+    async fn release_lease(&self, account: AccountId, owner: &str) -> StoreResult<bool>;
 }
 
 /// Opens the store named by a database URL: `sqlite:...` or `postgres://...`/`postgresql://...`.
 pub async fn connect(url: &str, max_connections: u32) -> StoreResult<Arc<dyn Store>> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Arc::new(
-            postgres::PgStore::connect(url, max_connections).await?,
-        ))
+        Ok(Arc::new(postgres::PgStore::connect(url, max_connections).await?))
     } else {
-        Ok(Arc::new(
-            sqlite::SqliteStore::connect(url, max_connections).await?,
-        ))
+        Ok(Arc::new(sqlite::SqliteStore::connect(url, max_connections).await?))
     }
 }

@@ -155,3 +155,52 @@ pub struct AssistanceRow {
     pub expires_at: Timestamp,
     pub closed_at: Option<Timestamp>,
 }
+
+/// A movement as a connector read it from the bank.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewMovement {
+    /// The bank's own id for it: a movement read twice is stored once.
+    pub external_id: String,
+    /// Decimal string, e.g. `-12.34`.
+    pub amount: String,
+    pub currency: String,
+    pub name: Option<String>,
+    pub description: String,
+    /// As the bank reported it.
+    pub received_at: String,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct MovementRow {
+    pub id: MovementId,
+    pub account_id: AccountId,
+    pub external_id: String,
+    pub amount: String,
+    pub currency: String,
+    pub name: Option<String>,
+    pub description: String,
+    pub received_at: String,
+    pub read_at: Timestamp,
+}
+
+/// One session run: `outcome` is `running`, `succeeded`, `failed` or `cancelled`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunRow {
+    pub id: RunId,
+    pub account_id: AccountId,
+    /// `one-shot` or `persistent`.
+    pub kind: String,
+    pub started_at: Timestamp,
+    pub ended_at: Option<Timestamp>,
+    pub outcome: String,
+    pub failure_reason: Option<String>,
+    pub movements_read: i32,
+    pub new_movements: i32,
+}
+
+/// What the engine needs to drive an account: the account and its stored config.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EngineAccount {
+    pub account: AccountRow,
+    pub config: Option<AccountConfigRow>,
+}

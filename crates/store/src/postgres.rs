@@ -6,11 +6,14 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 
 use crate::embedded::Embedded;
 
-const MIGRATIONS: Embedded = Embedded(&[(
-    1,
-    "foundation",
-    include_str!("../migrations/postgres/0001_foundation.sql"),
-)]);
+const MIGRATIONS: Embedded = Embedded(&[
+    (
+        1,
+        "foundation",
+        include_str!("../migrations/postgres/0001_foundation.sql"),
+    ),
+    (2, "sessions", include_str!("../migrations/postgres/0002_sessions.sql")),
+]);
 
 pub struct PgStore {
     pool: PgPool,

@@ -3,16 +3,17 @@
 //! `RETURNING`, partial unique indexes), so the two adapters cannot drift apart; only the
 //! migrations (column types) differ per backend.
 
-pub(crate) const USER_COLS: &str =
-    "id, email, name, password_hash, is_admin, operation_mode, created_at";
+pub(crate) const USER_COLS: &str = "id, email, name, password_hash, is_admin, operation_mode, created_at";
 pub(crate) const BANK_COLS: &str = "id, code, name, login_url, status, created_at";
 pub(crate) const ACCOUNT_SELECT: &str = "SELECT a.id, a.user_id, a.bank_id, b.code AS bank_code, a.name, a.status, \
      a.scrape_blocked_at, a.scrape_blocked_reason, a.created_at FROM accounts a JOIN banks b ON b.id = a.bank_id";
-pub(crate) const KEY_COLS: &str =
-    "id, user_id, name, prefix, secret_hash, scopes, account_ids, created_at, \
+pub(crate) const KEY_COLS: &str = "id, user_id, name, prefix, secret_hash, scopes, account_ids, created_at, \
      last_used_at, expires_at, revoked_at";
-pub(crate) const ASSIST_COLS: &str =
-    "id, account_id, kind, descriptor, attempts, status, reason, created_at, \
+pub(crate) const MOVEMENT_COLS: &str =
+    "id, account_id, external_id, amount, currency, name, description, received_at, read_at";
+pub(crate) const RUN_COLS: &str =
+    "id, account_id, kind, started_at, ended_at, outcome, failure_reason, movements_read, new_movements";
+pub(crate) const ASSIST_COLS: &str = "id, account_id, kind, descriptor, attempts, status, reason, created_at, \
      updated_at, expires_at, closed_at";
 
 /// `$start, $start+1, …` for `n` values, for `IN (…)` lists.
@@ -134,6 +135,54 @@ macro_rules! store_impl {
                 closed_at: ts_opt(r, "closed_at")?,
             })
         }
+
+        fn movement_from(r: &DbRow) -> StoreResult<MovementRow> {
+            Ok(MovementRow {
+                id: MovementId(r.try_get("id")?),
+                account_id: AccountId(r.try_get("account_id")?),
+                external_id: r.try_get("external_id")?,
+                amount: r.try_get("amount")?,
+                currency: r.try_get("currency")?,
+                name: r.try_get("name")?,
+                description: r.try_get("description")?,
+                received_at: r.try_get("received_at")?,
+                read_at: ts(r, "read_at")?,
+            })
+        }
+
+        fn run_from(r: &DbRow) -> StoreResult<RunRow> {
+            Ok(RunRow {
+                id: RunId(r.try_get("id")?),
+                account_id: AccountId(r.try_get("account_id")?),
+                kind: r.try_get("kind")?,
+                started_at: ts(r, "started_at")?,
+                ended_at: ts_opt(r, "ended_at")?,
+                outcome: r.try_get("outcome")?,
+                failure_reason: r.try_get("failure_reason")?,
+                movements_read: r.try_get("movements_read")?,
+                new_movements: r.try_get("new_movements")?,
+            })
+        }
+
+        fn engine_from(r: &DbRow) -> StoreResult<EngineAccount> {
+            let account = account_from(r)?;
+            let settings: Option<String> = r.try_get("settings")?;
+            let config = match settings {
+                Some(settings) => Some(AccountConfigRow {
+                    account_id: account.id,
+                    settings,
+                    secrets: r.try_get("secrets")?,
+                    updated_at: ts(r, "config_updated_at")?,
+                }),
+                None => None,
+            };
+            Ok(EngineAccount { account, config })
+        }
+
+        const ENGINE_SELECT: &str = "SELECT a.id, a.user_id, a.bank_id, b.code AS bank_code, a.name, a.status, \
+             a.scrape_blocked_at, a.scrape_blocked_reason, a.created_at, c.settings, c.secrets, \
+             c.updated_at AS config_updated_at FROM accounts a JOIN banks b ON b.id = a.bank_id \
+             LEFT JOIN account_configs c ON c.account_id = a.id";
 
         fn json<T: serde::Serialize>(v: &T) -> String {
             // Serialising plain data (strings, ids, small structs) cannot fail.
@@ -569,6 +618,184 @@ macro_rules! store_impl {
                     .await
                     .map_err(map_err)?;
                 rows.iter().map(assist_from).collect()
+            }
+
+            async fn engine_accounts(&self) -> StoreResult<Vec<EngineAccount>> {
+                let sql = format!("{ENGINE_SELECT} ORDER BY a.created_at, a.id");
+                let rows = sqlx::query(&sql).fetch_all(&self.pool).await.map_err(map_err)?;
+                rows.iter().map(engine_from).collect()
+            }
+
+            async fn engine_account(&self, id: AccountId) -> StoreResult<Option<EngineAccount>> {
+                let sql = format!("{ENGINE_SELECT} WHERE a.id = $1");
+                let row = sqlx::query(&sql).bind(id.0).fetch_optional(&self.pool).await.map_err(map_err)?;
+                row.as_ref().map(engine_from).transpose()
+            }
+
+            async fn set_scrape_block(&self, id: AccountId, block: Option<(Timestamp, &str)>) -> StoreResult<bool> {
+                let done = sqlx::query(
+                    "UPDATE accounts SET scrape_blocked_at = $2, scrape_blocked_reason = $3 WHERE id = $1",
+                )
+                .bind(id.0)
+                .bind(block.map(|(at, _)| to_ms(at)))
+                .bind(block.map(|(_, reason)| reason))
+                .execute(&self.pool)
+                .await
+                .map_err(map_err)?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn insert_movements(
+                &self,
+                account: AccountId,
+                movements: &[NewMovement],
+                read_at: Timestamp,
+            ) -> StoreResult<u64> {
+                let mut tx = self.pool.begin().await.map_err(map_err)?;
+                let mut new = 0;
+                for m in movements {
+                    let done = sqlx::query(
+                        "INSERT INTO movements (id, account_id, external_id, amount, currency, name, description, \
+                         received_at, read_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                         ON CONFLICT (account_id, external_id) DO NOTHING",
+                    )
+                    .bind(MovementId::new().0)
+                    .bind(account.0)
+                    .bind(&m.external_id)
+                    .bind(&m.amount)
+                    .bind(&m.currency)
+                    .bind(&m.name)
+                    .bind(&m.description)
+                    .bind(&m.received_at)
+                    .bind(to_ms(read_at))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                    new += done.rows_affected();
+                }
+                tx.commit().await.map_err(map_err)?;
+                Ok(new)
+            }
+
+            async fn list_movements(
+                &self,
+                user: UserId,
+                account: AccountId,
+                limit: i64,
+                offset: i64,
+            ) -> StoreResult<Vec<MovementRow>> {
+                let sql = format!(
+                    "SELECT {MOVEMENT_COLS} FROM movements WHERE account_id = $1 \
+                     AND EXISTS (SELECT 1 FROM accounts WHERE id = $1 AND user_id = $2) \
+                     ORDER BY received_at DESC, external_id DESC LIMIT $3 OFFSET $4"
+                );
+                let rows = sqlx::query(&sql)
+                    .bind(account.0)
+                    .bind(user.0)
+                    .bind(limit.max(0))
+                    .bind(offset.max(0))
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+                rows.iter().map(movement_from).collect()
+            }
+
+            async fn create_run(&self, run: &RunRow) -> StoreResult<()> {
+                let sql = format!("INSERT INTO session_runs ({RUN_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)");
+                sqlx::query(&sql)
+                    .bind(run.id.0)
+                    .bind(run.account_id.0)
+                    .bind(&run.kind)
+                    .bind(to_ms(run.started_at))
+                    .bind(run.ended_at.map(to_ms))
+                    .bind(&run.outcome)
+                    .bind(&run.failure_reason)
+                    .bind(run.movements_read)
+                    .bind(run.new_movements)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+                Ok(())
+            }
+
+            async fn finish_run(&self, run: &RunRow) -> StoreResult<bool> {
+                let done = sqlx::query(
+                    "UPDATE session_runs SET ended_at = $2, outcome = $3, failure_reason = $4, movements_read = $5, \
+                     new_movements = $6 WHERE id = $1 AND outcome = 'running'",
+                )
+                .bind(run.id.0)
+                .bind(run.ended_at.map(to_ms))
+                .bind(&run.outcome)
+                .bind(&run.failure_reason)
+                .bind(run.movements_read)
+                .bind(run.new_movements)
+                .execute(&self.pool)
+                .await
+                .map_err(map_err)?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn list_runs(&self, user: UserId, account: AccountId, limit: i64, offset: i64) -> StoreResult<Vec<RunRow>> {
+                let sql = format!(
+                    "SELECT {RUN_COLS} FROM session_runs WHERE account_id = $1 \
+                     AND EXISTS (SELECT 1 FROM accounts WHERE id = $1 AND user_id = $2) \
+                     ORDER BY started_at DESC, id DESC LIMIT $3 OFFSET $4"
+                );
+                let rows = sqlx::query(&sql)
+                    .bind(account.0)
+                    .bind(user.0)
+                    .bind(limit.max(0))
+                    .bind(offset.max(0))
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+                rows.iter().map(run_from).collect()
+            }
+
+            async fn close_open_runs(&self, reason: &str, now: Timestamp) -> StoreResult<u64> {
+                let done = sqlx::query(
+                    "UPDATE session_runs SET outcome = 'cancelled', failure_reason = $1, ended_at = $2 \
+                     WHERE outcome = 'running'",
+                )
+                .bind(reason)
+                .bind(to_ms(now))
+                .execute(&self.pool)
+                .await
+                .map_err(map_err)?;
+                Ok(done.rows_affected())
+            }
+
+            async fn acquire_lease(
+                &self,
+                account: AccountId,
+                owner: &str,
+                until: Timestamp,
+                now: Timestamp,
+            ) -> StoreResult<bool> {
+                let done = sqlx::query(
+                    "INSERT INTO session_leases (account_id, owner, expires_at) \
+                     SELECT $1, $2, $3 WHERE EXISTS (SELECT 1 FROM accounts WHERE id = $1) \
+                     ON CONFLICT (account_id) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at \
+                     WHERE session_leases.owner = excluded.owner OR session_leases.expires_at < $4",
+                )
+                .bind(account.0)
+                .bind(owner)
+                .bind(to_ms(until))
+                .bind(to_ms(now))
+                .execute(&self.pool)
+                .await
+                .map_err(map_err)?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn release_lease(&self, account: AccountId, owner: &str) -> StoreResult<bool> {
+                let done = sqlx::query("DELETE FROM session_leases WHERE account_id = $1 AND owner = $2")
+                    .bind(account.0)
+                    .bind(owner)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+                Ok(done.rows_affected() > 0)
             }
         }
     };

@@ -4,17 +4,18 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
 use crate::embedded::Embedded;
 
-const MIGRATIONS: Embedded = Embedded(&[(
-    1,
-    "foundation",
-    include_str!("../migrations/sqlite/0001_foundation.sql"),
-)]);
+const MIGRATIONS: Embedded = Embedded(&[
+    (
+        1,
+        "foundation",
+        include_str!("../migrations/sqlite/0001_foundation.sql"),
+    ),
+    (2, "sessions", include_str!("../migrations/sqlite/0002_sessions.sql")),
+]);
 
 /// How long a connection waits on a locked database before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);

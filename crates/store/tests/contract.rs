@@ -53,6 +53,17 @@ const COVERED: &[&str] = &[
     "bump_assistance_attempts",
     "close_assistance",
     "close_all_pending_assistance",
+    "engine_accounts",
+    "engine_account",
+    "set_scrape_block",
+    "insert_movements",
+    "list_movements",
+    "create_run",
+    "finish_run",
+    "list_runs",
+    "close_open_runs",
+    "acquire_lease",
+    "release_lease",
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -133,10 +144,7 @@ fn with_database(base: &str, db: &str) -> String {
 
 #[test]
 fn with_database_replaces_the_path() {
-    assert_eq!(
-        with_database("postgres://u@h:1/postgres", "x"),
-        "postgres://u@h:1/x"
-    );
+    assert_eq!(with_database("postgres://u@h:1/postgres", "x"), "postgres://u@h:1/x");
     assert_eq!(with_database("postgres://u@h:1", "x"), "postgres://u@h:1/x");
     assert_eq!(
         with_database("postgresql://u:p@h/db?sslmode=disable", "x"),
@@ -168,22 +176,22 @@ async fn run_contract(inner: Arc<dyn Store>, backend: &str) {
     check_record_api_key_use(s).await;
     check_assistance(s).await;
     check_close_all_pending_assistance(s).await;
+    check_engine_accounts(s).await;
+    check_set_scrape_block(s).await;
+    check_insert_movements(s).await;
+    check_list_movements(s).await;
+    check_runs(s).await;
+    check_close_open_runs(s).await;
+    check_leases(s).await;
     check_close(s).await;
 
     let called = store.called();
-    let missing: Vec<&str> = COVERED
-        .iter()
-        .copied()
-        .filter(|m| !called.contains(m))
-        .collect();
+    let missing: Vec<&str> = COVERED.iter().copied().filter(|m| !called.contains(m)).collect();
     assert!(
         missing.is_empty(),
         "{backend}: the contract never called these Store methods: {missing:?}"
     );
-    println!(
-        "{backend}: contract passed, {} methods exercised",
-        called.len()
-    );
+    println!("{backend}: contract passed, {} methods exercised", called.len());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -192,9 +200,7 @@ async fn run_contract(inner: Arc<dyn Store>, backend: &str) {
 
 /// The names of the methods declared in `pub trait Store { … }`.
 fn trait_methods(src: &str) -> Vec<String> {
-    let start = src
-        .find("pub trait Store")
-        .expect("`pub trait Store` in lib.rs");
+    let start = src.find("pub trait Store").expect("`pub trait Store` in lib.rs");
     let body = &src[start..];
     let open = body.find('{').expect("trait body");
     let mut depth = 0usize;
@@ -234,10 +240,7 @@ fn trait_methods(src: &str) -> Vec<String> {
 #[test]
 fn every_store_method_is_covered() {
     let declared = trait_methods(include_str!("../src/lib.rs"));
-    assert!(
-        declared.len() >= 30,
-        "parsed too few trait methods: {declared:?}"
-    );
+    assert!(declared.len() >= 30, "parsed too few trait methods: {declared:?}");
     let declared_set: BTreeSet<&str> = declared.iter().map(String::as_str).collect();
     assert_eq!(
         declared_set.len(),
@@ -309,13 +312,7 @@ async fn bank(s: &dyn Store) -> BankRow {
     b
 }
 
-async fn account_at(
-    s: &dyn Store,
-    owner: UserId,
-    bank: &BankRow,
-    id: AccountId,
-    at: Timestamp,
-) -> AccountRow {
+async fn account_at(s: &dyn Store, owner: UserId, bank: &BankRow, id: AccountId, at: Timestamp) -> AccountRow {
     s.create_account(&NewAccount {
         id,
         user_id: owner,
@@ -365,6 +362,56 @@ fn assistance_row(account: AccountId) -> AssistanceRow {
         updated_at: t,
         expires_at: t + Duration::minutes(5),
         closed_at: None,
+    }
+}
+
+fn movement(external_id: &str, received_at: &str) -> NewMovement {
+    NewMovement {
+        external_id: external_id.into(),
+        amount: "-12.34".into(),
+        currency: "EUR".into(),
+        name: Some("ACME Supplies".into()),
+        description: format!("card payment {external_id}"),
+        received_at: received_at.into(),
+    }
+}
+
+/// The row a stored movement should read back as, but for the id (the store assigns it).
+fn stored(account: AccountId, m: &NewMovement, read_at: Timestamp) -> MovementRow {
+    MovementRow {
+        id: MovementId(Uuid::nil()),
+        account_id: account,
+        external_id: m.external_id.clone(),
+        amount: m.amount.clone(),
+        currency: m.currency.clone(),
+        name: m.name.clone(),
+        description: m.description.clone(),
+        received_at: m.received_at.clone(),
+        read_at,
+    }
+}
+
+/// Read rows with their store-assigned ids blanked, to compare against [`stored`].
+fn without_ids(rows: &[MovementRow]) -> Vec<MovementRow> {
+    rows.iter()
+        .map(|m| MovementRow {
+            id: MovementId(Uuid::nil()),
+            ..m.clone()
+        })
+        .collect()
+}
+
+fn run_row(account: AccountId, started_at: Timestamp) -> RunRow {
+    RunRow {
+        id: RunId::new(),
+        account_id: account,
+        kind: "one-shot".into(),
+        started_at,
+        ended_at: None,
+        outcome: "running".into(),
+        failure_reason: None,
+        movements_read: 0,
+        new_movements: 0,
     }
 }
 
@@ -433,12 +480,7 @@ async fn check_set_operation_mode(s: &dyn Store) {
     );
     assert!(s.set_operation_mode(u.id, "manual").await.unwrap());
     assert_eq!(
-        s.user_by_id(u.id)
-            .await
-            .unwrap()
-            .unwrap()
-            .operation_mode
-            .as_deref(),
+        s.user_by_id(u.id).await.unwrap().unwrap().operation_mode.as_deref(),
         Some("manual")
     );
     // Nobody else is touched; an unknown user is `false`.
@@ -477,15 +519,9 @@ async fn check_session_user_and_revoke_token(s: &dyn Store) {
     // Idempotent.
     s.revoke_token(jti, u.id, expires).await.unwrap();
     assert_eq!(s.session_user(u.id, jti).await.unwrap(), None);
-    assert_eq!(
-        s.session_user(u.id, other_jti).await.unwrap(),
-        Some(u.clone())
-    );
+    assert_eq!(s.session_user(u.id, other_jti).await.unwrap(), Some(u.clone()));
     // An unknown user has no session, revoked or not.
-    assert_eq!(
-        s.session_user(UserId::new(), other_jti).await.unwrap(),
-        None
-    );
+    assert_eq!(s.session_user(UserId::new(), other_jti).await.unwrap(), None);
     // The user row itself is untouched.
     assert_eq!(s.user_by_id(u.id).await.unwrap(), Some(u));
 }
@@ -497,21 +533,14 @@ async fn check_purge_revoked_tokens(s: &dyn Store) {
 
     let u = user(s).await;
     let (expired, live) = (TokenId::new(), TokenId::new());
-    s.revoke_token(expired, u.id, t - Duration::seconds(1))
-        .await
-        .unwrap();
-    s.revoke_token(live, u.id, t + Duration::hours(1))
-        .await
-        .unwrap();
+    s.revoke_token(expired, u.id, t - Duration::seconds(1)).await.unwrap();
+    s.revoke_token(live, u.id, t + Duration::hours(1)).await.unwrap();
     assert_eq!(s.session_user(u.id, expired).await.unwrap(), None);
 
     assert_eq!(s.purge_revoked_tokens(t).await.unwrap(), 1);
     // The expired revocation is gone (the token itself would be rejected as expired anyway);
     // the live one still holds.
-    assert_eq!(
-        s.session_user(u.id, expired).await.unwrap(),
-        Some(u.clone())
-    );
+    assert_eq!(s.session_user(u.id, expired).await.unwrap(), Some(u.clone()));
     assert_eq!(s.session_user(u.id, live).await.unwrap(), None);
     assert_eq!(s.purge_revoked_tokens(t).await.unwrap(), 0);
 }
@@ -623,23 +652,11 @@ async fn check_accounts(s: &dyn Store) {
             created_at: new.created_at,
         }
     );
-    assert_eq!(
-        s.account_for_user(owner.id, a.id).await.unwrap(),
-        Some(a.clone())
-    );
+    assert_eq!(s.account_for_user(owner.id, a.id).await.unwrap(), Some(a.clone()));
     // Tenant scoping.
     assert_eq!(s.account_for_user(stranger.id, a.id).await.unwrap(), None);
-    assert_eq!(
-        s.account_for_user(owner.id, AccountId::new())
-            .await
-            .unwrap(),
-        None
-    );
-    assert!(s
-        .list_accounts(stranger.id, 100, 0)
-        .await
-        .unwrap()
-        .is_empty());
+    assert_eq!(s.account_for_user(owner.id, AccountId::new()).await.unwrap(), None);
+    assert!(s.list_accounts(stranger.id, 100, 0).await.unwrap().is_empty());
 
     // The same id twice is a conflict; an unknown bank or owner is refused (foreign keys).
     let r = s
@@ -688,14 +705,8 @@ async fn check_list_accounts(s: &dyn Store) {
     let foreign = account_at(s, stranger.id, &b, AccountId::new(), t + ms(15)).await;
 
     let all = s.list_accounts(owner.id, 100, 0).await.unwrap();
-    assert_eq!(
-        all,
-        vec![a1.clone(), a2_lo.clone(), a2_hi.clone(), a3.clone()]
-    );
-    assert_eq!(
-        s.list_accounts(owner.id, 2, 0).await.unwrap(),
-        vec![a1, a2_lo]
-    );
+    assert_eq!(all, vec![a1.clone(), a2_lo.clone(), a2_hi.clone(), a3.clone()]);
+    assert_eq!(s.list_accounts(owner.id, 2, 0).await.unwrap(), vec![a1, a2_lo]);
     assert_eq!(
         s.list_accounts(owner.id, 2, 2).await.unwrap(),
         vec![a2_hi.clone(), a3.clone()]
@@ -704,15 +715,8 @@ async fn check_list_accounts(s: &dyn Store) {
     assert_eq!(s.list_accounts(owner.id, 10, 3).await.unwrap(), vec![a3]);
     assert!(s.list_accounts(owner.id, 10, 4).await.unwrap().is_empty());
     assert!(s.list_accounts(owner.id, 0, 0).await.unwrap().is_empty());
-    assert_eq!(
-        s.list_accounts(stranger.id, 100, 0).await.unwrap(),
-        vec![foreign]
-    );
-    assert!(s
-        .list_accounts(UserId::new(), 100, 0)
-        .await
-        .unwrap()
-        .is_empty());
+    assert_eq!(s.list_accounts(stranger.id, 100, 0).await.unwrap(), vec![foreign]);
+    assert!(s.list_accounts(UserId::new(), 100, 0).await.unwrap().is_empty());
 }
 
 async fn check_owned_account_ids(s: &dyn Store) {
@@ -728,10 +732,7 @@ async fn check_owned_account_ids(s: &dyn Store) {
     got.sort();
     let mut want = vec![a1.id, a2.id];
     want.sort();
-    assert_eq!(
-        got, want,
-        "only the owned subset, never a3 (not asked) nor foreign ids"
-    );
+    assert_eq!(got, want, "only the owned subset, never a3 (not asked) nor foreign ids");
     assert!(!got.contains(&a3.id));
 
     assert!(s.owned_account_ids(owner.id, &[]).await.unwrap().is_empty());
@@ -744,11 +745,7 @@ async fn check_owned_account_ids(s: &dyn Store) {
         s.owned_account_ids(stranger.id, &asked).await.unwrap(),
         vec![foreign.id]
     );
-    assert!(s
-        .owned_account_ids(UserId::new(), &asked)
-        .await
-        .unwrap()
-        .is_empty());
+    assert!(s.owned_account_ids(UserId::new(), &asked).await.unwrap().is_empty());
 }
 
 async fn check_account_config(s: &dyn Store) {
@@ -764,10 +761,7 @@ async fn check_account_config(s: &dyn Store) {
         updated_at: now(),
     };
     assert!(s.put_account_config(owner.id, &first).await.unwrap());
-    assert_eq!(
-        s.account_config(owner.id, a.id).await.unwrap(),
-        Some(first.clone())
-    );
+    assert_eq!(s.account_config(owner.id, a.id).await.unwrap(), Some(first.clone()));
     assert_eq!(s.account_config(stranger.id, a.id).await.unwrap(), None);
 
     // Replacing overwrites every field, including clearing the secrets.
@@ -778,10 +772,7 @@ async fn check_account_config(s: &dyn Store) {
         updated_at: first.updated_at + ms(1500),
     };
     assert!(s.put_account_config(owner.id, &second).await.unwrap());
-    assert_eq!(
-        s.account_config(owner.id, a.id).await.unwrap(),
-        Some(second.clone())
-    );
+    assert_eq!(s.account_config(owner.id, a.id).await.unwrap(), Some(second.clone()));
 
     // A foreign or unknown account is refused and nothing changes.
     let hostile = AccountConfigRow {
@@ -790,19 +781,13 @@ async fn check_account_config(s: &dyn Store) {
         ..second.clone()
     };
     assert!(!s.put_account_config(stranger.id, &hostile).await.unwrap());
-    assert_eq!(
-        s.account_config(owner.id, a.id).await.unwrap(),
-        Some(second)
-    );
+    assert_eq!(s.account_config(owner.id, a.id).await.unwrap(), Some(second));
     let ghost = AccountConfigRow {
         account_id: AccountId::new(),
         ..first.clone()
     };
     assert!(!s.put_account_config(owner.id, &ghost).await.unwrap());
-    assert_eq!(
-        s.account_config(owner.id, ghost.account_id).await.unwrap(),
-        None
-    );
+    assert_eq!(s.account_config(owner.id, ghost.account_id).await.unwrap(), None);
 
     // A stranger's own account with no config yet: still nothing for the owner of `a`.
     let theirs = account(s, stranger.id, &b).await;
@@ -811,10 +796,7 @@ async fn check_account_config(s: &dyn Store) {
         ..first.clone()
     };
     assert!(!s.put_account_config(owner.id, &cross).await.unwrap());
-    assert_eq!(
-        s.account_config(stranger.id, theirs.id).await.unwrap(),
-        None
-    );
+    assert_eq!(s.account_config(stranger.id, theirs.id).await.unwrap(), None);
 }
 
 async fn check_delete_account(s: &dyn Store) {
@@ -846,30 +828,15 @@ async fn check_delete_account(s: &dyn Store) {
 
     // Not the stranger's: refused, and everything is still there.
     assert!(!s.delete_account(stranger.id, a.id).await.unwrap());
-    assert_eq!(
-        s.account_for_user(owner.id, a.id).await.unwrap(),
-        Some(a.clone())
-    );
-    assert_eq!(
-        s.account_config(owner.id, a.id).await.unwrap(),
-        Some(config)
-    );
-    assert_eq!(
-        s.pending_assistance(a.id).await.unwrap(),
-        Some(open.clone())
-    );
+    assert_eq!(s.account_for_user(owner.id, a.id).await.unwrap(), Some(a.clone()));
+    assert_eq!(s.account_config(owner.id, a.id).await.unwrap(), Some(config));
+    assert_eq!(s.pending_assistance(a.id).await.unwrap(), Some(open.clone()));
 
     assert!(s.delete_account(owner.id, a.id).await.unwrap());
     assert_eq!(s.account_for_user(owner.id, a.id).await.unwrap(), None);
-    assert!(
-        !s.delete_account(owner.id, a.id).await.unwrap(),
-        "already deleted"
-    );
+    assert!(!s.delete_account(owner.id, a.id).await.unwrap(), "already deleted");
     assert!(!s.delete_account(owner.id, AccountId::new()).await.unwrap());
-    assert_eq!(
-        s.list_accounts(owner.id, 100, 0).await.unwrap(),
-        vec![kept.clone()]
-    );
+    assert_eq!(s.list_accounts(owner.id, 100, 0).await.unwrap(), vec![kept.clone()]);
 
     // Assistance requests went with it.
     assert_eq!(s.assistance_by_id(open.id).await.unwrap(), None);
@@ -887,10 +854,7 @@ async fn check_delete_account(s: &dyn Store) {
 async fn check_api_keys(s: &dyn Store) {
     let (owner, stranger) = (user(s).await, user(s).await);
     let b = bank(s).await;
-    let (a1, a2) = (
-        account(s, owner.id, &b).await,
-        account(s, owner.id, &b).await,
-    );
+    let (a1, a2) = (account(s, owner.id, &b).await, account(s, owner.id, &b).await);
     let t = now();
 
     let k1 = key_row(owner.id, t);
@@ -916,10 +880,7 @@ async fn check_api_keys(s: &dyn Store) {
 
     // Round trips, including `account_ids`: None (all accounts) vs Some(list), even empty.
     for k in [&k1, &k2, &k3, &k4, &theirs] {
-        assert_eq!(
-            s.api_key_by_prefix(&k.prefix).await.unwrap().as_ref(),
-            Some(k)
-        );
+        assert_eq!(s.api_key_by_prefix(&k.prefix).await.unwrap().as_ref(), Some(k));
     }
     assert_eq!(s.api_key_by_prefix(&uniq("rbk")).await.unwrap(), None);
 
@@ -934,20 +895,10 @@ async fn check_api_keys(s: &dyn Store) {
         s.list_api_keys(owner.id, 2, 2).await.unwrap(),
         vec![k2.clone(), k1.clone()]
     );
-    assert_eq!(
-        s.list_api_keys(owner.id, 1, 3).await.unwrap(),
-        vec![k1.clone()]
-    );
+    assert_eq!(s.list_api_keys(owner.id, 1, 3).await.unwrap(), vec![k1.clone()]);
     assert!(s.list_api_keys(owner.id, 10, 4).await.unwrap().is_empty());
-    assert_eq!(
-        s.list_api_keys(stranger.id, 100, 0).await.unwrap(),
-        vec![theirs]
-    );
-    assert!(s
-        .list_api_keys(UserId::new(), 100, 0)
-        .await
-        .unwrap()
-        .is_empty());
+    assert_eq!(s.list_api_keys(stranger.id, 100, 0).await.unwrap(), vec![theirs]);
+    assert!(s.list_api_keys(UserId::new(), 100, 0).await.unwrap().is_empty());
 
     // The prefix is unique.
     let dup = ApiKeyRow {
@@ -970,10 +921,7 @@ async fn check_revoke_api_key(s: &dyn Store) {
 
     // A stranger cannot revoke it.
     assert_eq!(s.revoke_api_key(stranger.id, k.id, t).await.unwrap(), None);
-    assert_eq!(
-        s.api_key_by_prefix(&k.prefix).await.unwrap(),
-        Some(k.clone())
-    );
+    assert_eq!(s.api_key_by_prefix(&k.prefix).await.unwrap(), Some(k.clone()));
 
     let revoked = ApiKeyRow {
         revoked_at: Some(t),
@@ -984,24 +932,11 @@ async fn check_revoke_api_key(s: &dyn Store) {
         Some(revoked.clone())
     );
     // Already revoked: None, and the first revocation time stays.
-    assert_eq!(
-        s.revoke_api_key(owner.id, k.id, t + ms(1000))
-            .await
-            .unwrap(),
-        None
-    );
+    assert_eq!(s.revoke_api_key(owner.id, k.id, t + ms(1000)).await.unwrap(), None);
     assert_eq!(s.api_key_by_prefix(&k.prefix).await.unwrap(), Some(revoked));
-    assert_eq!(
-        s.revoke_api_key(owner.id, ApiKeyId::new(), t)
-            .await
-            .unwrap(),
-        None
-    );
+    assert_eq!(s.revoke_api_key(owner.id, ApiKeyId::new(), t).await.unwrap(), None);
     // The other key is live still.
-    assert_eq!(
-        s.api_key_by_prefix(&other.prefix).await.unwrap(),
-        Some(other)
-    );
+    assert_eq!(s.api_key_by_prefix(&other.prefix).await.unwrap(), Some(other));
 }
 
 async fn check_record_api_key_use(s: &dyn Store) {
@@ -1010,13 +945,7 @@ async fn check_record_api_key_use(s: &dyn Store) {
     s.create_api_key(&k1).await.unwrap();
     s.create_api_key(&k2).await.unwrap();
     let t = now() + Duration::seconds(10);
-    let last_used = |prefix: String| async move {
-        s.api_key_by_prefix(&prefix)
-            .await
-            .unwrap()
-            .unwrap()
-            .last_used_at
-    };
+    let last_used = |prefix: String| async move { s.api_key_by_prefix(&prefix).await.unwrap().unwrap().last_used_at };
 
     s.record_api_key_use(&[]).await.unwrap();
     assert_eq!(last_used(k1.prefix.clone()).await, None);
@@ -1058,10 +987,7 @@ async fn check_record_api_key_use(s: &dyn Store) {
 async fn check_assistance(s: &dyn Store) {
     let owner = user(s).await;
     let b = bank(s).await;
-    let (a, other) = (
-        account(s, owner.id, &b).await,
-        account(s, owner.id, &b).await,
-    );
+    let (a, other) = (account(s, owner.id, &b).await, account(s, owner.id, &b).await);
 
     assert_eq!(s.pending_assistance(a.id).await.unwrap(), None);
     let first = AssistanceRow {
@@ -1073,20 +999,9 @@ async fn check_assistance(s: &dyn Store) {
         ..assistance_row(a.id)
     };
     s.create_assistance(&first).await.unwrap();
-    assert_eq!(
-        s.pending_assistance(a.id).await.unwrap(),
-        Some(first.clone())
-    );
-    assert_eq!(
-        s.assistance_by_id(first.id).await.unwrap(),
-        Some(first.clone())
-    );
-    assert_eq!(
-        s.assistance_by_id(AssistanceRequestId::new())
-            .await
-            .unwrap(),
-        None
-    );
+    assert_eq!(s.pending_assistance(a.id).await.unwrap(), Some(first.clone()));
+    assert_eq!(s.assistance_by_id(first.id).await.unwrap(), Some(first.clone()));
+    assert_eq!(s.assistance_by_id(AssistanceRequestId::new()).await.unwrap(), None);
 
     // One pending request per account (partial unique index) …
     let second = assistance_row(a.id);
@@ -1107,14 +1022,8 @@ async fn check_assistance(s: &dyn Store) {
     assert_eq!(s.assistance_by_id(old.id).await.unwrap(), Some(old.clone()));
     let elsewhere = assistance_row(other.id);
     s.create_assistance(&elsewhere).await.unwrap();
-    assert_eq!(
-        s.pending_assistance(a.id).await.unwrap(),
-        Some(first.clone())
-    );
-    assert_eq!(
-        s.pending_assistance(other.id).await.unwrap(),
-        Some(elsewhere.clone())
-    );
+    assert_eq!(s.pending_assistance(a.id).await.unwrap(), Some(first.clone()));
+    assert_eq!(s.pending_assistance(other.id).await.unwrap(), Some(elsewhere.clone()));
 
     // Attempts.
     let t1 = now() + ms(100);
@@ -1137,10 +1046,7 @@ async fn check_assistance(s: &dyn Store) {
         s.bump_assistance_attempts(first.id, t2).await.unwrap(),
         Some(bumped2.clone())
     );
-    assert_eq!(
-        s.assistance_by_id(first.id).await.unwrap(),
-        Some(bumped2.clone())
-    );
+    assert_eq!(s.assistance_by_id(first.id).await.unwrap(), Some(bumped2.clone()));
     assert_eq!(
         s.bump_assistance_attempts(old.id, t2).await.unwrap(),
         None,
@@ -1152,10 +1058,7 @@ async fn check_assistance(s: &dyn Store) {
             .unwrap(),
         None
     );
-    assert_eq!(
-        s.pending_assistance(other.id).await.unwrap(),
-        Some(elsewhere.clone())
-    );
+    assert_eq!(s.pending_assistance(other.id).await.unwrap(), Some(elsewhere.clone()));
 
     // Closing: once.
     let t3 = t2 + ms(100);
@@ -1167,12 +1070,7 @@ async fn check_assistance(s: &dyn Store) {
         ..bumped2
     };
     let got = s
-        .close_assistance(
-            first.id,
-            AssistanceStatus::Fulfilled,
-            Some("code accepted"),
-            t3,
-        )
+        .close_assistance(first.id, AssistanceStatus::Fulfilled, Some("code accepted"), t3)
         .await
         .unwrap();
     assert_eq!(got, Some(closed.clone()));
@@ -1181,26 +1079,16 @@ async fn check_assistance(s: &dyn Store) {
         .await
         .unwrap();
     assert_eq!(again, None, "closing twice");
+    assert_eq!(s.assistance_by_id(first.id).await.unwrap(), Some(closed.clone()));
     assert_eq!(
-        s.assistance_by_id(first.id).await.unwrap(),
-        Some(closed.clone())
-    );
-    assert_eq!(
-        s.bump_assistance_attempts(first.id, t3 + ms(2))
-            .await
-            .unwrap(),
+        s.bump_assistance_attempts(first.id, t3 + ms(2)).await.unwrap(),
         None,
         "closed"
     );
     assert_eq!(s.assistance_by_id(first.id).await.unwrap(), Some(closed));
     assert_eq!(s.pending_assistance(a.id).await.unwrap(), None);
     let r = s
-        .close_assistance(
-            AssistanceRequestId::new(),
-            AssistanceStatus::Cancelled,
-            None,
-            t3,
-        )
+        .close_assistance(AssistanceRequestId::new(), AssistanceStatus::Cancelled, None, t3)
         .await
         .unwrap();
     assert_eq!(r, None);
@@ -1272,10 +1160,7 @@ async fn check_close_all_pending_assistance(s: &dyn Store) {
             closed_at: Some(t),
             ..p.clone()
         };
-        assert_eq!(
-            closed.iter().filter(|r| r.id == p.id).collect::<Vec<_>>(),
-            vec![&want]
-        );
+        assert_eq!(closed.iter().filter(|r| r.id == p.id).collect::<Vec<_>>(), vec![&want]);
         assert_eq!(s.pending_assistance(p.account_id).await.unwrap(), None);
     }
     assert!(
@@ -1290,6 +1175,655 @@ async fn check_close_all_pending_assistance(s: &dyn Store) {
         .await
         .unwrap();
     assert!(none.is_empty(), "second sweep found {none:?}");
+}
+
+async fn check_engine_accounts(s: &dyn Store) {
+    let (owner, other) = (user(s).await, user(s).await);
+    let b = bank(s).await;
+    let t = now();
+    // Created out of order, across two users; two share a timestamp and are ordered by id.
+    let lo = AccountId::new();
+    let hi = AccountId(Uuid::from_u128(lo.0.as_u128() + 1));
+    let late = account_at(s, owner.id, &b, AccountId::new(), t + ms(30)).await;
+    let tie_hi = account_at(s, other.id, &b, hi, t + ms(20)).await;
+    let early = account_at(s, other.id, &b, AccountId::new(), t + ms(10)).await;
+    let tie_lo = account_at(s, owner.id, &b, lo, t + ms(20)).await;
+
+    let with_secrets = AccountConfigRow {
+        account_id: late.id,
+        settings: r#"{"schedule":"hourly"}"#.into(),
+        secrets: Some(vec![7, 0, 255]),
+        updated_at: t + ms(40),
+    };
+    let without_secrets = AccountConfigRow {
+        account_id: tie_hi.id,
+        settings: "{}".into(),
+        secrets: None,
+        updated_at: t + ms(50),
+    };
+    assert!(s.put_account_config(owner.id, &with_secrets).await.unwrap());
+    assert!(s.put_account_config(other.id, &without_secrets).await.unwrap());
+
+    let want = vec![
+        EngineAccount {
+            account: early.clone(),
+            config: None,
+        },
+        EngineAccount {
+            account: tie_lo.clone(),
+            config: None,
+        },
+        EngineAccount {
+            account: tie_hi.clone(),
+            config: Some(without_secrets.clone()),
+        },
+        EngineAccount {
+            account: late.clone(),
+            config: Some(with_secrets.clone()),
+        },
+    ];
+    let mine: BTreeSet<AccountId> = want.iter().map(|e| e.account.id).collect();
+    let all = s.engine_accounts().await.unwrap();
+    assert_eq!(
+        all.iter()
+            .filter(|e| mine.contains(&e.account.id))
+            .cloned()
+            .collect::<Vec<_>>(),
+        want,
+        "every user's accounts, with their configs, in creation order"
+    );
+    // Earlier checks' accounts are there too, each once, the whole list ordered by creation
+    // time, then id.
+    let keys: Vec<(Timestamp, AccountId)> = all.iter().map(|e| (e.account.created_at, e.account.id)).collect();
+    let mut sorted = keys.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(
+        keys, sorted,
+        "engine_accounts is ordered by creation, each account once"
+    );
+    for u in [&owner, &other] {
+        for a in s.list_accounts(u.id, 100, 0).await.unwrap() {
+            let config = s.account_config(u.id, a.id).await.unwrap();
+            let want = EngineAccount { account: a, config };
+            assert_eq!(
+                all.iter()
+                    .filter(|e| e.account.id == want.account.id)
+                    .collect::<Vec<_>>(),
+                vec![&want]
+            );
+        }
+    }
+
+    // One by one.
+    for e in &want {
+        assert_eq!(s.engine_account(e.account.id).await.unwrap().as_ref(), Some(e));
+    }
+    assert_eq!(s.engine_account(AccountId::new()).await.unwrap(), None);
+
+    // A replaced config reads back replaced (secrets cleared).
+    let replaced = AccountConfigRow {
+        settings: r#"{"schedule":"daily"}"#.into(),
+        secrets: None,
+        updated_at: t + ms(60),
+        ..with_secrets
+    };
+    assert!(s.put_account_config(owner.id, &replaced).await.unwrap());
+    assert_eq!(
+        s.engine_account(late.id).await.unwrap(),
+        Some(EngineAccount {
+            account: late,
+            config: Some(replaced),
+        })
+    );
+
+    // A deleted account is gone from both.
+    assert!(s.delete_account(other.id, tie_hi.id).await.unwrap());
+    assert_eq!(s.engine_account(tie_hi.id).await.unwrap(), None);
+    let after = s.engine_accounts().await.unwrap();
+    assert!(!after.iter().any(|e| e.account.id == tie_hi.id));
+    assert!(after.iter().any(|e| e.account.id == early.id));
+}
+
+async fn check_set_scrape_block(s: &dyn Store) {
+    let owner = user(s).await;
+    let b = bank(s).await;
+    let (a, other) = (account(s, owner.id, &b).await, account(s, owner.id, &b).await);
+    let t = now() + ms(7);
+
+    assert!(s
+        .set_scrape_block(a.id, Some((t, "credentials rejected")))
+        .await
+        .unwrap());
+    let blocked = AccountRow {
+        scrape_blocked_at: Some(t),
+        scrape_blocked_reason: Some("credentials rejected".into()),
+        ..a.clone()
+    };
+    assert_eq!(s.account_for_user(owner.id, a.id).await.unwrap(), Some(blocked.clone()));
+    assert_eq!(
+        s.engine_account(a.id).await.unwrap().map(|e| e.account),
+        Some(blocked.clone())
+    );
+    // Nothing else is touched.
+    assert_eq!(
+        s.account_for_user(owner.id, other.id).await.unwrap(),
+        Some(other.clone())
+    );
+
+    // Blocking again replaces both fields.
+    let t2 = t + Duration::seconds(90) + ms(1);
+    assert!(s
+        .set_scrape_block(a.id, Some((t2, "account locked by the bank")))
+        .await
+        .unwrap());
+    assert_eq!(
+        s.account_for_user(owner.id, a.id).await.unwrap(),
+        Some(AccountRow {
+            scrape_blocked_at: Some(t2),
+            scrape_blocked_reason: Some("account locked by the bank".into()),
+            ..a.clone()
+        })
+    );
+
+    // Clearing empties both; clearing an unblocked account still finds it.
+    assert!(s.set_scrape_block(a.id, None).await.unwrap());
+    assert_eq!(s.account_for_user(owner.id, a.id).await.unwrap(), Some(a.clone()));
+    assert!(s.set_scrape_block(a.id, None).await.unwrap());
+    assert_eq!(
+        s.list_accounts(owner.id, 100, 0).await.unwrap(),
+        vec![a.clone(), other.clone()]
+    );
+
+    // An unknown or deleted account is `false`.
+    assert!(!s.set_scrape_block(AccountId::new(), Some((t, "nobody"))).await.unwrap());
+    assert!(!s.set_scrape_block(AccountId::new(), None).await.unwrap());
+    assert!(s.delete_account(owner.id, other.id).await.unwrap());
+    assert!(!s.set_scrape_block(other.id, Some((t, "gone"))).await.unwrap());
+    assert_eq!(s.account_for_user(owner.id, a.id).await.unwrap(), Some(a));
+}
+
+async fn check_insert_movements(s: &dyn Store) {
+    let owner = user(s).await;
+    let b = bank(s).await;
+    let (a, other) = (account(s, owner.id, &b).await, account(s, owner.id, &b).await);
+    let t1 = now();
+    let m1 = movement("tx-1", "2026-03-01T09:00:00Z");
+    let m2 = movement("tx-2", "2026-03-02T08:00:00Z");
+
+    assert_eq!(s.insert_movements(a.id, &[], t1).await.unwrap(), 0);
+    assert_eq!(
+        s.insert_movements(a.id, &[m1.clone(), m2.clone()], t1).await.unwrap(),
+        2
+    );
+    let first = s.list_movements(owner.id, a.id, 100, 0).await.unwrap();
+    assert_eq!(without_ids(&first), vec![stored(a.id, &m2, t1), stored(a.id, &m1, t1)]);
+    assert_ne!(first[0].id, first[1].id);
+
+    // Read again (even with other fields changed): not new, not duplicated; the first read
+    // stays as it was, same ids.
+    let t2 = t1 + Duration::seconds(60);
+    let m1_again = NewMovement {
+        amount: "-99.99".into(),
+        description: "changed".into(),
+        ..m1.clone()
+    };
+    assert_eq!(s.insert_movements(a.id, &[m1_again, m2.clone()], t2).await.unwrap(), 0);
+    assert_eq!(s.list_movements(owner.id, a.id, 100, 0).await.unwrap(), first);
+
+    // A batch mixing known and new movements counts only the new ones; a movement twice in one
+    // batch counts once.
+    let m3 = movement("tx-3", "2026-03-03T00:00:00Z");
+    assert_eq!(
+        s.insert_movements(a.id, &[m2.clone(), m3.clone(), m3.clone(), m1.clone()], t2)
+            .await
+            .unwrap(),
+        1
+    );
+    let listed = s.list_movements(owner.id, a.id, 100, 0).await.unwrap();
+    assert_eq!(
+        without_ids(&listed),
+        vec![stored(a.id, &m3, t2), stored(a.id, &m2, t1), stored(a.id, &m1, t1)]
+    );
+    assert_eq!(&listed[1..], &first[..]);
+
+    // The same external id on another account is another movement.
+    let bare = NewMovement {
+        name: None,
+        ..movement("tx-9", "2026-01-01T00:00:00Z")
+    };
+    assert_eq!(
+        s.insert_movements(other.id, &[m1.clone(), bare.clone()], t2)
+            .await
+            .unwrap(),
+        2
+    );
+    let elsewhere = s.list_movements(owner.id, other.id, 100, 0).await.unwrap();
+    assert_eq!(
+        without_ids(&elsewhere),
+        vec![stored(other.id, &m1, t2), stored(other.id, &bare, t2)]
+    );
+    assert!(!listed.iter().any(|m| m.id == elsewhere[0].id));
+    assert_eq!(s.list_movements(owner.id, a.id, 100, 0).await.unwrap(), listed);
+
+    // An unknown account is refused (foreign key).
+    let r = s
+        .insert_movements(AccountId::new(), std::slice::from_ref(&m1), t2)
+        .await;
+    assert!(
+        matches!(r, Err(StoreError::Database(_))),
+        "unknown account must be refused: {r:?}"
+    );
+
+    // Deleting the account deletes its movements: re-created under the same id it has none, and
+    // the same external ids are new again.
+    assert!(s.delete_account(owner.id, a.id).await.unwrap());
+    assert!(s.list_movements(owner.id, a.id, 100, 0).await.unwrap().is_empty());
+    let reborn = account_at(s, owner.id, &b, a.id, now()).await;
+    assert!(s.list_movements(owner.id, reborn.id, 100, 0).await.unwrap().is_empty());
+    assert_eq!(
+        s.insert_movements(reborn.id, &[m1.clone(), m2.clone(), m3.clone()], t2)
+            .await
+            .unwrap(),
+        3
+    );
+    assert_eq!(
+        without_ids(&s.list_movements(owner.id, reborn.id, 100, 0).await.unwrap()),
+        vec![stored(a.id, &m3, t2), stored(a.id, &m2, t2), stored(a.id, &m1, t2)]
+    );
+    assert_eq!(s.list_movements(owner.id, other.id, 100, 0).await.unwrap(), elsewhere);
+}
+
+async fn check_list_movements(s: &dyn Store) {
+    let (owner, stranger) = (user(s).await, user(s).await);
+    let b = bank(s).await;
+    let a = account(s, owner.id, &b).await;
+    let foreign = account(s, stranger.id, &b).await;
+    let t1 = now();
+    let t2 = t1 + Duration::seconds(30);
+
+    // Inserted out of order over two reads: `b` and `c` share the bank's date (then external id,
+    // descending); `e`, read last, is the oldest by the bank's date.
+    let ma = movement("ext-a", "2026-03-01T09:00:00Z");
+    let mb = movement("ext-b", "2026-03-02T08:00:00Z");
+    let mc = movement("ext-c", "2026-03-02T08:00:00Z");
+    let md = NewMovement {
+        amount: "1500.00".into(),
+        currency: "USD".into(),
+        name: None,
+        ..movement("ext-d", "2026-03-03T00:00:00Z")
+    };
+    let me = movement("ext-e", "2026-02-28T23:59:59Z");
+    assert_eq!(
+        s.insert_movements(a.id, &[mb.clone(), md.clone(), ma.clone()], t1)
+            .await
+            .unwrap(),
+        3
+    );
+    assert_eq!(
+        s.insert_movements(a.id, &[me.clone(), mc.clone()], t2).await.unwrap(),
+        2
+    );
+    let theirs = movement("ext-z", "2026-03-04T00:00:00Z");
+    assert_eq!(
+        s.insert_movements(foreign.id, std::slice::from_ref(&theirs), t2)
+            .await
+            .unwrap(),
+        1
+    );
+
+    let all = s.list_movements(owner.id, a.id, 100, 0).await.unwrap();
+    assert_eq!(
+        without_ids(&all),
+        vec![
+            stored(a.id, &md, t1),
+            stored(a.id, &mc, t2),
+            stored(a.id, &mb, t1),
+            stored(a.id, &ma, t1),
+            stored(a.id, &me, t2),
+        ]
+    );
+    let ids: BTreeSet<MovementId> = all.iter().map(|m| m.id).collect();
+    assert_eq!(ids.len(), all.len(), "each movement has its own id");
+
+    // Paged.
+    assert_eq!(
+        s.list_movements(owner.id, a.id, 2, 0).await.unwrap(),
+        all[0..2].to_vec()
+    );
+    assert_eq!(
+        s.list_movements(owner.id, a.id, 2, 2).await.unwrap(),
+        all[2..4].to_vec()
+    );
+    assert_eq!(s.list_movements(owner.id, a.id, 2, 4).await.unwrap(), all[4..].to_vec());
+    assert_eq!(
+        s.list_movements(owner.id, a.id, 1, 3).await.unwrap(),
+        all[3..4].to_vec()
+    );
+    assert!(s.list_movements(owner.id, a.id, 10, 5).await.unwrap().is_empty());
+    assert!(s.list_movements(owner.id, a.id, 0, 0).await.unwrap().is_empty());
+
+    // Tenant-scoped.
+    assert!(s.list_movements(stranger.id, a.id, 100, 0).await.unwrap().is_empty());
+    assert!(s.list_movements(UserId::new(), a.id, 100, 0).await.unwrap().is_empty());
+    assert!(s.list_movements(owner.id, foreign.id, 100, 0).await.unwrap().is_empty());
+    assert!(s
+        .list_movements(owner.id, AccountId::new(), 100, 0)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        without_ids(&s.list_movements(stranger.id, foreign.id, 100, 0).await.unwrap()),
+        vec![stored(foreign.id, &theirs, t2)]
+    );
+}
+
+async fn check_runs(s: &dyn Store) {
+    let (owner, stranger) = (user(s).await, user(s).await);
+    let b = bank(s).await;
+    let (a, other) = (account(s, owner.id, &b).await, account(s, owner.id, &b).await);
+    let foreign = account(s, stranger.id, &b).await;
+    let t = now();
+
+    // One created already ended, so that every field round-trips.
+    let done = RunRow {
+        kind: "persistent".into(),
+        ended_at: Some(t + ms(5)),
+        outcome: "failed".into(),
+        failure_reason: Some("login refused".into()),
+        movements_read: 5,
+        new_movements: 2,
+        ..run_row(a.id, t)
+    };
+    let r1 = run_row(a.id, t + ms(10));
+    let r2 = RunRow {
+        kind: "persistent".into(),
+        ..run_row(a.id, t + ms(20))
+    };
+    let r3 = run_row(a.id, t + ms(30));
+    // Same start as r3 with a smaller id: listed after it (id descending).
+    let r4 = RunRow {
+        id: RunId(Uuid::from_u128(r3.id.0.as_u128() - 1)),
+        ..run_row(a.id, t + ms(30))
+    };
+    let theirs = run_row(foreign.id, t + ms(15));
+    let elsewhere = run_row(other.id, t + ms(40));
+    for r in [&r3, &done, &r1, &theirs, &r4, &elsewhere, &r2] {
+        s.create_run(r).await.unwrap();
+    }
+
+    // Newest first, paged.
+    let all = s.list_runs(owner.id, a.id, 100, 0).await.unwrap();
+    assert_eq!(all, vec![r3.clone(), r4.clone(), r2.clone(), r1.clone(), done.clone()]);
+    assert_eq!(
+        s.list_runs(owner.id, a.id, 2, 0).await.unwrap(),
+        vec![r3.clone(), r4.clone()]
+    );
+    assert_eq!(
+        s.list_runs(owner.id, a.id, 2, 2).await.unwrap(),
+        vec![r2.clone(), r1.clone()]
+    );
+    assert_eq!(s.list_runs(owner.id, a.id, 2, 4).await.unwrap(), vec![done.clone()]);
+    assert_eq!(s.list_runs(owner.id, a.id, 1, 1).await.unwrap(), vec![r4.clone()]);
+    assert!(s.list_runs(owner.id, a.id, 10, 5).await.unwrap().is_empty());
+    assert!(s.list_runs(owner.id, a.id, 0, 0).await.unwrap().is_empty());
+
+    // Per account, tenant-scoped.
+    assert_eq!(
+        s.list_runs(owner.id, other.id, 100, 0).await.unwrap(),
+        vec![elsewhere.clone()]
+    );
+    assert!(s.list_runs(stranger.id, a.id, 100, 0).await.unwrap().is_empty());
+    assert!(s.list_runs(UserId::new(), a.id, 100, 0).await.unwrap().is_empty());
+    assert!(s.list_runs(owner.id, foreign.id, 100, 0).await.unwrap().is_empty());
+    assert_eq!(
+        s.list_runs(stranger.id, foreign.id, 100, 0).await.unwrap(),
+        vec![theirs.clone()]
+    );
+
+    // The id is unique; an unknown account is refused (foreign key).
+    let r = s
+        .create_run(&RunRow {
+            account_id: other.id,
+            ..r1.clone()
+        })
+        .await;
+    assert!(conflict(r), "duplicate run id must be a Conflict");
+    let r = s.create_run(&run_row(AccountId::new(), t)).await;
+    assert!(
+        matches!(r, Err(StoreError::Database(_))),
+        "unknown account must be refused: {r:?}"
+    );
+    assert_eq!(
+        s.list_runs(owner.id, other.id, 100, 0).await.unwrap(),
+        vec![elsewhere.clone()]
+    );
+
+    // Finishing: once, and only a running run.
+    let succeeded = RunRow {
+        ended_at: Some(t + ms(500)),
+        outcome: "succeeded".into(),
+        movements_read: 12,
+        new_movements: 3,
+        ..r1.clone()
+    };
+    assert!(s.finish_run(&succeeded).await.unwrap());
+    let late = RunRow {
+        ended_at: Some(t + ms(900)),
+        outcome: "failed".into(),
+        failure_reason: Some("too late".into()),
+        ..r1.clone()
+    };
+    assert!(!s.finish_run(&late).await.unwrap(), "no longer running");
+    assert!(
+        !s.finish_run(&RunRow {
+            ended_at: Some(t + ms(900)),
+            outcome: "succeeded".into(),
+            failure_reason: None,
+            ..done.clone()
+        })
+        .await
+        .unwrap(),
+        "created ended"
+    );
+    assert!(
+        !s.finish_run(&RunRow {
+            ended_at: Some(t),
+            outcome: "succeeded".into(),
+            ..run_row(a.id, t)
+        })
+        .await
+        .unwrap(),
+        "unknown run"
+    );
+    let failed = RunRow {
+        ended_at: Some(t + ms(600)),
+        outcome: "failed".into(),
+        failure_reason: Some("bank unavailable".into()),
+        movements_read: 1,
+        ..r2.clone()
+    };
+    assert!(s.finish_run(&failed).await.unwrap());
+    assert_eq!(
+        s.list_runs(owner.id, a.id, 100, 0).await.unwrap(),
+        vec![r3.clone(), r4, failed, succeeded, done]
+    );
+    assert_eq!(s.list_runs(owner.id, other.id, 100, 0).await.unwrap(), vec![elsewhere]);
+    assert_eq!(
+        s.list_runs(stranger.id, foreign.id, 100, 0).await.unwrap(),
+        vec![theirs]
+    );
+
+    // Deleting the account deletes its runs: re-created under the same id it has none, and the
+    // old run ids are free again.
+    assert!(s.delete_account(owner.id, a.id).await.unwrap());
+    assert!(s.list_runs(owner.id, a.id, 100, 0).await.unwrap().is_empty());
+    let reborn = account_at(s, owner.id, &b, a.id, now()).await;
+    assert!(s.list_runs(owner.id, reborn.id, 100, 0).await.unwrap().is_empty());
+    s.create_run(&r3).await.unwrap();
+    assert_eq!(s.list_runs(owner.id, reborn.id, 100, 0).await.unwrap(), vec![r3]);
+}
+
+async fn check_close_open_runs(s: &dyn Store) {
+    // Earlier checks left runs running; sweep them first so that the count below is exact.
+    s.close_open_runs("sweep", now()).await.unwrap();
+
+    let owner = user(s).await;
+    let b = bank(s).await;
+    let (a, other) = (account(s, owner.id, &b).await, account(s, owner.id, &b).await);
+    let t = now();
+    let open_a = RunRow {
+        movements_read: 4,
+        new_movements: 1,
+        ..run_row(a.id, t)
+    };
+    let open_other = RunRow {
+        kind: "persistent".into(),
+        ..run_row(other.id, t + ms(10))
+    };
+    let succeeded = RunRow {
+        ended_at: Some(t - ms(50)),
+        outcome: "succeeded".into(),
+        movements_read: 2,
+        ..run_row(a.id, t - ms(100))
+    };
+    let failed = RunRow {
+        ended_at: Some(t - ms(20)),
+        outcome: "failed".into(),
+        failure_reason: Some("timeout".into()),
+        ..run_row(other.id, t - ms(40))
+    };
+    let stopped = run_row(a.id, t + ms(20));
+    for r in [&open_a, &open_other, &succeeded, &failed, &stopped] {
+        s.create_run(r).await.unwrap();
+    }
+    // Created running, ended before the sweep.
+    let stopped = RunRow {
+        ended_at: Some(t + ms(30)),
+        outcome: "cancelled".into(),
+        failure_reason: Some("stopped by the user".into()),
+        ..stopped
+    };
+    assert!(s.finish_run(&stopped).await.unwrap());
+
+    let at = t + ms(1000);
+    assert_eq!(s.close_open_runs("server restarted", at).await.unwrap(), 2);
+    let swept = |r: &RunRow| RunRow {
+        ended_at: Some(at),
+        outcome: "cancelled".into(),
+        failure_reason: Some("server restarted".into()),
+        ..r.clone()
+    };
+    let on_a = vec![stopped, swept(&open_a), succeeded];
+    let on_other = vec![swept(&open_other), failed];
+    assert_eq!(s.list_runs(owner.id, a.id, 100, 0).await.unwrap(), on_a);
+    assert_eq!(s.list_runs(owner.id, other.id, 100, 0).await.unwrap(), on_other);
+
+    // A cancelled run can no longer be finished; nothing is left to sweep.
+    assert!(!s
+        .finish_run(&RunRow {
+            ended_at: Some(at + ms(1)),
+            outcome: "succeeded".into(),
+            ..open_a
+        })
+        .await
+        .unwrap());
+    assert_eq!(s.close_open_runs("again", at + ms(2)).await.unwrap(), 0);
+    assert_eq!(s.list_runs(owner.id, a.id, 100, 0).await.unwrap(), on_a);
+    assert_eq!(s.list_runs(owner.id, other.id, 100, 0).await.unwrap(), on_other);
+}
+
+async fn check_leases(s: &dyn Store) {
+    let owner = user(s).await;
+    let b = bank(s).await;
+    let (a, other) = (account(s, owner.id, &b).await, account(s, owner.id, &b).await);
+    let t = now();
+    let sec = Duration::seconds;
+
+    // Free: taken. The holder renews (to t+60s).
+    assert!(s.acquire_lease(a.id, "node-1", t + sec(30), t).await.unwrap());
+    assert!(s.acquire_lease(a.id, "node-1", t + sec(60), t + sec(10)).await.unwrap());
+    // Another owner is refused while it runs, also past the first expiry: it was renewed.
+    assert!(!s.acquire_lease(a.id, "node-2", t + sec(90), t + sec(20)).await.unwrap());
+    assert!(!s.acquire_lease(a.id, "node-2", t + sec(90), t + sec(45)).await.unwrap());
+    // Leases are per account.
+    assert!(s
+        .acquire_lease(other.id, "node-2", t + sec(90), t + sec(45))
+        .await
+        .unwrap());
+    assert!(!s
+        .acquire_lease(other.id, "node-1", t + sec(90), t + sec(46))
+        .await
+        .unwrap());
+    // Expired: another owner takes over, and the old holder is now the one refused.
+    assert!(s
+        .acquire_lease(a.id, "node-2", t + sec(120), t + sec(61))
+        .await
+        .unwrap());
+    assert!(!s
+        .acquire_lease(a.id, "node-1", t + sec(130), t + sec(70))
+        .await
+        .unwrap());
+
+    // Releasing: only the holder can.
+    assert!(!s.release_lease(a.id, "node-1").await.unwrap());
+    assert!(
+        !s.acquire_lease(a.id, "node-1", t + sec(130), t + sec(71))
+            .await
+            .unwrap(),
+        "a non-owner's release must not free the lease"
+    );
+    assert!(s.release_lease(a.id, "node-2").await.unwrap());
+    assert!(!s.release_lease(a.id, "node-2").await.unwrap(), "already released");
+    // Released: free at once, long before node-2's lease would have expired.
+    assert!(s
+        .acquire_lease(a.id, "node-3", t + sec(200), t + sec(72))
+        .await
+        .unwrap());
+    assert!(!s
+        .acquire_lease(a.id, "node-2", t + sec(200), t + sec(73))
+        .await
+        .unwrap());
+    // The other account's lease was not touched by any of this.
+    assert!(!s
+        .acquire_lease(other.id, "node-1", t + sec(130), t + sec(73))
+        .await
+        .unwrap());
+    assert!(s
+        .acquire_lease(other.id, "node-2", t + sec(130), t + sec(73))
+        .await
+        .unwrap());
+
+    // An unknown account: refused, and no lease is left behind (nothing to release, and the
+    // account created later under that id is free).
+    let ghost = AccountId::new();
+    assert!(!s
+        .acquire_lease(ghost, "node-1", t + Duration::hours(1), t)
+        .await
+        .unwrap());
+    assert!(!s.release_lease(ghost, "node-1").await.unwrap());
+    let ghost = account_at(s, owner.id, &b, ghost, now()).await;
+    assert!(s
+        .acquire_lease(ghost.id, "node-2", t + Duration::hours(1), t + sec(1))
+        .await
+        .unwrap());
+
+    // Deleting the account deletes its lease: node-3's lease (until t+200s) is gone with it.
+    assert!(s.delete_account(owner.id, a.id).await.unwrap());
+    assert!(!s.release_lease(a.id, "node-3").await.unwrap());
+    assert!(!s
+        .acquire_lease(a.id, "node-4", t + sec(300), t + sec(80))
+        .await
+        .unwrap());
+    let reborn = account_at(s, owner.id, &b, a.id, now()).await;
+    assert!(s
+        .acquire_lease(reborn.id, "node-4", t + sec(300), t + sec(80))
+        .await
+        .unwrap());
+    assert!(!s
+        .acquire_lease(reborn.id, "node-3", t + sec(300), t + sec(81))
+        .await
+        .unwrap());
 }
 
 async fn check_close(s: &dyn Store) {
@@ -1367,12 +1901,7 @@ impl Store for Recording {
         self.hit("grant_admin");
         self.inner.grant_admin(email).await
     }
-    async fn revoke_token(
-        &self,
-        jti: TokenId,
-        user: UserId,
-        expires_at: Timestamp,
-    ) -> StoreResult<()> {
+    async fn revoke_token(&self, jti: TokenId, user: UserId, expires_at: Timestamp) -> StoreResult<()> {
         self.hit("revoke_token");
         self.inner.revoke_token(jti, user, expires_at).await
     }
@@ -1400,28 +1929,15 @@ impl Store for Recording {
         self.hit("create_account");
         self.inner.create_account(account).await
     }
-    async fn list_accounts(
-        &self,
-        user: UserId,
-        limit: i64,
-        offset: i64,
-    ) -> StoreResult<Vec<AccountRow>> {
+    async fn list_accounts(&self, user: UserId, limit: i64, offset: i64) -> StoreResult<Vec<AccountRow>> {
         self.hit("list_accounts");
         self.inner.list_accounts(user, limit, offset).await
     }
-    async fn account_for_user(
-        &self,
-        user: UserId,
-        id: AccountId,
-    ) -> StoreResult<Option<AccountRow>> {
+    async fn account_for_user(&self, user: UserId, id: AccountId) -> StoreResult<Option<AccountRow>> {
         self.hit("account_for_user");
         self.inner.account_for_user(user, id).await
     }
-    async fn owned_account_ids(
-        &self,
-        user: UserId,
-        ids: &[AccountId],
-    ) -> StoreResult<Vec<AccountId>> {
+    async fn owned_account_ids(&self, user: UserId, ids: &[AccountId]) -> StoreResult<Vec<AccountId>> {
         self.hit("owned_account_ids");
         self.inner.owned_account_ids(user, ids).await
     }
@@ -1429,19 +1945,11 @@ impl Store for Recording {
         self.hit("delete_account");
         self.inner.delete_account(user, id).await
     }
-    async fn account_config(
-        &self,
-        user: UserId,
-        id: AccountId,
-    ) -> StoreResult<Option<AccountConfigRow>> {
+    async fn account_config(&self, user: UserId, id: AccountId) -> StoreResult<Option<AccountConfigRow>> {
         self.hit("account_config");
         self.inner.account_config(user, id).await
     }
-    async fn put_account_config(
-        &self,
-        user: UserId,
-        config: &AccountConfigRow,
-    ) -> StoreResult<bool> {
+    async fn put_account_config(&self, user: UserId, config: &AccountConfigRow) -> StoreResult<bool> {
         self.hit("put_account_config");
         self.inner.put_account_config(user, config).await
     }
@@ -1449,21 +1957,11 @@ impl Store for Recording {
         self.hit("create_api_key");
         self.inner.create_api_key(key).await
     }
-    async fn list_api_keys(
-        &self,
-        user: UserId,
-        limit: i64,
-        offset: i64,
-    ) -> StoreResult<Vec<ApiKeyRow>> {
+    async fn list_api_keys(&self, user: UserId, limit: i64, offset: i64) -> StoreResult<Vec<ApiKeyRow>> {
         self.hit("list_api_keys");
         self.inner.list_api_keys(user, limit, offset).await
     }
-    async fn revoke_api_key(
-        &self,
-        user: UserId,
-        id: ApiKeyId,
-        now: Timestamp,
-    ) -> StoreResult<Option<ApiKeyRow>> {
+    async fn revoke_api_key(&self, user: UserId, id: ApiKeyId, now: Timestamp) -> StoreResult<Option<ApiKeyRow>> {
         self.hit("revoke_api_key");
         self.inner.revoke_api_key(user, id, now).await
     }
@@ -1483,10 +1981,7 @@ impl Store for Recording {
         self.hit("pending_assistance");
         self.inner.pending_assistance(account).await
     }
-    async fn assistance_by_id(
-        &self,
-        id: AssistanceRequestId,
-    ) -> StoreResult<Option<AssistanceRow>> {
+    async fn assistance_by_id(&self, id: AssistanceRequestId) -> StoreResult<Option<AssistanceRow>> {
         self.hit("assistance_by_id");
         self.inner.assistance_by_id(id).await
     }
@@ -1515,8 +2010,67 @@ impl Store for Recording {
         now: Timestamp,
     ) -> StoreResult<Vec<AssistanceRow>> {
         self.hit("close_all_pending_assistance");
-        self.inner
-            .close_all_pending_assistance(status, reason, now)
-            .await
+        self.inner.close_all_pending_assistance(status, reason, now).await
+    }
+    async fn engine_accounts(&self) -> StoreResult<Vec<EngineAccount>> {
+        self.hit("engine_accounts");
+        self.inner.engine_accounts().await
+    }
+    async fn engine_account(&self, id: AccountId) -> StoreResult<Option<EngineAccount>> {
+        self.hit("engine_account");
+        self.inner.engine_account(id).await
+    }
+    async fn set_scrape_block(&self, id: AccountId, block: Option<(Timestamp, &str)>) -> StoreResult<bool> {
+        self.hit("set_scrape_block");
+        self.inner.set_scrape_block(id, block).await
+    }
+    async fn insert_movements(
+        &self,
+        account: AccountId,
+        movements: &[NewMovement],
+        read_at: Timestamp,
+    ) -> StoreResult<u64> {
+        self.hit("insert_movements");
+        self.inner.insert_movements(account, movements, read_at).await
+    }
+    async fn list_movements(
+        &self,
+        user: UserId,
+        account: AccountId,
+        limit: i64,
+        offset: i64,
+    ) -> StoreResult<Vec<MovementRow>> {
+        self.hit("list_movements");
+        self.inner.list_movements(user, account, limit, offset).await
+    }
+    async fn create_run(&self, run: &RunRow) -> StoreResult<()> {
+        self.hit("create_run");
+        self.inner.create_run(run).await
+    }
+    async fn finish_run(&self, run: &RunRow) -> StoreResult<bool> {
+        self.hit("finish_run");
+        self.inner.finish_run(run).await
+    }
+    async fn list_runs(&self, user: UserId, account: AccountId, limit: i64, offset: i64) -> StoreResult<Vec<RunRow>> {
+        self.hit("list_runs");
+        self.inner.list_runs(user, account, limit, offset).await
+    }
+    async fn close_open_runs(&self, reason: &str, now: Timestamp) -> StoreResult<u64> {
+        self.hit("close_open_runs");
+        self.inner.close_open_runs(reason, now).await
+    }
+    async fn acquire_lease(
+        &self,
+        account: AccountId,
+        owner: &str,
+        until: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        self.hit("acquire_lease");
+        self.inner.acquire_lease(account, owner, until, now).await
+    }
+    async fn release_lease(&self, account: AccountId, owner: &str) -> StoreResult<bool> {
+        self.hit("release_lease");
+        self.inner.release_lease(account, owner).await
     }
 }

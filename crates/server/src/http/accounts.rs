@@ -35,8 +35,8 @@ pub struct AccountOut {
 async fn account_out(app: &AppState, a: AccountRow) -> Result<AccountOut, Problem> {
     let session_status = if app.assistance.pending(a.id).await?.is_some() {
         "awaiting_code"
-    } else if app.sessions.is_running(a.id) {
-        "running"
+    } else if let Some(phase) = app.sessions.phase(a.id) {
+        phase.as_str()
     } else if a.scrape_blocked_at.is_some() {
         "needs_attention"
     } else {
@@ -57,10 +57,7 @@ async fn account_out(app: &AppState, a: AccountRow) -> Result<AccountOut, Proble
 pub async fn owned(app: &AppState, user: UserId, id: &str) -> Result<AccountRow, ApiError> {
     let not_found = || ApiError(Problem::not_found("Account not found"));
     let id = id.parse::<AccountId>().map_err(|_| not_found())?;
-    app.store
-        .account_for_user(user, id)
-        .await?
-        .ok_or_else(not_found)
+    app.store.account_for_user(user, id).await?.ok_or_else(not_found)
 }
 
 pub async fn list(
@@ -68,10 +65,7 @@ pub async fn list(
     who: DashboardUser,
     page: Page,
 ) -> Result<Json<Vec<AccountOut>>, ApiError> {
-    let rows = app
-        .store
-        .list_accounts(who.user.id, page.limit, page.offset)
-        .await?;
+    let rows = app.store.list_accounts(who.user.id, page.limit, page.offset).await?;
     let mut out = Vec::with_capacity(rows.len());
     for a in rows {
         out.push(account_out(&app, a).await?);
@@ -91,10 +85,7 @@ pub async fn create(
     who: DashboardUser,
     DJson(body): DJson<CreateIn>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let bank_id = body
-        .bank_id
-        .map(|b| b.trim().to_owned())
-        .unwrap_or_default();
+    let bank_id = body.bank_id.map(|b| b.trim().to_owned()).unwrap_or_default();
     let name = body.name.map(|n| n.trim().to_owned()).unwrap_or_default();
     if bank_id.is_empty() || name.is_empty() {
         return Err(Problem::validation("bankId and name are required").into());
@@ -121,14 +112,7 @@ pub async fn create(
         notification_signing_secret: Some(config_doc::new_signing_secret()),
         ..Default::default()
     };
-    save_config(
-        &app,
-        who.user.id,
-        account.id,
-        &Settings::default(),
-        &secrets,
-    )
-    .await?;
+    save_config(&app, who.user.id, account.id, &Settings::default(), &secrets).await?;
     Ok((StatusCode::CREATED, Json(account_out(&app, account).await?)))
 }
 
@@ -156,23 +140,14 @@ pub async fn delete(
     let bytes = body_bytes(body)?;
     let confirm: DeleteIn = parse_json(&bytes)?;
     match confirm.confirmation_name {
-        None => {
-            return Err(Problem::field(
-                "confirmation_name",
-                "is required: send the account's current name",
-            )
-            .into())
-        }
+        None => return Err(Problem::field("confirmation_name", "is required: send the account's current name").into()),
         Some(n) if n.trim() != account.name => {
-            return Err(
-                Problem::field("confirmation_name", "does not match the account's name").into(),
-            )
+            return Err(Problem::field("confirmation_name", "does not match the account's name").into())
         }
         Some(_) => {}
     }
-    app.assistance
-        .cancel_for_account(account.id, "account_deleted")
-        .await?;
+    // Stops its session and cancels pending assistance (the waiting login is released).
+    app.engine.kill(account.id, who.user.id, "account_deleted").await?;
     app.store.delete_account(who.user.id, account.id).await?;
     app.accounts.forget(account.id);
     app.assistance.forget(account.id);
@@ -180,30 +155,9 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-fn aad(account: AccountId) -> Vec<u8> {
-    format!("account-config:{account}").into_bytes()
-}
-
-async fn load_config(
-    app: &AppState,
-    user: UserId,
-    account: AccountId,
-) -> Result<(Settings, SecretFields), Problem> {
-    let Some(row) = app.store.account_config(user, account).await? else {
-        return Ok((Settings::default(), SecretFields::default()));
-    };
-    let settings: Settings = serde_json::from_str(&row.settings).map_err(Problem::internal)?;
-    let secrets = match &row.secrets {
-        None => SecretFields::default(),
-        Some(sealed) => {
-            let plain = app
-                .sealer
-                .open(sealed, &aad(account))
-                .map_err(Problem::internal)?;
-            serde_json::from_slice(&plain).map_err(Problem::internal)?
-        }
-    };
-    Ok((settings, secrets))
+async fn load_config(app: &AppState, user: UserId, account: AccountId) -> Result<(Settings, SecretFields), Problem> {
+    let row = app.store.account_config(user, account).await?;
+    config_doc::decode(row.as_ref(), &app.sealer).map_err(Problem::internal)
 }
 
 async fn save_config(
@@ -217,7 +171,7 @@ async fn save_config(
     let row = AccountConfigRow {
         account_id: account,
         settings: serde_json::to_string(settings).map_err(Problem::internal)?,
-        secrets: Some(app.sealer.seal(&plain, &aad(account))),
+        secrets: Some(app.sealer.seal(&plain, &config_doc::aad(account))),
         updated_at: now(),
     };
     if !app.store.put_account_config(user, &row).await? {
@@ -306,4 +260,141 @@ pub async fn post_otp(
         .into_response();
     res.headers_mut().extend(rate_limit_headers(&done.rate));
     Ok(res)
+}
+
+#[derive(Serialize)]
+pub struct Queued {
+    queued: bool,
+}
+
+/// `POST /accounts/:id/scrape`: run a session now (not gated by a fatal block).
+pub async fn scrape(
+    State(app): State<AppState>,
+    who: DashboardUser,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<Queued>), ApiError> {
+    let account = owned(&app, who.user.id, &id).await?;
+    app.engine.scrape_now(account.id);
+    Ok((StatusCode::ACCEPTED, Json(Queued { queued: true })))
+}
+
+/// `POST /accounts/:id/restart`: clear the fatal block and run a session.
+pub async fn restart(
+    State(app): State<AppState>,
+    who: DashboardUser,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<Queued>), ApiError> {
+    let account = owned(&app, who.user.id, &id).await?;
+    app.engine.restart(account.id).await?;
+    Ok((StatusCode::ACCEPTED, Json(Queued { queued: true })))
+}
+
+#[derive(Serialize)]
+pub struct Killed {
+    killed: bool,
+}
+
+/// `POST /accounts/:id/kill`: stop the live session; pending assistance → `cancelled`.
+pub async fn kill(
+    State(app): State<AppState>,
+    who: DashboardUser,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<Killed>), ApiError> {
+    let account = owned(&app, who.user.id, &id).await?;
+    let killed = app.engine.kill(account.id, who.user.id, "killed").await?;
+    Ok((StatusCode::ACCEPTED, Json(Killed { killed })))
+}
+
+#[derive(Serialize)]
+pub struct Started {
+    started: bool,
+}
+
+/// `POST /accounts/:id/reactivate`: (re)start the session.
+pub async fn reactivate(
+    State(app): State<AppState>,
+    who: DashboardUser,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<Started>), ApiError> {
+    let account = owned(&app, who.user.id, &id).await?;
+    app.engine.reactivate(account.id);
+    Ok((StatusCode::ACCEPTED, Json(Started { started: true })))
+}
+
+#[derive(Serialize)]
+pub struct MovementOut {
+    id: reconbanker_store::MovementId,
+    amount: String,
+    currency: String,
+    name: Option<String>,
+    description: String,
+    received_at: String,
+    read_at: String,
+}
+
+/// `GET /accounts/:id/movements`: newest first, paginated.
+pub async fn movements(
+    State(app): State<AppState>,
+    who: DashboardUser,
+    Path(id): Path<String>,
+    page: Page,
+) -> Result<Json<Vec<MovementOut>>, ApiError> {
+    let account = owned(&app, who.user.id, &id).await?;
+    let rows = app
+        .store
+        .list_movements(who.user.id, account.id, page.limit, page.offset)
+        .await?;
+    Ok(Json(
+        rows.into_iter()
+            .map(|m| MovementOut {
+                id: m.id,
+                amount: m.amount,
+                currency: m.currency,
+                name: m.name,
+                description: m.description,
+                received_at: m.received_at,
+                read_at: ts(m.read_at),
+            })
+            .collect(),
+    ))
+}
+
+#[derive(Serialize)]
+pub struct RunOut {
+    id: reconbanker_store::RunId,
+    kind: String,
+    started_at: String,
+    ended_at: Option<String>,
+    outcome: String,
+    failure_reason: Option<String>,
+    movements_read: i32,
+    new_movements: i32,
+}
+
+/// `GET /accounts/:id/runs`: each session run, newest first, paginated.
+pub async fn runs(
+    State(app): State<AppState>,
+    who: DashboardUser,
+    Path(id): Path<String>,
+    page: Page,
+) -> Result<Json<Vec<RunOut>>, ApiError> {
+    let account = owned(&app, who.user.id, &id).await?;
+    let rows = app
+        .store
+        .list_runs(who.user.id, account.id, page.limit, page.offset)
+        .await?;
+    Ok(Json(
+        rows.into_iter()
+            .map(|r| RunOut {
+                id: r.id,
+                kind: r.kind,
+                started_at: ts(r.started_at),
+                ended_at: r.ended_at.map(ts),
+                outcome: r.outcome,
+                failure_reason: r.failure_reason,
+                movements_read: r.movements_read,
+                new_movements: r.new_movements,
+            })
+            .collect(),
+    ))
 }

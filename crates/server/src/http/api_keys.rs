@@ -55,15 +55,8 @@ pub struct KeyList {
     available_scopes: [&'static str; 2],
 }
 
-pub async fn list(
-    State(app): State<AppState>,
-    who: DashboardUser,
-    page: Page,
-) -> Result<Json<KeyList>, ApiError> {
-    let rows = app
-        .store
-        .list_api_keys(who.user.id, page.limit, page.offset)
-        .await?;
+pub async fn list(State(app): State<AppState>, who: DashboardUser, page: Page) -> Result<Json<KeyList>, ApiError> {
+    let rows = app.store.list_api_keys(who.user.id, page.limit, page.offset).await?;
     let keys = rows.into_iter().map(|r| key_out(&app, r, None)).collect();
     Ok(Json(KeyList {
         keys,
@@ -111,11 +104,7 @@ pub async fn create(
         None => None,
         Some(list) => {
             if list.is_empty() {
-                return Err(Problem::field(
-                    "account_ids",
-                    "must not be empty (use null for every account)",
-                )
-                .into());
+                return Err(Problem::field("account_ids", "must not be empty (use null for every account)").into());
             }
             if list.len() > MAX_KEY_ACCOUNTS {
                 return Err(Problem::field("account_ids", "may name at most 500 accounts").into());
@@ -173,12 +162,7 @@ pub async fn create(
             revoked_at: None,
         };
         match app.store.create_api_key(&row).await {
-            Ok(()) => {
-                return Ok((
-                    StatusCode::CREATED,
-                    Json(key_out(&app, row, Some(new_key.full))),
-                ))
-            }
+            Ok(()) => return Ok((StatusCode::CREATED, Json(key_out(&app, row, Some(new_key.full))))),
             Err(StoreError::Conflict(_)) => continue,
             Err(e) => return Err(e.into()),
         }

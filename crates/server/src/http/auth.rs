@@ -41,20 +41,12 @@ pub struct DashboardUser {
 impl FromRequestParts<AppState> for DashboardUser {
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        app: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        let api_key_msg =
-            "API keys are not accepted here; this route needs a dashboard Bearer token";
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Self::Rejection> {
+        let api_key_msg = "API keys are not accepted here; this route needs a dashboard Bearer token";
         let token = match authorization(&parts.headers) {
             Some(Ok((scheme, token))) if scheme == "bearer" && !token.is_empty() => token,
-            Some(Ok((scheme, _))) if scheme == "api-key" => {
-                return Err(Problem::unauthorized(api_key_msg).into())
-            }
-            None if parts.headers.contains_key(X_API_KEY) => {
-                return Err(Problem::unauthorized(api_key_msg).into())
-            }
+            Some(Ok((scheme, _))) if scheme == "api-key" => return Err(Problem::unauthorized(api_key_msg).into()),
+            None if parts.headers.contains_key(X_API_KEY) => return Err(Problem::unauthorized(api_key_msg).into()),
             None => return Err(Problem::unauthorized("Missing Bearer token").into()),
             _ => return Err(Problem::unauthorized("Invalid or expired token").into()),
         };
@@ -80,7 +72,8 @@ pub struct ApiKeyPrincipal {
 
 /// Where the key came from: `Authorization: Api-Key <key>` wins over `x-api-key`.
 fn presented_key(headers: &HeaderMap) -> Result<String, Problem> {
-    let bearer = "Bearer tokens are not accepted on /v1; send an API key (Authorization: Api-Key <key> or x-api-key: <key>)";
+    let bearer =
+        "Bearer tokens are not accepted on /v1; send an API key (Authorization: Api-Key <key> or x-api-key: <key>)";
     let missing = "No API key was sent (Authorization: Api-Key <key> or x-api-key: <key>)";
     match authorization(headers) {
         Some(Ok((scheme, key))) if scheme == "api-key" => {
@@ -116,21 +109,14 @@ const AUTH_FAILURE_WINDOW: Duration = Duration::from_secs(60);
 impl FromRequestParts<AppState> for ApiKeyPrincipal {
     type Rejection = V1Error;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        app: &AppState,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Self::Rejection> {
         let ip = client_ip(parts);
         let max_failures = app.config.auth_failures_per_min;
-        let blocked =
-            app.limiter
-                .peek_window(Bucket::AuthFailure(ip), max_failures, AUTH_FAILURE_WINDOW);
+        let blocked = app
+            .limiter
+            .peek_window(Bucket::AuthFailure(ip), max_failures, AUTH_FAILURE_WINDOW);
         if blocked.remaining == 0 {
-            return Err(Problem::rate_limited(
-                &blocked,
-                "Too many failed authentications from this address",
-            )
-            .into());
+            return Err(Problem::rate_limited(&blocked, "Too many failed authentications from this address").into());
         }
         let text = presented_key(&parts.headers)?;
         let key = match app.keys.authenticate(&text).await? {
@@ -141,11 +127,9 @@ impl FromRequestParts<AppState> for ApiKeyPrincipal {
                 return Err(invalid_key().into());
             }
         };
-        let rate = app.limiter.hit_rate(
-            Bucket::Key(key.id),
-            app.config.v1_rate_per_sec,
-            app.config.v1_burst,
-        );
+        let rate = app
+            .limiter
+            .hit_rate(Bucket::Key(key.id), app.config.v1_rate_per_sec, app.config.v1_burst);
         if !rate.allowed {
             return Err(Problem::rate_limited(&rate, "Too many requests with this API key").into());
         }
@@ -156,18 +140,9 @@ impl FromRequestParts<AppState> for ApiKeyPrincipal {
 impl ApiKeyPrincipal {
     /// SPEC §7 steps 2–4: the route's scope, the key's account restriction, then the account
     /// exists and is the key's user's (otherwise 404, indistinguishable from a missing one).
-    pub async fn authorize(
-        &self,
-        app: &AppState,
-        scope: Scope,
-        account: &str,
-    ) -> Result<AccountId, V1Error> {
+    pub async fn authorize(&self, app: &AppState, scope: Scope, account: &str) -> Result<AccountId, V1Error> {
         if !self.key.has_scope(scope) {
-            return Err(Problem::forbidden(format!(
-                "The API key lacks the {} scope",
-                scope.as_str()
-            ))
-            .into());
+            return Err(Problem::forbidden(format!("The API key lacks the {} scope", scope.as_str())).into());
         }
         let parsed = account.parse::<AccountId>().ok();
         if !self.key.allows_account(parsed) {

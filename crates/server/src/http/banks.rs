@@ -35,17 +35,9 @@ impl From<BankRow> for BankOut {
     }
 }
 
-pub async fn list(
-    State(app): State<AppState>,
-    _who: DashboardUser,
-) -> Result<Json<Vec<BankOut>>, ApiError> {
+pub async fn list(State(app): State<AppState>, _who: DashboardUser) -> Result<Json<Vec<BankOut>>, ApiError> {
     Ok(Json(
-        app.store
-            .list_banks()
-            .await?
-            .into_iter()
-            .map(Into::into)
-            .collect(),
+        app.store.list_banks().await?.into_iter().map(Into::into).collect(),
     ))
 }
 
@@ -56,13 +48,7 @@ pub async fn get(
 ) -> Result<Json<BankOut>, ApiError> {
     let not_found = || ApiError(Problem::not_found("Bank not found"));
     let id = id.parse::<BankId>().map_err(|_| not_found())?;
-    Ok(Json(
-        app.store
-            .bank_by_id(id)
-            .await?
-            .ok_or_else(not_found)?
-            .into(),
-    ))
+    Ok(Json(app.store.bank_by_id(id).await?.ok_or_else(not_found)?.into()))
 }
 
 #[derive(Deserialize)]
@@ -99,9 +85,7 @@ pub async fn create(
         return Err(Problem::validation("code and name are required").into());
     }
     if !valid_code(&code) {
-        return Err(
-            Problem::field("code", "must be 2 to 32 characters of a-z, 0-9, _ or -").into(),
-        );
+        return Err(Problem::field("code", "must be 2 to 32 characters of a-z, 0-9, _ or -").into());
     }
     if name.chars().count() > 100 {
         return Err(Problem::field("name", "must be at most 100 characters").into());
@@ -124,9 +108,7 @@ pub async fn create(
     };
     match app.store.create_bank(&bank).await {
         Ok(()) => Ok((StatusCode::CREATED, Json(Created { id: bank.id }))),
-        Err(StoreError::Conflict(_)) => {
-            Err(Problem::conflict("BANK_EXISTS", "Bank code already exists").into())
-        }
+        Err(StoreError::Conflict(_)) => Err(Problem::conflict("BANK_EXISTS", "Bank code already exists").into()),
         Err(e) => Err(e.into()),
     }
 }

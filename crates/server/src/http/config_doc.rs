@@ -137,16 +137,11 @@ impl std::fmt::Debug for SecretFields {
 pub fn new_signing_secret() -> String {
     let mut bytes = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
-    format!(
-        "whsec_{}",
-        base64::engine::general_purpose::STANDARD.encode(bytes)
-    )
+    format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode(bytes))
 }
 
 /// `Some(None)` for an explicit `null`, `Some(Some(v))` for a value, `None` when absent.
-fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
-    d: D,
-) -> Result<Option<Option<T>>, D::Error> {
+fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
     Option::<T>::deserialize(d).map(Some)
 }
 
@@ -215,16 +210,10 @@ impl ConfigPatch {
 
 fn check_secret(field: &'static str, value: &str, max: usize) -> Result<(), Problem> {
     if value.is_empty() {
-        return Err(Problem::field(
-            field,
-            "must not be empty (use null to clear)",
-        ));
+        return Err(Problem::field(field, "must not be empty (use null to clear)"));
     }
     if value.chars().count() > max {
-        return Err(Problem::field(
-            field,
-            &format!("must be at most {max} characters"),
-        ));
+        return Err(Problem::field(field, &format!("must be at most {max} characters")));
     }
     Ok(())
 }
@@ -233,10 +222,7 @@ fn check_secret(field: &'static str, value: &str, max: usize) -> Result<(), Prob
 fn check_token(field: &'static str, value: &str) -> Result<(), Problem> {
     check_secret(field, value, MAX_SECRET_CHARS)?;
     if !value.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
-        return Err(Problem::field(
-            field,
-            "must be printable ASCII without spaces",
-        ));
+        return Err(Problem::field(field, "must be printable ASCII without spaces"));
     }
     Ok(())
 }
@@ -268,21 +254,9 @@ fn set<T>(slot: &mut T, patch: Option<Option<T>>, default: impl FnOnce() -> T) {
 }
 
 /// Merges a patch into the current document. URLs must already have passed the outbound check.
-pub fn apply(
-    settings: &mut Settings,
-    secrets: &mut SecretFields,
-    patch: ConfigPatch,
-) -> Result<(), Problem> {
-    set(
-        &mut settings.session_type,
-        patch.session_type,
-        SessionType::default,
-    );
-    set(
-        &mut settings.login_mode,
-        patch.login_mode,
-        LoginMode::default,
-    );
+pub fn apply(settings: &mut Settings, secrets: &mut SecretFields, patch: ConfigPatch) -> Result<(), Problem> {
+    set(&mut settings.session_type, patch.session_type, SessionType::default);
+    set(&mut settings.login_mode, patch.login_mode, LoginMode::default);
     apply_secret(&mut secrets.bank_username, patch.bank_username, |v| {
         check_secret("bank_username", v, MAX_USERNAME_CHARS)
     })?;
@@ -334,10 +308,7 @@ pub fn apply(
     if let Some(body) = patch.polling_body {
         if let Some(v) = &body {
             if !(v.is_string() || v.is_object()) {
-                return Err(Problem::field(
-                    "polling_body",
-                    "must be a string, an object or null",
-                ));
+                return Err(Problem::field("polling_body", "must be a string, an object or null"));
             }
             if v.to_string().len() > MAX_POLLING_BODY_BYTES {
                 return Err(Problem::field("polling_body", "must be at most 16 KiB"));
@@ -349,61 +320,57 @@ pub fn apply(
     apply_secret(&mut secrets.auth_token, patch.auth_token, |v| {
         check_token("auth_token", v)
     })?;
-    set(
-        &mut settings.webhook_url,
-        patch.webhook_url.map(Some),
-        || None,
-    );
+    set(&mut settings.webhook_url, patch.webhook_url.map(Some), || None);
     set(
         &mut settings.webhook_auth_type,
         patch.webhook_auth_type.map(Some),
         || None,
     );
-    apply_secret(
-        &mut secrets.webhook_auth_token,
-        patch.webhook_auth_token,
-        |v| check_token("webhook_auth_token", v),
-    )?;
+    apply_secret(&mut secrets.webhook_auth_token, patch.webhook_auth_token, |v| {
+        check_token("webhook_auth_token", v)
+    })?;
     if let Some(Some(n)) = patch.retry_limit {
         if n > MAX_RETRY_LIMIT {
             return Err(Problem::field("retry_limit", "must be from 0 to 10"));
         }
     }
-    set(
-        &mut settings.retry_limit,
-        patch.retry_limit,
-        default_retry_limit,
-    );
-    set(
-        &mut settings.notify_on_expired,
-        patch.notify_on_expired,
-        || false,
-    );
+    set(&mut settings.retry_limit, patch.retry_limit, default_retry_limit);
+    set(&mut settings.notify_on_expired, patch.notify_on_expired, || false);
     if let Some(Some(fields)) = &patch.webhook_extra_fields {
-        if let Some(bad) = fields
-            .keys()
-            .find(|k| RESERVED_EXTRA_FIELDS.contains(&k.as_str()))
-        {
+        if let Some(bad) = fields.keys().find(|k| RESERVED_EXTRA_FIELDS.contains(&k.as_str())) {
             return Err(Problem::field(
                 "webhook_extra_fields",
-                &format!(
-                    "may not set {bad:?} (reserved: {})",
-                    RESERVED_EXTRA_FIELDS.join(", ")
-                ),
+                &format!("may not set {bad:?} (reserved: {})", RESERVED_EXTRA_FIELDS.join(", ")),
             ));
         }
     }
-    set(
-        &mut settings.webhook_extra_fields,
-        patch.webhook_extra_fields,
-        Map::new,
-    );
-    set(
-        &mut settings.silent_ingestion,
-        patch.silent_ingestion,
-        || false,
-    );
+    set(&mut settings.webhook_extra_fields, patch.webhook_extra_fields, Map::new);
+    set(&mut settings.silent_ingestion, patch.silent_ingestion, || false);
     Ok(())
+}
+
+/// The associated data binding an account's sealed secrets to that account.
+pub fn aad(account: reconbanker_store::AccountId) -> Vec<u8> {
+    format!("account-config:{account}").into_bytes()
+}
+
+/// Reads a stored config (defaults when there is none), opening its sealed secrets.
+pub fn decode(
+    row: Option<&reconbanker_store::AccountConfigRow>,
+    sealer: &crate::crypto::Sealer,
+) -> Result<(Settings, SecretFields), String> {
+    let Some(row) = row else {
+        return Ok((Settings::default(), SecretFields::default()));
+    };
+    let settings: Settings = serde_json::from_str(&row.settings).map_err(|e| format!("settings: {e}"))?;
+    let secrets = match &row.secrets {
+        None => SecretFields::default(),
+        Some(sealed) => {
+            let plain = sealer.open(sealed, &aad(row.account_id)).map_err(|e| e.to_string())?;
+            serde_json::from_slice(&plain).map_err(|e| format!("secrets: {e}"))?
+        }
+    };
+    Ok((settings, secrets))
 }
 
 /// The `Config` as clients see it: secrets masked or reduced to `has_…`.
@@ -482,12 +449,7 @@ mod tests {
         .expect("ok");
         assert_eq!(s.login_mode, LoginMode::Assisted);
         assert_eq!(s.retry_limit, 5);
-        apply(
-            &mut s,
-            &mut sec,
-            patch(json!({"session_type": "persistent"})),
-        )
-        .expect("ok");
+        apply(&mut s, &mut sec, patch(json!({"session_type": "persistent"}))).expect("ok");
         assert_eq!(s.login_mode, LoginMode::Assisted, "absent = unchanged");
         assert_eq!(sec.bank_password.as_deref(), Some("pw"));
         apply(
@@ -513,10 +475,7 @@ mod tests {
             json!({"retry_limit": -1}),
             json!({"surprise": 1}),
         ] {
-            assert!(
-                serde_json::from_value::<ConfigPatch>(bad.clone()).is_err(),
-                "{bad}"
-            );
+            assert!(serde_json::from_value::<ConfigPatch>(bad.clone()).is_err(), "{bad}");
         }
     }
 
@@ -535,10 +494,7 @@ mod tests {
             json!({"polling_body": 3}),
             json!({"notification_signing_secret": "whsec_mine"}),
         ] {
-            assert!(
-                apply(&mut s, &mut sec, patch(bad.clone())).is_err(),
-                "{bad}"
-            );
+            assert!(apply(&mut s, &mut sec, patch(bad.clone())).is_err(), "{bad}");
         }
         apply(
             &mut s,

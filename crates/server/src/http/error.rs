@@ -22,11 +22,7 @@ pub struct Problem {
 }
 
 impl Problem {
-    pub fn new(
-        status: StatusCode,
-        code: &'static str,
-        message: impl Into<Cow<'static, str>>,
-    ) -> Self {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
         Self {
             status,
             code,
@@ -47,8 +43,7 @@ impl Problem {
 
     /// A validation error about one field, with `details: [{field, message}]`.
     pub fn field(field: &str, message: &str) -> Self {
-        Self::validation(format!("{field} {message}"))
-            .with_details(json!([{ "field": field, "message": message }]))
+        Self::validation(format!("{field} {message}")).with_details(json!([{ "field": field, "message": message }]))
     }
 
     pub fn not_found(message: impl Into<Cow<'static, str>>) -> Self {
@@ -77,10 +72,8 @@ impl Problem {
 
     pub fn rate_limited(decision: &Decision, message: impl Into<Cow<'static, str>>) -> Self {
         let mut p = Self::new(StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED", message);
-        p.headers.push((
-            header::RETRY_AFTER,
-            HeaderValue::from(decision.reset_secs.max(1)),
-        ));
+        p.headers
+            .push((header::RETRY_AFTER, HeaderValue::from(decision.reset_secs.max(1))));
         p.headers.extend(rate_limit_headers(decision));
         p
     }

@@ -24,8 +24,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
         } else {
             "Request body must be a JSON object"
         };
-        return Err(Problem::validation(message)
-            .with_details(json!([{ "field": null, "message": message }])));
+        return Err(Problem::validation(message).with_details(json!([{ "field": null, "message": message }])));
     }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|e| {
@@ -96,14 +95,14 @@ impl Page {
                         .parse::<i64>()
                         .ok()
                         .filter(|n| (1..=MAX_LIMIT).contains(n))
-                        .ok_or_else(|| {
-                            Problem::field("limit", "must be a whole number from 1 to 500")
-                        })?
+                        .ok_or_else(|| Problem::field("limit", "must be a whole number from 1 to 500"))?
                 }
                 "offset" => {
-                    page.offset = v.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
-                        Problem::field("offset", "must be a whole number of at least 0")
-                    })?
+                    page.offset = v
+                        .parse::<i64>()
+                        .ok()
+                        .filter(|n| *n >= 0)
+                        .ok_or_else(|| Problem::field("offset", "must be a whole number of at least 0"))?
                 }
                 _ => {}
             }

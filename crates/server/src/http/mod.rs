@@ -92,12 +92,18 @@ impl From<&PendingView> for PendingOut {
 pub fn submit_error(e: SubmitError) -> Problem {
     match e {
         SubmitError::Invalid { field, message } => Problem::field(field, &message),
-        SubmitError::RateLimited(d) => Problem::rate_limited(&d, "Too many OTP submissions for this account; try again later"),
-        SubmitError::NoPending => Problem::conflict("NO_PENDING_ASSISTANCE", "No assistance request is pending for this account"),
-        SubmitError::Stale { pending } => {
-            Problem::conflict("STALE_REQUEST", "The request_id does not name the pending assistance request")
-                .with_details(json!({ "pending_request_id": pending.to_string() }))
+        SubmitError::RateLimited(d) => {
+            Problem::rate_limited(&d, "Too many OTP submissions for this account; try again later")
         }
+        SubmitError::NoPending => Problem::conflict(
+            "NO_PENDING_ASSISTANCE",
+            "No assistance request is pending for this account",
+        ),
+        SubmitError::Stale { pending } => Problem::conflict(
+            "STALE_REQUEST",
+            "The request_id does not name the pending assistance request",
+        )
+        .with_details(json!({ "pending_request_id": pending.to_string() })),
         SubmitError::Busy => Problem::conflict(
             "CODE_IN_FLIGHT",
             "A code for this request is being checked by the bank; wait for the outcome before sending another",
@@ -142,17 +148,9 @@ async fn ready(State(app): State<AppState>) -> Response {
         Ok(Ok(())) => Json(json!({ "ok": true, "database": app.store.backend() })).into_response(),
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "readiness check failed");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({ "ok": false })),
-            )
-                .into_response()
+            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "ok": false }))).into_response()
         }
-        Err(_) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "ok": false })),
-        )
-            .into_response(),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "ok": false }))).into_response(),
     }
 }
 
@@ -184,18 +182,18 @@ pub fn router(app: AppState) -> Router {
         .route("/banks", get(banks::list).post(banks::create))
         .route("/banks/{id}", get(banks::get))
         .route("/accounts", get(accounts::list).post(accounts::create))
-        .route(
-            "/accounts/{id}",
-            get(accounts::get).delete(accounts::delete),
-        )
+        .route("/accounts/{id}", get(accounts::get).delete(accounts::delete))
         .route(
             "/accounts/{id}/config",
             get(accounts::get_config).put(accounts::put_config),
         )
-        .route(
-            "/accounts/{id}/otp",
-            get(accounts::get_otp).post(accounts::post_otp),
-        )
+        .route("/accounts/{id}/otp", get(accounts::get_otp).post(accounts::post_otp))
+        .route("/accounts/{id}/scrape", post(accounts::scrape))
+        .route("/accounts/{id}/restart", post(accounts::restart))
+        .route("/accounts/{id}/kill", post(accounts::kill))
+        .route("/accounts/{id}/reactivate", post(accounts::reactivate))
+        .route("/accounts/{id}/movements", get(accounts::movements))
+        .route("/accounts/{id}/runs", get(accounts::runs))
         .route("/health", get(health))
         .route("/ready", get(ready));
     Router::new()
@@ -206,13 +204,18 @@ pub fn router(app: AppState) -> Router {
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(
-            TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
-                // Path only: query strings and headers (API keys, tokens) are never logged.
-                let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
-                tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
-            })
-            // One line per request at INFO (status and latency), inside the span with the id.
-            .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
+            TraceLayer::new_for_http()
+                .make_span_with(|req: &Request<_>| {
+                    // Path only: query strings and headers (API keys, tokens) are never logged.
+                    let id = req
+                        .headers()
+                        .get("x-request-id")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("-");
+                    tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+                })
+                // One line per request at INFO (status and latency), inside the span with the id.
+                .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
         )
         .layer(PropagateRequestIdLayer::new(x_request_id.clone()))
         .layer(SetRequestIdLayer::new(x_request_id, MakeRequestUuid))

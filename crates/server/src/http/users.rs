@@ -58,29 +58,18 @@ pub async fn register(
     if email.trim().is_empty() || password.is_empty() {
         return Err(Problem::validation("email and password required").into());
     }
-    let email = normalize_email(&email)
-        .ok_or_else(|| Problem::field("email", "is not a valid email address"))?;
+    let email = normalize_email(&email).ok_or_else(|| Problem::field("email", "is not a valid email address"))?;
     if password.chars().count() < MIN_PASSWORD_CHARS {
         return Err(Problem::field("password", "is too weak: use at least 12 characters").into());
     }
     if password.len() > MAX_PASSWORD_BYTES {
         return Err(Problem::field("password", "must be at most 1024 bytes").into());
     }
-    let name = body
-        .name
-        .map(|n| n.trim().to_owned())
-        .filter(|n| !n.is_empty());
-    if name
-        .as_ref()
-        .is_some_and(|n| n.chars().count() > MAX_NAME_CHARS)
-    {
+    let name = body.name.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty());
+    if name.as_ref().is_some_and(|n| n.chars().count() > MAX_NAME_CHARS) {
         return Err(Problem::field("name", "must be at most 100 characters").into());
     }
-    let password_hash = app
-        .passwords
-        .hash(password)
-        .await
-        .map_err(Problem::internal)?;
+    let password_hash = app.passwords.hash(password).await.map_err(Problem::internal)?;
     let user = UserRow {
         id: UserId::new(),
         email,
@@ -92,9 +81,7 @@ pub async fn register(
     };
     match app.store.create_user(&user).await {
         Ok(()) => {}
-        Err(StoreError::Conflict(_)) => {
-            return Err(Problem::conflict("EMAIL_EXISTS", "Email already exists").into())
-        }
+        Err(StoreError::Conflict(_)) => return Err(Problem::conflict("EMAIL_EXISTS", "Email already exists").into()),
         Err(e) => return Err(e.into()),
     }
     Ok((
@@ -140,9 +127,7 @@ pub async fn login(
     let limit = app.config.login_failures;
     let budget = app.limiter.peek_window(bucket, limit, LOGIN_FAILURE_WINDOW);
     if budget.remaining == 0 {
-        return Err(
-            Problem::rate_limited(&budget, "Too many failed logins; try again later").into(),
-        );
+        return Err(Problem::rate_limited(&budget, "Too many failed logins; try again later").into());
     }
     // Unknown email and wrong password take the same path: one Argon2 verification each.
     let user = match normalize_email(&email) {
@@ -174,14 +159,9 @@ pub async fn login(
     }))
 }
 
-pub async fn logout(
-    State(app): State<AppState>,
-    who: DashboardUser,
-) -> Result<StatusCode, ApiError> {
+pub async fn logout(State(app): State<AppState>, who: DashboardUser) -> Result<StatusCode, ApiError> {
     let expires = chrono::DateTime::from_timestamp(who.claims.exp, 0).unwrap_or_else(now);
-    app.store
-        .revoke_token(who.claims.jti, who.user.id, expires)
-        .await?;
+    app.store.revoke_token(who.claims.jti, who.user.id, expires).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -222,9 +202,7 @@ pub async fn set_operation_mode(
     if !matches!(body.mode.as_str(), "reconcile" | "passthrough") {
         return Err(Problem::field("mode", "must be \"reconcile\" or \"passthrough\"").into());
     }
-    app.store
-        .set_operation_mode(who.user.id, &body.mode)
-        .await?;
+    app.store.set_operation_mode(who.user.id, &body.mode).await?;
     Ok(Json(ModeOut {
         operation_mode: body.mode,
     }))

@@ -76,12 +76,8 @@ fn path_account(path: Result<Path<String>, PathRejection>) -> String {
 
 /// A weak validator over the exact response body.
 fn etag(body: &[u8]) -> HeaderValue {
-    HeaderValue::from_str(&format!(
-        "\"{:08x}{:04x}\"",
-        crc32fast::hash(body),
-        body.len() & 0xffff
-    ))
-    .unwrap_or(HeaderValue::from_static("\"0\""))
+    HeaderValue::from_str(&format!("\"{:08x}{:04x}\"", crc32fast::hash(body), body.len() & 0xffff))
+        .unwrap_or(HeaderValue::from_static("\"0\""))
 }
 
 /// Get account status.
@@ -121,10 +117,7 @@ pub async fn status(
     let tag = etag(&body);
     let mut res = (
         StatusCode::OK,
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
+        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
         body,
     )
         .into_response();
@@ -163,9 +156,7 @@ pub async fn submit_otp(
     path: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, V1Error> {
-    let account = principal
-        .authorize(&app, Scope::OtpWrite, &path_account(path))
-        .await?;
+    let account = principal.authorize(&app, Scope::OtpWrite, &path_account(path)).await?;
     let input: OtpSubmission = parse_json(&body_bytes(body)?)?;
     let done = app
         .assistance
@@ -222,9 +213,7 @@ pub struct V1Doc;
 
 /// The `/v1` OpenAPI document as pretty JSON (served, printed by `reconbanker openapi`, committed).
 pub fn openapi_json() -> String {
-    V1Doc::openapi()
-        .to_pretty_json()
-        .unwrap_or_else(|_| "{}".into())
+    V1Doc::openapi().to_pretty_json().unwrap_or_else(|_| "{}".into())
 }
 
 pub async fn openapi() -> impl IntoResponse {

@@ -17,28 +17,17 @@ async fn banks_list_get_and_admin_create() {
     fields.sort();
     assert_eq!(fields, ["code", "id", "loginUrl", "name", "status"]);
     let id = sandbox["id"].as_str().expect("id");
-    assert_eq!(
-        app.get(&format!("/banks/{id}"), &token).await.body["code"],
-        "sandbox"
-    );
+    assert_eq!(app.get(&format!("/banks/{id}"), &token).await.body["code"], "sandbox");
     app.get(&format!("/banks/{}", uuid::Uuid::now_v7()), &token)
         .await
         .assert_api_error(404, "NOT_FOUND");
-    app.get("/banks/nope", &token)
-        .await
-        .assert_api_error(404, "NOT_FOUND");
+    app.get("/banks/nope", &token).await.assert_api_error(404, "NOT_FOUND");
 
-    let new_bank =
-        json!({"code": "mybank", "name": "My Bank", "loginUrl": "https://bank.example/login"});
+    let new_bank = json!({"code": "mybank", "name": "My Bank", "loginUrl": "https://bank.example/login"});
     app.json(Method::POST, "/banks", Some(&token), Some(new_bank.clone()))
         .await
         .assert_api_error(403, "FORBIDDEN");
-    assert!(app
-        .state
-        .store
-        .grant_admin("admin@example.com")
-        .await
-        .expect("grant"));
+    assert!(app.state.store.grant_admin("admin@example.com").await.expect("grant"));
     let r = app
         .json(Method::POST, "/banks", Some(&token), Some(new_bank.clone()))
         .await;
@@ -56,15 +45,7 @@ async fn banks_list_get_and_admin_create() {
             .await
             .assert_api_error(400, "VALIDATION_ERROR");
     }
-    assert_eq!(
-        app.get("/banks", &token)
-            .await
-            .body
-            .as_array()
-            .expect("arr")
-            .len(),
-        2
-    );
+    assert_eq!(app.get("/banks", &token).await.body.as_array().expect("arr").len(), 2);
 }
 
 #[tokio::test]
@@ -80,9 +61,7 @@ async fn accounts_crud_and_tenancy() {
         json!({"name": "x"}),
         json!({"bankId": bank, "name": "  "}),
     ] {
-        let r = app
-            .json(Method::POST, "/accounts", Some(&token), Some(body))
-            .await;
+        let r = app.json(Method::POST, "/accounts", Some(&token), Some(body)).await;
         r.assert_api_error(400, "VALIDATION_ERROR");
         assert_eq!(r.body["error"], "bankId and name are required");
     }
@@ -111,10 +90,7 @@ async fn accounts_crud_and_tenancy() {
         json!({"id": id, "bank": "sandbox", "name": "Main", "status": "active", "sessionStatus": "off", "scrapeBlockedAt": null, "scrapeBlockedReason": null})
     );
     assert_eq!(app.get("/accounts", &token).await.body, json!([r.body]));
-    assert_eq!(
-        app.get(&format!("/accounts/{id}"), &token).await.body,
-        r.body
-    );
+    assert_eq!(app.get(&format!("/accounts/{id}"), &token).await.body, r.body);
     assert_eq!(app.get("/accounts", &other).await.body, json!([]));
     for path in [
         format!("/accounts/{id}"),
@@ -165,9 +141,7 @@ async fn accounts_crud_and_tenancy() {
         )
         .await;
     assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
-    app.get(&path, &token)
-        .await
-        .assert_api_error(404, "NOT_FOUND");
+    app.get(&path, &token).await.assert_api_error(404, "NOT_FOUND");
 }
 
 #[tokio::test]
@@ -221,7 +195,12 @@ async fn config_defaults_partial_update_and_masking() {
 
     // Partial: absent unchanged; the mask keeps the stored token; null clears.
     let r = app
-        .json(Method::PUT, &path, Some(&token), Some(json!({"session_type": "persistent", "notification_auth_token": "********", "bank_username": null})))
+        .json(
+            Method::PUT,
+            &path,
+            Some(&token),
+            Some(json!({"session_type": "persistent", "notification_auth_token": "********", "bank_username": null})),
+        )
         .await;
     expected["session_type"] = json!("persistent");
     expected["bank_username"] = Value::Null;
@@ -238,12 +217,7 @@ async fn config_defaults_partial_update_and_masking() {
     assert!(!settings.contains("hunter2") && !settings.contains("tok-abc"));
     // Sending the whole document back (with its masks and the signing secret) changes nothing.
     let r = app
-        .json(
-            Method::PUT,
-            &path,
-            Some(&token),
-            Some(strip_read_only(&expected)),
-        )
+        .json(Method::PUT, &path, Some(&token), Some(strip_read_only(&expected)))
         .await;
     assert_eq!(r.body, expected, "{}", r.text);
     let r = app
@@ -290,22 +264,13 @@ async fn config_validation() {
     for (body, field) in [
         (json!({"session_type": "forever"}), "session_type"),
         (json!({"login_mode": "manual"}), "login_mode"),
-        (
-            json!({"notification_auth_type": "basic"}),
-            "notification_auth_type",
-        ),
-        (
-            json!({"notification_events": ["everything"]}),
-            "notification_events[0]",
-        ),
+        (json!({"notification_auth_type": "basic"}), "notification_auth_type"),
+        (json!({"notification_events": ["everything"]}), "notification_events[0]"),
         (json!({"polling_method": "PATCH"}), "polling_method"),
         (json!({"retry_limit": 99}), "retry_limit"),
         (json!({"retry_limit": "3"}), "retry_limit"),
         (json!({"notify_on_expired": "yes"}), "notify_on_expired"),
-        (
-            json!({"webhook_extra_fields": {"amount": 5}}),
-            "webhook_extra_fields",
-        ),
+        (json!({"webhook_extra_fields": {"amount": 5}}), "webhook_extra_fields"),
         (json!({"webhook_extra_fields": [1]}), "webhook_extra_fields"),
         (
             json!({"notification_endpoint_url": "ftp://example.com"}),
@@ -316,10 +281,7 @@ async fn config_validation() {
             "notification_endpoint_url",
         ),
         (json!({"webhook_url": "http://127.0.0.1/x"}), "webhook_url"),
-        (
-            json!({"webhook_url": "http://localhost:8080/x"}),
-            "webhook_url",
-        ),
+        (json!({"webhook_url": "http://localhost:8080/x"}), "webhook_url"),
         (
             json!({"pending_orders_endpoint": "http://169.254.169.254/latest/meta-data"}),
             "pending_orders_endpoint",
@@ -340,14 +302,9 @@ async fn config_validation() {
         (json!({"bank_password": ""}), "bank_password"),
         (json!({"surprise": true}), "surprise"),
     ] {
-        let r = app
-            .json(Method::PUT, &path, Some(&token), Some(body.clone()))
-            .await;
+        let r = app.json(Method::PUT, &path, Some(&token), Some(body.clone())).await;
         r.assert_api_error(400, "VALIDATION_ERROR");
-        let details = r.body["details"][0]["field"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
+        let details = r.body["details"][0]["field"].as_str().unwrap_or_default().to_owned();
         let ok = details == field || r.body["error"].as_str().unwrap_or_default().contains(field);
         assert!(ok, "{body} should name {field}: {}", r.text);
     }

@@ -32,14 +32,8 @@ async fn create_shows_the_key_once_and_list_never() {
 
     let list = app.get("/me/api-keys", &token).await;
     assert_eq!(list.status, StatusCode::OK);
-    assert_eq!(
-        list.body["available_scopes"],
-        json!(["otp:write", "status:read"])
-    );
-    assert!(
-        !list.text.contains(&key[13..]),
-        "the secret never appears again"
-    );
+    assert_eq!(list.body["available_scopes"], json!(["otp:write", "status:read"]));
+    assert!(!list.text.contains(&key[13..]), "the secret never appears again");
     let listed = &list.body["keys"][0];
     assert!(listed.get("key").is_none());
     let mut fields: Vec<&String> = listed.as_object().expect("obj").keys().collect();
@@ -61,15 +55,8 @@ async fn create_shows_the_key_once_and_list_never() {
 }
 
 fn regex_like(key: &str) -> bool {
-    let hex = |s: &str| {
-        s.bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    };
-    key.len() == 77
-        && key.starts_with("rbk_")
-        && hex(&key[4..12])
-        && &key[12..13] == "_"
-        && hex(&key[13..])
+    let hex = |s: &str| s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    key.len() == 77 && key.starts_with("rbk_") && hex(&key[4..12]) && &key[12..13] == "_" && hex(&key[13..])
 }
 
 #[tokio::test]
@@ -81,10 +68,7 @@ async fn validation() {
     for (body, field) in [
         (json!({"scopes": ["otp:write"]}), "name"),
         (json!({"name": "   ", "scopes": ["otp:write"]}), "name"),
-        (
-            json!({"name": "x".repeat(101), "scopes": ["otp:write"]}),
-            "name",
-        ),
+        (json!({"name": "x".repeat(101), "scopes": ["otp:write"]}), "name"),
         (json!({"name": "k"}), "scopes"),
         (json!({"name": "k", "scopes": []}), "scopes"),
         (json!({"name": "k", "scopes": ["admin"]}), "scopes"),
@@ -110,12 +94,7 @@ async fn validation() {
         ),
     ] {
         let r = app
-            .json(
-                Method::POST,
-                "/me/api-keys",
-                Some(&token),
-                Some(body.clone()),
-            )
+            .json(Method::POST, "/me/api-keys", Some(&token), Some(body.clone()))
             .await;
         r.assert_api_error(400, "VALIDATION_ERROR");
         assert_eq!(r.body["details"][0]["field"], field, "{body}: {}", r.text);
@@ -141,21 +120,11 @@ async fn revoke_keeps_the_key_listed() {
         .as_str()
         .expect("id")
         .to_owned();
-    app.json(
-        Method::DELETE,
-        &format!("/me/api-keys/{id}"),
-        Some(&other),
-        None,
-    )
-    .await
-    .assert_api_error(404, "NOT_FOUND");
+    app.json(Method::DELETE, &format!("/me/api-keys/{id}"), Some(&other), None)
+        .await
+        .assert_api_error(404, "NOT_FOUND");
     let r = app
-        .json(
-            Method::DELETE,
-            &format!("/me/api-keys/{id}"),
-            Some(&token),
-            None,
-        )
+        .json(Method::DELETE, &format!("/me/api-keys/{id}"), Some(&token), None)
         .await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
     let listed = app.get("/me/api-keys", &token).await;
@@ -164,22 +133,12 @@ async fn revoke_keeps_the_key_listed() {
         "{}",
         listed.text
     );
-    app.json(
-        Method::DELETE,
-        &format!("/me/api-keys/{id}"),
-        Some(&token),
-        None,
-    )
-    .await
-    .assert_api_error(404, "NOT_FOUND");
-    app.json(
-        Method::DELETE,
-        "/me/api-keys/not-a-uuid",
-        Some(&token),
-        None,
-    )
-    .await
-    .assert_api_error(404, "NOT_FOUND");
+    app.json(Method::DELETE, &format!("/me/api-keys/{id}"), Some(&token), None)
+        .await
+        .assert_api_error(404, "NOT_FOUND");
+    app.json(Method::DELETE, "/me/api-keys/not-a-uuid", Some(&token), None)
+        .await
+        .assert_api_error(404, "NOT_FOUND");
 }
 
 #[tokio::test]

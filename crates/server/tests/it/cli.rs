@@ -52,10 +52,7 @@ async fn serve_starts_with_no_configuration_and_stops_on_sigterm() {
     assert_eq!(body, r#"{"ok":true}"#);
 
     let data = dir.path().join("data");
-    assert!(
-        data.join("reconbanker.db").exists(),
-        "embedded SQLite under ./data"
-    );
+    assert!(data.join("reconbanker.db").exists(), "embedded SQLite under ./data");
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -87,32 +84,16 @@ async fn serve_starts_with_no_configuration_and_stops_on_sigterm() {
 fn bad_configuration_stops_the_start_with_a_precise_message() {
     let dir = tempfile::tempdir().expect("tempdir");
     for (k, v, needle) in [
-        (
-            "RECONBANKER_PORT",
-            "http",
-            "RECONBANKER_PORT must be a port number",
-        ),
-        (
-            "DATABASE_URL",
-            "mysql://db/x",
-            "DATABASE_URL must start with",
-        ),
+        ("RECONBANKER_PORT", "http", "RECONBANKER_PORT must be a port number"),
+        ("DATABASE_URL", "mysql://db/x", "DATABASE_URL must start with"),
         (
             "RECONBANKER_MASTER_KEY",
             "abc",
             "RECONBANKER_MASTER_KEY must be 64 hexadecimal",
         ),
-        (
-            "JWT_SECRET",
-            "short",
-            "JWT_SECRET must be at least 32 bytes",
-        ),
+        ("JWT_SECRET", "short", "JWT_SECRET must be at least 32 bytes"),
     ] {
-        let out = reconbanker(dir.path())
-            .arg("serve")
-            .env(k, v)
-            .output()
-            .expect("run");
+        let out = reconbanker(dir.path()).arg("serve").env(k, v).output().expect("run");
         assert!(!out.status.success(), "{k}={v} must stop the start");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(needle), "{k}={v}: {err}");
@@ -128,11 +109,7 @@ async fn migrate_and_admin_grant() {
         .env("DATABASE_URL", &url)
         .output()
         .expect("run");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
     let store = reconbanker_store::connect(&url, 1).await.expect("open");
     store
@@ -152,11 +129,7 @@ async fn migrate_and_admin_grant() {
         .env("DATABASE_URL", &url)
         .output()
         .expect("run");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(
         store
             .user_by_email("boss@example.com")
@@ -177,14 +150,8 @@ async fn migrate_and_admin_grant() {
 #[test]
 fn openapi_prints_the_committed_document() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let out = reconbanker(dir.path())
-        .arg("openapi")
-        .output()
-        .expect("run");
+    let out = reconbanker(dir.path()).arg("openapi").output().expect("run");
     assert!(out.status.success());
     let printed = String::from_utf8(out.stdout).expect("utf8");
-    assert_eq!(
-        printed.trim(),
-        include_str!("../../../../docs/openapi-v1.json").trim()
-    );
+    assert_eq!(printed.trim(), include_str!("../../../../docs/openapi-v1.json").trim());
 }

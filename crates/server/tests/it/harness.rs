@@ -5,10 +5,16 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use reconbanker::clock::ManualClock;
 use reconbanker::config::Config;
-use reconbanker::{App, AppState};
+use reconbanker::events::Event;
+use reconbanker::{App, AppOptions, AppState};
 use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode};
+use sandbox_bank::{BankConfig, SandboxBank};
 use serde_json::{json, Value};
 use sqlx::{Connection, Executor};
 use tokio::sync::oneshot;
@@ -39,25 +45,14 @@ impl Res {
     #[track_caller]
     pub fn assert_v1_error(&self, status: u16, code: &str) {
         assert_eq!(self.status.as_u16(), status, "status; body: {}", self.text);
-        assert_eq!(
-            self.body["error"]["code"], code,
-            "code; body: {}",
-            self.text
-        );
+        assert_eq!(self.body["error"]["code"], code, "code; body: {}", self.text);
         assert!(
-            self.body["error"]["message"]
-                .as_str()
-                .is_some_and(|m| !m.is_empty()),
+            self.body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()),
             "message: {}",
             self.text
         );
         let keys: Vec<&String> = self.body.as_object().expect("object").keys().collect();
-        assert_eq!(
-            keys,
-            ["error"],
-            "only `error` at the top level: {}",
-            self.text
-        );
+        assert_eq!(keys, ["error"], "only `error` at the top level: {}", self.text);
     }
     /// Asserts a dashboard error: status, `{error: "<message>", code}`.
     #[track_caller]
@@ -77,8 +72,8 @@ pub const MASTER_KEY: &str = "000102030405060708090a0b0c0d0e0f101112131415161718
 
 async fn database_url(dir: &std::path::Path) -> String {
     if std::env::var("RECONBANKER_TEST_BACKEND").as_deref() == Ok("postgres") {
-        let base = std::env::var("TEST_DATABASE_URL")
-            .expect("RECONBANKER_TEST_BACKEND=postgres needs TEST_DATABASE_URL");
+        let base =
+            std::env::var("TEST_DATABASE_URL").expect("RECONBANKER_TEST_BACKEND=postgres needs TEST_DATABASE_URL");
         let name = format!("rbk_it_{}", uuid::Uuid::new_v4().simple());
         let mut conn = sqlx::PgConnection::connect(&base)
             .await
@@ -101,6 +96,10 @@ impl TestApp {
 
     /// Starts the app with extra environment-style settings (no real environment is touched).
     pub async fn spawn_with(overrides: &[(&str, &str)]) -> Self {
+        Self::spawn_full(overrides, AppOptions::default()).await
+    }
+
+    pub async fn spawn_full(overrides: &[(&str, &str)], options: AppOptions) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut env: HashMap<String, String> = HashMap::from([
             (
@@ -112,21 +111,27 @@ impl TestApp {
             ("RECONBANKER_MASTER_KEY".into(), MASTER_KEY.into()),
             ("RECONBANKER_ALLOW_PRIVATE_TARGETS".into(), "true".into()),
             ("RECONBANKER_DB_MAX_CONNECTIONS".into(), "4".into()),
+            ("RECONBANKER_SANDBOX_BANK".into(), "off".into()),
         ]);
         for (k, v) in overrides {
             env.insert((*k).into(), (*v).into());
         }
         let config = Config::from_lookup(|k| env.get(k).cloned()).expect("config");
-        Self::start(config, dir).await
+        Self::start(config, dir, options).await
     }
 
-    async fn start(config: Config, dir: tempfile::TempDir) -> Self {
-        let app = App::build(config).await.expect("app builds");
+    /// Starts a second app on the same database and data directory (a restart).
+    pub async fn restart(self, options: AppOptions) -> Self {
+        let config = self.state.config.clone();
+        let dir = self.shutdown().await;
+        Self::start(config, dir, options).await
+    }
+
+    async fn start(config: Config, dir: tempfile::TempDir, options: AppOptions) -> Self {
+        let app = App::build_with(config, options).await.expect("app builds");
         let state = app.state.clone();
         // Bound before the server task starts: ready by construction, no sleeps.
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(async move {
@@ -163,18 +168,17 @@ impl TestApp {
         std::mem::replace(&mut self._dir, placeholder)
     }
 
+    /// Every event published from now on.
+    pub fn events(&self) -> Events {
+        Events(self.state.bus.subscribe())
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }
 
     /// Sends a request; `headers` are raw pairs, `body` raw bytes (JSON or garbage).
-    pub async fn send(
-        &self,
-        method: Method,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: Option<Vec<u8>>,
-    ) -> Res {
+    pub async fn send(&self, method: Method, path: &str, headers: &[(&str, &str)], body: Option<Vec<u8>>) -> Res {
         let mut req = self.client.request(method, self.url(path));
         for (k, v) in headers {
             req = req.header(*k, *v);
@@ -196,25 +200,11 @@ impl TestApp {
     }
 
     /// JSON request with an optional Bearer token.
-    pub async fn json(
-        &self,
-        method: Method,
-        path: &str,
-        token: Option<&str>,
-        body: Option<Value>,
-    ) -> Res {
+    pub async fn json(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> Res {
         let auth = token.map(|t| format!("Bearer {t}"));
-        let headers: Vec<(&str, &str)> = auth
-            .as_deref()
-            .map(|a| vec![("authorization", a)])
-            .unwrap_or_default();
-        self.send(
-            method,
-            path,
-            &headers,
-            body.map(|b| b.to_string().into_bytes()),
-        )
-        .await
+        let headers: Vec<(&str, &str)> = auth.as_deref().map(|a| vec![("authorization", a)]).unwrap_or_default();
+        self.send(method, path, &headers, body.map(|b| b.to_string().into_bytes()))
+            .await
     }
 
     pub async fn get(&self, path: &str, token: &str) -> Res {
@@ -323,5 +313,107 @@ impl Fixture {
 
     pub fn account_id(&self) -> reconbanker_store::AccountId {
         self.account.parse().expect("uuid")
+    }
+
+    pub async fn user_id(&self) -> reconbanker_store::UserId {
+        self.app.get("/me", &self.token).await.body["id"]
+            .as_str()
+            .expect("id")
+            .parse()
+            .expect("uuid")
+    }
+}
+
+/// A subscription to the app's event bus.
+pub struct Events(tokio::sync::broadcast::Receiver<Arc<Event>>);
+
+impl Events {
+    /// The next event of `kind` for `account` (others are skipped); fails after 30 s.
+    pub async fn next(&mut self, account: &str, kind: &str) -> Arc<Event> {
+        let wait = async {
+            loop {
+                match self.0.recv().await {
+                    Ok(e) if e.kind == kind && e.account_id.to_string() == account => return e,
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(e) => panic!("event bus closed: {e}"),
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(30), wait)
+            .await
+            .unwrap_or_else(|_| panic!("no {kind} event for {account} within 30 s"))
+    }
+}
+
+/// An app wired to a real sandbox bank on port 0, with a manual clock for assistance deadlines.
+pub struct BankFixture {
+    pub app: TestApp,
+    pub bank: SandboxBank,
+    pub clock: ManualClock,
+    pub token: String,
+}
+
+pub async fn start_bank(config: BankConfig) -> (SandboxBank, String) {
+    let bank = SandboxBank::new(config);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}/", listener.local_addr().expect("addr"));
+    let served = bank.clone();
+    tokio::spawn(async move {
+        let _ = served.serve(listener, std::future::pending()).await;
+    });
+    (bank, url)
+}
+
+impl BankFixture {
+    pub async fn new() -> Self {
+        Self::with(&[], BankConfig::default()).await
+    }
+
+    pub async fn with(overrides: &[(&str, &str)], bank_config: BankConfig) -> Self {
+        let (bank, bank_url) = start_bank(bank_config).await;
+        let clock = ManualClock::default();
+        let mut env: Vec<(&str, &str)> = vec![
+            ("RECONBANKER_SANDBOX_BANK", bank_url.as_str()),
+            ("RECONBANKER_RETRY_BACKOFF_MS", "10"),
+            ("RECONBANKER_BANK_TIMEOUT_SECS", "5"),
+        ];
+        env.extend_from_slice(overrides);
+        let options = AppOptions {
+            clock: Some(Arc::new(clock.clone())),
+            ..AppOptions::default()
+        };
+        let app = TestApp::spawn_full(&env, options).await;
+        let token = app.user("owner@example.com").await;
+        BankFixture {
+            app,
+            bank,
+            clock,
+            token,
+            bank_url,
+        }
+    }
+
+    /// An account on the sandbox bank with these bank credentials and config fields.
+    pub async fn account(&self, username: &str, password: &str, extra: Value) -> String {
+        let id = self.app.account(&self.token, username).await;
+        let mut config = json!({"bank_username": username, "bank_password": password});
+        if let (Some(c), Some(e)) = (config.as_object_mut(), extra.as_object()) {
+            c.extend(e.clone());
+        }
+        let r = self
+            .app
+            .json(
+                Method::PUT,
+                &format!("/accounts/{id}/config"),
+                Some(&self.token),
+                Some(config),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        id
+    }
+
+    pub async fn post(&self, path: &str) -> Res {
+        self.app.json(Method::POST, path, Some(&self.token), None).await
     }
 }

@@ -6,6 +6,7 @@ mod harness;
 mod accounts;
 mod api_keys;
 mod cli;
+mod engine;
 mod openapi;
 mod surfaces;
 mod users;

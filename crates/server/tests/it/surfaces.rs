@@ -8,10 +8,7 @@ use crate::harness::Fixture;
 #[tokio::test]
 async fn dashboard_404_405_are_json() {
     let f = Fixture::new().await;
-    f.app
-        .get("/nope", &f.token)
-        .await
-        .assert_api_error(404, "NOT_FOUND");
+    f.app.get("/nope", &f.token).await.assert_api_error(404, "NOT_FOUND");
     f.app
         .get("/api/accounts", &f.token)
         .await
@@ -40,11 +37,7 @@ async fn health_ready_and_request_ids() {
         .app
         .send(Method::GET, "/health", &[("x-request-id", "abc-123")], None)
         .await;
-    assert_eq!(
-        r.header("x-request-id"),
-        Some("abc-123"),
-        "an incoming id is kept"
-    );
+    assert_eq!(r.header("x-request-id"), Some("abc-123"), "an incoming id is kept");
 }
 
 /// Every route that takes a body, fed garbage: always a 4xx in the route's shape, never a 500.
@@ -87,10 +80,7 @@ async fn hostile_bodies_never_500() {
             if *jwt {
                 headers = vec![("authorization", bearer.as_str())];
             }
-            let r = f
-                .app
-                .send(method.clone(), path, &headers, Some(body.clone()))
-                .await;
+            let r = f.app.send(method.clone(), path, &headers, Some(body.clone())).await;
             assert!(
                 r.status.is_client_error(),
                 "{method} {path} with {:?}: {} {}",
@@ -98,11 +88,7 @@ async fn hostile_bodies_never_500() {
                 r.status,
                 r.text
             );
-            assert!(
-                r.body.is_object(),
-                "JSON error body for {method} {path}: {}",
-                r.text
-            );
+            assert!(r.body.is_object(), "JSON error body for {method} {path}: {}", r.text);
         }
     }
 }

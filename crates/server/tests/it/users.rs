@@ -9,13 +9,15 @@ use crate::harness::TestApp;
 async fn register_login_me_logout() {
     let app = TestApp::spawn().await;
     let r = app
-        .json(Method::POST, "/auth/register", None, Some(json!({"email": "  Ana@Example.COM ", "password": "correct horse battery", "name": "Ana"})))
+        .json(
+            Method::POST,
+            "/auth/register",
+            None,
+            Some(json!({"email": "  Ana@Example.COM ", "password": "correct horse battery", "name": "Ana"})),
+        )
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-    assert_eq!(
-        r.body["email"], "ana@example.com",
-        "trimmed and lower-cased"
-    );
+    assert_eq!(r.body["email"], "ana@example.com", "trimmed and lower-cased");
     let keys: Vec<&String> = r.body.as_object().expect("obj").keys().collect();
     assert_eq!(keys, ["email", "id"]);
     let id = r.body["id"].as_str().expect("id").to_owned();
@@ -50,10 +52,7 @@ async fn register_login_me_logout() {
         )
         .await;
     assert_eq!(r.body, json!({"operation_mode": "passthrough"}));
-    assert_eq!(
-        app.get("/me", &token).await.body["operation_mode"],
-        "passthrough"
-    );
+    assert_eq!(app.get("/me", &token).await.body["operation_mode"], "passthrough");
     app.json(
         Method::PUT,
         "/me/operation-mode",
@@ -63,13 +62,9 @@ async fn register_login_me_logout() {
     .await
     .assert_api_error(400, "VALIDATION_ERROR");
 
-    let r = app
-        .json(Method::POST, "/auth/logout", Some(&token), None)
-        .await;
+    let r = app.json(Method::POST, "/auth/logout", Some(&token), None).await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
-    app.get("/me", &token)
-        .await
-        .assert_api_error(401, "UNAUTHORIZED");
+    app.get("/me", &token).await.assert_api_error(401, "UNAUTHORIZED");
     app.json(Method::POST, "/auth/logout", Some(&token), None)
         .await
         .assert_api_error(401, "UNAUTHORIZED");
@@ -94,9 +89,7 @@ async fn registration_errors() {
         json!({"password": "correct horse battery"}),
         json!({"email": "", "password": ""}),
     ] {
-        let r = app
-            .json(Method::POST, "/auth/register", None, Some(body))
-            .await;
+        let r = app.json(Method::POST, "/auth/register", None, Some(body)).await;
         r.assert_api_error(400, "VALIDATION_ERROR");
         assert_eq!(r.body["error"], "email and password required");
     }
@@ -199,11 +192,7 @@ async fn repeated_login_failures_are_429() {
         )
         .await;
     r.assert_api_error(429, "RATE_LIMITED");
-    let retry: u64 = r
-        .header("retry-after")
-        .expect("Retry-After")
-        .parse()
-        .expect("secs");
+    let retry: u64 = r.header("retry-after").expect("Retry-After").parse().expect("secs");
     assert!((1..=900).contains(&retry));
 }
 
@@ -219,9 +208,7 @@ async fn tokens_are_checked() {
         &format!("Basic {token}"),
         &token,
     ] {
-        let r = app
-            .send(Method::GET, "/me", &[("authorization", bad)], None)
-            .await;
+        let r = app.send(Method::GET, "/me", &[("authorization", bad)], None).await;
         r.assert_api_error(401, "UNAUTHORIZED");
     }
     // A token signed with another secret.

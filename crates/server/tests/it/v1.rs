@@ -31,10 +31,7 @@ fn numeric6() -> Descriptor {
 #[tokio::test]
 async fn status_has_exactly_the_seed_shape() {
     let f = Fixture::new().await;
-    let r = f
-        .app
-        .v1(Method::GET, &status_path(&f.account), &f.key, None)
-        .await;
+    let r = f.app.v1(Method::GET, &status_path(&f.account), &f.key, None).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(
         r.body,
@@ -46,14 +43,11 @@ async fn status_has_exactly_the_seed_shape() {
         .app
         .state
         .assistance
-        .open(f.account_id(), numeric6())
+        .open(f.account_id(), f.user_id().await, numeric6())
         .await
         .expect("open");
     let _live = f.app.state.sessions.enter(f.account_id());
-    let r = f
-        .app
-        .v1(Method::GET, &status_path(&f.account), &f.key, None)
-        .await;
+    let r = f.app.v1(Method::GET, &status_path(&f.account), &f.key, None).await;
     assert_eq!(
         r.body,
         json!({
@@ -78,12 +72,7 @@ async fn no_key_is_unauthorized_and_bearer_is_refused() {
     ] {
         let r = f
             .app
-            .send(
-                method.clone(),
-                &path,
-                &[],
-                Some(b"{\"code\":\"123456\"}".to_vec()),
-            )
+            .send(method.clone(), &path, &[], Some(b"{\"code\":\"123456\"}".to_vec()))
             .await;
         r.assert_v1_error(401, "UNAUTHORIZED");
         for empty in [("x-api-key", "  "), ("authorization", "Api-Key   ")] {
@@ -97,22 +86,14 @@ async fn no_key_is_unauthorized_and_bearer_is_refused() {
             .await;
         r.assert_v1_error(401, "UNAUTHORIZED");
         assert!(
-            r.body["error"]["message"]
-                .as_str()
-                .expect("msg")
-                .contains("API key"),
+            r.body["error"]["message"].as_str().expect("msg").contains("API key"),
             "{}",
             r.text
         );
         // Even a valid API key sent as a Bearer token is refused.
         let r = f
             .app
-            .send(
-                method,
-                &path,
-                &[("authorization", &format!("Bearer {}", f.key))],
-                None,
-            )
+            .send(method, &path, &[("authorization", &format!("Bearer {}", f.key))], None)
             .await;
         r.assert_v1_error(401, "UNAUTHORIZED");
     }
@@ -172,22 +153,14 @@ async fn malformed_unknown_revoked_and_expired_keys_are_invalid() {
         .assert_v1_error(401, "INVALID_API_KEY");
 
     // Revoked: works (and is cached), then is refused at once after DELETE.
-    assert_eq!(
-        f.app.v1(Method::GET, &path, &f.key, None).await.status,
-        StatusCode::OK
-    );
+    assert_eq!(f.app.v1(Method::GET, &path, &f.key, None).await.status, StatusCode::OK);
     let id = f.app.get("/me/api-keys", &f.token).await.body["keys"][0]["id"]
         .as_str()
         .expect("id")
         .to_owned();
     let r = f
         .app
-        .json(
-            Method::DELETE,
-            &format!("/me/api-keys/{id}"),
-            Some(&f.token),
-            None,
-        )
+        .json(Method::DELETE, &format!("/me/api-keys/{id}"), Some(&f.token), None)
         .await;
     assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
     f.app
@@ -214,17 +187,11 @@ async fn both_headers_work_and_authorization_wins() {
         format!("api-key {}", f.key),
         format!("API-KEY   {}  ", f.key),
     ] {
-        let r = f
-            .app
-            .send(Method::GET, &path, &[("authorization", &auth)], None)
-            .await;
+        let r = f.app.send(Method::GET, &path, &[("authorization", &auth)], None).await;
         assert_eq!(r.status, StatusCode::OK, "{auth}: {}", r.text);
     }
     let padded = format!("  {}  ", f.key);
-    let r = f
-        .app
-        .send(Method::GET, &path, &[("x-api-key", &padded)], None)
-        .await;
+    let r = f.app.send(Method::GET, &path, &[("x-api-key", &padded)], None).await;
     assert_eq!(r.status, StatusCode::OK, "x-api-key trimmed: {}", r.text);
     let good_auth = format!("Api-Key {}", f.key);
     let r = f
@@ -242,10 +209,7 @@ async fn both_headers_work_and_authorization_wins() {
         .send(
             Method::GET,
             &path,
-            &[
-                ("authorization", "Api-Key rbk_garbage"),
-                ("x-api-key", &f.key),
-            ],
+            &[("authorization", "Api-Key rbk_garbage"), ("x-api-key", &f.key)],
             None,
         )
         .await;
@@ -285,11 +249,7 @@ async fn order_of_checks_row_by_row() {
     let other_own = f.app.account(&f.token, "Second account").await;
     let restricted = f
         .app
-        .key(
-            &f.token,
-            &["status:read", "otp:write"],
-            Some(&[f.account.as_str()]),
-        )
+        .key(&f.token, &["status:read", "otp:write"], Some(&[f.account.as_str()]))
         .await;
     let otp_only = f.app.key(&f.token, &["otp:write"], None).await;
     let stranger_token = f.app.user("stranger@example.com").await;
@@ -354,18 +314,10 @@ async fn order_of_checks_row_by_row() {
             .await;
         r.assert_v1_error(404, "NOT_FOUND");
     }
-    assert!(
-        bodies.windows(2).all(|w| w[0] == w[1]),
-        "indistinguishable: {bodies:?}"
-    );
+    assert!(bodies.windows(2).all(|w| w[0] == w[1]), "indistinguishable: {bodies:?}");
     // 5 before 6 before 7: see the dedicated tests; here, a bad body with nothing pending is 400, not 409.
     f.app
-        .v1(
-            Method::POST,
-            &otp_path(&f.account),
-            &f.key,
-            Some(json!({"code": ""})),
-        )
+        .v1(Method::POST, &otp_path(&f.account), &f.key, Some(json!({"code": ""})))
         .await
         .assert_v1_error(400, "VALIDATION_ERROR");
     f.app
@@ -403,12 +355,7 @@ async fn bad_bodies_are_validation_errors_and_spend_nothing() {
     for body in &raw_bodies {
         let r = f
             .app
-            .send(
-                Method::POST,
-                &path,
-                &[("x-api-key", &f.key)],
-                Some(body.clone()),
-            )
+            .send(Method::POST, &path, &[("x-api-key", &f.key)], Some(body.clone()))
             .await;
         r.assert_v1_error(400, "VALIDATION_ERROR");
         assert!(r.body["error"]["details"].is_array(), "details: {}", r.text);
@@ -418,14 +365,11 @@ async fn bad_bodies_are_validation_errors_and_spend_nothing() {
         .app
         .state
         .assistance
-        .open(f.account_id(), numeric6())
+        .open(f.account_id(), f.user_id().await, numeric6())
         .await
         .expect("open");
     for code in ["12345", "1234567", "12345a", "abcdef", "12 456"] {
-        let r = f
-            .app
-            .v1(Method::POST, &path, &f.key, Some(json!({"code": code})))
-            .await;
+        let r = f.app.v1(Method::POST, &path, &f.key, Some(json!({"code": code}))).await;
         r.assert_v1_error(400, "VALIDATION_ERROR");
         assert_eq!(r.body["error"]["details"][0]["field"], "code", "{}", r.text);
     }
@@ -437,10 +381,7 @@ async fn bad_bodies_are_validation_errors_and_spend_nothing() {
 #[tokio::test]
 async fn oversized_bodies_are_413() {
     let f = Fixture::new().await;
-    let big = format!(
-        r#"{{"code": "123456", "pad": "{}"}}"#,
-        "x".repeat(70 * 1024)
-    );
+    let big = format!(r#"{{"code": "123456", "pad": "{}"}}"#, "x".repeat(70 * 1024));
     let r = f
         .app
         .send(
@@ -474,14 +415,10 @@ async fn code_reaches_the_waiting_login_then_202() {
         .app
         .state
         .assistance
-        .open(f.account_id(), numeric6())
+        .open(f.account_id(), f.user_id().await, numeric6())
         .await
         .expect("open");
-    let login = tokio::spawn(async move {
-        waiter
-            .recv_until(Instant::now() + Duration::from_secs(30))
-            .await
-    });
+    let login = tokio::spawn(async move { waiter.recv_until(Instant::now() + Duration::from_secs(30)).await });
     let r = f
         .app
         .v1(
@@ -492,10 +429,7 @@ async fn code_reaches_the_waiting_login_then_202() {
         )
         .await;
     assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
-    assert_eq!(
-        r.body,
-        json!({"submitted": true, "request_id": req.id.to_string()})
-    );
+    assert_eq!(r.body, json!({"submitted": true, "request_id": req.id.to_string()}));
     assert!(r.header("ratelimit").is_some() && r.header("ratelimit-policy").is_some());
     let code = login.await.expect("join").expect("code delivered");
     assert_eq!(code.expose(), "123456", "trimmed code, exactly");
@@ -517,14 +451,11 @@ async fn code_reaches_the_waiting_login_then_202() {
     f.app
         .state
         .assistance
-        .code_rejected(req.id)
+        .code_rejected(req.id, f.user_id().await)
         .await
         .expect("bump")
         .expect("still pending");
-    let s = f
-        .app
-        .v1(Method::GET, &status_path(&f.account), &f.key, None)
-        .await;
+    let s = f.app.v1(Method::GET, &status_path(&f.account), &f.key, None).await;
     assert_eq!(s.body["pending_assistance"]["id"], req.id.to_string());
     assert_eq!(s.body["pending_assistance"]["attempts"], 1);
     let r = f
@@ -550,13 +481,15 @@ async fn code_reaches_the_waiting_login_then_202() {
     f.app
         .state
         .assistance
-        .close(req.id, reconbanker_store::AssistanceStatus::Fulfilled, None)
+        .close(
+            req.id,
+            f.user_id().await,
+            reconbanker_store::AssistanceStatus::Fulfilled,
+            None,
+        )
         .await
         .expect("close");
-    let s = f
-        .app
-        .v1(Method::GET, &status_path(&f.account), &f.key, None)
-        .await;
+    let s = f.app.v1(Method::GET, &status_path(&f.account), &f.key, None).await;
     assert_eq!(s.body["pending_assistance"], Value::Null);
     f.app
         .v1(
@@ -576,7 +509,7 @@ async fn a_code_for_an_older_request_never_reaches_a_newer_one() {
         .app
         .state
         .assistance
-        .open(f.account_id(), numeric6())
+        .open(f.account_id(), f.user_id().await, numeric6())
         .await
         .expect("open");
     f.app
@@ -584,6 +517,7 @@ async fn a_code_for_an_older_request_never_reaches_a_newer_one() {
         .assistance
         .close(
             old.id,
+            f.user_id().await,
             reconbanker_store::AssistanceStatus::Cancelled,
             Some("killed"),
         )
@@ -593,7 +527,7 @@ async fn a_code_for_an_older_request_never_reaches_a_newer_one() {
         .app
         .state
         .assistance
-        .open(f.account_id(), numeric6())
+        .open(f.account_id(), f.user_id().await, numeric6())
         .await
         .expect("open again");
     let r = f
@@ -606,10 +540,7 @@ async fn a_code_for_an_older_request_never_reaches_a_newer_one() {
         )
         .await;
     r.assert_v1_error(409, "STALE_REQUEST");
-    assert_eq!(
-        r.body["error"]["details"]["pending_request_id"],
-        new.id.to_string()
-    );
+    assert_eq!(r.body["error"]["details"]["pending_request_id"], new.id.to_string());
     let r = f
         .app
         .v1(
@@ -621,9 +552,7 @@ async fn a_code_for_an_older_request_never_reaches_a_newer_one() {
         .await;
     r.assert_v1_error(409, "STALE_REQUEST");
     // The waiter of the new request received nothing.
-    let got = waiter
-        .recv_until(Instant::now() + Duration::from_millis(50))
-        .await;
+    let got = waiter.recv_until(Instant::now() + Duration::from_millis(50)).await;
     assert_eq!(got.err(), Some(WaitError::TimedOut));
 }
 
@@ -636,12 +565,7 @@ async fn rate_limit_five_per_window_with_headers_and_stranger_cannot_spend_it() 
     let stranger_key = f.app.key(&stranger, &["otp:write"], None).await;
     for _ in 0..10 {
         f.app
-            .v1(
-                Method::POST,
-                &path,
-                &stranger_key,
-                Some(json!({"code": "123456"})),
-            )
+            .v1(Method::POST, &path, &stranger_key, Some(json!({"code": "123456"})))
             .await
             .assert_v1_error(404, "NOT_FOUND");
     }
@@ -675,11 +599,7 @@ async fn rate_limit_five_per_window_with_headers_and_stranger_cannot_spend_it() 
         .v1(Method::POST, &path, &f.key, Some(json!({"code": "123456"})))
         .await;
     r.assert_v1_error(429, "RATE_LIMITED");
-    let retry: u64 = r
-        .header("retry-after")
-        .expect("Retry-After")
-        .parse()
-        .expect("seconds");
+    let retry: u64 = r.header("retry-after").expect("Retry-After").parse().expect("seconds");
     assert!((1..=600).contains(&retry), "retry-after {retry}");
     assert_eq!(r.header("ratelimit-policy"), Some("\"default\";q=5;w=600"));
     assert!(
@@ -725,12 +645,7 @@ async fn rate_limit_window_is_configurable() {
     for _ in 0..2 {
         assert_eq!(
             f.app
-                .v1(
-                    Method::POST,
-                    &otp_path(&f.account),
-                    &f.key,
-                    Some(json!({"code": "1"}))
-                )
+                .v1(Method::POST, &otp_path(&f.account), &f.key, Some(json!({"code": "1"})))
                 .await
                 .status,
             StatusCode::CONFLICT
@@ -738,12 +653,7 @@ async fn rate_limit_window_is_configurable() {
     }
     let r = f
         .app
-        .v1(
-            Method::POST,
-            &otp_path(&f.account),
-            &f.key,
-            Some(json!({"code": "1"})),
-        )
+        .v1(Method::POST, &otp_path(&f.account), &f.key, Some(json!({"code": "1"})))
         .await;
     r.assert_v1_error(429, "RATE_LIMITED");
     assert_eq!(r.header("ratelimit-policy"), Some("\"default\";q=2;w=60"));
@@ -765,7 +675,7 @@ async fn changes_take_effect_at_once_despite_caching() {
         .app
         .state
         .assistance
-        .open(f.account_id(), numeric6())
+        .open(f.account_id(), f.user_id().await, numeric6())
         .await
         .expect("open");
     assert_eq!(
@@ -787,10 +697,7 @@ async fn changes_take_effect_at_once_despite_caching() {
         .v1(Method::GET, &path, &f.key, None)
         .await
         .assert_v1_error(404, "NOT_FOUND");
-    assert!(
-        !f.app.state.broker.is_waiting(req.id),
-        "the waiting login was released"
-    );
+    assert!(!f.app.state.broker.is_waiting(req.id), "the waiting login was released");
 }
 
 #[tokio::test]
@@ -798,10 +705,7 @@ async fn last_used_at_is_kept_without_a_write_per_request() {
     let f = Fixture::new().await;
     let keys = f.app.get("/me/api-keys", &f.token).await;
     assert_eq!(keys.body["keys"][0]["last_used_at"], Value::Null);
-    let prefix = keys.body["keys"][0]["prefix"]
-        .as_str()
-        .expect("prefix")
-        .to_owned();
+    let prefix = keys.body["keys"][0]["prefix"].as_str().expect("prefix").to_owned();
     let before = reconbanker_store::now();
     for _ in 0..20 {
         assert_eq!(
@@ -814,16 +718,10 @@ async fn last_used_at_is_kept_without_a_write_per_request() {
     }
     // Shown at once...
     let keys = f.app.get("/me/api-keys", &f.token).await;
-    let shown = keys.body["keys"][0]["last_used_at"]
-        .as_str()
-        .expect("set")
-        .to_owned();
+    let shown = keys.body["keys"][0]["last_used_at"].as_str().expect("set").to_owned();
     let shown_at = chrono::DateTime::parse_from_rfc3339(&shown).expect("rfc3339");
     assert!(shown_at >= before, "{shown} >= {before}");
-    assert!(
-        shown.ends_with('Z') && shown.len() == 24,
-        "RFC 3339 ms Z: {shown}"
-    );
+    assert!(shown.ends_with('Z') && shown.len() == 24, "RFC 3339 ms Z: {shown}");
     // ...but not written to the database per request:
     let row = f
         .app
@@ -869,14 +767,8 @@ async fn last_used_at_is_written_back_at_shutdown() {
     let store = f.app.state.store.clone();
     let db_url = f.app.state.config.database_url.clone();
     let _dir = f.app.shutdown().await;
-    let store2 = reconbanker_store::connect(&db_url, 1)
-        .await
-        .expect("reopen");
-    let row = store2
-        .api_key_by_prefix(&prefix)
-        .await
-        .expect("db")
-        .expect("row");
+    let store2 = reconbanker_store::connect(&db_url, 1).await.expect("reopen");
+    let row = store2.api_key_by_prefix(&prefix).await.expect("db").expect("row");
     assert!(row.last_used_at.is_some(), "flushed on graceful shutdown");
     drop(store);
 }
@@ -900,23 +792,13 @@ async fn failed_authentications_are_rate_limited_per_client() {
 
 #[tokio::test]
 async fn per_key_request_rate_is_limited() {
-    let app = TestApp::spawn_with(&[
-        ("RECONBANKER_V1_RATE_PER_SEC", "1"),
-        ("RECONBANKER_V1_BURST", "3"),
-    ])
-    .await;
+    let app = TestApp::spawn_with(&[("RECONBANKER_V1_RATE_PER_SEC", "1"), ("RECONBANKER_V1_BURST", "3")]).await;
     let f = Fixture::on(app).await;
     let path = status_path(&f.account);
     let statuses: Vec<u16> = {
         let mut v = Vec::new();
         for _ in 0..5 {
-            v.push(
-                f.app
-                    .v1(Method::GET, &path, &f.key, None)
-                    .await
-                    .status
-                    .as_u16(),
-            );
+            v.push(f.app.v1(Method::GET, &path, &f.key, None).await.status.as_u16());
         }
         v
     };
@@ -924,10 +806,7 @@ async fn per_key_request_rate_is_limited() {
     assert!(statuses[3..].contains(&429), "{statuses:?}");
     // Another key of the same user has its own allowance.
     let other = f.app.key(&f.token, &["status:read"], None).await;
-    assert_eq!(
-        f.app.v1(Method::GET, &path, &other, None).await.status,
-        StatusCode::OK
-    );
+    assert_eq!(f.app.v1(Method::GET, &path, &other, None).await.status, StatusCode::OK);
 }
 
 #[tokio::test]
@@ -941,16 +820,9 @@ async fn unknown_routes_and_methods_are_json_in_the_v1_shape() {
         .v1(Method::GET, "/v1", &f.key, None)
         .await
         .assert_v1_error(404, "NOT_FOUND");
-    let r = f
-        .app
-        .v1(Method::DELETE, &status_path(&f.account), &f.key, None)
-        .await;
+    let r = f.app.v1(Method::DELETE, &status_path(&f.account), &f.key, None).await;
     r.assert_v1_error(405, "METHOD_NOT_ALLOWED");
-    assert!(
-        r.header("allow").is_some_and(|a| a.contains("GET")),
-        "{:?}",
-        r.headers
-    );
+    assert!(r.header("allow").is_some_and(|a| a.contains("GET")), "{:?}", r.headers);
     f.app
         .v1(Method::GET, &otp_path(&f.account), &f.key, None)
         .await

@@ -1,0 +1,435 @@
+//! The website: handlers for every page of the sandbox bank.
+
+use std::sync::atomic::Ordering::Relaxed;
+
+use axum::extract::rejection::FormRejection;
+use axum::extract::{Form, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{AppendHeaders, Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+
+use crate::html::{self, LoginError};
+use crate::movements::Movement;
+use crate::sessions::Stage;
+use crate::users::{self, Behaviour, USER_FLAKY, USER_SLOW};
+use crate::{OtpReceived, SandboxBank};
+
+/// Name of the session cookie.
+pub const SESSION_COOKIE: &str = "sandbox_session";
+
+pub(crate) fn router(bank: SandboxBank) -> Router {
+    Router::new()
+        .route("/", get(home))
+        .route("/login", get(login_form).post(login_submit))
+        .route("/otp", get(otp_form).post(otp_submit))
+        .route("/movements", get(movements_page))
+        .route("/api/movements", get(movements_json))
+        .route("/logout", post(logout))
+        .fallback(not_found)
+        .with_state(bank)
+}
+
+#[derive(Debug, Deserialize)]
+struct LoginForm {
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    csrf: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct OtpForm {
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    csrf: String,
+}
+
+#[derive(Debug, Serialize)]
+struct MovementOut {
+    id: String,
+    date: String,
+    amount: String,
+    currency: &'static str,
+    name: Option<String>,
+    description: String,
+}
+
+impl From<Movement> for MovementOut {
+    fn from(m: Movement) -> Self {
+        MovementOut {
+            date: m.date_rfc3339(),
+            amount: m.amount(),
+            id: m.id,
+            currency: m.currency,
+            name: m.name,
+            description: m.description,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct MovementsOut {
+    movements: Vec<MovementOut>,
+}
+
+#[derive(Debug, Serialize)]
+struct ErrorOut {
+    error: &'static str,
+}
+
+fn session_id(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == SESSION_COOKIE)
+        .map(|(_, value)| value.to_owned())
+}
+
+fn set_cookie(id: &str) -> String {
+    format!("{SESSION_COOKIE}={id}; Path=/; HttpOnly; SameSite=Lax")
+}
+
+fn clear_cookie() -> String {
+    format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0")
+}
+
+fn with_cookie(cookie: String, response: impl IntoResponse) -> Response {
+    (AppendHeaders([(header::SET_COOKIE, cookie)]), response).into_response()
+}
+
+fn page(status: StatusCode, body: String) -> Response {
+    (status, Html(body)).into_response()
+}
+
+fn to_login() -> Response {
+    Redirect::to("/login").into_response()
+}
+
+fn bad_request() -> Response {
+    page(
+        StatusCode::BAD_REQUEST,
+        html::error_page("bad_request", "Bad request", "The form could not be read."),
+    )
+}
+
+fn csrf_error() -> Response {
+    page(
+        StatusCode::BAD_REQUEST,
+        html::error_page(
+            "csrf",
+            "Form expired",
+            "The form was missing its security token or it was stale.",
+        ),
+    )
+}
+
+impl SandboxBank {
+    fn count_server_error(&self) {
+        self.inner.counters.server_errors.fetch_add(1, Relaxed);
+    }
+
+    fn unavailable(&self) -> Response {
+        self.count_server_error();
+        let body = html::error_page("unavailable", "Service unavailable", "Please try again in a moment.");
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "1")],
+            Html(body),
+        )
+            .into_response()
+    }
+
+    /// The username behind the request's session, in any stage.
+    fn session_user(&self, headers: &HeaderMap) -> Option<String> {
+        let id = session_id(headers)?;
+        self.inner.lock_sessions().get(&id)?.stage.username().map(str::to_owned)
+    }
+
+    /// The username behind the request's session if it is logged in.
+    fn authenticated_user(&self, headers: &HeaderMap) -> Option<String> {
+        let id = session_id(headers)?;
+        match &self.inner.lock_sessions().get(&id)?.stage {
+            Stage::Authenticated { username } => Some(username.clone()),
+            _ => None,
+        }
+    }
+
+    /// Holds `response` back for `slow_delay` if the request is `user_slow`'s (a
+    /// `tokio::time::sleep`, so paused-clock tests skip it). The work is already done; the session
+    /// the answer leaves with is touched again afterwards, since a real bank's idle timer starts
+    /// from its last answer — so a delay longer than the idle timeout does not cost the session.
+    async fn hold_answer(&self, username: Option<&str>, headers: &HeaderMap, response: Response) -> Response {
+        if username != Some(USER_SLOW) {
+            return response;
+        }
+        tokio::time::sleep(self.inner.config.slow_delay).await;
+        let set = response
+            .headers()
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .filter_map(|v| {
+                v.split(';')
+                    .next()?
+                    .trim()
+                    .strip_prefix(SESSION_COOKIE)?
+                    .strip_prefix('=')
+            })
+            .map(str::to_owned)
+            .next();
+        // A cleared cookie (empty value) means the session is gone: nothing to touch.
+        if let Some(id) = set.or_else(|| session_id(headers)).filter(|id| !id.is_empty()) {
+            self.inner.lock_sessions().touch(&id);
+        }
+        response
+    }
+
+    /// Whether this read of the movements fails: every third one of `user_flaky` (3rd, 6th, …).
+    fn movement_read_fails(&self, username: &str) -> bool {
+        if username != USER_FLAKY {
+            return false;
+        }
+        let n = self.inner.counters.flaky_movement_reads.fetch_add(1, Relaxed) + 1;
+        let fails = n.is_multiple_of(3);
+        if fails {
+            self.count_server_error();
+        }
+        fails
+    }
+}
+
+async fn home() -> Html<String> {
+    Html(html::home())
+}
+
+async fn not_found() -> Response {
+    page(
+        StatusCode::NOT_FOUND,
+        html::error_page("not_found", "Not found", "There is no such page."),
+    )
+}
+
+async fn login_form(State(bank): State<SandboxBank>, headers: HeaderMap) -> Response {
+    let response = login_form_now(&bank, &headers);
+    bank.hold_answer(bank.session_user(&headers).as_deref(), &headers, response)
+        .await
+}
+
+fn login_form_now(bank: &SandboxBank, headers: &HeaderMap) -> Response {
+    let mut sessions = bank.inner.lock_sessions();
+    // Keep the visitor's session (and its CSRF token) if it has one; otherwise start one.
+    if let Some(csrf) = session_id(headers).and_then(|id| sessions.get(&id).map(|s| s.csrf.clone())) {
+        return page(StatusCode::OK, html::login(&csrf, "", None));
+    }
+    let id = sessions.create(Stage::Anonymous);
+    let csrf = sessions.get(&id).map(|s| s.csrf.clone()).unwrap_or_default();
+    with_cookie(set_cookie(&id), Html(html::login(&csrf, "", None)))
+}
+
+async fn login_submit(
+    State(bank): State<SandboxBank>,
+    headers: HeaderMap,
+    form: Result<Form<LoginForm>, FormRejection>,
+) -> Response {
+    let Ok(Form(form)) = form else {
+        return bad_request();
+    };
+    bank.inner.counters.logins_attempted.fetch_add(1, Relaxed);
+
+    // The flaky front end fails before the application looks at the form: 1st, 3rd, 5th, … POST.
+    if form.username == USER_FLAKY {
+        let n = bank.inner.counters.flaky_login_posts.fetch_add(1, Relaxed) + 1;
+        if !n.is_multiple_of(2) {
+            tracing::debug!(attempt = n, "sandbox bank: flaky login answered 503");
+            return bank.unavailable();
+        }
+    }
+    let session_user = bank.session_user(&headers);
+    let response = login_submit_now(&bank, &headers, &form);
+    let waits_for = if form.username == USER_SLOW {
+        Some(USER_SLOW)
+    } else {
+        session_user.as_deref()
+    };
+    bank.hold_answer(waits_for, &headers, response).await
+}
+
+fn login_submit_now(bank: &SandboxBank, headers: &HeaderMap, form: &LoginForm) -> Response {
+    let cookie = session_id(headers);
+    let mut sessions = bank.inner.lock_sessions();
+    let csrf = cookie
+        .as_deref()
+        .and_then(|id| sessions.get(id))
+        .map(|s| s.csrf.clone());
+    let (Some(old_id), Some(csrf)) = (cookie, csrf) else {
+        return csrf_error();
+    };
+    if csrf != form.csrf {
+        return csrf_error();
+    }
+
+    let Some(user) = users::authenticate(&form.username, &form.password) else {
+        tracing::debug!("sandbox bank: bad credentials");
+        return page(
+            StatusCode::OK,
+            html::login(&csrf, &form.username, Some(LoginError::BadCredentials)),
+        );
+    };
+    let username = user.username.to_owned();
+    // A new session id at every step up, so a pre-login id never becomes a logged-in one.
+    match user.behaviour {
+        Behaviour::Locked => page(
+            StatusCode::OK,
+            html::login(&csrf, &form.username, Some(LoginError::AccountLocked)),
+        ),
+        Behaviour::Otp(challenge) => {
+            sessions.remove(&old_id);
+            let attempts_left = bank.inner.config.otp_attempts.max(1);
+            let id = sessions.create(Stage::Otp {
+                username,
+                challenge,
+                attempts_left,
+            });
+            with_cookie(set_cookie(&id), Redirect::to("/otp"))
+        }
+        Behaviour::Plain | Behaviour::Flaky | Behaviour::Slow => {
+            sessions.remove(&old_id);
+            let id = sessions.create(Stage::Authenticated { username });
+            bank.inner.counters.logins_succeeded.fetch_add(1, Relaxed);
+            with_cookie(set_cookie(&id), Redirect::to("/movements"))
+        }
+    }
+}
+
+async fn otp_form(State(bank): State<SandboxBank>, headers: HeaderMap) -> Response {
+    let Some(id) = session_id(&headers) else {
+        return to_login();
+    };
+    let mut sessions = bank.inner.lock_sessions();
+    let Some(session) = sessions.get(&id) else {
+        return to_login();
+    };
+    match &session.stage {
+        Stage::Otp {
+            challenge,
+            attempts_left,
+            ..
+        } => page(
+            StatusCode::OK,
+            html::otp(&session.csrf, challenge, *attempts_left, None),
+        ),
+        _ => to_login(),
+    }
+}
+
+async fn otp_submit(
+    State(bank): State<SandboxBank>,
+    headers: HeaderMap,
+    form: Result<Form<OtpForm>, FormRejection>,
+) -> Response {
+    let Ok(Form(form)) = form else {
+        return bad_request();
+    };
+    let Some(id) = session_id(&headers) else {
+        return to_login();
+    };
+    let mut sessions = bank.inner.lock_sessions();
+    let Some(session) = sessions.get(&id) else {
+        return to_login();
+    };
+    let Stage::Otp {
+        username,
+        challenge,
+        attempts_left,
+    } = session.stage.clone()
+    else {
+        return to_login();
+    };
+    if session.csrf != form.csrf {
+        return csrf_error();
+    }
+
+    let counters = &bank.inner.counters;
+    counters.otp_submissions.fetch_add(1, Relaxed);
+    let accepted = form.code.trim() == challenge.code;
+    let response = if accepted {
+        sessions.remove(&id);
+        let new_id = sessions.create(Stage::Authenticated {
+            username: username.clone(),
+        });
+        counters.otp_accepted.fetch_add(1, Relaxed);
+        counters.logins_succeeded.fetch_add(1, Relaxed);
+        with_cookie(set_cookie(&new_id), Redirect::to("/movements"))
+    } else if attempts_left <= 1 {
+        sessions.remove(&id);
+        with_cookie(clear_cookie(), Html(html::otp_locked()))
+    } else {
+        let left = attempts_left - 1;
+        session.stage = Stage::Otp {
+            username: username.clone(),
+            challenge,
+            attempts_left: left,
+        };
+        page(StatusCode::OK, html::otp(&session.csrf, &challenge, left, Some(left)))
+    };
+    tracing::debug!(%username, accepted, "sandbox bank: one-time code judged");
+    // Published before the answer leaves, while the session change is already visible.
+    let _ = bank.inner.otp_events.send(OtpReceived {
+        username,
+        accepted,
+        at: std::time::Instant::now(),
+    });
+    response
+}
+
+async fn movements_page(State(bank): State<SandboxBank>, headers: HeaderMap) -> Response {
+    let Some(username) = bank.authenticated_user(&headers) else {
+        return to_login();
+    };
+    let response = if bank.movement_read_fails(&username) {
+        page(
+            StatusCode::BAD_GATEWAY,
+            html::error_page("bad_gateway", "Bad gateway", "Please try again."),
+        )
+    } else {
+        page(
+            StatusCode::OK,
+            html::movements(&username, &bank.movements_of(&username)),
+        )
+    };
+    bank.hold_answer(Some(&username), &headers, response).await
+}
+
+async fn movements_json(State(bank): State<SandboxBank>, headers: HeaderMap) -> Response {
+    let Some(username) = bank.authenticated_user(&headers) else {
+        return (StatusCode::UNAUTHORIZED, Json(ErrorOut { error: "not_logged_in" })).into_response();
+    };
+    let response = if bank.movement_read_fails(&username) {
+        (StatusCode::BAD_GATEWAY, Json(ErrorOut { error: "bad_gateway" })).into_response()
+    } else {
+        let movements = bank
+            .movements_of(&username)
+            .into_iter()
+            .map(MovementOut::from)
+            .collect();
+        Json(MovementsOut { movements }).into_response()
+    };
+    bank.hold_answer(Some(&username), &headers, response).await
+}
+
+async fn logout(State(bank): State<SandboxBank>, headers: HeaderMap) -> Response {
+    let username = bank.session_user(&headers);
+    if let Some(id) = session_id(&headers) {
+        bank.inner.lock_sessions().remove(&id);
+    }
+    let response = with_cookie(clear_cookie(), Redirect::to("/login"));
+    bank.hold_answer(username.as_deref(), &headers, response).await
+}

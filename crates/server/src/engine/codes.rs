@@ -1,0 +1,150 @@
+//! How a login gets its codes (SPEC §6, to the letter): the first request for a code opens the
+//! assistance request (announced with the bank's descriptor); the login then waits — a suspended
+//! future — for the code from `/v1` or the dashboard, for the assistance timeout, or for the
+//! session to be stopped. A rejected code keeps the *same* request pending with `attempts` + 1;
+//! the outcome of the login closes it: `fulfilled`, `expired`, or `cancelled` with a reason.
+
+use async_trait::async_trait;
+use reconbanker_store::{AssistanceRow, AssistanceStatus, Descriptor, EngineAccount};
+use tokio_util::sync::CancellationToken;
+
+use super::connector::{CodeSource, ConnectorError, NoCode};
+use crate::assistance::{Assistance, OpenError};
+use crate::broker::{CodeWaiter, OtpCode};
+use crate::sessions::{LiveGuard, Phase};
+
+pub(super) struct EngineCodes<'a> {
+    assistance: &'a Assistance,
+    acc: &'a EngineAccount,
+    assisted: bool,
+    cancel: &'a CancellationToken,
+    guard: &'a LiveGuard,
+    /// The open request, while it is pending.
+    request: Option<AssistanceRow>,
+    /// The registration for the next code (taken while waiting).
+    waiter: Option<CodeWaiter>,
+    /// The request was closed under us (expired, killed, deleted): no code will come.
+    ended: bool,
+}
+
+impl<'a> EngineCodes<'a> {
+    pub(super) fn new(
+        assistance: &'a Assistance,
+        acc: &'a EngineAccount,
+        assisted: bool,
+        cancel: &'a CancellationToken,
+        guard: &'a LiveGuard,
+    ) -> Self {
+        Self {
+            assistance,
+            acc,
+            assisted,
+            cancel,
+            guard,
+            request: None,
+            waiter: None,
+            ended: false,
+        }
+    }
+
+    async fn open(&mut self, descriptor: &Descriptor) -> Result<(), NoCode> {
+        let (account, user) = (self.acc.account.id, self.acc.account.user_id);
+        let opened = match self.assistance.open(account, user, descriptor.clone()).await {
+            Err(OpenError::AlreadyPending) => {
+                // Left over by a login that is gone (one session per account holds the lease).
+                let _ = self.assistance.cancel_for_account(account, user, "superseded").await;
+                self.assistance.open(account, user, descriptor.clone()).await
+            }
+            other => other,
+        };
+        match opened {
+            Ok((row, waiter)) => {
+                self.request = Some(row);
+                self.waiter = Some(waiter);
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(error = %e, account = %account, "could not open an assistance request");
+                Err(NoCode::Cancelled)
+            }
+        }
+    }
+
+    /// Closes the request according to how the login ended.
+    /// `failure` is `None` when the login succeeded.
+    pub(super) async fn finish(&mut self, failure: Option<&ConnectorError>) {
+        let Some(request) = self.request.take() else { return };
+        let user = self.acc.account.user_id;
+        let (status, reason) = match failure {
+            None => (AssistanceStatus::Fulfilled, None),
+            Some(ConnectorError::Cancelled) => (AssistanceStatus::Cancelled, Some("killed".to_owned())),
+            Some(ConnectorError::Fatal(f)) => (AssistanceStatus::Cancelled, Some(f.as_str().to_owned())),
+            Some(ConnectorError::Retryable(_)) | Some(ConnectorError::SessionExpired) => {
+                (AssistanceStatus::Cancelled, Some("login_failed".to_owned()))
+            }
+        };
+        // `close` is a no-op when the request was already closed (expired, killed, deleted).
+        if let Err(e) = self.assistance.close(request.id, user, status, reason.as_deref()).await {
+            tracing::warn!(error = %e, "could not close the assistance request");
+        }
+    }
+}
+
+#[async_trait]
+impl CodeSource for EngineCodes<'_> {
+    async fn code(&mut self, descriptor: &Descriptor) -> Result<OtpCode, NoCode> {
+        if !self.assisted {
+            return Err(NoCode::NotAssisted);
+        }
+        if self.ended {
+            return Err(NoCode::Cancelled);
+        }
+        if self.request.is_none() {
+            self.open(descriptor).await?;
+        }
+        let Some(request) = self.request.clone() else {
+            return Err(NoCode::Cancelled);
+        };
+        let waiter = match self.waiter.take() {
+            Some(w) => w,
+            None => self.assistance.rearm(request.id),
+        };
+        self.guard.set_phase(Phase::AwaitingCode);
+        let clock = self.assistance.clock().clone();
+        let got = tokio::select! {
+            code = waiter.recv() => code.map_err(|_| NoCode::Cancelled),
+            _ = clock.sleep_until(request.expires_at) => {
+                let user = self.acc.account.user_id;
+                if let Err(e) = self.assistance.close(request.id, user, AssistanceStatus::Expired, Some("timeout")).await {
+                    tracing::warn!(error = %e, "could not expire the assistance request");
+                }
+                self.request = None;
+                self.ended = true;
+                Err(NoCode::Expired)
+            }
+            _ = self.cancel.cancelled() => Err(NoCode::Cancelled),
+        };
+        self.guard.set_phase(Phase::Starting);
+        got
+    }
+
+    async fn rejected(&mut self) {
+        let Some(request) = &self.request else { return };
+        // Registered again before the new attempt count is visible, so the next code finds us.
+        self.waiter = Some(self.assistance.rearm(request.id));
+        match self
+            .assistance
+            .code_rejected(request.id, self.acc.account.user_id)
+            .await
+        {
+            Ok(Some(row)) => self.request = Some(row),
+            Ok(None) => {
+                // Closed meanwhile (killed, deleted): no further code will come.
+                self.request = None;
+                self.waiter = None;
+                self.ended = true;
+            }
+            Err(e) => tracing::warn!(error = %e, "could not count the rejected code"),
+        }
+    }
+}

@@ -1,0 +1,544 @@
+//! The engine: runs bank sessions. A scheduler starts one-shot sessions every `scrape_interval`
+//! and keeps persistent sessions alive (reading every `poll_interval`, logging in again when
+//! the bank drops them); sessions run in a bounded pool, each holding a lease row in the
+//! database so exactly one instance drives an account. Retryable failures are retried with
+//! backoff; fatal ones block the account (skip-on-fatal) until `restart`.
+//!
+//! Assisted login (SPEC §6): when the bank asks for a code, the session opens an assistance
+//! request and waits for the code as a suspended future (see [`codes::EngineCodes`]).
+
+mod codes;
+pub mod connector;
+pub mod sandbox;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand::Rng;
+use reconbanker_store::{now, AccountId, EngineAccount, RunId, RunRow, Store, StoreResult, UserId};
+use serde_json::json;
+use tokio::sync::{Notify, Semaphore};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::assistance::Assistance;
+use crate::crypto::Sealer;
+use crate::events::{Event, EventBus};
+use crate::http::config_doc::{self, SessionType};
+use crate::sessions::{LiveGuard, LiveSessions, Phase};
+use codes::EngineCodes;
+use connector::{BankConnector, BankSession, ConnectorError, Credentials, Fatal};
+
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// How often a one-shot account is read (20 min).
+    pub scrape_interval: Duration,
+    /// How often a persistent session reads (60 s); also the pause before a persistent session
+    /// that ended is started again.
+    pub poll_interval: Duration,
+    /// Sessions running at once (waiting logins included).
+    pub max_sessions: usize,
+    /// Retries of a retryable failure within one session.
+    pub retry_attempts: u32,
+    /// First retry delay; doubled each time, with jitter.
+    pub retry_backoff: Duration,
+    /// How long a session lease lasts without renewal.
+    pub lease_ttl: Duration,
+    /// How often the scheduler looks at the accounts.
+    pub scan_interval: Duration,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            scrape_interval: Duration::from_secs(20 * 60),
+            poll_interval: Duration::from_secs(60),
+            max_sessions: 1000,
+            retry_attempts: 3,
+            retry_backoff: Duration::from_secs(2),
+            lease_ttl: Duration::from_secs(30),
+            scan_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The services the engine works with.
+pub struct EngineDeps {
+    pub store: Arc<dyn Store>,
+    pub assistance: Arc<Assistance>,
+    pub sessions: LiveSessions,
+    pub bus: Arc<dyn EventBus>,
+    pub sealer: Sealer,
+    /// bank code → connector.
+    pub connectors: HashMap<String, Arc<dyn BankConnector>>,
+    /// This instance's name on session leases.
+    pub owner: String,
+}
+
+#[derive(Clone)]
+struct Live {
+    cancel: CancellationToken,
+    /// Wakes a persistent session to read now.
+    poke: Arc<Notify>,
+}
+
+struct Inner {
+    deps: EngineDeps,
+    cfg: EngineConfig,
+    live: Mutex<HashMap<AccountId, Live>>,
+    last_started: Mutex<HashMap<AccountId, Instant>>,
+    pool: Arc<Semaphore>,
+    wake: Notify,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+}
+
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+/// Where a session failed, for the event name.
+#[derive(Clone, Copy)]
+enum Stage {
+    Login,
+    Scrape,
+}
+
+impl Engine {
+    pub fn new(deps: EngineDeps, cfg: EngineConfig) -> Self {
+        let pool = Arc::new(Semaphore::new(cfg.max_sessions.max(1)));
+        Self {
+            inner: Arc::new(Inner {
+                deps,
+                cfg,
+                live: Mutex::new(HashMap::new()),
+                last_started: Mutex::new(HashMap::new()),
+                pool,
+                wake: Notify::new(),
+                shutdown: CancellationToken::new(),
+                tasks: TaskTracker::new(),
+            }),
+        }
+    }
+
+    /// Runs the scheduler until [`Engine::shutdown`].
+    pub fn start(&self) {
+        let inner = self.inner.clone();
+        self.inner.tasks.spawn(async move { inner.scheduler().await });
+    }
+
+    /// Stops every session (their pending requests are cancelled) and waits for them.
+    pub async fn shutdown(&self) {
+        self.inner.shutdown.cancel();
+        self.inner.tasks.close();
+        if tokio::time::timeout(Duration::from_secs(10), self.inner.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("sessions did not stop within 10 s");
+        }
+    }
+
+    /// `POST /accounts/:id/scrape`: run a session now (a live persistent session reads now).
+    pub fn scrape_now(&self, account: AccountId) {
+        if let Some(live) = self.live(account) {
+            live.poke.notify_one();
+            return;
+        }
+        self.inner.spawn_session(account);
+    }
+
+    /// `POST /accounts/:id/restart`: clear the fatal block and run a session.
+    pub async fn restart(&self, account: AccountId) -> StoreResult<()> {
+        self.inner.deps.store.set_scrape_block(account, None).await?;
+        self.scrape_now(account);
+        Ok(())
+    }
+
+    /// `POST /accounts/:id/reactivate`: (re)start the account's session if none is live.
+    pub fn reactivate(&self, account: AccountId) {
+        self.inner.spawn_session(account);
+    }
+
+    /// Stops the live session (if any) and cancels pending assistance with `reason`.
+    /// Returns whether a session was live.
+    pub async fn kill(&self, account: AccountId, user: UserId, reason: &str) -> StoreResult<bool> {
+        // Close the request with the caller's reason first: the waiting login then finds it
+        // closed (and would otherwise close it itself as plain "killed").
+        self.inner
+            .deps
+            .assistance
+            .cancel_for_account(account, user, reason)
+            .await?;
+        let live = self
+            .inner
+            .live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&account);
+        if let Some(l) = &live {
+            l.cancel.cancel();
+        }
+        Ok(live.is_some())
+    }
+
+    pub fn is_live(&self, account: AccountId) -> bool {
+        self.live(account).is_some()
+    }
+
+    fn live(&self, account: AccountId) -> Option<Live> {
+        self.inner
+            .live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&account)
+            .cloned()
+    }
+}
+
+/// Exponential backoff with ±25 % jitter.
+fn backoff(base: Duration, attempt: u32) -> Duration {
+    let exp = base.saturating_mul(1 << attempt.min(16));
+    let jitter = rand::thread_rng().gen_range(0.75..1.25);
+    exp.mul_f64(jitter)
+}
+
+impl Inner {
+    fn publish(&self, kind: &'static str, acc: &EngineAccount, data: serde_json::Value) {
+        self.deps
+            .bus
+            .publish(Event::new(kind, acc.account.user_id, acc.account.id, data));
+    }
+
+    /// Starts a session task unless one is live; returns whether one is live now.
+    fn spawn_session(self: &Arc<Self>, account: AccountId) -> bool {
+        if self.shutdown.is_cancelled() {
+            return false;
+        }
+        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        if live.contains_key(&account) {
+            return true;
+        }
+        let entry = Live {
+            cancel: self.shutdown.child_token(),
+            poke: Arc::new(Notify::new()),
+        };
+        live.insert(account, entry.clone());
+        drop(live);
+        self.last_started
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(account, Instant::now());
+        let inner = self.clone();
+        self.tasks.spawn(async move {
+            inner.run_account(account, &entry).await;
+            let mut live = inner.live.lock().unwrap_or_else(|p| p.into_inner());
+            // Only our own entry: a kill may have removed it and a new session replaced it.
+            if live.get(&account).is_some_and(|l| Arc::ptr_eq(&l.poke, &entry.poke)) {
+                live.remove(&account);
+            }
+        });
+        true
+    }
+
+    async fn scheduler(self: Arc<Self>) {
+        loop {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                _ = tokio::time::sleep(self.cfg.scan_interval) => {}
+                _ = self.wake.notified() => {}
+            }
+            let accounts = match self.deps.store.engine_accounts().await {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "scheduler could not list accounts");
+                    continue;
+                }
+            };
+            for acc in accounts {
+                if let Some(persistent) = self.due(&acc) {
+                    tracing::debug!(account = %acc.account.id, persistent, "scheduled session");
+                    self.spawn_session(acc.account.id);
+                }
+            }
+        }
+    }
+
+    /// Whether the scheduler should start the account now (`Some(persistent)`).
+    fn due(&self, acc: &EngineAccount) -> Option<bool> {
+        if acc.account.scrape_blocked_at.is_some() {
+            return None;
+        }
+        let (settings, secrets) = config_doc::decode(acc.config.as_ref(), &self.deps.sealer).ok()?;
+        if secrets.bank_username.is_none() || secrets.bank_password.is_none() {
+            return None;
+        }
+        let persistent = settings.session_type == SessionType::Persistent;
+        let id = acc.account.id;
+        let mut last = self.last_started.lock().unwrap_or_else(|p| p.into_inner());
+        let wait = if persistent {
+            self.cfg.poll_interval
+        } else {
+            self.cfg.scrape_interval
+        };
+        match last.get(&id) {
+            // First sight: persistent sessions start now; one-shot accounts wait one interval.
+            None if persistent => Some(true),
+            None => {
+                last.insert(id, Instant::now());
+                None
+            }
+            Some(t) if t.elapsed() >= wait => Some(persistent),
+            Some(_) => None,
+        }
+    }
+
+    async fn run_account(self: &Arc<Self>, id: AccountId, live: &Live) {
+        let Ok(_permit) = self.pool.clone().acquire_owned().await else {
+            return;
+        };
+        let acc = match self.deps.store.engine_account(id).await {
+            Ok(Some(acc)) => acc,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, account = %id, "could not load account for a session");
+                return;
+            }
+        };
+        let ttl = chrono::Duration::from_std(self.cfg.lease_ttl).unwrap_or(chrono::Duration::seconds(30));
+        match self
+            .deps
+            .store
+            .acquire_lease(id, &self.deps.owner, now() + ttl, now())
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::info!(account = %id, "another instance holds the session lease");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, account = %id, "could not take the session lease");
+                return;
+            }
+        }
+        let renew = self.clone().renew_lease(id, live.cancel.clone());
+        let renewer = tokio::spawn(renew);
+        let guard = self.deps.sessions.enter(id);
+        let reason = self.drive(&acc, live, &guard).await;
+        drop(guard);
+        renewer.abort();
+        if let Err(e) = self.deps.store.release_lease(id, &self.deps.owner).await {
+            tracing::warn!(error = %e, account = %id, "could not release the session lease");
+        }
+        self.publish("session.stopped", &acc, json!({ "reason": reason }));
+    }
+
+    async fn renew_lease(self: Arc<Self>, id: AccountId, cancel: CancellationToken) {
+        let ttl = chrono::Duration::from_std(self.cfg.lease_ttl).unwrap_or(chrono::Duration::seconds(30));
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(self.cfg.lease_ttl / 3) => {}
+            }
+            match self
+                .deps
+                .store
+                .acquire_lease(id, &self.deps.owner, now() + ttl, now())
+                .await
+            {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::warn!(account = %id, "lost the session lease; stopping the session");
+                    cancel.cancel();
+                    return;
+                }
+                Err(e) => tracing::warn!(error = %e, account = %id, "could not renew the session lease"),
+            }
+        }
+    }
+
+    /// One session: logins, reads, retries. Returns why it stopped.
+    async fn drive(self: &Arc<Self>, acc: &EngineAccount, live: &Live, guard: &LiveGuard) -> String {
+        let (settings, secrets) = match config_doc::decode(acc.config.as_ref(), &self.deps.sealer) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, account = %acc.account.id, "account config unreadable");
+                return "config_unreadable".into();
+            }
+        };
+        let persistent = settings.session_type == SessionType::Persistent;
+        let kind = if persistent { "persistent" } else { "one-shot" };
+        self.publish("session.started", acc, json!({ "kind": kind }));
+        let mut failures = 0u32;
+        loop {
+            let mut run = RunRow {
+                id: RunId::new(),
+                account_id: acc.account.id,
+                kind: kind.into(),
+                started_at: now(),
+                ended_at: None,
+                outcome: "running".into(),
+                failure_reason: None,
+                movements_read: 0,
+                new_movements: 0,
+            };
+            if let Err(e) = self.deps.store.create_run(&run).await {
+                tracing::warn!(error = %e, "could not record the run");
+            }
+            guard.set_phase(Phase::Starting);
+            let creds = match (&secrets.bank_username, &secrets.bank_password) {
+                (Some(u), Some(p)) => Ok(Credentials {
+                    username: u.clone(),
+                    password: p.clone(),
+                }),
+                _ => Err((Stage::Login, ConnectorError::Fatal(Fatal::NotConfigured))),
+            };
+            let result = match creds {
+                Ok(creds) => {
+                    self.session(acc, settings.login_mode, &creds, persistent, live, guard, &mut run)
+                        .await
+                }
+                Err(e) => Err(e),
+            };
+            let (outcome, reason) = match &result {
+                Ok(()) => ("succeeded", None),
+                Err((_, ConnectorError::Cancelled)) => ("cancelled", Some("killed".to_owned())),
+                Err((_, ConnectorError::SessionExpired)) => ("succeeded", Some("bank_dropped_session".to_owned())),
+                Err((_, ConnectorError::Fatal(f))) => ("failed", Some(f.as_str().to_owned())),
+                Err((_, ConnectorError::Retryable(m))) => ("failed", Some(format!("retryable: {m}"))),
+            };
+            run.outcome = outcome.into();
+            run.failure_reason = reason.clone();
+            run.ended_at = Some(now());
+            if let Err(e) = self.deps.store.finish_run(&run).await {
+                tracing::warn!(error = %e, "could not record the end of the run");
+            }
+            match result {
+                Ok(()) => return "completed".into(),
+                Err((_, ConnectorError::Cancelled)) => {
+                    return if self.shutdown.is_cancelled() {
+                        "shutdown".into()
+                    } else {
+                        "killed".into()
+                    };
+                }
+                Err((_, ConnectorError::SessionExpired)) => {
+                    // The bank dropped a persistent session: log in again at once.
+                    tracing::info!(account = %acc.account.id, "bank dropped the session; logging in again");
+                    failures = 0;
+                    continue;
+                }
+                Err((stage, ConnectorError::Fatal(f))) => {
+                    let reason = f.as_str();
+                    self.fail_event(acc, stage, reason);
+                    if let Err(e) = self
+                        .deps
+                        .store
+                        .set_scrape_block(acc.account.id, Some((now(), reason)))
+                        .await
+                    {
+                        tracing::warn!(error = %e, "could not record the fatal block");
+                    }
+                    guard.set_phase(Phase::NeedsAttention);
+                    self.publish("session.needs_attention", acc, json!({ "reason": reason }));
+                    return reason.into();
+                }
+                Err((stage, ConnectorError::Retryable(m))) => {
+                    self.fail_event(acc, stage, &format!("retryable: {m}"));
+                    failures += 1;
+                    if failures > self.cfg.retry_attempts {
+                        return "retries_exhausted".into();
+                    }
+                    let wait = backoff(self.cfg.retry_backoff, failures - 1);
+                    tokio::select! {
+                        _ = live.cancel.cancelled() => return "killed".into(),
+                        _ = tokio::time::sleep(wait) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    fn fail_event(&self, acc: &EngineAccount, stage: Stage, reason: &str) {
+        let kind = match stage {
+            Stage::Login => "login.failed",
+            Stage::Scrape => "scrape.failed",
+        };
+        self.publish(kind, acc, json!({ "reason": reason }));
+    }
+
+    /// Logs in (asking for codes as needed), then reads once (one-shot) or keeps reading
+    /// (persistent) until stopped.
+    #[allow(clippy::too_many_arguments)]
+    async fn session(
+        self: &Arc<Self>,
+        acc: &EngineAccount,
+        mode: config_doc::LoginMode,
+        creds: &Credentials,
+        persistent: bool,
+        live: &Live,
+        guard: &LiveGuard,
+        run: &mut RunRow,
+    ) -> Result<(), (Stage, ConnectorError)> {
+        let connector = self.deps.connectors.get(&acc.account.bank_code).cloned().ok_or((
+            Stage::Login,
+            ConnectorError::Retryable("no connector for this bank".into()),
+        ))?;
+        let assisted = mode == config_doc::LoginMode::Assisted;
+        let mut codes = EngineCodes::new(&self.deps.assistance, acc, assisted, &live.cancel, guard);
+        let login = tokio::select! {
+            r = connector.login(creds, &mut codes) => r,
+            _ = live.cancel.cancelled() => Err(ConnectorError::Cancelled),
+        };
+        codes.finish(login.as_ref().err()).await;
+        let mut session: Box<dyn BankSession> = login.map_err(|e| (Stage::Login, e))?;
+        self.publish("login.succeeded", acc, json!({}));
+        guard.set_phase(Phase::Running);
+        loop {
+            let read = tokio::select! {
+                r = session.read_movements() => r,
+                _ = live.cancel.cancelled() => Err(ConnectorError::Cancelled),
+            };
+            let movements = match read {
+                Ok(m) => m,
+                Err(ConnectorError::Cancelled) => {
+                    let _ = session.logout().await;
+                    return Err((Stage::Scrape, ConnectorError::Cancelled));
+                }
+                Err(e) => return Err((Stage::Scrape, e)),
+            };
+            let new = self
+                .deps
+                .store
+                .insert_movements(acc.account.id, &movements, now())
+                .await
+                .map_err(|e| {
+                    (
+                        Stage::Scrape,
+                        ConnectorError::Retryable(format!("storing movements: {e}")),
+                    )
+                })?;
+            run.movements_read += movements.len() as i32;
+            run.new_movements += new as i32;
+            self.publish("scrape.succeeded", acc, json!({ "new_movements": new }));
+            if !persistent {
+                if let Err(e) = session.logout().await {
+                    tracing::debug!(error = %e, "logout failed");
+                }
+                return Ok(());
+            }
+            tokio::select! {
+                _ = live.cancel.cancelled() => {
+                    let _ = session.logout().await;
+                    return Err((Stage::Scrape, ConnectorError::Cancelled));
+                }
+                _ = tokio::time::sleep(self.cfg.poll_interval) => {}
+                _ = live.poke.notified() => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,513 @@
+//! Bank sessions and assisted login end to end, against the real sandbox bank on port 0
+//! (SPEC §5, §6, §10). Tests wait on the app's events, never on sleeps; assistance expiry is
+//! driven by the injected manual clock.
+
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use sandbox_bank::BankConfig;
+use serde_json::{json, Value};
+
+use crate::harness::{BankFixture, TestApp};
+
+fn assisted() -> Value {
+    json!({"login_mode": "assisted"})
+}
+
+#[tokio::test]
+async fn simple_login_reads_movements_and_stores_them_once() {
+    let f = BankFixture::new().await;
+    let id = f.account("user_good", "pass_good", json!({})).await;
+    let expected = f.bank.movements_of("user_good").len();
+    assert!(expected > 0);
+    let mut events = f.app.events();
+    let r = f.post(&format!("/accounts/{id}/scrape")).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    assert_eq!(r.body, json!({"queued": true}));
+    let e = events.next(&id, "scrape.succeeded").await;
+    assert_eq!(e.data["new_movements"], expected);
+    events.next(&id, "session.stopped").await;
+
+    let list = f.app.get(&format!("/accounts/{id}/movements"), &f.token).await;
+    let rows = list.body.as_array().expect("array").clone();
+    assert_eq!(rows.len(), expected);
+    let first = &rows[0];
+    for field in [
+        "id",
+        "amount",
+        "currency",
+        "name",
+        "description",
+        "received_at",
+        "read_at",
+    ] {
+        assert!(first.get(field).is_some(), "{field} in {first}");
+    }
+    let dates: Vec<&str> = rows.iter().map(|m| m["received_at"].as_str().expect("date")).collect();
+    assert!(dates.windows(2).all(|w| w[0] >= w[1]), "newest first: {dates:?}");
+
+    // Read twice, stored once.
+    f.post(&format!("/accounts/{id}/scrape")).await;
+    let e = events.next(&id, "scrape.succeeded").await;
+    assert_eq!(e.data["new_movements"], 0);
+    events.next(&id, "session.stopped").await;
+    let again = f
+        .app
+        .get(&format!("/accounts/{id}/movements?limit=500"), &f.token)
+        .await;
+    assert_eq!(again.body.as_array().expect("array").len(), expected);
+
+    let runs = f.app.get(&format!("/accounts/{id}/runs"), &f.token).await;
+    let runs = runs.body.as_array().expect("runs").clone();
+    assert_eq!(runs.len(), 2);
+    assert_eq!(runs[0]["outcome"], "succeeded");
+    assert_eq!(runs[0]["new_movements"], 0);
+    assert_eq!(runs[1]["new_movements"], expected);
+    assert_eq!(runs[1]["movements_read"], expected);
+    assert!(runs[0]["ended_at"].is_string());
+}
+
+#[tokio::test]
+async fn assisted_login_through_v1_to_the_letter() {
+    let f = BankFixture::new().await;
+    let id = f.account("user_otp", "pass_otp", assisted()).await;
+    let key = f.app.key(&f.token, &["otp:write", "status:read"], None).await;
+    let status = format!("/v1/accounts/{id}/status");
+    let otp = format!("/v1/accounts/{id}/otp");
+    let mut events = f.app.events();
+    f.post(&format!("/accounts/{id}/scrape")).await;
+
+    let requested = events.next(&id, "assistance.requested").await;
+    assert_eq!(requested.data["attempts"], 0);
+    assert_eq!(
+        requested.data["descriptor"],
+        json!({"length": 6, "type": "numeric", "purpose": "login"})
+    );
+    let s = f.app.v1(Method::GET, &status, &key, None).await;
+    let pending = s.body["pending_assistance"].clone();
+    let request_id = pending["id"].as_str().expect("pending").to_owned();
+    assert_eq!(requested.data["requestId"], request_id);
+    assert_eq!(s.body["session_running"], true);
+    assert_eq!(pending["type"], "otp");
+    assert_eq!(
+        pending["descriptor"],
+        json!({"length": 6, "type": "numeric", "purpose": "login"})
+    );
+    assert_eq!(pending["attempts"], 0);
+    let acc = f.app.get(&format!("/accounts/{id}"), &f.token).await;
+    assert_eq!(acc.body["sessionStatus"], "awaiting_code");
+
+    // Wrong code: the same request stays pending with attempts 1, announced again.
+    let mut bank_otps = f.bank.subscribe_otp();
+    let r = f
+        .app
+        .v1(Method::POST, &otp, &key, Some(json!({"code": "000000"})))
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    assert!(!bank_otps.recv().await.expect("bank judged it").accepted);
+    let again = events.next(&id, "assistance.requested").await;
+    assert_eq!(again.data["attempts"], 1);
+    assert_eq!(again.data["requestId"], request_id);
+    let s = f.app.v1(Method::GET, &status, &key, None).await;
+    assert_eq!(s.body["pending_assistance"]["id"], request_id.as_str());
+    assert_eq!(s.body["pending_assistance"]["attempts"], 1);
+
+    // A code that cannot match the descriptor is refused here and spends no bank attempt.
+    let judged = f.bank.stats().otp_submissions;
+    for bad in ["12345", "abcdef", "1234567"] {
+        let r = f.app.v1(Method::POST, &otp, &key, Some(json!({"code": bad}))).await;
+        r.assert_v1_error(400, "VALIDATION_ERROR");
+    }
+    assert_eq!(f.bank.stats().otp_submissions, judged, "no bank attempt burned");
+
+    // Right code: fulfilled, movements read, nothing pending.
+    let r = f
+        .app
+        .v1(
+            Method::POST,
+            &otp,
+            &key,
+            Some(json!({"code": "123456", "request_id": request_id})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    assert_eq!(r.body, json!({"submitted": true, "request_id": request_id}));
+    let fulfilled = events.next(&id, "assistance.fulfilled").await;
+    assert_eq!(fulfilled.data["requestId"], request_id);
+    events.next(&id, "login.succeeded").await;
+    let scraped = events.next(&id, "scrape.succeeded").await;
+    assert!(scraped.data["new_movements"].as_u64().expect("count") > 0);
+    events.next(&id, "session.stopped").await;
+    let s = f.app.v1(Method::GET, &status, &key, None).await;
+    assert_eq!(s.body["pending_assistance"], Value::Null);
+    assert_eq!(s.body["session_running"], false);
+    let row = f
+        .app
+        .state
+        .store
+        .assistance_by_id(request_id.parse().expect("uuid"))
+        .await
+        .expect("db")
+        .expect("row");
+    assert_eq!(row.status, reconbanker_store::AssistanceStatus::Fulfilled);
+    assert_eq!(row.attempts, 1);
+    let movements = f.app.get(&format!("/accounts/{id}/movements"), &f.token).await;
+    assert!(!movements.body.as_array().expect("array").is_empty());
+}
+
+#[tokio::test]
+async fn alphanumeric_codes_through_the_dashboard() {
+    let f = BankFixture::new().await;
+    let id = f.account("user_alnum", "pass_alnum", assisted()).await;
+    let mut events = f.app.events();
+    f.post(&format!("/accounts/{id}/scrape")).await;
+    let requested = events.next(&id, "assistance.requested").await;
+    assert_eq!(requested.data["descriptor"]["type"], "alphanumeric");
+    assert_eq!(requested.data["descriptor"]["length"], 8);
+    let pending = f.app.get(&format!("/accounts/{id}/otp"), &f.token).await;
+    assert_eq!(pending.body["descriptor"]["length"], 8);
+    assert_eq!(pending.body["attempts"], 0);
+    let path = format!("/accounts/{id}/otp");
+    f.app
+        .json(Method::POST, &path, Some(&f.token), Some(json!({"code": "AB12-D34"})))
+        .await
+        .assert_api_error(400, "VALIDATION_ERROR");
+    let r = f
+        .app
+        .json(Method::POST, &path, Some(&f.token), Some(json!({"code": "AB12CD34"})))
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    events.next(&id, "assistance.fulfilled").await;
+    events.next(&id, "scrape.succeeded").await;
+    assert_eq!(f.app.get(&path, &f.token).await.body, Value::Null);
+}
+
+#[tokio::test]
+async fn three_wrong_codes_lock_the_login_and_restart_clears_the_block() {
+    let f = BankFixture::new().await;
+    let id = f.account("user_otp", "pass_otp", assisted()).await;
+    let key = f.app.key(&f.token, &["otp:write"], None).await;
+    let otp = format!("/v1/accounts/{id}/otp");
+    let mut events = f.app.events();
+    f.post(&format!("/accounts/{id}/scrape")).await;
+    let first = events.next(&id, "assistance.requested").await;
+    for attempt in 1..=3 {
+        let r = f
+            .app
+            .v1(Method::POST, &otp, &key, Some(json!({"code": "000000"})))
+            .await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "attempt {attempt}: {}", r.text);
+        if attempt < 3 {
+            let e = events.next(&id, "assistance.requested").await;
+            assert_eq!(e.data["attempts"], attempt);
+        }
+    }
+    let cancelled = events.next(&id, "assistance.cancelled").await;
+    assert_eq!(cancelled.data["requestId"], first.data["requestId"]);
+    assert_eq!(cancelled.data["reason"], "otp_rejected");
+    let failed = events.next(&id, "login.failed").await;
+    assert_eq!(failed.data["reason"], "otp_rejected");
+    events.next(&id, "session.needs_attention").await;
+    events.next(&id, "session.stopped").await;
+    let acc = f.app.get(&format!("/accounts/{id}"), &f.token).await;
+    assert_eq!(acc.body["scrapeBlockedReason"], "otp_rejected");
+    assert!(acc.body["scrapeBlockedAt"].is_string());
+    assert_eq!(acc.body["sessionStatus"], "needs_attention");
+    f.app
+        .v1(Method::POST, &otp, &key, Some(json!({"code": "123456"})))
+        .await
+        .assert_v1_error(409, "NO_PENDING_ASSISTANCE");
+
+    // restart clears the block and runs a session: a new request, not the old one.
+    let r = f.post(&format!("/accounts/{id}/restart")).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    assert_eq!(r.body, json!({"queued": true}));
+    let fresh = events.next(&id, "assistance.requested").await;
+    assert_ne!(fresh.data["requestId"], first.data["requestId"]);
+    let acc = f.app.get(&format!("/accounts/{id}"), &f.token).await;
+    assert_eq!(acc.body["scrapeBlockedAt"], Value::Null);
+    assert_eq!(acc.body["scrapeBlockedReason"], Value::Null);
+}
+
+#[tokio::test]
+async fn no_code_before_the_timeout_expires_the_request() {
+    let f = BankFixture::new().await;
+    let id = f.account("user_otp", "pass_otp", assisted()).await;
+    let mut events = f.app.events();
+    f.post(&format!("/accounts/{id}/scrape")).await;
+    let requested = events.next(&id, "assistance.requested").await;
+    // Injected time: five minutes pass at once.
+    f.clock.advance(Duration::from_secs(5 * 60));
+    let expired = events.next(&id, "assistance.expired").await;
+    assert_eq!(expired.data["requestId"], requested.data["requestId"]);
+    let failed = events.next(&id, "login.failed").await;
+    assert_eq!(failed.data["reason"], "assistance_expired");
+    events.next(&id, "session.stopped").await;
+    let acc = f.app.get(&format!("/accounts/{id}"), &f.token).await;
+    assert_eq!(
+        acc.body["scrapeBlockedReason"], "assistance_expired",
+        "an expired assisted login is fatal"
+    );
+    let row = f
+        .app
+        .state
+        .store
+        .assistance_by_id(requested.data["requestId"].as_str().expect("id").parse().expect("uuid"))
+        .await
+        .expect("db")
+        .expect("row");
+    assert_eq!(row.status, reconbanker_store::AssistanceStatus::Expired);
+    assert_eq!(f.bank.stats().otp_submissions, 0);
+}
+
+#[tokio::test]
+async fn kill_cancels_and_a_later_code_is_409() {
+    let f = BankFixture::new().await;
+    let id = f.account("user_otp", "pass_otp", assisted()).await;
+    let key = f.app.key(&f.token, &["otp:write", "status:read"], None).await;
+    let mut events = f.app.events();
+    f.post(&format!("/accounts/{id}/scrape")).await;
+    events.next(&id, "assistance.requested").await;
+    let r = f.post(&format!("/accounts/{id}/kill")).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    assert_eq!(r.body, json!({"killed": true}));
+    let cancelled = events.next(&id, "assistance.cancelled").await;
+    assert_eq!(cancelled.data["reason"], "killed");
+    let stopped = events.next(&id, "session.stopped").await;
+    assert_eq!(stopped.data["reason"], "killed");
+    f.app
+        .v1(
+            Method::POST,
+            &format!("/v1/accounts/{id}/otp"),
+            &key,
+            Some(json!({"code": "123456"})),
+        )
+        .await
+        .assert_v1_error(409, "NO_PENDING_ASSISTANCE");
+    let s = f
+        .app
+        .v1(Method::GET, &format!("/v1/accounts/{id}/status"), &key, None)
+        .await;
+    assert_eq!(s.body["session_running"], false);
+    assert_eq!(s.body["pending_assistance"], Value::Null);
+    let acc = f.app.get(&format!("/accounts/{id}"), &f.token).await;
+    assert_eq!(
+        acc.body["scrapeBlockedAt"],
+        Value::Null,
+        "a kill is not a fatal failure"
+    );
+    assert_eq!(
+        f.post(&format!("/accounts/{id}/kill")).await.body,
+        json!({"killed": false})
+    );
+}
+
+#[tokio::test]
+async fn deleting_an_account_mid_login_cancels_it() {
+    let f = BankFixture::new().await;
+    let id = f.account("user_otp", "pass_otp", assisted()).await;
+    let mut events = f.app.events();
+    f.post(&format!("/accounts/{id}/scrape")).await;
+    events.next(&id, "assistance.requested").await;
+    let r = f
+        .app
+        .json(
+            Method::DELETE,
+            &format!("/accounts/{id}"),
+            Some(&f.token),
+            Some(json!({"confirmation_name": "user_otp"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+    let cancelled = events.next(&id, "assistance.cancelled").await;
+    assert_eq!(cancelled.data["reason"], "account_deleted");
+    events.next(&id, "session.stopped").await;
+    assert!(!f.app.state.sessions.is_running(id.parse().expect("uuid")));
+}
+
+#[tokio::test]
+async fn a_flaky_bank_is_retried_without_a_block() {
+    let f = BankFixture::new().await;
+    let id = f.account("user_flaky", "pass_flaky", json!({})).await;
+    let mut events = f.app.events();
+    f.post(&format!("/accounts/{id}/scrape")).await;
+    let failed = events.next(&id, "login.failed").await;
+    assert!(
+        failed.data["reason"].as_str().expect("reason").starts_with("retryable"),
+        "{}",
+        failed.data
+    );
+    events.next(&id, "login.succeeded").await;
+    events.next(&id, "scrape.succeeded").await;
+    events.next(&id, "session.stopped").await;
+    let acc = f.app.get(&format!("/accounts/{id}"), &f.token).await;
+    assert_eq!(acc.body["scrapeBlockedAt"], Value::Null);
+    assert!(f.bank.stats().server_errors >= 1);
+    let runs = f.app.get(&format!("/accounts/{id}/runs"), &f.token).await;
+    let outcomes: Vec<&str> = runs
+        .body
+        .as_array()
+        .expect("runs")
+        .iter()
+        .map(|r| r["outcome"].as_str().expect("o"))
+        .collect();
+    assert_eq!(outcomes, ["succeeded", "failed"], "newest first");
+}
+
+#[tokio::test]
+async fn fatal_failures_block_the_account() {
+    let f = BankFixture::new().await;
+    for (user, password, extra, reason) in [
+        ("user_good", "wrong-password", json!({}), "bad_credentials"),
+        ("user_locked", "pass_locked", json!({}), "account_locked"),
+        (
+            "user_otp",
+            "pass_otp",
+            json!({"login_mode": "simple"}),
+            "second_factor_required",
+        ),
+    ] {
+        let id = f.account(user, password, extra).await;
+        let mut events = f.app.events();
+        f.post(&format!("/accounts/{id}/scrape")).await;
+        let failed = events.next(&id, "login.failed").await;
+        assert_eq!(failed.data["reason"], reason);
+        events.next(&id, "session.stopped").await;
+        let acc = f.app.get(&format!("/accounts/{id}"), &f.token).await;
+        assert_eq!(acc.body["scrapeBlockedReason"], reason);
+        assert_eq!(acc.body["sessionStatus"], "needs_attention");
+    }
+}
+
+#[tokio::test]
+async fn a_restart_with_a_login_pending_leaves_nothing_pending() {
+    let f = BankFixture::new().await;
+    let id = f.account("user_otp", "pass_otp", assisted()).await;
+    let key = f.app.key(&f.token, &["status:read"], None).await;
+    let mut events = f.app.events();
+    f.post(&format!("/accounts/{id}/scrape")).await;
+    let requested = events.next(&id, "assistance.requested").await;
+    let request_id: reconbanker_store::AssistanceRequestId =
+        requested.data["requestId"].as_str().expect("id").parse().expect("uuid");
+
+    let app = f.app.restart(reconbanker::AppOptions::default()).await;
+    let s = app
+        .v1(Method::GET, &format!("/v1/accounts/{id}/status"), &key, None)
+        .await;
+    assert_eq!(s.body["pending_assistance"], Value::Null, "{}", s.text);
+    assert_eq!(s.body["session_running"], false);
+    let row = app
+        .state
+        .store
+        .assistance_by_id(request_id)
+        .await
+        .expect("db")
+        .expect("row");
+    assert_eq!(row.status, reconbanker_store::AssistanceStatus::Cancelled);
+
+    // A process that died without shutting down leaves its request pending in the database:
+    // the next boot closes it as `process_restart`.
+    let user = app
+        .state
+        .store
+        .user_by_email("owner@example.com")
+        .await
+        .expect("db")
+        .expect("user");
+    let (orphan, _w) = app
+        .state
+        .assistance
+        .open(
+            id.parse().expect("uuid"),
+            user.id,
+            reconbanker_store::Descriptor {
+                length: 6,
+                kind: reconbanker_store::CodeKind::Numeric,
+                purpose: None,
+            },
+        )
+        .await
+        .expect("open");
+    std::mem::forget(_w);
+    let app = app.restart(reconbanker::AppOptions::default()).await;
+    let row = app
+        .state
+        .store
+        .assistance_by_id(orphan.id)
+        .await
+        .expect("db")
+        .expect("row");
+    assert_eq!(row.status, reconbanker_store::AssistanceStatus::Cancelled);
+    assert_eq!(row.reason.as_deref(), Some("process_restart"));
+    let s = app
+        .v1(Method::GET, &format!("/v1/accounts/{id}/status"), &key, None)
+        .await;
+    assert_eq!(s.body["pending_assistance"], Value::Null);
+}
+
+#[tokio::test]
+async fn persistent_sessions_read_new_movements_and_log_in_again() {
+    let f = BankFixture::with(&[("RECONBANKER_POLL_INTERVAL_SECS", "3600")], BankConfig::default()).await;
+    let id = f
+        .account("user_good", "pass_good", json!({"session_type": "persistent"}))
+        .await;
+    let interval = f.bank.config().movement_interval;
+    let mut events = f.app.events();
+    let r = f.post(&format!("/accounts/{id}/reactivate")).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    assert_eq!(r.body, json!({"started": true}));
+    let started = events.next(&id, "session.started").await;
+    assert_eq!(started.data["kind"], "persistent");
+    let first = events.next(&id, "scrape.succeeded").await;
+    let initial = first.data["new_movements"].as_u64().expect("n");
+    assert!(initial > 0);
+    let acc = f.app.get(&format!("/accounts/{id}"), &f.token).await;
+    assert_eq!(acc.body["sessionStatus"], "running");
+
+    // Two new movements appear at the bank; the live session reads them (scrape = read now).
+    f.bank.advance(interval * 2);
+    f.post(&format!("/accounts/{id}/scrape")).await;
+    let next = events.next(&id, "scrape.succeeded").await;
+    assert_eq!(next.data["new_movements"], 2);
+    let logins_before = f.bank.stats().logins_succeeded;
+
+    // The bank drops the session: the engine logs in again and keeps reading.
+    assert!(f.bank.drop_sessions("user_good") >= 1);
+    f.bank.advance(interval);
+    f.post(&format!("/accounts/{id}/scrape")).await;
+    events.next(&id, "login.succeeded").await;
+    let after = events.next(&id, "scrape.succeeded").await;
+    assert_eq!(after.data["new_movements"], 1);
+    assert_eq!(f.bank.stats().logins_succeeded, logins_before + 1);
+    let total = f
+        .app
+        .get(&format!("/accounts/{id}/movements?limit=500"), &f.token)
+        .await;
+    assert_eq!(total.body.as_array().expect("array").len() as u64, initial + 3);
+
+    let r = f.post(&format!("/accounts/{id}/kill")).await;
+    assert_eq!(r.body, json!({"killed": true}));
+    events.next(&id, "session.stopped").await;
+}
+
+#[tokio::test]
+async fn session_endpoints_are_tenant_scoped() {
+    let f = BankFixture::new().await;
+    let id = f.account("user_good", "pass_good", json!({})).await;
+    let other = f.app.user("other@example.com").await;
+    for (method, path) in [
+        (Method::POST, "scrape"),
+        (Method::POST, "restart"),
+        (Method::POST, "kill"),
+        (Method::POST, "reactivate"),
+        (Method::GET, "movements"),
+        (Method::GET, "runs"),
+    ] {
+        let r = f
+            .app
+            .json(method, &format!("/accounts/{id}/{path}"), Some(&other), None)
+            .await;
+        r.assert_api_error(404, "NOT_FOUND");
+    }
+    let _: &TestApp = &f.app;
+}
