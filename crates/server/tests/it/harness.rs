@@ -389,7 +389,6 @@ impl BankFixture {
             bank,
             clock,
             token,
-            bank_url,
         }
     }
 
