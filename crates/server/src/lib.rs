@@ -103,6 +103,8 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
 pub struct App {
     pub state: AppState,
     cancel: CancellationToken,
+    /// The embedded sandbox bank's listener, bound at build time (its URL is known then).
+    sandbox: Option<TcpListener>,
 }
 
 /// What tests (and embedders) may swap in.
@@ -132,17 +134,26 @@ fn instance_id(config: &Config) -> String {
     id
 }
 
-/// The sandbox bank's base URL for the connector, when there is one.
-pub fn sandbox_url(config: &Config) -> Option<url::Url> {
+/// Binds the embedded sandbox bank (when configured) and returns its listener and the URL the
+/// connector uses.
+async fn sandbox_endpoint(config: &Config) -> Result<(Option<TcpListener>, Option<url::Url>), StartError> {
     match &config.sandbox {
-        SandboxMode::Off => None,
-        SandboxMode::External(url) => Some(url.clone()),
+        SandboxMode::Off => Ok((None, None)),
+        SandboxMode::External(url) => Ok((None, Some(url.clone()))),
         SandboxMode::Embedded { port } => {
-            let host = match config.listen.ip() {
-                ip if ip.is_unspecified() => std::net::IpAddr::from([127, 0, 0, 1]),
-                ip => ip,
-            };
-            url::Url::parse(&format!("http://{}/", SocketAddr::new(host, *port))).ok()
+            let addr = SocketAddr::new(config.listen.ip(), *port);
+            let listener = TcpListener::bind(addr).await.map_err(|e| {
+                StartError::Other(format!(
+                    "cannot start the embedded sandbox bank on {addr}: {e} \
+                     (set RECONBANKER_SANDBOX_PORT, or RECONBANKER_SANDBOX_BANK=off)"
+                ))
+            })?;
+            let mut bound = listener.local_addr()?;
+            if bound.ip().is_unspecified() {
+                bound.set_ip(std::net::IpAddr::from([127, 0, 0, 1]));
+            }
+            let url = url::Url::parse(&format!("http://{bound}/")).map_err(|e| StartError::Other(e.to_string()))?;
+            Ok((Some(listener), Some(url)))
         }
     }
 }
@@ -160,7 +171,7 @@ impl App {
     pub async fn build_with(config: Config, options: AppOptions) -> Result<Self, StartError> {
         let secrets = Secrets::load_or_create(&config)?;
         let store = open_store(&config).await?;
-        let sandbox = sandbox_url(&config);
+        let (sandbox_listener, sandbox) = sandbox_endpoint(&config).await?;
         store
             .upsert_bank(&BankRow {
                 id: BankId::new(),
@@ -251,6 +262,7 @@ impl App {
         Ok(Self {
             state: AppState(Arc::new(inner)),
             cancel: CancellationToken::new(),
+            sandbox: sandbox_listener,
         })
     }
 
@@ -263,6 +275,17 @@ impl App {
     ) -> Result<(), StartError> {
         let state = self.state.clone();
         let background = tokio::spawn(background_loop(state.clone(), self.cancel.clone()));
+        if let Some(listener) = self.sandbox {
+            let addr = listener.local_addr()?;
+            tracing::info!(%addr, "embedded sandbox bank listening on http://{addr}");
+            let cancel = self.cancel.clone();
+            tokio::spawn(async move {
+                let bank = sandbox_bank::SandboxBank::new(sandbox_bank::BankConfig::default());
+                if let Err(e) = bank.serve(listener, async move { cancel.cancelled().await }).await {
+                    tracing::error!(error = %e, "the embedded sandbox bank stopped");
+                }
+            });
+        }
         state.engine.start();
         let router = http::router(state.clone());
         let served = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())

@@ -21,6 +21,12 @@ enum Command {
     Migrate,
     /// Print the OpenAPI document of the External API (/v1).
     Openapi,
+    /// Run only the sandbox bank (a bank website with scripted users).
+    SandboxBank {
+        /// Port to listen on (default: RECONBANKER_SANDBOX_PORT, else 3100).
+        #[arg(long)]
+        port: Option<u16>,
+    },
     /// Administration.
     Admin {
         #[command(subcommand)]
@@ -83,6 +89,24 @@ async fn main_inner(cli: Cli) -> Result<(), String> {
                 "reconbanker listening on http://{addr}"
             );
             reconbanker::run(config, listener, shutdown_signal())
+                .await
+                .map_err(|e| e.to_string())
+        }
+        Command::SandboxBank { port } => {
+            let config = Config::from_env().map_err(|e| e.to_string())?;
+            let port = match (port, &config.sandbox) {
+                (Some(p), _) => p,
+                (None, reconbanker::config::SandboxMode::Embedded { port }) => *port,
+                (None, _) => 3100,
+            };
+            let addr = std::net::SocketAddr::new(config.listen.ip(), port);
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+            let addr = listener.local_addr().map_err(|e| e.to_string())?;
+            tracing::info!(%addr, "sandbox bank listening on http://{addr}");
+            sandbox_bank::SandboxBank::new(sandbox_bank::BankConfig::default())
+                .serve(listener, shutdown_signal())
                 .await
                 .map_err(|e| e.to_string())
         }

@@ -2,12 +2,17 @@
 //! a scraper drives a real bank: a cookie jar, the login form (with its CSRF token), the OTP
 //! challenge page (whose `data-length` / `data-type` / `data-purpose` describe the code), and
 //! the movements view. It classifies every failure as fatal or retryable.
+//!
+//! One HTTP client (connection pool, TLS configuration) is shared by every login; each login
+//! has its own cookie jar, so thousands of waiting logins cost a jar each, not a client each.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use reconbanker_store::{CodeKind, Descriptor, NewMovement};
-use reqwest::header::LOCATION;
+use reqwest::cookie::{CookieStore, Jar};
+use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
 use reqwest::{redirect, StatusCode};
 use scraper::{Html, Selector};
 use serde::Deserialize;
@@ -17,18 +22,23 @@ use super::connector::{BankConnector, BankSession, CodeSource, ConnectorError, C
 
 pub struct SandboxConnector {
     base: Url,
-    timeout: Duration,
+    client: reqwest::Client,
 }
 
 impl SandboxConnector {
     /// `base` is the bank's root URL, e.g. `http://127.0.0.1:3100/`.
     pub fn new(base: Url, timeout: Duration) -> Self {
-        Self { base, timeout }
+        let client = reqwest::Client::builder()
+            .redirect(redirect::Policy::none())
+            .timeout(timeout)
+            .pool_max_idle_per_host(64)
+            .build()
+            .unwrap_or_default();
+        Self { base, client }
     }
 }
 
 fn retryable(e: reqwest::Error) -> ConnectorError {
-    // reqwest's message names the URL (no secrets in it) and the kind: timeout, connect, body.
     let kind = if e.is_timeout() {
         "timeout"
     } else if e.is_connect() {
@@ -43,23 +53,22 @@ fn server_error(status: StatusCode) -> ConnectorError {
     ConnectorError::Retryable(format!("bank answered {}", status.as_u16()))
 }
 
-fn selector(css: &str) -> Selector {
-    // The selectors are constants of this file; a typo is a bug caught by the tests.
-    Selector::parse(css).unwrap_or_else(|_| Selector::parse("*").unwrap_or_else(|_| unreachable!()))
+/// The first element matching `css` (the selectors are constants of this file: a typo is a bug
+/// the end-to-end tests catch, and reads as "not found").
+fn first<'a>(html: &'a Html, css: &str) -> Option<scraper::ElementRef<'a>> {
+    let selector = Selector::parse(css).ok()?;
+    html.select(&selector).next()
 }
 
 /// The `data-error` marker of a page, if any.
 fn page_error(html: &Html) -> Option<String> {
-    html.select(&selector("[data-error]"))
-        .next()
+    first(html, "[data-error]")
         .and_then(|e| e.value().attr("data-error"))
         .map(str::to_owned)
 }
 
 fn input_value(html: &Html, form: &str, name: &str) -> Option<String> {
-    let css = format!("{form} input[name=\"{name}\"]");
-    html.select(&selector(&css))
-        .next()
+    first(html, &format!("{form} input[name=\"{name}\"]"))
         .and_then(|e| e.value().attr("value"))
         .map(str::to_owned)
 }
@@ -70,98 +79,109 @@ struct Page {
     body: String,
 }
 
-async fn read(res: reqwest::Response) -> Result<Page, ConnectorError> {
-    let status = res.status();
-    let location = res
-        .headers()
-        .get(LOCATION)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let body = res.text().await.map_err(retryable)?;
-    if status.is_server_error() {
-        return Err(server_error(status));
-    }
-    Ok(Page { status, location, body })
-}
-
 fn redirected_to(page: &Page, path: &str) -> bool {
     page.status.is_redirection() && page.location.as_deref().is_some_and(|l| l.ends_with(path))
 }
 
-impl SandboxConnector {
+/// A login's HTTP: the shared client, this login's cookies, the bank's root.
+struct Browser {
+    client: reqwest::Client,
+    jar: Arc<Jar>,
+    base: Url,
+}
+
+impl Browser {
     fn url(&self, path: &str) -> Result<Url, ConnectorError> {
         self.base
             .join(path)
             .map_err(|_| ConnectorError::Retryable("bad bank URL".into()))
     }
 
-    async fn get(&self, client: &reqwest::Client, path: &str) -> Result<Page, ConnectorError> {
-        read(client.get(self.url(path)?).send().await.map_err(retryable)?).await
+    async fn send(&self, req: reqwest::RequestBuilder, url: &Url) -> Result<reqwest::Response, ConnectorError> {
+        let req = match self.jar.cookies(url) {
+            Some(cookies) => req.header(COOKIE, cookies),
+            None => req,
+        };
+        let res = req.send().await.map_err(retryable)?;
+        self.jar.set_cookies(&mut res.headers().get_all(SET_COOKIE).iter(), url);
+        Ok(res)
     }
 
-    async fn post(&self, client: &reqwest::Client, path: &str, form: &[(&str, &str)]) -> Result<Page, ConnectorError> {
-        read(
-            client
-                .post(self.url(path)?)
-                .form(form)
-                .send()
-                .await
-                .map_err(retryable)?,
-        )
-        .await
+    async fn page(&self, req: reqwest::RequestBuilder, url: &Url) -> Result<Page, ConnectorError> {
+        let res = self.send(req, url).await?;
+        let status = res.status();
+        let location = res
+            .headers()
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = res.text().await.map_err(retryable)?;
+        if status.is_server_error() {
+            return Err(server_error(status));
+        }
+        Ok(Page { status, location, body })
     }
 
-    /// The OTP challenge: asks the engine for codes until the bank accepts one or gives up.
-    async fn challenge(&self, client: &reqwest::Client, codes: &mut dyn CodeSource) -> Result<(), ConnectorError> {
-        loop {
-            let page = self.get(client, "/otp").await?;
-            if redirected_to(&page, "/login") {
-                return Err(ConnectorError::Retryable(
-                    "bank dropped the login during the challenge".into(),
-                ));
-            }
-            let (descriptor, csrf) = {
-                let html = Html::parse_document(&page.body);
-                let form = html
-                    .select(&selector("form#otp-form"))
-                    .next()
-                    .ok_or_else(|| ConnectorError::Retryable("no OTP form on the challenge page".into()))?;
-                let attr = |name: &str| form.value().attr(name).map(str::to_owned);
-                let length = attr("data-length")
-                    .and_then(|l| l.parse::<u32>().ok())
-                    .ok_or_else(|| ConnectorError::Retryable("OTP form without a length".into()))?;
-                let kind = match attr("data-type").as_deref() {
-                    Some("alphanumeric") => CodeKind::Alphanumeric,
-                    _ => CodeKind::Numeric,
-                };
-                let descriptor = Descriptor {
-                    length,
-                    kind,
-                    purpose: attr("data-purpose").filter(|p| !p.is_empty()),
-                };
-                (
-                    descriptor,
-                    input_value(&html, "form#otp-form", "csrf").unwrap_or_default(),
-                )
+    async fn get(&self, path: &str) -> Result<Page, ConnectorError> {
+        let url = self.url(path)?;
+        self.page(self.client.get(url.clone()), &url).await
+    }
+
+    async fn post(&self, path: &str, form: &[(&str, &str)]) -> Result<Page, ConnectorError> {
+        let url = self.url(path)?;
+        self.page(self.client.post(url.clone()).form(form), &url).await
+    }
+}
+
+/// The OTP challenge: asks the engine for codes until the bank accepts one or gives up.
+async fn challenge(browser: &Browser, codes: &mut dyn CodeSource) -> Result<(), ConnectorError> {
+    loop {
+        let page = browser.get("/otp").await?;
+        if redirected_to(&page, "/login") {
+            return Err(ConnectorError::Retryable(
+                "bank dropped the login during the challenge".into(),
+            ));
+        }
+        let (descriptor, csrf) = {
+            let html = Html::parse_document(&page.body);
+            let form = first(&html, "form#otp-form")
+                .ok_or_else(|| ConnectorError::Retryable("no OTP form on the challenge page".into()))?;
+            let attr = |name: &str| form.value().attr(name).map(str::to_owned);
+            let length = attr("data-length")
+                .and_then(|l| l.parse::<u32>().ok())
+                .ok_or_else(|| ConnectorError::Retryable("OTP form without a length".into()))?;
+            let kind = match attr("data-type").as_deref() {
+                Some("alphanumeric") => CodeKind::Alphanumeric,
+                _ => CodeKind::Numeric,
             };
-            let code = codes.code(&descriptor).await?;
-            let answer = self
-                .post(client, "/otp", &[("code", code.expose()), ("csrf", &csrf)])
-                .await?;
-            if answer.status.is_redirection() {
-                return if redirected_to(&answer, "/login") {
-                    Err(ConnectorError::Fatal(Fatal::OtpRejected))
-                } else {
-                    Ok(())
-                };
-            }
-            let error = page_error(&Html::parse_document(&answer.body));
-            match error.as_deref() {
-                Some("wrong_code") => codes.rejected().await,
-                Some("otp_locked") => return Err(ConnectorError::Fatal(Fatal::OtpRejected)),
-                Some(other) => return Err(ConnectorError::Retryable(format!("unexpected OTP answer: {other}"))),
-                None => return Err(ConnectorError::Retryable("unexpected OTP answer".into())),
-            }
+            let descriptor = Descriptor {
+                length,
+                kind,
+                purpose: attr("data-purpose").filter(|p| !p.is_empty()),
+            };
+            (
+                descriptor,
+                input_value(&html, "form#otp-form", "csrf").unwrap_or_default(),
+            )
+        };
+        let code = codes.code(&descriptor).await?;
+        let answer = browser
+            .post("/otp", &[("code", code.expose()), ("csrf", &csrf)])
+            .await?;
+        if answer.status.is_redirection() {
+            return if redirected_to(&answer, "/login") {
+                Err(ConnectorError::Fatal(Fatal::OtpRejected))
+            } else {
+                Ok(())
+            };
+        }
+        // Parsed into an owned value first: the parsed document must not live across an await.
+        let error = page_error(&Html::parse_document(&answer.body));
+        match error.as_deref() {
+            Some("wrong_code") => codes.rejected().await,
+            Some("otp_locked") => return Err(ConnectorError::Fatal(Fatal::OtpRejected)),
+            Some(other) => return Err(ConnectorError::Retryable(format!("unexpected OTP answer: {other}"))),
+            None => return Err(ConnectorError::Retryable("unexpected OTP answer".into())),
         }
     }
 }
@@ -173,17 +193,15 @@ impl BankConnector for SandboxConnector {
         credentials: &Credentials,
         codes: &mut dyn CodeSource,
     ) -> Result<Box<dyn BankSession>, ConnectorError> {
-        let client = reqwest::Client::builder()
-            .cookie_store(true)
-            .redirect(redirect::Policy::none())
-            .timeout(self.timeout)
-            .build()
-            .map_err(|_| ConnectorError::Retryable("HTTP client".into()))?;
-        let form = self.get(&client, "/login").await?;
+        let browser = Browser {
+            client: self.client.clone(),
+            jar: Arc::new(Jar::default()),
+            base: self.base.clone(),
+        };
+        let form = browser.get("/login").await?;
         let csrf = input_value(&Html::parse_document(&form.body), "form#login-form", "csrf").unwrap_or_default();
-        let answer = self
+        let answer = browser
             .post(
-                &client,
                 "/login",
                 &[
                     ("username", &credentials.username),
@@ -193,26 +211,21 @@ impl BankConnector for SandboxConnector {
             )
             .await?;
         if redirected_to(&answer, "/otp") {
-            self.challenge(&client, codes).await?;
+            challenge(&browser, codes).await?;
         } else if !answer.status.is_redirection() {
-            let error = page_error(&Html::parse_document(&answer.body));
-            return Err(match error.as_deref() {
+            return Err(match page_error(&Html::parse_document(&answer.body)).as_deref() {
                 Some("bad_credentials") => ConnectorError::Fatal(Fatal::BadCredentials),
                 Some("account_locked") => ConnectorError::Fatal(Fatal::AccountLocked),
                 Some(other) => ConnectorError::Retryable(format!("login refused: {other}")),
                 None => ConnectorError::Retryable(format!("unexpected login answer {}", answer.status.as_u16())),
             });
         }
-        Ok(Box::new(SandboxSession {
-            client,
-            base: self.base.clone(),
-        }))
+        Ok(Box::new(SandboxSession { browser }))
     }
 }
 
 struct SandboxSession {
-    client: reqwest::Client,
-    base: Url,
+    browser: Browser,
 }
 
 #[derive(Deserialize)]
@@ -235,11 +248,8 @@ struct MovementJson {
 #[async_trait]
 impl BankSession for SandboxSession {
     async fn read_movements(&mut self) -> Result<Vec<NewMovement>, ConnectorError> {
-        let url = self
-            .base
-            .join("/api/movements")
-            .map_err(|_| ConnectorError::Retryable("bad bank URL".into()))?;
-        let res = self.client.get(url).send().await.map_err(retryable)?;
+        let url = self.browser.url("/api/movements")?;
+        let res = self.browser.send(self.browser.client.get(url.clone()), &url).await?;
         let status = res.status();
         if status == StatusCode::UNAUTHORIZED || status.is_redirection() {
             return Err(ConnectorError::SessionExpired);
@@ -272,11 +282,8 @@ impl BankSession for SandboxSession {
     }
 
     async fn logout(&mut self) -> Result<(), ConnectorError> {
-        let url = self
-            .base
-            .join("/logout")
-            .map_err(|_| ConnectorError::Retryable("bad bank URL".into()))?;
-        self.client.post(url).send().await.map_err(retryable)?;
+        let url = self.browser.url("/logout")?;
+        self.browser.send(self.browser.client.post(url.clone()), &url).await?;
         Ok(())
     }
 }

@@ -20,6 +20,7 @@ async fn serve_starts_with_no_configuration_and_stops_on_sigterm() {
     let mut child = reconbanker(dir.path())
         .arg("serve")
         .env("RECONBANKER_PORT", "0")
+        .env("RECONBANKER_SANDBOX_PORT", "0")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
