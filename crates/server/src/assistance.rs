@@ -8,14 +8,14 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use reconbanker_store::{
-    now, AccountId, AssistanceRequestId, AssistanceRow, AssistanceStatus, CodeKind, Descriptor, Store, StoreError,
-    StoreResult, UserId,
+    now, AccountId, AssistanceRequestId, AssistanceRow, AssistanceStatus, CodeKind, Descriptor, NewEvent, Store,
+    StoreError, StoreResult, UserId,
 };
 use serde_json::json;
 
 use crate::broker::{AssistanceBroker, CodeWaiter, OtpCode};
 use crate::clock::Clock;
-use crate::events::{Event, EventBus};
+use crate::events::{EventHub, Subscription};
 use crate::ratelimit::{Bucket, Decision, RateLimiter};
 
 /// Codes are 1 to 32 characters after trimming (SPEC §7).
@@ -75,7 +75,7 @@ pub struct Assistance {
     store: Arc<dyn Store>,
     broker: Arc<dyn AssistanceBroker>,
     limiter: Arc<dyn RateLimiter>,
-    bus: Arc<dyn EventBus>,
+    hub: Arc<EventHub>,
     clock: Arc<dyn Clock>,
     /// account → what is pending (`None` = known: nothing). Missing = not loaded yet.
     cache: RwLock<HashMap<AccountId, Option<Arc<PendingView>>>>,
@@ -103,7 +103,7 @@ pub struct AssistanceDeps {
     pub store: Arc<dyn Store>,
     pub broker: Arc<dyn AssistanceBroker>,
     pub limiter: Arc<dyn RateLimiter>,
-    pub bus: Arc<dyn EventBus>,
+    pub hub: Arc<EventHub>,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -113,14 +113,14 @@ impl Assistance {
             store,
             broker,
             limiter,
-            bus,
+            hub,
             clock,
         } = deps;
         Self {
             store,
             broker,
             limiter,
-            bus,
+            hub,
             clock,
             cache: RwLock::new(HashMap::new()),
             otp_limit,
@@ -137,22 +137,21 @@ impl Assistance {
         &self.clock
     }
 
-    fn announce(&self, user: UserId, r: &AssistanceRow) {
-        self.bus.publish(Event::new(
-            "assistance.requested",
-            user,
-            r.account_id,
-            json!({ "requestId": r.id, "descriptor": r.descriptor, "attempts": r.attempts }),
-        ));
+    /// The event announcing a request (first time and after each rejected code).
+    fn requested_event(&self, user: UserId, r: &AssistanceRow, sub: &Subscription) -> NewEvent {
+        let data = json!({ "requestId": r.id, "descriptor": r.descriptor, "attempts": r.attempts });
+        self.hub
+            .build("assistance.requested", user, r.account_id, data, sub, Some(r.id))
     }
 
-    fn announce_closed(&self, user: UserId, r: &AssistanceRow) {
+    /// The event of a closed request.
+    fn closed_event(&self, user: UserId, r: &AssistanceRow, sub: &Subscription) -> NewEvent {
         let (kind, data) = match r.status {
             AssistanceStatus::Fulfilled => ("assistance.fulfilled", json!({ "requestId": r.id })),
             AssistanceStatus::Expired => ("assistance.expired", json!({ "requestId": r.id })),
             _ => ("assistance.cancelled", json!({ "requestId": r.id, "reason": r.reason })),
         };
-        self.bus.publish(Event::new(kind, user, r.account_id, data));
+        self.hub.build(kind, user, r.account_id, data, sub, Some(r.id))
     }
 
     /// What is pending for the account (from memory once loaded).
@@ -182,8 +181,9 @@ impl Assistance {
             .insert(account, view);
     }
 
-    /// Opens a request for a login that needs a code and announces it. The login is registered
-    /// as the waiter *before* the request becomes visible, so a code never finds nobody waiting.
+    /// Opens a request for a login that needs a code and announces it (logged, and queued for
+    /// the webhook, in the same transaction). The login is registered as the waiter *before*
+    /// the request becomes visible, so a code never finds nobody waiting.
     pub async fn open(
         &self,
         account: AccountId,
@@ -205,13 +205,15 @@ impl Assistance {
             closed_at: None,
         };
         let waiter = self.broker.register(row.id);
-        match self.store.create_assistance(&row).await {
-            Ok(()) => {}
+        let sub = self.hub.subscription(account).await?;
+        let event = self.requested_event(user, &row, &sub);
+        let logged = match self.store.create_assistance(&row, &[event]).await {
+            Ok(logged) => logged,
             Err(StoreError::Conflict(_)) => return Err(OpenError::AlreadyPending),
             Err(e) => return Err(e.into()),
-        }
+        };
         self.set_cached(account, Some(Arc::new(PendingView::from(&row))));
-        self.announce(user, &row);
+        self.hub.publish(logged);
         Ok((row, waiter))
     }
 
@@ -227,12 +229,17 @@ impl Assistance {
         request: AssistanceRequestId,
         user: UserId,
     ) -> StoreResult<Option<AssistanceRow>> {
-        let row = self.store.bump_assistance_attempts(request, now()).await?;
-        if let Some(r) = &row {
-            self.set_cached(r.account_id, Some(Arc::new(PendingView::from(r))));
-            self.announce(user, r);
-        }
-        Ok(row)
+        let Some(current) = self.store.assistance_by_id(request).await? else {
+            return Ok(None);
+        };
+        let sub = self.hub.subscription(current.account_id).await?;
+        let build = |r: &AssistanceRow| vec![self.requested_event(user, r, &sub)];
+        let Some((row, logged)) = self.store.bump_assistance_attempts(request, now(), &build).await? else {
+            return Ok(None);
+        };
+        self.set_cached(row.account_id, Some(Arc::new(PendingView::from(&row))));
+        self.hub.publish(logged);
+        Ok(Some(row))
     }
 
     /// Closes a pending request (fulfilled, cancelled or expired), ends any wait for it and
@@ -244,24 +251,31 @@ impl Assistance {
         status: AssistanceStatus,
         reason: Option<&str>,
     ) -> StoreResult<Option<AssistanceRow>> {
-        let row = self.store.close_assistance(request, status, reason, now()).await?;
+        let Some(current) = self.store.assistance_by_id(request).await? else {
+            return Ok(None);
+        };
+        let sub = self.hub.subscription(current.account_id).await?;
+        let build = |r: &AssistanceRow| vec![self.closed_event(user, r, &sub)];
+        let closed = self
+            .store
+            .close_assistance(request, status, reason, now(), &build)
+            .await?;
         // Released after the row is closed: the woken login then finds it closed with *this*
         // status and reason, instead of racing to close it with its own.
         self.broker.withdraw(request);
-        if let Some(r) = &row {
-            {
-                let mut cache = self.cache.write().unwrap_or_else(|p| p.into_inner());
-                let stale = match cache.get(&r.account_id) {
-                    Some(Some(p)) => p.id == r.id,
-                    _ => true,
-                };
-                if stale {
-                    cache.insert(r.account_id, None);
-                }
+        let Some((row, logged)) = closed else { return Ok(None) };
+        {
+            let mut cache = self.cache.write().unwrap_or_else(|p| p.into_inner());
+            let stale = match cache.get(&row.account_id) {
+                Some(Some(p)) => p.id == row.id,
+                _ => true,
+            };
+            if stale {
+                cache.insert(row.account_id, None);
             }
-            self.announce_closed(user, r);
         }
-        Ok(row)
+        self.hub.publish(logged);
+        Ok(Some(row))
     }
 
     /// Cancels whatever is pending for the account (kill, deletion).

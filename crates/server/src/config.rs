@@ -118,6 +118,31 @@ pub const ENV_VARS: &[(&str, &str, &str)] = &[
         "3100",
         "port of the embedded sandbox bank (on the same host)",
     ),
+    (
+        "RECONBANKER_WEBHOOK_TIMEOUT_MS",
+        "10000",
+        "timeout of one notification webhook POST",
+    ),
+    (
+        "RECONBANKER_WEBHOOK_BACKOFF_MS",
+        "5000",
+        "first webhook retry delay (x4 each try, with jitter, at most 12 h)",
+    ),
+    (
+        "RECONBANKER_WEBHOOK_MAX_ATTEMPTS",
+        "8",
+        "webhook tries before a delivery is dead-lettered",
+    ),
+    (
+        "RECONBANKER_SIGNING_SECRET_GRACE_SECS",
+        "86400",
+        "how long a rotated-out signing secret still signs",
+    ),
+    (
+        "RECONBANKER_EVENT_RETENTION_SECS",
+        "604800",
+        "how long events stay in the log (stream resume window), 7 days",
+    ),
     ("RUST_LOG", "info", "log filter (tracing-subscriber syntax)"),
 ];
 
@@ -152,6 +177,11 @@ pub struct Config {
     pub retry_backoff: Duration,
     pub bank_timeout: Duration,
     pub sandbox: SandboxMode,
+    pub webhook_timeout: Duration,
+    pub webhook_backoff: Duration,
+    pub webhook_max_attempts: u32,
+    pub signing_secret_grace: Duration,
+    pub event_retention: Duration,
 }
 
 /// Where the sandbox bank is.
@@ -299,6 +329,11 @@ impl Config {
             retry_backoff: millis("RECONBANKER_RETRY_BACKOFF_MS", 2000, 1, 3_600_000)?,
             bank_timeout: secs("RECONBANKER_BANK_TIMEOUT_SECS", 15, 1, 600)?,
             sandbox,
+            webhook_timeout: millis("RECONBANKER_WEBHOOK_TIMEOUT_MS", 10_000, 10, 600_000)?,
+            webhook_backoff: millis("RECONBANKER_WEBHOOK_BACKOFF_MS", 5_000, 1, 3_600_000)?,
+            webhook_max_attempts: count("RECONBANKER_WEBHOOK_MAX_ATTEMPTS", 8, 1, 50)?,
+            signing_secret_grace: secs("RECONBANKER_SIGNING_SECRET_GRACE_SECS", 86_400, 0, 30 * 86_400)?,
+            event_retention: secs("RECONBANKER_EVENT_RETENTION_SECS", 604_800, 60, 365 * 86_400)?,
             listen: SocketAddr::new(host, port),
             data_dir,
             database_url,

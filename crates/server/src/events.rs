@@ -1,34 +1,45 @@
-//! The in-process event bus (SPEC §6 events). A trait, so a PostgreSQL-backed bus can replace
-//! it; subscribers (realtime, `/v1` events, the notification outbox) each get every event.
+//! Events (SPEC §6). Every event is first written to the event log in the database — in the
+//! same transaction as the state change that caused it, together with the notification webhook
+//! delivery it causes when the account subscribes (the durable outbox) — and only then
+//! published on the in-process bus, carrying its log `seq` (the SSE `id:` for resuming).
+//!
+//! The bus is a trait, so a PostgreSQL-backed bus (LISTEN/NOTIFY) can replace it.
 
 use std::sync::Arc;
 
-use reconbanker_store::{now, AccountId, Timestamp, UserId};
+use reconbanker_store::{
+    now, AccountId, AssistanceRequestId, DeliveryId, EventRow, NewDelivery, NewEvent, Store, StoreResult, Timestamp,
+    UserId,
+};
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{json, Value};
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
-/// One event. `kind` is one of the SPEC §6 names (`assistance.requested`, `login.failed`, …).
+use crate::http::config_doc::{NotificationEvent, Settings};
+
+/// One logged event. `seq` orders the log; `kind` is a SPEC §6 name.
 #[derive(Clone, Debug, Serialize)]
 pub struct Event {
+    pub seq: i64,
     pub id: Uuid,
-    pub kind: &'static str,
+    pub kind: String,
     pub user_id: UserId,
     pub account_id: AccountId,
     pub data: Value,
     pub occurred_at: Timestamp,
 }
 
-impl Event {
-    pub fn new(kind: &'static str, user_id: UserId, account_id: AccountId, data: Value) -> Self {
+impl From<EventRow> for Event {
+    fn from(r: EventRow) -> Self {
         Self {
-            id: Uuid::now_v7(),
-            kind,
-            user_id,
-            account_id,
-            data,
-            occurred_at: now(),
+            seq: r.seq,
+            id: r.id,
+            kind: r.kind,
+            user_id: r.user_id,
+            account_id: r.account_id,
+            data: serde_json::from_str(&r.data).unwrap_or(Value::Null),
+            occurred_at: r.occurred_at,
         }
     }
 }
@@ -36,7 +47,8 @@ impl Event {
 pub trait EventBus: Send + Sync + 'static {
     fn publish(&self, event: Event);
     /// A receiver of every event published from now on. A receiver that falls more than the
-    /// channel's capacity behind loses the oldest events (and is told so by `Lagged`).
+    /// channel's capacity behind loses the oldest events (and is told so by `Lagged`); stream
+    /// consumers then catch up from the log.
     fn subscribe(&self) -> broadcast::Receiver<Arc<Event>>;
 }
 
@@ -58,12 +70,142 @@ impl Default for LocalBus {
 
 impl EventBus for LocalBus {
     fn publish(&self, event: Event) {
-        tracing::debug!(kind = event.kind, account = %event.account_id, "event");
+        tracing::debug!(kind = %event.kind, account = %event.account_id, seq = event.seq, "event");
         // No subscriber is not an error.
         let _ = self.tx.send(Arc::new(event));
     }
 
     fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
         self.tx.subscribe()
+    }
+}
+
+/// The subscribable name of an internal event, if it has one (SPEC §8).
+pub fn subscribable(kind: &str) -> Option<NotificationEvent> {
+    match kind {
+        "assistance.requested" => Some(NotificationEvent::AssistanceRequired),
+        "login.failed" => Some(NotificationEvent::LoginFailed),
+        "scrape.failed" => Some(NotificationEvent::ScrapeFailed),
+        _ => None,
+    }
+}
+
+fn subscribable_name(e: NotificationEvent) -> &'static str {
+    match e {
+        NotificationEvent::AssistanceRequired => "assistance_required",
+        NotificationEvent::LoginFailed => "login_failed",
+        NotificationEvent::ScrapeFailed => "scrape_failed",
+    }
+}
+
+/// An account's notification subscription (from its config's settings).
+#[derive(Clone, Debug, Default)]
+pub struct Subscription {
+    pub endpoint: Option<String>,
+    pub events: Vec<NotificationEvent>,
+}
+
+/// Builds, logs and publishes events.
+pub struct EventHub {
+    store: Arc<dyn Store>,
+    bus: Arc<dyn EventBus>,
+    /// Wakes the webhook worker when events (and so, maybe, deliveries) were written.
+    outbox: Arc<tokio::sync::Notify>,
+}
+
+impl EventHub {
+    pub fn new(store: Arc<dyn Store>, bus: Arc<dyn EventBus>, outbox: Arc<tokio::sync::Notify>) -> Self {
+        Self { store, bus, outbox }
+    }
+
+    pub fn bus(&self) -> &Arc<dyn EventBus> {
+        &self.bus
+    }
+
+    /// The account's current subscription (none when it has no endpoint or no config).
+    pub async fn subscription(&self, account: AccountId) -> StoreResult<Subscription> {
+        let Some(acc) = self.store.engine_account(account).await? else {
+            return Ok(Subscription::default());
+        };
+        let Some(config) = acc.config else {
+            return Ok(Subscription::default());
+        };
+        let settings: Settings = serde_json::from_str(&config.settings).unwrap_or_default();
+        Ok(Subscription {
+            endpoint: settings.notification_endpoint_url,
+            events: settings.notification_events,
+        })
+    }
+
+    /// An event, with its webhook delivery when `subscription` asks for this kind.
+    pub fn build(
+        &self,
+        kind: &str,
+        user: UserId,
+        account: AccountId,
+        data: Value,
+        subscription: &Subscription,
+        request: Option<AssistanceRequestId>,
+    ) -> NewEvent {
+        let occurred_at = now();
+        let mut deliveries = Vec::new();
+        if let (Some(_), Some(sub)) = (&subscription.endpoint, subscribable(kind)) {
+            if subscription.events.contains(&sub) {
+                let id = DeliveryId::new();
+                let payload = json!({
+                    "id": id,
+                    "account_id": account,
+                    "type": subscribable_name(sub),
+                    "status": kind,
+                    "data": data,
+                    "occurred_at": crate::http::ts(occurred_at),
+                });
+                deliveries.push(NewDelivery {
+                    id,
+                    event_type: subscribable_name(sub).into(),
+                    payload: payload.to_string(),
+                    request_id: request,
+                    next_attempt_at: occurred_at,
+                });
+            }
+        }
+        NewEvent {
+            id: Uuid::now_v7(),
+            user_id: user,
+            account_id: account,
+            kind: kind.into(),
+            data: data.to_string(),
+            occurred_at,
+            deliveries,
+        }
+    }
+
+    /// Publishes events the store has logged (after their transaction committed).
+    pub fn publish(&self, logged: Vec<EventRow>) {
+        if logged.is_empty() {
+            return;
+        }
+        for row in logged {
+            self.bus.publish(row.into());
+        }
+        self.outbox.notify_one();
+    }
+
+    /// Wakes the webhook worker (a delivery was queued again).
+    pub fn wake_outbox(&self) {
+        self.outbox.notify_one();
+    }
+
+    /// Logs and publishes one event that has no state change of its own.
+    pub async fn emit(&self, kind: &str, user: UserId, account: AccountId, data: Value) -> StoreResult<()> {
+        let sub = if subscribable(kind).is_some() {
+            self.subscription(account).await?
+        } else {
+            Subscription::default()
+        };
+        let event = self.build(kind, user, account, data, &sub, None);
+        let logged = self.store.record_events(&[event]).await?;
+        self.publish(logged);
+        Ok(())
     }
 }

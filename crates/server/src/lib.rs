@@ -20,6 +20,7 @@ pub mod keys;
 pub mod password;
 pub mod ratelimit;
 pub mod sessions;
+pub mod webhooks;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -38,7 +39,7 @@ use crate::config::{Config, SandboxMode, Secrets};
 use crate::crypto::Sealer;
 use crate::engine::connector::BankConnector;
 use crate::engine::{Engine, EngineConfig, EngineDeps};
-use crate::events::{EventBus, LocalBus};
+use crate::events::{EventBus, EventHub, LocalBus};
 use crate::jwt::Jwt;
 use crate::keys::{AccountDirectory, KeyDirectory};
 use crate::password::Passwords;
@@ -61,7 +62,9 @@ pub struct AppInner {
     pub limiter: Arc<dyn RateLimiter>,
     pub broker: Arc<dyn AssistanceBroker>,
     pub bus: Arc<dyn EventBus>,
+    pub hub: Arc<EventHub>,
     pub engine: Engine,
+    pub webhooks: Arc<webhooks::Webhooks>,
 }
 
 #[derive(Clone)]
@@ -191,13 +194,15 @@ impl App {
         let limiter: Arc<dyn RateLimiter> = Arc::new(MemoryRateLimiter::default());
         let broker: Arc<dyn AssistanceBroker> = Arc::new(LocalBroker::default());
         let bus: Arc<dyn EventBus> = Arc::new(LocalBus::default());
+        let outbox = Arc::new(tokio::sync::Notify::new());
+        let hub = Arc::new(EventHub::new(store.clone(), bus.clone(), outbox.clone()));
         let clock = options.clock.unwrap_or_else(|| Arc::new(SystemClock));
         let assistance = Arc::new(Assistance::new(
             AssistanceDeps {
                 store: store.clone(),
                 broker: broker.clone(),
                 limiter: limiter.clone(),
-                bus: bus.clone(),
+                hub: hub.clone(),
                 clock,
             },
             config.otp_rate_limit,
@@ -230,7 +235,7 @@ impl App {
                 store: store.clone(),
                 assistance: assistance.clone(),
                 sessions: sessions.clone(),
-                bus: bus.clone(),
+                hub: hub.clone(),
                 sealer: sealer.clone(),
                 connectors,
                 owner: instance_id(&config),
@@ -244,13 +249,26 @@ impl App {
                 ..EngineConfig::default()
             },
         );
+        let webhooks = Arc::new(webhooks::Webhooks::new(
+            store.clone(),
+            sealer.clone(),
+            webhooks::WebhookSettings {
+                timeout: config.webhook_timeout,
+                backoff: config.webhook_backoff,
+                max_attempts: config.webhook_max_attempts,
+                allow_private: config.allow_private_targets,
+            },
+            outbox,
+        ));
         let inner = AppInner {
+            webhooks,
             jwt: Jwt::new(&secrets.jwt_secret, config.jwt_ttl),
             sealer,
             keys: KeyDirectory::new(store.clone()),
             accounts: AccountDirectory::new(store.clone()),
             sessions,
             bus,
+            hub,
             engine,
             passwords,
             assistance,
@@ -287,12 +305,14 @@ impl App {
             });
         }
         state.engine.start();
+        let webhook_worker = tokio::spawn(state.webhooks.clone().run(self.cancel.clone()));
         let router = http::router(state.clone());
         let served = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(shutdown)
             .await;
         self.cancel.cancel();
         let _ = background.await;
+        let _ = webhook_worker.await;
         state.engine.shutdown().await;
         if let Err(e) = state.keys.flush_usage().await {
             tracing::warn!(error = %e, "could not write back API-key usage at shutdown");
@@ -321,6 +341,11 @@ async fn background_loop(state: AppState, cancel: CancellationToken) {
                 state.limiter.sweep();
                 if let Err(e) = state.store.purge_revoked_tokens(now()).await {
                     tracing::warn!(error = %e, "could not purge expired token revocations");
+                }
+                // The event log is bounded: streams can resume within the retention window.
+                let horizon = now() - chrono::Duration::from_std(state.config.event_retention).unwrap_or_default();
+                if let Err(e) = state.store.purge_events(horizon).await {
+                    tracing::warn!(error = %e, "could not purge old events");
                 }
             }
         }

@@ -79,3 +79,7 @@ id_type!(
     /// One session run (a login, its reads, its end).
     RunId
 );
+id_type!(
+    /// A notification webhook delivery (its `webhook-id`).
+    DeliveryId
+);

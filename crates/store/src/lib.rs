@@ -82,8 +82,9 @@ pub trait Store: Send + Sync + 'static {
     async fn record_api_key_use(&self, uses: &[(ApiKeyId, Timestamp)]) -> StoreResult<()>;
 
     // --- assistance requests ---
-    /// `Conflict` when the account already has a pending request.
-    async fn create_assistance(&self, request: &AssistanceRow) -> StoreResult<()>;
+    /// `Conflict` when the account already has a pending request. `events` are logged (with
+    /// their deliveries) in the same transaction.
+    async fn create_assistance(&self, request: &AssistanceRow, events: &[NewEvent]) -> StoreResult<Vec<EventRow>>;
     async fn pending_assistance(&self, account: AccountId) -> StoreResult<Option<AssistanceRow>>;
     async fn assistance_by_id(&self, id: AssistanceRequestId) -> StoreResult<Option<AssistanceRow>>;
     /// Counts one more tried code on a pending request; returns it, `None` if not pending.
@@ -91,7 +92,8 @@ pub trait Store: Send + Sync + 'static {
         &self,
         id: AssistanceRequestId,
         now: Timestamp,
-    ) -> StoreResult<Option<AssistanceRow>>;
+        events: &EventsFor<'_>,
+    ) -> StoreResult<Option<(AssistanceRow, Vec<EventRow>)>>;
     /// Closes a pending request; `None` if it was not pending (someone else closed it first).
     async fn close_assistance(
         &self,
@@ -99,7 +101,8 @@ pub trait Store: Send + Sync + 'static {
         status: AssistanceStatus,
         reason: Option<&str>,
         now: Timestamp,
-    ) -> StoreResult<Option<AssistanceRow>>;
+        events: &EventsFor<'_>,
+    ) -> StoreResult<Option<(AssistanceRow, Vec<EventRow>)>>;
     /// Closes every pending request (at boot: nobody waits on them any more).
     async fn close_all_pending_assistance(
         &self,
@@ -130,8 +133,9 @@ pub trait Store: Send + Sync + 'static {
         offset: i64,
     ) -> StoreResult<Vec<MovementRow>>;
     async fn create_run(&self, run: &RunRow) -> StoreResult<()>;
-    /// Ends a running run; `false` if it was not running.
-    async fn finish_run(&self, run: &RunRow) -> StoreResult<bool>;
+    /// Ends a running run (`false` if it was not running) and logs `events` in the same
+    /// transaction (logged either way).
+    async fn finish_run(&self, run: &RunRow, events: &[NewEvent]) -> StoreResult<(bool, Vec<EventRow>)>;
     /// Newest first.
     async fn list_runs(&self, user: UserId, account: AccountId, limit: i64, offset: i64) -> StoreResult<Vec<RunRow>>;
     /// Marks runs left `running` by a dead process as `cancelled` with `reason`.
@@ -147,6 +151,47 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<bool>;
     /// Gives the lease up if `owner` holds it.
     async fn release_lease(&self, account: AccountId, owner: &str) -> StoreResult<bool>;
+
+    // --- push: the event log and the webhook outbox ---
+    /// Logs events (with their deliveries) in one transaction; returns them with their `seq`.
+    async fn record_events(&self, events: &[NewEvent]) -> StoreResult<Vec<EventRow>>;
+    /// The user's events after `after` (by `seq`, ascending), optionally only these accounts.
+    async fn list_events(
+        &self,
+        user: UserId,
+        accounts: Option<&[AccountId]>,
+        after: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<EventRow>>;
+    /// Keeps the log bounded: forgets events that occurred before `before`.
+    async fn purge_events(&self, before: Timestamp) -> StoreResult<u64>;
+    /// Takes up to `limit` pending deliveries due at `now`, pushing their next attempt to
+    /// `lease_until` so no other worker takes them meanwhile.
+    async fn claim_due_deliveries(
+        &self,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: i64,
+    ) -> StoreResult<Vec<DeliveryRow>>;
+    /// Writes the outcome of an attempt (status, attempts, next/last attempt, last status and
+    /// error, delivered_at) from the row.
+    async fn finish_delivery_attempt(&self, delivery: &DeliveryRow) -> StoreResult<bool>;
+    /// The account's delivery log, newest first.
+    async fn list_deliveries(
+        &self,
+        user: UserId,
+        account: AccountId,
+        limit: i64,
+        offset: i64,
+    ) -> StoreResult<Vec<DeliveryRow>>;
+    /// Queues a delivery of the user's account again, due at `now`; `None` if not found.
+    async fn resend_delivery(
+        &self,
+        user: UserId,
+        account: AccountId,
+        id: DeliveryId,
+        now: Timestamp,
+    ) -> StoreResult<Option<DeliveryRow>>;
 }
 
 /// Opens the store named by a database URL: `sqlite:...` or `postgres://...`/`postgresql://...`.

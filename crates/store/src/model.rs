@@ -204,3 +204,65 @@ pub struct EngineAccount {
     pub account: AccountRow,
     pub config: Option<AccountConfigRow>,
 }
+
+/// An event to append to the event log, with the webhook deliveries it causes (written in the
+/// same transaction as the state change).
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewEvent {
+    pub id: uuid::Uuid,
+    pub user_id: UserId,
+    pub account_id: AccountId,
+    /// SPEC §6 name, e.g. `assistance.requested`.
+    pub kind: String,
+    /// JSON.
+    pub data: String,
+    pub occurred_at: Timestamp,
+    pub deliveries: Vec<NewDelivery>,
+}
+
+/// An event as logged; `seq` orders the log (and is the SSE `id:`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct EventRow {
+    pub seq: i64,
+    pub id: uuid::Uuid,
+    pub user_id: UserId,
+    pub account_id: AccountId,
+    pub kind: String,
+    pub data: String,
+    pub occurred_at: Timestamp,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewDelivery {
+    pub id: DeliveryId,
+    /// Subscribable name: `assistance_required`, `login_failed`, `scrape_failed`.
+    pub event_type: String,
+    /// The JSON body to POST (no secrets).
+    pub payload: String,
+    /// For prompts: the assistance request, so a prompt no longer pending is not sent late.
+    pub request_id: Option<AssistanceRequestId>,
+    pub next_attempt_at: Timestamp,
+}
+
+/// A delivery: `status` is `pending`, `delivered`, `dead` (retries exhausted) or `skipped`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DeliveryRow {
+    pub id: DeliveryId,
+    pub account_id: AccountId,
+    pub event_id: uuid::Uuid,
+    pub event_type: String,
+    pub payload: String,
+    pub request_id: Option<AssistanceRequestId>,
+    pub status: String,
+    pub attempts: i32,
+    pub next_attempt_at: Option<Timestamp>,
+    pub last_attempt_at: Option<Timestamp>,
+    pub last_status: Option<i32>,
+    pub last_error: Option<String>,
+    pub created_at: Timestamp,
+    pub delivered_at: Option<Timestamp>,
+}
+
+/// Builds the events of an assistance state change from the row as changed (run by the store
+/// inside the transaction).
+pub type EventsFor<'a> = dyn Fn(&AssistanceRow) -> Vec<NewEvent> + Send + Sync + 'a;

@@ -13,6 +13,7 @@ const MIGRATIONS: Embedded = Embedded(&[
         include_str!("../migrations/postgres/0001_foundation.sql"),
     ),
     (2, "sessions", include_str!("../migrations/postgres/0002_sessions.sql")),
+    (3, "events", include_str!("../migrations/postgres/0003_events.sql")),
 ]);
 
 pub struct PgStore {
@@ -30,4 +31,10 @@ impl PgStore {
     }
 }
 
-crate::sql::store_impl!(PgStore, sqlx::Postgres, "postgres");
+// Event-log writers take turns (see `insert_events`): a transaction-scoped advisory lock.
+crate::sql::store_impl!(
+    PgStore,
+    sqlx::Postgres,
+    "postgres",
+    Some("SELECT pg_advisory_xact_lock(7304411920)")
+);

@@ -13,6 +13,9 @@ pub(crate) const MOVEMENT_COLS: &str =
     "id, account_id, external_id, amount, currency, name, description, received_at, read_at";
 pub(crate) const RUN_COLS: &str =
     "id, account_id, kind, started_at, ended_at, outcome, failure_reason, movements_read, new_movements";
+pub(crate) const EVENT_COLS: &str = "seq, id, user_id, account_id, kind, data, occurred_at";
+pub(crate) const DELIVERY_COLS: &str = "id, account_id, event_id, event_type, payload, request_id, status, attempts, \
+     next_attempt_at, last_attempt_at, last_status, last_error, created_at, delivered_at";
 pub(crate) const ASSIST_COLS: &str = "id, account_id, kind, descriptor, attempts, status, reason, created_at, \
      updated_at, expires_at, closed_at";
 
@@ -29,7 +32,7 @@ pub(crate) fn corrupt(what: &str, e: impl std::fmt::Display) -> crate::StoreErro
 }
 
 macro_rules! store_impl {
-    ($store:ident, $db:ty, $backend:literal) => {
+    ($store:ident, $db:ty, $backend:literal, $event_lock:expr) => {
         use async_trait::async_trait;
         use sqlx::Row;
         use uuid::Uuid;
@@ -183,6 +186,89 @@ macro_rules! store_impl {
              a.scrape_blocked_at, a.scrape_blocked_reason, a.created_at, c.settings, c.secrets, \
              c.updated_at AS config_updated_at FROM accounts a JOIN banks b ON b.id = a.bank_id \
              LEFT JOIN account_configs c ON c.account_id = a.id";
+
+        fn event_from(r: &DbRow) -> StoreResult<EventRow> {
+            Ok(EventRow {
+                seq: r.try_get("seq")?,
+                id: r.try_get("id")?,
+                user_id: UserId(r.try_get("user_id")?),
+                account_id: AccountId(r.try_get("account_id")?),
+                kind: r.try_get("kind")?,
+                data: r.try_get("data")?,
+                occurred_at: ts(r, "occurred_at")?,
+            })
+        }
+
+        fn delivery_from(r: &DbRow) -> StoreResult<DeliveryRow> {
+            Ok(DeliveryRow {
+                id: DeliveryId(r.try_get("id")?),
+                account_id: AccountId(r.try_get("account_id")?),
+                event_id: r.try_get("event_id")?,
+                event_type: r.try_get("event_type")?,
+                payload: r.try_get("payload")?,
+                request_id: r.try_get::<Option<Uuid>, _>("request_id")?.map(AssistanceRequestId),
+                status: r.try_get("status")?,
+                attempts: r.try_get("attempts")?,
+                next_attempt_at: ts_opt(r, "next_attempt_at")?,
+                last_attempt_at: ts_opt(r, "last_attempt_at")?,
+                last_status: r.try_get("last_status")?,
+                last_error: r.try_get("last_error")?,
+                created_at: ts(r, "created_at")?,
+                delivered_at: ts_opt(r, "delivered_at")?,
+            })
+        }
+
+        /// Appends events and their deliveries inside the caller's transaction.
+        async fn insert_events(
+            conn: &mut <$db as sqlx::Database>::Connection,
+            events: &[NewEvent],
+        ) -> StoreResult<Vec<EventRow>> {
+            if events.is_empty() {
+                return Ok(Vec::new());
+            }
+            // Readers page the log by `seq`; a `seq` must never become visible after a higher
+            // one, so writers of the log take turns where the backend runs them concurrently.
+            let lock: Option<&str> = $event_lock;
+            if let Some(lock) = lock {
+                sqlx::query(lock).execute(&mut *conn).await.map_err(map_err)?;
+            }
+            let mut out = Vec::with_capacity(events.len());
+            for e in events {
+                let sql = format!(
+                    "INSERT INTO events (id, user_id, account_id, kind, data, occurred_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6) RETURNING {EVENT_COLS}"
+                );
+                let row = sqlx::query(&sql)
+                    .bind(e.id)
+                    .bind(e.user_id.0)
+                    .bind(e.account_id.0)
+                    .bind(&e.kind)
+                    .bind(&e.data)
+                    .bind(to_ms(e.occurred_at))
+                    .fetch_one(&mut *conn)
+                    .await
+                    .map_err(map_err)?;
+                out.push(event_from(&row)?);
+                for d in &e.deliveries {
+                    sqlx::query(
+                        "INSERT INTO deliveries (id, account_id, event_id, event_type, payload, request_id, status, \
+                         attempts, next_attempt_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, $8)",
+                    )
+                    .bind(d.id.0)
+                    .bind(e.account_id.0)
+                    .bind(e.id)
+                    .bind(&d.event_type)
+                    .bind(&d.payload)
+                    .bind(d.request_id.map(|r| r.0))
+                    .bind(to_ms(d.next_attempt_at))
+                    .bind(to_ms(e.occurred_at))
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(map_err)?;
+                }
+            }
+            Ok(out)
+        }
 
         fn json<T: serde::Serialize>(v: &T) -> String {
             // Serialising plain data (strings, ids, small structs) cannot fail.
@@ -406,12 +492,24 @@ macro_rules! store_impl {
             }
 
             async fn delete_account(&self, user: UserId, id: AccountId) -> StoreResult<bool> {
+                let mut tx = self.pool.begin().await.map_err(map_err)?;
                 let done = sqlx::query("DELETE FROM accounts WHERE id = $1 AND user_id = $2")
                     .bind(id.0)
                     .bind(user.0)
-                    .execute(&self.pool)
+                    .execute(&mut *tx)
                     .await
                     .map_err(map_err)?;
+                if done.rows_affected() > 0 {
+                    // The log has no foreign key (it outlives rows it mentions); a deleted
+                    // account's events go with it.
+                    sqlx::query("DELETE FROM events WHERE account_id = $1 AND user_id = $2")
+                        .bind(id.0)
+                        .bind(user.0)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(map_err)?;
+                }
+                tx.commit().await.map_err(map_err)?;
                 Ok(done.rows_affected() > 0)
             }
 
@@ -524,10 +622,11 @@ macro_rules! store_impl {
                 Ok(())
             }
 
-            async fn create_assistance(&self, a: &AssistanceRow) -> StoreResult<()> {
+            async fn create_assistance(&self, a: &AssistanceRow, events: &[NewEvent]) -> StoreResult<Vec<EventRow>> {
                 let sql = format!(
                     "INSERT INTO assistance_requests ({ASSIST_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
                 );
+                let mut tx = self.pool.begin().await.map_err(map_err)?;
                 sqlx::query(&sql)
                     .bind(a.id.0)
                     .bind(a.account_id.0)
@@ -540,10 +639,12 @@ macro_rules! store_impl {
                     .bind(to_ms(a.updated_at))
                     .bind(to_ms(a.expires_at))
                     .bind(a.closed_at.map(to_ms))
-                    .execute(&self.pool)
+                    .execute(&mut *tx)
                     .await
                     .map_err(map_err)?;
-                Ok(())
+                let logged = insert_events(&mut tx, events).await?;
+                tx.commit().await.map_err(map_err)?;
+                Ok(logged)
             }
 
             async fn pending_assistance(&self, account: AccountId) -> StoreResult<Option<AssistanceRow>> {
@@ -564,18 +665,23 @@ macro_rules! store_impl {
                 &self,
                 id: AssistanceRequestId,
                 now: Timestamp,
-            ) -> StoreResult<Option<AssistanceRow>> {
+                events: &EventsFor<'_>,
+            ) -> StoreResult<Option<(AssistanceRow, Vec<EventRow>)>> {
                 let sql = format!(
                     "UPDATE assistance_requests SET attempts = attempts + 1, updated_at = $2 \
                      WHERE id = $1 AND status = 'pending' RETURNING {ASSIST_COLS}"
                 );
+                let mut tx = self.pool.begin().await.map_err(map_err)?;
                 let row = sqlx::query(&sql)
                     .bind(id.0)
                     .bind(to_ms(now))
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&mut *tx)
                     .await
                     .map_err(map_err)?;
-                row.as_ref().map(assist_from).transpose()
+                let Some(row) = row.as_ref().map(assist_from).transpose()? else { return Ok(None) };
+                let logged = insert_events(&mut tx, &events(&row)).await?;
+                tx.commit().await.map_err(map_err)?;
+                Ok(Some((row, logged)))
             }
 
             async fn close_assistance(
@@ -584,20 +690,25 @@ macro_rules! store_impl {
                 status: AssistanceStatus,
                 reason: Option<&str>,
                 now: Timestamp,
-            ) -> StoreResult<Option<AssistanceRow>> {
+                events: &EventsFor<'_>,
+            ) -> StoreResult<Option<(AssistanceRow, Vec<EventRow>)>> {
                 let sql = format!(
                     "UPDATE assistance_requests SET status = $2, reason = $3, updated_at = $4, closed_at = $4 \
                      WHERE id = $1 AND status = 'pending' RETURNING {ASSIST_COLS}"
                 );
+                let mut tx = self.pool.begin().await.map_err(map_err)?;
                 let row = sqlx::query(&sql)
                     .bind(id.0)
                     .bind(status.as_str())
                     .bind(reason)
                     .bind(to_ms(now))
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&mut *tx)
                     .await
                     .map_err(map_err)?;
-                row.as_ref().map(assist_from).transpose()
+                let Some(row) = row.as_ref().map(assist_from).transpose()? else { return Ok(None) };
+                let logged = insert_events(&mut tx, &events(&row)).await?;
+                tx.commit().await.map_err(map_err)?;
+                Ok(Some((row, logged)))
             }
 
             async fn close_all_pending_assistance(
@@ -718,7 +829,8 @@ macro_rules! store_impl {
                 Ok(())
             }
 
-            async fn finish_run(&self, run: &RunRow) -> StoreResult<bool> {
+            async fn finish_run(&self, run: &RunRow, events: &[NewEvent]) -> StoreResult<(bool, Vec<EventRow>)> {
+                let mut tx = self.pool.begin().await.map_err(map_err)?;
                 let done = sqlx::query(
                     "UPDATE session_runs SET ended_at = $2, outcome = $3, failure_reason = $4, movements_read = $5, \
                      new_movements = $6 WHERE id = $1 AND outcome = 'running'",
@@ -729,10 +841,12 @@ macro_rules! store_impl {
                 .bind(&run.failure_reason)
                 .bind(run.movements_read)
                 .bind(run.new_movements)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await
                 .map_err(map_err)?;
-                Ok(done.rows_affected() > 0)
+                let logged = insert_events(&mut tx, events).await?;
+                tx.commit().await.map_err(map_err)?;
+                Ok((done.rows_affected() > 0, logged))
             }
 
             async fn list_runs(&self, user: UserId, account: AccountId, limit: i64, offset: i64) -> StoreResult<Vec<RunRow>> {
@@ -796,6 +910,133 @@ macro_rules! store_impl {
                     .await
                     .map_err(map_err)?;
                 Ok(done.rows_affected() > 0)
+            }
+
+            async fn record_events(&self, events: &[NewEvent]) -> StoreResult<Vec<EventRow>> {
+                let mut tx = self.pool.begin().await.map_err(map_err)?;
+                let logged = insert_events(&mut tx, events).await?;
+                tx.commit().await.map_err(map_err)?;
+                Ok(logged)
+            }
+
+            async fn list_events(
+                &self,
+                user: UserId,
+                accounts: Option<&[AccountId]>,
+                after: i64,
+                limit: i64,
+            ) -> StoreResult<Vec<EventRow>> {
+                let filter = match accounts {
+                    Some([]) => return Ok(Vec::new()),
+                    Some(ids) => format!(" AND account_id IN ({})", placeholders(4, ids.len())),
+                    None => String::new(),
+                };
+                let sql = format!(
+                    "SELECT {EVENT_COLS} FROM events WHERE user_id = $1 AND seq > $2{filter} ORDER BY seq LIMIT $3"
+                );
+                let mut q = sqlx::query(&sql).bind(user.0).bind(after).bind(limit.max(0));
+                for id in accounts.unwrap_or_default() {
+                    q = q.bind(id.0);
+                }
+                let rows = q.fetch_all(&self.pool).await.map_err(map_err)?;
+                rows.iter().map(event_from).collect()
+            }
+
+            async fn purge_events(&self, before: Timestamp) -> StoreResult<u64> {
+                let done = sqlx::query("DELETE FROM events WHERE occurred_at < $1")
+                    .bind(to_ms(before))
+                    .execute(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+                Ok(done.rows_affected())
+            }
+
+            async fn claim_due_deliveries(
+                &self,
+                now: Timestamp,
+                lease_until: Timestamp,
+                limit: i64,
+            ) -> StoreResult<Vec<DeliveryRow>> {
+                // The outer repeat of the due condition matters on PostgreSQL: a claimer that waited
+                // on a row another claimer just leased re-checks it on the new version and skips it
+                // (the subquery alone was read from the old snapshot and would claim it twice).
+                let sql = format!(
+                    "UPDATE deliveries SET next_attempt_at = $2 WHERE id IN (SELECT id FROM deliveries \
+                     WHERE status = 'pending' AND next_attempt_at <= $1 ORDER BY next_attempt_at LIMIT $3) \
+                     AND status = 'pending' AND next_attempt_at <= $1 RETURNING {DELIVERY_COLS}"
+                );
+                let rows = sqlx::query(&sql)
+                    .bind(to_ms(now))
+                    .bind(to_ms(lease_until))
+                    .bind(limit.max(0))
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+                rows.iter().map(delivery_from).collect()
+            }
+
+            async fn finish_delivery_attempt(&self, d: &DeliveryRow) -> StoreResult<bool> {
+                let done = sqlx::query(
+                    "UPDATE deliveries SET status = $2, attempts = $3, next_attempt_at = $4, last_attempt_at = $5, \
+                     last_status = $6, last_error = $7, delivered_at = $8 WHERE id = $1",
+                )
+                .bind(d.id.0)
+                .bind(&d.status)
+                .bind(d.attempts)
+                .bind(d.next_attempt_at.map(to_ms))
+                .bind(d.last_attempt_at.map(to_ms))
+                .bind(d.last_status)
+                .bind(&d.last_error)
+                .bind(d.delivered_at.map(to_ms))
+                .execute(&self.pool)
+                .await
+                .map_err(map_err)?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn list_deliveries(
+                &self,
+                user: UserId,
+                account: AccountId,
+                limit: i64,
+                offset: i64,
+            ) -> StoreResult<Vec<DeliveryRow>> {
+                let sql = format!(
+                    "SELECT {DELIVERY_COLS} FROM deliveries WHERE account_id = $1 \
+                     AND EXISTS (SELECT 1 FROM accounts WHERE id = $1 AND user_id = $2) \
+                     ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4"
+                );
+                let rows = sqlx::query(&sql)
+                    .bind(account.0)
+                    .bind(user.0)
+                    .bind(limit.max(0))
+                    .bind(offset.max(0))
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+                rows.iter().map(delivery_from).collect()
+            }
+
+            async fn resend_delivery(
+                &self,
+                user: UserId,
+                account: AccountId,
+                id: DeliveryId,
+                now: Timestamp,
+            ) -> StoreResult<Option<DeliveryRow>> {
+                let sql = format!(
+                    "UPDATE deliveries SET status = 'pending', next_attempt_at = $4 WHERE id = $1 AND account_id = $2 \
+                     AND EXISTS (SELECT 1 FROM accounts WHERE id = $2 AND user_id = $3) RETURNING {DELIVERY_COLS}"
+                );
+                let row = sqlx::query(&sql)
+                    .bind(id.0)
+                    .bind(account.0)
+                    .bind(user.0)
+                    .bind(to_ms(now))
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+                row.as_ref().map(delivery_from).transpose()
             }
         }
     };

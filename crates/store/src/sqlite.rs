@@ -15,6 +15,7 @@ const MIGRATIONS: Embedded = Embedded(&[
         include_str!("../migrations/sqlite/0001_foundation.sql"),
     ),
     (2, "sessions", include_str!("../migrations/sqlite/0002_sessions.sql")),
+    (3, "events", include_str!("../migrations/sqlite/0003_events.sql")),
 ]);
 
 /// How long a connection waits on a locked database before giving up.
@@ -41,4 +42,4 @@ impl SqliteStore {
     }
 }
 
-crate::sql::store_impl!(SqliteStore, sqlx::Sqlite, "sqlite");
+crate::sql::store_impl!(SqliteStore, sqlx::Sqlite, "sqlite", None);

@@ -64,6 +64,13 @@ const COVERED: &[&str] = &[
     "close_open_runs",
     "acquire_lease",
     "release_lease",
+    "record_events",
+    "list_events",
+    "purge_events",
+    "claim_due_deliveries",
+    "finish_delivery_attempt",
+    "list_deliveries",
+    "resend_delivery",
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -183,6 +190,16 @@ async fn run_contract(inner: Arc<dyn Store>, backend: &str) {
     check_runs(s).await;
     check_close_open_runs(s).await;
     check_leases(s).await;
+    check_assistance_events(s).await;
+    check_run_events(s).await;
+    check_record_events(s).await;
+    check_list_events(s).await;
+    check_purge_events(s).await;
+    check_claim_due_deliveries(s).await;
+    check_concurrent_claims(s).await;
+    check_finish_delivery_attempt(s).await;
+    check_list_deliveries(s).await;
+    check_resend_delivery(s).await;
     check_close(s).await;
 
     let called = store.called();
@@ -412,6 +429,184 @@ fn run_row(account: AccountId, started_at: Timestamp) -> RunRow {
         failure_reason: None,
         movements_read: 0,
         new_movements: 0,
+    }
+}
+
+/// An [`EventsFor`] that logs nothing.
+fn no_events(_: &AssistanceRow) -> Vec<NewEvent> {
+    Vec::new()
+}
+
+/// An event to log, with a `data` document of its own and no deliveries.
+fn event(owner: UserId, account: AccountId, kind: &str, occurred_at: Timestamp) -> NewEvent {
+    let id = Uuid::now_v7();
+    NewEvent {
+        id,
+        user_id: owner,
+        account_id: account,
+        kind: kind.into(),
+        data: format!(r#"{{"event":"{id}","kind":"{kind}"}}"#),
+        occurred_at,
+        deliveries: Vec::new(),
+    }
+}
+
+/// A webhook delivery to queue with an event, due at `due`.
+fn delivery(event_type: &str, due: Timestamp) -> NewDelivery {
+    let id = DeliveryId::new();
+    NewDelivery {
+        id,
+        event_type: event_type.into(),
+        payload: format!(r#"{{"webhook":"{id}","type":"{event_type}","data":{{"n":1}}}}"#),
+        request_id: None,
+        next_attempt_at: due,
+    }
+}
+
+/// `e` carrying these deliveries.
+fn delivering(e: NewEvent, deliveries: &[&NewDelivery]) -> NewEvent {
+    NewEvent {
+        deliveries: deliveries.iter().map(|d| (*d).clone()).collect(),
+        ..e
+    }
+}
+
+/// The row an event reads back as once logged under `seq`.
+fn logged_as(e: &NewEvent, seq: i64) -> EventRow {
+    EventRow {
+        seq,
+        id: e.id,
+        user_id: e.user_id,
+        account_id: e.account_id,
+        kind: e.kind.clone(),
+        data: e.data.clone(),
+        occurred_at: e.occurred_at,
+    }
+}
+
+/// Asserts that `got` is `want` as logged, in order, with strictly increasing seqs above `after`.
+fn assert_logged(got: &[EventRow], want: &[NewEvent], after: i64) {
+    assert_eq!(got.len(), want.len(), "logged {got:?}, expected {want:?}");
+    let mut prev = after;
+    for (g, w) in got.iter().zip(want) {
+        assert!(g.seq > prev, "seq {} must come after {prev}: {got:?}", g.seq);
+        assert_eq!(g, &logged_as(w, g.seq));
+        prev = g.seq;
+    }
+}
+
+/// The highest seq in `log` (0 when empty).
+fn last_seq(log: &[EventRow]) -> i64 {
+    log.last().map_or(0, |e| e.seq)
+}
+
+/// The whole log of a user, oldest first.
+async fn events_of(s: &dyn Store, user: UserId) -> Vec<EventRow> {
+    s.list_events(user, None, 0, 10_000).await.unwrap()
+}
+
+/// The row a delivery queued with `e` reads back as before any attempt.
+fn queued(e: &NewEvent, d: &NewDelivery) -> DeliveryRow {
+    DeliveryRow {
+        id: d.id,
+        account_id: e.account_id,
+        event_id: e.id,
+        event_type: d.event_type.clone(),
+        payload: d.payload.clone(),
+        request_id: d.request_id,
+        status: "pending".into(),
+        attempts: 0,
+        next_attempt_at: Some(d.next_attempt_at),
+        last_attempt_at: None,
+        last_status: None,
+        last_error: None,
+        created_at: e.occurred_at,
+        delivered_at: None,
+    }
+}
+
+/// [`queued`], claimed until `until`.
+fn leased(e: &NewEvent, d: &NewDelivery, until: Timestamp) -> DeliveryRow {
+    DeliveryRow {
+        next_attempt_at: Some(until),
+        ..queued(e, d)
+    }
+}
+
+/// Deliveries in id order, to compare claims whatever order they come back in.
+fn by_id(mut rows: Vec<DeliveryRow>) -> Vec<DeliveryRow> {
+    rows.sort_by_key(|d| d.id);
+    rows
+}
+
+/// A point far beyond anything the checks schedule.
+fn far_future() -> Timestamp {
+    now() + Duration::days(365 * 100)
+}
+
+/// Marks every delivery that earlier checks left claimable as `skipped`, so that a check's claims
+/// are exact (claims are not scoped to a user).
+async fn sweep_deliveries(s: &dyn Store) {
+    let far = far_future();
+    loop {
+        let left = s.claim_due_deliveries(far, far, 1000).await.unwrap();
+        if left.is_empty() {
+            break;
+        }
+        for d in left {
+            let skipped = DeliveryRow {
+                status: "skipped".into(),
+                next_attempt_at: None,
+                ..d
+            };
+            assert!(s.finish_delivery_attempt(&skipped).await.unwrap());
+        }
+    }
+}
+
+/// An [`EventsFor`] that records each row it is called with and the events it returned for it:
+/// an `assistance.<status>` event with a prompt delivery tied to the request, then an
+/// `account.status` event without one, both at the row's `updated_at`.
+struct Spy {
+    owner: UserId,
+    calls: Mutex<Vec<(AssistanceRow, Vec<NewEvent>)>>,
+}
+
+impl Spy {
+    fn new(owner: UserId) -> Self {
+        Self {
+            owner,
+            calls: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn events(&self, r: &AssistanceRow) -> Vec<NewEvent> {
+        let at = r.updated_at;
+        let prompt = NewEvent {
+            data: format!(
+                r#"{{"request_id":"{}","status":"{}","attempts":{}}}"#,
+                r.id,
+                r.status.as_str(),
+                r.attempts
+            ),
+            deliveries: vec![NewDelivery {
+                request_id: Some(r.id),
+                ..delivery("assistance_required", at)
+            }],
+            ..event(
+                self.owner,
+                r.account_id,
+                &format!("assistance.{}", r.status.as_str()),
+                at,
+            )
+        };
+        let out = vec![prompt, event(self.owner, r.account_id, "account.status", at)];
+        self.calls.lock().unwrap().push((r.clone(), out.clone()));
+        out
+    }
+
+    fn calls(&self) -> Vec<(AssistanceRow, Vec<NewEvent>)> {
+        self.calls.lock().unwrap().clone()
     }
 }
 
@@ -813,13 +1008,13 @@ async fn check_delete_account(s: &dyn Store) {
     };
     assert!(s.put_account_config(owner.id, &config).await.unwrap());
     let open = assistance_row(a.id);
-    s.create_assistance(&open).await.unwrap();
+    s.create_assistance(&open, &[]).await.unwrap();
     let closed = AssistanceRow {
         status: AssistanceStatus::Cancelled,
         closed_at: Some(now()),
         ..assistance_row(a.id)
     };
-    s.create_assistance(&closed).await.unwrap();
+    s.create_assistance(&closed, &[]).await.unwrap();
     let key = ApiKeyRow {
         account_ids: Some(vec![a.id, kept.id]),
         ..key_row(owner.id, now())
@@ -998,14 +1193,14 @@ async fn check_assistance(s: &dyn Store) {
         },
         ..assistance_row(a.id)
     };
-    s.create_assistance(&first).await.unwrap();
+    assert_eq!(s.create_assistance(&first, &[]).await.unwrap(), vec![]);
     assert_eq!(s.pending_assistance(a.id).await.unwrap(), Some(first.clone()));
     assert_eq!(s.assistance_by_id(first.id).await.unwrap(), Some(first.clone()));
     assert_eq!(s.assistance_by_id(AssistanceRequestId::new()).await.unwrap(), None);
 
     // One pending request per account (partial unique index) …
     let second = assistance_row(a.id);
-    let r = s.create_assistance(&second).await;
+    let r = s.create_assistance(&second, &[]).await;
     assert!(
         conflict(r),
         "a second pending request for the account must be a Conflict"
@@ -1018,10 +1213,10 @@ async fn check_assistance(s: &dyn Store) {
         closed_at: Some(now()),
         ..assistance_row(a.id)
     };
-    s.create_assistance(&old).await.unwrap();
+    s.create_assistance(&old, &[]).await.unwrap();
     assert_eq!(s.assistance_by_id(old.id).await.unwrap(), Some(old.clone()));
     let elsewhere = assistance_row(other.id);
-    s.create_assistance(&elsewhere).await.unwrap();
+    s.create_assistance(&elsewhere, &[]).await.unwrap();
     assert_eq!(s.pending_assistance(a.id).await.unwrap(), Some(first.clone()));
     assert_eq!(s.pending_assistance(other.id).await.unwrap(), Some(elsewhere.clone()));
 
@@ -1033,8 +1228,8 @@ async fn check_assistance(s: &dyn Store) {
         ..first.clone()
     };
     assert_eq!(
-        s.bump_assistance_attempts(first.id, t1).await.unwrap(),
-        Some(bumped.clone())
+        s.bump_assistance_attempts(first.id, t1, &no_events).await.unwrap(),
+        Some((bumped.clone(), vec![]))
     );
     let t2 = t1 + ms(100);
     let bumped2 = AssistanceRow {
@@ -1043,17 +1238,17 @@ async fn check_assistance(s: &dyn Store) {
         ..first.clone()
     };
     assert_eq!(
-        s.bump_assistance_attempts(first.id, t2).await.unwrap(),
-        Some(bumped2.clone())
+        s.bump_assistance_attempts(first.id, t2, &no_events).await.unwrap(),
+        Some((bumped2.clone(), vec![]))
     );
     assert_eq!(s.assistance_by_id(first.id).await.unwrap(), Some(bumped2.clone()));
     assert_eq!(
-        s.bump_assistance_attempts(old.id, t2).await.unwrap(),
+        s.bump_assistance_attempts(old.id, t2, &no_events).await.unwrap(),
         None,
         "not pending"
     );
     assert_eq!(
-        s.bump_assistance_attempts(AssistanceRequestId::new(), t2)
+        s.bump_assistance_attempts(AssistanceRequestId::new(), t2, &no_events)
             .await
             .unwrap(),
         None
@@ -1070,36 +1265,51 @@ async fn check_assistance(s: &dyn Store) {
         ..bumped2
     };
     let got = s
-        .close_assistance(first.id, AssistanceStatus::Fulfilled, Some("code accepted"), t3)
+        .close_assistance(
+            first.id,
+            AssistanceStatus::Fulfilled,
+            Some("code accepted"),
+            t3,
+            &no_events,
+        )
         .await
         .unwrap();
-    assert_eq!(got, Some(closed.clone()));
+    assert_eq!(got, Some((closed.clone(), vec![])));
     let again = s
-        .close_assistance(first.id, AssistanceStatus::Cancelled, None, t3 + ms(1))
+        .close_assistance(first.id, AssistanceStatus::Cancelled, None, t3 + ms(1), &no_events)
         .await
         .unwrap();
     assert_eq!(again, None, "closing twice");
     assert_eq!(s.assistance_by_id(first.id).await.unwrap(), Some(closed.clone()));
     assert_eq!(
-        s.bump_assistance_attempts(first.id, t3 + ms(2)).await.unwrap(),
+        s.bump_assistance_attempts(first.id, t3 + ms(2), &no_events)
+            .await
+            .unwrap(),
         None,
         "closed"
     );
     assert_eq!(s.assistance_by_id(first.id).await.unwrap(), Some(closed));
     assert_eq!(s.pending_assistance(a.id).await.unwrap(), None);
     let r = s
-        .close_assistance(AssistanceRequestId::new(), AssistanceStatus::Cancelled, None, t3)
+        .close_assistance(
+            AssistanceRequestId::new(),
+            AssistanceStatus::Cancelled,
+            None,
+            t3,
+            &no_events,
+        )
         .await
         .unwrap();
     assert_eq!(r, None);
 
     // A reason may be absent.
     let t4 = t3 + ms(100);
-    let cancelled = s
-        .close_assistance(elsewhere.id, AssistanceStatus::Cancelled, None, t4)
+    let (cancelled, logged) = s
+        .close_assistance(elsewhere.id, AssistanceStatus::Cancelled, None, t4, &no_events)
         .await
         .unwrap()
         .unwrap();
+    assert_eq!(logged, vec![]);
     assert_eq!(
         cancelled,
         AssistanceRow {
@@ -1113,7 +1323,7 @@ async fn check_assistance(s: &dyn Store) {
 
     // After closing, the account may have a new pending request.
     let next = assistance_row(a.id);
-    s.create_assistance(&next).await.unwrap();
+    s.create_assistance(&next, &[]).await.unwrap();
     assert_eq!(s.pending_assistance(a.id).await.unwrap(), Some(next));
     assert_eq!(s.assistance_by_id(old.id).await.unwrap(), Some(old));
 }
@@ -1135,7 +1345,7 @@ async fn check_close_all_pending_assistance(s: &dyn Store) {
         ..assistance_row(accounts[2].id)
     };
     for r in [&p0, &p1, &done] {
-        s.create_assistance(r).await.unwrap();
+        s.create_assistance(r, &[]).await.unwrap();
     }
 
     let t = now() + ms(50);
@@ -1607,33 +1817,45 @@ async fn check_runs(s: &dyn Store) {
         new_movements: 3,
         ..r1.clone()
     };
-    assert!(s.finish_run(&succeeded).await.unwrap());
+    assert_eq!(s.finish_run(&succeeded, &[]).await.unwrap(), (true, vec![]));
     let late = RunRow {
         ended_at: Some(t + ms(900)),
         outcome: "failed".into(),
         failure_reason: Some("too late".into()),
         ..r1.clone()
     };
-    assert!(!s.finish_run(&late).await.unwrap(), "no longer running");
+    assert_eq!(
+        s.finish_run(&late, &[]).await.unwrap(),
+        (false, vec![]),
+        "no longer running"
+    );
     assert!(
-        !s.finish_run(&RunRow {
-            ended_at: Some(t + ms(900)),
-            outcome: "succeeded".into(),
-            failure_reason: None,
-            ..done.clone()
-        })
+        !s.finish_run(
+            &RunRow {
+                ended_at: Some(t + ms(900)),
+                outcome: "succeeded".into(),
+                failure_reason: None,
+                ..done.clone()
+            },
+            &[]
+        )
         .await
-        .unwrap(),
+        .unwrap()
+        .0,
         "created ended"
     );
     assert!(
-        !s.finish_run(&RunRow {
-            ended_at: Some(t),
-            outcome: "succeeded".into(),
-            ..run_row(a.id, t)
-        })
+        !s.finish_run(
+            &RunRow {
+                ended_at: Some(t),
+                outcome: "succeeded".into(),
+                ..run_row(a.id, t)
+            },
+            &[]
+        )
         .await
-        .unwrap(),
+        .unwrap()
+        .0,
         "unknown run"
     );
     let failed = RunRow {
@@ -1643,7 +1865,7 @@ async fn check_runs(s: &dyn Store) {
         movements_read: 1,
         ..r2.clone()
     };
-    assert!(s.finish_run(&failed).await.unwrap());
+    assert!(s.finish_run(&failed, &[]).await.unwrap().0);
     assert_eq!(
         s.list_runs(owner.id, a.id, 100, 0).await.unwrap(),
         vec![r3.clone(), r4, failed, succeeded, done]
@@ -1704,7 +1926,7 @@ async fn check_close_open_runs(s: &dyn Store) {
         failure_reason: Some("stopped by the user".into()),
         ..stopped
     };
-    assert!(s.finish_run(&stopped).await.unwrap());
+    assert!(s.finish_run(&stopped, &[]).await.unwrap().0);
 
     let at = t + ms(1000);
     assert_eq!(s.close_open_runs("server restarted", at).await.unwrap(), 2);
@@ -1720,14 +1942,19 @@ async fn check_close_open_runs(s: &dyn Store) {
     assert_eq!(s.list_runs(owner.id, other.id, 100, 0).await.unwrap(), on_other);
 
     // A cancelled run can no longer be finished; nothing is left to sweep.
-    assert!(!s
-        .finish_run(&RunRow {
-            ended_at: Some(at + ms(1)),
-            outcome: "succeeded".into(),
-            ..open_a
-        })
+    assert!(
+        !s.finish_run(
+            &RunRow {
+                ended_at: Some(at + ms(1)),
+                outcome: "succeeded".into(),
+                ..open_a
+            },
+            &[]
+        )
         .await
-        .unwrap());
+        .unwrap()
+        .0
+    );
     assert_eq!(s.close_open_runs("again", at + ms(2)).await.unwrap(), 0);
     assert_eq!(s.list_runs(owner.id, a.id, 100, 0).await.unwrap(), on_a);
     assert_eq!(s.list_runs(owner.id, other.id, 100, 0).await.unwrap(), on_other);
@@ -1824,6 +2051,1005 @@ async fn check_leases(s: &dyn Store) {
         .acquire_lease(reborn.id, "node-3", t + sec(300), t + sec(81))
         .await
         .unwrap());
+}
+
+async fn check_assistance_events(s: &dyn Store) {
+    let owner = user(s).await;
+    let b = bank(s).await;
+    let (a, other) = (account(s, owner.id, &b).await, account(s, owner.id, &b).await);
+    let t = now();
+
+    // Created with its events: logged in order with increasing seqs, deliveries queued.
+    let req = assistance_row(a.id);
+    let prompt = NewDelivery {
+        request_id: Some(req.id),
+        ..delivery("assistance_required", t)
+    };
+    let requested = delivering(event(owner.id, a.id, "assistance.requested", t), &[&prompt]);
+    let status = event(owner.id, a.id, "account.status", t);
+    let logged = s
+        .create_assistance(&req, &[requested.clone(), status.clone()])
+        .await
+        .unwrap();
+    assert_logged(&logged, &[requested.clone(), status], 0);
+    assert_eq!(s.pending_assistance(a.id).await.unwrap(), Some(req.clone()));
+    let mut log = logged;
+    assert_eq!(events_of(s, owner.id).await, log);
+    let mut on_a = vec![queued(&requested, &prompt)];
+    assert_eq!(s.list_deliveries(owner.id, a.id, 100, 0).await.unwrap(), on_a);
+
+    // A conflicting create (a second pending request) logs nothing and queues nothing.
+    let dup = assistance_row(a.id);
+    let lost = delivering(
+        event(owner.id, a.id, "assistance.requested", t + ms(1)),
+        &[&delivery("assistance_required", t + ms(1))],
+    );
+    let r = s.create_assistance(&dup, std::slice::from_ref(&lost)).await;
+    assert!(conflict(r), "a second pending request must be a Conflict");
+    assert_eq!(s.assistance_by_id(dup.id).await.unwrap(), None);
+    assert_eq!(events_of(s, owner.id).await, log);
+    assert_eq!(s.list_deliveries(owner.id, a.id, 100, 0).await.unwrap(), on_a);
+
+    // Events that cannot be logged (the second reuses the first's id) undo the request and the
+    // first event with its delivery: one transaction.
+    let req2 = assistance_row(other.id);
+    let requested2 = delivering(
+        event(owner.id, other.id, "assistance.requested", t + ms(2)),
+        &[&NewDelivery {
+            request_id: Some(req2.id),
+            ..delivery("assistance_required", t + ms(2))
+        }],
+    );
+    let twin = NewEvent {
+        kind: "account.status".into(),
+        deliveries: Vec::new(),
+        ..requested2.clone()
+    };
+    let r = s.create_assistance(&req2, &[requested2.clone(), twin]).await;
+    assert!(
+        matches!(r, Err(StoreError::Conflict(_))),
+        "a duplicate event id must be a Conflict: {r:?}"
+    );
+    assert_eq!(s.assistance_by_id(req2.id).await.unwrap(), None);
+    assert_eq!(s.pending_assistance(other.id).await.unwrap(), None);
+    assert_eq!(events_of(s, owner.id).await, log);
+    assert!(s.list_deliveries(owner.id, other.id, 100, 0).await.unwrap().is_empty());
+    // … and the same request with loggable events goes through, later in the log.
+    let logged = s
+        .create_assistance(&req2, std::slice::from_ref(&requested2))
+        .await
+        .unwrap();
+    assert_logged(&logged, std::slice::from_ref(&requested2), last_seq(&log));
+    log.extend(logged);
+    assert_eq!(events_of(s, owner.id).await, log);
+    assert_eq!(s.pending_assistance(other.id).await.unwrap(), Some(req2.clone()));
+    assert_eq!(
+        s.list_deliveries(owner.id, other.id, 100, 0).await.unwrap(),
+        vec![queued(&requested2, &requested2.deliveries[0])]
+    );
+
+    // A closed request on the same account, created without events.
+    let old = AssistanceRow {
+        status: AssistanceStatus::Expired,
+        reason: Some("timeout".into()),
+        closed_at: Some(t),
+        ..assistance_row(a.id)
+    };
+    assert_eq!(s.create_assistance(&old, &[]).await.unwrap(), vec![]);
+    assert_eq!(events_of(s, owner.id).await, log);
+
+    // Bumping: the closure sees the row as changed, and what it returns is logged with it.
+    let spy = Spy::new(owner.id);
+    let t1 = t + ms(100);
+    let got = s
+        .bump_assistance_attempts(req.id, t1, &|r: &AssistanceRow| spy.events(r))
+        .await
+        .unwrap();
+    let bumped = AssistanceRow {
+        attempts: 1,
+        updated_at: t1,
+        ..req.clone()
+    };
+    let calls = spy.calls();
+    assert_eq!(calls.len(), 1, "the closure is called once");
+    assert_eq!(calls[0].0, bumped, "the closure receives the bumped row");
+    let (row, logged) = got.unwrap();
+    assert_eq!(row, bumped);
+    assert_logged(&logged, &calls[0].1, last_seq(&log));
+    log.extend(logged);
+    assert_eq!(events_of(s, owner.id).await, log);
+    on_a.insert(0, queued(&calls[0].1[0], &calls[0].1[0].deliveries[0]));
+    assert_eq!(s.list_deliveries(owner.id, a.id, 100, 0).await.unwrap(), on_a);
+
+    // Not pending, or unknown: None, the closure is not called, nothing is logged.
+    let none = s
+        .bump_assistance_attempts(old.id, t1, &|r: &AssistanceRow| spy.events(r))
+        .await
+        .unwrap();
+    assert_eq!(none, None);
+    let none = s
+        .bump_assistance_attempts(AssistanceRequestId::new(), t1, &|r: &AssistanceRow| spy.events(r))
+        .await
+        .unwrap();
+    assert_eq!(none, None);
+    assert_eq!(spy.calls().len(), 1, "no closure call without a state change");
+    assert_eq!(s.assistance_by_id(old.id).await.unwrap(), Some(old.clone()));
+
+    // Closing: the closure sees the closed row (status, reason, times).
+    let t2 = t1 + ms(100);
+    let got = s
+        .close_assistance(
+            req.id,
+            AssistanceStatus::Fulfilled,
+            Some("code accepted"),
+            t2,
+            &|r: &AssistanceRow| spy.events(r),
+        )
+        .await
+        .unwrap();
+    let closed = AssistanceRow {
+        status: AssistanceStatus::Fulfilled,
+        reason: Some("code accepted".into()),
+        updated_at: t2,
+        closed_at: Some(t2),
+        ..bumped
+    };
+    let calls = spy.calls();
+    assert_eq!(calls.len(), 2);
+    assert_eq!(calls[1].0, closed, "the closure receives the closed row");
+    assert_eq!(calls[1].1[0].kind, "assistance.fulfilled");
+    let (row, logged) = got.unwrap();
+    assert_eq!(row, closed);
+    assert_logged(&logged, &calls[1].1, last_seq(&log));
+    log.extend(logged);
+    assert_eq!(events_of(s, owner.id).await, log);
+    on_a.insert(0, queued(&calls[1].1[0], &calls[1].1[0].deliveries[0]));
+    assert_eq!(s.list_deliveries(owner.id, a.id, 100, 0).await.unwrap(), on_a);
+
+    // Closing again, closing a request closed from the start, closing or bumping an unknown one,
+    // bumping a closed one: None, no closure call, nothing logged or queued.
+    let spied = |r: &AssistanceRow| spy.events(r);
+    for id in [req.id, old.id, AssistanceRequestId::new()] {
+        let r = s
+            .close_assistance(id, AssistanceStatus::Cancelled, Some("again"), t2 + ms(1), &spied)
+            .await
+            .unwrap();
+        assert_eq!(r, None, "closing {id} must find nothing pending");
+        let r = s.bump_assistance_attempts(id, t2 + ms(1), &spied).await.unwrap();
+        assert_eq!(r, None, "bumping {id} must find nothing pending");
+    }
+    assert_eq!(spy.calls().len(), 2, "no closure call without a state change");
+    assert_eq!(s.assistance_by_id(req.id).await.unwrap(), Some(closed));
+    assert_eq!(s.assistance_by_id(old.id).await.unwrap(), Some(old));
+    assert_eq!(events_of(s, owner.id).await, log);
+    assert_eq!(s.list_deliveries(owner.id, a.id, 100, 0).await.unwrap(), on_a);
+
+    // A reason may be absent; the closure sees that too.
+    let t3 = t2 + ms(100);
+    let (row, logged) = s
+        .close_assistance(req2.id, AssistanceStatus::Cancelled, None, t3, &spied)
+        .await
+        .unwrap()
+        .unwrap();
+    let cancelled = AssistanceRow {
+        status: AssistanceStatus::Cancelled,
+        reason: None,
+        updated_at: t3,
+        closed_at: Some(t3),
+        ..req2
+    };
+    let calls = spy.calls();
+    assert_eq!(calls.len(), 3);
+    assert_eq!(calls[2].0, cancelled);
+    assert_eq!(row, cancelled);
+    assert_logged(&logged, &calls[2].1, last_seq(&log));
+    log.extend(logged);
+    assert_eq!(events_of(s, owner.id).await, log);
+}
+
+async fn check_run_events(s: &dyn Store) {
+    let owner = user(s).await;
+    let b = bank(s).await;
+    let a = account(s, owner.id, &b).await;
+    let t = now();
+    let run = run_row(a.id, t);
+    s.create_run(&run).await.unwrap();
+
+    // Ending a running run logs the events with it.
+    let failed = RunRow {
+        ended_at: Some(t + ms(500)),
+        outcome: "failed".into(),
+        failure_reason: Some("login refused".into()),
+        movements_read: 3,
+        ..run.clone()
+    };
+    let login_failed = delivering(
+        event(owner.id, a.id, "session.login_failed", t + ms(500)),
+        &[&delivery("login_failed", t + ms(500))],
+    );
+    let status = event(owner.id, a.id, "account.status", t + ms(500));
+    let (done, logged) = s
+        .finish_run(&failed, &[login_failed.clone(), status.clone()])
+        .await
+        .unwrap();
+    assert!(done);
+    assert_logged(&logged, &[login_failed.clone(), status], 0);
+    let mut log = logged;
+    assert_eq!(events_of(s, owner.id).await, log);
+    assert_eq!(s.list_runs(owner.id, a.id, 100, 0).await.unwrap(), vec![failed.clone()]);
+    let mut on_a = vec![queued(&login_failed, &login_failed.deliveries[0])];
+    assert_eq!(s.list_deliveries(owner.id, a.id, 100, 0).await.unwrap(), on_a);
+
+    // No longer running: `false`, the run stays as it ended, but the events are logged all the
+    // same (with their deliveries).
+    let late = RunRow {
+        ended_at: Some(t + ms(900)),
+        outcome: "succeeded".into(),
+        failure_reason: None,
+        ..run.clone()
+    };
+    let scrape_failed = delivering(
+        event(owner.id, a.id, "session.scrape_failed", t + ms(900)),
+        &[&delivery("scrape_failed", t + ms(900))],
+    );
+    let (done, logged) = s.finish_run(&late, std::slice::from_ref(&scrape_failed)).await.unwrap();
+    assert!(!done, "no longer running");
+    assert_logged(&logged, std::slice::from_ref(&scrape_failed), last_seq(&log));
+    log.extend(logged);
+    assert_eq!(events_of(s, owner.id).await, log);
+    assert_eq!(s.list_runs(owner.id, a.id, 100, 0).await.unwrap(), vec![failed]);
+    on_a.insert(0, queued(&scrape_failed, &scrape_failed.deliveries[0]));
+    assert_eq!(s.list_deliveries(owner.id, a.id, 100, 0).await.unwrap(), on_a);
+
+    // An unknown run: the same.
+    let ghost = event(owner.id, a.id, "account.status", t + ms(950));
+    let (done, logged) = s
+        .finish_run(
+            &RunRow {
+                ended_at: Some(t + ms(950)),
+                outcome: "cancelled".into(),
+                ..run_row(a.id, t)
+            },
+            std::slice::from_ref(&ghost),
+        )
+        .await
+        .unwrap();
+    assert!(!done, "unknown run");
+    assert_logged(&logged, std::slice::from_ref(&ghost), last_seq(&log));
+    log.extend(logged);
+    assert_eq!(events_of(s, owner.id).await, log);
+}
+
+async fn check_record_events(s: &dyn Store) {
+    let owner = user(s).await;
+    let b = bank(s).await;
+    let (a, other) = (account(s, owner.id, &b).await, account(s, owner.id, &b).await);
+    let t = now();
+
+    assert_eq!(s.record_events(&[]).await.unwrap(), vec![]);
+    assert!(events_of(s, owner.id).await.is_empty());
+
+    // Several events in one call, across accounts, with none, one or two deliveries each.
+    let d1 = NewDelivery {
+        request_id: Some(AssistanceRequestId::new()),
+        ..delivery("assistance_required", t + ms(5))
+    };
+    let d2 = delivery("login_failed", t + ms(60));
+    let d3 = delivery("scrape_failed", t - ms(30));
+    let e1 = delivering(event(owner.id, a.id, "assistance.requested", t), &[&d1]);
+    let e2 = event(owner.id, other.id, "account.status", t + ms(10));
+    let e3 = delivering(event(owner.id, a.id, "session.login_failed", t + ms(20)), &[&d2, &d3]);
+    let batch = [e1.clone(), e2.clone(), e3.clone()];
+    let logged = s.record_events(&batch).await.unwrap();
+    assert_logged(&logged, &batch, 0);
+    assert_eq!(events_of(s, owner.id).await, logged);
+    let mut log = logged;
+
+    // Each delivery is pending, never attempted, due as given, created when its event occurred.
+    let listed = s.list_deliveries(owner.id, a.id, 100, 0).await.unwrap();
+    assert_eq!(listed.len(), 3);
+    assert_eq!(listed[2], queued(&e1, &d1));
+    let mut same_time = listed[..2].to_vec();
+    same_time.sort_by_key(|d| d.id);
+    assert_eq!(same_time, by_id(vec![queued(&e3, &d2), queued(&e3, &d3)]));
+    for d in &listed {
+        assert_eq!(d.status, "pending");
+        assert_eq!(d.attempts, 0);
+    }
+    assert_eq!(listed[2].payload, d1.payload);
+    assert_eq!(listed[2].request_id, d1.request_id);
+    assert_eq!(listed[2].event_id, e1.id);
+    assert_eq!(listed[2].created_at, e1.occurred_at);
+    assert!(s.list_deliveries(owner.id, other.id, 100, 0).await.unwrap().is_empty());
+
+    // A second call comes later in the log.
+    let e4 = event(owner.id, other.id, "account.status", t + ms(30));
+    let logged = s.record_events(std::slice::from_ref(&e4)).await.unwrap();
+    assert_logged(&logged, std::slice::from_ref(&e4), last_seq(&log));
+    log.extend(logged);
+
+    // One transaction: a batch that fails part-way (a delivery id used twice) logs none of it.
+    let d5 = delivery("scrape_failed", t);
+    let e5 = delivering(event(owner.id, other.id, "session.scrape_failed", t + ms(40)), &[&d5]);
+    let e6 = delivering(event(owner.id, a.id, "session.scrape_failed", t + ms(40)), &[&d5]);
+    let r = s.record_events(&[e5.clone(), e6]).await;
+    assert!(
+        matches!(r, Err(StoreError::Conflict(_))),
+        "a duplicate delivery id must be a Conflict: {r:?}"
+    );
+    // … and so does one whose event id is taken.
+    let r = s
+        .record_events(&[
+            event(owner.id, a.id, "account.status", t + ms(50)),
+            NewEvent {
+                data: "{}".into(),
+                ..e1.clone()
+            },
+        ])
+        .await;
+    assert!(
+        matches!(r, Err(StoreError::Conflict(_))),
+        "a duplicate event id must be a Conflict: {r:?}"
+    );
+    assert_eq!(events_of(s, owner.id).await, log);
+    assert_eq!(s.list_deliveries(owner.id, a.id, 100, 0).await.unwrap(), listed);
+    assert!(s.list_deliveries(owner.id, other.id, 100, 0).await.unwrap().is_empty());
+    // The rolled-back ids are free.
+    let logged = s.record_events(std::slice::from_ref(&e5)).await.unwrap();
+    assert_logged(&logged, std::slice::from_ref(&e5), last_seq(&log));
+    log.extend(logged);
+    assert_eq!(events_of(s, owner.id).await, log);
+    assert_eq!(
+        s.list_deliveries(owner.id, other.id, 100, 0).await.unwrap(),
+        vec![queued(&e5, &d5)]
+    );
+}
+
+async fn check_list_events(s: &dyn Store) {
+    let (owner, stranger) = (user(s).await, user(s).await);
+    let b = bank(s).await;
+    let (a1, a2) = (account(s, owner.id, &b).await, account(s, owner.id, &b).await);
+    let foreign = account(s, stranger.id, &b).await;
+    let t = now();
+
+    // Interleaved across users and calls; `occurred_at` deliberately out of order (the log is
+    // ordered by seq, not by time).
+    let e1 = event(owner.id, a1.id, "account.status", t + ms(50));
+    let e2 = event(owner.id, a2.id, "assistance.requested", t);
+    let e3 = event(stranger.id, foreign.id, "account.status", t + ms(5));
+    let e4 = event(owner.id, a1.id, "session.login_failed", t + ms(10));
+    let e5 = event(owner.id, a2.id, "assistance.fulfilled", t + ms(20));
+    let mut logged = s.record_events(&[e1.clone(), e2.clone(), e3.clone()]).await.unwrap();
+    logged.extend(s.record_events(std::slice::from_ref(&e4)).await.unwrap());
+    logged.extend(s.record_events(std::slice::from_ref(&e5)).await.unwrap());
+    assert_logged(&logged, &[e1, e2, e3, e4, e5], 0);
+    let [l1, l2, l3, l4, l5] = <[EventRow; 5]>::try_from(logged).unwrap();
+
+    // Only the user's own, ascending by seq.
+    let all = vec![l1.clone(), l2.clone(), l4.clone(), l5.clone()];
+    assert_eq!(s.list_events(owner.id, None, 0, 100).await.unwrap(), all);
+    assert_eq!(
+        s.list_events(stranger.id, None, 0, 100).await.unwrap(),
+        vec![l3.clone()]
+    );
+    assert!(s.list_events(UserId::new(), None, 0, 100).await.unwrap().is_empty());
+
+    // `after` excludes seq <= after.
+    assert_eq!(
+        s.list_events(owner.id, None, l2.seq, 100).await.unwrap(),
+        vec![l4.clone(), l5.clone()]
+    );
+    assert_eq!(
+        s.list_events(owner.id, None, l2.seq - 1, 100).await.unwrap(),
+        vec![l2.clone(), l4.clone(), l5.clone()]
+    );
+    assert_eq!(
+        s.list_events(owner.id, None, l3.seq, 100).await.unwrap(),
+        vec![l4.clone(), l5.clone()],
+        "a cursor at someone else's seq"
+    );
+    assert!(s.list_events(owner.id, None, l5.seq, 100).await.unwrap().is_empty());
+
+    // `limit`, alone and with `after`.
+    assert_eq!(
+        s.list_events(owner.id, None, 0, 2).await.unwrap(),
+        vec![l1.clone(), l2.clone()]
+    );
+    assert_eq!(
+        s.list_events(owner.id, None, l1.seq, 2).await.unwrap(),
+        vec![l2.clone(), l4.clone()]
+    );
+    assert_eq!(
+        s.list_events(owner.id, None, l4.seq, 1).await.unwrap(),
+        vec![l5.clone()]
+    );
+    assert!(s.list_events(owner.id, None, 0, 0).await.unwrap().is_empty());
+
+    // The account filter restricts; an empty one yields nothing; ids not the user's add nothing.
+    assert_eq!(
+        s.list_events(owner.id, Some(&[a1.id]), 0, 100).await.unwrap(),
+        vec![l1.clone(), l4.clone()]
+    );
+    assert_eq!(
+        s.list_events(owner.id, Some(&[a2.id, a1.id]), 0, 100).await.unwrap(),
+        all
+    );
+    assert!(s.list_events(owner.id, Some(&[]), 0, 100).await.unwrap().is_empty());
+    assert_eq!(
+        s.list_events(owner.id, Some(&[a2.id, foreign.id, AccountId::new()]), 0, 100)
+            .await
+            .unwrap(),
+        vec![l2.clone(), l5.clone()]
+    );
+    assert!(s
+        .list_events(owner.id, Some(&[foreign.id]), 0, 100)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(s
+        .list_events(stranger.id, Some(&[a1.id, a2.id]), 0, 100)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        s.list_events(stranger.id, Some(&[foreign.id]), 0, 100).await.unwrap(),
+        vec![l3]
+    );
+    // … combined with `after` and `limit`.
+    assert_eq!(
+        s.list_events(owner.id, Some(&[a2.id]), l2.seq, 100).await.unwrap(),
+        vec![l5]
+    );
+    assert_eq!(
+        s.list_events(owner.id, Some(&[a1.id, a2.id]), l1.seq, 2).await.unwrap(),
+        vec![l2, l4]
+    );
+}
+
+async fn check_purge_events(s: &dyn Store) {
+    let owner = user(s).await;
+    let b = bank(s).await;
+    let a = account(s, owner.id, &b).await;
+    // Long ago: no other check logs events this old.
+    let base = now() - Duration::days(3650);
+    s.purge_events(base - Duration::days(1)).await.unwrap();
+
+    let recent = event(owner.id, a.id, "account.status", now());
+    let olds = [
+        event(owner.id, a.id, "account.status", base - ms(2)),
+        event(owner.id, a.id, "account.status", base - ms(1)),
+        event(owner.id, a.id, "account.status", base),
+        event(owner.id, a.id, "account.status", base + ms(1)),
+    ];
+    let mut batch = vec![recent];
+    batch.extend(olds.iter().cloned());
+    let logged = s.record_events(&batch).await.unwrap();
+    assert_logged(&logged, &batch, 0);
+
+    // Strictly before: the event at `base` stays.
+    assert_eq!(s.purge_events(base).await.unwrap(), 2);
+    let kept = vec![logged[0].clone(), logged[3].clone(), logged[4].clone()];
+    assert_eq!(events_of(s, owner.id).await, kept);
+    assert_eq!(s.purge_events(base).await.unwrap(), 0);
+    assert_eq!(s.purge_events(base + ms(1)).await.unwrap(), 1);
+    assert_eq!(events_of(s, owner.id).await, vec![logged[0].clone(), logged[4].clone()]);
+    assert_eq!(s.purge_events(base + ms(1)).await.unwrap(), 0);
+    assert_eq!(s.purge_events(base + ms(2)).await.unwrap(), 1);
+    assert_eq!(events_of(s, owner.id).await, vec![logged[0].clone()]);
+}
+
+async fn check_claim_due_deliveries(s: &dyn Store) {
+    sweep_deliveries(s).await;
+    let (owner, stranger) = (user(s).await, user(s).await);
+    let b = bank(s).await;
+    let (a, other) = (account(s, owner.id, &b).await, account(s, owner.id, &b).await);
+    let foreign = account(s, stranger.id, &b).await;
+    let t = now();
+    let lease = t + Duration::seconds(60);
+
+    // Recorded out of due order, across accounts and users: claims are not user-scoped.
+    let old = NewDelivery {
+        request_id: Some(AssistanceRequestId::new()),
+        ..delivery("assistance_required", t - ms(30))
+    };
+    let mid = delivery("scrape_failed", t - ms(20));
+    let new = delivery("login_failed", t - ms(10));
+    let exact = delivery("scrape_failed", t);
+    let future = delivery("scrape_failed", t + Duration::hours(1));
+    let e1 = delivering(
+        event(owner.id, a.id, "session.scrape_failed", t - ms(40)),
+        &[&mid, &future],
+    );
+    let e2 = delivering(
+        event(stranger.id, foreign.id, "session.login_failed", t - ms(40)),
+        &[&new],
+    );
+    let e3 = delivering(
+        event(owner.id, other.id, "assistance.requested", t - ms(50)),
+        &[&exact, &old],
+    );
+    s.record_events(&[e1.clone(), e2.clone(), e3.clone()]).await.unwrap();
+
+    // Nothing for a limit of 0, and nothing is leased by it.
+    assert!(s.claim_due_deliveries(t, lease, 0).await.unwrap().is_empty());
+    // Oldest due first, at most `limit`, each leased until `lease`.
+    assert_eq!(
+        s.claim_due_deliveries(t, lease, 1).await.unwrap(),
+        vec![leased(&e3, &old, lease)]
+    );
+    assert_eq!(
+        s.claim_due_deliveries(t, lease, 1).await.unwrap(),
+        vec![leased(&e1, &mid, lease)]
+    );
+    // Due exactly now counts; not yet due does not.
+    assert_eq!(
+        by_id(s.claim_due_deliveries(t, lease, 10).await.unwrap()),
+        by_id(vec![leased(&e2, &new, lease), leased(&e3, &exact, lease)])
+    );
+    // Leased: a second claim at the same time takes nothing, nor one just before the lease ends.
+    assert!(s.claim_due_deliveries(t, lease, 10).await.unwrap().is_empty());
+    assert!(s
+        .claim_due_deliveries(lease - ms(1), lease, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    // The lease shows in the log.
+    assert_eq!(
+        s.list_deliveries(owner.id, a.id, 100, 0).await.unwrap(),
+        by_id(vec![leased(&e1, &mid, lease), queued(&e1, &future)])
+            .into_iter()
+            .rev()
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        by_id(s.list_deliveries(owner.id, other.id, 100, 0).await.unwrap()),
+        by_id(vec![leased(&e3, &exact, lease), leased(&e3, &old, lease)])
+    );
+
+    // Once the lease has passed, they are claimable again (the one due later still is not).
+    let lease2 = t + Duration::hours(2);
+    assert_eq!(
+        by_id(s.claim_due_deliveries(lease + ms(1), lease2, 10).await.unwrap()),
+        by_id(vec![
+            leased(&e3, &old, lease2),
+            leased(&e1, &mid, lease2),
+            leased(&e2, &new, lease2),
+            leased(&e3, &exact, lease2),
+        ])
+    );
+    let lease3 = t + Duration::hours(3);
+    assert_eq!(
+        s.claim_due_deliveries(t + Duration::minutes(90), lease3, 10)
+            .await
+            .unwrap(),
+        vec![leased(&e1, &future, lease3)]
+    );
+    assert!(s
+        .claim_due_deliveries(t + Duration::minutes(90), lease3, 10)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+async fn check_concurrent_claims(s: &dyn Store) {
+    sweep_deliveries(s).await;
+    let owner = user(s).await;
+    let b = bank(s).await;
+    let a = account(s, owner.id, &b).await;
+    let t = now();
+    let lease = t + Duration::seconds(60);
+
+    // Claimers racing over the same due deliveries never take one twice.
+    for round in 0..20 {
+        let batch: Vec<NewDelivery> = (0..40).map(|i| delivery("scrape_failed", t - ms(i))).collect();
+        let e = NewEvent {
+            deliveries: batch.clone(),
+            ..event(owner.id, a.id, "session.scrape_failed", t)
+        };
+        s.record_events(&[e]).await.unwrap();
+        let (c1, c2, c3, c4) = tokio::join!(
+            s.claim_due_deliveries(t, lease, 15),
+            s.claim_due_deliveries(t, lease, 15),
+            s.claim_due_deliveries(t, lease, 15),
+            s.claim_due_deliveries(t, lease, 15),
+        );
+        let mut claimed: Vec<DeliveryId> = [c1, c2, c3, c4]
+            .into_iter()
+            .flat_map(|c| c.unwrap())
+            .map(|d| d.id)
+            .collect();
+        let n = claimed.len();
+        claimed.sort();
+        claimed.dedup();
+        assert_eq!(claimed.len(), n, "round {round}: a delivery was claimed twice");
+        // Whatever the racers left is still there for the next claim.
+        claimed.extend(
+            s.claim_due_deliveries(t, lease, 100)
+                .await
+                .unwrap()
+                .iter()
+                .map(|d| d.id),
+        );
+        claimed.sort();
+        let mut want: Vec<DeliveryId> = batch.iter().map(|d| d.id).collect();
+        want.sort();
+        assert_eq!(claimed, want, "round {round}: every delivery claimed exactly once");
+    }
+}
+
+async fn check_finish_delivery_attempt(s: &dyn Store) {
+    sweep_deliveries(s).await;
+    let owner = user(s).await;
+    let b = bank(s).await;
+    let a = account(s, owner.id, &b).await;
+    let t = now();
+    let (d1, d2, d3) = (
+        NewDelivery {
+            request_id: Some(AssistanceRequestId::new()),
+            ..delivery("assistance_required", t - ms(3))
+        },
+        delivery("login_failed", t - ms(2)),
+        delivery("scrape_failed", t - ms(1)),
+    );
+    let e = delivering(
+        event(owner.id, a.id, "session.login_failed", t - ms(10)),
+        &[&d1, &d2, &d3],
+    );
+    s.record_events(std::slice::from_ref(&e)).await.unwrap();
+    let read = |id: DeliveryId| async move {
+        s.list_deliveries(owner.id, a.id, 100, 0)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|d| d.id == id)
+            .unwrap()
+    };
+
+    // A failed attempt to retry later: every outcome field is written as given …
+    let retry = DeliveryRow {
+        status: "pending".into(),
+        attempts: 1,
+        next_attempt_at: Some(t + Duration::seconds(30)),
+        last_attempt_at: Some(t),
+        last_status: Some(503),
+        last_error: Some("service unavailable".into()),
+        delivered_at: None,
+        ..queued(&e, &d1)
+    };
+    assert!(s.finish_delivery_attempt(&retry).await.unwrap());
+    assert_eq!(read(d1.id).await, retry);
+    // … and nothing else: the delivery's identity and content are not the attempt's to change.
+    let tampered = DeliveryRow {
+        account_id: AccountId::new(),
+        event_id: Uuid::now_v7(),
+        event_type: "something_else".into(),
+        payload: "{}".into(),
+        request_id: None,
+        created_at: t + Duration::days(1),
+        ..retry.clone()
+    };
+    assert!(s.finish_delivery_attempt(&tampered).await.unwrap());
+    assert_eq!(read(d1.id).await, retry);
+
+    // Delivered: the retry state is cleared (NULLs written back).
+    let delivered = DeliveryRow {
+        status: "delivered".into(),
+        attempts: 2,
+        next_attempt_at: None,
+        last_attempt_at: Some(t + Duration::seconds(31)),
+        last_status: Some(200),
+        last_error: None,
+        delivered_at: Some(t + Duration::seconds(31) + ms(7)),
+        ..retry.clone()
+    };
+    assert!(s.finish_delivery_attempt(&delivered).await.unwrap());
+    assert_eq!(read(d1.id).await, delivered);
+
+    // Dead (retries exhausted), keeping a next attempt time in the past: the status alone keeps
+    // it from being claimed. A transport error has no HTTP status.
+    let dead = DeliveryRow {
+        status: "dead".into(),
+        attempts: 8,
+        next_attempt_at: Some(t - Duration::seconds(1)),
+        last_attempt_at: Some(t),
+        last_status: None,
+        last_error: Some("connection refused".into()),
+        delivered_at: None,
+        ..queued(&e, &d2)
+    };
+    assert!(s.finish_delivery_attempt(&dead).await.unwrap());
+    assert_eq!(read(d2.id).await, dead);
+    // The same for a delivered one that keeps a due time.
+    let delivered_due = DeliveryRow {
+        status: "delivered".into(),
+        attempts: 1,
+        last_attempt_at: Some(t),
+        last_status: Some(204),
+        delivered_at: Some(t),
+        ..queued(&e, &d3)
+    };
+    assert!(s.finish_delivery_attempt(&delivered_due).await.unwrap());
+    assert_eq!(read(d3.id).await, delivered_due);
+    // None of the three is pending: nothing is claimable, however late.
+    assert!(s
+        .claim_due_deliveries(far_future(), far_future(), 100)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(read(d1.id).await, delivered);
+    assert_eq!(read(d2.id).await, dead);
+    assert_eq!(read(d3.id).await, delivered_due);
+
+    // A pending retry is claimable once due, and only then.
+    let again = DeliveryRow {
+        status: "pending".into(),
+        next_attempt_at: Some(t + Duration::seconds(5)),
+        ..dead.clone()
+    };
+    assert!(s.finish_delivery_attempt(&again).await.unwrap());
+    assert!(s
+        .claim_due_deliveries(t + Duration::seconds(4), t + Duration::seconds(60), 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        s.claim_due_deliveries(t + Duration::seconds(5), t + Duration::seconds(60), 10)
+            .await
+            .unwrap(),
+        vec![DeliveryRow {
+            next_attempt_at: Some(t + Duration::seconds(60)),
+            ..again
+        }]
+    );
+
+    // An unknown delivery: `false`, nothing written.
+    assert!(!s
+        .finish_delivery_attempt(&DeliveryRow {
+            id: DeliveryId::new(),
+            ..dead
+        })
+        .await
+        .unwrap());
+    assert_eq!(s.list_deliveries(owner.id, a.id, 100, 0).await.unwrap().len(), 3);
+}
+
+async fn check_list_deliveries(s: &dyn Store) {
+    let (owner, stranger) = (user(s).await, user(s).await);
+    let b = bank(s).await;
+    let (a, other) = (account(s, owner.id, &b).await, account(s, owner.id, &b).await);
+    let foreign = account(s, stranger.id, &b).await;
+    let t = now();
+
+    // Two deliveries of one event share a creation time: ordered by id, descending.
+    let lo = delivery("login_failed", t);
+    let hi = NewDelivery {
+        id: DeliveryId(Uuid::from_u128(lo.id.0.as_u128() + 1)),
+        ..delivery("scrape_failed", t)
+    };
+    let first = delivery("assistance_required", t);
+    let last = delivery("scrape_failed", t);
+    let e_first = delivering(event(owner.id, a.id, "assistance.requested", t), &[&first]);
+    let e_pair = delivering(event(owner.id, a.id, "session.login_failed", t + ms(10)), &[&lo, &hi]);
+    let e_last = delivering(event(owner.id, a.id, "session.scrape_failed", t + ms(20)), &[&last]);
+    let e_other = delivering(
+        event(owner.id, other.id, "session.scrape_failed", t + ms(5)),
+        &[&delivery("scrape_failed", t)],
+    );
+    let e_foreign = delivering(
+        event(stranger.id, foreign.id, "session.scrape_failed", t + ms(5)),
+        &[&delivery("scrape_failed", t)],
+    );
+    // Recorded out of order.
+    s.record_events(&[
+        e_pair.clone(),
+        e_foreign.clone(),
+        e_last.clone(),
+        e_first.clone(),
+        e_other.clone(),
+    ])
+    .await
+    .unwrap();
+
+    // Newest first, paged.
+    let all = vec![
+        queued(&e_last, &last),
+        queued(&e_pair, &hi),
+        queued(&e_pair, &lo),
+        queued(&e_first, &first),
+    ];
+    assert_eq!(s.list_deliveries(owner.id, a.id, 100, 0).await.unwrap(), all);
+    assert_eq!(
+        s.list_deliveries(owner.id, a.id, 2, 0).await.unwrap(),
+        all[..2].to_vec()
+    );
+    assert_eq!(
+        s.list_deliveries(owner.id, a.id, 2, 2).await.unwrap(),
+        all[2..].to_vec()
+    );
+    assert_eq!(
+        s.list_deliveries(owner.id, a.id, 1, 2).await.unwrap(),
+        all[2..3].to_vec()
+    );
+    assert!(s.list_deliveries(owner.id, a.id, 10, 4).await.unwrap().is_empty());
+    assert!(s.list_deliveries(owner.id, a.id, 0, 0).await.unwrap().is_empty());
+
+    // Per account, tenant-scoped.
+    assert_eq!(
+        s.list_deliveries(owner.id, other.id, 100, 0).await.unwrap(),
+        vec![queued(&e_other, &e_other.deliveries[0])]
+    );
+    assert!(s.list_deliveries(stranger.id, a.id, 100, 0).await.unwrap().is_empty());
+    assert!(s.list_deliveries(UserId::new(), a.id, 100, 0).await.unwrap().is_empty());
+    assert!(s
+        .list_deliveries(owner.id, foreign.id, 100, 0)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(s
+        .list_deliveries(owner.id, AccountId::new(), 100, 0)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        s.list_deliveries(stranger.id, foreign.id, 100, 0).await.unwrap(),
+        vec![queued(&e_foreign, &e_foreign.deliveries[0])]
+    );
+
+    // Deleting the account deletes its deliveries: re-created under the same id it has none, and
+    // they can no longer be claimed or resent.
+    assert!(s.delete_account(owner.id, a.id).await.unwrap());
+    assert!(s.list_deliveries(owner.id, a.id, 100, 0).await.unwrap().is_empty());
+    let reborn = account_at(s, owner.id, &b, a.id, now()).await;
+    assert!(s.list_deliveries(owner.id, reborn.id, 100, 0).await.unwrap().is_empty());
+    assert_eq!(s.resend_delivery(owner.id, reborn.id, last.id, t).await.unwrap(), None);
+    let gone: BTreeSet<DeliveryId> = [first.id, lo.id, hi.id, last.id].into();
+    let claimed = s
+        .claim_due_deliveries(t, t + Duration::seconds(60), 1000)
+        .await
+        .unwrap();
+    assert!(!claimed.iter().any(|d| gone.contains(&d.id)));
+    assert_eq!(
+        s.list_deliveries(owner.id, other.id, 100, 0).await.unwrap().len(),
+        1,
+        "other accounts keep theirs"
+    );
+}
+
+async fn check_resend_delivery(s: &dyn Store) {
+    sweep_deliveries(s).await;
+    let (owner, stranger) = (user(s).await, user(s).await);
+    let b = bank(s).await;
+    let (a, other) = (account(s, owner.id, &b).await, account(s, owner.id, &b).await);
+    let foreign = account(s, stranger.id, &b).await;
+    let t = now();
+    let d = delivery("login_failed", t - ms(100));
+    let e = delivering(event(owner.id, a.id, "session.login_failed", t - ms(100)), &[&d]);
+    let theirs = delivery("login_failed", t - ms(100));
+    let e_theirs = delivering(
+        event(stranger.id, foreign.id, "session.login_failed", t - ms(100)),
+        &[&theirs],
+    );
+    s.record_events(&[e.clone(), e_theirs.clone()]).await.unwrap();
+    let dead = DeliveryRow {
+        status: "dead".into(),
+        attempts: 8,
+        next_attempt_at: None,
+        last_attempt_at: Some(t - ms(50)),
+        last_status: Some(500),
+        last_error: Some("internal server error".into()),
+        delivered_at: None,
+        ..queued(&e, &d)
+    };
+    assert!(s.finish_delivery_attempt(&dead).await.unwrap());
+    let their_dead = DeliveryRow {
+        status: "dead".into(),
+        attempts: 8,
+        next_attempt_at: None,
+        ..queued(&e_theirs, &theirs)
+    };
+    assert!(s.finish_delivery_attempt(&their_dead).await.unwrap());
+    assert!(s
+        .claim_due_deliveries(far_future(), far_future(), 100)
+        .await
+        .unwrap()
+        .is_empty());
+
+    // Not found: another user, another of the user's accounts, an unknown account or delivery, a
+    // delivery of someone else's account named through one's own or through theirs.
+    let t2 = t + ms(10);
+    assert_eq!(s.resend_delivery(stranger.id, a.id, d.id, t2).await.unwrap(), None);
+    assert_eq!(
+        s.resend_delivery(stranger.id, foreign.id, d.id, t2).await.unwrap(),
+        None
+    );
+    assert_eq!(s.resend_delivery(owner.id, other.id, d.id, t2).await.unwrap(), None);
+    assert_eq!(
+        s.resend_delivery(owner.id, AccountId::new(), d.id, t2).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        s.resend_delivery(owner.id, a.id, DeliveryId::new(), t2).await.unwrap(),
+        None
+    );
+    assert_eq!(s.resend_delivery(owner.id, a.id, theirs.id, t2).await.unwrap(), None);
+    assert_eq!(
+        s.resend_delivery(owner.id, foreign.id, theirs.id, t2).await.unwrap(),
+        None
+    );
+    assert_eq!(s.resend_delivery(UserId::new(), a.id, d.id, t2).await.unwrap(), None);
+    assert_eq!(
+        s.list_deliveries(owner.id, a.id, 100, 0).await.unwrap(),
+        vec![dead.clone()]
+    );
+    assert_eq!(
+        s.list_deliveries(stranger.id, foreign.id, 100, 0).await.unwrap(),
+        vec![their_dead]
+    );
+    assert!(s
+        .claim_due_deliveries(far_future(), far_future(), 100)
+        .await
+        .unwrap()
+        .is_empty());
+
+    // The user's own: pending again, due now, the attempt history kept.
+    let resent = DeliveryRow {
+        status: "pending".into(),
+        next_attempt_at: Some(t2),
+        ..dead.clone()
+    };
+    assert_eq!(
+        s.resend_delivery(owner.id, a.id, d.id, t2).await.unwrap(),
+        Some(resent.clone())
+    );
+    assert_eq!(
+        s.list_deliveries(owner.id, a.id, 100, 0).await.unwrap(),
+        vec![resent.clone()]
+    );
+    // Claimable from `now` on, not before.
+    assert!(s
+        .claim_due_deliveries(t2 - ms(1), t + Duration::seconds(60), 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let lease = t + Duration::seconds(60);
+    assert_eq!(
+        s.claim_due_deliveries(t2, lease, 10).await.unwrap(),
+        vec![DeliveryRow {
+            next_attempt_at: Some(lease),
+            ..resent.clone()
+        }]
+    );
+    // Resending a claimed (leased) delivery makes it due again at once.
+    let t3 = t2 + ms(10);
+    let again = DeliveryRow {
+        next_attempt_at: Some(t3),
+        ..resent
+    };
+    assert_eq!(
+        s.resend_delivery(owner.id, a.id, d.id, t3).await.unwrap(),
+        Some(again.clone())
+    );
+    assert_eq!(s.claim_due_deliveries(t3, lease, 10).await.unwrap().len(), 1);
+    // A delivered one can be sent again too.
+    let delivered = DeliveryRow {
+        status: "delivered".into(),
+        attempts: 9,
+        next_attempt_at: None,
+        last_status: Some(200),
+        last_error: None,
+        delivered_at: Some(t3),
+        ..again
+    };
+    assert!(s.finish_delivery_attempt(&delivered).await.unwrap());
+    let t4 = t3 + ms(10);
+    assert_eq!(
+        s.resend_delivery(owner.id, a.id, d.id, t4).await.unwrap(),
+        Some(DeliveryRow {
+            status: "pending".into(),
+            next_attempt_at: Some(t4),
+            ..delivered
+        })
+    );
 }
 
 async fn check_close(s: &dyn Store) {
@@ -1973,9 +3199,9 @@ impl Store for Recording {
         self.hit("record_api_key_use");
         self.inner.record_api_key_use(uses).await
     }
-    async fn create_assistance(&self, request: &AssistanceRow) -> StoreResult<()> {
+    async fn create_assistance(&self, request: &AssistanceRow, events: &[NewEvent]) -> StoreResult<Vec<EventRow>> {
         self.hit("create_assistance");
-        self.inner.create_assistance(request).await
+        self.inner.create_assistance(request, events).await
     }
     async fn pending_assistance(&self, account: AccountId) -> StoreResult<Option<AssistanceRow>> {
         self.hit("pending_assistance");
@@ -1989,9 +3215,10 @@ impl Store for Recording {
         &self,
         id: AssistanceRequestId,
         now: Timestamp,
-    ) -> StoreResult<Option<AssistanceRow>> {
+        events: &EventsFor<'_>,
+    ) -> StoreResult<Option<(AssistanceRow, Vec<EventRow>)>> {
         self.hit("bump_assistance_attempts");
-        self.inner.bump_assistance_attempts(id, now).await
+        self.inner.bump_assistance_attempts(id, now, events).await
     }
     async fn close_assistance(
         &self,
@@ -1999,9 +3226,10 @@ impl Store for Recording {
         status: AssistanceStatus,
         reason: Option<&str>,
         now: Timestamp,
-    ) -> StoreResult<Option<AssistanceRow>> {
+        events: &EventsFor<'_>,
+    ) -> StoreResult<Option<(AssistanceRow, Vec<EventRow>)>> {
         self.hit("close_assistance");
-        self.inner.close_assistance(id, status, reason, now).await
+        self.inner.close_assistance(id, status, reason, now, events).await
     }
     async fn close_all_pending_assistance(
         &self,
@@ -2047,9 +3275,9 @@ impl Store for Recording {
         self.hit("create_run");
         self.inner.create_run(run).await
     }
-    async fn finish_run(&self, run: &RunRow) -> StoreResult<bool> {
+    async fn finish_run(&self, run: &RunRow, events: &[NewEvent]) -> StoreResult<(bool, Vec<EventRow>)> {
         self.hit("finish_run");
-        self.inner.finish_run(run).await
+        self.inner.finish_run(run, events).await
     }
     async fn list_runs(&self, user: UserId, account: AccountId, limit: i64, offset: i64) -> StoreResult<Vec<RunRow>> {
         self.hit("list_runs");
@@ -2072,5 +3300,56 @@ impl Store for Recording {
     async fn release_lease(&self, account: AccountId, owner: &str) -> StoreResult<bool> {
         self.hit("release_lease");
         self.inner.release_lease(account, owner).await
+    }
+    async fn record_events(&self, events: &[NewEvent]) -> StoreResult<Vec<EventRow>> {
+        self.hit("record_events");
+        self.inner.record_events(events).await
+    }
+    async fn list_events(
+        &self,
+        user: UserId,
+        accounts: Option<&[AccountId]>,
+        after: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<EventRow>> {
+        self.hit("list_events");
+        self.inner.list_events(user, accounts, after, limit).await
+    }
+    async fn purge_events(&self, before: Timestamp) -> StoreResult<u64> {
+        self.hit("purge_events");
+        self.inner.purge_events(before).await
+    }
+    async fn claim_due_deliveries(
+        &self,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: i64,
+    ) -> StoreResult<Vec<DeliveryRow>> {
+        self.hit("claim_due_deliveries");
+        self.inner.claim_due_deliveries(now, lease_until, limit).await
+    }
+    async fn finish_delivery_attempt(&self, delivery: &DeliveryRow) -> StoreResult<bool> {
+        self.hit("finish_delivery_attempt");
+        self.inner.finish_delivery_attempt(delivery).await
+    }
+    async fn list_deliveries(
+        &self,
+        user: UserId,
+        account: AccountId,
+        limit: i64,
+        offset: i64,
+    ) -> StoreResult<Vec<DeliveryRow>> {
+        self.hit("list_deliveries");
+        self.inner.list_deliveries(user, account, limit, offset).await
+    }
+    async fn resend_delivery(
+        &self,
+        user: UserId,
+        account: AccountId,
+        id: DeliveryId,
+        now: Timestamp,
+    ) -> StoreResult<Option<DeliveryRow>> {
+        self.hit("resend_delivery");
+        self.inner.resend_delivery(user, account, id, now).await
     }
 }

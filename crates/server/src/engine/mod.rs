@@ -25,7 +25,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::assistance::Assistance;
 use crate::crypto::Sealer;
-use crate::events::{Event, EventBus};
+use crate::events::EventHub;
 use crate::http::config_doc::{self, SessionType};
 use crate::sessions::{LiveGuard, LiveSessions, Phase};
 use codes::EngineCodes;
@@ -69,7 +69,7 @@ pub struct EngineDeps {
     pub store: Arc<dyn Store>,
     pub assistance: Arc<Assistance>,
     pub sessions: LiveSessions,
-    pub bus: Arc<dyn EventBus>,
+    pub hub: Arc<EventHub>,
     pub sealer: Sealer,
     /// bank code → connector.
     pub connectors: HashMap<String, Arc<dyn BankConnector>>,
@@ -207,10 +207,15 @@ fn backoff(base: Duration, attempt: u32) -> Duration {
 }
 
 impl Inner {
-    fn publish(&self, kind: &'static str, acc: &EngineAccount, data: serde_json::Value) {
-        self.deps
-            .bus
-            .publish(Event::new(kind, acc.account.user_id, acc.account.id, data));
+    async fn publish(&self, kind: &str, acc: &EngineAccount, data: serde_json::Value) {
+        if let Err(e) = self
+            .deps
+            .hub
+            .emit(kind, acc.account.user_id, acc.account.id, data)
+            .await
+        {
+            tracing::warn!(error = %e, kind, "could not record an event");
+        }
     }
 
     /// Starts a session task unless one is live; returns whether one is live now.
@@ -334,7 +339,7 @@ impl Inner {
         if let Err(e) = self.deps.store.release_lease(id, &self.deps.owner).await {
             tracing::warn!(error = %e, account = %id, "could not release the session lease");
         }
-        self.publish("session.stopped", &acc, json!({ "reason": reason }));
+        self.publish("session.stopped", &acc, json!({ "reason": reason })).await;
     }
 
     async fn renew_lease(self: Arc<Self>, id: AccountId, cancel: CancellationToken) {
@@ -372,7 +377,7 @@ impl Inner {
         };
         let persistent = settings.session_type == SessionType::Persistent;
         let kind = if persistent { "persistent" } else { "one-shot" };
-        self.publish("session.started", acc, json!({ "kind": kind }));
+        self.publish("session.started", acc, json!({ "kind": kind })).await;
         let mut failures = 0u32;
         loop {
             let mut run = RunRow {
@@ -414,8 +419,25 @@ impl Inner {
             run.outcome = outcome.into();
             run.failure_reason = reason.clone();
             run.ended_at = Some(now());
-            if let Err(e) = self.deps.store.finish_run(&run).await {
-                tracing::warn!(error = %e, "could not record the end of the run");
+            // The failure event is logged (and queued for the webhook) with the end of the run.
+            let failure_event = match &result {
+                Err((stage, ConnectorError::Fatal(_) | ConnectorError::Retryable(_))) => {
+                    let kind = match stage {
+                        Stage::Login => "login.failed",
+                        Stage::Scrape => "scrape.failed",
+                    };
+                    let sub = self.deps.hub.subscription(acc.account.id).await.unwrap_or_default();
+                    let data = json!({ "reason": reason });
+                    vec![self
+                        .deps
+                        .hub
+                        .build(kind, acc.account.user_id, acc.account.id, data, &sub, None)]
+                }
+                _ => Vec::new(),
+            };
+            match self.deps.store.finish_run(&run, &failure_event).await {
+                Ok((_, logged)) => self.deps.hub.publish(logged),
+                Err(e) => tracing::warn!(error = %e, "could not record the end of the run"),
             }
             match result {
                 Ok(()) => return "completed".into(),
@@ -432,9 +454,8 @@ impl Inner {
                     failures = 0;
                     continue;
                 }
-                Err((stage, ConnectorError::Fatal(f))) => {
+                Err((_, ConnectorError::Fatal(f))) => {
                     let reason = f.as_str();
-                    self.fail_event(acc, stage, reason);
                     if let Err(e) = self
                         .deps
                         .store
@@ -444,11 +465,11 @@ impl Inner {
                         tracing::warn!(error = %e, "could not record the fatal block");
                     }
                     guard.set_phase(Phase::NeedsAttention);
-                    self.publish("session.needs_attention", acc, json!({ "reason": reason }));
+                    self.publish("session.needs_attention", acc, json!({ "reason": reason }))
+                        .await;
                     return reason.into();
                 }
-                Err((stage, ConnectorError::Retryable(m))) => {
-                    self.fail_event(acc, stage, &format!("retryable: {m}"));
+                Err((_, ConnectorError::Retryable(_))) => {
                     failures += 1;
                     if failures > self.cfg.retry_attempts {
                         return "retries_exhausted".into();
@@ -461,14 +482,6 @@ impl Inner {
                 }
             }
         }
-    }
-
-    fn fail_event(&self, acc: &EngineAccount, stage: Stage, reason: &str) {
-        let kind = match stage {
-            Stage::Login => "login.failed",
-            Stage::Scrape => "scrape.failed",
-        };
-        self.publish(kind, acc, json!({ "reason": reason }));
     }
 
     /// Logs in (asking for codes as needed), then reads once (one-shot) or keeps reading
@@ -496,7 +509,7 @@ impl Inner {
         };
         codes.finish(login.as_ref().err()).await;
         let mut session: Box<dyn BankSession> = login.map_err(|e| (Stage::Login, e))?;
-        self.publish("login.succeeded", acc, json!({}));
+        self.publish("login.succeeded", acc, json!({})).await;
         guard.set_phase(Phase::Running);
         loop {
             let read = tokio::select! {
@@ -524,7 +537,8 @@ impl Inner {
                 })?;
             run.movements_read += movements.len() as i32;
             run.new_movements += new as i32;
-            self.publish("scrape.succeeded", acc, json!({ "new_movements": new }));
+            self.publish("scrape.succeeded", acc, json!({ "new_movements": new }))
+                .await;
             if !persistent {
                 if let Err(e) = session.logout().await {
                     tracing::debug!(error = %e, "logout failed");

@@ -155,12 +155,16 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn load_config(app: &AppState, user: UserId, account: AccountId) -> Result<(Settings, SecretFields), Problem> {
+pub(crate) async fn load_config(
+    app: &AppState,
+    user: UserId,
+    account: AccountId,
+) -> Result<(Settings, SecretFields), Problem> {
     let row = app.store.account_config(user, account).await?;
     config_doc::decode(row.as_ref(), &app.sealer).map_err(Problem::internal)
 }
 
-async fn save_config(
+pub(crate) async fn save_config(
     app: &AppState,
     user: UserId,
     account: AccountId,

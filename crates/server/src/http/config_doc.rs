@@ -123,6 +123,9 @@ pub struct SecretFields {
     pub bank_password: Option<String>,
     pub notification_auth_token: Option<String>,
     pub notification_signing_secret: Option<String>,
+    /// The secret rotated out, still signing until `previous_signing_secret_until` (ms).
+    pub previous_signing_secret: Option<String>,
+    pub previous_signing_secret_until: Option<i64>,
     pub auth_token: Option<String>,
     pub webhook_auth_token: Option<String>,
 }
@@ -513,6 +516,7 @@ mod tests {
             notification_signing_secret: Some("whsec_x".into()),
             auth_token: Some("tok-secret-2".into()),
             webhook_auth_token: Some("tok-secret-3".into()),
+            ..SecretFields::default()
         };
         let out = serde_json::to_string(&ConfigOut::new(Settings::default(), &sec)).expect("json");
         assert!(!out.contains("secret-"), "{out}");

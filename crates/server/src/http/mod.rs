@@ -8,6 +8,8 @@ pub mod banks;
 pub mod config_doc;
 pub mod error;
 pub mod extract;
+pub mod notifications;
+pub mod streams;
 pub mod users;
 pub mod v1;
 
@@ -170,6 +172,7 @@ pub fn router(app: AppState) -> Router {
     let v1 = Router::new()
         .route("/v1/accounts/{account_id}/status", get(v1::status))
         .route("/v1/accounts/{account_id}/otp", post(v1::submit_otp))
+        .route("/v1/events", get(streams::v1_events))
         .route("/v1/openapi.json", get(v1::openapi));
     let dashboard = Router::new()
         .route("/auth/register", post(users::register))
@@ -194,6 +197,18 @@ pub fn router(app: AppState) -> Router {
         .route("/accounts/{id}/reactivate", post(accounts::reactivate))
         .route("/accounts/{id}/movements", get(accounts::movements))
         .route("/accounts/{id}/runs", get(accounts::runs))
+        .route("/accounts/{id}/notifications", get(notifications::list))
+        .route(
+            "/accounts/{id}/notifications/rotate-secret",
+            post(notifications::rotate),
+        )
+        .route(
+            "/accounts/{id}/notifications/{delivery_id}/resend",
+            post(notifications::resend),
+        )
+        .route("/realtime/ticket", post(streams::issue_ticket))
+        .route("/realtime", get(streams::realtime_ws))
+        .route("/realtime/events", get(streams::realtime_events))
         .route("/health", get(health))
         .route("/ready", get(ready));
     Router::new()
@@ -201,6 +216,8 @@ pub fn router(app: AppState) -> Router {
         .merge(dashboard)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        // Ticket store and shutdown signal of the realtime streams (to move into AppState).
+        .layer(axum::Extension(streams::Realtime::default()))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(

@@ -5,9 +5,13 @@
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use std::time::Duration;
+
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use reconbanker_store::AccountId;
 use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast::error::RecvError;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
@@ -88,10 +92,16 @@ fn etag(body: &[u8]) -> HeaderValue {
     get,
     path = "/v1/accounts/{accountId}/status",
     tag = "External API",
-    params(("accountId" = String, Path, description = "The account's id (UUID)")),
+    params(
+        ("accountId" = String, Path, description = "The account's id (UUID)"),
+        ("If-None-Match" = Option<String>, Header, description = "The ETag of the status you have: 304 while it is still current"),
+        ("Prefer" = Option<String>, Header, description = "`wait=N` (1-60) with If-None-Match: hold the request until the status changes (200) or N seconds pass (304)"),
+    ),
     responses(
         (status = 200, description = "The account's status", body = StatusOut,
             headers(("ETag" = String, description = "Validator of this status"))),
+        (status = 304, description = "Not modified: the status still matches If-None-Match (after waiting, with Prefer: wait)",
+            headers(("ETag" = String))),
         (status = 401, description = "`UNAUTHORIZED` (no key) or `INVALID_API_KEY`", body = V1ErrorBody),
         (status = 403, description = "`FORBIDDEN`: missing scope, or the key is not allowed for this account", body = V1ErrorBody),
         (status = 404, description = "`NOT_FOUND`: no such account for the key's user", body = V1ErrorBody),
@@ -103,10 +113,56 @@ pub async fn status(
     State(app): State<AppState>,
     principal: ApiKeyPrincipal,
     path: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
 ) -> Result<Response, V1Error> {
     let account = principal
         .authorize(&app, Scope::StatusRead, &path_account(path))
         .await?;
+    let known = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let wait = prefer_wait(&headers);
+    // Subscribed before the status is read: a change in between is not missed.
+    let mut changes = (known.is_some() && wait.is_some()).then(|| app.bus.subscribe());
+    let (mut body, mut tag) = current_status(&app, account).await?;
+    let mut waited = false;
+    if let (Some(known), Some(wait), Some(rx)) = (&known, wait, changes.as_mut()) {
+        let deadline = tokio::time::Instant::now() + wait;
+        while matches(known, &tag) {
+            waited = true;
+            tokio::select! {
+                got = rx.recv() => match got {
+                    Ok(e) if e.account_id != account => continue,
+                    Ok(_) | Err(RecvError::Lagged(_)) => (body, tag) = current_status(&app, account).await?,
+                    Err(RecvError::Closed) => break,
+                },
+                _ = tokio::time::sleep_until(deadline) => break,
+            }
+        }
+    }
+    let mut res = if known.as_deref().is_some_and(|k| matches(k, &tag)) {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+            body,
+        )
+            .into_response()
+    };
+    res.headers_mut().insert(header::ETAG, tag);
+    if let (true, Some(w)) = (waited || changes.is_some(), wait) {
+        if let Ok(v) = HeaderValue::from_str(&format!("wait={}", w.as_secs())) {
+            res.headers_mut()
+                .insert(HeaderName::from_static("preference-applied"), v);
+        }
+    }
+    Ok(res)
+}
+
+/// The status body and its validator.
+async fn current_status(app: &AppState, account: AccountId) -> Result<(Vec<u8>, HeaderValue), V1Error> {
     let pending = app.assistance.pending(account).await?;
     let out = StatusOut {
         account_id: account.to_string(),
@@ -115,15 +171,33 @@ pub async fn status(
     };
     let body = serde_json::to_vec(&out).map_err(Problem::internal)?;
     let tag = etag(&body);
-    let mut res = (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
-        body,
-    )
-        .into_response();
-    res.headers_mut().insert(header::ETAG, tag);
-    Ok(res)
+    Ok((body, tag))
 }
+
+/// `If-None-Match` (a list of entity tags, or `*`) against the current tag; weak tags compare
+/// by their opaque part.
+fn matches(if_none_match: &str, tag: &HeaderValue) -> bool {
+    let tag = tag.to_str().unwrap_or_default();
+    if_none_match
+        .split(',')
+        .map(str::trim)
+        .any(|t| t == "*" || t.trim_start_matches("W/") == tag)
+}
+
+/// `Prefer: wait=N` (RFC 7240), 1..=60 seconds; anything else is ignored (it is a preference).
+fn prefer_wait(headers: &HeaderMap) -> Option<Duration> {
+    headers
+        .get_all("prefer")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split([',', ';']))
+        .filter_map(|p| p.trim().strip_prefix("wait="))
+        .filter_map(|n| n.trim().parse::<u64>().ok())
+        .find(|n| (1..=MAX_WAIT_SECS).contains(n))
+        .map(Duration::from_secs)
+}
+
+const MAX_WAIT_SECS: u64 = 60;
 
 /// Submit an OTP code.
 ///

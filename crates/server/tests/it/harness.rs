@@ -127,6 +127,12 @@ impl TestApp {
         Self::start(config, dir, options).await
     }
 
+    /// A restart with another configuration (same database and data directory).
+    pub async fn restart_with_config(self, config: Config) -> Self {
+        let dir = self.shutdown().await;
+        Self::start(config, dir, AppOptions::default()).await
+    }
+
     async fn start(config: Config, dir: tempfile::TempDir, options: AppOptions) -> Self {
         let app = App::build_with(config, options).await.expect("app builds");
         let state = app.state.clone();

@@ -8,6 +8,8 @@ mod api_keys;
 mod cli;
 mod engine;
 mod openapi;
+mod streams;
 mod surfaces;
 mod users;
 mod v1;
+mod webhooks;

@@ -850,3 +850,79 @@ async fn api_keys_do_not_work_on_jwt_routes() {
         }
     }
 }
+
+#[tokio::test]
+async fn long_poll_returns_200_on_change_and_304_on_timeout() {
+    let f = Fixture::new().await;
+    let path = status_path(&f.account);
+    let first = f.app.v1(Method::GET, &path, &f.key, None).await;
+    let tag = first.header("etag").expect("etag").to_owned();
+    // Plain conditional GET: 304 at once while unchanged.
+    let r = f
+        .app
+        .send(
+            Method::GET,
+            &path,
+            &[("x-api-key", &f.key), ("if-none-match", &tag)],
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_MODIFIED);
+    assert_eq!(r.header("etag"), Some(tag.as_str()));
+    // Held until the wait ends: 304 (1 s, the shortest wait).
+    let started = std::time::Instant::now();
+    let r = f
+        .app
+        .send(
+            Method::GET,
+            &path,
+            &[("x-api-key", &f.key), ("if-none-match", &tag), ("prefer", "wait=1")],
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_MODIFIED);
+    assert!(started.elapsed() >= Duration::from_millis(900), "held for the wait");
+    assert_eq!(r.header("preference-applied"), Some("wait=1"));
+    // Held until the status changes: 200 with the new status, long before the 60 s wait.
+    let app = &f.app;
+    let (key, tag2) = (f.key.clone(), tag.clone());
+    let poll = async {
+        app.send(
+            Method::GET,
+            &path,
+            &[("x-api-key", &key), ("if-none-match", &tag2), ("prefer", "wait=60")],
+            None,
+        )
+        .await
+    };
+    let change = async {
+        // Whichever the server sees first — the poll parked on the bus, or the change — the
+        // answer is the same: 200 with the new status (the handler subscribes before it reads).
+        tokio::task::yield_now().await;
+        let user = f.user_id().await;
+        f.app
+            .state
+            .assistance
+            .open(f.account_id(), user, numeric6())
+            .await
+            .expect("open")
+    };
+    let started = std::time::Instant::now();
+    let (r, (req, _waiter)) = tokio::join!(poll, change);
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["pending_assistance"]["id"], req.id.to_string());
+    assert_ne!(r.header("etag"), Some(tag.as_str()));
+    assert!(started.elapsed() < Duration::from_secs(30));
+    // A stale tag answers at once with the current status.
+    let r = f
+        .app
+        .send(
+            Method::GET,
+            &path,
+            &[("x-api-key", &f.key), ("if-none-match", &tag), ("prefer", "wait=60")],
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body["pending_assistance"]["id"], req.id.to_string());
+}

@@ -1,0 +1,122 @@
+//! The notification webhook's management routes (SPEC §8): the delivery log, re-sending a
+//! delivery, rotating the signing secret (the old one keeps signing for a grace period).
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use reconbanker_store::{now, DeliveryId, DeliveryRow};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::accounts::{load_config, owned, save_config};
+use super::auth::DashboardUser;
+use super::config_doc;
+use super::error::{ApiError, Problem};
+use super::extract::Page;
+use super::ts;
+use crate::AppState;
+
+#[derive(Serialize)]
+pub struct DeliveryOut {
+    id: DeliveryId,
+    /// `assistance_required`, `login_failed` or `scrape_failed`.
+    event_type: String,
+    /// `pending`, `delivered`, `dead` (retries exhausted) or `skipped` (no longer relevant).
+    status: String,
+    attempts: i32,
+    last_status: Option<i32>,
+    last_error: Option<String>,
+    next_attempt_at: Option<String>,
+    last_attempt_at: Option<String>,
+    created_at: String,
+    delivered_at: Option<String>,
+    /// The body that is POSTed.
+    payload: Value,
+}
+
+impl From<DeliveryRow> for DeliveryOut {
+    fn from(d: DeliveryRow) -> Self {
+        Self {
+            id: d.id,
+            event_type: d.event_type,
+            status: d.status,
+            attempts: d.attempts,
+            last_status: d.last_status,
+            last_error: d.last_error,
+            next_attempt_at: d.next_attempt_at.map(ts),
+            last_attempt_at: d.last_attempt_at.map(ts),
+            created_at: ts(d.created_at),
+            delivered_at: d.delivered_at.map(ts),
+            payload: serde_json::from_str(&d.payload).unwrap_or(Value::Null),
+        }
+    }
+}
+
+/// `GET /accounts/:id/notifications`: the delivery log, newest first.
+pub async fn list(
+    State(app): State<AppState>,
+    who: DashboardUser,
+    Path(id): Path<String>,
+    page: Page,
+) -> Result<Json<Vec<DeliveryOut>>, ApiError> {
+    let account = owned(&app, who.user.id, &id).await?;
+    let rows = app
+        .store
+        .list_deliveries(who.user.id, account.id, page.limit, page.offset)
+        .await?;
+    Ok(Json(rows.into_iter().map(Into::into).collect()))
+}
+
+#[derive(Serialize)]
+pub struct Queued {
+    queued: bool,
+}
+
+/// `POST /accounts/:id/notifications/:delivery_id/resend`: queue it again, now.
+pub async fn resend(
+    State(app): State<AppState>,
+    who: DashboardUser,
+    Path((id, delivery)): Path<(String, String)>,
+) -> Result<(StatusCode, Json<Queued>), ApiError> {
+    let account = owned(&app, who.user.id, &id).await?;
+    let not_found = || ApiError(Problem::not_found("Delivery not found"));
+    let delivery = delivery.parse::<DeliveryId>().map_err(|_| not_found())?;
+    app.store
+        .resend_delivery(who.user.id, account.id, delivery, now())
+        .await?
+        .ok_or_else(not_found)?;
+    app.hub.wake_outbox();
+    Ok((StatusCode::ACCEPTED, Json(Queued { queued: true })))
+}
+
+#[derive(Serialize)]
+pub struct Rotated {
+    notification_signing_secret: String,
+    /// Until when the previous secret also signs deliveries (both signatures are sent).
+    previous_valid_until: Option<String>,
+}
+
+/// `POST /accounts/:id/notifications/rotate-secret`: a new signing secret; the old one keeps
+/// signing (a second `v1,` signature) for the grace period so receivers can switch over.
+pub async fn rotate(
+    State(app): State<AppState>,
+    who: DashboardUser,
+    Path(id): Path<String>,
+) -> Result<Json<Rotated>, ApiError> {
+    let account = owned(&app, who.user.id, &id).await?;
+    let (settings, mut secrets) = load_config(&app, who.user.id, account.id).await?;
+    let grace = app.config.signing_secret_grace;
+    let until = crate::webhooks::grace_until(grace);
+    secrets.previous_signing_secret = secrets.notification_signing_secret.take().filter(|_| !grace.is_zero());
+    secrets.previous_signing_secret_until = secrets
+        .previous_signing_secret
+        .as_ref()
+        .map(|_| until.timestamp_millis());
+    let fresh = config_doc::new_signing_secret();
+    secrets.notification_signing_secret = Some(fresh.clone());
+    save_config(&app, who.user.id, account.id, &settings, &secrets).await?;
+    Ok(Json(Rotated {
+        notification_signing_secret: fresh,
+        previous_valid_until: secrets.previous_signing_secret.as_ref().map(|_| ts(until)),
+    }))
+}

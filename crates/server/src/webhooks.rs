@@ -1,0 +1,413 @@
+//! Notification webhooks (SPEC §8): the delivery worker that drains the durable outbox, the
+//! Standard Webhooks signature, and the outbound-network guard at send time.
+//!
+//! - Deliveries are rows written with the event that caused them (see `events.rs`); the worker
+//!   claims due ones with a lease, so a crash or restart only delays them.
+//! - Each POST carries `webhook-id` (the delivery id, stable across retries), `webhook-timestamp`
+//!   and `webhook-signature: v1,<base64 HMAC-SHA256(id.timestamp.body)>` — two signatures while
+//!   a rotated-out secret is in its grace period — and the account's `Authorization`.
+//! - 10 s timeout, redirects not followed; non-2xx or timeout → exponential backoff with jitter
+//!   (honouring `Retry-After`), dead letter after the last try. A prompt whose assistance request
+//!   is no longer pending is skipped, never delivered late.
+//! - Targets must resolve only to public addresses (unless the operator allows private ones);
+//!   the client's resolver checks every address and the connection goes to those addresses.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use rand::Rng;
+use reconbanker_store::{now, AssistanceStatus, DeliveryRow, Store, Timestamp};
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use sha2::Sha256;
+use tokio::sync::{Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+use crate::crypto::Sealer;
+use crate::guard;
+use crate::http::config_doc::{self, AuthType};
+
+/// Deliveries claimed per round, and sent at once.
+const BATCH: i64 = 32;
+const PARALLEL: usize = 16;
+/// How long a claimed delivery is reserved for the worker that claimed it.
+const CLAIM_LEASE: Duration = Duration::from_secs(120);
+/// How often the worker looks for due deliveries when nothing wakes it.
+const IDLE: Duration = Duration::from_secs(1);
+/// Longest wait between two tries (and the longest `Retry-After` honoured).
+const MAX_BACKOFF: Duration = Duration::from_secs(12 * 3600);
+
+/// The Standard Webhooks signature header value for one body, one entry per secret.
+pub fn signature(secrets: &[&str], id: &str, timestamp: i64, body: &str) -> String {
+    secrets
+        .iter()
+        .filter_map(|secret| {
+            let key = base64::engine::general_purpose::STANDARD
+                .decode(secret.strip_prefix("whsec_")?)
+                .ok()?;
+            let mut mac = Hmac::<Sha256>::new_from_slice(&key).ok()?;
+            mac.update(format!("{id}.{timestamp}.{body}").as_bytes());
+            Some(format!(
+                "v1,{}",
+                base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+            ))
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A resolver that refuses names resolving to any non-public address; the connection is then
+/// made to exactly the addresses it returned (no second DNS answer).
+struct PublicOnly;
+
+impl Resolve for PublicOnly {
+    fn resolve(&self, name: Name) -> Resolving {
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            if addrs.is_empty() {
+                return Err(format!("{host} has no address").into());
+            }
+            if let Some(bad) = addrs.iter().find(|a| !guard::is_public(a.ip())) {
+                return Err(format!("{host} resolves to {}, which is not a public address", bad.ip()).into());
+            }
+            let addrs: Addrs = Box::new(addrs.into_iter());
+            Ok(addrs)
+        })
+    }
+}
+
+/// The HTTP client for outbound notifications.
+pub fn client(timeout: Duration, allow_private: bool) -> reqwest::Client {
+    let builder = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(timeout);
+    let builder = if allow_private {
+        builder
+    } else {
+        builder.dns_resolver(Arc::new(PublicOnly))
+    };
+    builder.build().unwrap_or_default()
+}
+
+/// Checks a target at send time: shape, and (IP literals bypass the resolver) the address.
+fn check_target(url: &str, allow_private: bool) -> Result<url::Url, String> {
+    let parsed = guard::parse_url(url)?;
+    if !allow_private {
+        if let Some(url::Host::Ipv4(ip)) = parsed.host() {
+            if !guard::is_public(ip.into()) {
+                return Err(format!("{ip} is not a public address"));
+            }
+        }
+        if let Some(url::Host::Ipv6(ip)) = parsed.host() {
+            if !guard::is_public(ip.into()) {
+                return Err(format!("{ip} is not a public address"));
+            }
+        }
+    }
+    Ok(parsed)
+}
+
+pub struct WebhookSettings {
+    pub timeout: Duration,
+    pub backoff: Duration,
+    pub max_attempts: u32,
+    pub allow_private: bool,
+}
+
+pub struct Webhooks {
+    store: Arc<dyn Store>,
+    sealer: Sealer,
+    client: reqwest::Client,
+    settings: WebhookSettings,
+    wake: Arc<Notify>,
+    /// Every recorded attempt (operators' metrics, tests).
+    attempts: tokio::sync::broadcast::Sender<DeliveryRow>,
+}
+
+/// What one attempt came to.
+enum Attempt {
+    Delivered(u16),
+    Failed {
+        status: Option<u16>,
+        error: String,
+        retry_after: Option<Duration>,
+    },
+    Skip(String),
+}
+
+impl Webhooks {
+    pub fn new(store: Arc<dyn Store>, sealer: Sealer, settings: WebhookSettings, wake: Arc<Notify>) -> Self {
+        let client = client(settings.timeout, settings.allow_private);
+        Self {
+            store,
+            sealer,
+            client,
+            settings,
+            wake,
+            attempts: tokio::sync::broadcast::channel(1024).0,
+        }
+    }
+
+    /// Every attempt recorded from now on, as recorded.
+    pub fn subscribe_attempts(&self) -> tokio::sync::broadcast::Receiver<DeliveryRow> {
+        self.attempts.subscribe()
+    }
+
+    /// Drains the outbox until `cancel`: due deliveries are claimed in batches and sent in
+    /// parallel; new deliveries wake the worker at once.
+    pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
+        let permits = Arc::new(Semaphore::new(PARALLEL));
+        loop {
+            let at = now();
+            let lease = at + chrono::Duration::from_std(CLAIM_LEASE).unwrap_or_default();
+            let claimed = match self.store.claim_due_deliveries(at, lease, BATCH).await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not claim webhook deliveries");
+                    Vec::new()
+                }
+            };
+            let full = claimed.len() as i64 == BATCH;
+            let mut sends = tokio::task::JoinSet::new();
+            for delivery in claimed {
+                let Ok(permit) = permits.clone().acquire_owned().await else {
+                    return;
+                };
+                let this = self.clone();
+                sends.spawn(async move {
+                    this.deliver(delivery).await;
+                    drop(permit);
+                });
+            }
+            while sends.join_next().await.is_some() {}
+            if full {
+                continue;
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(IDLE) => {}
+            }
+        }
+    }
+
+    async fn deliver(&self, mut d: DeliveryRow) {
+        let outcome = self.attempt(&d).await;
+        let at = now();
+        d.last_attempt_at = Some(at);
+        match outcome {
+            Attempt::Skip(why) => {
+                d.status = "skipped".into();
+                d.next_attempt_at = None;
+                d.last_error = Some(why);
+            }
+            Attempt::Delivered(status) => {
+                d.attempts += 1;
+                d.status = "delivered".into();
+                d.next_attempt_at = None;
+                d.last_status = Some(i32::from(status));
+                d.last_error = None;
+                d.delivered_at = Some(at);
+            }
+            Attempt::Failed {
+                status,
+                error,
+                retry_after,
+            } => {
+                d.attempts += 1;
+                d.last_status = status.map(i32::from);
+                d.last_error = Some(error);
+                if d.attempts as u32 >= self.settings.max_attempts {
+                    d.status = "dead".into();
+                    d.next_attempt_at = None;
+                } else {
+                    let wait = retry_after
+                        .unwrap_or_else(|| self.backoff(d.attempts as u32))
+                        .min(MAX_BACKOFF);
+                    d.next_attempt_at = Some(at + chrono::Duration::from_std(wait).unwrap_or_default());
+                }
+            }
+        }
+        tracing::info!(delivery = %d.id, status = %d.status, attempts = d.attempts, "webhook attempt");
+        if let Err(e) = self.store.finish_delivery_attempt(&d).await {
+            tracing::warn!(error = %e, delivery = %d.id, "could not record a webhook attempt");
+        }
+        let _ = self.attempts.send(d);
+    }
+
+    /// `backoff * 4^(n-1)`, ±25 % jitter.
+    fn backoff(&self, attempts: u32) -> Duration {
+        let exp = self
+            .settings
+            .backoff
+            .saturating_mul(4u32.saturating_pow(attempts.saturating_sub(1).min(15)));
+        exp.min(MAX_BACKOFF).mul_f64(rand::thread_rng().gen_range(0.75..1.25))
+    }
+
+    async fn attempt(&self, d: &DeliveryRow) -> Attempt {
+        // A prompt is only worth sending while its request still waits for a code.
+        if let Some(request) = d.request_id.filter(|_| d.event_type == "assistance_required") {
+            match self.store.assistance_by_id(request).await {
+                Ok(Some(r)) if r.status == AssistanceStatus::Pending => {}
+                Ok(_) => return Attempt::Skip("the assistance request is no longer pending".into()),
+                Err(e) => {
+                    return Attempt::Failed {
+                        status: None,
+                        error: format!("database: {e}"),
+                        retry_after: None,
+                    }
+                }
+            }
+        }
+        let account = match self.store.engine_account(d.account_id).await {
+            Ok(Some(a)) => a,
+            Ok(None) => return Attempt::Skip("the account no longer exists".into()),
+            Err(e) => {
+                return Attempt::Failed {
+                    status: None,
+                    error: format!("database: {e}"),
+                    retry_after: None,
+                }
+            }
+        };
+        let (settings, secrets) = match config_doc::decode(account.config.as_ref(), &self.sealer) {
+            Ok(c) => c,
+            Err(e) => return Attempt::Skip(format!("account config unreadable: {e}")),
+        };
+        let Some(endpoint) = settings.notification_endpoint_url else {
+            return Attempt::Skip("the account has no notification endpoint any more".into());
+        };
+        let url = match check_target(&endpoint, self.settings.allow_private) {
+            Ok(u) => u,
+            Err(e) => {
+                return Attempt::Failed {
+                    status: None,
+                    error: format!("target refused: {e}"),
+                    retry_after: None,
+                }
+            }
+        };
+        let timestamp = now().timestamp();
+        let mut keys: Vec<&str> = Vec::new();
+        if let Some(s) = &secrets.notification_signing_secret {
+            keys.push(s);
+        }
+        if let (Some(prev), Some(until)) = (&secrets.previous_signing_secret, secrets.previous_signing_secret_until) {
+            if now().timestamp_millis() < until {
+                keys.push(prev);
+            }
+        }
+        let id = d.id.to_string();
+        let mut req = self
+            .client
+            .post(url)
+            .header("content-type", "application/json")
+            .header("webhook-id", &id)
+            .header("webhook-timestamp", timestamp.to_string())
+            .header("webhook-signature", signature(&keys, &id, timestamp, &d.payload))
+            .body(d.payload.clone());
+        if let Some(token) = &secrets.notification_auth_token {
+            req = match settings.notification_auth_type {
+                Some(AuthType::Bearer) => req.header("authorization", format!("Bearer {token}")),
+                Some(AuthType::ApiKey) => req.header("authorization", format!("Api-Key {token}")),
+                None => req,
+            };
+        }
+        match req.send().await {
+            Ok(res) if res.status().is_success() => Attempt::Delivered(res.status().as_u16()),
+            Ok(res) => {
+                let retry_after = res
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(parse_retry_after);
+                Attempt::Failed {
+                    status: Some(res.status().as_u16()),
+                    error: format!("receiver answered {}", res.status().as_u16()),
+                    retry_after,
+                }
+            }
+            Err(e) => {
+                let error = if e.is_timeout() {
+                    "timeout".to_owned()
+                } else if e.is_connect() {
+                    // The resolver's refusal surfaces as a connect error; say so.
+                    let text = format!("{e:?}");
+                    if text.contains("not a public address") {
+                        "target refused: resolves to a non-public address".to_owned()
+                    } else {
+                        "could not connect".to_owned()
+                    }
+                } else {
+                    "request failed".to_owned()
+                };
+                Attempt::Failed {
+                    status: None,
+                    error,
+                    retry_after: None,
+                }
+            }
+        }
+    }
+}
+
+/// `Retry-After`: delay-seconds or an HTTP-date.
+fn parse_retry_after(v: &str) -> Option<Duration> {
+    if let Ok(secs) = v.trim().parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(v.trim()).ok()?;
+    (at.with_timezone(&chrono::Utc) - now()).to_std().ok()
+}
+
+/// When a rotated-out secret stops signing.
+pub fn grace_until(grace: Duration) -> Timestamp {
+    now() + chrono::Duration::from_std(grace).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signature_follows_standard_webhooks() {
+        // Computed independently: HMAC-SHA256(key = base64-decoded secret, "id.ts.body").
+        let key = [7u8; 32];
+        let secret = format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode(key));
+        let sig = signature(&[&secret], "msg_1", 1_700_000_000, r#"{"a":1}"#);
+        let mut mac = Hmac::<Sha256>::new_from_slice(&key).expect("key");
+        mac.update(br#"msg_1.1700000000.{"a":1}"#);
+        let expected = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+        assert_eq!(sig, format!("v1,{expected}"));
+        let two = signature(&[&secret, &secret], "msg_1", 1_700_000_000, r#"{"a":1}"#);
+        assert_eq!(two.split(' ').count(), 2);
+        assert_eq!(signature(&["not-a-secret"], "m", 1, "b"), "");
+    }
+
+    #[test]
+    fn retry_after_forms() {
+        assert_eq!(parse_retry_after("120"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_retry_after("soon"), None);
+        let later = (now() + chrono::Duration::seconds(90)).to_rfc2822();
+        let d = parse_retry_after(&later).expect("date form");
+        assert!(d <= Duration::from_secs(90) && d >= Duration::from_secs(85), "{d:?}");
+    }
+
+    #[test]
+    fn targets_are_checked_at_send_time() {
+        assert!(check_target("http://127.0.0.1:9/x", false).is_err());
+        assert!(check_target("http://[::1]/x", false).is_err());
+        assert!(check_target("http://127.0.0.1:9/x", true).is_ok());
+        assert!(check_target("https://93.184.216.34/x", false).is_ok());
+    }
+
+    #[tokio::test]
+    async fn the_resolver_refuses_names_of_private_addresses() {
+        let name: Name = "localhost".parse().expect("name");
+        let refused = PublicOnly.resolve(name).await;
+        assert!(refused.is_err());
+    }
+}
