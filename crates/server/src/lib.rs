@@ -65,6 +65,8 @@ pub struct AppInner {
     pub hub: Arc<EventHub>,
     pub engine: Engine,
     pub webhooks: Arc<webhooks::Webhooks>,
+    /// Realtime tickets and the shutdown signal of open streams.
+    pub realtime: http::streams::Realtime,
 }
 
 #[derive(Clone)]
@@ -262,6 +264,7 @@ impl App {
         ));
         let inner = AppInner {
             webhooks,
+            realtime: http::streams::Realtime::default(),
             jwt: Jwt::new(&secrets.jwt_secret, config.jwt_ttl),
             sealer,
             keys: KeyDirectory::new(store.clone()),
@@ -308,7 +311,14 @@ impl App {
         let webhook_worker = tokio::spawn(state.webhooks.clone().run(self.cancel.clone()));
         let router = http::router(state.clone());
         let served = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(shutdown)
+            .with_graceful_shutdown({
+                // Open event streams and sockets end when shutdown begins, or they would hold it.
+                let realtime = state.realtime.clone();
+                async move {
+                    shutdown.await;
+                    realtime.close();
+                }
+            })
             .await;
         self.cancel.cancel();
         let _ = background.await;

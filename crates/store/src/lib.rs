@@ -163,6 +163,8 @@ pub trait Store: Send + Sync + 'static {
         after: i64,
         limit: i64,
     ) -> StoreResult<Vec<EventRow>>;
+    /// The highest `seq` in the log (0 when empty): where a stream that does not resume starts.
+    async fn last_event_seq(&self) -> StoreResult<i64>;
     /// Keeps the log bounded: forgets events that occurred before `before`.
     async fn purge_events(&self, before: Timestamp) -> StoreResult<u64>;
     /// Takes up to `limit` pending deliveries due at `now`, pushing their next attempt to

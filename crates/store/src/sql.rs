@@ -942,6 +942,14 @@ macro_rules! store_impl {
                 rows.iter().map(event_from).collect()
             }
 
+            async fn last_event_seq(&self) -> StoreResult<i64> {
+                let row = sqlx::query("SELECT COALESCE(MAX(seq), 0) AS head FROM events")
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+                Ok(row.try_get::<i64, _>("head")?)
+            }
+
             async fn purge_events(&self, before: Timestamp) -> StoreResult<u64> {
                 let done = sqlx::query("DELETE FROM events WHERE occurred_at < $1")
                     .bind(to_ms(before))

@@ -67,6 +67,7 @@ const COVERED: &[&str] = &[
     "record_events",
     "list_events",
     "purge_events",
+    "last_event_seq",
     "claim_due_deliveries",
     "finish_delivery_attempt",
     "list_deliveries",
@@ -195,6 +196,7 @@ async fn run_contract(inner: Arc<dyn Store>, backend: &str) {
     check_record_events(s).await;
     check_list_events(s).await;
     check_purge_events(s).await;
+    check_last_event_seq(s).await;
     check_claim_due_deliveries(s).await;
     check_concurrent_claims(s).await;
     check_finish_delivery_attempt(s).await;
@@ -3315,6 +3317,10 @@ impl Store for Recording {
         self.hit("list_events");
         self.inner.list_events(user, accounts, after, limit).await
     }
+    async fn last_event_seq(&self) -> StoreResult<i64> {
+        self.hit("last_event_seq");
+        self.inner.last_event_seq().await
+    }
     async fn purge_events(&self, before: Timestamp) -> StoreResult<u64> {
         self.hit("purge_events");
         self.inner.purge_events(before).await
@@ -3352,4 +3358,29 @@ impl Store for Recording {
         self.hit("resend_delivery");
         self.inner.resend_delivery(user, account, id, now).await
     }
+}
+
+async fn check_last_event_seq(s: &dyn Store) {
+    let owner = user(s).await;
+    let b = bank(s).await;
+    let a = account(s, owner.id, &b).await;
+    let before = s.last_event_seq().await.unwrap();
+    let logged = s
+        .record_events(&[
+            event(owner.id, a.id, "session.started", now()),
+            event(owner.id, a.id, "session.stopped", now()),
+        ])
+        .await
+        .unwrap();
+    let head = s.last_event_seq().await.unwrap();
+    assert_eq!(head, logged[1].seq, "the head is the highest seq logged");
+    assert!(head > before);
+    // A stream starting at the head sees only what comes after it.
+    assert!(s.list_events(owner.id, None, head, 100).await.unwrap().is_empty());
+    let next = s
+        .record_events(&[event(owner.id, a.id, "session.started", now())])
+        .await
+        .unwrap();
+    assert_eq!(s.list_events(owner.id, None, head, 100).await.unwrap(), next);
+    assert_eq!(s.last_event_seq().await.unwrap(), next[0].seq);
 }

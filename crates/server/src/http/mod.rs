@@ -216,8 +216,6 @@ pub fn router(app: AppState) -> Router {
         .merge(dashboard)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        // Ticket store and shutdown signal of the realtime streams (to move into AppState).
-        .layer(axum::Extension(streams::Realtime::default()))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(

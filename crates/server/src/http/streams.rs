@@ -35,7 +35,7 @@ use axum::http::header::{AUTHORIZATION, CACHE_CONTROL, SEC_WEBSOCKET_PROTOCOL};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::sse::{self, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
+use axum::Json;
 use base64::Engine;
 use rand::RngCore;
 use reconbanker_store::{AccountId, TokenId, UserId};
@@ -255,9 +255,8 @@ struct Feed {
     credential: Credential,
     live: Receiver<Arc<Event>>,
     closing: CancellationToken,
-    /// The last `seq` sent (or resumed from). `None` until the first live event when the client
-    /// did not resume: the stream starts at "now". (Until then, of two events published out of
-    /// log order the earlier one can be missed; a store read of the log's head would close that.)
+    /// The last `seq` sent (or resumed from). `None` until the first poll when the client did not
+    /// resume: the stream then starts at the log's head.
     cursor: Option<i64>,
     /// Whether the log may hold events after `cursor` that were not sent yet.
     behind: bool,
@@ -272,6 +271,17 @@ impl Feed {
             if let Some(e) = self.page.pop_front() {
                 self.cursor = Some(e.seq);
                 return Some(e);
+            }
+            if self.cursor.is_none() {
+                // Not resuming: start at the log's head (read after subscribing to the bus, so
+                // anything committed later is announced and read from the log in order).
+                match self.app.store.last_event_seq().await {
+                    Ok(head) => self.cursor = Some(head),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "event stream could not read the event log; closing it");
+                        return None;
+                    }
+                }
             }
             if self.behind {
                 let after = self.cursor.unwrap_or(0);
@@ -494,7 +504,6 @@ fn presented_key(headers: &HeaderMap) -> Option<String> {
 pub async fn v1_events(
     State(app): State<AppState>,
     principal: ApiKeyPrincipal,
-    Extension(realtime): Extension<Realtime>,
     headers: HeaderMap,
     uri: axum::http::Uri,
 ) -> Result<Response, V1Error> {
@@ -510,7 +519,7 @@ pub async fn v1_events(
         Some(text) => Credential::Key(text),
         None => return Err(Problem::unauthorized("No API key was sent").into()),
     };
-    Ok(event_stream(&app, &realtime, audience, credential, resume, |e| {
+    Ok(event_stream(&app, &app.realtime, audience, credential, resume, |e| {
         V1EventOut::from(e)
     }))
 }
@@ -548,7 +557,8 @@ pub struct TicketOut {
 }
 
 /// `POST /realtime/ticket`: a single-use ticket for `/realtime` or `/realtime/events`.
-pub async fn issue_ticket(Extension(realtime): Extension<Realtime>, user: DashboardUser) -> Response {
+pub async fn issue_ticket(State(app): State<AppState>, user: DashboardUser) -> Response {
+    let realtime = &app.realtime;
     let ticket = realtime.tickets.issue(Session::of(&user));
     (
         [(CACHE_CONTROL, HeaderValue::from_static("no-store"))],
@@ -562,15 +572,11 @@ pub async fn issue_ticket(Extension(realtime): Extension<Realtime>, user: Dashbo
 
 /// `GET /realtime/events`: the user's events as SSE, authenticated by a Bearer JWT, or else by a
 /// `?ticket=` (for `EventSource`, which cannot send headers). Resume as on `/v1/events`.
-pub async fn realtime_events(
-    State(app): State<AppState>,
-    Extension(realtime): Extension<Realtime>,
-    request: Request,
-) -> Result<Response, ApiError> {
+pub async fn realtime_events(State(app): State<AppState>, request: Request) -> Result<Response, ApiError> {
     let (mut parts, _) = request.into_parts();
     let query = StreamQuery::parse(parts.uri.query());
     let session = match &query.ticket {
-        Some(ticket) if !parts.headers.contains_key(AUTHORIZATION) => realtime.redeem(&app, ticket).await?,
+        Some(ticket) if !parts.headers.contains_key(AUTHORIZATION) => app.realtime.redeem(&app, ticket).await?,
         _ => Session::of(&DashboardUser::from_request_parts(&mut parts, &app).await?),
     };
     let resume = resume_point(&parts.headers, &query)?;
@@ -580,7 +586,7 @@ pub async fn realtime_events(
     };
     Ok(event_stream(
         &app,
-        &realtime,
+        &app.realtime,
         audience,
         Credential::Session(session),
         resume,
@@ -604,7 +610,6 @@ fn offered_protocols(headers: &HeaderMap) -> Vec<String> {
 /// a refused client gets a JSON 401, never a socket.
 pub async fn realtime_ws(
     State(app): State<AppState>,
-    Extension(realtime): Extension<Realtime>,
     headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
@@ -626,11 +631,11 @@ pub async fn realtime_ws(
         };
         Problem::new(status, code, r.body_text())
     })?;
-    let session = realtime.redeem(&app, ticket).await?;
+    let session = app.realtime.redeem(&app, ticket).await?;
     // Subscribed before the 101 goes out: an event published once the client is connected
     // reaches it.
     let live = app.bus.subscribe();
-    let closing = realtime.closing.clone();
+    let closing = app.realtime.closing.clone();
     Ok(upgrade
         .protocols([SUBPROTOCOL])
         .max_message_size(MAX_CLIENT_MESSAGE)

@@ -278,8 +278,8 @@ impl Modify for Security {
         version = "1",
         description = "The API-key-authenticated /v1 endpoints your services use to read account status and submit OTP codes. Errors: `{\"error\": {\"code\", \"message\"}}`."
     ),
-    paths(status, submit_otp),
-    components(schemas(StatusOut, PendingOut, super::DescriptorOut, OtpSubmission, OtpAcceptedOut, V1ErrorBody, V1ErrorDetail)),
+    paths(status, submit_otp, super::streams::v1_events),
+    components(schemas(StatusOut, PendingOut, super::DescriptorOut, OtpSubmission, OtpAcceptedOut, V1ErrorBody, V1ErrorDetail, super::streams::V1EventOut)),
     modifiers(&Security),
     tags((name = "External API", description = "Machine-to-machine integration"))
 )]

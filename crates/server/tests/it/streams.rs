@@ -611,3 +611,20 @@ async fn events_published_out_of_log_order_are_sent_in_log_order() {
     assert_eq!((&a.data["data"]["n"], &b.data["data"]["n"]), (&json!(1), &json!(2)));
     assert!(a.seq() < b.seq());
 }
+
+#[tokio::test]
+async fn graceful_shutdown_ends_open_streams() {
+    let f = crate::harness::Fixture::new().await;
+    let res = f
+        .app
+        .client
+        .get(f.app.url("/v1/events"))
+        .header("x-api-key", &f.key)
+        .send()
+        .await
+        .expect("sse");
+    assert_eq!(res.status(), reqwest::StatusCode::OK);
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(10), f.app.shutdown()).await;
+    assert!(ended.is_ok(), "shutdown completes with a client still connected");
+    drop(res);
+}
