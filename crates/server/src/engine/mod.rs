@@ -313,13 +313,7 @@ impl Inner {
                 return;
             }
         };
-        let ttl = chrono::Duration::from_std(self.cfg.lease_ttl).unwrap_or(chrono::Duration::seconds(30));
-        match self
-            .deps
-            .store
-            .acquire_lease(id, &self.deps.owner, now() + ttl, now())
-            .await
-        {
+        match self.hold_lease(id).await {
             Ok(true) => {}
             Ok(false) => {
                 tracing::info!(account = %id, "another instance holds the session lease");
@@ -342,19 +336,22 @@ impl Inner {
         self.publish("session.stopped", &acc, json!({ "reason": reason })).await;
     }
 
-    async fn renew_lease(self: Arc<Self>, id: AccountId, cancel: CancellationToken) {
+    /// Takes or renews this instance's lease on the account for one `lease_ttl`.
+    async fn hold_lease(&self, id: AccountId) -> StoreResult<bool> {
         let ttl = chrono::Duration::from_std(self.cfg.lease_ttl).unwrap_or(chrono::Duration::seconds(30));
+        self.deps
+            .store
+            .acquire_lease(id, &self.deps.owner, now() + ttl, now())
+            .await
+    }
+
+    async fn renew_lease(self: Arc<Self>, id: AccountId, cancel: CancellationToken) {
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => return,
                 _ = tokio::time::sleep(self.cfg.lease_ttl / 3) => {}
             }
-            match self
-                .deps
-                .store
-                .acquire_lease(id, &self.deps.owner, now() + ttl, now())
-                .await
-            {
+            match self.hold_lease(id).await {
                 Ok(true) => {}
                 Ok(false) => {
                     tracing::warn!(account = %id, "lost the session lease; stopping the session");

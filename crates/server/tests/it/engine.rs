@@ -511,3 +511,28 @@ async fn session_endpoints_are_tenant_scoped() {
     }
     let _: &TestApp = &f.app;
 }
+
+#[tokio::test]
+async fn a_slow_bank_times_out_as_a_retryable_failure() {
+    let bank = BankConfig {
+        slow_delay: Duration::from_secs(3),
+        ..BankConfig::default()
+    };
+    let f = BankFixture::with(
+        &[
+            ("RECONBANKER_BANK_TIMEOUT_SECS", "1"),
+            ("RECONBANKER_RETRY_ATTEMPTS", "0"),
+        ],
+        bank,
+    )
+    .await;
+    let id = f.account("user_slow", "pass_slow", json!({})).await;
+    let mut events = f.app.events();
+    f.post(&format!("/accounts/{id}/scrape")).await;
+    let failed = events.next(&id, "login.failed").await;
+    assert_eq!(failed.data["reason"], "retryable: timeout");
+    let stopped = events.next(&id, "session.stopped").await;
+    assert_eq!(stopped.data["reason"], "retries_exhausted");
+    let acc = f.app.get(&format!("/accounts/{id}"), &f.token).await;
+    assert_eq!(acc.body["scrapeBlockedAt"], Value::Null, "a timeout is not fatal");
+}

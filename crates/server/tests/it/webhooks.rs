@@ -433,3 +433,57 @@ async fn rotation_signs_with_both_secrets_during_the_grace_period() {
     assert!(verifies(&new, &got.headers, &got.body));
     assert!(verifies(&old, &got.headers, &got.body));
 }
+
+#[tokio::test]
+async fn retry_after_from_the_receiver_sets_the_next_try() {
+    let f = webhook_fixture(&[]).await;
+    let script = Arc::new(Mutex::new(0u32));
+    let (tx, mut got) = mpsc::unbounded_channel::<()>();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move || {
+            let (script, tx) = (script.clone(), tx.clone());
+            async move {
+                let _ = tx.send(());
+                *script.lock().expect("lock") += 1;
+                (AxStatus::TOO_MANY_REQUESTS, [("retry-after", "3600")]).into_response()
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let id = subscribe(&f, "user_locked", "pass_locked", &url, json!(["login_failed"])).await;
+    let mut attempts = f.app.state.webhooks.subscribe_attempts();
+    f.post(&format!("/accounts/{id}/scrape")).await;
+    let d = attempt_with_status(&mut attempts, "pending").await;
+    tokio::time::timeout(Duration::from_secs(5), got.recv())
+        .await
+        .expect("posted")
+        .expect("open");
+    assert_eq!(d.last_status, Some(429));
+    let wait = (d.next_attempt_at.expect("next") - d.last_attempt_at.expect("last")).num_seconds();
+    assert!(
+        (3595..=3600).contains(&wait),
+        "Retry-After honoured instead of the 10 ms backoff: {wait} s"
+    );
+}
+
+#[tokio::test]
+async fn an_expired_prompt_is_not_delivered_late() {
+    let f = webhook_fixture(&[("RECONBANKER_WEBHOOK_BACKOFF_MS", "3600000")]).await;
+    let mut hook = receiver(vec![Answer::Status(503)]).await;
+    let id = subscribe(&f, "user_otp", "pass_otp", &hook.url, json!(["assistance_required"])).await;
+    let mut attempts = f.app.state.webhooks.subscribe_attempts();
+    let mut events = f.app.events();
+    f.post(&format!("/accounts/{id}/scrape")).await;
+    hook.next().await;
+    let failed = attempt_with_status(&mut attempts, "pending").await;
+    f.clock.advance(Duration::from_secs(5 * 60));
+    events.next(&id, "assistance.expired").await;
+    f.post(&format!("/accounts/{id}/notifications/{}/resend", failed.id))
+        .await;
+    let skipped = attempt_with_status(&mut attempts, "skipped").await;
+    assert_eq!(skipped.id, failed.id);
+    assert!(hook.got.try_recv().is_err(), "nothing reached the receiver");
+}
