@@ -89,6 +89,9 @@ struct Inner {
     cfg: EngineConfig,
     live: Mutex<HashMap<AccountId, Live>>,
     last_started: Mutex<HashMap<AccountId, Instant>>,
+    /// Accounts whose session was killed: the scheduler leaves them alone until an explicit
+    /// scrape, restart or reactivate (in memory: a restarted process schedules them again).
+    held: Mutex<std::collections::HashSet<AccountId>>,
     pool: Arc<Semaphore>,
     wake: Notify,
     shutdown: CancellationToken,
@@ -116,6 +119,7 @@ impl Engine {
                 cfg,
                 live: Mutex::new(HashMap::new()),
                 last_started: Mutex::new(HashMap::new()),
+                held: Mutex::new(Default::default()),
                 pool,
                 wake: Notify::new(),
                 shutdown: CancellationToken::new(),
@@ -144,6 +148,7 @@ impl Engine {
 
     /// `POST /accounts/:id/scrape`: run a session now (a live persistent session reads now).
     pub fn scrape_now(&self, account: AccountId) {
+        self.release(account);
         if let Some(live) = self.live(account) {
             live.poke.notify_one();
             return;
@@ -160,12 +165,18 @@ impl Engine {
 
     /// `POST /accounts/:id/reactivate`: (re)start the account's session if none is live.
     pub fn reactivate(&self, account: AccountId) {
+        self.release(account);
         self.inner.spawn_session(account);
     }
 
     /// Stops the live session (if any) and cancels pending assistance with `reason`.
     /// Returns whether a session was live.
     pub async fn kill(&self, account: AccountId, user: UserId, reason: &str) -> StoreResult<bool> {
+        self.inner
+            .held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(account);
         // Close the request with the caller's reason first: the waiting login then finds it
         // closed (and would otherwise close it itself as plain "killed").
         self.inner
@@ -183,6 +194,14 @@ impl Engine {
             l.cancel.cancel();
         }
         Ok(live.is_some())
+    }
+
+    fn release(&self, account: AccountId) {
+        self.inner
+            .held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&account);
     }
 
     pub fn is_live(&self, account: AccountId) -> bool {
@@ -274,7 +293,13 @@ impl Inner {
 
     /// Whether the scheduler should start the account now (`Some(persistent)`).
     fn due(&self, acc: &EngineAccount) -> Option<bool> {
-        if acc.account.scrape_blocked_at.is_some() {
+        if acc.account.scrape_blocked_at.is_some()
+            || self
+                .held
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains(&acc.account.id)
+        {
             return None;
         }
         let (settings, secrets) = config_doc::decode(acc.config.as_ref(), &self.deps.sealer).ok()?;
