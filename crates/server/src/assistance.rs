@@ -174,6 +174,24 @@ impl Assistance {
             .clone())
     }
 
+    /// Shows a request that was pending when written. A `close` that commits between that
+    /// write and this call has already cleared the entry; re-reading the row after installing
+    /// it catches that case, so a closed request is never shown as pending.
+    async fn install(&self, row: &AssistanceRow) -> StoreResult<()> {
+        self.set_cached(row.account_id, Some(Arc::new(PendingView::from(row))));
+        let still = self.store.assistance_by_id(row.id).await?;
+        if still.as_ref().is_none_or(|r| r.status != AssistanceStatus::Pending) {
+            let mut cache = self.cache.write().unwrap_or_else(|p| p.into_inner());
+            if cache
+                .get(&row.account_id)
+                .is_some_and(|e| e.as_ref().is_some_and(|p| p.id == row.id))
+            {
+                cache.insert(row.account_id, None);
+            }
+        }
+        Ok(())
+    }
+
     fn set_cached(&self, account: AccountId, view: Option<Arc<PendingView>>) {
         self.cache
             .write()
@@ -212,7 +230,7 @@ impl Assistance {
             Err(StoreError::Conflict(_)) => return Err(OpenError::AlreadyPending),
             Err(e) => return Err(e.into()),
         };
-        self.set_cached(account, Some(Arc::new(PendingView::from(&row))));
+        self.install(&row).await?;
         self.hub.publish(logged);
         Ok((row, waiter))
     }
@@ -237,7 +255,7 @@ impl Assistance {
         let Some((row, logged)) = self.store.bump_assistance_attempts(request, now(), &build).await? else {
             return Ok(None);
         };
-        self.set_cached(row.account_id, Some(Arc::new(PendingView::from(&row))));
+        self.install(&row).await?;
         self.hub.publish(logged);
         Ok(Some(row))
     }

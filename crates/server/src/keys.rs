@@ -7,7 +7,7 @@
 //! must broadcast the invalidation (see docs/architecture.md).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use reconbanker_store::{now, AccountId, ApiKeyId, ApiKeyRow, Store, StoreResult, Timestamp, UserId};
@@ -105,6 +105,9 @@ pub enum AuthError {
 pub struct KeyDirectory {
     store: Arc<dyn Store>,
     by_prefix: RwLock<HashMap<String, Arc<CachedKey>>>,
+    /// Bumped by every invalidation: a row read before one is used but not cached, so a
+    /// revocation racing with a cache fill can never be undone by it.
+    generation: AtomicU64,
 }
 
 impl KeyDirectory {
@@ -112,6 +115,7 @@ impl KeyDirectory {
         Self {
             store,
             by_prefix: RwLock::new(HashMap::new()),
+            generation: AtomicU64::new(0),
         }
     }
 
@@ -136,17 +140,18 @@ impl KeyDirectory {
         let key = match self.cached(parsed.prefix) {
             Some(k) => k,
             None => {
+                let seen = self.generation.load(Ordering::Acquire);
                 let Some(row) = self.store.api_key_by_prefix(parsed.prefix).await? else {
                     return Ok(Err(AuthError::Invalid));
                 };
                 let key = Arc::new(CachedKey::from_row(&row));
                 // Keys only enter the cache once they exist, so its size is bounded by the table.
-                self.by_prefix
-                    .write()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .entry(row.prefix)
-                    .or_insert(key)
-                    .clone()
+                let mut cache = self.by_prefix.write().unwrap_or_else(|p| p.into_inner());
+                if self.generation.load(Ordering::Acquire) == seen {
+                    cache.entry(row.prefix).or_insert(key).clone()
+                } else {
+                    key
+                }
             }
         };
         if !apikey::verify(parsed.secret, &key.secret_hash) || key.revoked {
@@ -161,16 +166,17 @@ impl KeyDirectory {
 
     /// Forgets a key (after revocation) so the next request re-reads it.
     pub fn forget(&self, prefix: &str) {
-        self.by_prefix.write().unwrap_or_else(|p| p.into_inner()).remove(prefix);
+        let mut cache = self.by_prefix.write().unwrap_or_else(|p| p.into_inner());
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        cache.remove(prefix);
     }
 
     /// Drops keys restricted to an account that no longer exists from the cache (their rows
     /// are re-read on next use, which keeps the restriction list current).
     pub fn forget_account(&self, account: AccountId) {
-        self.by_prefix
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|_, k| !k.account_ids.as_ref().is_some_and(|ids| ids.contains(&account)));
+        let mut cache = self.by_prefix.write().unwrap_or_else(|p| p.into_inner());
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        cache.retain(|_, k| !k.account_ids.as_ref().is_some_and(|ids| ids.contains(&account)));
     }
 
     /// The freshest `last_used_at` known for a key (memory may be ahead of the database).
@@ -216,6 +222,8 @@ impl KeyDirectory {
 pub struct AccountDirectory {
     store: Arc<dyn Store>,
     owners: RwLock<HashMap<AccountId, UserId>>,
+    /// As in [`KeyDirectory`]: a deletion racing with a cache fill wins.
+    generation: AtomicU64,
 }
 
 impl AccountDirectory {
@@ -223,6 +231,7 @@ impl AccountDirectory {
         Self {
             store,
             owners: RwLock::new(HashMap::new()),
+            generation: AtomicU64::new(0),
         }
     }
 
@@ -231,18 +240,21 @@ impl AccountDirectory {
         if let Some(owner) = self.owners.read().unwrap_or_else(|p| p.into_inner()).get(&account) {
             return Ok(*owner == user);
         }
+        let seen = self.generation.load(Ordering::Acquire);
         let found = self.store.account_for_user(user, account).await?.is_some();
         if found {
-            self.owners
-                .write()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(account, user);
+            let mut owners = self.owners.write().unwrap_or_else(|p| p.into_inner());
+            if self.generation.load(Ordering::Acquire) == seen {
+                owners.insert(account, user);
+            }
         }
         Ok(found)
     }
 
     pub fn forget(&self, account: AccountId) {
-        self.owners.write().unwrap_or_else(|p| p.into_inner()).remove(&account);
+        let mut owners = self.owners.write().unwrap_or_else(|p| p.into_inner());
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        owners.remove(&account);
     }
 }
 

@@ -218,6 +218,15 @@ impl App {
                 "cancelled assistance requests left pending by a previous process"
             );
         }
+        // Announced like any other cancellation, so stream clients resuming after the restart
+        // learn that the prompt was withdrawn.
+        for row in &orphans {
+            if let Some(acc) = store.engine_account(row.account_id).await? {
+                let data = serde_json::json!({ "requestId": row.id, "reason": row.reason });
+                hub.emit("assistance.cancelled", acc.account.user_id, row.account_id, data)
+                    .await?;
+            }
+        }
         let runs = store.close_open_runs("process_restart", now()).await?;
         if runs > 0 {
             tracing::info!(count = runs, "closed session runs left open by a previous process");

@@ -162,7 +162,9 @@ impl Webhooks {
         let permits = Arc::new(Semaphore::new(PARALLEL));
         loop {
             let at = now();
-            let lease = at + chrono::Duration::from_std(CLAIM_LEASE).unwrap_or_default();
+            // A claim must outlast the attempt, or a slow receiver would be sent it twice.
+            let hold = CLAIM_LEASE.max(self.settings.timeout + Duration::from_secs(30));
+            let lease = at + chrono::Duration::from_std(hold).unwrap_or_default();
             let claimed = match self.store.claim_due_deliveries(at, lease, BATCH).await {
                 Ok(c) => c,
                 Err(e) => {

@@ -82,6 +82,9 @@ struct Live {
     cancel: CancellationToken,
     /// Wakes a persistent session to read now.
     poke: Arc<Notify>,
+    /// Set when a session is asked for while this one is stopping: started once it has ended,
+    /// so an account never has two sessions at once.
+    again: Arc<std::sync::atomic::AtomicBool>,
 }
 
 struct Inner {
@@ -149,11 +152,12 @@ impl Engine {
     /// `POST /accounts/:id/scrape`: run a session now (a live persistent session reads now).
     pub fn scrape_now(&self, account: AccountId) {
         self.release(account);
-        if let Some(live) = self.live(account) {
-            live.poke.notify_one();
-            return;
+        match self.live(account) {
+            Some(live) if !live.cancel.is_cancelled() => live.poke.notify_one(),
+            _ => {
+                self.inner.spawn_session(account);
+            }
         }
-        self.inner.spawn_session(account);
     }
 
     /// `POST /accounts/:id/restart`: clear the fatal block and run a session.
@@ -184,13 +188,10 @@ impl Engine {
             .assistance
             .cancel_for_account(account, user, reason)
             .await?;
-        let live = self
-            .inner
-            .live
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&account);
+        // The entry stays until the session has really ended (see `spawn_session`).
+        let live = self.live(account).filter(|l| !l.cancel.is_cancelled());
         if let Some(l) = &live {
+            l.again.store(false, std::sync::atomic::Ordering::SeqCst);
             l.cancel.cancel();
         }
         Ok(live.is_some())
@@ -205,7 +206,7 @@ impl Engine {
     }
 
     pub fn is_live(&self, account: AccountId) -> bool {
-        self.live(account).is_some()
+        self.live(account).is_some_and(|l| !l.cancel.is_cancelled())
     }
 
     fn live(&self, account: AccountId) -> Option<Live> {
@@ -243,12 +244,17 @@ impl Inner {
             return false;
         }
         let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
-        if live.contains_key(&account) {
+        if let Some(current) = live.get(&account) {
+            if current.cancel.is_cancelled() {
+                // Still stopping: start a new one when it has ended.
+                current.again.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
             return true;
         }
         let entry = Live {
             cancel: self.shutdown.child_token(),
             poke: Arc::new(Notify::new()),
+            again: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         };
         live.insert(account, entry.clone());
         drop(live);
@@ -259,10 +265,14 @@ impl Inner {
         let inner = self.clone();
         self.tasks.spawn(async move {
             inner.run_account(account, &entry).await;
-            let mut live = inner.live.lock().unwrap_or_else(|p| p.into_inner());
-            // Only our own entry: a kill may have removed it and a new session replaced it.
-            if live.get(&account).is_some_and(|l| Arc::ptr_eq(&l.poke, &entry.poke)) {
-                live.remove(&account);
+            {
+                let mut live = inner.live.lock().unwrap_or_else(|p| p.into_inner());
+                if live.get(&account).is_some_and(|l| Arc::ptr_eq(&l.poke, &entry.poke)) {
+                    live.remove(&account);
+                }
+            }
+            if entry.again.load(std::sync::atomic::Ordering::SeqCst) {
+                inner.spawn_session(account);
             }
         });
         true

@@ -84,8 +84,8 @@ fn presented_key(headers: &HeaderMap) -> Result<String, Problem> {
             }
         }
         Some(Ok((scheme, _))) if scheme == "bearer" => Err(Problem::unauthorized(bearer)),
-        Some(_) => Err(Problem::unauthorized(missing)),
-        None => match headers.get(X_API_KEY) {
+        // Another scheme (or no Authorization at all) carries no API key: x-api-key may.
+        _ => match headers.get(X_API_KEY) {
             None => Err(Problem::unauthorized(missing)),
             Some(v) => match v.to_str().map(str::trim) {
                 Ok("") => Err(Problem::unauthorized(missing)),

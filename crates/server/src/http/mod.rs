@@ -114,6 +114,21 @@ pub fn submit_error(e: SubmitError) -> Problem {
     }
 }
 
+/// Re-renders a caught panic's 500 in the `/v1` error shape on `/v1` routes.
+async fn panic_shape(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let v1 = is_v1(req.uri());
+    let res = next.run(req).await;
+    if v1 && res.extensions().get::<Panicked>().is_some() {
+        return V1Error(Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL_ERROR",
+            "Internal server error",
+        ))
+        .into_response();
+    }
+    res
+}
+
 fn is_v1(uri: &Uri) -> bool {
     let p = uri.path();
     p == "/v1" || p.starts_with("/v1/")
@@ -156,15 +171,21 @@ async fn ready(State(app): State<AppState>) -> Response {
     }
 }
 
-/// A panic is a bug: log it, answer a bare 500 in the dashboard shape.
+/// Marks the 500 of a caught panic so [`panic_shape`] can render it in the surface's shape.
+#[derive(Clone, Copy)]
+struct Panicked;
+
+/// A panic is a bug: log it, answer a bare 500 (in the `/v1` shape on `/v1`, see [`panic_shape`]).
 fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     tracing::error!("handler panicked");
-    ApiError(Problem::new(
+    let mut res = ApiError(Problem::new(
         StatusCode::INTERNAL_SERVER_ERROR,
         "INTERNAL_ERROR",
         "Internal server error",
     ))
-    .into_response()
+    .into_response();
+    res.extensions_mut().insert(Panicked);
+    res
 }
 
 pub fn router(app: AppState) -> Router {
@@ -218,6 +239,7 @@ pub fn router(app: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(CatchPanicLayer::custom(panic_response))
+        .layer(axum::middleware::from_fn(panic_shape))
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(|req: &Request<_>| {

@@ -439,6 +439,13 @@ async fn a_restart_with_a_login_pending_leaves_nothing_pending() {
         .expect("row");
     assert_eq!(row.status, reconbanker_store::AssistanceStatus::Cancelled);
     assert_eq!(row.reason.as_deref(), Some("process_restart"));
+    let logged = app.state.store.list_events(user.id, None, 0, 500).await.expect("log");
+    let announced = logged.iter().any(|e| {
+        e.kind == "assistance.cancelled"
+            && e.data.contains(&orphan.id.to_string())
+            && e.data.contains("process_restart")
+    });
+    assert!(announced, "the boot-time cancellation is announced in the event log");
     let s = app
         .v1(Method::GET, &format!("/v1/accounts/{id}/status"), &key, None)
         .await;
@@ -535,4 +542,36 @@ async fn a_slow_bank_times_out_as_a_retryable_failure() {
     assert_eq!(stopped.data["reason"], "retries_exhausted");
     let acc = f.app.get(&format!("/accounts/{id}"), &f.token).await;
     assert_eq!(acc.body["scrapeBlockedAt"], Value::Null, "a timeout is not fatal");
+}
+
+#[tokio::test]
+async fn kill_then_reactivate_never_runs_two_sessions_at_once() {
+    let f = BankFixture::with(&[("RECONBANKER_POLL_INTERVAL_SECS", "3600")], BankConfig::default()).await;
+    let id = f
+        .account("user_good", "pass_good", json!({"session_type": "persistent"}))
+        .await;
+    let mut events = f.app.events();
+    f.post(&format!("/accounts/{id}/reactivate")).await;
+    events.next(&id, "scrape.succeeded").await;
+    let mut sessions = f.app.events();
+    assert_eq!(
+        f.post(&format!("/accounts/{id}/kill")).await.body,
+        json!({"killed": true})
+    );
+    // Asked for again while the killed session may still be winding down: the new one starts
+    // only after the old one has stopped.
+    f.post(&format!("/accounts/{id}/reactivate")).await;
+    let mut order = Vec::new();
+    while order.len() < 2 {
+        let e = sessions.next_any(&id).await;
+        if e.kind == "session.started" || e.kind == "session.stopped" {
+            order.push(e.kind.clone());
+        }
+    }
+    assert_eq!(order, ["session.stopped", "session.started"], "{order:?}");
+    events.next(&id, "scrape.succeeded").await;
+    assert_eq!(
+        f.post(&format!("/accounts/{id}/kill")).await.body,
+        json!({"killed": true})
+    );
 }

@@ -334,6 +334,22 @@ impl Fixture {
 pub struct Events(tokio::sync::broadcast::Receiver<Arc<Event>>);
 
 impl Events {
+    /// The next event of any kind for `account`; fails after 30 s.
+    pub async fn next_any(&mut self, account: &str) -> Arc<Event> {
+        let wait = async {
+            loop {
+                match self.0.recv().await {
+                    Ok(e) if e.account_id.to_string() == account => return e,
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(e) => panic!("event bus closed: {e}"),
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(30), wait)
+            .await
+            .unwrap_or_else(|_| panic!("no event for {account}"))
+    }
+
     /// The next event of `kind` for `account` (others are skipped); fails after 30 s.
     pub async fn next(&mut self, account: &str, kind: &str) -> Arc<Event> {
         let wait = async {

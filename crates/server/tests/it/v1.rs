@@ -926,3 +926,28 @@ async fn long_poll_returns_200_on_change_and_304_on_timeout() {
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.body["pending_assistance"]["id"], req.id.to_string());
 }
+
+#[tokio::test]
+async fn a_foreign_authorization_scheme_leaves_x_api_key_in_charge() {
+    let f = Fixture::new().await;
+    let r = f
+        .app
+        .send(
+            Method::GET,
+            &status_path(&f.account),
+            &[("authorization", "Basic dXNlcjpwYXNz"), ("x-api-key", &f.key)],
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let r = f
+        .app
+        .send(
+            Method::GET,
+            &status_path(&f.account),
+            &[("authorization", "Basic dXNlcjpwYXNz")],
+            None,
+        )
+        .await;
+    r.assert_v1_error(401, "UNAUTHORIZED");
+}
