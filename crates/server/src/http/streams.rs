@@ -334,21 +334,29 @@ impl Feed {
 
 /// The SSE response shared by `/v1/events` and `/realtime/events`. The bus is subscribed here,
 /// before the log is read (on the first poll), so nothing falls between the two.
-fn event_stream<T: Serialize + 'static>(
+async fn event_stream<T: Serialize + 'static>(
     app: &AppState,
     realtime: &Realtime,
     audience: Audience,
     credential: Credential,
     resume: Option<i64>,
     render: fn(&Event) -> T,
-) -> Response {
+) -> Result<Response, Problem> {
+    // Subscribed first, then positioned: an event committed after the position is read is
+    // also announced on the bus. Positioned before the response goes out: an event the client
+    // causes after seeing the response headers is after the position.
+    let live = app.bus.subscribe();
+    let cursor = match resume {
+        Some(seq) => seq,
+        None => app.store.last_event_seq().await?,
+    };
     let feed = Feed {
         app: app.clone(),
         audience,
         credential,
-        live: app.bus.subscribe(),
+        live,
         closing: realtime.closing.clone(),
-        cursor: resume,
+        cursor: Some(cursor),
         behind: resume.is_some(),
         page: VecDeque::new(),
         revalidate: revalidation_timer(),
@@ -363,7 +371,7 @@ fn event_stream<T: Serialize + 'static>(
     // Reverse proxies (nginx) must not buffer the stream.
     res.headers_mut()
         .insert("x-accel-buffering", HeaderValue::from_static("no"));
-    res
+    Ok(res)
 }
 
 fn sse_event<T: Serialize>(e: &Event, render: fn(&Event) -> T) -> sse::Event {
@@ -521,7 +529,8 @@ pub async fn v1_events(
     };
     Ok(event_stream(&app, &app.realtime, audience, credential, resume, |e| {
         V1EventOut::from(e)
-    }))
+    })
+    .await?)
 }
 
 // --- the dashboard's realtime surface ---
@@ -591,7 +600,8 @@ pub async fn realtime_events(State(app): State<AppState>, request: Request) -> R
         Credential::Session(session),
         resume,
         |e| RealtimeEventOut::from(e),
-    ))
+    )
+    .await?)
 }
 
 /// The subprotocols a WebSocket client offered (comma-separated, possibly over several lines).
