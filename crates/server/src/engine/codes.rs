@@ -18,6 +18,8 @@ pub(super) struct EngineCodes<'a> {
     acc: &'a EngineAccount,
     assisted: bool,
     cancel: &'a CancellationToken,
+    /// The engine's shutdown (a cancellation then means "shutdown", not "killed").
+    shutdown: &'a CancellationToken,
     guard: &'a LiveGuard,
     /// The open request, while it is pending.
     request: Option<AssistanceRow>,
@@ -33,6 +35,7 @@ impl<'a> EngineCodes<'a> {
         acc: &'a EngineAccount,
         assisted: bool,
         cancel: &'a CancellationToken,
+        shutdown: &'a CancellationToken,
         guard: &'a LiveGuard,
     ) -> Self {
         Self {
@@ -40,6 +43,7 @@ impl<'a> EngineCodes<'a> {
             acc,
             assisted,
             cancel,
+            shutdown,
             guard,
             request: None,
             waiter: None,
@@ -77,7 +81,14 @@ impl<'a> EngineCodes<'a> {
         let user = self.acc.account.user_id;
         let (status, reason) = match failure {
             None => (AssistanceStatus::Fulfilled, None),
-            Some(ConnectorError::Cancelled) => (AssistanceStatus::Cancelled, Some("killed".to_owned())),
+            Some(ConnectorError::Cancelled) => {
+                let why = if self.shutdown.is_cancelled() {
+                    "shutdown"
+                } else {
+                    "killed"
+                };
+                (AssistanceStatus::Cancelled, Some(why.to_owned()))
+            }
             Some(ConnectorError::Fatal(f)) => (AssistanceStatus::Cancelled, Some(f.as_str().to_owned())),
             Some(ConnectorError::Retryable(_)) | Some(ConnectorError::SessionExpired) => {
                 (AssistanceStatus::Cancelled, Some("login_failed".to_owned()))

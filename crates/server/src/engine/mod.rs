@@ -534,7 +534,14 @@ impl Inner {
             ConnectorError::Retryable("no connector for this bank".into()),
         ))?;
         let assisted = mode == config_doc::LoginMode::Assisted;
-        let mut codes = EngineCodes::new(&self.deps.assistance, acc, assisted, &live.cancel, guard);
+        let mut codes = EngineCodes::new(
+            &self.deps.assistance,
+            acc,
+            assisted,
+            &live.cancel,
+            &self.shutdown,
+            guard,
+        );
         let login = tokio::select! {
             r = connector.login(creds, &mut codes) => r,
             _ = live.cancel.cancelled() => Err(ConnectorError::Cancelled),

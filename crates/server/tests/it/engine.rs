@@ -404,6 +404,7 @@ async fn a_restart_with_a_login_pending_leaves_nothing_pending() {
         .expect("db")
         .expect("row");
     assert_eq!(row.status, reconbanker_store::AssistanceStatus::Cancelled);
+    assert_eq!(row.reason.as_deref(), Some("shutdown"), "a graceful stop says so");
 
     // A process that died without shutting down leaves its request pending in the database:
     // the next boot closes it as `process_restart`.
