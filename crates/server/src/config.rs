@@ -89,6 +89,11 @@ pub const ENV_VARS: &[(&str, &str, &str)] = &[
         "how often persistent sessions read",
     ),
     (
+        "RECONBANKER_SCAN_INTERVAL_MS",
+        "5000",
+        "how often the scheduler looks for accounts that are due",
+    ),
+    (
         "RECONBANKER_MAX_SESSIONS",
         "1000",
         "bank sessions running at once (waiting logins included)",
@@ -173,6 +178,7 @@ pub struct Config {
     pub scrape_interval: Duration,
     pub poll_interval: Duration,
     pub max_sessions: usize,
+    pub scan_interval: Duration,
     pub retry_attempts: u32,
     pub retry_backoff: Duration,
     pub bank_timeout: Duration,
@@ -325,6 +331,7 @@ impl Config {
             scrape_interval: secs("RECONBANKER_SCRAPE_INTERVAL_SECS", 1200, 1, 7 * 86_400)?,
             poll_interval: secs("RECONBANKER_POLL_INTERVAL_SECS", 60, 1, 86_400)?,
             max_sessions: count("RECONBANKER_MAX_SESSIONS", 1000, 1, 1_000_000)? as usize,
+            scan_interval: millis("RECONBANKER_SCAN_INTERVAL_MS", 5000, 10, 3_600_000)?,
             retry_attempts: count("RECONBANKER_RETRY_ATTEMPTS", 3, 0, 100)?,
             retry_backoff: millis("RECONBANKER_RETRY_BACKOFF_MS", 2000, 1, 3_600_000)?,
             bank_timeout: secs("RECONBANKER_BANK_TIMEOUT_SECS", 15, 1, 600)?,

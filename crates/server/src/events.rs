@@ -50,6 +50,8 @@ pub trait EventBus: Send + Sync + 'static {
     /// channel's capacity behind loses the oldest events (and is told so by `Lagged`); stream
     /// consumers then catch up from the log.
     fn subscribe(&self) -> broadcast::Receiver<Arc<Event>>;
+    /// How many receivers are subscribed now (operators' metrics, tests).
+    fn receiver_count(&self) -> usize;
 }
 
 /// In-process bus over a tokio broadcast channel.
@@ -77,6 +79,10 @@ impl EventBus for LocalBus {
 
     fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
         self.tx.subscribe()
+    }
+
+    fn receiver_count(&self) -> usize {
+        self.tx.receiver_count()
     }
 }
 

@@ -257,6 +257,7 @@ impl App {
                 max_sessions: config.max_sessions,
                 retry_attempts: config.retry_attempts,
                 retry_backoff: config.retry_backoff,
+                scan_interval: config.scan_interval,
                 ..EngineConfig::default()
             },
         );

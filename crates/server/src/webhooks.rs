@@ -81,9 +81,12 @@ impl Resolve for PublicOnly {
 
 /// The HTTP client for outbound notifications.
 pub fn client(timeout: Duration, allow_private: bool) -> reqwest::Client {
+    // No proxy from the environment: a proxy would resolve the target itself, out of the guard's
+    // reach (and the connection would not go to the checked address).
     let builder = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
-        .timeout(timeout);
+        .timeout(timeout)
+        .no_proxy();
     let builder = if allow_private {
         builder
     } else {
@@ -185,7 +188,7 @@ impl Webhooks {
                 });
             }
             while sends.join_next().await.is_some() {}
-            if full {
+            if full && !cancel.is_cancelled() {
                 continue;
             }
             tokio::select! {
@@ -309,8 +312,11 @@ impl Webhooks {
             .header("content-type", "application/json")
             .header("webhook-id", &id)
             .header("webhook-timestamp", timestamp.to_string())
-            .header("webhook-signature", signature(&keys, &id, timestamp, &d.payload))
             .body(d.payload.clone());
+        let signed = signature(&keys, &id, timestamp, &d.payload);
+        if !signed.is_empty() {
+            req = req.header("webhook-signature", signed);
+        }
         if let Some(token) = &secrets.notification_auth_token {
             req = match settings.notification_auth_type {
                 Some(AuthType::Bearer) => req.header("authorization", format!("Bearer {token}")),

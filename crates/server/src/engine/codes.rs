@@ -69,7 +69,7 @@ impl<'a> EngineCodes<'a> {
             }
             Err(e) => {
                 tracing::error!(error = %e, account = %account, "could not open an assistance request");
-                Err(NoCode::Cancelled)
+                Err(NoCode::Unavailable)
             }
         }
     }
@@ -77,7 +77,22 @@ impl<'a> EngineCodes<'a> {
     /// Closes the request according to how the login ended.
     /// `failure` is `None` when the login succeeded.
     pub(super) async fn finish(&mut self, failure: Option<&ConnectorError>) {
-        let Some(request) = self.request.take() else { return };
+        let Some(request) = self.request.take() else {
+            // A login stopped while it was opening its request may have written the row without
+            // knowing it: close whatever it left pending.
+            if let Some(ConnectorError::Cancelled) = failure {
+                let why = if self.shutdown.is_cancelled() {
+                    "shutdown"
+                } else {
+                    "killed"
+                };
+                let (account, user) = (self.acc.account.id, self.acc.account.user_id);
+                if let Err(e) = self.assistance.cancel_for_account(account, user, why).await {
+                    tracing::warn!(error = %e, "could not close an interrupted assistance request");
+                }
+            }
+            return;
+        };
         let user = self.acc.account.user_id;
         let (status, reason) = match failure {
             None => (AssistanceStatus::Fulfilled, None),

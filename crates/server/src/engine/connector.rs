@@ -31,6 +31,8 @@ pub enum NoCode {
     Expired,
     /// The session was stopped (kill, account deleted, shutdown).
     Cancelled,
+    /// The request could not be opened (database trouble): worth another try later.
+    Unavailable,
 }
 
 /// How a login gets one-time codes. Given by the engine to [`BankConnector::login`].
@@ -93,6 +95,7 @@ impl From<NoCode> for ConnectorError {
             NoCode::NotAssisted => ConnectorError::Fatal(Fatal::SecondFactorRequired),
             NoCode::Expired => ConnectorError::Fatal(Fatal::AssistanceExpired),
             NoCode::Cancelled => ConnectorError::Cancelled,
+            NoCode::Unavailable => ConnectorError::Retryable("assistance request could not be opened".into()),
         }
     }
 }

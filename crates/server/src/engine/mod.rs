@@ -337,9 +337,12 @@ impl Inner {
     }
 
     async fn run_account(self: &Arc<Self>, id: AccountId, live: &Live) {
-        let Ok(_permit) = self.pool.clone().acquire_owned().await else {
-            return;
+        // A session killed while it waits for a pool slot never starts.
+        let permit = tokio::select! {
+            p = self.pool.clone().acquire_owned() => p,
+            _ = live.cancel.cancelled() => return,
         };
+        let Ok(_permit) = permit else { return };
         let acc = match self.deps.store.engine_account(id).await {
             Ok(Some(acc)) => acc,
             Ok(None) => return,
@@ -434,17 +437,34 @@ impl Inner {
                 }),
                 _ => Err((Stage::Login, ConnectorError::Fatal(Fatal::NotConfigured))),
             };
+            let mut reads = 0u32;
             let result = match creds {
                 Ok(creds) => {
-                    self.session(acc, settings.login_mode, &creds, persistent, live, guard, &mut run)
-                        .await
+                    self.session(
+                        acc,
+                        settings.login_mode,
+                        &creds,
+                        persistent,
+                        live,
+                        guard,
+                        &mut run,
+                        &mut reads,
+                    )
+                    .await
                 }
                 Err(e) => Err(e),
             };
+            // A session that read the bank was healthy: its failures start over.
+            if reads > 0 {
+                failures = 0;
+            }
             let (outcome, reason) = match &result {
                 Ok(()) => ("succeeded", None),
                 Err((_, ConnectorError::Cancelled)) => ("cancelled", Some("killed".to_owned())),
-                Err((_, ConnectorError::SessionExpired)) => ("succeeded", Some("bank_dropped_session".to_owned())),
+                Err((_, ConnectorError::SessionExpired)) => (
+                    if reads > 0 { "succeeded" } else { "failed" },
+                    Some("bank_dropped_session".to_owned()),
+                ),
                 Err((_, ConnectorError::Fatal(f))) => ("failed", Some(f.as_str().to_owned())),
                 Err((_, ConnectorError::Retryable(m))) => ("failed", Some(format!("retryable: {m}"))),
             };
@@ -480,10 +500,9 @@ impl Inner {
                         "killed".into()
                     };
                 }
-                Err((_, ConnectorError::SessionExpired)) => {
-                    // The bank dropped a persistent session: log in again at once.
+                Err((_, ConnectorError::SessionExpired)) if reads > 0 => {
+                    // The bank dropped a persistent session that was working: log in again at once.
                     tracing::info!(account = %acc.account.id, "bank dropped the session; logging in again");
-                    failures = 0;
                     continue;
                 }
                 Err((_, ConnectorError::Fatal(f))) => {
@@ -501,14 +520,18 @@ impl Inner {
                         .await;
                     return reason.into();
                 }
-                Err((_, ConnectorError::Retryable(_))) => {
+                // Dropped before the first read counts as a failure: a bank that ends every
+                // session at once must not be logged into in a tight loop.
+                Err((_, ConnectorError::Retryable(_) | ConnectorError::SessionExpired)) => {
                     failures += 1;
                     if failures > self.cfg.retry_attempts {
                         return "retries_exhausted".into();
                     }
                     let wait = backoff(self.cfg.retry_backoff, failures - 1);
                     tokio::select! {
-                        _ = live.cancel.cancelled() => return "killed".into(),
+                        _ = live.cancel.cancelled() => {
+                            return if self.shutdown.is_cancelled() { "shutdown".into() } else { "killed".into() };
+                        }
                         _ = tokio::time::sleep(wait) => {}
                     }
                 }
@@ -528,6 +551,7 @@ impl Inner {
         live: &Live,
         guard: &LiveGuard,
         run: &mut RunRow,
+        reads: &mut u32,
     ) -> Result<(), (Stage, ConnectorError)> {
         let connector = self.deps.connectors.get(&acc.account.bank_code).cloned().ok_or((
             Stage::Login,
@@ -574,6 +598,7 @@ impl Inner {
                         ConnectorError::Retryable(format!("storing movements: {e}")),
                     )
                 })?;
+            *reads += 1;
             run.movements_read += movements.len() as i32;
             run.new_movements += new as i32;
             self.publish("scrape.succeeded", acc, json!({ "new_movements": new }))

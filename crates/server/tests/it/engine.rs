@@ -456,11 +456,12 @@ async fn a_restart_with_a_login_pending_leaves_nothing_pending() {
 #[tokio::test]
 async fn persistent_sessions_read_new_movements_and_log_in_again() {
     let f = BankFixture::with(&[("RECONBANKER_POLL_INTERVAL_SECS", "3600")], BankConfig::default()).await;
+    // Subscribed first: the scheduler may start the session as soon as the account exists.
+    let mut events = f.app.events();
     let id = f
         .account("user_good", "pass_good", json!({"session_type": "persistent"}))
         .await;
     let interval = f.bank.config().movement_interval;
-    let mut events = f.app.events();
     let r = f.post(&format!("/accounts/{id}/reactivate")).await;
     assert_eq!(r.status, StatusCode::ACCEPTED);
     assert_eq!(r.body, json!({"started": true}));
@@ -575,4 +576,48 @@ async fn kill_then_reactivate_never_runs_two_sessions_at_once() {
         f.post(&format!("/accounts/{id}/kill")).await.body,
         json!({"killed": true})
     );
+}
+
+#[tokio::test]
+async fn the_scheduler_keeps_persistent_sessions_reading_and_skips_blocked_accounts() {
+    let f = BankFixture::with(
+        &[
+            ("RECONBANKER_SCAN_INTERVAL_MS", "20"),
+            ("RECONBANKER_POLL_INTERVAL_SECS", "1"),
+        ],
+        BankConfig::default(),
+    )
+    .await;
+    let mut events = f.app.events();
+    // Nobody asks: the scheduler starts the persistent session and the poll timer reads.
+    let id = f
+        .account("user_good", "pass_good", json!({"session_type": "persistent"}))
+        .await;
+    events.next(&id, "session.started").await;
+    events.next(&id, "scrape.succeeded").await;
+    f.bank.advance(f.bank.config().movement_interval);
+    let polled = events.next(&id, "scrape.succeeded").await;
+    assert_eq!(
+        polled.data["new_movements"], 1,
+        "read by the poll timer, without a scrape request"
+    );
+    assert_eq!(
+        f.post(&format!("/accounts/{id}/kill")).await.body,
+        json!({"killed": true})
+    );
+
+    // A fatal failure blocks the account: the scheduler leaves it alone until restart.
+    let locked = f
+        .account("user_locked", "pass_locked", json!({"session_type": "persistent"}))
+        .await;
+    let failed = events.next(&locked, "login.failed").await;
+    assert_eq!(failed.data["reason"], "account_locked");
+    events.next(&locked, "session.stopped").await;
+    let attempts = f.bank.stats().logins_attempted;
+    // Many scans (20 ms each) pass; none starts a session for the blocked account.
+    let again = tokio::time::timeout(Duration::from_millis(1500), events.next(&locked, "session.started")).await;
+    assert!(again.is_err(), "a blocked account is not scheduled");
+    assert_eq!(f.bank.stats().logins_attempted, attempts);
+    f.post(&format!("/accounts/{locked}/restart")).await;
+    events.next(&locked, "session.started").await;
 }

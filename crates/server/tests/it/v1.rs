@@ -884,34 +884,44 @@ async fn long_poll_returns_200_on_change_and_304_on_timeout() {
     assert!(started.elapsed() >= Duration::from_millis(900), "held for the wait");
     assert_eq!(r.header("preference-applied"), Some("wait=1"));
     // Held until the status changes: 200 with the new status, long before the 60 s wait.
-    let app = &f.app;
-    let (key, tag2) = (f.key.clone(), tag.clone());
-    let poll = async {
-        app.send(
-            Method::GET,
-            &path,
-            &[("x-api-key", &key), ("if-none-match", &tag2), ("prefer", "wait=60")],
-            None,
-        )
-        .await
-    };
-    let change = async {
-        // Whichever the server sees first — the poll parked on the bus, or the change — the
-        // answer is the same: 200 with the new status (the handler subscribes before it reads).
-        tokio::task::yield_now().await;
-        let user = f.user_id().await;
-        f.app
-            .state
-            .assistance
-            .open(f.account_id(), user, numeric6())
-            .await
-            .expect("open")
-    };
+    let parked_before = f.app.state.bus.receiver_count();
+    let (client, url, key, tag2) = (f.app.client.clone(), f.app.url(&path), f.key.clone(), tag.clone());
     let started = std::time::Instant::now();
-    let (r, (req, _waiter)) = tokio::join!(poll, change);
-    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-    assert_eq!(r.body["pending_assistance"]["id"], req.id.to_string());
-    assert_ne!(r.header("etag"), Some(tag.as_str()));
+    let poll = tokio::spawn(async move {
+        client
+            .get(url)
+            .header("x-api-key", key)
+            .header("if-none-match", tag2)
+            .header("prefer", "wait=60")
+            .send()
+            .await
+            .expect("poll")
+    });
+    // The handler subscribes to the bus, finds the status unchanged and parks (it has nothing
+    // else to wait for: the status is cached). Only then does the status change.
+    while f.app.state.bus.receiver_count() == parked_before {
+        tokio::task::yield_now().await;
+    }
+    let user = f.user_id().await;
+    let (req, _waiter) = f
+        .app
+        .state
+        .assistance
+        .open(f.account_id(), user, numeric6())
+        .await
+        .expect("open");
+    let res = poll.await.expect("join");
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_ne!(
+        res.headers().get("etag").and_then(|v| v.to_str().ok()),
+        Some(tag.as_str())
+    );
+    assert_eq!(
+        res.headers().get("preference-applied").and_then(|v| v.to_str().ok()),
+        Some("wait=60")
+    );
+    let body: Value = res.json().await.expect("json");
+    assert_eq!(body["pending_assistance"]["id"], req.id.to_string());
     assert!(started.elapsed() < Duration::from_secs(30));
     // A stale tag answers at once with the current status.
     let r = f

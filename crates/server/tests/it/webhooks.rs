@@ -205,21 +205,27 @@ async fn a_subscribed_prompt_arrives_signed_with_payload_and_headers() {
     // A wrong code re-announces the same request: a second prompt with attempts 1.
     let key = f.app.key(&f.token, &["otp:write"], None).await;
     let otp = format!("/v1/accounts/{id}/otp");
-    f.app
+    let r = f
+        .app
         .v1(Method::POST, &otp, &key, Some(json!({"code": "000000"})))
         .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
     let again: Value = serde_json::from_str(&hook.next().await.body).expect("json");
     assert_eq!(again["data"]["attempts"], 1);
     assert_ne!(again["id"], body["id"], "each delivery has its own id");
 
     // Locked after 3 wrong codes: login.failed happens, but is not subscribed, so never sent.
-    f.app
+    let r = f
+        .app
         .v1(Method::POST, &otp, &key, Some(json!({"code": "000000"})))
         .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
     hook.next().await;
-    f.app
+    let r = f
+        .app
         .v1(Method::POST, &otp, &key, Some(json!({"code": "000000"})))
         .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
     events.next(&id, "login.failed").await;
     let log = f.app.get(&format!("/accounts/{id}/notifications"), &f.token).await;
     let types: Vec<&str> = log
@@ -314,7 +320,8 @@ async fn a_prompt_no_longer_pending_is_not_delivered_late() {
     hook.next().await;
     let failed = attempt_with_status(&mut attempts, "pending").await;
     let key = f.app.key(&f.token, &["otp:write"], None).await;
-    f.app
+    let r = f
+        .app
         .v1(
             Method::POST,
             &format!("/v1/accounts/{id}/otp"),
@@ -322,6 +329,7 @@ async fn a_prompt_no_longer_pending_is_not_delivered_late() {
             Some(json!({"code": "123456"})),
         )
         .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
     events.next(&id, "assistance.fulfilled").await;
     // Make the retry due now: it must be skipped, not sent.
     let r = f
