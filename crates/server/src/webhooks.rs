@@ -22,15 +22,14 @@ use rand::Rng;
 use reconbanker_store::{now, AssistanceStatus, DeliveryRow, Store, Timestamp};
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use sha2::Sha256;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::crypto::Sealer;
 use crate::guard;
 use crate::http::config_doc::{self, AuthType};
 
-/// Deliveries claimed per round, and sent at once.
-const BATCH: i64 = 32;
+/// Deliveries sent at once.
 const PARALLEL: usize = 16;
 /// How long a claimed delivery is reserved for the worker that claimed it.
 const CLAIM_LEASE: Duration = Duration::from_secs(120);
@@ -162,41 +161,37 @@ impl Webhooks {
     /// Drains the outbox until `cancel`: due deliveries are claimed in batches and sent in
     /// parallel; new deliveries wake the worker at once.
     pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
-        let permits = Arc::new(Semaphore::new(PARALLEL));
+        // Up to PARALLEL sends at once; a free slot is filled as soon as one finishes, so a
+        // receiver that hangs until the timeout holds up only its own delivery.
+        let mut sending = tokio::task::JoinSet::new();
         loop {
-            let at = now();
-            // A claim must outlast the attempt, or a slow receiver would be sent it twice.
-            let hold = CLAIM_LEASE.max(self.settings.timeout + Duration::from_secs(30));
-            let lease = at + chrono::Duration::from_std(hold).unwrap_or_default();
-            let claimed = match self.store.claim_due_deliveries(at, lease, BATCH).await {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!(error = %e, "could not claim webhook deliveries");
-                    Vec::new()
+            let room = PARALLEL.saturating_sub(sending.len());
+            let mut more_due = false;
+            if room > 0 && !cancel.is_cancelled() {
+                let at = now();
+                // A claim must outlast the attempt, or a slow receiver would be sent it twice.
+                let hold = CLAIM_LEASE.max(self.settings.timeout + Duration::from_secs(30));
+                let lease = at + chrono::Duration::from_std(hold).unwrap_or_default();
+                match self.store.claim_due_deliveries(at, lease, room as i64).await {
+                    Ok(claimed) => {
+                        more_due = claimed.len() == room;
+                        for delivery in claimed {
+                            let this = self.clone();
+                            sending.spawn(async move { this.deliver(delivery).await });
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "could not claim webhook deliveries"),
                 }
-            };
-            let full = claimed.len() as i64 == BATCH;
-            let mut sends = tokio::task::JoinSet::new();
-            for delivery in claimed {
-                let Ok(permit) = permits.clone().acquire_owned().await else {
-                    return;
-                };
-                let this = self.clone();
-                sends.spawn(async move {
-                    this.deliver(delivery).await;
-                    drop(permit);
-                });
-            }
-            while sends.join_next().await.is_some() {}
-            if full && !cancel.is_cancelled() {
-                continue;
             }
             tokio::select! {
-                _ = cancel.cancelled() => return,
-                _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(IDLE) => {}
+                _ = cancel.cancelled() => break,
+                Some(_) = sending.join_next(), if !sending.is_empty() => {}
+                _ = self.wake.notified(), if !more_due => {}
+                _ = tokio::time::sleep(IDLE), if !more_due => {}
             }
         }
+        // Attempts under way finish (each bounded by the timeout) so their outcome is recorded.
+        while sending.join_next().await.is_some() {}
     }
 
     async fn deliver(&self, mut d: DeliveryRow) {

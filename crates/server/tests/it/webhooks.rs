@@ -533,3 +533,30 @@ async fn an_expired_prompt_is_not_delivered_late() {
     assert_eq!(skipped.id, failed.id);
     assert!(hook.got.try_recv().is_err(), "nothing reached the receiver");
 }
+
+#[tokio::test]
+async fn a_hanging_receiver_does_not_hold_up_other_deliveries() {
+    let f = webhook_fixture(&[("RECONBANKER_WEBHOOK_TIMEOUT_MS", "20000")]).await;
+    let mut slow = receiver(vec![Answer::Hang]).await;
+    let mut fast = receiver(vec![]).await;
+    let a = subscribe(&f, "user_locked", "pass_locked", &slow.url, json!(["login_failed"])).await;
+    let b = f
+        .account(
+            "user_good",
+            "wrong-password",
+            json!({"notification_endpoint_url": fast.url, "notification_events": ["login_failed"]}),
+        )
+        .await;
+    f.post(&format!("/accounts/{a}/scrape")).await;
+    slow.next().await; // A's delivery is now stuck in a send that lasts until the 20 s timeout.
+    let started = std::time::Instant::now();
+    f.post(&format!("/accounts/{b}/scrape")).await;
+    let got = fast.next().await;
+    let body: Value = serde_json::from_str(&got.body).expect("json");
+    assert_eq!(body["account_id"], b);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "B was not held up by A: {:?}",
+        started.elapsed()
+    );
+}
