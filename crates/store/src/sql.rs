@@ -275,6 +275,36 @@ macro_rules! store_impl {
             serde_json::to_string(v).unwrap_or_default()
         }
 
+        impl $store {
+            /// One account's rows of `table`, newest first (`order`), only when `user` owns the
+            /// account, paginated: the shape of every per-account log the dashboard lists.
+            #[allow(clippy::too_many_arguments)]
+            async fn account_page(
+                &self,
+                cols: &str,
+                table: &str,
+                order: &str,
+                user: UserId,
+                account: AccountId,
+                limit: i64,
+                offset: i64,
+            ) -> StoreResult<Vec<DbRow>> {
+                let sql = format!(
+                    "SELECT {cols} FROM {table} WHERE account_id = $1 \
+                     AND EXISTS (SELECT 1 FROM accounts WHERE id = $1 AND user_id = $2) \
+                     ORDER BY {order} LIMIT $3 OFFSET $4"
+                );
+                sqlx::query(&sql)
+                    .bind(account.0)
+                    .bind(user.0)
+                    .bind(limit.max(0))
+                    .bind(offset.max(0))
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(map_err)
+            }
+        }
+
         #[async_trait]
         impl Store for $store {
             fn backend(&self) -> &'static str {
@@ -795,19 +825,7 @@ macro_rules! store_impl {
                 limit: i64,
                 offset: i64,
             ) -> StoreResult<Vec<MovementRow>> {
-                let sql = format!(
-                    "SELECT {MOVEMENT_COLS} FROM movements WHERE account_id = $1 \
-                     AND EXISTS (SELECT 1 FROM accounts WHERE id = $1 AND user_id = $2) \
-                     ORDER BY received_at DESC, external_id DESC LIMIT $3 OFFSET $4"
-                );
-                let rows = sqlx::query(&sql)
-                    .bind(account.0)
-                    .bind(user.0)
-                    .bind(limit.max(0))
-                    .bind(offset.max(0))
-                    .fetch_all(&self.pool)
-                    .await
-                    .map_err(map_err)?;
+                let rows = self.account_page(MOVEMENT_COLS, "movements", "received_at DESC, external_id DESC", user, account, limit, offset).await?;
                 rows.iter().map(movement_from).collect()
             }
 
@@ -849,20 +867,14 @@ macro_rules! store_impl {
                 Ok((done.rows_affected() > 0, logged))
             }
 
-            async fn list_runs(&self, user: UserId, account: AccountId, limit: i64, offset: i64) -> StoreResult<Vec<RunRow>> {
-                let sql = format!(
-                    "SELECT {RUN_COLS} FROM session_runs WHERE account_id = $1 \
-                     AND EXISTS (SELECT 1 FROM accounts WHERE id = $1 AND user_id = $2) \
-                     ORDER BY started_at DESC, id DESC LIMIT $3 OFFSET $4"
-                );
-                let rows = sqlx::query(&sql)
-                    .bind(account.0)
-                    .bind(user.0)
-                    .bind(limit.max(0))
-                    .bind(offset.max(0))
-                    .fetch_all(&self.pool)
-                    .await
-                    .map_err(map_err)?;
+            async fn list_runs(
+                &self,
+                user: UserId,
+                account: AccountId,
+                limit: i64,
+                offset: i64,
+            ) -> StoreResult<Vec<RunRow>> {
+                let rows = self.account_page(RUN_COLS, "session_runs", "started_at DESC, id DESC", user, account, limit, offset).await?;
                 rows.iter().map(run_from).collect()
             }
 
@@ -1009,19 +1021,7 @@ macro_rules! store_impl {
                 limit: i64,
                 offset: i64,
             ) -> StoreResult<Vec<DeliveryRow>> {
-                let sql = format!(
-                    "SELECT {DELIVERY_COLS} FROM deliveries WHERE account_id = $1 \
-                     AND EXISTS (SELECT 1 FROM accounts WHERE id = $1 AND user_id = $2) \
-                     ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4"
-                );
-                let rows = sqlx::query(&sql)
-                    .bind(account.0)
-                    .bind(user.0)
-                    .bind(limit.max(0))
-                    .bind(offset.max(0))
-                    .fetch_all(&self.pool)
-                    .await
-                    .map_err(map_err)?;
+                let rows = self.account_page(DELIVERY_COLS, "deliveries", "created_at DESC, id DESC", user, account, limit, offset).await?;
                 rows.iter().map(delivery_from).collect()
             }
 
