@@ -13,10 +13,10 @@
 use std::time::{Duration, Instant};
 
 use reconbanker::config::Config;
-use reconbanker::http::config_doc::{self, LoginMode, SecretFields, Settings};
+use reconbanker::domain::account_config::{self as config_doc, LoginMode, SecretFields, Settings};
+use reconbanker::push::events::RecvError;
 use reconbanker::{App, AppState};
 use reconbanker_store::{now, AccountConfigRow, AccountId, NewAccount, UserId, UserRow};
-use tokio::sync::broadcast::error::RecvError;
 
 fn rss_kib() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -115,7 +115,7 @@ async fn accounts(state: &AppState, n: usize) -> (UserId, Vec<AccountId>) {
 
 /// Starts sessions for `ids` in batches and waits until each has asked for a code.
 async fn make_waiting(state: &AppState, ids: &[AccountId]) {
-    let mut events = state.bus.subscribe();
+    let mut events = state.bus.subscribe().await.expect("subscribe");
     for batch in ids.chunks(500) {
         for id in batch {
             state.engine.scrape_now(*id);
@@ -159,7 +159,7 @@ async fn waiting(n: usize, bank: String) {
     println!("threads:                   {threads0} -> {threads1} (no thread per login)");
 
     // Every one of them is real: deliver all codes, all logins complete.
-    let mut events = state.bus.subscribe();
+    let mut events = state.bus.subscribe().await.expect("subscribe");
     for id in &ids {
         state
             .assistance
@@ -191,7 +191,7 @@ async fn latency(n: usize) {
     let base = format!("http://{}", listener.local_addr().expect("addr"));
     tokio::spawn(app.serve(listener, std::future::pending()));
     let (user, ids) = accounts(&state, n).await;
-    let key = reconbanker::apikey::generate();
+    let key = reconbanker::auth::api_key::generate();
     state
         .store
         .create_api_key(&reconbanker_store::ApiKeyRow {

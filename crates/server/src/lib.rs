@@ -5,22 +5,16 @@
 //! `main.rs` is thin; this crate exposes [`run`] (and [`App`] for tests that need the
 //! in-process services) so tests start the real application on `127.0.0.1:0`.
 
-pub mod apikey;
+pub mod app;
 pub mod assistance;
-pub mod broker;
-pub mod clock;
+pub mod auth;
 pub mod config;
-pub mod crypto;
+pub mod connectors;
+pub mod domain;
 pub mod engine;
-pub mod events;
-pub mod guard;
 pub mod http;
-pub mod jwt;
-pub mod keys;
-pub mod password;
-pub mod ratelimit;
-pub mod sessions;
-pub mod webhooks;
+pub mod push;
+pub mod support;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -32,19 +26,19 @@ use reconbanker_store::{now, BankId, BankRow, Store};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::assistance::broker::{AssistanceBroker, LocalBroker};
 use crate::assistance::{Assistance, AssistanceDeps};
-use crate::broker::{AssistanceBroker, LocalBroker};
-use crate::clock::{Clock, SystemClock};
+use crate::auth::jwt::Jwt;
+use crate::auth::key_cache::{AccountDirectory, KeyDirectory};
+use crate::auth::password::Passwords;
 use crate::config::{Config, SandboxMode, Secrets};
-use crate::crypto::Sealer;
 use crate::engine::connector::BankConnector;
+use crate::engine::live::LiveSessions;
 use crate::engine::{Engine, EngineConfig, EngineDeps};
-use crate::events::{EventBus, EventHub, LocalBus};
-use crate::jwt::Jwt;
-use crate::keys::{AccountDirectory, KeyDirectory};
-use crate::password::Passwords;
-use crate::ratelimit::{MemoryRateLimiter, RateLimiter};
-use crate::sessions::LiveSessions;
+use crate::push::events::{EventBus, EventHub, LocalBus};
+use crate::support::clock::{Clock, SystemClock};
+use crate::support::crypto::Sealer;
+use crate::support::ratelimit::{MemoryRateLimiter, RateLimiter};
 
 pub use crate::config::ConfigError;
 
@@ -64,9 +58,11 @@ pub struct AppInner {
     pub bus: Arc<dyn EventBus>,
     pub hub: Arc<EventHub>,
     pub engine: Engine,
-    pub webhooks: Arc<webhooks::Webhooks>,
-    /// Realtime tickets and the shutdown signal of open streams.
-    pub realtime: http::streams::Realtime,
+    pub webhooks: Arc<push::webhooks::Webhooks>,
+    /// Single-use tickets for the realtime streams.
+    pub tickets: auth::tickets::Tickets,
+    /// Cancelled when shutdown begins: every open stream and socket ends.
+    pub streams_closing: CancellationToken,
 }
 
 #[derive(Clone)]
@@ -237,7 +233,7 @@ impl App {
         if let Some(url) = sandbox {
             connectors.insert(
                 SANDBOX_BANK_CODE.into(),
-                Arc::new(engine::sandbox::SandboxConnector::new(url, config.bank_timeout)),
+                Arc::new(connectors::sandbox::SandboxConnector::new(url, config.bank_timeout)),
             );
         }
         connectors.extend(options.connectors);
@@ -261,10 +257,10 @@ impl App {
                 ..EngineConfig::default()
             },
         );
-        let webhooks = Arc::new(webhooks::Webhooks::new(
+        let webhooks = Arc::new(push::webhooks::Webhooks::new(
             store.clone(),
             sealer.clone(),
-            webhooks::WebhookSettings {
+            push::webhooks::WebhookSettings {
                 timeout: config.webhook_timeout,
                 backoff: config.webhook_backoff,
                 max_attempts: config.webhook_max_attempts,
@@ -274,7 +270,8 @@ impl App {
         ));
         let inner = AppInner {
             webhooks,
-            realtime: http::streams::Realtime::default(),
+            tickets: Default::default(),
+            streams_closing: CancellationToken::new(),
             jwt: Jwt::new(&secrets.jwt_secret, config.jwt_ttl),
             sealer,
             keys: KeyDirectory::new(store.clone()),
@@ -323,10 +320,10 @@ impl App {
         let served = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown({
                 // Open event streams and sockets end when shutdown begins, or they would hold it.
-                let realtime = state.realtime.clone();
+                let closing = state.streams_closing.clone();
                 async move {
                     shutdown.await;
-                    realtime.close();
+                    closing.cancel();
                 }
             })
             .await;
@@ -363,7 +360,7 @@ async fn background_loop(state: AppState, cancel: CancellationToken) {
                     tracing::warn!(error = %e, "could not purge expired token revocations");
                 }
                 // The event log is bounded: streams can resume within the retention window.
-                let horizon = now() - chrono::Duration::from_std(state.config.event_retention).unwrap_or_default();
+                let horizon = support::time::before(now(), state.config.event_retention);
                 if let Err(e) = state.store.purge_events(horizon).await {
                     tracing::warn!(error = %e, "could not purge old events");
                 }

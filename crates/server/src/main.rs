@@ -122,7 +122,7 @@ async fn main_inner(cli: Cli) -> Result<(), String> {
         } => {
             let config = Config::from_env().map_err(|e| e.to_string())?;
             let store = reconbanker::open_store(&config).await.map_err(|e| e.to_string())?;
-            let email = reconbanker::http::users::normalize_email(&email).ok_or("not a valid email address")?;
+            let email = reconbanker::domain::email::normalize_email(&email).ok_or("not a valid email address")?;
             let found = store.grant_admin(&email).await.map_err(|e| e.to_string())?;
             store.close().await;
             if found {

@@ -9,9 +9,9 @@ use reconbanker_store::{AssistanceRow, AssistanceStatus, Descriptor, EngineAccou
 use tokio_util::sync::CancellationToken;
 
 use super::connector::{CodeSource, ConnectorError, NoCode};
+use crate::assistance::broker::{CodeWaiter, OtpCode};
 use crate::assistance::{Assistance, OpenError};
-use crate::broker::{CodeWaiter, OtpCode};
-use crate::sessions::{LiveGuard, Phase};
+use crate::engine::live::{LiveGuard, Phase};
 
 pub(super) struct EngineCodes<'a> {
     assistance: &'a Assistance,

@@ -7,7 +7,7 @@ use std::fmt;
 use async_trait::async_trait;
 use reconbanker_store::{Descriptor, NewMovement};
 
-use crate::broker::OtpCode;
+use crate::assistance::broker::OtpCode;
 
 /// Bank credentials, decrypted for one login. `Debug` is redacted.
 #[derive(Clone)]

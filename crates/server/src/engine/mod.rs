@@ -9,7 +9,7 @@
 
 mod codes;
 pub mod connector;
-pub mod sandbox;
+pub(crate) mod live;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -24,10 +24,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::assistance::Assistance;
-use crate::crypto::Sealer;
-use crate::events::EventHub;
-use crate::http::config_doc::{self, SessionType};
-use crate::sessions::{LiveGuard, LiveSessions, Phase};
+use crate::domain::account_config::{self, SessionType};
+use crate::engine::live::{LiveGuard, LiveSessions, Phase};
+use crate::push::events::EventHub;
+use crate::support::crypto::Sealer;
+use crate::support::time::after;
 use codes::EngineCodes;
 use connector::{BankConnector, BankSession, ConnectorError, Credentials, Fatal};
 
@@ -312,7 +313,7 @@ impl Inner {
         {
             return None;
         }
-        let (settings, secrets) = config_doc::decode(acc.config.as_ref(), &self.deps.sealer).ok()?;
+        let (settings, secrets) = account_config::decode(acc.config.as_ref(), &self.deps.sealer).ok()?;
         if secrets.bank_username.is_none() || secrets.bank_password.is_none() {
             return None;
         }
@@ -376,10 +377,10 @@ impl Inner {
 
     /// Takes or renews this instance's lease on the account for one `lease_ttl`.
     async fn hold_lease(&self, id: AccountId) -> StoreResult<bool> {
-        let ttl = chrono::Duration::from_std(self.cfg.lease_ttl).unwrap_or(chrono::Duration::seconds(30));
+        let at = now();
         self.deps
             .store
-            .acquire_lease(id, &self.deps.owner, now() + ttl, now())
+            .acquire_lease(id, &self.deps.owner, after(at, self.cfg.lease_ttl), at)
             .await
     }
 
@@ -403,7 +404,7 @@ impl Inner {
 
     /// One session: logins, reads, retries. Returns why it stopped.
     async fn drive(self: &Arc<Self>, acc: &EngineAccount, live: &Live, guard: &LiveGuard) -> String {
-        let (settings, secrets) = match config_doc::decode(acc.config.as_ref(), &self.deps.sealer) {
+        let (settings, secrets) = match account_config::decode(acc.config.as_ref(), &self.deps.sealer) {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(error = %e, account = %acc.account.id, "account config unreadable");
@@ -488,7 +489,7 @@ impl Inner {
                 _ => Vec::new(),
             };
             match self.deps.store.finish_run(&run, &failure_event).await {
-                Ok((_, logged)) => self.deps.hub.publish(logged),
+                Ok((_, logged)) => self.deps.hub.publish(logged).await,
                 Err(e) => tracing::warn!(error = %e, "could not record the end of the run"),
             }
             match result {
@@ -545,7 +546,7 @@ impl Inner {
     async fn session(
         self: &Arc<Self>,
         acc: &EngineAccount,
-        mode: config_doc::LoginMode,
+        mode: account_config::LoginMode,
         creds: &Credentials,
         persistent: bool,
         live: &Live,
@@ -557,7 +558,7 @@ impl Inner {
             Stage::Login,
             ConnectorError::Retryable("no connector for this bank".into()),
         ))?;
-        let assisted = mode == config_doc::LoginMode::Assisted;
+        let assisted = mode == account_config::LoginMode::Assisted;
         let mut codes = EngineCodes::new(
             &self.deps.assistance,
             acc,

@@ -1,23 +1,24 @@
 //! Accounts and their config (SPEC §5). Another user's account is always 404, and every store
 //! call here is scoped by the caller's user id.
 
-use std::sync::Arc;
-
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use reconbanker_store::{now, AccountConfigRow, AccountId, AccountRow, BankId, NewAccount, UserId};
+use reconbanker_store::{AccountId, AccountRow, BankId};
 use serde::{Deserialize, Serialize};
 
-use super::auth::DashboardUser;
-use super::config_doc::{self, ConfigOut, ConfigPatch, SecretFields, Settings};
-use super::error::{rate_limit_headers, ApiError, Problem};
+use super::auth::{DashboardUser, OwnedAccount};
+use super::dto::{ConfigOut, PendingOut, QueuedOut};
+use super::error::{ApiError, Problem};
 use super::extract::{body_bytes, parse_json, DJson, Page};
-use super::{submit_error, ts, PendingOut};
-use crate::guard;
+use super::otp;
+use crate::app;
+use crate::domain::account_config::{self, ConfigPatch};
+use crate::support::guard;
+use crate::support::time::ts;
 use crate::AppState;
 
 #[derive(Serialize)]
@@ -51,13 +52,6 @@ async fn account_out(app: &AppState, a: AccountRow) -> Result<AccountOut, Proble
         scrape_blocked_at: a.scrape_blocked_at.map(ts),
         scrape_blocked_reason: a.scrape_blocked_reason,
     })
-}
-
-/// The caller's account, or 404 for a missing, foreign or malformed id.
-pub async fn owned(app: &AppState, user: UserId, id: &str) -> Result<AccountRow, ApiError> {
-    let not_found = || ApiError(Problem::not_found("Account not found"));
-    let id = id.parse::<AccountId>().map_err(|_| not_found())?;
-    app.store.account_for_user(user, id).await?.ok_or_else(not_found)
 }
 
 pub async fn list(
@@ -95,33 +89,17 @@ pub async fn create(
     }
     let unknown = || ApiError(Problem::field("bankId", "does not name a known bank"));
     let bank_id = bank_id.parse::<BankId>().map_err(|_| unknown())?;
-    app.store.bank_by_id(bank_id).await?.ok_or_else(unknown)?;
-    let at = now();
-    let account = app
-        .store
-        .create_account(&NewAccount {
-            id: AccountId::new(),
-            user_id: who.user.id,
-            bank_id,
-            name,
-            created_at: at,
-        })
-        .await?;
-    // Every account starts with a stored default config and its own signing secret.
-    let secrets = SecretFields {
-        notification_signing_secret: Some(config_doc::new_signing_secret()),
-        ..Default::default()
-    };
-    save_config(&app, who.user.id, account.id, &Settings::default(), &secrets).await?;
+    let account = app::accounts::create(&app, who.user.id, bank_id, name)
+        .await?
+        .ok_or_else(unknown)?;
     Ok((StatusCode::CREATED, Json(account_out(&app, account).await?)))
 }
 
 pub async fn get(
     State(app): State<AppState>,
-    who: DashboardUser,
-    Path(id): Path<String>,
+    OwnedAccount { account, .. }: OwnedAccount,
 ) -> Result<Json<AccountOut>, ApiError> {
-    let a = owned(&app, who.user.id, &id).await?;
+    let a = account;
     Ok(Json(account_out(&app, a).await?))
 }
 
@@ -132,11 +110,9 @@ pub struct DeleteIn {
 
 pub async fn delete(
     State(app): State<AppState>,
-    who: DashboardUser,
-    Path(id): Path<String>,
+    OwnedAccount { user: who, account }: OwnedAccount,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<StatusCode, ApiError> {
-    let account = owned(&app, who.user.id, &id).await?;
     let bytes = body_bytes(body)?;
     let confirm: DeleteIn = parse_json(&bytes)?;
     match confirm.confirmation_name {
@@ -146,151 +122,72 @@ pub async fn delete(
         }
         Some(_) => {}
     }
-    // Stops its session and cancels pending assistance (the waiting login is released).
-    app.engine.kill(account.id, who.user.id, "account_deleted").await?;
-    app.store.delete_account(who.user.id, account.id).await?;
-    app.accounts.forget(account.id);
-    app.assistance.forget(account.id);
-    app.keys.forget_account(account.id);
+    app::accounts::delete(&app, who.user.id, account.id).await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-pub(crate) async fn load_config(
-    app: &AppState,
-    user: UserId,
-    account: AccountId,
-) -> Result<(Settings, SecretFields), Problem> {
-    let row = app.store.account_config(user, account).await?;
-    config_doc::decode(row.as_ref(), &app.sealer).map_err(Problem::internal)
-}
-
-pub(crate) async fn save_config(
-    app: &AppState,
-    user: UserId,
-    account: AccountId,
-    settings: &Settings,
-    secrets: &SecretFields,
-) -> Result<(), Problem> {
-    let plain = serde_json::to_vec(secrets).map_err(Problem::internal)?;
-    let row = AccountConfigRow {
-        account_id: account,
-        settings: serde_json::to_string(settings).map_err(Problem::internal)?,
-        secrets: Some(app.sealer.seal(&plain, &config_doc::aad(account))),
-        updated_at: now(),
-    };
-    if !app.store.put_account_config(user, &row).await? {
-        return Err(Problem::not_found("Account not found"));
-    }
-    Ok(())
 }
 
 pub async fn get_config(
     State(app): State<AppState>,
-    who: DashboardUser,
-    Path(id): Path<String>,
+    OwnedAccount { user: who, account }: OwnedAccount,
 ) -> Result<Json<ConfigOut>, ApiError> {
-    let account = owned(&app, who.user.id, &id).await?;
-    let (settings, secrets) = load_config(&app, who.user.id, account.id).await?;
+    let (settings, secrets) = app::accounts::load_config(&app, who.user.id, account.id).await?;
     Ok(Json(ConfigOut::new(settings, &secrets)))
 }
 
 pub async fn put_config(
     State(app): State<AppState>,
-    who: DashboardUser,
-    Path(id): Path<String>,
+    OwnedAccount { user: who, account }: OwnedAccount,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<ConfigOut>, ApiError> {
-    let account = owned(&app, who.user.id, &id).await?;
     let patch: ConfigPatch = parse_json(&body_bytes(body)?)?;
     for (field, url) in patch.urls() {
         guard::check_url(url, app.config.allow_private_targets)
             .await
             .map_err(|m| Problem::field(field, &m))?;
     }
-    let (mut settings, mut secrets) = load_config(&app, who.user.id, account.id).await?;
-    config_doc::apply(&mut settings, &mut secrets, patch)?;
+    let (mut settings, mut secrets) = app::accounts::load_config(&app, who.user.id, account.id).await?;
+    account_config::apply(&mut settings, &mut secrets, patch)?;
     if secrets.notification_signing_secret.is_none() {
-        secrets.notification_signing_secret = Some(config_doc::new_signing_secret());
+        secrets.notification_signing_secret = Some(account_config::new_signing_secret());
     }
-    save_config(&app, who.user.id, account.id, &settings, &secrets).await?;
+    app::accounts::save_config(&app, who.user.id, account.id, &settings, &secrets).await?;
     Ok(Json(ConfigOut::new(settings, &secrets)))
 }
 
 /// `GET /accounts/:id/otp`: what is pending, or `null`.
 pub async fn get_otp(
     State(app): State<AppState>,
-    who: DashboardUser,
-    Path(id): Path<String>,
+    OwnedAccount { account, .. }: OwnedAccount,
 ) -> Result<Json<Option<PendingOut>>, ApiError> {
-    let account = owned(&app, who.user.id, &id).await?;
     let pending = app.assistance.pending(account.id).await?;
     Ok(Json(pending.as_deref().map(PendingOut::from)))
-}
-
-#[derive(Deserialize)]
-pub struct OtpIn {
-    pub code: String,
-    #[serde(default)]
-    pub request_id: Option<String>,
-}
-
-#[derive(Serialize)]
-pub struct OtpAccepted {
-    pub submitted: bool,
-    pub request_id: String,
 }
 
 /// `POST /accounts/:id/otp`: the same rules and budget as `/v1`, in the dashboard shape.
 pub async fn post_otp(
     State(app): State<AppState>,
-    who: DashboardUser,
-    Path(id): Path<String>,
+    OwnedAccount { account, .. }: OwnedAccount,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let account = owned(&app, who.user.id, &id).await?;
-    let input: OtpIn = parse_json(&body_bytes(body)?)?;
-    let assistance: &Arc<_> = &app.assistance;
-    let done = assistance
-        .submit(account.id, &input.code, input.request_id.as_deref())
-        .await
-        .map_err(submit_error)?;
-    let mut res = (
-        StatusCode::ACCEPTED,
-        Json(OtpAccepted {
-            submitted: true,
-            request_id: done.request_id.to_string(),
-        }),
-    )
-        .into_response();
-    res.headers_mut().extend(rate_limit_headers(&done.rate));
-    Ok(res)
-}
-
-#[derive(Serialize)]
-pub struct Queued {
-    queued: bool,
+    Ok(otp::submit(&app, account.id, body).await?)
 }
 
 /// `POST /accounts/:id/scrape`: run a session now (not gated by a fatal block).
 pub async fn scrape(
     State(app): State<AppState>,
-    who: DashboardUser,
-    Path(id): Path<String>,
-) -> Result<(StatusCode, Json<Queued>), ApiError> {
-    let account = owned(&app, who.user.id, &id).await?;
+    OwnedAccount { account, .. }: OwnedAccount,
+) -> Result<(StatusCode, Json<QueuedOut>), ApiError> {
     app.engine.scrape_now(account.id);
-    Ok((StatusCode::ACCEPTED, Json(Queued { queued: true })))
+    Ok((StatusCode::ACCEPTED, Json(QueuedOut::YES)))
 }
 
 /// `POST /accounts/:id/restart`: clear the fatal block and run a session.
 pub async fn restart(
     State(app): State<AppState>,
-    who: DashboardUser,
-    Path(id): Path<String>,
-) -> Result<(StatusCode, Json<Queued>), ApiError> {
-    let account = owned(&app, who.user.id, &id).await?;
+    OwnedAccount { account, .. }: OwnedAccount,
+) -> Result<(StatusCode, Json<QueuedOut>), ApiError> {
     app.engine.restart(account.id).await?;
-    Ok((StatusCode::ACCEPTED, Json(Queued { queued: true })))
+    Ok((StatusCode::ACCEPTED, Json(QueuedOut::YES)))
 }
 
 #[derive(Serialize)]
@@ -301,10 +198,8 @@ pub struct Killed {
 /// `POST /accounts/:id/kill`: stop the live session; pending assistance → `cancelled`.
 pub async fn kill(
     State(app): State<AppState>,
-    who: DashboardUser,
-    Path(id): Path<String>,
+    OwnedAccount { user: who, account }: OwnedAccount,
 ) -> Result<(StatusCode, Json<Killed>), ApiError> {
-    let account = owned(&app, who.user.id, &id).await?;
     let killed = app.engine.kill(account.id, who.user.id, "killed").await?;
     Ok((StatusCode::ACCEPTED, Json(Killed { killed })))
 }
@@ -317,10 +212,8 @@ pub struct Started {
 /// `POST /accounts/:id/reactivate`: (re)start the session.
 pub async fn reactivate(
     State(app): State<AppState>,
-    who: DashboardUser,
-    Path(id): Path<String>,
+    OwnedAccount { account, .. }: OwnedAccount,
 ) -> Result<(StatusCode, Json<Started>), ApiError> {
-    let account = owned(&app, who.user.id, &id).await?;
     app.engine.reactivate(account.id);
     Ok((StatusCode::ACCEPTED, Json(Started { started: true })))
 }
@@ -339,11 +232,9 @@ pub struct MovementOut {
 /// `GET /accounts/:id/movements`: newest first, paginated.
 pub async fn movements(
     State(app): State<AppState>,
-    who: DashboardUser,
-    Path(id): Path<String>,
+    OwnedAccount { user: who, account }: OwnedAccount,
     page: Page,
 ) -> Result<Json<Vec<MovementOut>>, ApiError> {
-    let account = owned(&app, who.user.id, &id).await?;
     let rows = app
         .store
         .list_movements(who.user.id, account.id, page.limit, page.offset)
@@ -378,11 +269,9 @@ pub struct RunOut {
 /// `GET /accounts/:id/runs`: each session run, newest first, paginated.
 pub async fn runs(
     State(app): State<AppState>,
-    who: DashboardUser,
-    Path(id): Path<String>,
+    OwnedAccount { user: who, account }: OwnedAccount,
     page: Page,
 ) -> Result<Json<Vec<RunOut>>, ApiError> {
-    let account = owned(&app, who.user.id, &id).await?;
     let rows = app
         .store
         .list_runs(who.user.id, account.id, page.limit, page.offset)

@@ -11,9 +11,9 @@ use serde::{Deserialize, Serialize};
 use super::auth::DashboardUser;
 use super::error::{ApiError, Problem};
 use super::extract::{DJson, Page};
-use super::ts;
-use crate::apikey;
-use crate::keys::{Scope, ALL_SCOPES};
+use crate::auth::api_key;
+use crate::auth::key_cache::{Scope, ALL_SCOPES};
+use crate::support::time::ts;
 use crate::AppState;
 
 const MAX_KEY_NAME_CHARS: usize = 100;
@@ -147,7 +147,7 @@ pub async fn create(
     };
     // A prefix collision (1 in 4 billion per pair) is retried with a fresh key.
     for _ in 0..3 {
-        let new_key = apikey::generate();
+        let new_key = api_key::generate();
         let row = ApiKeyRow {
             id: ApiKeyId::new(),
             user_id: who.user.id,

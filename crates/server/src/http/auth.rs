@@ -6,17 +6,17 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRequestParts, RawPathParams};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use axum::http::HeaderMap;
-use reconbanker_store::{AccountId, UserRow};
+use reconbanker_store::{AccountId, AccountRow, UserRow};
 
 use super::error::{ApiError, Problem, V1Error};
 use super::extract::client_ip;
-use crate::jwt::Claims;
-use crate::keys::{AuthError, CachedKey, Scope};
-use crate::ratelimit::Bucket;
+use crate::auth::jwt::Claims;
+use crate::auth::key_cache::{AuthError, CachedKey, Scope};
+use crate::support::ratelimit::Bucket;
 use crate::AppState;
 
 const X_API_KEY: &str = "x-api-key";
@@ -63,6 +63,37 @@ impl FromRequestParts<AppState> for DashboardUser {
     }
 }
 
+/// The account named by the route's `{id}`, owned by the authenticated dashboard user. A
+/// missing, malformed or foreign id is the same 404, so ids of other users' accounts cannot be
+/// probed. Authentication comes first: without a valid token the answer is 401, never 404.
+pub struct OwnedAccount {
+    pub user: DashboardUser,
+    pub account: AccountRow,
+}
+
+impl FromRequestParts<AppState> for OwnedAccount {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Self::Rejection> {
+        let user = DashboardUser::from_request_parts(parts, app).await?;
+        let not_found = || ApiError(Problem::not_found("Account not found"));
+        let params = RawPathParams::from_request_parts(parts, app)
+            .await
+            .map_err(|_| not_found())?;
+        let id = params
+            .iter()
+            .find_map(|(name, value)| (name == "id").then_some(value))
+            .and_then(|v| v.parse::<AccountId>().ok())
+            .ok_or_else(not_found)?;
+        let account = app
+            .store
+            .account_for_user(user.user.id, id)
+            .await?
+            .ok_or_else(not_found)?;
+        Ok(Self { user, account })
+    }
+}
+
 /// A request authenticated by an API key (SPEC §7 step 1; scope and account are checked by
 /// the handler with [`ApiKeyPrincipal::authorize`]).
 pub struct ApiKeyPrincipal {
@@ -71,7 +102,7 @@ pub struct ApiKeyPrincipal {
 }
 
 /// Where the key came from: `Authorization: Api-Key <key>` wins over `x-api-key`.
-fn presented_key(headers: &HeaderMap) -> Result<String, Problem> {
+pub(crate) fn presented_key(headers: &HeaderMap) -> Result<String, Problem> {
     let bearer =
         "Bearer tokens are not accepted on /v1; send an API key (Authorization: Api-Key <key> or x-api-key: <key>)";
     let missing = "No API key was sent (Authorization: Api-Key <key> or x-api-key: <key>)";

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::auth::DashboardUser;
 use super::error::{ApiError, Problem};
 use super::extract::DJson;
-use crate::guard;
+use crate::support::guard;
 use crate::AppState;
 
 #[derive(Serialize)]

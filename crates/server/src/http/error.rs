@@ -10,7 +10,10 @@ use axum::Json;
 use reconbanker_store::StoreError;
 use serde_json::{json, Value};
 
-use crate::ratelimit::Decision;
+use crate::app::AppError;
+use crate::assistance::SubmitError;
+use crate::domain::FieldError;
+use crate::support::ratelimit::Decision;
 
 #[derive(Debug)]
 pub struct Problem {
@@ -164,5 +167,47 @@ impl IntoResponse for V1Error {
             error["details"] = d.clone();
         }
         finish(p, json!({ "error": error }))
+    }
+}
+
+/// One mapping of OTP-submission outcomes for both surfaces.
+impl From<SubmitError> for Problem {
+    fn from(e: SubmitError) -> Self {
+        match e {
+            SubmitError::Invalid { field, message } => Problem::field(field, &message),
+            SubmitError::RateLimited(d) => {
+                Problem::rate_limited(&d, "Too many OTP submissions for this account; try again later")
+            }
+            SubmitError::NoPending => Problem::conflict(
+                "NO_PENDING_ASSISTANCE",
+                "No assistance request is pending for this account",
+            ),
+            SubmitError::Stale { pending } => Problem::conflict(
+                "STALE_REQUEST",
+                "The request_id does not name the pending assistance request",
+            )
+            .with_details(json!({ "pending_request_id": pending.to_string() })),
+            SubmitError::Busy => Problem::conflict(
+                "CODE_IN_FLIGHT",
+                "A code for this request is being checked by the bank; wait for the outcome before sending another",
+            ),
+            SubmitError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<FieldError> for Problem {
+    fn from(e: FieldError) -> Self {
+        Problem::field(e.field, &e.message)
+    }
+}
+
+impl From<AppError> for Problem {
+    fn from(e: AppError) -> Self {
+        match e {
+            AppError::Store(e) => e.into(),
+            AppError::NotFound => Problem::not_found("Account not found"),
+            AppError::Corrupt(message) => Problem::internal(message),
+        }
     }
 }

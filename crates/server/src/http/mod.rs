@@ -5,11 +5,13 @@ pub mod accounts;
 pub mod api_keys;
 pub mod auth;
 pub mod banks;
-pub mod config_doc;
+pub mod dto;
 pub mod error;
 pub mod extract;
 pub mod notifications;
-pub mod streams;
+pub mod otp;
+pub mod realtime;
+pub mod sse;
 pub mod users;
 pub mod v1;
 
@@ -20,99 +22,14 @@ use axum::http::{HeaderName, Request, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use reconbanker_store::{CodeKind, Timestamp};
-use serde::Serialize;
 use serde_json::json;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
-use utoipa::ToSchema;
 
-use crate::assistance::{PendingView, SubmitError};
 use crate::config::BODY_LIMIT;
 use crate::AppState;
 use error::{ApiError, Problem, V1Error};
-
-/// RFC 3339, UTC, milliseconds, `Z` (SPEC §1).
-pub fn ts(t: Timestamp) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
-/// The bank's description of the code it expects.
-#[derive(Serialize, ToSchema)]
-pub struct DescriptorOut {
-    /// How many characters the code has.
-    pub length: u32,
-    /// `numeric` or `alphanumeric`.
-    #[serde(rename = "type")]
-    #[schema(inline)]
-    pub kind: CodeKindOut,
-    /// Optional hint about what the code is for, such as `login`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub purpose: Option<String>,
-}
-
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum CodeKindOut {
-    Numeric,
-    Alphanumeric,
-}
-
-/// An assistance request waiting for a code.
-#[derive(Serialize, ToSchema)]
-pub struct PendingOut {
-    /// The request's id.
-    pub id: String,
-    /// Always `otp`.
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub descriptor: DescriptorOut,
-    /// How many codes have already been tried for this request.
-    pub attempts: i32,
-}
-
-impl From<&PendingView> for PendingOut {
-    fn from(p: &PendingView) -> Self {
-        Self {
-            id: p.id.to_string(),
-            kind: p.kind.clone(),
-            descriptor: DescriptorOut {
-                length: p.descriptor.length,
-                kind: match p.descriptor.kind {
-                    CodeKind::Numeric => CodeKindOut::Numeric,
-                    CodeKind::Alphanumeric => CodeKindOut::Alphanumeric,
-                },
-                purpose: p.descriptor.purpose.clone(),
-            },
-            attempts: p.attempts,
-        }
-    }
-}
-
-/// One mapping of OTP-submission outcomes for both surfaces.
-pub fn submit_error(e: SubmitError) -> Problem {
-    match e {
-        SubmitError::Invalid { field, message } => Problem::field(field, &message),
-        SubmitError::RateLimited(d) => {
-            Problem::rate_limited(&d, "Too many OTP submissions for this account; try again later")
-        }
-        SubmitError::NoPending => Problem::conflict(
-            "NO_PENDING_ASSISTANCE",
-            "No assistance request is pending for this account",
-        ),
-        SubmitError::Stale { pending } => Problem::conflict(
-            "STALE_REQUEST",
-            "The request_id does not name the pending assistance request",
-        )
-        .with_details(json!({ "pending_request_id": pending.to_string() })),
-        SubmitError::Busy => Problem::conflict(
-            "CODE_IN_FLIGHT",
-            "A code for this request is being checked by the bank; wait for the outcome before sending another",
-        ),
-        SubmitError::Store(e) => e.into(),
-    }
-}
 
 /// Re-renders a caught panic's 500 in the `/v1` error shape on `/v1` routes.
 async fn panic_shape(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
@@ -193,7 +110,7 @@ pub fn router(app: AppState) -> Router {
     let v1 = Router::new()
         .route("/v1/accounts/{account_id}/status", get(v1::status))
         .route("/v1/accounts/{account_id}/otp", post(v1::submit_otp))
-        .route("/v1/events", get(streams::v1_events))
+        .route("/v1/events", get(v1::v1_events))
         .route("/v1/openapi.json", get(v1::openapi));
     let dashboard = Router::new()
         .route("/auth/register", post(users::register))
@@ -227,9 +144,9 @@ pub fn router(app: AppState) -> Router {
             "/accounts/{id}/notifications/{delivery_id}/resend",
             post(notifications::resend),
         )
-        .route("/realtime/ticket", post(streams::issue_ticket))
-        .route("/realtime", get(streams::realtime_ws))
-        .route("/realtime/events", get(streams::realtime_events))
+        .route("/realtime/ticket", post(realtime::issue_ticket))
+        .route("/realtime", get(realtime::realtime_ws))
+        .route("/realtime/events", get(realtime::realtime_events))
         .route("/health", get(health))
         .route("/ready", get(ready));
     Router::new()

@@ -8,12 +8,13 @@ use reconbanker_store::{now, DeliveryId, DeliveryRow};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::accounts::{load_config, owned, save_config};
-use super::auth::DashboardUser;
-use super::config_doc;
+use super::auth::OwnedAccount;
+use super::dto::QueuedOut;
 use super::error::{ApiError, Problem};
 use super::extract::Page;
-use super::ts;
+use crate::app;
+use crate::domain::account_config;
+use crate::support::time::ts;
 use crate::AppState;
 
 #[derive(Serialize)]
@@ -55,11 +56,9 @@ impl From<DeliveryRow> for DeliveryOut {
 /// `GET /accounts/:id/notifications`: the delivery log, newest first.
 pub async fn list(
     State(app): State<AppState>,
-    who: DashboardUser,
-    Path(id): Path<String>,
+    OwnedAccount { user: who, account }: OwnedAccount,
     page: Page,
 ) -> Result<Json<Vec<DeliveryOut>>, ApiError> {
-    let account = owned(&app, who.user.id, &id).await?;
     let rows = app
         .store
         .list_deliveries(who.user.id, account.id, page.limit, page.offset)
@@ -67,18 +66,12 @@ pub async fn list(
     Ok(Json(rows.into_iter().map(Into::into).collect()))
 }
 
-#[derive(Serialize)]
-pub struct Queued {
-    queued: bool,
-}
-
 /// `POST /accounts/:id/notifications/:delivery_id/resend`: queue it again, now.
 pub async fn resend(
     State(app): State<AppState>,
-    who: DashboardUser,
-    Path((id, delivery)): Path<(String, String)>,
-) -> Result<(StatusCode, Json<Queued>), ApiError> {
-    let account = owned(&app, who.user.id, &id).await?;
+    OwnedAccount { user: who, account }: OwnedAccount,
+    Path((_, delivery)): Path<(String, String)>,
+) -> Result<(StatusCode, Json<QueuedOut>), ApiError> {
     let not_found = || ApiError(Problem::not_found("Delivery not found"));
     let delivery = delivery.parse::<DeliveryId>().map_err(|_| not_found())?;
     app.store
@@ -86,7 +79,7 @@ pub async fn resend(
         .await?
         .ok_or_else(not_found)?;
     app.hub.wake_outbox();
-    Ok((StatusCode::ACCEPTED, Json(Queued { queued: true })))
+    Ok((StatusCode::ACCEPTED, Json(QueuedOut::YES)))
 }
 
 #[derive(Serialize)]
@@ -100,21 +93,19 @@ pub struct Rotated {
 /// signing (a second `v1,` signature) for the grace period so receivers can switch over.
 pub async fn rotate(
     State(app): State<AppState>,
-    who: DashboardUser,
-    Path(id): Path<String>,
+    OwnedAccount { user: who, account }: OwnedAccount,
 ) -> Result<Json<Rotated>, ApiError> {
-    let account = owned(&app, who.user.id, &id).await?;
-    let (settings, mut secrets) = load_config(&app, who.user.id, account.id).await?;
+    let (settings, mut secrets) = app::accounts::load_config(&app, who.user.id, account.id).await?;
     let grace = app.config.signing_secret_grace;
-    let until = crate::webhooks::grace_until(grace);
+    let until = crate::push::webhooks::grace_until(grace);
     secrets.previous_signing_secret = secrets.notification_signing_secret.take().filter(|_| !grace.is_zero());
     secrets.previous_signing_secret_until = secrets
         .previous_signing_secret
         .as_ref()
         .map(|_| until.timestamp_millis());
-    let fresh = config_doc::new_signing_secret();
+    let fresh = account_config::new_signing_secret();
     secrets.notification_signing_secret = Some(fresh.clone());
-    save_config(&app, who.user.id, account.id, &settings, &secrets).await?;
+    app::accounts::save_config(&app, who.user.id, account.id, &settings, &secrets).await?;
     Ok(Json(Rotated {
         notification_signing_secret: fresh,
         previous_valid_until: secrets.previous_signing_secret.as_ref().map(|_| ts(until)),

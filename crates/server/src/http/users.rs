@@ -12,7 +12,8 @@ use serde::{Deserialize, Serialize};
 use super::auth::DashboardUser;
 use super::error::{ApiError, Problem};
 use super::extract::DJson;
-use crate::ratelimit::Bucket;
+use crate::domain::email::normalize_email;
+use crate::support::ratelimit::Bucket;
 use crate::AppState;
 
 const MIN_PASSWORD_CHARS: usize = 12;
@@ -32,20 +33,6 @@ pub struct RegisterIn {
 pub struct RegisterOut {
     id: UserId,
     email: String,
-}
-
-/// Trims and lower-cases an email and checks its shape (one `@`, a dotted domain, no spaces).
-pub fn normalize_email(raw: &str) -> Option<String> {
-    let email = raw.trim().to_lowercase();
-    let (local, domain) = email.split_once('@')?;
-    let ok = !local.is_empty()
-        && email.len() <= 254
-        && !domain.contains('@')
-        && domain.contains('.')
-        && !domain.starts_with('.')
-        && !domain.ends_with('.')
-        && !email.chars().any(|c| c.is_whitespace() || c.is_control());
-    ok.then_some(email)
 }
 
 pub async fn register(
@@ -206,30 +193,4 @@ pub async fn set_operation_mode(
     Ok(Json(ModeOut {
         operation_mode: body.mode,
     }))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::normalize_email;
-
-    #[test]
-    fn emails() {
-        assert_eq!(
-            normalize_email("  Ana@Example.COM ").as_deref(),
-            Some("ana@example.com")
-        );
-        for bad in [
-            "",
-            "ana",
-            "@example.com",
-            "ana@",
-            "ana@example",
-            "ana@.com",
-            "a na@example.com",
-            "a@b@c.com",
-            "ana@example.",
-        ] {
-            assert!(normalize_email(bad).is_none(), "{bad}");
-        }
-    }
 }

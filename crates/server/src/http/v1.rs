@@ -10,16 +10,19 @@ use std::time::Duration;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use reconbanker_store::AccountId;
-use serde::{Deserialize, Serialize};
-use tokio::sync::broadcast::error::RecvError;
+use serde::Serialize;
+use serde_json::Value;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
-use super::auth::ApiKeyPrincipal;
-use super::error::{rate_limit_headers, Problem, V1Error};
-use super::extract::{body_bytes, parse_json};
-use super::{submit_error, PendingOut};
-use crate::keys::Scope;
+use super::auth::{presented_key, ApiKeyPrincipal};
+use super::dto::{DescriptorOut, OtpAcceptedOut, PendingOut};
+use super::error::{Problem, V1Error};
+use super::otp::{self, OtpSubmission};
+use super::sse::{event_stream, resume_point, KeyCredential, StreamQuery};
+use crate::auth::key_cache::Scope;
+use crate::push::events::{Event, RecvError};
+use crate::push::feed::Audience;
 use crate::AppState;
 
 /// `GET /v1/accounts/:accountId/status` response.
@@ -32,27 +35,6 @@ pub struct StatusOut {
     pub session_running: bool,
     /// The request waiting for a code, or `null`.
     pub pending_assistance: Option<PendingOut>,
-}
-
-/// `POST /v1/accounts/:accountId/otp` body.
-#[derive(Deserialize, ToSchema)]
-pub struct OtpSubmission {
-    /// The one-time code: 1 to 32 characters after trimming, matching the pending request's
-    /// descriptor (length and type).
-    #[schema(min_length = 1, max_length = 32, example = "123456")]
-    pub code: String,
-    /// Optional: the id of the request this code answers. If it is not the pending request,
-    /// the code is refused with `STALE_REQUEST` instead of reaching a newer prompt.
-    #[serde(default)]
-    pub request_id: Option<String>,
-}
-
-/// `202 Accepted`: the code was handed to the waiting login (not yet confirmed by the bank).
-#[derive(Serialize, ToSchema)]
-pub struct OtpAcceptedOut {
-    pub submitted: bool,
-    /// The assistance request the code was delivered to.
-    pub request_id: String,
 }
 
 /// The External API error shape.
@@ -124,7 +106,10 @@ pub async fn status(
         .map(str::to_owned);
     let wait = prefer_wait(&headers);
     // Subscribed before the status is read: a change in between is not missed.
-    let mut changes = (known.is_some() && wait.is_some()).then(|| app.bus.subscribe());
+    let mut changes = match (&known, wait) {
+        (Some(_), Some(_)) => Some(app.bus.subscribe().await.map_err(Problem::internal)?),
+        _ => None,
+    };
     let (mut body, mut tag) = current_status(&app, account).await?;
     let mut waited = false;
     if let (Some(known), Some(wait), Some(rx)) = (&known, wait, changes.as_mut()) {
@@ -231,22 +216,80 @@ pub async fn submit_otp(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, V1Error> {
     let account = principal.authorize(&app, Scope::OtpWrite, &path_account(path)).await?;
-    let input: OtpSubmission = parse_json(&body_bytes(body)?)?;
-    let done = app
-        .assistance
-        .submit(account, &input.code, input.request_id.as_deref())
-        .await
-        .map_err(submit_error)?;
-    let mut res = (
-        StatusCode::ACCEPTED,
-        axum::Json(OtpAcceptedOut {
-            submitted: true,
-            request_id: done.request_id.to_string(),
-        }),
-    )
-        .into_response();
-    res.headers_mut().extend(rate_limit_headers(&done.rate));
-    Ok(res)
+    Ok(otp::submit(&app, account, body).await?)
+}
+
+/// One event of the `/v1` stream (the SSE `data:`; `id:` is its log position, `event:` its type).
+#[derive(Serialize, ToSchema)]
+pub struct V1EventOut {
+    /// The event's id (UUID).
+    pub id: String,
+    /// The event's type, e.g. `assistance.requested`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub account_id: String,
+    /// What happened, per type (e.g. `{requestId, descriptor, attempts}`).
+    #[schema(value_type = Object)]
+    pub data: Value,
+    /// RFC 3339, UTC, milliseconds.
+    pub occurred_at: String,
+}
+
+impl From<&Event> for V1EventOut {
+    fn from(e: &Event) -> Self {
+        Self {
+            id: e.id.to_string(),
+            kind: e.kind.clone(),
+            account_id: e.account_id.to_string(),
+            data: e.data.clone(),
+            occurred_at: crate::support::time::ts(e.occurred_at),
+        }
+    }
+}
+
+/// Stream events.
+///
+/// Server-Sent Events of the key's accounts (all of its user's accounts when the key is not
+/// restricted). Each event has `id: <position>`, `event: <type>` and `data:` a JSON
+/// [`V1EventOut`]. Reconnect with `Last-Event-ID: <id>` (or `?last_event_id=<id>`) to receive
+/// every event after that one first. A keep-alive comment is sent every 15 s. Requires the
+/// `status:read` scope.
+#[utoipa::path(
+    get,
+    path = "/v1/events",
+    tag = "External API",
+    params(
+        ("Last-Event-ID" = Option<String>, Header, description = "Resume after this event id"),
+        ("last_event_id" = Option<String>, Query, description = "Resume after this event id (when the header cannot be set)"),
+    ),
+    responses(
+        (status = 200, description = "An event stream (`text/event-stream`); each `data:` is a V1EventOut", content_type = "text/event-stream", body = V1EventOut),
+        (status = 400, description = "`VALIDATION_ERROR`: malformed Last-Event-ID", body = V1ErrorBody),
+        (status = 401, description = "`UNAUTHORIZED` (no key) or `INVALID_API_KEY`", body = V1ErrorBody),
+        (status = 403, description = "`FORBIDDEN`: the key lacks `status:read`", body = V1ErrorBody),
+        (status = 429, description = "`RATE_LIMITED`", body = V1ErrorBody),
+    ),
+    security(("ApiKeyAuthorization" = []), ("ApiKeyHeader" = []))
+)]
+pub async fn v1_events(
+    State(app): State<AppState>,
+    principal: ApiKeyPrincipal,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+) -> Result<Response, V1Error> {
+    if !principal.key.has_scope(Scope::StatusRead) {
+        return Err(Problem::forbidden(format!("The API key lacks the {} scope", Scope::StatusRead.as_str())).into());
+    }
+    let resume = resume_point(&headers, &StreamQuery::parse(uri.query()))?;
+    let audience = Audience {
+        user: principal.key.user_id,
+        accounts: principal.key.account_ids.clone(),
+    };
+    let credential = Box::new(KeyCredential {
+        app: app.clone(),
+        key: presented_key(&headers)?,
+    });
+    Ok(event_stream(&app, audience, credential, resume, |e| V1EventOut::from(e)).await?)
 }
 
 struct Security;
@@ -278,8 +321,8 @@ impl Modify for Security {
         version = "1",
         description = "The API-key-authenticated /v1 endpoints your services use to read account status and submit OTP codes. Errors: `{\"error\": {\"code\", \"message\"}}`."
     ),
-    paths(status, submit_otp, super::streams::v1_events),
-    components(schemas(StatusOut, PendingOut, super::DescriptorOut, OtpSubmission, OtpAcceptedOut, V1ErrorBody, V1ErrorDetail, super::streams::V1EventOut)),
+    paths(status, submit_otp, v1_events),
+    components(schemas(StatusOut, PendingOut, DescriptorOut, OtpSubmission, OtpAcceptedOut, V1ErrorBody, V1ErrorDetail, V1EventOut)),
     modifiers(&Security),
     tags((name = "External API", description = "Machine-to-machine integration"))
 )]

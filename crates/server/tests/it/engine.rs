@@ -20,7 +20,7 @@ async fn simple_login_reads_movements_and_stores_them_once() {
     let id = f.account("user_good", "pass_good", json!({})).await;
     let expected = f.bank.movements_of("user_good").len();
     assert!(expected > 0);
-    let mut events = f.app.events();
+    let mut events = f.app.events().await;
     let r = f.post(&format!("/accounts/{id}/scrape")).await;
     assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
     assert_eq!(r.body, json!({"queued": true}));
@@ -74,7 +74,7 @@ async fn assisted_login_through_v1_to_the_letter() {
     let key = f.app.key(&f.token, &["otp:write", "status:read"], None).await;
     let status = format!("/v1/accounts/{id}/status");
     let otp = format!("/v1/accounts/{id}/otp");
-    let mut events = f.app.events();
+    let mut events = f.app.events().await;
     f.post(&format!("/accounts/{id}/scrape")).await;
 
     let requested = events.next(&id, "assistance.requested").await;
@@ -159,7 +159,7 @@ async fn assisted_login_through_v1_to_the_letter() {
 async fn alphanumeric_codes_through_the_dashboard() {
     let f = BankFixture::new().await;
     let id = f.account("user_alnum", "pass_alnum", assisted()).await;
-    let mut events = f.app.events();
+    let mut events = f.app.events().await;
     f.post(&format!("/accounts/{id}/scrape")).await;
     let requested = events.next(&id, "assistance.requested").await;
     assert_eq!(requested.data["descriptor"]["type"], "alphanumeric");
@@ -188,7 +188,7 @@ async fn three_wrong_codes_lock_the_login_and_restart_clears_the_block() {
     let id = f.account("user_otp", "pass_otp", assisted()).await;
     let key = f.app.key(&f.token, &["otp:write"], None).await;
     let otp = format!("/v1/accounts/{id}/otp");
-    let mut events = f.app.events();
+    let mut events = f.app.events().await;
     f.post(&format!("/accounts/{id}/scrape")).await;
     let first = events.next(&id, "assistance.requested").await;
     for attempt in 1..=3 {
@@ -233,7 +233,7 @@ async fn three_wrong_codes_lock_the_login_and_restart_clears_the_block() {
 async fn no_code_before_the_timeout_expires_the_request() {
     let f = BankFixture::new().await;
     let id = f.account("user_otp", "pass_otp", assisted()).await;
-    let mut events = f.app.events();
+    let mut events = f.app.events().await;
     f.post(&format!("/accounts/{id}/scrape")).await;
     let requested = events.next(&id, "assistance.requested").await;
     // Injected time: five minutes pass at once.
@@ -265,7 +265,7 @@ async fn kill_cancels_and_a_later_code_is_409() {
     let f = BankFixture::new().await;
     let id = f.account("user_otp", "pass_otp", assisted()).await;
     let key = f.app.key(&f.token, &["otp:write", "status:read"], None).await;
-    let mut events = f.app.events();
+    let mut events = f.app.events().await;
     f.post(&format!("/accounts/{id}/scrape")).await;
     events.next(&id, "assistance.requested").await;
     let r = f.post(&format!("/accounts/{id}/kill")).await;
@@ -306,7 +306,7 @@ async fn kill_cancels_and_a_later_code_is_409() {
 async fn deleting_an_account_mid_login_cancels_it() {
     let f = BankFixture::new().await;
     let id = f.account("user_otp", "pass_otp", assisted()).await;
-    let mut events = f.app.events();
+    let mut events = f.app.events().await;
     f.post(&format!("/accounts/{id}/scrape")).await;
     events.next(&id, "assistance.requested").await;
     let r = f
@@ -329,7 +329,7 @@ async fn deleting_an_account_mid_login_cancels_it() {
 async fn a_flaky_bank_is_retried_without_a_block() {
     let f = BankFixture::new().await;
     let id = f.account("user_flaky", "pass_flaky", json!({})).await;
-    let mut events = f.app.events();
+    let mut events = f.app.events().await;
     f.post(&format!("/accounts/{id}/scrape")).await;
     let failed = events.next(&id, "login.failed").await;
     assert!(
@@ -368,7 +368,7 @@ async fn fatal_failures_block_the_account() {
         ),
     ] {
         let id = f.account(user, password, extra).await;
-        let mut events = f.app.events();
+        let mut events = f.app.events().await;
         f.post(&format!("/accounts/{id}/scrape")).await;
         let failed = events.next(&id, "login.failed").await;
         assert_eq!(failed.data["reason"], reason);
@@ -384,7 +384,7 @@ async fn a_restart_with_a_login_pending_leaves_nothing_pending() {
     let f = BankFixture::new().await;
     let id = f.account("user_otp", "pass_otp", assisted()).await;
     let key = f.app.key(&f.token, &["status:read"], None).await;
-    let mut events = f.app.events();
+    let mut events = f.app.events().await;
     f.post(&format!("/accounts/{id}/scrape")).await;
     let requested = events.next(&id, "assistance.requested").await;
     let request_id: reconbanker_store::AssistanceRequestId =
@@ -457,7 +457,7 @@ async fn a_restart_with_a_login_pending_leaves_nothing_pending() {
 async fn persistent_sessions_read_new_movements_and_log_in_again() {
     let f = BankFixture::with(&[("RECONBANKER_POLL_INTERVAL_SECS", "3600")], BankConfig::default()).await;
     // Subscribed first: the scheduler may start the session as soon as the account exists.
-    let mut events = f.app.events();
+    let mut events = f.app.events().await;
     let id = f
         .account("user_good", "pass_good", json!({"session_type": "persistent"}))
         .await;
@@ -536,7 +536,7 @@ async fn a_slow_bank_times_out_as_a_retryable_failure() {
     )
     .await;
     let id = f.account("user_slow", "pass_slow", json!({})).await;
-    let mut events = f.app.events();
+    let mut events = f.app.events().await;
     f.post(&format!("/accounts/{id}/scrape")).await;
     let failed = events.next(&id, "login.failed").await;
     assert_eq!(failed.data["reason"], "retryable: timeout");
@@ -552,10 +552,10 @@ async fn kill_then_reactivate_never_runs_two_sessions_at_once() {
     let id = f
         .account("user_good", "pass_good", json!({"session_type": "persistent"}))
         .await;
-    let mut events = f.app.events();
+    let mut events = f.app.events().await;
     f.post(&format!("/accounts/{id}/reactivate")).await;
     events.next(&id, "scrape.succeeded").await;
-    let mut sessions = f.app.events();
+    let mut sessions = f.app.events().await;
     assert_eq!(
         f.post(&format!("/accounts/{id}/kill")).await.body,
         json!({"killed": true})
@@ -588,7 +588,7 @@ async fn the_scheduler_keeps_persistent_sessions_reading_and_skips_blocked_accou
         BankConfig::default(),
     )
     .await;
-    let mut events = f.app.events();
+    let mut events = f.app.events().await;
     // Nobody asks: the scheduler starts the persistent session and the poll timer reads.
     let id = f
         .account("user_good", "pass_good", json!({"session_type": "persistent"}))

@@ -8,9 +8,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use reconbanker::clock::ManualClock;
 use reconbanker::config::Config;
-use reconbanker::events::Event;
+use reconbanker::push::events::{Event, RecvError, Subscriber};
+use reconbanker::support::clock::ManualClock;
 use reconbanker::{App, AppOptions, AppState};
 use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode};
@@ -175,8 +175,8 @@ impl TestApp {
     }
 
     /// Every event published from now on.
-    pub fn events(&self) -> Events {
-        Events(self.state.bus.subscribe())
+    pub async fn events(&self) -> Events {
+        Events(self.state.bus.subscribe().await.expect("subscribe to the bus"))
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -331,7 +331,7 @@ impl Fixture {
 }
 
 /// A subscription to the app's event bus.
-pub struct Events(tokio::sync::broadcast::Receiver<Arc<Event>>);
+pub struct Events(Box<dyn Subscriber>);
 
 impl Events {
     /// The next event of any kind for `account`; fails after 30 s.
@@ -340,7 +340,7 @@ impl Events {
             loop {
                 match self.0.recv().await {
                     Ok(e) if e.account_id.to_string() == account => return e,
-                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Ok(_) | Err(RecvError::Lagged(_)) => continue,
                     Err(e) => panic!("event bus closed: {e}"),
                 }
             }
@@ -356,7 +356,7 @@ impl Events {
             loop {
                 match self.0.recv().await {
                     Ok(e) if e.kind == kind && e.account_id.to_string() == account => return e,
-                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Ok(_) | Err(RecvError::Lagged(_)) => continue,
                     Err(e) => panic!("event bus closed: {e}"),
                 }
             }

@@ -7,6 +7,7 @@ mod accounts;
 mod api_keys;
 mod cli;
 mod engine;
+mod layers;
 mod openapi;
 mod streams;
 mod surfaces;

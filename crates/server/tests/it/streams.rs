@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use reconbanker::events::Subscription;
+use reconbanker::push::events::Subscription;
 use reconbanker_store::{AccountId, CodeKind, Descriptor, UserId};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -564,7 +564,7 @@ async fn a_stream_that_overflows_the_bus_catches_up_from_the_log_and_a_socket_is
         })
         .collect();
     let logged = f.app.state.store.record_events(&events).await.expect("logged");
-    hub.publish(logged);
+    hub.publish(logged).await;
 
     let mut last = start.seq();
     for n in 1..=OURS {
@@ -606,7 +606,7 @@ async fn events_published_out_of_log_order_are_sent_in_log_order() {
         logged.extend(f.app.state.store.record_events(&[e]).await.expect("logged"));
     }
     logged.reverse();
-    hub.publish(logged);
+    hub.publish(logged).await;
     let (a, b) = (sse.next().await, sse.next().await);
     assert_eq!((&a.data["data"]["n"], &b.data["data"]["n"]), (&json!(1), &json!(2)));
     assert!(a.seq() < b.seq());

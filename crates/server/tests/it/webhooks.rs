@@ -161,7 +161,7 @@ async fn a_subscribed_prompt_arrives_signed_with_payload_and_headers() {
     let mut hook = receiver(vec![]).await;
     let id = subscribe(&f, "user_otp", "pass_otp", &hook.url, json!(["assistance_required"])).await;
     let secret = secret(&f, &id).await;
-    let mut events = f.app.events();
+    let mut events = f.app.events().await;
     f.post(&format!("/accounts/{id}/scrape")).await;
     let requested = events.next(&id, "assistance.requested").await;
     let got = hook.next().await;
@@ -315,7 +315,7 @@ async fn a_prompt_no_longer_pending_is_not_delivered_late() {
     let mut hook = receiver(vec![Answer::Status(503)]).await;
     let id = subscribe(&f, "user_otp", "pass_otp", &hook.url, json!(["assistance_required"])).await;
     let mut attempts = f.app.state.webhooks.subscribe_attempts();
-    let mut events = f.app.events();
+    let mut events = f.app.events().await;
     f.post(&format!("/accounts/{id}/scrape")).await;
     hook.next().await;
     let failed = attempt_with_status(&mut attempts, "pending").await;
@@ -521,7 +521,7 @@ async fn an_expired_prompt_is_not_delivered_late() {
     let mut hook = receiver(vec![Answer::Status(503)]).await;
     let id = subscribe(&f, "user_otp", "pass_otp", &hook.url, json!(["assistance_required"])).await;
     let mut attempts = f.app.state.webhooks.subscribe_attempts();
-    let mut events = f.app.events();
+    let mut events = f.app.events().await;
     f.post(&format!("/accounts/{id}/scrape")).await;
     hook.next().await;
     let failed = attempt_with_status(&mut attempts, "pending").await;

@@ -20,7 +20,7 @@ pub struct Jwt {
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
-    ttl: chrono::Duration,
+    ttl: std::time::Duration,
 }
 
 impl Jwt {
@@ -32,7 +32,7 @@ impl Jwt {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
             validation,
-            ttl: chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::days(7)),
+            ttl,
         }
     }
 
@@ -41,7 +41,7 @@ impl Jwt {
             sub: user,
             jti: TokenId::new(),
             iat: now.timestamp(),
-            exp: (now + self.ttl).timestamp(),
+            exp: crate::support::time::after(now, self.ttl).timestamp(),
             scope: ACCESS_SCOPE.into(),
         };
         let token = encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)?;

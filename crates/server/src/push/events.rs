@@ -7,16 +7,17 @@
 
 use std::sync::Arc;
 
+use async_trait::async_trait;
 use reconbanker_store::{
-    now, AccountId, AssistanceRequestId, DeliveryId, EventRow, NewDelivery, NewEvent, Store, StoreResult, Timestamp,
-    UserId,
+    now, AccountId, AssistanceRequestId, DeliveryId, EventRow, NewDelivery, NewEvent, Store, StoreError, StoreResult,
+    Timestamp, UserId,
 };
 use serde::Serialize;
 use serde_json::{json, Value};
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
-use crate::http::config_doc::{NotificationEvent, Settings};
+use crate::domain::account_config::{NotificationEvent, Settings};
 
 /// One logged event. `seq` orders the log; `kind` is a SPEC §6 name.
 #[derive(Clone, Debug, Serialize)]
@@ -44,14 +45,44 @@ impl From<EventRow> for Event {
     }
 }
 
+/// Why a bus operation failed. The event log stays the truth: a failed publish only delays
+/// streams until their next read of the log.
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    #[error("event bus unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// What a subscriber's `recv` can report besides an event.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RecvError {
+    /// The subscriber fell behind and `missed` announcements were dropped; read the log.
+    #[error("lagged behind by {0} events")]
+    Lagged(u64),
+    /// The bus is gone (shutdown).
+    #[error("the bus closed")]
+    Closed,
+}
+
+/// Announces logged events to the streams and long-polls of this instance ("the log has
+/// grown"). The in-process [`LocalBus`] is the default; a deployment of several instances
+/// plugs in a bus whose announcements cross processes.
+#[async_trait]
 pub trait EventBus: Send + Sync + 'static {
-    fn publish(&self, event: Event);
-    /// A receiver of every event published from now on. A receiver that falls more than the
-    /// channel's capacity behind loses the oldest events (and is told so by `Lagged`); stream
-    /// consumers then catch up from the log.
-    fn subscribe(&self) -> broadcast::Receiver<Arc<Event>>;
-    /// How many receivers are subscribed now (operators' metrics, tests).
+    async fn publish(&self, event: Event) -> Result<(), BusError>;
+    /// A subscription to every event published from now on. A subscriber that falls too far
+    /// behind loses the oldest announcements (and is told so by [`RecvError::Lagged`]);
+    /// stream consumers then catch up from the log.
+    async fn subscribe(&self) -> Result<Box<dyn Subscriber>, BusError>;
+    /// How many subscriptions are open now (tests wait on it to know a long-poll is parked).
+    #[cfg(any(test, feature = "test-support"))]
     fn receiver_count(&self) -> usize;
+}
+
+/// One subscription. `recv` is cancel-safe: dropping its future loses nothing.
+#[async_trait]
+pub trait Subscriber: Send {
+    async fn recv(&mut self) -> Result<Arc<Event>, RecvError>;
 }
 
 /// In-process bus over a tokio broadcast channel.
@@ -70,19 +101,34 @@ impl Default for LocalBus {
     }
 }
 
+#[async_trait]
 impl EventBus for LocalBus {
-    fn publish(&self, event: Event) {
+    async fn publish(&self, event: Event) -> Result<(), BusError> {
         tracing::debug!(kind = %event.kind, account = %event.account_id, seq = event.seq, "event");
         // No subscriber is not an error.
         let _ = self.tx.send(Arc::new(event));
+        Ok(())
     }
 
-    fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
-        self.tx.subscribe()
+    async fn subscribe(&self) -> Result<Box<dyn Subscriber>, BusError> {
+        Ok(Box::new(LocalSubscriber(self.tx.subscribe())))
     }
 
+    #[cfg(any(test, feature = "test-support"))]
     fn receiver_count(&self) -> usize {
         self.tx.receiver_count()
+    }
+}
+
+struct LocalSubscriber(broadcast::Receiver<Arc<Event>>);
+
+#[async_trait]
+impl Subscriber for LocalSubscriber {
+    async fn recv(&mut self) -> Result<Arc<Event>, RecvError> {
+        self.0.recv().await.map_err(|e| match e {
+            broadcast::error::RecvError::Lagged(n) => RecvError::Lagged(n),
+            broadcast::error::RecvError::Closed => RecvError::Closed,
+        })
     }
 }
 
@@ -124,10 +170,6 @@ impl EventHub {
         Self { store, bus, outbox }
     }
 
-    pub fn bus(&self) -> &Arc<dyn EventBus> {
-        &self.bus
-    }
-
     /// The account's current subscription (none when it has no endpoint or no config).
     pub async fn subscription(&self, account: AccountId) -> StoreResult<Subscription> {
         let Some(acc) = self.store.engine_account(account).await? else {
@@ -136,7 +178,8 @@ impl EventHub {
         let Some(config) = acc.config else {
             return Ok(Subscription::default());
         };
-        let settings: Settings = serde_json::from_str(&config.settings).unwrap_or_default();
+        let settings: Settings = serde_json::from_str(&config.settings)
+            .map_err(|e| StoreError::Corrupt(format!("settings of account {account}: {e}")))?;
         Ok(Subscription {
             endpoint: settings.notification_endpoint_url,
             events: settings.notification_events,
@@ -164,7 +207,7 @@ impl EventHub {
                     "type": subscribable_name(sub),
                     "status": kind,
                     "data": data,
-                    "occurred_at": crate::http::ts(occurred_at),
+                    "occurred_at": crate::support::time::ts(occurred_at),
                 });
                 deliveries.push(NewDelivery {
                     id,
@@ -186,13 +229,17 @@ impl EventHub {
         }
     }
 
-    /// Publishes events the store has logged (after their transaction committed).
-    pub fn publish(&self, logged: Vec<EventRow>) {
+    /// Publishes events the store has logged (after their transaction committed). A bus
+    /// failure is logged, not returned: the events are durable, and streams read them from the
+    /// log on their next wake-up.
+    pub async fn publish(&self, logged: Vec<EventRow>) {
         if logged.is_empty() {
             return;
         }
         for row in logged {
-            self.bus.publish(row.into());
+            if let Err(e) = self.bus.publish(row.into()).await {
+                tracing::warn!(error = %e, "could not announce an event; streams will read it from the log");
+            }
         }
         self.outbox.notify_one();
     }
@@ -211,7 +258,7 @@ impl EventHub {
         };
         let event = self.build(kind, user, account, data, &sub, None);
         let logged = self.store.record_events(&[event]).await?;
-        self.publish(logged);
+        self.publish(logged).await;
         Ok(())
     }
 }

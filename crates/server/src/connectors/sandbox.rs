@@ -18,7 +18,7 @@ use scraper::{Html, Selector};
 use serde::Deserialize;
 use url::Url;
 
-use super::connector::{BankConnector, BankSession, CodeSource, ConnectorError, Credentials, Fatal};
+use crate::engine::connector::{BankConnector, BankSession, CodeSource, ConnectorError, Credentials, Fatal};
 
 pub struct SandboxConnector {
     base: Url,

@@ -44,8 +44,7 @@ impl Default for ManualClock {
 
 impl ManualClock {
     pub fn advance(&self, by: std::time::Duration) {
-        let by = chrono::Duration::from_std(by).unwrap_or_default();
-        self.now.send_modify(|t| *t += by);
+        self.now.send_modify(|t| *t = super::time::after(*t, by));
     }
 }
 

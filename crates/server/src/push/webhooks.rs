@@ -25,9 +25,10 @@ use sha2::Sha256;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::crypto::Sealer;
-use crate::guard;
-use crate::http::config_doc::{self, AuthType};
+use crate::domain::account_config::{self, AuthType};
+use crate::support::crypto::Sealer;
+use crate::support::guard;
+use crate::support::time::after;
 
 /// Deliveries sent at once.
 const PARALLEL: usize = 16;
@@ -171,7 +172,7 @@ impl Webhooks {
                 let at = now();
                 // A claim must outlast the attempt, or a slow receiver would be sent it twice.
                 let hold = CLAIM_LEASE.max(self.settings.timeout + Duration::from_secs(30));
-                let lease = at + chrono::Duration::from_std(hold).unwrap_or_default();
+                let lease = after(at, hold);
                 match self.store.claim_due_deliveries(at, lease, room as i64).await {
                     Ok(claimed) => {
                         more_due = claimed.len() == room;
@@ -227,7 +228,7 @@ impl Webhooks {
                     let wait = retry_after
                         .unwrap_or_else(|| self.backoff(d.attempts as u32))
                         .min(MAX_BACKOFF);
-                    d.next_attempt_at = Some(at + chrono::Duration::from_std(wait).unwrap_or_default());
+                    d.next_attempt_at = Some(after(at, wait));
                 }
             }
         }
@@ -273,7 +274,7 @@ impl Webhooks {
                 }
             }
         };
-        let (settings, secrets) = match config_doc::decode(account.config.as_ref(), &self.sealer) {
+        let (settings, secrets) = match account_config::decode(account.config.as_ref(), &self.sealer) {
             Ok(c) => c,
             Err(e) => return Attempt::Skip(format!("account config unreadable: {e}")),
         };
@@ -368,7 +369,7 @@ fn parse_retry_after(v: &str) -> Option<Duration> {
 
 /// When a rotated-out secret stops signing.
 pub fn grace_until(grace: Duration) -> Timestamp {
-    now() + chrono::Duration::from_std(grace).unwrap_or_default()
+    after(now(), grace)
 }
 
 #[cfg(test)]

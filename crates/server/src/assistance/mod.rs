@@ -3,6 +3,8 @@
 //! changes assistance state, so it also keeps the per-account cache of what is pending that
 //! `/v1/.../status` reads without a database round trip.
 
+pub mod broker;
+
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -13,10 +15,11 @@ use reconbanker_store::{
 };
 use serde_json::json;
 
-use crate::broker::{AssistanceBroker, CodeWaiter, OtpCode};
-use crate::clock::Clock;
-use crate::events::{EventHub, Subscription};
-use crate::ratelimit::{Bucket, Decision, RateLimiter};
+use crate::assistance::broker::{AssistanceBroker, CodeWaiter, OtpCode};
+use crate::push::events::{EventHub, Subscription};
+use crate::support::clock::Clock;
+use crate::support::ratelimit::{Bucket, Decision, RateLimiter};
+use crate::support::time::after;
 
 /// Codes are 1 to 32 characters after trimming (SPEC §7).
 pub const MAX_CODE_CHARS: usize = 32;
@@ -219,7 +222,7 @@ impl Assistance {
             reason: None,
             created_at: at,
             updated_at: at,
-            expires_at: at + chrono::Duration::from_std(self.timeout).unwrap_or(chrono::Duration::minutes(5)),
+            expires_at: after(at, self.timeout),
             closed_at: None,
         };
         let waiter = self.broker.register(row.id);
@@ -231,7 +234,7 @@ impl Assistance {
             Err(e) => return Err(e.into()),
         };
         self.install(&row).await?;
-        self.hub.publish(logged);
+        self.hub.publish(logged).await;
         Ok((row, waiter))
     }
 
@@ -256,7 +259,7 @@ impl Assistance {
             return Ok(None);
         };
         self.install(&row).await?;
-        self.hub.publish(logged);
+        self.hub.publish(logged).await;
         Ok(Some(row))
     }
 
@@ -292,7 +295,7 @@ impl Assistance {
                 cache.insert(row.account_id, None);
             }
         }
-        self.hub.publish(logged);
+        self.hub.publish(logged).await;
         Ok(Some(row))
     }
 

@@ -12,7 +12,7 @@ use std::sync::{Arc, RwLock};
 
 use reconbanker_store::{now, AccountId, ApiKeyId, ApiKeyRow, Store, StoreResult, Timestamp, UserId};
 
-use crate::apikey;
+use crate::auth::api_key;
 
 /// The scopes a key can carry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -134,7 +134,7 @@ impl KeyDirectory {
 
     /// [`Self::authenticate`] at a given time (milliseconds since the epoch).
     pub async fn authenticate_at(&self, text: &str, now_ms: i64) -> StoreResult<Result<Arc<CachedKey>, AuthError>> {
-        let Some(parsed) = apikey::parse(text) else {
+        let Some(parsed) = api_key::parse(text) else {
             return Ok(Err(AuthError::Invalid));
         };
         let key = match self.cached(parsed.prefix) {
@@ -154,7 +154,7 @@ impl KeyDirectory {
                 }
             }
         };
-        if !apikey::verify(parsed.secret, &key.secret_hash) || key.revoked {
+        if !api_key::verify(parsed.secret, &key.secret_hash) || key.revoked {
             return Ok(Err(AuthError::Invalid));
         }
         if key.expires_at_ms.is_some_and(|exp| exp <= now_ms) {
@@ -284,7 +284,7 @@ mod tests {
     #[tokio::test]
     async fn a_cached_key_is_refused_the_moment_it_expires() {
         let (_dir, store, user) = store_with_user().await;
-        let key = apikey::generate();
+        let key = api_key::generate();
         let expires = now() + chrono::Duration::minutes(10);
         store
             .create_api_key(&ApiKeyRow {

@@ -1,0 +1,80 @@
+//! Use cases on accounts that span several services. A handler (or a CLI command, or another
+//! instance's invalidation) calls these instead of repeating the steps.
+
+use reconbanker_store::{now, AccountConfigRow, AccountId, AccountRow, BankId, NewAccount, UserId};
+
+use super::AppError;
+use crate::domain::account_config::{self, SecretFields, Settings};
+use crate::AppState;
+
+/// Creates an account with its stored default config and its own notification signing
+/// secret. `None` when the bank does not exist.
+pub(crate) async fn create(
+    app: &AppState,
+    user: UserId,
+    bank_id: BankId,
+    name: String,
+) -> Result<Option<AccountRow>, AppError> {
+    if app.store.bank_by_id(bank_id).await?.is_none() {
+        return Ok(None);
+    }
+    let account = app
+        .store
+        .create_account(&NewAccount {
+            id: AccountId::new(),
+            user_id: user,
+            bank_id,
+            name,
+            created_at: now(),
+        })
+        .await?;
+    let secrets = SecretFields {
+        notification_signing_secret: Some(account_config::new_signing_secret()),
+        ..Default::default()
+    };
+    save_config(app, user, account.id, &Settings::default(), &secrets).await?;
+    Ok(Some(account))
+}
+
+/// Deletes an account: stops its session and cancels its pending assistance (the waiting login
+/// is released with `account_deleted`), deletes the rows, and drops every cached view of it.
+pub(crate) async fn delete(app: &AppState, user: UserId, account: AccountId) -> Result<(), AppError> {
+    app.engine.kill(account, user, "account_deleted").await?;
+    app.store.delete_account(user, account).await?;
+    app.accounts.forget(account);
+    app.assistance.forget(account);
+    app.keys.forget_account(account);
+    Ok(())
+}
+
+/// The account's config document, opened (defaults when never saved).
+pub(crate) async fn load_config(
+    app: &AppState,
+    user: UserId,
+    account: AccountId,
+) -> Result<(Settings, SecretFields), AppError> {
+    let row = app.store.account_config(user, account).await?;
+    account_config::decode(row.as_ref(), &app.sealer).map_err(|e| AppError::Corrupt(e.to_string()))
+}
+
+/// Stores the config document, secrets sealed to this account.
+pub(crate) async fn save_config(
+    app: &AppState,
+    user: UserId,
+    account: AccountId,
+    settings: &Settings,
+    secrets: &SecretFields,
+) -> Result<(), AppError> {
+    let corrupt = |e: serde_json::Error| AppError::Corrupt(e.to_string());
+    let plain = serde_json::to_vec(secrets).map_err(corrupt)?;
+    let row = AccountConfigRow {
+        account_id: account,
+        settings: serde_json::to_string(settings).map_err(corrupt)?,
+        secrets: Some(app.sealer.seal(&plain, &account_config::aad(account))),
+        updated_at: now(),
+    };
+    if !app.store.put_account_config(user, &row).await? {
+        return Err(AppError::NotFound);
+    }
+    Ok(())
+}

@@ -1,0 +1,8 @@
+//! Credentials: the API-key format and its cache, dashboard JWTs, password hashing and the
+//! realtime tickets.
+
+pub mod api_key;
+pub mod jwt;
+pub mod key_cache;
+pub mod password;
+pub mod tickets;

@@ -1,0 +1,6 @@
+//! Push: the event log and bus, the notification webhook worker, and the cursor that streams
+//! (SSE and WebSocket) read the log with.
+
+pub mod events;
+pub mod feed;
+pub mod webhooks;
