@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-pub use error::{StoreError, StoreResult};
+pub use error::{Constraint, StoreError, StoreResult};
 pub use ids::*;
 pub use model::*;
 
@@ -35,7 +35,7 @@ pub trait Store: Send + Sync + 'static {
     async fn close(&self);
 
     // --- users and tokens ---
-    /// `Conflict` when the email is taken.
+    /// `Conflict(Constraint::UsersEmail)` when the email is taken.
     async fn create_user(&self, user: &UserRow) -> StoreResult<()>;
     async fn user_by_email(&self, email: &str) -> StoreResult<Option<UserRow>>;
     async fn user_by_id(&self, id: UserId) -> StoreResult<Option<UserRow>>;
@@ -52,7 +52,7 @@ pub trait Store: Send + Sync + 'static {
     // --- banks ---
     async fn list_banks(&self) -> StoreResult<Vec<BankRow>>;
     async fn bank_by_id(&self, id: BankId) -> StoreResult<Option<BankRow>>;
-    /// `Conflict` when the code is taken.
+    /// `Conflict(Constraint::BanksCode)` when the code is taken.
     async fn create_bank(&self, bank: &BankRow) -> StoreResult<()>;
     /// Inserts the bank if its code is new, else updates its name and login URL; returns it.
     async fn upsert_bank(&self, bank: &BankRow) -> StoreResult<BankRow>;
@@ -70,7 +70,7 @@ pub trait Store: Send + Sync + 'static {
     async fn put_account_config(&self, user: UserId, config: &AccountConfigRow) -> StoreResult<bool>;
 
     // --- API keys ---
-    /// `Conflict` when the prefix is taken.
+    /// `Conflict(Constraint::ApiKeysPrefix)` when the prefix is taken.
     async fn create_api_key(&self, key: &ApiKeyRow) -> StoreResult<()>;
     async fn list_api_keys(&self, user: UserId, limit: i64, offset: i64) -> StoreResult<Vec<ApiKeyRow>>;
     /// Revokes a live key of the user's and returns it; `None` if unknown, foreign or already revoked.
@@ -81,8 +81,8 @@ pub trait Store: Send + Sync + 'static {
     async fn record_api_key_use(&self, uses: &[(ApiKeyId, Timestamp)]) -> StoreResult<()>;
 
     // --- assistance requests ---
-    /// `Conflict` when the account already has a pending request. `events` are logged (with
-    /// their deliveries) in the same transaction.
+    /// `Conflict(Constraint::AssistancePendingPerAccount)` when the account already has a pending
+    /// request. `events` are logged (with their deliveries) in the same transaction.
     async fn create_assistance(&self, request: &AssistanceRow, events: &[NewEvent]) -> StoreResult<Vec<EventRow>>;
     async fn pending_assistance(&self, account: AccountId) -> StoreResult<Option<AssistanceRow>>;
     async fn assistance_by_id(&self, id: AssistanceRequestId) -> StoreResult<Option<AssistanceRow>>;

@@ -292,8 +292,9 @@ fn ms(n: i64) -> Duration {
     Duration::milliseconds(n)
 }
 
-fn conflict<T: std::fmt::Debug>(r: StoreResult<T>) -> bool {
-    matches!(r, Err(StoreError::Conflict(_)))
+/// Whether `r` is a conflict on `on` (the same variant on both backends).
+fn conflict<T: std::fmt::Debug>(r: StoreResult<T>, on: Constraint) -> bool {
+    matches!(&r, Err(e) if e.is_conflict_on(on))
 }
 
 fn user_row() -> UserRow {
@@ -649,7 +650,10 @@ async fn check_users(s: &dyn Store) {
         ..user_row()
     };
     let r = s.create_user(&dup).await;
-    assert!(conflict(r), "duplicate email must be a Conflict");
+    assert!(
+        conflict(r, Constraint::UsersEmail),
+        "duplicate email must be a Conflict"
+    );
     assert_eq!(s.user_by_id(dup.id).await.unwrap(), None);
     assert_eq!(s.user_by_email(&u.email).await.unwrap(), Some(u));
 
@@ -760,7 +764,10 @@ async fn check_banks(s: &dyn Store) {
         ..bank_row()
     };
     let r = s.create_bank(&dup).await;
-    assert!(conflict(r), "duplicate bank code must be a Conflict");
+    assert!(
+        conflict(r, Constraint::BanksCode),
+        "duplicate bank code must be a Conflict"
+    );
     assert_eq!(s.bank_by_id(dup.id).await.unwrap(), None);
     assert_eq!(s.bank_by_id(b.id).await.unwrap(), Some(b.clone()));
 
@@ -862,7 +869,10 @@ async fn check_accounts(s: &dyn Store) {
             ..new.clone()
         })
         .await;
-    assert!(conflict(r), "duplicate account id must be a Conflict");
+    assert!(
+        conflict(r, Constraint::Other("accounts_pkey".into())),
+        "duplicate account id must be a Conflict"
+    );
     let r = s
         .create_account(&NewAccount {
             id: AccountId::new(),
@@ -1103,7 +1113,10 @@ async fn check_api_keys(s: &dyn Store) {
         ..key_row(owner.id, now())
     };
     let r = s.create_api_key(&dup).await;
-    assert!(conflict(r), "duplicate prefix must be a Conflict");
+    assert!(
+        conflict(r, Constraint::ApiKeysPrefix),
+        "duplicate prefix must be a Conflict"
+    );
     assert_eq!(s.api_key_by_prefix(&k1.prefix).await.unwrap(), Some(k1));
     assert_eq!(s.list_api_keys(owner.id, 100, 0).await.unwrap().len(), 4);
 }
@@ -1204,7 +1217,7 @@ async fn check_assistance(s: &dyn Store) {
     let second = assistance_row(a.id);
     let r = s.create_assistance(&second, &[]).await;
     assert!(
-        conflict(r),
+        conflict(r, Constraint::AssistancePendingPerAccount),
         "a second pending request for the account must be a Conflict"
     );
     assert_eq!(s.assistance_by_id(second.id).await.unwrap(), None);
@@ -1800,7 +1813,10 @@ async fn check_runs(s: &dyn Store) {
             ..r1.clone()
         })
         .await;
-    assert!(conflict(r), "duplicate run id must be a Conflict");
+    assert!(
+        conflict(r, Constraint::Other("session_runs_pkey".into())),
+        "duplicate run id must be a Conflict"
+    );
     let r = s.create_run(&run_row(AccountId::new(), t)).await;
     assert!(
         matches!(r, Err(StoreError::Database(_))),
@@ -2087,7 +2103,10 @@ async fn check_assistance_events(s: &dyn Store) {
         &[&delivery("assistance_required", t + ms(1))],
     );
     let r = s.create_assistance(&dup, std::slice::from_ref(&lost)).await;
-    assert!(conflict(r), "a second pending request must be a Conflict");
+    assert!(
+        conflict(r, Constraint::AssistancePendingPerAccount),
+        "a second pending request must be a Conflict"
+    );
     assert_eq!(s.assistance_by_id(dup.id).await.unwrap(), None);
     assert_eq!(events_of(s, owner.id).await, log);
     assert_eq!(s.list_deliveries(owner.id, a.id, 100, 0).await.unwrap(), on_a);
