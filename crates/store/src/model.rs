@@ -18,8 +18,10 @@ pub(crate) fn to_ms(t: Timestamp) -> i64 {
     t.timestamp_millis()
 }
 
-pub(crate) fn from_ms(ms: i64) -> Timestamp {
-    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
+/// The timestamp `ms` milliseconds after the Unix epoch; `None` when out of chrono's range (a
+/// corrupt stored value).
+pub(crate) fn try_from_ms(ms: i64) -> Option<Timestamp> {
+    Utc.timestamp_millis_opt(ms).single()
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -266,3 +268,17 @@ pub struct DeliveryRow {
 /// Builds the events of an assistance state change from the row as changed (run by the store
 /// inside the transaction).
 pub type EventsFor<'a> = dyn Fn(&AssistanceRow) -> Vec<NewEvent> + Send + Sync + 'a;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn milliseconds_round_trip_and_out_of_range_is_none() {
+        let t = now();
+        assert_eq!(try_from_ms(to_ms(t)), Some(t));
+        assert_eq!(try_from_ms(0), Some(DateTime::UNIX_EPOCH));
+        assert_eq!(try_from_ms(i64::MAX), None);
+        assert_eq!(try_from_ms(i64::MIN), None);
+    }
+}

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::postgres::PgPoolOptions;
 
 use crate::embedded::Embedded;
 
@@ -16,11 +16,20 @@ const MIGRATIONS: Embedded = Embedded(&[
     (3, "events", include_str!("../migrations/postgres/0003_events.sql")),
 ]);
 
-pub struct PgStore {
-    pool: PgPool,
-}
+type Db = sqlx::Postgres;
+const BACKEND: &str = "postgres";
+/// Event-log writers take turns (see `insert_events`): a transaction-scoped advisory lock.
+const EVENT_LOCK: Option<&str> = Some("SELECT pg_advisory_xact_lock(7304411920)");
+
+// The one SQL implementation, mounted again by `sqlite.rs`: that is the point.
+#[allow(clippy::duplicate_mod)]
+#[path = "sql/mod.rs"]
+mod sql;
+
+pub use sql::SqlStore as PgStore;
 
 impl PgStore {
+    /// Connects to the database at a `postgres://` URL (which must exist).
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, sqlx::Error> {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections.max(1))
@@ -30,11 +39,3 @@ impl PgStore {
         Ok(Self { pool })
     }
 }
-
-// Event-log writers take turns (see `insert_events`): a transaction-scoped advisory lock.
-crate::sql::store_impl!(
-    PgStore,
-    sqlx::Postgres,
-    "postgres",
-    Some("SELECT pg_advisory_xact_lock(7304411920)")
-);

@@ -1,0 +1,928 @@
+//! The one SQL implementation of [`crate::Store`], written once and mounted by each backend module
+//! (`sqlite.rs`, `postgres.rs`) with `#[path = "sql/mod.rs"] mod sql;`. The mounting module
+//! provides `Db` (the sqlx database type), `BACKEND`, `EVENT_LOCK` and `MIGRATIONS`.
+//!
+//! The statements are portable (numbered `$n` placeholders, `ON CONFLICT`, `RETURNING`, partial
+//! unique indexes), so the two adapters cannot drift apart; only the migrations (column types)
+//! differ per backend.
+
+// Mounted with its parent once per backend, like the parent.
+#[allow(clippy::duplicate_mod)]
+mod rows;
+
+use std::sync::LazyLock;
+
+use async_trait::async_trait;
+use sqlx::Row;
+use uuid::Uuid;
+
+use self::rows::*;
+use super::{Db, BACKEND, EVENT_LOCK, MIGRATIONS};
+use crate::error::{map_err, StoreResult};
+use crate::model::to_ms;
+use crate::*;
+
+type DbRow = <Db as sqlx::Database>::Row;
+
+/// The store on one backend's connection pool.
+pub struct SqlStore {
+    pub(super) pool: sqlx::Pool<Db>,
+}
+
+const USER_COLS: &str = "id, email, name, password_hash, is_admin, operation_mode, created_at";
+const BANK_COLS: &str = "id, code, name, login_url, status, created_at";
+const ACCOUNT_SELECT: &str = "SELECT a.id, a.user_id, a.bank_id, b.code AS bank_code, a.name, a.status, \
+     a.scrape_blocked_at, a.scrape_blocked_reason, a.created_at FROM accounts a JOIN banks b ON b.id = a.bank_id";
+const KEY_COLS: &str = "id, user_id, name, prefix, secret_hash, scopes, account_ids, created_at, \
+     last_used_at, expires_at, revoked_at";
+const MOVEMENT_COLS: &str = "id, account_id, external_id, amount, currency, name, description, received_at, read_at";
+const RUN_COLS: &str =
+    "id, account_id, kind, started_at, ended_at, outcome, failure_reason, movements_read, new_movements";
+const EVENT_COLS: &str = "seq, id, user_id, account_id, kind, data, occurred_at";
+const DELIVERY_COLS: &str = "id, account_id, event_id, event_type, payload, request_id, status, attempts, \
+     next_attempt_at, last_attempt_at, last_status, last_error, created_at, delivered_at";
+const ASSIST_COLS: &str = "id, account_id, kind, descriptor, attempts, status, reason, created_at, \
+     updated_at, expires_at, closed_at";
+
+/// An account (as [`ACCOUNT_SELECT`] reads it, aliased `acc`) with its config, if any, for the
+/// engine.
+static ENGINE_SELECT: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT acc.*, c.settings, c.secrets, c.updated_at AS config_updated_at FROM ({ACCOUNT_SELECT}) acc \
+         LEFT JOIN account_configs c ON c.account_id = acc.id"
+    )
+});
+
+/// A per-account log the dashboard lists: its table, columns and newest-first order.
+struct AccountLog {
+    table: &'static str,
+    cols: &'static str,
+    order: &'static str,
+}
+
+const MOVEMENTS_LOG: AccountLog = AccountLog {
+    table: "movements",
+    cols: MOVEMENT_COLS,
+    order: "received_at DESC, external_id DESC",
+};
+const RUNS_LOG: AccountLog = AccountLog {
+    table: "session_runs",
+    cols: RUN_COLS,
+    order: "started_at DESC, id DESC",
+};
+const DELIVERIES_LOG: AccountLog = AccountLog {
+    table: "deliveries",
+    cols: DELIVERY_COLS,
+    order: "created_at DESC, id DESC",
+};
+
+/// `$start, $start+1, …` for `n` values, for `IN (…)` lists.
+fn placeholders(start: usize, n: usize) -> String {
+    (start..start + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Appends events and their deliveries inside the caller's transaction.
+async fn insert_events(
+    conn: &mut <Db as sqlx::Database>::Connection,
+    events: &[NewEvent],
+) -> StoreResult<Vec<EventRow>> {
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
+    // Readers page the log by `seq`; a `seq` must never become visible after a higher
+    // one, so writers of the log take turns where the backend runs them concurrently.
+    if let Some(lock) = EVENT_LOCK {
+        sqlx::query(lock).execute(&mut *conn).await.map_err(map_err)?;
+    }
+    let mut out = Vec::with_capacity(events.len());
+    for e in events {
+        let sql = format!(
+            "INSERT INTO events (id, user_id, account_id, kind, data, occurred_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING {EVENT_COLS}"
+        );
+        let row = sqlx::query(&sql)
+            .bind(e.id)
+            .bind(e.user_id.0)
+            .bind(e.account_id.0)
+            .bind(&e.kind)
+            .bind(&e.data)
+            .bind(to_ms(e.occurred_at))
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(map_err)?;
+        out.push(event_from(&row)?);
+        for d in &e.deliveries {
+            sqlx::query(
+                "INSERT INTO deliveries (id, account_id, event_id, event_type, payload, request_id, status, \
+                 attempts, next_attempt_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, $8)",
+            )
+            .bind(d.id.0)
+            .bind(e.account_id.0)
+            .bind(e.id)
+            .bind(&d.event_type)
+            .bind(&d.payload)
+            .bind(d.request_id.map(|r| r.0))
+            .bind(to_ms(d.next_attempt_at))
+            .bind(to_ms(e.occurred_at))
+            .execute(&mut *conn)
+            .await
+            .map_err(map_err)?;
+        }
+    }
+    Ok(out)
+}
+
+fn json<T: serde::Serialize>(v: &T) -> String {
+    // Serialising plain data (strings, ids, small structs) cannot fail.
+    serde_json::to_string(v).unwrap_or_default()
+}
+
+impl SqlStore {
+    /// One account's rows of a log, newest first, only when `user` owns the account, paginated.
+    async fn account_page(
+        &self,
+        log: &AccountLog,
+        user: UserId,
+        account: AccountId,
+        limit: i64,
+        offset: i64,
+    ) -> StoreResult<Vec<DbRow>> {
+        let AccountLog { table, cols, order } = log;
+        let sql = format!(
+            "SELECT {cols} FROM {table} WHERE account_id = $1 \
+             AND EXISTS (SELECT 1 FROM accounts WHERE id = $1 AND user_id = $2) \
+             ORDER BY {order} LIMIT $3 OFFSET $4"
+        );
+        sqlx::query(&sql)
+            .bind(account.0)
+            .bind(user.0)
+            .bind(limit.max(0))
+            .bind(offset.max(0))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)
+    }
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    fn backend(&self) -> &'static str {
+        BACKEND
+    }
+
+    async fn migrate(&self) -> StoreResult<()> {
+        let migrator = sqlx::migrate::Migrator::new(MIGRATIONS).await?;
+        migrator.run(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    async fn create_user(&self, u: &UserRow) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO users (id, email, name, password_hash, is_admin, operation_mode, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(u.id.0)
+        .bind(&u.email)
+        .bind(&u.name)
+        .bind(&u.password_hash)
+        .bind(u.is_admin)
+        .bind(&u.operation_mode)
+        .bind(to_ms(u.created_at))
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn user_by_email(&self, email: &str) -> StoreResult<Option<UserRow>> {
+        let sql = format!("SELECT {USER_COLS} FROM users WHERE email = $1");
+        let row = sqlx::query(&sql)
+            .bind(email)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        row.as_ref().map(user_from).transpose()
+    }
+
+    async fn user_by_id(&self, id: UserId) -> StoreResult<Option<UserRow>> {
+        let sql = format!("SELECT {USER_COLS} FROM users WHERE id = $1");
+        let row = sqlx::query(&sql)
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        row.as_ref().map(user_from).transpose()
+    }
+
+    async fn session_user(&self, id: UserId, jti: TokenId) -> StoreResult<Option<UserRow>> {
+        let sql = format!(
+            "SELECT {USER_COLS} FROM users WHERE id = $1 \
+             AND NOT EXISTS (SELECT 1 FROM revoked_tokens WHERE jti = $2)"
+        );
+        let row = sqlx::query(&sql)
+            .bind(id.0)
+            .bind(jti.0)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        row.as_ref().map(user_from).transpose()
+    }
+
+    async fn set_operation_mode(&self, id: UserId, mode: &str) -> StoreResult<bool> {
+        let done = sqlx::query("UPDATE users SET operation_mode = $2 WHERE id = $1")
+            .bind(id.0)
+            .bind(mode)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn grant_admin(&self, email: &str) -> StoreResult<bool> {
+        let done = sqlx::query("UPDATE users SET is_admin = $2 WHERE email = $1")
+            .bind(email)
+            .bind(true)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn revoke_token(&self, jti: TokenId, user: UserId, expires_at: Timestamp) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO revoked_tokens (jti, user_id, expires_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (jti) DO NOTHING",
+        )
+        .bind(jti.0)
+        .bind(user.0)
+        .bind(to_ms(expires_at))
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn purge_revoked_tokens(&self, now: Timestamp) -> StoreResult<u64> {
+        let done = sqlx::query("DELETE FROM revoked_tokens WHERE expires_at < $1")
+            .bind(to_ms(now))
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn list_banks(&self) -> StoreResult<Vec<BankRow>> {
+        let sql = format!("SELECT {BANK_COLS} FROM banks ORDER BY code");
+        let rows = sqlx::query(&sql).fetch_all(&self.pool).await.map_err(map_err)?;
+        rows.iter().map(bank_from).collect()
+    }
+
+    async fn bank_by_id(&self, id: BankId) -> StoreResult<Option<BankRow>> {
+        let sql = format!("SELECT {BANK_COLS} FROM banks WHERE id = $1");
+        let row = sqlx::query(&sql)
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        row.as_ref().map(bank_from).transpose()
+    }
+
+    async fn create_bank(&self, b: &BankRow) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO banks (id, code, name, login_url, status, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(b.id.0)
+        .bind(&b.code)
+        .bind(&b.name)
+        .bind(&b.login_url)
+        .bind(&b.status)
+        .bind(to_ms(b.created_at))
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn upsert_bank(&self, b: &BankRow) -> StoreResult<BankRow> {
+        let sql = format!(
+            "INSERT INTO banks (id, code, name, login_url, status, created_at) VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (code) DO UPDATE SET name = excluded.name, login_url = excluded.login_url \
+             RETURNING {BANK_COLS}"
+        );
+        let row = sqlx::query(&sql)
+            .bind(b.id.0)
+            .bind(&b.code)
+            .bind(&b.name)
+            .bind(&b.login_url)
+            .bind(&b.status)
+            .bind(to_ms(b.created_at))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(map_err)?;
+        bank_from(&row)
+    }
+
+    async fn create_account(&self, a: &NewAccount) -> StoreResult<AccountRow> {
+        sqlx::query(
+            "INSERT INTO accounts (id, user_id, bank_id, name, status, created_at) \
+             VALUES ($1, $2, $3, $4, 'active', $5)",
+        )
+        .bind(a.id.0)
+        .bind(a.user_id.0)
+        .bind(a.bank_id.0)
+        .bind(&a.name)
+        .bind(to_ms(a.created_at))
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        self.account_for_user(a.user_id, a.id)
+            .await?
+            .ok_or_else(|| corrupt("accounts", "row vanished after insert"))
+    }
+
+    async fn list_accounts(&self, user: UserId, limit: i64, offset: i64) -> StoreResult<Vec<AccountRow>> {
+        let sql = format!("{ACCOUNT_SELECT} WHERE a.user_id = $1 ORDER BY a.created_at, a.id LIMIT $2 OFFSET $3");
+        let rows = sqlx::query(&sql)
+            .bind(user.0)
+            .bind(limit.max(0))
+            .bind(offset.max(0))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        rows.iter().map(account_from).collect()
+    }
+
+    async fn account_for_user(&self, user: UserId, id: AccountId) -> StoreResult<Option<AccountRow>> {
+        let sql = format!("{ACCOUNT_SELECT} WHERE a.id = $1 AND a.user_id = $2");
+        let row = sqlx::query(&sql)
+            .bind(id.0)
+            .bind(user.0)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        row.as_ref().map(account_from).transpose()
+    }
+
+    async fn owned_account_ids(&self, user: UserId, ids: &[AccountId]) -> StoreResult<Vec<AccountId>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT id FROM accounts WHERE user_id = $1 AND id IN ({})",
+            placeholders(2, ids.len())
+        );
+        let mut q = sqlx::query(&sql).bind(user.0);
+        for id in ids {
+            q = q.bind(id.0);
+        }
+        let rows = q.fetch_all(&self.pool).await.map_err(map_err)?;
+        rows.iter()
+            .map(|r| Ok(AccountId(r.try_get::<Uuid, _>("id")?)))
+            .collect()
+    }
+
+    async fn delete_account(&self, user: UserId, id: AccountId) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let done = sqlx::query("DELETE FROM accounts WHERE id = $1 AND user_id = $2")
+            .bind(id.0)
+            .bind(user.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        if done.rows_affected() > 0 {
+            // The log has no foreign key (it outlives rows it mentions); a deleted
+            // account's events go with it.
+            sqlx::query("DELETE FROM events WHERE account_id = $1 AND user_id = $2")
+                .bind(id.0)
+                .bind(user.0)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+        }
+        tx.commit().await.map_err(map_err)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn account_config(&self, user: UserId, id: AccountId) -> StoreResult<Option<AccountConfigRow>> {
+        let row = sqlx::query(
+            "SELECT c.account_id, c.settings, c.secrets, c.updated_at FROM account_configs c \
+             JOIN accounts a ON a.id = c.account_id WHERE a.id = $1 AND a.user_id = $2",
+        )
+        .bind(id.0)
+        .bind(user.0)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?;
+        row.as_ref().map(config_from).transpose()
+    }
+
+    async fn put_account_config(&self, user: UserId, c: &AccountConfigRow) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "INSERT INTO account_configs (account_id, settings, secrets, updated_at) \
+             SELECT $1, $2, $3, $4 WHERE EXISTS (SELECT 1 FROM accounts WHERE id = $1 AND user_id = $5) \
+             ON CONFLICT (account_id) DO UPDATE SET settings = excluded.settings, \
+             secrets = excluded.secrets, updated_at = excluded.updated_at",
+        )
+        .bind(c.account_id.0)
+        .bind(&c.settings)
+        .bind(&c.secrets)
+        .bind(to_ms(c.updated_at))
+        .bind(user.0)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn create_api_key(&self, k: &ApiKeyRow) -> StoreResult<()> {
+        let sql = format!("INSERT INTO api_keys ({KEY_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)");
+        sqlx::query(&sql)
+            .bind(k.id.0)
+            .bind(k.user_id.0)
+            .bind(&k.name)
+            .bind(&k.prefix)
+            .bind(&k.secret_hash)
+            .bind(json(&k.scopes))
+            .bind(k.account_ids.as_ref().map(json))
+            .bind(to_ms(k.created_at))
+            .bind(k.last_used_at.map(to_ms))
+            .bind(k.expires_at.map(to_ms))
+            .bind(k.revoked_at.map(to_ms))
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn list_api_keys(&self, user: UserId, limit: i64, offset: i64) -> StoreResult<Vec<ApiKeyRow>> {
+        let sql = format!(
+            "SELECT {KEY_COLS} FROM api_keys WHERE user_id = $1 \
+             ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(user.0)
+            .bind(limit.max(0))
+            .bind(offset.max(0))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        rows.iter().map(key_from).collect()
+    }
+
+    async fn revoke_api_key(&self, user: UserId, id: ApiKeyId, now: Timestamp) -> StoreResult<Option<ApiKeyRow>> {
+        let sql = format!(
+            "UPDATE api_keys SET revoked_at = $3 WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL \
+             RETURNING {KEY_COLS}"
+        );
+        let row = sqlx::query(&sql)
+            .bind(id.0)
+            .bind(user.0)
+            .bind(to_ms(now))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        row.as_ref().map(key_from).transpose()
+    }
+
+    async fn api_key_by_prefix(&self, prefix: &str) -> StoreResult<Option<ApiKeyRow>> {
+        let sql = format!("SELECT {KEY_COLS} FROM api_keys WHERE prefix = $1");
+        let row = sqlx::query(&sql)
+            .bind(prefix)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        row.as_ref().map(key_from).transpose()
+    }
+
+    async fn record_api_key_use(&self, uses: &[(ApiKeyId, Timestamp)]) -> StoreResult<()> {
+        if uses.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        for (id, at) in uses {
+            sqlx::query(
+                "UPDATE api_keys SET last_used_at = $2 WHERE id = $1 \
+                 AND (last_used_at IS NULL OR last_used_at < $2)",
+            )
+            .bind(id.0)
+            .bind(to_ms(*at))
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        }
+        tx.commit().await.map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn create_assistance(&self, a: &AssistanceRow, events: &[NewEvent]) -> StoreResult<Vec<EventRow>> {
+        let sql = format!(
+            "INSERT INTO assistance_requests ({ASSIST_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+        );
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        sqlx::query(&sql)
+            .bind(a.id.0)
+            .bind(a.account_id.0)
+            .bind(&a.kind)
+            .bind(json(&a.descriptor))
+            .bind(a.attempts)
+            .bind(a.status.as_str())
+            .bind(&a.reason)
+            .bind(to_ms(a.created_at))
+            .bind(to_ms(a.updated_at))
+            .bind(to_ms(a.expires_at))
+            .bind(a.closed_at.map(to_ms))
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        let logged = insert_events(&mut tx, events).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(logged)
+    }
+
+    async fn pending_assistance(&self, account: AccountId) -> StoreResult<Option<AssistanceRow>> {
+        let sql = format!("SELECT {ASSIST_COLS} FROM assistance_requests WHERE account_id = $1 AND status = 'pending'");
+        let row = sqlx::query(&sql)
+            .bind(account.0)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        row.as_ref().map(assist_from).transpose()
+    }
+
+    async fn assistance_by_id(&self, id: AssistanceRequestId) -> StoreResult<Option<AssistanceRow>> {
+        let sql = format!("SELECT {ASSIST_COLS} FROM assistance_requests WHERE id = $1");
+        let row = sqlx::query(&sql)
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        row.as_ref().map(assist_from).transpose()
+    }
+
+    async fn bump_assistance_attempts(
+        &self,
+        id: AssistanceRequestId,
+        now: Timestamp,
+        events: &EventsFor<'_>,
+    ) -> StoreResult<Option<(AssistanceRow, Vec<EventRow>)>> {
+        let sql = format!(
+            "UPDATE assistance_requests SET attempts = attempts + 1, updated_at = $2 \
+             WHERE id = $1 AND status = 'pending' RETURNING {ASSIST_COLS}"
+        );
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let row = sqlx::query(&sql)
+            .bind(id.0)
+            .bind(to_ms(now))
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        let Some(row) = row.as_ref().map(assist_from).transpose()? else {
+            return Ok(None);
+        };
+        let logged = insert_events(&mut tx, &events(&row)).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(Some((row, logged)))
+    }
+
+    async fn close_assistance(
+        &self,
+        id: AssistanceRequestId,
+        status: AssistanceStatus,
+        reason: Option<&str>,
+        now: Timestamp,
+        events: &EventsFor<'_>,
+    ) -> StoreResult<Option<(AssistanceRow, Vec<EventRow>)>> {
+        let sql = format!(
+            "UPDATE assistance_requests SET status = $2, reason = $3, updated_at = $4, closed_at = $4 \
+             WHERE id = $1 AND status = 'pending' RETURNING {ASSIST_COLS}"
+        );
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let row = sqlx::query(&sql)
+            .bind(id.0)
+            .bind(status.as_str())
+            .bind(reason)
+            .bind(to_ms(now))
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        let Some(row) = row.as_ref().map(assist_from).transpose()? else {
+            return Ok(None);
+        };
+        let logged = insert_events(&mut tx, &events(&row)).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(Some((row, logged)))
+    }
+
+    async fn close_all_pending_assistance(
+        &self,
+        status: AssistanceStatus,
+        reason: &str,
+        now: Timestamp,
+    ) -> StoreResult<Vec<AssistanceRow>> {
+        let sql = format!(
+            "UPDATE assistance_requests SET status = $1, reason = $2, updated_at = $3, closed_at = $3 \
+             WHERE status = 'pending' RETURNING {ASSIST_COLS}"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(status.as_str())
+            .bind(reason)
+            .bind(to_ms(now))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        rows.iter().map(assist_from).collect()
+    }
+
+    async fn engine_accounts(&self) -> StoreResult<Vec<EngineAccount>> {
+        let sql = format!("{} ORDER BY acc.created_at, acc.id", *ENGINE_SELECT);
+        let rows = sqlx::query(&sql).fetch_all(&self.pool).await.map_err(map_err)?;
+        rows.iter().map(engine_from).collect()
+    }
+
+    async fn engine_account(&self, id: AccountId) -> StoreResult<Option<EngineAccount>> {
+        let sql = format!("{} WHERE acc.id = $1", *ENGINE_SELECT);
+        let row = sqlx::query(&sql)
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        row.as_ref().map(engine_from).transpose()
+    }
+
+    async fn set_scrape_block(&self, id: AccountId, block: Option<(Timestamp, &str)>) -> StoreResult<bool> {
+        let done = sqlx::query("UPDATE accounts SET scrape_blocked_at = $2, scrape_blocked_reason = $3 WHERE id = $1")
+            .bind(id.0)
+            .bind(block.map(|(at, _)| to_ms(at)))
+            .bind(block.map(|(_, reason)| reason))
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn insert_movements(
+        &self,
+        account: AccountId,
+        movements: &[NewMovement],
+        read_at: Timestamp,
+    ) -> StoreResult<u64> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let mut new = 0;
+        for m in movements {
+            let done = sqlx::query(
+                "INSERT INTO movements (id, account_id, external_id, amount, currency, name, description, \
+                 received_at, read_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                 ON CONFLICT (account_id, external_id) DO NOTHING",
+            )
+            .bind(MovementId::new().0)
+            .bind(account.0)
+            .bind(&m.external_id)
+            .bind(&m.amount)
+            .bind(&m.currency)
+            .bind(&m.name)
+            .bind(&m.description)
+            .bind(&m.received_at)
+            .bind(to_ms(read_at))
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+            new += done.rows_affected();
+        }
+        tx.commit().await.map_err(map_err)?;
+        Ok(new)
+    }
+
+    async fn list_movements(
+        &self,
+        user: UserId,
+        account: AccountId,
+        limit: i64,
+        offset: i64,
+    ) -> StoreResult<Vec<MovementRow>> {
+        let rows = self.account_page(&MOVEMENTS_LOG, user, account, limit, offset).await?;
+        rows.iter().map(movement_from).collect()
+    }
+
+    async fn create_run(&self, run: &RunRow) -> StoreResult<()> {
+        let sql = format!("INSERT INTO session_runs ({RUN_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)");
+        sqlx::query(&sql)
+            .bind(run.id.0)
+            .bind(run.account_id.0)
+            .bind(&run.kind)
+            .bind(to_ms(run.started_at))
+            .bind(run.ended_at.map(to_ms))
+            .bind(&run.outcome)
+            .bind(&run.failure_reason)
+            .bind(run.movements_read)
+            .bind(run.new_movements)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn finish_run(&self, run: &RunRow, events: &[NewEvent]) -> StoreResult<(bool, Vec<EventRow>)> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let done = sqlx::query(
+            "UPDATE session_runs SET ended_at = $2, outcome = $3, failure_reason = $4, movements_read = $5, \
+             new_movements = $6 WHERE id = $1 AND outcome = 'running'",
+        )
+        .bind(run.id.0)
+        .bind(run.ended_at.map(to_ms))
+        .bind(&run.outcome)
+        .bind(&run.failure_reason)
+        .bind(run.movements_read)
+        .bind(run.new_movements)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        let logged = insert_events(&mut tx, events).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok((done.rows_affected() > 0, logged))
+    }
+
+    async fn list_runs(&self, user: UserId, account: AccountId, limit: i64, offset: i64) -> StoreResult<Vec<RunRow>> {
+        let rows = self.account_page(&RUNS_LOG, user, account, limit, offset).await?;
+        rows.iter().map(run_from).collect()
+    }
+
+    async fn close_open_runs(&self, reason: &str, now: Timestamp) -> StoreResult<u64> {
+        let done = sqlx::query(
+            "UPDATE session_runs SET outcome = 'cancelled', failure_reason = $1, ended_at = $2 \
+             WHERE outcome = 'running'",
+        )
+        .bind(reason)
+        .bind(to_ms(now))
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn acquire_lease(
+        &self,
+        account: AccountId,
+        owner: &str,
+        until: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "INSERT INTO session_leases (account_id, owner, expires_at) \
+             SELECT $1, $2, $3 WHERE EXISTS (SELECT 1 FROM accounts WHERE id = $1) \
+             ON CONFLICT (account_id) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at \
+             WHERE session_leases.owner = excluded.owner OR session_leases.expires_at < $4",
+        )
+        .bind(account.0)
+        .bind(owner)
+        .bind(to_ms(until))
+        .bind(to_ms(now))
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn release_lease(&self, account: AccountId, owner: &str) -> StoreResult<bool> {
+        let done = sqlx::query("DELETE FROM session_leases WHERE account_id = $1 AND owner = $2")
+            .bind(account.0)
+            .bind(owner)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn record_events(&self, events: &[NewEvent]) -> StoreResult<Vec<EventRow>> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let logged = insert_events(&mut tx, events).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(logged)
+    }
+
+    async fn list_events(
+        &self,
+        user: UserId,
+        accounts: Option<&[AccountId]>,
+        after: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<EventRow>> {
+        let filter = match accounts {
+            Some([]) => return Ok(Vec::new()),
+            Some(ids) => format!(" AND account_id IN ({})", placeholders(4, ids.len())),
+            None => String::new(),
+        };
+        let sql =
+            format!("SELECT {EVENT_COLS} FROM events WHERE user_id = $1 AND seq > $2{filter} ORDER BY seq LIMIT $3");
+        let mut q = sqlx::query(&sql).bind(user.0).bind(after).bind(limit.max(0));
+        for id in accounts.unwrap_or_default() {
+            q = q.bind(id.0);
+        }
+        let rows = q.fetch_all(&self.pool).await.map_err(map_err)?;
+        rows.iter().map(event_from).collect()
+    }
+
+    async fn last_event_seq(&self) -> StoreResult<i64> {
+        let row = sqlx::query("SELECT COALESCE(MAX(seq), 0) AS head FROM events")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(row.try_get::<i64, _>("head")?)
+    }
+
+    async fn purge_events(&self, before: Timestamp) -> StoreResult<u64> {
+        let done = sqlx::query("DELETE FROM events WHERE occurred_at < $1")
+            .bind(to_ms(before))
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn claim_due_deliveries(
+        &self,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: i64,
+    ) -> StoreResult<Vec<DeliveryRow>> {
+        // The outer repeat of the due condition matters on PostgreSQL: a claimer that waited
+        // on a row another claimer just leased re-checks it on the new version and skips it
+        // (the subquery alone was read from the old snapshot and would claim it twice).
+        let sql = format!(
+            "UPDATE deliveries SET next_attempt_at = $2 WHERE id IN (SELECT id FROM deliveries \
+             WHERE status = 'pending' AND next_attempt_at <= $1 ORDER BY next_attempt_at LIMIT $3) \
+             AND status = 'pending' AND next_attempt_at <= $1 RETURNING {DELIVERY_COLS}"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(to_ms(now))
+            .bind(to_ms(lease_until))
+            .bind(limit.max(0))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        rows.iter().map(delivery_from).collect()
+    }
+
+    async fn finish_delivery_attempt(&self, d: &DeliveryRow) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE deliveries SET status = $2, attempts = $3, next_attempt_at = $4, last_attempt_at = $5, \
+             last_status = $6, last_error = $7, delivered_at = $8 WHERE id = $1",
+        )
+        .bind(d.id.0)
+        .bind(&d.status)
+        .bind(d.attempts)
+        .bind(d.next_attempt_at.map(to_ms))
+        .bind(d.last_attempt_at.map(to_ms))
+        .bind(d.last_status)
+        .bind(&d.last_error)
+        .bind(d.delivered_at.map(to_ms))
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn list_deliveries(
+        &self,
+        user: UserId,
+        account: AccountId,
+        limit: i64,
+        offset: i64,
+    ) -> StoreResult<Vec<DeliveryRow>> {
+        let rows = self.account_page(&DELIVERIES_LOG, user, account, limit, offset).await?;
+        rows.iter().map(delivery_from).collect()
+    }
+
+    async fn resend_delivery(
+        &self,
+        user: UserId,
+        account: AccountId,
+        id: DeliveryId,
+        now: Timestamp,
+    ) -> StoreResult<Option<DeliveryRow>> {
+        let sql = format!(
+            "UPDATE deliveries SET status = 'pending', next_attempt_at = $4 WHERE id = $1 AND account_id = $2 \
+             AND EXISTS (SELECT 1 FROM accounts WHERE id = $2 AND user_id = $3) RETURNING {DELIVERY_COLS}"
+        );
+        let row = sqlx::query(&sql)
+            .bind(id.0)
+            .bind(account.0)
+            .bind(user.0)
+            .bind(to_ms(now))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        row.as_ref().map(delivery_from).transpose()
+    }
+}

@@ -1,0 +1,187 @@
+//! Row → struct mappers for the SQL store. A value that cannot be decoded (corrupt JSON, an
+//! unknown enum value, a timestamp out of range) is `StoreError::Corrupt`, never a default.
+
+use sqlx::Row;
+use uuid::Uuid;
+
+use super::DbRow;
+use crate::error::StoreResult;
+use crate::model::try_from_ms;
+use crate::*;
+
+pub(super) fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("{what}: {e}"))
+}
+
+fn from_ms(col: &str, ms: i64) -> StoreResult<Timestamp> {
+    try_from_ms(ms).ok_or_else(|| corrupt(col, format_args!("timestamp out of range: {ms}")))
+}
+
+fn ts(row: &DbRow, col: &str) -> StoreResult<Timestamp> {
+    from_ms(col, row.try_get::<i64, _>(col)?)
+}
+
+fn ts_opt(row: &DbRow, col: &str) -> StoreResult<Option<Timestamp>> {
+    row.try_get::<Option<i64>, _>(col)?
+        .map(|ms| from_ms(col, ms))
+        .transpose()
+}
+
+pub(super) fn user_from(r: &DbRow) -> StoreResult<UserRow> {
+    Ok(UserRow {
+        id: UserId(r.try_get("id")?),
+        email: r.try_get("email")?,
+        name: r.try_get("name")?,
+        password_hash: r.try_get("password_hash")?,
+        is_admin: r.try_get("is_admin")?,
+        operation_mode: r.try_get("operation_mode")?,
+        created_at: ts(r, "created_at")?,
+    })
+}
+
+pub(super) fn bank_from(r: &DbRow) -> StoreResult<BankRow> {
+    Ok(BankRow {
+        id: BankId(r.try_get("id")?),
+        code: r.try_get("code")?,
+        name: r.try_get("name")?,
+        login_url: r.try_get("login_url")?,
+        status: r.try_get("status")?,
+        created_at: ts(r, "created_at")?,
+    })
+}
+
+pub(super) fn account_from(r: &DbRow) -> StoreResult<AccountRow> {
+    Ok(AccountRow {
+        id: AccountId(r.try_get("id")?),
+        user_id: UserId(r.try_get("user_id")?),
+        bank_id: BankId(r.try_get("bank_id")?),
+        bank_code: r.try_get("bank_code")?,
+        name: r.try_get("name")?,
+        status: r.try_get("status")?,
+        scrape_blocked_at: ts_opt(r, "scrape_blocked_at")?,
+        scrape_blocked_reason: r.try_get("scrape_blocked_reason")?,
+        created_at: ts(r, "created_at")?,
+    })
+}
+
+pub(super) fn config_from(r: &DbRow) -> StoreResult<AccountConfigRow> {
+    Ok(AccountConfigRow {
+        account_id: AccountId(r.try_get("account_id")?),
+        settings: r.try_get("settings")?,
+        secrets: r.try_get("secrets")?,
+        updated_at: ts(r, "updated_at")?,
+    })
+}
+
+pub(super) fn key_from(r: &DbRow) -> StoreResult<ApiKeyRow> {
+    let scopes: String = r.try_get("scopes")?;
+    let account_ids: Option<String> = r.try_get("account_ids")?;
+    Ok(ApiKeyRow {
+        id: ApiKeyId(r.try_get("id")?),
+        user_id: UserId(r.try_get("user_id")?),
+        name: r.try_get("name")?,
+        prefix: r.try_get("prefix")?,
+        secret_hash: r.try_get("secret_hash")?,
+        scopes: serde_json::from_str(&scopes).map_err(|e| corrupt("api_keys.scopes", e))?,
+        account_ids: account_ids
+            .map(|s| serde_json::from_str(&s))
+            .transpose()
+            .map_err(|e| corrupt("api_keys.account_ids", e))?,
+        created_at: ts(r, "created_at")?,
+        last_used_at: ts_opt(r, "last_used_at")?,
+        expires_at: ts_opt(r, "expires_at")?,
+        revoked_at: ts_opt(r, "revoked_at")?,
+    })
+}
+
+pub(super) fn assist_from(r: &DbRow) -> StoreResult<AssistanceRow> {
+    let descriptor: String = r.try_get("descriptor")?;
+    let status: String = r.try_get("status")?;
+    Ok(AssistanceRow {
+        id: AssistanceRequestId(r.try_get("id")?),
+        account_id: AccountId(r.try_get("account_id")?),
+        kind: r.try_get("kind")?,
+        descriptor: serde_json::from_str(&descriptor).map_err(|e| corrupt("assistance_requests.descriptor", e))?,
+        attempts: r.try_get("attempts")?,
+        status: AssistanceStatus::parse(&status).ok_or_else(|| corrupt("assistance_requests.status", &status))?,
+        reason: r.try_get("reason")?,
+        created_at: ts(r, "created_at")?,
+        updated_at: ts(r, "updated_at")?,
+        expires_at: ts(r, "expires_at")?,
+        closed_at: ts_opt(r, "closed_at")?,
+    })
+}
+
+pub(super) fn movement_from(r: &DbRow) -> StoreResult<MovementRow> {
+    Ok(MovementRow {
+        id: MovementId(r.try_get("id")?),
+        account_id: AccountId(r.try_get("account_id")?),
+        external_id: r.try_get("external_id")?,
+        amount: r.try_get("amount")?,
+        currency: r.try_get("currency")?,
+        name: r.try_get("name")?,
+        description: r.try_get("description")?,
+        received_at: r.try_get("received_at")?,
+        read_at: ts(r, "read_at")?,
+    })
+}
+
+pub(super) fn run_from(r: &DbRow) -> StoreResult<RunRow> {
+    Ok(RunRow {
+        id: RunId(r.try_get("id")?),
+        account_id: AccountId(r.try_get("account_id")?),
+        kind: r.try_get("kind")?,
+        started_at: ts(r, "started_at")?,
+        ended_at: ts_opt(r, "ended_at")?,
+        outcome: r.try_get("outcome")?,
+        failure_reason: r.try_get("failure_reason")?,
+        movements_read: r.try_get("movements_read")?,
+        new_movements: r.try_get("new_movements")?,
+    })
+}
+
+pub(super) fn engine_from(r: &DbRow) -> StoreResult<EngineAccount> {
+    let account = account_from(r)?;
+    let settings: Option<String> = r.try_get("settings")?;
+    let config = match settings {
+        Some(settings) => Some(AccountConfigRow {
+            account_id: account.id,
+            settings,
+            secrets: r.try_get("secrets")?,
+            updated_at: ts(r, "config_updated_at")?,
+        }),
+        None => None,
+    };
+    Ok(EngineAccount { account, config })
+}
+
+pub(super) fn event_from(r: &DbRow) -> StoreResult<EventRow> {
+    Ok(EventRow {
+        seq: r.try_get("seq")?,
+        id: r.try_get("id")?,
+        user_id: UserId(r.try_get("user_id")?),
+        account_id: AccountId(r.try_get("account_id")?),
+        kind: r.try_get("kind")?,
+        data: r.try_get("data")?,
+        occurred_at: ts(r, "occurred_at")?,
+    })
+}
+
+pub(super) fn delivery_from(r: &DbRow) -> StoreResult<DeliveryRow> {
+    Ok(DeliveryRow {
+        id: DeliveryId(r.try_get("id")?),
+        account_id: AccountId(r.try_get("account_id")?),
+        event_id: r.try_get("event_id")?,
+        event_type: r.try_get("event_type")?,
+        payload: r.try_get("payload")?,
+        request_id: r.try_get::<Option<Uuid>, _>("request_id")?.map(AssistanceRequestId),
+        status: r.try_get("status")?,
+        attempts: r.try_get("attempts")?,
+        next_attempt_at: ts_opt(r, "next_attempt_at")?,
+        last_attempt_at: ts_opt(r, "last_attempt_at")?,
+        last_status: r.try_get("last_status")?,
+        last_error: r.try_get("last_error")?,
+        created_at: ts(r, "created_at")?,
+        delivered_at: ts_opt(r, "delivered_at")?,
+    })
+}

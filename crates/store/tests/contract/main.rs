@@ -1,0 +1,448 @@
+//! The store contract: every method of [`Store`], with its documented behaviour, checked against
+//! both adapters — SQLite always, PostgreSQL when `TEST_DATABASE_URL` names a server where the
+//! user may `CREATE DATABASE` (`scripts/test.sh` starts a throwaway one).
+//!
+//! Each check is its own test per backend (`sqlite::check_users`, `postgres::check_users`, …) on
+//! a fresh database, so checks are independent and `cargo test check_leases` runs one. The
+//! checks live in one module per area; [`every_store_method_is_covered`] fails when a method
+//! declared in `pub trait Store` is called by none of them.
+//!
+//! On PostgreSQL each check gets `CREATE DATABASE … TEMPLATE` a template migrated once per schema
+//! (named by a hash of the migrations, so it is reused across runs), and drops its database
+//! afterwards even when the check panics. Without `TEST_DATABASE_URL` the PostgreSQL tests are
+//! skipped with a notice, unless `REQUIRE_POSTGRES=1`.
+
+#![allow(clippy::unwrap_used)]
+
+mod accounts;
+mod api_keys;
+mod assistance;
+mod banks;
+mod deliveries;
+mod engine;
+mod events;
+mod fixtures;
+mod lifecycle;
+mod users;
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use reconbanker_store::{Store, StoreError};
+use sqlx::{Connection, Executor};
+use uuid::Uuid;
+
+// Each check is named by `contract_tests!` below, once per backend.
+use crate::{
+    accounts::*, api_keys::*, assistance::*, banks::*, deliveries::*, engine::*, events::*, lifecycle::*, users::*,
+};
+
+/// Stamps out `sqlite::<check>` and `postgres::<check>` tests for each check, each on a fresh
+/// database.
+macro_rules! contract_tests {
+    ($($check:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $check() {
+                    crate::run_check(crate::Backend::Sqlite, |s, _| async move { crate::$check(&*s).await }).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $check() {
+                    crate::run_check(crate::Backend::Postgres, |s, _| async move { crate::$check(&*s).await }).await;
+                }
+            )*
+        }
+    };
+}
+
+contract_tests! {
+    // lifecycle
+    check_backend_migrate_ping,
+    check_close,
+    // users and tokens
+    check_users,
+    check_set_operation_mode,
+    check_grant_admin,
+    check_session_user_and_revoke_token,
+    check_purge_revoked_tokens,
+    // banks
+    check_banks,
+    check_upsert_bank,
+    // accounts
+    check_accounts,
+    check_list_accounts,
+    check_owned_account_ids,
+    check_account_config,
+    check_delete_account,
+    // API keys
+    check_api_keys,
+    check_revoke_api_key,
+    check_record_api_key_use,
+    // assistance requests
+    check_assistance,
+    check_close_all_pending_assistance,
+    check_assistance_events,
+    // sessions (the engine)
+    check_engine_accounts,
+    check_set_scrape_block,
+    check_insert_movements,
+    check_list_movements,
+    check_runs,
+    check_close_open_runs,
+    check_leases,
+    check_run_events,
+    // the event log
+    check_record_events,
+    check_list_events,
+    check_purge_events,
+    check_last_event_seq,
+    // the webhook outbox
+    check_claim_due_deliveries,
+    check_concurrent_claims,
+    check_finish_delivery_attempt,
+    check_list_deliveries,
+    check_resend_delivery,
+}
+
+/// A timestamp out of range in a row is a `Corrupt` error, not 1970 (written behind the store's
+/// back, so not a check of the trait).
+async fn corrupt_timestamp_is_an_error(backend: Backend) {
+    run_check(backend, |s, url| async move {
+        let u = fixtures::user(&*s).await;
+        let sql = "UPDATE users SET created_at = $1 WHERE id = $2";
+        let done = match backend {
+            Backend::Sqlite => {
+                let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
+                sqlx::query(sql)
+                    .bind(i64::MAX)
+                    .bind(u.id.0)
+                    .execute(&mut c)
+                    .await
+                    .map(|d| d.rows_affected())
+            }
+            Backend::Postgres => {
+                let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
+                sqlx::query(sql)
+                    .bind(i64::MAX)
+                    .bind(u.id.0)
+                    .execute(&mut c)
+                    .await
+                    .map(|d| d.rows_affected())
+            }
+        };
+        assert_eq!(done.unwrap(), 1);
+        let r = s.user_by_id(u.id).await;
+        assert!(
+            matches!(&r, Err(StoreError::Corrupt(m)) if m.contains("created_at")),
+            "{r:?}"
+        );
+        assert!(matches!(s.user_by_email(&u.email).await, Err(StoreError::Corrupt(_))));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn sqlite_corrupt_timestamp_is_an_error() {
+    corrupt_timestamp_is_an_error(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn postgres_corrupt_timestamp_is_an_error() {
+    corrupt_timestamp_is_an_error(Backend::Postgres).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Drivers
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Sqlite => "sqlite",
+            Self::Postgres => "postgres",
+        }
+    }
+}
+
+/// Runs `check` on a fresh, migrated database of `backend` (given the store and the database's
+/// URL), then removes the database whatever the check did, then reports the check's outcome.
+pub async fn run_check<F, Fut>(backend: Backend, check: F)
+where
+    F: FnOnce(Arc<dyn Store>, String) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let Some(db) = TestDb::create(backend).await else {
+        return;
+    };
+    let store = reconbanker_store::connect(&db.url, 4).await.unwrap();
+    assert_eq!(store.backend(), backend.name());
+    let outcome = tokio::spawn(check(store.clone(), db.url.clone())).await;
+    store.close().await;
+    db.drop().await;
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+/// A database of a check's own.
+struct TestDb {
+    url: String,
+    /// The SQLite database's directory (removed on drop).
+    _dir: Option<tempfile::TempDir>,
+    /// The PostgreSQL server and the database's name there.
+    postgres: Option<(String, String)>,
+}
+
+impl TestDb {
+    /// `None` when the backend is not available (PostgreSQL without `TEST_DATABASE_URL`).
+    async fn create(backend: Backend) -> Option<Self> {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().unwrap();
+                let url = format!("sqlite://{}", dir.path().join("contract.db").display());
+                let store = reconbanker_store::connect(&url, 1).await.unwrap();
+                store.migrate().await.unwrap();
+                store.close().await;
+                Some(Self {
+                    url,
+                    _dir: Some(dir),
+                    postgres: None,
+                })
+            }
+            Backend::Postgres => {
+                let base = postgres_url()?;
+                let template = pg_template(&base).await;
+                let db = format!("rbk_contract_{}", Uuid::new_v4().simple());
+                {
+                    // PostgreSQL copies a template only while nobody else uses it: one copy at a
+                    // time per process.
+                    let _turn = CREATE_LOCK.lock().await;
+                    let mut admin = sqlx::PgConnection::connect(&base)
+                        .await
+                        .expect("connect to TEST_DATABASE_URL");
+                    admin
+                        .execute(format!("CREATE DATABASE {db} TEMPLATE {template}").as_str())
+                        .await
+                        .expect("CREATE DATABASE … TEMPLATE");
+                    admin.close().await.ok();
+                }
+                Some(Self {
+                    url: with_database(&base, &db),
+                    _dir: None,
+                    postgres: Some((base, db)),
+                })
+            }
+        }
+    }
+
+    async fn drop(self) {
+        let Some((base, db)) = &self.postgres else {
+            return;
+        };
+        let mut admin = sqlx::PgConnection::connect(base)
+            .await
+            .expect("connect to TEST_DATABASE_URL");
+        admin
+            .execute(format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)").as_str())
+            .await
+            .expect("DROP DATABASE");
+        admin.close().await.ok();
+    }
+}
+
+/// `TEST_DATABASE_URL`, or `None` (with a notice) to skip; a panic when `REQUIRE_POSTGRES=1`.
+fn postgres_url() -> Option<String> {
+    match std::env::var("TEST_DATABASE_URL") {
+        Ok(url) => Some(url),
+        Err(_) => {
+            assert_ne!(
+                std::env::var("REQUIRE_POSTGRES").as_deref(),
+                Ok("1"),
+                "REQUIRE_POSTGRES=1 but TEST_DATABASE_URL is not set"
+            );
+            println!("postgres contract check skipped: TEST_DATABASE_URL is not set");
+            None
+        }
+    }
+}
+
+static TEMPLATE: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
+static CREATE_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// The name of a database migrated to the current schema, to copy from: created once per schema
+/// (its name hashes the migrations), and reused by later runs.
+async fn pg_template(base: &str) -> String {
+    TEMPLATE
+        .get_or_init(|| async {
+            let name = format!("rbk_contract_tpl_{:016x}", migrations_hash());
+            let mut admin = sqlx::PgConnection::connect(base)
+                .await
+                .expect("connect to TEST_DATABASE_URL");
+            let exists: Option<i32> = sqlx::query_scalar("SELECT 1 FROM pg_database WHERE datname = $1")
+                .bind(&name)
+                .fetch_optional(&mut admin)
+                .await
+                .unwrap();
+            if exists.is_none() {
+                // Migrated under a name of its own, then renamed: a template never shows half
+                // migrated, and of two processes racing here one rename wins.
+                let building = format!("rbk_contract_build_{}", Uuid::new_v4().simple());
+                admin
+                    .execute(format!("CREATE DATABASE {building}").as_str())
+                    .await
+                    .expect("CREATE DATABASE");
+                let store = reconbanker_store::connect(&with_database(base, &building), 1)
+                    .await
+                    .unwrap();
+                store.migrate().await.unwrap();
+                // Closed, or PostgreSQL would refuse to copy it.
+                store.close().await;
+                let renamed = admin
+                    .execute(format!("ALTER DATABASE {building} RENAME TO {name}").as_str())
+                    .await;
+                if renamed.is_err() {
+                    admin
+                        .execute(format!("DROP DATABASE IF EXISTS {building} WITH (FORCE)").as_str())
+                        .await
+                        .unwrap();
+                }
+            }
+            admin.close().await.ok();
+            name
+        })
+        .await
+        .clone()
+}
+
+/// A hash of the PostgreSQL migrations (names and contents).
+fn migrations_hash() -> u64 {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/postgres");
+    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|f| f.unwrap().path()).collect();
+    files.sort();
+    let mut hasher = std::hash::DefaultHasher::new();
+    for f in files {
+        f.file_name().hash(&mut hasher);
+        std::fs::read(&f).unwrap().hash(&mut hasher);
+    }
+    hasher.finish()
+}
+
+/// `base` with its database (URL path) replaced by `db`, query string kept.
+fn with_database(base: &str, db: &str) -> String {
+    let (main, query) = match base.split_once('?') {
+        Some((m, q)) => (m, Some(q)),
+        None => (base, None),
+    };
+    let authority_start = main.find("://").map_or(0, |i| i + 3);
+    let root = match main[authority_start..].find('/') {
+        Some(i) => &main[..authority_start + i],
+        None => main,
+    };
+    match query {
+        Some(q) => format!("{root}/{db}?{q}"),
+        None => format!("{root}/{db}"),
+    }
+}
+
+#[test]
+fn with_database_replaces_the_path() {
+    assert_eq!(with_database("postgres://u@h:1/postgres", "x"), "postgres://u@h:1/x");
+    assert_eq!(with_database("postgres://u@h:1", "x"), "postgres://u@h:1/x");
+    assert_eq!(
+        with_database("postgresql://u:p@h/db?sslmode=disable", "x"),
+        "postgresql://u:p@h/x?sslmode=disable"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Coverage of the trait
+// ---------------------------------------------------------------------------------------------
+
+/// The check sources, by file name (the drivers in this file do not count).
+const CHECK_SOURCES: &[(&str, &str)] = &[
+    ("accounts.rs", include_str!("accounts.rs")),
+    ("api_keys.rs", include_str!("api_keys.rs")),
+    ("assistance.rs", include_str!("assistance.rs")),
+    ("banks.rs", include_str!("banks.rs")),
+    ("deliveries.rs", include_str!("deliveries.rs")),
+    ("engine.rs", include_str!("engine.rs")),
+    ("events.rs", include_str!("events.rs")),
+    ("lifecycle.rs", include_str!("lifecycle.rs")),
+    ("users.rs", include_str!("users.rs")),
+];
+
+/// The names of the methods declared in `pub trait Store { … }`.
+fn trait_methods(src: &str) -> Vec<String> {
+    let start = src.find("pub trait Store").expect("`pub trait Store` in lib.rs");
+    let body = &src[start..];
+    let open = body.find('{').expect("trait body");
+    let mut depth = 0usize;
+    let mut end = body.len();
+    for (i, c) in body[open..].char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' => {
+                depth -= 1;
+                if depth == 0 {
+                    end = open + i;
+                    break;
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut names = Vec::new();
+    for line in body[open + 1..end].lines() {
+        let line = line.trim();
+        if line.starts_with("//") {
+            continue;
+        }
+        let mut words = line.split(|c: char| c.is_whitespace() || c == '(' || c == '<');
+        while let Some(w) = words.next() {
+            if w == "fn" {
+                if let Some(name) = words.next() {
+                    names.push(name.to_owned());
+                }
+                break;
+            }
+        }
+    }
+    names
+}
+
+#[test]
+fn every_store_method_is_covered() {
+    let declared = trait_methods(include_str!("../../src/lib.rs"));
+    assert!(declared.len() >= 30, "parsed too few trait methods: {declared:?}");
+    let declared_set: BTreeSet<&str> = declared.iter().map(String::as_str).collect();
+    assert_eq!(
+        declared_set.len(),
+        declared.len(),
+        "duplicate trait method names: {declared:?}"
+    );
+    // A call reads `.name(` (or `.name` at the end of a line, before a wrapped argument list).
+    let called = |name: &str| {
+        CHECK_SOURCES.iter().any(|(_, src)| {
+            src.contains(&format!(".{name}(")) || src.lines().any(|l| l.trim_end().ends_with(&format!(".{name}")))
+        })
+    };
+    let uncovered: Vec<&str> = declared_set.iter().copied().filter(|m| !called(m)).collect();
+    assert!(
+        uncovered.is_empty(),
+        "Store methods no contract check calls: {uncovered:?} ({} declared)",
+        declared.len()
+    );
+}
