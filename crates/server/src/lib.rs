@@ -219,8 +219,13 @@ impl App {
         for row in &orphans {
             if let Some(acc) = store.engine_account(row.account_id).await? {
                 let data = serde_json::json!({ "requestId": row.id, "reason": row.reason });
-                hub.emit("assistance.cancelled", acc.account.user_id, row.account_id, data)
-                    .await?;
+                hub.emit(
+                    push::events::EventKind::AssistanceCancelled,
+                    acc.account.user_id,
+                    row.account_id,
+                    data,
+                )
+                .await?;
             }
         }
         let runs = store.close_open_runs("process_restart", now()).await?;
@@ -355,7 +360,9 @@ async fn background_loop(state: AppState, cancel: CancellationToken) {
                 }
             }
             _ = sweep.tick() => {
-                state.limiter.sweep();
+                if let Err(e) = state.limiter.sweep().await {
+                    tracing::warn!(error = %e, "could not sweep idle rate-limit state");
+                }
                 if let Err(e) = state.store.purge_revoked_tokens(now()).await {
                     tracing::warn!(error = %e, "could not purge expired token revocations");
                 }

@@ -10,15 +10,15 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use reconbanker_store::{
-    now, AccountId, AssistanceRequestId, AssistanceRow, AssistanceStatus, CodeKind, Descriptor, NewEvent, Store,
-    StoreError, StoreResult, UserId,
+    now, AccountId, AssistanceRequestId, AssistanceRow, AssistanceStatus, CodeKind, Constraint, Descriptor, NewEvent,
+    Store, StoreError, StoreResult, UserId,
 };
 use serde_json::json;
 
-use crate::assistance::broker::{AssistanceBroker, CodeWaiter, OtpCode};
-use crate::push::events::{EventHub, Subscription};
+use crate::assistance::broker::{AssistanceBroker, BrokerError, CodeWait, DeliverError, OtpCode};
+use crate::push::events::{EventHub, EventKind, Subscription};
 use crate::support::clock::Clock;
-use crate::support::ratelimit::{Bucket, Decision, RateLimiter};
+use crate::support::ratelimit::{Bucket, Decision, LimiterError, RateLimiter};
 use crate::support::time::after;
 
 /// Codes are 1 to 32 characters after trimming (SPEC §7).
@@ -58,6 +58,11 @@ pub enum SubmitError {
     Busy,
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Limiter(#[from] LimiterError),
+    /// The broker could not be reached; the code was not delivered.
+    #[error("assistance broker unavailable: {0}")]
+    Broker(String),
 }
 
 #[derive(Debug)]
@@ -72,6 +77,8 @@ pub enum OpenError {
     AlreadyPending,
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
 }
 
 pub struct Assistance {
@@ -143,16 +150,25 @@ impl Assistance {
     /// The event announcing a request (first time and after each rejected code).
     fn requested_event(&self, user: UserId, r: &AssistanceRow, sub: &Subscription) -> NewEvent {
         let data = json!({ "requestId": r.id, "descriptor": r.descriptor, "attempts": r.attempts });
-        self.hub
-            .build("assistance.requested", user, r.account_id, data, sub, Some(r.id))
+        self.hub.build(
+            EventKind::AssistanceRequested,
+            user,
+            r.account_id,
+            data,
+            sub,
+            Some(r.id),
+        )
     }
 
     /// The event of a closed request.
     fn closed_event(&self, user: UserId, r: &AssistanceRow, sub: &Subscription) -> NewEvent {
         let (kind, data) = match r.status {
-            AssistanceStatus::Fulfilled => ("assistance.fulfilled", json!({ "requestId": r.id })),
-            AssistanceStatus::Expired => ("assistance.expired", json!({ "requestId": r.id })),
-            _ => ("assistance.cancelled", json!({ "requestId": r.id, "reason": r.reason })),
+            AssistanceStatus::Fulfilled => (EventKind::AssistanceFulfilled, json!({ "requestId": r.id })),
+            AssistanceStatus::Expired => (EventKind::AssistanceExpired, json!({ "requestId": r.id })),
+            _ => (
+                EventKind::AssistanceCancelled,
+                json!({ "requestId": r.id, "reason": r.reason }),
+            ),
         };
         self.hub.build(kind, user, r.account_id, data, sub, Some(r.id))
     }
@@ -210,7 +226,7 @@ impl Assistance {
         account: AccountId,
         user: UserId,
         descriptor: Descriptor,
-    ) -> Result<(AssistanceRow, CodeWaiter), OpenError> {
+    ) -> Result<(AssistanceRow, Box<dyn CodeWait>), OpenError> {
         let at = self.clock.now();
         let row = AssistanceRow {
             id: AssistanceRequestId::new(),
@@ -225,12 +241,14 @@ impl Assistance {
             expires_at: after(at, self.timeout),
             closed_at: None,
         };
-        let waiter = self.broker.register(row.id);
+        let waiter = self.broker.register(row.id).await?;
         let sub = self.hub.subscription(account).await?;
         let event = self.requested_event(user, &row, &sub);
         let logged = match self.store.create_assistance(&row, &[event]).await {
             Ok(logged) => logged,
-            Err(StoreError::Conflict(_)) => return Err(OpenError::AlreadyPending),
+            Err(e) if e.is_conflict_on(Constraint::AssistancePendingPerAccount) => {
+                return Err(OpenError::AlreadyPending)
+            }
             Err(e) => return Err(e.into()),
         };
         self.install(&row).await?;
@@ -239,8 +257,8 @@ impl Assistance {
     }
 
     /// Waits again for the same request (after a wrong code).
-    pub fn rearm(&self, request: AssistanceRequestId) -> CodeWaiter {
-        self.broker.register(request)
+    pub async fn rearm(&self, request: AssistanceRequestId) -> Result<Box<dyn CodeWait>, BrokerError> {
+        self.broker.register(request).await
     }
 
     /// The bank refused a code but allows another try: same request, `attempts` + 1, announced
@@ -283,7 +301,10 @@ impl Assistance {
             .await?;
         // Released after the row is closed: the woken login then finds it closed with *this*
         // status and reason, instead of racing to close it with its own.
-        self.broker.withdraw(request);
+        if let Err(e) = self.broker.withdraw(request).await {
+            // The login still wakes at its deadline or when its session ends.
+            tracing::warn!(error = %e, request = %request, "could not end the wait for a closed request");
+        }
         let Some((row, logged)) = closed else { return Ok(None) };
         {
             let mut cache = self.cache.write().unwrap_or_else(|p| p.into_inner());
@@ -353,7 +374,8 @@ impl Assistance {
         }
         let rate = self
             .limiter
-            .hit_window(Bucket::Otp(account), self.otp_limit, self.otp_window);
+            .hit_window(Bucket::Otp(account), self.otp_limit, self.otp_window)
+            .await?;
         if !rate.allowed {
             return Err(SubmitError::RateLimited(rate));
         }
@@ -365,16 +387,22 @@ impl Assistance {
                 return Err(SubmitError::Stale { pending: p.id });
             }
         }
-        self.broker
-            .deliver(p.id, OtpCode::new(code.to_owned()))
-            .map_err(|_| SubmitError::Busy)?;
+        match self.broker.deliver(p.id, OtpCode::new(code.to_owned())).await {
+            Ok(()) => {}
+            Err(DeliverError::NoWaiter) => return Err(SubmitError::Busy),
+            // The login is gone with its process: nothing can take this code.
+            Err(DeliverError::OwnerGone) => return Err(SubmitError::NoPending),
+            Err(DeliverError::Unavailable(e)) => return Err(SubmitError::Broker(e)),
+        }
         Ok(Submitted { request_id: p.id, rate })
     }
 
-    /// The current OTP budget of an account, for `RateLimit` headers on other answers.
-    pub fn otp_budget(&self, account: AccountId) -> Decision {
+    /// The current OTP budget of an account (tests check that refusals do not spend it).
+    #[cfg(any(test, feature = "test-support"))]
+    pub async fn otp_budget(&self, account: AccountId) -> Result<Decision, LimiterError> {
         self.limiter
             .peek_window(Bucket::Otp(account), self.otp_limit, self.otp_window)
+            .await
     }
 }
 

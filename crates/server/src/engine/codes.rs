@@ -9,7 +9,7 @@ use reconbanker_store::{AssistanceRow, AssistanceStatus, Descriptor, EngineAccou
 use tokio_util::sync::CancellationToken;
 
 use super::connector::{CodeSource, ConnectorError, NoCode};
-use crate::assistance::broker::{CodeWaiter, OtpCode};
+use crate::assistance::broker::{CodeWait, OtpCode};
 use crate::assistance::{Assistance, OpenError};
 use crate::engine::live::{LiveGuard, Phase};
 
@@ -24,7 +24,7 @@ pub(super) struct EngineCodes<'a> {
     /// The open request, while it is pending.
     request: Option<AssistanceRow>,
     /// The registration for the next code (taken while waiting).
-    waiter: Option<CodeWaiter>,
+    waiter: Option<Box<dyn CodeWait>>,
     /// The request was closed under us (expired, killed, deleted): no code will come.
     ended: bool,
 }
@@ -133,7 +133,10 @@ impl CodeSource for EngineCodes<'_> {
         };
         let waiter = match self.waiter.take() {
             Some(w) => w,
-            None => self.assistance.rearm(request.id),
+            None => self.assistance.rearm(request.id).await.map_err(|e| {
+                tracing::error!(error = %e, "could not wait for a code");
+                NoCode::Unavailable
+            })?,
         };
         self.guard.set_phase(Phase::AwaitingCode);
         let clock = self.assistance.clock().clone();
@@ -157,7 +160,11 @@ impl CodeSource for EngineCodes<'_> {
     async fn rejected(&mut self) {
         let Some(request) = &self.request else { return };
         // Registered again before the new attempt count is visible, so the next code finds us.
-        self.waiter = Some(self.assistance.rearm(request.id));
+        match self.assistance.rearm(request.id).await {
+            Ok(w) => self.waiter = Some(w),
+            // `code()` registers again before it waits.
+            Err(e) => tracing::warn!(error = %e, "could not wait again after a rejected code"),
+        }
         match self
             .assistance
             .code_rejected(request.id, self.acc.account.user_id)

@@ -10,12 +10,12 @@
 mod codes;
 pub mod connector;
 pub(crate) mod live;
+mod run;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rand::Rng;
 use reconbanker_store::{now, AccountId, EngineAccount, RunId, RunRow, Store, StoreResult, UserId};
 use serde_json::json;
 use tokio::sync::{Notify, Semaphore};
@@ -26,11 +26,12 @@ use tokio_util::task::TaskTracker;
 use crate::assistance::Assistance;
 use crate::domain::account_config::{self, SessionType};
 use crate::engine::live::{LiveGuard, LiveSessions, Phase};
-use crate::push::events::EventHub;
+use crate::push::events::{EventHub, EventKind};
 use crate::support::crypto::Sealer;
 use crate::support::time::after;
 use codes::EngineCodes;
 use connector::{BankConnector, BankSession, ConnectorError, Credentials, Fatal};
+use run::{RetryPolicy, RunOutcome, StopReason};
 
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -220,22 +221,33 @@ impl Engine {
     }
 }
 
-/// Exponential backoff with ±25 % jitter.
-fn backoff(base: Duration, attempt: u32) -> Duration {
-    let exp = base.saturating_mul(1 << attempt.min(16));
-    let jitter = rand::thread_rng().gen_range(0.75..1.25);
-    exp.mul_f64(jitter)
+/// What one run of a session needs, besides the credentials.
+#[derive(Clone, Copy)]
+struct RunCtx<'a> {
+    acc: &'a EngineAccount,
+    live: &'a Live,
+    guard: &'a LiveGuard,
+    assisted: bool,
+    persistent: bool,
+}
+
+/// What a run read, whatever its result.
+#[derive(Default)]
+struct SessionReport {
+    reads: u32,
+    movements_read: i32,
+    new_movements: i32,
 }
 
 impl Inner {
-    async fn publish(&self, kind: &str, acc: &EngineAccount, data: serde_json::Value) {
+    async fn publish(&self, kind: EventKind, acc: &EngineAccount, data: serde_json::Value) {
         if let Err(e) = self
             .deps
             .hub
             .emit(kind, acc.account.user_id, acc.account.id, data)
             .await
         {
-            tracing::warn!(error = %e, kind, "could not record an event");
+            tracing::warn!(error = %e, kind = kind.as_str(), "could not record an event");
         }
     }
 
@@ -372,7 +384,8 @@ impl Inner {
         if let Err(e) = self.deps.store.release_lease(id, &self.deps.owner).await {
             tracing::warn!(error = %e, account = %id, "could not release the session lease");
         }
-        self.publish("session.stopped", &acc, json!({ "reason": reason })).await;
+        self.publish(EventKind::SessionStopped, &acc, json!({ "reason": reason.as_str() }))
+            .await;
     }
 
     /// Takes or renews this instance's lease on the account for one `lease_ttl`.
@@ -403,17 +416,36 @@ impl Inner {
     }
 
     /// One session: logins, reads, retries. Returns why it stopped.
-    async fn drive(self: &Arc<Self>, acc: &EngineAccount, live: &Live, guard: &LiveGuard) -> String {
+    async fn drive(self: &Arc<Self>, acc: &EngineAccount, live: &Live, guard: &LiveGuard) -> StopReason {
         let (settings, secrets) = match account_config::decode(acc.config.as_ref(), &self.deps.sealer) {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(error = %e, account = %acc.account.id, "account config unreadable");
-                return "config_unreadable".into();
+                return StopReason::ConfigUnreadable;
             }
         };
         let persistent = settings.session_type == SessionType::Persistent;
         let kind = if persistent { "persistent" } else { "one-shot" };
-        self.publish("session.started", acc, json!({ "kind": kind })).await;
+        self.publish(EventKind::SessionStarted, acc, json!({ "kind": kind }))
+            .await;
+        let creds = match (&secrets.bank_username, &secrets.bank_password) {
+            (Some(u), Some(p)) => Some(Credentials {
+                username: u.clone(),
+                password: p.clone(),
+            }),
+            _ => None,
+        };
+        let ctx = RunCtx {
+            acc,
+            live,
+            guard,
+            assisted: settings.login_mode == account_config::LoginMode::Assisted,
+            persistent,
+        };
+        let policy = RetryPolicy {
+            attempts: self.cfg.retry_attempts,
+            base: self.cfg.retry_backoff,
+        };
         let mut failures = 0u32;
         loop {
             let mut run = RunRow {
@@ -431,108 +463,46 @@ impl Inner {
                 tracing::warn!(error = %e, "could not record the run");
             }
             guard.set_phase(Phase::Starting);
-            let creds = match (&secrets.bank_username, &secrets.bank_password) {
-                (Some(u), Some(p)) => Ok(Credentials {
-                    username: u.clone(),
-                    password: p.clone(),
-                }),
-                _ => Err((Stage::Login, ConnectorError::Fatal(Fatal::NotConfigured))),
-            };
-            let mut reads = 0u32;
-            let result = match creds {
-                Ok(creds) => {
-                    self.session(
-                        acc,
-                        settings.login_mode,
-                        &creds,
-                        persistent,
-                        live,
-                        guard,
-                        &mut run,
-                        &mut reads,
-                    )
-                    .await
-                }
-                Err(e) => Err(e),
+            let (report, result) = match &creds {
+                Some(creds) => self.session(&ctx, creds).await,
+                None => (
+                    SessionReport::default(),
+                    Err((Stage::Login, ConnectorError::Fatal(Fatal::NotConfigured))),
+                ),
             };
             // A session that read the bank was healthy: its failures start over.
-            if reads > 0 {
+            if report.reads > 0 {
                 failures = 0;
             }
-            let (outcome, reason) = match &result {
-                Ok(()) => ("succeeded", None),
-                Err((_, ConnectorError::Cancelled)) => ("cancelled", Some("killed".to_owned())),
-                Err((_, ConnectorError::SessionExpired)) => (
-                    if reads > 0 { "succeeded" } else { "failed" },
-                    Some("bank_dropped_session".to_owned()),
-                ),
-                Err((_, ConnectorError::Fatal(f))) => ("failed", Some(f.as_str().to_owned())),
-                Err((_, ConnectorError::Retryable(m))) => ("failed", Some(format!("retryable: {m}"))),
-            };
-            run.outcome = outcome.into();
-            run.failure_reason = reason.clone();
+            let connector_result = result.as_ref().map(|_| ()).map_err(|(_, e)| e.clone());
+            let outcome = RunOutcome::of(&connector_result, report.reads, self.shutdown.is_cancelled());
+            run.outcome = outcome.as_str().into();
+            run.failure_reason = outcome.reason(&connector_result);
             run.ended_at = Some(now());
-            // The failure event is logged (and queued for the webhook) with the end of the run.
-            let failure_event = match &result {
-                Err((stage, ConnectorError::Fatal(_) | ConnectorError::Retryable(_))) => {
-                    let kind = match stage {
-                        Stage::Login => "login.failed",
-                        Stage::Scrape => "scrape.failed",
-                    };
-                    let sub = self.deps.hub.subscription(acc.account.id).await.unwrap_or_default();
-                    let data = json!({ "reason": reason });
-                    vec![self
-                        .deps
-                        .hub
-                        .build(kind, acc.account.user_id, acc.account.id, data, &sub, None)]
-                }
-                _ => Vec::new(),
-            };
-            match self.deps.store.finish_run(&run, &failure_event).await {
-                Ok((_, logged)) => self.deps.hub.publish(logged).await,
-                Err(e) => tracing::warn!(error = %e, "could not record the end of the run"),
-            }
+            run.movements_read = report.movements_read;
+            run.new_movements = report.new_movements;
+            self.finish_run(acc, &run, &result).await;
             match result {
-                Ok(()) => return "completed".into(),
-                Err((_, ConnectorError::Cancelled)) => {
-                    return if self.shutdown.is_cancelled() {
-                        "shutdown".into()
-                    } else {
-                        "killed".into()
-                    };
-                }
-                Err((_, ConnectorError::SessionExpired)) if reads > 0 => {
+                Ok(()) => return StopReason::Completed,
+                Err((_, ConnectorError::Cancelled)) => return StopReason::cancelled(self.shutdown.is_cancelled()),
+                Err((_, ConnectorError::SessionExpired)) if report.reads > 0 => {
                     // The bank dropped a persistent session that was working: log in again at once.
                     tracing::info!(account = %acc.account.id, "bank dropped the session; logging in again");
                     continue;
                 }
                 Err((_, ConnectorError::Fatal(f))) => {
-                    let reason = f.as_str();
-                    if let Err(e) = self
-                        .deps
-                        .store
-                        .set_scrape_block(acc.account.id, Some((now(), reason)))
-                        .await
-                    {
-                        tracing::warn!(error = %e, "could not record the fatal block");
-                    }
-                    guard.set_phase(Phase::NeedsAttention);
-                    self.publish("session.needs_attention", acc, json!({ "reason": reason }))
-                        .await;
-                    return reason.into();
+                    self.block(acc, guard, f).await;
+                    return StopReason::Fatal(f);
                 }
                 // Dropped before the first read counts as a failure: a bank that ends every
                 // session at once must not be logged into in a tight loop.
                 Err((_, ConnectorError::Retryable(_) | ConnectorError::SessionExpired)) => {
                     failures += 1;
-                    if failures > self.cfg.retry_attempts {
-                        return "retries_exhausted".into();
-                    }
-                    let wait = backoff(self.cfg.retry_backoff, failures - 1);
+                    let Some(wait) = policy.delay(failures, run::jitter()) else {
+                        return StopReason::RetriesExhausted;
+                    };
                     tokio::select! {
-                        _ = live.cancel.cancelled() => {
-                            return if self.shutdown.is_cancelled() { "shutdown".into() } else { "killed".into() };
-                        }
+                        _ = live.cancel.cancelled() => return StopReason::cancelled(self.shutdown.is_cancelled()),
                         _ = tokio::time::sleep(wait) => {}
                     }
                 }
@@ -540,25 +510,83 @@ impl Inner {
         }
     }
 
+    /// Records the end of a run, with its failure event (logged and queued for the webhook in
+    /// the same transaction).
+    async fn finish_run(&self, acc: &EngineAccount, run: &RunRow, result: &Result<(), (Stage, ConnectorError)>) {
+        let failure_event = match result {
+            Err((stage, ConnectorError::Fatal(_) | ConnectorError::Retryable(_))) => {
+                let kind = match stage {
+                    Stage::Login => EventKind::LoginFailed,
+                    Stage::Scrape => EventKind::ScrapeFailed,
+                };
+                let sub = match self.deps.hub.subscription(acc.account.id).await {
+                    Ok(sub) => sub,
+                    Err(e) => {
+                        // The event is still logged and streamed; only its webhook is lost.
+                        tracing::error!(error = %e, account = %acc.account.id,
+                            "could not read the notification subscription; the failure event goes without its webhook");
+                        Default::default()
+                    }
+                };
+                let data = json!({ "reason": run.failure_reason });
+                vec![self
+                    .deps
+                    .hub
+                    .build(kind, acc.account.user_id, acc.account.id, data, &sub, None)]
+            }
+            _ => Vec::new(),
+        };
+        match self.deps.store.finish_run(run, &failure_event).await {
+            Ok((_, logged)) => self.deps.hub.publish(logged).await,
+            Err(e) => tracing::warn!(error = %e, "could not record the end of the run"),
+        }
+    }
+
+    /// Skip-on-fatal: the scheduler leaves the account alone until `restart`.
+    async fn block(&self, acc: &EngineAccount, guard: &LiveGuard, fatal: Fatal) {
+        let reason = fatal.as_str();
+        if let Err(e) = self
+            .deps
+            .store
+            .set_scrape_block(acc.account.id, Some((now(), reason)))
+            .await
+        {
+            tracing::warn!(error = %e, "could not record the fatal block");
+        }
+        guard.set_phase(Phase::NeedsAttention);
+        self.publish(EventKind::SessionNeedsAttention, acc, json!({ "reason": reason }))
+            .await;
+    }
+
     /// Logs in (asking for codes as needed), then reads once (one-shot) or keeps reading
-    /// (persistent) until stopped.
-    #[allow(clippy::too_many_arguments)]
+    /// (persistent) until stopped. The report counts what was read, whatever the result.
     async fn session(
         self: &Arc<Self>,
-        acc: &EngineAccount,
-        mode: account_config::LoginMode,
+        ctx: &RunCtx<'_>,
         creds: &Credentials,
-        persistent: bool,
-        live: &Live,
-        guard: &LiveGuard,
-        run: &mut RunRow,
-        reads: &mut u32,
+    ) -> (SessionReport, Result<(), (Stage, ConnectorError)>) {
+        let mut report = SessionReport::default();
+        let result = self.login_and_read(ctx, creds, &mut report).await;
+        (report, result)
+    }
+
+    async fn login_and_read(
+        self: &Arc<Self>,
+        ctx: &RunCtx<'_>,
+        creds: &Credentials,
+        report: &mut SessionReport,
     ) -> Result<(), (Stage, ConnectorError)> {
+        let RunCtx {
+            acc,
+            live,
+            guard,
+            assisted,
+            persistent,
+        } = *ctx;
         let connector = self.deps.connectors.get(&acc.account.bank_code).cloned().ok_or((
             Stage::Login,
             ConnectorError::Retryable("no connector for this bank".into()),
         ))?;
-        let assisted = mode == account_config::LoginMode::Assisted;
         let mut codes = EngineCodes::new(
             &self.deps.assistance,
             acc,
@@ -573,7 +601,7 @@ impl Inner {
         };
         codes.finish(login.as_ref().err()).await;
         let mut session: Box<dyn BankSession> = login.map_err(|e| (Stage::Login, e))?;
-        self.publish("login.succeeded", acc, json!({})).await;
+        self.publish(EventKind::LoginSucceeded, acc, json!({})).await;
         guard.set_phase(Phase::Running);
         loop {
             let read = tokio::select! {
@@ -599,10 +627,10 @@ impl Inner {
                         ConnectorError::Retryable(format!("storing movements: {e}")),
                     )
                 })?;
-            *reads += 1;
-            run.movements_read += movements.len() as i32;
-            run.new_movements += new as i32;
-            self.publish("scrape.succeeded", acc, json!({ "new_movements": new }))
+            report.reads += 1;
+            report.movements_read += movements.len() as i32;
+            report.new_movements += new as i32;
+            self.publish(EventKind::ScrapeSucceeded, acc, json!({ "new_movements": new }))
                 .await;
             if !persistent {
                 if let Err(e) = session.logout().await {

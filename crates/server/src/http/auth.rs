@@ -145,7 +145,9 @@ impl FromRequestParts<AppState> for ApiKeyPrincipal {
         let max_failures = app.config.auth_failures_per_min;
         let blocked = app
             .limiter
-            .peek_window(Bucket::AuthFailure(ip), max_failures, AUTH_FAILURE_WINDOW);
+            .peek_window(Bucket::AuthFailure(ip), max_failures, AUTH_FAILURE_WINDOW)
+            .await
+            .map_err(Problem::from)?;
         if blocked.remaining == 0 {
             return Err(Problem::rate_limited(&blocked, "Too many failed authentications from this address").into());
         }
@@ -154,13 +156,17 @@ impl FromRequestParts<AppState> for ApiKeyPrincipal {
             Ok(key) => key,
             Err(AuthError::Invalid) => {
                 app.limiter
-                    .hit_window(Bucket::AuthFailure(ip), max_failures, AUTH_FAILURE_WINDOW);
+                    .hit_window(Bucket::AuthFailure(ip), max_failures, AUTH_FAILURE_WINDOW)
+                    .await
+                    .map_err(Problem::from)?;
                 return Err(invalid_key().into());
             }
         };
         let rate = app
             .limiter
-            .hit_rate(Bucket::Key(key.id), app.config.v1_rate_per_sec, app.config.v1_burst);
+            .hit_rate(Bucket::Key(key.id), app.config.v1_rate_per_sec, app.config.v1_burst)
+            .await
+            .map_err(Problem::from)?;
         if !rate.allowed {
             return Err(Problem::rate_limited(&rate, "Too many requests with this API key").into());
         }

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use crate::app::AppError;
 use crate::assistance::SubmitError;
 use crate::domain::FieldError;
-use crate::support::ratelimit::Decision;
+use crate::support::ratelimit::{Decision, LimiterError};
 
 #[derive(Debug)]
 pub struct Problem {
@@ -192,6 +192,8 @@ impl From<SubmitError> for Problem {
                 "A code for this request is being checked by the bank; wait for the outcome before sending another",
             ),
             SubmitError::Store(e) => e.into(),
+            SubmitError::Limiter(e) => e.into(),
+            SubmitError::Broker(e) => Problem::internal(e),
         }
     }
 }
@@ -209,5 +211,11 @@ impl From<AppError> for Problem {
             AppError::NotFound => Problem::not_found("Account not found"),
             AppError::Corrupt(message) => Problem::internal(message),
         }
+    }
+}
+
+impl From<LimiterError> for Problem {
+    fn from(e: LimiterError) -> Self {
+        Problem::internal(e)
     }
 }

@@ -112,7 +112,11 @@ pub async fn login(
     }
     let bucket = Bucket::LoginFailure(peer.ip());
     let limit = app.config.login_failures;
-    let budget = app.limiter.peek_window(bucket, limit, LOGIN_FAILURE_WINDOW);
+    let budget = app
+        .limiter
+        .peek_window(bucket, limit, LOGIN_FAILURE_WINDOW)
+        .await
+        .map_err(Problem::from)?;
     if budget.remaining == 0 {
         return Err(Problem::rate_limited(&budget, "Too many failed logins; try again later").into());
     }
@@ -132,7 +136,10 @@ pub async fn login(
         .await
         .map_err(Problem::internal)?;
     let Some(user) = user.filter(|_| ok) else {
-        app.limiter.hit_window(bucket, limit, LOGIN_FAILURE_WINDOW);
+        app.limiter
+            .hit_window(bucket, limit, LOGIN_FAILURE_WINDOW)
+            .await
+            .map_err(Problem::from)?;
         return Err(Problem::unauthorized("Invalid credentials").into());
     };
     let (token, _) = app.jwt.issue(user.id, now()).map_err(Problem::internal)?;

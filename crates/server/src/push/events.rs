@@ -132,13 +132,62 @@ impl Subscriber for LocalSubscriber {
     }
 }
 
-/// The subscribable name of an internal event, if it has one (SPEC §8).
-pub fn subscribable(kind: &str) -> Option<NotificationEvent> {
-    match kind {
-        "assistance.requested" => Some(NotificationEvent::AssistanceRequired),
-        "login.failed" => Some(NotificationEvent::LoginFailed),
-        "scrape.failed" => Some(NotificationEvent::ScrapeFailed),
-        _ => None,
+/// Every kind of event the service logs (docs/product.md §6). The log stores `as_str()`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    AssistanceRequested,
+    AssistanceFulfilled,
+    AssistanceCancelled,
+    AssistanceExpired,
+    LoginFailed,
+    LoginSucceeded,
+    ScrapeFailed,
+    ScrapeSucceeded,
+    SessionStarted,
+    SessionStopped,
+    SessionNeedsAttention,
+}
+
+impl EventKind {
+    pub const ALL: [EventKind; 11] = [
+        EventKind::AssistanceRequested,
+        EventKind::AssistanceFulfilled,
+        EventKind::AssistanceCancelled,
+        EventKind::AssistanceExpired,
+        EventKind::LoginFailed,
+        EventKind::LoginSucceeded,
+        EventKind::ScrapeFailed,
+        EventKind::ScrapeSucceeded,
+        EventKind::SessionStarted,
+        EventKind::SessionStopped,
+        EventKind::SessionNeedsAttention,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::AssistanceRequested => "assistance.requested",
+            EventKind::AssistanceFulfilled => "assistance.fulfilled",
+            EventKind::AssistanceCancelled => "assistance.cancelled",
+            EventKind::AssistanceExpired => "assistance.expired",
+            EventKind::LoginFailed => "login.failed",
+            EventKind::LoginSucceeded => "login.succeeded",
+            EventKind::ScrapeFailed => "scrape.failed",
+            EventKind::ScrapeSucceeded => "scrape.succeeded",
+            EventKind::SessionStarted => "session.started",
+            EventKind::SessionStopped => "session.stopped",
+            EventKind::SessionNeedsAttention => "session.needs_attention",
+        }
+    }
+
+    /// The subscribable name of this event for notification webhooks, if it has one
+    /// (docs/product.md §8).
+    pub fn subscribable(self) -> Option<NotificationEvent> {
+        match self {
+            EventKind::AssistanceRequested => Some(NotificationEvent::AssistanceRequired),
+            EventKind::LoginFailed => Some(NotificationEvent::LoginFailed),
+            EventKind::ScrapeFailed => Some(NotificationEvent::ScrapeFailed),
+            _ => None,
+        }
     }
 }
 
@@ -189,7 +238,7 @@ impl EventHub {
     /// An event, with its webhook delivery when `subscription` asks for this kind.
     pub fn build(
         &self,
-        kind: &str,
+        kind: EventKind,
         user: UserId,
         account: AccountId,
         data: Value,
@@ -198,14 +247,14 @@ impl EventHub {
     ) -> NewEvent {
         let occurred_at = now();
         let mut deliveries = Vec::new();
-        if let (Some(_), Some(sub)) = (&subscription.endpoint, subscribable(kind)) {
+        if let (Some(_), Some(sub)) = (&subscription.endpoint, kind.subscribable()) {
             if subscription.events.contains(&sub) {
                 let id = DeliveryId::new();
                 let payload = json!({
                     "id": id,
                     "account_id": account,
                     "type": subscribable_name(sub),
-                    "status": kind,
+                    "status": kind.as_str(),
                     "data": data,
                     "occurred_at": crate::support::time::ts(occurred_at),
                 });
@@ -222,7 +271,7 @@ impl EventHub {
             id: Uuid::now_v7(),
             user_id: user,
             account_id: account,
-            kind: kind.into(),
+            kind: kind.as_str().into(),
             data: data.to_string(),
             occurred_at,
             deliveries,
@@ -250,8 +299,8 @@ impl EventHub {
     }
 
     /// Logs and publishes one event that has no state change of its own.
-    pub async fn emit(&self, kind: &str, user: UserId, account: AccountId, data: Value) -> StoreResult<()> {
-        let sub = if subscribable(kind).is_some() {
+    pub async fn emit(&self, kind: EventKind, user: UserId, account: AccountId, data: Value) -> StoreResult<()> {
+        let sub = if kind.subscribable().is_some() {
             self.subscription(account).await?
         } else {
             Subscription::default()
@@ -260,5 +309,23 @@ impl EventHub {
         let logged = self.store.record_events(&[event]).await?;
         self.publish(logged).await;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_kind_names_are_distinct_and_dotted() {
+        let names: std::collections::BTreeSet<_> = EventKind::ALL.iter().map(|k| k.as_str()).collect();
+        assert_eq!(names.len(), EventKind::ALL.len());
+        assert!(names.iter().all(|n| n.contains('.') && !n.contains(['\n', '\r'])));
+        let subscribable: Vec<_> = EventKind::ALL.iter().filter_map(|k| k.subscribable()).collect();
+        assert_eq!(
+            subscribable.len(),
+            3,
+            "assistance_required, login_failed, scrape_failed"
+        );
     }
 }

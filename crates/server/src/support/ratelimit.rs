@@ -1,5 +1,6 @@
-//! Rate limiting behind a small trait (a PostgreSQL-backed implementation can share counters
-//! between instances later). Two policies:
+//! Rate limiting behind a small async trait whose calls can fail, so an implementation that
+//! shares its counters between instances (a round trip to the database) fits behind it; the
+//! in-process [`MemoryRateLimiter`] is the default. Two policies:
 //! - [`RateLimiter::hit_window`]: exact sliding window ("5 per 10 minutes"), for small limits —
 //!   OTP submissions, failed logins, failed API-key authentications;
 //! - [`RateLimiter::hit_rate`]: GCRA (a token bucket without a timer), for the per-key `/v1`
@@ -11,6 +12,7 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use reconbanker_store::{AccountId, ApiKeyId};
 use tokio::time::Instant;
 
@@ -38,16 +40,23 @@ pub struct Decision {
     pub window_secs: u64,
 }
 
+/// The limiter could not decide (its shared counters are out of reach). Callers refuse the
+/// request rather than let it through unlimited.
+#[derive(Debug, thiserror::Error)]
+#[error("rate limiter unavailable: {0}")]
+pub struct LimiterError(pub String);
+
+#[async_trait]
 pub trait RateLimiter: Send + Sync + 'static {
     /// Counts one event in a sliding window of `window` holding at most `limit` events; a
     /// refused event is not counted.
-    fn hit_window(&self, bucket: Bucket, limit: u32, window: Duration) -> Decision;
+    async fn hit_window(&self, bucket: Bucket, limit: u32, window: Duration) -> Result<Decision, LimiterError>;
     /// Looks at a sliding window without counting.
-    fn peek_window(&self, bucket: Bucket, limit: u32, window: Duration) -> Decision;
+    async fn peek_window(&self, bucket: Bucket, limit: u32, window: Duration) -> Result<Decision, LimiterError>;
     /// Allows `per_sec` events a second with bursts of `burst` (GCRA).
-    fn hit_rate(&self, bucket: Bucket, per_sec: u32, burst: u32) -> Decision;
+    async fn hit_rate(&self, bucket: Bucket, per_sec: u32, burst: u32) -> Result<Decision, LimiterError>;
     /// Drops state that no longer limits anything (called periodically).
-    fn sweep(&self);
+    async fn sweep(&self) -> Result<(), LimiterError>;
 }
 
 enum State {
@@ -75,7 +84,7 @@ impl MemoryRateLimiter {
         if map.len() >= MAX_BUCKETS && !map.contains_key(&bucket) {
             // Memory stays bounded under a flood of distinct clients: forget idle state first.
             drop(map);
-            self.sweep();
+            self.sweep_idle();
             map = self.state.lock().unwrap_or_else(|p| p.into_inner());
         }
         let state = match map.entry(bucket) {
@@ -124,16 +133,28 @@ impl MemoryRateLimiter {
     }
 }
 
+#[async_trait]
 impl RateLimiter for MemoryRateLimiter {
-    fn hit_window(&self, bucket: Bucket, limit: u32, window: Duration) -> Decision {
-        self.window(bucket, limit, window, true)
+    async fn hit_window(&self, bucket: Bucket, limit: u32, window: Duration) -> Result<Decision, LimiterError> {
+        Ok(self.window(bucket, limit, window, true))
     }
 
-    fn peek_window(&self, bucket: Bucket, limit: u32, window: Duration) -> Decision {
-        self.window(bucket, limit, window, false)
+    async fn peek_window(&self, bucket: Bucket, limit: u32, window: Duration) -> Result<Decision, LimiterError> {
+        Ok(self.window(bucket, limit, window, false))
     }
 
-    fn hit_rate(&self, bucket: Bucket, per_sec: u32, burst: u32) -> Decision {
+    async fn hit_rate(&self, bucket: Bucket, per_sec: u32, burst: u32) -> Result<Decision, LimiterError> {
+        Ok(self.rate(bucket, per_sec, burst))
+    }
+
+    async fn sweep(&self) -> Result<(), LimiterError> {
+        self.sweep_idle();
+        Ok(())
+    }
+}
+
+impl MemoryRateLimiter {
+    fn rate(&self, bucket: Bucket, per_sec: u32, burst: u32) -> Decision {
         let now = Instant::now();
         let interval = Duration::from_secs(1) / per_sec.max(1);
         let tolerance = interval * burst.max(1);
@@ -164,7 +185,7 @@ impl RateLimiter for MemoryRateLimiter {
         }
     }
 
-    fn sweep(&self) {
+    fn sweep_idle(&self) {
         let now = Instant::now();
         let mut map = self.state.lock().unwrap_or_else(|p| p.into_inner());
         // A window older than a day, or a bucket whose arrival time has passed, limits nothing.
@@ -191,45 +212,45 @@ mod tests {
         let b = acct();
         let w = Duration::from_secs(600);
         for i in 0..5 {
-            let d = rl.hit_window(b, 5, w);
+            let d = rl.window(b, 5, w, true);
             assert!(d.allowed, "hit {i}");
             assert_eq!(d.remaining, 4 - i);
             tokio::time::advance(Duration::from_secs(1)).await;
         }
         // t = 5 s: the window (hits at 0..=4 s) is full.
-        let refused = rl.hit_window(b, 5, w);
+        let refused = rl.window(b, 5, w, true);
         assert!(!refused.allowed);
         assert_eq!(refused.reset_secs, 595);
         tokio::time::advance(Duration::from_secs(594)).await;
         assert!(
-            !rl.hit_window(b, 5, w).allowed,
+            !rl.window(b, 5, w, true).allowed,
             "refusals are not counted, window not yet over"
         );
-        assert_eq!(rl.peek_window(b, 5, w).reset_secs, 1);
+        assert_eq!(rl.window(b, 5, w, false).reset_secs, 1);
         tokio::time::advance(Duration::from_secs(1)).await;
-        assert!(rl.hit_window(b, 5, w).allowed, "the oldest hit left the window");
-        assert!(!rl.hit_window(b, 5, w).allowed, "only one left");
-        assert!(rl.hit_window(acct(), 5, w).allowed, "buckets are independent");
+        assert!(rl.window(b, 5, w, true).allowed, "the oldest hit left the window");
+        assert!(!rl.window(b, 5, w, true).allowed, "only one left");
+        assert!(rl.window(acct(), 5, w, true).allowed, "buckets are independent");
     }
 
     #[tokio::test(start_paused = true)]
     async fn gcra_allows_burst_then_rate() {
         let rl = MemoryRateLimiter::default();
         let b = Bucket::Key(ApiKeyId::new());
-        let allowed = (0..50).filter(|_| rl.hit_rate(b, 10, 20).allowed).count();
+        let allowed = (0..50).filter(|_| rl.rate(b, 10, 20).allowed).count();
         assert_eq!(allowed, 20, "burst");
         tokio::time::advance(Duration::from_millis(100)).await;
-        assert!(rl.hit_rate(b, 10, 20).allowed, "one more after one interval");
-        assert!(!rl.hit_rate(b, 10, 20).allowed);
+        assert!(rl.rate(b, 10, 20).allowed, "one more after one interval");
+        assert!(!rl.rate(b, 10, 20).allowed);
     }
 
     #[tokio::test(start_paused = true)]
     async fn sweep_forgets_idle_buckets() {
         let rl = MemoryRateLimiter::default();
-        rl.hit_rate(Bucket::Key(ApiKeyId::new()), 10, 10);
-        rl.hit_window(acct(), 5, Duration::from_secs(60));
+        rl.rate(Bucket::Key(ApiKeyId::new()), 10, 10);
+        rl.window(acct(), 5, Duration::from_secs(60), true);
         tokio::time::advance(Duration::from_secs(86_401)).await;
-        rl.sweep();
+        rl.sweep_idle();
         assert!(rl.state.lock().expect("lock").is_empty());
     }
 }

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use reconbanker::push::events::Subscription;
+use reconbanker::push::events::{EventKind, Subscription};
 use reconbanker_store::{AccountId, CodeKind, Descriptor, UserId};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -223,7 +223,7 @@ async fn emit(app: &TestApp, user: UserId, account: &str, n: i64) {
     let account: AccountId = account.parse().expect("uuid");
     app.state
         .hub
-        .emit("session.started", user, account, json!({ "n": n }))
+        .emit(EventKind::SessionStarted, user, account, json!({ "n": n }))
         .await
         .expect("emit");
 }
@@ -554,7 +554,7 @@ async fn a_stream_that_overflows_the_bus_catches_up_from_the_log_and_a_socket_is
         .chain((1..=THEIRS).map(|n| (other.user, theirs, n)))
         .map(|(u, a, n)| {
             hub.build(
-                "session.started",
+                EventKind::SessionStarted,
                 u,
                 a,
                 json!({ "n": n }),
@@ -596,7 +596,7 @@ async fn events_published_out_of_log_order_are_sent_in_log_order() {
     let mut logged = Vec::new();
     for n in 1..=2 {
         let e = hub.build(
-            "session.started",
+            EventKind::SessionStarted,
             user,
             f.account_id(),
             json!({ "n": n }),
