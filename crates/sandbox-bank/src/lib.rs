@@ -1,4 +1,4 @@
-//! The sandbox bank (SPEC §10): a real HTTP bank website with scripted users, used for the demo,
+//! The sandbox bank (docs/product.md §10): a real HTTP bank website with scripted users, used for the demo,
 //! the end-to-end tests and the benchmarks, so every flow runs on one machine with no real bank.
 //! The sandbox connector drives it like a scraper: a cookie jar, GET a form, parse it, POST it back.
 //!

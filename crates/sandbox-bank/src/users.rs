@@ -1,4 +1,4 @@
-//! The scripted users of SPEC §10: who exists, their password, and how the bank treats them.
+//! The scripted users of docs/product.md §10: who exists, their password, and how the bank treats them.
 //!
 //! The table is public so tests and demos can name the users and codes instead of repeating
 //! string literals.

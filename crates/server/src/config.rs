@@ -151,7 +151,7 @@ pub const ENV_VARS: &[(&str, &str, &str)] = &[
     ("RUST_LOG", "info", "log filter (tracing-subscriber syntax)"),
 ];
 
-/// Request bodies over this size are refused with 413 (SPEC §1).
+/// Request bodies over this size are refused with 413 (docs/product.md §1).
 pub const BODY_LIMIT: usize = 64 * 1024;
 
 #[derive(Clone)]

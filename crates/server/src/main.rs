@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use reconbanker::config::{redact_url, Config, ENV_VARS};
+use reconbanker::StartError;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -70,30 +71,28 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
-async fn main_inner(cli: Cli) -> Result<(), String> {
+async fn main_inner(cli: Cli) -> Result<(), StartError> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Openapi => {
             println!("{}", reconbanker::http::v1::openapi_json());
             Ok(())
         }
         Command::Serve => {
-            let config = Config::from_env().map_err(|e| e.to_string())?;
+            let config = Config::from_env()?;
             let listener = tokio::net::TcpListener::bind(config.listen)
                 .await
-                .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
-            let addr = listener.local_addr().map_err(|e| e.to_string())?;
+                .map_err(|e| StartError::Other(format!("cannot listen on {}: {e}", config.listen)))?;
+            let addr = listener.local_addr()?;
             tracing::info!(
                 %addr,
                 database = %redact_url(&config.database_url),
                 data_dir = %config.data_dir.display(),
                 "reconbanker listening on http://{addr}"
             );
-            reconbanker::run(config, listener, shutdown_signal())
-                .await
-                .map_err(|e| e.to_string())
+            reconbanker::run(config, listener, shutdown_signal()).await
         }
         Command::SandboxBank { port } => {
-            let config = Config::from_env().map_err(|e| e.to_string())?;
+            let config = Config::from_env()?;
             let port = match (port, &config.sandbox) {
                 (Some(p), _) => p,
                 (None, reconbanker::config::SandboxMode::Embedded { port }) => *port,
@@ -102,17 +101,17 @@ async fn main_inner(cli: Cli) -> Result<(), String> {
             let addr = std::net::SocketAddr::new(config.listen.ip(), port);
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
-                .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-            let addr = listener.local_addr().map_err(|e| e.to_string())?;
+                .map_err(|e| StartError::Other(format!("cannot listen on {addr}: {e}")))?;
+            let addr = listener.local_addr()?;
             tracing::info!(%addr, "sandbox bank listening on http://{addr}");
             sandbox_bank::SandboxBank::new(sandbox_bank::BankConfig::default())
                 .serve(listener, shutdown_signal())
-                .await
-                .map_err(|e| e.to_string())
+                .await?;
+            Ok(())
         }
         Command::Migrate => {
-            let config = Config::from_env().map_err(|e| e.to_string())?;
-            let store = reconbanker::open_store(&config).await.map_err(|e| e.to_string())?;
+            let config = Config::from_env()?;
+            let store = reconbanker::open_store(&config).await?;
             store.close().await;
             println!("migrations applied ({})", store.backend());
             Ok(())
@@ -120,16 +119,17 @@ async fn main_inner(cli: Cli) -> Result<(), String> {
         Command::Admin {
             command: AdminCommand::Grant { email },
         } => {
-            let config = Config::from_env().map_err(|e| e.to_string())?;
-            let store = reconbanker::open_store(&config).await.map_err(|e| e.to_string())?;
-            let email = reconbanker::domain::email::normalize_email(&email).ok_or("not a valid email address")?;
-            let found = store.grant_admin(&email).await.map_err(|e| e.to_string())?;
+            let config = Config::from_env()?;
+            let store = reconbanker::open_store(&config).await?;
+            let email = reconbanker::domain::email::normalize_email(&email)
+                .ok_or_else(|| StartError::Other("not a valid email address".into()))?;
+            let found = store.grant_admin(&email).await?;
             store.close().await;
             if found {
                 println!("{email} is now an administrator");
                 Ok(())
             } else {
-                Err(format!("no user with email {email}"))
+                Err(StartError::Other(format!("no user with email {email}")))
             }
         }
     }

@@ -214,7 +214,7 @@ pub struct NewEvent {
     pub id: uuid::Uuid,
     pub user_id: UserId,
     pub account_id: AccountId,
-    /// SPEC §6 name, e.g. `assistance.requested`.
+    /// docs/product.md §6 name, e.g. `assistance.requested`.
     pub kind: String,
     /// JSON.
     pub data: String,

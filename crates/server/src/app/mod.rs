@@ -1,8 +1,64 @@
-//! Use cases that span services, one home each, above the services and below `http`.
+//! The application: its state (every service a request handler can reach), how it is wired
+//! and booted, its periodic upkeep, and the use cases that span services — one home each,
+//! above the services and below `http`.
 
 pub(crate) mod accounts;
+pub(crate) mod boot;
+pub(crate) mod upkeep;
+pub(crate) mod wiring;
 
-use reconbanker_store::StoreError;
+use std::ops::Deref;
+use std::sync::Arc;
+
+use reconbanker_store::{Store, StoreError};
+use tokio_util::sync::CancellationToken;
+
+use crate::assistance::broker::AssistanceBroker;
+use crate::assistance::Assistance;
+use crate::auth::jwt::Jwt;
+use crate::auth::key_cache::{AccountDirectory, KeyDirectory};
+use crate::auth::password::Passwords;
+use crate::auth::tickets::Tickets;
+use crate::config::Config;
+use crate::engine::live::LiveSessions;
+use crate::engine::Engine;
+use crate::push::events::{EventBus, EventHub};
+use crate::push::webhooks::Webhooks;
+use crate::support::crypto::Sealer;
+use crate::support::ratelimit::RateLimiter;
+
+/// Everything a request handler can reach.
+pub struct AppInner {
+    pub config: Config,
+    pub store: Arc<dyn Store>,
+    pub jwt: Jwt,
+    pub passwords: Passwords,
+    pub sealer: Sealer,
+    pub keys: KeyDirectory,
+    pub accounts: AccountDirectory,
+    pub assistance: Arc<Assistance>,
+    pub sessions: LiveSessions,
+    pub limiter: Arc<dyn RateLimiter>,
+    pub broker: Arc<dyn AssistanceBroker>,
+    pub bus: Arc<dyn EventBus>,
+    pub hub: Arc<EventHub>,
+    pub engine: Engine,
+    pub webhooks: Arc<Webhooks>,
+    /// Single-use tickets for the realtime streams.
+    pub tickets: Tickets,
+    /// Cancelled when shutdown begins: every open stream and socket ends.
+    pub streams_closing: CancellationToken,
+}
+
+#[derive(Clone)]
+pub struct AppState(pub Arc<AppInner>);
+
+impl Deref for AppState {
+    type Target = AppInner;
+    fn deref(&self) -> &AppInner {
+        &self.0
+    }
+}
 
 /// Why a use case failed.
 #[derive(Debug, thiserror::Error)]

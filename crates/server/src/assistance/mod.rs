@@ -21,7 +21,7 @@ use crate::support::clock::Clock;
 use crate::support::ratelimit::{Bucket, Decision, LimiterError, RateLimiter};
 use crate::support::time::after;
 
-/// Codes are 1 to 32 characters after trimming (SPEC §7).
+/// Codes are 1 to 32 characters after trimming (docs/product.md §7).
 pub const MAX_CODE_CHARS: usize = 32;
 
 /// What is pending for an account, as `/v1` shows it.
@@ -352,7 +352,7 @@ impl Assistance {
     }
 
     /// A code submitted by the account's owner (from `/v1` or the dashboard), checked in the
-    /// order of SPEC §7 steps 5–7: shape and descriptor, rate limit, something pending and
+    /// order of docs/product.md §7 steps 5–7: shape and descriptor, rate limit, something pending and
     /// the right request; then handed to the waiting login.
     pub async fn submit(
         &self,

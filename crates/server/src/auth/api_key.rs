@@ -1,4 +1,4 @@
-//! The API key format (SPEC §3): `rbk_` + 8 lowercase hex (the public, unique prefix) + `_` +
+//! The API key format (docs/product.md §3): `rbk_` + 8 lowercase hex (the public, unique prefix) + `_` +
 //! 64 lowercase hex (the secret). The secret's last 8 hex are the CRC-32 (IEEE) of everything
 //! before them (`rbk_<prefix>_<56 hex>`), so a mistyped or made-up key is refused without a
 //! database read, and secret scanners can recognise real keys. Only SHA-256(secret) is stored.

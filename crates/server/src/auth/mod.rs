@@ -5,4 +5,4 @@ pub mod api_key;
 pub mod jwt;
 pub mod key_cache;
 pub mod password;
-pub mod tickets;
+pub(crate) mod tickets;

@@ -1,4 +1,4 @@
-//! The connector for the built-in sandbox bank (SPEC §10). It drives the bank's website the way
+//! The connector for the built-in sandbox bank (docs/product.md §10). It drives the bank's website the way
 //! a scraper drives a real bank: a cookie jar, the login form (with its CSRF token), the OTP
 //! challenge page (whose `data-length` / `data-type` / `data-purpose` describe the code), and
 //! the movements view. It classifies every failure as fatal or retryable.
@@ -26,15 +26,15 @@ pub struct SandboxConnector {
 }
 
 impl SandboxConnector {
-    /// `base` is the bank's root URL, e.g. `http://127.0.0.1:3100/`.
-    pub fn new(base: Url, timeout: Duration) -> Self {
+    /// `base` is the bank's root URL, e.g. `http://127.0.0.1:3100/`. Fails only when reqwest
+    /// cannot build a client at all.
+    pub fn new(base: Url, timeout: Duration) -> Result<Self, reqwest::Error> {
         let client = reqwest::Client::builder()
             .redirect(redirect::Policy::none())
             .timeout(timeout)
             .pool_max_idle_per_host(64)
-            .build()
-            .unwrap_or_default();
-        Self { base, client }
+            .build()?;
+        Ok(Self { base, client })
     }
 }
 

@@ -1,4 +1,4 @@
-//! An account's configuration document (SPEC §5 `Config`): the typed settings, the secret
+//! An account's configuration document (docs/product.md §5 `Config`): the typed settings, the secret
 //! fields (sealed at rest with the master key), the partial-update input and the masked
 //! output. Absent field = unchanged; `null` = cleared (for a field with a default: reset).
 

@@ -1,4 +1,4 @@
-//! How a login gets its codes (SPEC §6, to the letter): the first request for a code opens the
+//! How a login gets its codes (docs/product.md §6, to the letter): the first request for a code opens the
 //! assistance request (announced with the bank's descriptor); the login then waits — a suspended
 //! future — for the code from `/v1` or the dashboard, for the assistance timeout, or for the
 //! session to be stopped. A rejected code keeps the *same* request pending with `attempts` + 1;

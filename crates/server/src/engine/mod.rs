@@ -4,7 +4,7 @@
 //! database so exactly one instance drives an account. Retryable failures are retried with
 //! backoff; fatal ones block the account (skip-on-fatal) until `restart`.
 //!
-//! Assisted login (SPEC §6): when the bank asks for a code, the session opens an assistance
+//! Assisted login (docs/product.md §6): when the bank asks for a code, the session opens an assistance
 //! request and waits for the code as a suspended future (see [`codes::EngineCodes`]).
 
 mod codes;
@@ -205,10 +205,6 @@ impl Engine {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&account);
-    }
-
-    pub fn is_live(&self, account: AccountId) -> bool {
-        self.live(account).is_some_and(|l| !l.cancel.is_cancelled())
     }
 
     fn live(&self, account: AccountId) -> Option<Live> {

@@ -1,4 +1,4 @@
-//! Accounts and their config (SPEC §5). Another user's account is always 404, and every store
+//! Accounts and their config (docs/product.md §5). Another user's account is always 404, and every store
 //! call here is scoped by the caller's user id.
 
 use axum::body::Bytes;

@@ -1,11 +1,11 @@
-//! API keys (SPEC §3), managed with the dashboard JWT: create (the key is shown once), list
+//! API keys (docs/product.md §3), managed with the dashboard JWT: create (the key is shown once), list
 //! (never the secret), revoke.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
-use reconbanker_store::{now, AccountId, ApiKeyId, ApiKeyRow, StoreError};
+use reconbanker_store::{now, AccountId, ApiKeyId, ApiKeyRow, Constraint};
 use serde::{Deserialize, Serialize};
 
 use super::auth::DashboardUser;
@@ -163,7 +163,7 @@ pub async fn create(
         };
         match app.store.create_api_key(&row).await {
             Ok(()) => return Ok((StatusCode::CREATED, Json(key_out(&app, row, Some(new_key.full))))),
-            Err(StoreError::Conflict(_)) => continue,
+            Err(e) if e.is_conflict_on(Constraint::ApiKeysPrefix) => continue,
             Err(e) => return Err(e.into()),
         }
     }

@@ -94,7 +94,7 @@ impl FromRequestParts<AppState> for OwnedAccount {
     }
 }
 
-/// A request authenticated by an API key (SPEC §7 step 1; scope and account are checked by
+/// A request authenticated by an API key (docs/product.md §7 step 1; scope and account are checked by
 /// the handler with [`ApiKeyPrincipal::authorize`]).
 pub struct ApiKeyPrincipal {
     pub key: Arc<CachedKey>,
@@ -175,7 +175,7 @@ impl FromRequestParts<AppState> for ApiKeyPrincipal {
 }
 
 impl ApiKeyPrincipal {
-    /// SPEC §7 steps 2–4: the route's scope, the key's account restriction, then the account
+    /// docs/product.md §7 steps 2–4: the route's scope, the key's account restriction, then the account
     /// exists and is the key's user's (otherwise 404, indistinguishable from a missing one).
     pub async fn authorize(&self, app: &AppState, scope: Scope, account: &str) -> Result<AccountId, V1Error> {
         if !self.key.has_scope(scope) {

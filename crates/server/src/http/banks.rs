@@ -1,10 +1,10 @@
-//! Banks (SPEC §4). Listing needs a dashboard token; creating one needs the admin role.
+//! Banks (docs/product.md §4). Listing needs a dashboard token; creating one needs the admin role.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
-use reconbanker_store::{now, BankId, BankRow, StoreError};
+use reconbanker_store::{now, BankId, BankRow, Constraint};
 use serde::{Deserialize, Serialize};
 
 use super::auth::DashboardUser;
@@ -108,7 +108,9 @@ pub async fn create(
     };
     match app.store.create_bank(&bank).await {
         Ok(()) => Ok((StatusCode::CREATED, Json(Created { id: bank.id }))),
-        Err(StoreError::Conflict(_)) => Err(Problem::conflict("BANK_EXISTS", "Bank code already exists").into()),
+        Err(e) if e.is_conflict_on(Constraint::BanksCode) => {
+            Err(Problem::conflict("BANK_EXISTS", "Bank code already exists").into())
+        }
         Err(e) => Err(e.into()),
     }
 }

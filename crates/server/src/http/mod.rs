@@ -1,18 +1,18 @@
 //! The HTTP surfaces: the dashboard API (JWT) and the External API under `/v1` (API keys),
 //! with the JSON 404/405/413 of each surface, request ids and tracing.
 
-pub mod accounts;
-pub mod api_keys;
-pub mod auth;
-pub mod banks;
-pub mod dto;
-pub mod error;
-pub mod extract;
-pub mod notifications;
-pub mod otp;
-pub mod realtime;
-pub mod sse;
-pub mod users;
+pub(crate) mod accounts;
+pub(crate) mod api_keys;
+pub(crate) mod auth;
+pub(crate) mod banks;
+pub(crate) mod dto;
+pub(crate) mod error;
+pub(crate) mod extract;
+pub(crate) mod notifications;
+pub(crate) mod otp;
+pub(crate) mod realtime;
+pub(crate) mod sse;
+pub(crate) mod users;
 pub mod v1;
 
 use std::time::Duration;

@@ -1,4 +1,4 @@
-//! The notification webhook's management routes (SPEC §8): the delivery log, re-sending a
+//! The notification webhook's management routes (docs/product.md §8): the delivery log, re-sending a
 //! delivery, rotating the signing secret (the old one keeps signing for a grace period).
 
 use axum::extract::{Path, State};

@@ -58,7 +58,7 @@ pub(crate) async fn event_stream<T: Serialize + 'static>(
 fn sse_event<T: Serialize>(e: &Event, render: fn(&Event) -> T) -> sse::Event {
     let data = serde_json::to_string(&render(e)).unwrap_or_else(|_| "{}".into());
     let out = sse::Event::default().id(e.seq.to_string()).data(data);
-    // Kinds are SPEC §6 names; the guard only keeps a malformed one from panicking.
+    // Kinds are docs/product.md §6 names; the guard only keeps a malformed one from panicking.
     if e.kind.contains(['\n', '\r']) {
         out
     } else {

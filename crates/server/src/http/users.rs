@@ -1,4 +1,4 @@
-//! Users and dashboard auth (SPEC §2): register, login, logout, `/me`, operation mode.
+//! Users and dashboard auth (docs/product.md §2): register, login, logout, `/me`, operation mode.
 
 use std::time::Duration;
 
@@ -6,7 +6,7 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
-use reconbanker_store::{now, StoreError, UserId, UserRow};
+use reconbanker_store::{now, Constraint, UserId, UserRow};
 use serde::{Deserialize, Serialize};
 
 use super::auth::DashboardUser;
@@ -68,7 +68,9 @@ pub async fn register(
     };
     match app.store.create_user(&user).await {
         Ok(()) => {}
-        Err(StoreError::Conflict(_)) => return Err(Problem::conflict("EMAIL_EXISTS", "Email already exists").into()),
+        Err(e) if e.is_conflict_on(Constraint::UsersEmail) => {
+            return Err(Problem::conflict("EMAIL_EXISTS", "Email already exists").into())
+        }
         Err(e) => return Err(e.into()),
     }
     Ok((

@@ -1,4 +1,4 @@
-//! The External API (`/v1`), to the letter of the seed document and SPEC §7. Each handler runs
+//! The External API (`/v1`), to the letter of docs/product.md §7. Each handler runs
 //! the checks in the documented order: key (extractor) → scope → key's account restriction →
 //! account exists and is the key's user's → body → rate limit → pending request.
 

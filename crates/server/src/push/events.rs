@@ -1,4 +1,4 @@
-//! Events (SPEC §6). Every event is first written to the event log in the database — in the
+//! Events (docs/product.md §6). Every event is first written to the event log in the database — in the
 //! same transaction as the state change that caused it, together with the notification webhook
 //! delivery it causes when the account subscribes (the durable outbox) — and only then
 //! published on the in-process bus, carrying its log `seq` (the SSE `id:` for resuming).
@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use crate::domain::account_config::{NotificationEvent, Settings};
 
-/// One logged event. `seq` orders the log; `kind` is a SPEC §6 name.
+/// One logged event. `seq` orders the log; `kind` is a docs/product.md §6 name.
 #[derive(Clone, Debug, Serialize)]
 pub struct Event {
     pub seq: i64,

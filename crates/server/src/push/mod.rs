@@ -2,5 +2,5 @@
 //! (SSE and WebSocket) read the log with.
 
 pub mod events;
-pub mod feed;
+pub(crate) mod feed;
 pub mod webhooks;

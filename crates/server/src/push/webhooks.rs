@@ -1,4 +1,4 @@
-//! Notification webhooks (SPEC §8): the delivery worker that drains the durable outbox, the
+//! Notification webhooks (docs/product.md §8): the delivery worker that drains the durable outbox, the
 //! Standard Webhooks signature, and the outbound-network guard at send time.
 //!
 //! - Deliveries are rows written with the event that caused them (see `events.rs`); the worker
@@ -12,7 +12,6 @@
 //! - Targets must resolve only to public addresses (unless the operator allows private ones);
 //!   the client's resolver checks every address and the connection goes to those addresses.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,14 +19,13 @@ use base64::Engine;
 use hmac::{Hmac, Mac};
 use rand::Rng;
 use reconbanker_store::{now, AssistanceStatus, DeliveryRow, Store, Timestamp};
-use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use sha2::Sha256;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::domain::account_config::{self, AuthType};
 use crate::support::crypto::Sealer;
-use crate::support::guard;
+use crate::support::outbound;
 use crate::support::time::after;
 
 /// Deliveries sent at once.
@@ -58,61 +56,6 @@ pub fn signature(secrets: &[&str], id: &str, timestamp: i64, body: &str) -> Stri
         .join(" ")
 }
 
-/// A resolver that refuses names resolving to any non-public address; the connection is then
-/// made to exactly the addresses it returned (no second DNS answer).
-struct PublicOnly;
-
-impl Resolve for PublicOnly {
-    fn resolve(&self, name: Name) -> Resolving {
-        let host = name.as_str().to_owned();
-        Box::pin(async move {
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            if addrs.is_empty() {
-                return Err(format!("{host} has no address").into());
-            }
-            if let Some(bad) = addrs.iter().find(|a| !guard::is_public(a.ip())) {
-                return Err(format!("{host} resolves to {}, which is not a public address", bad.ip()).into());
-            }
-            let addrs: Addrs = Box::new(addrs.into_iter());
-            Ok(addrs)
-        })
-    }
-}
-
-/// The HTTP client for outbound notifications.
-pub fn client(timeout: Duration, allow_private: bool) -> reqwest::Client {
-    // No proxy from the environment: a proxy would resolve the target itself, out of the guard's
-    // reach (and the connection would not go to the checked address).
-    let builder = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(timeout)
-        .no_proxy();
-    let builder = if allow_private {
-        builder
-    } else {
-        builder.dns_resolver(Arc::new(PublicOnly))
-    };
-    builder.build().unwrap_or_default()
-}
-
-/// Checks a target at send time: shape, and (IP literals bypass the resolver) the address.
-fn check_target(url: &str, allow_private: bool) -> Result<url::Url, String> {
-    let parsed = guard::parse_url(url)?;
-    if !allow_private {
-        if let Some(url::Host::Ipv4(ip)) = parsed.host() {
-            if !guard::is_public(ip.into()) {
-                return Err(format!("{ip} is not a public address"));
-            }
-        }
-        if let Some(url::Host::Ipv6(ip)) = parsed.host() {
-            if !guard::is_public(ip.into()) {
-                return Err(format!("{ip} is not a public address"));
-            }
-        }
-    }
-    Ok(parsed)
-}
-
 pub struct WebhookSettings {
     pub timeout: Duration,
     pub backoff: Duration,
@@ -126,7 +69,8 @@ pub struct Webhooks {
     client: reqwest::Client,
     settings: WebhookSettings,
     wake: Arc<Notify>,
-    /// Every recorded attempt (operators' metrics, tests).
+    /// Every recorded attempt, for tests that wait on one.
+    #[cfg(any(test, feature = "test-support"))]
     attempts: tokio::sync::broadcast::Sender<DeliveryRow>,
 }
 
@@ -142,19 +86,28 @@ enum Attempt {
 }
 
 impl Webhooks {
-    pub fn new(store: Arc<dyn Store>, sealer: Sealer, settings: WebhookSettings, wake: Arc<Notify>) -> Self {
-        let client = client(settings.timeout, settings.allow_private);
-        Self {
+    /// Fails only when the guarded HTTP client cannot be built (no TLS roots, for instance):
+    /// the start stops rather than fall back to a client without the network guard.
+    pub fn new(
+        store: Arc<dyn Store>,
+        sealer: Sealer,
+        settings: WebhookSettings,
+        wake: Arc<Notify>,
+    ) -> Result<Self, reqwest::Error> {
+        let client = outbound::client(settings.timeout, settings.allow_private)?;
+        Ok(Self {
             store,
             sealer,
             client,
             settings,
             wake,
+            #[cfg(any(test, feature = "test-support"))]
             attempts: tokio::sync::broadcast::channel(1024).0,
-        }
+        })
     }
 
     /// Every attempt recorded from now on, as recorded.
+    #[cfg(any(test, feature = "test-support"))]
     pub fn subscribe_attempts(&self) -> tokio::sync::broadcast::Receiver<DeliveryRow> {
         self.attempts.subscribe()
     }
@@ -236,6 +189,7 @@ impl Webhooks {
         if let Err(e) = self.store.finish_delivery_attempt(&d).await {
             tracing::warn!(error = %e, delivery = %d.id, "could not record a webhook attempt");
         }
+        #[cfg(any(test, feature = "test-support"))]
         let _ = self.attempts.send(d);
     }
 
@@ -281,7 +235,7 @@ impl Webhooks {
         let Some(endpoint) = settings.notification_endpoint_url else {
             return Attempt::Skip("the account has no notification endpoint any more".into());
         };
-        let url = match check_target(&endpoint, self.settings.allow_private) {
+        let url = match outbound::check_target(&endpoint, self.settings.allow_private) {
             Ok(u) => u,
             Err(e) => {
                 return Attempt::Failed {
@@ -337,14 +291,10 @@ impl Webhooks {
             Err(e) => {
                 let error = if e.is_timeout() {
                     "timeout".to_owned()
+                } else if outbound::refused_by_guard(&e) {
+                    "target refused: resolves to a non-public address".to_owned()
                 } else if e.is_connect() {
-                    // The resolver's refusal surfaces as a connect error; say so.
-                    let text = format!("{e:?}");
-                    if text.contains("not a public address") {
-                        "target refused: resolves to a non-public address".to_owned()
-                    } else {
-                        "could not connect".to_owned()
-                    }
+                    "could not connect".to_owned()
                 } else {
                     "request failed".to_owned()
                 };
@@ -398,20 +348,5 @@ mod tests {
         let later = (now() + chrono::Duration::seconds(90)).to_rfc2822();
         let d = parse_retry_after(&later).expect("date form");
         assert!(d <= Duration::from_secs(90) && d >= Duration::from_secs(85), "{d:?}");
-    }
-
-    #[test]
-    fn targets_are_checked_at_send_time() {
-        assert!(check_target("http://127.0.0.1:9/x", false).is_err());
-        assert!(check_target("http://[::1]/x", false).is_err());
-        assert!(check_target("http://127.0.0.1:9/x", true).is_ok());
-        assert!(check_target("https://93.184.216.34/x", false).is_ok());
-    }
-
-    #[tokio::test]
-    async fn the_resolver_refuses_names_of_private_addresses() {
-        let name: Name = "localhost".parse().expect("name");
-        let refused = PublicOnly.resolve(name).await;
-        assert!(refused.is_err());
     }
 }

@@ -1,4 +1,4 @@
-//! The outbound-network rule (SPEC §8): notification and webhook targets must resolve only to
+//! The outbound-network rule (docs/product.md §8): notification and webhook targets must resolve only to
 //! public addresses. [`is_public`] is the classification; [`check_url`] validates a URL when it
 //! is saved (scheme, shape, and every address its host resolves to). Delivery re-checks and
 //! connects to the checked address.

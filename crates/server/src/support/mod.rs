@@ -2,7 +2,8 @@
 //! the outbound-network rule, rate limiting.
 
 pub mod clock;
-pub mod crypto;
-pub mod guard;
+pub(crate) mod crypto;
+pub(crate) mod guard;
+pub(crate) mod outbound;
 pub mod ratelimit;
-pub mod time;
+pub(crate) mod time;

@@ -1,4 +1,4 @@
-//! Banks, accounts and account config (SPEC §4, §5).
+//! Banks, accounts and account config (docs/product.md §4, §5).
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};

@@ -1,4 +1,4 @@
-//! API key management (SPEC §3).
+//! API key management (docs/product.md §3).
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};

@@ -1,5 +1,5 @@
 //! Bank sessions and assisted login end to end, against the real sandbox bank on port 0
-//! (SPEC §5, §6, §10). Tests wait on the app's events, never on sleeps; assistance expiry is
+//! (docs/product.md §5, §6, §10). Tests wait on the app's events, never on sleeps; assistance expiry is
 //! driven by the injected manual clock.
 
 use std::time::Duration;

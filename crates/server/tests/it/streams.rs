@@ -1,4 +1,4 @@
-//! Push streams (SPEC §7 `/v1/events`, §9 realtime), read by real clients: an SSE client over
+//! Push streams (docs/product.md §7 `/v1/events`, §9 realtime), read by real clients: an SSE client over
 //! reqwest's streaming body and a WebSocket client (tokio-tungstenite). Tenant isolation, the key's
 //! account restriction, single-use tickets, the server → client-only socket, `Last-Event-ID`
 //! resume, catching up from the log after the bus overflowed, and the `/v1` order of checks.

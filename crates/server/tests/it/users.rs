@@ -1,4 +1,4 @@
-//! Users and dashboard auth (SPEC §2).
+//! Users and dashboard auth (docs/product.md §2).
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};

@@ -1,4 +1,4 @@
-//! The External API (`/v1`): SPEC §7's order of checks row by row, every error code with its
+//! The External API (`/v1`): docs/product.md §7's order of checks row by row, every error code with its
 //! status and shape, both key headers, scopes, account restriction, ownership, bodies, the
 //! rate limit, and the broker path from a pending request to the waiting login.
 

@@ -1,4 +1,4 @@
-//! Notification webhooks end to end (SPEC §8): a real receiver on port 0, the real sandbox bank,
+//! Notification webhooks end to end (docs/product.md §8): a real receiver on port 0, the real sandbox bank,
 //! signatures verified by an independent Standard Webhooks implementation written here from the
 //! specification (not the production code).
 

@@ -1,0 +1,174 @@
+//! The composition root: builds every service once, in dependency order, and hands them to
+//! [`AppState`]. The in-process implementations of the seams (broker, limiter, bus) are chosen
+//! here.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use reconbanker_store::Store;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use super::{boot, AppInner, AppState};
+use crate::assistance::broker::{AssistanceBroker, LocalBroker};
+use crate::assistance::{Assistance, AssistanceDeps};
+use crate::auth::jwt::Jwt;
+use crate::auth::key_cache::{AccountDirectory, KeyDirectory};
+use crate::auth::password::Passwords;
+use crate::config::{self, Config, SandboxMode, Secrets};
+use crate::connectors;
+use crate::engine::connector::BankConnector;
+use crate::engine::live::LiveSessions;
+use crate::engine::{Engine, EngineConfig, EngineDeps};
+use crate::push::events::{EventBus, EventHub, LocalBus};
+use crate::push::webhooks::{WebhookSettings, Webhooks};
+use crate::support::clock::{Clock, SystemClock};
+use crate::support::crypto::Sealer;
+use crate::support::ratelimit::{MemoryRateLimiter, RateLimiter};
+use crate::{AppOptions, StartError};
+
+/// Opens the store named by the config (creating the data directory for SQLite) and migrates it.
+pub(crate) async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
+    if config.database_url.starts_with("sqlite:") {
+        config::create_data_dir(&config.data_dir)?;
+    }
+    let store = reconbanker_store::connect(&config.database_url, config.db_max_connections).await?;
+    store.migrate().await?;
+    Ok(store)
+}
+
+/// The state, and the embedded sandbox bank's listener (bound now, so its URL is known).
+pub(crate) async fn build(config: Config, options: AppOptions) -> Result<(AppState, Option<TcpListener>), StartError> {
+    let secrets = Secrets::load_or_create(&config)?;
+    let store = open_store(&config).await?;
+    let (sandbox_listener, sandbox) = sandbox_endpoint(&config).await?;
+    let builtin = connectors::builtin(&config, sandbox.as_ref())
+        .map_err(|e| StartError::Other(format!("cannot build the bank connectors' HTTP client: {e}")))?;
+    boot::seed_banks(&*store, &builtin).await?;
+
+    let passwords = Passwords::new(2 * std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2))
+        .await
+        .map_err(|e| StartError::Other(e.to_string()))?;
+    let limiter: Arc<dyn RateLimiter> = Arc::new(MemoryRateLimiter::default());
+    let broker: Arc<dyn AssistanceBroker> = Arc::new(LocalBroker::default());
+    let bus: Arc<dyn EventBus> = Arc::new(LocalBus::default());
+    let outbox = Arc::new(tokio::sync::Notify::new());
+    let hub = Arc::new(EventHub::new(store.clone(), bus.clone(), outbox.clone()));
+    let clock: Arc<dyn Clock> = options.clock.unwrap_or_else(|| Arc::new(SystemClock));
+    let assistance = Arc::new(Assistance::new(
+        AssistanceDeps {
+            store: store.clone(),
+            broker: broker.clone(),
+            limiter: limiter.clone(),
+            hub: hub.clone(),
+            clock,
+        },
+        config.otp_rate_limit,
+        config.otp_rate_window,
+        config.assistance_timeout,
+    ));
+    boot::clean_up_after_previous_process(&store, &assistance, &hub).await?;
+
+    let sealer = Sealer::new(&secrets.master_key);
+    let sessions = LiveSessions::default();
+    let mut by_code: HashMap<String, Arc<dyn BankConnector>> = builtin
+        .into_iter()
+        .filter_map(|b| b.connector.map(|c| (b.bank.code, c)))
+        .collect();
+    by_code.extend(options.connectors);
+    let engine = Engine::new(
+        EngineDeps {
+            store: store.clone(),
+            assistance: assistance.clone(),
+            sessions: sessions.clone(),
+            hub: hub.clone(),
+            sealer: sealer.clone(),
+            connectors: by_code,
+            owner: instance_id(&config),
+        },
+        EngineConfig {
+            scrape_interval: config.scrape_interval,
+            poll_interval: config.poll_interval,
+            max_sessions: config.max_sessions,
+            retry_attempts: config.retry_attempts,
+            retry_backoff: config.retry_backoff,
+            scan_interval: config.scan_interval,
+            ..EngineConfig::default()
+        },
+    );
+    let webhooks = Webhooks::new(
+        store.clone(),
+        sealer.clone(),
+        WebhookSettings {
+            timeout: config.webhook_timeout,
+            backoff: config.webhook_backoff,
+            max_attempts: config.webhook_max_attempts,
+            allow_private: config.allow_private_targets,
+        },
+        outbox,
+    )
+    .map_err(|e| StartError::Other(format!("cannot build the webhook HTTP client: {e}")))?;
+    let inner = AppInner {
+        webhooks: Arc::new(webhooks),
+        tickets: Default::default(),
+        streams_closing: CancellationToken::new(),
+        jwt: Jwt::new(&secrets.jwt_secret, config.jwt_ttl),
+        sealer,
+        keys: KeyDirectory::new(store.clone()),
+        accounts: AccountDirectory::new(store.clone()),
+        sessions,
+        bus,
+        hub,
+        engine,
+        passwords,
+        assistance,
+        limiter,
+        broker,
+        store,
+        config,
+    };
+    Ok((AppState(Arc::new(inner)), sandbox_listener))
+}
+
+/// This instance's name on session leases, kept in the data directory so a restarted process
+/// takes its own leases back at once.
+fn instance_id(config: &Config) -> String {
+    let path = config.data_dir.join("instance_id");
+    if let Ok(id) = std::fs::read_to_string(&path) {
+        if !id.trim().is_empty() {
+            return id.trim().to_owned();
+        }
+    }
+    let id = uuid::Uuid::new_v4().to_string();
+    if config::create_data_dir(&config.data_dir).is_ok() {
+        if let Err(e) = std::fs::write(&path, &id) {
+            tracing::warn!(error = %e, "could not persist the instance id");
+        }
+    }
+    id
+}
+
+/// Binds the embedded sandbox bank (when configured) and returns its listener and the URL the
+/// connector uses.
+async fn sandbox_endpoint(config: &Config) -> Result<(Option<TcpListener>, Option<url::Url>), StartError> {
+    match &config.sandbox {
+        SandboxMode::Off => Ok((None, None)),
+        SandboxMode::External(url) => Ok((None, Some(url.clone()))),
+        SandboxMode::Embedded { port } => {
+            let addr = SocketAddr::new(config.listen.ip(), *port);
+            let listener = TcpListener::bind(addr).await.map_err(|e| {
+                StartError::Other(format!(
+                    "cannot start the embedded sandbox bank on {addr}: {e} \
+                     (set RECONBANKER_SANDBOX_PORT, or RECONBANKER_SANDBOX_BANK=off)"
+                ))
+            })?;
+            let mut bound = listener.local_addr()?;
+            if bound.ip().is_unspecified() {
+                bound.set_ip(std::net::IpAddr::from([127, 0, 0, 1]));
+            }
+            let url = url::Url::parse(&format!("http://{bound}/")).map_err(|e| StartError::Other(e.to_string()))?;
+            Ok((Some(listener), Some(url)))
+        }
+    }
+}
