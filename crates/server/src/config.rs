@@ -1,6 +1,10 @@
 //! Typed configuration, loaded once at start from the environment over built-in defaults and
 //! validated with a precise message. No globals: the `Config` is passed in explicitly.
 //!
+//! Every environment variable is declared once, as a [`Setting`] below: its name, default, range
+//! and meaning drive the parsing, `--help` ([`ENV_VARS`]) and the README table (a test keeps the
+//! README in step with [`SETTINGS`]).
+//!
 //! With no environment at all, `serve` listens on 127.0.0.1:3000, keeps everything under
 //! `./data`, and generates its secrets there on first run (see [`Secrets::load_or_create`]).
 
@@ -8,162 +12,294 @@ use std::fmt;
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::time::Duration;
 
 use rand::RngCore;
 
-/// Every environment variable the server reads, with its default, for the README and `--help`.
-pub const ENV_VARS: &[(&str, &str, &str)] = &[
-    ("RECONBANKER_HOST", "127.0.0.1", "address to listen on"),
-    ("RECONBANKER_PORT", "3000", "port to listen on (0 = any free port)"),
-    (
-        "RECONBANKER_DATA_DIR",
-        "./data",
-        "where the SQLite database and generated secrets live",
-    ),
-    (
-        "DATABASE_URL",
-        "sqlite://<data dir>/reconbanker.db",
-        "sqlite:… or postgres://…",
-    ),
-    ("RECONBANKER_DB_MAX_CONNECTIONS", "8", "database pool size"),
-    (
-        "JWT_SECRET",
-        "generated into <data dir>/jwt_secret",
-        "HS256 secret for dashboard tokens, at least 32 bytes",
-    ),
-    (
-        "RECONBANKER_MASTER_KEY",
-        "generated into <data dir>/master.key",
-        "AES-256-GCM key for secrets at rest, 64 hex characters",
-    ),
-    (
-        "RECONBANKER_JWT_TTL_SECS",
-        "604800",
-        "dashboard token lifetime (7 days)",
-    ),
-    (
-        "RECONBANKER_OTP_RATE_LIMIT",
-        "5",
-        "OTP submissions allowed per account per window",
-    ),
-    (
-        "RECONBANKER_OTP_RATE_WINDOW_SECS",
-        "600",
-        "the OTP rate-limit window (10 minutes)",
-    ),
-    (
-        "RECONBANKER_V1_RATE_PER_SEC",
-        "50",
-        "sustained /v1 requests per second per API key",
-    ),
-    ("RECONBANKER_V1_BURST", "100", "/v1 burst allowance per API key"),
-    (
-        "RECONBANKER_AUTH_FAILURES_PER_MIN",
-        "30",
-        "failed /v1 authentications per client IP per minute before 429",
-    ),
-    (
-        "RECONBANKER_LOGIN_FAILURES",
-        "10",
-        "failed dashboard logins per client IP per 15 minutes before 429",
-    ),
-    (
-        "RECONBANKER_ASSISTANCE_TIMEOUT_SECS",
-        "300",
-        "how long a login waits for a code",
-    ),
-    (
-        "RECONBANKER_ALLOW_PRIVATE_TARGETS",
-        "false",
-        "allow outbound URLs that resolve to private/loopback addresses",
-    ),
-    (
-        "RECONBANKER_SCRAPE_INTERVAL_SECS",
-        "1200",
-        "how often one-shot accounts are read (20 minutes)",
-    ),
-    (
-        "RECONBANKER_POLL_INTERVAL_SECS",
-        "60",
-        "how often persistent sessions read",
-    ),
-    (
-        "RECONBANKER_SCAN_INTERVAL_MS",
-        "5000",
-        "how often the scheduler looks for accounts that are due",
-    ),
-    (
-        "RECONBANKER_MAX_SESSIONS",
-        "1000",
-        "bank sessions running at once (waiting logins included)",
-    ),
-    (
-        "RECONBANKER_RETRY_ATTEMPTS",
-        "3",
-        "retries of a retryable bank failure within a session",
-    ),
-    (
-        "RECONBANKER_RETRY_BACKOFF_MS",
-        "2000",
-        "first retry delay (doubles, with jitter)",
-    ),
-    (
-        "RECONBANKER_BANK_TIMEOUT_SECS",
-        "15",
-        "timeout of one request to a bank",
-    ),
-    (
-        "RECONBANKER_SANDBOX_BANK",
-        "embedded",
-        "embedded (serve starts it), off, or the URL of a sandbox bank",
-    ),
-    (
-        "RECONBANKER_SANDBOX_PORT",
-        "3100",
-        "port of the embedded sandbox bank (on the same host)",
-    ),
-    (
-        "RECONBANKER_WEBHOOK_TIMEOUT_MS",
-        "10000",
-        "timeout of one notification webhook POST",
-    ),
-    (
-        "RECONBANKER_WEBHOOK_BACKOFF_MS",
-        "5000",
-        "first webhook retry delay (x4 each try, with jitter, at most 12 h)",
-    ),
-    (
-        "RECONBANKER_WEBHOOK_MAX_ATTEMPTS",
-        "8",
-        "webhook tries before a delivery is dead-lettered",
-    ),
-    (
-        "RECONBANKER_SIGNING_SECRET_GRACE_SECS",
-        "86400",
-        "how long a rotated-out signing secret still signs",
-    ),
-    (
-        "RECONBANKER_EVENT_RETENTION_SECS",
-        "604800",
-        "how long events stay in the log (stream resume window), 7 days",
-    ),
-    ("RUST_LOG", "info", "log filter (tracing-subscriber syntax)"),
+/// One environment variable the server reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Setting {
+    pub env: &'static str,
+    /// Used when the variable is unset or empty, parsed like a set value. The few defaults that
+    /// are computed (the database URL, generated secrets) are described here instead.
+    pub default: &'static str,
+    pub doc: &'static str,
+    /// Inclusive bounds of a numeric setting.
+    pub range: Option<(u64, u64)>,
+}
+
+impl Setting {
+    const fn new(env: &'static str, default: &'static str, doc: &'static str) -> Self {
+        Self {
+            env,
+            default,
+            doc,
+            range: None,
+        }
+    }
+
+    const fn range(self, min: u64, max: u64) -> Self {
+        Self {
+            range: Some((min, max)),
+            ..self
+        }
+    }
+}
+
+const DAY: u64 = 86_400;
+
+pub const HOST: Setting = Setting::new("RECONBANKER_HOST", "127.0.0.1", "address to listen on");
+pub const PORT: Setting = Setting::new("RECONBANKER_PORT", "3000", "port to listen on (0 = any free port)");
+pub const DATA_DIR: Setting = Setting::new(
+    "RECONBANKER_DATA_DIR",
+    "./data",
+    "where the SQLite database and generated secrets live",
+);
+pub const DATABASE_URL: Setting = Setting::new(
+    "DATABASE_URL",
+    "sqlite://<data dir>/reconbanker.db",
+    "sqlite:… or postgres://…",
+);
+pub const DB_MAX_CONNECTIONS: Setting =
+    Setting::new("RECONBANKER_DB_MAX_CONNECTIONS", "8", "database pool size").range(1, 1000);
+pub const JWT_SECRET: Setting = Setting::new(
+    "JWT_SECRET",
+    "generated into <data dir>/jwt_secret",
+    "HS256 secret for dashboard tokens, at least 32 bytes",
+);
+pub const MASTER_KEY: Setting = Setting::new(
+    "RECONBANKER_MASTER_KEY",
+    "generated into <data dir>/master.key",
+    "AES-256-GCM key for secrets at rest, 64 hex characters",
+);
+pub const JWT_TTL: Setting = Setting::new(
+    "RECONBANKER_JWT_TTL_SECS",
+    "604800",
+    "dashboard token lifetime (7 days)",
+)
+.range(60, 365 * DAY);
+pub const OTP_RATE_LIMIT: Setting = Setting::new(
+    "RECONBANKER_OTP_RATE_LIMIT",
+    "5",
+    "OTP submissions allowed per account per window",
+)
+.range(1, 1_000_000);
+pub const OTP_RATE_WINDOW: Setting = Setting::new(
+    "RECONBANKER_OTP_RATE_WINDOW_SECS",
+    "600",
+    "the OTP rate-limit window (10 minutes)",
+)
+.range(1, DAY);
+pub const V1_RATE_PER_SEC: Setting = Setting::new(
+    "RECONBANKER_V1_RATE_PER_SEC",
+    "50",
+    "sustained /v1 requests per second per API key",
+)
+.range(1, 10_000_000);
+pub const V1_BURST: Setting =
+    Setting::new("RECONBANKER_V1_BURST", "100", "/v1 burst allowance per API key").range(1, 10_000_000);
+pub const AUTH_FAILURES_PER_MIN: Setting = Setting::new(
+    "RECONBANKER_AUTH_FAILURES_PER_MIN",
+    "30",
+    "failed /v1 authentications per client IP per minute before 429",
+)
+.range(1, 1_000_000);
+pub const LOGIN_FAILURES: Setting = Setting::new(
+    "RECONBANKER_LOGIN_FAILURES",
+    "10",
+    "failed dashboard logins per client IP per 15 minutes before 429",
+)
+.range(1, 1_000_000);
+pub const ASSISTANCE_TIMEOUT: Setting = Setting::new(
+    "RECONBANKER_ASSISTANCE_TIMEOUT_SECS",
+    "300",
+    "how long a login waits for a code",
+)
+.range(10, 3600);
+pub const ALLOW_PRIVATE_TARGETS: Setting = Setting::new(
+    "RECONBANKER_ALLOW_PRIVATE_TARGETS",
+    "false",
+    "allow outbound URLs that resolve to private/loopback addresses",
+);
+pub const SCRAPE_INTERVAL: Setting = Setting::new(
+    "RECONBANKER_SCRAPE_INTERVAL_SECS",
+    "1200",
+    "how often one-shot accounts are read (20 minutes)",
+)
+.range(1, 7 * DAY);
+pub const POLL_INTERVAL: Setting = Setting::new(
+    "RECONBANKER_POLL_INTERVAL_SECS",
+    "60",
+    "how often persistent sessions read",
+)
+.range(1, DAY);
+pub const SCAN_INTERVAL: Setting = Setting::new(
+    "RECONBANKER_SCAN_INTERVAL_MS",
+    "5000",
+    "how often the scheduler looks for accounts that are due",
+)
+.range(10, 3_600_000);
+pub const MAX_SESSIONS: Setting = Setting::new(
+    "RECONBANKER_MAX_SESSIONS",
+    "1000",
+    "bank sessions running at once (waiting logins included)",
+)
+.range(1, 1_000_000);
+pub const RETRY_ATTEMPTS: Setting = Setting::new(
+    "RECONBANKER_RETRY_ATTEMPTS",
+    "3",
+    "retries of a retryable bank failure within a session",
+)
+.range(0, 100);
+pub const RETRY_BACKOFF: Setting = Setting::new(
+    "RECONBANKER_RETRY_BACKOFF_MS",
+    "2000",
+    "first retry delay (doubles, with jitter)",
+)
+.range(1, 3_600_000);
+pub const BANK_TIMEOUT: Setting = Setting::new(
+    "RECONBANKER_BANK_TIMEOUT_SECS",
+    "15",
+    "timeout of one request to a bank",
+)
+.range(1, 600);
+pub const SANDBOX_BANK: Setting = Setting::new(
+    "RECONBANKER_SANDBOX_BANK",
+    "embedded",
+    "embedded (serve starts it), off, or the URL of a sandbox bank",
+);
+pub const SANDBOX_PORT: Setting = Setting::new(
+    "RECONBANKER_SANDBOX_PORT",
+    "3100",
+    "port of the embedded sandbox bank (on the same host)",
+);
+pub const WEBHOOK_TIMEOUT: Setting = Setting::new(
+    "RECONBANKER_WEBHOOK_TIMEOUT_MS",
+    "10000",
+    "timeout of one notification webhook POST",
+)
+.range(10, 600_000);
+pub const WEBHOOK_BACKOFF: Setting = Setting::new(
+    "RECONBANKER_WEBHOOK_BACKOFF_MS",
+    "5000",
+    "first webhook retry delay (x4 each try, with jitter, at most 12 h)",
+)
+.range(1, 3_600_000);
+pub const WEBHOOK_MAX_ATTEMPTS: Setting = Setting::new(
+    "RECONBANKER_WEBHOOK_MAX_ATTEMPTS",
+    "8",
+    "webhook tries before a delivery is dead-lettered",
+)
+.range(1, 50);
+pub const SIGNING_SECRET_GRACE: Setting = Setting::new(
+    "RECONBANKER_SIGNING_SECRET_GRACE_SECS",
+    "86400",
+    "how long a rotated-out signing secret still signs",
+)
+.range(0, 30 * DAY);
+pub const EVENT_RETENTION: Setting = Setting::new(
+    "RECONBANKER_EVENT_RETENTION_SECS",
+    "604800",
+    "how long events stay in the log (stream resume window), 7 days",
+)
+.range(60, 365 * DAY);
+/// Read by `tracing-subscriber` in `main`, not by [`Config`].
+pub const LOG: Setting = Setting::new("RUST_LOG", "info", "log filter (tracing-subscriber syntax)");
+
+/// Every environment variable the server reads, in the order `--help` and the README list them.
+/// A test checks that [`Config::from_lookup`] reads exactly these (but `RUST_LOG`).
+pub const SETTINGS: &[Setting] = &[
+    HOST,
+    PORT,
+    DATA_DIR,
+    DATABASE_URL,
+    DB_MAX_CONNECTIONS,
+    JWT_SECRET,
+    MASTER_KEY,
+    JWT_TTL,
+    OTP_RATE_LIMIT,
+    OTP_RATE_WINDOW,
+    V1_RATE_PER_SEC,
+    V1_BURST,
+    AUTH_FAILURES_PER_MIN,
+    LOGIN_FAILURES,
+    ASSISTANCE_TIMEOUT,
+    ALLOW_PRIVATE_TARGETS,
+    SCRAPE_INTERVAL,
+    POLL_INTERVAL,
+    SCAN_INTERVAL,
+    MAX_SESSIONS,
+    RETRY_ATTEMPTS,
+    RETRY_BACKOFF,
+    BANK_TIMEOUT,
+    SANDBOX_BANK,
+    SANDBOX_PORT,
+    WEBHOOK_TIMEOUT,
+    WEBHOOK_BACKOFF,
+    WEBHOOK_MAX_ATTEMPTS,
+    SIGNING_SECRET_GRACE,
+    EVENT_RETENTION,
+    LOG,
 ];
+
+/// [`SETTINGS`] as `(name, default, meaning)`, for `--help`.
+pub const ENV_VARS: &[(&str, &str, &str)] = &env_vars();
+
+const fn env_vars() -> [(&'static str, &'static str, &'static str); SETTINGS.len()] {
+    let mut out = [("", "", ""); SETTINGS.len()];
+    let mut i = 0;
+    while i < SETTINGS.len() {
+        out[i] = (SETTINGS[i].env, SETTINGS[i].default, SETTINGS[i].doc);
+        i += 1;
+    }
+    out
+}
+
+/// How often `last_used_at` of API keys is written back (not configurable).
+const KEY_USAGE_FLUSH: Duration = Duration::from_secs(60);
 
 /// Request bodies over this size are refused with 413 (docs/product.md §1).
 pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// A value that must not reach logs: `Debug` prints `Secret(<redacted>)`, and reading it takes an
+/// explicit [`Secret::expose`].
+#[derive(Clone)]
+pub struct Secret<T>(T);
+
+impl<T> Secret<T> {
+    pub fn new(value: T) -> Self {
+        Self(value)
+    }
+
+    pub fn expose(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T> From<T> for Secret<T> {
+    fn from(value: T) -> Self {
+        Self(value)
+    }
+}
+
+impl<T> fmt::Debug for Secret<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
 
 #[derive(Clone)]
 pub struct Config {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
+    /// May carry a password: shown through [`redact_url`] only.
     pub database_url: String,
     pub db_max_connections: u32,
     /// `None` = read or generate `<data_dir>/jwt_secret`.
-    pub jwt_secret: Option<Vec<u8>>,
+    pub jwt_secret: Option<Secret<Vec<u8>>>,
     /// `None` = read or generate `<data_dir>/master.key`.
-    pub master_key: Option<[u8; 32]>,
+    pub master_key: Option<Secret<[u8; 32]>>,
     pub jwt_ttl: Duration,
     pub otp_rate_limit: u32,
     pub otp_rate_window: Duration,
@@ -201,28 +337,72 @@ pub enum SandboxMode {
     External(url::Url),
 }
 
+// Not derived only because `database_url` may carry a password and stays a `String` for its
+// callers; the secrets print as `Secret(<redacted>)`. The destructuring names every field (no
+// `..`), so a new field does not compile until it is shown here.
 impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Config {
+            listen,
+            data_dir,
+            database_url,
+            db_max_connections,
+            jwt_secret,
+            master_key,
+            jwt_ttl,
+            otp_rate_limit,
+            otp_rate_window,
+            v1_rate_per_sec,
+            v1_burst,
+            auth_failures_per_min,
+            login_failures,
+            assistance_timeout,
+            allow_private_targets,
+            key_usage_flush,
+            scrape_interval,
+            poll_interval,
+            max_sessions,
+            scan_interval,
+            retry_attempts,
+            retry_backoff,
+            bank_timeout,
+            sandbox,
+            webhook_timeout,
+            webhook_backoff,
+            webhook_max_attempts,
+            signing_secret_grace,
+            event_retention,
+        } = self;
         f.debug_struct("Config")
-            .field("listen", &self.listen)
-            .field("data_dir", &self.data_dir)
-            .field("database_url", &redact_url(&self.database_url))
-            .field("db_max_connections", &self.db_max_connections)
-            .field("jwt_secret", &self.jwt_secret.as_ref().map(|_| "<redacted>"))
-            .field("master_key", &self.master_key.as_ref().map(|_| "<redacted>"))
-            .field("jwt_ttl", &self.jwt_ttl)
-            .field("otp_rate_limit", &self.otp_rate_limit)
-            .field("otp_rate_window", &self.otp_rate_window)
-            .field("v1_rate_per_sec", &self.v1_rate_per_sec)
-            .field("v1_burst", &self.v1_burst)
-            .field("auth_failures_per_min", &self.auth_failures_per_min)
-            .field("login_failures", &self.login_failures)
-            .field("assistance_timeout", &self.assistance_timeout)
-            .field("allow_private_targets", &self.allow_private_targets)
-            .field("scrape_interval", &self.scrape_interval)
-            .field("poll_interval", &self.poll_interval)
-            .field("max_sessions", &self.max_sessions)
-            .field("sandbox", &self.sandbox)
+            .field("listen", listen)
+            .field("data_dir", data_dir)
+            .field("database_url", &redact_url(database_url))
+            .field("db_max_connections", db_max_connections)
+            .field("jwt_secret", jwt_secret)
+            .field("master_key", master_key)
+            .field("jwt_ttl", jwt_ttl)
+            .field("otp_rate_limit", otp_rate_limit)
+            .field("otp_rate_window", otp_rate_window)
+            .field("v1_rate_per_sec", v1_rate_per_sec)
+            .field("v1_burst", v1_burst)
+            .field("auth_failures_per_min", auth_failures_per_min)
+            .field("login_failures", login_failures)
+            .field("assistance_timeout", assistance_timeout)
+            .field("allow_private_targets", allow_private_targets)
+            .field("key_usage_flush", key_usage_flush)
+            .field("scrape_interval", scrape_interval)
+            .field("poll_interval", poll_interval)
+            .field("max_sessions", max_sessions)
+            .field("scan_interval", scan_interval)
+            .field("retry_attempts", retry_attempts)
+            .field("retry_backoff", retry_backoff)
+            .field("bank_timeout", bank_timeout)
+            .field("sandbox", sandbox)
+            .field("webhook_timeout", webhook_timeout)
+            .field("webhook_backoff", webhook_backoff)
+            .field("webhook_max_attempts", webhook_max_attempts)
+            .field("signing_secret_grace", signing_secret_grace)
+            .field("event_retention", event_retention)
             .finish()
     }
 }
@@ -250,12 +430,9 @@ impl Config {
 
     /// Loads from any key → value lookup (tests pass a map; nothing touches the real environment).
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let get = |k: &str| get(k).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
-        let host: IpAddr = parse(&get, "RECONBANKER_HOST", "an IP address such as 127.0.0.1 or 0.0.0.0")?
-            .unwrap_or(IpAddr::from([127, 0, 0, 1]));
-        let port: u16 = parse(&get, "RECONBANKER_PORT", "a port number 0-65535")?.unwrap_or(3000);
-        let data_dir = PathBuf::from(get("RECONBANKER_DATA_DIR").unwrap_or_else(|| "./data".into()));
-        let database_url = match get("DATABASE_URL") {
+        let env = Env(get);
+        let data_dir = PathBuf::from(env.value(&DATA_DIR));
+        let database_url = match env.set(&DATABASE_URL) {
             Some(url) => {
                 if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
                     return Err(ConfigError(
@@ -266,47 +443,27 @@ impl Config {
             }
             None => format!("sqlite://{}", data_dir.join("reconbanker.db").display()),
         };
-        let jwt_secret = match get("JWT_SECRET") {
+        let jwt_secret = match env.set(&JWT_SECRET) {
             Some(s) if s.len() < 32 => {
                 return Err(ConfigError(format!(
                     "JWT_SECRET must be at least 32 bytes (got {})",
                     s.len()
                 )))
             }
-            Some(s) => Some(s.into_bytes()),
+            Some(s) => Some(Secret::new(s.into_bytes())),
             None => None,
         };
-        let master_key = match get("RECONBANKER_MASTER_KEY") {
-            Some(s) => Some(parse_master_key(&s).ok_or_else(|| {
+        let master_key = match env.set(&MASTER_KEY) {
+            Some(s) => Some(Secret::new(parse_master_key(&s).ok_or_else(|| {
                 ConfigError("RECONBANKER_MASTER_KEY must be 64 hexadecimal characters (32 bytes)".into())
-            })?),
+            })?)),
             None => None,
         };
-        let secs = |name: &str, default: u64, min: u64, max: u64| -> Result<Duration, ConfigError> {
-            let v =
-                parse::<u64>(&get, name, &format!("a whole number of seconds from {min} to {max}"))?.unwrap_or(default);
-            in_range(name, v, min, max)?;
-            Ok(Duration::from_secs(v))
-        };
-        let count = |name: &str, default: u32, min: u32, max: u32| -> Result<u32, ConfigError> {
-            let v = parse::<u32>(&get, name, &format!("a whole number from {min} to {max}"))?.unwrap_or(default);
-            in_range(name, v, min, max)?;
-            Ok(v)
-        };
-        let allow_private_targets = match get("RECONBANKER_ALLOW_PRIVATE_TARGETS").as_deref() {
-            None | Some("false") | Some("0") | Some("no") => false,
-            Some("true") | Some("1") | Some("yes") => true,
-            Some(_) => {
-                return Err(ConfigError(
-                    "RECONBANKER_ALLOW_PRIVATE_TARGETS must be true or false".into(),
-                ))
-            }
-        };
-        let sandbox_port: u16 = parse(&get, "RECONBANKER_SANDBOX_PORT", "a port number 0-65535")?.unwrap_or(3100);
-        let sandbox = match get("RECONBANKER_SANDBOX_BANK").as_deref() {
-            None | Some("embedded") => SandboxMode::Embedded { port: sandbox_port },
-            Some("off") => SandboxMode::Off,
-            Some(url) => SandboxMode::External(
+        let sandbox_port: u16 = env.parse(&SANDBOX_PORT, "a port number 0-65535")?;
+        let sandbox = match env.value(&SANDBOX_BANK).as_str() {
+            "embedded" => SandboxMode::Embedded { port: sandbox_port },
+            "off" => SandboxMode::Off,
+            url => SandboxMode::External(
                 url::Url::parse(url)
                     .ok()
                     .filter(|u| matches!(u.scheme(), "http" | "https"))
@@ -317,69 +474,94 @@ impl Config {
                     })?,
             ),
         };
-        let millis = |name: &str, default: u64, min: u64, max: u64| -> Result<Duration, ConfigError> {
-            let v = parse::<u64>(
-                &get,
-                name,
-                &format!("a whole number of milliseconds from {min} to {max}"),
-            )?
-            .unwrap_or(default);
-            in_range(name, v, min, max)?;
-            Ok(Duration::from_millis(v))
-        };
         Ok(Config {
-            scrape_interval: secs("RECONBANKER_SCRAPE_INTERVAL_SECS", 1200, 1, 7 * 86_400)?,
-            poll_interval: secs("RECONBANKER_POLL_INTERVAL_SECS", 60, 1, 86_400)?,
-            max_sessions: count("RECONBANKER_MAX_SESSIONS", 1000, 1, 1_000_000)? as usize,
-            scan_interval: millis("RECONBANKER_SCAN_INTERVAL_MS", 5000, 10, 3_600_000)?,
-            retry_attempts: count("RECONBANKER_RETRY_ATTEMPTS", 3, 0, 100)?,
-            retry_backoff: millis("RECONBANKER_RETRY_BACKOFF_MS", 2000, 1, 3_600_000)?,
-            bank_timeout: secs("RECONBANKER_BANK_TIMEOUT_SECS", 15, 1, 600)?,
-            sandbox,
-            webhook_timeout: millis("RECONBANKER_WEBHOOK_TIMEOUT_MS", 10_000, 10, 600_000)?,
-            webhook_backoff: millis("RECONBANKER_WEBHOOK_BACKOFF_MS", 5_000, 1, 3_600_000)?,
-            webhook_max_attempts: count("RECONBANKER_WEBHOOK_MAX_ATTEMPTS", 8, 1, 50)?,
-            signing_secret_grace: secs("RECONBANKER_SIGNING_SECRET_GRACE_SECS", 86_400, 0, 30 * 86_400)?,
-            event_retention: secs("RECONBANKER_EVENT_RETENTION_SECS", 604_800, 60, 365 * 86_400)?,
-            listen: SocketAddr::new(host, port),
+            listen: SocketAddr::new(
+                env.parse::<IpAddr>(&HOST, "an IP address such as 127.0.0.1 or 0.0.0.0")?,
+                env.parse(&PORT, "a port number 0-65535")?,
+            ),
             data_dir,
             database_url,
-            db_max_connections: count("RECONBANKER_DB_MAX_CONNECTIONS", 8, 1, 1000)?,
+            db_max_connections: env.count(&DB_MAX_CONNECTIONS)?,
             jwt_secret,
             master_key,
-            jwt_ttl: secs("RECONBANKER_JWT_TTL_SECS", 7 * 24 * 3600, 60, 365 * 24 * 3600)?,
-            otp_rate_limit: count("RECONBANKER_OTP_RATE_LIMIT", 5, 1, 1_000_000)?,
-            otp_rate_window: secs("RECONBANKER_OTP_RATE_WINDOW_SECS", 600, 1, 86_400)?,
-            v1_rate_per_sec: count("RECONBANKER_V1_RATE_PER_SEC", 50, 1, 10_000_000)?,
-            v1_burst: count("RECONBANKER_V1_BURST", 100, 1, 10_000_000)?,
-            auth_failures_per_min: count("RECONBANKER_AUTH_FAILURES_PER_MIN", 30, 1, 1_000_000)?,
-            login_failures: count("RECONBANKER_LOGIN_FAILURES", 10, 1, 1_000_000)?,
-            assistance_timeout: secs("RECONBANKER_ASSISTANCE_TIMEOUT_SECS", 300, 10, 3600)?,
-            allow_private_targets,
-            key_usage_flush: Duration::from_secs(60),
+            jwt_ttl: env.secs(&JWT_TTL)?,
+            otp_rate_limit: env.count(&OTP_RATE_LIMIT)?,
+            otp_rate_window: env.secs(&OTP_RATE_WINDOW)?,
+            v1_rate_per_sec: env.count(&V1_RATE_PER_SEC)?,
+            v1_burst: env.count(&V1_BURST)?,
+            auth_failures_per_min: env.count(&AUTH_FAILURES_PER_MIN)?,
+            login_failures: env.count(&LOGIN_FAILURES)?,
+            assistance_timeout: env.secs(&ASSISTANCE_TIMEOUT)?,
+            allow_private_targets: env.flag(&ALLOW_PRIVATE_TARGETS)?,
+            key_usage_flush: KEY_USAGE_FLUSH,
+            scrape_interval: env.secs(&SCRAPE_INTERVAL)?,
+            poll_interval: env.secs(&POLL_INTERVAL)?,
+            max_sessions: env.count(&MAX_SESSIONS)? as usize,
+            scan_interval: env.millis(&SCAN_INTERVAL)?,
+            retry_attempts: env.count(&RETRY_ATTEMPTS)?,
+            retry_backoff: env.millis(&RETRY_BACKOFF)?,
+            bank_timeout: env.secs(&BANK_TIMEOUT)?,
+            sandbox,
+            webhook_timeout: env.millis(&WEBHOOK_TIMEOUT)?,
+            webhook_backoff: env.millis(&WEBHOOK_BACKOFF)?,
+            webhook_max_attempts: env.count(&WEBHOOK_MAX_ATTEMPTS)?,
+            signing_secret_grace: env.secs(&SIGNING_SECRET_GRACE)?,
+            event_retention: env.secs(&EVENT_RETENTION)?,
         })
     }
 }
 
-fn parse<T: std::str::FromStr>(
-    get: &impl Fn(&str) -> Option<String>,
-    name: &str,
-    expected: &str,
-) -> Result<Option<T>, ConfigError> {
-    match get(name) {
-        None => Ok(None),
-        Some(v) => v
-            .parse()
-            .map(Some)
-            .map_err(|_| ConfigError(format!("{name} must be {expected} (got {v:?})"))),
-    }
-}
+/// The lookup `from_lookup` was given, read through the [`Setting`]s: a value is trimmed, and an
+/// empty one counts as unset.
+struct Env<F>(F);
 
-fn in_range<T: PartialOrd + fmt::Display>(name: &str, v: T, min: T, max: T) -> Result<(), ConfigError> {
-    if v < min || v > max {
-        return Err(ConfigError(format!("{name} must be from {min} to {max} (got {v})")));
+impl<F: Fn(&str) -> Option<String>> Env<F> {
+    /// The value set for `s`, if any.
+    fn set(&self, s: &Setting) -> Option<String> {
+        (self.0)(s.env).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
     }
-    Ok(())
+
+    /// The value set for `s`, else its default.
+    fn value(&self, s: &Setting) -> String {
+        self.set(s).unwrap_or_else(|| s.default.to_owned())
+    }
+
+    fn parse<T: FromStr>(&self, s: &Setting, expected: &str) -> Result<T, ConfigError> {
+        let v = self.value(s);
+        v.parse()
+            .map_err(|_| ConfigError(format!("{} must be {expected} (got {v:?})", s.env)))
+    }
+
+    /// A whole number within the setting's range; `unit` completes "a whole number…".
+    fn whole<T: FromStr + Into<u64> + Copy>(&self, s: &Setting, unit: &str) -> Result<T, ConfigError> {
+        let (min, max) = s.range.unwrap_or((0, u64::MAX));
+        let v: T = self.parse(s, &format!("a whole number{unit} from {min} to {max}"))?;
+        let n: u64 = v.into();
+        if n < min || n > max {
+            return Err(ConfigError(format!("{} must be from {min} to {max} (got {n})", s.env)));
+        }
+        Ok(v)
+    }
+
+    fn count(&self, s: &Setting) -> Result<u32, ConfigError> {
+        self.whole(s, "")
+    }
+
+    fn secs(&self, s: &Setting) -> Result<Duration, ConfigError> {
+        self.whole(s, " of seconds").map(Duration::from_secs)
+    }
+
+    fn millis(&self, s: &Setting) -> Result<Duration, ConfigError> {
+        self.whole(s, " of milliseconds").map(Duration::from_millis)
+    }
+
+    fn flag(&self, s: &Setting) -> Result<bool, ConfigError> {
+        match self.value(s).as_str() {
+            "false" | "0" | "no" => Ok(false),
+            "true" | "1" | "yes" => Ok(true),
+            _ => Err(ConfigError(format!("{} must be true or false", s.env))),
+        }
+    }
 }
 
 fn parse_master_key(s: &str) -> Option<[u8; 32]> {
@@ -388,9 +570,10 @@ fn parse_master_key(s: &str) -> Option<[u8; 32]> {
 }
 
 /// The secrets the server runs with, after env overrides and generated files are resolved.
+#[derive(Debug)]
 pub struct Secrets {
-    pub jwt_secret: Vec<u8>,
-    pub master_key: [u8; 32],
+    pub jwt_secret: Secret<Vec<u8>>,
+    pub master_key: Secret<[u8; 32]>,
 }
 
 impl Secrets {
@@ -402,11 +585,11 @@ impl Secrets {
             create_data_dir(&config.data_dir)?;
         }
         let jwt_secret = match &config.jwt_secret {
-            Some(s) => s.clone(),
+            Some(s) => s.expose().clone(),
             None => read_or_generate(&config.data_dir.join("jwt_secret"))?.into_bytes(),
         };
-        let master_key = match config.master_key {
-            Some(k) => k,
+        let master_key = match &config.master_key {
+            Some(k) => *k.expose(),
             None => {
                 let path = config.data_dir.join("master.key");
                 let text = read_or_generate(&path)?;
@@ -414,7 +597,10 @@ impl Secrets {
                     .ok_or_else(|| ConfigError(format!("{} must hold 64 hexadecimal characters", path.display())))?
             }
         };
-        Ok(Self { jwt_secret, master_key })
+        Ok(Self {
+            jwt_secret: Secret::from(jwt_secret),
+            master_key: Secret::from(master_key),
+        })
     }
 }
 
@@ -514,8 +700,8 @@ mod tests {
         let c = load(&[("RECONBANKER_DATA_DIR", dir.path().join("d").to_str().expect("utf8"))]).expect("loads");
         let first = Secrets::load_or_create(&c).expect("created");
         let again = Secrets::load_or_create(&c).expect("read back");
-        assert_eq!(first.master_key, again.master_key);
-        assert_eq!(first.jwt_secret, again.jwt_secret);
+        assert_eq!(first.master_key.expose(), again.master_key.expose());
+        assert_eq!(first.jwt_secret.expose(), again.jwt_secret.expose());
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -527,5 +713,61 @@ mod tests {
                 assert_eq!(mode & 0o777, 0o600, "{f}");
             }
         }
+    }
+
+    #[test]
+    fn debug_shows_every_setting_but_no_secret() {
+        let jwt = "jwt-0123456789-0123456789-0123456789";
+        let key_hex = "a1".repeat(32);
+        let c = load(&[
+            ("JWT_SECRET", jwt),
+            ("RECONBANKER_MASTER_KEY", &key_hex),
+            ("DATABASE_URL", "postgres://reconbanker:pa55word@db/x"),
+        ])
+        .expect("loads");
+        let key = c.master_key.as_ref().expect("set").expose();
+        let shown = format!("{c:?}");
+        for secret in [
+            jwt,
+            &key_hex,
+            &format!("{key:?}"),
+            &format!("{:?}", jwt.as_bytes()),
+            "pa55word",
+        ] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(shown.contains("jwt_secret: Some(Secret(<redacted>))"), "{shown}");
+        assert!(shown.contains("postgres://reconbanker:redacted@db/x"), "{shown}");
+        // The fields the hand-written Debug once forgot.
+        for field in [
+            "key_usage_flush",
+            "retry_backoff",
+            "webhook_max_attempts",
+            "event_retention",
+        ] {
+            assert!(shown.contains(field), "{field} in {shown}");
+        }
+    }
+
+    #[test]
+    fn from_lookup_reads_exactly_the_declared_settings() {
+        let read = std::cell::RefCell::new(std::collections::BTreeSet::new());
+        Config::from_lookup(|k| {
+            read.borrow_mut().insert(k.to_owned());
+            None
+        })
+        .expect("defaults load");
+        let declared: std::collections::BTreeSet<String> = SETTINGS
+            .iter()
+            .filter(|s| s.env != LOG.env)
+            .map(|s| s.env.to_owned())
+            .collect();
+        assert_eq!(read.into_inner(), declared);
+    }
+
+    #[test]
+    fn help_lists_every_setting_with_its_default() {
+        let listed: Vec<_> = SETTINGS.iter().map(|s| (s.env, s.default, s.doc)).collect();
+        assert_eq!(ENV_VARS, listed.as_slice());
     }
 }

@@ -70,7 +70,7 @@ pub(crate) async fn build(config: Config, options: AppOptions) -> Result<(AppSta
     ));
     boot::clean_up_after_previous_process(&store, &assistance, &hub).await?;
 
-    let sealer = Sealer::new(&secrets.master_key);
+    let sealer = Sealer::new(secrets.master_key.expose());
     let sessions = LiveSessions::default();
     let mut by_code: HashMap<String, Arc<dyn BankConnector>> = builtin
         .into_iter()
@@ -113,7 +113,7 @@ pub(crate) async fn build(config: Config, options: AppOptions) -> Result<(AppSta
         webhooks: Arc::new(webhooks),
         tickets: Default::default(),
         streams_closing: CancellationToken::new(),
-        jwt: Jwt::new(&secrets.jwt_secret, config.jwt_ttl),
+        jwt: Jwt::new(secrets.jwt_secret.expose(), config.jwt_ttl),
         sealer,
         keys: KeyDirectory::new(store.clone()),
         accounts: AccountDirectory::new(store.clone()),

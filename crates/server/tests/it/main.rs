@@ -9,6 +9,7 @@ mod cli;
 mod engine;
 mod layers;
 mod openapi;
+mod readme;
 mod streams;
 mod surfaces;
 mod users;
