@@ -899,9 +899,13 @@ async fn long_poll_returns_200_on_change_and_304_on_timeout() {
     });
     // The handler subscribes to the bus, finds the status unchanged and parks (it has nothing
     // else to wait for: the status is cached). Only then does the status change.
-    while f.app.state.bus.receiver_count() == parked_before {
-        tokio::task::yield_now().await;
-    }
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while f.app.state.bus.receiver_count() == parked_before {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the long-poll did not subscribe to the bus within 10 s");
     let user = f.user_id().await;
     let (req, _waiter) = f
         .app
@@ -910,7 +914,10 @@ async fn long_poll_returns_200_on_change_and_304_on_timeout() {
         .open(f.account_id(), user, numeric6())
         .await
         .expect("open");
-    let res = poll.await.expect("join");
+    let res = tokio::time::timeout(Duration::from_secs(30), poll)
+        .await
+        .expect("the long-poll did not answer within 30 s of the change")
+        .expect("join");
     assert_eq!(res.status(), StatusCode::OK);
     assert_ne!(
         res.headers().get("etag").and_then(|v| v.to_str().ok()),
