@@ -1,6 +1,10 @@
 //! Test harness: a real app on a random port, a fresh database per test (SQLite by default;
 //! PostgreSQL when `RECONBANKER_TEST_BACKEND=postgres` and `TEST_DATABASE_URL` are set), and
-//! a small typed client.
+//! a small typed client ([`client`]).
+
+mod client;
+
+pub use client::*;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -304,66 +308,70 @@ impl TestApp {
         .await
     }
 
+    /// `GET /v1/accounts/:id/status` with `key`.
+    pub async fn status(&self, account: &str, key: &str) -> StatusOut {
+        self.v1_as(
+            Method::GET,
+            &format!("/v1/accounts/{account}/status"),
+            key,
+            None,
+            StatusCode::OK,
+        )
+        .await
+    }
+
     /// Registers and logs in a user; returns its token.
     pub async fn user(&self, email: &str) -> String {
-        let r = self
-            .json(
+        let creds = json!({"email": email, "password": "correct horse battery"});
+        let _: RegisteredOut = self
+            .call(
                 Method::POST,
                 "/auth/register",
                 None,
-                Some(json!({"email": email, "password": "correct horse battery"})),
+                Some(creds.clone()),
+                StatusCode::CREATED,
             )
             .await;
-        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-        let r = self
-            .json(
-                Method::POST,
-                "/auth/login",
-                None,
-                Some(json!({"email": email, "password": "correct horse battery"})),
-            )
+        let login: LoginOut = self
+            .call(Method::POST, "/auth/login", None, Some(creds), StatusCode::OK)
             .await;
-        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-        r.body["token"].as_str().expect("token").to_owned()
+        login.token
     }
 
     pub async fn sandbox_bank(&self, token: &str) -> String {
-        let r = self.get("/banks", token).await;
-        let banks = r.body.as_array().expect("banks").clone();
-        let b = banks
-            .iter()
-            .find(|b| b["code"] == "sandbox")
-            .expect("sandbox bank seeded");
-        b["id"].as_str().expect("id").to_owned()
+        let banks: Vec<BankOut> = self.get_as("/banks", token, StatusCode::OK).await;
+        banks
+            .into_iter()
+            .find(|b| b.code == "sandbox")
+            .expect("sandbox bank seeded")
+            .id
     }
 
     /// Creates an account on the sandbox bank; returns its id.
     pub async fn account(&self, token: &str, name: &str) -> String {
         let bank = self.sandbox_bank(token).await;
-        let r = self
-            .json(
-                Method::POST,
+        let created: AccountOut = self
+            .post_as(
                 "/accounts",
-                Some(token),
+                token,
                 Some(json!({"bankId": bank, "name": name})),
+                StatusCode::CREATED,
             )
             .await;
-        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-        r.body["id"].as_str().expect("id").to_owned()
+        created.id
     }
 
     /// Creates an API key; returns the full key.
     pub async fn key(&self, token: &str, scopes: &[&str], account_ids: Option<&[&str]>) -> String {
-        let r = self
-            .json(
-                Method::POST,
+        let created: KeyOut = self
+            .post_as(
                 "/me/api-keys",
-                Some(token),
+                token,
                 Some(json!({"name": "test key", "scopes": scopes, "account_ids": account_ids})),
+                StatusCode::CREATED,
             )
             .await;
-        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-        r.body["key"].as_str().expect("key").to_owned()
+        created.key.expect("the key is shown on creation")
     }
 }
 
@@ -398,11 +406,8 @@ impl Fixture {
     }
 
     pub async fn user_id(&self) -> reconbanker_store::UserId {
-        self.app.get("/me", &self.token).await.body["id"]
-            .as_str()
-            .expect("id")
-            .parse()
-            .expect("uuid")
+        let me: MeOut = self.app.get_as("/me", &self.token, StatusCode::OK).await;
+        me.id.parse().expect("uuid")
     }
 }
 
@@ -512,5 +517,17 @@ impl BankFixture {
 
     pub async fn post(&self, path: &str) -> Res {
         self.app.json(Method::POST, path, Some(&self.token), None).await
+    }
+
+    /// `POST` with the owner's token and no body, answering `status` with a `T`.
+    pub async fn post_as<T: serde::de::DeserializeOwned>(&self, path: &str, status: StatusCode) -> T {
+        self.app.post_as(path, &self.token, None, status).await
+    }
+
+    /// `GET /accounts/:id` as the owner.
+    pub async fn account_out(&self, id: &str) -> AccountOut {
+        self.app
+            .get_as(&format!("/accounts/{id}"), &self.token, StatusCode::OK)
+            .await
     }
 }
