@@ -3,21 +3,23 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::harness::TestApp;
+use crate::harness::{AccountOut, BankOut, ConfigOut, IdOut, TestApp};
 
 #[tokio::test]
 async fn banks_list_get_and_admin_create() {
     let app = TestApp::spawn().await;
     let token = app.user("admin@example.com").await;
     let banks = app.get("/banks", &token).await;
-    assert_eq!(banks.status, StatusCode::OK);
-    let sandbox = &banks.body[0];
-    assert_eq!(sandbox["code"], "sandbox");
-    let mut fields: Vec<&String> = sandbox.as_object().expect("obj").keys().collect();
+    assert_eq!(banks.status, StatusCode::OK, "{}", banks.text);
+    let mut fields: Vec<&String> = banks.body[0].as_object().expect("obj").keys().collect();
     fields.sort();
     assert_eq!(fields, ["code", "id", "loginUrl", "name", "status"]);
-    let id = sandbox["id"].as_str().expect("id");
-    assert_eq!(app.get(&format!("/banks/{id}"), &token).await.body["code"], "sandbox");
+    let banks: Vec<BankOut> = banks.typed(StatusCode::OK);
+    let sandbox = &banks[0];
+    assert_eq!(sandbox.code, "sandbox");
+    let id = &sandbox.id;
+    let got: BankOut = app.get_as(&format!("/banks/{id}"), &token, StatusCode::OK).await;
+    assert_eq!(got.code, "sandbox");
     app.get(&format!("/banks/{}", uuid::Uuid::now_v7()), &token)
         .await
         .assert_api_error(404, "NOT_FOUND");
@@ -28,11 +30,10 @@ async fn banks_list_get_and_admin_create() {
         .await
         .assert_api_error(403, "FORBIDDEN");
     assert!(app.state.store.grant_admin("admin@example.com").await.expect("grant"));
-    let r = app
-        .json(Method::POST, "/banks", Some(&token), Some(new_bank.clone()))
+    let created: IdOut = app
+        .post_as("/banks", &token, Some(new_bank.clone()), StatusCode::CREATED)
         .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-    assert!(r.body["id"].as_str().is_some());
+    assert!(uuid::Uuid::parse_str(&created.id).is_ok(), "{created:?}");
     app.json(Method::POST, "/banks", Some(&token), Some(new_bank))
         .await
         .assert_api_error(409, "BANK_EXISTS");
@@ -45,7 +46,8 @@ async fn banks_list_get_and_admin_create() {
             .await
             .assert_api_error(400, "VALIDATION_ERROR");
     }
-    assert_eq!(app.get("/banks", &token).await.body.as_array().expect("arr").len(), 2);
+    let banks: Vec<BankOut> = app.get_as("/banks", &token, StatusCode::OK).await;
+    assert_eq!(banks.len(), 2);
 }
 
 #[tokio::test]
@@ -62,8 +64,8 @@ async fn accounts_crud_and_tenancy() {
         json!({"bankId": bank, "name": "  "}),
     ] {
         let r = app.json(Method::POST, "/accounts", Some(&token), Some(body)).await;
-        r.assert_api_error(400, "VALIDATION_ERROR");
-        assert_eq!(r.body["error"], "bankId and name are required");
+        let e = r.api_error(400, "VALIDATION_ERROR");
+        assert_eq!(e.error, "bankId and name are required");
     }
     for bank_id in [uuid::Uuid::now_v7().to_string(), "sandbox".into()] {
         app.json(
@@ -84,14 +86,19 @@ async fn accounts_crud_and_tenancy() {
         )
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-    let id = r.body["id"].as_str().expect("id").to_owned();
+    let created: AccountOut = serde_json::from_value(r.body.clone()).expect("an account");
+    let id = created.id.clone();
+    // The whole wire shape, `null`s included.
     assert_eq!(
         r.body,
         json!({"id": id, "bank": "sandbox", "name": "Main", "status": "active", "sessionStatus": "off", "scrapeBlockedAt": null, "scrapeBlockedReason": null})
     );
+    let listed: Vec<AccountOut> = app.get_as("/accounts", &token, StatusCode::OK).await;
+    assert_eq!(listed, [created]);
     assert_eq!(app.get("/accounts", &token).await.body, json!([r.body]));
     assert_eq!(app.get(&format!("/accounts/{id}"), &token).await.body, r.body);
-    assert_eq!(app.get("/accounts", &other).await.body, json!([]));
+    let theirs: Vec<AccountOut> = app.get_as("/accounts", &other, StatusCode::OK).await;
+    assert!(theirs.is_empty(), "{theirs:?}");
     for path in [
         format!("/accounts/{id}"),
         format!("/accounts/{id}/config"),
@@ -100,10 +107,11 @@ async fn accounts_crud_and_tenancy() {
         let r = app.get(&path, &other).await;
         r.assert_api_error(404, "NOT_FOUND");
     }
-    assert_eq!(
-        app.get(&format!("/accounts/{id}"), &other).await.body["error"],
-        "Account not found"
-    );
+    let e = app
+        .get(&format!("/accounts/{id}"), &other)
+        .await
+        .api_error(404, "NOT_FOUND");
+    assert_eq!(e.error, "Account not found");
     app.get("/accounts/not-a-uuid", &token)
         .await
         .assert_api_error(404, "NOT_FOUND");
@@ -152,10 +160,8 @@ async fn config_defaults_partial_update_and_masking() {
     let path = format!("/accounts/{id}/config");
     let d = app.get(&path, &token).await;
     assert_eq!(d.status, StatusCode::OK, "{}", d.text);
-    let secret = d.body["notification_signing_secret"]
-        .as_str()
-        .expect("generated")
-        .to_owned();
+    let typed: ConfigOut = serde_json::from_value(d.body.clone()).expect("a config document");
+    let secret = typed.notification_signing_secret;
     assert!(secret.starts_with("whsec_"));
     let mut expected = json!({
         "session_type": "one-shot", "login_mode": "simple", "bank_username": null, "has_bank_password": false,
@@ -228,7 +234,9 @@ async fn config_defaults_partial_update_and_masking() {
             Some(json!({"notification_auth_token": null})),
         )
         .await;
-    assert_eq!(r.body["notification_auth_token"], Value::Null);
+    assert_eq!(r.body.get("notification_auth_token"), Some(&Value::Null), "{}", r.text);
+    let cleared: ConfigOut = r.typed(StatusCode::OK);
+    assert_eq!(cleared.notification_auth_token, None);
 }
 
 fn strip_read_only(doc: &Value) -> Value {
@@ -303,9 +311,9 @@ async fn config_validation() {
         (json!({"surprise": true}), "surprise"),
     ] {
         let r = app.json(Method::PUT, &path, Some(&token), Some(body.clone())).await;
-        r.assert_api_error(400, "VALIDATION_ERROR");
-        let details = r.body["details"][0]["field"].as_str().unwrap_or_default().to_owned();
-        let ok = details == field || r.body["error"].as_str().unwrap_or_default().contains(field);
+        let e = r.api_error(400, "VALIDATION_ERROR");
+        let details = e.details.as_ref().and_then(|d| d.first()).map(|d| d.field.as_str());
+        let ok = details == Some(field) || e.error.contains(field);
         assert!(ok, "{body} should name {field}: {}", r.text);
     }
     // A public IP literal passes the outbound rule without DNS.

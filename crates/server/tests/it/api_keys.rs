@@ -3,7 +3,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::harness::TestApp;
+use crate::harness::{KeyListOut, KeyOut, TestApp};
 
 #[tokio::test]
 async fn create_shows_the_key_once_and_list_never() {
@@ -18,23 +18,27 @@ async fn create_shows_the_key_once_and_list_never() {
             Some(json!({"name": " SMS relay ", "scopes": ["otp:write", "status:read", "otp:write"], "account_ids": [account], "expires_at": "2099-01-01T00:00:00Z"})),
         )
         .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-    let key = r.body["key"].as_str().expect("key").to_owned();
+    // `null` fields must be on the wire, not just absent.
+    assert_eq!(r.body.get("last_used_at"), Some(&Value::Null), "{}", r.text);
+    assert_eq!(r.body.get("revoked_at"), Some(&Value::Null), "{}", r.text);
+    let created: KeyOut = r.typed(StatusCode::CREATED);
+    let key = created.key.expect("key");
     let re = regex_like(&key);
     assert!(re, "documented format: {key}");
-    assert_eq!(r.body["prefix"], &key[4..12]);
-    assert_eq!(r.body["name"], "SMS relay");
-    assert_eq!(r.body["scopes"], json!(["otp:write", "status:read"]));
-    assert_eq!(r.body["account_ids"], json!([account]));
-    assert_eq!(r.body["expires_at"], "2099-01-01T00:00:00.000Z");
-    assert_eq!(r.body["last_used_at"], Value::Null);
-    assert_eq!(r.body["revoked_at"], Value::Null);
+    assert_eq!(created.prefix, &key[4..12]);
+    assert_eq!(created.name, "SMS relay");
+    assert_eq!(created.scopes, ["otp:write", "status:read"]);
+    assert_eq!(created.account_ids, Some(vec![account]));
+    assert_eq!(created.expires_at.as_deref(), Some("2099-01-01T00:00:00.000Z"));
+    assert_eq!(created.last_used_at, None);
+    assert_eq!(created.revoked_at, None);
 
     let list = app.get("/me/api-keys", &token).await;
-    assert_eq!(list.status, StatusCode::OK);
-    assert_eq!(list.body["available_scopes"], json!(["otp:write", "status:read"]));
     assert!(!list.text.contains(&key[13..]), "the secret never appears again");
-    let listed = &list.body["keys"][0];
+    let listed = list.body["keys"][0].clone();
+    let typed: KeyListOut = list.typed(StatusCode::OK);
+    assert_eq!(typed.available_scopes, ["otp:write", "status:read"]);
+    assert_eq!(typed.keys[0].key, None);
     assert!(listed.get("key").is_none());
     let mut fields: Vec<&String> = listed.as_object().expect("obj").keys().collect();
     fields.sort();
@@ -96,8 +100,9 @@ async fn validation() {
         let r = app
             .json(Method::POST, "/me/api-keys", Some(&token), Some(body.clone()))
             .await;
-        r.assert_api_error(400, "VALIDATION_ERROR");
-        assert_eq!(r.body["details"][0]["field"], field, "{body}: {}", r.text);
+        let e = r.api_error(400, "VALIDATION_ERROR");
+        let details = e.details.unwrap_or_else(|| panic!("{body}: details: {}", r.text));
+        assert_eq!(details[0].field, field, "{body}: {}", r.text);
     }
     for body in [
         json!({"name": 5, "scopes": ["otp:write"]}),
@@ -116,10 +121,8 @@ async fn revoke_keeps_the_key_listed() {
     let token = app.user("k@example.com").await;
     let other = app.user("other@example.com").await;
     app.key(&token, &["status:read"], None).await;
-    let id = app.get("/me/api-keys", &token).await.body["keys"][0]["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let list: KeyListOut = app.get_as("/me/api-keys", &token, StatusCode::OK).await;
+    let id = list.keys[0].id.clone();
     app.json(Method::DELETE, &format!("/me/api-keys/{id}"), Some(&other), None)
         .await
         .assert_api_error(404, "NOT_FOUND");
@@ -127,12 +130,8 @@ async fn revoke_keeps_the_key_listed() {
         .json(Method::DELETE, &format!("/me/api-keys/{id}"), Some(&token), None)
         .await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
-    let listed = app.get("/me/api-keys", &token).await;
-    assert!(
-        listed.body["keys"][0]["revoked_at"].as_str().is_some(),
-        "{}",
-        listed.text
-    );
+    let listed: KeyListOut = app.get_as("/me/api-keys", &token, StatusCode::OK).await;
+    assert!(listed.keys[0].revoked_at.is_some(), "{listed:?}");
     app.json(Method::DELETE, &format!("/me/api-keys/{id}"), Some(&token), None)
         .await
         .assert_api_error(404, "NOT_FOUND");
@@ -148,20 +147,12 @@ async fn list_is_paginated() {
     for _ in 0..3 {
         app.key(&token, &["status:read"], None).await;
     }
-    assert_eq!(
-        app.get("/me/api-keys?limit=2", &token).await.body["keys"]
-            .as_array()
-            .expect("arr")
-            .len(),
-        2
-    );
-    assert_eq!(
-        app.get("/me/api-keys?limit=2&offset=2", &token).await.body["keys"]
-            .as_array()
-            .expect("arr")
-            .len(),
-        1
-    );
+    let page: KeyListOut = app.get_as("/me/api-keys?limit=2", &token, StatusCode::OK).await;
+    assert_eq!(page.keys.len(), 2);
+    let page: KeyListOut = app
+        .get_as("/me/api-keys?limit=2&offset=2", &token, StatusCode::OK)
+        .await;
+    assert_eq!(page.keys.len(), 1);
     for bad in ["limit=0", "limit=501", "limit=x", "offset=-1"] {
         app.get(&format!("/me/api-keys?{bad}"), &token)
             .await

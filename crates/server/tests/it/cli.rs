@@ -13,6 +13,32 @@ fn reconbanker(dir: &std::path::Path) -> Command {
     c
 }
 
+/// How long a command that should end by itself may take.
+const EXIT_WITHIN: Duration = Duration::from_secs(30);
+
+/// Runs a command that must end by itself (like `Command::output`), killing it and failing if it
+/// is still running after [`EXIT_WITHIN`]: a regression that starts the server hangs no test.
+fn output(mut cmd: Command) -> std::process::Output {
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(EXIT_WITHIN) {
+        Ok(out) => out.expect("run"),
+        Err(_) => {
+            let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+            panic!("{cmd:?} still running after {EXIT_WITHIN:?}");
+        }
+    }
+}
+
 #[tokio::test]
 async fn serve_starts_with_no_configuration_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -27,7 +53,7 @@ async fn serve_starts_with_no_configuration_and_stops_on_sigterm() {
         .expect("spawn");
     let stdout = child.stdout.take().expect("stdout");
     // Readiness: the log line announcing the bound address (the listener is bound before it).
-    let (addr, log) = tokio::task::spawn_blocking(move || {
+    let reading = tokio::task::spawn_blocking(move || {
         let mut seen = String::new();
         for line in BufReader::new(stdout).lines() {
             let line = line.expect("line");
@@ -40,9 +66,15 @@ async fn serve_starts_with_no_configuration_and_stops_on_sigterm() {
             }
         }
         panic!("server exited before listening: {seen}");
-    })
-    .await
-    .expect("join");
+    });
+    let (addr, log) = match tokio::time::timeout(EXIT_WITHIN, reading).await {
+        Ok(read) => read.expect("join"),
+        Err(_) => {
+            // Ends the blocked read too (its pipe closes), so the runtime can stop.
+            let _ = child.kill();
+            panic!("the server did not announce its address within {EXIT_WITHIN:?}");
+        }
+    };
     assert!(addr.starts_with("127.0.0.1:"), "{addr}");
     let body = reqwest::get(format!("http://{addr}/health"))
         .await
@@ -94,7 +126,11 @@ fn bad_configuration_stops_the_start_with_a_precise_message() {
         ),
         ("JWT_SECRET", "short", "JWT_SECRET must be at least 32 bytes"),
     ] {
-        let out = reconbanker(dir.path()).arg("serve").env(k, v).output().expect("run");
+        let out = output({
+            let mut c = reconbanker(dir.path());
+            c.arg("serve").env(k, v);
+            c
+        });
         assert!(!out.status.success(), "{k}={v} must stop the start");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(needle), "{k}={v}: {err}");
@@ -105,11 +141,9 @@ fn bad_configuration_stops_the_start_with_a_precise_message() {
 async fn migrate_and_admin_grant() {
     let dir = tempfile::tempdir().expect("tempdir");
     let url = format!("sqlite://{}", dir.path().join("cli.db").display());
-    let out = reconbanker(dir.path())
-        .arg("migrate")
-        .env("DATABASE_URL", &url)
-        .output()
-        .expect("run");
+    let mut migrate = reconbanker(dir.path());
+    migrate.arg("migrate").env("DATABASE_URL", &url);
+    let out = output(migrate);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
     let store = reconbanker_store::connect(&url, 1).await.expect("open");
@@ -125,11 +159,11 @@ async fn migrate_and_admin_grant() {
         })
         .await
         .expect("user");
-    let out = reconbanker(dir.path())
+    let mut grant = reconbanker(dir.path());
+    grant
         .args(["admin", "grant", " Boss@Example.com "])
-        .env("DATABASE_URL", &url)
-        .output()
-        .expect("run");
+        .env("DATABASE_URL", &url);
+    let out = output(grant);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(
         store
@@ -139,11 +173,11 @@ async fn migrate_and_admin_grant() {
             .expect("user")
             .is_admin
     );
-    let out = reconbanker(dir.path())
+    let mut grant = reconbanker(dir.path());
+    grant
         .args(["admin", "grant", "nobody@example.com"])
-        .env("DATABASE_URL", &url)
-        .output()
-        .expect("run");
+        .env("DATABASE_URL", &url);
+    let out = output(grant);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no user with email nobody@example.com"));
 }
@@ -151,7 +185,9 @@ async fn migrate_and_admin_grant() {
 #[test]
 fn openapi_prints_the_committed_document() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let out = reconbanker(dir.path()).arg("openapi").output().expect("run");
+    let mut openapi = reconbanker(dir.path());
+    openapi.arg("openapi");
+    let out = output(openapi);
     assert!(out.status.success());
     let printed = String::from_utf8(out.stdout).expect("utf8");
     assert_eq!(printed.trim(), include_str!("../../../../docs/openapi-v1.json").trim());

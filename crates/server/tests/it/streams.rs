@@ -16,7 +16,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use crate::harness::{Fixture, TestApp};
+use crate::harness::{Fixture, MeOut, TestApp, TicketOut};
 
 /// How long a test waits for something it expects.
 const WAIT: Duration = Duration::from_secs(20);
@@ -118,10 +118,10 @@ type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 async fn ticket(app: &TestApp, token: &str) -> String {
     let r = app.json(Method::POST, "/realtime/ticket", Some(token), None).await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-    assert_eq!(r.body["ttl_seconds"], 30);
     assert_eq!(r.header("cache-control"), Some("no-store"));
-    r.body["ticket"].as_str().expect("ticket").to_owned()
+    let t: TicketOut = r.typed(StatusCode::OK);
+    assert_eq!(t.ttl_seconds, 30);
+    t.ticket
 }
 
 /// Connects with `Sec-WebSocket-Protocol: <protocols>`.
@@ -211,11 +211,8 @@ struct Other {
 async fn other_user(app: &TestApp) -> Other {
     let token = app.user("other@example.com").await;
     let account = app.account(&token, "Other account").await;
-    let user = app.get("/me", &token).await.body["id"]
-        .as_str()
-        .expect("id")
-        .parse()
-        .expect("uuid");
+    let me: MeOut = app.get_as("/me", &token, StatusCode::OK).await;
+    let user = me.id.parse().expect("uuid");
     Other { token, account, user }
 }
 

@@ -1,9 +1,9 @@
 //! Users and dashboard auth (docs/product.md §2).
 
 use reqwest::{Method, StatusCode};
-use serde_json::{json, Value};
+use serde_json::json;
 
-use crate::harness::TestApp;
+use crate::harness::{LoginOut, MeOut, RegisteredOut, TestApp, UserOut};
 
 #[tokio::test]
 async fn register_login_me_logout() {
@@ -17,26 +17,31 @@ async fn register_login_me_logout() {
         )
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-    assert_eq!(r.body["email"], "ana@example.com", "trimmed and lower-cased");
-    let keys: Vec<&String> = r.body.as_object().expect("obj").keys().collect();
+    // Exactly `{email, id}` (the mirror denies any other field; the raw keys pin the order).
+    let keys: Vec<String> = r.body.as_object().expect("obj").keys().cloned().collect();
     assert_eq!(keys, ["email", "id"]);
-    let id = r.body["id"].as_str().expect("id").to_owned();
+    let registered: RegisteredOut = r.typed(StatusCode::CREATED);
+    assert_eq!(registered.email, "ana@example.com", "trimmed and lower-cased");
+    let id = registered.id;
 
-    let r = app
-        .json(
+    let login: LoginOut = app
+        .call(
             Method::POST,
             "/auth/login",
             None,
             Some(json!({"email": "ANA@example.com", "password": "correct horse battery"})),
+            StatusCode::OK,
         )
         .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-    assert_eq!(
-        r.body["user"],
-        json!({"id": id, "email": "ana@example.com", "name": "Ana"})
-    );
-    let token = r.body["token"].as_str().expect("token").to_owned();
+    let ana = UserOut {
+        id: id.clone(),
+        email: "ana@example.com".into(),
+        name: Some("Ana".into()),
+    };
+    assert_eq!(login.user, ana);
+    let token = login.token;
 
+    // `null` fields must be present on the wire, so the whole body is compared raw too.
     let me = app.get("/me", &token).await;
     assert_eq!(
         me.body,
@@ -52,7 +57,8 @@ async fn register_login_me_logout() {
         )
         .await;
     assert_eq!(r.body, json!({"operation_mode": "passthrough"}));
-    assert_eq!(app.get("/me", &token).await.body["operation_mode"], "passthrough");
+    let me: MeOut = app.get_as("/me", &token, StatusCode::OK).await;
+    assert_eq!(me.operation_mode.as_deref(), Some("passthrough"));
     app.json(
         Method::PUT,
         "/me/operation-mode",
@@ -90,8 +96,8 @@ async fn registration_errors() {
         json!({"email": "", "password": ""}),
     ] {
         let r = app.json(Method::POST, "/auth/register", None, Some(body)).await;
-        r.assert_api_error(400, "VALIDATION_ERROR");
-        assert_eq!(r.body["error"], "email and password required");
+        let e = r.api_error(400, "VALIDATION_ERROR");
+        assert_eq!(e.error, "email and password required");
     }
     for email in ["nope", "a@b", "@example.com", "a b@example.com"] {
         app.json(
@@ -130,8 +136,8 @@ async fn registration_errors() {
             Some(json!({"email": "DUP@example.com", "password": "another good password"})),
         )
         .await;
-    r.assert_api_error(409, "EMAIL_EXISTS");
-    assert_eq!(r.body["error"], "Email already exists");
+    let e = r.api_error(409, "EMAIL_EXISTS");
+    assert_eq!(e.error, "Email already exists");
 }
 
 #[tokio::test]
@@ -154,10 +160,10 @@ async fn unknown_email_and_wrong_password_answer_the_same() {
             Some(json!({"email": "ghost@example.com", "password": "not the password"})),
         )
         .await;
-    wrong.assert_api_error(401, "UNAUTHORIZED");
+    let e = wrong.api_error(401, "UNAUTHORIZED");
     assert_eq!(wrong.status, unknown.status);
     assert_eq!(wrong.text, unknown.text);
-    assert_eq!(wrong.body["error"], "Invalid credentials");
+    assert_eq!(e.error, "Invalid credentials");
     app.json(
         Method::POST,
         "/auth/login",
@@ -237,5 +243,5 @@ async fn tokens_are_checked() {
         .status,
         StatusCode::OK
     );
-    let _: Value = app.get("/me", &token).await.body;
+    let _: MeOut = app.get_as("/me", &token, StatusCode::OK).await;
 }

@@ -8,7 +8,7 @@ use reconbanker_store::{CodeKind, Descriptor};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::harness::{Fixture, TestApp};
+use crate::harness::{Fixture, KeyListOut, StatusOut, SubmittedOut, TestApp};
 
 fn status_path(account: &str) -> String {
     format!("/v1/accounts/{account}/status")
@@ -82,12 +82,8 @@ async fn no_key_is_unauthorized_and_bearer_is_refused() {
             .app
             .send(method.clone(), &path, &[("authorization", &bearer)], None)
             .await;
-        r.assert_v1_error(401, "UNAUTHORIZED");
-        assert!(
-            r.body["error"]["message"].as_str().expect("msg").contains("API key"),
-            "{}",
-            r.text
-        );
+        let e = r.v1_error(401, "UNAUTHORIZED");
+        assert!(e.message.contains("API key"), "{}", r.text);
         // Even a valid API key sent as a Bearer token is refused.
         let r = f
             .app
@@ -152,10 +148,8 @@ async fn malformed_unknown_revoked_and_expired_keys_are_invalid() {
 
     // Revoked: works (and is cached), then is refused at once after DELETE.
     assert_eq!(f.app.v1(Method::GET, &path, &f.key, None).await.status, StatusCode::OK);
-    let id = f.app.get("/me/api-keys", &f.token).await.body["keys"][0]["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let list: KeyListOut = f.app.get_as("/me/api-keys", &f.token, StatusCode::OK).await;
+    let id = list.keys[0].id.clone();
     let r = f
         .app
         .json(Method::DELETE, &format!("/me/api-keys/{id}"), Some(&f.token), None)
@@ -355,8 +349,8 @@ async fn bad_bodies_are_validation_errors_and_spend_nothing() {
             .app
             .send(Method::POST, &path, &[("x-api-key", &f.key)], Some(body.clone()))
             .await;
-        r.assert_v1_error(400, "VALIDATION_ERROR");
-        assert!(r.body["error"]["details"].is_array(), "details: {}", r.text);
+        let e = r.v1_error(400, "VALIDATION_ERROR");
+        assert!(e.details.as_ref().is_some_and(Value::is_array), "details: {}", r.text);
     }
     // With a pending 6-digit numeric request, codes that cannot match are refused before the bank.
     let (_req, _waiter) = f
@@ -368,8 +362,9 @@ async fn bad_bodies_are_validation_errors_and_spend_nothing() {
         .expect("open");
     for code in ["12345", "1234567", "12345a", "abcdef", "12 456"] {
         let r = f.app.v1(Method::POST, &path, &f.key, Some(json!({"code": code}))).await;
-        r.assert_v1_error(400, "VALIDATION_ERROR");
-        assert_eq!(r.body["error"]["details"][0]["field"], "code", "{}", r.text);
+        let e = r.v1_error(400, "VALIDATION_ERROR");
+        let field = e.details.as_ref().and_then(|d| d.pointer("/0/field"));
+        assert_eq!(field, Some(&json!("code")), "{}", r.text);
     }
     // None of that spent the budget: five well-formed submissions still get through the limiter.
     let budget = f.app.state.assistance.otp_budget(f.account_id()).await.expect("budget");
@@ -430,9 +425,15 @@ async fn code_reaches_the_waiting_login_then_202() {
             Some(json!({"code": " 123456 "})),
         )
         .await;
-    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
-    assert_eq!(r.body, json!({"submitted": true, "request_id": req.id.to_string()}));
     assert!(r.header("ratelimit").is_some() && r.header("ratelimit-policy").is_some());
+    let submitted: SubmittedOut = r.typed(StatusCode::ACCEPTED);
+    assert_eq!(
+        submitted,
+        SubmittedOut {
+            submitted: true,
+            request_id: req.id.to_string()
+        }
+    );
     let code = login.await.expect("join").expect("code delivered");
     assert_eq!(code.expose(), "123456", "trimmed code, exactly");
 
@@ -457,9 +458,14 @@ async fn code_reaches_the_waiting_login_then_202() {
         .await
         .expect("bump")
         .expect("still pending");
-    let s = f.app.v1(Method::GET, &status_path(&f.account), &f.key, None).await;
-    assert_eq!(s.body["pending_assistance"]["id"], req.id.to_string());
-    assert_eq!(s.body["pending_assistance"]["attempts"], 1);
+    let pending = f
+        .app
+        .status(&f.account, &f.key)
+        .await
+        .pending_assistance
+        .expect("pending");
+    assert_eq!(pending.id, req.id.to_string());
+    assert_eq!(pending.attempts, 1);
     let r = f
         .app
         .v1(
@@ -491,8 +497,8 @@ async fn code_reaches_the_waiting_login_then_202() {
         )
         .await
         .expect("close");
-    let s = f.app.v1(Method::GET, &status_path(&f.account), &f.key, None).await;
-    assert_eq!(s.body["pending_assistance"], Value::Null);
+    let s = f.app.status(&f.account, &f.key).await;
+    assert!(s.pending_assistance.is_none(), "{s:?}");
     f.app
         .v1(
             Method::POST,
@@ -541,8 +547,9 @@ async fn a_code_for_an_older_request_never_reaches_a_newer_one() {
             Some(json!({"code": "123456", "request_id": old.id.to_string()})),
         )
         .await;
-    r.assert_v1_error(409, "STALE_REQUEST");
-    assert_eq!(r.body["error"]["details"]["pending_request_id"], new.id.to_string());
+    let e = r.v1_error(409, "STALE_REQUEST");
+    let pending = e.details.as_ref().and_then(|d| d.get("pending_request_id"));
+    assert_eq!(pending, Some(&json!(new.id.to_string())), "{}", r.text);
     let r = f
         .app
         .v1(
@@ -553,10 +560,16 @@ async fn a_code_for_an_older_request_never_reaches_a_newer_one() {
         )
         .await;
     r.assert_v1_error(409, "STALE_REQUEST");
-    // The waiter of the new request received nothing: its registration is still there, unspent
-    // (a delivered code removes it).
-    assert!(f.app.state.broker.is_waiting(new.id), "no code reached the new request");
-    drop(waiter);
+    // The waiter of the new request received nothing. A delivery takes the registration out
+    // of the broker before the submission is answered, so after the two 409s the login must
+    // still be registered; and its channel is empty (`timeout` polls the wait once before it
+    // looks at its zero deadline, so a code that had arrived would be taken).
+    assert!(
+        f.app.state.broker.is_waiting(new.id),
+        "the new request's login still waits"
+    );
+    let got = tokio::time::timeout(Duration::ZERO, waiter.recv()).await;
+    assert!(got.is_err(), "no code reached the new request");
 }
 
 #[tokio::test]
@@ -668,10 +681,8 @@ async fn changes_take_effect_at_once_despite_caching() {
     let path = status_path(&f.account);
     // Warm every cache.
     for _ in 0..3 {
-        assert_eq!(
-            f.app.v1(Method::GET, &path, &f.key, None).await.body["pending_assistance"],
-            Value::Null
-        );
+        let s = f.app.status(&f.account, &f.key).await;
+        assert!(s.pending_assistance.is_none(), "{s:?}");
     }
     // A new pending request shows at once.
     let (req, _w) = f
@@ -681,10 +692,8 @@ async fn changes_take_effect_at_once_despite_caching() {
         .open(f.account_id(), f.user_id().await, numeric6())
         .await
         .expect("open");
-    assert_eq!(
-        f.app.v1(Method::GET, &path, &f.key, None).await.body["pending_assistance"]["id"],
-        req.id.to_string()
-    );
+    let pending = f.app.status(&f.account, &f.key).await.pending_assistance;
+    assert_eq!(pending.map(|p| p.id), Some(req.id.to_string()));
     // Deleting the account: 404 at once, and its pending request is cancelled.
     let r = f
         .app
@@ -706,9 +715,9 @@ async fn changes_take_effect_at_once_despite_caching() {
 #[tokio::test]
 async fn last_used_at_is_kept_without_a_write_per_request() {
     let f = Fixture::new().await;
-    let keys = f.app.get("/me/api-keys", &f.token).await;
-    assert_eq!(keys.body["keys"][0]["last_used_at"], Value::Null);
-    let prefix = keys.body["keys"][0]["prefix"].as_str().expect("prefix").to_owned();
+    let keys: KeyListOut = f.app.get_as("/me/api-keys", &f.token, StatusCode::OK).await;
+    assert_eq!(keys.keys[0].last_used_at, None);
+    let prefix = keys.keys[0].prefix.clone();
     let before = reconbanker_store::now();
     for _ in 0..20 {
         assert_eq!(
@@ -720,8 +729,8 @@ async fn last_used_at_is_kept_without_a_write_per_request() {
         );
     }
     // Shown at once...
-    let keys = f.app.get("/me/api-keys", &f.token).await;
-    let shown = keys.body["keys"][0]["last_used_at"].as_str().expect("set").to_owned();
+    let keys: KeyListOut = f.app.get_as("/me/api-keys", &f.token, StatusCode::OK).await;
+    let shown = keys.keys[0].last_used_at.clone().expect("set");
     let shown_at = chrono::DateTime::parse_from_rfc3339(&shown).expect("rfc3339");
     assert!(shown_at >= before, "{shown} >= {before}");
     assert!(shown.ends_with('Z') && shown.len() == 24, "RFC 3339 ms Z: {shown}");
@@ -902,9 +911,13 @@ async fn long_poll_returns_200_on_change_and_304_on_timeout() {
     });
     // The handler subscribes to the bus, finds the status unchanged and parks (it has nothing
     // else to wait for: the status is cached). Only then does the status change.
-    while f.app.state.bus.receiver_count() == parked_before {
-        tokio::task::yield_now().await;
-    }
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while f.app.state.bus.receiver_count() == parked_before {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the long-poll did not subscribe to the bus within 10 s");
     let user = f.user_id().await;
     let (req, _waiter) = f
         .app
@@ -913,7 +926,10 @@ async fn long_poll_returns_200_on_change_and_304_on_timeout() {
         .open(f.account_id(), user, numeric6())
         .await
         .expect("open");
-    let res = poll.await.expect("join");
+    let res = tokio::time::timeout(Duration::from_secs(30), poll)
+        .await
+        .expect("the long-poll did not answer within 30 s of the change")
+        .expect("join");
     assert_eq!(res.status(), StatusCode::OK);
     assert_ne!(
         res.headers().get("etag").and_then(|v| v.to_str().ok()),
@@ -923,8 +939,8 @@ async fn long_poll_returns_200_on_change_and_304_on_timeout() {
         res.headers().get("preference-applied").and_then(|v| v.to_str().ok()),
         Some("wait=60")
     );
-    let body: Value = res.json().await.expect("json");
-    assert_eq!(body["pending_assistance"]["id"], req.id.to_string());
+    let body: StatusOut = res.json().await.expect("a status");
+    assert_eq!(body.pending_assistance.map(|p| p.id), Some(req.id.to_string()));
     assert!(started.elapsed() < Duration::from_secs(30));
     // A stale tag answers at once with the current status.
     let r = f
@@ -936,8 +952,8 @@ async fn long_poll_returns_200_on_change_and_304_on_timeout() {
             None,
         )
         .await;
-    assert_eq!(r.status, StatusCode::OK);
-    assert_eq!(r.body["pending_assistance"]["id"], req.id.to_string());
+    let s: StatusOut = r.typed(StatusCode::OK);
+    assert_eq!(s.pending_assistance.map(|p| p.id), Some(req.id.to_string()));
 }
 
 #[tokio::test]

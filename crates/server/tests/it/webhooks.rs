@@ -18,7 +18,24 @@ use serde_json::{json, Value};
 use sha2::Sha256;
 use tokio::sync::mpsc;
 
-use crate::harness::BankFixture;
+use crate::harness::{BankFixture, ConfigOut, DeliveryOut, RotatedOut};
+
+/// The JSON a receiver gets (the fields the tests read; the rest is checked raw where it
+/// matters).
+#[derive(Debug, serde::Deserialize)]
+struct Payload {
+    id: String,
+    #[serde(rename = "type")]
+    kind: String,
+    status: String,
+    account_id: String,
+    occurred_at: String,
+    data: Value,
+}
+
+fn payload(body: &str) -> Payload {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("not a webhook payload: {e}: {body}"))
+}
 
 /// What the receiver does with the next request.
 #[derive(Clone, Copy)]
@@ -133,11 +150,11 @@ async fn subscribe(f: &BankFixture, user: &str, password: &str, url: &str, event
 }
 
 async fn secret(f: &BankFixture, id: &str) -> String {
-    let c = f.app.get(&format!("/accounts/{id}/config"), &f.token).await;
-    c.body["notification_signing_secret"]
-        .as_str()
-        .expect("secret")
-        .to_owned()
+    let c: ConfigOut = f
+        .app
+        .get_as(&format!("/accounts/{id}/config"), &f.token, StatusCode::OK)
+        .await;
+    c.notification_signing_secret
 }
 
 async fn attempt_with_status(rx: &mut tokio::sync::broadcast::Receiver<DeliveryRow>, status: &str) -> DeliveryRow {
@@ -165,17 +182,17 @@ async fn a_subscribed_prompt_arrives_signed_with_payload_and_headers() {
     f.post(&format!("/accounts/{id}/scrape")).await;
     let requested = events.next(&id, "assistance.requested").await;
     let got = hook.next().await;
-    let body: Value = serde_json::from_str(&got.body).expect("json");
-    assert_eq!(body["type"], "assistance_required");
-    assert_eq!(body["status"], "assistance.requested");
-    assert_eq!(body["account_id"], id);
-    assert_eq!(body["data"]["requestId"], requested.data["requestId"]);
+    let body = payload(&got.body);
+    assert_eq!(body.kind, "assistance_required");
+    assert_eq!(body.status, "assistance.requested");
+    assert_eq!(body.account_id, id);
+    assert_eq!(body.data["requestId"], requested.data["requestId"]);
     assert_eq!(
-        body["data"]["descriptor"],
+        body.data["descriptor"],
         json!({"length": 6, "type": "numeric", "purpose": "login"})
     );
-    assert_eq!(body["data"]["attempts"], 0);
-    assert!(body["occurred_at"].as_str().expect("ts").ends_with('Z'));
+    assert_eq!(body.data["attempts"], 0);
+    assert!(body.occurred_at.ends_with('Z'), "{}", body.occurred_at);
     let h = |n: &str| {
         got.headers
             .get(n)
@@ -185,7 +202,7 @@ async fn a_subscribed_prompt_arrives_signed_with_payload_and_headers() {
     };
     assert_eq!(h("content-type"), "application/json");
     assert_eq!(h("authorization"), "Bearer receiver-token-123");
-    assert_eq!(h("webhook-id"), body["id"].as_str().expect("id"));
+    assert_eq!(h("webhook-id"), body.id);
     let ts: i64 = h("webhook-timestamp").parse().expect("timestamp");
     assert!((reconbanker_store::now().timestamp() - ts).abs() < 60);
     assert!(
@@ -210,9 +227,9 @@ async fn a_subscribed_prompt_arrives_signed_with_payload_and_headers() {
         .v1(Method::POST, &otp, &key, Some(json!({"code": "000000"})))
         .await;
     assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
-    let again: Value = serde_json::from_str(&hook.next().await.body).expect("json");
-    assert_eq!(again["data"]["attempts"], 1);
-    assert_ne!(again["id"], body["id"], "each delivery has its own id");
+    let again = payload(&hook.next().await.body);
+    assert_eq!(again.data["attempts"], 1);
+    assert_ne!(again.id, body.id, "each delivery has its own id");
 
     // Locked after 3 wrong codes: login.failed happens, but is not subscribed, so never sent.
     let r = f
@@ -227,14 +244,11 @@ async fn a_subscribed_prompt_arrives_signed_with_payload_and_headers() {
         .await;
     assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
     events.next(&id, "login.failed").await;
-    let log = f.app.get(&format!("/accounts/{id}/notifications"), &f.token).await;
-    let types: Vec<&str> = log
-        .body
-        .as_array()
-        .expect("log")
-        .iter()
-        .map(|d| d["event_type"].as_str().expect("t"))
-        .collect();
+    let log: Vec<DeliveryOut> = f
+        .app
+        .get_as(&format!("/accounts/{id}/notifications"), &f.token, StatusCode::OK)
+        .await;
+    let types: Vec<&str> = log.iter().map(|d| d.event_type.as_str()).collect();
     assert_eq!(types, ["assistance_required"; 3], "only subscribed events are queued");
 }
 
@@ -260,15 +274,18 @@ async fn failures_are_retried_then_delivered_and_logged() {
     };
     assert_eq!(wid(&first), wid(&second));
     assert_eq!(wid(&second), wid(&third), "the same webhook-id on every try");
-    let body: Value = serde_json::from_str(&third.body).expect("json");
-    assert_eq!(body["type"], "login_failed");
-    assert_eq!(body["data"]["reason"], "bad_credentials");
-    let log = f.app.get(&format!("/accounts/{id}/notifications"), &f.token).await;
-    let d = &log.body[0];
-    assert_eq!(d["status"], "delivered");
-    assert_eq!(d["attempts"], 3);
-    assert_eq!(d["last_status"], 200);
-    assert!(d["delivered_at"].is_string());
+    let body = payload(&third.body);
+    assert_eq!(body.kind, "login_failed");
+    assert_eq!(body.data["reason"], "bad_credentials");
+    let log: Vec<DeliveryOut> = f
+        .app
+        .get_as(&format!("/accounts/{id}/notifications"), &f.token, StatusCode::OK)
+        .await;
+    let d = &log[0];
+    assert_eq!(d.status, "delivered");
+    assert_eq!(d.attempts, 3);
+    assert_eq!(d.last_status, Some(200));
+    assert!(d.delivered_at.is_some());
 }
 
 #[tokio::test]
@@ -285,9 +302,12 @@ async fn dead_letter_after_the_last_try_then_resend() {
     for _ in 0..3 {
         hook.next().await;
     }
-    let log = f.app.get(&format!("/accounts/{id}/notifications"), &f.token).await;
-    assert_eq!(log.body[0]["status"], "dead");
-    let delivery = log.body[0]["id"].as_str().expect("id").to_owned();
+    let log: Vec<DeliveryOut> = f
+        .app
+        .get_as(&format!("/accounts/{id}/notifications"), &f.token, StatusCode::OK)
+        .await;
+    assert_eq!(log[0].status, "dead");
+    let delivery = log[0].id.clone();
     let r = f.post(&format!("/accounts/{id}/notifications/{delivery}/resend")).await;
     assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
     let delivered = attempt_with_status(&mut attempts, "delivered").await;
@@ -401,8 +421,10 @@ async fn a_restart_in_the_middle_of_the_retry_schedule_still_delivers() {
     }
     assert_eq!(refused_then_accepted.last(), Some(&true));
     assert!(!refused_then_accepted[0]);
-    let log = app.get(&format!("/accounts/{id}/notifications"), &token).await;
-    assert_eq!(log.body[0]["status"], "delivered");
+    let log: Vec<DeliveryOut> = app
+        .get_as(&format!("/accounts/{id}/notifications"), &token, StatusCode::OK)
+        .await;
+    assert_eq!(log[0].status, "delivered");
 }
 
 #[tokio::test]
@@ -461,11 +483,12 @@ async fn rotation_signs_with_both_secrets_during_the_grace_period() {
     let mut hook = receiver(vec![]).await;
     let id = subscribe(&f, "user_locked", "pass_locked", &hook.url, json!(["login_failed"])).await;
     let old = secret(&f, &id).await;
-    let r = f.post(&format!("/accounts/{id}/notifications/rotate-secret")).await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-    let new = r.body["notification_signing_secret"].as_str().expect("new").to_owned();
+    let rotated: RotatedOut = f
+        .post_as(&format!("/accounts/{id}/notifications/rotate-secret"), StatusCode::OK)
+        .await;
+    let new = rotated.notification_signing_secret;
     assert_ne!(new, old);
-    assert!(r.body["previous_valid_until"].is_string());
+    assert!(rotated.previous_valid_until.is_some());
     assert_eq!(secret(&f, &id).await, new);
     f.post(&format!("/accounts/{id}/scrape")).await;
     let got = hook.next().await;
@@ -552,8 +575,7 @@ async fn a_hanging_receiver_does_not_hold_up_other_deliveries() {
     let started = std::time::Instant::now();
     f.post(&format!("/accounts/{b}/scrape")).await;
     let got = fast.next().await;
-    let body: Value = serde_json::from_str(&got.body).expect("json");
-    assert_eq!(body["account_id"], b);
+    assert_eq!(payload(&got.body).account_id, b);
     assert!(
         started.elapsed() < Duration::from_secs(10),
         "B was not held up by A: {:?}",

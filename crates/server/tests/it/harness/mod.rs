@@ -1,6 +1,10 @@
 //! Test harness: a real app on a random port, a fresh database per test (SQLite by default;
 //! PostgreSQL when `RECONBANKER_TEST_BACKEND=postgres` and `TEST_DATABASE_URL` are set), and
-//! a small typed client.
+//! a small typed client ([`client`]).
+
+mod client;
+
+pub use client::*;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -23,9 +27,78 @@ pub struct TestApp {
     pub addr: SocketAddr,
     pub state: AppState,
     pub client: reqwest::Client,
-    _dir: tempfile::TempDir,
+    _dir: Workdir,
     stop: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// What a test leaves behind: its data directory and, on PostgreSQL, its database. Both go when
+/// this is dropped; a restart hands it to the next app, so they outlive one process.
+pub struct Workdir {
+    pub dir: tempfile::TempDir,
+    _db: Option<TestDatabase>,
+}
+
+impl Workdir {
+    pub fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+}
+
+/// A PostgreSQL database created for one test, dropped with it.
+struct TestDatabase {
+    /// The server to connect to for the `DROP` (never the test database itself).
+    admin_url: String,
+    name: String,
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        // Drop runs on the test's runtime thread, which cannot block on a future of its own:
+        // the `DROP` runs on a short-lived thread with its own runtime, and only this test
+        // waits for it. `WITH (FORCE)` ends the connections the app's pool may still hold when
+        // the test ended without a graceful shutdown.
+        let (url, name) = (self.admin_url.clone(), self.name.clone());
+        let dropped = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async {
+                let mut conn = sqlx::PgConnection::connect(&url).await?;
+                conn.execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
+                    .await?;
+                conn.close().await
+            })
+        })
+        .join();
+        match dropped {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                if !std::thread::panicking() {
+                    panic!("could not drop the test database {}: {e}", self.name);
+                }
+            }
+            Err(_) => {
+                if !std::thread::panicking() {
+                    panic!("dropping the test database {} panicked", self.name);
+                }
+            }
+        }
+    }
+}
+
+impl Drop for TestApp {
+    /// A test that ends without [`TestApp::shutdown`]: the server is told to stop and its task
+    /// aborted before the fields (and with them the test database) go.
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.abort();
+        }
+    }
 }
 
 /// A response, read whole.
@@ -70,7 +143,7 @@ impl Res {
 pub const JWT_SECRET: &str = "test-jwt-secret-test-jwt-secret-0123";
 pub const MASTER_KEY: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
 
-async fn database_url(dir: &std::path::Path) -> String {
+async fn database(dir: &std::path::Path) -> (String, Option<TestDatabase>) {
     if std::env::var("RECONBANKER_TEST_BACKEND").as_deref() == Ok("postgres") {
         let base =
             std::env::var("TEST_DATABASE_URL").expect("RECONBANKER_TEST_BACKEND=postgres needs TEST_DATABASE_URL");
@@ -81,11 +154,13 @@ async fn database_url(dir: &std::path::Path) -> String {
         conn.execute(format!("CREATE DATABASE {name}").as_str())
             .await
             .expect("create database");
+        let _ = conn.close().await;
         let mut url = url::Url::parse(&base).expect("url");
         url.set_path(&name);
-        url.to_string()
+        let db = TestDatabase { admin_url: base, name };
+        (url.to_string(), Some(db))
     } else {
-        format!("sqlite://{}", dir.join("test.db").display())
+        (format!("sqlite://{}", dir.join("test.db").display()), None)
     }
 }
 
@@ -101,12 +176,14 @@ impl TestApp {
 
     pub async fn spawn_full(overrides: &[(&str, &str)], options: AppOptions) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
+        let (database_url, db) = database(dir.path()).await;
+        let dir = Workdir { dir, _db: db };
         let mut env: HashMap<String, String> = HashMap::from([
             (
                 "RECONBANKER_DATA_DIR".into(),
                 dir.path().join("data").display().to_string(),
             ),
-            ("DATABASE_URL".into(), database_url(dir.path()).await),
+            ("DATABASE_URL".into(), database_url),
             ("JWT_SECRET".into(), JWT_SECRET.into()),
             ("RECONBANKER_MASTER_KEY".into(), MASTER_KEY.into()),
             ("RECONBANKER_ALLOW_PRIVATE_TARGETS".into(), "true".into()),
@@ -133,7 +210,7 @@ impl TestApp {
         Self::start(config, dir, AppOptions::default()).await
     }
 
-    async fn start(config: Config, dir: tempfile::TempDir, options: AppOptions) -> Self {
+    async fn start(config: Config, dir: Workdir, options: AppOptions) -> Self {
         let app = App::build_with(config, options).await.expect("app builds");
         let state = app.state.clone();
         // Bound before the server task starts: ready by construction, no sleeps.
@@ -162,15 +239,18 @@ impl TestApp {
     }
 
     /// Graceful shutdown (flushes buffered work), waiting for the server to finish.
-    /// Returns the data directory so the test can look at what was left behind.
-    pub async fn shutdown(mut self) -> tempfile::TempDir {
+    /// Returns the data directory (and database) so the test can look at what was left behind.
+    pub async fn shutdown(mut self) -> Workdir {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
         if let Some(server) = self.server.take() {
             server.await.expect("server task");
         }
-        let placeholder = tempfile::tempdir().expect("tempdir");
+        let placeholder = Workdir {
+            dir: tempfile::tempdir().expect("tempdir"),
+            _db: None,
+        };
         std::mem::replace(&mut self._dir, placeholder)
     }
 
@@ -228,66 +308,70 @@ impl TestApp {
         .await
     }
 
+    /// `GET /v1/accounts/:id/status` with `key`.
+    pub async fn status(&self, account: &str, key: &str) -> StatusOut {
+        self.v1_as(
+            Method::GET,
+            &format!("/v1/accounts/{account}/status"),
+            key,
+            None,
+            StatusCode::OK,
+        )
+        .await
+    }
+
     /// Registers and logs in a user; returns its token.
     pub async fn user(&self, email: &str) -> String {
-        let r = self
-            .json(
+        let creds = json!({"email": email, "password": "correct horse battery"});
+        let _: RegisteredOut = self
+            .call(
                 Method::POST,
                 "/auth/register",
                 None,
-                Some(json!({"email": email, "password": "correct horse battery"})),
+                Some(creds.clone()),
+                StatusCode::CREATED,
             )
             .await;
-        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-        let r = self
-            .json(
-                Method::POST,
-                "/auth/login",
-                None,
-                Some(json!({"email": email, "password": "correct horse battery"})),
-            )
+        let login: LoginOut = self
+            .call(Method::POST, "/auth/login", None, Some(creds), StatusCode::OK)
             .await;
-        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-        r.body["token"].as_str().expect("token").to_owned()
+        login.token
     }
 
     pub async fn sandbox_bank(&self, token: &str) -> String {
-        let r = self.get("/banks", token).await;
-        let banks = r.body.as_array().expect("banks").clone();
-        let b = banks
-            .iter()
-            .find(|b| b["code"] == "sandbox")
-            .expect("sandbox bank seeded");
-        b["id"].as_str().expect("id").to_owned()
+        let banks: Vec<BankOut> = self.get_as("/banks", token, StatusCode::OK).await;
+        banks
+            .into_iter()
+            .find(|b| b.code == "sandbox")
+            .expect("sandbox bank seeded")
+            .id
     }
 
     /// Creates an account on the sandbox bank; returns its id.
     pub async fn account(&self, token: &str, name: &str) -> String {
         let bank = self.sandbox_bank(token).await;
-        let r = self
-            .json(
-                Method::POST,
+        let created: AccountOut = self
+            .post_as(
                 "/accounts",
-                Some(token),
+                token,
                 Some(json!({"bankId": bank, "name": name})),
+                StatusCode::CREATED,
             )
             .await;
-        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-        r.body["id"].as_str().expect("id").to_owned()
+        created.id
     }
 
     /// Creates an API key; returns the full key.
     pub async fn key(&self, token: &str, scopes: &[&str], account_ids: Option<&[&str]>) -> String {
-        let r = self
-            .json(
-                Method::POST,
+        let created: KeyOut = self
+            .post_as(
                 "/me/api-keys",
-                Some(token),
+                token,
                 Some(json!({"name": "test key", "scopes": scopes, "account_ids": account_ids})),
+                StatusCode::CREATED,
             )
             .await;
-        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-        r.body["key"].as_str().expect("key").to_owned()
+        created.key.expect("the key is shown on creation")
     }
 }
 
@@ -322,11 +406,8 @@ impl Fixture {
     }
 
     pub async fn user_id(&self) -> reconbanker_store::UserId {
-        self.app.get("/me", &self.token).await.body["id"]
-            .as_str()
-            .expect("id")
-            .parse()
-            .expect("uuid")
+        let me: MeOut = self.app.get_as("/me", &self.token, StatusCode::OK).await;
+        me.id.parse().expect("uuid")
     }
 }
 
@@ -436,5 +517,17 @@ impl BankFixture {
 
     pub async fn post(&self, path: &str) -> Res {
         self.app.json(Method::POST, path, Some(&self.token), None).await
+    }
+
+    /// `POST` with the owner's token and no body, answering `status` with a `T`.
+    pub async fn post_as<T: serde::de::DeserializeOwned>(&self, path: &str, status: StatusCode) -> T {
+        self.app.post_as(path, &self.token, None, status).await
+    }
+
+    /// `GET /accounts/:id` as the owner.
+    pub async fn account_out(&self, id: &str) -> AccountOut {
+        self.app
+            .get_as(&format!("/accounts/{id}"), &self.token, StatusCode::OK)
+            .await
     }
 }
