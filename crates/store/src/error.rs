@@ -43,6 +43,18 @@ pub enum Constraint {
     MovementsAccountExternal,
     /// `events.id`.
     EventsId,
+    /// At most one live (or matched) reconciliation request per `(account, external_id)`.
+    ConciliationLive,
+    /// `conciliation_requests (account_id, external_id, generation)`.
+    ConciliationGeneration,
+    /// A request is matched at most once.
+    MatchRequest,
+    /// A movement is matched at most once.
+    MatchMovement,
+    /// `conciliation_attempts (request_id, attempt_number)`.
+    AttemptNumber,
+    /// A rejected pair is recorded once.
+    Rejection,
     /// Any other, by its PostgreSQL name: a primary key is `<table>_pkey` on both backends;
     /// an unrecognised violation carries what the backend said.
     Other(String),
@@ -64,6 +76,36 @@ const NAMED: &[(&str, &str, Constraint)] = &[
         Constraint::MovementsAccountExternal,
     ),
     ("events_id_key", "events.id", Constraint::EventsId),
+    (
+        "conciliation_requests_live_key",
+        "conciliation_requests.account_id, conciliation_requests.external_id",
+        Constraint::ConciliationLive,
+    ),
+    (
+        "conciliation_requests_generation_key",
+        "conciliation_requests.account_id, conciliation_requests.external_id, conciliation_requests.generation",
+        Constraint::ConciliationGeneration,
+    ),
+    (
+        "conciliation_matches_request_key",
+        "conciliation_matches.request_id",
+        Constraint::MatchRequest,
+    ),
+    (
+        "conciliation_matches_movement_key",
+        "conciliation_matches.movement_id",
+        Constraint::MatchMovement,
+    ),
+    (
+        "conciliation_attempts_number_key",
+        "conciliation_attempts.request_id, conciliation_attempts.attempt_number",
+        Constraint::AttemptNumber,
+    ),
+    (
+        "conciliation_rejections_pkey",
+        "conciliation_rejections.request_id, conciliation_rejections.movement_id",
+        Constraint::Rejection,
+    ),
 ];
 
 /// Every table's primary key column, so SQLite's `table.column` maps to PostgreSQL's `table_pkey`.
@@ -80,6 +122,11 @@ const PRIMARY_KEYS: &[(&str, &str)] = &[
     ("session_leases", "account_id"),
     ("events", "seq"),
     ("deliveries", "id"),
+    ("conciliation_requests", "id"),
+    ("conciliation_matches", "id"),
+    ("conciliation_attempts", "id"),
+    ("conciliation_polls", "id"),
+    ("reconcile_state", "account_id"),
 ];
 
 impl Constraint {

@@ -14,6 +14,11 @@ const MIGRATIONS: Embedded = Embedded(&[
     ),
     (2, "sessions", include_str!("../migrations/postgres/0002_sessions.sql")),
     (3, "events", include_str!("../migrations/postgres/0003_events.sql")),
+    (
+        4,
+        "reconciliation",
+        include_str!("../migrations/postgres/0004_reconciliation.sql"),
+    ),
 ]);
 
 type Db = sqlx::Postgres;

@@ -16,6 +16,11 @@ const MIGRATIONS: Embedded = Embedded(&[
     ),
     (2, "sessions", include_str!("../migrations/sqlite/0002_sessions.sql")),
     (3, "events", include_str!("../migrations/sqlite/0003_events.sql")),
+    (
+        4,
+        "reconciliation",
+        include_str!("../migrations/sqlite/0004_reconciliation.sql"),
+    ),
 ]);
 
 /// How long a connection waits on a locked database before giving up.
