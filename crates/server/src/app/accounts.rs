@@ -28,10 +28,8 @@ pub(crate) async fn create(
             created_at: now(),
         })
         .await?;
-    let secrets = SecretFields {
-        notification_signing_secret: Some(account_config::new_signing_secret()),
-        ..Default::default()
-    };
+    let mut secrets = SecretFields::default();
+    secrets.ensure_signing_secrets();
     save_config(app, user, account.id, &Settings::default(), &secrets).await?;
     Ok(Some(account))
 }

@@ -15,8 +15,10 @@ const MAX_SECRET_CHARS: usize = 4096;
 const MAX_USERNAME_CHARS: usize = 256;
 const MAX_RETRY_LIMIT: u32 = 10;
 const MAX_POLLING_BODY_BYTES: usize = 16 * 1024;
-/// Keys the reconciliation webhook sets itself.
-const RESERVED_EXTRA_FIELDS: [&str; 7] = [
+/// Keys the reconciliation result and passthrough webhooks set themselves; extra fields may not
+/// name them (RECONCILIATION §6: the documented five and `id`/`received_at` of passthrough,
+/// plus the three keys we add).
+pub const RESERVED_EXTRA_FIELDS: [&str; 10] = [
     "external_id",
     "status",
     "amount",
@@ -24,6 +26,9 @@ const RESERVED_EXTRA_FIELDS: [&str; 7] = [
     "name",
     "id",
     "received_at",
+    "request_id",
+    "occurred_at",
+    "movement",
 ];
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,6 +61,8 @@ pub enum NotificationEvent {
     AssistanceRequired,
     LoginFailed,
     ScrapeFailed,
+    /// The pending-orders poll failed three times in a row (reconciliation).
+    PollFailed,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -128,6 +135,73 @@ pub struct SecretFields {
     pub previous_signing_secret_until: Option<i64>,
     pub auth_token: Option<String>,
     pub webhook_auth_token: Option<String>,
+    /// Signs the reconciliation result and passthrough webhooks (separate from the
+    /// notification secret, so the two receivers can be different parties).
+    pub webhook_signing_secret: Option<String>,
+    pub previous_webhook_signing_secret: Option<String>,
+    pub previous_webhook_signing_secret_until: Option<i64>,
+}
+
+/// The two signed webhook channels of an account.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SigningChannel {
+    /// Operational alerts (`notification_endpoint_url`).
+    Notification,
+    /// Reconciliation results and passthrough movements (`webhook_url`).
+    Result,
+}
+
+impl SecretFields {
+    /// The current signing secret of a channel, and the rotated-out one with its end (ms).
+    pub fn signing(&self, channel: SigningChannel) -> (Option<&str>, Option<(&str, i64)>) {
+        let (current, previous, until) = match channel {
+            SigningChannel::Notification => (
+                &self.notification_signing_secret,
+                &self.previous_signing_secret,
+                self.previous_signing_secret_until,
+            ),
+            SigningChannel::Result => (
+                &self.webhook_signing_secret,
+                &self.previous_webhook_signing_secret,
+                self.previous_webhook_signing_secret_until,
+            ),
+        };
+        (current.as_deref(), previous.as_deref().zip(until))
+    }
+
+    /// Gives every channel a signing secret (accounts created before a channel existed get
+    /// theirs on their next config write). Returns whether anything was generated.
+    pub fn ensure_signing_secrets(&mut self) -> bool {
+        let mut changed = false;
+        for slot in [&mut self.notification_signing_secret, &mut self.webhook_signing_secret] {
+            if slot.is_none() {
+                *slot = Some(new_signing_secret());
+                changed = true;
+            }
+        }
+        changed
+    }
+
+    /// Replaces a channel's signing secret; the old one keeps signing until `until_ms` (none
+    /// when `until_ms` is `None`: no grace). Returns the new secret.
+    pub fn rotate(&mut self, channel: SigningChannel, until_ms: Option<i64>) -> String {
+        let fresh = new_signing_secret();
+        let (current, previous, until) = match channel {
+            SigningChannel::Notification => (
+                &mut self.notification_signing_secret,
+                &mut self.previous_signing_secret,
+                &mut self.previous_signing_secret_until,
+            ),
+            SigningChannel::Result => (
+                &mut self.webhook_signing_secret,
+                &mut self.previous_webhook_signing_secret,
+                &mut self.previous_webhook_signing_secret_until,
+            ),
+        };
+        *previous = current.replace(fresh.clone()).filter(|_| until_ms.is_some());
+        *until = previous.as_ref().and(until_ms);
+        fresh
+    }
 }
 
 impl std::fmt::Debug for SecretFields {
@@ -170,6 +244,8 @@ pub struct ConfigPatch {
     pub notification_events: Option<Option<Vec<NotificationEvent>>>,
     #[serde(default, deserialize_with = "nullable")]
     pub notification_signing_secret: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub webhook_signing_secret: Option<Option<String>>,
     #[serde(default, deserialize_with = "nullable")]
     pub pending_orders_endpoint: Option<Option<String>>,
     #[serde(default, deserialize_with = "nullable")]
@@ -290,12 +366,26 @@ pub fn apply(settings: &mut Settings, secrets: &mut SecretFields, patch: ConfigP
         }
         settings.notification_events = unique;
     }
-    if let Some(sent) = patch.notification_signing_secret {
-        if sent.as_deref() != secrets.notification_signing_secret.as_deref() {
-            return Err(FieldError::new(
-                "notification_signing_secret",
-                "is generated by the server and cannot be set; leave it out",
-            ));
+    // Generated by the server: sending back the value shown is harmless, anything else is refused.
+    for (field, sent, current) in [
+        (
+            "notification_signing_secret",
+            &patch.notification_signing_secret,
+            &secrets.notification_signing_secret,
+        ),
+        (
+            "webhook_signing_secret",
+            &patch.webhook_signing_secret,
+            &secrets.webhook_signing_secret,
+        ),
+    ] {
+        if let Some(sent) = sent {
+            if sent.as_deref() != current.as_deref() {
+                return Err(FieldError::new(
+                    field,
+                    "is generated by the server and cannot be set; rotate it instead",
+                ));
+            }
         }
     }
     set(

@@ -147,9 +147,7 @@ pub async fn put_config(
     }
     let (mut settings, mut secrets) = app::accounts::load_config(&app, who.user.id, account.id).await?;
     account_config::apply(&mut settings, &mut secrets, patch)?;
-    if secrets.notification_signing_secret.is_none() {
-        secrets.notification_signing_secret = Some(account_config::new_signing_secret());
-    }
+    secrets.ensure_signing_secrets();
     app::accounts::save_config(&app, who.user.id, account.id, &settings, &secrets).await?;
     Ok(Json(ConfigOut::new(settings, &secrets)))
 }

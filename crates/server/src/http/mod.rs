@@ -141,6 +141,10 @@ pub fn router(app: AppState) -> Router {
             post(notifications::rotate),
         )
         .route(
+            "/accounts/{id}/webhooks/rotate-secret",
+            post(notifications::rotate_result),
+        )
+        .route(
             "/accounts/{id}/notifications/{delivery_id}/resend",
             post(notifications::resend),
         )

@@ -13,7 +13,7 @@ use super::dto::QueuedOut;
 use super::error::{ApiError, Problem};
 use super::extract::Page;
 use crate::app;
-use crate::domain::account_config;
+use crate::domain::account_config::SigningChannel;
 use crate::support::time::ts;
 use crate::AppState;
 
@@ -84,30 +84,45 @@ pub async fn resend(
 
 #[derive(Serialize)]
 pub struct Rotated {
-    notification_signing_secret: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    notification_signing_secret: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    webhook_signing_secret: Option<String>,
     /// Until when the previous secret also signs deliveries (both signatures are sent).
     previous_valid_until: Option<String>,
 }
 
-/// `POST /accounts/:id/notifications/rotate-secret`: a new signing secret; the old one keeps
-/// signing (a second `v1,` signature) for the grace period so receivers can switch over.
-pub async fn rotate(
-    State(app): State<AppState>,
+/// `POST /accounts/:id/notifications/rotate-secret`: a new notification signing secret; the
+/// old one keeps signing (a second `v1,` signature) for the grace period so receivers can
+/// switch over.
+pub async fn rotate(State(app): State<AppState>, owned: OwnedAccount) -> Result<Json<Rotated>, ApiError> {
+    rotate_channel(&app, owned, SigningChannel::Notification).await
+}
+
+/// `POST /accounts/:id/webhooks/rotate-secret`: the same for the result and passthrough webhook
+/// (`webhook_signing_secret`).
+pub async fn rotate_result(State(app): State<AppState>, owned: OwnedAccount) -> Result<Json<Rotated>, ApiError> {
+    rotate_channel(&app, owned, SigningChannel::Result).await
+}
+
+async fn rotate_channel(
+    app: &AppState,
     OwnedAccount { user: who, account }: OwnedAccount,
+    channel: SigningChannel,
 ) -> Result<Json<Rotated>, ApiError> {
-    let (settings, mut secrets) = app::accounts::load_config(&app, who.user.id, account.id).await?;
+    let (settings, mut secrets) = app::accounts::load_config(app, who.user.id, account.id).await?;
     let grace = app.config.signing_secret_grace;
     let until = crate::push::webhooks::grace_until(grace);
-    secrets.previous_signing_secret = secrets.notification_signing_secret.take().filter(|_| !grace.is_zero());
-    secrets.previous_signing_secret_until = secrets
-        .previous_signing_secret
-        .as_ref()
-        .map(|_| until.timestamp_millis());
-    let fresh = account_config::new_signing_secret();
-    secrets.notification_signing_secret = Some(fresh.clone());
-    app::accounts::save_config(&app, who.user.id, account.id, &settings, &secrets).await?;
+    let fresh = secrets.rotate(channel, (!grace.is_zero()).then(|| until.timestamp_millis()));
+    let still_signing = secrets.signing(channel).1.is_some();
+    app::accounts::save_config(app, who.user.id, account.id, &settings, &secrets).await?;
+    let (notification, result) = match channel {
+        SigningChannel::Notification => (Some(fresh), None),
+        SigningChannel::Result => (None, Some(fresh)),
+    };
     Ok(Json(Rotated {
-        notification_signing_secret: fresh,
-        previous_valid_until: secrets.previous_signing_secret.as_ref().map(|_| ts(until)),
+        notification_signing_secret: notification,
+        webhook_signing_secret: result,
+        previous_valid_until: still_signing.then(|| ts(until)),
     }))
 }

@@ -146,10 +146,23 @@ pub enum EventKind {
     SessionStarted,
     SessionStopped,
     SessionNeedsAttention,
+    ConciliationRegistered,
+    ConciliationReopened,
+    ConciliationUpdated,
+    ConciliationMatched,
+    ConciliationAmbiguous,
+    ConciliationNotFound,
+    ConciliationExpired,
+    ConciliationCancelled,
+    ConciliationFailed,
+    MovementIgnored,
+    MovementUnignored,
+    PollFailed,
+    PollRecovered,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 11] = [
+    pub const ALL: [EventKind; 24] = [
         EventKind::AssistanceRequested,
         EventKind::AssistanceFulfilled,
         EventKind::AssistanceCancelled,
@@ -161,6 +174,19 @@ impl EventKind {
         EventKind::SessionStarted,
         EventKind::SessionStopped,
         EventKind::SessionNeedsAttention,
+        EventKind::ConciliationRegistered,
+        EventKind::ConciliationReopened,
+        EventKind::ConciliationUpdated,
+        EventKind::ConciliationMatched,
+        EventKind::ConciliationAmbiguous,
+        EventKind::ConciliationNotFound,
+        EventKind::ConciliationExpired,
+        EventKind::ConciliationCancelled,
+        EventKind::ConciliationFailed,
+        EventKind::MovementIgnored,
+        EventKind::MovementUnignored,
+        EventKind::PollFailed,
+        EventKind::PollRecovered,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -176,6 +202,19 @@ impl EventKind {
             EventKind::SessionStarted => "session.started",
             EventKind::SessionStopped => "session.stopped",
             EventKind::SessionNeedsAttention => "session.needs_attention",
+            EventKind::ConciliationRegistered => "conciliation.registered",
+            EventKind::ConciliationReopened => "conciliation.reopened",
+            EventKind::ConciliationUpdated => "conciliation.updated",
+            EventKind::ConciliationMatched => "conciliation.matched",
+            EventKind::ConciliationAmbiguous => "conciliation.ambiguous",
+            EventKind::ConciliationNotFound => "conciliation.not_found",
+            EventKind::ConciliationExpired => "conciliation.expired",
+            EventKind::ConciliationCancelled => "conciliation.cancelled",
+            EventKind::ConciliationFailed => "conciliation.failed",
+            EventKind::MovementIgnored => "movement.ignored",
+            EventKind::MovementUnignored => "movement.unignored",
+            EventKind::PollFailed => "poll.failed",
+            EventKind::PollRecovered => "poll.recovered",
         }
     }
 
@@ -186,6 +225,7 @@ impl EventKind {
             EventKind::AssistanceRequested => Some(NotificationEvent::AssistanceRequired),
             EventKind::LoginFailed => Some(NotificationEvent::LoginFailed),
             EventKind::ScrapeFailed => Some(NotificationEvent::ScrapeFailed),
+            EventKind::PollFailed => Some(NotificationEvent::PollFailed),
             _ => None,
         }
     }
@@ -196,6 +236,7 @@ fn subscribable_name(e: NotificationEvent) -> &'static str {
         NotificationEvent::AssistanceRequired => "assistance_required",
         NotificationEvent::LoginFailed => "login_failed",
         NotificationEvent::ScrapeFailed => "scrape_failed",
+        NotificationEvent::PollFailed => "poll_failed",
     }
 }
 
@@ -324,8 +365,8 @@ mod tests {
         let subscribable: Vec<_> = EventKind::ALL.iter().filter_map(|k| k.subscribable()).collect();
         assert_eq!(
             subscribable.len(),
-            3,
-            "assistance_required, login_failed, scrape_failed"
+            4,
+            "assistance_required, login_failed, scrape_failed, poll_failed"
         );
     }
 }

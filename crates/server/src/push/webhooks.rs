@@ -23,7 +23,7 @@ use sha2::Sha256;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::domain::account_config::{self, AuthType};
+use crate::domain::account_config::{self, AuthType, SigningChannel};
 use crate::support::crypto::Sealer;
 use crate::support::outbound;
 use crate::support::time::after;
@@ -246,11 +246,9 @@ impl Webhooks {
             }
         };
         let timestamp = now().timestamp();
-        let mut keys: Vec<&str> = Vec::new();
-        if let Some(s) = &secrets.notification_signing_secret {
-            keys.push(s);
-        }
-        if let (Some(prev), Some(until)) = (&secrets.previous_signing_secret, secrets.previous_signing_secret_until) {
+        let (current, previous) = secrets.signing(SigningChannel::Notification);
+        let mut keys: Vec<&str> = current.into_iter().collect();
+        if let Some((prev, until)) = previous {
             if now().timestamp_millis() < until {
                 keys.push(prev);
             }

@@ -163,10 +163,14 @@ async fn config_defaults_partial_update_and_masking() {
     let typed: ConfigOut = serde_json::from_value(d.body.clone()).expect("a config document");
     let secret = typed.notification_signing_secret;
     assert!(secret.starts_with("whsec_"));
+    let result_secret = typed.webhook_signing_secret;
+    assert!(result_secret.starts_with("whsec_"));
+    assert_ne!(secret, result_secret, "each webhook channel has its own secret");
     let mut expected = json!({
         "session_type": "one-shot", "login_mode": "simple", "bank_username": null, "has_bank_password": false,
         "notification_endpoint_url": null, "notification_auth_type": null, "notification_auth_token": null,
-        "notification_events": [], "notification_signing_secret": secret, "pending_orders_endpoint": null,
+        "notification_events": [], "notification_signing_secret": secret,
+        "webhook_signing_secret": result_secret, "pending_orders_endpoint": null,
         "polling_method": "GET", "polling_body": null, "auth_type": null, "auth_token": null, "webhook_url": null,
         "webhook_auth_type": null, "webhook_auth_token": null, "retry_limit": 3, "notify_on_expired": false,
         "webhook_extra_fields": {}, "silent_ingestion": false
@@ -306,6 +310,22 @@ async fn config_validation() {
             json!({"notification_signing_secret": "whsec_mine"}),
             "notification_signing_secret",
         ),
+        (
+            json!({"webhook_signing_secret": "whsec_mine"}),
+            "webhook_signing_secret",
+        ),
+        (
+            json!({"webhook_extra_fields": {"request_id": "x"}}),
+            "webhook_extra_fields",
+        ),
+        (
+            json!({"webhook_extra_fields": {"occurred_at": "x"}}),
+            "webhook_extra_fields",
+        ),
+        (
+            json!({"webhook_extra_fields": {"movement": {}}}),
+            "webhook_extra_fields",
+        ),
         (json!({"auth_token": "two words"}), "auth_token"),
         (json!({"bank_password": ""}), "bank_password"),
         (json!({"surprise": true}), "surprise"),
@@ -326,4 +346,60 @@ async fn config_validation() {
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+}
+
+#[tokio::test]
+async fn the_result_webhook_secret_rotates_on_its_own() {
+    let app = TestApp::spawn().await;
+    let token = app.user("r@example.com").await;
+    let id = app.account(&token, "Main").await;
+    let path = format!("/accounts/{id}/config");
+    let before: ConfigOut = app.get(&path, &token).await.typed(StatusCode::OK);
+    let r = app
+        .json(
+            Method::POST,
+            &format!("/accounts/{id}/webhooks/rotate-secret"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let fresh = r.body["webhook_signing_secret"]
+        .as_str()
+        .expect("the new secret")
+        .to_owned();
+    assert!(fresh.starts_with("whsec_") && fresh != before.webhook_signing_secret);
+    assert!(r.body.get("notification_signing_secret").is_none(), "{}", r.text);
+    assert!(
+        r.body["previous_valid_until"].is_string(),
+        "the old secret keeps signing for a while"
+    );
+    let after: ConfigOut = app.get(&path, &token).await.typed(StatusCode::OK);
+    assert_eq!(after.webhook_signing_secret, fresh);
+    assert_eq!(
+        after.notification_signing_secret, before.notification_signing_secret,
+        "the notification secret is untouched"
+    );
+    // Sending the shown value back is harmless; the events list takes the new poll_failed.
+    let r = app
+        .json(
+            Method::PUT,
+            &path,
+            Some(&token),
+            Some(json!({"webhook_signing_secret": fresh, "notification_events": ["poll_failed"]})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["notification_events"], json!(["poll_failed"]));
+    // Another user's account is not found.
+    let other = app.user("o@example.com").await;
+    let r = app
+        .json(
+            Method::POST,
+            &format!("/accounts/{id}/webhooks/rotate-secret"),
+            Some(&other),
+            None,
+        )
+        .await;
+    r.api_error(404, "NOT_FOUND");
 }

@@ -239,6 +239,7 @@ pub struct DescriptorOut {
 #[derive(Debug, Deserialize)]
 pub struct ConfigOut {
     pub notification_signing_secret: String,
+    pub webhook_signing_secret: String,
     pub notification_auth_token: Option<String>,
 }
 
