@@ -128,8 +128,8 @@ pub(crate) fn movements(username: &str, movements: &[Movement]) -> String {
              <td class=\"description\">{description}</td></tr>",
             id = escape(&m.id),
             date = m.date_rfc3339(),
-            amount = m.amount(),
-            currency = m.currency,
+            amount = escape(m.amount()),
+            currency = escape(&m.currency),
             name = escape(m.name.as_deref().unwrap_or("")),
             description = escape(&m.description),
         );

@@ -30,6 +30,16 @@
 //! Anyone else, or a wrong password, gets `bad_credentials`. Codes are compared exactly (case
 //! matters) after trimming surrounding whitespace.
 //!
+//! **Tagged usernames.** `<user>+<tag>` (a scripted `<user>`, a tag of 1–32 characters from
+//! `[A-Za-z0-9_-]`; anything else is an unknown user), e.g. `user_good+shop1`, logs in with
+//! `<user>`'s password and behaves exactly like `<user>` (second factor and code, lock, flaky and
+//! slow patterns) but is a user of its own: its own sessions (and [`SandboxBank::drop_sessions`]
+//! matches the full name), its own flaky counters, its own injected movements, and its own
+//! deterministic movements — seeded with the full username, so `user_good+shop1` has ids
+//! `user_good+shop1-0`, … and amounts, names and descriptions different from `user_good`'s. So
+//! parallel tests and accounts never see each other's movements. Pages, [`OtpReceived`] and the
+//! statement show the full username.
+//!
 //! # Pages and the markers to scrape
 //!
 //! Every page's `<body>` carries `data-page` = `home` | `login` | `otp` | `movements` | `error`.
@@ -63,18 +73,62 @@
 //!
 //!   Every judged code (a POST /otp that reached a session waiting for a code, with a valid csrf)
 //!   publishes an [`OtpReceived`] before the answer is sent.
-//! - `GET /movements` (logged in) → `<table id="movements">`, newest first, one
-//!   `<tr data-id="ID">` per movement with cells `td.date` (RFC 3339, UTC, e.g.
-//!   `2025-01-01T08:00:00Z`), `td.amount` (`-12.34`), `td.currency` (`EUR`), `td.name` (empty when
-//!   there is no counterparty), `td.description`. Text is HTML-escaped (names include `&`, `'`,
-//!   `<`, and non-ASCII). Not logged in, idle-expired or dropped → **303** `/login`.
+//! - `GET /movements` (logged in) → `<table id="movements">`, newest first (by date; see
+//!   [`movements::statement`] for ties), at most [`movements::MAX_LISTED`] rows, one
+//!   `<tr data-id="ID">` per movement with cells `td.date` (RFC 3339, UTC, whole seconds, e.g.
+//!   `2025-01-01T08:00:00Z`), `td.amount` (an exact decimal text: `-12.34` for the deterministic
+//!   movements, as given for injected ones), `td.currency` (`EUR` for the deterministic movements),
+//!   `td.name` (empty when there is no counterparty), `td.description`. Text is HTML-escaped
+//!   (names include `&`, `'`, `<`, and non-ASCII). Not logged in, idle-expired or dropped →
+//!   **303** `/login`.
 //! - `GET /api/movements` (logged in) → `{"movements":[{"id","date","amount","currency","name",
 //!   "description"}]}` newest first (`name` is `null` when there is none); not logged in →
 //!   **401** `{"error":"not_logged_in"}`.
 //! - `POST /logout` → destroys the session, clears the cookie, **303** `/login` (no csrf needed).
 //! - Anything else → **404**, `data-error="not_found"`.
 //!
-//! # Failure patterns (deterministic, counted per bank instance)
+//! # Sandbox controls (`/_sandbox/…`, JSON; this bank only, a real bank has none)
+//!
+//! Every refusal below is a JSON body `{"error": "<field>: <what is wrong>"}` (`body: …` when the
+//! body as a whole is unreadable).
+//!
+//! - `POST /_sandbox/movements` with a JSON object body
+//!   `{"username": "user_good+shop1", "amount": "1500.00", "currency": "UYU", "name": "JUAN PEREZ",
+//!   "description": "Transfer REF A1B2C3", "received_at": "2025-03-01T10:00:00-03:00"}` → **201**
+//!   `{"id": "<username>-i<n>"}` (n = 1, 2, … per username). The movement is listed in that
+//!   username's statement (HTML and `/api/movements`) from the next read on, whatever its date,
+//!   sorted in by date. Fields:
+//!   - `username` (string, required): a scripted user or `<user>+<tag>`;
+//!   - `amount` (string, required): an exact decimal — optional `-`, digits, optionally `.` and
+//!     1–4 digits (`1500`, `1500.5`, `-0.0001`); listed exactly as given (never through a float);
+//!   - `currency` (string, required): 3 upper-case letters (any, not only `EUR`);
+//!   - `name` (string or `null`, optional → `null`);
+//!   - `description` (string, required, may be empty);
+//!   - `received_at` (RFC 3339 string or `null`, optional → the bank's clock now): listed in UTC,
+//!     whole seconds (fractions dropped).
+//!
+//!   Unknown fields are ignored. Malformed JSON, a non-object, a missing field, a wrong type, a bad
+//!   amount, currency or date, or an unknown user → **400**; a body over 64 KiB → **413**
+//!   `{"error": "body: too large"}`. In process: [`SandboxBank::add_movement`] (same checks). A
+//!   username keeps only its [`movements::MAX_LISTED`] newest injected movements (older ones could
+//!   never be listed anyway).
+//! - The sandbox shop, a pending-orders endpoint for the reconciliation demo. Both routes need
+//!   `Authorization: Bearer sandbox` ([`SHOP_TOKEN`]); without it or with another token →
+//!   **401** `{"error":"unauthorized"}` (checked first). `?shop=<name>` (1–64 characters from
+//!   `[A-Za-z0-9_-]`, else **400**) selects one of several independent lists, so parallel tests
+//!   do not collide; absent = [`DEFAULT_SHOP`].
+//!   - `GET /_sandbox/shop/orders` → **200** `Content-Type: application/json`, exactly the bytes
+//!     last stored for that shop, `[]` before any.
+//!   - `PUT /_sandbox/shop/orders` with a body that is UTF-8 JSON whose top level is an array (of
+//!     anything; a leading BOM tolerated) → **204**, the body stored verbatim (numbers such as
+//!     `1.5e3` or many decimals come back as written). Anything else (an object, even one with a
+//!     `data` array, or malformed JSON) → **400**; a body over 16 MiB → **413**. At most 1024 shops
+//!     hold a list (a new one beyond that → **400**). In process: [`SandboxBank::set_shop_orders`]
+//!     and [`SandboxBank::shop_orders`].
+//!
+//! # Failure patterns (deterministic, counted per bank instance and per username)
+//!
+//! Each `user_flaky+<tag>` has its own counters, and `user_slow+<tag>` waits like `user_slow`.
 //!
 //! - `user_flaky`, login: the bank counts every `POST /login` whose form names `user_flaky`
 //!   (before the csrf or the password are looked at); the 1st, 3rd, 5th, … answer **503**
@@ -94,27 +148,34 @@
 //!
 //! # Time
 //!
-//! The bank's clock is [`movements::base_time`] + real elapsed time since [`SandboxBank::new`] +
-//! everything added by [`SandboxBank::advance`]. Movements follow it (see [`movements`]): every
-//! user starts with 5, and one more appears per `movement_interval`. Session idle expiry is
-//! measured on tokio's clock instead, so `advance` never logs anyone out; use
+//! The bank's clock starts at the real UTC time of [`SandboxBank::new`] (whole seconds,
+//! [`SandboxBank::started_at`]) and is that + real elapsed time since then + everything added by
+//! [`SandboxBank::advance`] ([`SandboxBank::now`]). Movements follow it (see [`movements`]): every
+//! username starts with 5, dated `movement_interval` apart before the start (the newest one
+//! `movement_interval` before it; one minute apart when the interval is zero), and one more
+//! appears per `movement_interval` of bank time, dated when it appears. So a fresh bank's
+//! movements are dated within `5 × movement_interval` (25 min by default) before now. Session
+//! idle expiry is measured on tokio's clock instead, so `advance` never logs anyone out; use
 //! [`SandboxBank::drop_sessions`] for that.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use tokio::net::TcpListener;
 use tokio::sync::broadcast;
 
+mod controls;
 mod html;
 pub mod movements;
 mod routes;
 mod sessions;
 pub mod users;
 
+pub use controls::{AddMovement, InvalidMovement, InvalidOrders, DEFAULT_SHOP, SHOP_TOKEN};
 pub use movements::Movement;
 pub use routes::SESSION_COOKIE;
 
@@ -132,8 +193,9 @@ pub struct BankConfig {
     pub slow_delay: Duration,
     /// Sessions unused this long are gone. Default 10 min.
     pub session_idle_timeout: Duration,
-    /// One new movement per user appears every interval of bank time. Default 5 min; zero means
-    /// none ever appear.
+    /// One new movement per user appears every interval of bank time; the initial movements are
+    /// this far apart. Default 5 min; zero means none ever appear (and the initial ones are one
+    /// minute apart).
     pub movement_interval: Duration,
 }
 
@@ -151,7 +213,7 @@ impl Default for BankConfig {
 /// One `POST /otp` the bank judged. Deliberately without the code itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OtpReceived {
-    /// Whose login the code was for.
+    /// Whose login the code was for (the full username, tag included).
     pub username: String,
     /// Whether the code was right.
     pub accepted: bool,
@@ -183,29 +245,54 @@ struct Counters {
     otp_submissions: AtomicU64,
     otp_accepted: AtomicU64,
     server_errors: AtomicU64,
-    flaky_login_posts: AtomicU64,
-    flaky_movement_reads: AtomicU64,
+}
+
+/// Per-username state that is not a session: the flaky counters and the injected movements.
+#[derive(Debug, Default)]
+struct UserState {
+    flaky_login_posts: u64,
+    flaky_movement_reads: u64,
+    /// Injected movements, in the order added (trimmed, see `movements::trim_injected`).
+    injected: Vec<Movement>,
+    /// How many movements were ever injected for this username (the `n` of `<username>-i<n>`).
+    injected_total: u64,
 }
 
 #[derive(Debug)]
 struct Inner {
     config: BankConfig,
+    /// The bank's clock at `started` (real UTC time, whole seconds).
+    start: DateTime<Utc>,
     started: std::time::Instant,
     advanced: Mutex<Duration>,
     sessions: Mutex<Sessions>,
+    users: Mutex<HashMap<String, UserState>>,
+    shops: Mutex<HashMap<String, String>>,
     otp_events: broadcast::Sender<OtpReceived>,
     counters: Counters,
 }
 
+// A panic elsewhere cannot leave these maps half-updated in a way that matters more than refusing
+// every later request would, so a poisoned lock is simply taken over.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 impl Inner {
-    // A panic elsewhere cannot leave the session map half-updated in a way that matters more
-    // than refusing every later request would, so a poisoned lock is simply taken over.
     fn lock_sessions(&self) -> MutexGuard<'_, Sessions> {
-        self.sessions.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.sessions)
     }
 
     fn lock_advanced(&self) -> MutexGuard<'_, Duration> {
-        self.advanced.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.advanced)
+    }
+
+    fn lock_users(&self) -> MutexGuard<'_, HashMap<String, UserState>> {
+        lock(&self.users)
+    }
+
+    fn lock_shops(&self) -> MutexGuard<'_, HashMap<String, String>> {
+        lock(&self.shops)
     }
 }
 
@@ -216,15 +303,18 @@ pub struct SandboxBank {
 }
 
 impl SandboxBank {
-    /// A bank with no sessions whose clock starts now at [`movements::base_time`].
+    /// A bank with no sessions whose clock starts now, at the real UTC time (whole seconds).
     pub fn new(config: BankConfig) -> Self {
         let (otp_events, _) = broadcast::channel(OTP_EVENT_BUFFER);
         SandboxBank {
             inner: Arc::new(Inner {
                 sessions: Mutex::new(Sessions::new(config.session_idle_timeout)),
                 config,
+                start: Utc::now().trunc_subsecs(0),
                 started: std::time::Instant::now(),
                 advanced: Mutex::new(Duration::ZERO),
+                users: Mutex::new(HashMap::new()),
+                shops: Mutex::new(HashMap::new()),
                 otp_events,
                 counters: Counters::default(),
             }),
@@ -258,7 +348,12 @@ impl SandboxBank {
         *advanced = advanced.saturating_add(by);
     }
 
-    /// How far the bank's clock is past [`movements::base_time`].
+    /// Where the bank's clock started: the real UTC time of [`SandboxBank::new`], whole seconds.
+    pub fn started_at(&self) -> DateTime<Utc> {
+        self.inner.start
+    }
+
+    /// How far the bank's clock is past [`SandboxBank::started_at`].
     pub fn clock_offset(&self) -> Duration {
         self.inner.started.elapsed().saturating_add(*self.inner.lock_advanced())
     }
@@ -266,18 +361,74 @@ impl SandboxBank {
     /// The bank's clock.
     pub fn now(&self) -> DateTime<Utc> {
         let offset = chrono::Duration::from_std(self.clock_offset()).unwrap_or(chrono::Duration::MAX);
-        movements::base_time()
+        self.inner
+            .start
             .checked_add_signed(offset)
             .unwrap_or(DateTime::<Utc>::MAX_UTC)
     }
 
     /// What `username`'s statement shows right now (newest first) — the expected result of a read.
+    /// `username` is the full login name (`user_good+a` has its own statement).
     pub fn movements_of(&self, username: &str) -> Vec<Movement> {
-        movements::statement(username, self.clock_offset(), self.inner.config.movement_interval)
+        let offset = self.clock_offset();
+        let users = self.inner.lock_users();
+        let injected = users.get(username).map(|u| u.injected.as_slice()).unwrap_or(&[]);
+        movements::statement(
+            username,
+            self.inner.start,
+            offset,
+            self.inner.config.movement_interval,
+            injected,
+        )
+    }
+
+    /// Adds a movement to `movement.username`'s statement (as `POST /_sandbox/movements` does,
+    /// with the same checks); it is listed from the next read on. Returns its id.
+    pub fn add_movement(&self, movement: AddMovement) -> Result<String, InvalidMovement> {
+        controls::check(&movement)?;
+        let date = movement.received_at.unwrap_or_else(|| self.now()).trunc_subsecs(0);
+        let mut users = self.inner.lock_users();
+        let user = users.entry(movement.username.clone()).or_default();
+        user.injected_total += 1;
+        let id = format!("{}-i{}", movement.username, user.injected_total);
+        user.injected.push(Movement {
+            id: id.clone(),
+            date,
+            amount: movement.amount,
+            currency: movement.currency,
+            name: movement.name,
+            description: movement.description,
+        });
+        movements::trim_injected(&mut user.injected);
+        Ok(id)
+    }
+
+    /// The pending-orders list of the sandbox shop `shop` ([`DEFAULT_SHOP`] for the default one):
+    /// the JSON text last stored, `[]` before any.
+    pub fn shop_orders(&self, shop: &str) -> String {
+        self.inner
+            .lock_shops()
+            .get(shop)
+            .cloned()
+            .unwrap_or_else(|| "[]".to_owned())
+    }
+
+    /// Replaces the pending-orders list of the sandbox shop `shop` (as `PUT /_sandbox/shop/orders`
+    /// does, with the same checks): `orders` must be a JSON array and is kept verbatim.
+    pub fn set_shop_orders(&self, shop: &str, orders: &str) -> Result<(), InvalidOrders> {
+        controls::check_shop_name(shop)?;
+        controls::check_orders(orders.as_bytes())?;
+        let mut shops = self.inner.lock_shops();
+        if !shops.contains_key(shop) && shops.len() >= controls::MAX_SHOPS {
+            return Err(InvalidOrders::TooManyShops);
+        }
+        shops.insert(shop.to_owned(), orders.to_owned());
+        Ok(())
     }
 
     /// Destroys every session of `username` (logged in or waiting for a code), as a bank that
     /// drops sessions would; returns how many. Their next request is sent to `/login`.
+    /// `username` is matched exactly: `user_good` does not touch `user_good+a`'s sessions.
     pub fn drop_sessions(&self, username: &str) -> usize {
         self.inner.lock_sessions().remove_user(username)
     }

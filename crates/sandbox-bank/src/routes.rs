@@ -3,13 +3,14 @@
 use std::sync::atomic::Ordering::Relaxed;
 
 use axum::extract::rejection::FormRejection;
-use axum::extract::{Form, State};
+use axum::extract::{DefaultBodyLimit, Form, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{AppendHeaders, Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
+use crate::controls::{self, MOVEMENT_BODY_LIMIT, ORDERS_BODY_LIMIT};
 use crate::html::{self, LoginError};
 use crate::movements::Movement;
 use crate::sessions::Stage;
@@ -27,6 +28,16 @@ pub(crate) fn router(bank: SandboxBank) -> Router {
         .route("/movements", get(movements_page))
         .route("/api/movements", get(movements_json))
         .route("/logout", post(logout))
+        .route(
+            "/_sandbox/movements",
+            post(controls::post_movement).layer(DefaultBodyLimit::max(MOVEMENT_BODY_LIMIT)),
+        )
+        .route(
+            "/_sandbox/shop/orders",
+            get(controls::get_orders)
+                .put(controls::put_orders)
+                .layer(DefaultBodyLimit::max(ORDERS_BODY_LIMIT)),
+        )
         .fallback(not_found)
         .with_state(bank)
 }
@@ -54,7 +65,7 @@ struct MovementOut {
     id: String,
     date: String,
     amount: String,
-    currency: &'static str,
+    currency: String,
     name: Option<String>,
     description: String,
 }
@@ -63,7 +74,7 @@ impl From<Movement> for MovementOut {
     fn from(m: Movement) -> Self {
         MovementOut {
             date: m.date_rfc3339(),
-            amount: m.amount(),
+            amount: m.amount,
             id: m.id,
             currency: m.currency,
             name: m.name,
@@ -80,6 +91,11 @@ struct MovementsOut {
 #[derive(Debug, Serialize)]
 struct ErrorOut {
     error: &'static str,
+}
+
+/// Whether `username` is the scripted user `scripted` or one of its `+<tag>` variants.
+fn is_a(username: &str, scripted: &str) -> bool {
+    users::resolve(username).is_some_and(|u| u.username == scripted)
 }
 
 fn session_id(headers: &HeaderMap) -> Option<String> {
@@ -162,12 +178,13 @@ impl SandboxBank {
         }
     }
 
-    /// Holds `response` back for `slow_delay` if the request is `user_slow`'s (a
+    /// Holds `response` back for `slow_delay` if the request is `user_slow`'s or a
+    /// `user_slow+<tag>`'s (a
     /// `tokio::time::sleep`, so paused-clock tests skip it). The work is already done; the session
     /// the answer leaves with is touched again afterwards, since a real bank's idle timer starts
     /// from its last answer — so a delay longer than the idle timeout does not cost the session.
     async fn hold_answer(&self, username: Option<&str>, headers: &HeaderMap, response: Response) -> Response {
-        if username != Some(USER_SLOW) {
+        if !username.is_some_and(|u| is_a(u, USER_SLOW)) {
             return response;
         }
         tokio::time::sleep(self.inner.config.slow_delay).await;
@@ -192,12 +209,18 @@ impl SandboxBank {
         response
     }
 
-    /// Whether this read of the movements fails: every third one of `user_flaky` (3rd, 6th, …).
+    /// Whether this read of the movements fails: every third one of each `user_flaky` or
+    /// `user_flaky+<tag>` (3rd, 6th, …, counted per username).
     fn movement_read_fails(&self, username: &str) -> bool {
-        if username != USER_FLAKY {
+        if !is_a(username, USER_FLAKY) {
             return false;
         }
-        let n = self.inner.counters.flaky_movement_reads.fetch_add(1, Relaxed) + 1;
+        let n = {
+            let mut users = self.inner.lock_users();
+            let user = users.entry(username.to_owned()).or_default();
+            user.flaky_movement_reads += 1;
+            user.flaky_movement_reads
+        };
         let fails = n.is_multiple_of(3);
         if fails {
             self.count_server_error();
@@ -244,9 +267,15 @@ async fn login_submit(
     };
     bank.inner.counters.logins_attempted.fetch_add(1, Relaxed);
 
-    // The flaky front end fails before the application looks at the form: 1st, 3rd, 5th, … POST.
-    if form.username == USER_FLAKY {
-        let n = bank.inner.counters.flaky_login_posts.fetch_add(1, Relaxed) + 1;
+    // The flaky front end fails before the application looks at the form: 1st, 3rd, 5th, … POST
+    // naming this username.
+    if is_a(&form.username, USER_FLAKY) {
+        let n = {
+            let mut users = bank.inner.lock_users();
+            let user = users.entry(form.username.clone()).or_default();
+            user.flaky_login_posts += 1;
+            user.flaky_login_posts
+        };
         if !n.is_multiple_of(2) {
             tracing::debug!(attempt = n, "sandbox bank: flaky login answered 503");
             return bank.unavailable();
@@ -254,8 +283,8 @@ async fn login_submit(
     }
     let session_user = bank.session_user(&headers);
     let response = login_submit_now(&bank, &headers, &form);
-    let waits_for = if form.username == USER_SLOW {
-        Some(USER_SLOW)
+    let waits_for = if is_a(&form.username, USER_SLOW) {
+        Some(form.username.as_str())
     } else {
         session_user.as_deref()
     };
@@ -283,7 +312,8 @@ fn login_submit_now(bank: &SandboxBank, headers: &HeaderMap, form: &LoginForm) -
             html::login(&csrf, &form.username, Some(LoginError::BadCredentials)),
         );
     };
-    let username = user.username.to_owned();
+    // The session belongs to the full login name: `user_good+a` is its own user.
+    let username = form.username.clone();
     // A new session id at every step up, so a pre-login id never becomes a logged-in one.
     match user.behaviour {
         Behaviour::Locked => page(

@@ -119,12 +119,60 @@ pub const SCRIPTED_USERS: &[ScriptedUser] = &[
     },
 ];
 
-/// The scripted user with this username, if any.
+/// Longest tag of a `<user>+<tag>` username.
+pub const MAX_TAG_LEN: usize = 32;
+
+/// The scripted user with exactly this username (no tag), if any.
 pub fn find(username: &str) -> Option<&'static ScriptedUser> {
     SCRIPTED_USERS.iter().find(|u| u.username == username)
 }
 
-/// The scripted user if the password is right.
+/// The scripted user a login name stands for: a scripted username itself, or
+/// `<scripted username>+<tag>` with a tag of 1–[`MAX_TAG_LEN`] characters from `[A-Za-z0-9_-]`
+/// (`user_good+shop1` behaves as `user_good`). Anything else is unknown.
+pub fn resolve(username: &str) -> Option<&'static ScriptedUser> {
+    match username.split_once('+') {
+        None => find(username),
+        Some((base, tag)) if is_tag(tag) => find(base),
+        Some(_) => None,
+    }
+}
+
+fn is_tag(tag: &str) -> bool {
+    (1..=MAX_TAG_LEN).contains(&tag.len()) && tag.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// The scripted user behind `username` (see [`resolve`]) if the password is right.
 pub fn authenticate(username: &str, password: &str) -> Option<&'static ScriptedUser> {
-    find(username).filter(|u| u.password == password)
+    resolve(username).filter(|u| u.password == password)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tagged_usernames_resolve_to_their_scripted_user() {
+        assert_eq!(resolve("user_good").map(|u| u.username), Some(USER_GOOD));
+        assert_eq!(resolve("user_good+shop1").map(|u| u.username), Some(USER_GOOD));
+        assert_eq!(resolve("user_otp+a-B_9").map(|u| u.username), Some(USER_OTP));
+        let longest = format!("user_good+{}", "x".repeat(MAX_TAG_LEN));
+        assert!(resolve(&longest).is_some());
+        let too_long = format!("user_good+{}", "x".repeat(MAX_TAG_LEN + 1));
+        for unknown in [
+            "user_good+",
+            "user_good+a+b",
+            "user_good+a b",
+            "user_good+é",
+            "user_good+a.b",
+            "nobody+a",
+            "+a",
+            "user_good +a",
+            too_long.as_str(),
+        ] {
+            assert!(resolve(unknown).is_none(), "{unknown}");
+        }
+        assert!(authenticate("user_good+x", "pass_good").is_some());
+        assert!(authenticate("user_good+x", "pass_otp").is_none());
+    }
 }
