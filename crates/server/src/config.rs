@@ -204,6 +204,36 @@ pub const EVENT_RETENTION: Setting = Setting::new(
     "how long events stay in the log (stream resume window), 7 days",
 )
 .range(60, 365 * DAY);
+pub const ORDERS_POLL_INTERVAL: Setting = Setting::new(
+    "RECONBANKER_ORDERS_POLL_INTERVAL_SECS",
+    "600",
+    "how often each reconciling account's pending orders are fetched (10 minutes)",
+)
+.range(5, DAY);
+pub const ORDERS_TIMEOUT: Setting = Setting::new(
+    "RECONBANKER_ORDERS_TIMEOUT_SECS",
+    "15",
+    "the whole pending-orders exchange, every page included",
+)
+.range(1, 300);
+pub const ORDERS_MAX_BYTES: Setting = Setting::new(
+    "RECONBANKER_ORDERS_MAX_BYTES",
+    "5242880",
+    "largest pending-orders page (5 MiB); reading stops there",
+)
+.range(1024, 1 << 30);
+pub const ORDERS_MAX_ITEMS: Setting = Setting::new(
+    "RECONBANKER_ORDERS_MAX_ITEMS",
+    "50000",
+    "most orders in one poll, all pages together",
+)
+.range(1, 1_000_000);
+pub const EXPIRE_SWEEP: Setting = Setting::new(
+    "RECONBANKER_EXPIRE_SWEEP_SECS",
+    "60",
+    "how often overdue reconciliation requests are looked for",
+)
+.range(1, DAY);
 /// Read by `tracing-subscriber` in `main`, not by [`Config`].
 pub const LOG: Setting = Setting::new("RUST_LOG", "info", "log filter (tracing-subscriber syntax)");
 
@@ -240,6 +270,11 @@ pub const SETTINGS: &[Setting] = &[
     WEBHOOK_MAX_ATTEMPTS,
     SIGNING_SECRET_GRACE,
     EVENT_RETENTION,
+    ORDERS_POLL_INTERVAL,
+    ORDERS_TIMEOUT,
+    ORDERS_MAX_BYTES,
+    ORDERS_MAX_ITEMS,
+    EXPIRE_SWEEP,
     LOG,
 ];
 
@@ -324,6 +359,11 @@ pub struct Config {
     pub webhook_max_attempts: u32,
     pub signing_secret_grace: Duration,
     pub event_retention: Duration,
+    pub orders_poll_interval: Duration,
+    pub orders_timeout: Duration,
+    pub orders_max_bytes: usize,
+    pub orders_max_items: usize,
+    pub expire_sweep: Duration,
 }
 
 /// Where the sandbox bank is.
@@ -372,6 +412,11 @@ impl fmt::Debug for Config {
             webhook_max_attempts,
             signing_secret_grace,
             event_retention,
+            orders_poll_interval,
+            orders_timeout,
+            orders_max_bytes,
+            orders_max_items,
+            expire_sweep,
         } = self;
         f.debug_struct("Config")
             .field("listen", listen)
@@ -403,6 +448,11 @@ impl fmt::Debug for Config {
             .field("webhook_max_attempts", webhook_max_attempts)
             .field("signing_secret_grace", signing_secret_grace)
             .field("event_retention", event_retention)
+            .field("orders_poll_interval", orders_poll_interval)
+            .field("orders_timeout", orders_timeout)
+            .field("orders_max_bytes", orders_max_bytes)
+            .field("orders_max_items", orders_max_items)
+            .field("expire_sweep", expire_sweep)
             .finish()
     }
 }
@@ -507,6 +557,11 @@ impl Config {
             webhook_max_attempts: env.count(&WEBHOOK_MAX_ATTEMPTS)?,
             signing_secret_grace: env.secs(&SIGNING_SECRET_GRACE)?,
             event_retention: env.secs(&EVENT_RETENTION)?,
+            orders_poll_interval: env.secs(&ORDERS_POLL_INTERVAL)?,
+            orders_timeout: env.secs(&ORDERS_TIMEOUT)?,
+            orders_max_bytes: env.count(&ORDERS_MAX_BYTES)? as usize,
+            orders_max_items: env.count(&ORDERS_MAX_ITEMS)? as usize,
+            expire_sweep: env.secs(&EXPIRE_SWEEP)?,
         })
     }
 }
