@@ -17,6 +17,7 @@ pub mod domain;
 pub(crate) mod engine;
 pub mod http;
 pub mod push;
+pub(crate) mod reconcile;
 pub mod support;
 
 use std::future::Future;
