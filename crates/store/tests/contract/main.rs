@@ -23,6 +23,7 @@ mod engine;
 mod events;
 mod fixtures;
 mod lifecycle;
+mod reconcile;
 mod users;
 
 use std::collections::BTreeSet;
@@ -36,7 +37,8 @@ use uuid::Uuid;
 
 // Each check is named by `contract_tests!` below, once per backend.
 use crate::{
-    accounts::*, api_keys::*, assistance::*, banks::*, deliveries::*, engine::*, events::*, lifecycle::*, users::*,
+    accounts::*, api_keys::*, assistance::*, banks::*, deliveries::*, engine::*, events::*, lifecycle::*, reconcile::*,
+    users::*,
 };
 
 /// Stamps out `sqlite::<check>` and `postgres::<check>` tests for each check, each on a fresh
@@ -109,6 +111,15 @@ contract_tests! {
     check_finish_delivery_attempt,
     check_list_deliveries,
     check_resend_delivery,
+    // reconciliation
+    check_poll_registers_updates_and_cancels,
+    check_poll_stale_is_superseded,
+    check_poll_failures_and_recovery,
+    check_poll_lease,
+    check_request_poll_and_due_polls,
+    check_poll_log_is_pruned,
+    check_conciliation_listing_is_scoped,
+    check_concurrent_finish_poll,
 }
 
 /// A timestamp out of range in a row is a `Corrupt` error, not 1970 (written behind the store's
@@ -381,6 +392,7 @@ const CHECK_SOURCES: &[(&str, &str)] = &[
     ("engine.rs", include_str!("engine.rs")),
     ("events.rs", include_str!("events.rs")),
     ("lifecycle.rs", include_str!("lifecycle.rs")),
+    ("reconcile.rs", include_str!("reconcile.rs")),
     ("users.rs", include_str!("users.rs")),
 ];
 
