@@ -83,3 +83,19 @@ id_type!(
     /// A notification webhook delivery (its `webhook-id`).
     DeliveryId
 );
+id_type!(
+    /// One registration of an order (a conciliation request); the API's request `id`.
+    ConciliationRequestId
+);
+id_type!(
+    /// One poll of an account's pending-orders endpoint.
+    PollId
+);
+id_type!(
+    /// A match of a movement to a conciliation request.
+    ConciliationMatchId
+);
+id_type!(
+    /// One recorded matching attempt of a conciliation request.
+    AttemptId
+);

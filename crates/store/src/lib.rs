@@ -9,6 +9,7 @@ mod embedded;
 mod error;
 mod ids;
 mod model;
+mod reconcile;
 
 pub mod postgres;
 pub mod sqlite;
@@ -20,6 +21,7 @@ use async_trait::async_trait;
 pub use error::{Constraint, StoreError, StoreResult};
 pub use ids::*;
 pub use model::*;
+pub use reconcile::*;
 
 /// Everything the application persists. Implemented by [`sqlite::SqliteStore`] and
 /// [`postgres::PgStore`]; the contract test suite calls every method on both.
@@ -193,6 +195,60 @@ pub trait Store: Send + Sync + 'static {
         id: DeliveryId,
         now: Timestamp,
     ) -> StoreResult<Option<DeliveryRow>>;
+
+    // --- reconciliation ---
+    /// Makes the account's poll due at `now` (creating its state row if missing); calling it
+    /// again before the poll runs is the same one due poll.
+    async fn request_poll(&self, account: AccountId, now: Timestamp) -> StoreResult<()>;
+    /// Accounts of users in `reconcile` mode whose poll is due (never scheduled, or
+    /// `next_poll_at <= now`) and whose poll lease is free: never scheduled first, then by
+    /// `next_poll_at`. The caller checks the account has an endpoint.
+    async fn due_polls(&self, now: Timestamp, limit: i64) -> StoreResult<Vec<AccountId>>;
+    /// Takes the account's poll lease for `owner` until `lease_until` (free, expired or already
+    /// `owner`'s; compare-and-set) and issues the poll's sequence number; `None` when another
+    /// owner holds an unexpired lease (or the account is gone).
+    async fn begin_poll(
+        &self,
+        account: AccountId,
+        owner: &str,
+        now: Timestamp,
+        lease_until: Timestamp,
+    ) -> StoreResult<Option<i64>>;
+    /// Records poll `seq` and, when it succeeded and is newer than the last applied one, applies
+    /// it (RECONCILIATION §3.6), all in one transaction under the account lock; schedules the
+    /// next poll with `next_poll(failures after this poll)` (not for a superseded poll) and
+    /// gives the lease up if `owner` holds it. Keeps the newest [`POLL_LOG_KEEP`] poll rows.
+    /// Returns the poll row and the events logged (built by `events`).
+    #[allow(clippy::too_many_arguments)]
+    async fn finish_poll(
+        &self,
+        account: AccountId,
+        owner: &str,
+        seq: i64,
+        report: &PollReport,
+        now: Timestamp,
+        expires_after_ms: i64,
+        next_poll: &(dyn Fn(i64) -> Timestamp + Send + Sync),
+        events: &ConciliationEventsFor<'_>,
+    ) -> StoreResult<(PollRow, Vec<EventRow>)>;
+    /// The account's poll log, newest first; empty when the account is not `user`'s.
+    async fn list_polls(&self, user: UserId, account: AccountId, limit: i64, offset: i64) -> StoreResult<Vec<PollRow>>;
+    /// The user's requests matching `filter`, newest first (`registered_at`, then id).
+    async fn list_conciliation(
+        &self,
+        user: UserId,
+        filter: &ConciliationFilter,
+        limit: i64,
+        offset: i64,
+    ) -> StoreResult<Vec<ConciliationListRow>>;
+    /// One of the user's requests; `None` when unknown or another user's.
+    async fn conciliation_for_user(
+        &self,
+        user: UserId,
+        id: ConciliationRequestId,
+    ) -> StoreResult<Option<ConciliationListRow>>;
+    /// The account's reconciliation state row, if it has one (not user-scoped: for workers).
+    async fn reconcile_state(&self, account: AccountId) -> StoreResult<Option<ReconcileStateRow>>;
 }
 
 /// Opens the store named by a database URL: `sqlite:...` or `postgres://...`/`postgresql://...`.

@@ -25,6 +25,10 @@ type Db = sqlx::Postgres;
 const BACKEND: &str = "postgres";
 /// Event-log writers take turns (see `insert_events`): a transaction-scoped advisory lock.
 const EVENT_LOCK: Option<&str> = Some("SELECT pg_advisory_xact_lock(7304411920)");
+/// An account's reconciliation changes begin an ordinary transaction …
+const ACCOUNT_LOCK_BEGIN: &str = "BEGIN";
+/// … and lock the account's `reconcile_state` row before anything else.
+const FOR_UPDATE: &str = " FOR UPDATE";
 
 // The one SQL implementation, mounted again by `sqlite.rs`: that is the point.
 #[allow(clippy::duplicate_mod)]

@@ -30,6 +30,11 @@ type Db = sqlx::Sqlite;
 const BACKEND: &str = "sqlite";
 /// SQLite runs one writer at a time: event-log writers need no extra lock.
 const EVENT_LOCK: Option<&str> = None;
+/// An account's reconciliation changes take the database's write lock up front (a deferred
+/// transaction that reads first could not upgrade its lock when another writer went ahead).
+const ACCOUNT_LOCK_BEGIN: &str = "BEGIN IMMEDIATE";
+/// The write lock taken at `BEGIN` already serialises the account's state row.
+const FOR_UPDATE: &str = "";
 
 // The one SQL implementation, mounted again by `postgres.rs`: that is the point.
 #[allow(clippy::duplicate_mod)]

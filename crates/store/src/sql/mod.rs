@@ -1,6 +1,7 @@
 //! The one SQL implementation of [`crate::Store`], written once and mounted by each backend module
 //! (`sqlite.rs`, `postgres.rs`) with `#[path = "sql/mod.rs"] mod sql;`. The mounting module
-//! provides `Db` (the sqlx database type), `BACKEND`, `EVENT_LOCK` and `MIGRATIONS`.
+//! provides `Db` (the sqlx database type), `BACKEND`, `EVENT_LOCK`, `ACCOUNT_LOCK_BEGIN`, `FOR_UPDATE`
+//! and `MIGRATIONS`.
 //!
 //! The statements are portable (numbered `$n` placeholders, `ON CONFLICT`, `RETURNING`, partial
 //! unique indexes), so the two adapters cannot drift apart; only the migrations (column types)
@@ -8,16 +9,20 @@
 
 // Mounted with its parent once per backend, like the parent.
 #[allow(clippy::duplicate_mod)]
+mod reconcile;
+#[allow(clippy::duplicate_mod)]
 mod rows;
 
+use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use async_trait::async_trait;
 use sqlx::Row;
 use uuid::Uuid;
 
+use self::reconcile::*;
 use self::rows::*;
-use super::{Db, BACKEND, EVENT_LOCK, MIGRATIONS};
+use super::{Db, ACCOUNT_LOCK_BEGIN, BACKEND, EVENT_LOCK, FOR_UPDATE, MIGRATIONS};
 use crate::error::{map_err, StoreResult};
 use crate::model::to_ms;
 use crate::*;
@@ -53,6 +58,15 @@ static ENGINE_SELECT: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
+/// A request with its account's bank code and name, for the dashboard (scoped by `a.user_id`).
+static CONCILIATION_SELECT: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {}, b.code AS bank_code, a.name AS account_name FROM conciliation_requests r \
+         JOIN accounts a ON a.id = r.account_id JOIN banks b ON b.id = a.bank_id",
+        *REQ_COLS_R
+    )
+});
+
 /// A per-account log the dashboard lists: its table, columns and newest-first order.
 struct AccountLog {
     table: &'static str,
@@ -75,6 +89,11 @@ const DELIVERIES_LOG: AccountLog = AccountLog {
     cols: DELIVERY_COLS,
     order: "created_at DESC, id DESC",
 };
+const POLLS_LOG: AccountLog = AccountLog {
+    table: "conciliation_polls",
+    cols: POLL_COLS,
+    order: "finished_at DESC, id DESC",
+};
 
 /// `$start, $start+1, …` for `n` values, for `IN (…)` lists.
 fn placeholders(start: usize, n: usize) -> String {
@@ -84,7 +103,8 @@ fn placeholders(start: usize, n: usize) -> String {
         .join(", ")
 }
 
-/// Appends events and their deliveries inside the caller's transaction.
+/// Appends events and their deliveries inside the caller's transaction, many per statement;
+/// returns them in the given order, with `seq`s increasing in that order.
 async fn insert_events(
     conn: &mut <Db as sqlx::Database>::Connection,
     events: &[NewEvent],
@@ -98,39 +118,81 @@ async fn insert_events(
         sqlx::query(lock).execute(&mut *conn).await.map_err(map_err)?;
     }
     let mut out = Vec::with_capacity(events.len());
-    for e in events {
+    for chunk in events.chunks(MAX_PARAMS / 6) {
         let sql = format!(
-            "INSERT INTO events (id, user_id, account_id, kind, data, occurred_at) \
-             VALUES ($1, $2, $3, $4, $5, $6) RETURNING {EVENT_COLS}"
+            "INSERT INTO events (id, user_id, account_id, kind, data, occurred_at) VALUES {} RETURNING {EVENT_COLS}",
+            values(1, 6, chunk.len())
         );
-        let row = sqlx::query(&sql)
-            .bind(e.id)
-            .bind(e.user_id.0)
-            .bind(e.account_id.0)
-            .bind(&e.kind)
-            .bind(&e.data)
-            .bind(to_ms(e.occurred_at))
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(map_err)?;
-        out.push(event_from(&row)?);
-        for d in &e.deliveries {
-            sqlx::query(
-                "INSERT INTO deliveries (id, account_id, event_id, event_type, payload, request_id, status, \
-                 attempts, next_attempt_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, $8)",
-            )
-            .bind(d.id.0)
-            .bind(e.account_id.0)
-            .bind(e.id)
-            .bind(&d.event_type)
-            .bind(&d.payload)
-            .bind(d.request_id.map(|r| r.0))
-            .bind(to_ms(d.next_attempt_at))
-            .bind(to_ms(e.occurred_at))
-            .execute(&mut *conn)
-            .await
-            .map_err(map_err)?;
+        let mut q = sqlx::query(&sql);
+        for e in chunk {
+            q = q
+                .bind(e.id)
+                .bind(e.user_id.0)
+                .bind(e.account_id.0)
+                .bind(&e.kind)
+                .bind(&e.data)
+                .bind(to_ms(e.occurred_at));
         }
+        let rows = q.fetch_all(&mut *conn).await.map_err(map_err)?;
+        let mut logged = HashMap::with_capacity(rows.len());
+        for row in &rows {
+            let e = event_from(row)?;
+            logged.insert(e.id, e);
+        }
+        let mut chunk_out = Vec::with_capacity(chunk.len());
+        for e in chunk {
+            chunk_out.push(
+                logged
+                    .remove(&e.id)
+                    .ok_or_else(|| corrupt("events", "row missing after insert"))?,
+            );
+        }
+        // One statement numbers its rows in order; a reader must see them so.
+        chunk_out.sort_by_key(|e| e.seq);
+        if chunk_out.iter().zip(chunk).any(|(got, want)| got.id != want.id) {
+            return Err(corrupt("events", "seq not in insertion order"));
+        }
+        out.extend(chunk_out);
+    }
+    let deliveries: Vec<(&NewEvent, &NewDelivery)> = events
+        .iter()
+        .flat_map(|e| e.deliveries.iter().map(move |d| (e, d)))
+        .collect();
+    for chunk in deliveries.chunks(MAX_PARAMS / 8) {
+        let tuples: Vec<String> = (0..chunk.len())
+            .map(|i| {
+                let p = 1 + i * 8;
+                format!(
+                    "(${}, ${}, ${}, ${}, ${}, ${}, 'pending', 0, ${}, ${})",
+                    p,
+                    p + 1,
+                    p + 2,
+                    p + 3,
+                    p + 4,
+                    p + 5,
+                    p + 6,
+                    p + 7
+                )
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO deliveries (id, account_id, event_id, event_type, payload, request_id, status, \
+             attempts, next_attempt_at, created_at) VALUES {}",
+            tuples.join(", ")
+        );
+        let mut q = sqlx::query(&sql);
+        for (e, d) in chunk {
+            q = q
+                .bind(d.id.0)
+                .bind(e.account_id.0)
+                .bind(e.id)
+                .bind(&d.event_type)
+                .bind(&d.payload)
+                .bind(d.request_id.map(|r| r.0))
+                .bind(to_ms(d.next_attempt_at))
+                .bind(to_ms(e.occurred_at));
+        }
+        q.execute(&mut *conn).await.map_err(map_err)?;
     }
     Ok(out)
 }
@@ -924,5 +986,290 @@ impl Store for SqlStore {
             .await
             .map_err(map_err)?;
         row.as_ref().map(delivery_from).transpose()
+    }
+    async fn request_poll(&self, account: AccountId, now: Timestamp) -> StoreResult<()> {
+        // An earlier due time stays: the poll is already due, and keeps its place in the queue.
+        sqlx::query(
+            "INSERT INTO reconcile_state (account_id, next_poll_at) \
+             SELECT $1, $2 WHERE EXISTS (SELECT 1 FROM accounts WHERE id = $1) \
+             ON CONFLICT (account_id) DO UPDATE SET next_poll_at = CASE \
+             WHEN reconcile_state.next_poll_at IS NOT NULL AND reconcile_state.next_poll_at < excluded.next_poll_at \
+             THEN reconcile_state.next_poll_at ELSE excluded.next_poll_at END",
+        )
+        .bind(account.0)
+        .bind(to_ms(now))
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn due_polls(&self, now: Timestamp, limit: i64) -> StoreResult<Vec<AccountId>> {
+        // A missing state row, or one never scheduled (a poll begun and never finished), is due.
+        let rows = sqlx::query(
+            "SELECT a.id FROM accounts a JOIN users u ON u.id = a.user_id \
+             LEFT JOIN reconcile_state r ON r.account_id = a.id \
+             WHERE u.operation_mode = 'reconcile' \
+             AND (r.next_poll_at IS NULL OR r.next_poll_at <= $1) \
+             AND (r.poll_lease_until IS NULL OR r.poll_lease_until < $1) \
+             ORDER BY CASE WHEN r.next_poll_at IS NULL THEN 0 ELSE 1 END, r.next_poll_at, a.id LIMIT $2",
+        )
+        .bind(to_ms(now))
+        .bind(limit.max(0))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        rows.iter()
+            .map(|r| Ok(AccountId(r.try_get::<Uuid, _>("id")?)))
+            .collect()
+    }
+
+    async fn begin_poll(
+        &self,
+        account: AccountId,
+        owner: &str,
+        now: Timestamp,
+        lease_until: Timestamp,
+    ) -> StoreResult<Option<i64>> {
+        // One statement: the lease is taken and the sequence issued atomically, or neither.
+        let row = sqlx::query(
+            "INSERT INTO reconcile_state (account_id, poll_seq_issued, poll_lease_owner, poll_lease_until) \
+             SELECT $1, 1, $2, $3 WHERE EXISTS (SELECT 1 FROM accounts WHERE id = $1) \
+             ON CONFLICT (account_id) DO UPDATE SET poll_seq_issued = reconcile_state.poll_seq_issued + 1, \
+             poll_lease_owner = excluded.poll_lease_owner, poll_lease_until = excluded.poll_lease_until \
+             WHERE reconcile_state.poll_lease_owner IS NULL OR reconcile_state.poll_lease_until IS NULL \
+             OR reconcile_state.poll_lease_until < $4 OR reconcile_state.poll_lease_owner = $2 \
+             RETURNING poll_seq_issued",
+        )
+        .bind(account.0)
+        .bind(owner)
+        .bind(to_ms(lease_until))
+        .bind(to_ms(now))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?;
+        row.map(|r| Ok(r.try_get::<i64, _>("poll_seq_issued")?)).transpose()
+    }
+
+    async fn finish_poll(
+        &self,
+        account: AccountId,
+        owner: &str,
+        seq: i64,
+        report: &PollReport,
+        now: Timestamp,
+        expires_after_ms: i64,
+        next_poll: &(dyn Fn(i64) -> Timestamp + Send + Sync),
+        events: &ConciliationEventsFor<'_>,
+    ) -> StoreResult<(PollRow, Vec<EventRow>)> {
+        // The account lock first: every reconciliation change of an account takes it, in the
+        // same order, so they serialise across connections and instances.
+        let mut tx = self.pool.begin_with(ACCOUNT_LOCK_BEGIN).await.map_err(map_err)?;
+        sqlx::query(
+            "INSERT INTO reconcile_state (account_id) SELECT $1 \
+             WHERE EXISTS (SELECT 1 FROM accounts WHERE id = $1) ON CONFLICT (account_id) DO NOTHING",
+        )
+        .bind(account.0)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        let sql = format!("SELECT {STATE_COLS} FROM reconcile_state WHERE account_id = $1{FOR_UPDATE}");
+        let state = sqlx::query(&sql)
+            .bind(account.0)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        // The account is gone (with its polls).
+        let state = state
+            .as_ref()
+            .map(state_from)
+            .transpose()?
+            .ok_or(StoreError::Database(sqlx::Error::RowNotFound))?;
+
+        let mut counts = PollCounts::default();
+        let mut new_events = Vec::new();
+        let (outcome, failures, applied, next_poll_at, dirty, changed) = match &report.result {
+            None => {
+                let failures = state.poll_failures + 1;
+                if failures == 3 {
+                    new_events.push(events(ConciliationEvent::PollFailed {
+                        error: report.error.as_deref().unwrap_or("unknown"),
+                        failures,
+                    }));
+                }
+                (
+                    "failed",
+                    failures,
+                    state.poll_seq_applied,
+                    Some(next_poll(failures)),
+                    false,
+                    false,
+                )
+            }
+            Some(_) if seq <= state.poll_seq_applied => (
+                "superseded",
+                state.poll_failures,
+                state.poll_seq_applied,
+                state.next_poll_at,
+                false,
+                false,
+            ),
+            Some(ok) => {
+                let applied = apply_poll(&mut tx, account, ok, now, expires_after_ms, events).await?;
+                counts = applied.counts;
+                new_events.extend(applied.events);
+                if state.poll_failures >= 3 {
+                    new_events.push(events(ConciliationEvent::PollRecovered));
+                }
+                ("succeeded", 0, seq, Some(next_poll(0)), applied.dirty, applied.changed)
+            }
+        };
+
+        sqlx::query(
+            "UPDATE reconcile_state SET version = version + $2, dirty_seq = dirty_seq + $3, \
+             poll_seq_applied = $4, poll_failures = $5, next_poll_at = $6, \
+             poll_lease_until = CASE WHEN poll_lease_owner = $7 THEN NULL ELSE poll_lease_until END, \
+             poll_lease_owner = CASE WHEN poll_lease_owner = $7 THEN NULL ELSE poll_lease_owner END \
+             WHERE account_id = $1",
+        )
+        .bind(account.0)
+        .bind(i64::from(changed))
+        .bind(i64::from(dirty))
+        .bind(applied)
+        .bind(failures)
+        .bind(next_poll_at.map(to_ms))
+        .bind(owner)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+
+        let poll = PollRow {
+            id: PollId::new(),
+            account_id: account,
+            seq,
+            started_at: report.started_at,
+            finished_at: report.finished_at,
+            outcome: outcome.to_owned(),
+            error: if report.result.is_none() {
+                report.error.clone()
+            } else {
+                None
+            },
+            http_status: report.http_status,
+            bytes: report.bytes,
+            pages: report.pages,
+            counts,
+            issues: report.issues.clone(),
+        };
+        let sql = format!(
+            "INSERT INTO conciliation_polls ({POLL_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+        );
+        sqlx::query(&sql)
+            .bind(poll.id.0)
+            .bind(account.0)
+            .bind(seq)
+            .bind(to_ms(poll.started_at))
+            .bind(to_ms(poll.finished_at))
+            .bind(&poll.outcome)
+            .bind(&poll.error)
+            .bind(poll.http_status)
+            .bind(poll.bytes)
+            .bind(poll.pages)
+            .bind(json(&poll.counts))
+            .bind(&poll.issues)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        let sql = format!(
+            "DELETE FROM conciliation_polls WHERE account_id = $1 AND id NOT IN \
+             (SELECT id FROM conciliation_polls WHERE account_id = $1 ORDER BY {} LIMIT $2)",
+            POLLS_LOG.order
+        );
+        sqlx::query(&sql)
+            .bind(account.0)
+            .bind(POLL_LOG_KEEP)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        let logged = insert_events(&mut tx, &new_events).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok((poll, logged))
+    }
+
+    async fn list_polls(&self, user: UserId, account: AccountId, limit: i64, offset: i64) -> StoreResult<Vec<PollRow>> {
+        let rows = self.account_page(&POLLS_LOG, user, account, limit, offset).await?;
+        rows.iter().map(poll_from).collect()
+    }
+
+    async fn list_conciliation(
+        &self,
+        user: UserId,
+        filter: &ConciliationFilter,
+        limit: i64,
+        offset: i64,
+    ) -> StoreResult<Vec<ConciliationListRow>> {
+        let mut conds = String::new();
+        let mut n = 1;
+        let mut next = |col: &str| {
+            n += 1;
+            conds.push_str(&format!(" AND {col} = ${n}"));
+        };
+        if filter.account.is_some() {
+            next("r.account_id");
+        }
+        if filter.status.is_some() {
+            next("r.status");
+        }
+        if filter.external_id.is_some() {
+            next("r.external_id");
+        }
+        let sql = format!(
+            "{} WHERE a.user_id = $1{conds} ORDER BY r.registered_at DESC, r.id DESC LIMIT ${} OFFSET ${}",
+            *CONCILIATION_SELECT,
+            n + 1,
+            n + 2
+        );
+        let mut q = sqlx::query(&sql).bind(user.0);
+        if let Some(a) = filter.account {
+            q = q.bind(a.0);
+        }
+        if let Some(st) = filter.status {
+            q = q.bind(st.as_str());
+        }
+        if let Some(ext) = &filter.external_id {
+            q = q.bind(ext);
+        }
+        let rows = q
+            .bind(limit.max(0))
+            .bind(offset.max(0))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        rows.iter().map(conciliation_list_from).collect()
+    }
+
+    async fn conciliation_for_user(
+        &self,
+        user: UserId,
+        id: ConciliationRequestId,
+    ) -> StoreResult<Option<ConciliationListRow>> {
+        let sql = format!("{} WHERE r.id = $1 AND a.user_id = $2", *CONCILIATION_SELECT);
+        let row = sqlx::query(&sql)
+            .bind(id.0)
+            .bind(user.0)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        row.as_ref().map(conciliation_list_from).transpose()
+    }
+
+    async fn reconcile_state(&self, account: AccountId) -> StoreResult<Option<ReconcileStateRow>> {
+        let sql = format!("SELECT {STATE_COLS} FROM reconcile_state WHERE account_id = $1");
+        let row = sqlx::query(&sql)
+            .bind(account.0)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        row.as_ref().map(state_from).transpose()
     }
 }

@@ -185,3 +185,69 @@ pub(super) fn delivery_from(r: &DbRow) -> StoreResult<DeliveryRow> {
         delivered_at: ts_opt(r, "delivered_at")?,
     })
 }
+
+pub(super) fn conciliation_from(r: &DbRow) -> StoreResult<ConciliationRow> {
+    let status: String = r.try_get("status")?;
+    Ok(ConciliationRow {
+        id: ConciliationRequestId(r.try_get("id")?),
+        account_id: AccountId(r.try_get("account_id")?),
+        external_id: r.try_get("external_id")?,
+        generation: r.try_get("generation")?,
+        amount: r.try_get("amount")?,
+        currency: r.try_get("currency")?,
+        sender_name: r.try_get("sender_name")?,
+        reference: r.try_get("reference")?,
+        status: ConciliationStatus::parse(&status).ok_or_else(|| corrupt("conciliation_requests.status", &status))?,
+        reason: r.try_get("reason")?,
+        registered_at: ts(r, "registered_at")?,
+        expires_at: ts(r, "expires_at")?,
+        last_seen_at: ts(r, "last_seen_at")?,
+        absent_since_close: r.try_get("absent_since_close")?,
+        eval_errors: r.try_get("eval_errors")?,
+        attempt_count: r.try_get("attempt_count")?,
+        last_candidates: r.try_get("last_candidates")?,
+        closed_at: ts_opt(r, "closed_at")?,
+        updated_at: ts(r, "updated_at")?,
+    })
+}
+
+pub(super) fn conciliation_list_from(r: &DbRow) -> StoreResult<ConciliationListRow> {
+    Ok(ConciliationListRow {
+        request: conciliation_from(r)?,
+        bank_code: r.try_get("bank_code")?,
+        account_name: r.try_get("account_name")?,
+    })
+}
+
+pub(super) fn poll_from(r: &DbRow) -> StoreResult<PollRow> {
+    let counts: String = r.try_get("counts")?;
+    Ok(PollRow {
+        id: PollId(r.try_get("id")?),
+        account_id: AccountId(r.try_get("account_id")?),
+        seq: r.try_get("seq")?,
+        started_at: ts(r, "started_at")?,
+        finished_at: ts(r, "finished_at")?,
+        outcome: r.try_get("outcome")?,
+        error: r.try_get("error")?,
+        http_status: r.try_get("http_status")?,
+        bytes: r.try_get("bytes")?,
+        pages: r.try_get("pages")?,
+        counts: serde_json::from_str(&counts).map_err(|e| corrupt("conciliation_polls.counts", e))?,
+        issues: r.try_get("issues")?,
+    })
+}
+
+pub(super) fn state_from(r: &DbRow) -> StoreResult<ReconcileStateRow> {
+    Ok(ReconcileStateRow {
+        account_id: AccountId(r.try_get("account_id")?),
+        version: r.try_get("version")?,
+        dirty_seq: r.try_get("dirty_seq")?,
+        done_seq: r.try_get("done_seq")?,
+        next_poll_at: ts_opt(r, "next_poll_at")?,
+        poll_seq_issued: r.try_get("poll_seq_issued")?,
+        poll_seq_applied: r.try_get("poll_seq_applied")?,
+        poll_failures: r.try_get("poll_failures")?,
+        poll_lease_owner: r.try_get("poll_lease_owner")?,
+        poll_lease_until: ts_opt(r, "poll_lease_until")?,
+    })
+}

@@ -23,6 +23,7 @@ mod engine;
 mod events;
 mod fixtures;
 mod lifecycle;
+mod reconcile;
 mod users;
 
 use std::collections::BTreeSet;
@@ -36,7 +37,8 @@ use uuid::Uuid;
 
 // Each check is named by `contract_tests!` below, once per backend.
 use crate::{
-    accounts::*, api_keys::*, assistance::*, banks::*, deliveries::*, engine::*, events::*, lifecycle::*, users::*,
+    accounts::*, api_keys::*, assistance::*, banks::*, deliveries::*, engine::*, events::*, lifecycle::*, reconcile::*,
+    users::*,
 };
 
 /// Stamps out `sqlite::<check>` and `postgres::<check>` tests for each check, each on a fresh
@@ -109,6 +111,15 @@ contract_tests! {
     check_finish_delivery_attempt,
     check_list_deliveries,
     check_resend_delivery,
+    // reconciliation
+    check_poll_registers_updates_and_cancels,
+    check_poll_stale_is_superseded,
+    check_poll_failures_and_recovery,
+    check_poll_lease,
+    check_request_poll_and_due_polls,
+    check_poll_log_is_pruned,
+    check_conciliation_listing_is_scoped,
+    check_concurrent_finish_poll,
 }
 
 /// A timestamp out of range in a row is a `Corrupt` error, not 1970 (written behind the store's
@@ -156,6 +167,227 @@ async fn sqlite_corrupt_timestamp_is_an_error() {
 #[tokio::test]
 async fn postgres_corrupt_timestamp_is_an_error() {
     corrupt_timestamp_is_an_error(Backend::Postgres).await;
+}
+
+/// Runs one statement on the check's database behind the store's back.
+async fn raw(backend: Backend, url: &str, sql: &str, binds: &[&str]) -> u64 {
+    match backend {
+        Backend::Sqlite => {
+            let mut c = sqlx::SqliteConnection::connect(url).await.unwrap();
+            let mut q = sqlx::query(sql);
+            for b in binds {
+                q = q.bind(*b);
+            }
+            q.execute(&mut c).await.unwrap().rows_affected()
+        }
+        Backend::Postgres => {
+            let mut c = sqlx::PgConnection::connect(url).await.unwrap();
+            let mut q = sqlx::query(sql);
+            for b in binds {
+                q = q.bind(*b);
+            }
+            q.execute(&mut c).await.unwrap().rows_affected()
+        }
+    }
+}
+
+/// Matched and expired requests under a poll (no store method sets those statuses yet: they are
+/// set behind the store's back), and a bad stored status is `Corrupt`.
+async fn matched_and_expired_under_polls(backend: Backend) {
+    use reconbanker_store::*;
+    run_check(backend, |s, url| async move {
+        let s = &*s;
+        let (u, a) = reconcile::reconcile_user(s).await;
+        let set = |status: &'static str, ext: &'static str| {
+            let url = url.clone();
+            async move {
+                let sql = "UPDATE conciliation_requests SET status = $1 WHERE external_id = $2 \
+                           AND status NOT IN ('cancelled', 'expired')";
+                assert_eq!(raw(backend, &url, sql, &[status, ext]).await, 1);
+            }
+        };
+        let o = reconcile::order;
+        let t1 = now();
+        reconcile::poll(
+            s,
+            u.id,
+            a.id,
+            &reconcile::success(vec![o("M", "1.00"), o("E1", "2.00"), o("E2", "3.00")], &[], t1),
+        )
+        .await;
+        set("matched", "M").await;
+        set("expired", "E1").await;
+        set("expired", "E2").await;
+        let before = reconcile::requests(s, u.id, a.id).await;
+
+        // M listed (changed, even): untouched. E1 listed: not re-registered. E2 absent: marked.
+        let t2 = t1 + fixtures::ms(1000);
+        let (row, logged) = reconcile::poll(
+            s,
+            u.id,
+            a.id,
+            &reconcile::success(vec![o("M", "9.00"), o("E1", "2.00")], &[], t2),
+        )
+        .await;
+        assert_eq!(
+            row.counts,
+            PollCounts {
+                orders_seen: 2,
+                already_matched: 1,
+                still_listed_after_expiry: 1,
+                ..PollCounts::default()
+            }
+        );
+        assert_eq!(logged, vec![]);
+        let rows = reconcile::requests(s, u.id, a.id).await;
+        let get = |rows: &[ConciliationRow], ext: &str| rows.iter().find(|r| r.external_id == ext).unwrap().clone();
+        assert_eq!(get(&rows, "M"), get(&before, "M"), "matched: untouched");
+        assert_eq!(get(&rows, "E1"), get(&before, "E1"));
+        let e2 = get(&rows, "E2");
+        assert!(e2.absent_since_close);
+        assert_eq!(e2.updated_at, t2);
+        assert_eq!(
+            s.reconcile_state(a.id).await.unwrap().unwrap().dirty_seq,
+            1,
+            "nothing to match"
+        );
+
+        // M absent: a matched request is never cancelled. E2 listed again: generation 2.
+        let t3 = t2 + fixtures::ms(1000);
+        let (row, logged) = reconcile::poll(s, u.id, a.id, &reconcile::success(vec![o("E2", "3.00")], &[], t3)).await;
+        assert_eq!(
+            row.counts,
+            PollCounts {
+                orders_seen: 1,
+                reopened: 1,
+                ..PollCounts::default()
+            }
+        );
+        assert_eq!(logged.len(), 1);
+        assert_eq!(logged[0].kind, "conciliation.reopened");
+        let rows = reconcile::requests(s, u.id, a.id).await;
+        assert_eq!(get(&rows, "M").status, ConciliationStatus::Matched);
+        let e2s: Vec<_> = rows.iter().filter(|r| r.external_id == "E2").collect();
+        assert_eq!(e2s.len(), 2);
+        assert_eq!(reconcile::live(&rows, "E2").generation, 2);
+        assert!(get(&rows, "E1").absent_since_close, "E1 absent from this poll");
+
+        // E1 listed after an absence: re-registered.
+        let (row, _) = reconcile::poll(
+            s,
+            u.id,
+            a.id,
+            &reconcile::success(vec![o("E1", "2.00"), o("E2", "3.00")], &[], t3 + fixtures::ms(1000)),
+        )
+        .await;
+        assert_eq!(row.counts.reopened, 1);
+        assert_eq!(
+            reconcile::live(&reconcile::requests(s, u.id, a.id).await, "E1").generation,
+            2
+        );
+
+        // A status the store does not know is corrupt.
+        assert_eq!(
+            raw(
+                backend,
+                &url,
+                "UPDATE conciliation_requests SET status = $1 WHERE external_id = $2",
+                &["bogus", "M"]
+            )
+            .await,
+            1
+        );
+        let r = s.list_conciliation(u.id, &ConciliationFilter::default(), 100, 0).await;
+        assert!(
+            matches!(&r, Err(StoreError::Corrupt(m)) if m.contains("status")),
+            "{r:?}"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn sqlite_matched_and_expired_under_polls() {
+    matched_and_expired_under_polls(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn postgres_matched_and_expired_under_polls() {
+    matched_and_expired_under_polls(Backend::Postgres).await;
+}
+
+/// How long applying a poll of 50,000 orders takes: registering them, seeing them again,
+/// updating them all, cancelling them all (`cargo test --release -- --ignored --nocapture poll_50k`).
+async fn poll_50k(backend: Backend) {
+    use reconbanker_store::*;
+    run_check(backend, |s, _| async move {
+        let s = &*s;
+        let (u, a) = reconcile::reconcile_user(s).await;
+        let n = 50_000;
+        let list = |amount: &str| {
+            (0..n)
+                .map(|i| reconcile::order(&format!("ORD-{i:06}"), amount))
+                .collect::<Vec<_>>()
+        };
+        let mut t = now();
+        for (what, orders, expect) in [
+            ("register", list("10.00"), "registered"),
+            ("unchanged", list("10.00"), "none"),
+            ("update", list("11.00"), "updated"),
+            ("cancel", Vec::new(), "cancelled"),
+        ] {
+            t += fixtures::ms(1000);
+            let report = reconcile::success(orders, &[], t);
+            let seq = s
+                .begin_poll(a.id, reconcile::OWNER, t, t + fixtures::ms(45_000))
+                .await
+                .unwrap()
+                .unwrap();
+            let ev = |e: ConciliationEvent<'_>| reconcile::event_for(u.id, a.id, t, e);
+            let next = reconcile::schedule(t);
+            let started = std::time::Instant::now();
+            let (row, logged) = s
+                .finish_poll(
+                    a.id,
+                    reconcile::OWNER,
+                    seq,
+                    &report,
+                    t,
+                    reconcile::FIVE_DAYS_MS,
+                    &next,
+                    &ev,
+                )
+                .await
+                .unwrap();
+            let took = started.elapsed();
+            println!(
+                "{} {what}: {n} orders applied in {took:?} ({} events)",
+                backend.name(),
+                logged.len()
+            );
+            let c = row.counts;
+            let got = match expect {
+                "registered" => c.registered,
+                "updated" => c.updated,
+                "cancelled" => c.cancelled,
+                _ => i64::try_from(logged.len()).unwrap(),
+            };
+            assert_eq!(got, if expect == "none" { 0 } else { n });
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+#[ignore = "a measurement: run in release"]
+async fn sqlite_poll_50k() {
+    poll_50k(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+#[ignore = "a measurement: run in release"]
+async fn postgres_poll_50k() {
+    poll_50k(Backend::Postgres).await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -381,6 +613,7 @@ const CHECK_SOURCES: &[(&str, &str)] = &[
     ("engine.rs", include_str!("engine.rs")),
     ("events.rs", include_str!("events.rs")),
     ("lifecycle.rs", include_str!("lifecycle.rs")),
+    ("reconcile.rs", include_str!("reconcile.rs")),
     ("users.rs", include_str!("users.rs")),
 ];
 
