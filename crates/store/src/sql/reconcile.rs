@@ -16,9 +16,11 @@ use crate::*;
 
 type Conn = <Db as sqlx::Database>::Connection;
 
-/// The most bound parameters one statement may carry on both backends (SQLite's default limit;
-/// PostgreSQL allows 65535).
-pub(super) const MAX_PARAMS: usize = 32766;
+/// The most bound parameters one batched statement carries. Both backends allow far more
+/// (SQLite 32766, PostgreSQL 65535), but binding `$n` parameters on SQLite costs time quadratic
+/// in their number per statement (measured: 55 s for 50,000 registrations at 32766), so batches
+/// stay small; a round trip per ~1000 values is negligible.
+pub(super) const MAX_PARAMS: usize = 999;
 
 pub(super) const REQ_COLS: &str = "id, account_id, external_id, generation, amount, currency, sender_name, \
      reference, status, reason, registered_at, expires_at, last_seen_at, absent_since_close, eval_errors, \
