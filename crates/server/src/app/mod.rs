@@ -24,6 +24,7 @@ use crate::engine::live::LiveSessions;
 use crate::engine::Engine;
 use crate::push::events::{EventBus, EventHub};
 use crate::push::webhooks::Webhooks;
+use crate::reconcile::poller::Poller;
 use crate::support::crypto::Sealer;
 use crate::support::ratelimit::RateLimiter;
 
@@ -44,6 +45,10 @@ pub struct AppInner {
     pub hub: Arc<EventHub>,
     pub engine: Engine,
     pub webhooks: Arc<Webhooks>,
+    /// Fetches the pending orders of reconciling accounts.
+    pub poller: Arc<Poller>,
+    /// Rung when reconciliation work is waiting (a poll changed requests, movements arrived).
+    pub matcher_wake: Arc<tokio::sync::Notify>,
     /// Single-use tickets for the realtime streams.
     pub tickets: Tickets,
     /// Cancelled when shutdown begins: every open stream and socket ends.

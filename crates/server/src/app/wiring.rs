@@ -23,6 +23,8 @@ use crate::engine::live::LiveSessions;
 use crate::engine::{Engine, EngineConfig, EngineDeps};
 use crate::push::events::{EventBus, EventHub, LocalBus};
 use crate::push::webhooks::{WebhookSettings, Webhooks};
+use crate::reconcile::fetch::Limits;
+use crate::reconcile::poller::{Poller, PollerSettings};
 use crate::support::clock::{Clock, SystemClock};
 use crate::support::crypto::Sealer;
 use crate::support::ratelimit::{MemoryRateLimiter, RateLimiter};
@@ -71,6 +73,7 @@ pub(crate) async fn build(config: Config, options: AppOptions) -> Result<(AppSta
     boot::clean_up_after_previous_process(&store, &assistance, &hub).await?;
 
     let sealer = Sealer::new(secrets.master_key.expose());
+    let owner = instance_id(&config);
     let sessions = LiveSessions::default();
     let mut by_code: HashMap<String, Arc<dyn BankConnector>> = builtin
         .into_iter()
@@ -85,7 +88,7 @@ pub(crate) async fn build(config: Config, options: AppOptions) -> Result<(AppSta
             hub: hub.clone(),
             sealer: sealer.clone(),
             connectors: by_code,
-            owner: instance_id(&config),
+            owner: owner.clone(),
         },
         EngineConfig {
             scrape_interval: config.scrape_interval,
@@ -109,8 +112,28 @@ pub(crate) async fn build(config: Config, options: AppOptions) -> Result<(AppSta
         outbox,
     )
     .map_err(|e| StartError::Other(format!("cannot build the webhook HTTP client: {e}")))?;
+    let matcher_wake = Arc::new(tokio::sync::Notify::new());
+    let poller = Poller::new(
+        store.clone(),
+        hub.clone(),
+        sealer.clone(),
+        PollerSettings {
+            interval: config.orders_poll_interval,
+            limits: Limits {
+                timeout: config.orders_timeout,
+                max_bytes: config.orders_max_bytes,
+                max_items: config.orders_max_items,
+            },
+            allow_private: config.allow_private_targets,
+        },
+        owner.clone(),
+        matcher_wake.clone(),
+    )
+    .map_err(|e| StartError::Other(format!("cannot build the pending-orders HTTP client: {e}")))?;
     let inner = AppInner {
         webhooks: Arc::new(webhooks),
+        poller: Arc::new(poller),
+        matcher_wake,
         tickets: Default::default(),
         streams_closing: CancellationToken::new(),
         jwt: Jwt::new(secrets.jwt_secret.expose(), config.jwt_ttl),

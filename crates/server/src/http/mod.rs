@@ -5,6 +5,7 @@ pub(crate) mod accounts;
 pub(crate) mod api_keys;
 pub(crate) mod auth;
 pub(crate) mod banks;
+pub(crate) mod conciliation;
 pub(crate) mod dto;
 pub(crate) mod error;
 pub(crate) mod extract;
@@ -144,6 +145,10 @@ pub fn router(app: AppState) -> Router {
             "/accounts/{id}/webhooks/rotate-secret",
             post(notifications::rotate_result),
         )
+        .route("/accounts/{id}/polls", get(conciliation::polls))
+        .route("/conciliation", get(conciliation::list))
+        .route("/conciliation/poll/{id}", post(conciliation::poll_now))
+        .route("/conciliation/{id}", get(conciliation::get))
         .route(
             "/accounts/{id}/notifications/{delivery_id}/resend",
             post(notifications::resend),

@@ -12,5 +12,7 @@
 // Used by the poller and the pass worker, next; until they land nothing calls these modules.
 #![allow(dead_code)]
 
+pub(crate) mod fetch;
 pub(crate) mod matching;
 pub(crate) mod orders;
+pub(crate) mod poller;

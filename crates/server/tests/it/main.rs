@@ -10,6 +10,7 @@ mod engine;
 mod layers;
 mod openapi;
 mod readme;
+mod reconcile;
 mod streams;
 mod surfaces;
 mod users;

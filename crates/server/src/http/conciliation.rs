@@ -1,0 +1,223 @@
+//! Reconciliation routes of the dashboard API (RECONCILIATION §8): polling the pending-orders
+//! endpoint now, the poll log, and reading requests. Another user's request or account is
+//! always 404.
+
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, Uri};
+use axum::Json;
+use reconbanker_store::{
+    now, AccountId, ConciliationFilter, ConciliationListRow, ConciliationRequestId, ConciliationStatus, PollRow,
+};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::auth::{DashboardUser, OwnedAccount};
+use super::dto::QueuedOut;
+use super::error::{ApiError, Problem};
+use super::extract::Page;
+use crate::app;
+use crate::support::time::ts;
+use crate::AppState;
+
+/// `limit` of the request list when absent (RECONCILIATION §8).
+const LIST_DEFAULT_LIMIT: i64 = 50;
+
+/// `POST /conciliation/poll/:accountId`: fetch the account's pending orders now (one poll runs,
+/// at most one more is queued).
+pub async fn poll_now(
+    State(app): State<AppState>,
+    OwnedAccount { user: who, account }: OwnedAccount,
+) -> Result<(StatusCode, Json<QueuedOut>), ApiError> {
+    if who.user.operation_mode.as_deref() != Some("reconcile") {
+        return Err(Problem::conflict(
+            "NOT_RECONCILE_MODE",
+            "Polling pending orders needs the reconcile operation mode (PUT /me/operation-mode)",
+        )
+        .into());
+    }
+    let (settings, _) = app::accounts::load_config(&app, who.user.id, account.id).await?;
+    if settings.pending_orders_endpoint.is_none() {
+        return Err(Problem::conflict(
+            "NO_PENDING_ORDERS_ENDPOINT",
+            "The account has no pending_orders_endpoint in its config",
+        )
+        .into());
+    }
+    app.store.request_poll(account.id, now()).await?;
+    app.poller.wake();
+    Ok((StatusCode::ACCEPTED, Json(QueuedOut::YES)))
+}
+
+#[derive(Serialize)]
+pub struct PollCountsOut {
+    orders_seen: i64,
+    registered: i64,
+    updated: i64,
+    cancelled: i64,
+    reopened: i64,
+    already_matched: i64,
+    invalid: i64,
+}
+
+#[derive(Serialize)]
+pub struct PollOut {
+    id: String,
+    seq: i64,
+    started_at: String,
+    finished_at: String,
+    outcome: String,
+    error: Option<String>,
+    http_status: Option<i64>,
+    bytes: i64,
+    pages: i64,
+    counts: PollCountsOut,
+    issues: Value,
+}
+
+impl From<PollRow> for PollOut {
+    fn from(p: PollRow) -> Self {
+        Self {
+            id: p.id.to_string(),
+            seq: p.seq,
+            started_at: ts(p.started_at),
+            finished_at: ts(p.finished_at),
+            outcome: p.outcome,
+            error: p.error,
+            http_status: p.http_status,
+            bytes: p.bytes,
+            pages: p.pages,
+            counts: PollCountsOut {
+                orders_seen: p.counts.orders_seen,
+                registered: p.counts.registered,
+                updated: p.counts.updated,
+                cancelled: p.counts.cancelled,
+                reopened: p.counts.reopened,
+                already_matched: p.counts.already_matched,
+                invalid: p.counts.invalid,
+            },
+            // Stored as the JSON the poller wrote; an unreadable one shows as no issues.
+            issues: serde_json::from_str(&p.issues).unwrap_or_else(|_| Value::Array(Vec::new())),
+        }
+    }
+}
+
+/// `GET /accounts/:accountId/polls?limit&offset`: the poll log, newest first.
+pub async fn polls(
+    State(app): State<AppState>,
+    OwnedAccount { user: who, account }: OwnedAccount,
+    page: Page,
+) -> Result<Json<Vec<PollOut>>, ApiError> {
+    let rows = app
+        .store
+        .list_polls(who.user.id, account.id, page.limit, page.offset)
+        .await?;
+    Ok(Json(rows.into_iter().map(PollOut::from).collect()))
+}
+
+/// A request as listed (RECONCILIATION §8: the documented fields, then ours).
+#[derive(Serialize)]
+pub struct RequestOut {
+    id: String,
+    account_id: String,
+    external_id: String,
+    status: &'static str,
+    amount: String,
+    currency: String,
+    sender_name: String,
+    created_at: String,
+    bank: String,
+    account_name: String,
+    reference: Option<String>,
+    reason: Option<String>,
+    expires_at: String,
+    updated_at: String,
+    generation: i64,
+}
+
+impl From<ConciliationListRow> for RequestOut {
+    fn from(row: ConciliationListRow) -> Self {
+        let r = row.request;
+        Self {
+            id: r.id.to_string(),
+            account_id: r.account_id.to_string(),
+            external_id: r.external_id,
+            status: r.status.as_str(),
+            amount: r.amount,
+            currency: r.currency,
+            sender_name: r.sender_name,
+            created_at: ts(r.registered_at),
+            bank: row.bank_code,
+            account_name: row.account_name,
+            reference: r.reference,
+            reason: r.reason,
+            expires_at: ts(r.expires_at),
+            updated_at: ts(r.updated_at),
+            generation: r.generation,
+        }
+    }
+}
+
+/// The list's query: paging (default 50, at most 500) and filters. `None` for
+/// `status=processing`, which is accepted for compatibility and never stored: it lists nothing.
+fn list_query(uri: &Uri) -> Result<Option<(ConciliationFilter, i64, i64)>, Problem> {
+    let mut processing = false;
+    let mut filter = ConciliationFilter::default();
+    let mut limit = LIST_DEFAULT_LIMIT;
+    let mut offset = 0;
+    let query = uri.query().unwrap_or("");
+    let paging = Page::parse(Some(query))?;
+    for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+        match k.as_ref() {
+            "limit" => limit = paging.limit,
+            "offset" => offset = paging.offset,
+            "status" if v == "processing" => processing = true,
+            "status" => {
+                filter.status = Some(ConciliationStatus::parse(&v).ok_or_else(|| {
+                    Problem::field(
+                        "status",
+                        "must be one of pending, processing, matched, not_found, ambiguous, failed, cancelled, expired",
+                    )
+                })?)
+            }
+            "account_id" => {
+                filter.account = Some(
+                    v.parse::<AccountId>()
+                        .map_err(|_| Problem::field("account_id", "must be a UUID"))?,
+                )
+            }
+            "external_id" => filter.external_id = Some(v.into_owned()),
+            _ => {}
+        }
+    }
+    Ok((!processing).then_some((filter, limit, offset)))
+}
+
+/// `GET /conciliation?limit&offset&status&account_id&external_id`: the user's requests, newest
+/// first (a bare array). A filter naming another user's account lists nothing.
+pub async fn list(
+    State(app): State<AppState>,
+    who: DashboardUser,
+    uri: Uri,
+) -> Result<Json<Vec<RequestOut>>, ApiError> {
+    let Some((filter, limit, offset)) = list_query(&uri)? else {
+        return Ok(Json(Vec::new()));
+    };
+    let rows = app.store.list_conciliation(who.user.id, &filter, limit, offset).await?;
+    Ok(Json(rows.into_iter().map(RequestOut::from).collect()))
+}
+
+/// `GET /conciliation/:requestId`.
+pub async fn get(
+    State(app): State<AppState>,
+    who: DashboardUser,
+    Path(id): Path<String>,
+) -> Result<Json<RequestOut>, ApiError> {
+    let not_found = || ApiError(Problem::not_found("Request not found"));
+    let id = id.parse::<ConciliationRequestId>().map_err(|_| not_found())?;
+    let row = app
+        .store
+        .conciliation_for_user(who.user.id, id)
+        .await?
+        .ok_or_else(not_found)?;
+    Ok(Json(RequestOut::from(row)))
+}

@@ -1,0 +1,284 @@
+//! The pending-orders poller (RECONCILIATION §3): a background loop that, for every account of a
+//! user in `reconcile` mode with a `pending_orders_endpoint`, fetches the list when it is due
+//! (every `RECONBANKER_ORDERS_POLL_INTERVAL_SECS`, sooner after `POST /conciliation/poll/:id`,
+//! backing off after failures) and hands the outcome to the store, which applies it in one
+//! transaction under the account's lock. One instance polls an account at a time (the poll
+//! lease), and a response older than the last one applied changes nothing (the sequence guard).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng;
+use reconbanker_store::{
+    now, AccountId, ConciliationEvent, ConciliationRow, PollOrder, PollReport, PollRow, PollSuccess, Store,
+    StoreResult, Timestamp,
+};
+use serde_json::json;
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::fetch::{self, Limits, Target};
+use super::orders;
+use crate::domain::account_config;
+use crate::push::events::{EventHub, EventKind, Subscription};
+use crate::support::crypto::Sealer;
+use crate::support::time::{after, ts};
+
+/// Accounts polled at once by one instance.
+const CONCURRENCY: usize = 4;
+/// How often the loop looks for due polls when nothing wakes it.
+const SCAN: Duration = Duration::from_secs(5);
+/// A lease outlives the exchange it covers.
+const LEASE_MARGIN: Duration = Duration::from_secs(30);
+/// The first retry after a failure; doubled per failure, capped at the interval.
+const FIRST_RETRY: Duration = Duration::from_secs(30);
+/// How long a registered order stays open (RECONCILIATION §2: exactly 120 h).
+pub(crate) const EXPIRY: Duration = Duration::from_secs(120 * 3600);
+
+pub(crate) struct PollerSettings {
+    pub interval: Duration,
+    pub limits: Limits,
+    pub allow_private: bool,
+}
+
+pub struct Poller {
+    store: Arc<dyn Store>,
+    hub: Arc<EventHub>,
+    sealer: Sealer,
+    client: reqwest::Client,
+    settings: PollerSettings,
+    owner: String,
+    wake: Notify,
+    /// Wakes the match worker when a poll changed requests.
+    matcher: Arc<Notify>,
+}
+
+/// The retry delay after `failures` consecutive failures (pure, jitter given):
+/// `min(interval, 30 s × 2^(failures−1))` ± 10 %.
+pub(crate) fn retry_delay(interval: Duration, failures: i64, jitter: f64) -> Duration {
+    let exp = u32::try_from(failures.saturating_sub(1).clamp(0, 20)).unwrap_or(20);
+    let base = FIRST_RETRY.saturating_mul(1u32 << exp).min(interval);
+    Duration::try_from_secs_f64(base.as_secs_f64() * jitter.clamp(0.9, 1.1)).unwrap_or(interval)
+}
+
+impl Poller {
+    pub(crate) fn new(
+        store: Arc<dyn Store>,
+        hub: Arc<EventHub>,
+        sealer: Sealer,
+        settings: PollerSettings,
+        owner: String,
+        matcher: Arc<Notify>,
+    ) -> Result<Self, reqwest::Error> {
+        let client = crate::support::outbound::client(settings.limits.timeout, settings.allow_private)?;
+        Ok(Self {
+            store,
+            hub,
+            sealer,
+            client,
+            settings,
+            owner,
+            wake: Notify::new(),
+            matcher,
+        })
+    }
+
+    /// Looks for due polls now.
+    pub(crate) fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    pub(crate) async fn run(self: Arc<Self>, cancel: CancellationToken) {
+        let mut running: JoinSet<()> = JoinSet::new();
+        loop {
+            while running.try_join_next().is_some() {}
+            let room = CONCURRENCY.saturating_sub(running.len());
+            if room > 0 && !cancel.is_cancelled() {
+                match self.store.due_polls(now(), room as i64).await {
+                    Ok(due) => {
+                        for account in due {
+                            let me = self.clone();
+                            running.spawn(async move {
+                                if let Err(e) = me.poll(account).await {
+                                    tracing::warn!(error = %e, account = %account, "pending-orders poll failed to run");
+                                }
+                            });
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "could not look for due pending-orders polls"),
+                }
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(SCAN) => {}
+                Some(_) = running.join_next(), if !running.is_empty() => {}
+            }
+        }
+        running.shutdown().await;
+    }
+
+    /// Polls one account now (if it is configured for it and nobody else is polling it).
+    /// `None` when nothing was polled.
+    pub async fn poll(&self, account: AccountId) -> StoreResult<Option<PollRow>> {
+        let Some(acc) = self.store.engine_account(account).await? else {
+            return Ok(None);
+        };
+        let (settings, secrets) = match account_config::decode(acc.config.as_ref(), &self.sealer) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, account = %account, "account config unreadable; not polling");
+                self.store
+                    .request_poll(account, after(now(), self.settings.interval))
+                    .await?;
+                return Ok(None);
+            }
+        };
+        let Some(url) = settings.pending_orders_endpoint.clone() else {
+            // Nothing to poll: look again after an interval (a config change asks sooner).
+            self.store
+                .request_poll(account, after(now(), self.settings.interval))
+                .await?;
+            return Ok(None);
+        };
+        let started = now();
+        let lease_until = after(started, self.settings.limits.timeout + LEASE_MARGIN);
+        let Some(seq) = self
+            .store
+            .begin_poll(account, &self.owner, started, lease_until)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let target = Target {
+            url: &url,
+            method: settings.polling_method,
+            body: settings.polling_body.as_ref(),
+            auth: secrets.auth_token.as_deref().map(|t| (settings.auth_type, t)),
+        };
+        let fetched = fetch::fetch(&self.client, &target, self.settings.limits, self.settings.allow_private).await;
+        let report = match fetched {
+            Ok(f) => {
+                let valid = orders::validate(&f.items);
+                PollReport {
+                    started_at: started,
+                    finished_at: now(),
+                    error: None,
+                    http_status: f.http_status.map(i64::from),
+                    bytes: f.bytes as i64,
+                    pages: i64::from(f.pages),
+                    issues: serde_json::to_string(&valid.issues).unwrap_or_else(|_| "[]".into()),
+                    result: Some(PollSuccess {
+                        orders: valid
+                            .orders
+                            .into_iter()
+                            .map(|o| PollOrder {
+                                external_id: o.external_id,
+                                amount: o.amount_text,
+                                currency: o.currency,
+                                sender_name: o.name,
+                                reference: o.reference,
+                            })
+                            .collect(),
+                        present_ids: valid.present_ids,
+                        invalid: valid.invalid as i64,
+                    }),
+                }
+            }
+            Err(failure) => PollReport {
+                started_at: started,
+                finished_at: now(),
+                error: Some(failure.code.to_owned()),
+                http_status: failure.http_status.map(i64::from),
+                bytes: failure.bytes as i64,
+                pages: i64::from(failure.pages),
+                issues: "[]".into(),
+                result: None,
+            },
+        };
+        let sub = Subscription {
+            endpoint: settings.notification_endpoint_url.clone(),
+            events: settings.notification_events.clone(),
+        };
+        let (user, hub) = (acc.account.user_id, &self.hub);
+        let build = |e: ConciliationEvent<'_>| {
+            let (kind, data) = match e {
+                ConciliationEvent::Registered(r) => (EventKind::ConciliationRegistered, request_data(r)),
+                ConciliationEvent::Reopened(r) => (EventKind::ConciliationReopened, request_data(r)),
+                ConciliationEvent::Updated(r) => (EventKind::ConciliationUpdated, request_data(r)),
+                ConciliationEvent::Cancelled(r) => (EventKind::ConciliationCancelled, request_data(r)),
+                ConciliationEvent::PollFailed { error, failures } => {
+                    (EventKind::PollFailed, json!({ "error": error, "failures": failures }))
+                }
+                ConciliationEvent::PollRecovered => (EventKind::PollRecovered, json!({})),
+            };
+            hub.build(kind, user, account, data, &sub, None)
+        };
+        let interval = self.settings.interval;
+        let next_poll = move |failures: i64| -> Timestamp {
+            let wait = if failures == 0 {
+                interval
+            } else {
+                retry_delay(interval, failures, rand::thread_rng().gen_range(0.9..1.1))
+            };
+            after(now(), wait)
+        };
+        let expires_ms = i64::try_from(EXPIRY.as_millis()).unwrap_or(i64::MAX);
+        let (row, logged) = self
+            .store
+            .finish_poll(
+                account,
+                &self.owner,
+                seq,
+                &report,
+                now(),
+                expires_ms,
+                &next_poll,
+                &build,
+            )
+            .await?;
+        let changed = row.counts.registered + row.counts.updated + row.counts.cancelled + row.counts.reopened > 0;
+        self.hub.publish(logged).await;
+        if changed {
+            self.matcher.notify_one();
+        }
+        tracing::info!(account = %account, seq, outcome = %row.outcome, error = ?row.error, "pending-orders poll");
+        Ok(Some(row))
+    }
+}
+
+fn request_data(r: &ConciliationRow) -> serde_json::Value {
+    json!({
+        "request_id": r.id,
+        "external_id": r.external_id,
+        "generation": r.generation,
+        "status": r.status.as_str(),
+        "amount": r.amount,
+        "currency": r.currency,
+        "expires_at": ts(r.expires_at),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_back_off_then_settle_at_the_interval() {
+        let interval = Duration::from_secs(600);
+        let at = |f| retry_delay(interval, f, 1.0).as_secs();
+        assert_eq!(
+            [at(1), at(2), at(3), at(4), at(5), at(6), at(50)],
+            [30, 60, 120, 240, 480, 600, 600]
+        );
+        assert_eq!(retry_delay(interval, 1, 0.9), Duration::from_secs(27));
+        assert_eq!(retry_delay(interval, 1, 1.1), Duration::from_secs(33));
+        assert_eq!(
+            retry_delay(interval, 1, 5.0),
+            Duration::from_secs(33),
+            "jitter is clamped to ±10 %"
+        );
+        assert_eq!(retry_delay(Duration::from_secs(10), 1, 1.0), Duration::from_secs(10));
+    }
+}
