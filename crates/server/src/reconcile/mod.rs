@@ -1,15 +1,19 @@
-//! Reconciliation: the pure parts of matching bank movements to the pending orders of the
-//! user's back office (`/work/shared/spec/RECONCILIATION.md`, "the spec" below).
+//! Reconciliation: matching bank movements to the pending orders of the user's back office
+//! (the rules are in `docs/reconciliation.md`; "§N" below are its sections).
 //!
-//! - [`orders`] reads one page of the customer's pending-orders response and validates its
-//!   items (§3.3–§3.5), with amounts read from the JSON text as exact decimals.
+//! - [`fetch`] calls the customer's pending-orders endpoint (§3.2–§3.4) through the guarded
+//!   outbound client, bounded in time, bytes, items and pages.
+//! - [`orders`] reads one page of the response and validates its items (§3.3–§3.5), with
+//!   amounts read from the JSON text as exact decimals.
+//! - [`poller`] is the background loop that polls each reconciling account when due and hands
+//!   the outcome to the store, which applies it in one transaction under the account's lock.
 //! - [`matching`] normalizes and scores names, finds reference codes and runs the
 //!   deterministic match pass (§5).
 //!
-//! Both are pure (no I/O, no clock, no database): the poller and the pass worker own the
-//! transactions and feed them plain data, so every rule here is a table test away.
+//! `orders` and `matching` are pure (no I/O, no clock, no database): the workers own the
+//! transactions and feed them plain data, so every rule there is a table test away.
 
-// Used by the poller and the pass worker, next; until they land nothing calls these modules.
+// The match pass has no worker calling it yet (it is the next step); its tests exercise it.
 #![allow(dead_code)]
 
 pub(crate) mod fetch;
