@@ -215,7 +215,7 @@ pub trait Store: Send + Sync + 'static {
         lease_until: Timestamp,
     ) -> StoreResult<Option<i64>>;
     /// Records poll `seq` and, when it succeeded and is newer than the last applied one, applies
-    /// it (RECONCILIATION §3.6), all in one transaction under the account lock; schedules the
+    /// it (docs/reconciliation.md §3.6), all in one transaction under the account lock; schedules the
     /// next poll with `next_poll(failures after this poll)` (not for a superseded poll) and
     /// gives the lease up if `owner` holds it. Keeps the newest [`POLL_LOG_KEEP`] poll rows.
     /// Returns the poll row and the events logged (built by `events`).

@@ -1,6 +1,6 @@
 //! Reconciliation rows: the orders a customer's system expects (conciliation requests), the poll
 //! log of its pending-orders endpoint, and the per-account state that schedules and serialises
-//! the work (docs: RECONCILIATION §2, §3).
+//! the work (docs: docs/reconciliation.md §2, §3).
 
 use serde::{Deserialize, Serialize};
 
@@ -135,7 +135,7 @@ pub struct PollRow {
     pub finished_at: Timestamp,
     /// `succeeded`, `failed` or `superseded`.
     pub outcome: String,
-    /// The failure code (RECONCILIATION §3.4).
+    /// The failure code (docs/reconciliation.md §3.4).
     pub error: Option<String>,
     pub http_status: Option<i64>,
     pub bytes: i64,

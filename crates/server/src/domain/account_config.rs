@@ -16,7 +16,7 @@ const MAX_USERNAME_CHARS: usize = 256;
 const MAX_RETRY_LIMIT: u32 = 10;
 const MAX_POLLING_BODY_BYTES: usize = 16 * 1024;
 /// Keys the reconciliation result and passthrough webhooks set themselves; extra fields may not
-/// name them (RECONCILIATION §6: the documented five and `id`/`received_at` of passthrough,
+/// name them (docs/reconciliation.md §6: the documented five and `id`/`received_at` of passthrough,
 /// plus the three keys we add).
 pub const RESERVED_EXTRA_FIELDS: [&str; 10] = [
     "external_id",

@@ -1,4 +1,4 @@
-//! Reconciliation routes of the dashboard API (RECONCILIATION §8): polling the pending-orders
+//! Reconciliation routes of the dashboard API (docs/reconciliation.md §8): polling the pending-orders
 //! endpoint now, the poll log, and reading requests. Another user's request or account is
 //! always 404.
 
@@ -19,7 +19,7 @@ use crate::app;
 use crate::support::time::ts;
 use crate::AppState;
 
-/// `limit` of the request list when absent (RECONCILIATION §8).
+/// `limit` of the request list when absent (docs/reconciliation.md §8).
 const LIST_DEFAULT_LIMIT: i64 = 50;
 
 /// `POST /conciliation/poll/:accountId`: fetch the account's pending orders now (one poll runs,
@@ -114,7 +114,7 @@ pub async fn polls(
     Ok(Json(rows.into_iter().map(PollOut::from).collect()))
 }
 
-/// A request as listed (RECONCILIATION §8: the documented fields, then ours).
+/// A request as listed (docs/reconciliation.md §8: the documented fields, then ours).
 #[derive(Serialize)]
 pub struct RequestOut {
     id: String,

@@ -1,4 +1,4 @@
-//! Fetching the customer's pending-orders list (RECONCILIATION §3.2–§3.4): GET or POST with the
+//! Fetching the customer's pending-orders list (docs/reconciliation.md §3.2–§3.4): GET or POST with the
 //! account's auth, through the guarded outbound client (public targets only unless the operator
 //! allows private ones, no redirects, no environment proxy), the whole exchange bounded in time,
 //! each page bounded in bytes, the poll bounded in items and pages. Any failure fails the whole
@@ -13,7 +13,7 @@ use super::orders::{parse_page, PageError};
 use crate::domain::account_config::{AuthType, PollingMethod};
 use crate::support::outbound;
 
-/// At most this many pages per poll (RECONCILIATION §3.3).
+/// At most this many pages per poll (docs/reconciliation.md §3.3).
 pub(crate) const MAX_PAGES: usize = 100;
 
 /// The bounds of one poll.

@@ -1,4 +1,4 @@
-//! The deterministic match pass (spec §5): name normalization and scoring (`name_rules: 1`),
+//! The deterministic match pass (docs/reconciliation.md §5): name normalization and scoring (`name_rules: 1`),
 //! reference codes, and [`run_pass`], which turns the open requests and eligible movements of
 //! one account into decisions with per-candidate explanations.
 //!
@@ -24,20 +24,20 @@ use uuid::Uuid;
 /// Version of the name rules below (normalization, noise tokens, token scores), recorded with
 /// decisions so a later change can be told apart.
 pub const NAME_RULES: u32 = 1;
-/// A name score (thousandths) at or above this can auto-match (spec §5.4, §10).
+/// A name score (thousandths) at or above this can auto-match (docs/reconciliation.md §5.4, §10).
 pub const STRONG_BAND: u16 = 800;
 /// A name score at or above this (and below [`STRONG_BAND`]) is shown for review, never matched.
 pub const WEAK_BAND: u16 = 500;
 /// A one-token name against a multi-token one scores at most this: "PEREZ" alone is not enough.
 pub const ONE_TOKEN_CAP: u16 = 790;
 /// An alternative within this many thousandths of the chosen edge makes a request ambiguous
-/// (`AMBIGUITY_MARGIN` 0.10, spec §5.6 step 4).
+/// (`AMBIGUITY_MARGIN` 0.10, docs/reconciliation.md §5.6 step 4).
 pub const AMBIGUITY_MARGIN: u16 = 100;
-/// The score of a reference-code match, whatever the names say (spec §5.5).
+/// The score of a reference-code match, whatever the names say (docs/reconciliation.md §5.5).
 pub const REFERENCE_SCORE: u16 = 1000;
-/// How long before its registration a movement may have arrived (spec §5.2: 120 h, fixed).
+/// How long before its registration a movement may have arrived (docs/reconciliation.md §5.2: 120 h, fixed).
 pub const WINDOW_BEFORE_REGISTRATION_MS: i64 = 120 * 3_600_000;
-/// How long a request stays open after its registration (spec §2: exactly 120 h).
+/// How long a request stays open after its registration (docs/reconciliation.md §2: exactly 120 h).
 pub const EXPIRY_MS: i64 = 120 * 3_600_000;
 /// Most candidate explanations kept per request.
 pub const MAX_EXPLAINED_CANDIDATES: usize = 20;
@@ -46,7 +46,7 @@ const REFERENCE_MIN_TOKEN: usize = 4;
 /// Reference codes at least this long (compacted) match anywhere inside the compacted text.
 const REFERENCE_MIN_SUBSTRING: usize = 6;
 
-/// Tokens that say nothing about who paid: legal forms and name particles (spec §5.3).
+/// Tokens that say nothing about who paid: legal forms and name particles (docs/reconciliation.md §5.3).
 const NOISE_TOKENS: &[&str] = &[
     "sa", "sas", "srl", "sl", "ltda", "ltd", "inc", "llc", "gmbh", "bv", "spa", "cia", "de", "del", "la", "las", "los",
     "y", "e", "da", "do", "dos", "das", "van", "von", "der",
@@ -72,7 +72,7 @@ impl NormalizedName {
     }
 }
 
-/// Normalizes a name (spec §5.3, `name_rules: 1`): NFKD, combining marks dropped, lowercase,
+/// Normalizes a name (docs/reconciliation.md §5.3, `name_rules: 1`): NFKD, combining marks dropped, lowercase,
 /// `ß æ œ ø đ ł` folded, `.` and apostrophes deleted, every other non-alphanumeric a space,
 /// then tokens without the noise tokens (unless that leaves none).
 pub fn normalize_name(name: &str) -> NormalizedName {
@@ -133,7 +133,7 @@ pub struct NameScore {
     pub pairs: Vec<(String, String, u16)>,
 }
 
-/// Scores a movement's sender name against an order's name (spec §5.4). A missing or blank
+/// Scores a movement's sender name against an order's name (docs/reconciliation.md §5.4). A missing or blank
 /// side scores 0 (the pass reports it as `no_sender_name`).
 pub fn name_score(order_name: &str, movement_name: Option<&str>) -> NameScore {
     let order = normalize_name(order_name);
@@ -197,7 +197,7 @@ fn score_and_pairs(a: &NormalizedName, b: &NormalizedName) -> (u16, Vec<(usize, 
     (score, pairs)
 }
 
-/// One token against another (spec §5.4), in thousandths.
+/// One token against another (docs/reconciliation.md §5.4), in thousandths.
 fn token_score(a: &[char], b: &[char]) -> u16 {
     if a == b {
         return 1000;
@@ -296,7 +296,7 @@ impl RefText {
     }
 }
 
-/// Whether an order's reference code is found in a movement (spec §5.5): compacted (uppercase,
+/// Whether an order's reference code is found in a movement (docs/reconciliation.md §5.5): compacted (uppercase,
 /// letters and digits), a code of ≥ 6 chars anywhere inside the compacted description or name,
 /// one of 4–5 chars equal to a whole token of either. Shorter codes never match.
 pub fn reference_matches(reference: &str, description: &str, name: Option<&str>) -> bool {
@@ -377,7 +377,7 @@ pub struct Matched {
     pub movement: Uuid,
     pub score: u16,
     pub reference_match: bool,
-    /// `None`, `paired_by_age` or `reference_match` (spec §5.7).
+    /// `None`, `paired_by_age` or `reference_match` (docs/reconciliation.md §5.7).
     pub reason: Option<&'static str>,
     pub explanation: Candidate,
 }
@@ -444,7 +444,7 @@ impl Pair {
         }
     }
 
-    /// An edge of the assignment (spec §5.6 step 2).
+    /// An edge of the assignment (docs/reconciliation.md §5.6 step 2).
     fn is_strong_edge(&self) -> bool {
         self.eligible
             && self.credit
@@ -463,7 +463,7 @@ struct Edge {
     score: u16,
 }
 
-/// Runs the match pass (spec §5.6) at `now_ms` over an account's open requests and eligible
+/// Runs the match pass (docs/reconciliation.md §5.6) at `now_ms` over an account's open requests and eligible
 /// movements.
 ///
 /// 1. Requests with `now ≥ expires_at` expire (any open status) and take no further part.

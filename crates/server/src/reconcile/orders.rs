@@ -1,4 +1,4 @@
-//! Reading the customer's pending-orders response (spec §3.3–§3.5): one page of JSON into raw
+//! Reading the customer's pending-orders response (docs/reconciliation.md §3.3–§3.5): one page of JSON into raw
 //! items, then item validation into [`Order`]s and per-item [`Issue`]s.
 //!
 //! Money never passes through a binary float: every item stays a [`RawValue`] (its exact JSON
@@ -25,20 +25,20 @@ use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-/// Most item problems kept in a poll's `issues` (spec §2 `conciliation_polls.issues`); all are counted.
+/// Most item problems kept in a poll's `issues` (docs/reconciliation.md §2 `conciliation_polls.issues`); all are counted.
 pub const MAX_ISSUES: usize = 50;
-/// Longest `external_id`, in characters (spec §2).
+/// Longest `external_id`, in characters (docs/reconciliation.md §2).
 pub const MAX_EXTERNAL_ID_CHARS: usize = 128;
-/// Longest order `name`, in characters after trimming (spec §3.5).
+/// Longest order `name`, in characters after trimming (docs/reconciliation.md §3.5).
 pub const MAX_NAME_CHARS: usize = 200;
-/// Longest `reference`, in characters after trimming (spec §3.5).
+/// Longest `reference`, in characters after trimming (docs/reconciliation.md §3.5).
 pub const MAX_REFERENCE_CHARS: usize = 64;
-/// Most decimals an amount may carry once trailing zeros are stripped (spec §2).
+/// Most decimals an amount may carry once trailing zeros are stripped (docs/reconciliation.md §2).
 pub const MAX_AMOUNT_SCALE: u32 = 4;
-/// Largest accepted amount: 10^15 (spec §3.5).
+/// Largest accepted amount: 10^15 (docs/reconciliation.md §3.5).
 pub const MAX_AMOUNT: Decimal = Decimal::from_parts(0xA4C6_8000, 0x38D7E, 0, false, 0);
 
-/// Why a page as a whole was refused; the poll fails and changes nothing (spec §3.4).
+/// Why a page as a whole was refused; the poll fails and changes nothing (docs/reconciliation.md §3.4).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PageError {
     /// Not UTF-8, or not one well-formed JSON document.
@@ -107,7 +107,7 @@ pub struct Validated {
     pub present_ids: Vec<String>,
 }
 
-/// Parses one page (spec §3.3): UTF-8 with an optional BOM, one JSON document whose top level is
+/// Parses one page (docs/reconciliation.md §3.3): UTF-8 with an optional BOM, one JSON document whose top level is
 /// an array of items or an object with an array `data` and an optional `next_cursor`.
 pub fn parse_page(body: &[u8]) -> Result<Page, PageError> {
     let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
@@ -166,7 +166,7 @@ fn first_byte(raw: &RawValue) -> u8 {
     raw.get().trim_start().bytes().next().unwrap_or(0)
 }
 
-/// Validates every item of a response (spec §3.5). `items` are all the pages' items in order.
+/// Validates every item of a response (docs/reconciliation.md §3.5). `items` are all the pages' items in order.
 pub fn validate(items: &[Box<RawValue>]) -> Validated {
     let mut out = Validated::default();
     let mut seen: HashSet<String> = HashSet::with_capacity(items.len());

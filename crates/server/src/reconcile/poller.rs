@@ -1,4 +1,4 @@
-//! The pending-orders poller (RECONCILIATION §3): a background loop that, for every account of a
+//! The pending-orders poller (docs/reconciliation.md §3): a background loop that, for every account of a
 //! user in `reconcile` mode with a `pending_orders_endpoint`, fetches the list when it is due
 //! (every `RECONBANKER_ORDERS_POLL_INTERVAL_SECS`, sooner after `POST /conciliation/poll/:id`,
 //! backing off after failures) and hands the outcome to the store, which applies it in one
@@ -33,7 +33,7 @@ const SCAN: Duration = Duration::from_secs(5);
 const LEASE_MARGIN: Duration = Duration::from_secs(30);
 /// The first retry after a failure; doubled per failure, capped at the interval.
 const FIRST_RETRY: Duration = Duration::from_secs(30);
-/// How long a registered order stays open (RECONCILIATION §2: exactly 120 h).
+/// How long a registered order stays open (docs/reconciliation.md §2: exactly 120 h).
 pub(crate) const EXPIRY: Duration = Duration::from_secs(120 * 3600);
 
 pub(crate) struct PollerSettings {

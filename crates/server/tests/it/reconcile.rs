@@ -1,4 +1,4 @@
-//! Reconciliation, pending orders (RECONCILIATION §3, §8): the poller against a local orders
+//! Reconciliation, pending orders (docs/reconciliation.md §3, §8): the poller against a local orders
 //! server with scripted answers, the poll log, and the request list and detail.
 
 use std::collections::VecDeque;

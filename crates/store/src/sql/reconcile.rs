@@ -1,4 +1,4 @@
-//! Reconciliation: applying a poll of an account's pending orders (RECONCILIATION §3.6) inside
+//! Reconciliation: applying a poll of an account's pending orders (docs/reconciliation.md §3.6) inside
 //! the caller's transaction, which holds the account lock. Everything is batched: the account's
 //! requests are read once, and rows are inserted and updated many per statement.
 
@@ -88,7 +88,7 @@ pub(super) struct Applied {
     pub events: Vec<NewEvent>,
 }
 
-/// Applies a successful, newer poll (RECONCILIATION §3.6) in the caller's transaction.
+/// Applies a successful, newer poll (docs/reconciliation.md §3.6) in the caller's transaction.
 pub(super) async fn apply_poll(
     conn: &mut Conn,
     account: AccountId,
