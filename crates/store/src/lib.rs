@@ -118,7 +118,10 @@ pub trait Store: Send + Sync + 'static {
     async fn engine_account(&self, id: AccountId) -> StoreResult<Option<EngineAccount>>;
     /// Sets (`Some`) or clears (`None`) the fatal block; `false` if the account is gone.
     async fn set_scrape_block(&self, id: AccountId, block: Option<(Timestamp, &str)>) -> StoreResult<bool>;
-    /// Stores movements not seen before (by `external_id`); returns how many were new.
+    /// Stores movements not seen before (by `external_id`), with `received_at_ms` parsed from
+    /// `received_at` (RFC 3339 with an offset; `NULL` when it does not parse); returns how many
+    /// were new. When any is new, the account's reconciliation becomes dirty (`dirty_seq` and
+    /// `version` + 1) in the same transaction.
     async fn insert_movements(
         &self,
         account: AccountId,
@@ -249,6 +252,36 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Option<ConciliationListRow>>;
     /// The account's reconciliation state row, if it has one (not user-scoped: for workers).
     async fn reconcile_state(&self, account: AccountId) -> StoreResult<Option<ReconcileStateRow>>;
+    /// Accounts with match work pending (`dirty_seq > done_seq`) whose owner is in `reconcile`
+    /// mode, with their `dirty_seq`; by account id.
+    async fn dirty_accounts(&self, limit: i64) -> StoreResult<Vec<(AccountId, i64)>>;
+    /// What a match pass of the account reads, in one consistent snapshot: the state's version
+    /// and `dirty_seq`, the open requests, the eligible movements (not matched, not ignored,
+    /// `received_at_ms` unknown or `>= horizon`) and the rejected pairs of the open requests.
+    async fn load_pass(&self, account: AccountId, horizon: Timestamp) -> StoreResult<PassInput>;
+    /// Applies a pass's decisions in one transaction under the account lock, when the state's
+    /// version is still `expected_version` (else `Ok(None)`, nothing changed: reload and
+    /// recompute; a conflict on a match is the same lost race). Status changes are
+    /// compare-and-set on the open statuses; attempts are numbered from the request's counter;
+    /// `done_seq` becomes `max(done_seq, done_seq given)` and `version` moves when anything
+    /// changed. Returns the events logged (built by `events`, with their deliveries).
+    async fn commit_pass(
+        &self,
+        account: AccountId,
+        expected_version: i64,
+        done_seq: i64,
+        commit: &PassCommit,
+        now: Timestamp,
+        events: &PassEventsFor<'_>,
+    ) -> StoreResult<Option<Vec<EventRow>>>;
+    /// For each of `movements` that is the user's and in `account` (others are left out), in the
+    /// given order: the request it is matched to (with its `external_id`) and `ignored_at`.
+    async fn movement_matches(
+        &self,
+        user: UserId,
+        account: AccountId,
+        movements: &[MovementId],
+    ) -> StoreResult<Vec<MovementMatch>>;
 }
 
 /// Opens the store named by a database URL: `sqlite:...` or `postgres://...`/`postgresql://...`.

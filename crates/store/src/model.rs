@@ -244,7 +244,18 @@ pub struct NewDelivery {
     /// For prompts: the assistance request, so a prompt no longer pending is not sent late.
     pub request_id: Option<AssistanceRequestId>,
     pub next_attempt_at: Timestamp,
+    /// Which webhook: [`CHANNEL_NOTIFICATION`] (the account's notification webhook) or
+    /// [`CHANNEL_RESULT`] (the reconciliation result webhook).
+    pub channel: String,
+    /// The request or movement whose deliveries go out in order: a delivery is not claimed
+    /// while an older one of the same subject is still pending.
+    pub subject_id: Option<uuid::Uuid>,
 }
+
+/// [`NewDelivery::channel`] of the notification webhook (the default).
+pub const CHANNEL_NOTIFICATION: &str = "notification";
+/// [`NewDelivery::channel`] of the reconciliation result webhook.
+pub const CHANNEL_RESULT: &str = "result";
 
 /// A delivery: `status` is `pending`, `delivered`, `dead` (retries exhausted) or `skipped`.
 #[derive(Clone, Debug, PartialEq)]
@@ -263,6 +274,9 @@ pub struct DeliveryRow {
     pub last_error: Option<String>,
     pub created_at: Timestamp,
     pub delivered_at: Option<Timestamp>,
+    /// `notification` or `result`.
+    pub channel: String,
+    pub subject_id: Option<uuid::Uuid>,
 }
 
 /// Builds the events of an assistance state change from the row as changed (run by the store

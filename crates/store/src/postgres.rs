@@ -29,6 +29,8 @@ const EVENT_LOCK: Option<&str> = Some("SELECT pg_advisory_xact_lock(7304411920)"
 const ACCOUNT_LOCK_BEGIN: &str = "BEGIN";
 /// … and lock the account's `reconcile_state` row before anything else.
 const FOR_UPDATE: &str = " FOR UPDATE";
+/// Reads that must agree with each other (a match pass's input) share one snapshot.
+const SNAPSHOT_BEGIN: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY";
 
 // The one SQL implementation, mounted again by `sqlite.rs`: that is the point.
 #[allow(clippy::duplicate_mod)]

@@ -208,6 +208,108 @@ pub enum ConciliationEvent<'a> {
 /// Builds the event of a reconciliation state change (run by the store inside the transaction).
 pub type ConciliationEventsFor<'a> = dyn Fn(ConciliationEvent<'_>) -> NewEvent + Send + Sync + 'a;
 
+/// A movement a match pass may consider (RECONCILIATION §2): of the account, not matched, not
+/// ignored, received within the horizon or at an unparseable date. The amount's sign is the
+/// caller's to check.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EligibleMovement {
+    pub id: MovementId,
+    /// Decimal text as the bank reported it (signed).
+    pub amount: String,
+    pub currency: String,
+    pub name: Option<String>,
+    pub description: String,
+    /// As the bank reported it.
+    pub received_at: String,
+    /// `received_at` parsed (RFC 3339 with an offset), ms since the epoch; `None` when it did not
+    /// parse.
+    pub received_at_ms: Option<i64>,
+}
+
+/// What a match pass reads (one consistent snapshot), for [`crate::Store::load_pass`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct PassInput {
+    /// `reconcile_state.version` (0 when the account has no state row): pass it back to
+    /// [`crate::Store::commit_pass`].
+    pub version: i64,
+    /// `reconcile_state.dirty_seq` as read: the pass's `done_seq`.
+    pub dirty_seq: i64,
+    /// The account's open requests (`pending`, `not_found`, `ambiguous`, `failed`), by
+    /// `registered_at`, then `external_id`.
+    pub requests: Vec<ConciliationRow>,
+    /// By `received_at_ms` (unparseable first), then id.
+    pub movements: Vec<EligibleMovement>,
+    /// Pairs a human ruled out, for the open requests.
+    pub rejections: Vec<(ConciliationRequestId, MovementId)>,
+}
+
+/// A request the pass matches to a movement.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MatchDecision {
+    pub request: ConciliationRequestId,
+    pub movement: MovementId,
+    pub score: i64,
+    /// `None`, `paired_by_age`, `reference_match`.
+    pub reason: Option<String>,
+    /// JSON: the winning candidate's checks (`conciliation_matches.explanation`).
+    pub explanation: String,
+    /// JSON: the attempt's candidates.
+    pub candidates: String,
+}
+
+/// A request the pass finds ambiguous.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AmbiguousDecision {
+    pub request: ConciliationRequestId,
+    /// JSON array of the candidate movement ids (`last_candidates`), compared as text.
+    pub candidate_set: String,
+    /// JSON: the attempt's candidates.
+    pub candidates: String,
+}
+
+/// A request the pass finds no movement for.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NotFoundDecision {
+    pub request: ConciliationRequestId,
+    /// The most specific reason code (§5.7).
+    pub reason: String,
+    /// JSON: the attempt's candidates.
+    pub candidates: String,
+}
+
+/// The decisions of one match pass, applied by [`crate::Store::commit_pass`].
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PassCommit {
+    /// The trigger of every attempt of this pass but expiries (`movements`, `poll`, `run`, …).
+    pub trigger: String,
+    pub expired: Vec<ConciliationRequestId>,
+    pub matched: Vec<MatchDecision>,
+    pub ambiguous: Vec<AmbiguousDecision>,
+    pub not_found: Vec<NotFoundDecision>,
+}
+
+/// A state change of a match pass the caller turns into events (and result-webhook deliveries),
+/// logged in the same transaction. Rows are as changed.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum PassEvent<'a> {
+    Matched {
+        request: &'a ConciliationRow,
+        movement: &'a EligibleMovement,
+    },
+    /// Entering `ambiguous` (or a new candidate set).
+    Ambiguous(&'a ConciliationRow),
+    /// The first evaluation found nothing.
+    NotFound(&'a ConciliationRow),
+    Expired(&'a ConciliationRow),
+}
+
+/// Builds the events of a pass's state change (run by the store inside the transaction).
+pub type PassEventsFor<'a> = dyn Fn(PassEvent<'_>) -> Vec<NewEvent> + Send + Sync + 'a;
+
+/// One movement's reconciliation side, for the movements list:
+/// `(movement, Some((request, request's external_id)) when matched, ignored_at)`.
+pub type MovementMatch = (MovementId, Option<(ConciliationRequestId, String)>, Option<Timestamp>);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -35,6 +35,8 @@ const EVENT_LOCK: Option<&str> = None;
 const ACCOUNT_LOCK_BEGIN: &str = "BEGIN IMMEDIATE";
 /// The write lock taken at `BEGIN` already serialises the account's state row.
 const FOR_UPDATE: &str = "";
+/// A read transaction sees one snapshot of the database (WAL) from its first read on.
+const SNAPSHOT_BEGIN: &str = "BEGIN";
 
 // The one SQL implementation, mounted again by `postgres.rs`: that is the point.
 #[allow(clippy::duplicate_mod)]

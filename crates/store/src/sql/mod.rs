@@ -1,13 +1,15 @@
 //! The one SQL implementation of [`crate::Store`], written once and mounted by each backend module
 //! (`sqlite.rs`, `postgres.rs`) with `#[path = "sql/mod.rs"] mod sql;`. The mounting module
-//! provides `Db` (the sqlx database type), `BACKEND`, `EVENT_LOCK`, `ACCOUNT_LOCK_BEGIN`, `FOR_UPDATE`
-//! and `MIGRATIONS`.
+//! provides `Db` (the sqlx database type), `BACKEND`, `EVENT_LOCK`, `ACCOUNT_LOCK_BEGIN`, `FOR_UPDATE`,
+//! `SNAPSHOT_BEGIN` and `MIGRATIONS`.
 //!
 //! The statements are portable (numbered `$n` placeholders, `ON CONFLICT`, `RETURNING`, partial
 //! unique indexes), so the two adapters cannot drift apart; only the migrations (column types)
 //! differ per backend.
 
 // Mounted with its parent once per backend, like the parent.
+#[allow(clippy::duplicate_mod)]
+mod pass;
 #[allow(clippy::duplicate_mod)]
 mod reconcile;
 #[allow(clippy::duplicate_mod)]
@@ -22,7 +24,7 @@ use uuid::Uuid;
 
 use self::reconcile::*;
 use self::rows::*;
-use super::{Db, ACCOUNT_LOCK_BEGIN, BACKEND, EVENT_LOCK, FOR_UPDATE, MIGRATIONS};
+use super::{Db, ACCOUNT_LOCK_BEGIN, BACKEND, EVENT_LOCK, FOR_UPDATE, MIGRATIONS, SNAPSHOT_BEGIN};
 use crate::error::{map_err, StoreResult};
 use crate::model::to_ms;
 use crate::*;
@@ -45,7 +47,7 @@ const RUN_COLS: &str =
     "id, account_id, kind, started_at, ended_at, outcome, failure_reason, movements_read, new_movements";
 const EVENT_COLS: &str = "seq, id, user_id, account_id, kind, data, occurred_at";
 const DELIVERY_COLS: &str = "id, account_id, event_id, event_type, payload, request_id, status, attempts, \
-     next_attempt_at, last_attempt_at, last_status, last_error, created_at, delivered_at";
+     next_attempt_at, last_attempt_at, last_status, last_error, created_at, delivered_at, channel, subject_id";
 const ASSIST_COLS: &str = "id, account_id, kind, descriptor, attempts, status, reason, created_at, \
      updated_at, expires_at, closed_at";
 
@@ -158,12 +160,12 @@ async fn insert_events(
         .iter()
         .flat_map(|e| e.deliveries.iter().map(move |d| (e, d)))
         .collect();
-    for chunk in deliveries.chunks(MAX_PARAMS / 8) {
+    for chunk in deliveries.chunks(MAX_PARAMS / 10) {
         let tuples: Vec<String> = (0..chunk.len())
             .map(|i| {
-                let p = 1 + i * 8;
+                let p = 1 + i * 10;
                 format!(
-                    "(${}, ${}, ${}, ${}, ${}, ${}, 'pending', 0, ${}, ${})",
+                    "(${}, ${}, ${}, ${}, ${}, ${}, 'pending', 0, ${}, ${}, ${}, ${})",
                     p,
                     p + 1,
                     p + 2,
@@ -171,13 +173,15 @@ async fn insert_events(
                     p + 4,
                     p + 5,
                     p + 6,
-                    p + 7
+                    p + 7,
+                    p + 8,
+                    p + 9
                 )
             })
             .collect();
         let sql = format!(
             "INSERT INTO deliveries (id, account_id, event_id, event_type, payload, request_id, status, \
-             attempts, next_attempt_at, created_at) VALUES {}",
+             attempts, next_attempt_at, created_at, channel, subject_id) VALUES {}",
             tuples.join(", ")
         );
         let mut q = sqlx::query(&sql);
@@ -190,7 +194,9 @@ async fn insert_events(
                 .bind(&d.payload)
                 .bind(d.request_id.map(|r| r.0))
                 .bind(to_ms(d.next_attempt_at))
-                .bind(to_ms(e.occurred_at));
+                .bind(to_ms(e.occurred_at))
+                .bind(&d.channel)
+                .bind(d.subject_id);
         }
         q.execute(&mut *conn).await.map_err(map_err)?;
     }
@@ -740,27 +746,55 @@ impl Store for SqlStore {
         movements: &[NewMovement],
         read_at: Timestamp,
     ) -> StoreResult<u64> {
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        // The account lock's begin: the insert ends by marking the account's reconciliation dirty.
+        let mut tx = self.pool.begin_with(ACCOUNT_LOCK_BEGIN).await.map_err(map_err)?;
         let mut new = 0;
-        for m in movements {
-            let done = sqlx::query(
+        for chunk in movements.chunks((MAX_PARAMS - 2) / 8) {
+            let tuples: Vec<String> = (0..chunk.len())
+                .map(|i| {
+                    let p = 3 + i * 8;
+                    format!(
+                        "(${}, $1, ${}, ${}, ${}, ${}, ${}, ${}, $2, ${})",
+                        p,
+                        p + 1,
+                        p + 2,
+                        p + 3,
+                        p + 4,
+                        p + 5,
+                        p + 6,
+                        p + 7
+                    )
+                })
+                .collect();
+            let sql = format!(
                 "INSERT INTO movements (id, account_id, external_id, amount, currency, name, description, \
-                 received_at, read_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-                 ON CONFLICT (account_id, external_id) DO NOTHING",
+                 received_at, read_at, received_at_ms) VALUES {} ON CONFLICT (account_id, external_id) DO NOTHING",
+                tuples.join(", ")
+            );
+            let mut q = sqlx::query(&sql).bind(account.0).bind(to_ms(read_at));
+            for m in chunk {
+                q = q
+                    .bind(MovementId::new().0)
+                    .bind(&m.external_id)
+                    .bind(&m.amount)
+                    .bind(&m.currency)
+                    .bind(&m.name)
+                    .bind(&m.description)
+                    .bind(&m.received_at)
+                    .bind(pass::received_ms(&m.received_at));
+            }
+            new += q.execute(&mut *tx).await.map_err(map_err)?.rows_affected();
+        }
+        if new > 0 {
+            sqlx::query(
+                "INSERT INTO reconcile_state (account_id, version, dirty_seq) SELECT $1, 1, 1 \
+                 WHERE EXISTS (SELECT 1 FROM accounts WHERE id = $1) ON CONFLICT (account_id) DO UPDATE \
+                 SET version = reconcile_state.version + 1, dirty_seq = reconcile_state.dirty_seq + 1",
             )
-            .bind(MovementId::new().0)
             .bind(account.0)
-            .bind(&m.external_id)
-            .bind(&m.amount)
-            .bind(&m.currency)
-            .bind(&m.name)
-            .bind(&m.description)
-            .bind(&m.received_at)
-            .bind(to_ms(read_at))
             .execute(&mut *tx)
             .await
             .map_err(map_err)?;
-            new += done.rows_affected();
         }
         tx.commit().await.map_err(map_err)?;
         Ok(new)
@@ -921,9 +955,15 @@ impl Store for SqlStore {
         // The outer repeat of the due condition matters on PostgreSQL: a claimer that waited
         // on a row another claimer just leased re-checks it on the new version and skips it
         // (the subquery alone was read from the old snapshot and would claim it twice).
+        // Per-subject order: a delivery waits while an older one of its subject (created
+        // earlier, or at the same time with a smaller id) is still pending.
         let sql = format!(
-            "UPDATE deliveries SET next_attempt_at = $2 WHERE id IN (SELECT id FROM deliveries \
-             WHERE status = 'pending' AND next_attempt_at <= $1 ORDER BY next_attempt_at LIMIT $3) \
+            "UPDATE deliveries SET next_attempt_at = $2 WHERE id IN (SELECT d.id FROM deliveries d \
+             WHERE d.status = 'pending' AND d.next_attempt_at <= $1 \
+             AND NOT EXISTS (SELECT 1 FROM deliveries o WHERE o.subject_id = d.subject_id \
+             AND o.status = 'pending' AND (o.created_at < d.created_at \
+             OR (o.created_at = d.created_at AND o.id < d.id))) \
+             ORDER BY d.next_attempt_at LIMIT $3) \
              AND status = 'pending' AND next_attempt_at <= $1 RETURNING {DELIVERY_COLS}"
         );
         let rows = sqlx::query(&sql)
@@ -1271,5 +1311,98 @@ impl Store for SqlStore {
             .await
             .map_err(map_err)?;
         row.as_ref().map(state_from).transpose()
+    }
+
+    async fn dirty_accounts(&self, limit: i64) -> StoreResult<Vec<(AccountId, i64)>> {
+        let rows = sqlx::query(
+            "SELECT s.account_id, s.dirty_seq FROM reconcile_state s JOIN accounts a ON a.id = s.account_id \
+             JOIN users u ON u.id = a.user_id WHERE u.operation_mode = 'reconcile' AND s.dirty_seq > s.done_seq \
+             ORDER BY s.account_id LIMIT $1",
+        )
+        .bind(limit.max(0))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        rows.iter()
+            .map(|r| Ok((AccountId(r.try_get("account_id")?), r.try_get("dirty_seq")?)))
+            .collect()
+    }
+
+    async fn load_pass(&self, account: AccountId, horizon: Timestamp) -> StoreResult<PassInput> {
+        let mut tx = self.pool.begin_with(SNAPSHOT_BEGIN).await.map_err(map_err)?;
+        let input = pass::load(&mut tx, account, horizon).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(input)
+    }
+
+    async fn commit_pass(
+        &self,
+        account: AccountId,
+        expected_version: i64,
+        done_seq: i64,
+        commit: &PassCommit,
+        now: Timestamp,
+        events: &PassEventsFor<'_>,
+    ) -> StoreResult<Option<Vec<EventRow>>> {
+        let mut tx = self.pool.begin_with(ACCOUNT_LOCK_BEGIN).await.map_err(map_err)?;
+        // The account is gone (with its requests).
+        let version = pass::lock_state(&mut tx, account)
+            .await?
+            .ok_or(StoreError::Database(sqlx::Error::RowNotFound))?;
+        if version != expected_version {
+            return Ok(None);
+        }
+        let Some((changed, new_events)) = pass::apply(&mut tx, account, commit, now, events).await? else {
+            // Dropping the transaction rolls it back.
+            return Ok(None);
+        };
+        sqlx::query(
+            "UPDATE reconcile_state SET done_seq = CASE WHEN done_seq < $2 THEN $2 ELSE done_seq END, \
+             version = version + $3 WHERE account_id = $1",
+        )
+        .bind(account.0)
+        .bind(done_seq)
+        .bind(i64::from(changed))
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        let logged = insert_events(&mut tx, &new_events).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(Some(logged))
+    }
+
+    async fn movement_matches(
+        &self,
+        user: UserId,
+        account: AccountId,
+        movements: &[MovementId],
+    ) -> StoreResult<Vec<MovementMatch>> {
+        let mut found: HashMap<Uuid, MovementMatch> = HashMap::with_capacity(movements.len());
+        for chunk in movements.chunks(MAX_PARAMS - 2) {
+            let sql = format!(
+                "SELECT m.id, c.request_id, r.external_id, m.ignored_at FROM movements m \
+                 JOIN accounts a ON a.id = m.account_id \
+                 LEFT JOIN conciliation_matches c ON c.movement_id = m.id \
+                 LEFT JOIN conciliation_requests r ON r.id = c.request_id \
+                 WHERE m.account_id = $1 AND a.user_id = $2 AND m.id IN ({})",
+                placeholders(3, chunk.len())
+            );
+            let mut q = sqlx::query(&sql).bind(account.0).bind(user.0);
+            for id in chunk {
+                q = q.bind(id.0);
+            }
+            for r in q.fetch_all(&self.pool).await.map_err(map_err)? {
+                let id: Uuid = r.try_get("id")?;
+                let request: Option<Uuid> = r.try_get("request_id")?;
+                let external_id: Option<String> = r.try_get("external_id")?;
+                let ignored_at: Option<i64> = r.try_get("ignored_at")?;
+                let ignored_at = ignored_at
+                    .map(|ms| crate::model::try_from_ms(ms).ok_or_else(|| corrupt("movements.ignored_at", ms)))
+                    .transpose()?;
+                let matched = request.zip(external_id).map(|(r, e)| (ConciliationRequestId(r), e));
+                found.insert(id, (MovementId(id), matched, ignored_at));
+            }
+        }
+        Ok(movements.iter().filter_map(|m| found.remove(&m.0)).collect())
     }
 }

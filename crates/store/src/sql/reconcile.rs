@@ -50,7 +50,7 @@ pub(super) static OPEN_STATUSES: LazyLock<String> = LazyLock::new(|| {
 });
 
 /// `$first, $first+1, …`, `n` of them.
-fn params(first: usize, n: usize) -> String {
+pub(super) fn params(first: usize, n: usize) -> String {
     (first..first + n)
         .map(|i| format!("${i}"))
         .collect::<Vec<_>>()

@@ -183,6 +183,8 @@ pub(super) fn delivery_from(r: &DbRow) -> StoreResult<DeliveryRow> {
         last_error: r.try_get("last_error")?,
         created_at: ts(r, "created_at")?,
         delivered_at: ts_opt(r, "delivered_at")?,
+        channel: r.try_get("channel")?,
+        subject_id: r.try_get("subject_id")?,
     })
 }
 
@@ -249,5 +251,17 @@ pub(super) fn state_from(r: &DbRow) -> StoreResult<ReconcileStateRow> {
         poll_failures: r.try_get("poll_failures")?,
         poll_lease_owner: r.try_get("poll_lease_owner")?,
         poll_lease_until: ts_opt(r, "poll_lease_until")?,
+    })
+}
+
+pub(super) fn eligible_from(r: &DbRow) -> StoreResult<EligibleMovement> {
+    Ok(EligibleMovement {
+        id: MovementId(r.try_get("id")?),
+        amount: r.try_get("amount")?,
+        currency: r.try_get("currency")?,
+        name: r.try_get("name")?,
+        description: r.try_get("description")?,
+        received_at: r.try_get("received_at")?,
+        received_at_ms: r.try_get("received_at_ms")?,
     })
 }

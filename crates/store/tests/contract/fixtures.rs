@@ -185,6 +185,8 @@ pub fn delivery(event_type: &str, due: Timestamp) -> NewDelivery {
         payload: format!(r#"{{"webhook":"{id}","type":"{event_type}","data":{{"n":1}}}}"#),
         request_id: None,
         next_attempt_at: due,
+        channel: CHANNEL_NOTIFICATION.into(),
+        subject_id: None,
     }
 }
 
@@ -247,6 +249,8 @@ pub fn queued(e: &NewEvent, d: &NewDelivery) -> DeliveryRow {
         last_error: None,
         created_at: e.occurred_at,
         delivered_at: None,
+        channel: d.channel.clone(),
+        subject_id: d.subject_id,
     }
 }
 

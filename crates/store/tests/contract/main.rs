@@ -23,6 +23,7 @@ mod engine;
 mod events;
 mod fixtures;
 mod lifecycle;
+mod matching;
 mod reconcile;
 mod users;
 
@@ -37,8 +38,8 @@ use uuid::Uuid;
 
 // Each check is named by `contract_tests!` below, once per backend.
 use crate::{
-    accounts::*, api_keys::*, assistance::*, banks::*, deliveries::*, engine::*, events::*, lifecycle::*, reconcile::*,
-    users::*,
+    accounts::*, api_keys::*, assistance::*, banks::*, deliveries::*, engine::*, events::*, lifecycle::*, matching::*,
+    reconcile::*, users::*,
 };
 
 /// Stamps out `sqlite::<check>` and `postgres::<check>` tests for each check, each on a fresh
@@ -120,6 +121,17 @@ contract_tests! {
     check_poll_log_is_pruned,
     check_conciliation_listing_is_scoped,
     check_concurrent_finish_poll,
+    // the match pass
+    check_movements_mark_reconciliation_dirty,
+    check_dirty_accounts,
+    check_load_pass,
+    check_commit_pass_match,
+    check_commit_pass_races,
+    check_commit_pass_ambiguous_once,
+    check_commit_pass_not_found,
+    check_commit_pass_expires,
+    check_delivery_subject_order,
+    check_movement_matches_is_scoped,
 }
 
 /// A timestamp out of range in a row is a `Corrupt` error, not 1970 (written behind the store's
@@ -390,6 +402,38 @@ async fn postgres_poll_50k() {
     poll_50k(Backend::Postgres).await;
 }
 
+#[tokio::test]
+async fn sqlite_ignored_and_rejected() {
+    run_check(Backend::Sqlite, |s, url| async move {
+        matching::ignored_and_rejected(&*s, Backend::Sqlite, &url).await
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn postgres_ignored_and_rejected() {
+    run_check(Backend::Postgres, |s, url| async move {
+        matching::ignored_and_rejected(&*s, Backend::Postgres, &url).await
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn sqlite_attempts_are_recorded() {
+    run_check(Backend::Sqlite, |s, url| async move {
+        matching::attempts_are_recorded(&*s, Backend::Sqlite, &url).await
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn postgres_attempts_are_recorded() {
+    run_check(Backend::Postgres, |s, url| async move {
+        matching::attempts_are_recorded(&*s, Backend::Postgres, &url).await
+    })
+    .await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Drivers
 // ---------------------------------------------------------------------------------------------
@@ -613,6 +657,7 @@ const CHECK_SOURCES: &[(&str, &str)] = &[
     ("engine.rs", include_str!("engine.rs")),
     ("events.rs", include_str!("events.rs")),
     ("lifecycle.rs", include_str!("lifecycle.rs")),
+    ("matching.rs", include_str!("matching.rs")),
     ("reconcile.rs", include_str!("reconcile.rs")),
     ("users.rs", include_str!("users.rs")),
 ];
