@@ -110,6 +110,7 @@ impl App {
         state.engine.start();
         let webhook_worker = tokio::spawn(state.webhooks.clone().run(self.cancel.clone()));
         let poller = tokio::spawn(state.poller.clone().run(self.cancel.clone()));
+        let matcher = tokio::spawn(state.matcher.clone().run(self.cancel.clone()));
         let router = http::router(state.clone());
         let served = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown({
@@ -125,6 +126,7 @@ impl App {
         let _ = background.await;
         let _ = webhook_worker.await;
         let _ = poller.await;
+        let _ = matcher.await;
         state.engine.shutdown().await;
         if let Err(e) = state.keys.flush_usage().await {
             tracing::warn!(error = %e, "could not write back API-key usage at shutdown");

@@ -24,6 +24,7 @@ use crate::engine::live::LiveSessions;
 use crate::engine::Engine;
 use crate::push::events::{EventBus, EventHub};
 use crate::push::webhooks::Webhooks;
+use crate::reconcile::matcher::Matcher;
 use crate::reconcile::poller::Poller;
 use crate::support::crypto::Sealer;
 use crate::support::ratelimit::RateLimiter;
@@ -49,6 +50,8 @@ pub struct AppInner {
     pub poller: Arc<Poller>,
     /// Rung when reconciliation work is waiting (a poll changed requests, movements arrived).
     pub matcher_wake: Arc<tokio::sync::Notify>,
+    /// Runs match passes on accounts with pending reconciliation work.
+    pub matcher: Arc<Matcher>,
     /// Single-use tickets for the realtime streams.
     pub tickets: Tickets,
     /// Cancelled when shutdown begins: every open stream and socket ends.

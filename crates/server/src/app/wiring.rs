@@ -24,6 +24,7 @@ use crate::engine::{Engine, EngineConfig, EngineDeps};
 use crate::push::events::{EventBus, EventHub, LocalBus};
 use crate::push::webhooks::{WebhookSettings, Webhooks};
 use crate::reconcile::fetch::Limits;
+use crate::reconcile::matcher::Matcher;
 use crate::reconcile::poller::{Poller, PollerSettings};
 use crate::support::clock::{Clock, SystemClock};
 use crate::support::crypto::Sealer;
@@ -73,6 +74,7 @@ pub(crate) async fn build(config: Config, options: AppOptions) -> Result<(AppSta
     boot::clean_up_after_previous_process(&store, &assistance, &hub).await?;
 
     let sealer = Sealer::new(secrets.master_key.expose());
+    let matcher_wake = Arc::new(tokio::sync::Notify::new());
     let owner = instance_id(&config);
     let sessions = LiveSessions::default();
     let mut by_code: HashMap<String, Arc<dyn BankConnector>> = builtin
@@ -89,6 +91,7 @@ pub(crate) async fn build(config: Config, options: AppOptions) -> Result<(AppSta
             sealer: sealer.clone(),
             connectors: by_code,
             owner: owner.clone(),
+            movements_stored: matcher_wake.clone(),
         },
         EngineConfig {
             scrape_interval: config.scrape_interval,
@@ -112,7 +115,6 @@ pub(crate) async fn build(config: Config, options: AppOptions) -> Result<(AppSta
         outbox,
     )
     .map_err(|e| StartError::Other(format!("cannot build the webhook HTTP client: {e}")))?;
-    let matcher_wake = Arc::new(tokio::sync::Notify::new());
     let poller = Poller::new(
         store.clone(),
         hub.clone(),
@@ -130,9 +132,11 @@ pub(crate) async fn build(config: Config, options: AppOptions) -> Result<(AppSta
         matcher_wake.clone(),
     )
     .map_err(|e| StartError::Other(format!("cannot build the pending-orders HTTP client: {e}")))?;
+    let matcher = Matcher::new(store.clone(), hub.clone(), sealer.clone(), matcher_wake.clone());
     let inner = AppInner {
         webhooks: Arc::new(webhooks),
         poller: Arc::new(poller),
+        matcher: Arc::new(matcher),
         matcher_wake,
         tickets: Default::default(),
         streams_closing: CancellationToken::new(),

@@ -77,6 +77,8 @@ pub struct EngineDeps {
     pub connectors: HashMap<String, Arc<dyn BankConnector>>,
     /// This instance's name on session leases.
     pub owner: String,
+    /// Rung when a read stored new movements (they are reconciliation work).
+    pub movements_stored: Arc<Notify>,
 }
 
 #[derive(Clone)]
@@ -623,6 +625,9 @@ impl Inner {
                         ConnectorError::Retryable(format!("storing movements: {e}")),
                     )
                 })?;
+            if new > 0 {
+                self.deps.movements_stored.notify_one();
+            }
             report.reads += 1;
             report.movements_read += movements.len() as i32;
             report.new_movements += new as i32;

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use reconbanker_store::{
     now, AccountId, AssistanceRequestId, DeliveryId, EventRow, NewDelivery, NewEvent, Store, StoreError, StoreResult,
-    Timestamp, UserId,
+    Timestamp, UserId, CHANNEL_NOTIFICATION,
 };
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -305,6 +305,8 @@ impl EventHub {
                     payload: payload.to_string(),
                     request_id: request,
                     next_attempt_at: occurred_at,
+                    channel: CHANNEL_NOTIFICATION.into(),
+                    subject_id: None,
                 });
             }
         }

@@ -232,10 +232,10 @@ impl Webhooks {
             Ok(c) => c,
             Err(e) => return Attempt::Skip(format!("account config unreadable: {e}")),
         };
-        let Some(endpoint) = settings.notification_endpoint_url else {
-            return Attempt::Skip("the account has no notification endpoint any more".into());
+        let Some(target) = Target::of(&d.channel, &settings, &secrets) else {
+            return Attempt::Skip(format!("the account has no {} endpoint any more", d.channel));
         };
-        let url = match outbound::check_target(&endpoint, self.settings.allow_private) {
+        let url = match outbound::check_target(target.endpoint, self.settings.allow_private) {
             Ok(u) => u,
             Err(e) => {
                 return Attempt::Failed {
@@ -246,7 +246,7 @@ impl Webhooks {
             }
         };
         let timestamp = now().timestamp();
-        let (current, previous) = secrets.signing(SigningChannel::Notification);
+        let (current, previous) = secrets.signing(target.signing);
         let mut keys: Vec<&str> = current.into_iter().collect();
         if let Some((prev, until)) = previous {
             if now().timestamp_millis() < until {
@@ -261,16 +261,17 @@ impl Webhooks {
             .header("webhook-id", &id)
             .header("webhook-timestamp", timestamp.to_string())
             .body(d.payload.clone());
+        if target.signing == SigningChannel::Result {
+            req = req
+                .header("accept", "application/json")
+                .header("user-agent", concat!("Reconbanker/", env!("CARGO_PKG_VERSION")));
+        }
         let signed = signature(&keys, &id, timestamp, &d.payload);
         if !signed.is_empty() {
             req = req.header("webhook-signature", signed);
         }
-        if let Some(token) = &secrets.notification_auth_token {
-            req = match settings.notification_auth_type {
-                Some(AuthType::Bearer) => req.header("authorization", format!("Bearer {token}")),
-                Some(AuthType::ApiKey) => req.header("authorization", format!("Api-Key {token}")),
-                None => req,
-            };
+        if let Some(authorization) = target.authorization {
+            req = req.header("authorization", authorization);
         }
         match req.send().await {
             Ok(res) if res.status().is_success() => Attempt::Delivered(res.status().as_u16()),
@@ -318,6 +319,46 @@ fn parse_retry_after(v: &str) -> Option<Duration> {
 /// When a rotated-out secret stops signing.
 pub fn grace_until(grace: Duration) -> Timestamp {
     after(now(), grace)
+}
+
+/// Where a delivery goes, resolved at send time from the account's current config.
+struct Target<'a> {
+    endpoint: &'a str,
+    authorization: Option<String>,
+    signing: SigningChannel,
+}
+
+impl<'a> Target<'a> {
+    /// `notification`: the notification endpoint with its own auth. `result` (reconciliation
+    /// results and passthrough): `webhook_url`, token `webhook_auth_token` else `auth_token`,
+    /// type `webhook_auth_type` else `auth_type` else bearer (docs/reconciliation.md §6).
+    fn of(
+        channel: &str,
+        settings: &'a account_config::Settings,
+        secrets: &'a account_config::SecretFields,
+    ) -> Option<Self> {
+        let header = |kind: Option<AuthType>, token: &str| match kind {
+            Some(AuthType::ApiKey) => format!("Api-Key {token}"),
+            _ => format!("Bearer {token}"),
+        };
+        if channel == "result" {
+            let token = secrets.webhook_auth_token.as_deref().or(secrets.auth_token.as_deref());
+            let kind = settings.webhook_auth_type.or(settings.auth_type);
+            return Some(Self {
+                endpoint: settings.webhook_url.as_deref()?,
+                authorization: token.map(|t| header(kind, t)),
+                signing: SigningChannel::Result,
+            });
+        }
+        Some(Self {
+            endpoint: settings.notification_endpoint_url.as_deref()?,
+            authorization: match (&secrets.notification_auth_token, settings.notification_auth_type) {
+                (Some(token), Some(kind)) => Some(header(Some(kind), token)),
+                _ => None,
+            },
+            signing: SigningChannel::Notification,
+        })
+    }
 }
 
 #[cfg(test)]

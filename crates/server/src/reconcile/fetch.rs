@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use super::orders::{parse_page, PageError};
+use super::orders::parse_page;
 use crate::domain::account_config::{AuthType, PollingMethod};
 use crate::support::outbound;
 
@@ -124,12 +124,7 @@ async fn fetch_pages(
             .await
             .map_err(page_failed)?;
         progress.pages += 1;
-        let page = parse_page(&body).map_err(|e| {
-            page_failed(match e {
-                PageError::InvalidJson => "invalid_json",
-                PageError::InvalidShape(_) => "invalid_shape",
-            })
-        })?;
+        let page = parse_page(&body).map_err(|e| page_failed(e.code()))?;
         if progress.items.len() + page.items.len() > limits.max_items {
             return Err("too_many_items");
         }

@@ -13,10 +13,9 @@
 //! `orders` and `matching` are pure (no I/O, no clock, no database): the workers own the
 //! transactions and feed them plain data, so every rule there is a table test away.
 
-// The match pass has no worker calling it yet (it is the next step); its tests exercise it.
-#![allow(dead_code)]
-
 pub(crate) mod fetch;
+pub(crate) mod matcher;
 pub(crate) mod matching;
 pub(crate) mod orders;
 pub(crate) mod poller;
+pub(crate) mod results;

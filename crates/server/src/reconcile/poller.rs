@@ -33,8 +33,6 @@ const SCAN: Duration = Duration::from_secs(5);
 const LEASE_MARGIN: Duration = Duration::from_secs(30);
 /// The first retry after a failure; doubled per failure, capped at the interval.
 const FIRST_RETRY: Duration = Duration::from_secs(30);
-/// How long a registered order stays open (docs/reconciliation.md §2: exactly 120 h).
-pub(crate) const EXPIRY: Duration = Duration::from_secs(120 * 3600);
 
 pub(crate) struct PollerSettings {
     pub interval: Duration,
@@ -224,7 +222,7 @@ impl Poller {
             };
             after(now(), wait)
         };
-        let expires_ms = i64::try_from(EXPIRY.as_millis()).unwrap_or(i64::MAX);
+        let expires_ms = super::matching::EXPIRY_MS;
         let (row, logged) = self
             .store
             .finish_poll(

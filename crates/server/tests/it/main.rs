@@ -8,6 +8,7 @@ mod api_keys;
 mod cli;
 mod engine;
 mod layers;
+mod matching;
 mod openapi;
 mod readme;
 mod reconcile;

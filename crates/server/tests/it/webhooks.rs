@@ -39,24 +39,24 @@ fn payload(body: &str) -> Payload {
 
 /// What the receiver does with the next request.
 #[derive(Clone, Copy)]
-enum Answer {
+pub(crate) enum Answer {
     Status(u16),
     /// Never answers within the webhook timeout.
     Hang,
 }
 
-struct Received {
-    headers: HeaderMap,
-    body: String,
+pub(crate) struct Received {
+    pub headers: HeaderMap,
+    pub body: String,
 }
 
 /// A webhook receiver: answers from a script (then 200), reports every request.
-struct Receiver {
-    url: String,
+pub(crate) struct Receiver {
+    pub url: String,
     got: mpsc::UnboundedReceiver<Received>,
 }
 
-async fn receiver(script: Vec<Answer>) -> Receiver {
+pub(crate) async fn receiver(script: Vec<Answer>) -> Receiver {
     let script = Arc::new(Mutex::new(VecDeque::from(script)));
     let (tx, got) = mpsc::unbounded_channel();
     let app = axum::Router::new().route(
@@ -93,7 +93,7 @@ async fn receiver(script: Vec<Answer>) -> Receiver {
 }
 
 impl Receiver {
-    async fn next(&mut self) -> Received {
+    pub(crate) async fn next(&mut self) -> Received {
         tokio::time::timeout(Duration::from_secs(20), self.got.recv())
             .await
             .expect("a webhook POST")
@@ -104,7 +104,7 @@ impl Receiver {
 /// Standard Webhooks verification, from the specification: the signed content is
 /// `{webhook-id}.{webhook-timestamp}.{body}`, HMAC-SHA256 keyed with the base64-decoded part of
 /// the `whsec_` secret; `webhook-signature` is a space-separated list of `v1,<base64>`.
-fn verifies(secret: &str, headers: &HeaderMap, body: &str) -> bool {
+pub(crate) fn verifies(secret: &str, headers: &HeaderMap, body: &str) -> bool {
     let h = |n: &str| {
         headers
             .get(n)

@@ -1,0 +1,309 @@
+//! The match worker (docs/reconciliation.md §5.1, §5.6, §6): drains accounts whose
+//! reconciliation state is dirty, runs the deterministic pass on a snapshot, and commits its
+//! decisions — matches, attempts, events and the frozen result-webhook deliveries — in one
+//! transaction under the account's lock. The commit is refused when the account changed since
+//! the snapshot (its `version`); the worker then takes a new snapshot, so two passes racing on
+//! one account (two tasks or two instances) never match a movement twice. A crash only delays
+//! the work: the account stays dirty until a pass commits.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reconbanker_store::{
+    now, AccountId, AmbiguousDecision, ConciliationRow, ConciliationStatus, DeliveryId, EligibleMovement,
+    MatchDecision, NewDelivery, NewEvent, NotFoundDecision, PassCommit, PassEvent, Store, StoreResult, CHANNEL_RESULT,
+};
+use serde_json::{json, Map, Value};
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::matching::{self, Mov, Req, ReqStatus};
+use super::orders::parse_signed_decimal;
+use super::results::{self, amount_number, MovementBody, ResultBody};
+use crate::domain::account_config::{self, Settings};
+use crate::push::events::{EventHub, EventKind};
+use crate::support::crypto::Sealer;
+use crate::support::time::{before, ts};
+
+/// Accounts worked on at once by one instance.
+const CONCURRENCY: usize = 4;
+/// How often the worker looks for dirty accounts when nothing wakes it.
+const SCAN: Duration = Duration::from_secs(2);
+/// Snapshots taken for one account before giving up until the next wake-up (each refusal means
+/// someone else changed the account meanwhile, which also made it dirty again).
+const MAX_TRIES: usize = 5;
+/// How far back movements can matter: a request lives 120 h and accepts movements from 120 h
+/// before its registration.
+const HORIZON: Duration = Duration::from_secs(241 * 3600);
+
+pub struct Matcher {
+    store: Arc<dyn Store>,
+    hub: Arc<EventHub>,
+    sealer: Sealer,
+    wake: Arc<Notify>,
+}
+
+impl Matcher {
+    pub(crate) fn new(store: Arc<dyn Store>, hub: Arc<EventHub>, sealer: Sealer, wake: Arc<Notify>) -> Self {
+        Self {
+            store,
+            hub,
+            sealer,
+            wake,
+        }
+    }
+
+    pub(crate) async fn run(self: Arc<Self>, cancel: CancellationToken) {
+        let mut running: JoinSet<()> = JoinSet::new();
+        loop {
+            while running.try_join_next().is_some() {}
+            let room = CONCURRENCY.saturating_sub(running.len());
+            if room > 0 && !cancel.is_cancelled() {
+                match self.store.dirty_accounts(room as i64).await {
+                    Ok(dirty) => {
+                        for (account, _) in dirty {
+                            let me = self.clone();
+                            running.spawn(async move {
+                                if let Err(e) = me.pass(account).await {
+                                    tracing::warn!(error = %e, account = %account, "match pass failed; it runs again");
+                                }
+                            });
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "could not look for accounts to match"),
+                }
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(SCAN) => {}
+                Some(_) = running.join_next(), if !running.is_empty() => {}
+            }
+        }
+        running.shutdown().await;
+    }
+
+    /// Runs one pass for the account and commits it. `true` when a pass committed.
+    pub async fn pass(&self, account: AccountId) -> StoreResult<bool> {
+        let Some(acc) = self.store.engine_account(account).await? else {
+            return Ok(false);
+        };
+        let settings = match account_config::decode(acc.config.as_ref(), &self.sealer) {
+            Ok((settings, _)) => settings,
+            Err(e) => {
+                tracing::error!(error = %e, account = %account, "account config unreadable; not matching");
+                return Ok(false);
+            }
+        };
+        let user = acc.account.user_id;
+        for _ in 0..MAX_TRIES {
+            let at = now();
+            let input = self.store.load_pass(account, before(at, HORIZON)).await?;
+            let reqs: Vec<Req> = input
+                .requests
+                .iter()
+                .filter_map(|r| req(r, &input.rejections))
+                .collect();
+            let movs: Vec<Mov> = input.movements.iter().filter_map(mov).collect();
+            let decided = matching::run_pass(at.timestamp_millis(), &reqs, &movs);
+            let commit = PassCommit {
+                trigger: "movements".into(),
+                expired: decided.expired.iter().map(|id| (*id).into()).collect(),
+                matched: decided
+                    .matched
+                    .iter()
+                    .map(|m| MatchDecision {
+                        request: m.request.into(),
+                        movement: m.movement.into(),
+                        score: i64::from(m.score),
+                        reason: m.reason.map(str::to_owned),
+                        explanation: serde_json::to_string(&json!({
+                            "name_rules": matching::NAME_RULES,
+                            "candidate": m.explanation,
+                        }))
+                        .unwrap_or_else(|_| "{}".into()),
+                        candidates: serde_json::to_string(&[&m.explanation]).unwrap_or_else(|_| "[]".into()),
+                    })
+                    .collect(),
+                ambiguous: decided
+                    .ambiguous
+                    .iter()
+                    .map(|a| AmbiguousDecision {
+                        request: a.request.into(),
+                        candidate_set: serde_json::to_string(&a.candidate_set).unwrap_or_else(|_| "[]".into()),
+                        candidates: serde_json::to_string(&a.candidates).unwrap_or_else(|_| "[]".into()),
+                    })
+                    .collect(),
+                not_found: decided
+                    .not_found
+                    .iter()
+                    .map(|n| NotFoundDecision {
+                        request: n.request.into(),
+                        reason: n.reason.to_owned(),
+                        candidates: serde_json::to_string(&n.candidates).unwrap_or_else(|_| "[]".into()),
+                    })
+                    .collect(),
+            };
+            let events = |e: PassEvent<'_>| -> Vec<NewEvent> { self.events(user, account, &settings, e) };
+            match self
+                .store
+                .commit_pass(account, input.version, input.dirty_seq, &commit, at, &events)
+                .await?
+            {
+                Some(logged) => {
+                    self.hub.publish(logged).await;
+                    return Ok(true);
+                }
+                None => continue,
+            }
+        }
+        Ok(false)
+    }
+
+    /// The events of one decision, with the result-webhook delivery it causes (its body frozen
+    /// now). Result webhooks go out in reconcile mode only: the pass runs only then.
+    fn events(
+        &self,
+        user: reconbanker_store::UserId,
+        account: AccountId,
+        settings: &Settings,
+        e: PassEvent<'_>,
+    ) -> Vec<NewEvent> {
+        let none = Default::default();
+        let (kind, r, data, webhook) = match e {
+            PassEvent::Matched { request, movement } => (
+                EventKind::ConciliationMatched,
+                request,
+                json!({
+                    "request_id": request.id, "external_id": request.external_id, "movement_id": movement.id,
+                    "matched_by": "engine", "reason": request.reason,
+                }),
+                Some(("matched", Some(movement))),
+            ),
+            PassEvent::Ambiguous(request) => {
+                let candidates: Vec<Uuid> = request
+                    .last_candidates
+                    .as_deref()
+                    .and_then(|t| serde_json::from_str(t).ok())
+                    .unwrap_or_default();
+                (
+                    EventKind::ConciliationAmbiguous,
+                    request,
+                    json!({ "request_id": request.id, "external_id": request.external_id, "candidate_ids": candidates }),
+                    Some(("ambiguous", None)),
+                )
+            }
+            PassEvent::NotFound(request) => (
+                EventKind::ConciliationNotFound,
+                request,
+                json!({ "request_id": request.id, "external_id": request.external_id, "reason": request.reason }),
+                None,
+            ),
+            PassEvent::Expired(request) => (
+                EventKind::ConciliationExpired,
+                request,
+                json!({ "request_id": request.id, "external_id": request.external_id }),
+                settings.notify_on_expired.then_some(("expired", None)),
+            ),
+        };
+        let mut event = self.hub.build(kind, user, account, data, &none, None);
+        if let Some((status, movement)) = webhook {
+            if let Some(delivery) =
+                result_delivery(r, status, movement, &settings.webhook_extra_fields, event.occurred_at)
+            {
+                event.deliveries.push(delivery);
+            }
+        }
+        vec![event]
+    }
+}
+
+/// The frozen result delivery of a request entering `status`.
+fn result_delivery(
+    r: &ConciliationRow,
+    status: &str,
+    movement: Option<&EligibleMovement>,
+    extra: &Map<String, Value>,
+    occurred_at: reconbanker_store::Timestamp,
+) -> Option<NewDelivery> {
+    let id = DeliveryId::new();
+    let body = ResultBody {
+        external_id: &r.external_id,
+        status,
+        amount: amount_number(&r.amount)?,
+        currency: &r.currency,
+        name: &r.sender_name,
+        request_id: r.id.to_string(),
+        occurred_at: ts(occurred_at),
+        movement: match movement {
+            Some(m) => Some(MovementBody {
+                id: m.id.to_string(),
+                amount: amount_number(&m.amount)?,
+                currency: &m.currency,
+                name: m.name.as_deref(),
+                received_at: m
+                    .received_at_ms
+                    .and_then(chrono::DateTime::from_timestamp_millis)
+                    .map(ts)
+                    .unwrap_or_else(|| m.received_at.clone()),
+            }),
+            None => None,
+        },
+        extra,
+    };
+    Some(NewDelivery {
+        id,
+        event_type: status.to_owned(),
+        payload: results::to_json(&body),
+        request_id: None,
+        next_attempt_at: occurred_at,
+        channel: CHANNEL_RESULT.into(),
+        subject_id: Some(r.id.0),
+    })
+}
+
+fn req(
+    r: &ConciliationRow,
+    rejections: &[(reconbanker_store::ConciliationRequestId, reconbanker_store::MovementId)],
+) -> Option<Req> {
+    let status = match r.status {
+        ConciliationStatus::Pending => ReqStatus::Pending,
+        ConciliationStatus::NotFound => ReqStatus::NotFound,
+        ConciliationStatus::Ambiguous => ReqStatus::Ambiguous,
+        ConciliationStatus::Failed => ReqStatus::Failed,
+        _ => return None,
+    };
+    Some(Req {
+        id: r.id.0,
+        external_id: r.external_id.clone(),
+        amount: parse_signed_decimal(&r.amount)?,
+        currency: r.currency.clone(),
+        sender_name: r.sender_name.clone(),
+        reference: r.reference.clone(),
+        registered_at_ms: r.registered_at.timestamp_millis(),
+        expires_at_ms: r.expires_at.timestamp_millis(),
+        status,
+        last_candidates: r
+            .last_candidates
+            .as_deref()
+            .and_then(|t| serde_json::from_str::<Vec<Uuid>>(t).ok()),
+        rejected: rejections
+            .iter()
+            .filter(|(req, _)| *req == r.id)
+            .map(|(_, m)| m.0)
+            .collect(),
+    })
+}
+
+fn mov(m: &EligibleMovement) -> Option<Mov> {
+    Some(Mov {
+        id: m.id.0,
+        amount: parse_signed_decimal(m.amount.trim())?,
+        currency: m.currency.trim().to_ascii_uppercase(),
+        name: m.name.clone(),
+        description: m.description.clone(),
+        received_at_ms: m.received_at_ms,
+    })
+}
