@@ -225,6 +225,16 @@ pub struct MovementOut {
     description: String,
     received_at: String,
     read_at: String,
+    /// The reconciliation request it settled, if any.
+    #[serde(rename = "match")]
+    matched: Option<MovementMatchOut>,
+    ignored_at: Option<String>,
+}
+
+#[derive(Serialize)]
+pub struct MovementMatchOut {
+    request_id: String,
+    external_id: String,
 }
 
 /// `GET /accounts/:id/movements`: newest first, paginated.
@@ -237,16 +247,32 @@ pub async fn movements(
         .store
         .list_movements(who.user.id, account.id, page.limit, page.offset)
         .await?;
+    let ids: Vec<_> = rows.iter().map(|m| m.id).collect();
+    let reconciled: std::collections::HashMap<_, _> = app
+        .store
+        .movement_matches(who.user.id, account.id, &ids)
+        .await?
+        .into_iter()
+        .map(|(id, matched, ignored)| (id, (matched, ignored)))
+        .collect();
     Ok(Json(
         rows.into_iter()
-            .map(|m| MovementOut {
-                id: m.id,
-                amount: m.amount,
-                currency: m.currency,
-                name: m.name,
-                description: m.description,
-                received_at: m.received_at,
-                read_at: ts(m.read_at),
+            .map(|m| {
+                let (matched, ignored) = reconciled.get(&m.id).cloned().unwrap_or_default();
+                MovementOut {
+                    id: m.id,
+                    amount: m.amount,
+                    currency: m.currency,
+                    name: m.name,
+                    description: m.description,
+                    received_at: m.received_at,
+                    read_at: ts(m.read_at),
+                    matched: matched.map(|(request, external_id)| MovementMatchOut {
+                        request_id: request.to_string(),
+                        external_id,
+                    }),
+                    ignored_at: ignored.map(ts),
+                }
             })
             .collect(),
     ))

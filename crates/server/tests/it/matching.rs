@@ -6,7 +6,7 @@ use reqwest::{Method, StatusCode};
 use sandbox_bank::{AddMovement, BankConfig};
 use serde_json::{json, Value};
 
-use crate::harness::{BankFixture, ConfigOut};
+use crate::harness::{BankFixture, ConfigOut, MovementMatchOut, MovementOut};
 use crate::reconcile::{Answer as OrdersAnswer, Orders};
 use crate::webhooks::{receiver, verifies, Receiver};
 
@@ -159,6 +159,31 @@ async fn a_matching_transfer_is_reported_by_a_signed_result_webhook() {
     );
     assert_eq!(body["shop"], "eu-1");
     assert!(body["occurred_at"].as_str().is_some_and(|t| t.ends_with('Z')));
+
+    // The movements list shows which request each movement settled.
+    let movements: Vec<MovementOut> = shop
+        .f
+        .app
+        .get_as(
+            &format!("/accounts/{}/movements", shop.account),
+            &shop.f.token,
+            StatusCode::OK,
+        )
+        .await;
+    let settled: Vec<_> = movements
+        .iter()
+        .filter_map(|m| m.matched.as_ref().map(|x| (&m.id, x)))
+        .collect();
+    assert_eq!(settled.len(), 1, "{movements:?}");
+    assert_eq!(settled[0].0, body["movement"]["id"].as_str().expect("movement id"));
+    assert_eq!(
+        settled[0].1,
+        &MovementMatchOut {
+            request_id: request["id"].as_str().expect("id").to_owned(),
+            external_id: "ORDER-1234".into(),
+        }
+    );
+    assert!(movements.iter().all(|m| m.ignored_at.is_none()));
 }
 
 #[tokio::test]

@@ -262,6 +262,17 @@ pub struct MovementOut {
     pub description: String,
     pub received_at: String,
     pub read_at: String,
+    #[serde(rename = "match")]
+    pub matched: Option<MovementMatchOut>,
+    pub ignored_at: Option<String>,
+}
+
+/// The request a movement settled.
+#[derive(Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MovementMatchOut {
+    pub request_id: String,
+    pub external_id: String,
 }
 
 /// `GET /accounts/:id/runs`.
