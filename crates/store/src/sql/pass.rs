@@ -137,6 +137,26 @@ pub(super) async fn lock_state(conn: &mut Conn, account: AccountId) -> StoreResu
     Ok(state.as_ref().map(state_from).transpose()?.map(|s| s.version))
 }
 
+/// A request named by a pass's decisions, as it is when the commit begins: what the decisions
+/// are compared with, and its last attempt's `(result, reason, candidates)`.
+struct Before {
+    id: Uuid,
+    status: ConciliationStatus,
+    reason: Option<String>,
+    attempt_count: i64,
+    last_candidates: Option<String>,
+    last: Option<(String, Option<String>, String)>,
+}
+
+/// A column of the last attempt of the request `r`, as a subquery on the attempts' unique key
+/// (a join lets PostgreSQL scan every attempt when the table has no statistics yet).
+fn last_attempt(col: &str) -> String {
+    format!(
+        "(SELECT a.{col} FROM conciliation_attempts a \
+         WHERE a.request_id = r.id AND a.attempt_number = r.attempt_count)"
+    )
+}
+
 /// An attempt to record.
 struct Attempt<'a> {
     request: Uuid,
@@ -163,17 +183,23 @@ pub(super) async fn apply(
 ) -> StoreResult<Applied> {
     let now_ms = to_ms(now);
 
-    // The open requests the decisions name, as they are now.
+    // The open requests the decisions name, as they are now, with their last attempts (an
+    // attempt is written only when the result, the reason or the candidates change).
     let mut ids: Vec<Uuid> = commit.expired.iter().map(|r| r.0).collect();
     ids.extend(commit.matched.iter().map(|d| d.request.0));
     ids.extend(commit.ambiguous.iter().map(|d| d.request.0));
     ids.extend(commit.not_found.iter().map(|d| d.request.0));
     ids.sort_unstable();
     ids.dedup();
-    let mut before: HashMap<Uuid, ConciliationRow> = HashMap::with_capacity(ids.len());
-    for chunk in ids.chunks(BATCH - 1) {
+    let mut before: HashMap<Uuid, Before> = HashMap::with_capacity(ids.len());
+    for chunk in ids.chunks(BATCH) {
         let sql = format!(
-            "SELECT {REQ_COLS} FROM conciliation_requests WHERE id IN ({})",
+            "SELECT r.id, r.account_id, r.status, r.reason, r.attempt_count, r.last_candidates, \
+             {} AS last_result, {} AS last_reason, {} AS last_attempt_candidates \
+             FROM conciliation_requests r WHERE r.id IN ({})",
+            last_attempt("result"),
+            last_attempt("reason"),
+            last_attempt("candidates"),
             params(1, chunk.len())
         );
         let mut q = sqlx::query(&sql);
@@ -181,10 +207,26 @@ pub(super) async fn apply(
             q = q.bind(*id);
         }
         for r in q.fetch_all(&mut *conn).await.map_err(map_err)? {
-            let row = conciliation_from(&r)?;
-            if row.account_id == account && row.status.is_open() {
-                before.insert(row.id.0, row);
+            let status: String = r.try_get("status")?;
+            let status =
+                ConciliationStatus::parse(&status).ok_or_else(|| corrupt("conciliation_requests.status", &status))?;
+            if AccountId(r.try_get("account_id")?) != account || !status.is_open() {
+                continue;
             }
+            let last_result: Option<String> = r.try_get("last_result")?;
+            let last = match last_result {
+                Some(result) => Some((result, r.try_get("last_reason")?, r.try_get("last_attempt_candidates")?)),
+                None => None,
+            };
+            let row = Before {
+                id: r.try_get("id")?,
+                status,
+                reason: r.try_get("reason")?,
+                attempt_count: r.try_get("attempt_count")?,
+                last_candidates: r.try_get("last_candidates")?,
+                last,
+            };
+            before.insert(row.id, row);
         }
     }
 
@@ -210,36 +252,6 @@ pub(super) async fn apply(
     }
     if movement_ids.iter().any(|id| !movements.contains_key(id)) {
         return Ok(None);
-    }
-
-    // The last attempt of each not-found request that has one, to write a new one only when
-    // the result, the reason or the candidates changed.
-    // (Through the requests: both keys are then used whole, whatever the planner's statistics.)
-    let with_attempts: Vec<Uuid> = commit
-        .not_found
-        .iter()
-        .filter_map(|d| before.get(&d.request.0))
-        .filter(|r| r.attempt_count > 0)
-        .map(|r| r.id.0)
-        .collect();
-    let mut last: HashMap<Uuid, (String, Option<String>, String)> = HashMap::with_capacity(with_attempts.len());
-    for chunk in with_attempts.chunks(BATCH) {
-        let sql = format!(
-            "SELECT a.request_id, a.result, a.reason, a.candidates FROM conciliation_requests r \
-             JOIN conciliation_attempts a ON a.request_id = r.id AND a.attempt_number = r.attempt_count \
-             WHERE r.id IN ({})",
-            params(1, chunk.len())
-        );
-        let mut q = sqlx::query(&sql);
-        for id in chunk {
-            q = q.bind(*id);
-        }
-        for r in q.fetch_all(&mut *conn).await.map_err(map_err)? {
-            last.insert(
-                r.try_get("request_id")?,
-                (r.try_get("result")?, r.try_get("reason")?, r.try_get("candidates")?),
-            );
-        }
     }
 
     let mut attempts: Vec<Attempt<'_>> = Vec::new();
@@ -368,7 +380,7 @@ pub(super) async fn apply(
             before.get(&d.request.0).is_some_and(|r| {
                 let same_entry = r.status == ConciliationStatus::Ambiguous
                     && r.last_candidates.as_deref() == Some(d.candidate_set.as_str());
-                let decided = expired_rows.contains_key(&r.id.0) || matched_rows.contains_key(&r.id.0);
+                let decided = expired_rows.contains_key(&r.id) || matched_rows.contains_key(&r.id);
                 !same_entry && !decided
             })
         })
@@ -414,13 +426,11 @@ pub(super) async fn apply(
         let Some(r) = before.get(&d.request.0) else {
             continue;
         };
-        if expired_rows.contains_key(&r.id.0)
-            || matched_rows.contains_key(&r.id.0)
-            || ambiguous_rows.contains_key(&r.id.0)
-        {
+        if expired_rows.contains_key(&r.id) || matched_rows.contains_key(&r.id) || ambiguous_rows.contains_key(&r.id) {
             continue;
         }
-        let new_attempt = match last.get(&r.id.0) {
+        // The request's last attempt is the one its counter names (read with it above).
+        let new_attempt = match &r.last {
             Some((result, reason, candidates)) => {
                 result != "not_found" || reason.as_deref() != Some(d.reason.as_str()) || candidates != &d.candidates
             }
