@@ -1,5 +1,5 @@
 //! Reconciliation: the match pass's reads and its one-transaction commit (RECONCILIATION §5.6,
-//! §5.9), inside the caller's transaction. Every write is batched (at most [`MAX_PARAMS`]
+//! §5.9), inside the caller's transaction. Every write is batched (at most [`BATCH`]
 //! parameters per statement), so a pass over tens of thousands of requests is a few hundred
 //! statements.
 
@@ -9,7 +9,7 @@ use std::sync::LazyLock;
 use sqlx::Row;
 use uuid::Uuid;
 
-use super::reconcile::{params, values, MAX_PARAMS, OPEN_STATUSES, REQ_COLS, STATE_COLS};
+use super::reconcile::{params, values, OPEN_STATUSES, REQ_COLS, STATE_COLS};
 use super::rows::*;
 use super::{Db, FOR_UPDATE};
 use crate::error::{map_err, StoreResult};
@@ -17,6 +17,11 @@ use crate::model::to_ms;
 use crate::*;
 
 type Conn = <Db as sqlx::Database>::Connection;
+
+/// The most bound parameters per statement of a pass: binding numbered parameters on SQLite
+/// costs time quadratic in their number per statement, so a pass's many batches stay smaller
+/// than [`super::reconcile::MAX_PARAMS`].
+const BATCH: usize = 250;
 
 /// The reason of a request the pass found ambiguous.
 pub(super) const AMBIGUOUS_REASON: &str = "several_equally_plausible";
@@ -132,6 +137,26 @@ pub(super) async fn lock_state(conn: &mut Conn, account: AccountId) -> StoreResu
     Ok(state.as_ref().map(state_from).transpose()?.map(|s| s.version))
 }
 
+/// A request named by a pass's decisions, as it is when the commit begins: what the decisions
+/// are compared with, and its last attempt's `(result, reason, candidates)`.
+struct Before {
+    id: Uuid,
+    status: ConciliationStatus,
+    reason: Option<String>,
+    attempt_count: i64,
+    last_candidates: Option<String>,
+    last: Option<(String, Option<String>, String)>,
+}
+
+/// A column of the last attempt of the request `r`, as a subquery on the attempts' unique key
+/// (a join lets PostgreSQL scan every attempt when the table has no statistics yet).
+fn last_attempt(col: &str) -> String {
+    format!(
+        "(SELECT a.{col} FROM conciliation_attempts a \
+         WHERE a.request_id = r.id AND a.attempt_number = r.attempt_count)"
+    )
+}
+
 /// An attempt to record.
 struct Attempt<'a> {
     request: Uuid,
@@ -158,78 +183,75 @@ pub(super) async fn apply(
 ) -> StoreResult<Applied> {
     let now_ms = to_ms(now);
 
-    // The open requests the decisions name, as they are now.
+    // The open requests the decisions name, as they are now, with their last attempts (an
+    // attempt is written only when the result, the reason or the candidates change).
     let mut ids: Vec<Uuid> = commit.expired.iter().map(|r| r.0).collect();
     ids.extend(commit.matched.iter().map(|d| d.request.0));
     ids.extend(commit.ambiguous.iter().map(|d| d.request.0));
     ids.extend(commit.not_found.iter().map(|d| d.request.0));
     ids.sort_unstable();
     ids.dedup();
-    let mut before: HashMap<Uuid, ConciliationRow> = HashMap::with_capacity(ids.len());
-    for chunk in ids.chunks(MAX_PARAMS - 1) {
+    let mut before: HashMap<Uuid, Before> = HashMap::with_capacity(ids.len());
+    for chunk in ids.chunks(BATCH) {
         let sql = format!(
-            "SELECT {REQ_COLS} FROM conciliation_requests WHERE account_id = $1 AND status IN {} AND id IN ({})",
-            *OPEN_STATUSES,
-            params(2, chunk.len())
+            "SELECT r.id, r.account_id, r.status, r.reason, r.attempt_count, r.last_candidates, \
+             {} AS last_result, {} AS last_reason, {} AS last_attempt_candidates \
+             FROM conciliation_requests r WHERE r.id IN ({})",
+            last_attempt("result"),
+            last_attempt("reason"),
+            last_attempt("candidates"),
+            params(1, chunk.len())
         );
-        let mut q = sqlx::query(&sql).bind(account.0);
+        let mut q = sqlx::query(&sql);
         for id in chunk {
             q = q.bind(*id);
         }
         for r in q.fetch_all(&mut *conn).await.map_err(map_err)? {
-            let row = conciliation_from(&r)?;
-            before.insert(row.id.0, row);
+            let status: String = r.try_get("status")?;
+            let status =
+                ConciliationStatus::parse(&status).ok_or_else(|| corrupt("conciliation_requests.status", &status))?;
+            if AccountId(r.try_get("account_id")?) != account || !status.is_open() {
+                continue;
+            }
+            let last_result: Option<String> = r.try_get("last_result")?;
+            let last = match last_result {
+                Some(result) => Some((result, r.try_get("last_reason")?, r.try_get("last_attempt_candidates")?)),
+                None => None,
+            };
+            let row = Before {
+                id: r.try_get("id")?,
+                status,
+                reason: r.try_get("reason")?,
+                attempt_count: r.try_get("attempt_count")?,
+                last_candidates: r.try_get("last_candidates")?,
+                last,
+            };
+            before.insert(row.id, row);
         }
     }
 
     // The matched movements: still the account's, unmatched and not ignored, or the race is lost.
     let movement_ids: Vec<Uuid> = commit.matched.iter().map(|d| d.movement.0).collect();
     let mut movements: HashMap<Uuid, EligibleMovement> = HashMap::with_capacity(movement_ids.len());
-    for chunk in movement_ids.chunks(MAX_PARAMS - 1) {
+    for chunk in movement_ids.chunks(BATCH - 1) {
         let sql = format!(
-            "SELECT {ELIGIBLE_COLS} FROM movements m WHERE account_id = $1 AND ignored_at IS NULL \
+            "SELECT {ELIGIBLE_COLS}, account_id FROM movements m WHERE ignored_at IS NULL \
              AND NOT EXISTS (SELECT 1 FROM conciliation_matches c WHERE c.movement_id = m.id) AND id IN ({})",
-            params(2, chunk.len())
+            params(1, chunk.len())
         );
-        let mut q = sqlx::query(&sql).bind(account.0);
+        let mut q = sqlx::query(&sql);
         for id in chunk {
             q = q.bind(*id);
         }
         for r in q.fetch_all(&mut *conn).await.map_err(map_err)? {
-            let m = eligible_from(&r)?;
-            movements.insert(m.id.0, m);
+            if AccountId(r.try_get("account_id")?) == account {
+                let m = eligible_from(&r)?;
+                movements.insert(m.id.0, m);
+            }
         }
     }
     if movement_ids.iter().any(|id| !movements.contains_key(id)) {
         return Ok(None);
-    }
-
-    // The last attempt of each not-found request that has one, to write a new one only when
-    // the result, the reason or the candidates changed.
-    let with_attempts: Vec<(Uuid, i64)> = commit
-        .not_found
-        .iter()
-        .filter_map(|d| before.get(&d.request.0))
-        .filter(|r| r.attempt_count > 0)
-        .map(|r| (r.id.0, r.attempt_count))
-        .collect();
-    let mut last: HashMap<Uuid, (String, Option<String>, String)> = HashMap::with_capacity(with_attempts.len());
-    for chunk in with_attempts.chunks((MAX_PARAMS - 1) / 2) {
-        let sql = format!(
-            "SELECT a.request_id, a.result, a.reason, a.candidates FROM conciliation_attempts a \
-             JOIN (VALUES {}) AS v ON a.request_id = v.column1 AND a.attempt_number = v.column2",
-            values(1, 2, chunk.len())
-        );
-        let mut q = sqlx::query(&sql);
-        for (id, n) in chunk {
-            q = q.bind(*id).bind(*n);
-        }
-        for r in q.fetch_all(&mut *conn).await.map_err(map_err)? {
-            last.insert(
-                r.try_get("request_id")?,
-                (r.try_get("result")?, r.try_get("reason")?, r.try_get("candidates")?),
-            );
-        }
     }
 
     let mut attempts: Vec<Attempt<'_>> = Vec::new();
@@ -243,15 +265,14 @@ pub(super) async fn apply(
         .filter(|id| before.contains_key(id))
         .collect();
     let mut expired_rows: HashMap<Uuid, ConciliationRow> = HashMap::with_capacity(expired.len());
-    for chunk in expired.chunks(MAX_PARAMS - 3) {
+    for chunk in expired.chunks(BATCH - 2) {
         let sql = format!(
             "UPDATE conciliation_requests SET status = 'expired', reason = $1, closed_at = $2, updated_at = $2, \
-             attempt_count = attempt_count + 1 WHERE account_id = $3 AND status IN {} AND id IN ({}) \
-             RETURNING {REQ_COLS}",
+             attempt_count = attempt_count + 1 WHERE status IN {} AND id IN ({}) RETURNING {REQ_COLS}",
             *OPEN_STATUSES,
-            params(4, chunk.len())
+            params(3, chunk.len())
         );
-        let mut q = sqlx::query(&sql).bind(EXPIRED_REASON).bind(now_ms).bind(account.0);
+        let mut q = sqlx::query(&sql).bind(EXPIRED_REASON).bind(now_ms);
         for id in chunk {
             q = q.bind(*id);
         }
@@ -273,23 +294,25 @@ pub(super) async fn apply(
     }
 
     // 2. Matches: the request first (compare-and-set), then the match row of each that moved.
+    // (The updates name requests by id only: `before` holds only the account's, and an extra
+    // `account_id` condition leads both planners to scan the account's requests per batch.)
     let matched: Vec<&MatchDecision> = commit
         .matched
         .iter()
         .filter(|d| before.contains_key(&d.request.0) && !expired_rows.contains_key(&d.request.0))
         .collect();
     let mut matched_rows: HashMap<Uuid, ConciliationRow> = HashMap::with_capacity(matched.len());
-    for chunk in matched.chunks((MAX_PARAMS - 2) / 2) {
+    for chunk in matched.chunks((BATCH - 2) / 2) {
         let sql = format!(
             "UPDATE conciliation_requests SET status = 'matched', reason = v.column2, closed_at = $1, \
              updated_at = $1, attempt_count = conciliation_requests.attempt_count + 1 \
              FROM (VALUES {}) AS v WHERE conciliation_requests.id = v.column1 \
-             AND conciliation_requests.account_id = $2 AND conciliation_requests.status IN {} RETURNING {}",
-            values(3, 2, chunk.len()),
+             AND conciliation_requests.status IN {} RETURNING {}",
+            values(2, 2, chunk.len()),
             *OPEN_STATUSES,
             *REQ_COLS_T
         );
-        let mut q = sqlx::query(&sql).bind(now_ms).bind(account.0);
+        let mut q = sqlx::query(&sql).bind(now_ms);
         for d in chunk {
             q = q.bind(d.request.0).bind(&d.reason);
         }
@@ -302,7 +325,7 @@ pub(super) async fn apply(
         .into_iter()
         .filter_map(|d| matched_rows.get(&d.request.0).map(|row| (d, row)))
         .collect();
-    for chunk in matched.chunks((MAX_PARAMS - 2) / 5) {
+    for chunk in matched.chunks((BATCH - 2) / 5) {
         let tuples: Vec<String> = (0..chunk.len())
             .map(|i| {
                 let p = 3 + i * 5;
@@ -357,23 +380,23 @@ pub(super) async fn apply(
             before.get(&d.request.0).is_some_and(|r| {
                 let same_entry = r.status == ConciliationStatus::Ambiguous
                     && r.last_candidates.as_deref() == Some(d.candidate_set.as_str());
-                let decided = expired_rows.contains_key(&r.id.0) || matched_rows.contains_key(&r.id.0);
+                let decided = expired_rows.contains_key(&r.id) || matched_rows.contains_key(&r.id);
                 !same_entry && !decided
             })
         })
         .collect();
     let mut ambiguous_rows: HashMap<Uuid, ConciliationRow> = HashMap::with_capacity(ambiguous.len());
-    for chunk in ambiguous.chunks((MAX_PARAMS - 3) / 2) {
+    for chunk in ambiguous.chunks((BATCH - 3) / 2) {
         let sql = format!(
             "UPDATE conciliation_requests SET status = 'ambiguous', reason = $1, last_candidates = v.column2, \
              updated_at = $2, attempt_count = conciliation_requests.attempt_count + 1 \
              FROM (VALUES {}) AS v WHERE conciliation_requests.id = v.column1 \
-             AND conciliation_requests.account_id = $3 AND conciliation_requests.status IN {} RETURNING {}",
-            values(4, 2, chunk.len()),
+             AND conciliation_requests.status IN {} RETURNING {}",
+            values(3, 2, chunk.len()),
             *OPEN_STATUSES,
             *REQ_COLS_T
         );
-        let mut q = sqlx::query(&sql).bind(AMBIGUOUS_REASON).bind(now_ms).bind(account.0);
+        let mut q = sqlx::query(&sql).bind(AMBIGUOUS_REASON).bind(now_ms);
         for d in chunk {
             q = q.bind(d.request.0).bind(&d.candidate_set);
         }
@@ -403,13 +426,11 @@ pub(super) async fn apply(
         let Some(r) = before.get(&d.request.0) else {
             continue;
         };
-        if expired_rows.contains_key(&r.id.0)
-            || matched_rows.contains_key(&r.id.0)
-            || ambiguous_rows.contains_key(&r.id.0)
-        {
+        if expired_rows.contains_key(&r.id) || matched_rows.contains_key(&r.id) || ambiguous_rows.contains_key(&r.id) {
             continue;
         }
-        let new_attempt = match last.get(&r.id.0) {
+        // The request's last attempt is the one its counter names (read with it above).
+        let new_attempt = match &r.last {
             Some((result, reason, candidates)) => {
                 result != "not_found" || reason.as_deref() != Some(d.reason.as_str()) || candidates != &d.candidates
             }
@@ -423,17 +444,17 @@ pub(super) async fn apply(
         }
     }
     let mut not_found_rows: HashMap<Uuid, ConciliationRow> = HashMap::with_capacity(not_found.len());
-    for chunk in not_found.chunks((MAX_PARAMS - 2) / 3) {
+    for chunk in not_found.chunks((BATCH - 2) / 3) {
         let sql = format!(
             "UPDATE conciliation_requests SET status = 'not_found', reason = v.column2, last_candidates = NULL, \
              updated_at = $1, attempt_count = conciliation_requests.attempt_count + v.column3 \
              FROM (VALUES {}) AS v WHERE conciliation_requests.id = v.column1 \
-             AND conciliation_requests.account_id = $2 AND conciliation_requests.status IN {} RETURNING {}",
-            values(3, 3, chunk.len()),
+             AND conciliation_requests.status IN {} RETURNING {}",
+            values(2, 3, chunk.len()),
             *OPEN_STATUSES,
             *REQ_COLS_T
         );
-        let mut q = sqlx::query(&sql).bind(now_ms).bind(account.0);
+        let mut q = sqlx::query(&sql).bind(now_ms);
         for (d, new_attempt) in chunk {
             q = q.bind(d.request.0).bind(&d.reason).bind(i64::from(*new_attempt));
         }
@@ -459,7 +480,7 @@ pub(super) async fn apply(
     }
 
     // The attempts, numbered from each request's counter (moved by the updates above).
-    for chunk in attempts.chunks((MAX_PARAMS - 1) / 7) {
+    for chunk in attempts.chunks((BATCH - 1) / 7) {
         let sql = format!(
             "INSERT INTO conciliation_attempts (id, request_id, attempt_number, result, reason, trigger, \
              candidates, created_at) VALUES {}",

@@ -434,6 +434,93 @@ async fn postgres_attempts_are_recorded() {
     .await;
 }
 
+/// How long a match pass takes on an account with 50,000 open requests and 10,000 new movements
+/// of which 5,000 match: inserting the movements, `load_pass`, `commit_pass` of the first
+/// evaluation (5,000 matched, 45,000 not found for the first time), then a second pass where
+/// nothing changed (`cargo test --release -- --ignored --nocapture pass_50k`).
+async fn pass_50k(backend: Backend) {
+    use reconbanker_store::*;
+    run_check(backend, |s, _| async move {
+        let s = &*s;
+        let (u, a) = reconcile::reconcile_user(s).await;
+        let (n, k, hits) = (50_000, 10_000, 5_000);
+        let t = now();
+        let orders: Vec<PollOrder> = (0..n)
+            .map(|i| reconcile::order(&format!("ORD-{i:06}"), &format!("{}.00", i + 1)))
+            .collect();
+        reconcile::poll(s, u.id, a.id, &reconcile::success(orders, &[], t)).await;
+        let at = matching::rfc3339(t + fixtures::ms(60_000));
+        let movements: Vec<NewMovement> = (0..k)
+            .map(|i| {
+                let amount = if i < hits {
+                    format!("{}.00", i + 1)
+                } else {
+                    "0.01".into()
+                };
+                matching::credit(&format!("MOV-{i:06}"), &amount, &at)
+            })
+            .collect();
+        let started = std::time::Instant::now();
+        assert_eq!(s.insert_movements(a.id, &movements, t).await.unwrap(), 10_000);
+        println!("{} insert_movements: {k} in {:?}", backend.name(), started.elapsed());
+
+        let horizon = t - chrono::Duration::days(5);
+        for round in ["first", "unchanged"] {
+            let started = std::time::Instant::now();
+            let input = s.load_pass(a.id, horizon).await.unwrap();
+            let loaded = started.elapsed();
+            let by_amount: std::collections::HashMap<&str, &EligibleMovement> =
+                input.movements.iter().map(|m| (m.amount.as_str(), m)).collect();
+            let mut commit = matching::commit_of("movements");
+            for r in &input.requests {
+                match by_amount.get(r.amount.as_str()) {
+                    Some(m) => commit.matched.push(matching::matched(r, m)),
+                    None => commit
+                        .not_found
+                        .push(matching::not_found(r, "no_movement_with_amount", "[]")),
+                }
+            }
+            let decided = started.elapsed();
+            let logged = matching::commit(s, u.id, a.id, &input, &commit, t + fixtures::ms(120_000))
+                .await
+                .expect("no race");
+            let total = started.elapsed();
+            println!(
+                "{} pass ({round}): {} requests, {} movements, {} matched, {} not found, {} events; \
+                 load_pass {loaded:?}, commit_pass {:?}, total {total:?}",
+                backend.name(),
+                input.requests.len(),
+                input.movements.len(),
+                commit.matched.len(),
+                commit.not_found.len(),
+                logged.len(),
+                total - decided
+            );
+            if round == "first" {
+                assert_eq!((commit.matched.len(), logged.len()), (hits, n));
+            } else {
+                assert_eq!(
+                    (input.requests.len(), commit.matched.len(), logged.len()),
+                    (n - hits, 0, 0)
+                );
+            }
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+#[ignore = "a measurement: run in release"]
+async fn sqlite_pass_50k() {
+    pass_50k(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+#[ignore = "a measurement: run in release"]
+async fn postgres_pass_50k() {
+    pass_50k(Backend::Postgres).await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Drivers
 // ---------------------------------------------------------------------------------------------
