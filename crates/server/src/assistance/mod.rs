@@ -252,7 +252,7 @@ impl Assistance {
             Err(e) => return Err(e.into()),
         };
         self.install(&row).await?;
-        self.hub.publish(logged).await;
+        self.hub.publish(logged);
         Ok((row, waiter))
     }
 
@@ -277,7 +277,7 @@ impl Assistance {
             return Ok(None);
         };
         self.install(&row).await?;
-        self.hub.publish(logged).await;
+        self.hub.publish(logged);
         Ok(Some(row))
     }
 
@@ -316,7 +316,7 @@ impl Assistance {
                 cache.insert(row.account_id, None);
             }
         }
-        self.hub.publish(logged).await;
+        self.hub.publish(logged);
         Ok(Some(row))
     }
 

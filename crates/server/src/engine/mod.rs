@@ -462,7 +462,11 @@ impl Inner {
             }
             guard.set_phase(Phase::Starting);
             let (report, result) = match &creds {
-                Some(creds) => self.session(&ctx, creds).await,
+                Some(creds) => {
+                    let mut report = SessionReport::default();
+                    let result = self.login_and_read(&ctx, creds, &mut report).await;
+                    (report, result)
+                }
                 None => (
                     SessionReport::default(),
                     Err((Stage::Login, ConnectorError::Fatal(Fatal::NotConfigured))),
@@ -535,7 +539,7 @@ impl Inner {
             _ => Vec::new(),
         };
         match self.deps.store.finish_run(run, &failure_event).await {
-            Ok((_, logged)) => self.deps.hub.publish(logged).await,
+            Ok((_, logged)) => self.deps.hub.publish(logged),
             Err(e) => tracing::warn!(error = %e, "could not record the end of the run"),
         }
     }
@@ -557,17 +561,7 @@ impl Inner {
     }
 
     /// Logs in (asking for codes as needed), then reads once (one-shot) or keeps reading
-    /// (persistent) until stopped. The report counts what was read, whatever the result.
-    async fn session(
-        self: &Arc<Self>,
-        ctx: &RunCtx<'_>,
-        creds: &Credentials,
-    ) -> (SessionReport, Result<(), (Stage, ConnectorError)>) {
-        let mut report = SessionReport::default();
-        let result = self.login_and_read(ctx, creds, &mut report).await;
-        (report, result)
-    }
-
+    /// (persistent) until stopped; `report` counts what was read, whatever the result.
     async fn login_and_read(
         self: &Arc<Self>,
         ctx: &RunCtx<'_>,

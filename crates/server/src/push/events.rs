@@ -67,9 +67,14 @@ pub enum RecvError {
 /// Announces logged events to the streams and long-polls of this instance ("the log has
 /// grown"). The in-process [`LocalBus`] is the default; a deployment of several instances
 /// plugs in a bus whose announcements cross processes.
+///
+/// `publish` only enqueues (a bus that crosses processes hands the announcement to its own
+/// connection task), so it is not async: the state changes that announce events — an assisted
+/// login opening its request among them — keep no publishing state in their futures, which
+/// stay alive, and in memory, as long as a login waits for its code.
 #[async_trait]
 pub trait EventBus: Send + Sync + 'static {
-    async fn publish(&self, event: Event) -> Result<(), BusError>;
+    fn publish(&self, event: Event) -> Result<(), BusError>;
     /// A subscription to every event published from now on. A subscriber that falls too far
     /// behind loses the oldest announcements (and is told so by [`RecvError::Lagged`]);
     /// stream consumers then catch up from the log.
@@ -103,7 +108,7 @@ impl Default for LocalBus {
 
 #[async_trait]
 impl EventBus for LocalBus {
-    async fn publish(&self, event: Event) -> Result<(), BusError> {
+    fn publish(&self, event: Event) -> Result<(), BusError> {
         tracing::debug!(kind = %event.kind, account = %event.account_id, seq = event.seq, "event");
         // No subscriber is not an error.
         let _ = self.tx.send(Arc::new(event));
@@ -324,12 +329,12 @@ impl EventHub {
     /// Publishes events the store has logged (after their transaction committed). A bus
     /// failure is logged, not returned: the events are durable, and streams read them from the
     /// log on their next wake-up.
-    pub async fn publish(&self, logged: Vec<EventRow>) {
+    pub fn publish(&self, logged: Vec<EventRow>) {
         if logged.is_empty() {
             return;
         }
         for row in logged {
-            if let Err(e) = self.bus.publish(row.into()).await {
+            if let Err(e) = self.bus.publish(row.into()) {
                 tracing::warn!(error = %e, "could not announce an event; streams will read it from the log");
             }
         }
@@ -350,7 +355,7 @@ impl EventHub {
         };
         let event = self.build(kind, user, account, data, &sub, None);
         let logged = self.store.record_events(&[event]).await?;
-        self.publish(logged).await;
+        self.publish(logged);
         Ok(())
     }
 }

@@ -153,7 +153,7 @@ impl Matcher {
                 .await?
             {
                 Some(logged) => {
-                    self.hub.publish(logged).await;
+                    self.hub.publish(logged);
                     return Ok(true);
                 }
                 None => continue,

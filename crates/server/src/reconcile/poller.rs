@@ -237,7 +237,7 @@ impl Poller {
             )
             .await?;
         let changed = row.counts.registered + row.counts.updated + row.counts.cancelled + row.counts.reopened > 0;
-        self.hub.publish(logged).await;
+        self.hub.publish(logged);
         if changed {
             self.matcher.notify_one();
         }

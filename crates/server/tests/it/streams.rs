@@ -561,7 +561,7 @@ async fn a_stream_that_overflows_the_bus_catches_up_from_the_log_and_a_socket_is
         })
         .collect();
     let logged = f.app.state.store.record_events(&events).await.expect("logged");
-    hub.publish(logged).await;
+    hub.publish(logged);
 
     let mut last = start.seq();
     for n in 1..=OURS {
@@ -603,7 +603,7 @@ async fn events_published_out_of_log_order_are_sent_in_log_order() {
         logged.extend(f.app.state.store.record_events(&[e]).await.expect("logged"));
     }
     logged.reverse();
-    hub.publish(logged).await;
+    hub.publish(logged);
     let (a, b) = (sse.next().await, sse.next().await);
     assert_eq!((&a.data["data"]["n"], &b.data["data"]["n"]), (&json!(1), &json!(2)));
     assert!(a.seq() < b.seq());
