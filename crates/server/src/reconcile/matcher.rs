@@ -15,7 +15,6 @@ use reconbanker_store::{
 };
 use serde_json::{json, Map, Value};
 use tokio::sync::Notify;
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -26,6 +25,7 @@ use crate::domain::account_config::{self, Settings};
 use crate::push::events::{EventHub, EventKind};
 use crate::support::crypto::Sealer;
 use crate::support::time::{before, ts};
+use crate::support::worker::drain;
 
 /// Accounts worked on at once by one instance.
 const CONCURRENCY: usize = 4;
@@ -56,33 +56,31 @@ impl Matcher {
     }
 
     pub(crate) async fn run(self: Arc<Self>, cancel: CancellationToken) {
-        let mut running: JoinSet<()> = JoinSet::new();
-        loop {
-            while running.try_join_next().is_some() {}
-            let room = CONCURRENCY.saturating_sub(running.len());
-            if room > 0 && !cancel.is_cancelled() {
-                match self.store.dirty_accounts(room as i64).await {
-                    Ok(dirty) => {
-                        for (account, _) in dirty {
-                            let me = self.clone();
-                            running.spawn(async move {
-                                if let Err(e) = me.pass(account).await {
-                                    tracing::warn!(error = %e, account = %account, "match pass failed; it runs again");
-                                }
-                            });
-                        }
-                    }
-                    Err(e) => tracing::warn!(error = %e, "could not look for accounts to match"),
+        let me = self.clone();
+        drain(
+            CONCURRENCY,
+            SCAN,
+            &self.wake,
+            cancel,
+            |room| {
+                let me = me.clone();
+                async move {
+                    me.store.dirty_accounts(room as i64).await.unwrap_or_else(|e| {
+                        tracing::warn!(error = %e, "could not look for accounts to match");
+                        Vec::new()
+                    })
                 }
-            }
-            tokio::select! {
-                _ = cancel.cancelled() => break,
-                _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(SCAN) => {}
-                Some(_) = running.join_next(), if !running.is_empty() => {}
-            }
-        }
-        running.shutdown().await;
+            },
+            |(account, _)| {
+                let me = me.clone();
+                async move {
+                    if let Err(e) = me.pass(account).await {
+                        tracing::warn!(error = %e, account = %account, "match pass failed; it runs again");
+                    }
+                }
+            },
+        )
+        .await;
     }
 
     /// Runs one pass for the account and commits it. `true` when a pass committed.

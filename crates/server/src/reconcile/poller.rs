@@ -15,7 +15,6 @@ use reconbanker_store::{
 };
 use serde_json::json;
 use tokio::sync::Notify;
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::fetch::{self, Limits, Target};
@@ -24,6 +23,7 @@ use crate::domain::account_config;
 use crate::push::events::{EventHub, EventKind, Subscription};
 use crate::support::crypto::Sealer;
 use crate::support::time::{after, ts};
+use crate::support::worker::drain;
 
 /// Accounts polled at once by one instance.
 const CONCURRENCY: usize = 4;
@@ -88,33 +88,31 @@ impl Poller {
     }
 
     pub(crate) async fn run(self: Arc<Self>, cancel: CancellationToken) {
-        let mut running: JoinSet<()> = JoinSet::new();
-        loop {
-            while running.try_join_next().is_some() {}
-            let room = CONCURRENCY.saturating_sub(running.len());
-            if room > 0 && !cancel.is_cancelled() {
-                match self.store.due_polls(now(), room as i64).await {
-                    Ok(due) => {
-                        for account in due {
-                            let me = self.clone();
-                            running.spawn(async move {
-                                if let Err(e) = me.poll(account).await {
-                                    tracing::warn!(error = %e, account = %account, "pending-orders poll failed to run");
-                                }
-                            });
-                        }
-                    }
-                    Err(e) => tracing::warn!(error = %e, "could not look for due pending-orders polls"),
+        let me = self.clone();
+        drain(
+            CONCURRENCY,
+            SCAN,
+            &self.wake,
+            cancel,
+            |room| {
+                let me = me.clone();
+                async move {
+                    me.store.due_polls(now(), room as i64).await.unwrap_or_else(|e| {
+                        tracing::warn!(error = %e, "could not look for due pending-orders polls");
+                        Vec::new()
+                    })
                 }
-            }
-            tokio::select! {
-                _ = cancel.cancelled() => break,
-                _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(SCAN) => {}
-                Some(_) = running.join_next(), if !running.is_empty() => {}
-            }
-        }
-        running.shutdown().await;
+            },
+            |account| {
+                let me = me.clone();
+                async move {
+                    if let Err(e) = me.poll(account).await {
+                        tracing::warn!(error = %e, account = %account, "pending-orders poll failed to run");
+                    }
+                }
+            },
+        )
+        .await;
     }
 
     /// Polls one account now (if it is configured for it and nobody else is polling it).

@@ -7,3 +7,4 @@ pub(crate) mod guard;
 pub(crate) mod outbound;
 pub mod ratelimit;
 pub(crate) mod time;
+pub(crate) mod worker;
