@@ -282,6 +282,15 @@ pub trait Store: Send + Sync + 'static {
         account: AccountId,
         movements: &[MovementId],
     ) -> StoreResult<Vec<MovementMatch>>;
+
+    // --- reconciliation: review (resolve, reject, ignore, run, notify, detail, summary, result deliveries) ---
+    // (this area's methods go below this line)
+
+    // --- reconciliation: passthrough (movements forwarded as they are stored) ---
+    // (this area's methods go below this line)
+
+    // --- reconciliation: expiry (the sweep of overdue requests) ---
+    // (this area's methods go below this line)
 }
 
 /// Opens the store named by a database URL: `sqlite:...` or `postgres://...`/`postgresql://...`.

@@ -135,6 +135,7 @@ pub fn router(app: AppState) -> Router {
         .route("/accounts/{id}/kill", post(accounts::kill))
         .route("/accounts/{id}/reactivate", post(accounts::reactivate))
         .route("/accounts/{id}/movements", get(accounts::movements))
+        // reconciliation: passthrough routes go below this line
         .route("/accounts/{id}/runs", get(accounts::runs))
         .route("/accounts/{id}/notifications", get(notifications::list))
         .route(
@@ -149,6 +150,7 @@ pub fn router(app: AppState) -> Router {
         .route("/conciliation", get(conciliation::list))
         .route("/conciliation/poll/{id}", post(conciliation::poll_now))
         .route("/conciliation/{id}", get(conciliation::get))
+        // reconciliation: review routes go below this line
         .route(
             "/accounts/{id}/notifications/{delivery_id}/resend",
             post(notifications::resend),

@@ -1405,4 +1405,13 @@ impl Store for SqlStore {
         }
         Ok(movements.iter().filter_map(|m| found.remove(&m.0)).collect())
     }
+
+    // --- reconciliation: review (resolve, reject, ignore, run, notify, detail, summary, result deliveries) ---
+    // (this area's methods go below this line)
+
+    // --- reconciliation: passthrough (movements forwarded as they are stored) ---
+    // (this area's methods go below this line)
+
+    // --- reconciliation: expiry (the sweep of overdue requests) ---
+    // (this area's methods go below this line)
 }

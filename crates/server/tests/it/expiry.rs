@@ -1,0 +1,1 @@
+//! Reconciliation, end to end: expiry (docs/reconciliation.md).

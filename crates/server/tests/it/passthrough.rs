@@ -1,0 +1,1 @@
+//! Reconciliation, end to end: passthrough (docs/reconciliation.md).
