@@ -291,6 +291,11 @@ pub trait Store: Send + Sync + 'static {
 
     // --- reconciliation: expiry (the sweep of overdue requests) ---
     // (this area's methods go below this line)
+    /// The expiry sweep (docs/reconciliation.md §5.8): marks dirty (`dirty_seq + 1`; `version`
+    /// unchanged) every account of a user in `reconcile` mode that has an open request with
+    /// `expires_at <= now`, and returns those accounts by id. It closes nothing: the accounts'
+    /// next match pass expires the requests (with their events and webhooks).
+    async fn mark_overdue_dirty(&self, now: Timestamp) -> StoreResult<Vec<AccountId>>;
 }
 
 /// Opens the store named by a database URL: `sqlite:...` or `postgres://...`/`postgresql://...`.

@@ -19,6 +19,7 @@ const MIGRATIONS: Embedded = Embedded(&[
         "reconciliation",
         include_str!("../migrations/postgres/0004_reconciliation.sql"),
     ),
+    (8, "expiry", include_str!("../migrations/postgres/0008_expiry.sql")),
 ]);
 
 type Db = sqlx::Postgres;

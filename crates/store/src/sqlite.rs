@@ -21,6 +21,7 @@ const MIGRATIONS: Embedded = Embedded(&[
         "reconciliation",
         include_str!("../migrations/sqlite/0004_reconciliation.sql"),
     ),
+    (8, "expiry", include_str!("../migrations/sqlite/0008_expiry.sql")),
 ]);
 
 /// How long a connection waits on a locked database before giving up.

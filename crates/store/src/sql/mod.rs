@@ -9,6 +9,8 @@
 
 // Mounted with its parent once per backend, like the parent.
 #[allow(clippy::duplicate_mod)]
+mod expiry;
+#[allow(clippy::duplicate_mod)]
 mod pass;
 #[allow(clippy::duplicate_mod)]
 mod reconcile;
@@ -1414,4 +1416,8 @@ impl Store for SqlStore {
 
     // --- reconciliation: expiry (the sweep of overdue requests) ---
     // (this area's methods go below this line)
+
+    async fn mark_overdue_dirty(&self, now: Timestamp) -> StoreResult<Vec<AccountId>> {
+        expiry::mark_overdue_dirty(&self.pool, now).await
+    }
 }

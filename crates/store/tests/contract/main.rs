@@ -150,6 +150,7 @@ contract_tests! {
 
     // expiry
     // (this area's checks go below this line)
+    check_mark_overdue_dirty,
 
 }
 

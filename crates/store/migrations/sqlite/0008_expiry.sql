@@ -1,0 +1,5 @@
+-- The expiry sweep (docs/reconciliation.md §5.8) looks, across all accounts, for open requests
+-- past their expiry: a partial index keeps that a look at the few overdue rows, whatever the
+-- number of closed ones. The predicate is written as the sweep's query writes it.
+CREATE INDEX conciliation_requests_open_expiry ON conciliation_requests (expires_at)
+    WHERE status IN ('pending', 'not_found', 'ambiguous', 'failed');
