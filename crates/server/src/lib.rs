@@ -65,7 +65,8 @@ pub struct App {
 /// What tests (and embedders) may swap in.
 #[derive(Default)]
 pub struct AppOptions {
-    /// The clock of assistance deadlines (default: the system clock).
+    /// The clock of deadlines: assistance timeouts, reconciliation polls and expiry (default:
+    /// the system clock).
     pub clock: Option<Arc<dyn Clock>>,
     /// Connectors by bank code, added to (or replacing) the built-in ones.
     pub connectors: Vec<(String, Arc<dyn BankConnector>)>,
@@ -111,6 +112,7 @@ impl App {
         let webhook_worker = tokio::spawn(state.webhooks.clone().run(self.cancel.clone()));
         let poller = tokio::spawn(state.poller.clone().run(self.cancel.clone()));
         let matcher = tokio::spawn(state.matcher.clone().run(self.cancel.clone()));
+        let expiry = tokio::spawn(state.expiry.clone().run(self.cancel.clone()));
         let router = http::router(state.clone());
         let served = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown({
@@ -127,6 +129,7 @@ impl App {
         let _ = webhook_worker.await;
         let _ = poller.await;
         let _ = matcher.await;
+        let _ = expiry.await;
         state.engine.shutdown().await;
         if let Err(e) = state.keys.flush_usage().await {
             tracing::warn!(error = %e, "could not write back API-key usage at shutdown");

@@ -24,8 +24,10 @@ use crate::engine::live::LiveSessions;
 use crate::engine::Engine;
 use crate::push::events::{EventBus, EventHub};
 use crate::push::webhooks::Webhooks;
+use crate::reconcile::expiry::ExpirySweep;
 use crate::reconcile::matcher::Matcher;
 use crate::reconcile::poller::Poller;
+use crate::support::clock::Clock;
 use crate::support::crypto::Sealer;
 use crate::support::ratelimit::RateLimiter;
 
@@ -52,6 +54,11 @@ pub struct AppInner {
     pub matcher_wake: Arc<tokio::sync::Notify>,
     /// Runs match passes on accounts with pending reconciliation work.
     pub matcher: Arc<Matcher>,
+    /// Marks accounts with overdue reconciliation requests for a pass.
+    pub expiry: Arc<ExpirySweep>,
+    /// The clock of deadlines tests drive (assistance timeouts, reconciliation polls and
+    /// expiry): the system clock unless `AppOptions.clock` says otherwise.
+    pub clock: Arc<dyn Clock>,
     /// Single-use tickets for the realtime streams.
     pub tickets: Tickets,
     /// Cancelled when shutdown begins: every open stream and socket ends.

@@ -23,6 +23,7 @@ use crate::engine::live::LiveSessions;
 use crate::engine::{Engine, EngineConfig, EngineDeps};
 use crate::push::events::{EventBus, EventHub, LocalBus};
 use crate::push::webhooks::{WebhookSettings, Webhooks};
+use crate::reconcile::expiry::ExpirySweep;
 use crate::reconcile::fetch::Limits;
 use crate::reconcile::matcher::Matcher;
 use crate::reconcile::poller::{Poller, PollerSettings};
@@ -65,7 +66,7 @@ pub(crate) async fn build(config: Config, options: AppOptions) -> Result<(AppSta
             broker: broker.clone(),
             limiter: limiter.clone(),
             hub: hub.clone(),
-            clock,
+            clock: clock.clone(),
         },
         config.otp_rate_limit,
         config.otp_rate_window,
@@ -130,11 +131,21 @@ pub(crate) async fn build(config: Config, options: AppOptions) -> Result<(AppSta
         },
         owner.clone(),
         matcher_wake.clone(),
+        clock.clone(),
     )
     .map_err(|e| StartError::Other(format!("cannot build the pending-orders HTTP client: {e}")))?;
-    let matcher = Matcher::new(store.clone(), hub.clone(), sealer.clone(), matcher_wake.clone());
+    let matcher = Matcher::new(
+        store.clone(),
+        hub.clone(),
+        sealer.clone(),
+        matcher_wake.clone(),
+        clock.clone(),
+    );
+    let expiry = ExpirySweep::new(store.clone(), clock.clone(), config.expire_sweep, matcher_wake.clone());
     let inner = AppInner {
         webhooks: Arc::new(webhooks),
+        expiry: Arc::new(expiry),
+        clock,
         poller: Arc::new(poller),
         matcher: Arc::new(matcher),
         matcher_wake,

@@ -6,7 +6,7 @@ use axum::extract::{Path, State};
 use axum::http::{StatusCode, Uri};
 use axum::Json;
 use reconbanker_store::{
-    now, AccountId, ConciliationFilter, ConciliationListRow, ConciliationRequestId, ConciliationStatus, PollRow,
+    AccountId, ConciliationFilter, ConciliationListRow, ConciliationRequestId, ConciliationStatus, PollRow,
 };
 use serde::Serialize;
 use serde_json::Value;
@@ -43,7 +43,7 @@ pub async fn poll_now(
         )
         .into());
     }
-    app.store.request_poll(account.id, now()).await?;
+    app.store.request_poll(account.id, app.clock.now()).await?;
     app.poller.wake();
     Ok((StatusCode::ACCEPTED, Json(QueuedOut::YES)))
 }

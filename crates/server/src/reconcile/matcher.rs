@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use reconbanker_store::{
-    now, AccountId, AmbiguousDecision, ConciliationRow, ConciliationStatus, DeliveryId, EligibleMovement,
-    MatchDecision, NewDelivery, NewEvent, NotFoundDecision, PassCommit, PassEvent, Store, StoreResult, CHANNEL_RESULT,
+    AccountId, AmbiguousDecision, ConciliationRow, ConciliationStatus, DeliveryId, EligibleMovement, MatchDecision,
+    NewDelivery, NewEvent, NotFoundDecision, PassCommit, PassEvent, Store, StoreResult, CHANNEL_RESULT,
 };
 use serde_json::{json, Map, Value};
 use tokio::sync::Notify;
@@ -23,6 +23,7 @@ use super::orders::parse_signed_decimal;
 use super::results::{self, amount_number, MovementBody, ResultBody};
 use crate::domain::account_config::{self, Settings};
 use crate::push::events::{EventHub, EventKind};
+use crate::support::clock::Clock;
 use crate::support::crypto::Sealer;
 use crate::support::time::{before, ts};
 use crate::support::worker::drain;
@@ -43,15 +44,24 @@ pub struct Matcher {
     hub: Arc<EventHub>,
     sealer: Sealer,
     wake: Arc<Notify>,
+    /// The pass's "now" (expiry, the movement horizon): the app's clock, so tests drive expiry.
+    clock: Arc<dyn Clock>,
 }
 
 impl Matcher {
-    pub(crate) fn new(store: Arc<dyn Store>, hub: Arc<EventHub>, sealer: Sealer, wake: Arc<Notify>) -> Self {
+    pub(crate) fn new(
+        store: Arc<dyn Store>,
+        hub: Arc<EventHub>,
+        sealer: Sealer,
+        wake: Arc<Notify>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         Self {
             store,
             hub,
             sealer,
             wake,
+            clock,
         }
     }
 
@@ -97,7 +107,7 @@ impl Matcher {
         };
         let user = acc.account.user_id;
         for _ in 0..MAX_TRIES {
-            let at = now();
+            let at = self.clock.now();
             let input = self.store.load_pass(account, before(at, HORIZON)).await?;
             let reqs: Vec<Req> = input
                 .requests

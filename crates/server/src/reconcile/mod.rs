@@ -7,12 +7,14 @@
 //!   amounts read from the JSON text as exact decimals.
 //! - [`poller`] is the background loop that polls each reconciling account when due and hands
 //!   the outcome to the store, which applies it in one transaction under the account's lock.
+//! - [`expiry`] is the sweep that marks accounts with overdue requests for a pass (§5.8).
 //! - [`matching`] normalizes and scores names, finds reference codes and runs the
 //!   deterministic match pass (§5).
 //!
 //! `orders` and `matching` are pure (no I/O, no clock, no database): the workers own the
 //! transactions and feed them plain data, so every rule there is a table test away.
 
+pub(crate) mod expiry;
 pub(crate) mod fetch;
 pub(crate) mod matcher;
 pub(crate) mod matching;

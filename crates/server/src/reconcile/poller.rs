@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use rand::Rng;
 use reconbanker_store::{
-    now, AccountId, ConciliationEvent, ConciliationRow, PollOrder, PollReport, PollRow, PollSuccess, Store,
-    StoreResult, Timestamp,
+    AccountId, ConciliationEvent, ConciliationRow, PollOrder, PollReport, PollRow, PollSuccess, Store, StoreResult,
+    Timestamp,
 };
 use serde_json::json;
 use tokio::sync::Notify;
@@ -21,6 +21,7 @@ use super::fetch::{self, Limits, Target};
 use super::orders;
 use crate::domain::account_config;
 use crate::push::events::{EventHub, EventKind, Subscription};
+use crate::support::clock::Clock;
 use crate::support::crypto::Sealer;
 use crate::support::time::{after, ts};
 use crate::support::worker::drain;
@@ -50,6 +51,8 @@ pub struct Poller {
     wake: Notify,
     /// Wakes the match worker when a poll changed requests.
     matcher: Arc<Notify>,
+    /// Due times, registrations and expiry deadlines: the app's clock, so tests drive them.
+    clock: Arc<dyn Clock>,
 }
 
 /// The retry delay after `failures` consecutive failures (pure, jitter given):
@@ -68,6 +71,7 @@ impl Poller {
         settings: PollerSettings,
         owner: String,
         matcher: Arc<Notify>,
+        clock: Arc<dyn Clock>,
     ) -> Result<Self, reqwest::Error> {
         let client = crate::support::outbound::client(settings.limits.timeout, settings.allow_private)?;
         Ok(Self {
@@ -79,6 +83,7 @@ impl Poller {
             owner,
             wake: Notify::new(),
             matcher,
+            clock,
         })
     }
 
@@ -97,10 +102,13 @@ impl Poller {
             |room| {
                 let me = me.clone();
                 async move {
-                    me.store.due_polls(now(), room as i64).await.unwrap_or_else(|e| {
-                        tracing::warn!(error = %e, "could not look for due pending-orders polls");
-                        Vec::new()
-                    })
+                    me.store
+                        .due_polls(me.clock.now(), room as i64)
+                        .await
+                        .unwrap_or_else(|e| {
+                            tracing::warn!(error = %e, "could not look for due pending-orders polls");
+                            Vec::new()
+                        })
                 }
             },
             |account| {
@@ -126,7 +134,7 @@ impl Poller {
             Err(e) => {
                 tracing::error!(error = %e, account = %account, "account config unreadable; not polling");
                 self.store
-                    .request_poll(account, after(now(), self.settings.interval))
+                    .request_poll(account, after(self.clock.now(), self.settings.interval))
                     .await?;
                 return Ok(None);
             }
@@ -134,11 +142,11 @@ impl Poller {
         let Some(url) = settings.pending_orders_endpoint.clone() else {
             // Nothing to poll: look again after an interval (a config change asks sooner).
             self.store
-                .request_poll(account, after(now(), self.settings.interval))
+                .request_poll(account, after(self.clock.now(), self.settings.interval))
                 .await?;
             return Ok(None);
         };
-        let started = now();
+        let started = self.clock.now();
         let lease_until = after(started, self.settings.limits.timeout + LEASE_MARGIN);
         let Some(seq) = self
             .store
@@ -159,7 +167,7 @@ impl Poller {
                 let valid = orders::validate(&f.items);
                 PollReport {
                     started_at: started,
-                    finished_at: now(),
+                    finished_at: self.clock.now(),
                     error: None,
                     http_status: f.http_status.map(i64::from),
                     bytes: f.bytes as i64,
@@ -184,7 +192,7 @@ impl Poller {
             }
             Err(failure) => PollReport {
                 started_at: started,
-                finished_at: now(),
+                finished_at: self.clock.now(),
                 error: Some(failure.code.to_owned()),
                 http_status: failure.http_status.map(i64::from),
                 bytes: failure.bytes as i64,
@@ -212,13 +220,14 @@ impl Poller {
             hub.build(kind, user, account, data, &sub, None)
         };
         let interval = self.settings.interval;
+        let clock = self.clock.clone();
         let next_poll = move |failures: i64| -> Timestamp {
             let wait = if failures == 0 {
                 interval
             } else {
                 retry_delay(interval, failures, rand::thread_rng().gen_range(0.9..1.1))
             };
-            after(now(), wait)
+            after(clock.now(), wait)
         };
         let expires_ms = super::matching::EXPIRY_MS;
         let (row, logged) = self
@@ -228,7 +237,7 @@ impl Poller {
                 &self.owner,
                 seq,
                 &report,
-                now(),
+                self.clock.now(),
                 expires_ms,
                 &next_poll,
                 &build,

@@ -31,7 +31,11 @@ pub async fn check_mark_overdue_dirty(s: &dyn Store) {
         s,
         u.id,
         a.id,
-        &success(vec![order("P", "10.00"), order("N", "20.00"), order("A", "30.00")], &[], t),
+        &success(
+            vec![order("P", "10.00"), order("N", "20.00"), order("A", "30.00")],
+            &[],
+            t,
+        ),
     )
     .await;
     let at = rfc3339(t + Duration::minutes(1));
@@ -55,7 +59,13 @@ pub async fn check_mark_overdue_dirty(s: &dyn Store) {
     assert_eq!(statuses, ["ambiguous", "not_found", "pending"]);
     // `later`: the same user's account with a request registered a day later.
     let later = account(s, u.id, &bank(s).await).await;
-    poll(s, u.id, later.id, &success(vec![order("L", "5.00")], &[], t + Duration::days(1))).await;
+    poll(
+        s,
+        u.id,
+        later.id,
+        &success(vec![order("L", "5.00")], &[], t + Duration::days(1)),
+    )
+    .await;
     // `closed`: only a cancelled request (closed requests never expire).
     let closed = account(s, u.id, &bank(s).await).await;
     poll(s, u.id, closed.id, &success(vec![order("C", "5.00")], &[], t)).await;
