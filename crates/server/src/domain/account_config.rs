@@ -430,10 +430,20 @@ pub fn apply(settings: &mut Settings, secrets: &mut SecretFields, patch: ConfigP
     set(&mut settings.retry_limit, patch.retry_limit, default_retry_limit);
     set(&mut settings.notify_on_expired, patch.notify_on_expired, || false);
     if let Some(Some(fields)) = &patch.webhook_extra_fields {
-        if let Some(bad) = fields.keys().find(|k| RESERVED_EXTRA_FIELDS.contains(&k.as_str())) {
+        // Every reserved key given is named, not only the first.
+        let bad: Vec<String> = fields
+            .keys()
+            .filter(|k| RESERVED_EXTRA_FIELDS.contains(&k.as_str()))
+            .map(|k| format!("{k:?}"))
+            .collect();
+        if !bad.is_empty() {
             return Err(FieldError::new(
                 "webhook_extra_fields",
-                format!("may not set {bad:?} (reserved: {})", RESERVED_EXTRA_FIELDS.join(", ")),
+                format!(
+                    "may not set {} (reserved: {})",
+                    bad.join(", "),
+                    RESERVED_EXTRA_FIELDS.join(", ")
+                ),
             ));
         }
     }

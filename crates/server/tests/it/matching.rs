@@ -10,18 +10,24 @@ use crate::harness::{BankFixture, ConfigOut, MovementMatchOut, MovementOut};
 use crate::reconcile::{Answer as OrdersAnswer, Orders};
 use crate::webhooks::{receiver, verifies, Receiver};
 
-struct Shop {
-    f: BankFixture,
-    account: String,
-    username: String,
-    orders: Orders,
-    hooks: Receiver,
+/// A reconciling shop (shared with the expiry and invariant proofs in `expiry.rs`).
+pub(crate) struct Shop {
+    pub(crate) f: BankFixture,
+    pub(crate) account: String,
+    pub(crate) username: String,
+    pub(crate) orders: Orders,
+    pub(crate) hooks: Receiver,
 }
 
 impl Shop {
     /// A reconciling user with an account on its own tagged sandbox user, polling a scripted
     /// orders server and sending results to a local receiver.
     async fn new(tag: &str) -> Self {
+        Self::with(tag, json!({})).await
+    }
+
+    /// [`Shop::new`] with more account config fields (`config` is merged over the defaults).
+    pub(crate) async fn with(tag: &str, config: Value) -> Self {
         let f = BankFixture::with(&[("RECONBANKER_WEBHOOK_BACKOFF_MS", "10")], BankConfig::default()).await;
         let r = f
             .app
@@ -36,14 +42,12 @@ impl Shop {
         let orders = Orders::start().await;
         let hooks = receiver(Vec::new()).await;
         let username = format!("user_good+{tag}");
-        let account = f
-            .account(
-                &username,
-                "pass_good",
-                json!({"pending_orders_endpoint": orders.url, "webhook_url": hooks.url,
-                       "webhook_auth_token": "result-token-9", "webhook_extra_fields": {"shop": "eu-1"}}),
-            )
-            .await;
+        let mut settings = json!({"pending_orders_endpoint": orders.url, "webhook_url": hooks.url,
+                                  "webhook_auth_token": "result-token-9", "webhook_extra_fields": {"shop": "eu-1"}});
+        if let (Some(s), Some(c)) = (settings.as_object_mut(), config.as_object()) {
+            s.extend(c.clone());
+        }
+        let account = f.account(&username, "pass_good", settings).await;
         Self {
             f,
             account,
@@ -53,8 +57,13 @@ impl Shop {
         }
     }
 
-    async fn poll(&self, orders: Value) {
-        self.orders.answer(OrdersAnswer::Json(orders));
+    pub(crate) async fn poll(&self, orders: Value) {
+        self.poll_answer(OrdersAnswer::Json(orders)).await;
+    }
+
+    /// One successful poll now, in process, with the orders server answering `answer`.
+    pub(crate) async fn poll_answer(&self, answer: OrdersAnswer) -> reconbanker_store::PollRow {
+        self.orders.answer(answer);
         let row = self
             .f
             .app
@@ -65,9 +74,10 @@ impl Shop {
             .expect("poll")
             .expect("polled");
         assert_eq!(row.outcome, "succeeded", "{row:?}");
+        row
     }
 
-    fn transfer(&self, amount: &str, name: Option<&str>, description: &str) -> String {
+    pub(crate) fn transfer(&self, amount: &str, name: Option<&str>, description: &str) -> String {
         self.f
             .bank
             .add_movement(AddMovement {
@@ -82,14 +92,14 @@ impl Shop {
     }
 
     /// Reads the bank now and waits for the session to finish storing what it read.
-    async fn read_bank(&self) {
+    pub(crate) async fn read_bank(&self) {
         let mut events = self.f.app.events().await;
         let r = self.f.post(&format!("/accounts/{}/scrape", self.account)).await;
         assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
         events.next(&self.account, "scrape.succeeded").await;
     }
 
-    async fn request(&self, external_id: &str) -> Value {
+    pub(crate) async fn request(&self, external_id: &str) -> Value {
         let r = self
             .f
             .app
@@ -99,7 +109,7 @@ impl Shop {
         r.body[0].clone()
     }
 
-    async fn result_secret(&self) -> String {
+    pub(crate) async fn result_secret(&self) -> String {
         let c: ConfigOut = self
             .f
             .app
@@ -113,7 +123,7 @@ impl Shop {
     }
 }
 
-fn order(id: &str, amount: &str, name: &str) -> Value {
+pub(crate) fn order(id: &str, amount: &str, name: &str) -> Value {
     json!({"external_id": id, "amount": amount, "currency": "UYU", "name": name})
 }
 

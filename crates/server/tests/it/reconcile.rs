@@ -36,15 +36,18 @@ pub(crate) struct Orders {
     pub url: String,
     script: Arc<Mutex<VecDeque<Answer>>>,
     seen: Arc<Mutex<Vec<Seen>>>,
+    /// The answer once the script is done (`[]` unless set).
+    otherwise: Arc<Mutex<Option<Value>>>,
 }
 
 impl Orders {
     pub(crate) async fn start() -> Self {
         let script: Arc<Mutex<VecDeque<Answer>>> = Arc::default();
         let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
-        let (s, r) = (script.clone(), seen.clone());
+        let otherwise: Arc<Mutex<Option<Value>>> = Arc::default();
+        let (s, r, o) = (script.clone(), seen.clone(), otherwise.clone());
         let handler = move |method: axum::http::Method, uri: Uri, headers: HeaderMap, body: Bytes| {
-            let (script, seen) = (s.clone(), r.clone());
+            let (script, seen, otherwise) = (s.clone(), r.clone(), o.clone());
             async move {
                 seen.lock().expect("seen").push(Seen {
                     method: method.to_string(),
@@ -54,7 +57,10 @@ impl Orders {
                 });
                 let answer = script.lock().expect("script").pop_front();
                 match answer {
-                    None => (AxStatus::OK, "[]".to_owned()).into_response(),
+                    None => {
+                        let list = otherwise.lock().expect("otherwise").clone();
+                        (AxStatus::OK, list.map_or_else(|| "[]".to_owned(), |v| v.to_string())).into_response()
+                    }
                     Some(Answer::Json(v)) => (AxStatus::OK, v.to_string()).into_response(),
                     Some(Answer::Raw(code, text)) => {
                         (AxStatus::from_u16(code).unwrap_or(AxStatus::OK), text).into_response()
@@ -75,11 +81,22 @@ impl Orders {
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Self { url, script, seen }
+        Self {
+            url,
+            script,
+            seen,
+            otherwise,
+        }
     }
 
     pub(crate) fn answer(&self, a: Answer) {
         self.script.lock().expect("script").push_back(a);
+    }
+
+    /// What the server answers once the script is done, instead of `[]` (for polls the test
+    /// does not run itself, e.g. the worker's after the clock moved).
+    pub(crate) fn otherwise(&self, list: Value) {
+        *self.otherwise.lock().expect("otherwise") = Some(list);
     }
 
     fn seen(&self) -> Vec<Seen> {

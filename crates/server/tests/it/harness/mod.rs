@@ -210,7 +210,8 @@ impl TestApp {
         Self::start(config, dir, AppOptions::default()).await
     }
 
-    async fn start(config: Config, dir: Workdir, options: AppOptions) -> Self {
+    /// Starts the app on `config` with what an earlier one left behind (see [`TestApp::shutdown`]).
+    pub async fn start(config: Config, dir: Workdir, options: AppOptions) -> Self {
         let app = App::build_with(config, options).await.expect("app builds");
         let state = app.state.clone();
         // Bound before the server task starts: ready by construction, no sleeps.
