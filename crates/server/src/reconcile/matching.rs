@@ -945,6 +945,39 @@ mod tests {
             // Company against person, nothing in common.
             ("ACME Corp", Some("JUAN PEREZ"), 0, Band::None),
             ("ACME SA", Some("SA"), 0, Band::None),
+            // More statement styles: APELLIDO(S) NOMBRE(S), with a comma, truncated, with the
+            // bank's own words, one surname of two, initials, legal forms with accents and dots.
+            (
+                "Gabriel García Márquez",
+                Some("GARCIA MARQUEZ GABRIEL"),
+                1000,
+                Band::Strong,
+            ),
+            ("Juan Perez", Some("PEREZ, JUAN"), 1000, Band::Strong),
+            (
+                "María Fernanda Rodríguez Pérez",
+                Some("RODRIGUEZ PEREZ MARIA F"),
+                875,
+                Band::Strong,
+            ),
+            ("Juan Carlos Rodriguez", Some("RODRIGUEZ JUAN CARL"), 933, Band::Strong),
+            ("Fernando Gonzalez", Some("FERNANDO GON"), 500, Band::Weak),
+            ("Juan Perez", Some("TRF DE JUAN PEREZ"), 917, Band::Strong),
+            ("Ana María López García", Some("ANA LOPEZ"), 875, Band::Strong),
+            ("M. Rodriguez", Some("MARIA RODRIGUEZ"), 750, Band::Weak),
+            (
+                "Distribuidora del Este S.A.S.",
+                Some("DISTRIBUIDORA ESTE SAS"),
+                1000,
+                Band::Strong,
+            ),
+            (
+                "Comercial Andina Cía. Ltda.",
+                Some("COMERCIAL ANDINA CIA LTDA"),
+                1000,
+                Band::Strong,
+            ),
+            ("Müller GmbH", Some("MUELLER GMBH"), 900, Band::Strong),
             // No sender name.
             ("Juan Perez", None, 0, Band::None),
             ("Juan Perez", Some(""), 0, Band::None),
