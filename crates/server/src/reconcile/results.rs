@@ -8,6 +8,7 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::orders::{canonical_amount, parse_signed_decimal};
+use crate::domain::account_config::RESERVED_EXTRA_FIELDS;
 
 /// An amount as a JSON number with at least two decimals, from exact decimal text. `None` when
 /// the text is not a decimal (a bank's amount that never parsed): such a body is not built.
@@ -39,12 +40,21 @@ pub(crate) struct ResultBody<'a> {
     pub occurred_at: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub movement: Option<MovementBody<'a>>,
-    #[serde(flatten)]
+    #[serde(flatten, serialize_with = "without_reserved")]
     pub extra: &'a Map<String, Value>,
 }
 
-/// Serializes a body; extra fields that would repeat a key we set are dropped (the config
-/// already refuses reserved keys; this keeps an old stored config from overriding one).
+/// The account's extra fields less the reserved keys: the config already refuses them; this
+/// keeps an old stored config from repeating (and, for most parsers, overriding) a key we set.
+fn without_reserved<S: serde::Serializer>(extra: &&Map<String, Value>, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_map(
+        extra
+            .iter()
+            .filter(|(k, _)| !RESERVED_EXTRA_FIELDS.contains(&k.as_str())),
+    )
+}
+
+/// Serializes a body.
 pub(crate) fn to_json<T: Serialize>(body: &T) -> String {
     serde_json::to_string(body).unwrap_or_else(|_| "{}".into())
 }
@@ -98,6 +108,19 @@ mod tests {
         };
         let text = to_json(&ambiguous);
         assert!(!text.contains("movement"), "{text}");
+        // A reserved key in an old stored config is left out, never repeated.
+        let mut old = Map::new();
+        old.insert("status".into(), Value::from("paid"));
+        old.insert("request_id".into(), Value::from("x"));
+        old.insert("shop".into(), Value::from("eu-1"));
+        let text = to_json(&ResultBody {
+            extra: &old,
+            ..ambiguous
+        });
+        assert!(
+            text.ends_with(r#","status":"ambiguous","amount":1500.00,"currency":"UYU","name":"Juan Perez","request_id":"r1","occurred_at":"2026-05-13T15:31:02.123Z","shop":"eu-1"}"#),
+            "{text}"
+        );
         assert!(text.starts_with(r#"{"external_id":"ORDER-1234","status":"ambiguous","amount":1500.00,"#));
     }
 }
