@@ -21,6 +21,11 @@ const MIGRATIONS: Embedded = Embedded(&[
         "reconciliation",
         include_str!("../migrations/sqlite/0004_reconciliation.sql"),
     ),
+    (
+        6,
+        "passthrough",
+        include_str!("../migrations/sqlite/0006_passthrough.sql"),
+    ),
 ]);
 
 /// How long a connection waits on a locked database before giving up.

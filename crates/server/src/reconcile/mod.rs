@@ -9,6 +9,8 @@
 //!   the outcome to the store, which applies it in one transaction under the account's lock.
 //! - [`matching`] normalizes and scores names, finds reference codes and runs the
 //!   deterministic match pass (§5).
+//! - [`passthrough`] builds the frozen `bank_movement` body of a forwarded movement (§7); the
+//!   store decides, when it stores the movement, whether it is forwarded.
 //!
 //! `orders` and `matching` are pure (no I/O, no clock, no database): the workers own the
 //! transactions and feed them plain data, so every rule there is a table test away.
@@ -17,5 +19,6 @@ pub(crate) mod fetch;
 pub(crate) mod matcher;
 pub(crate) mod matching;
 pub(crate) mod orders;
+pub(crate) mod passthrough;
 pub(crate) mod poller;
 pub(crate) mod results;
