@@ -147,6 +147,9 @@ contract_tests! {
 
     // passthrough
     // (this area's checks go below this line)
+    check_insert_movements_forwards_in_passthrough,
+    check_notify_movement,
+    check_commit_pass_outside_reconcile_mode,
 
     // expiry
     // (this area's checks go below this line)
