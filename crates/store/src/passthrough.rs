@@ -25,7 +25,7 @@ pub fn never_forward(_: &MovementRow, _: Option<&str>) -> Option<String> {
 pub enum MovementNotify {
     /// The movement's `bank_movement` delivery is queued: its existing one again (same id, due
     /// now), or a new one.
-    Queued(DeliveryRow),
+    Queued(Box<DeliveryRow>),
     /// The owner is not in `passthrough` mode.
     NotPassthrough,
     /// The movement has no sender name (null or blank).

@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 
 use crate::harness::{BankFixture, ConfigOut};
 use crate::reconcile::{Answer as OrdersAnswer, Orders};
-use crate::webhooks::{receiver, verifies, Receiver, Received};
+use crate::webhooks::{receiver, verifies, Received, Receiver};
 
 /// A user in `mode` with an account on its own tagged sandbox user, sending result webhooks
 /// (and so forwarded movements) to a local receiver.
@@ -37,7 +37,12 @@ impl Pass {
         let f = BankFixture::with(&[("RECONBANKER_WEBHOOK_BACKOFF_MS", "10")], bank).await;
         let r = f
             .app
-            .json(Method::PUT, "/me/operation-mode", Some(&f.token), Some(json!({"mode": mode})))
+            .json(
+                Method::PUT,
+                "/me/operation-mode",
+                Some(&f.token),
+                Some(json!({"mode": mode})),
+            )
             .await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.text);
         let hooks = receiver(Vec::new()).await;
@@ -98,7 +103,10 @@ impl Pass {
         let r = self
             .f
             .app
-            .get(&format!("/accounts/{}/movements?limit=500", self.account), &self.f.token)
+            .get(
+                &format!("/accounts/{}/movements?limit=500", self.account),
+                &self.f.token,
+            )
             .await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.text);
         r.body.as_array().cloned().expect("an array")
@@ -136,7 +144,11 @@ impl Pass {
         let c: ConfigOut = self
             .f
             .app
-            .get_as(&format!("/accounts/{}/config", self.account), &self.f.token, StatusCode::OK)
+            .get_as(
+                &format!("/accounts/{}/config", self.account),
+                &self.f.token,
+                StatusCode::OK,
+            )
             .await;
         c.webhook_signing_secret
     }
@@ -157,7 +169,12 @@ impl Pass {
         let r = self
             .f
             .app
-            .json(Method::PUT, "/me/operation-mode", Some(&self.f.token), Some(json!({"mode": mode})))
+            .json(
+                Method::PUT,
+                "/me/operation-mode",
+                Some(&self.f.token),
+                Some(json!({"mode": mode})),
+            )
             .await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     }
@@ -187,7 +204,12 @@ async fn new_movements_are_forwarded_once_signed_with_the_documented_body_but_no
     assert!(p.forwarded().await.is_empty(), "the first read is not forwarded");
 
     // New: a credit and a debit with names, one without a name, one with a blank name.
-    let credit = p.add("1500", Some("JUAN PEREZ"), "pt1 credit", Some("2026-05-13T12:30:00-03:00"));
+    let credit = p.add(
+        "1500",
+        Some("JUAN PEREZ"),
+        "pt1 credit",
+        Some("2026-05-13T12:30:00-03:00"),
+    );
     let debit = p.add("-250.5", Some("ACME SA"), "pt1 debit", Some("2026-05-13T16:00:00Z"));
     let unnamed = p.add("10.00", None, "pt1 unnamed", None);
     let blank = p.add("11.00", Some("   "), "pt1 blank", None);
@@ -200,7 +222,10 @@ async fn new_movements_are_forwarded_once_signed_with_the_documented_body_but_no
     let mut bodies = Vec::new();
     for _ in 0..2 {
         let got = p.hooks.next().await;
-        assert!(verifies(&secret, &got.headers, &got.body), "signed with webhook_signing_secret");
+        assert!(
+            verifies(&secret, &got.headers, &got.body),
+            "signed with webhook_signing_secret"
+        );
         assert_eq!(header(&got, "authorization").as_deref(), Some("Bearer result-token-7"));
         assert_eq!(header(&got, "content-type").as_deref(), Some("application/json"));
         assert!(header(&got, "webhook-id").is_some());
@@ -212,17 +237,28 @@ async fn new_movements_are_forwarded_once_signed_with_the_documented_body_but_no
         expected(&debit, "-250.50", "ACME SA", "2026-05-13T16:00:00.000Z"),
     ];
     want.sort();
-    assert_eq!(bodies, want, "exactly the documented fields, then the extra ones; no status");
+    assert_eq!(
+        bodies, want,
+        "exactly the documented fields, then the extra ones; no status"
+    );
     let body: Value = serde_json::from_str(&bodies[0]).expect("json");
     assert!(body.get("status").is_none());
 
     // Read again: nothing new, nothing sent twice. The next webhook is the next new movement.
     p.read_bank().await;
-    let next = p.add("42.10", Some("ANA LOPEZ"), "pt1 next", Some("2026-05-14T09:00:00.250+02:00"));
+    let next = p.add(
+        "42.10",
+        Some("ANA LOPEZ"),
+        "pt1 next",
+        Some("2026-05-14T09:00:00.250+02:00"),
+    );
     p.read_bank().await;
     let next = p.movement(&next).await;
     let got = p.hooks.next().await;
-    assert_eq!(got.body, expected(&next, "42.10", "ANA LOPEZ", "2026-05-14T07:00:00.000Z"));
+    assert_eq!(
+        got.body,
+        expected(&next, "42.10", "ANA LOPEZ", "2026-05-14T07:00:00.000Z")
+    );
 
     let out = p.forwarded().await;
     assert_eq!(out.len(), 3, "{out:?}");
@@ -262,7 +298,12 @@ async fn reconcile_mode_forwards_nothing() {
 #[tokio::test]
 async fn a_movement_is_sent_by_hand_with_the_same_webhook_id_each_time() {
     let mut p = Pass::new("pt4", "passthrough", json!({})).await;
-    let base = p.add("99.90", Some("MARIA GOMEZ"), "pt4 history", Some("2026-05-10T10:00:00Z"));
+    let base = p.add(
+        "99.90",
+        Some("MARIA GOMEZ"),
+        "pt4 history",
+        Some("2026-05-10T10:00:00Z"),
+    );
     let unnamed = p.add("5.00", None, "pt4 unnamed", None);
     p.read_bank().await;
     let (base, unnamed) = (p.movement(&base).await, p.movement(&unnamed).await);
@@ -276,7 +317,10 @@ async fn a_movement_is_sent_by_hand_with_the_same_webhook_id_each_time() {
     assert_eq!(r.body, json!({"queued": true}));
     let first = p.hooks.next().await;
     assert!(verifies(&secret, &first.headers, &first.body));
-    assert_eq!(first.body, expected(&base, "99.90", "MARIA GOMEZ", "2026-05-10T10:00:00.000Z"));
+    assert_eq!(
+        first.body,
+        expected(&base, "99.90", "MARIA GOMEZ", "2026-05-10T10:00:00.000Z")
+    );
     // Again: the same delivery, so the same webhook-id (the receiver's idempotency key).
     let r = p.notify(id, &p.f.token).await;
     assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
@@ -306,31 +350,38 @@ async fn a_movement_is_sent_by_hand_with_the_same_webhook_id_each_time() {
     p.notify(&uuid::Uuid::now_v7().to_string(), &p.f.token)
         .await
         .assert_api_error(404, "NOT_FOUND");
-    p.notify("not-a-uuid", &p.f.token).await.assert_api_error(404, "NOT_FOUND");
+    p.notify("not-a-uuid", &p.f.token)
+        .await
+        .assert_api_error(404, "NOT_FOUND");
     let other = p.f.account("user_good+pt4b", "pass_good", json!({})).await;
-    let r = p
-        .f
-        .app
-        .json(
-            Method::POST,
-            &format!("/accounts/{other}/movements/{id}/notify"),
-            Some(&p.f.token),
-            None,
-        )
-        .await;
+    let r =
+        p.f.app
+            .json(
+                Method::POST,
+                &format!("/accounts/{other}/movements/{id}/notify"),
+                Some(&p.f.token),
+                None,
+            )
+            .await;
     r.assert_api_error(404, "NOT_FOUND");
     let stranger = p.f.app.user("stranger@example.com").await;
-    let r = p
-        .f
-        .app
-        .json(Method::PUT, "/me/operation-mode", Some(&stranger), Some(json!({"mode": "passthrough"})))
-        .await;
+    let r =
+        p.f.app
+            .json(
+                Method::PUT,
+                "/me/operation-mode",
+                Some(&stranger),
+                Some(json!({"mode": "passthrough"})),
+            )
+            .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     p.notify(id, &stranger).await.assert_api_error(404, "NOT_FOUND");
 
     // Back in reconcile mode: refused, and nothing was created.
     p.set_mode("reconcile").await;
-    p.notify(id, &p.f.token).await.assert_api_error(409, "NOT_PASSTHROUGH_MODE");
+    p.notify(id, &p.f.token)
+        .await
+        .assert_api_error(409, "NOT_PASSTHROUGH_MODE");
     assert_eq!(p.forwarded().await.len(), 2);
 }
 
@@ -358,11 +409,17 @@ async fn switching_modes_keeps_requests_matches_and_movements_and_holds_reconcil
     events.next(&p.account, "conciliation.matched").await;
     let got = p.hooks.next().await;
     let body: Value = serde_json::from_str(&got.body).expect("json");
-    assert_eq!((body["external_id"].as_str(), body["status"].as_str()), (Some("A"), Some("matched")));
+    assert_eq!(
+        (body["external_id"].as_str(), body["status"].as_str()),
+        (Some("A"), Some("matched"))
+    );
 
     let (requests, movements) = p.snapshot().await;
     assert_eq!(requests.as_array().map(Vec::len), Some(2));
-    let matched_movement = movements.iter().find(|m| m["description"] == "pt5 A").expect("A's movement");
+    let matched_movement = movements
+        .iter()
+        .find(|m| m["description"] == "pt5 A")
+        .expect("A's movement");
     assert_eq!(matched_movement["match"]["external_id"], "A");
 
     // Passthrough: nothing is deleted; no poll, no pass.
@@ -387,9 +444,18 @@ async fn switching_modes_keeps_requests_matches_and_movements_and_holds_reconcil
         .with_timezone(&chrono::Utc)
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     assert_eq!(got.body, expected(&b, "200.00", "ANA LOPEZ", &instant));
-    let st = store.reconcile_state(account).await.expect("state").expect("a state row");
+    let st = store
+        .reconcile_state(account)
+        .await
+        .expect("state")
+        .expect("a state row");
     assert!(st.dirty_seq > st.done_seq, "{st:?}");
-    assert!(!store.dirty_accounts(1000).await.expect("dirty").iter().any(|(a, _)| *a == account));
+    assert!(!store
+        .dirty_accounts(1000)
+        .await
+        .expect("dirty")
+        .iter()
+        .any(|(a, _)| *a == account));
     let r = p.f.app.get("/conciliation?external_id=B", &p.f.token).await;
     assert_ne!(r.body[0]["status"], "matched", "{}", r.text);
     assert!(b["match"].is_null());
@@ -402,7 +468,10 @@ async fn switching_modes_keeps_requests_matches_and_movements_and_holds_reconcil
     assert_eq!(matched.data["external_id"], "B");
     let got = p.hooks.next().await;
     let body: Value = serde_json::from_str(&got.body).expect("json");
-    assert_eq!((body["external_id"].as_str(), body["status"].as_str()), (Some("B"), Some("matched")));
+    assert_eq!(
+        (body["external_id"].as_str(), body["status"].as_str()),
+        (Some("B"), Some("matched"))
+    );
     assert_eq!(body["movement"]["id"], b["id"]);
     assert!(store.due_polls(far, 1000).await.expect("due").contains(&account));
     let (requests, after) = p.snapshot().await;

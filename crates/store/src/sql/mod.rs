@@ -807,10 +807,8 @@ impl Store for SqlStore {
             .map_err(map_err)?;
             if !baseline {
                 // In the order read (a movement listed twice counts at its first place).
-                let in_order: Vec<MovementRow> = movements
-                    .iter()
-                    .filter_map(|m| stored.remove(&m.external_id))
-                    .collect();
+                let in_order: Vec<MovementRow> =
+                    movements.iter().filter_map(|m| stored.remove(&m.external_id)).collect();
                 passthrough::forward_new(&mut tx, account, &in_order, read_at, forward).await?;
             }
         }

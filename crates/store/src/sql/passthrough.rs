@@ -32,18 +32,22 @@ fn has_name(m: &MovementRow) -> bool {
 /// it is set to `read_at`). Atomic on both backends: a concurrent first read waits on the row
 /// and then sees it set.
 pub(super) async fn take_first_read(conn: &mut Conn, account: AccountId, read_at: Timestamp) -> StoreResult<bool> {
-    let row = sqlx::query("UPDATE accounts SET first_read_at = $2 WHERE id = $1 AND first_read_at IS NULL RETURNING id")
-        .bind(account.0)
-        .bind(to_ms(read_at))
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(map_err)?;
+    let row =
+        sqlx::query("UPDATE accounts SET first_read_at = $2 WHERE id = $1 AND first_read_at IS NULL RETURNING id")
+            .bind(account.0)
+            .bind(to_ms(read_at))
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(map_err)?;
     Ok(row.is_some())
 }
 
 /// The account owner's operation mode and the account's config settings, as of this
 /// transaction; `None` when the account is gone.
-async fn mode_and_settings(conn: &mut Conn, account: AccountId) -> StoreResult<Option<(Option<String>, Option<String>)>> {
+async fn mode_and_settings(
+    conn: &mut Conn,
+    account: AccountId,
+) -> StoreResult<Option<(Option<String>, Option<String>)>> {
     let row = sqlx::query(
         "SELECT u.operation_mode, c.settings FROM accounts a JOIN users u ON u.id = a.user_id \
          LEFT JOIN account_configs c ON c.account_id = a.id WHERE a.id = $1",
@@ -171,14 +175,14 @@ pub(super) async fn notify(
         .await
         .map_err(map_err)?;
     if let Some(r) = again {
-        return Ok(Some(MovementNotify::Queued(delivery_from(&r)?)));
+        return Ok(Some(MovementNotify::Queued(Box::new(delivery_from(&r)?))));
     }
     let Some(body) = build(&m, settings.as_deref()) else {
         return Ok(Some(MovementNotify::NothingToSend));
     };
     let mut written = insert_deliveries(conn, account, &[(m.id.0, body)], now).await?;
     match written.pop() {
-        Some(d) => Ok(Some(MovementNotify::Queued(d))),
+        Some(d) => Ok(Some(MovementNotify::Queued(Box::new(d)))),
         None => Err(corrupt("deliveries", "row missing after insert")),
     }
 }

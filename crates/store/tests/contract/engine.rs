@@ -185,7 +185,9 @@ pub async fn check_insert_movements(s: &dyn Store) {
 
     assert_eq!(s.insert_movements(a.id, &[], t1, &never_forward).await.unwrap(), 0);
     assert_eq!(
-        s.insert_movements(a.id, &[m1.clone(), m2.clone()], t1, &never_forward).await.unwrap(),
+        s.insert_movements(a.id, &[m1.clone(), m2.clone()], t1, &never_forward)
+            .await
+            .unwrap(),
         2
     );
     let first = s.list_movements(owner.id, a.id, 100, 0).await.unwrap();
@@ -200,16 +202,26 @@ pub async fn check_insert_movements(s: &dyn Store) {
         description: "changed".into(),
         ..m1.clone()
     };
-    assert_eq!(s.insert_movements(a.id, &[m1_again, m2.clone()], t2, &never_forward).await.unwrap(), 0);
+    assert_eq!(
+        s.insert_movements(a.id, &[m1_again, m2.clone()], t2, &never_forward)
+            .await
+            .unwrap(),
+        0
+    );
     assert_eq!(s.list_movements(owner.id, a.id, 100, 0).await.unwrap(), first);
 
     // A batch mixing known and new movements counts only the new ones; a movement twice in one
     // batch counts once.
     let m3 = movement("tx-3", "2026-03-03T00:00:00Z");
     assert_eq!(
-        s.insert_movements(a.id, &[m2.clone(), m3.clone(), m3.clone(), m1.clone()], t2, &never_forward)
-            .await
-            .unwrap(),
+        s.insert_movements(
+            a.id,
+            &[m2.clone(), m3.clone(), m3.clone(), m1.clone()],
+            t2,
+            &never_forward
+        )
+        .await
+        .unwrap(),
         1
     );
     let listed = s.list_movements(owner.id, a.id, 100, 0).await.unwrap();
@@ -293,7 +305,9 @@ pub async fn check_list_movements(s: &dyn Store) {
         3
     );
     assert_eq!(
-        s.insert_movements(a.id, &[me.clone(), mc.clone()], t2, &never_forward).await.unwrap(),
+        s.insert_movements(a.id, &[me.clone(), mc.clone()], t2, &never_forward)
+            .await
+            .unwrap(),
         2
     );
     let theirs = movement("ext-z", "2026-03-04T00:00:00Z");

@@ -483,7 +483,10 @@ async fn pass_50k(backend: Backend) {
             })
             .collect();
         let started = std::time::Instant::now();
-        assert_eq!(s.insert_movements(a.id, &movements, t, &never_forward).await.unwrap(), 10_000);
+        assert_eq!(
+            s.insert_movements(a.id, &movements, t, &never_forward).await.unwrap(),
+            10_000
+        );
         println!("{} insert_movements: {k} in {:?}", backend.name(), started.elapsed());
 
         let horizon = t - chrono::Duration::days(5);

@@ -230,9 +230,14 @@ pub async fn check_dirty_accounts(s: &dyn Store) {
         "nothing changed: same version"
     );
     assert_eq!(
-        s.insert_movements(a.id, &[credit("late", "9.00", "2026-05-14T00:00:00Z")], t, &never_forward)
-            .await
-            .unwrap(),
+        s.insert_movements(
+            a.id,
+            &[credit("late", "9.00", "2026-05-14T00:00:00Z")],
+            t,
+            &never_forward
+        )
+        .await
+        .unwrap(),
         1
     );
     assert_eq!(s.dirty_accounts(100).await.unwrap(), vec![(a.id, seq + 1)]);
@@ -476,9 +481,14 @@ pub async fn check_commit_pass_ambiguous_once(s: &dyn Store) {
     let t = now();
     let (u, a) = scene(s, t).await;
     let at = rfc3339(t + Duration::minutes(1));
-    s.insert_movements(a.id, &[credit("m10b", "10.00", &at), credit("m10c", "10.00", &at)], t, &never_forward)
-        .await
-        .unwrap();
+    s.insert_movements(
+        a.id,
+        &[credit("m10b", "10.00", &at), credit("m10c", "10.00", &at)],
+        t,
+        &never_forward,
+    )
+    .await
+    .unwrap();
     let input = s.load_pass(a.id, t - Duration::days(5)).await.unwrap();
     let ra = by_ext(&input, "A").clone();
     let tens: Vec<&EligibleMovement> = input.movements.iter().filter(|m| m.amount == "10.00").collect();

@@ -109,9 +109,17 @@ pub async fn check_insert_movements_forwards_in_passthrough(s: &dyn Store) {
         named("n1", "1500", Some("JUAN PEREZ")),
     ];
     assert_eq!(s.insert_movements(a.id, &read, t2, &build).await.unwrap(), 5);
-    assert_eq!(rec.calls(), vec!["n1", "n4", "n5"], "only named new movements reach the builder");
+    assert_eq!(
+        rec.calls(),
+        vec!["n1", "n4", "n5"],
+        "only named new movements reach the builder"
+    );
     assert!(
-        rec.0.lock().unwrap().iter().all(|(_, st)| st.as_deref() == Some(SETTINGS)),
+        rec.0
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|(_, st)| st.as_deref() == Some(SETTINGS)),
         "the builder gets the account's settings as stored"
     );
     let got = forwarded(s, &u, &a).await;
@@ -133,10 +141,7 @@ pub async fn check_insert_movements_forwards_in_passthrough(s: &dyn Store) {
         assert_eq!(d.payload, format!(r#"{{"id":"{m}","amount":{amount}}}"#));
     }
     // Due at once, and claimed like any result delivery.
-    let claimed = s
-        .claim_due_deliveries(t2, t2 + Duration::minutes(2), 10)
-        .await
-        .unwrap();
+    let claimed = s.claim_due_deliveries(t2, t2 + Duration::minutes(2), 10).await.unwrap();
     assert_eq!(claimed.len(), 2);
 
     // Read again: nothing new, nothing forwarded twice.
@@ -239,18 +244,30 @@ pub async fn check_notify_movement(s: &dyn Store) {
     let Some(MovementNotify::Queued(d)) = s.notify_movement(u.id, a.id, h1, t2, &build).await.unwrap() else {
         panic!("queued")
     };
-    assert_eq!(rec.0.lock().unwrap().last().cloned(), Some(("h1".into(), Some(SETTINGS.into()))));
     assert_eq!(
-        (d.account_id, d.subject_id, d.event_id, d.channel.as_str(), d.event_type.as_str()),
+        rec.0.lock().unwrap().last().cloned(),
+        Some(("h1".into(), Some(SETTINGS.into())))
+    );
+    assert_eq!(
+        (
+            d.account_id,
+            d.subject_id,
+            d.event_id,
+            d.channel.as_str(),
+            d.event_type.as_str()
+        ),
         (a.id, Some(h1.0), h1.0, CHANNEL_RESULT, BANK_MOVEMENT)
     );
-    assert_eq!((d.status.as_str(), d.attempts, d.created_at, d.next_attempt_at), ("pending", 0, t2, Some(t2)));
+    assert_eq!(
+        (d.status.as_str(), d.attempts, d.created_at, d.next_attempt_at),
+        ("pending", 0, t2, Some(t2))
+    );
     assert_eq!(d.payload, format!(r#"{{"id":"{h1}","amount":10.00}}"#));
-    assert_eq!(forwarded(s, &u, &a).await, vec![d.clone()]);
+    assert_eq!(forwarded(s, &u, &a).await, vec![(*d).clone()]);
 
     // Sent (and failed once, then delivered): queued again, same delivery, attempts kept, the
     // body as frozen (the builder is not asked again).
-    let mut sent = d.clone();
+    let mut sent = (*d).clone();
     sent.status = "delivered".into();
     sent.attempts = 2;
     sent.next_attempt_at = None;
@@ -264,7 +281,10 @@ pub async fn check_notify_movement(s: &dyn Store) {
     };
     assert_eq!(rec.calls().len(), calls);
     assert_eq!(again.id, d.id);
-    assert_eq!((again.status.as_str(), again.next_attempt_at, again.attempts), ("pending", Some(t3), 2));
+    assert_eq!(
+        (again.status.as_str(), again.next_attempt_at, again.attempts),
+        ("pending", Some(t3), 2)
+    );
     assert_eq!(again.payload, d.payload);
     assert_eq!(forwarded(s, &u, &a).await.len(), 1, "never a second delivery");
 
@@ -297,11 +317,16 @@ pub async fn check_notify_movement(s: &dyn Store) {
     // Tenancy: another user, another account of the same user, unknown ids are all `None`.
     let stranger = user(s).await;
     assert!(s.set_operation_mode(stranger.id, "passthrough").await.unwrap());
-    assert_eq!(s.notify_movement(stranger.id, a.id, h1, t3, &build).await.unwrap(), None);
+    assert_eq!(
+        s.notify_movement(stranger.id, a.id, h1, t3, &build).await.unwrap(),
+        None
+    );
     let other = account(s, u.id, &bank(s).await).await;
     assert_eq!(s.notify_movement(u.id, other.id, h1, t3, &build).await.unwrap(), None);
     assert_eq!(
-        s.notify_movement(u.id, a.id, MovementId::new(), t3, &build).await.unwrap(),
+        s.notify_movement(u.id, a.id, MovementId::new(), t3, &build)
+            .await
+            .unwrap(),
         None
     );
     assert_eq!(
@@ -314,7 +339,9 @@ pub async fn check_notify_movement(s: &dyn Store) {
     assert!(s.set_operation_mode(u.id, "reconcile").await.unwrap());
     for m in [h1, h2, h4] {
         assert_eq!(
-            s.notify_movement(u.id, a.id, m, t3 + Duration::seconds(1), &build).await.unwrap(),
+            s.notify_movement(u.id, a.id, m, t3 + Duration::seconds(1), &build)
+                .await
+                .unwrap(),
             Some(MovementNotify::NotPassthrough)
         );
     }
@@ -353,7 +380,10 @@ pub async fn check_commit_pass_outside_reconcile_mode(s: &dyn Store) {
     assert!(st.dirty_seq > st.done_seq);
     assert_eq!(requests(s, u.id, a.id).await[0].status, ConciliationStatus::Pending);
     assert!(s.list_deliveries(u.id, a.id, 100, 0).await.unwrap().is_empty());
-    assert!(s.dirty_accounts(100).await.unwrap().is_empty(), "held back in passthrough");
+    assert!(
+        s.dirty_accounts(100).await.unwrap().is_empty(),
+        "held back in passthrough"
+    );
 
     // Back in reconcile mode: listed again, and the same pass commits.
     assert!(s.set_operation_mode(u.id, "reconcile").await.unwrap());
