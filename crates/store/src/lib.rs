@@ -228,7 +228,8 @@ pub trait Store: Send + Sync + 'static {
         now: Timestamp,
         lease_until: Timestamp,
     ) -> StoreResult<Option<i64>>;
-    /// Records poll `seq` and, when it succeeded and is newer than the last applied one, applies
+    /// Records poll `seq` and, when it succeeded, is newer than the last applied one and the
+    /// owner is still in `reconcile` mode (else it is `superseded`), applies
     /// it (docs/reconciliation.md §3.6), all in one transaction under the account lock; schedules the
     /// next poll with `next_poll(failures after this poll)` (not for a superseded poll) and
     /// gives the lease up if `owner` holds it. Keeps the newest [`POLL_LOG_KEEP`] poll rows.

@@ -1142,6 +1142,7 @@ impl Store for SqlStore {
             .transpose()?
             .ok_or(StoreError::Database(sqlx::Error::RowNotFound))?;
 
+        let reconciles = passthrough::owner_reconciles(&mut tx, account).await?;
         let mut counts = PollCounts::default();
         let mut new_events = Vec::new();
         let (outcome, failures, applied, next_poll_at, dirty, changed) = match &report.result {
@@ -1162,7 +1163,9 @@ impl Store for SqlStore {
                     false,
                 )
             }
-            Some(_) if seq <= state.poll_seq_applied => (
+            // Stale, or its owner left reconcile mode while it ran: requests stay as they are
+            // in passthrough (docs/reconciliation.md §7); the poll is due again on a switch back.
+            Some(_) if seq <= state.poll_seq_applied || !reconciles => (
                 "superseded",
                 state.poll_failures,
                 state.poll_seq_applied,

@@ -150,6 +150,7 @@ contract_tests! {
     check_insert_movements_forwards_in_passthrough,
     check_notify_movement,
     check_commit_pass_outside_reconcile_mode,
+    check_finish_poll_outside_reconcile_mode,
 
     // expiry
     // (this area's checks go below this line)

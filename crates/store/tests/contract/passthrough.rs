@@ -392,3 +392,62 @@ pub async fn check_commit_pass_outside_reconcile_mode(s: &dyn Store) {
     assert_eq!(requests(s, u.id, a.id).await[0].status, ConciliationStatus::Matched);
     assert_eq!(s.list_deliveries(u.id, a.id, 100, 0).await.unwrap().len(), 1);
 }
+
+pub async fn check_finish_poll_outside_reconcile_mode(s: &dyn Store) {
+    let u = user(s).await;
+    assert!(s.set_operation_mode(u.id, "reconcile").await.unwrap());
+    let a = account(s, u.id, &bank(s).await).await;
+    let t = now();
+    poll(
+        s,
+        u.id,
+        a.id,
+        &success(vec![order("A", "10.00"), order("B", "20.00")], &[], t),
+    )
+    .await;
+    let before = requests(s, u.id, a.id).await;
+    let state = s.reconcile_state(a.id).await.unwrap().unwrap();
+
+    // A poll that began in reconcile mode ends after a switch to passthrough: recorded as
+    // superseded, nothing applied (an empty list would cancel both), lease given up, not
+    // rescheduled.
+    let t2 = t + Duration::minutes(10);
+    let seq = s
+        .begin_poll(a.id, "me", t2, t2 + Duration::seconds(45))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(s.set_operation_mode(u.id, "passthrough").await.unwrap());
+    let (row, logged) = s
+        .finish_poll(
+            a.id,
+            "me",
+            seq,
+            &success(vec![], &[], t2),
+            t2,
+            120 * 3600 * 1000,
+            &|_| t2 + Duration::minutes(10),
+            &|_| unreachable!("no event outside reconcile mode"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.outcome, "superseded");
+    assert!(logged.is_empty());
+    assert_eq!(requests(s, u.id, a.id).await, before);
+    let st = s.reconcile_state(a.id).await.unwrap().unwrap();
+    assert_eq!(
+        (st.poll_seq_applied, st.next_poll_at, st.version, st.dirty_seq),
+        (
+            state.poll_seq_applied,
+            state.next_poll_at,
+            state.version,
+            state.dirty_seq
+        )
+    );
+    assert_eq!((st.poll_lease_owner, st.poll_lease_until), (None, None));
+
+    // Back in reconcile mode, the next poll applies.
+    assert!(s.set_operation_mode(u.id, "reconcile").await.unwrap());
+    let (row, _) = poll(s, u.id, a.id, &success(vec![], &[], t2 + Duration::seconds(1))).await;
+    assert_eq!((row.outcome.as_str(), row.counts.cancelled), ("succeeded", 2));
+}
