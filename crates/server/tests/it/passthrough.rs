@@ -228,6 +228,8 @@ async fn new_movements_are_forwarded_once_signed_with_the_documented_body_but_no
         );
         assert_eq!(header(&got, "authorization").as_deref(), Some("Bearer result-token-7"));
         assert_eq!(header(&got, "content-type").as_deref(), Some("application/json"));
+        assert_eq!(header(&got, "accept").as_deref(), Some("application/json"));
+        assert!(header(&got, "user-agent").is_some_and(|u| u.starts_with("Reconbanker/")));
         assert!(header(&got, "webhook-id").is_some());
         bodies.push(got.body);
     }
