@@ -9,6 +9,7 @@ mod embedded;
 mod error;
 mod ids;
 mod model;
+mod passthrough;
 mod reconcile;
 
 pub mod postgres;
@@ -21,6 +22,7 @@ use async_trait::async_trait;
 pub use error::{Constraint, StoreError, StoreResult};
 pub use ids::*;
 pub use model::*;
+pub use passthrough::*;
 pub use reconcile::*;
 
 /// Everything the application persists. Implemented by [`sqlite::SqliteStore`] and
@@ -122,11 +124,20 @@ pub trait Store: Send + Sync + 'static {
     /// `received_at` (RFC 3339 with an offset; `NULL` when it does not parse); returns how many
     /// were new. When any is new, the account's reconciliation becomes dirty (`dirty_seq` and
     /// `version` + 1) in the same transaction.
+    ///
+    /// Passthrough (docs/reconciliation.md §7), in the same transaction: the account's first
+    /// call sets its `first_read_at` and forwards nothing (the baseline); on later calls, when
+    /// the owner's mode (read in the transaction) is `passthrough`, each new movement with a
+    /// non-blank `name` gets a pending `bank_movement` delivery (channel `result`, subject the
+    /// movement, due at `read_at`) whose body `forward` builds from the movement and the
+    /// account's config settings (`None` from it = no delivery). Deliveries follow the
+    /// movements' order in `movements`.
     async fn insert_movements(
         &self,
         account: AccountId,
         movements: &[NewMovement],
         read_at: Timestamp,
+        forward: &ForwardFor<'_>,
     ) -> StoreResult<u64>;
     /// Newest first (by the bank's date, then id).
     async fn list_movements(
@@ -217,7 +228,8 @@ pub trait Store: Send + Sync + 'static {
         now: Timestamp,
         lease_until: Timestamp,
     ) -> StoreResult<Option<i64>>;
-    /// Records poll `seq` and, when it succeeded and is newer than the last applied one, applies
+    /// Records poll `seq` and, when it succeeded, is newer than the last applied one and the
+    /// owner is still in `reconcile` mode (else it is `superseded`), applies
     /// it (docs/reconciliation.md §3.6), all in one transaction under the account lock; schedules the
     /// next poll with `next_poll(failures after this poll)` (not for a superseded poll) and
     /// gives the lease up if `owner` holds it. Keeps the newest [`POLL_LOG_KEEP`] poll rows.
@@ -261,7 +273,8 @@ pub trait Store: Send + Sync + 'static {
     async fn load_pass(&self, account: AccountId, horizon: Timestamp) -> StoreResult<PassInput>;
     /// Applies a pass's decisions in one transaction under the account lock, when the state's
     /// version is still `expected_version` (else `Ok(None)`, nothing changed: reload and
-    /// recompute; a conflict on a match is the same lost race). Status changes are
+    /// recompute; a conflict on a match is the same lost race; also when the owner is no longer
+    /// in `reconcile` mode, so no result webhook is written in passthrough). Status changes are
     /// compare-and-set on the open statuses; attempts are numbered from the request's counter;
     /// `done_seq` becomes `max(done_seq, done_seq given)` and `version` moves when anything
     /// changed. Returns the events logged (built by `events`, with their deliveries).
@@ -288,6 +301,21 @@ pub trait Store: Send + Sync + 'static {
 
     // --- reconciliation: passthrough (movements forwarded as they are stored) ---
     // (this area's methods go below this line)
+    /// Queues the `bank_movement` webhook of the user's movement in `account` again
+    /// (docs/reconciliation.md §7, "Resend bank movement webhook"), in one transaction: its
+    /// latest `bank_movement` delivery becomes pending, due at `now` (same id, attempts kept), or,
+    /// when it has none, a new one is written with the body `build` makes (from the movement and
+    /// the account's config settings). Refused when the owner is not in `passthrough` mode or the
+    /// movement's name is null or blank. `None` when the movement is not in `account` or the
+    /// account is not `user`'s.
+    async fn notify_movement(
+        &self,
+        user: UserId,
+        account: AccountId,
+        movement: MovementId,
+        now: Timestamp,
+        build: &ForwardFor<'_>,
+    ) -> StoreResult<Option<MovementNotify>>;
 
     // --- reconciliation: expiry (the sweep of overdue requests) ---
     // (this area's methods go below this line)

@@ -21,6 +21,11 @@ const MIGRATIONS: Embedded = Embedded(&[
         "reconciliation",
         include_str!("../migrations/sqlite/0004_reconciliation.sql"),
     ),
+    (
+        6,
+        "passthrough",
+        include_str!("../migrations/sqlite/0006_passthrough.sql"),
+    ),
     (8, "expiry", include_str!("../migrations/sqlite/0008_expiry.sql")),
 ]);
 

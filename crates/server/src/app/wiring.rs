@@ -93,6 +93,7 @@ pub(crate) async fn build(config: Config, options: AppOptions) -> Result<(AppSta
             connectors: by_code,
             owner: owner.clone(),
             movements_stored: matcher_wake.clone(),
+            forward: Arc::new(crate::reconcile::passthrough::on_store),
         },
         EngineConfig {
             scrape_interval: config.scrape_interval,

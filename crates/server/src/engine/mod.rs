@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use reconbanker_store::{now, AccountId, EngineAccount, RunId, RunRow, Store, StoreResult, UserId};
+use reconbanker_store::{now, AccountId, EngineAccount, MovementRow, RunId, RunRow, Store, StoreResult, UserId};
 use serde_json::json;
 use tokio::sync::{Notify, Semaphore};
 use tokio::time::Instant;
@@ -79,7 +79,14 @@ pub struct EngineDeps {
     pub owner: String,
     /// Rung when a read stored new movements (they are reconciliation work).
     pub movements_stored: Arc<Notify>,
+    /// Builds the passthrough body of a newly stored movement (docs/reconciliation.md §7); the
+    /// store decides, in the transaction that stores it, whether it is forwarded.
+    pub forward: Forward,
 }
+
+/// The passthrough body builder handed to `Store::insert_movements`: the movement as stored and
+/// the account's config settings (JSON) as read in that transaction; `None` = not forwarded.
+pub type Forward = Arc<dyn Fn(&MovementRow, Option<&str>) -> Option<String> + Send + Sync>;
 
 #[derive(Clone)]
 struct Live {
@@ -611,7 +618,7 @@ impl Inner {
             let new = self
                 .deps
                 .store
-                .insert_movements(acc.account.id, &movements, now())
+                .insert_movements(acc.account.id, &movements, now(), &*self.deps.forward)
                 .await
                 .map_err(|e| {
                     (
@@ -621,6 +628,8 @@ impl Inner {
                 })?;
             if new > 0 {
                 self.deps.movements_stored.notify_one();
+                // New movements may have been forwarded (passthrough deliveries).
+                self.deps.hub.wake_outbox();
             }
             report.reads += 1;
             report.movements_read += movements.len() as i32;

@@ -11,6 +11,7 @@ pub(crate) mod error;
 pub(crate) mod extract;
 pub(crate) mod notifications;
 pub(crate) mod otp;
+pub(crate) mod passthrough;
 pub(crate) mod realtime;
 pub(crate) mod sse;
 pub(crate) mod users;
@@ -136,6 +137,10 @@ pub fn router(app: AppState) -> Router {
         .route("/accounts/{id}/reactivate", post(accounts::reactivate))
         .route("/accounts/{id}/movements", get(accounts::movements))
         // reconciliation: passthrough routes go below this line
+        .route(
+            "/accounts/{id}/movements/{movement_id}/notify",
+            post(passthrough::notify),
+        )
         .route("/accounts/{id}/runs", get(accounts::runs))
         .route("/accounts/{id}/notifications", get(notifications::list))
         .route(

@@ -198,7 +198,13 @@ pub async fn set_operation_mode(
     if !matches!(body.mode.as_str(), "reconcile" | "passthrough") {
         return Err(Problem::field("mode", "must be \"reconcile\" or \"passthrough\"").into());
     }
+    // Only the mode changes: requests, matches, movements and deliveries all stay
+    // (docs/reconciliation.md §7). Back in reconcile mode, the work held back resumes now.
     app.store.set_operation_mode(who.user.id, &body.mode).await?;
+    if body.mode == "reconcile" {
+        app.poller.wake();
+        app.matcher_wake.notify_one();
+    }
     Ok(Json(ModeOut {
         operation_mode: body.mode,
     }))

@@ -10,6 +10,8 @@
 //! - [`expiry`] is the sweep that marks accounts with overdue requests for a pass (§5.8).
 //! - [`matching`] normalizes and scores names, finds reference codes and runs the
 //!   deterministic match pass (§5).
+//! - [`passthrough`] builds the frozen `bank_movement` body of a forwarded movement (§7); the
+//!   store decides, when it stores the movement, whether it is forwarded.
 //!
 //! `orders` and `matching` are pure (no I/O, no clock, no database): the workers own the
 //! transactions and feed them plain data, so every rule there is a table test away.
@@ -19,5 +21,6 @@ pub(crate) mod fetch;
 pub(crate) mod matcher;
 pub(crate) mod matching;
 pub(crate) mod orders;
+pub(crate) mod passthrough;
 pub(crate) mod poller;
 pub(crate) mod results;

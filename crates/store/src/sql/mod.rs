@@ -13,6 +13,8 @@ mod expiry;
 #[allow(clippy::duplicate_mod)]
 mod pass;
 #[allow(clippy::duplicate_mod)]
+mod passthrough;
+#[allow(clippy::duplicate_mod)]
 mod reconcile;
 #[allow(clippy::duplicate_mod)]
 mod rows;
@@ -747,10 +749,13 @@ impl Store for SqlStore {
         account: AccountId,
         movements: &[NewMovement],
         read_at: Timestamp,
+        forward: &ForwardFor<'_>,
     ) -> StoreResult<u64> {
         // The account lock's begin: the insert ends by marking the account's reconciliation dirty.
         let mut tx = self.pool.begin_with(ACCOUNT_LOCK_BEGIN).await.map_err(map_err)?;
-        let mut new = 0;
+        // The first read's movements are the baseline: stored, never forwarded.
+        let baseline = passthrough::take_first_read(&mut tx, account, read_at).await?;
+        let mut stored: HashMap<String, MovementRow> = HashMap::new();
         for chunk in movements.chunks((MAX_PARAMS - 2) / 8) {
             let tuples: Vec<String> = (0..chunk.len())
                 .map(|i| {
@@ -770,7 +775,8 @@ impl Store for SqlStore {
                 .collect();
             let sql = format!(
                 "INSERT INTO movements (id, account_id, external_id, amount, currency, name, description, \
-                 received_at, read_at, received_at_ms) VALUES {} ON CONFLICT (account_id, external_id) DO NOTHING",
+                 received_at, read_at, received_at_ms) VALUES {} ON CONFLICT (account_id, external_id) DO NOTHING \
+                 RETURNING {MOVEMENT_COLS}",
                 tuples.join(", ")
             );
             let mut q = sqlx::query(&sql).bind(account.0).bind(to_ms(read_at));
@@ -785,8 +791,12 @@ impl Store for SqlStore {
                     .bind(&m.received_at)
                     .bind(pass::received_ms(&m.received_at));
             }
-            new += q.execute(&mut *tx).await.map_err(map_err)?.rows_affected();
+            for row in q.fetch_all(&mut *tx).await.map_err(map_err)? {
+                let m = movement_from(&row)?;
+                stored.insert(m.external_id.clone(), m);
+            }
         }
+        let new = stored.len() as u64;
         if new > 0 {
             sqlx::query(
                 "INSERT INTO reconcile_state (account_id, version, dirty_seq) SELECT $1, 1, 1 \
@@ -797,6 +807,12 @@ impl Store for SqlStore {
             .execute(&mut *tx)
             .await
             .map_err(map_err)?;
+            if !baseline {
+                // In the order read (a movement listed twice counts at its first place).
+                let in_order: Vec<MovementRow> =
+                    movements.iter().filter_map(|m| stored.remove(&m.external_id)).collect();
+                passthrough::forward_new(&mut tx, account, &in_order, read_at, forward).await?;
+            }
         }
         tx.commit().await.map_err(map_err)?;
         Ok(new)
@@ -1128,6 +1144,7 @@ impl Store for SqlStore {
             .transpose()?
             .ok_or(StoreError::Database(sqlx::Error::RowNotFound))?;
 
+        let reconciles = passthrough::owner_reconciles(&mut tx, account).await?;
         let mut counts = PollCounts::default();
         let mut new_events = Vec::new();
         let (outcome, failures, applied, next_poll_at, dirty, changed) = match &report.result {
@@ -1148,7 +1165,9 @@ impl Store for SqlStore {
                     false,
                 )
             }
-            Some(_) if seq <= state.poll_seq_applied => (
+            // Stale, or its owner left reconcile mode while it ran: requests stay as they are
+            // in passthrough (docs/reconciliation.md §7); the poll is due again on a switch back.
+            Some(_) if seq <= state.poll_seq_applied || !reconciles => (
                 "superseded",
                 state.poll_failures,
                 state.poll_seq_applied,
@@ -1354,6 +1373,11 @@ impl Store for SqlStore {
         if version != expected_version {
             return Ok(None);
         }
+        // A pass read before its owner switched to passthrough commits nothing: no result
+        // webhook is written outside reconcile mode (the account stays dirty for a switch back).
+        if !passthrough::owner_reconciles(&mut tx, account).await? {
+            return Ok(None);
+        }
         let Some((changed, new_events)) = pass::apply(&mut tx, account, commit, now, events).await? else {
             // Dropping the transaction rolls it back.
             return Ok(None);
@@ -1413,6 +1437,21 @@ impl Store for SqlStore {
 
     // --- reconciliation: passthrough (movements forwarded as they are stored) ---
     // (this area's methods go below this line)
+    async fn notify_movement(
+        &self,
+        user: UserId,
+        account: AccountId,
+        movement: MovementId,
+        now: Timestamp,
+        build: &ForwardFor<'_>,
+    ) -> StoreResult<Option<MovementNotify>> {
+        let mut tx = self.pool.begin_with(ACCOUNT_LOCK_BEGIN).await.map_err(map_err)?;
+        let done = passthrough::notify(&mut tx, user, account, movement, now, build).await?;
+        if matches!(done, Some(MovementNotify::Queued(_))) {
+            tx.commit().await.map_err(map_err)?;
+        }
+        Ok(done)
+    }
 
     // --- reconciliation: expiry (the sweep of overdue requests) ---
     // (this area's methods go below this line)

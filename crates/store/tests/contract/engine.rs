@@ -183,9 +183,11 @@ pub async fn check_insert_movements(s: &dyn Store) {
     let m1 = movement("tx-1", "2026-03-01T09:00:00Z");
     let m2 = movement("tx-2", "2026-03-02T08:00:00Z");
 
-    assert_eq!(s.insert_movements(a.id, &[], t1).await.unwrap(), 0);
+    assert_eq!(s.insert_movements(a.id, &[], t1, &never_forward).await.unwrap(), 0);
     assert_eq!(
-        s.insert_movements(a.id, &[m1.clone(), m2.clone()], t1).await.unwrap(),
+        s.insert_movements(a.id, &[m1.clone(), m2.clone()], t1, &never_forward)
+            .await
+            .unwrap(),
         2
     );
     let first = s.list_movements(owner.id, a.id, 100, 0).await.unwrap();
@@ -200,16 +202,26 @@ pub async fn check_insert_movements(s: &dyn Store) {
         description: "changed".into(),
         ..m1.clone()
     };
-    assert_eq!(s.insert_movements(a.id, &[m1_again, m2.clone()], t2).await.unwrap(), 0);
+    assert_eq!(
+        s.insert_movements(a.id, &[m1_again, m2.clone()], t2, &never_forward)
+            .await
+            .unwrap(),
+        0
+    );
     assert_eq!(s.list_movements(owner.id, a.id, 100, 0).await.unwrap(), first);
 
     // A batch mixing known and new movements counts only the new ones; a movement twice in one
     // batch counts once.
     let m3 = movement("tx-3", "2026-03-03T00:00:00Z");
     assert_eq!(
-        s.insert_movements(a.id, &[m2.clone(), m3.clone(), m3.clone(), m1.clone()], t2)
-            .await
-            .unwrap(),
+        s.insert_movements(
+            a.id,
+            &[m2.clone(), m3.clone(), m3.clone(), m1.clone()],
+            t2,
+            &never_forward
+        )
+        .await
+        .unwrap(),
         1
     );
     let listed = s.list_movements(owner.id, a.id, 100, 0).await.unwrap();
@@ -225,7 +237,7 @@ pub async fn check_insert_movements(s: &dyn Store) {
         ..movement("tx-9", "2026-01-01T00:00:00Z")
     };
     assert_eq!(
-        s.insert_movements(other.id, &[m1.clone(), bare.clone()], t2)
+        s.insert_movements(other.id, &[m1.clone(), bare.clone()], t2, &never_forward)
             .await
             .unwrap(),
         2
@@ -240,7 +252,7 @@ pub async fn check_insert_movements(s: &dyn Store) {
 
     // An unknown account is refused (foreign key).
     let r = s
-        .insert_movements(AccountId::new(), std::slice::from_ref(&m1), t2)
+        .insert_movements(AccountId::new(), std::slice::from_ref(&m1), t2, &never_forward)
         .await;
     assert!(
         matches!(r, Err(StoreError::Database(_))),
@@ -254,7 +266,7 @@ pub async fn check_insert_movements(s: &dyn Store) {
     let reborn = account_at(s, owner.id, &b, a.id, now()).await;
     assert!(s.list_movements(owner.id, reborn.id, 100, 0).await.unwrap().is_empty());
     assert_eq!(
-        s.insert_movements(reborn.id, &[m1.clone(), m2.clone(), m3.clone()], t2)
+        s.insert_movements(reborn.id, &[m1.clone(), m2.clone(), m3.clone()], t2, &never_forward)
             .await
             .unwrap(),
         3
@@ -287,18 +299,20 @@ pub async fn check_list_movements(s: &dyn Store) {
     };
     let me = movement("ext-e", "2026-02-28T23:59:59Z");
     assert_eq!(
-        s.insert_movements(a.id, &[mb.clone(), md.clone(), ma.clone()], t1)
+        s.insert_movements(a.id, &[mb.clone(), md.clone(), ma.clone()], t1, &never_forward)
             .await
             .unwrap(),
         3
     );
     assert_eq!(
-        s.insert_movements(a.id, &[me.clone(), mc.clone()], t2).await.unwrap(),
+        s.insert_movements(a.id, &[me.clone(), mc.clone()], t2, &never_forward)
+            .await
+            .unwrap(),
         2
     );
     let theirs = movement("ext-z", "2026-03-04T00:00:00Z");
     assert_eq!(
-        s.insert_movements(foreign.id, std::slice::from_ref(&theirs), t2)
+        s.insert_movements(foreign.id, std::slice::from_ref(&theirs), t2, &never_forward)
             .await
             .unwrap(),
         1

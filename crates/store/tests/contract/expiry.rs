@@ -40,7 +40,7 @@ pub async fn check_mark_overdue_dirty(s: &dyn Store) {
     .await;
     let at = rfc3339(t + Duration::minutes(1));
     let news = [credit("x1", "30.00", &at), credit("x2", "30.00", &at)];
-    assert_eq!(s.insert_movements(a.id, &news, t).await.unwrap(), 2);
+    assert_eq!(s.insert_movements(a.id, &news, t, &never_forward).await.unwrap(), 2);
     let input = s.load_pass(a.id, t - five_days).await.unwrap();
     let by = |e: &str| input.requests.iter().find(|r| r.external_id == e).unwrap().clone();
     let movs: Vec<&EligibleMovement> = input.movements.iter().collect();

@@ -147,6 +147,10 @@ contract_tests! {
 
     // passthrough
     // (this area's checks go below this line)
+    check_insert_movements_forwards_in_passthrough,
+    check_notify_movement,
+    check_commit_pass_outside_reconcile_mode,
+    check_finish_poll_outside_reconcile_mode,
 
     // expiry
     // (this area's checks go below this line)
@@ -481,7 +485,10 @@ async fn pass_50k(backend: Backend) {
             })
             .collect();
         let started = std::time::Instant::now();
-        assert_eq!(s.insert_movements(a.id, &movements, t).await.unwrap(), 10_000);
+        assert_eq!(
+            s.insert_movements(a.id, &movements, t, &never_forward).await.unwrap(),
+            10_000
+        );
         println!("{} insert_movements: {k} in {:?}", backend.name(), started.elapsed());
 
         let horizon = t - chrono::Duration::days(5);

@@ -129,7 +129,7 @@ async fn scene(s: &dyn Store, t: Timestamp) -> (UserRow, AccountRow) {
     .await;
     let at = rfc3339(t + Duration::minutes(1));
     let news = [credit("m10", "10.00", &at), credit("m20", "20.00", &at)];
-    assert_eq!(s.insert_movements(a.id, &news, t).await.unwrap(), 2);
+    assert_eq!(s.insert_movements(a.id, &news, t, &never_forward).await.unwrap(), 2);
     (u, a)
 }
 
@@ -144,7 +144,7 @@ fn by_amount<'a>(input: &'a PassInput, amount: &str) -> &'a EligibleMovement {
 pub async fn check_movements_mark_reconciliation_dirty(s: &dyn Store) {
     let (_, a) = reconcile_user(s).await;
     let t = now();
-    assert_eq!(s.insert_movements(a.id, &[], t).await.unwrap(), 0);
+    assert_eq!(s.insert_movements(a.id, &[], t, &never_forward).await.unwrap(), 0);
     assert_eq!(
         s.reconcile_state(a.id).await.unwrap(),
         None,
@@ -156,7 +156,7 @@ pub async fn check_movements_mark_reconciliation_dirty(s: &dyn Store) {
         credit("p2", "2.00", "2026-05-13T13:30:00Z"),
         credit("p3", "3.00", "13/05/2026 15:30"),
     ];
-    assert_eq!(s.insert_movements(a.id, &ms, t).await.unwrap(), 3);
+    assert_eq!(s.insert_movements(a.id, &ms, t, &never_forward).await.unwrap(), 3);
     let st = s.reconcile_state(a.id).await.unwrap().unwrap();
     assert_eq!((st.dirty_seq, st.version, st.done_seq), (1, 1, 0));
     let input = s.load_pass(a.id, t - Duration::days(3650)).await.unwrap();
@@ -180,10 +180,10 @@ pub async fn check_movements_mark_reconciliation_dirty(s: &dyn Store) {
     );
 
     // Read again: nothing new, not dirtier. One new among old ones: one more step.
-    assert_eq!(s.insert_movements(a.id, &ms, t).await.unwrap(), 0);
+    assert_eq!(s.insert_movements(a.id, &ms, t, &never_forward).await.unwrap(), 0);
     assert_eq!(s.reconcile_state(a.id).await.unwrap().unwrap().dirty_seq, 1);
     let more = [ms[0].clone(), credit("p4", "4.00", "2026-05-14T00:00:00Z")];
-    assert_eq!(s.insert_movements(a.id, &more, t).await.unwrap(), 1);
+    assert_eq!(s.insert_movements(a.id, &more, t, &never_forward).await.unwrap(), 1);
     let st = s.reconcile_state(a.id).await.unwrap().unwrap();
     assert_eq!((st.dirty_seq, st.version), (2, 2));
 
@@ -192,7 +192,7 @@ pub async fn check_movements_mark_reconciliation_dirty(s: &dyn Store) {
         .map(|i| credit(&format!("bulk-{}", i % 9_000), "5.00", "2026-05-14T00:00:00Z"))
         .collect();
     let started = std::time::Instant::now();
-    assert_eq!(s.insert_movements(a.id, &many, t).await.unwrap(), 9_000);
+    assert_eq!(s.insert_movements(a.id, &many, t, &never_forward).await.unwrap(), 9_000);
     println!("{} 10,000 movements inserted in {:?}", s.backend(), started.elapsed());
     assert_eq!(s.reconcile_state(a.id).await.unwrap().unwrap().dirty_seq, 3);
 }
@@ -206,7 +206,7 @@ pub async fn check_dirty_accounts(s: &dyn Store) {
     assert!(s.set_operation_mode(p.id, "passthrough").await.unwrap());
     let pa = account(s, p.id, &bank(s).await).await;
     assert_eq!(
-        s.insert_movements(pa.id, &[credit("x", "1.00", "2026-05-14T00:00:00Z")], t)
+        s.insert_movements(pa.id, &[credit("x", "1.00", "2026-05-14T00:00:00Z")], t, &never_forward)
             .await
             .unwrap(),
         1
@@ -230,9 +230,14 @@ pub async fn check_dirty_accounts(s: &dyn Store) {
         "nothing changed: same version"
     );
     assert_eq!(
-        s.insert_movements(a.id, &[credit("late", "9.00", "2026-05-14T00:00:00Z")], t)
-            .await
-            .unwrap(),
+        s.insert_movements(
+            a.id,
+            &[credit("late", "9.00", "2026-05-14T00:00:00Z")],
+            t,
+            &never_forward
+        )
+        .await
+        .unwrap(),
         1
     );
     assert_eq!(s.dirty_accounts(100).await.unwrap(), vec![(a.id, seq + 1)]);
@@ -291,10 +296,10 @@ pub async fn check_load_pass(s: &dyn Store) {
             ..credit("debit", "1.00", &edge)
         },
     ];
-    s.insert_movements(a.id, &news, t).await.unwrap();
+    s.insert_movements(a.id, &news, t, &never_forward).await.unwrap();
     // Another account's movement is not this pass's.
     let other = account(s, u.id, &bank(s).await).await;
-    s.insert_movements(other.id, &[credit("elsewhere", "1.00", &edge)], t)
+    s.insert_movements(other.id, &[credit("elsewhere", "1.00", &edge)], t, &never_forward)
         .await
         .unwrap();
 
@@ -476,9 +481,14 @@ pub async fn check_commit_pass_ambiguous_once(s: &dyn Store) {
     let t = now();
     let (u, a) = scene(s, t).await;
     let at = rfc3339(t + Duration::minutes(1));
-    s.insert_movements(a.id, &[credit("m10b", "10.00", &at), credit("m10c", "10.00", &at)], t)
-        .await
-        .unwrap();
+    s.insert_movements(
+        a.id,
+        &[credit("m10b", "10.00", &at), credit("m10c", "10.00", &at)],
+        t,
+        &never_forward,
+    )
+    .await
+    .unwrap();
     let input = s.load_pass(a.id, t - Duration::days(5)).await.unwrap();
     let ra = by_ext(&input, "A").clone();
     let tens: Vec<&EligibleMovement> = input.movements.iter().filter(|m| m.amount == "10.00").collect();

@@ -1,0 +1,50 @@
+//! Passthrough routes of the dashboard API (docs/reconciliation.md §7): sending one movement's
+//! `bank_movement` webhook by hand (the docs' "Resend bank movement webhook"). Another user's
+//! account or movement is always 404.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use reconbanker_store::{now, MovementId, MovementNotify};
+
+use super::auth::OwnedAccount;
+use super::dto::QueuedOut;
+use super::error::{ApiError, Problem};
+use crate::reconcile::passthrough;
+use crate::AppState;
+
+/// `POST /accounts/:accountId/movements/:movementId/notify`: queues the movement's
+/// `bank_movement` delivery again (same delivery id, so the same `webhook-id`), or creates it
+/// when the movement has none (a baseline movement, or one stored in reconcile mode).
+pub async fn notify(
+    State(app): State<AppState>,
+    OwnedAccount { user: who, account }: OwnedAccount,
+    Path((_, movement)): Path<(String, String)>,
+) -> Result<(StatusCode, Json<QueuedOut>), ApiError> {
+    let not_found = || ApiError(Problem::not_found("Movement not found"));
+    let movement = movement.parse::<MovementId>().map_err(|_| not_found())?;
+    let done = app
+        .store
+        .notify_movement(who.user.id, account.id, movement, now(), &passthrough::on_request)
+        .await?
+        .ok_or_else(not_found)?;
+    match done {
+        MovementNotify::Queued(_) => {
+            app.hub.wake_outbox();
+            Ok((StatusCode::ACCEPTED, Json(QueuedOut::YES)))
+        }
+        MovementNotify::NotPassthrough => Err(Problem::conflict(
+            "NOT_PASSTHROUGH_MODE",
+            "Forwarding movements needs the passthrough operation mode (PUT /me/operation-mode)",
+        )
+        .into()),
+        MovementNotify::NoSenderName => {
+            Err(Problem::conflict("NO_SENDER_NAME", "The movement has no sender name to forward").into())
+        }
+        MovementNotify::NothingToSend => Err(Problem::conflict(
+            "NOTHING_TO_SEND",
+            "The movement's amount is not a decimal number; there is nothing to forward",
+        )
+        .into()),
+    }
+}
