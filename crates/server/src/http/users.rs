@@ -199,10 +199,12 @@ pub async fn set_operation_mode(
         return Err(Problem::field("mode", "must be \"reconcile\" or \"passthrough\"").into());
     }
     // Only the mode changes: requests, matches, movements and deliveries all stay
-    // (docs/reconciliation.md §7). Back in reconcile mode, the work held back resumes now.
+    // (docs/reconciliation.md §7). Back in reconcile mode, the work held back resumes now,
+    // including the expiry of what came due meanwhile.
     app.store.set_operation_mode(who.user.id, &body.mode).await?;
     if body.mode == "reconcile" {
         app.poller.wake();
+        app.expiry.wake();
         app.matcher_wake.notify_one();
     }
     Ok(Json(ModeOut {

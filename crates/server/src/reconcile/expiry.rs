@@ -21,6 +21,8 @@ pub struct ExpirySweep {
     every: Duration,
     /// Wakes the match worker when accounts were marked.
     matcher: Arc<Notify>,
+    /// Sweeps now (a user switched back to reconcile mode: what expired meanwhile is due).
+    wake: Notify,
 }
 
 impl ExpirySweep {
@@ -30,7 +32,13 @@ impl ExpirySweep {
             clock,
             every,
             matcher,
+            wake: Notify::new(),
         }
+    }
+
+    /// Sweeps now rather than at the next interval.
+    pub(crate) fn wake(&self) {
+        self.wake.notify_one();
     }
 
     /// One sweep now: the accounts marked dirty.
@@ -43,7 +51,7 @@ impl ExpirySweep {
         Ok(marked)
     }
 
-    /// Sweeps at boot, then once per interval of the clock, until `cancel` fires.
+    /// Sweeps at boot, then once per interval of the clock or when woken, until `cancel` fires.
     pub(crate) async fn run(self: Arc<Self>, cancel: CancellationToken) {
         loop {
             if let Err(e) = self.sweep().await {
@@ -53,6 +61,7 @@ impl ExpirySweep {
             tokio::select! {
                 _ = cancel.cancelled() => return,
                 _ = self.clock.sleep_until(next) => {}
+                _ = self.wake.notified() => {}
             }
         }
     }

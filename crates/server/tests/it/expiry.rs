@@ -203,16 +203,17 @@ async fn open_requests_expire_at_120_hours_with_the_expired_webhook_when_asked()
 }
 
 #[tokio::test]
-async fn a_pending_request_frozen_in_passthrough_expires_after_the_switch_back_without_a_webhook() {
+async fn an_open_request_frozen_in_passthrough_expires_after_the_switch_back_without_a_webhook() {
     // notify_on_expired is off by default.
     let shop = Shop::with("x2", json!({})).await;
     let list = json!([order("P-1", "80.00", "Rosa Diaz")]);
     shop.orders.otherwise(list.clone());
-    shop.set_mode("passthrough").await;
-    // The last poll before the switch (run in process): no pass runs in passthrough, so the
-    // request stays `pending`.
+    // Registered and evaluated in reconcile mode (nothing pays it), then the user switches:
+    // no poll, pass or expiry runs in passthrough, so the request stays as it was.
     shop.poll(list).await;
-    assert_eq!(shop.status("P-1").await, ("pending".into(), None));
+    shop.settle().await;
+    shop.set_mode("passthrough").await;
+    assert_eq!(shop.status("P-1").await.0, "not_found");
 
     shop.f.clock.advance(LIFE);
     assert_eq!(
@@ -220,7 +221,7 @@ async fn a_pending_request_frozen_in_passthrough_expires_after_the_switch_back_w
         vec![],
         "no expiry in passthrough"
     );
-    assert_eq!(shop.status("P-1").await.0, "pending", "frozen");
+    assert_eq!(shop.status("P-1").await.0, "not_found", "frozen");
 
     let mut events = shop.f.app.events().await;
     shop.set_mode("reconcile").await;
