@@ -93,8 +93,9 @@ struct Live {
     cancel: CancellationToken,
     /// Wakes a persistent session to read now.
     poke: Arc<Notify>,
-    /// Set when a session is asked for while this one is stopping: started once it has ended,
-    /// so an account never has two sessions at once.
+    /// Set when a session is asked for while this one is stopping, or a read while this one may
+    /// not read again: a new session starts once this one has ended, so an account never has two
+    /// sessions at once and an asked-for read is never dropped. A read that begins clears it.
     again: Arc<std::sync::atomic::AtomicBool>,
 }
 
@@ -164,7 +165,13 @@ impl Engine {
     pub fn scrape_now(&self, account: AccountId) {
         self.release(account);
         match self.live(account) {
-            Some(live) if !live.cancel.is_cancelled() => live.poke.notify_one(),
+            Some(live) if !live.cancel.is_cancelled() => {
+                // A persistent session reads when poked; a one-shot session that has already
+                // read is ending, so it starts a new one when it has ended (`again`, cleared by
+                // every read that begins after this).
+                live.again.store(true, std::sync::atomic::Ordering::SeqCst);
+                live.poke.notify_one();
+            }
             _ => {
                 self.inner.spawn_session(account);
             }
@@ -603,6 +610,10 @@ impl Inner {
         self.publish(EventKind::LoginSucceeded, acc, json!({})).await;
         guard.set_phase(Phase::Running);
         loop {
+            if !live.cancel.is_cancelled() {
+                // This read serves every scrape asked for so far.
+                live.again.store(false, std::sync::atomic::Ordering::SeqCst);
+            }
             let read = tokio::select! {
                 r = session.read_movements() => r,
                 _ = live.cancel.cancelled() => Err(ConnectorError::Cancelled),

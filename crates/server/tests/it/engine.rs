@@ -70,6 +70,28 @@ async fn simple_login_reads_movements_and_stores_them_once() {
 }
 
 #[tokio::test]
+async fn a_scrape_asked_for_while_a_one_shot_session_ends_is_not_dropped() {
+    let f = BankFixture::new().await;
+    let id = f.account("user_good", "pass_good", json!({})).await;
+    let mut events = f.app.events().await;
+    f.post(&format!("/accounts/{id}/scrape")).await;
+    events.next(&id, "scrape.succeeded").await;
+    // The session has read and is ending (logout, run record): this scrape reaches it while it
+    // is still live but will not read again, so a new session must read.
+    let r = f.post(&format!("/accounts/{id}/scrape")).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    events.next(&id, "session.stopped").await;
+    let e = events.next(&id, "scrape.succeeded").await;
+    assert_eq!(e.data["new_movements"], 0);
+    events.next(&id, "session.stopped").await;
+    let runs: Vec<RunOut> = f
+        .app
+        .get_as(&format!("/accounts/{id}/runs"), &f.token, StatusCode::OK)
+        .await;
+    assert_eq!(runs.len(), 2, "{runs:?}");
+}
+
+#[tokio::test]
 async fn assisted_login_through_v1_to_the_letter() {
     let f = BankFixture::new().await;
     let id = f.account("user_otp", "pass_otp", assisted()).await;
