@@ -19,3 +19,4 @@ pub(crate) mod matching;
 pub(crate) mod orders;
 pub(crate) mod poller;
 pub(crate) mod results;
+pub(crate) mod review;
