@@ -102,6 +102,8 @@ pub struct ManualMatch {
 }
 
 /// What [`crate::Store::resolve_conciliation`] did.
+// A return value, consumed at once: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq)]
 pub enum ResolveOutcome {
     /// Not the user's request.
@@ -122,6 +124,8 @@ pub enum ResolveOutcome {
 }
 
 /// What a change of one request by a human (reject, run) did.
+// A return value, consumed at once: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq)]
 pub enum RequestChange {
     NotFound,
@@ -142,6 +146,8 @@ pub enum NotifyOutcome {
 }
 
 /// What [`crate::Store::set_movement_ignored`] did.
+// A return value, consumed at once: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq)]
 pub enum IgnoreOutcome {
     NotFound,

@@ -516,20 +516,19 @@ impl SqlStore {
         let Some(fresh) = event.deliveries.first().cloned() else {
             return Ok(NotifyOutcome::NothingToSend(request.status));
         };
-        let sql = format!(
+        let latest: Option<Uuid> = sqlx::query(
             "SELECT id FROM deliveries WHERE subject_id = $1 AND channel = $2 AND event_type = $3 \
-             AND account_id = $4 ORDER BY created_at DESC, id DESC LIMIT 1"
-        );
-        let latest: Option<Uuid> = sqlx::query(&sql)
-            .bind(id.0)
-            .bind(CHANNEL_RESULT)
-            .bind(&fresh.event_type)
-            .bind(account.0)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(map_err)?
-            .map(|r| r.try_get("id"))
-            .transpose()?;
+             AND account_id = $4 ORDER BY created_at DESC, id DESC LIMIT 1",
+        )
+        .bind(id.0)
+        .bind(CHANNEL_RESULT)
+        .bind(&fresh.event_type)
+        .bind(account.0)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(map_err)?
+        .map(|r| r.try_get("id"))
+        .transpose()?;
         let outcome = match latest {
             Some(delivery) => {
                 event.deliveries.clear();
