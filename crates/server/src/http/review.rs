@@ -208,6 +208,18 @@ fn request_id(raw: &str) -> Result<ConciliationRequestId, ApiError> {
     raw.parse().map_err(|_| request_not_found())
 }
 
+/// Decisions about requests are taken in the reconcile mode only: in passthrough (or no mode)
+/// requests stay frozen and no result webhook is sent (docs/reconciliation.md §6, §7).
+fn reconciling(who: &DashboardUser) -> Result<(), ApiError> {
+    if who.user.operation_mode.as_deref() == Some("reconcile") {
+        return Ok(());
+    }
+    Err(ApiError(Problem::conflict(
+        "NOT_RECONCILE_MODE",
+        "Requests are decided in the reconcile operation mode only (PUT /me/operation-mode)",
+    )))
+}
+
 fn closed(status: reconbanker_store::ConciliationStatus) -> ApiError {
     ApiError(Problem::conflict(
         "REQUEST_CLOSED",
@@ -274,6 +286,7 @@ pub async fn resolve(
         .await?
         .ok_or_else(request_not_found)?
         .request;
+    reconciling(&who)?;
     if !r.status.is_open() {
         return Err(closed(r.status));
     }
@@ -387,6 +400,7 @@ pub async fn run(
         .await?
         .ok_or_else(request_not_found)?
         .request;
+    reconciling(&who)?;
     let settings = settings_of(&app, user, r.account_id).await?;
     let events = ReviewEvents {
         hub: &app.hub,
@@ -427,6 +441,7 @@ pub async fn notify(
         .await?
         .ok_or_else(request_not_found)?
         .request;
+    reconciling(&who)?;
     let settings = settings_of(&app, user, r.account_id).await?;
     let events = ReviewEvents {
         hub: &app.hub,

@@ -783,6 +783,19 @@ async fn another_users_requests_accounts_movements_and_deliveries_are_not_found(
     )
     .await;
     r.assert_api_error(404, "NOT_FOUND");
+    // In passthrough, requests are frozen: no decision, no result webhook.
+    let r = shop
+        .send(Method::PUT, "/me/operation-mode", Some(json!({"mode": "passthrough"})))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    for path in [format!("/conciliation/{id}/run"), format!("/conciliation/{id}/notify")] {
+        shop.send(Method::POST, &path, None)
+            .await
+            .api_error(409, "NOT_RECONCILE_MODE");
+    }
+    shop.resolve(&id, json!({"movement_id": null}))
+        .await
+        .api_error(409, "NOT_RECONCILE_MODE");
     // Nothing changed for the owner.
     let r = shop
         .f
