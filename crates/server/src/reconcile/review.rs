@@ -370,3 +370,165 @@ impl ReviewEvents<'_> {
         )]
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::{Duration, TimeZone, Utc};
+    use reconbanker_store::{ConciliationListRow, MatchRow, MovementId};
+
+    use super::*;
+
+    fn request() -> ConciliationRow {
+        let at = Utc.timestamp_millis_opt(1_800_000_000_000).single().unwrap_or_default();
+        ConciliationRow {
+            id: ConciliationRequestId::new(),
+            account_id: AccountId::new(),
+            external_id: "O-1".into(),
+            generation: 1,
+            amount: "1500.00".into(),
+            currency: "UYU".into(),
+            sender_name: "Juan Perez".into(),
+            reference: None,
+            status: ConciliationStatus::Ambiguous,
+            reason: None,
+            registered_at: at,
+            expires_at: at + Duration::hours(120),
+            last_seen_at: at,
+            absent_since_close: false,
+            eval_errors: 0,
+            attempt_count: 1,
+            last_candidates: None,
+            closed_at: None,
+            updated_at: at,
+        }
+    }
+
+    fn movement(amount: &str, name: &str, hours_after: i64, r: &ConciliationRow) -> EligibleMovement {
+        let t = r.registered_at + Duration::hours(hours_after);
+        EligibleMovement {
+            id: MovementId::new(),
+            amount: amount.into(),
+            currency: " uyu ".into(),
+            name: Some(name.into()),
+            description: String::new(),
+            received_at: t.to_rfc3339(),
+            received_at_ms: Some(t.timestamp_millis()),
+        }
+    }
+
+    fn free(m: &EligibleMovement) -> ReviewMovement {
+        ReviewMovement {
+            movement: m.clone(),
+            taken_by: None,
+            ignored_at: None,
+            rejected: false,
+        }
+    }
+
+    #[test]
+    fn a_manual_match_ignores_the_window_and_the_name_never_the_money() {
+        let r = request();
+        let user = UserId::new();
+        let late = movement("1500", "SOMEONE ELSE", 200, &r);
+        let m = manual_match(&r, r.account_id, &late, false, false, user).expect("allowed");
+        assert_eq!((m.request, m.movement, m.amount.as_str()), (r.id, late.id, "1500.00"));
+        assert!(m.explanation.contains(r#""window_ignored":true"#), "{}", m.explanation);
+        let refused = |m: &EligibleMovement, account: AccountId, taken: bool, ignored: bool| {
+            manual_match(&r, account, m, taken, ignored, user).err()
+        };
+        let debit = movement("-1500.00", "JUAN PEREZ", 1, &r);
+        assert!(matches!(
+            refused(&debit, r.account_id, false, false),
+            Some(Refusal::NotEligible(_))
+        ));
+        let ok = movement("1500.00", "JUAN PEREZ", 1, &r);
+        assert!(matches!(
+            refused(&ok, AccountId::new(), false, false),
+            Some(Refusal::NotEligible(_))
+        ));
+        assert!(matches!(
+            refused(&ok, r.account_id, false, true),
+            Some(Refusal::NotEligible(_))
+        ));
+        assert_eq!(refused(&ok, r.account_id, true, false), Some(Refusal::Taken));
+        let cent = movement("1500.01", "JUAN PEREZ", 1, &r);
+        assert_eq!(
+            refused(&cent, r.account_id, false, false),
+            Some(Refusal::AmountMismatch)
+        );
+        let dollars = EligibleMovement {
+            currency: "USD".into(),
+            ..ok.clone()
+        };
+        assert_eq!(
+            refused(&dollars, r.account_id, false, false),
+            Some(Refusal::AmountMismatch)
+        );
+    }
+
+    #[test]
+    fn the_review_view_keeps_the_same_money_most_relevant_first() {
+        let r = request();
+        let strong = movement("1500", "JUAN PEREZ", 1, &r);
+        let weak = movement("1500.0", "MARIA PEREZ", 2, &r);
+        let late = movement("1500.00", "JUAN PEREZ", 130, &r);
+        let other_amount = movement("1499.99", "JUAN PEREZ", 1, &r);
+        let taken = movement("1500.00", "JUAN PEREZ", 3, &r);
+        let mut rejected = free(&movement("1500.00", "JUAN PEREZ", 4, &r));
+        rejected.rejected = true;
+        let detail = ConciliationDetail {
+            request: ConciliationListRow {
+                request: r.clone(),
+                bank_code: "sandbox".into(),
+                account_name: "Shop".into(),
+            },
+            attempts: Vec::new(),
+            matched: None,
+            movements: vec![
+                free(&late),
+                free(&other_amount),
+                free(&weak),
+                ReviewMovement {
+                    taken_by: Some((ConciliationRequestId::new(), "O-2".into())),
+                    ..free(&taken)
+                },
+                rejected.clone(),
+                free(&strong),
+            ],
+            deliveries: Vec::new(),
+        };
+        let view = candidates(&detail);
+        let got: Vec<(MovementId, &str)> = view.iter().map(|c| (c.movement.id, c.verdict)).collect();
+        assert_eq!(
+            got,
+            [
+                (strong.id, "alternative"),
+                (weak.id, "weak"),
+                (taken.id, "taken"),
+                (rejected.movement.id, "rejected"),
+                (late.id, "outside_window"),
+            ]
+        );
+        assert_eq!(to_reject(&r, &view), vec![strong.id, weak.id]);
+
+        // Matched: its movement is `chosen`, even outside the window.
+        let d = ConciliationDetail {
+            matched: Some(MatchRow {
+                id: reconbanker_store::ConciliationMatchId::new(),
+                request_id: r.id,
+                movement: late.clone(),
+                matched_by: "manual".into(),
+                matched_by_user: None,
+                score: 1000,
+                explanation: "{}".into(),
+                matched_at: r.registered_at,
+            }),
+            movements: Vec::new(),
+            ..detail
+        };
+        let view = candidates(&d);
+        assert_eq!(view.len(), 1);
+        assert_eq!((view[0].movement.id, view[0].verdict), (late.id, "chosen"));
+        assert!(!view[0].checks.window);
+    }
+}
