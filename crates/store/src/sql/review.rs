@@ -23,6 +23,8 @@ const REJECTED_REASON: &str = "candidates_rejected";
 const RESOLVE_TRIGGER: &str = "resolve";
 /// What a `run` asks the next pass to record as its trigger.
 const RUN_TRIGGER: &str = "run";
+/// What ignoring a candidate of an ambiguous request asks the next pass to record.
+const IGNORE_TRIGGER: &str = "ignore";
 
 const ATTEMPT_COLS: &str = "id, request_id, attempt_number, result, reason, trigger, user_id, candidates, created_at";
 
@@ -653,6 +655,20 @@ impl SqlStore {
             .execute(&mut *tx)
             .await
             .map_err(map_err)?;
+        if ignored_at.is_some() {
+            // The ambiguous requests this movement was a candidate of are decided again by the
+            // next pass: their attempt records the trigger `ignore`.
+            sqlx::query(
+                "UPDATE conciliation_requests SET pending_trigger = $3 WHERE account_id = $1 \
+                 AND status = 'ambiguous' AND pending_trigger IS NULL AND last_candidates LIKE $2",
+            )
+            .bind(account.0)
+            .bind(format!("%{}%", movement.0))
+            .bind(IGNORE_TRIGGER)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        }
         mark_dirty(&mut tx, account).await?;
         let logged = insert_events(&mut tx, &events(&row)).await?;
         tx.commit().await.map_err(map_err)?;

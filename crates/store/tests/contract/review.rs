@@ -585,6 +585,21 @@ pub async fn check_set_movement_ignored(s: &dyn Store) {
             .unwrap(),
         IgnoreOutcome::NotFound
     );
+    // A is ambiguous between m10 and m10b.
+    let input = s.load_pass(a.id, t - Duration::days(30)).await.unwrap();
+    let ra = req(&input.requests, "A").clone();
+    let (e10, e10b) = (
+        input.movements.iter().find(|m| m.id == m10.id).unwrap().clone(),
+        input
+            .movements
+            .iter()
+            .find(|m| m.description == "transfer m10b")
+            .unwrap()
+            .clone(),
+    );
+    let mut c = commit_of("movements");
+    c.ambiguous.push(crate::matching::ambiguous(&ra, &[&e10, &e10b]));
+    commit(s, u.id, a.id, &input, &c, t).await.unwrap();
     let before = state(s, a.id).await;
     let IgnoreOutcome::Done(row, at, logged) = s
         .set_movement_ignored(u.id, a.id, m10.id, Some(t), &events)
@@ -601,6 +616,13 @@ pub async fn check_set_movement_ignored(s: &dyn Store) {
     );
     let input = s.load_pass(a.id, t - Duration::days(30)).await.unwrap();
     assert!(input.movements.iter().all(|m| m.id != m10.id));
+    // The next pass decides A again, recorded as caused by the ignore.
+    let mut c = commit_of("movements");
+    c.matched.push(matched(&ra, &e10b));
+    commit(s, u.id, a.id, &input, &c, t + ms(1)).await.unwrap();
+    let d = s.conciliation_detail(u.id, ra.id).await.unwrap().unwrap();
+    let triggers: Vec<&str> = d.attempts.iter().map(|x| x.trigger.as_str()).collect();
+    assert_eq!(triggers, ["movements", "ignore"]);
     // Again: nothing changes, the first mark stays.
     let IgnoreOutcome::Done(_, at, logged) = s
         .set_movement_ignored(u.id, a.id, m10.id, Some(t + ms(5)), &events)
