@@ -11,6 +11,7 @@ mod ids;
 mod model;
 mod passthrough;
 mod reconcile;
+mod review;
 
 pub mod postgres;
 pub mod sqlite;
@@ -24,6 +25,7 @@ pub use ids::*;
 pub use model::*;
 pub use passthrough::*;
 pub use reconcile::*;
+pub use review::*;
 
 /// Everything the application persists. Implemented by [`sqlite::SqliteStore`] and
 /// [`postgres::PgStore`]; the contract test suite calls every method on both.
@@ -298,6 +300,99 @@ pub trait Store: Send + Sync + 'static {
 
     // --- reconciliation: review (resolve, reject, ignore, run, notify, detail, summary, result deliveries) ---
     // (this area's methods go below this line)
+    /// One of the user's requests with its attempts, match, review movements and result
+    /// deliveries, read in one snapshot; `None` when unknown or another user's.
+    async fn conciliation_detail(
+        &self,
+        user: UserId,
+        id: ConciliationRequestId,
+    ) -> StoreResult<Option<ConciliationDetail>>;
+    /// One of the user's movements (any account of theirs), with its match and ignore mark.
+    async fn movement_for_user(&self, user: UserId, id: MovementId) -> StoreResult<Option<OwnedMovement>>;
+    /// Matches the user's open request to a movement by hand, in one transaction under the
+    /// account lock: the request becomes `matched` (reason `resolved_manually`, compare-and-set
+    /// on its open status and on the amount and currency the caller checked), a manual match
+    /// row, an attempt (`resolve`, with the user), the events `events` builds (with the frozen
+    /// result delivery), the account dirty and its version bumped.
+    async fn resolve_conciliation(
+        &self,
+        user: UserId,
+        resolve: &ManualMatch,
+        now: Timestamp,
+        events: &PassEventsFor<'_>,
+    ) -> StoreResult<ResolveOutcome>;
+    /// Rules `movements` out for the user's open request (rejections), which becomes
+    /// `not_found` with reason `candidates_rejected`; an attempt (`resolve`, the user,
+    /// `candidates`), the events, the account dirty. One transaction under the account lock.
+    async fn reject_candidates(
+        &self,
+        user: UserId,
+        id: ConciliationRequestId,
+        movements: &[MovementId],
+        candidates: &str,
+        now: Timestamp,
+        events: &RequestEventsFor<'_>,
+    ) -> StoreResult<RequestChange>;
+    /// Puts the user's open request back to `pending` for the next pass, which records an
+    /// attempt with trigger `run` whatever it decides; the account dirty. Under the account lock.
+    async fn run_conciliation(
+        &self,
+        user: UserId,
+        id: ConciliationRequestId,
+        now: Timestamp,
+        events: &RequestEventsFor<'_>,
+    ) -> StoreResult<RequestChange>;
+    /// Sends the user's request's result again: `build` gives the event and the delivery the
+    /// current status calls for (with the matched movement, if any); the latest result delivery
+    /// of that same status is queued again (same id) when there is one, else the new one is
+    /// written. One transaction.
+    async fn notify_conciliation(
+        &self,
+        user: UserId,
+        id: ConciliationRequestId,
+        now: Timestamp,
+        build: &NotifyEventFor<'_>,
+    ) -> StoreResult<NotifyOutcome>;
+    /// Every account of the user (or only `account`, if the user's) with its requests counted
+    /// per status and its review queue; by account id.
+    async fn conciliation_summary(
+        &self,
+        user: UserId,
+        account: Option<AccountId>,
+    ) -> StoreResult<Vec<ConciliationSummaryRow>>;
+    /// Ignores (`Some(now)`) or un-ignores (`None`) a movement of the user's account, under the
+    /// account lock: a matched movement is refused; a change marks the account dirty and logs
+    /// the events; the same state again changes nothing.
+    async fn set_movement_ignored(
+        &self,
+        user: UserId,
+        account: AccountId,
+        movement: MovementId,
+        ignored_at: Option<Timestamp>,
+        events: &MovementEventsFor<'_>,
+    ) -> StoreResult<IgnoreOutcome>;
+    /// The account's deliveries of one channel, optionally of one status, newest first; empty
+    /// when the account is not the user's.
+    #[allow(clippy::too_many_arguments)]
+    async fn list_channel_deliveries(
+        &self,
+        user: UserId,
+        account: AccountId,
+        channel: &str,
+        status: Option<&str>,
+        limit: i64,
+        offset: i64,
+    ) -> StoreResult<Vec<DeliveryRow>>;
+    /// Queues a delivery of the user's account on `channel` again, due at `now` (same id);
+    /// `None` if not found there.
+    async fn resend_channel_delivery(
+        &self,
+        user: UserId,
+        account: AccountId,
+        channel: &str,
+        id: DeliveryId,
+        now: Timestamp,
+    ) -> StoreResult<Option<DeliveryRow>>;
 
     // --- reconciliation: passthrough (movements forwarded as they are stored) ---
     // (this area's methods go below this line)

@@ -19,6 +19,7 @@ const MIGRATIONS: Embedded = Embedded(&[
         "reconciliation",
         include_str!("../migrations/postgres/0004_reconciliation.sql"),
     ),
+    (5, "review", include_str!("../migrations/postgres/0005_review.sql")),
     (
         6,
         "passthrough",

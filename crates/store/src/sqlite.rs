@@ -21,6 +21,7 @@ const MIGRATIONS: Embedded = Embedded(&[
         "reconciliation",
         include_str!("../migrations/sqlite/0004_reconciliation.sql"),
     ),
+    (5, "review", include_str!("../migrations/sqlite/0005_review.sql")),
     (
         6,
         "passthrough",

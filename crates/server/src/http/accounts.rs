@@ -237,6 +237,30 @@ pub struct MovementMatchOut {
     external_id: String,
 }
 
+impl MovementOut {
+    /// A movement with its reconciliation side (the request it settled, its ignore mark).
+    pub(crate) fn of(
+        m: reconbanker_store::MovementRow,
+        matched: Option<(reconbanker_store::ConciliationRequestId, String)>,
+        ignored_at: Option<reconbanker_store::Timestamp>,
+    ) -> Self {
+        Self {
+            id: m.id,
+            amount: m.amount,
+            currency: m.currency,
+            name: m.name,
+            description: m.description,
+            received_at: m.received_at,
+            read_at: ts(m.read_at),
+            matched: matched.map(|(request, external_id)| MovementMatchOut {
+                request_id: request.to_string(),
+                external_id,
+            }),
+            ignored_at: ignored_at.map(ts),
+        }
+    }
+}
+
 /// `GET /accounts/:id/movements`: newest first, paginated.
 pub async fn movements(
     State(app): State<AppState>,
@@ -259,20 +283,7 @@ pub async fn movements(
         rows.into_iter()
             .map(|m| {
                 let (matched, ignored) = reconciled.get(&m.id).cloned().unwrap_or_default();
-                MovementOut {
-                    id: m.id,
-                    amount: m.amount,
-                    currency: m.currency,
-                    name: m.name,
-                    description: m.description,
-                    received_at: m.received_at,
-                    read_at: ts(m.read_at),
-                    matched: matched.map(|(request, external_id)| MovementMatchOut {
-                        request_id: request.to_string(),
-                        external_id,
-                    }),
-                    ignored_at: ignored.map(ts),
-                }
+                MovementOut::of(m, matched, ignored)
             })
             .collect(),
     ))

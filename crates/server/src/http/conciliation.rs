@@ -2,12 +2,10 @@
 //! endpoint now, the poll log, and reading requests. Another user's request or account is
 //! always 404.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{StatusCode, Uri};
 use axum::Json;
-use reconbanker_store::{
-    AccountId, ConciliationFilter, ConciliationListRow, ConciliationRequestId, ConciliationStatus, PollRow,
-};
+use reconbanker_store::{AccountId, ConciliationFilter, ConciliationListRow, ConciliationStatus, PollRow};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -204,20 +202,4 @@ pub async fn list(
     };
     let rows = app.store.list_conciliation(who.user.id, &filter, limit, offset).await?;
     Ok(Json(rows.into_iter().map(RequestOut::from).collect()))
-}
-
-/// `GET /conciliation/:requestId`.
-pub async fn get(
-    State(app): State<AppState>,
-    who: DashboardUser,
-    Path(id): Path<String>,
-) -> Result<Json<RequestOut>, ApiError> {
-    let not_found = || ApiError(Problem::not_found("Request not found"));
-    let id = id.parse::<ConciliationRequestId>().map_err(|_| not_found())?;
-    let row = app
-        .store
-        .conciliation_for_user(who.user.id, id)
-        .await?
-        .ok_or_else(not_found)?;
-    Ok(Json(RequestOut::from(row)))
 }

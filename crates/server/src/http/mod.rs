@@ -13,6 +13,7 @@ pub(crate) mod notifications;
 pub(crate) mod otp;
 pub(crate) mod passthrough;
 pub(crate) mod realtime;
+pub(crate) mod review;
 pub(crate) mod sse;
 pub(crate) mod users;
 pub mod v1;
@@ -154,8 +155,21 @@ pub fn router(app: AppState) -> Router {
         .route("/accounts/{id}/polls", get(conciliation::polls))
         .route("/conciliation", get(conciliation::list))
         .route("/conciliation/poll/{id}", post(conciliation::poll_now))
-        .route("/conciliation/{id}", get(conciliation::get))
+        .route("/conciliation/{id}", get(review::detail))
         // reconciliation: review routes go below this line
+        .route("/conciliation/summary", get(review::summary))
+        .route("/conciliation/{id}/resolve", post(review::resolve))
+        .route("/conciliation/{id}/run", post(review::run))
+        .route("/conciliation/{id}/notify", post(review::notify))
+        .route(
+            "/accounts/{id}/movements/{movement_id}/ignore",
+            post(review::ignore).delete(review::unignore),
+        )
+        .route("/accounts/{id}/webhooks/deliveries", get(notifications::list_result))
+        .route(
+            "/accounts/{id}/webhooks/deliveries/{delivery_id}/resend",
+            post(notifications::resend_result),
+        )
         .route(
             "/accounts/{id}/notifications/{delivery_id}/resend",
             post(notifications::resend),

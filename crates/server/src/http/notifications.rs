@@ -2,9 +2,9 @@
 //! delivery, rotating the signing secret (the old one keeps signing for a grace period).
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{StatusCode, Uri};
 use axum::Json;
-use reconbanker_store::{now, DeliveryId, DeliveryRow};
+use reconbanker_store::{now, DeliveryId, DeliveryRow, CHANNEL_NOTIFICATION, CHANNEL_RESULT};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -20,7 +20,8 @@ use crate::AppState;
 #[derive(Serialize)]
 pub struct DeliveryOut {
     id: DeliveryId,
-    /// `assistance_required`, `login_failed` or `scrape_failed`.
+    /// Notification channel: `assistance_required`, `login_failed`, `scrape_failed`,
+    /// `poll_failed`; result channel: `matched`, `ambiguous`, `expired`, `bank_movement`.
     event_type: String,
     /// `pending`, `delivered`, `dead` (retries exhausted) or `skipped` (no longer relevant).
     status: String,
@@ -33,6 +34,9 @@ pub struct DeliveryOut {
     delivered_at: Option<String>,
     /// The body that is POSTed.
     payload: Value,
+    /// Result channel: the request (or movement) whose deliveries go out in order.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    subject_id: Option<uuid::Uuid>,
 }
 
 impl From<DeliveryRow> for DeliveryOut {
@@ -49,37 +53,94 @@ impl From<DeliveryRow> for DeliveryOut {
             created_at: ts(d.created_at),
             delivered_at: d.delivered_at.map(ts),
             payload: serde_json::from_str(&d.payload).unwrap_or(Value::Null),
+            subject_id: d.subject_id,
         }
     }
 }
 
-/// `GET /accounts/:id/notifications`: the delivery log, newest first.
-pub async fn list(
-    State(app): State<AppState>,
+/// The delivery statuses a log can be filtered by.
+const DELIVERY_STATUSES: [&str; 4] = ["pending", "delivered", "dead", "skipped"];
+
+/// One channel's delivery log of an account, newest first, `?status&limit&offset` (shared by
+/// the notification and the result webhook routes).
+pub(crate) async fn list_channel(
+    app: &AppState,
     OwnedAccount { user: who, account }: OwnedAccount,
-    page: Page,
+    channel: &str,
+    uri: &Uri,
 ) -> Result<Json<Vec<DeliveryOut>>, ApiError> {
+    let query = uri.query();
+    let page = Page::parse(query)?;
+    let mut status = None;
+    for (k, v) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        if k == "status" {
+            let known = DELIVERY_STATUSES.iter().find(|s| **s == v);
+            status = Some(
+                *known.ok_or_else(|| Problem::field("status", "must be one of pending, delivered, dead, skipped"))?,
+            );
+        }
+    }
     let rows = app
         .store
-        .list_deliveries(who.user.id, account.id, page.limit, page.offset)
+        .list_channel_deliveries(who.user.id, account.id, channel, status, page.limit, page.offset)
         .await?;
     Ok(Json(rows.into_iter().map(Into::into).collect()))
+}
+
+/// Queues one of the account's deliveries on `channel` again, now (same id, so the same
+/// `webhook-id`); 404 when it is not there.
+pub(crate) async fn resend_channel(
+    app: &AppState,
+    OwnedAccount { user: who, account }: OwnedAccount,
+    channel: &str,
+    delivery: &str,
+) -> Result<(StatusCode, Json<QueuedOut>), ApiError> {
+    let not_found = || ApiError(Problem::not_found("Delivery not found"));
+    let delivery = delivery.parse::<DeliveryId>().map_err(|_| not_found())?;
+    app.store
+        .resend_channel_delivery(who.user.id, account.id, channel, delivery, now())
+        .await?
+        .ok_or_else(not_found)?;
+    app.hub.wake_outbox();
+    Ok((StatusCode::ACCEPTED, Json(QueuedOut::YES)))
+}
+
+/// `GET /accounts/:id/notifications?status&limit&offset`: the notification delivery log,
+/// newest first.
+pub async fn list(
+    State(app): State<AppState>,
+    owned: OwnedAccount,
+    uri: Uri,
+) -> Result<Json<Vec<DeliveryOut>>, ApiError> {
+    list_channel(&app, owned, CHANNEL_NOTIFICATION, &uri).await
 }
 
 /// `POST /accounts/:id/notifications/:delivery_id/resend`: queue it again, now.
 pub async fn resend(
     State(app): State<AppState>,
-    OwnedAccount { user: who, account }: OwnedAccount,
+    owned: OwnedAccount,
     Path((_, delivery)): Path<(String, String)>,
 ) -> Result<(StatusCode, Json<QueuedOut>), ApiError> {
-    let not_found = || ApiError(Problem::not_found("Delivery not found"));
-    let delivery = delivery.parse::<DeliveryId>().map_err(|_| not_found())?;
-    app.store
-        .resend_delivery(who.user.id, account.id, delivery, now())
-        .await?
-        .ok_or_else(not_found)?;
-    app.hub.wake_outbox();
-    Ok((StatusCode::ACCEPTED, Json(QueuedOut::YES)))
+    resend_channel(&app, owned, CHANNEL_NOTIFICATION, &delivery).await
+}
+
+/// `GET /accounts/:id/webhooks/deliveries?status&limit&offset`: the result (and passthrough)
+/// webhook's delivery log, newest first.
+pub async fn list_result(
+    State(app): State<AppState>,
+    owned: OwnedAccount,
+    uri: Uri,
+) -> Result<Json<Vec<DeliveryOut>>, ApiError> {
+    list_channel(&app, owned, CHANNEL_RESULT, &uri).await
+}
+
+/// `POST /accounts/:id/webhooks/deliveries/:delivery_id/resend`: queue it again, now.
+pub async fn resend_result(
+    State(app): State<AppState>,
+    owned: OwnedAccount,
+    Path((_, delivery)): Path<(String, String)>,
+) -> Result<(StatusCode, Json<QueuedOut>), ApiError> {
+    resend_channel(&app, owned, CHANNEL_RESULT, &delivery).await
 }
 
 #[derive(Serialize)]

@@ -164,10 +164,13 @@ pub enum EventKind {
     MovementUnignored,
     PollFailed,
     PollRecovered,
+    ConciliationRejected,
+    ConciliationRunRequested,
+    ConciliationNotified,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 24] = [
+    pub const ALL: [EventKind; 27] = [
         EventKind::AssistanceRequested,
         EventKind::AssistanceFulfilled,
         EventKind::AssistanceCancelled,
@@ -192,6 +195,9 @@ impl EventKind {
         EventKind::MovementUnignored,
         EventKind::PollFailed,
         EventKind::PollRecovered,
+        EventKind::ConciliationRejected,
+        EventKind::ConciliationRunRequested,
+        EventKind::ConciliationNotified,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -220,6 +226,9 @@ impl EventKind {
             EventKind::MovementUnignored => "movement.unignored",
             EventKind::PollFailed => "poll.failed",
             EventKind::PollRecovered => "poll.recovered",
+            EventKind::ConciliationRejected => "conciliation.rejected",
+            EventKind::ConciliationRunRequested => "conciliation.run_requested",
+            EventKind::ConciliationNotified => "conciliation.notified",
         }
     }
 

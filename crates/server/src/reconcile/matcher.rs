@@ -229,7 +229,7 @@ impl Matcher {
 }
 
 /// The frozen result delivery of a request entering `status`.
-fn result_delivery(
+pub(crate) fn result_delivery(
     r: &ConciliationRow,
     status: &str,
     movement: Option<&EligibleMovement>,

@@ -136,7 +136,6 @@ pub struct NameScore {
 
 /// Scores a movement's sender name against an order's name (docs/reconciliation.md §5.4). A missing or blank
 /// side scores 0 (the pass reports it as `no_sender_name`).
-#[cfg(test)]
 pub fn name_score(order_name: &str, movement_name: Option<&str>) -> NameScore {
     let order = normalize_name(order_name);
     let movement = movement_name.map(normalize_name).unwrap_or_default();
@@ -301,7 +300,6 @@ impl RefText {
 /// Whether an order's reference code is found in a movement (docs/reconciliation.md §5.5): compacted (uppercase,
 /// letters and digits), a code of ≥ 6 chars anywhere inside the compacted description or name,
 /// one of 4–5 chars equal to a whole token of either. Shorter codes never match.
-#[cfg(test)]
 pub fn reference_matches(reference: &str, description: &str, name: Option<&str>) -> bool {
     RefText::of(description, name).contains(&compact(reference))
 }

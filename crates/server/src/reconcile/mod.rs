@@ -24,3 +24,4 @@ pub(crate) mod orders;
 pub(crate) mod passthrough;
 pub(crate) mod poller;
 pub(crate) mod results;
+pub(crate) mod review;

@@ -17,6 +17,8 @@ mod passthrough;
 #[allow(clippy::duplicate_mod)]
 mod reconcile;
 #[allow(clippy::duplicate_mod)]
+mod review;
+#[allow(clippy::duplicate_mod)]
 mod rows;
 
 use std::collections::HashMap;
@@ -1434,6 +1436,102 @@ impl Store for SqlStore {
 
     // --- reconciliation: review (resolve, reject, ignore, run, notify, detail, summary, result deliveries) ---
     // (this area's methods go below this line)
+    async fn conciliation_detail(
+        &self,
+        user: UserId,
+        id: ConciliationRequestId,
+    ) -> StoreResult<Option<ConciliationDetail>> {
+        self.review_detail(user, id).await
+    }
+
+    async fn movement_for_user(&self, user: UserId, id: MovementId) -> StoreResult<Option<OwnedMovement>> {
+        self.review_movement(user, id).await
+    }
+
+    async fn resolve_conciliation(
+        &self,
+        user: UserId,
+        resolve: &ManualMatch,
+        now: Timestamp,
+        events: &PassEventsFor<'_>,
+    ) -> StoreResult<ResolveOutcome> {
+        self.review_resolve(user, resolve, now, events).await
+    }
+
+    async fn reject_candidates(
+        &self,
+        user: UserId,
+        id: ConciliationRequestId,
+        movements: &[MovementId],
+        candidates: &str,
+        now: Timestamp,
+        events: &RequestEventsFor<'_>,
+    ) -> StoreResult<RequestChange> {
+        self.review_reject(user, id, movements, candidates, now, events).await
+    }
+
+    async fn run_conciliation(
+        &self,
+        user: UserId,
+        id: ConciliationRequestId,
+        now: Timestamp,
+        events: &RequestEventsFor<'_>,
+    ) -> StoreResult<RequestChange> {
+        self.review_run(user, id, now, events).await
+    }
+
+    async fn notify_conciliation(
+        &self,
+        user: UserId,
+        id: ConciliationRequestId,
+        now: Timestamp,
+        build: &NotifyEventFor<'_>,
+    ) -> StoreResult<NotifyOutcome> {
+        self.review_notify(user, id, now, build).await
+    }
+
+    async fn conciliation_summary(
+        &self,
+        user: UserId,
+        account: Option<AccountId>,
+    ) -> StoreResult<Vec<ConciliationSummaryRow>> {
+        self.review_summary(user, account).await
+    }
+
+    async fn set_movement_ignored(
+        &self,
+        user: UserId,
+        account: AccountId,
+        movement: MovementId,
+        ignored_at: Option<Timestamp>,
+        events: &MovementEventsFor<'_>,
+    ) -> StoreResult<IgnoreOutcome> {
+        self.review_ignore(user, account, movement, ignored_at, events).await
+    }
+
+    async fn list_channel_deliveries(
+        &self,
+        user: UserId,
+        account: AccountId,
+        channel: &str,
+        status: Option<&str>,
+        limit: i64,
+        offset: i64,
+    ) -> StoreResult<Vec<DeliveryRow>> {
+        self.channel_deliveries(user, account, channel, status, limit, offset)
+            .await
+    }
+
+    async fn resend_channel_delivery(
+        &self,
+        user: UserId,
+        account: AccountId,
+        channel: &str,
+        id: DeliveryId,
+        now: Timestamp,
+    ) -> StoreResult<Option<DeliveryRow>> {
+        self.channel_resend(user, account, channel, id, now).await
+    }
 
     // --- reconciliation: passthrough (movements forwarded as they are stored) ---
     // (this area's methods go below this line)

@@ -146,6 +146,9 @@ struct Before {
     attempt_count: i64,
     last_candidates: Option<String>,
     last: Option<(String, Option<String>, String)>,
+    /// The trigger a human asked this evaluation to record (`run`): an attempt is then written
+    /// whatever the decision, with that trigger.
+    pending_trigger: Option<String>,
 }
 
 /// A column of the last attempt of the request `r`, as a subquery on the attempts' unique key
@@ -195,7 +198,7 @@ pub(super) async fn apply(
     for chunk in ids.chunks(BATCH) {
         let sql = format!(
             "SELECT r.id, r.account_id, r.status, r.reason, r.attempt_count, r.last_candidates, \
-             {} AS last_result, {} AS last_reason, {} AS last_attempt_candidates \
+             r.pending_trigger, {} AS last_result, {} AS last_reason, {} AS last_attempt_candidates \
              FROM conciliation_requests r WHERE r.id IN ({})",
             last_attempt("result"),
             last_attempt("reason"),
@@ -225,6 +228,7 @@ pub(super) async fn apply(
                 attempt_count: r.try_get("attempt_count")?,
                 last_candidates: r.try_get("last_candidates")?,
                 last,
+                pending_trigger: r.try_get("pending_trigger")?,
             };
             before.insert(row.id, row);
         }
@@ -256,6 +260,13 @@ pub(super) async fn apply(
 
     let mut attempts: Vec<Attempt<'_>> = Vec::new();
     let mut changed = false;
+    // A request's own pending trigger (a human's `run`) wins over the pass's.
+    let trigger_of = |id: &Uuid| -> &str {
+        before
+            .get(id)
+            .and_then(|r| r.pending_trigger.as_deref())
+            .unwrap_or(&commit.trigger)
+    };
 
     // 1. Expiries.
     let expired: Vec<Uuid> = commit
@@ -268,7 +279,7 @@ pub(super) async fn apply(
     for chunk in expired.chunks(BATCH - 2) {
         let sql = format!(
             "UPDATE conciliation_requests SET status = 'expired', reason = $1, closed_at = $2, updated_at = $2, \
-             attempt_count = attempt_count + 1 WHERE status IN {} AND id IN ({}) RETURNING {REQ_COLS}",
+             pending_trigger = NULL, attempt_count = attempt_count + 1 WHERE status IN {} AND id IN ({}) RETURNING {REQ_COLS}",
             *OPEN_STATUSES,
             params(3, chunk.len())
         );
@@ -305,7 +316,7 @@ pub(super) async fn apply(
     for chunk in matched.chunks((BATCH - 2) / 2) {
         let sql = format!(
             "UPDATE conciliation_requests SET status = 'matched', reason = v.column2, closed_at = $1, \
-             updated_at = $1, attempt_count = conciliation_requests.attempt_count + 1 \
+             updated_at = $1, pending_trigger = NULL, attempt_count = conciliation_requests.attempt_count + 1 \
              FROM (VALUES {}) AS v WHERE conciliation_requests.id = v.column1 \
              AND conciliation_requests.status IN {} RETURNING {}",
             values(2, 2, chunk.len()),
@@ -367,7 +378,7 @@ pub(super) async fn apply(
             number: row.attempt_count,
             result: "matched",
             reason: d.reason.as_deref(),
-            trigger: &commit.trigger,
+            trigger: trigger_of(&row.id.0),
             candidates: &d.candidates,
         });
     }
@@ -389,7 +400,7 @@ pub(super) async fn apply(
     for chunk in ambiguous.chunks((BATCH - 3) / 2) {
         let sql = format!(
             "UPDATE conciliation_requests SET status = 'ambiguous', reason = $1, last_candidates = v.column2, \
-             updated_at = $2, attempt_count = conciliation_requests.attempt_count + 1 \
+             updated_at = $2, pending_trigger = NULL, attempt_count = conciliation_requests.attempt_count + 1 \
              FROM (VALUES {}) AS v WHERE conciliation_requests.id = v.column1 \
              AND conciliation_requests.status IN {} RETURNING {}",
             values(3, 2, chunk.len()),
@@ -413,7 +424,7 @@ pub(super) async fn apply(
                 number: row.attempt_count,
                 result: "ambiguous",
                 reason: Some(AMBIGUOUS_REASON),
-                trigger: &commit.trigger,
+                trigger: trigger_of(&row.id.0),
                 candidates: &d.candidates,
             });
         }
@@ -430,13 +441,15 @@ pub(super) async fn apply(
             continue;
         }
         // The request's last attempt is the one its counter names (read with it above).
-        let new_attempt = match &r.last {
-            Some((result, reason, candidates)) => {
-                result != "not_found" || reason.as_deref() != Some(d.reason.as_str()) || candidates != &d.candidates
-            }
-            None => true,
-        };
-        let new_state = r.status != ConciliationStatus::NotFound
+        let new_attempt = r.pending_trigger.is_some()
+            || match &r.last {
+                Some((result, reason, candidates)) => {
+                    result != "not_found" || reason.as_deref() != Some(d.reason.as_str()) || candidates != &d.candidates
+                }
+                None => true,
+            };
+        let new_state = r.pending_trigger.is_some()
+            || r.status != ConciliationStatus::NotFound
             || r.reason.as_deref() != Some(d.reason.as_str())
             || r.last_candidates.is_some();
         if new_attempt || new_state {
@@ -447,7 +460,7 @@ pub(super) async fn apply(
     for chunk in not_found.chunks((BATCH - 2) / 3) {
         let sql = format!(
             "UPDATE conciliation_requests SET status = 'not_found', reason = v.column2, last_candidates = NULL, \
-             updated_at = $1, attempt_count = conciliation_requests.attempt_count + v.column3 \
+             updated_at = $1, pending_trigger = NULL, attempt_count = conciliation_requests.attempt_count + v.column3 \
              FROM (VALUES {}) AS v WHERE conciliation_requests.id = v.column1 \
              AND conciliation_requests.status IN {} RETURNING {}",
             values(2, 3, chunk.len()),
@@ -472,7 +485,7 @@ pub(super) async fn apply(
                     number: row.attempt_count,
                     result: "not_found",
                     reason: Some(&d.reason),
-                    trigger: &commit.trigger,
+                    trigger: trigger_of(&row.id.0),
                     candidates: &d.candidates,
                 });
             }

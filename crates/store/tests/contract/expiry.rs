@@ -77,10 +77,11 @@ pub async fn check_mark_overdue_dirty(s: &dyn Store) {
     // `paused`: a passthrough user's overdue request is left alone.
     let (p, paused) = reconcile_user(s).await;
     poll(s, p.id, paused.id, &success(vec![order("Z", "5.00")], &[], t)).await;
-    assert!(s.set_operation_mode(p.id, "passthrough").await.unwrap());
     for (owner, acc) in [(u.id, a.id), (u.id, later.id), (u.id, closed.id), (p.id, paused.id)] {
         settle(s, owner, acc, t).await;
     }
+    // (Switched after its pass: no pass commits outside reconcile mode.)
+    assert!(s.set_operation_mode(p.id, "passthrough").await.unwrap());
     let before = state(s, a.id).await;
 
     // Not yet overdue (the bound is `now >= expires_at`): nothing marked.

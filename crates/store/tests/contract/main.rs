@@ -144,6 +144,15 @@ contract_tests! {
     check_movement_matches_is_scoped,
     // review
     // (this area's checks go below this line)
+    check_conciliation_detail,
+    check_movement_for_user,
+    check_resolve_conciliation,
+    check_reject_candidates,
+    check_run_conciliation,
+    check_notify_conciliation,
+    check_conciliation_summary,
+    check_set_movement_ignored,
+    check_channel_deliveries,
 
     // passthrough
     // (this area's checks go below this line)
