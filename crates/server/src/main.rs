@@ -49,26 +49,33 @@ fn env_help() -> String {
     s
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Resolves on Ctrl-C or SIGTERM. The SIGTERM handler is installed when this is called, not
+/// when the future is first polled: a SIGTERM sent as soon as the server announces its address
+/// shuts it down gracefully instead of killing it with the default action.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    async move {
+        let ctrl_c = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        #[cfg(unix)]
+        let term = async move {
+            match term {
+                Some(mut s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
             }
-            Err(_) => std::future::pending::<()>().await,
+        };
+        #[cfg(not(unix))]
+        let term = std::future::pending::<()>();
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term => {},
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+        tracing::info!("shutting down");
     }
-    tracing::info!("shutting down");
 }
 
 async fn main_inner(cli: Cli) -> Result<(), StartError> {
@@ -83,13 +90,14 @@ async fn main_inner(cli: Cli) -> Result<(), StartError> {
                 .await
                 .map_err(|e| StartError::Other(format!("cannot listen on {}: {e}", config.listen)))?;
             let addr = listener.local_addr()?;
+            let shutdown = shutdown_signal();
             tracing::info!(
                 %addr,
                 database = %redact_url(&config.database_url),
                 data_dir = %config.data_dir.display(),
                 "reconbanker listening on http://{addr}"
             );
-            reconbanker::run(config, listener, shutdown_signal()).await
+            reconbanker::run(config, listener, shutdown).await
         }
         Command::SandboxBank { port } => {
             let config = Config::from_env()?;
@@ -103,9 +111,10 @@ async fn main_inner(cli: Cli) -> Result<(), StartError> {
                 .await
                 .map_err(|e| StartError::Other(format!("cannot listen on {addr}: {e}")))?;
             let addr = listener.local_addr()?;
+            let shutdown = shutdown_signal();
             tracing::info!(%addr, "sandbox bank listening on http://{addr}");
             sandbox_bank::SandboxBank::new(sandbox_bank::BankConfig::default())
-                .serve(listener, shutdown_signal())
+                .serve(listener, shutdown)
                 .await?;
             Ok(())
         }
