@@ -19,6 +19,7 @@ const MIGRATIONS: Embedded = Embedded(&[
         "reconciliation",
         include_str!("../migrations/postgres/0004_reconciliation.sql"),
     ),
+    (7, "perf", include_str!("../migrations/postgres/0007_perf.sql")),
 ]);
 
 type Db = sqlx::Postgres;

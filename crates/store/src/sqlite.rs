@@ -21,6 +21,7 @@ const MIGRATIONS: Embedded = Embedded(&[
         "reconciliation",
         include_str!("../migrations/sqlite/0004_reconciliation.sql"),
     ),
+    (7, "perf", include_str!("../migrations/sqlite/0007_perf.sql")),
 ]);
 
 /// How long a connection waits on a locked database before giving up.

@@ -136,7 +136,7 @@ pub struct NameScore {
 
 /// Scores a movement's sender name against an order's name (docs/reconciliation.md §5.4). A missing or blank
 /// side scores 0 (the pass reports it as `no_sender_name`).
-#[cfg(test)]
+#[cfg(any(test, feature = "test-support"))]
 pub fn name_score(order_name: &str, movement_name: Option<&str>) -> NameScore {
     let order = normalize_name(order_name);
     let movement = movement_name.map(normalize_name).unwrap_or_default();

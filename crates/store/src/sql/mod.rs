@@ -9,6 +9,8 @@
 
 // Mounted with its parent once per backend, like the parent.
 #[allow(clippy::duplicate_mod)]
+mod incremental;
+#[allow(clippy::duplicate_mod)]
 mod pass;
 #[allow(clippy::duplicate_mod)]
 mod reconcile;
@@ -1335,6 +1337,13 @@ impl Store for SqlStore {
         Ok(input)
     }
 
+    async fn load_pass_changes(&self, account: AccountId, horizon: Timestamp, now: Timestamp) -> StoreResult<PassInput> {
+        let mut tx = self.pool.begin_with(SNAPSHOT_BEGIN).await.map_err(map_err)?;
+        let input = incremental::load(&mut tx, account, horizon, now).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(input)
+    }
+
     async fn commit_pass(
         &self,
         account: AccountId,
@@ -1366,6 +1375,7 @@ impl Store for SqlStore {
         .execute(&mut *tx)
         .await
         .map_err(map_err)?;
+        incremental::mark_seen(&mut tx, account).await?;
         let logged = insert_events(&mut tx, &new_events).await?;
         tx.commit().await.map_err(map_err)?;
         Ok(Some(logged))
