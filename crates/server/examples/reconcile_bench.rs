@@ -42,12 +42,66 @@ const FIRST: [&str; 50] = [
     "Alvaro", "Nuria", "Tomas", "Lidia", "Victor", "Olga", "Emilio", "Ines", "Felipe", "Rocio", "Gabriel", "Beatriz",
 ];
 const LAST: [&str; 60] = [
-    "Perez", "Gomez", "Rodriguez", "Fernandez", "Lopez", "Martinez", "Sanchez", "Diaz", "Alvarez", "Romero",
-    "Torres", "Ruiz", "Ramirez", "Flores", "Acosta", "Benitez", "Medina", "Herrera", "Suarez", "Aguirre", "Gimenez",
-    "Gutierrez", "Pereyra", "Rojas", "Molina", "Castro", "Ortiz", "Silva", "Nunez", "Luna", "Juarez", "Cabrera",
-    "Rios", "Ferreyra", "Godoy", "Morales", "Dominguez", "Moreno", "Peralta", "Vega", "Carrizo", "Quiroga", "Ponce",
-    "Vazquez", "Villalba", "Cardozo", "Navarro", "Correa", "Figueroa", "Ledesma", "Ramos", "Vera", "Ojeda", "Mendez",
-    "Cruz", "Arias", "Sosa", "Blanco", "Franco", "Paz",
+    "Perez",
+    "Gomez",
+    "Rodriguez",
+    "Fernandez",
+    "Lopez",
+    "Martinez",
+    "Sanchez",
+    "Diaz",
+    "Alvarez",
+    "Romero",
+    "Torres",
+    "Ruiz",
+    "Ramirez",
+    "Flores",
+    "Acosta",
+    "Benitez",
+    "Medina",
+    "Herrera",
+    "Suarez",
+    "Aguirre",
+    "Gimenez",
+    "Gutierrez",
+    "Pereyra",
+    "Rojas",
+    "Molina",
+    "Castro",
+    "Ortiz",
+    "Silva",
+    "Nunez",
+    "Luna",
+    "Juarez",
+    "Cabrera",
+    "Rios",
+    "Ferreyra",
+    "Godoy",
+    "Morales",
+    "Dominguez",
+    "Moreno",
+    "Peralta",
+    "Vega",
+    "Carrizo",
+    "Quiroga",
+    "Ponce",
+    "Vazquez",
+    "Villalba",
+    "Cardozo",
+    "Navarro",
+    "Correa",
+    "Figueroa",
+    "Ledesma",
+    "Ramos",
+    "Vera",
+    "Ojeda",
+    "Mendez",
+    "Cruz",
+    "Arias",
+    "Sosa",
+    "Blanco",
+    "Franco",
+    "Paz",
 ];
 
 /// Order `i`: orders `i`, `i + 20000`, `i + 40000` share an amount, and their names share the
@@ -159,7 +213,14 @@ struct Bench {
     _dir: tempfile::TempDir,
 }
 
-async fn api(client: &Client, base: &str, token: Option<&str>, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+async fn api(
+    client: &Client,
+    base: &str,
+    token: Option<&str>,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> Value {
     let mut req = client.request(method, format!("{base}{path}"));
     if let Some(t) = token {
         req = req.bearer_auth(t);
@@ -188,10 +249,7 @@ async fn database_url(dir: &std::path::Path) -> (String, &'static str) {
             let (head, _) = server.rsplit_once('/').expect("postgres://…/db");
             (format!("{head}/{name}"), "postgres")
         }
-        _ => (
-            format!("sqlite://{}/bench.db", dir.join("data").display()),
-            "sqlite",
-        ),
+        _ => (format!("sqlite://{}/bench.db", dir.join("data").display()), "sqlite"),
     }
 }
 
@@ -221,7 +279,13 @@ async fn setup(serve: bool) -> (Bench, &'static str) {
             let key = key.clone();
             async move {
                 let at = Instant::now();
-                let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+                let h = |n: &str| {
+                    headers
+                        .get(n)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_owned()
+                };
                 let verified = key.get().is_some_and(|k| {
                     let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(k) else {
                         return false;
@@ -273,19 +337,35 @@ async fn setup(serve: bool) -> (Bench, &'static str) {
         None
     } else {
         let router = reconbanker::http::router(state.clone());
-        tokio::spawn(async move {
-            axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>()).await
-        });
+        tokio::spawn(
+            async move { axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>()).await },
+        );
         Some(app)
     };
 
     let client = Client::new();
     let creds = json!({"email": "bench@example.com", "password": "benchmark-password"});
-    api(&client, &base, None, reqwest::Method::POST, "/auth/register", Some(creds.clone())).await;
+    api(
+        &client,
+        &base,
+        None,
+        reqwest::Method::POST,
+        "/auth/register",
+        Some(creds.clone()),
+    )
+    .await;
     let login = api(&client, &base, None, reqwest::Method::POST, "/auth/login", Some(creds)).await;
     let token = login["token"].as_str().expect("token").to_owned();
     let t = Some(token.as_str());
-    api(&client, &base, t, reqwest::Method::PUT, "/me/operation-mode", Some(json!({"mode": "reconcile"}))).await;
+    api(
+        &client,
+        &base,
+        t,
+        reqwest::Method::PUT,
+        "/me/operation-mode",
+        Some(json!({"mode": "reconcile"})),
+    )
+    .await;
     let banks = api(&client, &base, t, reqwest::Method::GET, "/banks", None).await;
     let bank = banks
         .as_array()
@@ -294,7 +374,15 @@ async fn setup(serve: bool) -> (Bench, &'static str) {
         .find(|b| b["code"] == "sandbox")
         .expect("sandbox")["id"]
         .clone();
-    let acc = api(&client, &base, t, reqwest::Method::POST, "/accounts", Some(json!({"bankId": bank, "name": "bench"}))).await;
+    let acc = api(
+        &client,
+        &base,
+        t,
+        reqwest::Method::POST,
+        "/accounts",
+        Some(json!({"bankId": bank, "name": "bench"})),
+    )
+    .await;
     let account_id = acc["id"].as_str().expect("id").to_owned();
     let config = api(
         &client,
@@ -333,10 +421,18 @@ impl Bench {
         let sql = "SELECT COUNT(*) FROM conciliation_requests WHERE status = $1";
         let n: i64 = if self.db.starts_with("postgres") {
             let pool = sqlx::PgPool::connect(&self.db).await.expect("db");
-            sqlx::query_scalar(sql).bind(status).fetch_one(&pool).await.expect("count")
+            sqlx::query_scalar(sql)
+                .bind(status)
+                .fetch_one(&pool)
+                .await
+                .expect("count")
         } else {
             let pool = sqlx::SqlitePool::connect(&self.db).await.expect("db");
-            sqlx::query_scalar(sql).bind(status).fetch_one(&pool).await.expect("count")
+            sqlx::query_scalar(sql)
+                .bind(status)
+                .fetch_one(&pool)
+                .await
+                .expect("count")
         };
         usize::try_from(n).unwrap_or(0)
     }
@@ -373,7 +469,10 @@ async fn first_pass(naive: bool) {
     let phases = if naive {
         naive_pass(&b).await
     } else {
-        assert!(b.state.matcher.pass(b.account).await.expect("pass"), "the pass committed");
+        assert!(
+            b.state.matcher.pass(b.account).await.expect("pass"),
+            "the pass committed"
+        );
         None
     };
     let pass_took = started.elapsed();
@@ -395,7 +494,13 @@ async fn first_pass(naive: bool) {
     println!(
         "poll + pass:            {:8.1} ms (goal <= 2000 ms){}",
         ms(total),
-        if naive { "" } else if total <= Duration::from_secs(2) { " ok" } else { " MISSED" }
+        if naive {
+            ""
+        } else if total <= Duration::from_secs(2) {
+            " ok"
+        } else {
+            " MISSED"
+        }
     );
     println!(
         "peak RSS (VmHWM):       {:8.1} MB (goal <= 150 MB); {:.1} MB at start, {:.1} MB after setup",
@@ -404,7 +509,14 @@ async fn first_pass(naive: bool) {
         rss_setup as f64 / 1024.0
     );
     println!("outcome:                {matched} matched, {not_found} not found");
-    println!("RESULT {} {:.1} {:.1} {:.1} {:.1}", if naive { "c" } else { "a" }, ms(poll_took), ms(pass_took), ms(total), peak as f64 / 1024.0);
+    println!(
+        "RESULT {} {:.1} {:.1} {:.1} {:.1}",
+        if naive { "c" } else { "a" },
+        ms(poll_took),
+        ms(pass_took),
+        ms(total),
+        peak as f64 / 1024.0
+    );
     assert_eq!(matched, MATCHING, "every paying movement matched its order");
     drop(b.app);
 }
@@ -546,7 +658,13 @@ async fn latency(n: usize) {
         let order = k * 10 + 5;
         let m = paying(order, "b", &received_at());
         let sent = Instant::now();
-        assert_eq!(store.insert_movements(b.account, &[m], chrono::Utc::now()).await.expect("movement"), 1);
+        assert_eq!(
+            store
+                .insert_movements(b.account, &[m], chrono::Utc::now())
+                .await
+                .expect("movement"),
+            1
+        );
         b.state.matcher_wake.notify_one();
         let want = external_id(order);
         let hook = loop {
@@ -566,7 +684,10 @@ async fn latency(n: usize) {
     }
     let (p50, p99) = (pct(&mut samples, 0.5), pct(&mut samples, 0.99));
     println!("== scenario b, {backend}: {ORDERS} open orders, {n} matching movements one at a time");
-    println!("setup (poll, first pass, {MATCHING} webhooks): {:.1} s", warm.as_secs_f64());
+    println!(
+        "setup (poll, first pass, {MATCHING} webhooks): {:.1} s",
+        warm.as_secs_f64()
+    );
     println!(
         "movement stored -> signed result webhook: p50 {p50:.2} ms, p99 {p99:.2} ms, max {:.2} ms (goal p50 <= 10, p99 <= 50){}",
         samples.last().copied().unwrap_or(0.0),

@@ -100,10 +100,7 @@ impl Matcher {
         for _ in 0..MAX_TRIES {
             let at = now();
             // Only what changed since the last committed pass: the pass decomposes by amount.
-            let input = self
-                .store
-                .load_pass_changes(account, before(at, HORIZON), at)
-                .await?;
+            let input = self.store.load_pass_changes(account, before(at, HORIZON), at).await?;
             let mut rejected: HashMap<Uuid, Vec<Uuid>> = HashMap::new();
             for (r, m) in &input.rejections {
                 rejected.entry(r.0).or_default().push(m.0);

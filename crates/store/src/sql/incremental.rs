@@ -75,9 +75,15 @@ pub(super) fn amount_key(text: &str) -> Option<String> {
     let point = i64::try_from(int.len()).ok()? + exponent;
     let len = i64::try_from(digits.len()).ok()?;
     let (int_part, frac_part) = if point <= 0 {
-        (String::from("0"), format!("{}{digits}", "0".repeat(usize::try_from(-point).ok()?)))
+        (
+            String::from("0"),
+            format!("{}{digits}", "0".repeat(usize::try_from(-point).ok()?)),
+        )
     } else if point >= len {
-        (format!("{digits}{}", "0".repeat(usize::try_from(point - len).ok()?)), String::new())
+        (
+            format!("{digits}{}", "0".repeat(usize::try_from(point - len).ok()?)),
+            String::new(),
+        )
     } else {
         let p = usize::try_from(point).ok()?;
         (digits[..p].to_owned(), digits[p..].to_owned())
@@ -134,7 +140,7 @@ pub(super) async fn load(
     }
     drop(rows);
 
-    // Requests to evaluate (their groups changed too) and requests due to expire.
+    // Requests to evaluate: their groups changed too.
     let sql = format!(
         "SELECT {REQ_COLS} FROM conciliation_requests WHERE account_id = $1 AND status IN ('pending', 'failed')"
     );
@@ -148,19 +154,6 @@ pub(super) async fn load(
         let row = conciliation_from(&r)?;
         keys.insert(row.amount.clone());
         requests.push(row);
-    }
-    let sql = format!(
-        "SELECT {REQ_COLS} FROM conciliation_requests WHERE account_id = $1 AND expires_at <= $2 \
-         AND status IN ('not_found', 'ambiguous')"
-    );
-    for r in sqlx::query(&sql)
-        .bind(account.0)
-        .bind(to_ms(now))
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(map_err)?
-    {
-        requests.push(conciliation_from(&r)?);
     }
     let mut loaded: HashSet<Uuid> = requests.iter().map(|r| r.id.0).collect();
 
@@ -185,7 +178,7 @@ pub(super) async fn load(
         }
     }
 
-    // The seen eligible movements of the groups that have requests.
+    // The seen eligible movements of the changed groups that have requests.
     let with_requests: HashSet<&str> = requests.iter().map(|r| r.amount.as_str()).collect();
     let mut group_keys: Vec<&str> = with_requests.into_iter().collect();
     group_keys.sort_unstable();
@@ -202,6 +195,25 @@ pub(super) async fn load(
         }
         for r in q.fetch_all(&mut *conn).await.map_err(map_err)? {
             movements.push(eligible_from(&r)?);
+        }
+    }
+
+    // The requests due to expire (an open request holds no movement: its group does not change
+    // when it leaves).
+    let sql = format!(
+        "SELECT {REQ_COLS} FROM conciliation_requests WHERE account_id = $1 AND expires_at <= $2 \
+         AND status IN ('not_found', 'ambiguous')"
+    );
+    for r in sqlx::query(&sql)
+        .bind(account.0)
+        .bind(to_ms(now))
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(map_err)?
+    {
+        let row = conciliation_from(&r)?;
+        if loaded.insert(row.id.0) {
+            requests.push(row);
         }
     }
 
@@ -230,9 +242,7 @@ pub(super) async fn load(
     }
     rejections.sort_by_key(|(r, m)| (r.0, m.0));
 
-    requests.sort_by(|a, b| {
-        (a.registered_at, &a.external_id, a.id.0).cmp(&(b.registered_at, &b.external_id, b.id.0))
-    });
+    requests.sort_by(|a, b| (a.registered_at, &a.external_id, a.id.0).cmp(&(b.registered_at, &b.external_id, b.id.0)));
     movements.sort_by_key(|m| (m.received_at_ms, m.id));
     Ok(PassInput {
         version,

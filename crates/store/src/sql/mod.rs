@@ -1337,7 +1337,12 @@ impl Store for SqlStore {
         Ok(input)
     }
 
-    async fn load_pass_changes(&self, account: AccountId, horizon: Timestamp, now: Timestamp) -> StoreResult<PassInput> {
+    async fn load_pass_changes(
+        &self,
+        account: AccountId,
+        horizon: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<PassInput> {
         let mut tx = self.pool.begin_with(SNAPSHOT_BEGIN).await.map_err(map_err)?;
         let input = incremental::load(&mut tx, account, horizon, now).await?;
         tx.commit().await.map_err(map_err)?;
