@@ -187,6 +187,15 @@ fn kib(field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU time of the whole process (every thread), user + system.
+fn cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or_default().split_whitespace().collect();
+    let ticks: u64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
+        + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
+    Duration::from_millis(ticks * 10)
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
@@ -459,13 +468,14 @@ async fn first_pass(naive: bool) {
     drop(movements);
     let rss_setup = kib("VmHWM:");
 
-    let started = Instant::now();
+    let (started, cpu0) = (Instant::now(), cpu());
     let row = b.state.poller.poll(b.account).await.expect("poll").expect("polled");
     let poll_took = started.elapsed();
+    let (poll_cpu, rss_poll) = (cpu() - cpu0, kib("VmHWM:"));
     assert_eq!(row.outcome, "succeeded", "{row:?}");
     assert_eq!(row.counts.registered as usize, ORDERS);
 
-    let started = Instant::now();
+    let (started, cpu0) = (Instant::now(), cpu());
     let phases = if naive {
         naive_pass(&b).await
     } else {
@@ -476,6 +486,7 @@ async fn first_pass(naive: bool) {
         None
     };
     let pass_took = started.elapsed();
+    let pass_cpu = cpu() - cpu0;
     let total = poll_took + pass_took;
     let peak = kib("VmHWM:");
 
@@ -484,13 +495,22 @@ async fn first_pass(naive: bool) {
     let name = if naive { "c (naive baseline)" } else { "a" };
     println!("== scenario {name}, {backend}: {ORDERS} orders, {MOVEMENTS} new movements ({MATCHING} match)");
     println!("store {MOVEMENTS} movements:   {:8.1} ms (not counted)", ms(store_took));
-    println!("poll (fetch+apply):     {:8.1} ms", ms(poll_took));
+    println!(
+        "poll (fetch+apply):     {:8.1} ms (process CPU {:.0} ms; peak RSS then {:.1} MB)",
+        ms(poll_took),
+        ms(poll_cpu),
+        rss_poll as f64 / 1024.0
+    );
     if let Some((load, scan, commit)) = phases {
         println!("  naive load_pass:      {:8.1} ms", ms(load));
         println!("  naive scan:           {:8.1} ms", ms(scan));
         println!("  naive commit_pass:    {:8.1} ms", ms(commit));
     }
-    println!("first match pass:       {:8.1} ms", ms(pass_took));
+    println!(
+        "first match pass:       {:8.1} ms (process CPU {:.0} ms)",
+        ms(pass_took),
+        ms(pass_cpu)
+    );
     println!(
         "poll + pass:            {:8.1} ms (goal <= 2000 ms){}",
         ms(total),

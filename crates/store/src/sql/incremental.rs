@@ -21,7 +21,7 @@ use sqlx::Row;
 use uuid::Uuid;
 
 use super::pass::ELIGIBLE_COLS;
-use super::reconcile::{params, values, REQ_COLS};
+use super::reconcile::{params, requests_where, values, REQ_COLS};
 use super::rows::*;
 use super::Db;
 use crate::error::{map_err, StoreResult};
@@ -30,8 +30,8 @@ use crate::*;
 
 type Conn = <Db as sqlx::Database>::Connection;
 
-/// Values per `IN (…)` list.
-const CHUNK: usize = 500;
+/// Values per `IN (…)` list (see [`super::reconcile::MAX_PARAMS`]).
+const CHUNK: usize = super::reconcile::MAX_PARAMS - 4;
 
 /// The key of an amount no request can have (the text is not a decimal).
 const NO_KEY: &str = "~";
@@ -141,19 +141,9 @@ pub(super) async fn load(
     drop(rows);
 
     // Requests to evaluate: their groups changed too.
-    let sql = format!(
-        "SELECT {REQ_COLS} FROM conciliation_requests WHERE account_id = $1 AND status IN ('pending', 'failed')"
-    );
-    let mut requests: Vec<ConciliationRow> = Vec::new();
-    for r in sqlx::query(&sql)
-        .bind(account.0)
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(map_err)?
-    {
-        let row = conciliation_from(&r)?;
+    let mut requests = requests_where(conn, account, "status IN ('pending', 'failed')").await?;
+    for row in &requests {
         keys.insert(row.amount.clone());
-        requests.push(row);
     }
     let mut loaded: HashSet<Uuid> = requests.iter().map(|r| r.id.0).collect();
 

@@ -109,7 +109,7 @@ fn placeholders(start: usize, n: usize) -> String {
 
 /// Events per statement (6 parameters each): binding numbered parameters on SQLite costs time
 /// quadratic in their number per statement.
-const EVENT_BATCH: usize = 100;
+const EVENT_BATCH: usize = 40;
 
 /// Appends events and their deliveries inside the caller's transaction, many per statement;
 /// returns them in the given order, with `seq`s increasing in that order.
@@ -209,7 +209,7 @@ async fn insert_events(
         .iter()
         .flat_map(|e| e.deliveries.iter().map(move |d| (e, d)))
         .collect();
-    for chunk in deliveries.chunks(EVENT_BATCH / 2) {
+    for chunk in deliveries.chunks(MAX_PARAMS / 10) {
         let tuples: Vec<String> = (0..chunk.len())
             .map(|i| {
                 let p = 1 + i * 10;

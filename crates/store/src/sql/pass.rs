@@ -4,11 +4,12 @@
 //! statements.
 
 use std::collections::HashMap;
+use std::sync::LazyLock;
 
 use sqlx::Row;
 use uuid::Uuid;
 
-use super::reconcile::{params, values, OPEN_STATUSES, REQ_COLS, REQ_COLS_R, STATE_COLS};
+use super::reconcile::{params, values, OPEN_STATUSES, REQ_COLS, STATE_COLS};
 use super::rows::*;
 use super::{Db, FOR_UPDATE};
 use crate::error::{map_err, StoreResult};
@@ -17,10 +18,8 @@ use crate::*;
 
 type Conn = <Db as sqlx::Database>::Connection;
 
-/// The most bound parameters per statement of a pass: binding numbered parameters on SQLite
-/// costs time quadratic in their number per statement, so a pass's many batches stay smaller
-/// than [`super::reconcile::MAX_PARAMS`].
-const BATCH: usize = 250;
+/// The most bound parameters per statement of a pass (see [`super::reconcile::MAX_PARAMS`]).
+const BATCH: usize = super::reconcile::MAX_PARAMS;
 
 /// The reason of a request the pass found ambiguous.
 pub(super) const AMBIGUOUS_REASON: &str = "several_equally_plausible";
@@ -31,6 +30,15 @@ const EXPIRY_TRIGGER: &str = "expiry";
 
 /// The columns of an [`EligibleMovement`].
 pub(super) const ELIGIBLE_COLS: &str = "id, amount, currency, name, description, received_at, received_at_ms";
+
+/// [`REQ_COLS`] qualified by the table name, for `UPDATE … FROM (VALUES …) RETURNING`.
+static REQ_COLS_T: LazyLock<String> = LazyLock::new(|| {
+    REQ_COLS
+        .split(", ")
+        .map(|c| format!("conciliation_requests.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+});
 
 /// Parses a bank's `received_at` (RFC 3339 with an offset) to ms since the epoch.
 pub(super) fn received_ms(text: &str) -> Option<i64> {
@@ -130,7 +138,11 @@ pub(super) async fn lock_state(conn: &mut Conn, account: AccountId) -> StoreResu
 /// A request named by a pass's decisions, as it is when the commit begins: what the decisions
 /// are compared with, and its last attempt's `(result, reason, candidates)`.
 struct Before {
-    row: ConciliationRow,
+    id: Uuid,
+    status: ConciliationStatus,
+    reason: Option<String>,
+    attempt_count: i64,
+    last_candidates: Option<String>,
     last: Option<(String, Option<String>, String)>,
 }
 
@@ -180,9 +192,9 @@ pub(super) async fn apply(
     let mut before: HashMap<Uuid, Before> = HashMap::with_capacity(ids.len());
     for chunk in ids.chunks(BATCH) {
         let sql = format!(
-            "SELECT {}, {} AS last_result, {} AS last_reason, {} AS last_attempt_candidates \
+            "SELECT r.id, r.account_id, r.status, r.reason, r.attempt_count, r.last_candidates, \
+             {} AS last_result, {} AS last_reason, {} AS last_attempt_candidates \
              FROM conciliation_requests r WHERE r.id IN ({})",
-            *REQ_COLS_R,
             last_attempt("result"),
             last_attempt("reason"),
             last_attempt("candidates"),
@@ -193,8 +205,10 @@ pub(super) async fn apply(
             q = q.bind(*id);
         }
         for r in q.fetch_all(&mut *conn).await.map_err(map_err)? {
-            let row = conciliation_from(&r)?;
-            if row.account_id != account || !row.status.is_open() {
+            let status: String = r.try_get("status")?;
+            let status =
+                ConciliationStatus::parse(&status).ok_or_else(|| corrupt("conciliation_requests.status", &status))?;
+            if AccountId(r.try_get("account_id")?) != account || !status.is_open() {
                 continue;
             }
             let last_result: Option<String> = r.try_get("last_result")?;
@@ -202,20 +216,17 @@ pub(super) async fn apply(
                 Some(result) => Some((result, r.try_get("last_reason")?, r.try_get("last_attempt_candidates")?)),
                 None => None,
             };
-            before.insert(row.id.0, Before { row, last });
+            let row = Before {
+                id: r.try_get("id")?,
+                status,
+                reason: r.try_get("reason")?,
+                attempt_count: r.try_get("attempt_count")?,
+                last_candidates: r.try_get("last_candidates")?,
+                last,
+            };
+            before.insert(row.id, row);
         }
     }
-    // The rows as the updates below leave them: they run under the account lock on rows read
-    // open in this transaction, so every compare-and-set succeeds, and nothing is read back.
-    let at = crate::model::try_from_ms(now_ms).ok_or_else(|| corrupt("now", "out of range"))?;
-    let after = |id: &Uuid, f: &dyn Fn(&mut ConciliationRow)| -> Option<ConciliationRow> {
-        before.get(id).map(|b| {
-            let mut row = b.row.clone();
-            row.updated_at = at;
-            f(&mut row);
-            row
-        })
-    };
 
     // The matched movements: still the account's, unmatched and not ignored, or the race is lost.
     let movement_ids: Vec<Uuid> = commit.matched.iter().map(|d| d.movement.0).collect();
@@ -255,7 +266,7 @@ pub(super) async fn apply(
     for chunk in expired.chunks(BATCH - 2) {
         let sql = format!(
             "UPDATE conciliation_requests SET status = 'expired', reason = $1, closed_at = $2, updated_at = $2, \
-             attempt_count = attempt_count + 1 WHERE status IN {} AND id IN ({})",
+             attempt_count = attempt_count + 1 WHERE status IN {} AND id IN ({}) RETURNING {REQ_COLS}",
             *OPEN_STATUSES,
             params(3, chunk.len())
         );
@@ -263,17 +274,9 @@ pub(super) async fn apply(
         for id in chunk {
             q = q.bind(*id);
         }
-        q.execute(&mut *conn).await.map_err(map_err)?;
-        for id in chunk {
-            let row = after(id, &|r| {
-                r.status = ConciliationStatus::Expired;
-                r.reason = Some(EXPIRED_REASON.into());
-                r.closed_at = Some(at);
-                r.attempt_count += 1;
-            });
-            if let Some(row) = row {
-                expired_rows.insert(*id, row);
-            }
+        for r in q.fetch_all(&mut *conn).await.map_err(map_err)? {
+            let row = conciliation_from(&r)?;
+            expired_rows.insert(row.id.0, row);
         }
     }
     for row in expired.iter().filter_map(|id| expired_rows.get(id)) {
@@ -302,25 +305,18 @@ pub(super) async fn apply(
             "UPDATE conciliation_requests SET status = 'matched', reason = v.column2, closed_at = $1, \
              updated_at = $1, attempt_count = conciliation_requests.attempt_count + 1 \
              FROM (VALUES {}) AS v WHERE conciliation_requests.id = v.column1 \
-             AND conciliation_requests.status IN {}",
+             AND conciliation_requests.status IN {} RETURNING {}",
             values(2, 2, chunk.len()),
             *OPEN_STATUSES,
+            *REQ_COLS_T
         );
         let mut q = sqlx::query(&sql).bind(now_ms);
         for d in chunk {
             q = q.bind(d.request.0).bind(&d.reason);
         }
-        q.execute(&mut *conn).await.map_err(map_err)?;
-        for d in chunk {
-            let row = after(&d.request.0, &|r| {
-                r.status = ConciliationStatus::Matched;
-                r.reason = d.reason.clone();
-                r.closed_at = Some(at);
-                r.attempt_count += 1;
-            });
-            if let Some(row) = row {
-                matched_rows.insert(d.request.0, row);
-            }
+        for r in q.fetch_all(&mut *conn).await.map_err(map_err)? {
+            let row = conciliation_from(&r)?;
+            matched_rows.insert(row.id.0, row);
         }
     }
     let matched: Vec<(&MatchDecision, &ConciliationRow)> = matched
@@ -380,9 +376,9 @@ pub(super) async fn apply(
         .iter()
         .filter(|d| {
             before.get(&d.request.0).is_some_and(|r| {
-                let same_entry = r.row.status == ConciliationStatus::Ambiguous
-                    && r.row.last_candidates.as_deref() == Some(d.candidate_set.as_str());
-                let decided = expired_rows.contains_key(&r.row.id.0) || matched_rows.contains_key(&r.row.id.0);
+                let same_entry = r.status == ConciliationStatus::Ambiguous
+                    && r.last_candidates.as_deref() == Some(d.candidate_set.as_str());
+                let decided = expired_rows.contains_key(&r.id) || matched_rows.contains_key(&r.id);
                 !same_entry && !decided
             })
         })
@@ -393,25 +389,18 @@ pub(super) async fn apply(
             "UPDATE conciliation_requests SET status = 'ambiguous', reason = $1, last_candidates = v.column2, \
              updated_at = $2, attempt_count = conciliation_requests.attempt_count + 1 \
              FROM (VALUES {}) AS v WHERE conciliation_requests.id = v.column1 \
-             AND conciliation_requests.status IN {}",
+             AND conciliation_requests.status IN {} RETURNING {}",
             values(3, 2, chunk.len()),
             *OPEN_STATUSES,
+            *REQ_COLS_T
         );
         let mut q = sqlx::query(&sql).bind(AMBIGUOUS_REASON).bind(now_ms);
         for d in chunk {
             q = q.bind(d.request.0).bind(&d.candidate_set);
         }
-        q.execute(&mut *conn).await.map_err(map_err)?;
-        for d in chunk {
-            let row = after(&d.request.0, &|r| {
-                r.status = ConciliationStatus::Ambiguous;
-                r.reason = Some(AMBIGUOUS_REASON.into());
-                r.last_candidates = Some(d.candidate_set.clone());
-                r.attempt_count += 1;
-            });
-            if let Some(row) = row {
-                ambiguous_rows.insert(d.request.0, row);
-            }
+        for r in q.fetch_all(&mut *conn).await.map_err(map_err)? {
+            let row = conciliation_from(&r)?;
+            ambiguous_rows.insert(row.id.0, row);
         }
     }
     for d in &ambiguous {
@@ -435,8 +424,7 @@ pub(super) async fn apply(
         let Some(r) = before.get(&d.request.0) else {
             continue;
         };
-        let id = &r.row.id.0;
-        if expired_rows.contains_key(id) || matched_rows.contains_key(id) || ambiguous_rows.contains_key(id) {
+        if expired_rows.contains_key(&r.id) || matched_rows.contains_key(&r.id) || ambiguous_rows.contains_key(&r.id) {
             continue;
         }
         // The request's last attempt is the one its counter names (read with it above).
@@ -446,9 +434,9 @@ pub(super) async fn apply(
             }
             None => true,
         };
-        let new_state = r.row.status != ConciliationStatus::NotFound
-            || r.row.reason.as_deref() != Some(d.reason.as_str())
-            || r.row.last_candidates.is_some();
+        let new_state = r.status != ConciliationStatus::NotFound
+            || r.reason.as_deref() != Some(d.reason.as_str())
+            || r.last_candidates.is_some();
         if new_attempt || new_state {
             not_found.push((d, new_attempt));
         }
@@ -459,25 +447,18 @@ pub(super) async fn apply(
             "UPDATE conciliation_requests SET status = 'not_found', reason = v.column2, last_candidates = NULL, \
              updated_at = $1, attempt_count = conciliation_requests.attempt_count + v.column3 \
              FROM (VALUES {}) AS v WHERE conciliation_requests.id = v.column1 \
-             AND conciliation_requests.status IN {}",
+             AND conciliation_requests.status IN {} RETURNING {}",
             values(2, 3, chunk.len()),
             *OPEN_STATUSES,
+            *REQ_COLS_T
         );
         let mut q = sqlx::query(&sql).bind(now_ms);
         for (d, new_attempt) in chunk {
             q = q.bind(d.request.0).bind(&d.reason).bind(i64::from(*new_attempt));
         }
-        q.execute(&mut *conn).await.map_err(map_err)?;
-        for (d, new_attempt) in chunk {
-            let row = after(&d.request.0, &|r| {
-                r.status = ConciliationStatus::NotFound;
-                r.reason = Some(d.reason.clone());
-                r.last_candidates = None;
-                r.attempt_count += i64::from(*new_attempt);
-            });
-            if let Some(row) = row {
-                not_found_rows.insert(d.request.0, row);
-            }
+        for r in q.fetch_all(&mut *conn).await.map_err(map_err)? {
+            let row = conciliation_from(&r)?;
+            not_found_rows.insert(row.id.0, row);
         }
     }
     for (d, new_attempt) in &not_found {
@@ -553,7 +534,7 @@ pub(super) async fn apply(
     for (d, _) in &not_found {
         let first = before
             .get(&d.request.0)
-            .is_some_and(|r| r.row.status == ConciliationStatus::Pending && r.row.attempt_count == 0);
+            .is_some_and(|r| r.status == ConciliationStatus::Pending && r.attempt_count == 0);
         if let (true, Some(row)) = (first, not_found_rows.get(&d.request.0)) {
             out.extend(events(PassEvent::NotFound(row)));
         }
