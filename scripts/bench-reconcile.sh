@@ -18,7 +18,7 @@ BIN=./target/release/examples/reconcile_bench
 OUT="$(mktemp)"
 trap 'rm -f "$OUT"' EXIT
 
-echo "== backend: ${BENCH_POSTGRES_URL:+postgres}${BENCH_POSTGRES_URL:-sqlite}" | sed 's#//[^@]*@#//…@#'
+if [[ -n "${BENCH_POSTGRES_URL:-}" ]]; then echo "== backend: postgres (a fresh database per scenario)"; else echo "== backend: sqlite"; fi
 for scenario in a c "b $LATENCY_N"; do
   echo
   # shellcheck disable=SC2086

@@ -423,6 +423,22 @@ async fn postgres_poll_50k() {
 }
 
 #[tokio::test]
+async fn sqlite_ignoring_changes_the_group() {
+    run_check(Backend::Sqlite, |s, url| async move {
+        matching::ignoring_changes_the_group(&*s, Backend::Sqlite, &url).await
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn postgres_ignoring_changes_the_group() {
+    run_check(Backend::Postgres, |s, url| async move {
+        matching::ignoring_changes_the_group(&*s, Backend::Postgres, &url).await
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn sqlite_ignored_and_rejected() {
     run_check(Backend::Sqlite, |s, url| async move {
         matching::ignored_and_rejected(&*s, Backend::Sqlite, &url).await

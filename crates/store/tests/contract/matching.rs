@@ -725,8 +725,8 @@ pub async fn ignored_and_rejected(s: &dyn Store, backend: crate::Backend, url: &
         s.movement_matches(u.id, a.id, &[m10.id]).await.unwrap(),
         vec![(m10.id, None, Some(t))]
     );
-    // The old snapshot proposes the ignored movement: the version did not move (nobody bumped
-    // it behind the store's back), but the commit refuses it.
+    // The old snapshot proposes the ignored movement: the commit refuses it (ignoring moved the
+    // version, see `ignoring_changes_the_group`).
     let c = PassCommit {
         matched: vec![matched(&ra, &m10)],
         ..commit_of("movements")
@@ -898,4 +898,52 @@ pub async fn check_load_pass_changes(s: &dyn Store) {
         .unwrap()
         .movements
         .is_empty());
+}
+
+/// Ignoring or un-ignoring a movement (written behind the store's back, as the review area will)
+/// puts its group back in the incremental snapshot and moves the version (migration 0007's
+/// trigger), so a pass computed before cannot commit.
+pub async fn ignoring_changes_the_group(s: &dyn Store, backend: crate::Backend, url: &str) {
+    let t = now();
+    let (u, a) = scene(s, t).await;
+    let horizon = t - Duration::days(5);
+    let input = s.load_pass_changes(a.id, horizon, t).await.unwrap();
+    let (ra, rb) = (by_ext(&input, "A").clone(), by_ext(&input, "B").clone());
+    let m10 = by_amount(&input, "10.00").clone();
+    let c = PassCommit {
+        not_found: vec![
+            not_found(&ra, "weak_name_only", "[]"),
+            not_found(&rb, "weak_name_only", "[]"),
+        ],
+        ..commit_of("movements")
+    };
+    assert!(commit(s, u.id, a.id, &input, &c, t).await.is_some());
+    let quiet = s.load_pass_changes(a.id, horizon, t).await.unwrap();
+    assert!(quiet.requests.is_empty() && quiet.movements.is_empty());
+    let ignore = |at: Option<i64>| async move {
+        let sql = match at {
+            Some(_) => "UPDATE movements SET ignored_at = CAST($1 AS BIGINT) WHERE external_id = $2",
+            None => "UPDATE movements SET ignored_at = NULL WHERE external_id = $2 OR $1 = ''",
+        };
+        let at = at.map(|v| v.to_string()).unwrap_or_default();
+        // (SQLite counts the trigger's own update of the row too.)
+        assert!(crate::raw(backend, url, sql, &[&at, "m10"]).await >= 1);
+    };
+    ignore(Some(t.timestamp_millis())).await;
+    let ignored = s.load_pass_changes(a.id, horizon, t).await.unwrap();
+    assert_eq!(ignored.version, quiet.version + 1);
+    let exts: Vec<&str> = ignored.requests.iter().map(|r| r.external_id.as_str()).collect();
+    assert_eq!(exts, ["A"]);
+    assert!(ignored.movements.is_empty(), "an ignored movement is not eligible");
+    // The snapshot from before the change cannot commit.
+    assert_eq!(commit(s, u.id, a.id, &quiet, &commit_of("movements"), t).await, None);
+    assert!(commit(s, u.id, a.id, &ignored, &commit_of("movements"), t)
+        .await
+        .is_some());
+    assert!(s.load_pass_changes(a.id, horizon, t).await.unwrap().requests.is_empty());
+    // Un-ignored: eligible again, with its group.
+    ignore(None).await;
+    let back = s.load_pass_changes(a.id, horizon, t).await.unwrap();
+    let exts: Vec<&str> = back.requests.iter().map(|r| r.external_id.as_str()).collect();
+    assert_eq!((exts, back.movements.clone()), (vec!["A"], vec![m10]));
 }
