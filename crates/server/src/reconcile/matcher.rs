@@ -146,10 +146,14 @@ impl Matcher {
                     })
                     .collect(),
             };
+            // The snapshot is not needed while the commit writes (tens of thousands of rows on a
+            // first pass).
+            let (version, dirty_seq) = (input.version, input.dirty_seq);
+            drop((input, reqs, movs, decided));
             let events = |e: PassEvent<'_>| -> Vec<NewEvent> { self.events(user, account, &settings, e) };
             match self
                 .store
-                .commit_pass(account, input.version, input.dirty_seq, &commit, at, &events)
+                .commit_pass(account, version, dirty_seq, &commit, at, &events)
                 .await?
             {
                 Some(logged) => {
