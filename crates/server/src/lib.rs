@@ -36,6 +36,9 @@ pub use crate::config::ConfigError;
 pub use crate::connectors::SANDBOX_BANK_CODE;
 /// The connector traits, for embedders and tests that bring their own bank.
 pub use crate::engine::connector;
+/// The pass's name score, for the naive baseline of the reconciliation benchmark.
+#[cfg(feature = "test-support")]
+pub use crate::reconcile::matching::{name_score, STRONG_BAND};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {

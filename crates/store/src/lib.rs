@@ -273,13 +273,26 @@ pub trait Store: Send + Sync + 'static {
     /// and `dirty_seq`, the open requests, the eligible movements (not matched, not ignored,
     /// `received_at_ms` unknown or `>= horizon`) and the rejected pairs of the open requests.
     async fn load_pass(&self, account: AccountId, horizon: Timestamp) -> StoreResult<PassInput>;
+    /// [`Store::load_pass`] restricted to what changed since the last committed pass
+    /// (docs/reconciliation.md "Performance"), in one consistent snapshot: the amount groups of
+    /// the movements no committed pass has seen (new, or ignored, un-ignored, matched or
+    /// unmatched since) and of the `pending`/`failed` requests, each with all its open requests
+    /// and eligible movements (as `load_pass` reads them), plus the open requests with
+    /// `expires_at <= now`, and the rejected pairs of the requests read. A pass over it decides
+    /// exactly what a pass over `load_pass` decides for those requests; the other requests'
+    /// stored decisions stand. A committed pass ([`Store::commit_pass`]) records every movement
+    /// not seen yet as seen.
+    async fn load_pass_changes(&self, account: AccountId, horizon: Timestamp, now: Timestamp)
+        -> StoreResult<PassInput>;
     /// Applies a pass's decisions in one transaction under the account lock, when the state's
     /// version is still `expected_version` (else `Ok(None)`, nothing changed: reload and
     /// recompute; a conflict on a match is the same lost race; also when the owner is no longer
     /// in `reconcile` mode, so no result webhook is written in passthrough). Status changes are
     /// compare-and-set on the open statuses; attempts are numbered from the request's counter;
     /// `done_seq` becomes `max(done_seq, done_seq given)` and `version` moves when anything
-    /// changed. Returns the events logged (built by `events`, with their deliveries).
+    /// changed; every movement of the account no committed pass has seen is recorded as seen
+    /// (see [`Store::load_pass_changes`]). Returns the events logged (built by `events`, with
+    /// their deliveries).
     async fn commit_pass(
         &self,
         account: AccountId,

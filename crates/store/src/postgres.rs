@@ -25,6 +25,7 @@ const MIGRATIONS: Embedded = Embedded(&[
         "passthrough",
         include_str!("../migrations/postgres/0006_passthrough.sql"),
     ),
+    (7, "perf", include_str!("../migrations/postgres/0007_perf.sql")),
     (8, "expiry", include_str!("../migrations/postgres/0008_expiry.sql")),
 ]);
 

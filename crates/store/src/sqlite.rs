@@ -27,6 +27,7 @@ const MIGRATIONS: Embedded = Embedded(&[
         "passthrough",
         include_str!("../migrations/sqlite/0006_passthrough.sql"),
     ),
+    (7, "perf", include_str!("../migrations/sqlite/0007_perf.sql")),
     (8, "expiry", include_str!("../migrations/sqlite/0008_expiry.sql")),
 ]);
 

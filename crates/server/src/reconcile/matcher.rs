@@ -6,6 +6,7 @@
 //! one account (two tasks or two instances) never match a movement twice. A crash only delays
 //! the work: the account stays dirty until a pass commits.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -108,12 +109,13 @@ impl Matcher {
         let user = acc.account.user_id;
         for _ in 0..MAX_TRIES {
             let at = self.clock.now();
-            let input = self.store.load_pass(account, before(at, HORIZON)).await?;
-            let reqs: Vec<Req> = input
-                .requests
-                .iter()
-                .filter_map(|r| req(r, &input.rejections))
-                .collect();
+            // Only what changed since the last committed pass: the pass decomposes by amount.
+            let input = self.store.load_pass_changes(account, before(at, HORIZON), at).await?;
+            let mut rejected: HashMap<Uuid, Vec<Uuid>> = HashMap::new();
+            for (r, m) in &input.rejections {
+                rejected.entry(r.0).or_default().push(m.0);
+            }
+            let reqs: Vec<Req> = input.requests.iter().filter_map(|r| req(r, &rejected)).collect();
             let movs: Vec<Mov> = input.movements.iter().filter_map(mov).collect();
             let decided = matching::run_pass(at.timestamp_millis(), &reqs, &movs);
             let commit = PassCommit {
@@ -154,10 +156,14 @@ impl Matcher {
                     })
                     .collect(),
             };
+            // The snapshot is not needed while the commit writes (tens of thousands of rows on a
+            // first pass).
+            let (version, dirty_seq) = (input.version, input.dirty_seq);
+            drop((input, reqs, movs, decided));
             let events = |e: PassEvent<'_>| -> Vec<NewEvent> { self.events(user, account, &settings, e) };
             match self
                 .store
-                .commit_pass(account, input.version, input.dirty_seq, &commit, at, &events)
+                .commit_pass(account, version, dirty_seq, &commit, at, &events)
                 .await?
             {
                 Some(logged) => {
@@ -272,10 +278,7 @@ pub(crate) fn result_delivery(
     })
 }
 
-fn req(
-    r: &ConciliationRow,
-    rejections: &[(reconbanker_store::ConciliationRequestId, reconbanker_store::MovementId)],
-) -> Option<Req> {
+fn req(r: &ConciliationRow, rejected: &HashMap<Uuid, Vec<Uuid>>) -> Option<Req> {
     let status = match r.status {
         ConciliationStatus::Pending => ReqStatus::Pending,
         ConciliationStatus::NotFound => ReqStatus::NotFound,
@@ -297,11 +300,7 @@ fn req(
             .last_candidates
             .as_deref()
             .and_then(|t| serde_json::from_str::<Vec<Uuid>>(t).ok()),
-        rejected: rejections
-            .iter()
-            .filter(|(req, _)| *req == r.id)
-            .map(|(_, m)| m.0)
-            .collect(),
+        rejected: rejected.get(&r.id.0).cloned().unwrap_or_default(),
     })
 }
 

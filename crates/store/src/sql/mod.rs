@@ -11,6 +11,8 @@
 #[allow(clippy::duplicate_mod)]
 mod expiry;
 #[allow(clippy::duplicate_mod)]
+mod incremental;
+#[allow(clippy::duplicate_mod)]
 mod pass;
 #[allow(clippy::duplicate_mod)]
 mod passthrough;
@@ -111,6 +113,10 @@ fn placeholders(start: usize, n: usize) -> String {
         .join(", ")
 }
 
+/// Events per statement (6 parameters each): binding numbered parameters on SQLite costs time
+/// quadratic in their number per statement.
+const EVENT_BATCH: usize = 40;
+
 /// Appends events and their deliveries inside the caller's transaction, many per statement;
 /// returns them in the given order, with `seq`s increasing in that order.
 async fn insert_events(
@@ -126,10 +132,25 @@ async fn insert_events(
         sqlx::query(lock).execute(&mut *conn).await.map_err(map_err)?;
     }
     let mut out = Vec::with_capacity(events.len());
-    for chunk in events.chunks(MAX_PARAMS / 6) {
+    // Rows are built from what was inserted: reading them back (`RETURNING` every column) cost
+    // more than the inserts on SQLite, where each row returned crosses a thread.
+    let row_of = |e: &NewEvent, seq: i64| -> StoreResult<EventRow> {
+        Ok(EventRow {
+            seq,
+            id: e.id,
+            user_id: e.user_id,
+            account_id: e.account_id,
+            kind: e.kind.clone(),
+            data: e.data.clone(),
+            occurred_at: crate::model::try_from_ms(to_ms(e.occurred_at))
+                .ok_or_else(|| corrupt("events.occurred_at", "out of range"))?,
+        })
+    };
+    for chunk in events.chunks(EVENT_BATCH) {
         let sql = format!(
-            "INSERT INTO events (id, user_id, account_id, kind, data, occurred_at) VALUES {} RETURNING {EVENT_COLS}",
-            values(1, 6, chunk.len())
+            "INSERT INTO events (id, user_id, account_id, kind, data, occurred_at) VALUES {}{}",
+            values(1, 6, chunk.len()),
+            if BACKEND == "sqlite" { "" } else { " RETURNING seq, id" }
         );
         let mut q = sqlx::query(&sql);
         for e in chunk {
@@ -141,26 +162,54 @@ async fn insert_events(
                 .bind(&e.data)
                 .bind(to_ms(e.occurred_at));
         }
-        let rows = q.fetch_all(&mut *conn).await.map_err(map_err)?;
-        let mut logged = HashMap::with_capacity(rows.len());
-        for row in &rows {
-            let e = event_from(row)?;
-            logged.insert(e.id, e);
+        let seqs: Vec<i64> = if BACKEND == "sqlite" {
+            // One writer at a time, and `seq` is AUTOINCREMENT: one statement numbers its rows
+            // consecutively, in order; the two ends say where.
+            q.execute(&mut *conn).await.map_err(map_err)?;
+            let (first, last) = (chunk[0].id, chunk[chunk.len() - 1].id);
+            let ends = sqlx::query("SELECT seq, id FROM events WHERE id IN ($1, $2)")
+                .bind(first)
+                .bind(last)
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(map_err)?;
+            let mut first_seq = None;
+            let mut last_seq = None;
+            for r in &ends {
+                let id: Uuid = r.try_get("id")?;
+                let seq: i64 = r.try_get("seq")?;
+                if id == first {
+                    first_seq = Some(seq);
+                }
+                if id == last {
+                    last_seq = Some(seq);
+                }
+            }
+            let n = i64::try_from(chunk.len()).unwrap_or(i64::MAX);
+            match (first_seq, last_seq) {
+                (Some(f), Some(l)) if l - f == n - 1 => (f..=l).collect(),
+                _ => return Err(corrupt("events", "seq not in insertion order")),
+            }
+        } else {
+            let rows = q.fetch_all(&mut *conn).await.map_err(map_err)?;
+            let mut by_id = HashMap::with_capacity(rows.len());
+            for r in &rows {
+                by_id.insert(r.try_get::<Uuid, _>("id")?, r.try_get::<i64, _>("seq")?);
+            }
+            let seqs = chunk
+                .iter()
+                .map(|e| by_id.get(&e.id).copied())
+                .collect::<Option<Vec<i64>>>()
+                .ok_or_else(|| corrupt("events", "row missing after insert"))?;
+            // One statement numbers its rows in order; a reader must see them so.
+            if seqs.windows(2).any(|w| w[0] >= w[1]) {
+                return Err(corrupt("events", "seq not in insertion order"));
+            }
+            seqs
+        };
+        for (e, seq) in chunk.iter().zip(seqs) {
+            out.push(row_of(e, seq)?);
         }
-        let mut chunk_out = Vec::with_capacity(chunk.len());
-        for e in chunk {
-            chunk_out.push(
-                logged
-                    .remove(&e.id)
-                    .ok_or_else(|| corrupt("events", "row missing after insert"))?,
-            );
-        }
-        // One statement numbers its rows in order; a reader must see them so.
-        chunk_out.sort_by_key(|e| e.seq);
-        if chunk_out.iter().zip(chunk).any(|(got, want)| got.id != want.id) {
-            return Err(corrupt("events", "seq not in insertion order"));
-        }
-        out.extend(chunk_out);
     }
     let deliveries: Vec<(&NewEvent, &NewDelivery)> = events
         .iter()
@@ -1358,6 +1407,18 @@ impl Store for SqlStore {
         Ok(input)
     }
 
+    async fn load_pass_changes(
+        &self,
+        account: AccountId,
+        horizon: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<PassInput> {
+        let mut tx = self.pool.begin_with(SNAPSHOT_BEGIN).await.map_err(map_err)?;
+        let input = incremental::load(&mut tx, account, horizon, now).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(input)
+    }
+
     async fn commit_pass(
         &self,
         account: AccountId,
@@ -1394,6 +1455,7 @@ impl Store for SqlStore {
         .execute(&mut *tx)
         .await
         .map_err(map_err)?;
+        incremental::mark_seen(&mut tx, account).await?;
         let logged = insert_events(&mut tx, &new_events).await?;
         tx.commit().await.map_err(map_err)?;
         Ok(Some(logged))

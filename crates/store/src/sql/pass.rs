@@ -18,10 +18,8 @@ use crate::*;
 
 type Conn = <Db as sqlx::Database>::Connection;
 
-/// The most bound parameters per statement of a pass: binding numbered parameters on SQLite
-/// costs time quadratic in their number per statement, so a pass's many batches stay smaller
-/// than [`super::reconcile::MAX_PARAMS`].
-const BATCH: usize = 250;
+/// The most bound parameters per statement of a pass (see [`super::reconcile::MAX_PARAMS`]).
+const BATCH: usize = super::reconcile::MAX_PARAMS;
 
 /// The reason of a request the pass found ambiguous.
 pub(super) const AMBIGUOUS_REASON: &str = "several_equally_plausible";

@@ -17,10 +17,11 @@ use crate::*;
 type Conn = <Db as sqlx::Database>::Connection;
 
 /// The most bound parameters one batched statement carries. Both backends allow far more
-/// (SQLite 32766, PostgreSQL 65535), but binding `$n` parameters on SQLite costs time quadratic
-/// in their number per statement (measured: 55 s for 50,000 registrations at 32766), so batches
-/// stay small; a round trip per ~1000 values is negligible.
-pub(super) const MAX_PARAMS: usize = 999;
+/// (SQLite 32766, PostgreSQL 65535), but SQLite looks a numbered parameter's name up by a scan
+/// of the statement's parameters, so binding costs time quadratic in their number per statement
+/// (measured: 55 s for 50,000 registrations at 32766; at 999 it was still the first hot spot of
+/// a 50,000-order poll and pass). A round trip per ~250 values is negligible.
+pub(super) const MAX_PARAMS: usize = 250;
 
 pub(super) const REQ_COLS: &str = "id, account_id, external_id, generation, amount, currency, sender_name, \
      reference, status, reason, registered_at, expires_at, last_seen_at, absent_since_close, eval_errors, \
@@ -65,6 +66,41 @@ pub(super) fn values(first: usize, width: usize, rows: usize) -> String {
         .join(", ")
 }
 
+/// Rows read per page of a large read: a page of raw rows is held in memory at once.
+const PAGE: i64 = 2_000;
+
+/// The account's requests matching `filter` (SQL on the table's columns), by id, read a page
+/// at a time (keyset), so tens of thousands of rows never sit in memory twice.
+pub(super) async fn requests_where(
+    conn: &mut Conn,
+    account: AccountId,
+    filter: &str,
+) -> StoreResult<Vec<ConciliationRow>> {
+    let sql = format!(
+        "SELECT {REQ_COLS} FROM conciliation_requests WHERE account_id = $1 AND {filter} AND id > $2 \
+         ORDER BY id LIMIT $3"
+    );
+    let mut out = Vec::new();
+    let mut after = Uuid::nil();
+    loop {
+        let rows = sqlx::query(&sql)
+            .bind(account.0)
+            .bind(after)
+            .bind(PAGE)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(map_err)?;
+        let full = rows.len() as i64 == PAGE;
+        for r in &rows {
+            out.push(conciliation_from(r)?);
+        }
+        match out.last() {
+            Some(last) if full => after = last.id.0,
+            _ => return Ok(out),
+        }
+    }
+}
+
 /// The latest closed registration of an order.
 struct Closed {
     generation: i64,
@@ -102,21 +138,10 @@ pub(super) async fn apply_poll(
 
     // The account's live (open or matched) requests, and the latest closed registration of the
     // other orders, read once.
-    let sql = format!(
-        "SELECT {REQ_COLS} FROM conciliation_requests WHERE account_id = $1 \
-         AND status NOT IN ('cancelled', 'expired')"
-    );
-    let rows = sqlx::query(&sql)
-        .bind(account.0)
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(map_err)?;
-    let mut live: HashMap<String, ConciliationRow> = HashMap::with_capacity(rows.len());
-    for r in &rows {
-        let row = conciliation_from(r)?;
+    let mut live: HashMap<String, ConciliationRow> = HashMap::new();
+    for row in requests_where(conn, account, "status NOT IN ('cancelled', 'expired')").await? {
         live.insert(row.external_id.clone(), row);
     }
-    drop(rows);
     let closed_rows = sqlx::query(
         "SELECT id, external_id, generation, status, absent_since_close FROM conciliation_requests \
          WHERE account_id = $1 AND status IN ('cancelled', 'expired')",

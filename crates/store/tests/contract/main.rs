@@ -142,6 +142,7 @@ contract_tests! {
     check_commit_pass_expires,
     check_delivery_subject_order,
     check_movement_matches_is_scoped,
+    check_load_pass_changes,
     // review
     // (this area's checks go below this line)
     check_conciliation_detail,
@@ -433,6 +434,22 @@ async fn sqlite_poll_50k() {
 #[ignore = "a measurement: run in release"]
 async fn postgres_poll_50k() {
     poll_50k(Backend::Postgres).await;
+}
+
+#[tokio::test]
+async fn sqlite_ignoring_changes_the_group() {
+    run_check(Backend::Sqlite, |s, url| async move {
+        matching::ignoring_changes_the_group(&*s, Backend::Sqlite, &url).await
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn postgres_ignoring_changes_the_group() {
+    run_check(Backend::Postgres, |s, url| async move {
+        matching::ignoring_changes_the_group(&*s, Backend::Postgres, &url).await
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -1,0 +1,305 @@
+//! Reconciliation: the match pass's incremental snapshot (docs/reconciliation.md §5.6,
+//! "Performance"). The pass decomposes exactly by amount: an edge, a candidate, a verdict, a
+//! reason and a rival all join a request and a movement of the same amount, so a group of equal
+//! amounts (its open requests and eligible movements) decides alone. A group whose content did
+//! not change since the last committed pass would be decided the same way, and the stored state
+//! already is that decision; only the changed groups are read:
+//!
+//! - movements the pass has not seen (`match_key IS NULL`: new, or their eligibility changed —
+//!   ignored, un-ignored, matched or unmatched, which the triggers of migration 0007 record);
+//! - open requests that need an evaluation (`pending`, `failed`) — new, updated or run;
+//! - with, for each of their amounts, the group's other open requests and eligible movements;
+//! - plus the open requests due to expire (they leave their group without changing it: an open
+//!   request holds no movement).
+//!
+//! A committed pass records each movement it has seen with its amount key (the canonical text
+//! requests store), under the version check, so a movement stored meanwhile stays unseen.
+
+use std::collections::HashSet;
+
+use sqlx::Row;
+use uuid::Uuid;
+
+use super::pass::ELIGIBLE_COLS;
+use super::reconcile::{params, requests_where, values, REQ_COLS};
+use super::rows::*;
+use super::Db;
+use crate::error::{map_err, StoreResult};
+use crate::model::to_ms;
+use crate::*;
+
+type Conn = <Db as sqlx::Database>::Connection;
+
+/// Values per `IN (…)` list (see [`super::reconcile::MAX_PARAMS`]).
+const CHUNK: usize = super::reconcile::MAX_PARAMS - 4;
+
+/// The key of an amount no request can have (the text is not a decimal).
+const NO_KEY: &str = "~";
+
+/// The canonical text of a decimal amount as requests store it (trailing zeros stripped, at
+/// least 2 decimals: `1500` → `"1500.00"`, `-12.3` → `"-12.30"`, `1.5e3` → `"1500.00"`): the
+/// key of the amount's group. It reads what the pass reads (`[-]digits[.digits][e[±]digits]`,
+/// trimmed); `None` for anything else, which the pass cannot match either.
+pub(super) fn amount_key(text: &str) -> Option<String> {
+    let s = text.trim();
+    let (negative, s) = match s.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, s),
+    };
+    let (mantissa, exponent) = match s.find(['e', 'E']) {
+        Some(i) => {
+            let exp = &s[i + 1..];
+            let digits = exp.strip_prefix(['+', '-']).unwrap_or(exp);
+            if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            // Beyond this, no decimal the pass reads has these digits (28 at most).
+            let value: i64 = digits.parse().unwrap_or(i64::MAX).min(1_000);
+            (&s[..i], if exp.starts_with('-') { -value } else { value })
+        }
+        None => (s, 0),
+    };
+    let (int, frac) = match mantissa.split_once('.') {
+        Some((int, frac)) if !frac.is_empty() => (int, frac),
+        Some(_) => return None,
+        None => (mantissa, ""),
+    };
+    if int.is_empty() || !int.bytes().all(|b| b.is_ascii_digit()) || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let digits: String = format!("{int}{frac}");
+    if digits.bytes().all(|b| b == b'0') {
+        return Some("0.00".into());
+    }
+    // value = digits × 10^(point − len): `point` digits before the decimal point.
+    let point = i64::try_from(int.len()).ok()? + exponent;
+    let len = i64::try_from(digits.len()).ok()?;
+    let (int_part, frac_part) = if point <= 0 {
+        (
+            String::from("0"),
+            format!("{}{digits}", "0".repeat(usize::try_from(-point).ok()?)),
+        )
+    } else if point >= len {
+        (
+            format!("{digits}{}", "0".repeat(usize::try_from(point - len).ok()?)),
+            String::new(),
+        )
+    } else {
+        let p = usize::try_from(point).ok()?;
+        (digits[..p].to_owned(), digits[p..].to_owned())
+    };
+    let int_part = int_part.trim_start_matches('0');
+    let int_part = if int_part.is_empty() { "0" } else { int_part };
+    let mut frac_part = frac_part.trim_end_matches('0').to_owned();
+    while frac_part.len() < 2 {
+        frac_part.push('0');
+    }
+    Some(format!("{}{int_part}.{frac_part}", if negative { "-" } else { "" }))
+}
+
+/// The incremental snapshot of a pass at `now` (see the module doc).
+pub(super) async fn load(
+    conn: &mut Conn,
+    account: AccountId,
+    horizon: Timestamp,
+    now: Timestamp,
+) -> StoreResult<PassInput> {
+    let state = sqlx::query("SELECT version, dirty_seq FROM reconcile_state WHERE account_id = $1")
+        .bind(account.0)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(map_err)?;
+    let (version, dirty_seq) = match state {
+        Some(r) => (r.try_get("version")?, r.try_get("dirty_seq")?),
+        None => (0, 0),
+    };
+    let horizon_ms = to_ms(horizon);
+
+    // Movements not seen yet, whatever their eligibility: their groups changed.
+    let sql = format!(
+        "SELECT {ELIGIBLE_COLS}, CAST(CASE WHEN ignored_at IS NULL AND NOT EXISTS \
+         (SELECT 1 FROM conciliation_matches c WHERE c.movement_id = m.id) THEN 1 ELSE 0 END AS BIGINT) AS free \
+         FROM movements m WHERE account_id = $1 AND match_key IS NULL"
+    );
+    let rows = sqlx::query(&sql)
+        .bind(account.0)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(map_err)?;
+    let mut keys: HashSet<String> = HashSet::new();
+    let mut movements: Vec<EligibleMovement> = Vec::new();
+    for r in &rows {
+        let m = eligible_from(r)?;
+        let free: i64 = r.try_get("free")?;
+        if let Some(key) = amount_key(&m.amount) {
+            keys.insert(key);
+        }
+        if free == 1 && m.received_at_ms.is_none_or(|t| t >= horizon_ms) {
+            movements.push(m);
+        }
+    }
+    drop(rows);
+
+    // Requests to evaluate: their groups changed too.
+    let mut requests = requests_where(conn, account, "status IN ('pending', 'failed')").await?;
+    for row in &requests {
+        keys.insert(row.amount.clone());
+    }
+    let mut loaded: HashSet<Uuid> = requests.iter().map(|r| r.id.0).collect();
+
+    // The other open requests of the changed groups.
+    let mut keys: Vec<String> = keys.into_iter().collect();
+    keys.sort_unstable();
+    for chunk in keys.chunks(CHUNK) {
+        let sql = format!(
+            "SELECT {REQ_COLS} FROM conciliation_requests WHERE account_id = $1 \
+             AND status IN ('not_found', 'ambiguous') AND amount IN ({})",
+            params(2, chunk.len())
+        );
+        let mut q = sqlx::query(&sql).bind(account.0);
+        for k in chunk {
+            q = q.bind(k);
+        }
+        for r in q.fetch_all(&mut *conn).await.map_err(map_err)? {
+            let row = conciliation_from(&r)?;
+            if loaded.insert(row.id.0) {
+                requests.push(row);
+            }
+        }
+    }
+
+    // The seen eligible movements of the changed groups that have requests.
+    let with_requests: HashSet<&str> = requests.iter().map(|r| r.amount.as_str()).collect();
+    let mut group_keys: Vec<&str> = with_requests.into_iter().collect();
+    group_keys.sort_unstable();
+    for chunk in group_keys.chunks(CHUNK) {
+        let sql = format!(
+            "SELECT {ELIGIBLE_COLS} FROM movements m WHERE account_id = $1 AND match_key IN ({}) \
+             AND ignored_at IS NULL AND (received_at_ms IS NULL OR received_at_ms >= $2) \
+             AND NOT EXISTS (SELECT 1 FROM conciliation_matches c WHERE c.movement_id = m.id)",
+            params(3, chunk.len())
+        );
+        let mut q = sqlx::query(&sql).bind(account.0).bind(horizon_ms);
+        for k in chunk {
+            q = q.bind(*k);
+        }
+        for r in q.fetch_all(&mut *conn).await.map_err(map_err)? {
+            movements.push(eligible_from(&r)?);
+        }
+    }
+
+    // The requests due to expire (an open request holds no movement: its group does not change
+    // when it leaves).
+    let sql = format!(
+        "SELECT {REQ_COLS} FROM conciliation_requests WHERE account_id = $1 AND expires_at <= $2 \
+         AND status IN ('not_found', 'ambiguous')"
+    );
+    for r in sqlx::query(&sql)
+        .bind(account.0)
+        .bind(to_ms(now))
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(map_err)?
+    {
+        let row = conciliation_from(&r)?;
+        if loaded.insert(row.id.0) {
+            requests.push(row);
+        }
+    }
+
+    // The rejected pairs of the requests read.
+    let mut rejections = Vec::new();
+    let ids: Vec<Uuid> = {
+        let mut ids: Vec<Uuid> = loaded.iter().copied().collect();
+        ids.sort_unstable();
+        ids
+    };
+    for chunk in ids.chunks(CHUNK) {
+        let sql = format!(
+            "SELECT request_id, movement_id FROM conciliation_rejections WHERE request_id IN ({})",
+            params(1, chunk.len())
+        );
+        let mut q = sqlx::query(&sql);
+        for id in chunk {
+            q = q.bind(*id);
+        }
+        for r in q.fetch_all(&mut *conn).await.map_err(map_err)? {
+            rejections.push((
+                ConciliationRequestId(r.try_get("request_id")?),
+                MovementId(r.try_get("movement_id")?),
+            ));
+        }
+    }
+    rejections.sort_by_key(|(r, m)| (r.0, m.0));
+
+    requests.sort_by(|a, b| (a.registered_at, &a.external_id, a.id.0).cmp(&(b.registered_at, &b.external_id, b.id.0)));
+    movements.sort_by_key(|m| (m.received_at_ms, m.id));
+    Ok(PassInput {
+        version,
+        dirty_seq,
+        requests,
+        movements,
+        rejections,
+    })
+}
+
+/// Records every movement of the account not seen yet as seen, with its amount key, in a
+/// committing pass's transaction (the version check guarantees they are the snapshot's).
+pub(super) async fn mark_seen(conn: &mut Conn, account: AccountId) -> StoreResult<()> {
+    let rows = sqlx::query("SELECT id, amount FROM movements WHERE account_id = $1 AND match_key IS NULL")
+        .bind(account.0)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(map_err)?;
+    let mut seen: Vec<(Uuid, String)> = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let amount: String = r.try_get("amount")?;
+        seen.push((r.try_get("id")?, amount_key(&amount).unwrap_or_else(|| NO_KEY.into())));
+    }
+    drop(rows);
+    for chunk in seen.chunks(CHUNK / 2) {
+        let sql = format!(
+            "UPDATE movements SET match_key = v.column2 FROM (VALUES {}) AS v WHERE movements.id = v.column1",
+            values(1, 2, chunk.len())
+        );
+        let mut q = sqlx::query(&sql);
+        for (id, key) in chunk {
+            q = q.bind(*id).bind(key);
+        }
+        q.execute(&mut *conn).await.map_err(map_err)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::amount_key;
+
+    #[test]
+    fn amount_keys_are_the_canonical_text() {
+        let cases = [
+            ("1500", Some("1500.00")),
+            ("1500.00", Some("1500.00")),
+            (" 1500.5 ", Some("1500.50")),
+            ("12.3450", Some("12.345")),
+            ("0.0001", Some("0.0001")),
+            ("-12.3", Some("-12.30")),
+            ("-0.00", Some("0.00")),
+            ("0e999", Some("0.00")),
+            ("1.5e3", Some("1500.00")),
+            ("15E-1", Some("1.50")),
+            ("1500e-5", Some("0.015")),
+            ("007.10", Some("7.10")),
+            ("1,500.00", None),
+            ("+5", None),
+            ("1.", None),
+            (".5", None),
+            ("1e", None),
+            ("", None),
+            ("abc", None),
+        ];
+        for (text, want) in cases {
+            assert_eq!(amount_key(text).as_deref(), want, "{text:?}");
+        }
+    }
+}
