@@ -594,6 +594,7 @@ async fn naive_pass(b: &Bench) -> Option<(Duration, Duration, Duration)> {
     }
     let commit = PassCommit {
         trigger: "movements".into(),
+        recheck: Vec::new(),
         expired: Vec::new(),
         matched,
         ambiguous: Vec::new(),

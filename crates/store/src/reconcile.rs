@@ -286,6 +286,10 @@ pub struct PassCommit {
     pub matched: Vec<MatchDecision>,
     pub ambiguous: Vec<AmbiguousDecision>,
     pub not_found: Vec<NotFoundDecision>,
+    /// Movements this pass matches that a request it leaves ambiguous also counted as a
+    /// candidate: the commit leaves them unseen and the account dirty, so a follow-up pass
+    /// evaluates their amount group again (that request may have one candidate left, §5.6).
+    pub recheck: Vec<MovementId>,
 }
 
 /// A state change of a match pass the caller turns into events (and result-webhook deliveries),

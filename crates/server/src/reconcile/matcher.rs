@@ -118,8 +118,22 @@ impl Matcher {
             let reqs: Vec<Req> = input.requests.iter().filter_map(|r| req(r, &rejected)).collect();
             let movs: Vec<Mov> = input.movements.iter().filter_map(mov).collect();
             let decided = matching::run_pass(at.timestamp_millis(), &reqs, &movs);
+            // A movement matched here that a request left ambiguous here also counted on: that
+            // request may have one candidate left, which a follow-up pass settles.
+            let held: std::collections::HashSet<Uuid> = decided
+                .ambiguous
+                .iter()
+                .flat_map(|a| a.candidate_set.iter().copied())
+                .collect();
+            let recheck = decided
+                .matched
+                .iter()
+                .filter(|m| held.contains(&m.movement))
+                .map(|m| m.movement.into())
+                .collect();
             let commit = PassCommit {
                 trigger: "movements".into(),
+                recheck,
                 expired: decided.expired.iter().map(|id| (*id).into()).collect(),
                 matched: decided
                     .matched

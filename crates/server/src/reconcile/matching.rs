@@ -13,7 +13,7 @@
 //! requests found ambiguous (each restart of the assignment is one linear sweep of the edges).
 
 use std::cmp::Reverse;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use rust_decimal::Decimal;
 use serde::Serialize;
@@ -564,6 +564,35 @@ pub fn run_pass(now_ms: i64, requests: &[Req], movements: &[Mov]) -> Pass {
             reference: p.reference,
             score: p.score(),
         }));
+    }
+    // A skipped request competes again when a request of this pass could take one of its
+    // candidates (a candidate about to be taken is a changed set): otherwise arrival order would
+    // decide — an order arriving after an identical one went ambiguous would leave both
+    // ambiguous where, arriving together, both match. Woken requests add edges, which can wake
+    // more, so until nothing changes.
+    loop {
+        let contested: HashSet<usize> = edges.iter().map(|e| e.mov).collect();
+        let woken: Vec<usize> = (0..open.len())
+            .filter(|&ri| {
+                skipped[ri]
+                    && pairs[ri]
+                        .iter()
+                        .any(|p| p.is_strong_edge() && contested.contains(&p.mov))
+            })
+            .collect();
+        if woken.is_empty() {
+            break;
+        }
+        for ri in woken {
+            skipped[ri] = false;
+            pass.unchanged_ambiguous.retain(|id| *id != open[ri].id);
+            edges.extend(pairs[ri].iter().filter(|p| p.is_strong_edge()).map(|p| Edge {
+                req: ri,
+                mov: p.mov,
+                reference: p.reference,
+                score: p.score(),
+            }));
+        }
     }
     // Request and movement indexes are already in rank order for the later keys.
     edges.sort_by_key(|e| (Reverse(e.reference), Reverse(e.score), e.req, e.mov));
@@ -1292,6 +1321,53 @@ mod tests {
     }
 
     #[test]
+    fn a_skipped_ambiguous_request_competes_again_when_its_candidates_are_contested() {
+        // One order, two identical transfers: ambiguous. Then an identical order arrives.
+        let r1 = req(1, "A", "1500", "Juan Perez", T0);
+        let movs = [
+            mov(1, "1500", Some("JUAN PEREZ"), T0 + H),
+            mov(2, "1500", Some("JUAN PEREZ"), T0 + 2 * H),
+        ];
+        let first = run_pass(T0 + 3 * H, std::slice::from_ref(&r1), &movs);
+        let mut r1 = r1;
+        r1.status = ReqStatus::Ambiguous;
+        r1.last_candidates = Some(first.ambiguous[0].candidate_set.clone());
+        let r2 = req(2, "B", "1500", "Juan Perez", T0 + 3 * H);
+        let late = run_pass(T0 + 4 * H, &[r1.clone(), r2.clone()], &movs);
+        // As if both orders had arrived together: both match, the older order first.
+        let mut together = r1.clone();
+        together.status = ReqStatus::Pending;
+        together.last_candidates = None;
+        let fresh = run_pass(T0 + 4 * H, &[together, r2.clone()], &movs);
+        assert_eq!(matched_pairs(&late), [(rid(1), mid(1), None), (rid(2), mid(2), None)]);
+        assert_eq!(matched_pairs(&late), matched_pairs(&fresh));
+        assert!(late.unchanged_ambiguous.is_empty());
+
+        // A request that competes for none of its candidates leaves it skipped.
+        let other = req(3, "C", "99", "Ana Lopez", T0 + 3 * H);
+        let pass = run_pass(T0 + 4 * H, &[r1.clone(), other], &movs);
+        assert_eq!(pass.unchanged_ambiguous, [rid(1)]);
+
+        // A rival that takes one candidate: the ambiguous request is evaluated in the same pass
+        // (r2 reaches only m1; r1 is ambiguous between m1 and a close m2, and r2 takes m1).
+        let movs = [
+            mov(1, "1500", Some("JUAN PEREZ"), T0 + H),
+            mov(2, "1500", Some("JUAN PEREZ ROCHA"), T0 + 2 * H),
+        ];
+        let first = run_pass(T0 + 3 * H, &[req(1, "A", "1500", "Juan Perez", T0)], &movs);
+        assert_eq!(first.ambiguous[0].candidate_set, [mid(1), mid(2)]);
+        r1.last_candidates = Some(first.ambiguous[0].candidate_set.clone());
+        let rival = req(2, "B", "1500", "Juan Perez Gomez", T0 + 3 * H);
+        let pass = run_pass(T0 + 4 * H, &[r1, rival], &movs);
+        assert!(pass.unchanged_ambiguous.is_empty());
+        assert_eq!(matched_pairs(&pass), [(rid(2), mid(1), None)]);
+        // r1 is left ambiguous on a set whose m1 was just taken: the follow-up pass (the
+        // worker's `recheck`) matches it with m2.
+        assert_eq!(pass.ambiguous[0].request, rid(1));
+        assert!(pass.ambiguous[0].candidate_set.contains(&mid(1)));
+    }
+
+    #[test]
     fn rejected_pairs_are_never_proposed() {
         let mut r = req(1, "A", "1500", "Juan Perez", T0);
         r.rejected = vec![mid(1)];
@@ -1334,7 +1410,9 @@ mod tests {
         // One millisecond earlier nothing expires.
         let pass = run_pass(expires - 1, &reqs, &movs);
         assert!(pass.expired.is_empty());
-        assert_eq!(pass.unchanged_ambiguous, [rid(3)]);
+        // The ambiguous E3 competes (the others want its one candidate); E1 wins it by age.
+        assert!(pass.unchanged_ambiguous.is_empty());
+        assert_eq!(pass.matched[0].request, rid(1));
     }
 
     #[test]

@@ -271,6 +271,31 @@ pub(super) async fn mark_seen(conn: &mut Conn, account: AccountId) -> StoreResul
     Ok(())
 }
 
+/// Leaves `movements` unseen again and the account dirty, so the next pass evaluates their
+/// groups (a committing pass's transaction, after [`mark_seen`]).
+pub(super) async fn recheck(conn: &mut Conn, account: AccountId, movements: &[MovementId]) -> StoreResult<()> {
+    if movements.is_empty() {
+        return Ok(());
+    }
+    for chunk in movements.chunks(CHUNK) {
+        let sql = format!(
+            "UPDATE movements SET match_key = NULL WHERE account_id = $1 AND id IN ({})",
+            super::reconcile::params(2, chunk.len())
+        );
+        let mut q = sqlx::query(&sql).bind(account.0);
+        for id in chunk {
+            q = q.bind(id.0);
+        }
+        q.execute(&mut *conn).await.map_err(map_err)?;
+    }
+    sqlx::query("UPDATE reconcile_state SET dirty_seq = dirty_seq + 1 WHERE account_id = $1")
+        .bind(account.0)
+        .execute(&mut *conn)
+        .await
+        .map_err(map_err)?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::amount_key;

@@ -1456,6 +1456,7 @@ impl Store for SqlStore {
         .await
         .map_err(map_err)?;
         incremental::mark_seen(&mut tx, account).await?;
+        incremental::recheck(&mut tx, account, &commit.recheck).await?;
         let logged = insert_events(&mut tx, &new_events).await?;
         tx.commit().await.map_err(map_err)?;
         Ok(Some(logged))

@@ -142,6 +142,7 @@ contract_tests! {
     check_commit_pass_expires,
     check_delivery_subject_order,
     check_movement_matches_is_scoped,
+    check_commit_pass_recheck,
     check_load_pass_changes,
     // review
     // (this area's checks go below this line)

@@ -962,3 +962,55 @@ pub async fn ignoring_changes_the_group(s: &dyn Store, backend: crate::Backend, 
     let exts: Vec<&str> = back.requests.iter().map(|r| r.external_id.as_str()).collect();
     assert_eq!((exts, back.movements.clone()), (vec!["A"], vec![m10]));
 }
+
+/// `recheck`: movements a pass matched that an ambiguous request also counted on stay unseen,
+/// and the account dirty, so the next incremental snapshot holds their amount group again.
+pub async fn check_commit_pass_recheck(s: &dyn Store) {
+    let t = now();
+    let (u, a) = reconcile_user(s).await;
+    let horizon = t - Duration::days(5);
+    poll(
+        s,
+        u.id,
+        a.id,
+        &success(
+            vec![order("A", "1.00"), order("A2", "1.00"), order("B", "2.00")],
+            &[],
+            t,
+        ),
+    )
+    .await;
+    let at = rfc3339(t + ms(60_000));
+    s.insert_movements(
+        a.id,
+        &[credit("m1", "1.00", &at), credit("m2", "2.00", &at)],
+        t,
+        &never_forward,
+    )
+    .await
+    .unwrap();
+    let first = s.load_pass_changes(a.id, horizon, t).await.unwrap();
+    let m1 = first.movements.iter().find(|m| m.amount == "1.00").unwrap().clone();
+    let m2 = first.movements.iter().find(|m| m.amount == "2.00").unwrap().clone();
+    let c = PassCommit {
+        matched: vec![matched(by_ext(&first, "A"), &m1), matched(by_ext(&first, "B"), &m2)],
+        not_found: vec![not_found(by_ext(&first, "A2"), "candidates_taken", "[]")],
+        recheck: vec![m1.id],
+        ..commit_of("movements")
+    };
+    assert!(commit(s, u.id, a.id, &first, &c, t).await.is_some());
+    let st = s.reconcile_state(a.id).await.unwrap().unwrap();
+    assert!(st.dirty_seq > st.done_seq, "a follow-up pass is due: {st:?}");
+    assert_eq!(s.dirty_accounts(10).await.unwrap(), vec![(a.id, st.dirty_seq)]);
+    // The follow-up snapshot: the group of m1 (A2), not the one of m2 (B is matched anyway,
+    // and m2 was seen).
+    let next = s.load_pass_changes(a.id, horizon, t).await.unwrap();
+    let exts: Vec<&str> = next.requests.iter().map(|r| r.external_id.as_str()).collect();
+    assert_eq!(exts, ["A2"]);
+    assert!(next.movements.is_empty(), "m1 is taken: {:?}", next.movements);
+    // Committed without a recheck, the account is clean and nothing is left to load.
+    assert!(commit(s, u.id, a.id, &next, &commit_of("movements"), t).await.is_some());
+    let st = s.reconcile_state(a.id).await.unwrap().unwrap();
+    assert_eq!(st.dirty_seq, st.done_seq);
+    assert!(s.load_pass_changes(a.id, horizon, t).await.unwrap().requests.is_empty());
+}
