@@ -93,7 +93,10 @@ async fn a_pass_that_keeps_erroring_fails_the_request_until_storage_works_again(
         "evaluation_error".to_owned(),
         "movements".to_owned(),
     );
-    assert_eq!(detail(&get(format!("/conciliation/{id}")).await), [failed.clone()]);
+    assert_eq!(
+        detail(&get(format!("/conciliation/{id}")).await),
+        std::slice::from_ref(&failed)
+    );
 
     // Run: back to `pending`; the next pass errors again, and it fails again (its errors are
     // consecutive: a run does not reset them).
