@@ -291,8 +291,8 @@ pub trait Store: Send + Sync + 'static {
     /// compare-and-set on the open statuses; attempts are numbered from the request's counter;
     /// `done_seq` becomes `max(done_seq, done_seq given)` and `version` moves when anything
     /// changed; every movement of the account no committed pass has seen is recorded as seen
-    /// (see [`Store::load_pass_changes`]). Returns the events logged (built by `events`, with
-    /// their deliveries).
+    /// (see [`Store::load_pass_changes`]); the open requests decided get `eval_errors = 0`.
+    /// Returns the events logged (built by `events`, with their deliveries).
     async fn commit_pass(
         &self,
         account: AccountId,
@@ -432,6 +432,28 @@ pub trait Store: Send + Sync + 'static {
     /// `expires_at <= now`, and returns those accounts by id. It closes nothing: the accounts'
     /// next match pass expires the requests (with their events and webhooks).
     async fn mark_overdue_dirty(&self, now: Timestamp) -> StoreResult<Vec<AccountId>>;
+
+    // --- reconciliation: failures (a match pass's evaluation errors, `failed`) ---
+    // (this area's methods go below this line)
+    /// Records that a match pass of `account` errored (docs/reconciliation.md §2 `failed`), in one
+    /// transaction under the account lock: `eval_errors + 1` on each of `requests` that is an
+    /// open request of the account (`None`: the account's requests awaiting an evaluation,
+    /// `pending` and `failed`, for a pass that errored before its snapshot). Those whose
+    /// `eval_errors` reaches `retry_limit` (0 counts as 1) and are not `failed` yet become
+    /// `failed` (reason `evaluation_error`, `last_candidates` cleared, compare-and-set on the
+    /// open statuses; `pending_trigger` is kept for the next evaluation), each with an attempt
+    /// (`failed`, `evaluation_error`, `trigger`) and the events `events` builds; `version`
+    /// moves when one did. [`Store::commit_pass`] resets `eval_errors` of the requests it
+    /// decides. Returns the events logged (none when the account is gone).
+    async fn record_pass_failure(
+        &self,
+        account: AccountId,
+        requests: Option<&[ConciliationRequestId]>,
+        retry_limit: i64,
+        trigger: &str,
+        now: Timestamp,
+        events: &RequestEventsFor<'_>,
+    ) -> StoreResult<Vec<EventRow>>;
 }
 
 /// Opens the store named by a database URL: `sqlite:...` or `postgres://...`/`postgresql://...`.

@@ -11,8 +11,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use reconbanker_store::{
-    AccountId, AmbiguousDecision, ConciliationRow, ConciliationStatus, DeliveryId, EligibleMovement, MatchDecision,
-    NewDelivery, NewEvent, NotFoundDecision, PassCommit, PassEvent, Store, StoreResult, CHANNEL_RESULT,
+    AccountId, AmbiguousDecision, ConciliationRequestId, ConciliationRow, ConciliationStatus, DeliveryId,
+    EligibleMovement, MatchDecision, NewDelivery, NewEvent, NotFoundDecision, PassCommit, PassEvent, Store, StoreError,
+    StoreResult, CHANNEL_RESULT,
 };
 use serde_json::{json, Map, Value};
 use tokio::sync::Notify;
@@ -110,7 +111,12 @@ impl Matcher {
         for _ in 0..MAX_TRIES {
             let at = self.clock.now();
             // Only what changed since the last committed pass: the pass decomposes by amount.
-            let input = self.store.load_pass_changes(account, before(at, HORIZON), at).await?;
+            let input = match self.store.load_pass_changes(account, before(at, HORIZON), at).await {
+                Ok(input) => input,
+                Err(e) => return Err(self.failed(user, account, &settings, None, at, e).await),
+            };
+            // The requests this pass evaluates: an error counts against them.
+            let evaluated: Vec<ConciliationRequestId> = input.requests.iter().map(|r| r.id).collect();
             let mut rejected: HashMap<Uuid, Vec<Uuid>> = HashMap::new();
             for (r, m) in &input.rejections {
                 rejected.entry(r.0).or_default().push(m.0);
@@ -178,16 +184,55 @@ impl Matcher {
             match self
                 .store
                 .commit_pass(account, version, dirty_seq, &commit, at, &events)
-                .await?
+                .await
             {
-                Some(logged) => {
+                Ok(Some(logged)) => {
                     self.hub.publish(logged);
                     return Ok(true);
                 }
-                None => continue,
+                // A lost race is not an error: a new snapshot.
+                Ok(None) => continue,
+                Err(e) => return Err(self.failed(user, account, &settings, Some(&evaluated), at, e).await),
             }
         }
         Ok(false)
+    }
+
+    /// Records that a pass errored (docs/reconciliation.md §2 `failed`): one more consecutive
+    /// error on each request it was evaluating (`None`: it errored before its snapshot), and
+    /// `failed` with a `conciliation.failed` event (no result webhook, §6) for those reaching the
+    /// account's `retry_limit`. Gives the pass's error back; the account stays dirty, so a pass
+    /// runs again.
+    async fn failed(
+        &self,
+        user: reconbanker_store::UserId,
+        account: AccountId,
+        settings: &Settings,
+        evaluated: Option<&[ConciliationRequestId]>,
+        at: reconbanker_store::Timestamp,
+        error: StoreError,
+    ) -> StoreError {
+        let none = Default::default();
+        let events = |r: &ConciliationRow| -> Vec<NewEvent> {
+            vec![self.hub.build(
+                EventKind::ConciliationFailed,
+                user,
+                account,
+                json!({ "request_id": r.id, "external_id": r.external_id, "reason": r.reason }),
+                &none,
+                None,
+            )]
+        };
+        let limit = i64::from(settings.retry_limit);
+        match self
+            .store
+            .record_pass_failure(account, evaluated, limit, "movements", at, &events)
+            .await
+        {
+            Ok(logged) => self.hub.publish(logged),
+            Err(e) => tracing::warn!(error = %e, account = %account, "could not record a failed match pass"),
+        }
+        error
     }
 
     /// The events of one decision, with the result-webhook delivery it causes (its body frozen

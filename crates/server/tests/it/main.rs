@@ -8,6 +8,7 @@ mod api_keys;
 mod cli;
 mod engine;
 mod expiry;
+mod failures;
 mod layers;
 mod matching;
 mod openapi;

@@ -11,6 +11,8 @@
 #[allow(clippy::duplicate_mod)]
 mod expiry;
 #[allow(clippy::duplicate_mod)]
+mod failures;
+#[allow(clippy::duplicate_mod)]
 mod incremental;
 #[allow(clippy::duplicate_mod)]
 mod pass;
@@ -1619,5 +1621,35 @@ impl Store for SqlStore {
 
     async fn mark_overdue_dirty(&self, now: Timestamp) -> StoreResult<Vec<AccountId>> {
         expiry::mark_overdue_dirty(&self.pool, now).await
+    }
+
+    // --- reconciliation: failures (a match pass's evaluation errors, `failed`) ---
+    // (this area's methods go below this line)
+
+    async fn record_pass_failure(
+        &self,
+        account: AccountId,
+        requests: Option<&[ConciliationRequestId]>,
+        retry_limit: i64,
+        trigger: &str,
+        now: Timestamp,
+        events: &RequestEventsFor<'_>,
+    ) -> StoreResult<Vec<EventRow>> {
+        let mut tx = self.pool.begin_with(ACCOUNT_LOCK_BEGIN).await.map_err(map_err)?;
+        if pass::lock_state(&mut tx, account).await?.is_none() {
+            return Ok(Vec::new());
+        }
+        let (failed, new_events) =
+            failures::record(&mut tx, account, requests, retry_limit, trigger, now, events).await?;
+        if !failed.is_empty() {
+            sqlx::query("UPDATE reconcile_state SET version = version + 1 WHERE account_id = $1")
+                .bind(account.0)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+        }
+        let logged = insert_events(&mut tx, &new_events).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(logged)
     }
 }

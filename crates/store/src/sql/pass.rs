@@ -147,6 +147,8 @@ struct Before {
     /// The trigger a human asked this evaluation to record (`run`): an attempt is then written
     /// whatever the decision, with that trigger.
     pending_trigger: Option<String>,
+    /// Consecutive evaluation errors (reset by this commit).
+    eval_errors: i64,
 }
 
 /// A column of the last attempt of the request `r`, as a subquery on the attempts' unique key
@@ -196,7 +198,7 @@ pub(super) async fn apply(
     for chunk in ids.chunks(BATCH) {
         let sql = format!(
             "SELECT r.id, r.account_id, r.status, r.reason, r.attempt_count, r.last_candidates, \
-             r.pending_trigger, {} AS last_result, {} AS last_reason, {} AS last_attempt_candidates \
+             r.pending_trigger, r.eval_errors, {} AS last_result, {} AS last_reason, {} AS last_attempt_candidates \
              FROM conciliation_requests r WHERE r.id IN ({})",
             last_attempt("result"),
             last_attempt("reason"),
@@ -227,6 +229,7 @@ pub(super) async fn apply(
                 last_candidates: r.try_get("last_candidates")?,
                 last,
                 pending_trigger: r.try_get("pending_trigger")?,
+                eval_errors: r.try_get("eval_errors")?,
             };
             before.insert(row.id, row);
         }
@@ -525,6 +528,11 @@ pub(super) async fn apply(
         }
         q.execute(&mut *conn).await.map_err(map_err)?;
     }
+
+    // A successful evaluation ends the requests' error streaks.
+    let mut erred: Vec<Uuid> = before.values().filter(|r| r.eval_errors > 0).map(|r| r.id).collect();
+    erred.sort_unstable();
+    super::failures::reset(conn, &erred).await?;
 
     // The events, in the order of the decisions.
     let mut out = Vec::new();

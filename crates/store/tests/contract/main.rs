@@ -22,6 +22,7 @@ mod deliveries;
 mod engine;
 mod events;
 mod expiry;
+mod failures;
 mod fixtures;
 mod lifecycle;
 mod matching;
@@ -47,6 +48,8 @@ use crate::{
 // One line per area, so areas are added independently.
 #[allow(unused_imports)]
 use crate::expiry::*;
+#[allow(unused_imports)]
+use crate::failures::*;
 #[allow(unused_imports)]
 use crate::passthrough::*;
 #[allow(unused_imports)]
@@ -166,6 +169,10 @@ contract_tests! {
     // expiry
     // (this area's checks go below this line)
     check_mark_overdue_dirty,
+
+    // failures
+    // (this area's checks go below this line)
+    check_record_pass_failure,
 
 }
 
@@ -804,6 +811,7 @@ const CHECK_SOURCES: &[(&str, &str)] = &[
     ("review.rs", include_str!("review.rs")),
     ("passthrough.rs", include_str!("passthrough.rs")),
     ("expiry.rs", include_str!("expiry.rs")),
+    ("failures.rs", include_str!("failures.rs")),
 ];
 
 /// The names of the methods declared in `pub trait Store { … }`.
