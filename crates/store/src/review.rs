@@ -68,7 +68,8 @@ pub struct ConciliationDetail {
     pub matched: Option<MatchRow>,
     /// The account's movements received from `registered_at −` [`REVIEW_BEFORE_MS`] to
     /// `expires_at +` [`REVIEW_AFTER_MS`] (parsed dates only), by `received_at_ms` then id, at
-    /// most [`REVIEW_SCAN_LIMIT`]; every amount and currency (the caller compares decimals).
+    /// most [`REVIEW_SCAN_LIMIT`]; those of the request's amount group (`match_key`) or not
+    /// keyed by a pass yet, every currency (the caller compares decimals).
     pub movements: Vec<ReviewMovement>,
     /// The request's result-webhook deliveries, oldest first.
     pub deliveries: Vec<DeliveryRow>,

@@ -136,11 +136,13 @@ async fn insert_attempt(
 }
 
 /// Takes the lock of the user's request's account and reads the request; `Err(change)` when it
-/// is unknown or closed.
+/// is unknown or closed — a request past its `expires_at` counts as expired (the next pass
+/// closes it; docs/reconciliation.md §5.8), so no human action revives it meanwhile.
 async fn open_request(
     conn: &mut Conn,
     user: UserId,
     id: ConciliationRequestId,
+    now: Timestamp,
 ) -> StoreResult<Result<ConciliationRow, RequestChange>> {
     let Some(account) = request_account(conn, user, id).await? else {
         return Ok(Err(RequestChange::NotFound));
@@ -153,6 +155,9 @@ async fn open_request(
     };
     if !row.status.is_open() {
         return Ok(Err(RequestChange::Closed(row.status)));
+    }
+    if row.expires_at <= now {
+        return Ok(Err(RequestChange::Closed(ConciliationStatus::Expired)));
     }
     Ok(Ok(row))
 }
@@ -225,7 +230,7 @@ impl SqlStore {
             .collect::<Result<_, _>>()?;
         let sql = format!(
             "{} WHERE m.account_id = $1 AND m.received_at_ms >= $2 AND m.received_at_ms <= $3 \
-             ORDER BY m.received_at_ms, m.id LIMIT $4",
+             AND (m.match_key = $5 OR m.match_key IS NULL) ORDER BY m.received_at_ms, m.id LIMIT $4",
             movement_select(ELIGIBLE_COLS)
         );
         let movements = sqlx::query(&sql)
@@ -233,6 +238,8 @@ impl SqlStore {
             .bind(to_ms(r.registered_at) - REVIEW_BEFORE_MS)
             .bind(to_ms(r.expires_at) + REVIEW_AFTER_MS)
             .bind(REVIEW_SCAN_LIMIT)
+            // The request's amount group (the exact comparison is the caller's).
+            .bind(super::incremental::amount_key(&r.amount).unwrap_or_default())
             .fetch_all(&mut *tx)
             .await
             .map_err(map_err)?
@@ -302,7 +309,7 @@ impl SqlStore {
         events: &PassEventsFor<'_>,
     ) -> StoreResult<ResolveOutcome> {
         let mut tx = self.pool.begin_with(ACCOUNT_LOCK_BEGIN).await.map_err(map_err)?;
-        let request = match open_request(&mut tx, user, d.request).await? {
+        let request = match open_request(&mut tx, user, d.request, now).await? {
             Ok(r) => r,
             Err(RequestChange::Closed(st)) => return Ok(ResolveOutcome::Closed(st)),
             Err(_) => return Ok(ResolveOutcome::NotFound),
@@ -402,7 +409,7 @@ impl SqlStore {
         events: &RequestEventsFor<'_>,
     ) -> StoreResult<RequestChange> {
         let mut tx = self.pool.begin_with(ACCOUNT_LOCK_BEGIN).await.map_err(map_err)?;
-        let request = match open_request(&mut tx, user, id).await? {
+        let request = match open_request(&mut tx, user, id, now).await? {
             Ok(r) => r,
             Err(change) => return Ok(change),
         };
@@ -461,7 +468,7 @@ impl SqlStore {
         events: &RequestEventsFor<'_>,
     ) -> StoreResult<RequestChange> {
         let mut tx = self.pool.begin_with(ACCOUNT_LOCK_BEGIN).await.map_err(map_err)?;
-        if let Err(change) = open_request(&mut tx, user, id).await? {
+        if let Err(change) = open_request(&mut tx, user, id, now).await? {
             return Ok(change);
         }
         let sql = format!(

@@ -146,6 +146,7 @@ contract_tests! {
     check_delivery_subject_order,
     check_movement_matches_is_scoped,
     check_commit_pass_recheck,
+    check_review_reads_the_amount_group_and_respects_expiry,
     check_load_pass_changes,
     // review
     // (this area's checks go below this line)

@@ -755,3 +755,46 @@ pub async fn check_channel_deliveries(s: &dyn Store) {
         (result.id, "pending", Some(at), 8)
     );
 }
+
+/// The review view reads the request's amount group, so movements of other amounts never crowd
+/// its candidates out; a human action on a request past its `expires_at` finds it expired.
+pub async fn check_review_reads_the_amount_group_and_respects_expiry(s: &dyn Store) {
+    let t = now();
+    let (u, a) = scene(s, t).await;
+    let ra = req(&requests(s, u.id, a.id).await, "A").clone();
+    // Busy account: more movements of other amounts in the window than the scan limit, older
+    // than the request's candidates (the scan reads oldest first).
+    let early = rfc3339(t - Duration::days(1));
+    let noise: Vec<NewMovement> = (0..REVIEW_SCAN_LIMIT + 100)
+        .map(|i| credit(&format!("n{i}"), "99.00", &early))
+        .collect();
+    s.insert_movements(a.id, &noise, t, &never_forward).await.unwrap();
+    // A pass keys every movement by its amount.
+    let input = s.load_pass_changes(a.id, t - Duration::days(11), t).await.unwrap();
+    assert!(commit(s, u.id, a.id, &input, &commit_of("movements"), t)
+        .await
+        .is_some());
+    let d = s.conciliation_detail(u.id, ra.id).await.unwrap().unwrap();
+    let mut exts: Vec<String> = d.movements.iter().map(|m| m.movement.description.clone()).collect();
+    exts.sort();
+    assert_eq!(exts, ["transfer m10", "transfer m10b"]);
+
+    // Past its life (the sweep has not closed it yet): no resolve, reject or run revives it.
+    let m10 = movement(s, u.id, a.id, "m10").await;
+    let late = ra.expires_at;
+    let events = |e: PassEvent<'_>| pass_events(u.id, a.id, late, e);
+    assert_eq!(
+        s.resolve_conciliation(u.id, &manual(&ra, m10.id, u.id), late, &events)
+            .await
+            .unwrap(),
+        ResolveOutcome::Closed(ConciliationStatus::Expired)
+    );
+    let just_before = late - Duration::milliseconds(1);
+    let events = |e: PassEvent<'_>| pass_events(u.id, a.id, just_before, e);
+    assert!(matches!(
+        s.resolve_conciliation(u.id, &manual(&ra, m10.id, u.id), just_before, &events)
+            .await
+            .unwrap(),
+        ResolveOutcome::Resolved(..)
+    ));
+}
