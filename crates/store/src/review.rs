@@ -111,6 +111,8 @@ pub enum ResolveOutcome {
     NotFound,
     /// The request is no longer open.
     Closed(ConciliationStatus),
+    /// The owner is not in reconcile mode (checked under the account lock).
+    NotReconciling,
     /// The request's amount or currency changed since the caller read it.
     Changed,
     /// The movement is not the user's.
@@ -131,6 +133,8 @@ pub enum ResolveOutcome {
 pub enum RequestChange {
     NotFound,
     Closed(ConciliationStatus),
+    /// The owner is not in reconcile mode (checked under the account lock).
+    NotReconciling,
     Done(ConciliationRow, Vec<EventRow>),
 }
 
@@ -138,6 +142,8 @@ pub enum RequestChange {
 #[derive(Clone, Debug, PartialEq)]
 pub enum NotifyOutcome {
     NotFound,
+    /// The owner is not in reconcile mode (checked under the account lock).
+    NotReconciling,
     /// The request's status has no result webhook now.
     NothingToSend(ConciliationStatus),
     /// The latest delivery of the current status was queued again (same id).

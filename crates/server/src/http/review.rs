@@ -214,10 +214,15 @@ fn reconciling(who: &DashboardUser) -> Result<(), ApiError> {
     if who.user.operation_mode.as_deref() == Some("reconcile") {
         return Ok(());
     }
-    Err(ApiError(Problem::conflict(
+    Err(not_reconciling())
+}
+
+/// The store checks the mode again under the account's lock (a switch may land in between).
+fn not_reconciling() -> ApiError {
+    ApiError(Problem::conflict(
         "NOT_RECONCILE_MODE",
         "Requests are decided in the reconcile operation mode only (PUT /me/operation-mode)",
-    )))
+    ))
 }
 
 fn closed(status: reconbanker_store::ConciliationStatus) -> ApiError {
@@ -307,12 +312,13 @@ pub async fn resolve(
             let build = |row: &reconbanker_store::ConciliationRow| events.rejected(row, &rejected);
             match app
                 .store
-                .reject_candidates(user, id, &rejected, &candidates, now(), &build)
+                .reject_candidates(user, id, &rejected, &candidates, app.clock.now(), &build)
                 .await?
             {
                 RequestChange::Done(_, logged) => app.hub.publish(logged),
                 RequestChange::Closed(st) => return Err(closed(st)),
                 RequestChange::NotFound => return Err(request_not_found()),
+                RequestChange::NotReconciling => return Err(not_reconciling()),
             }
         }
         Some(movement) => {
@@ -340,7 +346,11 @@ pub async fn resolve(
                 )
                 .map_err(refusal)?;
                 let build = |e: reconbanker_store::PassEvent<'_>| events.resolved(e);
-                match app.store.resolve_conciliation(user, &manual, now(), &build).await? {
+                match app
+                    .store
+                    .resolve_conciliation(user, &manual, app.clock.now(), &build)
+                    .await?
+                {
                     ResolveOutcome::Resolved(_, logged) => {
                         app.hub.publish(logged);
                         break;
@@ -353,6 +363,7 @@ pub async fn resolve(
                         )))
                     }
                     ResolveOutcome::NotFound => return Err(request_not_found()),
+                    ResolveOutcome::NotReconciling => return Err(not_reconciling()),
                     ResolveOutcome::MovementNotFound => return Err(movement_not_found()),
                     ResolveOutcome::Closed(st) => return Err(closed(st)),
                     ResolveOutcome::OtherAccount => {
@@ -409,10 +420,11 @@ pub async fn run(
         settings: &settings,
     };
     let build = |row: &reconbanker_store::ConciliationRow| events.run(row);
-    match app.store.run_conciliation(user, id, now(), &build).await? {
+    match app.store.run_conciliation(user, id, app.clock.now(), &build).await? {
         RequestChange::Done(_, logged) => app.hub.publish(logged),
         RequestChange::Closed(st) => return Err(closed(st)),
         RequestChange::NotFound => return Err(request_not_found()),
+        RequestChange::NotReconciling => return Err(not_reconciling()),
     }
     app.matcher_wake.notify_one();
     Ok((StatusCode::ACCEPTED, Json(QueuedOut::YES)))
@@ -452,7 +464,7 @@ pub async fn notify(
     let build = |row: &reconbanker_store::ConciliationRow, m: Option<&reconbanker_store::EligibleMovement>| {
         events.notified(row, m)
     };
-    let delivery = match app.store.notify_conciliation(user, id, now(), &build).await? {
+    let delivery = match app.store.notify_conciliation(user, id, app.clock.now(), &build).await? {
         NotifyOutcome::Requeued(d, logged) | NotifyOutcome::Created(d, logged) => {
             app.hub.publish(logged);
             d
@@ -464,6 +476,7 @@ pub async fn notify(
             )))
         }
         NotifyOutcome::NotFound => return Err(request_not_found()),
+        NotifyOutcome::NotReconciling => return Err(not_reconciling()),
     };
     app.hub.wake_outbox();
     Ok((

@@ -153,6 +153,10 @@ async fn open_request(
     let Some(row) = request_row(conn, id).await? else {
         return Ok(Err(RequestChange::NotFound));
     };
+    // Under the lock: a switch to passthrough since the caller looked freezes the request.
+    if !super::passthrough::owner_reconciles(conn, account).await? {
+        return Ok(Err(RequestChange::NotReconciling));
+    }
     if !row.status.is_open() {
         return Ok(Err(RequestChange::Closed(row.status)));
     }
@@ -312,6 +316,7 @@ impl SqlStore {
         let request = match open_request(&mut tx, user, d.request, now).await? {
             Ok(r) => r,
             Err(RequestChange::Closed(st)) => return Ok(ResolveOutcome::Closed(st)),
+            Err(RequestChange::NotReconciling) => return Ok(ResolveOutcome::NotReconciling),
             Err(_) => return Ok(ResolveOutcome::NotFound),
         };
         if request.amount != d.amount || request.currency != d.currency {
@@ -507,6 +512,9 @@ impl SqlStore {
         let Some(request) = request_row(&mut tx, id).await? else {
             return Ok(NotifyOutcome::NotFound);
         };
+        if !super::passthrough::owner_reconciles(&mut tx, account).await? {
+            return Ok(NotifyOutcome::NotReconciling);
+        }
         let sql = format!(
             "SELECT {ELIGIBLE_COLS} FROM movements WHERE id = (SELECT movement_id FROM conciliation_matches \
              WHERE request_id = $1)"

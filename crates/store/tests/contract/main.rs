@@ -147,6 +147,7 @@ contract_tests! {
     check_movement_matches_is_scoped,
     check_commit_pass_recheck,
     check_review_reads_the_amount_group_and_respects_expiry,
+    check_review_actions_need_reconcile_mode_under_the_lock,
     check_load_pass_changes,
     // review
     // (this area's checks go below this line)

@@ -799,3 +799,47 @@ pub async fn check_review_reads_the_amount_group_and_respects_expiry(s: &dyn Sto
         ResolveOutcome::Resolved(..)
     ));
 }
+
+/// Resolve, reject, run and notify check the owner's mode under the account's lock: after a
+/// switch to passthrough they change nothing (no result webhook outside reconcile mode).
+pub async fn check_review_actions_need_reconcile_mode_under_the_lock(s: &dyn Store) {
+    let t = now();
+    let (u, a) = scene(s, t).await;
+    let ra = req(&requests(s, u.id, a.id).await, "A").clone();
+    let m10 = movement(s, u.id, a.id, "m10").await;
+    assert!(s.set_operation_mode(u.id, "passthrough").await.unwrap());
+    let pass_ev = |e: PassEvent<'_>| pass_events(u.id, a.id, t, e);
+    let req_ev = |r: &ConciliationRow| request_event(u.id, a.id, t, "conciliation.run_requested", r);
+    let never = |_: &ConciliationRow, _: Option<&EligibleMovement>| -> Option<NewEvent> { None };
+    assert_eq!(
+        s.resolve_conciliation(u.id, &manual(&ra, m10.id, u.id), t, &pass_ev)
+            .await
+            .unwrap(),
+        ResolveOutcome::NotReconciling
+    );
+    assert_eq!(
+        s.reject_candidates(u.id, ra.id, &[m10.id], "[]", t, &req_ev)
+            .await
+            .unwrap(),
+        RequestChange::NotReconciling
+    );
+    assert_eq!(
+        s.run_conciliation(u.id, ra.id, t, &req_ev).await.unwrap(),
+        RequestChange::NotReconciling
+    );
+    assert_eq!(
+        s.notify_conciliation(u.id, ra.id, t, &never).await.unwrap(),
+        NotifyOutcome::NotReconciling
+    );
+    let d = s.conciliation_detail(u.id, ra.id).await.unwrap().unwrap();
+    assert_eq!(d.request.request, ra, "unchanged");
+    assert!(d.attempts.is_empty() && d.deliveries.is_empty() && d.matched.is_none());
+    // Back in reconcile mode the same resolve goes through.
+    assert!(s.set_operation_mode(u.id, "reconcile").await.unwrap());
+    assert!(matches!(
+        s.resolve_conciliation(u.id, &manual(&ra, m10.id, u.id), t, &pass_ev)
+            .await
+            .unwrap(),
+        ResolveOutcome::Resolved(..)
+    ));
+}
