@@ -241,12 +241,29 @@ async fn detail_of(app: &AppState, user: UserId, id: ConciliationRequestId) -> R
 
 /// The events builder of `user`'s actions on `account` (its settings: extra fields,
 /// `notify_on_expired`).
-async fn settings_of(
+/// What every action on a request starts with: the user's request (404 otherwise), the
+/// reconcile mode (409 otherwise; the store checks it again under the account's lock) and the
+/// settings of the request's account (its webhook extra fields and `notify_on_expired`).
+async fn acting_on(
     app: &AppState,
-    user: UserId,
-    account: AccountId,
-) -> Result<crate::domain::account_config::Settings, ApiError> {
-    Ok(app::accounts::load_config(app, user, account).await?.0)
+    who: &DashboardUser,
+    id: ConciliationRequestId,
+) -> Result<
+    (
+        reconbanker_store::ConciliationRow,
+        crate::domain::account_config::Settings,
+    ),
+    ApiError,
+> {
+    let r = app
+        .store
+        .conciliation_for_user(who.user.id, id)
+        .await?
+        .ok_or_else(request_not_found)?
+        .request;
+    reconciling(who)?;
+    let settings = app::accounts::load_config(app, who.user.id, r.account_id).await?.0;
+    Ok((r, settings))
 }
 
 /// `GET /conciliation/:requestId`.
@@ -285,17 +302,10 @@ pub async fn resolve(
     let id = request_id(&id)?;
     let target = resolve_target(&body)?;
     let user = who.user.id;
-    let r = app
-        .store
-        .conciliation_for_user(user, id)
-        .await?
-        .ok_or_else(request_not_found)?
-        .request;
-    reconciling(&who)?;
+    let (r, settings) = acting_on(&app, &who, id).await?;
     if !r.status.is_open() {
         return Err(closed(r.status));
     }
-    let settings = settings_of(&app, user, r.account_id).await?;
     let events = ReviewEvents {
         hub: &app.hub,
         user,
@@ -405,14 +415,7 @@ pub async fn run(
 ) -> Result<(StatusCode, Json<QueuedOut>), ApiError> {
     let id = request_id(&id)?;
     let user = who.user.id;
-    let r = app
-        .store
-        .conciliation_for_user(user, id)
-        .await?
-        .ok_or_else(request_not_found)?
-        .request;
-    reconciling(&who)?;
-    let settings = settings_of(&app, user, r.account_id).await?;
+    let (r, settings) = acting_on(&app, &who, id).await?;
     let events = ReviewEvents {
         hub: &app.hub,
         user,
@@ -447,14 +450,7 @@ pub async fn notify(
 ) -> Result<(StatusCode, Json<NotifiedOut>), ApiError> {
     let id = request_id(&id)?;
     let user = who.user.id;
-    let r = app
-        .store
-        .conciliation_for_user(user, id)
-        .await?
-        .ok_or_else(request_not_found)?
-        .request;
-    reconciling(&who)?;
-    let settings = settings_of(&app, user, r.account_id).await?;
+    let (r, settings) = acting_on(&app, &who, id).await?;
     let events = ReviewEvents {
         hub: &app.hub,
         user,
@@ -549,7 +545,7 @@ async fn set_ignored(
 ) -> Result<Json<MovementOut>, ApiError> {
     let movement = movement_id(movement)?;
     let user = who.user.id;
-    let settings = settings_of(app, user, account.id).await?;
+    let settings = app::accounts::load_config(app, user, account.id).await?.0;
     let events = ReviewEvents {
         hub: &app.hub,
         user,
