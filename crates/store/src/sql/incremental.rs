@@ -20,10 +20,10 @@ use std::collections::HashSet;
 use sqlx::Row;
 use uuid::Uuid;
 
-use super::pass::ELIGIBLE_COLS;
-use super::reconcile::{params, requests_where, values, REQ_COLS};
+use super::pass::{eligible_out, parse_eligible, parse_eligible_value};
+use super::reconcile::{params, parse_requests, req_out, requests_where, BULK_ROWS, REQ_COLS};
 use super::rows::*;
-use super::Db;
+use super::{bulk, Db, BACKEND};
 use crate::error::{map_err, StoreResult};
 use crate::model::to_ms;
 use crate::*;
@@ -116,21 +116,26 @@ pub(super) async fn load(
     let horizon_ms = to_ms(horizon);
 
     // Movements not seen yet, whatever their eligibility: their groups changed.
-    let sql = format!(
-        "SELECT {ELIGIBLE_COLS}, CAST(CASE WHEN ignored_at IS NULL AND NOT EXISTS \
-         (SELECT 1 FROM conciliation_matches c WHERE c.movement_id = m.id) THEN 1 ELSE 0 END AS BIGINT) AS free \
-         FROM movements m WHERE account_id = $1 AND match_key IS NULL"
+    let sql = bulk::agg_out(
+        &format!(
+            "json_{}({}, CASE WHEN m.ignored_at IS NULL AND NOT EXISTS \
+             (SELECT 1 FROM conciliation_matches c WHERE c.movement_id = m.id) THEN 1 ELSE 0 END)",
+            if BACKEND == "sqlite" { "array" } else { "build_array" },
+            eligible_out("m.")
+        ),
+        "FROM movements m WHERE m.account_id = $1 AND m.match_key IS NULL",
     );
-    let rows = sqlx::query(&sql)
+    let text: String = sqlx::query_scalar(&sql)
         .bind(account.0)
-        .fetch_all(&mut *conn)
+        .fetch_one(&mut *conn)
         .await
         .map_err(map_err)?;
+    let unseen: Vec<(serde_json::Value, i64)> = bulk::parse("movements", &text)?;
+    drop(text);
     let mut keys: HashSet<String> = HashSet::new();
     let mut movements: Vec<EligibleMovement> = Vec::new();
-    for r in &rows {
-        let m = eligible_from(r)?;
-        let free: i64 = r.try_get("free")?;
+    for (m, free) in unseen {
+        let m = parse_eligible_value(m)?;
         if let Some(key) = amount_key(&m.amount) {
             keys.insert(key);
         }
@@ -138,7 +143,6 @@ pub(super) async fn load(
             movements.push(m);
         }
     }
-    drop(rows);
 
     // Requests to evaluate: their groups changed too.
     let mut requests = requests_where(conn, account, "status IN ('pending', 'failed')").await?;
@@ -150,18 +154,27 @@ pub(super) async fn load(
     // The other open requests of the changed groups.
     let mut keys: Vec<String> = keys.into_iter().collect();
     keys.sort_unstable();
-    for chunk in keys.chunks(CHUNK) {
-        let sql = format!(
-            "SELECT {REQ_COLS} FROM conciliation_requests WHERE account_id = $1 \
-             AND status IN ('not_found', 'ambiguous') AND amount IN ({})",
-            params(2, chunk.len())
-        );
-        let mut q = sqlx::query(&sql).bind(account.0);
+    let sql = bulk::agg_out(
+        &req_out("r."),
+        &format!(
+            "FROM conciliation_requests r WHERE r.account_id = $1 AND r.status IN ('not_found', 'ambiguous') \
+             AND r.amount IN (SELECT {} FROM {})",
+            bulk::text(0),
+            bulk::source(2)
+        ),
+    );
+    for chunk in keys.chunks(BULK_ROWS) {
+        let mut list = bulk::JsonRows::with_capacity(chunk.len() * 16);
         for k in chunk {
-            q = q.bind(k);
+            list.row().text(k);
         }
-        for r in q.fetch_all(&mut *conn).await.map_err(map_err)? {
-            let row = conciliation_from(&r)?;
+        let text: String = sqlx::query_scalar(&sql)
+            .bind(account.0)
+            .bind(list.finish())
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(map_err)?;
+        for row in parse_requests(&text)? {
             if loaded.insert(row.id.0) {
                 requests.push(row);
             }
@@ -172,20 +185,29 @@ pub(super) async fn load(
     let with_requests: HashSet<&str> = requests.iter().map(|r| r.amount.as_str()).collect();
     let mut group_keys: Vec<&str> = with_requests.into_iter().collect();
     group_keys.sort_unstable();
-    for chunk in group_keys.chunks(CHUNK) {
-        let sql = format!(
-            "SELECT {ELIGIBLE_COLS} FROM movements m WHERE account_id = $1 AND match_key IN ({}) \
-             AND ignored_at IS NULL AND (received_at_ms IS NULL OR received_at_ms >= $2) \
+    let sql = bulk::agg_out(
+        &eligible_out("m."),
+        &format!(
+            "FROM movements m WHERE m.account_id = $1 AND m.match_key IN (SELECT {} FROM {}) \
+             AND m.ignored_at IS NULL AND (m.received_at_ms IS NULL OR m.received_at_ms >= $2) \
              AND NOT EXISTS (SELECT 1 FROM conciliation_matches c WHERE c.movement_id = m.id)",
-            params(3, chunk.len())
-        );
-        let mut q = sqlx::query(&sql).bind(account.0).bind(horizon_ms);
+            bulk::text(0),
+            bulk::source(3)
+        ),
+    );
+    for chunk in group_keys.chunks(BULK_ROWS) {
+        let mut list = bulk::JsonRows::with_capacity(chunk.len() * 16);
         for k in chunk {
-            q = q.bind(*k);
+            list.row().text(k);
         }
-        for r in q.fetch_all(&mut *conn).await.map_err(map_err)? {
-            movements.push(eligible_from(&r)?);
-        }
+        let text: String = sqlx::query_scalar(&sql)
+            .bind(account.0)
+            .bind(horizon_ms)
+            .bind(list.finish())
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(map_err)?;
+        movements.extend(parse_eligible(&text)?);
     }
 
     // The requests due to expire (an open request holds no movement: its group does not change
@@ -246,27 +268,35 @@ pub(super) async fn load(
 /// Records every movement of the account not seen yet as seen, with its amount key, in a
 /// committing pass's transaction (the version check guarantees they are the snapshot's).
 pub(super) async fn mark_seen(conn: &mut Conn, account: AccountId) -> StoreResult<()> {
-    let rows = sqlx::query("SELECT id, amount FROM movements WHERE account_id = $1 AND match_key IS NULL")
+    let sql = bulk::agg_out(
+        &bulk::row_out(&["uuid:id", "amount"]),
+        "FROM movements WHERE account_id = $1 AND match_key IS NULL",
+    );
+    let text: String = sqlx::query_scalar(&sql)
         .bind(account.0)
-        .fetch_all(&mut *conn)
+        .fetch_one(&mut *conn)
         .await
         .map_err(map_err)?;
-    let mut seen: Vec<(Uuid, String)> = Vec::with_capacity(rows.len());
-    for r in &rows {
-        let amount: String = r.try_get("amount")?;
-        seen.push((r.try_get("id")?, amount_key(&amount).unwrap_or_else(|| NO_KEY.into())));
-    }
-    drop(rows);
-    for chunk in seen.chunks(CHUNK / 2) {
-        let sql = format!(
-            "UPDATE movements SET match_key = v.column2 FROM (VALUES {}) AS v WHERE movements.id = v.column1",
-            values(1, 2, chunk.len())
-        );
-        let mut q = sqlx::query(&sql);
-        for (id, key) in chunk {
-            q = q.bind(*id).bind(key);
+    let unseen: Vec<(Uuid, String)> = bulk::parse("movements", &text)?;
+    drop(text);
+    let sql = format!(
+        "UPDATE movements SET match_key = v.k FROM (SELECT {} AS id, {} AS k FROM {}) AS v WHERE movements.id = v.id",
+        bulk::uuid(0),
+        bulk::text(1),
+        bulk::source(1)
+    );
+    for chunk in unseen.chunks(BULK_ROWS) {
+        let mut rows = bulk::JsonRows::with_capacity(chunk.len() * 60);
+        for (id, amount) in chunk {
+            rows.row()
+                .uuid(*id)
+                .text(&amount_key(amount).unwrap_or_else(|| NO_KEY.into()));
         }
-        q.execute(&mut *conn).await.map_err(map_err)?;
+        sqlx::query(&sql)
+            .bind(rows.finish())
+            .execute(&mut *conn)
+            .await
+            .map_err(map_err)?;
     }
     Ok(())
 }

@@ -9,6 +9,8 @@
 
 // Mounted with its parent once per backend, like the parent.
 #[allow(clippy::duplicate_mod)]
+mod bulk;
+#[allow(clippy::duplicate_mod)]
 mod expiry;
 #[allow(clippy::duplicate_mod)]
 mod failures;
@@ -115,12 +117,9 @@ fn placeholders(start: usize, n: usize) -> String {
         .join(", ")
 }
 
-/// Events per statement (6 parameters each): binding numbered parameters on SQLite costs time
-/// quadratic in their number per statement.
-const EVENT_BATCH: usize = 40;
-
-/// Appends events and their deliveries inside the caller's transaction, many per statement;
-/// returns them in the given order, with `seq`s increasing in that order.
+/// Appends events and their deliveries inside the caller's transaction, many rows per statement
+/// (one JSON parameter each, see `bulk`); returns them in the given order, with `seq`s
+/// increasing in that order.
 async fn insert_events(
     conn: &mut <Db as sqlx::Database>::Connection,
     events: &[NewEvent],
@@ -148,22 +147,30 @@ async fn insert_events(
                 .ok_or_else(|| corrupt("events.occurred_at", "out of range"))?,
         })
     };
-    for chunk in events.chunks(EVENT_BATCH) {
-        let sql = format!(
-            "INSERT INTO events (id, user_id, account_id, kind, data, occurred_at) VALUES {}{}",
-            values(1, 6, chunk.len()),
-            if BACKEND == "sqlite" { "" } else { " RETURNING seq, id" }
-        );
-        let mut q = sqlx::query(&sql);
+    let insert = format!(
+        "INSERT INTO events (id, user_id, account_id, kind, data, occurred_at) \
+         SELECT {}, {}, {}, {}, {}, {} FROM {} ORDER BY j.key{}",
+        bulk::uuid(0),
+        bulk::uuid(1),
+        bulk::uuid(2),
+        bulk::text(3),
+        bulk::text(4),
+        bulk::int(5),
+        bulk::source(1),
+        if BACKEND == "sqlite" { "" } else { " RETURNING seq, id" }
+    );
+    for chunk in events.chunks(BULK_ROWS) {
+        let mut rows = bulk::JsonRows::with_capacity(chunk.iter().map(|e| e.data.len() + 160).sum());
         for e in chunk {
-            q = q
-                .bind(e.id)
-                .bind(e.user_id.0)
-                .bind(e.account_id.0)
-                .bind(&e.kind)
-                .bind(&e.data)
-                .bind(to_ms(e.occurred_at));
+            rows.row()
+                .uuid(e.id)
+                .uuid(e.user_id.0)
+                .uuid(e.account_id.0)
+                .text(&e.kind)
+                .text(&e.data)
+                .int(to_ms(e.occurred_at));
         }
+        let q = sqlx::query(&insert).bind(rows.finish());
         let seqs: Vec<i64> = if BACKEND == "sqlite" {
             // One writer at a time, and `seq` is AUTOINCREMENT: one statement numbers its rows
             // consecutively, in order; the two ends say where.
@@ -217,45 +224,48 @@ async fn insert_events(
         .iter()
         .flat_map(|e| e.deliveries.iter().map(move |d| (e, d)))
         .collect();
-    for chunk in deliveries.chunks(MAX_PARAMS / 10) {
-        let tuples: Vec<String> = (0..chunk.len())
-            .map(|i| {
-                let p = 1 + i * 10;
-                format!(
-                    "(${}, ${}, ${}, ${}, ${}, ${}, 'pending', 0, ${}, ${}, ${}, ${})",
-                    p,
-                    p + 1,
-                    p + 2,
-                    p + 3,
-                    p + 4,
-                    p + 5,
-                    p + 6,
-                    p + 7,
-                    p + 8,
-                    p + 9
-                )
-            })
-            .collect();
-        let sql = format!(
-            "INSERT INTO deliveries (id, account_id, event_id, event_type, payload, request_id, status, \
-             attempts, next_attempt_at, created_at, channel, subject_id) VALUES {}",
-            tuples.join(", ")
-        );
-        let mut q = sqlx::query(&sql);
+    let insert = format!(
+        "INSERT INTO deliveries (id, account_id, event_id, event_type, payload, request_id, status, \
+         attempts, next_attempt_at, created_at, channel, subject_id) \
+         SELECT {}, {}, {}, {}, {}, {}, 'pending', 0, {}, {}, {}, {} FROM {} ORDER BY j.key",
+        bulk::uuid(0),
+        bulk::uuid(1),
+        bulk::uuid(2),
+        bulk::text(3),
+        bulk::text(4),
+        bulk::uuid(5),
+        bulk::int(6),
+        bulk::int(7),
+        bulk::text(8),
+        bulk::uuid(9),
+        bulk::source(1)
+    );
+    for chunk in deliveries.chunks(BULK_ROWS) {
+        let mut rows = bulk::JsonRows::with_capacity(chunk.iter().map(|(_, d)| d.payload.len() + 200).sum());
         for (e, d) in chunk {
-            q = q
-                .bind(d.id.0)
-                .bind(e.account_id.0)
-                .bind(e.id)
-                .bind(&d.event_type)
-                .bind(&d.payload)
-                .bind(d.request_id.map(|r| r.0))
-                .bind(to_ms(d.next_attempt_at))
-                .bind(to_ms(e.occurred_at))
-                .bind(&d.channel)
-                .bind(d.subject_id);
+            rows.row()
+                .uuid(d.id.0)
+                .uuid(e.account_id.0)
+                .uuid(e.id)
+                .text(&d.event_type)
+                .text(&d.payload);
+            match d.request_id {
+                Some(r) => rows.uuid(r.0),
+                None => rows.null(),
+            };
+            rows.int(to_ms(d.next_attempt_at))
+                .int(to_ms(e.occurred_at))
+                .text(&d.channel);
+            match d.subject_id {
+                Some(s) => rows.uuid(s),
+                None => rows.null(),
+            };
         }
-        q.execute(&mut *conn).await.map_err(map_err)?;
+        sqlx::query(&insert)
+            .bind(rows.finish())
+            .execute(&mut *conn)
+            .await
+            .map_err(map_err)?;
     }
     Ok(out)
 }

@@ -4,22 +4,18 @@
 //! statements.
 
 use std::collections::HashMap;
-use std::sync::LazyLock;
 
 use sqlx::Row;
 use uuid::Uuid;
 
-use super::reconcile::{params, values, OPEN_STATUSES, REQ_COLS, STATE_COLS};
+use super::reconcile::{req_out, ReqOut, BULK_ROWS, OPEN_STATUSES, REQ_COLS, STATE_COLS};
 use super::rows::*;
-use super::{Db, FOR_UPDATE};
+use super::{bulk, Db, BACKEND, FOR_UPDATE};
 use crate::error::{map_err, StoreResult};
 use crate::model::to_ms;
 use crate::*;
 
 type Conn = <Db as sqlx::Database>::Connection;
-
-/// The most bound parameters per statement of a pass (see [`super::reconcile::MAX_PARAMS`]).
-const BATCH: usize = super::reconcile::MAX_PARAMS;
 
 /// The reason of a request the pass found ambiguous.
 pub(super) const AMBIGUOUS_REASON: &str = "several_equally_plausible";
@@ -31,14 +27,47 @@ const EXPIRY_TRIGGER: &str = "expiry";
 /// The columns of an [`EligibleMovement`].
 pub(super) const ELIGIBLE_COLS: &str = "id, amount, currency, name, description, received_at, received_at_ms";
 
-/// [`REQ_COLS`] qualified by the table name, for `UPDATE … FROM (VALUES …) RETURNING`.
-static REQ_COLS_T: LazyLock<String> = LazyLock::new(|| {
-    REQ_COLS
+/// [`ELIGIBLE_COLS`] as one JSON row out of the table aliased `alias` (see [`bulk::row_out`]).
+pub(super) fn eligible_out(alias: &str) -> String {
+    let cols: Vec<String> = ELIGIBLE_COLS
         .split(", ")
-        .map(|c| format!("conciliation_requests.{c}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-});
+        .map(|c| match c {
+            "id" => format!("uuid:{alias}{c}"),
+            _ => format!("{alias}{c}"),
+        })
+        .collect();
+    bulk::row_out(&cols.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+/// A movement as [`eligible_out`] writes it.
+type EligibleOut = (Uuid, String, String, Option<String>, String, String, Option<i64>);
+
+fn eligible_of(
+    (id, amount, currency, name, description, received_at, received_at_ms): EligibleOut,
+) -> EligibleMovement {
+    EligibleMovement {
+        id: MovementId(id),
+        amount,
+        currency,
+        name,
+        description,
+        received_at,
+        received_at_ms,
+    }
+}
+
+/// Decodes the movements of an aggregate read of [`eligible_out`] rows.
+pub(super) fn parse_eligible(text: &str) -> StoreResult<Vec<EligibleMovement>> {
+    let rows: Vec<EligibleOut> = bulk::parse("movements", text)?;
+    Ok(rows.into_iter().map(eligible_of).collect())
+}
+
+/// Decodes one movement of [`eligible_out`] nested in a larger row.
+pub(super) fn parse_eligible_value(v: serde_json::Value) -> StoreResult<EligibleMovement> {
+    serde_json::from_value(v)
+        .map(eligible_of)
+        .map_err(|e| corrupt("movements", e))
+}
 
 /// Parses a bank's `received_at` (RFC 3339 with an offset) to ms since the epoch.
 pub(super) fn received_ms(text: &str) -> Option<i64> {
@@ -138,18 +167,16 @@ pub(super) async fn lock_state(conn: &mut Conn, account: AccountId) -> StoreResu
 /// A request named by a pass's decisions, as it is when the commit begins: what the decisions
 /// are compared with, and its last attempt's `(result, reason, candidates)`.
 struct Before {
-    id: Uuid,
-    status: ConciliationStatus,
-    reason: Option<String>,
-    attempt_count: i64,
-    last_candidates: Option<String>,
+    row: ConciliationRow,
     last: Option<(String, Option<String>, String)>,
     /// The trigger a human asked this evaluation to record (`run`): an attempt is then written
     /// whatever the decision, with that trigger.
     pending_trigger: Option<String>,
-    /// Consecutive evaluation errors (reset by this commit).
-    eval_errors: i64,
 }
+
+/// [`Before`] as its aggregate read writes it.
+#[derive(serde::Deserialize)]
+struct BeforeOut(ReqOut, Option<String>, Option<String>, Option<String>, Option<String>);
 
 /// A column of the last attempt of the request `r`, as a subquery on the attempts' unique key
 /// (a join lets PostgreSQL scan every attempt when the table has no statistics yet).
@@ -195,64 +222,66 @@ pub(super) async fn apply(
     ids.sort_unstable();
     ids.dedup();
     let mut before: HashMap<Uuid, Before> = HashMap::with_capacity(ids.len());
-    for chunk in ids.chunks(BATCH) {
-        let sql = format!(
-            "SELECT r.id, r.account_id, r.status, r.reason, r.attempt_count, r.last_candidates, \
-             r.pending_trigger, r.eval_errors, {} AS last_result, {} AS last_reason, {} AS last_attempt_candidates \
-             FROM conciliation_requests r WHERE r.id IN ({})",
+    let sql = bulk::agg_out(
+        &format!(
+            "json_{}({}, r.pending_trigger, {}, {}, {})",
+            if BACKEND == "sqlite" { "array" } else { "build_array" },
+            req_out("r."),
             last_attempt("result"),
             last_attempt("reason"),
             last_attempt("candidates"),
-            params(1, chunk.len())
-        );
-        let mut q = sqlx::query(&sql);
-        for id in chunk {
-            q = q.bind(*id);
-        }
-        for r in q.fetch_all(&mut *conn).await.map_err(map_err)? {
-            let status: String = r.try_get("status")?;
-            let status =
-                ConciliationStatus::parse(&status).ok_or_else(|| corrupt("conciliation_requests.status", &status))?;
-            if AccountId(r.try_get("account_id")?) != account || !status.is_open() {
+        ),
+        &format!("FROM conciliation_requests r WHERE r.id {}", bulk::in_ids(1)),
+    );
+    for chunk in ids.chunks(BULK_ROWS) {
+        let text: String = sqlx::query_scalar(&sql)
+            .bind(bulk::ids(chunk.iter().copied()).finish())
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(map_err)?;
+        let rows: Vec<BeforeOut> = bulk::parse("conciliation_requests", &text)?;
+        drop(text);
+        for BeforeOut(row, pending_trigger, last_result, last_reason, last_attempt_candidates) in rows {
+            let row = row.into_row()?;
+            if row.account_id != account || !row.status.is_open() {
                 continue;
             }
-            let last_result: Option<String> = r.try_get("last_result")?;
-            let last = match last_result {
-                Some(result) => Some((result, r.try_get("last_reason")?, r.try_get("last_attempt_candidates")?)),
-                None => None,
+            let last = match (last_result, last_attempt_candidates) {
+                (Some(result), Some(candidates)) => Some((result, last_reason, candidates)),
+                _ => None,
             };
-            let row = Before {
-                id: r.try_get("id")?,
-                status,
-                reason: r.try_get("reason")?,
-                attempt_count: r.try_get("attempt_count")?,
-                last_candidates: r.try_get("last_candidates")?,
-                last,
-                pending_trigger: r.try_get("pending_trigger")?,
-                eval_errors: r.try_get("eval_errors")?,
-            };
-            before.insert(row.id, row);
+            let id = row.id.0;
+            before.insert(
+                id,
+                Before {
+                    row,
+                    last,
+                    pending_trigger,
+                },
+            );
         }
     }
 
     // The matched movements: still the account's, unmatched and not ignored, or the race is lost.
     let movement_ids: Vec<Uuid> = commit.matched.iter().map(|d| d.movement.0).collect();
     let mut movements: HashMap<Uuid, EligibleMovement> = HashMap::with_capacity(movement_ids.len());
-    for chunk in movement_ids.chunks(BATCH - 1) {
-        let sql = format!(
-            "SELECT {ELIGIBLE_COLS}, account_id FROM movements m WHERE ignored_at IS NULL \
-             AND NOT EXISTS (SELECT 1 FROM conciliation_matches c WHERE c.movement_id = m.id) AND id IN ({})",
-            params(1, chunk.len())
-        );
-        let mut q = sqlx::query(&sql);
-        for id in chunk {
-            q = q.bind(*id);
-        }
-        for r in q.fetch_all(&mut *conn).await.map_err(map_err)? {
-            if AccountId(r.try_get("account_id")?) == account {
-                let m = eligible_from(&r)?;
-                movements.insert(m.id.0, m);
-            }
+    let sql = bulk::agg_out(
+        &eligible_out("m."),
+        &format!(
+            "FROM movements m WHERE m.ignored_at IS NULL AND m.account_id = $2 \
+             AND NOT EXISTS (SELECT 1 FROM conciliation_matches c WHERE c.movement_id = m.id) AND m.id {}",
+            bulk::in_ids(1)
+        ),
+    );
+    for chunk in movement_ids.chunks(BULK_ROWS) {
+        let text: String = sqlx::query_scalar(&sql)
+            .bind(bulk::ids(chunk.iter().copied()).finish())
+            .bind(account.0)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(map_err)?;
+        for m in parse_eligible(&text)? {
+            movements.insert(m.id.0, m);
         }
     }
     if movement_ids.iter().any(|id| !movements.contains_key(id)) {
@@ -268,6 +297,17 @@ pub(super) async fn apply(
             .and_then(|r| r.pending_trigger.as_deref())
             .unwrap_or(&commit.trigger)
     };
+    // The rows as the updates below leave them (each update is a compare-and-set on the open
+    // statuses that cannot miss: the rows were read above in this transaction, under the lock;
+    // a miss is a lost race all the same).
+    let after = |id: &Uuid, f: &dyn Fn(&mut ConciliationRow)| -> Option<ConciliationRow> {
+        before.get(id).map(|b| {
+            let mut row = b.row.clone();
+            row.updated_at = now;
+            f(&mut row);
+            row
+        })
+    };
 
     // 1. Expiries.
     let expired: Vec<Uuid> = commit
@@ -277,20 +317,33 @@ pub(super) async fn apply(
         .filter(|id| before.contains_key(id))
         .collect();
     let mut expired_rows: HashMap<Uuid, ConciliationRow> = HashMap::with_capacity(expired.len());
-    for chunk in expired.chunks(BATCH - 2) {
+    for chunk in expired.chunks(BULK_ROWS) {
         let sql = format!(
             "UPDATE conciliation_requests SET status = 'expired', reason = $1, closed_at = $2, updated_at = $2, \
-             pending_trigger = NULL, attempt_count = attempt_count + 1 WHERE status IN {} AND id IN ({}) RETURNING {REQ_COLS}",
+             pending_trigger = NULL, attempt_count = attempt_count + 1 WHERE status IN {} AND id {}",
             *OPEN_STATUSES,
-            params(3, chunk.len())
+            bulk::in_ids(3)
         );
-        let mut q = sqlx::query(&sql).bind(EXPIRED_REASON).bind(now_ms);
-        for id in chunk {
-            q = q.bind(*id);
+        let done = sqlx::query(&sql)
+            .bind(EXPIRED_REASON)
+            .bind(now_ms)
+            .bind(bulk::ids(chunk.iter().copied()).finish())
+            .execute(&mut *conn)
+            .await
+            .map_err(map_err)?;
+        if done.rows_affected() != chunk.len() as u64 {
+            return Ok(None);
         }
-        for r in q.fetch_all(&mut *conn).await.map_err(map_err)? {
-            let row = conciliation_from(&r)?;
-            expired_rows.insert(row.id.0, row);
+        for id in chunk {
+            let row = after(id, &|r| {
+                r.status = ConciliationStatus::Expired;
+                r.reason = Some(EXPIRED_REASON.into());
+                r.closed_at = Some(now);
+                r.attempt_count += 1;
+            });
+            if let Some(row) = row {
+                expired_rows.insert(*id, row);
+            }
         }
     }
     for row in expired.iter().filter_map(|id| expired_rows.get(id)) {
@@ -305,66 +358,75 @@ pub(super) async fn apply(
         });
     }
 
-    // 2. Matches: the request first (compare-and-set), then the match row of each that moved.
-    // (The updates name requests by id only: `before` holds only the account's, and an extra
-    // `account_id` condition leads both planners to scan the account's requests per batch.)
+    // 2. Matches: the request first (compare-and-set), then the match row of each.
     let matched: Vec<&MatchDecision> = commit
         .matched
         .iter()
         .filter(|d| before.contains_key(&d.request.0) && !expired_rows.contains_key(&d.request.0))
         .collect();
     let mut matched_rows: HashMap<Uuid, ConciliationRow> = HashMap::with_capacity(matched.len());
-    for chunk in matched.chunks((BATCH - 2) / 2) {
-        let sql = format!(
-            "UPDATE conciliation_requests SET status = 'matched', reason = v.column2, closed_at = $1, \
-             updated_at = $1, pending_trigger = NULL, attempt_count = conciliation_requests.attempt_count + 1 \
-             FROM (VALUES {}) AS v WHERE conciliation_requests.id = v.column1 \
-             AND conciliation_requests.status IN {} RETURNING {}",
-            values(2, 2, chunk.len()),
-            *OPEN_STATUSES,
-            *REQ_COLS_T
-        );
-        let mut q = sqlx::query(&sql).bind(now_ms);
+    for chunk in matched.chunks(BULK_ROWS) {
+        let mut rows = bulk::JsonRows::with_capacity(chunk.len() * 60);
         for d in chunk {
-            q = q.bind(d.request.0).bind(&d.reason);
+            rows.row().uuid(d.request.0).opt_text(d.reason.as_deref());
         }
-        for r in q.fetch_all(&mut *conn).await.map_err(map_err)? {
-            let row = conciliation_from(&r)?;
-            matched_rows.insert(row.id.0, row);
+        let sql = format!(
+            "UPDATE conciliation_requests SET status = 'matched', reason = v.reason, closed_at = $1, \
+             updated_at = $1, pending_trigger = NULL, attempt_count = conciliation_requests.attempt_count + 1 \
+             FROM (SELECT {} AS id, {} AS reason FROM {}) AS v WHERE conciliation_requests.id = v.id \
+             AND conciliation_requests.status IN {}",
+            bulk::uuid(0),
+            bulk::text(1),
+            bulk::source(2),
+            *OPEN_STATUSES,
+        );
+        let done = sqlx::query(&sql)
+            .bind(now_ms)
+            .bind(rows.finish())
+            .execute(&mut *conn)
+            .await
+            .map_err(map_err)?;
+        if done.rows_affected() != chunk.len() as u64 {
+            return Ok(None);
+        }
+        for d in chunk {
+            let row = after(&d.request.0, &|r| {
+                r.status = ConciliationStatus::Matched;
+                r.reason = d.reason.clone();
+                r.closed_at = Some(now);
+                r.attempt_count += 1;
+            });
+            if let Some(row) = row {
+                matched_rows.insert(d.request.0, row);
+            }
         }
     }
     let matched: Vec<(&MatchDecision, &ConciliationRow)> = matched
         .into_iter()
         .filter_map(|d| matched_rows.get(&d.request.0).map(|row| (d, row)))
         .collect();
-    for chunk in matched.chunks((BATCH - 2) / 5) {
-        let tuples: Vec<String> = (0..chunk.len())
-            .map(|i| {
-                let p = 3 + i * 5;
-                format!(
-                    "(${}, $1, ${}, ${}, 'engine', NULL, ${}, ${}, $2)",
-                    p,
-                    p + 1,
-                    p + 2,
-                    p + 3,
-                    p + 4
-                )
-            })
-            .collect();
+    for chunk in matched.chunks(BULK_ROWS) {
+        let mut rows = bulk::JsonRows::with_capacity(chunk.iter().map(|(d, _)| d.explanation.len() + 140).sum());
+        for (d, _) in chunk {
+            rows.row()
+                .uuid(ConciliationMatchId::new().0)
+                .uuid(d.request.0)
+                .uuid(d.movement.0)
+                .int(d.score)
+                .text(&d.explanation);
+        }
         let sql = format!(
             "INSERT INTO conciliation_matches (id, account_id, request_id, movement_id, matched_by, \
-             matched_by_user, score, explanation, matched_at) VALUES {}",
-            tuples.join(", ")
+             matched_by_user, score, explanation, matched_at) \
+             SELECT {}, $1, {}, {}, 'engine', NULL, {}, {}, $2 FROM {} ORDER BY j.key",
+            bulk::uuid(0),
+            bulk::uuid(1),
+            bulk::uuid(2),
+            bulk::int(3),
+            bulk::text(4),
+            bulk::source(3)
         );
-        let mut q = sqlx::query(&sql).bind(account.0).bind(now_ms);
-        for (d, _) in chunk {
-            q = q
-                .bind(ConciliationMatchId::new().0)
-                .bind(d.request.0)
-                .bind(d.movement.0)
-                .bind(d.score)
-                .bind(&d.explanation);
-        }
+        let q = sqlx::query(&sql).bind(account.0).bind(now_ms).bind(rows.finish());
         if let Err(e) = q.execute(&mut *conn).await.map_err(map_err) {
             if e.is_conflict_on(Constraint::MatchMovement) || e.is_conflict_on(Constraint::MatchRequest) {
                 return Ok(None);
@@ -389,32 +451,51 @@ pub(super) async fn apply(
         .ambiguous
         .iter()
         .filter(|d| {
-            before.get(&d.request.0).is_some_and(|r| {
+            before.get(&d.request.0).is_some_and(|b| {
+                let r = &b.row;
                 let same_entry = r.status == ConciliationStatus::Ambiguous
                     && r.last_candidates.as_deref() == Some(d.candidate_set.as_str());
-                let decided = expired_rows.contains_key(&r.id) || matched_rows.contains_key(&r.id);
+                let decided = expired_rows.contains_key(&r.id.0) || matched_rows.contains_key(&r.id.0);
                 !same_entry && !decided
             })
         })
         .collect();
     let mut ambiguous_rows: HashMap<Uuid, ConciliationRow> = HashMap::with_capacity(ambiguous.len());
-    for chunk in ambiguous.chunks((BATCH - 3) / 2) {
-        let sql = format!(
-            "UPDATE conciliation_requests SET status = 'ambiguous', reason = $1, last_candidates = v.column2, \
-             updated_at = $2, pending_trigger = NULL, attempt_count = conciliation_requests.attempt_count + 1 \
-             FROM (VALUES {}) AS v WHERE conciliation_requests.id = v.column1 \
-             AND conciliation_requests.status IN {} RETURNING {}",
-            values(3, 2, chunk.len()),
-            *OPEN_STATUSES,
-            *REQ_COLS_T
-        );
-        let mut q = sqlx::query(&sql).bind(AMBIGUOUS_REASON).bind(now_ms);
+    for chunk in ambiguous.chunks(BULK_ROWS) {
+        let mut rows = bulk::JsonRows::with_capacity(chunk.iter().map(|d| d.candidate_set.len() + 60).sum());
         for d in chunk {
-            q = q.bind(d.request.0).bind(&d.candidate_set);
+            rows.row().uuid(d.request.0).text(&d.candidate_set);
         }
-        for r in q.fetch_all(&mut *conn).await.map_err(map_err)? {
-            let row = conciliation_from(&r)?;
-            ambiguous_rows.insert(row.id.0, row);
+        let sql = format!(
+            "UPDATE conciliation_requests SET status = 'ambiguous', reason = $1, last_candidates = v.cands, \
+             updated_at = $2, pending_trigger = NULL, attempt_count = conciliation_requests.attempt_count + 1 \
+             FROM (SELECT {} AS id, {} AS cands FROM {}) AS v WHERE conciliation_requests.id = v.id \
+             AND conciliation_requests.status IN {}",
+            bulk::uuid(0),
+            bulk::text(1),
+            bulk::source(3),
+            *OPEN_STATUSES,
+        );
+        let done = sqlx::query(&sql)
+            .bind(AMBIGUOUS_REASON)
+            .bind(now_ms)
+            .bind(rows.finish())
+            .execute(&mut *conn)
+            .await
+            .map_err(map_err)?;
+        if done.rows_affected() != chunk.len() as u64 {
+            return Ok(None);
+        }
+        for d in chunk {
+            let row = after(&d.request.0, &|r| {
+                r.status = ConciliationStatus::Ambiguous;
+                r.reason = Some(AMBIGUOUS_REASON.into());
+                r.last_candidates = Some(d.candidate_set.clone());
+                r.attempt_count += 1;
+            });
+            if let Some(row) = row {
+                ambiguous_rows.insert(d.request.0, row);
+            }
         }
     }
     for d in &ambiguous {
@@ -435,21 +516,25 @@ pub(super) async fn apply(
     // reason or the candidates differ from the last attempt's.
     let mut not_found: Vec<(&NotFoundDecision, bool)> = Vec::new();
     for d in &commit.not_found {
-        let Some(r) = before.get(&d.request.0) else {
+        let Some(b) = before.get(&d.request.0) else {
             continue;
         };
-        if expired_rows.contains_key(&r.id) || matched_rows.contains_key(&r.id) || ambiguous_rows.contains_key(&r.id) {
+        let r = &b.row;
+        if expired_rows.contains_key(&r.id.0)
+            || matched_rows.contains_key(&r.id.0)
+            || ambiguous_rows.contains_key(&r.id.0)
+        {
             continue;
         }
         // The request's last attempt is the one its counter names (read with it above).
-        let new_attempt = r.pending_trigger.is_some()
-            || match &r.last {
+        let new_attempt = b.pending_trigger.is_some()
+            || match &b.last {
                 Some((result, reason, candidates)) => {
                     result != "not_found" || reason.as_deref() != Some(d.reason.as_str()) || candidates != &d.candidates
                 }
                 None => true,
             };
-        let new_state = r.pending_trigger.is_some()
+        let new_state = b.pending_trigger.is_some()
             || r.status != ConciliationStatus::NotFound
             || r.reason.as_deref() != Some(d.reason.as_str())
             || r.last_candidates.is_some();
@@ -458,23 +543,44 @@ pub(super) async fn apply(
         }
     }
     let mut not_found_rows: HashMap<Uuid, ConciliationRow> = HashMap::with_capacity(not_found.len());
-    for chunk in not_found.chunks((BATCH - 2) / 3) {
-        let sql = format!(
-            "UPDATE conciliation_requests SET status = 'not_found', reason = v.column2, last_candidates = NULL, \
-             updated_at = $1, pending_trigger = NULL, attempt_count = conciliation_requests.attempt_count + v.column3 \
-             FROM (VALUES {}) AS v WHERE conciliation_requests.id = v.column1 \
-             AND conciliation_requests.status IN {} RETURNING {}",
-            values(2, 3, chunk.len()),
-            *OPEN_STATUSES,
-            *REQ_COLS_T
-        );
-        let mut q = sqlx::query(&sql).bind(now_ms);
+    for chunk in not_found.chunks(BULK_ROWS) {
+        let mut rows = bulk::JsonRows::with_capacity(chunk.len() * 80);
         for (d, new_attempt) in chunk {
-            q = q.bind(d.request.0).bind(&d.reason).bind(i64::from(*new_attempt));
+            rows.row()
+                .uuid(d.request.0)
+                .text(&d.reason)
+                .int(i64::from(*new_attempt));
         }
-        for r in q.fetch_all(&mut *conn).await.map_err(map_err)? {
-            let row = conciliation_from(&r)?;
-            not_found_rows.insert(row.id.0, row);
+        let sql = format!(
+            "UPDATE conciliation_requests SET status = 'not_found', reason = v.reason, last_candidates = NULL, \
+             updated_at = $1, pending_trigger = NULL, attempt_count = conciliation_requests.attempt_count + v.inc \
+             FROM (SELECT {} AS id, {} AS reason, {} AS inc FROM {}) AS v WHERE conciliation_requests.id = v.id \
+             AND conciliation_requests.status IN {}",
+            bulk::uuid(0),
+            bulk::text(1),
+            bulk::int(2),
+            bulk::source(2),
+            *OPEN_STATUSES,
+        );
+        let done = sqlx::query(&sql)
+            .bind(now_ms)
+            .bind(rows.finish())
+            .execute(&mut *conn)
+            .await
+            .map_err(map_err)?;
+        if done.rows_affected() != chunk.len() as u64 {
+            return Ok(None);
+        }
+        for (d, new_attempt) in chunk {
+            let row = after(&d.request.0, &|r| {
+                r.status = ConciliationStatus::NotFound;
+                r.reason = Some(d.reason.clone());
+                r.last_candidates = None;
+                r.attempt_count += i64::from(*new_attempt);
+            });
+            if let Some(row) = row {
+                not_found_rows.insert(d.request.0, row);
+            }
         }
     }
     for (d, new_attempt) in &not_found {
@@ -494,43 +600,44 @@ pub(super) async fn apply(
     }
 
     // The attempts, numbered from each request's counter (moved by the updates above).
-    for chunk in attempts.chunks((BATCH - 1) / 7) {
-        let sql = format!(
-            "INSERT INTO conciliation_attempts (id, request_id, attempt_number, result, reason, trigger, \
-             candidates, created_at) VALUES {}",
-            (0..chunk.len())
-                .map(|i| {
-                    let p = 2 + i * 7;
-                    format!(
-                        "(${}, ${}, ${}, ${}, ${}, ${}, ${}, $1)",
-                        p,
-                        p + 1,
-                        p + 2,
-                        p + 3,
-                        p + 4,
-                        p + 5,
-                        p + 6
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        let mut q = sqlx::query(&sql).bind(now_ms);
+    let sql = format!(
+        "INSERT INTO conciliation_attempts (id, request_id, attempt_number, result, reason, trigger, \
+         candidates, created_at) SELECT {}, {}, {}, {}, {}, {}, {}, $1 FROM {} ORDER BY j.key",
+        bulk::uuid(0),
+        bulk::uuid(1),
+        bulk::int(2),
+        bulk::text(3),
+        bulk::text(4),
+        bulk::text(5),
+        bulk::text(6),
+        bulk::source(2)
+    );
+    for chunk in attempts.chunks(BULK_ROWS) {
+        let mut rows = bulk::JsonRows::with_capacity(chunk.iter().map(|a| a.candidates.len() + 140).sum());
         for a in chunk {
-            q = q
-                .bind(AttemptId::new().0)
-                .bind(a.request)
-                .bind(a.number)
-                .bind(a.result)
-                .bind(a.reason)
-                .bind(a.trigger)
-                .bind(a.candidates);
+            rows.row()
+                .uuid(AttemptId::new().0)
+                .uuid(a.request)
+                .int(a.number)
+                .text(a.result)
+                .opt_text(a.reason)
+                .text(a.trigger)
+                .text(a.candidates);
         }
-        q.execute(&mut *conn).await.map_err(map_err)?;
+        sqlx::query(&sql)
+            .bind(now_ms)
+            .bind(rows.finish())
+            .execute(&mut *conn)
+            .await
+            .map_err(map_err)?;
     }
 
     // A successful evaluation ends the requests' error streaks.
-    let mut erred: Vec<Uuid> = before.values().filter(|r| r.eval_errors > 0).map(|r| r.id).collect();
+    let mut erred: Vec<Uuid> = before
+        .values()
+        .filter(|b| b.row.eval_errors > 0)
+        .map(|b| b.row.id.0)
+        .collect();
     erred.sort_unstable();
     super::failures::reset(conn, &erred).await?;
 
@@ -555,7 +662,7 @@ pub(super) async fn apply(
     for (d, _) in &not_found {
         let first = before
             .get(&d.request.0)
-            .is_some_and(|r| r.status == ConciliationStatus::Pending && r.attempt_count == 0);
+            .is_some_and(|b| b.row.status == ConciliationStatus::Pending && b.row.attempt_count == 0);
         if let (true, Some(row)) = (first, not_found_rows.get(&d.request.0)) {
             out.extend(events(PassEvent::NotFound(row)));
         }

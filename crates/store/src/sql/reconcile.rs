@@ -9,7 +9,7 @@ use sqlx::Row;
 use uuid::Uuid;
 
 use super::rows::*;
-use super::Db;
+use super::{bulk, Db};
 use crate::error::{map_err, StoreResult};
 use crate::model::to_ms;
 use crate::*;
@@ -22,6 +22,9 @@ type Conn = <Db as sqlx::Database>::Connection;
 /// (measured: 55 s for 50,000 registrations at 32766; at 999 it was still the first hot spot of
 /// a 50,000-order poll and pass). A round trip per ~250 values is negligible.
 pub(super) const MAX_PARAMS: usize = 250;
+
+/// Rows per bulk statement (one JSON parameter, see [`bulk`]): bounds the text held at once.
+pub(super) const BULK_ROWS: usize = 10_000;
 
 pub(super) const REQ_COLS: &str = "id, account_id, external_id, generation, amount, currency, sender_name, \
      reference, status, reason, registered_at, expires_at, last_seen_at, absent_since_close, eval_errors, \
@@ -66,36 +69,115 @@ pub(super) fn values(first: usize, width: usize, rows: usize) -> String {
         .join(", ")
 }
 
-/// Rows read per page of a large read: a page of raw rows is held in memory at once.
-const PAGE: i64 = 2_000;
+/// Rows read per page of a large read: a page is held in memory at once (as JSON text, then as
+/// rows).
+const PAGE: i64 = 10_000;
 
-/// The account's requests matching `filter` (SQL on the table's columns), by id, read a page
-/// at a time (keyset), so tens of thousands of rows never sit in memory twice.
+/// [`REQ_COLS`] as one JSON row out of the table aliased `alias` (see [`bulk::row_out`]).
+pub(super) fn req_out(alias: &str) -> String {
+    let cols: Vec<String> = REQ_COLS
+        .split(", ")
+        .map(|c| match c {
+            "id" | "account_id" => format!("uuid:{alias}{c}"),
+            "absent_since_close" => format!("flag:{alias}{c}"),
+            _ => format!("{alias}{c}"),
+        })
+        .collect();
+    bulk::row_out(&cols.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+/// A request as [`req_out`] writes it.
+#[derive(serde::Deserialize)]
+pub(super) struct ReqOut(
+    Uuid,
+    Uuid,
+    String,
+    i64,
+    String,
+    String,
+    String,
+    Option<String>,
+    String,
+    Option<String>,
+    i64,
+    i64,
+    i64,
+    bool,
+    i64,
+    i64,
+    Option<String>,
+    Option<i64>,
+    i64,
+);
+
+fn at(col: &str, ms: i64) -> StoreResult<Timestamp> {
+    crate::model::try_from_ms(ms).ok_or_else(|| corrupt(col, format_args!("timestamp out of range: {ms}")))
+}
+
+/// Decodes the requests of an aggregate read of [`req_out`] rows.
+pub(super) fn parse_requests(text: &str) -> StoreResult<Vec<ConciliationRow>> {
+    let rows: Vec<ReqOut> = bulk::parse("conciliation_requests", text)?;
+    rows.into_iter().map(ReqOut::into_row).collect()
+}
+
+impl ReqOut {
+    pub(super) fn into_row(self) -> StoreResult<ConciliationRow> {
+        let r = self;
+        Ok(ConciliationRow {
+            id: ConciliationRequestId(r.0),
+            account_id: AccountId(r.1),
+            external_id: r.2,
+            generation: r.3,
+            amount: r.4,
+            currency: r.5,
+            sender_name: r.6,
+            reference: r.7,
+            status: ConciliationStatus::parse(&r.8).ok_or_else(|| corrupt("conciliation_requests.status", &r.8))?,
+            reason: r.9,
+            registered_at: at("registered_at", r.10)?,
+            expires_at: at("expires_at", r.11)?,
+            last_seen_at: at("last_seen_at", r.12)?,
+            absent_since_close: r.13,
+            eval_errors: r.14,
+            attempt_count: r.15,
+            last_candidates: r.16,
+            closed_at: r.17.map(|ms| at("closed_at", ms)).transpose()?,
+            updated_at: at("updated_at", r.18)?,
+        })
+    }
+}
+
+/// The account's requests matching `filter` (SQL on the table's columns), read a page at a
+/// time (keyset on `id`), each page as one JSON text.
 pub(super) async fn requests_where(
     conn: &mut Conn,
     account: AccountId,
     filter: &str,
 ) -> StoreResult<Vec<ConciliationRow>> {
-    let sql = format!(
-        "SELECT {REQ_COLS} FROM conciliation_requests WHERE account_id = $1 AND {filter} AND id > $2 \
-         ORDER BY id LIMIT $3"
+    let sql = bulk::agg_out(
+        &req_out("p."),
+        &format!(
+            "FROM (SELECT {REQ_COLS} FROM conciliation_requests WHERE account_id = $1 AND {filter} AND id > $2 \
+             ORDER BY id LIMIT $3) AS p"
+        ),
     );
     let mut out = Vec::new();
     let mut after = Uuid::nil();
     loop {
-        let rows = sqlx::query(&sql)
+        let text: String = sqlx::query_scalar(&sql)
             .bind(account.0)
             .bind(after)
             .bind(PAGE)
-            .fetch_all(&mut *conn)
+            .fetch_one(&mut *conn)
             .await
             .map_err(map_err)?;
-        let full = rows.len() as i64 == PAGE;
-        for r in &rows {
-            out.push(conciliation_from(r)?);
-        }
-        match out.last() {
-            Some(last) if full => after = last.id.0,
+        let page = parse_requests(&text)?;
+        drop(text);
+        let full = page.len() as i64 == PAGE;
+        let last = page.iter().map(|r| r.id.0).max();
+        out.extend(page);
+        match last {
+            Some(last) if full => after = last,
             _ => return Ok(out),
         }
     }
@@ -249,18 +331,18 @@ pub(super) async fn apply_poll(
     }
 
     // Listed and unchanged: seen now (compare-and-set on the open statuses).
-    let width = MAX_PARAMS - 1;
-    for chunk in seen.chunks(width) {
+    for chunk in seen.chunks(BULK_ROWS) {
         let sql = format!(
-            "UPDATE conciliation_requests SET last_seen_at = $1 WHERE status IN {} AND id IN ({})",
+            "UPDATE conciliation_requests SET last_seen_at = $1 WHERE status IN {} AND id {}",
             *OPEN_STATUSES,
-            params(2, chunk.len())
+            bulk::in_ids(2)
         );
-        let mut q = sqlx::query(&sql).bind(now_ms);
-        for id in chunk {
-            q = q.bind(*id);
-        }
-        q.execute(&mut *conn).await.map_err(map_err)?;
+        sqlx::query(&sql)
+            .bind(now_ms)
+            .bind(bulk::ids(chunk.iter().copied()).finish())
+            .execute(&mut *conn)
+            .await
+            .map_err(map_err)?;
     }
 
     // Changed orders: new values, back to pending (compare-and-set).
@@ -303,39 +385,39 @@ pub(super) async fn apply_poll(
             Change::Updated(_) => None,
         })
         .collect();
-    for chunk in news.chunks((MAX_PARAMS - 3) / 7) {
-        let tuples: Vec<String> = (0..chunk.len())
-            .map(|i| {
-                let p = 4 + i * 7;
-                format!(
-                    "(${}, $1, ${}, ${}, ${}, ${}, ${}, ${}, 'pending', $2, $3, $2, $2)",
-                    p,
-                    p + 1,
-                    p + 2,
-                    p + 3,
-                    p + 4,
-                    p + 5,
-                    p + 6
-                )
-            })
-            .collect();
+    for chunk in news.chunks(BULK_ROWS) {
+        let mut rows = bulk::JsonRows::with_capacity(chunk.len() * 120);
+        for row in chunk {
+            rows.row()
+                .uuid(row.id.0)
+                .text(&row.external_id)
+                .int(row.generation)
+                .text(&row.amount)
+                .text(&row.currency)
+                .text(&row.sender_name)
+                .opt_text(row.reference.as_deref());
+        }
         let sql = format!(
             "INSERT INTO conciliation_requests (id, account_id, external_id, generation, amount, currency, \
-             sender_name, reference, status, registered_at, expires_at, last_seen_at, updated_at) VALUES {}",
-            tuples.join(", ")
+             sender_name, reference, status, registered_at, expires_at, last_seen_at, updated_at) \
+             SELECT {}, $1, {}, {}, {}, {}, {}, {}, 'pending', $2, $3, $2, $2 FROM {} ORDER BY j.key",
+            bulk::uuid(0),
+            bulk::text(1),
+            bulk::int(2),
+            bulk::text(3),
+            bulk::text(4),
+            bulk::text(5),
+            bulk::text(6),
+            bulk::source(4)
         );
-        let mut q = sqlx::query(&sql).bind(account.0).bind(now_ms).bind(to_ms(expires_at));
-        for row in chunk {
-            q = q
-                .bind(row.id.0)
-                .bind(&row.external_id)
-                .bind(row.generation)
-                .bind(&row.amount)
-                .bind(&row.currency)
-                .bind(&row.sender_name)
-                .bind(&row.reference);
-        }
-        q.execute(&mut *conn).await.map_err(map_err)?;
+        sqlx::query(&sql)
+            .bind(account.0)
+            .bind(now_ms)
+            .bind(to_ms(expires_at))
+            .bind(rows.finish())
+            .execute(&mut *conn)
+            .await
+            .map_err(map_err)?;
     }
 
     // 2. Open requests no longer listed: cancelled (compare-and-set), by external id.

@@ -1,0 +1,222 @@
+//! Bulk statements: many rows in or out as ONE JSON text, for the writes and reads of a
+//! reconciliation poll or pass (tens of thousands of rows in one transaction).
+//!
+//! Why: on SQLite, sqlx binds a numbered parameter by scanning the statement's parameters (time
+//! quadratic in their number per statement), and hands every row read to the async side as a
+//! message of its own, each column copied (`sqlite3_value_dup`). A 50,000-order poll and pass
+//! spent most of its time there, in the allocator and in thread switches, not in SQLite. One JSON
+//! parameter (`json_each` / `json_array_elements`) or one aggregated JSON column
+//! (`json_group_array` / `json_agg`) moves the same rows in one crossing, decoded by the
+//! database's C JSON parser on one side and serde on the other.
+//!
+//! Rows are JSON arrays (positional, no key per value). A statement reads element `i` of the
+//! current row with [`text`], [`int`], [`uuid`] or [`flag`], from the table [`source`] names `j`.
+
+use std::fmt::Write as _;
+
+use serde::de::DeserializeOwned;
+use uuid::Uuid;
+
+use super::rows::corrupt;
+use super::BACKEND;
+use crate::error::StoreResult;
+
+fn sqlite() -> bool {
+    BACKEND == "sqlite"
+}
+
+/// `FROM` item: the rows of JSON parameter `$p` as table `j` (`j.value` the row, `j.key` its
+/// position, in order).
+pub(super) fn source(p: usize) -> String {
+    if sqlite() {
+        format!("json_each(${p}) AS j")
+    } else {
+        format!("json_array_elements(CAST(${p} AS json)) WITH ORDINALITY AS j(value, key)")
+    }
+}
+
+/// Element `i` of the row as text (JSON null → NULL).
+pub(super) fn text(i: usize) -> String {
+    format!("(j.value->>{i})")
+}
+
+/// Element `i` of the row as an integer.
+pub(super) fn int(i: usize) -> String {
+    if sqlite() {
+        format!("(j.value->>{i})")
+    } else {
+        format!("CAST(j.value->>{i} AS BIGINT)")
+    }
+}
+
+/// Element `i` of the row (32 hex digits) as the backend's UUID.
+pub(super) fn uuid(i: usize) -> String {
+    if sqlite() {
+        format!("unhex(j.value->>{i})")
+    } else {
+        format!("CAST(j.value->>{i} AS uuid)")
+    }
+}
+
+/// A JSON array of rows, each a JSON array of values, written in place (no value tree).
+pub(super) struct JsonRows {
+    buf: Vec<u8>,
+    rows: usize,
+    /// Whether the current row has a value yet.
+    filled: bool,
+}
+
+impl JsonRows {
+    /// Room for `bytes` of text.
+    pub(super) fn with_capacity(bytes: usize) -> Self {
+        let mut buf = Vec::with_capacity(bytes + 2);
+        buf.push(b'[');
+        Self {
+            buf,
+            rows: 0,
+            filled: false,
+        }
+    }
+
+    /// Starts the next row.
+    pub(super) fn row(&mut self) -> &mut Self {
+        if self.rows > 0 {
+            self.buf.extend_from_slice(b"],[");
+        } else {
+            self.buf.push(b'[');
+        }
+        self.rows += 1;
+        self.filled = false;
+        self
+    }
+
+    fn sep(&mut self) {
+        if self.filled {
+            self.buf.push(b',');
+        }
+        self.filled = true;
+    }
+
+    pub(super) fn text(&mut self, v: &str) -> &mut Self {
+        self.sep();
+        // Writing a string into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut self.buf, v);
+        self
+    }
+
+    pub(super) fn opt_text(&mut self, v: Option<&str>) -> &mut Self {
+        match v {
+            Some(v) => self.text(v),
+            None => self.null(),
+        }
+    }
+
+    pub(super) fn int(&mut self, v: i64) -> &mut Self {
+        self.sep();
+        let _ = write!(Itoa(&mut self.buf), "{v}");
+        self
+    }
+
+    pub(super) fn uuid(&mut self, v: Uuid) -> &mut Self {
+        self.sep();
+        let mut hex = [0u8; 32];
+        self.buf.push(b'"');
+        self.buf.extend_from_slice(v.simple().encode_lower(&mut hex).as_bytes());
+        self.buf.push(b'"');
+        self
+    }
+
+    pub(super) fn null(&mut self) -> &mut Self {
+        self.sep();
+        self.buf.extend_from_slice(b"null");
+        self
+    }
+
+    /// The JSON text.
+    pub(super) fn finish(mut self) -> String {
+        if self.rows > 0 {
+            self.buf.push(b']');
+        }
+        self.buf.push(b']');
+        // Only valid UTF-8 was written: `&str`s, digits and ASCII punctuation.
+        String::from_utf8(self.buf).unwrap_or_default()
+    }
+}
+
+/// Ids as rows of one element (see [`in_ids`]).
+pub(super) fn ids<I: IntoIterator<Item = Uuid>>(ids: I) -> JsonRows {
+    let ids = ids.into_iter();
+    let mut rows = JsonRows::with_capacity(ids.size_hint().0 * 38);
+    for id in ids {
+        rows.row().uuid(id);
+    }
+    rows
+}
+
+/// `IN (…)` of the ids of JSON parameter `$p` (written by [`ids`]).
+pub(super) fn in_ids(p: usize) -> String {
+    format!("IN (SELECT {} FROM {})", uuid(0), source(p))
+}
+
+/// `fmt::Write` over a byte buffer (integers without a `String` each).
+struct Itoa<'a>(&'a mut Vec<u8>);
+
+impl std::fmt::Write for Itoa<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
+}
+
+/// The SQL expression of one row out: a JSON array of `cols` (expressions on the selected
+/// table). UUID columns are written `uuid:<expr>`, boolean ones `flag:<expr>`.
+pub(super) fn row_out(cols: &[&str]) -> String {
+    let items: Vec<String> = cols
+        .iter()
+        .map(|c| match (c.strip_prefix("uuid:"), c.strip_prefix("flag:")) {
+            (Some(e), _) if sqlite() => format!("lower(hex({e}))"),
+            (Some(e), _) => e.to_owned(),
+            (_, Some(e)) if sqlite() => format!("json(CASE WHEN {e} THEN 'true' ELSE 'false' END)"),
+            (_, Some(e)) => e.to_owned(),
+            _ => (*c).to_owned(),
+        })
+        .collect();
+    if sqlite() {
+        format!("json_array({})", items.join(", "))
+    } else {
+        format!("json_build_array({})", items.join(", "))
+    }
+}
+
+/// The aggregate of [`row_out`] over the rows of `from_where` (`FROM … WHERE …`, maybe with
+/// `ORDER BY`/`LIMIT` inside a subquery the caller writes): one text column, `[]` when none.
+pub(super) fn agg_out(row: &str, from_where: &str) -> String {
+    if sqlite() {
+        format!("SELECT json_group_array({row}) {from_where}")
+    } else {
+        format!("SELECT CAST(COALESCE(json_agg({row}), '[]') AS TEXT) {from_where}")
+    }
+}
+
+/// Decodes an aggregate read by [`agg_out`]; `what` names it in a corruption error.
+pub(super) fn parse<T: DeserializeOwned>(what: &str, text: &str) -> StoreResult<Vec<T>> {
+    serde_json::from_str(text).map_err(|e| corrupt(what, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_are_json_arrays_of_values() {
+        let mut r = JsonRows::with_capacity(16);
+        r.row().text("a\"b").int(-3).null().opt_text(Some("é"));
+        r.row().uuid(Uuid::from_u128(0xab)).opt_text(None);
+        let v: serde_json::Value = serde_json::from_str(&r.finish()).expect("json");
+        assert_eq!(
+            v,
+            serde_json::json!([["a\"b", -3, null, "é"], ["000000000000000000000000000000ab", null]])
+        );
+        assert_eq!(JsonRows::with_capacity(0).finish(), "[]");
+    }
+}
