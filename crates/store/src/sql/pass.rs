@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use sqlx::Row;
 use uuid::Uuid;
 
-use super::reconcile::{req_out, ReqOut, BULK_ROWS, OPEN_STATUSES, REQ_COLS, STATE_COLS};
+use super::reconcile::{req_out, ReqOut, BULK_ROWS, OPEN_STATUSES, STATE_COLS};
 use super::rows::*;
 use super::{bulk, Db, BACKEND, FOR_UPDATE};
 use crate::error::{map_err, StoreResult};
@@ -87,34 +87,25 @@ pub(super) async fn load(conn: &mut Conn, account: AccountId, horizon: Timestamp
         Some(r) => (r.try_get("version")?, r.try_get("dirty_seq")?),
         None => (0, 0),
     };
-    let sql = format!(
-        "SELECT {REQ_COLS} FROM conciliation_requests WHERE account_id = $1 AND status IN {} \
-         ORDER BY registered_at, external_id, id",
-        *OPEN_STATUSES
+    let mut requests =
+        super::reconcile::requests_where(conn, account, &format!("status IN {}", *OPEN_STATUSES)).await?;
+    requests.sort_by(|a, b| (a.registered_at, &a.external_id, a.id.0).cmp(&(b.registered_at, &b.external_id, b.id.0)));
+    let sql = bulk::agg_out(
+        &eligible_out("m."),
+        "FROM movements m WHERE m.account_id = $1 AND m.ignored_at IS NULL \
+         AND (m.received_at_ms IS NULL OR m.received_at_ms >= $2) \
+         AND NOT EXISTS (SELECT 1 FROM conciliation_matches c WHERE c.movement_id = m.id)",
     );
-    let rows = sqlx::query(&sql)
-        .bind(account.0)
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(map_err)?;
-    let requests = rows.iter().map(conciliation_from).collect::<StoreResult<Vec<_>>>()?;
-    drop(rows);
-    let sql = format!(
-        "SELECT {ELIGIBLE_COLS} FROM movements m WHERE account_id = $1 AND ignored_at IS NULL \
-         AND (received_at_ms IS NULL OR received_at_ms >= $2) \
-         AND NOT EXISTS (SELECT 1 FROM conciliation_matches c WHERE c.movement_id = m.id) \
-         ORDER BY received_at_ms, id"
-    );
-    let rows = sqlx::query(&sql)
+    let text: String = sqlx::query_scalar(&sql)
         .bind(account.0)
         .bind(to_ms(horizon))
-        .fetch_all(&mut *conn)
+        .fetch_one(&mut *conn)
         .await
         .map_err(map_err)?;
-    let mut movements = rows.iter().map(eligible_from).collect::<StoreResult<Vec<_>>>()?;
+    let mut movements = parse_eligible(&text)?;
+    drop(text);
     // NULLs sort first on SQLite and last on PostgreSQL: one order on both.
     movements.sort_by_key(|m| (m.received_at_ms, m.id));
-    drop(rows);
     let sql = format!(
         "SELECT j.request_id, j.movement_id FROM conciliation_rejections j \
          JOIN conciliation_requests r ON r.id = j.request_id \
