@@ -21,7 +21,6 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
-use serde_json::Value;
 use tokio::time::{interval_at, Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
@@ -74,7 +73,7 @@ pub struct RealtimeEventOut {
     pub kind: String,
     pub user_id: String,
     pub account_id: String,
-    pub data: Value,
+    pub data: Box<serde_json::value::RawValue>,
     pub occurred_at: String,
 }
 

@@ -11,7 +11,6 @@ use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use reconbanker_store::AccountId;
 use serde::Serialize;
-use serde_json::Value;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
@@ -230,7 +229,7 @@ pub struct V1EventOut {
     pub account_id: String,
     /// What happened, per type (e.g. `{requestId, descriptor, attempts}`).
     #[schema(value_type = Object)]
-    pub data: Value,
+    pub data: Box<serde_json::value::RawValue>,
     /// RFC 3339, UTC, milliseconds.
     pub occurred_at: String,
 }

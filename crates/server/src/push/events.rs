@@ -13,6 +13,7 @@ use reconbanker_store::{
     Timestamp, UserId, CHANNEL_NOTIFICATION,
 };
 use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use tokio::sync::broadcast;
 use uuid::Uuid;
@@ -27,7 +28,9 @@ pub struct Event {
     pub kind: String,
     pub user_id: UserId,
     pub account_id: AccountId,
-    pub data: Value,
+    /// The logged JSON text, not parsed: most events reach no subscriber, and those that do are
+    /// written out as they are.
+    pub data: Box<RawValue>,
     pub occurred_at: Timestamp,
 }
 
@@ -39,10 +42,15 @@ impl From<EventRow> for Event {
             kind: r.kind,
             user_id: r.user_id,
             account_id: r.account_id,
-            data: serde_json::from_str(&r.data).unwrap_or(Value::Null),
+            data: RawValue::from_string(r.data).unwrap_or_else(|_| null()),
             occurred_at: r.occurred_at,
         }
     }
+}
+
+fn null() -> Box<RawValue> {
+    // `null` is valid JSON.
+    RawValue::from_string("null".to_owned()).unwrap_or_else(|_| unreachable!())
 }
 
 /// Why a bus operation failed. The event log stays the truth: a failed publish only delays

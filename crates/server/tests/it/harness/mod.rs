@@ -415,9 +415,34 @@ impl Fixture {
 /// A subscription to the app's event bus.
 pub struct Events(Box<dyn Subscriber>);
 
+/// An event as a test reads it: its data parsed.
+#[derive(Debug)]
+#[allow(dead_code)]
+pub struct Seen {
+    pub seq: i64,
+    pub id: uuid::Uuid,
+    pub kind: String,
+    pub account_id: reconbanker_store::AccountId,
+    pub data: serde_json::Value,
+    pub occurred_at: reconbanker_store::Timestamp,
+}
+
+impl From<Arc<Event>> for Seen {
+    fn from(e: Arc<Event>) -> Self {
+        Self {
+            seq: e.seq,
+            id: e.id,
+            kind: e.kind.clone(),
+            account_id: e.account_id,
+            data: serde_json::from_str(e.data.get()).expect("event data is JSON"),
+            occurred_at: e.occurred_at,
+        }
+    }
+}
+
 impl Events {
     /// The next event of any kind for `account`; fails after 30 s.
-    pub async fn next_any(&mut self, account: &str) -> Arc<Event> {
+    pub async fn next_any(&mut self, account: &str) -> Seen {
         let wait = async {
             loop {
                 match self.0.recv().await {
@@ -430,10 +455,11 @@ impl Events {
         tokio::time::timeout(Duration::from_secs(30), wait)
             .await
             .unwrap_or_else(|_| panic!("no event for {account}"))
+            .into()
     }
 
     /// The next event of `kind` for `account` (others are skipped); fails after 30 s.
-    pub async fn next(&mut self, account: &str, kind: &str) -> Arc<Event> {
+    pub async fn next(&mut self, account: &str, kind: &str) -> Seen {
         let wait = async {
             loop {
                 match self.0.recv().await {
@@ -446,6 +472,7 @@ impl Events {
         tokio::time::timeout(Duration::from_secs(30), wait)
             .await
             .unwrap_or_else(|_| panic!("no {kind} event for {account} within 30 s"))
+            .into()
     }
 }
 
