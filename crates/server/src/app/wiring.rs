@@ -154,7 +154,10 @@ pub(crate) async fn build(config: Config, options: AppOptions) -> Result<(AppSta
         streams_closing: CancellationToken::new(),
         jwt: Jwt::new(secrets.jwt_secret.expose(), config.jwt_ttl),
         sealer,
-        keys: KeyDirectory::new(store.clone()),
+        keys: KeyDirectory::new(
+            store.clone(),
+            crate::auth::api_key::Checksum::from_master_key(secrets.master_key.expose()),
+        ),
         accounts: AccountDirectory::new(store.clone()),
         sessions,
         bus,

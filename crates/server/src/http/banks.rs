@@ -1,6 +1,6 @@
 //! Banks (docs/product.md §4). Listing needs a dashboard token; creating one needs the admin role.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::auth::DashboardUser;
 use super::error::{ApiError, Problem};
-use super::extract::DJson;
+use super::extract::{DJson, DPath};
 use crate::support::guard;
 use crate::AppState;
 
@@ -44,7 +44,7 @@ pub async fn list(State(app): State<AppState>, _who: DashboardUser) -> Result<Js
 pub async fn get(
     State(app): State<AppState>,
     _who: DashboardUser,
-    Path(id): Path<String>,
+    DPath(id): DPath<String>,
 ) -> Result<Json<BankOut>, ApiError> {
     let not_found = || ApiError(Problem::not_found("Bank not found"));
     let id = id.parse::<BankId>().map_err(|_| not_found())?;
