@@ -91,8 +91,11 @@ pub async fn create(
         return Err(Problem::field("name", "must be at most 100 characters").into());
     }
     let login_url = match body.login_url {
+        // The same outbound guard as every other URL a user gives (issue 12): the engine's
+        // connectors will fetch it.
         Some(u) => Some(
-            guard::parse_url(u.trim())
+            guard::check_url(u.trim(), app.config.allow_private_targets)
+                .await
                 .map_err(|m| Problem::field("loginUrl", &m))?
                 .to_string(),
         ),

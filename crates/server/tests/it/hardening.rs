@@ -571,3 +571,53 @@ async fn raw(addr: std::net::SocketAddr, head: &str, body: &[u8]) -> String {
     writer.abort();
     String::from_utf8_lossy(&got).to_ascii_lowercase()
 }
+
+/// Finding 6: the IPv4-translated form `::ffff:0:a.b.c.d` (and the other embeddings of a
+/// private IPv4 address) is refused in every URL field, and the bank `loginUrl` goes through the
+/// guard too. (The table of addresses is the unit test in `support::guard`.)
+#[tokio::test]
+async fn embedded_private_ipv4_is_refused_in_every_url_field_and_the_bank_login_url() {
+    let app = crate::harness::TestApp::spawn_with(&[("RECONBANKER_ALLOW_PRIVATE_TARGETS", "false")]).await;
+    let f = Fixture::on(app).await;
+    assert!(f.app.state.store.grant_admin("owner@example.com").await.expect("grant"));
+    let hostile = [
+        "http://[::ffff:0:a9fe:a9fe]/latest/meta-data",
+        "http://[::ffff:0:7f00:1]:8080/",
+        "http://[2606:4700::5efe:a9fe:a9fe]/",
+        "http://10.0.0.1/login",
+    ];
+    for url in hostile {
+        for field in ["notification_endpoint_url", "webhook_url", "pending_orders_endpoint"] {
+            let r = f
+                .app
+                .json(
+                    Method::PUT,
+                    &format!("/accounts/{}/config", f.account),
+                    Some(&f.token),
+                    Some(json!({ field: url })),
+                )
+                .await;
+            assert_field_error(&r, field);
+        }
+        let r = f
+            .app
+            .json(
+                Method::POST,
+                "/banks",
+                Some(&f.token),
+                Some(json!({"code": "evil", "name": "Evil", "loginUrl": url})),
+            )
+            .await;
+        assert_field_error(&r, "loginUrl");
+    }
+    let r = f
+        .app
+        .json(
+            Method::POST,
+            "/banks",
+            Some(&f.token),
+            Some(json!({"code": "fine", "name": "Fine", "loginUrl": "https://93.184.216.34/login"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+}
