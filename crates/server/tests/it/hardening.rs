@@ -621,3 +621,71 @@ async fn embedded_private_ipv4_is_refused_in_every_url_field_and_the_bank_login_
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
 }
+
+/// Finding 9: a delivery this instance had claimed when it died (claimed with its instance id and
+/// the two-minute lease, as a dead process leaves it) is taken back at the next boot and sent
+/// within seconds — not after the lease — with the same `webhook-id` as its first attempt.
+#[tokio::test]
+async fn a_restarted_instance_takes_back_its_own_delivery_claims_at_boot() {
+    use crate::webhooks::{receiver, Answer};
+    let f = crate::harness::BankFixture::with(
+        &[
+            // A failed attempt waits ten minutes: only the boot can make it due again soon.
+            ("RECONBANKER_WEBHOOK_BACKOFF_MS", "600000"),
+            ("RECONBANKER_WEBHOOK_TIMEOUT_MS", "5000"),
+        ],
+        sandbox_bank::BankConfig::default(),
+    )
+    .await;
+    let mut hook = receiver(vec![Answer::Status(500)]).await;
+    let id = f
+        .account(
+            "user_locked",
+            "pass_locked",
+            json!({
+                "login_mode": "assisted",
+                "notification_endpoint_url": hook.url,
+                "notification_events": ["login_failed"],
+            }),
+        )
+        .await;
+    let mut attempts = f.app.state.webhooks.subscribe_attempts();
+    f.post(&format!("/accounts/{id}/scrape")).await;
+    let first = hook.next().await;
+    let webhook_id = first.headers.get("webhook-id").cloned().expect("webhook-id");
+    let crate::harness::BankFixture { app, bank: _bank, .. } = f;
+    // The attempt's outcome (500 → retry in 10 min) is recorded before the claim below.
+    let retry = loop {
+        let d = tokio::time::timeout(std::time::Duration::from_secs(20), attempts.recv())
+            .await
+            .expect("the attempt is recorded")
+            .expect("attempts");
+        if d.status == "pending" {
+            break d;
+        }
+    };
+    // What a process that died while sending leaves behind: the row claimed by this instance,
+    // leased for two minutes.
+    let instance = std::fs::read_to_string(app.state.config.data_dir.join("instance_id")).expect("instance id");
+    let due = retry.next_attempt_at.expect("rescheduled");
+    let claimed = app
+        .state
+        .store
+        .claim_due_deliveries(
+            due,
+            reconbanker_store::now() + chrono::Duration::minutes(2),
+            10,
+            instance.trim(),
+        )
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), 1);
+    let app = app.restart(reconbanker::AppOptions::default()).await;
+    let again = hook.next().await;
+    assert_eq!(
+        again.headers.get("webhook-id"),
+        Some(&webhook_id),
+        "the same webhook-id"
+    );
+    drop(app);
+}
