@@ -191,7 +191,7 @@ async fn latency(n: usize) {
     let base = format!("http://{}", listener.local_addr().expect("addr"));
     tokio::spawn(app.serve(listener, std::future::pending()));
     let (user, ids) = accounts(&state, n).await;
-    let key = reconbanker::auth::api_key::generate();
+    let key = state.keys.generate();
     state
         .store
         .create_api_key(&reconbanker_store::ApiKeyRow {

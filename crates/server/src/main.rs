@@ -146,6 +146,7 @@ async fn main_inner(cli: Cli) -> Result<(), StartError> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    reconbanker::support::memory::tune();
     tracing_subscriber::fmt()
         .with_ansi(std::env::var_os("NO_COLOR").is_none() && std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))

@@ -184,13 +184,14 @@ pub trait Store: Send + Sync + 'static {
     async fn last_event_seq(&self) -> StoreResult<i64>;
     /// Keeps the log bounded: forgets events that occurred before `before`.
     async fn purge_events(&self, before: Timestamp) -> StoreResult<u64>;
-    /// Takes up to `limit` pending deliveries due at `now`, pushing their next attempt to
-    /// `lease_until` so no other worker takes them meanwhile.
+    /// Takes up to `limit` pending deliveries due at `now` for the instance `owner`, pushing
+    /// their next attempt to `lease_until` so no other worker takes them meanwhile.
     async fn claim_due_deliveries(
         &self,
         now: Timestamp,
         lease_until: Timestamp,
         limit: i64,
+        owner: &str,
     ) -> StoreResult<Vec<DeliveryRow>>;
     /// Writes the outcome of an attempt (status, attempts, next/last attempt, last status and
     /// error, delivered_at) from the row.
@@ -454,6 +455,12 @@ pub trait Store: Send + Sync + 'static {
         now: Timestamp,
         events: &RequestEventsFor<'_>,
     ) -> StoreResult<Vec<EventRow>>;
+
+    // issue 12: hardening
+    /// At boot: the pending deliveries `owner` (this instance, in an earlier life) had claimed
+    /// and not finished become due at `now` and unclaimed, so they are sent again at once instead
+    /// of after the claim lease. Returns how many.
+    async fn release_delivery_claims(&self, owner: &str, now: Timestamp) -> StoreResult<u64>;
 }
 
 /// Opens the store named by a database URL: `sqlite:...` or `postgres://...`/`postgresql://...`.

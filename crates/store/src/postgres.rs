@@ -27,6 +27,12 @@ const MIGRATIONS: Embedded = Embedded(&[
     ),
     (7, "perf", include_str!("../migrations/postgres/0007_perf.sql")),
     (8, "expiry", include_str!("../migrations/postgres/0008_expiry.sql")),
+    // issue 12: hardening
+    (
+        9,
+        "delivery_claims",
+        include_str!("../migrations/postgres/0009_delivery_claims.sql"),
+    ),
 ]);
 
 type Db = sqlx::Postgres;

@@ -29,6 +29,12 @@ const MIGRATIONS: Embedded = Embedded(&[
     ),
     (7, "perf", include_str!("../migrations/sqlite/0007_perf.sql")),
     (8, "expiry", include_str!("../migrations/sqlite/0008_expiry.sql")),
+    // issue 12: hardening
+    (
+        9,
+        "delivery_claims",
+        include_str!("../migrations/sqlite/0009_delivery_claims.sql"),
+    ),
 ]);
 
 /// How long a connection waits on a locked database before giving up.

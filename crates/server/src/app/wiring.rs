@@ -73,10 +73,15 @@ pub(crate) async fn build(config: Config, options: AppOptions) -> Result<(AppSta
         config.assistance_timeout,
     ));
     boot::clean_up_after_previous_process(&store, &assistance, &hub).await?;
+    // issue 12: the deliveries this instance had claimed before it died are due again now.
+    let owner = instance_id(&config);
+    let released = store.release_delivery_claims(&owner, reconbanker_store::now()).await?;
+    if released > 0 {
+        tracing::info!(released, "took back the webhook deliveries this instance had claimed");
+    }
 
     let sealer = Sealer::new(secrets.master_key.expose());
     let matcher_wake = Arc::new(tokio::sync::Notify::new());
-    let owner = instance_id(&config);
     let sessions = LiveSessions::default();
     let mut by_code: HashMap<String, Arc<dyn BankConnector>> = builtin
         .into_iter()
@@ -113,6 +118,7 @@ pub(crate) async fn build(config: Config, options: AppOptions) -> Result<(AppSta
             backoff: config.webhook_backoff,
             max_attempts: config.webhook_max_attempts,
             allow_private: config.allow_private_targets,
+            instance: owner.clone(),
         },
         outbox,
     )
@@ -154,7 +160,10 @@ pub(crate) async fn build(config: Config, options: AppOptions) -> Result<(AppSta
         streams_closing: CancellationToken::new(),
         jwt: Jwt::new(secrets.jwt_secret.expose(), config.jwt_ttl),
         sealer,
-        keys: KeyDirectory::new(store.clone()),
+        keys: KeyDirectory::new(
+            store.clone(),
+            crate::auth::api_key::Checksum::from_master_key(secrets.master_key.expose()),
+        ),
         accounts: AccountDirectory::new(store.clone()),
         sessions,
         bus,

@@ -1,11 +1,45 @@
 //! The API key format (docs/product.md §3): `rbk_` + 8 lowercase hex (the public, unique prefix) + `_` +
-//! 64 lowercase hex (the secret). The secret's last 8 hex are the CRC-32 (IEEE) of everything
-//! before them (`rbk_<prefix>_<56 hex>`), so a mistyped or made-up key is refused without a
-//! database read, and secret scanners can recognise real keys. Only SHA-256(secret) is stored.
+//! 64 lowercase hex (the secret). The secret's last 8 hex are a keyed checksum of everything
+//! before them (`rbk_<prefix>_<56 hex>`): the first 4 bytes of HMAC-SHA256 under a key derived
+//! from the master key. Only the server can compute it, so a mistyped, made-up or forged key is
+//! refused without a database read (a plain CRC let anyone make well-formed keys that each cost
+//! a lookup). Only SHA-256(secret) is stored.
 
+use hmac::{Hmac, Mac};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+
+/// The keyed checksum of API keys. Cloning the pre-keyed HMAC state costs no key schedule.
+#[derive(Clone)]
+pub struct Checksum {
+    mac: Hmac<Sha256>,
+}
+
+impl Checksum {
+    /// The checksum key is derived from the master key (HMAC with a fixed label), so it needs no
+    /// file of its own and changes only if the master key does.
+    pub fn from_master_key(master: &[u8; 32]) -> Self {
+        let mut derive = <Hmac<Sha256> as Mac>::new_from_slice(master).unwrap_or_else(|_| unreachable_key());
+        derive.update(b"reconbanker/api-key-checksum/v1");
+        let key = derive.finalize().into_bytes();
+        Self {
+            mac: <Hmac<Sha256> as Mac>::new_from_slice(&key).unwrap_or_else(|_| unreachable_key()),
+        }
+    }
+
+    fn of(&self, head: &[u8]) -> [u8; 4] {
+        let mut mac = self.mac.clone();
+        mac.update(head);
+        let tag = mac.finalize().into_bytes();
+        [tag[0], tag[1], tag[2], tag[3]]
+    }
+}
+
+/// HMAC accepts keys of any length; this is never reached.
+fn unreachable_key() -> Hmac<Sha256> {
+    unreachable!("HMAC-SHA256 takes a key of any length")
+}
 
 pub const KEY_PREFIX: &str = "rbk_";
 const PREFIX_HEX: usize = 8;
@@ -28,7 +62,7 @@ pub struct ParsedKey<'a> {
     pub secret: &'a str,
 }
 
-pub fn generate() -> NewKey {
+pub fn generate(checksum: &Checksum) -> NewKey {
     let mut rng = rand::rngs::OsRng;
     let mut prefix = [0u8; PREFIX_HEX / 2];
     rng.fill_bytes(&mut prefix);
@@ -36,7 +70,7 @@ pub fn generate() -> NewKey {
     rng.fill_bytes(&mut body);
     let prefix = hex::encode(prefix);
     let head = format!("{KEY_PREFIX}{prefix}_{}", hex::encode(body));
-    let full = format!("{head}{:08x}", crc32fast::hash(head.as_bytes()));
+    let full = format!("{head}{}", hex::encode(checksum.of(head.as_bytes())));
     let secret = &full[KEY_LEN - SECRET_HEX..];
     NewKey {
         secret_hash: hash_secret(secret),
@@ -50,7 +84,7 @@ pub fn hash_secret(secret: &str) -> [u8; 32] {
 }
 
 /// Checks shape and checksum; `None` for anything that cannot be a key we issued.
-pub fn parse(text: &str) -> Option<ParsedKey<'_>> {
+pub fn parse<'a>(text: &'a str, checksum: &Checksum) -> Option<ParsedKey<'a>> {
     if text.len() != KEY_LEN || !text.starts_with(KEY_PREFIX) {
         return None;
     }
@@ -61,8 +95,10 @@ pub fn parse(text: &str) -> Option<ParsedKey<'_>> {
     if !lower_hex(prefix) || !lower_hex(secret) {
         return None;
     }
-    let (head, checksum) = text.split_at(KEY_LEN - CHECKSUM_HEX);
-    if format!("{:08x}", crc32fast::hash(head.as_bytes())) != checksum {
+    let (head, sent) = text.split_at(KEY_LEN - CHECKSUM_HEX);
+    let mut tag = [0u8; 4];
+    hex::decode_to_slice(sent, &mut tag).ok()?;
+    if !bool::from(checksum.of(head.as_bytes()).ct_eq(&tag)) {
         return None;
     }
     Some(ParsedKey { prefix, secret })
@@ -77,9 +113,14 @@ pub fn verify(secret: &str, stored_hash: &[u8]) -> bool {
 mod tests {
     use super::*;
 
+    fn checksum() -> Checksum {
+        Checksum::from_master_key(&[7u8; 32])
+    }
+
     #[test]
     fn generated_keys_have_the_documented_shape_and_parse() {
-        let k = generate();
+        let c = checksum();
+        let k = generate(&c);
         assert_eq!(k.full.len(), KEY_LEN);
         assert!(k.full.starts_with("rbk_"));
         assert_eq!(&k.full[4..12], k.prefix);
@@ -87,16 +128,28 @@ mod tests {
         assert!(k.full[13..]
             .bytes()
             .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
-        let p = parse(&k.full).expect("own key parses");
+        let p = parse(&k.full, &c).expect("own key parses");
         assert_eq!(p.prefix, k.prefix);
         assert!(verify(p.secret, &k.secret_hash));
         assert!(!verify(p.secret, &[0u8; 32]));
-        assert_ne!(generate().full, k.full);
+        assert_ne!(generate(&c).full, k.full);
+    }
+
+    #[test]
+    fn a_key_with_a_plain_crc_or_another_servers_checksum_is_refused() {
+        let c = checksum();
+        let k = generate(&c).full;
+        let head = &k[..KEY_LEN - CHECKSUM_HEX];
+        let crc = format!("{head}{:08x}", crc32fast::hash(head.as_bytes()));
+        assert!(parse(&crc, &c).is_none(), "anyone can compute a CRC");
+        let other = generate(&Checksum::from_master_key(&[8u8; 32])).full;
+        assert!(parse(&other, &c).is_none(), "another master key, another checksum");
     }
 
     #[test]
     fn malformed_or_mistyped_keys_are_refused() {
-        let k = generate().full;
+        let c = checksum();
+        let k = generate(&c).full;
         let mut typo = k.clone().into_bytes();
         typo[20] = if typo[20] == b'0' { b'1' } else { b'0' };
         let typo = String::from_utf8(typo).expect("ascii");
@@ -110,7 +163,7 @@ mod tests {
             &typo,
             &k.replacen('_', "-", 2),
         ] {
-            assert!(parse(bad).is_none(), "{bad:?}");
+            assert!(parse(bad, &c).is_none(), "{bad:?}");
         }
     }
 }

@@ -104,19 +104,61 @@ pub enum AuthError {
 
 pub struct KeyDirectory {
     store: Arc<dyn Store>,
+    checksum: api_key::Checksum,
     by_prefix: RwLock<HashMap<String, Arc<CachedKey>>>,
+    /// Prefixes of well-formed keys (right checksum) that named no key, with when they were
+    /// seen: refused again without a database read for [`UNKNOWN_TTL_MS`]. Bounded: cleared
+    /// when full. Only keys this server signed get here (a deleted user's key, a key from a
+    /// database restored from backup), so the set stays small.
+    unknown: std::sync::Mutex<HashMap<String, i64>>,
     /// Bumped by every invalidation: a row read before one is used but not cached, so a
     /// revocation racing with a cache fill can never be undone by it.
     generation: AtomicU64,
 }
 
+/// How long an unknown prefix is remembered, and how many are.
+const UNKNOWN_TTL_MS: i64 = 10 * 60 * 1000;
+const UNKNOWN_MAX: usize = 10_000;
+
 impl KeyDirectory {
-    pub fn new(store: Arc<dyn Store>) -> Self {
+    pub fn new(store: Arc<dyn Store>, checksum: api_key::Checksum) -> Self {
         Self {
             store,
+            checksum,
             by_prefix: RwLock::new(HashMap::new()),
+            unknown: std::sync::Mutex::new(HashMap::new()),
             generation: AtomicU64::new(0),
         }
+    }
+
+    /// A new key carrying this server's checksum. Its prefix is taken out of the negative
+    /// cache, so a prefix refused earlier cannot shadow the new key.
+    pub fn generate(&self) -> api_key::NewKey {
+        let key = api_key::generate(&self.checksum);
+        self.unknown
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&key.prefix);
+        key
+    }
+
+    fn known_unknown(&self, prefix: &str, now_ms: i64) -> bool {
+        self.unknown
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(prefix)
+            .is_some_and(|seen| now_ms.saturating_sub(*seen) < UNKNOWN_TTL_MS)
+    }
+
+    fn remember_unknown(&self, prefix: &str, now_ms: i64) {
+        let mut unknown = self.unknown.lock().unwrap_or_else(|p| p.into_inner());
+        if unknown.len() >= UNKNOWN_MAX {
+            unknown.retain(|_, seen| now_ms.saturating_sub(*seen) < UNKNOWN_TTL_MS);
+            if unknown.len() >= UNKNOWN_MAX {
+                unknown.clear();
+            }
+        }
+        unknown.insert(prefix.to_owned(), now_ms);
     }
 
     fn cached(&self, prefix: &str) -> Option<Arc<CachedKey>> {
@@ -134,14 +176,18 @@ impl KeyDirectory {
 
     /// [`Self::authenticate`] at a given time (milliseconds since the epoch).
     pub async fn authenticate_at(&self, text: &str, now_ms: i64) -> StoreResult<Result<Arc<CachedKey>, AuthError>> {
-        let Some(parsed) = api_key::parse(text) else {
+        let Some(parsed) = api_key::parse(text, &self.checksum) else {
             return Ok(Err(AuthError::Invalid));
         };
         let key = match self.cached(parsed.prefix) {
             Some(k) => k,
             None => {
+                if self.known_unknown(parsed.prefix, now_ms) {
+                    return Ok(Err(AuthError::Invalid));
+                }
                 let seen = self.generation.load(Ordering::Acquire);
                 let Some(row) = self.store.api_key_by_prefix(parsed.prefix).await? else {
+                    self.remember_unknown(parsed.prefix, now_ms);
                     return Ok(Err(AuthError::Invalid));
                 };
                 let key = Arc::new(CachedKey::from_row(&row));
@@ -284,7 +330,8 @@ mod tests {
     #[tokio::test]
     async fn a_cached_key_is_refused_the_moment_it_expires() {
         let (_dir, store, user) = store_with_user().await;
-        let key = api_key::generate();
+        let dir = KeyDirectory::new(store.clone(), api_key::Checksum::from_master_key(&[1u8; 32]));
+        let key = dir.generate();
         let expires = now() + chrono::Duration::minutes(10);
         store
             .create_api_key(&ApiKeyRow {
@@ -302,7 +349,6 @@ mod tests {
             })
             .await
             .expect("key");
-        let dir = KeyDirectory::new(store.clone());
         let exp = expires.timestamp_millis();
         let ok = dir
             .authenticate_at(&key.full, exp - 1)

@@ -10,7 +10,10 @@ use tokio::sync::Semaphore;
 
 #[derive(Clone)]
 pub struct Passwords {
+    /// The hashes in flight: a request beyond `max_parallel` waits its turn (a queue, not an
+    /// error), so memory is bounded by `max_parallel` × ~19 MiB.
     permits: Arc<Semaphore>,
+    max_parallel: usize,
     dummy_hash: Arc<str>,
 }
 
@@ -39,25 +42,37 @@ impl Passwords {
             .map_err(|e| HashError(e.to_string()))??;
         Ok(Self {
             permits: Arc::new(Semaphore::new(max_parallel.max(1))),
+            max_parallel: max_parallel.max(1),
             dummy_hash: dummy.into(),
         })
     }
 
     pub async fn hash(&self, password: String) -> Result<String, HashError> {
-        let _permit = self.permits.acquire().await.map_err(|e| HashError(e.to_string()))?;
-        tokio::task::spawn_blocking(move || hash_now(&password))
+        let permit = self.permits.acquire().await.map_err(|e| HashError(e.to_string()))?;
+        let hashed = tokio::task::spawn_blocking(move || hash_now(&password))
             .await
-            .map_err(|e| HashError(e.to_string()))?
+            .map_err(|e| HashError(e.to_string()))?;
+        self.done(permit);
+        hashed
+    }
+
+    /// Releases a hash's place in the queue; the last one out gives freed memory back.
+    fn done(&self, permit: tokio::sync::SemaphorePermit<'_>) {
+        drop(permit);
+        if self.permits.available_permits() == self.max_parallel {
+            crate::support::memory::trim();
+        }
     }
 
     /// Verifies against `hash`, or against the dummy hash when there is no user (same cost).
     pub async fn verify(&self, password: String, hash: Option<String>) -> Result<bool, HashError> {
-        let _permit = self.permits.acquire().await.map_err(|e| HashError(e.to_string()))?;
+        let permit = self.permits.acquire().await.map_err(|e| HashError(e.to_string()))?;
         let real = hash.is_some();
         let hash = hash.unwrap_or_else(|| self.dummy_hash.to_string());
         let ok = tokio::task::spawn_blocking(move || verify_now(&password, &hash))
             .await
             .map_err(|e| HashError(e.to_string()))?;
+        self.done(permit);
         Ok(ok && real)
     }
 }

@@ -68,7 +68,7 @@ pub async fn list(
 }
 
 #[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct CreateIn {
     bank_id: Option<String>,
     name: Option<String>,
@@ -104,6 +104,7 @@ pub async fn get(
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DeleteIn {
     confirmation_name: Option<String>,
 }
@@ -167,7 +168,7 @@ pub async fn post_otp(
     OwnedAccount { account, .. }: OwnedAccount,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    Ok(otp::submit(&app, account.id, body).await?)
+    Ok(otp::submit(&app, account.id, body, otp::Body::Strict).await?)
 }
 
 /// `POST /accounts/:id/scrape`: run a session now (not gated by a fatal block).

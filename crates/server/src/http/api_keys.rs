@@ -1,7 +1,7 @@
 //! API keys (docs/product.md §3), managed with the dashboard JWT: create (the key is shown once), list
 //! (never the secret), revoke.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
@@ -10,8 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::auth::DashboardUser;
 use super::error::{ApiError, Problem};
-use super::extract::{DJson, Page};
-use crate::auth::api_key;
+use super::extract::{DJson, DPath, Page};
 use crate::auth::key_cache::{Scope, ALL_SCOPES};
 use crate::support::time::ts;
 use crate::AppState;
@@ -147,7 +146,7 @@ pub async fn create(
     };
     // A prefix collision (1 in 4 billion per pair) is retried with a fresh key.
     for _ in 0..3 {
-        let new_key = api_key::generate();
+        let new_key = app.keys.generate();
         let row = ApiKeyRow {
             id: ApiKeyId::new(),
             user_id: who.user.id,
@@ -173,7 +172,7 @@ pub async fn create(
 pub async fn revoke(
     State(app): State<AppState>,
     who: DashboardUser,
-    Path(id): Path<String>,
+    DPath(id): DPath<String>,
 ) -> Result<StatusCode, ApiError> {
     let not_found = || ApiError(Problem::not_found("API key not found"));
     let id = id.parse::<ApiKeyId>().map_err(|_| not_found())?;

@@ -143,22 +143,23 @@ impl FromRequestParts<AppState> for ApiKeyPrincipal {
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Self::Rejection> {
         let ip = client_ip(parts);
         let max_failures = app.config.auth_failures_per_min;
-        let blocked = app
-            .limiter
-            .peek_window(Bucket::AuthFailure(ip), max_failures, AUTH_FAILURE_WINDOW)
-            .await
-            .map_err(Problem::from)?;
-        if blocked.remaining == 0 {
-            return Err(Problem::rate_limited(&blocked, "Too many failed authentications from this address").into());
-        }
         let text = presented_key(&parts.headers)?;
+        // The key is judged first: a valid key is never refused for what other clients behind the
+        // same address did. Failures cost only the failing client: once its address has too many,
+        // its invalid keys get 429 instead of 401 (a refusal that is no more expensive).
         let key = match app.keys.authenticate(&text).await? {
             Ok(key) => key,
             Err(AuthError::Invalid) => {
-                app.limiter
+                let failures = app
+                    .limiter
                     .hit_window(Bucket::AuthFailure(ip), max_failures, AUTH_FAILURE_WINDOW)
                     .await
                     .map_err(Problem::from)?;
+                if !failures.allowed {
+                    return Err(
+                        Problem::rate_limited(&failures, "Too many failed authentications from this address").into(),
+                    );
+                }
                 return Err(invalid_key().into());
             }
         };

@@ -1,6 +1,6 @@
 //! Banks (docs/product.md §4). Listing needs a dashboard token; creating one needs the admin role.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::auth::DashboardUser;
 use super::error::{ApiError, Problem};
-use super::extract::DJson;
+use super::extract::{DJson, DPath};
 use crate::support::guard;
 use crate::AppState;
 
@@ -44,7 +44,7 @@ pub async fn list(State(app): State<AppState>, _who: DashboardUser) -> Result<Js
 pub async fn get(
     State(app): State<AppState>,
     _who: DashboardUser,
-    Path(id): Path<String>,
+    DPath(id): DPath<String>,
 ) -> Result<Json<BankOut>, ApiError> {
     let not_found = || ApiError(Problem::not_found("Bank not found"));
     let id = id.parse::<BankId>().map_err(|_| not_found())?;
@@ -91,8 +91,11 @@ pub async fn create(
         return Err(Problem::field("name", "must be at most 100 characters").into());
     }
     let login_url = match body.login_url {
+        // The same outbound guard as every other URL a user gives (issue 12): the engine's
+        // connectors will fetch it.
         Some(u) => Some(
-            guard::parse_url(u.trim())
+            guard::check_url(u.trim(), app.config.allow_private_targets)
+                .await
                 .map_err(|m| Problem::field("loginUrl", &m))?
                 .to_string(),
         ),

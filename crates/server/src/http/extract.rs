@@ -14,6 +14,11 @@ use serde_json::json;
 use super::error::{ApiError, Problem};
 
 /// Parses a JSON body, naming the offending field path on failure.
+///
+/// Every string in the body (and every key) is checked for control characters first: they are
+/// refused with a 400 naming the field, the same on both backends (PostgreSQL `text` refuses NUL,
+/// SQLite would store it). Error messages name the field and what was expected, never the value
+/// that was sent (it may be a code, a password or a token).
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
     // Every body of this API is an object; serde would also accept an array for a struct.
     if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
@@ -26,27 +31,88 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
         };
         return Err(Problem::validation(message).with_details(json!([{ "field": null, "message": message }])));
     }
+    let tree: serde_json::Value = match serde_json::from_slice(bytes) {
+        Ok(v) => v,
+        Err(_) => {
+            let message = "Request body is not valid JSON";
+            return Err(Problem::validation(message).with_details(json!([{ "field": null, "message": message }])));
+        }
+    };
+    if let Some(field) = control_character_at(&tree, "") {
+        return Err(Problem::field(&field, "must not contain control characters"));
+    }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
-        let message = if inner.is_syntax() || inner.is_eof() {
-            "Request body is not valid JSON".to_owned()
-        } else {
-            // serde's message names the expectation ("missing field `code`", "invalid type: …").
-            let text = inner.to_string();
-            match text.find(" at line ") {
-                Some(i) => text[..i].to_owned(),
-                None => text,
-            }
+        let text = inner.to_string();
+        let text = match text.find(" at line ") {
+            Some(i) => &text[..i],
+            None => &text[..],
         };
-        let field = if path == "." { None } else { Some(path) };
+        let (field, message) = if inner.is_syntax() || inner.is_eof() {
+            (None, "Request body is not valid JSON".to_owned())
+        } else if let Some(name) = text.strip_prefix("unknown field `").and_then(|r| r.split('`').next()) {
+            // The unknown key is named (it is a name the client chose, never a value).
+            // The path already ends with the unknown key.
+            let field = if path == "." { name.to_owned() } else { path };
+            (Some(field), "is not a known field".to_owned())
+        } else {
+            (if path == "." { None } else { Some(path) }, describe(text))
+        };
         Problem::validation(match &field {
             Some(f) => format!("{f}: {message}"),
             None => message.clone(),
         })
         .with_details(json!([{ "field": field, "message": message }]))
     })
+}
+
+/// serde's message with the sent value taken out: `invalid type: integer `123456`, expected a
+/// string` becomes `expected a string`; a missing field keeps its (field) name.
+fn describe(text: &str) -> String {
+    if text.starts_with("missing field `") || text.starts_with("duplicate field `") {
+        return text.to_owned();
+    }
+    if let Some(i) = text.find(", expected ") {
+        return format!("expected {}", &text[i + ", expected ".len()..]);
+    }
+    if let Some(i) = text.find("expected ") {
+        return text[i..].to_owned();
+    }
+    "has an invalid value".to_owned()
+}
+
+/// The path of the first string or key holding a control character (`\0`, `\n`, DEL, …).
+fn control_character_at(v: &serde_json::Value, path: &str) -> Option<String> {
+    let bad = |s: &str| s.chars().any(char::is_control);
+    let name = |path: &str| {
+        if path.is_empty() {
+            ".".to_owned()
+        } else {
+            path.to_owned()
+        }
+    };
+    match v {
+        serde_json::Value::String(s) => bad(s).then(|| name(path)),
+        serde_json::Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| control_character_at(item, &format!("{path}[{i}]"))),
+        serde_json::Value::Object(map) => map.iter().find_map(|(k, item)| {
+            let here = if path.is_empty() {
+                k.clone()
+            } else {
+                format!("{path}.{k}")
+            };
+            if bad(k) {
+                // The key itself is unprintable: name where it sits, not the key.
+                return Some(name(path));
+            }
+            control_character_at(item, &here)
+        }),
+        _ => None,
+    }
 }
 
 /// The body as read by axum's `Bytes` extractor (bounded by `DefaultBodyLimit`), judged.
@@ -126,4 +192,20 @@ pub fn client_ip(parts: &Parts) -> IpAddr {
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip())
         .unwrap_or(IpAddr::from([0, 0, 0, 0]))
+}
+
+/// A dashboard path parameter: any parameter that cannot be read (not UTF-8 once
+/// percent-decoded, the wrong number of segments) is the dashboard's JSON 404 — the same answer
+/// as an id that names nothing — never axum's plain-text 400.
+pub struct DPath<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for DPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(v)| DPath(v))
+            .map_err(|_| ApiError(Problem::not_found("Not found")))
+    }
 }

@@ -17,6 +17,8 @@ pub(crate) mod review;
 pub(crate) mod sse;
 pub(crate) mod users;
 pub mod v1;
+// issue 12: hardening
+pub(crate) mod connection;
 
 use std::time::Duration;
 
@@ -185,6 +187,8 @@ pub fn router(app: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        // issue 12: a refusal that leaves the body unread says the connection ends.
+        .layer(axum::middleware::from_fn(connection::close_if_body_unread))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(axum::middleware::from_fn(panic_shape))
         .layer(

@@ -1,7 +1,7 @@
 //! The notification webhook's management routes (docs/product.md §8): the delivery log, re-sending a
 //! delivery, rotating the signing secret (the old one keeps signing for a grace period).
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{StatusCode, Uri};
 use axum::Json;
 use reconbanker_store::{now, DeliveryId, DeliveryRow, CHANNEL_NOTIFICATION, CHANNEL_RESULT};
@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::auth::OwnedAccount;
 use super::dto::QueuedOut;
 use super::error::{ApiError, Problem};
-use super::extract::Page;
+use super::extract::{DPath, Page};
 use crate::app;
 use crate::domain::account_config::SigningChannel;
 use crate::support::time::ts;
@@ -119,7 +119,7 @@ pub async fn list(
 pub async fn resend(
     State(app): State<AppState>,
     owned: OwnedAccount,
-    Path((_, delivery)): Path<(String, String)>,
+    DPath((_, delivery)): DPath<(String, String)>,
 ) -> Result<(StatusCode, Json<QueuedOut>), ApiError> {
     resend_channel(&app, owned, CHANNEL_NOTIFICATION, &delivery).await
 }
@@ -138,7 +138,7 @@ pub async fn list_result(
 pub async fn resend_result(
     State(app): State<AppState>,
     owned: OwnedAccount,
-    Path((_, delivery)): Path<(String, String)>,
+    DPath((_, delivery)): DPath<(String, String)>,
 ) -> Result<(StatusCode, Json<QueuedOut>), ApiError> {
     resend_channel(&app, owned, CHANNEL_RESULT, &delivery).await
 }

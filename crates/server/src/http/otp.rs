@@ -19,13 +19,32 @@ use crate::AppState;
 #[derive(Deserialize, ToSchema)]
 pub struct OtpSubmission {
     /// The one-time code: 1 to 32 characters after trimming, matching the pending request's
-    /// descriptor (length and type).
-    #[schema(min_length = 1, max_length = 32, example = "123456")]
+    /// descriptor (length and type). A code of only whitespace is refused (the `pattern`).
+    #[schema(min_length = 1, max_length = 32, pattern = r"\S", example = "123456")]
     pub code: String,
     /// Optional: the id of the request this code answers. If it is not the pending request,
     /// the code is refused with `STALE_REQUEST` instead of reaching a newer prompt.
     #[serde(default)]
     pub request_id: Option<String>,
+}
+
+/// The dashboard's body for the same submission: strict, like every dashboard body (an
+/// unknown field is a 400). `/v1` ignores unknown fields, for forward compatibility.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StrictOtpSubmission {
+    code: String,
+    #[serde(default)]
+    request_id: Option<String>,
+}
+
+/// Which surface's body rules apply.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Body {
+    /// `/v1`: unknown fields are ignored.
+    Lenient,
+    /// The dashboard: unknown fields are a 400.
+    Strict,
 }
 
 /// Steps 5–7 of the order of checks: the body, the shared rate budget, the pending request;
@@ -34,8 +53,19 @@ pub(crate) async fn submit(
     app: &AppState,
     account: AccountId,
     body: Result<Bytes, BytesRejection>,
+    rules: Body,
 ) -> Result<Response, Problem> {
-    let input: OtpSubmission = parse_json(&body_bytes(body)?)?;
+    let bytes = body_bytes(body)?;
+    let input: OtpSubmission = match rules {
+        Body::Lenient => parse_json(&bytes)?,
+        Body::Strict => {
+            let s: StrictOtpSubmission = parse_json(&bytes)?;
+            OtpSubmission {
+                code: s.code,
+                request_id: s.request_id,
+            }
+        }
+    };
     let done = app
         .assistance
         .submit(account, &input.code, input.request_id.as_deref())

@@ -2,7 +2,7 @@
 //! `bank_movement` webhook by hand (the docs' "Resend bank movement webhook"). Another user's
 //! account or movement is always 404.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use reconbanker_store::{now, MovementId, MovementNotify};
@@ -10,6 +10,7 @@ use reconbanker_store::{now, MovementId, MovementNotify};
 use super::auth::OwnedAccount;
 use super::dto::QueuedOut;
 use super::error::{ApiError, Problem};
+use super::extract::DPath;
 use crate::reconcile::passthrough;
 use crate::AppState;
 
@@ -19,7 +20,7 @@ use crate::AppState;
 pub async fn notify(
     State(app): State<AppState>,
     OwnedAccount { user: who, account }: OwnedAccount,
-    Path((_, movement)): Path<(String, String)>,
+    DPath((_, movement)): DPath<(String, String)>,
 ) -> Result<(StatusCode, Json<QueuedOut>), ApiError> {
     let not_found = || ApiError(Problem::not_found("Movement not found"));
     let movement = movement.parse::<MovementId>().map_err(|_| not_found())?;

@@ -3,7 +3,7 @@
 //! it again, the per-account summary, and ignoring movements. Another user's request, account,
 //! movement or delivery is always 404 `NOT_FOUND`.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{StatusCode, Uri};
 use axum::Json;
 use reconbanker_store::{
@@ -18,7 +18,7 @@ use super::auth::{DashboardUser, OwnedAccount};
 use super::conciliation::RequestOut;
 use super::dto::QueuedOut;
 use super::error::{ApiError, Problem};
-use super::extract::DJson;
+use super::extract::{DJson, DPath};
 use super::notifications::DeliveryOut;
 use crate::app;
 use crate::reconcile::matching::Checks;
@@ -270,7 +270,7 @@ async fn acting_on(
 pub async fn detail(
     State(app): State<AppState>,
     who: DashboardUser,
-    Path(id): Path<String>,
+    DPath(id): DPath<String>,
 ) -> Result<Json<DetailOut>, ApiError> {
     let id = request_id(&id)?;
     Ok(Json(detail_of(&app, who.user.id, id).await?.into()))
@@ -279,6 +279,12 @@ pub async fn detail(
 /// `movement_id` of a resolve: a movement, or `null` to rule the candidates out.
 fn resolve_target(body: &Value) -> Result<Option<MovementId>, ApiError> {
     const MESSAGE: &str = "must be a movement id (UUID), or null to rule the current candidates out";
+    if let Some(unknown) = body
+        .as_object()
+        .and_then(|o| o.keys().find(|k| k.as_str() != "movement_id"))
+    {
+        return Err(Problem::field(unknown, "is not a known field").into());
+    }
     match body.get("movement_id") {
         None => Err(Problem::field("movement_id", "is required (a movement id, or null)").into()),
         Some(Value::Null) => Ok(None),
@@ -296,7 +302,7 @@ fn resolve_target(body: &Value) -> Result<Option<MovementId>, ApiError> {
 pub async fn resolve(
     State(app): State<AppState>,
     who: DashboardUser,
-    Path(id): Path<String>,
+    DPath(id): DPath<String>,
     DJson(body): DJson<Value>,
 ) -> Result<Json<DetailOut>, ApiError> {
     let id = request_id(&id)?;
@@ -411,7 +417,7 @@ fn refusal(r: Refusal) -> ApiError {
 pub async fn run(
     State(app): State<AppState>,
     who: DashboardUser,
-    Path(id): Path<String>,
+    DPath(id): DPath<String>,
 ) -> Result<(StatusCode, Json<QueuedOut>), ApiError> {
     let id = request_id(&id)?;
     let user = who.user.id;
@@ -446,7 +452,7 @@ pub struct NotifiedOut {
 pub async fn notify(
     State(app): State<AppState>,
     who: DashboardUser,
-    Path(id): Path<String>,
+    DPath(id): DPath<String>,
 ) -> Result<(StatusCode, Json<NotifiedOut>), ApiError> {
     let id = request_id(&id)?;
     let user = who.user.id;
@@ -580,7 +586,7 @@ async fn set_ignored(
 pub async fn ignore(
     State(app): State<AppState>,
     owned: OwnedAccount,
-    Path((_, movement)): Path<(String, String)>,
+    DPath((_, movement)): DPath<(String, String)>,
 ) -> Result<Json<MovementOut>, ApiError> {
     set_ignored(&app, owned, &movement, true).await
 }
@@ -589,7 +595,7 @@ pub async fn ignore(
 pub async fn unignore(
     State(app): State<AppState>,
     owned: OwnedAccount,
-    Path((_, movement)): Path<(String, String)>,
+    DPath((_, movement)): DPath<(String, String)>,
 ) -> Result<Json<MovementOut>, ApiError> {
     set_ignored(&app, owned, &movement, false).await
 }

@@ -23,6 +23,7 @@ const MAX_NAME_CHARS: usize = 100;
 const LOGIN_FAILURE_WINDOW: Duration = Duration::from_secs(15 * 60);
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RegisterIn {
     email: Option<String>,
     password: Option<String>,
@@ -83,6 +84,7 @@ pub async fn register(
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LoginIn {
     email: Option<String>,
     password: Option<String>,
@@ -114,12 +116,15 @@ pub async fn login(
     }
     let bucket = Bucket::LoginFailure(peer.ip());
     let limit = app.config.login_failures;
+    // The attempt is counted when it starts, before the slow hash: concurrent attempts each take
+    // a place in the window, so no more than the limit are ever checked. A success gives its
+    // place back below.
     let budget = app
         .limiter
-        .peek_window(bucket, limit, LOGIN_FAILURE_WINDOW)
+        .hit_window(bucket, limit, LOGIN_FAILURE_WINDOW)
         .await
         .map_err(Problem::from)?;
-    if budget.remaining == 0 {
+    if !budget.allowed {
         return Err(Problem::rate_limited(&budget, "Too many failed logins; try again later").into());
     }
     // Unknown email and wrong password take the same path: one Argon2 verification each.
@@ -138,12 +143,9 @@ pub async fn login(
         .await
         .map_err(Problem::internal)?;
     let Some(user) = user.filter(|_| ok) else {
-        app.limiter
-            .hit_window(bucket, limit, LOGIN_FAILURE_WINDOW)
-            .await
-            .map_err(Problem::from)?;
         return Err(Problem::unauthorized("Invalid credentials").into());
     };
+    app.limiter.undo_window(bucket).await.map_err(Problem::from)?;
     let (token, _) = app.jwt.issue(user.id, now()).map_err(Problem::internal)?;
     Ok(Json(LoginOut {
         token,

@@ -215,7 +215,7 @@ pub async fn submit_otp(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, V1Error> {
     let account = principal.authorize(&app, Scope::OtpWrite, &path_account(path)).await?;
-    Ok(otp::submit(&app, account, body).await?)
+    Ok(otp::submit(&app, account, body, otp::Body::Lenient).await?)
 }
 
 /// One event of the `/v1` stream (the SSE `data:`; `id:` is its log position, `event:` its type).

@@ -61,6 +61,9 @@ pub struct WebhookSettings {
     pub backoff: Duration,
     pub max_attempts: u32,
     pub allow_private: bool,
+    /// This instance's id (kept in the data directory): its claims carry it, so a restart takes
+    /// them back at once (issue 12).
+    pub instance: String,
 }
 
 pub struct Webhooks {
@@ -126,7 +129,11 @@ impl Webhooks {
                 // A claim must outlast the attempt, or a slow receiver would be sent it twice.
                 let hold = CLAIM_LEASE.max(self.settings.timeout + Duration::from_secs(30));
                 let lease = after(at, hold);
-                match self.store.claim_due_deliveries(at, lease, room as i64).await {
+                match self
+                    .store
+                    .claim_due_deliveries(at, lease, room as i64, &self.settings.instance)
+                    .await
+                {
                     Ok(claimed) => {
                         more_due = claimed.len() == room;
                         for delivery in claimed {

@@ -29,10 +29,26 @@ fn v4_is_public(ip: Ipv4Addr) -> bool {
     !blocked
 }
 
+/// The IPv4 address in the last 32 bits of an IPv6 address.
+fn low_v4(s: &[u16; 8]) -> Ipv4Addr {
+    Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8)
+}
+
 fn v6_is_public(ip: Ipv6Addr) -> bool {
     let s = ip.segments();
     if let Some(v4) = ip.to_ipv4_mapped() {
         return v4_is_public(v4); // ::ffff:a.b.c.d
+    }
+    if s[..4] == [0; 4] && s[4] == 0xffff && s[5] == 0 {
+        // ::ffff:0:a.b.c.d — IPv4-translated (SIIT, RFC 2765): as public as the IPv4 address.
+        return v4_is_public(low_v4(&s));
+    }
+    if (s[4] & 0xfdff) == 0 && s[5] == 0x5efe {
+        // ISATAP interface identifier (::0:5efe:a.b.c.d or ::200:5efe:a.b.c.d, any prefix):
+        // both the prefix and the embedded IPv4 address must be public.
+        if !v4_is_public(low_v4(&s)) {
+            return false;
+        }
     }
     if s[..6] == [0; 6] {
         // ::/96 — IPv4-compatible (deprecated), including :: and ::1.
@@ -173,6 +189,16 @@ mod tests {
             "2002:7f00:1::1",
             "2002:0a00:1::",
             "100::1",
+            // issue 12: every other embedding of a private IPv4 address
+            "::ffff:0:a9fe:a9fe",
+            "::ffff:0:169.254.169.254",
+            "::ffff:0:7f00:1",
+            "::ffff:0:10.0.0.1",
+            "::ffff:0:192.168.0.1",
+            "::ffff:0:0.0.0.0",
+            "2606:4700::5efe:a9fe:a9fe",
+            "2606:4700::200:5efe:7f00:1",
+            "2606:4700::5efe:10.1.2.3",
         ] {
             assert!(!is_public(ip.parse().expect(ip)), "{ip} must be blocked");
         }
@@ -192,6 +218,8 @@ mod tests {
             "2a00:1450::1",
             "::ffff:8.8.8.8",
             "2002:0808:0808::1",
+            "::ffff:0:8.8.8.8",
+            "2606:4700::5efe:8.8.8.8",
         ] {
             assert!(is_public(ip.parse().expect(ip)), "{ip} must be allowed");
         }
@@ -208,6 +236,7 @@ mod tests {
             "https://127.0.0.1/",
             "http://[::1]/",
             "http://[::ffff:7f00:1]/",
+            "http://[::ffff:0:a9fe:a9fe]/",
             "http://localhost:9/",
             "http://169.254.169.254/latest",
         ] {

@@ -8,3 +8,5 @@ pub(crate) mod outbound;
 pub mod ratelimit;
 pub(crate) mod time;
 pub(crate) mod worker;
+// issue 12: allocator settings
+pub mod memory;

@@ -51,6 +51,10 @@ pub trait RateLimiter: Send + Sync + 'static {
     /// Counts one event in a sliding window of `window` holding at most `limit` events; a
     /// refused event is not counted.
     async fn hit_window(&self, bucket: Bucket, limit: u32, window: Duration) -> Result<Decision, LimiterError>;
+    /// Takes back the newest event counted in a sliding window: an attempt counted when it
+    /// started (so concurrent attempts cannot all pass one check) that turned out not to count
+    /// (a login that succeeded).
+    async fn undo_window(&self, bucket: Bucket) -> Result<(), LimiterError>;
     /// Looks at a sliding window without counting.
     async fn peek_window(&self, bucket: Bucket, limit: u32, window: Duration) -> Result<Decision, LimiterError>;
     /// Allows `per_sec` events a second with bursts of `burst` (GCRA).
@@ -143,6 +147,14 @@ impl RateLimiter for MemoryRateLimiter {
         Ok(self.window(bucket, limit, window, false))
     }
 
+    async fn undo_window(&self, bucket: Bucket) -> Result<(), LimiterError> {
+        let mut map = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(State::Window(log)) = map.get_mut(&bucket) {
+            log.pop_back();
+        }
+        Ok(())
+    }
+
     async fn hit_rate(&self, bucket: Bucket, per_sec: u32, burst: u32) -> Result<Decision, LimiterError> {
         Ok(self.rate(bucket, per_sec, burst))
     }
@@ -231,6 +243,19 @@ mod tests {
         assert!(rl.window(b, 5, w, true).allowed, "the oldest hit left the window");
         assert!(!rl.window(b, 5, w, true).allowed, "only one left");
         assert!(rl.window(acct(), 5, w, true).allowed, "buckets are independent");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn undo_takes_back_the_newest_hit() {
+        let rl = MemoryRateLimiter::default();
+        let b = acct();
+        let w = Duration::from_secs(60);
+        assert!(rl.window(b, 2, w, true).allowed);
+        assert!(rl.window(b, 2, w, true).allowed);
+        assert!(!rl.window(b, 2, w, true).allowed);
+        rl.undo_window(b).await.expect("undo");
+        assert_eq!(rl.window(b, 2, w, false).remaining, 1);
+        rl.undo_window(acct()).await.expect("an unknown bucket is a no-op");
     }
 
     #[tokio::test(start_paused = true)]

@@ -21,3 +21,6 @@ mod surfaces;
 mod users;
 mod v1;
 mod webhooks;
+
+// issue 12: hardening
+mod hardening;

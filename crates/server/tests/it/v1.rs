@@ -97,7 +97,7 @@ async fn no_key_is_unauthorized_and_bearer_is_refused() {
 async fn malformed_unknown_revoked_and_expired_keys_are_invalid() {
     let f = Fixture::new().await;
     let path = status_path(&f.account);
-    let unknown = reconbanker::auth::api_key::generate().full; // well-formed, checksum right, never stored
+    let unknown = f.app.state.keys.generate().full; // well-formed, checksum right, never stored
     let mut typo = f.key.clone();
     typo.replace_range(20..21, if &f.key[20..21] == "0" { "1" } else { "0" });
     for bad in [
@@ -113,7 +113,7 @@ async fn malformed_unknown_revoked_and_expired_keys_are_invalid() {
     }
 
     // Expired: a key whose expiry has passed is refused even though it exists.
-    let new_key = reconbanker::auth::api_key::generate();
+    let new_key = f.app.state.keys.generate();
     let user = f
         .app
         .state
@@ -790,7 +790,7 @@ async fn failed_authentications_are_rate_limited_per_client() {
     let app = TestApp::spawn_with(&[("RECONBANKER_AUTH_FAILURES_PER_MIN", "3")]).await;
     let f = Fixture::on(app).await;
     let path = status_path(&f.account);
-    let bogus = reconbanker::auth::api_key::generate().full;
+    let bogus = f.app.state.keys.generate().full;
     for _ in 0..3 {
         f.app
             .v1(Method::GET, &path, &bogus, None)

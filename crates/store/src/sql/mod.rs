@@ -1032,6 +1032,7 @@ impl Store for SqlStore {
         now: Timestamp,
         lease_until: Timestamp,
         limit: i64,
+        owner: &str,
     ) -> StoreResult<Vec<DeliveryRow>> {
         // The outer repeat of the due condition matters on PostgreSQL: a claimer that waited
         // on a row another claimer just leased re-checks it on the new version and skips it
@@ -1039,7 +1040,7 @@ impl Store for SqlStore {
         // Per-subject order: a delivery waits while an older one of its subject (created
         // earlier, or at the same time with a smaller id) is still pending.
         let sql = format!(
-            "UPDATE deliveries SET next_attempt_at = $2 WHERE id IN (SELECT d.id FROM deliveries d \
+            "UPDATE deliveries SET next_attempt_at = $2, claimed_by = $4 WHERE id IN (SELECT d.id FROM deliveries d \
              WHERE d.status = 'pending' AND d.next_attempt_at <= $1 \
              AND NOT EXISTS (SELECT 1 FROM deliveries o WHERE o.subject_id = d.subject_id \
              AND o.status = 'pending' AND (o.created_at < d.created_at \
@@ -1051,6 +1052,7 @@ impl Store for SqlStore {
             .bind(to_ms(now))
             .bind(to_ms(lease_until))
             .bind(limit.max(0))
+            .bind(owner)
             .fetch_all(&self.pool)
             .await
             .map_err(map_err)?;
@@ -1060,7 +1062,7 @@ impl Store for SqlStore {
     async fn finish_delivery_attempt(&self, d: &DeliveryRow) -> StoreResult<bool> {
         let done = sqlx::query(
             "UPDATE deliveries SET status = $2, attempts = $3, next_attempt_at = $4, last_attempt_at = $5, \
-             last_status = $6, last_error = $7, delivered_at = $8 WHERE id = $1",
+             last_status = $6, last_error = $7, delivered_at = $8, claimed_by = NULL WHERE id = $1",
         )
         .bind(d.id.0)
         .bind(&d.status)
@@ -1661,5 +1663,20 @@ impl Store for SqlStore {
         let logged = insert_events(&mut tx, &new_events).await?;
         tx.commit().await.map_err(map_err)?;
         Ok(logged)
+    }
+
+    // --- issue 12: hardening ---
+
+    async fn release_delivery_claims(&self, owner: &str, now: Timestamp) -> StoreResult<u64> {
+        let done = sqlx::query(
+            "UPDATE deliveries SET next_attempt_at = $2, claimed_by = NULL \
+             WHERE status = 'pending' AND claimed_by = $1",
+        )
+        .bind(owner)
+        .bind(to_ms(now))
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(done.rows_affected())
     }
 }

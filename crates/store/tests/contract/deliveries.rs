@@ -40,25 +40,33 @@ pub async fn check_claim_due_deliveries(s: &dyn Store) {
     s.record_events(&[e1.clone(), e2.clone(), e3.clone()]).await.unwrap();
 
     // Nothing for a limit of 0, and nothing is leased by it.
-    assert!(s.claim_due_deliveries(t, lease, 0).await.unwrap().is_empty());
+    assert!(s
+        .claim_due_deliveries(t, lease, 0, "instance-a")
+        .await
+        .unwrap()
+        .is_empty());
     // Oldest due first, at most `limit`, each leased until `lease`.
     assert_eq!(
-        s.claim_due_deliveries(t, lease, 1).await.unwrap(),
+        s.claim_due_deliveries(t, lease, 1, "instance-a").await.unwrap(),
         vec![leased(&e3, &old, lease)]
     );
     assert_eq!(
-        s.claim_due_deliveries(t, lease, 1).await.unwrap(),
+        s.claim_due_deliveries(t, lease, 1, "instance-a").await.unwrap(),
         vec![leased(&e1, &mid, lease)]
     );
     // Due exactly now counts; not yet due does not.
     assert_eq!(
-        by_id(s.claim_due_deliveries(t, lease, 10).await.unwrap()),
+        by_id(s.claim_due_deliveries(t, lease, 10, "instance-a").await.unwrap()),
         by_id(vec![leased(&e2, &new, lease), leased(&e3, &exact, lease)])
     );
     // Leased: a second claim at the same time takes nothing, nor one just before the lease ends.
-    assert!(s.claim_due_deliveries(t, lease, 10).await.unwrap().is_empty());
     assert!(s
-        .claim_due_deliveries(lease - ms(1), lease, 10)
+        .claim_due_deliveries(t, lease, 10, "instance-a")
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(s
+        .claim_due_deliveries(lease - ms(1), lease, 10, "instance-a")
         .await
         .unwrap()
         .is_empty());
@@ -78,7 +86,11 @@ pub async fn check_claim_due_deliveries(s: &dyn Store) {
     // Once the lease has passed, they are claimable again (the one due later still is not).
     let lease2 = t + Duration::hours(2);
     assert_eq!(
-        by_id(s.claim_due_deliveries(lease + ms(1), lease2, 10).await.unwrap()),
+        by_id(
+            s.claim_due_deliveries(lease + ms(1), lease2, 10, "instance-a")
+                .await
+                .unwrap()
+        ),
         by_id(vec![
             leased(&e3, &old, lease2),
             leased(&e1, &mid, lease2),
@@ -88,13 +100,13 @@ pub async fn check_claim_due_deliveries(s: &dyn Store) {
     );
     let lease3 = t + Duration::hours(3);
     assert_eq!(
-        s.claim_due_deliveries(t + Duration::minutes(90), lease3, 10)
+        s.claim_due_deliveries(t + Duration::minutes(90), lease3, 10, "instance-a")
             .await
             .unwrap(),
         vec![leased(&e1, &future, lease3)]
     );
     assert!(s
-        .claim_due_deliveries(t + Duration::minutes(90), lease3, 10)
+        .claim_due_deliveries(t + Duration::minutes(90), lease3, 10, "instance-a")
         .await
         .unwrap()
         .is_empty());
@@ -116,10 +128,10 @@ pub async fn check_concurrent_claims(s: &dyn Store) {
         };
         s.record_events(&[e]).await.unwrap();
         let (c1, c2, c3, c4) = tokio::join!(
-            s.claim_due_deliveries(t, lease, 15),
-            s.claim_due_deliveries(t, lease, 15),
-            s.claim_due_deliveries(t, lease, 15),
-            s.claim_due_deliveries(t, lease, 15),
+            s.claim_due_deliveries(t, lease, 15, "instance-a"),
+            s.claim_due_deliveries(t, lease, 15, "instance-a"),
+            s.claim_due_deliveries(t, lease, 15, "instance-a"),
+            s.claim_due_deliveries(t, lease, 15, "instance-a"),
         );
         let mut claimed: Vec<DeliveryId> = [c1, c2, c3, c4]
             .into_iter()
@@ -132,7 +144,7 @@ pub async fn check_concurrent_claims(s: &dyn Store) {
         assert_eq!(claimed.len(), n, "round {round}: a delivery was claimed twice");
         // Whatever the racers left is still there for the next claim.
         claimed.extend(
-            s.claim_due_deliveries(t, lease, 100)
+            s.claim_due_deliveries(t, lease, 100, "instance-a")
                 .await
                 .unwrap()
                 .iter()
@@ -239,7 +251,7 @@ pub async fn check_finish_delivery_attempt(s: &dyn Store) {
     assert_eq!(read(d3.id).await, delivered_due);
     // None of the three is pending: nothing is claimable, however late.
     assert!(s
-        .claim_due_deliveries(far_future(), far_future(), 100)
+        .claim_due_deliveries(far_future(), far_future(), 100, "instance-a")
         .await
         .unwrap()
         .is_empty());
@@ -255,12 +267,12 @@ pub async fn check_finish_delivery_attempt(s: &dyn Store) {
     };
     assert!(s.finish_delivery_attempt(&again).await.unwrap());
     assert!(s
-        .claim_due_deliveries(t + Duration::seconds(4), t + Duration::seconds(60), 10)
+        .claim_due_deliveries(t + Duration::seconds(4), t + Duration::seconds(60), 10, "instance-a")
         .await
         .unwrap()
         .is_empty());
     assert_eq!(
-        s.claim_due_deliveries(t + Duration::seconds(5), t + Duration::seconds(60), 10)
+        s.claim_due_deliveries(t + Duration::seconds(5), t + Duration::seconds(60), 10, "instance-a")
             .await
             .unwrap(),
         vec![DeliveryRow {
@@ -371,7 +383,7 @@ pub async fn check_list_deliveries(s: &dyn Store) {
     assert_eq!(s.resend_delivery(owner.id, reborn.id, last.id, t).await.unwrap(), None);
     let gone: BTreeSet<DeliveryId> = [first.id, lo.id, hi.id, last.id].into();
     let claimed = s
-        .claim_due_deliveries(t, t + Duration::seconds(60), 1000)
+        .claim_due_deliveries(t, t + Duration::seconds(60), 1000, "instance-a")
         .await
         .unwrap();
     assert!(!claimed.iter().any(|d| gone.contains(&d.id)));
@@ -415,7 +427,7 @@ pub async fn check_resend_delivery(s: &dyn Store) {
     };
     assert!(s.finish_delivery_attempt(&their_dead).await.unwrap());
     assert!(s
-        .claim_due_deliveries(far_future(), far_future(), 100)
+        .claim_due_deliveries(far_future(), far_future(), 100, "instance-a")
         .await
         .unwrap()
         .is_empty());
@@ -452,7 +464,7 @@ pub async fn check_resend_delivery(s: &dyn Store) {
         vec![their_dead]
     );
     assert!(s
-        .claim_due_deliveries(far_future(), far_future(), 100)
+        .claim_due_deliveries(far_future(), far_future(), 100, "instance-a")
         .await
         .unwrap()
         .is_empty());
@@ -473,13 +485,13 @@ pub async fn check_resend_delivery(s: &dyn Store) {
     );
     // Claimable from `now` on, not before.
     assert!(s
-        .claim_due_deliveries(t2 - ms(1), t + Duration::seconds(60), 10)
+        .claim_due_deliveries(t2 - ms(1), t + Duration::seconds(60), 10, "instance-a")
         .await
         .unwrap()
         .is_empty());
     let lease = t + Duration::seconds(60);
     assert_eq!(
-        s.claim_due_deliveries(t2, lease, 10).await.unwrap(),
+        s.claim_due_deliveries(t2, lease, 10, "instance-a").await.unwrap(),
         vec![DeliveryRow {
             next_attempt_at: Some(lease),
             ..resent.clone()
@@ -495,7 +507,10 @@ pub async fn check_resend_delivery(s: &dyn Store) {
         s.resend_delivery(owner.id, a.id, d.id, t3).await.unwrap(),
         Some(again.clone())
     );
-    assert_eq!(s.claim_due_deliveries(t3, lease, 10).await.unwrap().len(), 1);
+    assert_eq!(
+        s.claim_due_deliveries(t3, lease, 10, "instance-a").await.unwrap().len(),
+        1
+    );
     // A delivered one can be sent again too.
     let delivered = DeliveryRow {
         status: "delivered".into(),

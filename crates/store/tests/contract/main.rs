@@ -30,6 +30,8 @@ mod passthrough;
 mod reconcile;
 mod review;
 mod users;
+// issue 12: hardening
+mod hardening;
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -54,6 +56,9 @@ use crate::failures::*;
 use crate::passthrough::*;
 #[allow(unused_imports)]
 use crate::review::*;
+// issue 12: hardening
+#[allow(unused_imports)]
+use crate::hardening::*;
 
 /// Stamps out `sqlite::<check>` and `postgres::<check>` tests for each check, each on a fresh
 /// database.
@@ -176,6 +181,8 @@ contract_tests! {
     // (this area's checks go below this line)
     check_record_pass_failure,
 
+    // issue 12: hardening
+    check_release_delivery_claims,
 }
 
 /// A timestamp out of range in a row is a `Corrupt` error, not 1970 (written behind the store's
@@ -814,6 +821,8 @@ const CHECK_SOURCES: &[(&str, &str)] = &[
     ("passthrough.rs", include_str!("passthrough.rs")),
     ("expiry.rs", include_str!("expiry.rs")),
     ("failures.rs", include_str!("failures.rs")),
+    // issue 12: hardening
+    ("hardening.rs", include_str!("hardening.rs")),
 ];
 
 /// The names of the methods declared in `pub trait Store { … }`.

@@ -627,16 +627,20 @@ pub async fn check_delivery_subject_order(s: &dyn Store) {
     let e2 = delivering(event(owner.id, a.id, "conciliation.matched", t - ms(20)), &[&x2, &y1]);
     s.record_events(&[e1.clone(), e2.clone()]).await.unwrap();
 
-    let claimed = s.claim_due_deliveries(t, lease, 10).await.unwrap();
+    let claimed = s.claim_due_deliveries(t, lease, 10, "instance-a").await.unwrap();
     assert_eq!(
         by_id(claimed),
         by_id(vec![leased(&e1, &x1, lease), leased(&e2, &y1, lease)])
     );
     // x1 and y1 due again when their lease ends; x1 still pending: x2 waits.
-    let again: Vec<DeliveryId> = by_id(s.claim_due_deliveries(lease, lease + ms(1), 10).await.unwrap())
-        .iter()
-        .map(|d| d.id)
-        .collect();
+    let again: Vec<DeliveryId> = by_id(
+        s.claim_due_deliveries(lease, lease + ms(1), 10, "instance-a")
+            .await
+            .unwrap(),
+    )
+    .iter()
+    .map(|d| d.id)
+    .collect();
     let mut want = vec![x1.id, y1.id];
     want.sort();
     assert_eq!(again, want);
@@ -650,7 +654,10 @@ pub async fn check_delivery_subject_order(s: &dyn Store) {
     };
     assert!(s.finish_delivery_attempt(&done(&x1, &e1)).await.unwrap());
     let later = t + Duration::hours(1);
-    let claimed = s.claim_due_deliveries(later, later + ms(1), 10).await.unwrap();
+    let claimed = s
+        .claim_due_deliveries(later, later + ms(1), 10, "instance-a")
+        .await
+        .unwrap();
     let ids: Vec<DeliveryId> = by_id(claimed).iter().map(|d| d.id).collect();
     let mut want = vec![x2.id, y1.id];
     want.sort();
@@ -666,7 +673,11 @@ pub async fn check_delivery_subject_order(s: &dyn Store) {
     let e3 = delivering(event(owner.id, a.id, "conciliation.matched", t), &[&hi, &lo, &other]);
     s.record_events(std::slice::from_ref(&e3)).await.unwrap();
     let far = t + Duration::hours(3);
-    let claimed = by_id(s.claim_due_deliveries(far, far + ms(1), 10).await.unwrap());
+    let claimed = by_id(
+        s.claim_due_deliveries(far, far + ms(1), 10, "instance-a")
+            .await
+            .unwrap(),
+    );
     let ids: Vec<DeliveryId> = claimed.iter().map(|d| d.id).collect();
     assert!(
         ids.contains(&lo.id) && ids.contains(&other.id) && !ids.contains(&hi.id),
@@ -676,7 +687,10 @@ pub async fn check_delivery_subject_order(s: &dyn Store) {
     let plain = delivery("login_failed", t);
     let e4 = delivering(event(owner.id, a.id, "session.login_failed", t), &[&plain]);
     s.record_events(std::slice::from_ref(&e4)).await.unwrap();
-    let claimed = s.claim_due_deliveries(far, far + ms(1), 10).await.unwrap();
+    let claimed = s
+        .claim_due_deliveries(far, far + ms(1), 10, "instance-a")
+        .await
+        .unwrap();
     assert_eq!(claimed, vec![leased(&e4, &plain, far + ms(1))]);
     assert_eq!(claimed[0].channel, CHANNEL_NOTIFICATION);
 }

@@ -141,7 +141,10 @@ pub async fn check_insert_movements_forwards_in_passthrough(s: &dyn Store) {
         assert_eq!(d.payload, format!(r#"{{"id":"{m}","amount":{amount}}}"#));
     }
     // Due at once, and claimed like any result delivery.
-    let claimed = s.claim_due_deliveries(t2, t2 + Duration::minutes(2), 10).await.unwrap();
+    let claimed = s
+        .claim_due_deliveries(t2, t2 + Duration::minutes(2), 10, "instance-a")
+        .await
+        .unwrap();
     assert_eq!(claimed.len(), 2);
 
     // Read again: nothing new, nothing forwarded twice.
