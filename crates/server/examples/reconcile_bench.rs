@@ -732,6 +732,8 @@ async fn latency(n: usize) {
 
 #[tokio::main]
 async fn main() {
+    // The allocator settings of the server binary (its `main` applies the same).
+    reconbanker::support::memory::tune();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_writer(std::io::stderr)
