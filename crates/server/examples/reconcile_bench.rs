@@ -730,10 +730,17 @@ async fn latency(n: usize) {
     assert_eq!(unverified, 0);
 }
 
-#[tokio::main]
-async fn main() {
-    // The allocator settings of the server binary (its `main` applies the same).
+fn main() {
+    // The allocator settings of the server binary, applied as its `main` does: before any thread.
     reconbanker::support::memory::tune();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(run());
+}
+
+async fn run() {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_writer(std::io::stderr)

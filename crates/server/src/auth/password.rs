@@ -60,7 +60,25 @@ impl Passwords {
     fn done(&self, permit: tokio::sync::SemaphorePermit<'_>) {
         drop(permit);
         if self.permits.available_permits() == self.max_parallel {
-            crate::support::memory::trim();
+            // Off the async workers (it walks every arena under its lock), at most every 10 s.
+            static LAST_TRIM_SECS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let now_secs = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            let last = LAST_TRIM_SECS.load(std::sync::atomic::Ordering::Relaxed);
+            if now_secs >= last + 10
+                && LAST_TRIM_SECS
+                    .compare_exchange(
+                        last,
+                        now_secs,
+                        std::sync::atomic::Ordering::Relaxed,
+                        std::sync::atomic::Ordering::Relaxed,
+                    )
+                    .is_ok()
+            {
+                tokio::task::spawn_blocking(crate::support::memory::trim);
+            }
         }
     }
 

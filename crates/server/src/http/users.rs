@@ -145,7 +145,10 @@ pub async fn login(
     let Some(user) = user.filter(|_| ok) else {
         return Err(Problem::unauthorized("Invalid credentials").into());
     };
-    app.limiter.undo_window(bucket).await.map_err(Problem::from)?;
+    // Giving the place back is a courtesy: failing to must not fail a correct login.
+    if let Err(e) = app.limiter.undo_window(bucket).await {
+        tracing::warn!(error = %e, "could not give a successful login's place back");
+    }
     let (token, _) = app.jwt.issue(user.id, now()).map_err(Problem::internal)?;
     Ok(Json(LoginOut {
         token,

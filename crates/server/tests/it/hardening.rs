@@ -14,6 +14,24 @@ fn assert_field_error(r: &Res, field: &str) {
     assert_eq!(r.body["details"][0]["field"], field, "{}", r.text);
 }
 
+/// A password is a secret, not a free-text name: whatever characters it holds (a tab, even a
+/// NUL) are hashed, never stored as text, so they register and log in on both backends.
+#[tokio::test]
+async fn passwords_may_hold_control_characters() {
+    let f = Fixture::new().await;
+    let creds = json!({"email": "tabs@example.com", "password": "tab\there and nul\u{0} too"});
+    let r = f
+        .app
+        .json(Method::POST, "/auth/register", None, Some(creds.clone()))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let r = f.app.json(Method::POST, "/auth/login", None, Some(creds)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let wrong = json!({"email": "tabs@example.com", "password": "tab\there and nul too"});
+    let r = f.app.json(Method::POST, "/auth/login", None, Some(wrong)).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text);
+}
+
 /// Finding 3: a NUL (or any control character) in a free-text input is a 400 naming the field on
 /// both backends — PostgreSQL `text` refuses NUL (it was a 500), SQLite stored it.
 #[tokio::test]

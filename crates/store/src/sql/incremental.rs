@@ -20,8 +20,8 @@ use std::collections::HashSet;
 use sqlx::Row;
 use uuid::Uuid;
 
-use super::pass::{eligible_out, parse_eligible, parse_eligible_value};
-use super::reconcile::{params, parse_requests, req_out, requests_where, BULK_ROWS, REQ_COLS};
+use super::pass::{eligible_out, parse_eligible, parse_eligible_value, ELIGIBLE_COLS};
+use super::reconcile::{params, parse_requests, req_out, requests_where, BULK_ROWS, PAGE, REQ_COLS};
 use super::rows::*;
 use super::{bulk, Db, BACKEND};
 use crate::error::{map_err, StoreResult};
@@ -115,32 +115,47 @@ pub(super) async fn load(
     };
     let horizon_ms = to_ms(horizon);
 
-    // Movements not seen yet, whatever their eligibility: their groups changed.
+    // Movements not seen yet, whatever their eligibility: their groups changed. Read a page at a
+    // time (keyset on `id`), each page as one JSON text.
     let sql = bulk::agg_out(
         &format!(
-            "json_{}({}, CASE WHEN m.ignored_at IS NULL AND NOT EXISTS \
-             (SELECT 1 FROM conciliation_matches c WHERE c.movement_id = m.id) THEN 1 ELSE 0 END)",
+            "json_{}({}, p.free)",
             if BACKEND == "sqlite" { "array" } else { "build_array" },
-            eligible_out("m.")
+            eligible_out("p.")
         ),
-        "FROM movements m WHERE m.account_id = $1 AND m.match_key IS NULL",
+        &format!(
+            "FROM (SELECT {ELIGIBLE_COLS}, CASE WHEN m.ignored_at IS NULL AND NOT EXISTS \
+             (SELECT 1 FROM conciliation_matches c WHERE c.movement_id = m.id) THEN 1 ELSE 0 END AS free \
+             FROM movements m WHERE m.account_id = $1 AND m.match_key IS NULL AND m.id > $2 \
+             ORDER BY m.id LIMIT $3) AS p"
+        ),
     );
-    let text: String = sqlx::query_scalar(&sql)
-        .bind(account.0)
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(map_err)?;
-    let unseen: Vec<(serde_json::Value, i64)> = bulk::parse("movements", &text)?;
-    drop(text);
     let mut keys: HashSet<String> = HashSet::new();
     let mut movements: Vec<EligibleMovement> = Vec::new();
-    for (m, free) in unseen {
-        let m = parse_eligible_value(m)?;
-        if let Some(key) = amount_key(&m.amount) {
-            keys.insert(key);
+    let mut after = Uuid::nil();
+    loop {
+        let text: String = sqlx::query_scalar(&sql)
+            .bind(account.0)
+            .bind(after)
+            .bind(PAGE)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(map_err)?;
+        let unseen: Vec<(serde_json::Value, i64)> = bulk::parse("movements", &text)?;
+        drop(text);
+        let full = unseen.len() as i64 == PAGE;
+        for (m, free) in unseen {
+            let m = parse_eligible_value(m)?;
+            after = after.max(m.id.0);
+            if let Some(key) = amount_key(&m.amount) {
+                keys.insert(key);
+            }
+            if free == 1 && m.received_at_ms.is_none_or(|t| t >= horizon_ms) {
+                movements.push(m);
+            }
         }
-        if free == 1 && m.received_at_ms.is_none_or(|t| t >= horizon_ms) {
-            movements.push(m);
+        if !full {
+            break;
         }
     }
 
@@ -268,37 +283,47 @@ pub(super) async fn load(
 /// Records every movement of the account not seen yet as seen, with its amount key, in a
 /// committing pass's transaction (the version check guarantees they are the snapshot's).
 pub(super) async fn mark_seen(conn: &mut Conn, account: AccountId) -> StoreResult<()> {
-    let sql = bulk::agg_out(
-        &bulk::row_out(&["uuid:id", "amount"]),
-        "FROM movements WHERE account_id = $1 AND match_key IS NULL",
+    let read = bulk::agg_out(
+        &bulk::row_out(&["uuid:p.id", "p.amount"]),
+        "FROM (SELECT id, amount FROM movements WHERE account_id = $1 AND match_key IS NULL AND id > $2 \
+         ORDER BY id LIMIT $3) AS p",
     );
-    let text: String = sqlx::query_scalar(&sql)
-        .bind(account.0)
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(map_err)?;
-    let unseen: Vec<(Uuid, String)> = bulk::parse("movements", &text)?;
-    drop(text);
-    let sql = format!(
+    let write = format!(
         "UPDATE movements SET match_key = v.k FROM (SELECT {} AS id, {} AS k FROM {}) AS v WHERE movements.id = v.id",
         bulk::uuid(0),
         bulk::text(1),
         bulk::source(1)
     );
-    for chunk in unseen.chunks(BULK_ROWS) {
-        let mut rows = bulk::JsonRows::with_capacity(chunk.len() * 60);
-        for (id, amount) in chunk {
+    let mut after = Uuid::nil();
+    loop {
+        let text: String = sqlx::query_scalar(&read)
+            .bind(account.0)
+            .bind(after)
+            .bind(PAGE)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(map_err)?;
+        let unseen: Vec<(Uuid, String)> = bulk::parse("movements", &text)?;
+        drop(text);
+        let full = unseen.len() as i64 == PAGE;
+        let mut rows = bulk::JsonRows::with_capacity(unseen.len() * 60);
+        for (id, amount) in &unseen {
+            after = after.max(*id);
             rows.row()
                 .uuid(*id)
                 .text(&amount_key(amount).unwrap_or_else(|| NO_KEY.into()));
         }
-        sqlx::query(&sql)
-            .bind(rows.finish())
-            .execute(&mut *conn)
-            .await
-            .map_err(map_err)?;
+        if !unseen.is_empty() {
+            sqlx::query(&write)
+                .bind(rows.finish())
+                .execute(&mut *conn)
+                .await
+                .map_err(map_err)?;
+        }
+        if !full {
+            return Ok(());
+        }
     }
-    Ok(())
 }
 
 /// Leaves `movements` unseen again and the account dirty, so the next pass evaluates their

@@ -3,12 +3,12 @@
 //! parameters per statement), so a pass over tens of thousands of requests is a few hundred
 //! statements.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use sqlx::Row;
 use uuid::Uuid;
 
-use super::reconcile::{req_out, ReqOut, BULK_ROWS, OPEN_STATUSES, STATE_COLS};
+use super::reconcile::{req_out, ReqOut, BULK_ROWS, OPEN_STATUSES, PAGE, STATE_COLS};
 use super::rows::*;
 use super::{bulk, Db, BACKEND, FOR_UPDATE};
 use crate::error::{map_err, StoreResult};
@@ -91,19 +91,34 @@ pub(super) async fn load(conn: &mut Conn, account: AccountId, horizon: Timestamp
         super::reconcile::requests_where(conn, account, &format!("status IN {}", *OPEN_STATUSES)).await?;
     requests.sort_by(|a, b| (a.registered_at, &a.external_id, a.id.0).cmp(&(b.registered_at, &b.external_id, b.id.0)));
     let sql = bulk::agg_out(
-        &eligible_out("m."),
-        "FROM movements m WHERE m.account_id = $1 AND m.ignored_at IS NULL \
-         AND (m.received_at_ms IS NULL OR m.received_at_ms >= $2) \
-         AND NOT EXISTS (SELECT 1 FROM conciliation_matches c WHERE c.movement_id = m.id)",
+        &eligible_out("p."),
+        &format!(
+            "FROM (SELECT {ELIGIBLE_COLS} FROM movements m WHERE m.account_id = $1 AND m.ignored_at IS NULL \
+             AND (m.received_at_ms IS NULL OR m.received_at_ms >= $2) \
+             AND NOT EXISTS (SELECT 1 FROM conciliation_matches c WHERE c.movement_id = m.id) \
+             AND m.id > $3 ORDER BY m.id LIMIT $4) AS p"
+        ),
     );
-    let text: String = sqlx::query_scalar(&sql)
-        .bind(account.0)
-        .bind(to_ms(horizon))
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(map_err)?;
-    let mut movements = parse_eligible(&text)?;
-    drop(text);
+    let mut movements = Vec::new();
+    let mut after = Uuid::nil();
+    loop {
+        let text: String = sqlx::query_scalar(&sql)
+            .bind(account.0)
+            .bind(to_ms(horizon))
+            .bind(after)
+            .bind(PAGE)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(map_err)?;
+        let page = parse_eligible(&text)?;
+        drop(text);
+        let full = page.len() as i64 == PAGE;
+        after = page.iter().map(|m| m.id.0).fold(after, Ord::max);
+        movements.extend(page);
+        if !full {
+            break;
+        }
+    }
     // NULLs sort first on SQLite and last on PostgreSQL: one order on both.
     movements.sort_by_key(|m| (m.received_at_ms, m.id));
     let sql = format!(
@@ -203,6 +218,8 @@ pub(super) async fn apply(
     events: &PassEventsFor<'_>,
 ) -> StoreResult<Applied> {
     let now_ms = to_ms(now);
+    // What the database stores (whole milliseconds), so the rows rebuilt below are the stored ones.
+    let now = crate::model::try_from_ms(now_ms).unwrap_or(now);
 
     // The open requests the decisions name, as they are now, with their last attempts (an
     // attempt is written only when the result, the reason or the candidates change).
@@ -301,11 +318,14 @@ pub(super) async fn apply(
     };
 
     // 1. Expiries.
+    // Each request is decided once (the first decision naming it wins, in this order): an update
+    // counted against the rows it names must not see a request twice.
+    let mut named: HashSet<Uuid> = HashSet::with_capacity(before.len());
     let expired: Vec<Uuid> = commit
         .expired
         .iter()
         .map(|r| r.0)
-        .filter(|id| before.contains_key(id))
+        .filter(|id| before.contains_key(id) && named.insert(*id))
         .collect();
     let mut expired_rows: HashMap<Uuid, ConciliationRow> = HashMap::with_capacity(expired.len());
     for chunk in expired.chunks(BULK_ROWS) {
@@ -353,7 +373,9 @@ pub(super) async fn apply(
     let matched: Vec<&MatchDecision> = commit
         .matched
         .iter()
-        .filter(|d| before.contains_key(&d.request.0) && !expired_rows.contains_key(&d.request.0))
+        .filter(|d| {
+            before.contains_key(&d.request.0) && !expired_rows.contains_key(&d.request.0) && named.insert(d.request.0)
+        })
         .collect();
     let mut matched_rows: HashMap<Uuid, ConciliationRow> = HashMap::with_capacity(matched.len());
     for chunk in matched.chunks(BULK_ROWS) {
@@ -448,7 +470,7 @@ pub(super) async fn apply(
                     && r.last_candidates.as_deref() == Some(d.candidate_set.as_str());
                 let decided = expired_rows.contains_key(&r.id.0) || matched_rows.contains_key(&r.id.0);
                 !same_entry && !decided
-            })
+            }) && named.insert(d.request.0)
         })
         .collect();
     let mut ambiguous_rows: HashMap<Uuid, ConciliationRow> = HashMap::with_capacity(ambiguous.len());
@@ -529,7 +551,7 @@ pub(super) async fn apply(
             || r.status != ConciliationStatus::NotFound
             || r.reason.as_deref() != Some(d.reason.as_str())
             || r.last_candidates.is_some();
-        if new_attempt || new_state {
+        if (new_attempt || new_state) && named.insert(d.request.0) {
             not_found.push((d, new_attempt));
         }
     }

@@ -71,7 +71,7 @@ pub(super) fn values(first: usize, width: usize, rows: usize) -> String {
 
 /// Rows read per page of a large read: a page is held in memory at once (as JSON text, then as
 /// rows).
-const PAGE: i64 = 10_000;
+pub(super) const PAGE: i64 = 10_000;
 
 /// [`REQ_COLS`] as one JSON row out of the table aliased `alias` (see [`bulk::row_out`]).
 pub(super) fn req_out(alias: &str) -> String {

@@ -537,10 +537,10 @@ pub async fn check_commit_pass_not_found(s: &dyn Store) {
     };
     let attempts = |input: &PassInput| by_ext(input, "A").attempt_count;
 
-    // First evaluation: attempt and event.
-    let logged = commit(s, u.id, a.id, &input, &pass("name_too_different", "[1]"), t + ms(1))
-        .await
-        .unwrap();
+    // First evaluation: attempt and event (a decision named twice counts once).
+    let mut twice = pass("name_too_different", "[1]");
+    twice.not_found.push(not_found(&ra, "name_too_different", "[1]"));
+    let logged = commit(s, u.id, a.id, &input, &twice, t + ms(1)).await.unwrap();
     assert_eq!(logged.len(), 1);
     assert_eq!(logged[0].kind, "conciliation.not_found");
     assert!(
