@@ -83,6 +83,9 @@ pub trait Store: Send + Sync + 'static {
     async fn revoke_api_key(&self, user: UserId, id: ApiKeyId, now: Timestamp) -> StoreResult<Option<ApiKeyRow>>;
     /// The authentication lookup (the prefix is public and unique).
     async fn api_key_by_prefix(&self, prefix: &str) -> StoreResult<Option<ApiKeyRow>>;
+    /// Every key's prefix, revoked ones included (which keys of the old checksum may still be
+    /// looked up).
+    async fn api_key_prefixes(&self) -> StoreResult<Vec<String>>;
     /// Batched `last_used_at` write; never moves a timestamp backwards.
     async fn record_api_key_use(&self, uses: &[(ApiKeyId, Timestamp)]) -> StoreResult<()>;
 

@@ -76,6 +76,12 @@ pub(crate) async fn build(config: Config, options: AppOptions) -> Result<(AppSta
     // issue 12: the deliveries this instance had claimed before it died are due again now.
     let owner = instance_id(&config);
     let released = store.release_delivery_claims(&owner, reconbanker_store::now()).await?;
+    let keys = KeyDirectory::new(
+        store.clone(),
+        crate::auth::api_key::Checksum::from_master_key(secrets.master_key.expose()),
+    );
+    // Keys of the old checksum that exist now are the only ones that can ever be real.
+    keys.load_legacy().await?;
     if released > 0 {
         tracing::info!(released, "took back the webhook deliveries this instance had claimed");
     }
@@ -160,10 +166,7 @@ pub(crate) async fn build(config: Config, options: AppOptions) -> Result<(AppSta
         streams_closing: CancellationToken::new(),
         jwt: Jwt::new(secrets.jwt_secret.expose(), config.jwt_ttl),
         sealer,
-        keys: KeyDirectory::new(
-            store.clone(),
-            crate::auth::api_key::Checksum::from_master_key(secrets.master_key.expose()),
-        ),
+        keys,
         accounts: AccountDirectory::new(store.clone()),
         sessions,
         bus,

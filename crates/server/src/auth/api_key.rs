@@ -3,7 +3,10 @@
 //! before them (`rbk_<prefix>_<56 hex>`): the first 4 bytes of HMAC-SHA256 under a key derived
 //! from the master key. Only the server can compute it, so a mistyped, made-up or forged key is
 //! refused without a database read (a plain CRC let anyone make well-formed keys that each cost
-//! a lookup). Only SHA-256(secret) is stored.
+//! a lookup). Keys issued before it carry a CRC-32 (IEEE) instead: [`parse`] marks them `legacy`,
+//! and the key directory looks them up only when their prefix names a key that exists (so they
+//! keep working, and a forged CRC key is still refused from memory). Only SHA-256(secret) is
+//! stored.
 
 use hmac::{Hmac, Mac};
 use rand::RngCore;
@@ -60,6 +63,8 @@ pub struct NewKey {
 pub struct ParsedKey<'a> {
     pub prefix: &'a str,
     pub secret: &'a str,
+    /// The checksum is the CRC-32 of keys issued before the keyed checksum.
+    pub legacy: bool,
 }
 
 pub fn generate(checksum: &Checksum) -> NewKey {
@@ -98,10 +103,18 @@ pub fn parse<'a>(text: &'a str, checksum: &Checksum) -> Option<ParsedKey<'a>> {
     let (head, sent) = text.split_at(KEY_LEN - CHECKSUM_HEX);
     let mut tag = [0u8; 4];
     hex::decode_to_slice(sent, &mut tag).ok()?;
-    if !bool::from(checksum.of(head.as_bytes()).ct_eq(&tag)) {
-        return None;
+    if bool::from(checksum.of(head.as_bytes()).ct_eq(&tag)) {
+        return Some(ParsedKey {
+            prefix,
+            secret,
+            legacy: false,
+        });
     }
-    Some(ParsedKey { prefix, secret })
+    (crc32fast::hash(head.as_bytes()).to_be_bytes() == tag).then_some(ParsedKey {
+        prefix,
+        secret,
+        legacy: true,
+    })
 }
 
 /// Constant-time comparison of a presented secret with a stored hash.
@@ -136,12 +149,14 @@ mod tests {
     }
 
     #[test]
-    fn a_key_with_a_plain_crc_or_another_servers_checksum_is_refused() {
+    fn a_plain_crc_is_legacy_and_another_servers_checksum_is_refused() {
         let c = checksum();
         let k = generate(&c).full;
+        assert!(!parse(&k, &c).expect("own key").legacy);
         let head = &k[..KEY_LEN - CHECKSUM_HEX];
         let crc = format!("{head}{:08x}", crc32fast::hash(head.as_bytes()));
-        assert!(parse(&crc, &c).is_none(), "anyone can compute a CRC");
+        // Anyone can compute a CRC: the directory looks it up only for a prefix that exists.
+        assert!(parse(&crc, &c).expect("an old key's shape").legacy);
         let other = generate(&Checksum::from_master_key(&[8u8; 32])).full;
         assert!(parse(&other, &c).is_none(), "another master key, another checksum");
     }

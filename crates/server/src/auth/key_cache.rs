@@ -6,11 +6,11 @@
 //! Scale-out note: revocation invalidates this instance's cache; a multi-instance deployment
 //! must broadcast the invalidation (see docs/architecture.md).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
-use reconbanker_store::{now, AccountId, ApiKeyId, ApiKeyRow, Store, StoreResult, Timestamp, UserId};
+use reconbanker_store::{now, AccountId, ApiKeyId, ApiKeyRow, Store, StoreError, StoreResult, Timestamp, UserId};
 
 use crate::auth::api_key;
 
@@ -114,6 +114,11 @@ pub struct KeyDirectory {
     /// Bumped by every invalidation: a row read before one is used but not cached, so a
     /// revocation racing with a cache fill can never be undone by it.
     generation: AtomicU64,
+    /// The prefixes of the keys that existed when the first key with the old (CRC) checksum
+    /// was presented: only those are looked up for such a key, so forging one (anyone can
+    /// compute a CRC) still costs no database read. Every key issued since carries the keyed
+    /// checksum, so the set never needs to grow.
+    legacy: tokio::sync::OnceCell<HashSet<String>>,
 }
 
 /// How long an unknown prefix is remembered, and how many are.
@@ -128,7 +133,20 @@ impl KeyDirectory {
             by_prefix: RwLock::new(HashMap::new()),
             unknown: std::sync::Mutex::new(HashMap::new()),
             generation: AtomicU64::new(0),
+            legacy: tokio::sync::OnceCell::new(),
         }
+    }
+
+    /// Reads the prefixes a key of the old checksum may have (at boot; otherwise on the first
+    /// such key presented).
+    pub async fn load_legacy(&self) -> StoreResult<()> {
+        self.legacy_prefixes().await.map(|_| ())
+    }
+
+    async fn legacy_prefixes(&self) -> StoreResult<&HashSet<String>> {
+        self.legacy
+            .get_or_try_init(|| async { Ok::<_, StoreError>(self.store.api_key_prefixes().await?.into_iter().collect()) })
+            .await
     }
 
     /// A new key carrying this server's checksum. Its prefix is taken out of the negative
@@ -179,6 +197,17 @@ impl KeyDirectory {
         let Some(parsed) = api_key::parse(text, &self.checksum) else {
             return Ok(Err(AuthError::Invalid));
         };
+        if parsed.legacy {
+            let known = self
+                .legacy
+                .get_or_try_init(|| async {
+                    Ok::<_, StoreError>(self.store.api_key_prefixes().await?.into_iter().collect())
+                })
+                .await?;
+            if !known.contains(parsed.prefix) {
+                return Ok(Err(AuthError::Invalid));
+            }
+        }
         let key = match self.cached(parsed.prefix) {
             Some(k) => k,
             None => {

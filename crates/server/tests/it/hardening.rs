@@ -707,3 +707,48 @@ async fn a_restarted_instance_takes_back_its_own_delivery_claims_at_boot() {
     );
     drop(app);
 }
+
+/// Keys issued before the keyed checksum (a CRC-32) keep working after the upgrade: a key of the
+/// old checksum is looked up only when its prefix named a key at boot, so a CRC key made up by
+/// anyone is still refused from memory (no database read).
+#[tokio::test]
+async fn keys_issued_with_the_old_checksum_keep_working() {
+    use sha2::Digest;
+    let f = Fixture::new().await;
+    let user = f.user_id().await;
+    let crate::harness::Fixture { app, account, .. } = f;
+    // What the previous release stored for a key it issued: the prefix and SHA-256(secret).
+    let head = format!("rbk_01dc0de5_{}", "cd".repeat(28));
+    let old = format!("{head}{:08x}", crc32fast::hash(head.as_bytes()));
+    let row = reconbanker_store::ApiKeyRow {
+        id: reconbanker_store::ApiKeyId::new(),
+        user_id: user,
+        name: "issued by the previous release".into(),
+        prefix: "01dc0de5".into(),
+        secret_hash: sha2::Sha256::digest(&old.as_bytes()[13..]).to_vec(),
+        scopes: vec!["status:read".into()],
+        account_ids: None,
+        created_at: reconbanker_store::now(),
+        last_used_at: None,
+        expires_at: None,
+        revoked_at: None,
+    };
+    app.state.store.create_api_key(&row).await.expect("old key");
+    let app = app.restart(reconbanker::AppOptions::default()).await;
+    let path = format!("/v1/accounts/{account}/status");
+    assert_eq!(app.v1(Method::GET, &path, &old, None).await.status, StatusCode::OK);
+    // The old key with another secret, and a CRC key whose prefix named nothing at boot.
+    let wrong = format!("rbk_01dc0de5_{}", "ce".repeat(28));
+    let wrong = format!("{wrong}{:08x}", crc32fast::hash(wrong.as_bytes()));
+    let made_up = format!("rbk_0badc0de_{}", "cd".repeat(28));
+    let made_up = format!("{made_up}{:08x}", crc32fast::hash(made_up.as_bytes()));
+    for key in [&wrong, &made_up] {
+        app.v1(Method::GET, &path, key, None)
+            .await
+            .assert_v1_error(401, "INVALID_API_KEY");
+    }
+    app.state.store.close().await;
+    app.v1(Method::GET, &path, &made_up, None)
+        .await
+        .assert_v1_error(401, "INVALID_API_KEY");
+}

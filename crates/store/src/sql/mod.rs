@@ -641,6 +641,13 @@ impl Store for SqlStore {
         row.as_ref().map(key_from).transpose()
     }
 
+    async fn api_key_prefixes(&self) -> StoreResult<Vec<String>> {
+        sqlx::query_scalar("SELECT prefix FROM api_keys ORDER BY prefix")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)
+    }
+
     async fn record_api_key_use(&self, uses: &[(ApiKeyId, Timestamp)]) -> StoreResult<()> {
         if uses.is_empty() {
             return Ok(());

@@ -38,6 +38,11 @@ pub async fn check_api_keys(s: &dyn Store) {
         assert_eq!(s.api_key_by_prefix(&k.prefix).await.unwrap().as_ref(), Some(k));
     }
     assert_eq!(s.api_key_by_prefix(&uniq("rbk")).await.unwrap(), None);
+    // Every prefix, revoked included (the database is shared by other checks: a superset).
+    let prefixes = s.api_key_prefixes().await.unwrap();
+    for k in [&k1, &k2, &k3, &k4, &theirs] {
+        assert!(prefixes.contains(&k.prefix), "{}", k.prefix);
+    }
 
     // Newest first, tenant-scoped, paged.
     let all = s.list_api_keys(owner.id, 100, 0).await.unwrap();
