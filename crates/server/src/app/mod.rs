@@ -4,6 +4,8 @@
 
 pub(crate) mod accounts;
 pub(crate) mod boot;
+// Issue 11 (scale-out).
+pub(crate) mod instance_lock;
 pub(crate) mod upkeep;
 pub(crate) mod wiring;
 

@@ -309,7 +309,13 @@ impl Store for SqlStore {
     }
 
     async fn migrate(&self) -> StoreResult<()> {
-        let migrator = sqlx::migrate::Migrator::new(MIGRATIONS).await?;
+        let mut migrator = sqlx::migrate::Migrator::new(MIGRATIONS).await?;
+        // Issue 11: on PostgreSQL the migrator holds a session advisory lock (keyed on the
+        // database name) from before it reads the migrations table until it is done, so
+        // instances starting together migrate once: the others wait, then find nothing to do.
+        // (On SQLite the database's own write lock serialises them.) It is sqlx's default; it
+        // is set here so that no upgrade of it can turn it off unnoticed.
+        migrator.set_locking(true);
         migrator.run(&self.pool).await?;
         Ok(())
     }
