@@ -124,7 +124,12 @@ impl App {
         // The line process supervisors and the multi-process tests wait for: migrated, cleaned
         // up after the previous process, every worker started.
         let addr = listener.local_addr()?;
-        tracing::info!(%addr, backend = state.store.backend(), "reconbanker ready on http://{addr}");
+        tracing::info!(
+            %addr,
+            backend = state.store.backend(),
+            instance = %state.instance_id,
+            "reconbanker ready on http://{addr}"
+        );
         let served = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown({
                 // Open event streams and sockets end when shutdown begins, or they would hold it.

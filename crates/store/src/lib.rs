@@ -15,6 +15,8 @@ mod review;
 
 pub mod postgres;
 pub mod sqlite;
+// Issue 11 (scale-out): LISTEN/NOTIFY between instances on one PostgreSQL database.
+pub mod signals;
 
 use std::sync::Arc;
 
@@ -454,6 +456,13 @@ pub trait Store: Send + Sync + 'static {
         now: Timestamp,
         events: &RequestEventsFor<'_>,
     ) -> StoreResult<Vec<EventRow>>;
+
+    // --- scale-out (issue 11): what several instances on one database share ---
+    // (this area's methods go below this line)
+    /// Every user's events after `after` (by `seq`, ascending), at most `limit`: what the
+    /// cross-instance event bus reads when another instance rings (not a request path: not
+    /// user-scoped).
+    async fn events_after(&self, after: i64, limit: i64) -> StoreResult<Vec<EventRow>>;
 }
 
 /// Opens the store named by a database URL: `sqlite:...` or `postgres://...`/`postgresql://...`.

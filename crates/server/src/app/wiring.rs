@@ -10,6 +10,7 @@ use reconbanker_store::Store;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use super::cluster::PgPeers;
 use super::{boot, AppInner, AppState};
 use crate::assistance::broker::{AssistanceBroker, LocalBroker};
 use crate::assistance::{Assistance, AssistanceDeps};
@@ -22,6 +23,7 @@ use crate::engine::connector::BankConnector;
 use crate::engine::live::LiveSessions;
 use crate::engine::{Engine, EngineConfig, EngineDeps};
 use crate::push::events::{EventBus, EventHub, LocalBus};
+use crate::push::pg_bus::PgBus;
 use crate::push::webhooks::{WebhookSettings, Webhooks};
 use crate::reconcile::expiry::ExpirySweep;
 use crate::reconcile::fetch::Limits;
@@ -29,8 +31,10 @@ use crate::reconcile::matcher::Matcher;
 use crate::reconcile::poller::{Poller, PollerSettings};
 use crate::support::clock::{Clock, SystemClock};
 use crate::support::crypto::Sealer;
+use crate::support::peers::{Alone, Peers};
 use crate::support::ratelimit::{MemoryRateLimiter, RateLimiter};
 use crate::{AppOptions, StartError};
+use reconbanker_store::signals::PgSignals;
 
 /// Opens the store named by the config (creating the data directory for SQLite) and migrates it.
 pub(crate) async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
@@ -56,7 +60,16 @@ pub(crate) async fn build(config: Config, options: AppOptions) -> Result<(AppSta
         .map_err(|e| StartError::Other(e.to_string()))?;
     let limiter: Arc<dyn RateLimiter> = Arc::new(MemoryRateLimiter::default());
     let broker: Arc<dyn AssistanceBroker> = Arc::new(LocalBroker::default());
-    let bus: Arc<dyn EventBus> = Arc::new(LocalBus::default());
+    // Issue 11: on PostgreSQL the bus and the cache invalidations cross instances.
+    let (bus, peers, cluster): (Arc<dyn EventBus>, Arc<dyn Peers>, _) = if store.backend() == "postgres" {
+        let signals = PgSignals::connect(&config.database_url).await?;
+        // Listening before the bus takes its position in the log: no event falls in between.
+        let listener = signals.listen().await?;
+        let pg_bus = PgBus::start(store.clone(), signals.clone()).await?;
+        (pg_bus.clone(), Arc::new(PgPeers(signals)), Some((pg_bus, listener)))
+    } else {
+        (Arc::new(LocalBus::default()), Arc::new(Alone), None)
+    };
     let outbox = Arc::new(tokio::sync::Notify::new());
     let hub = Arc::new(EventHub::new(store.clone(), bus.clone(), outbox.clone()));
     let clock: Arc<dyn Clock> = options.clock.unwrap_or_else(|| Arc::new(SystemClock));
@@ -77,6 +90,7 @@ pub(crate) async fn build(config: Config, options: AppOptions) -> Result<(AppSta
     let sealer = Sealer::new(secrets.master_key.expose());
     let matcher_wake = Arc::new(tokio::sync::Notify::new());
     let owner = instance_id(&config);
+    let instance = owner.clone();
     let sessions = LiveSessions::default();
     let mut by_code: HashMap<String, Arc<dyn BankConnector>> = builtin
         .into_iter()
@@ -166,8 +180,14 @@ pub(crate) async fn build(config: Config, options: AppOptions) -> Result<(AppSta
         broker,
         store,
         config,
+        peers,
+        instance_id: instance,
     };
-    Ok((AppState(Arc::new(inner)), sandbox_listener))
+    let state = AppState(Arc::new(inner));
+    if let Some((pg_bus, listener)) = cluster {
+        super::cluster::listen(Arc::downgrade(&state.0), pg_bus, listener);
+    }
+    Ok((state, sandbox_listener))
 }
 
 /// This instance's name on session leases, kept in the data directory so a restarted process

@@ -8,3 +8,5 @@ pub(crate) mod outbound;
 pub mod ratelimit;
 pub(crate) mod time;
 pub(crate) mod worker;
+// Issue 11 (scale-out).
+pub mod peers;

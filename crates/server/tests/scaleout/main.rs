@@ -4,4 +4,6 @@
 
 mod harness;
 
+mod events;
+mod keys;
 mod startup;

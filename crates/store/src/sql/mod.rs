@@ -1024,6 +1024,18 @@ impl Store for SqlStore {
         Ok(row.try_get::<i64, _>("head")?)
     }
 
+    // Issue 11 (scale-out).
+    async fn events_after(&self, after: i64, limit: i64) -> StoreResult<Vec<EventRow>> {
+        let sql = format!("SELECT {EVENT_COLS} FROM events WHERE seq > $1 ORDER BY seq LIMIT $2");
+        let rows = sqlx::query(&sql)
+            .bind(after)
+            .bind(limit.max(0))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        rows.iter().map(event_from).collect()
+    }
+
     async fn purge_events(&self, before: Timestamp) -> StoreResult<u64> {
         let done = sqlx::query("DELETE FROM events WHERE occurred_at < $1")
             .bind(to_ms(before))

@@ -30,6 +30,8 @@ mod passthrough;
 mod reconcile;
 mod review;
 mod users;
+// Issue 11 (scale-out).
+mod scaleout;
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -54,6 +56,8 @@ use crate::failures::*;
 use crate::passthrough::*;
 #[allow(unused_imports)]
 use crate::review::*;
+#[allow(unused_imports)]
+use crate::scaleout::*;
 
 /// Stamps out `sqlite::<check>` and `postgres::<check>` tests for each check, each on a fresh
 /// database.
@@ -176,6 +180,9 @@ contract_tests! {
     // (this area's checks go below this line)
     check_record_pass_failure,
 
+    // scale-out (issue 11)
+    // (this area's checks go below this line)
+    check_events_after,
 }
 
 /// A timestamp out of range in a row is a `Corrupt` error, not 1970 (written behind the store's
@@ -814,6 +821,8 @@ const CHECK_SOURCES: &[(&str, &str)] = &[
     ("passthrough.rs", include_str!("passthrough.rs")),
     ("expiry.rs", include_str!("expiry.rs")),
     ("failures.rs", include_str!("failures.rs")),
+    // Issue 11 (scale-out).
+    ("scaleout.rs", include_str!("scaleout.rs")),
 ];
 
 /// The names of the methods declared in `pub trait Store { … }`.
