@@ -27,6 +27,8 @@ const MIGRATIONS: Embedded = Embedded(&[
     ),
     (7, "perf", include_str!("../migrations/postgres/0007_perf.sql")),
     (8, "expiry", include_str!("../migrations/postgres/0008_expiry.sql")),
+    // Issue 11 (scale-out).
+    (9, "scaleout", include_str!("../migrations/postgres/0009_scaleout.sql")),
 ]);
 
 type Db = sqlx::Postgres;

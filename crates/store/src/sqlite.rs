@@ -29,6 +29,8 @@ const MIGRATIONS: Embedded = Embedded(&[
     ),
     (7, "perf", include_str!("../migrations/sqlite/0007_perf.sql")),
     (8, "expiry", include_str!("../migrations/sqlite/0008_expiry.sql")),
+    // Issue 11 (scale-out).
+    (9, "scaleout", include_str!("../migrations/sqlite/0009_scaleout.sql")),
 ]);
 
 /// How long a connection waits on a locked database before giving up.

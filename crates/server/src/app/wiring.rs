@@ -17,6 +17,7 @@ use crate::assistance::{Assistance, AssistanceDeps};
 use crate::auth::jwt::Jwt;
 use crate::auth::key_cache::{AccountDirectory, KeyDirectory};
 use crate::auth::password::Passwords;
+use crate::auth::tickets::Tickets;
 use crate::config::{self, Config, SandboxMode, Secrets};
 use crate::connectors;
 use crate::engine::connector::BankConnector;
@@ -85,12 +86,14 @@ pub(crate) async fn build(config: Config, options: AppOptions) -> Result<(AppSta
         config.otp_rate_window,
         config.assistance_timeout,
     ));
-    boot::clean_up_after_previous_process(&store, &assistance, &hub).await?;
+    let owner = instance_id(&config);
+    let instance = owner.clone();
+    // Issue 11: beside other live instances (PostgreSQL), only what no live lease covers.
+    let beside_others_as = (store.backend() == "postgres").then_some(owner.as_str());
+    boot::clean_up_after_previous_process(&store, &assistance, &hub, beside_others_as).await?;
 
     let sealer = Sealer::new(secrets.master_key.expose());
     let matcher_wake = Arc::new(tokio::sync::Notify::new());
-    let owner = instance_id(&config);
-    let instance = owner.clone();
     let sessions = LiveSessions::default();
     let mut by_code: HashMap<String, Arc<dyn BankConnector>> = builtin
         .into_iter()
@@ -116,7 +119,7 @@ pub(crate) async fn build(config: Config, options: AppOptions) -> Result<(AppSta
             retry_attempts: config.retry_attempts,
             retry_backoff: config.retry_backoff,
             scan_interval: config.scan_interval,
-            ..EngineConfig::default()
+            lease_ttl: config.session_lease,
         },
     );
     let webhooks = Webhooks::new(
@@ -164,7 +167,12 @@ pub(crate) async fn build(config: Config, options: AppOptions) -> Result<(AppSta
         poller: Arc::new(poller),
         matcher: Arc::new(matcher),
         matcher_wake,
-        tickets: Default::default(),
+        // Issue 11: in the database when other instances may redeem them.
+        tickets: if store.backend() == "postgres" {
+            Tickets::shared(store.clone())
+        } else {
+            Tickets::default()
+        },
         streams_closing: CancellationToken::new(),
         jwt: Jwt::new(secrets.jwt_secret.expose(), config.jwt_ttl),
         sealer,

@@ -118,6 +118,8 @@ pub fn command(database_url: &str, data_dir: &Path, env: &[(&str, &str)]) -> Com
 pub struct Instance {
     child: Child,
     pub addr: String,
+    /// Its name on session leases (`sessionOwner`), from its ready line.
+    pub id: String,
     log: Arc<Mutex<String>>,
     http: reqwest::Client,
     _dir: Option<tempfile::TempDir>,
@@ -139,6 +141,18 @@ impl Started {
             Started::Exited { status, log } => panic!("the instance exited ({status}) before it was ready:\n{log}"),
         }
     }
+}
+
+/// A sandbox bank on a random port, for instances to log into; returns its URL.
+pub async fn sandbox_bank() -> (sandbox_bank::SandboxBank, String) {
+    let bank = sandbox_bank::SandboxBank::new(sandbox_bank::BankConfig::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}/", listener.local_addr().expect("addr"));
+    let served = bank.clone();
+    tokio::spawn(async move {
+        let _ = served.serve(listener, std::future::pending()).await;
+    });
+    (bank, url)
 }
 
 /// Starts an instance on `database_url` with its own temporary data directory.
@@ -199,13 +213,9 @@ fn launch(mut cmd: Command) -> Launch {
         for line in BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
             push(&out_log, &line);
-            if let Some(i) = line.find(READY) {
-                let addr: String = line[i + READY.len()..]
-                    .chars()
-                    .take_while(|c| !c.is_whitespace())
-                    .collect();
+            if line.contains(READY) {
                 if let Some(tx) = tx.take() {
-                    let _ = tx.send(Some(addr));
+                    let _ = tx.send(Some(line));
                 }
             }
         }
@@ -234,6 +244,18 @@ fn launch(mut cmd: Command) -> Launch {
     }
 }
 
+/// The word that follows `marker` in `line` (empty when it is missing).
+fn word_after(line: &str, marker: &str) -> String {
+    line.find(marker)
+        .map(|i| {
+            line[i + marker.len()..]
+                .chars()
+                .take_while(|c| !c.is_whitespace())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 fn push(log: &Mutex<String>, line: &str) {
     let mut l = log.lock().unwrap_or_else(|p| p.into_inner());
     l.push_str(line);
@@ -242,8 +264,8 @@ fn push(log: &Mutex<String>, line: &str) {
 
 impl Launch {
     async fn wait(mut self) -> Started {
-        let addr = match tokio::time::timeout(START_WITHIN, &mut self.ready).await {
-            Ok(Ok(Some(addr))) => addr,
+        let line = match tokio::time::timeout(START_WITHIN, &mut self.ready).await {
+            Ok(Ok(Some(line))) => line,
             Ok(_) => {
                 // The output ended: the process is exiting.
                 let status = wait_exit(&mut self.child);
@@ -262,7 +284,8 @@ impl Launch {
         };
         Started::Ready(Instance {
             child: self.child,
-            addr,
+            addr: word_after(&line, READY),
+            id: word_after(&line, "instance="),
             log: self.log,
             http: reqwest::Client::new(),
             _dir: None,

@@ -6,4 +6,6 @@ mod harness;
 
 mod events;
 mod keys;
+mod sessions;
 mod startup;
+mod tickets;

@@ -183,6 +183,9 @@ contract_tests! {
     // scale-out (issue 11)
     // (this area's checks go below this line)
     check_events_after,
+    check_session_owner,
+    check_close_unowned_at_boot,
+    check_tickets,
 }
 
 /// A timestamp out of range in a row is a `Corrupt` error, not 1970 (written behind the store's
