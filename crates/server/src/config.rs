@@ -234,6 +234,13 @@ pub const EXPIRE_SWEEP: Setting = Setting::new(
     "how often overdue reconciliation requests are looked for",
 )
 .range(1, DAY);
+// Issue 11 (scale-out).
+pub const SESSION_LEASE: Setting = Setting::new(
+    "RECONBANKER_SESSION_LEASE_SECS",
+    "30",
+    "how long an instance's claim on an account's session lasts unrenewed (renewed every third of it); another instance takes a dead one's accounts over after it",
+)
+.range(3, 3600);
 /// Read by `tracing-subscriber` in `main`, not by [`Config`].
 pub const LOG: Setting = Setting::new("RUST_LOG", "info", "log filter (tracing-subscriber syntax)");
 
@@ -275,6 +282,8 @@ pub const SETTINGS: &[Setting] = &[
     ORDERS_MAX_BYTES,
     ORDERS_MAX_ITEMS,
     EXPIRE_SWEEP,
+    // Issue 11 (scale-out).
+    SESSION_LEASE,
     LOG,
 ];
 
@@ -364,6 +373,8 @@ pub struct Config {
     pub orders_max_bytes: usize,
     pub orders_max_items: usize,
     pub expire_sweep: Duration,
+    // Issue 11 (scale-out).
+    pub session_lease: Duration,
 }
 
 /// Where the sandbox bank is.
@@ -417,6 +428,7 @@ impl fmt::Debug for Config {
             orders_max_bytes,
             orders_max_items,
             expire_sweep,
+            session_lease,
         } = self;
         f.debug_struct("Config")
             .field("listen", listen)
@@ -453,6 +465,7 @@ impl fmt::Debug for Config {
             .field("orders_max_bytes", orders_max_bytes)
             .field("orders_max_items", orders_max_items)
             .field("expire_sweep", expire_sweep)
+            .field("session_lease", session_lease)
             .finish()
     }
 }
@@ -562,6 +575,7 @@ impl Config {
             orders_max_bytes: env.count(&ORDERS_MAX_BYTES)? as usize,
             orders_max_items: env.count(&ORDERS_MAX_ITEMS)? as usize,
             expire_sweep: env.secs(&EXPIRE_SWEEP)?,
+            session_lease: env.secs(&SESSION_LEASE)?,
         })
     }
 }

@@ -63,6 +63,8 @@ pub struct App {
     cancel: CancellationToken,
     /// The embedded sandbox bank's listener, bound at build time (its URL is known then).
     sandbox: Option<TcpListener>,
+    /// On SQLite: this process's exclusive claim on the database, released when serving ends.
+    instance_lock: Option<app::instance_lock::InstanceLock>,
 }
 
 /// What tests (and embedders) may swap in.
@@ -83,11 +85,13 @@ impl App {
     }
 
     pub async fn build_with(config: Config, options: AppOptions) -> Result<Self, StartError> {
+        let instance_lock = app::instance_lock::acquire(&config)?;
         let (state, sandbox) = app::wiring::build(config, options).await?;
         Ok(Self {
             state,
             cancel: CancellationToken::new(),
             sandbox,
+            instance_lock,
         })
     }
 
@@ -117,6 +121,15 @@ impl App {
         let matcher = tokio::spawn(state.matcher.clone().run(self.cancel.clone()));
         let expiry = tokio::spawn(state.expiry.clone().run(self.cancel.clone()));
         let router = http::router(state.clone());
+        // The line process supervisors and the multi-process tests wait for: migrated, cleaned
+        // up after the previous process, every worker started.
+        let addr = listener.local_addr()?;
+        tracing::info!(
+            %addr,
+            backend = state.store.backend(),
+            instance = %state.instance_id,
+            "reconbanker ready on http://{addr}"
+        );
         let served = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown({
                 // Open event streams and sockets end when shutdown begins, or they would hold it.
@@ -138,6 +151,7 @@ impl App {
             tracing::warn!(error = %e, "could not write back API-key usage at shutdown");
         }
         state.store.close().await;
+        drop(self.instance_lock);
         served.map_err(StartError::Io)
     }
 }

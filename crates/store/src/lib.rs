@@ -12,9 +12,13 @@ mod model;
 mod passthrough;
 mod reconcile;
 mod review;
+// Issue 11 (scale-out).
+mod scaleout;
 
 pub mod postgres;
 pub mod sqlite;
+// Issue 11 (scale-out): LISTEN/NOTIFY between instances on one PostgreSQL database.
+pub mod signals;
 
 use std::sync::Arc;
 
@@ -26,6 +30,7 @@ pub use model::*;
 pub use passthrough::*;
 pub use reconcile::*;
 pub use review::*;
+pub use scaleout::*;
 
 /// Everything the application persists. Implemented by [`sqlite::SqliteStore`] and
 /// [`postgres::PgStore`]; the contract test suite calls every method on both.
@@ -464,6 +469,34 @@ pub trait Store: Send + Sync + 'static {
     /// and not finished become due at `now` and unclaimed, so they are sent again at once instead
     /// of after the claim lease. Returns how many.
     async fn release_delivery_claims(&self, owner: &str, now: Timestamp) -> StoreResult<u64>;
+    // --- scale-out (issue 11): what several instances on one database share ---
+    // (this area's methods go below this line)
+    /// Every user's events after `after` (by `seq`, ascending), at most `limit`: what the
+    /// cross-instance event bus reads when another instance rings (not a request path: not
+    /// user-scoped).
+    async fn events_after(&self, after: i64, limit: i64) -> StoreResult<Vec<EventRow>>;
+    /// Who holds the account's session lease at `now` (`expires_at >= now`); `None` when nobody
+    /// does (never taken, released, expired, or the account is gone).
+    async fn session_owner(&self, account: AccountId, now: Timestamp) -> StoreResult<Option<String>>;
+    /// Boot cleanup beside live instances: closes the pending requests of every account whose
+    /// session lease is not held at `now` by an owner other than `owner` (a live instance's
+    /// waiting logins keep theirs; `owner`'s own leases are a previous process's). Returns them.
+    async fn close_unowned_pending_assistance(
+        &self,
+        owner: &str,
+        status: AssistanceStatus,
+        reason: &str,
+        now: Timestamp,
+    ) -> StoreResult<Vec<AssistanceRow>>;
+    /// Boot cleanup beside live instances: marks `running` runs `cancelled` with `reason`, but
+    /// not those of accounts whose session lease another owner than `owner` holds at `now`.
+    async fn close_unowned_open_runs(&self, owner: &str, reason: &str, now: Timestamp) -> StoreResult<u64>;
+    /// Keeps a realtime ticket (by its hash) for any instance to redeem. Forgets the expired
+    /// tickets at `now` first, and the user's oldest so that at most `per_user` remain with it.
+    async fn issue_ticket(&self, ticket: &TicketRow, now: Timestamp, per_user: i64) -> StoreResult<()>;
+    /// Consumes a ticket: `Some` the first time, if it has not expired at `now`; `None` when
+    /// unknown, expired or already redeemed (on any instance).
+    async fn redeem_ticket(&self, hash: &[u8], now: Timestamp) -> StoreResult<Option<TicketRow>>;
 }
 
 /// Opens the store named by a database URL: `sqlite:...` or `postgres://...`/`postgresql://...`.

@@ -33,6 +33,8 @@ const MIGRATIONS: Embedded = Embedded(&[
         "delivery_claims",
         include_str!("../migrations/postgres/0009_delivery_claims.sql"),
     ),
+    // Issue 11 (scale-out).
+    (10, "scaleout", include_str!("../migrations/postgres/0010_scaleout.sql")),
 ]);
 
 type Db = sqlx::Postgres;

@@ -35,6 +35,8 @@ const MIGRATIONS: Embedded = Embedded(&[
         "delivery_claims",
         include_str!("../migrations/sqlite/0009_delivery_claims.sql"),
     ),
+    // Issue 11 (scale-out).
+    (10, "scaleout", include_str!("../migrations/sqlite/0010_scaleout.sql")),
 ]);
 
 /// How long a connection waits on a locked database before giving up.

@@ -42,6 +42,11 @@ pub(crate) async fn delete(app: &AppState, user: UserId, account: AccountId) -> 
     app.accounts.forget(account);
     app.assistance.forget(account);
     app.keys.forget_account(account);
+    // Other instances on the database drop theirs too (issue 11).
+    let what = crate::support::peers::Invalidation::Account(account.0);
+    if let Err(e) = app.peers.announce(&what).await {
+        tracing::warn!(error = %e, "could not tell the other instances that an account was deleted");
+    }
     Ok(())
 }
 

@@ -4,6 +4,9 @@
 
 pub(crate) mod accounts;
 pub(crate) mod boot;
+// Issue 11 (scale-out).
+pub(crate) mod cluster;
+pub(crate) mod instance_lock;
 pub(crate) mod upkeep;
 pub(crate) mod wiring;
 
@@ -63,6 +66,11 @@ pub struct AppInner {
     pub tickets: Tickets,
     /// Cancelled when shutdown begins: every open stream and socket ends.
     pub streams_closing: CancellationToken,
+    // Issue 11 (scale-out).
+    /// The other instances on the database, told when a cached view goes stale.
+    pub peers: Arc<dyn crate::support::peers::Peers>,
+    /// This instance's name on session leases (`sessionOwner`).
+    pub instance_id: String,
 }
 
 #[derive(Clone)]

@@ -10,18 +10,21 @@ use reconbanker_store::Store;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use super::cluster::PgPeers;
 use super::{boot, AppInner, AppState};
 use crate::assistance::broker::{AssistanceBroker, LocalBroker};
 use crate::assistance::{Assistance, AssistanceDeps};
 use crate::auth::jwt::Jwt;
 use crate::auth::key_cache::{AccountDirectory, KeyDirectory};
 use crate::auth::password::Passwords;
+use crate::auth::tickets::Tickets;
 use crate::config::{self, Config, SandboxMode, Secrets};
 use crate::connectors;
 use crate::engine::connector::BankConnector;
 use crate::engine::live::LiveSessions;
 use crate::engine::{Engine, EngineConfig, EngineDeps};
 use crate::push::events::{EventBus, EventHub, LocalBus};
+use crate::push::pg_bus::PgBus;
 use crate::push::webhooks::{WebhookSettings, Webhooks};
 use crate::reconcile::expiry::ExpirySweep;
 use crate::reconcile::fetch::Limits;
@@ -29,8 +32,10 @@ use crate::reconcile::matcher::Matcher;
 use crate::reconcile::poller::{Poller, PollerSettings};
 use crate::support::clock::{Clock, SystemClock};
 use crate::support::crypto::Sealer;
+use crate::support::peers::{Alone, Peers};
 use crate::support::ratelimit::{MemoryRateLimiter, RateLimiter};
 use crate::{AppOptions, StartError};
+use reconbanker_store::signals::PgSignals;
 
 /// Opens the store named by the config (creating the data directory for SQLite) and migrates it.
 pub(crate) async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
@@ -56,7 +61,16 @@ pub(crate) async fn build(config: Config, options: AppOptions) -> Result<(AppSta
         .map_err(|e| StartError::Other(e.to_string()))?;
     let limiter: Arc<dyn RateLimiter> = Arc::new(MemoryRateLimiter::default());
     let broker: Arc<dyn AssistanceBroker> = Arc::new(LocalBroker::default());
-    let bus: Arc<dyn EventBus> = Arc::new(LocalBus::default());
+    // Issue 11: on PostgreSQL the bus and the cache invalidations cross instances.
+    let (bus, peers, cluster): (Arc<dyn EventBus>, Arc<dyn Peers>, _) = if store.backend() == "postgres" {
+        let signals = PgSignals::connect(&config.database_url).await?;
+        // Listening before the bus takes its position in the log: no event falls in between.
+        let listener = signals.listen().await?;
+        let pg_bus = PgBus::start(store.clone(), signals.clone()).await?;
+        (pg_bus.clone(), Arc::new(PgPeers(signals)), Some((pg_bus, listener)))
+    } else {
+        (Arc::new(LocalBus::default()), Arc::new(Alone), None)
+    };
     let outbox = Arc::new(tokio::sync::Notify::new());
     let hub = Arc::new(EventHub::new(store.clone(), bus.clone(), outbox.clone()));
     let clock: Arc<dyn Clock> = options.clock.unwrap_or_else(|| Arc::new(SystemClock));
@@ -72,9 +86,12 @@ pub(crate) async fn build(config: Config, options: AppOptions) -> Result<(AppSta
         config.otp_rate_window,
         config.assistance_timeout,
     ));
-    boot::clean_up_after_previous_process(&store, &assistance, &hub).await?;
-    // issue 12: the deliveries this instance had claimed before it died are due again now.
     let owner = instance_id(&config);
+    let instance = owner.clone();
+    // Issue 11: beside other live instances (PostgreSQL), only what no live lease covers.
+    let beside_others_as = (store.backend() == "postgres").then_some(owner.as_str());
+    boot::clean_up_after_previous_process(&store, &assistance, &hub, beside_others_as).await?;
+    // issue 12: the deliveries this instance had claimed before it died are due again now.
     let released = store.release_delivery_claims(&owner, reconbanker_store::now()).await?;
     let keys = KeyDirectory::new(
         store.clone(),
@@ -113,7 +130,7 @@ pub(crate) async fn build(config: Config, options: AppOptions) -> Result<(AppSta
             retry_attempts: config.retry_attempts,
             retry_backoff: config.retry_backoff,
             scan_interval: config.scan_interval,
-            ..EngineConfig::default()
+            lease_ttl: config.session_lease,
         },
     );
     let webhooks = Webhooks::new(
@@ -162,7 +179,12 @@ pub(crate) async fn build(config: Config, options: AppOptions) -> Result<(AppSta
         poller: Arc::new(poller),
         matcher: Arc::new(matcher),
         matcher_wake,
-        tickets: Default::default(),
+        // Issue 11: in the database when other instances may redeem them.
+        tickets: if store.backend() == "postgres" {
+            Tickets::shared(store.clone())
+        } else {
+            Tickets::default()
+        },
         streams_closing: CancellationToken::new(),
         jwt: Jwt::new(secrets.jwt_secret.expose(), config.jwt_ttl),
         sealer,
@@ -178,8 +200,14 @@ pub(crate) async fn build(config: Config, options: AppOptions) -> Result<(AppSta
         broker,
         store,
         config,
+        peers,
+        instance_id: instance,
     };
-    Ok((AppState(Arc::new(inner)), sandbox_listener))
+    let state = AppState(Arc::new(inner));
+    if let Some((pg_bus, listener)) = cluster {
+        super::cluster::listen(Arc::downgrade(&state.0), pg_bus, listener);
+    }
+    Ok((state, sandbox_listener))
 }
 
 /// This instance's name on session leases, kept in the data directory so a restarted process

@@ -342,11 +342,18 @@ impl Assistance {
     }
 
     /// At boot no login of a previous process is alive: close what it left pending.
-    pub async fn close_orphans_at_boot(&self) -> StoreResult<Vec<AssistanceRow>> {
-        let closed = self
-            .store
-            .close_all_pending_assistance(AssistanceStatus::Cancelled, "process_restart", now())
-            .await?;
+    /// With `beside_others_as` (this instance's id, on a database other live instances may
+    /// share: issue 11), only requests of accounts whose session lease no other instance holds.
+    pub async fn close_orphans_at_boot(&self, beside_others_as: Option<&str>) -> StoreResult<Vec<AssistanceRow>> {
+        let (status, reason) = (AssistanceStatus::Cancelled, "process_restart");
+        let closed = match beside_others_as {
+            Some(me) => {
+                self.store
+                    .close_unowned_pending_assistance(me, status, reason, now())
+                    .await?
+            }
+            None => self.store.close_all_pending_assistance(status, reason, now()).await?,
+        };
         self.cache.write().unwrap_or_else(|p| p.into_inner()).clear();
         Ok(closed)
     }

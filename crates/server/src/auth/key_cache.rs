@@ -246,6 +246,13 @@ impl KeyDirectory {
         cache.remove(prefix);
     }
 
+    /// Drops every cached key (signals from other instances may have been missed).
+    pub fn forget_all(&self) {
+        let mut cache = self.by_prefix.write().unwrap_or_else(|p| p.into_inner());
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        cache.clear();
+    }
+
     /// Drops keys restricted to an account that no longer exists from the cache (their rows
     /// are re-read on next use, which keeps the restriction list current).
     pub fn forget_account(&self, account: AccountId) {

@@ -3,12 +3,12 @@
 //! the dashboard login that asked for it, which must still be live when it is redeemed.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine;
 use rand::RngCore;
-use reconbanker_store::{Store, StoreResult, TokenId, UserId};
+use reconbanker_store::{now, Store, StoreResult, TicketRow, TokenId, UserId};
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
@@ -36,12 +36,14 @@ impl DashboardSession {
     }
 }
 
-/// Single-use tickets in memory, stored by their SHA-256 (the ticket itself is a credential).
-/// Expired ones are swept whenever one is issued, and each user has a few at most, so the map
-/// stays small. A ticket is only good on the instance that issued it (until a shared store replaces this).
+/// Single-use tickets, stored by their SHA-256 (the ticket itself is a credential). Expired
+/// ones are swept whenever one is issued, and each user has a few at most, so the set stays
+/// small. In memory for a single instance; in the database ([`Tickets::shared`], issue 11) when
+/// several instances share it, so a ticket issued on one is redeemed once, on any.
 #[derive(Default)]
 pub struct Tickets {
     live: Mutex<HashMap<[u8; 32], Issued>>,
+    shared: Option<Arc<dyn Store>>,
 }
 
 struct Issued {
@@ -54,11 +56,35 @@ fn ticket_hash(ticket: &str) -> [u8; 32] {
 }
 
 impl Tickets {
+    /// Tickets kept in the database that `store` opens.
+    pub fn shared(store: Arc<dyn Store>) -> Self {
+        Self {
+            live: Mutex::default(),
+            shared: Some(store),
+        }
+    }
+
     /// A new ticket for `session`: 32 random bytes, URL-safe base64 (a valid subprotocol token).
-    pub fn issue(&self, session: DashboardSession) -> String {
+    pub async fn issue(&self, session: DashboardSession) -> StoreResult<String> {
         let mut raw = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut raw);
         let ticket = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw);
+        if let Some(store) = &self.shared {
+            let at = now();
+            let row = TicketRow {
+                hash: ticket_hash(&ticket).to_vec(),
+                user_id: session.user,
+                jti: session.jti,
+                token_exp: session.exp,
+                expires_at: crate::support::time::after(at, TICKET_TTL),
+            };
+            store.issue_ticket(&row, at, TICKETS_PER_USER as i64).await?;
+            return Ok(ticket);
+        }
+        Ok(self.issue_here(session, ticket))
+    }
+
+    fn issue_here(&self, session: DashboardSession, ticket: String) -> String {
         let now = Instant::now();
         let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
         live.retain(|_, t| t.expires > now);
@@ -84,7 +110,19 @@ impl Tickets {
     }
 
     /// Consumes a ticket; `None` when unknown, expired or already used.
-    pub fn redeem(&self, ticket: &str) -> Option<DashboardSession> {
+    pub async fn redeem(&self, ticket: &str) -> StoreResult<Option<DashboardSession>> {
+        if let Some(store) = &self.shared {
+            let row = store.redeem_ticket(&ticket_hash(ticket), now()).await?;
+            return Ok(row.map(|r| DashboardSession {
+                user: r.user_id,
+                jti: r.jti,
+                exp: r.token_exp,
+            }));
+        }
+        Ok(self.redeem_here(ticket))
+    }
+
+    fn redeem_here(&self, ticket: &str) -> Option<DashboardSession> {
         let issued = self
             .live
             .lock()
@@ -93,7 +131,7 @@ impl Tickets {
         (issued.expires > Instant::now()).then_some(issued.session)
     }
 
-    /// Tickets held (expired ones included until the next sweep).
+    /// Tickets held in memory (expired ones included until the next sweep).
     pub fn len(&self) -> usize {
         self.live.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
@@ -107,6 +145,12 @@ impl Tickets {
 mod tests {
     use super::*;
 
+    fn fresh() -> String {
+        let mut raw = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut raw);
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+    }
+
     fn session() -> DashboardSession {
         DashboardSession {
             user: UserId::new(),
@@ -119,38 +163,38 @@ mod tests {
     async fn a_ticket_is_single_use_and_expires() {
         let tickets = Tickets::default();
         let s = session();
-        let t = tickets.issue(s);
+        let t = tickets.issue_here(s, fresh());
         assert_eq!(t.len(), 43, "32 bytes, URL-safe base64 without padding");
         assert!(t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
-        assert_eq!(tickets.redeem(&t), Some(s));
-        assert_eq!(tickets.redeem(&t), None, "single use");
-        assert_eq!(tickets.redeem("not-a-ticket"), None);
+        assert_eq!(tickets.redeem_here(&t), Some(s));
+        assert_eq!(tickets.redeem_here(&t), None, "single use");
+        assert_eq!(tickets.redeem_here("not-a-ticket"), None);
 
-        let late = tickets.issue(s);
+        let late = tickets.issue_here(s, fresh());
         tokio::time::advance(TICKET_TTL).await;
-        assert_eq!(tickets.redeem(&late), None, "expired at its TTL");
+        assert_eq!(tickets.redeem_here(&late), None, "expired at its TTL");
 
-        let stale = tickets.issue(s);
+        let stale = tickets.issue_here(s, fresh());
         tokio::time::advance(TICKET_TTL + Duration::from_secs(1)).await;
-        let _fresh = tickets.issue(s);
+        let _fresh = tickets.issue_here(s, fresh());
         assert_eq!(tickets.len(), 1, "issuing sweeps the expired ones");
-        assert_eq!(tickets.redeem(&stale), None);
+        assert_eq!(tickets.redeem_here(&stale), None);
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_user_holds_a_bounded_number_of_tickets() {
         let tickets = Tickets::default();
         let s = session();
-        let first = tickets.issue(s);
+        let first = tickets.issue_here(s, fresh());
         tokio::time::advance(Duration::from_millis(1)).await;
         let mut last = String::new();
         for _ in 0..TICKETS_PER_USER {
-            last = tickets.issue(s);
+            last = tickets.issue_here(s, fresh());
         }
-        let other = tickets.issue(session());
+        let other = tickets.issue_here(session(), fresh());
         assert_eq!(tickets.len(), TICKETS_PER_USER + 1);
-        assert_eq!(tickets.redeem(&first), None, "the oldest was forgotten");
-        assert!(tickets.redeem(&last).is_some());
-        assert!(tickets.redeem(&other).is_some(), "another user's are untouched");
+        assert_eq!(tickets.redeem_here(&first), None, "the oldest was forgotten");
+        assert!(tickets.redeem_here(&last).is_some());
+        assert!(tickets.redeem_here(&other).is_some(), "another user's are untouched");
     }
 }

@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use reconbanker_store::{AccountId, AccountRow, BankId};
+use reconbanker_store::{now, AccountId, AccountRow, BankId};
 use serde::{Deserialize, Serialize};
 
 use super::auth::{DashboardUser, OwnedAccount};
@@ -95,12 +95,23 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(account_out(&app, account).await?)))
 }
 
+/// `GET /accounts/:id`: the account, with the instance driving its session (issue 11).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountDetailOut {
+    #[serde(flatten)]
+    account: AccountOut,
+    /// The instance id holding the account's session lease, `null` when none holds it.
+    session_owner: Option<String>,
+}
+
 pub async fn get(
     State(app): State<AppState>,
     OwnedAccount { account, .. }: OwnedAccount,
-) -> Result<Json<AccountOut>, ApiError> {
-    let a = account;
-    Ok(Json(account_out(&app, a).await?))
+) -> Result<Json<AccountDetailOut>, ApiError> {
+    let session_owner = app.store.session_owner(account.id, now()).await?;
+    let account = account_out(&app, account).await?;
+    Ok(Json(AccountDetailOut { account, session_owner }))
 }
 
 #[derive(Deserialize)]

@@ -182,5 +182,10 @@ pub async fn revoke(
         .await?
         .ok_or_else(not_found)?;
     app.keys.forget(&row.prefix);
+    // Other instances on the database drop it too (issue 11).
+    let what = crate::support::peers::Invalidation::Key(row.prefix);
+    if let Err(e) = app.peers.announce(&what).await {
+        tracing::warn!(error = %e, "could not tell the other instances that an API key was revoked");
+    }
     Ok(StatusCode::NO_CONTENT)
 }

@@ -58,7 +58,7 @@ fn session_of(user: &DashboardUser) -> DashboardSession {
 /// Redeems a ticket: single use, unexpired, and the dashboard login that asked for it still live.
 async fn redeem(app: &AppState, ticket: &str) -> Result<DashboardSession, Problem> {
     let invalid = || Problem::unauthorized("Invalid, expired or already used ticket");
-    let session = app.tickets.redeem(ticket).ok_or_else(invalid)?;
+    let session = app.tickets.redeem(ticket).await?.ok_or_else(invalid)?;
     if !session.is_live(&*app.store).await? {
         return Err(invalid());
     }
@@ -96,16 +96,16 @@ pub struct TicketOut {
 }
 
 /// `POST /realtime/ticket`: a single-use ticket for `/realtime` or `/realtime/events`.
-pub async fn issue_ticket(State(app): State<AppState>, user: DashboardUser) -> Response {
-    let ticket = app.tickets.issue(session_of(&user));
-    (
+pub async fn issue_ticket(State(app): State<AppState>, user: DashboardUser) -> Result<Response, ApiError> {
+    let ticket = app.tickets.issue(session_of(&user)).await?;
+    Ok((
         [(CACHE_CONTROL, HeaderValue::from_static("no-store"))],
         Json(TicketOut {
             ticket,
             ttl_seconds: TICKET_TTL.as_secs(),
         }),
     )
-        .into_response()
+        .into_response())
 }
 
 /// `GET /realtime/events`: the user's events as SSE, authenticated by a Bearer JWT, or else by a

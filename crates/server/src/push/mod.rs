@@ -4,3 +4,5 @@
 pub mod events;
 pub(crate) mod feed;
 pub mod webhooks;
+// Issue 11 (scale-out).
+pub(crate) mod pg_bus;

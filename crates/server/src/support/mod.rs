@@ -10,3 +10,5 @@ pub(crate) mod time;
 pub(crate) mod worker;
 // issue 12: allocator settings
 pub mod memory;
+// Issue 11 (scale-out).
+pub mod peers;

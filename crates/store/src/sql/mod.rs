@@ -309,7 +309,13 @@ impl Store for SqlStore {
     }
 
     async fn migrate(&self) -> StoreResult<()> {
-        let migrator = sqlx::migrate::Migrator::new(MIGRATIONS).await?;
+        let mut migrator = sqlx::migrate::Migrator::new(MIGRATIONS).await?;
+        // Issue 11: on PostgreSQL the migrator holds a session advisory lock (keyed on the
+        // database name) from before it reads the migrations table until it is done, so
+        // instances starting together migrate once: the others wait, then find nothing to do.
+        // (On SQLite the database's own write lock serialises them.) It is sqlx's default; it
+        // is set here so that no upgrade of it can turn it off unnoticed.
+        migrator.set_locking(true);
         migrator.run(&self.pool).await?;
         Ok(())
     }
@@ -1023,6 +1029,126 @@ impl Store for SqlStore {
             .await
             .map_err(map_err)?;
         Ok(row.try_get::<i64, _>("head")?)
+    }
+
+    // Issue 11 (scale-out).
+    async fn events_after(&self, after: i64, limit: i64) -> StoreResult<Vec<EventRow>> {
+        let sql = format!("SELECT {EVENT_COLS} FROM events WHERE seq > $1 ORDER BY seq LIMIT $2");
+        let rows = sqlx::query(&sql)
+            .bind(after)
+            .bind(limit.max(0))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        rows.iter().map(event_from).collect()
+    }
+
+    // Issue 11 (scale-out).
+    async fn session_owner(&self, account: AccountId, now: Timestamp) -> StoreResult<Option<String>> {
+        let row = sqlx::query("SELECT owner FROM session_leases WHERE account_id = $1 AND expires_at >= $2")
+            .bind(account.0)
+            .bind(to_ms(now))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(row.map(|r| r.try_get::<String, _>("owner")).transpose()?)
+    }
+
+    // Issue 11 (scale-out).
+    async fn close_unowned_pending_assistance(
+        &self,
+        owner: &str,
+        status: AssistanceStatus,
+        reason: &str,
+        now: Timestamp,
+    ) -> StoreResult<Vec<AssistanceRow>> {
+        let sql = format!(
+            "UPDATE assistance_requests SET status = $1, reason = $2, updated_at = $3, closed_at = $3 \
+             WHERE status = 'pending' AND NOT EXISTS (SELECT 1 FROM session_leases l \
+             WHERE l.account_id = assistance_requests.account_id AND l.owner <> $4 AND l.expires_at >= $3) \
+             RETURNING {ASSIST_COLS}"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(status.as_str())
+            .bind(reason)
+            .bind(to_ms(now))
+            .bind(owner)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        rows.iter().map(assist_from).collect()
+    }
+
+    // Issue 11 (scale-out).
+    async fn close_unowned_open_runs(&self, owner: &str, reason: &str, now: Timestamp) -> StoreResult<u64> {
+        let done = sqlx::query(
+            "UPDATE session_runs SET outcome = 'cancelled', failure_reason = $1, ended_at = $2 \
+             WHERE outcome = 'running' AND NOT EXISTS (SELECT 1 FROM session_leases l \
+             WHERE l.account_id = session_runs.account_id AND l.owner <> $3 AND l.expires_at >= $2)",
+        )
+        .bind(reason)
+        .bind(to_ms(now))
+        .bind(owner)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(done.rows_affected())
+    }
+
+    // Issue 11 (scale-out).
+    async fn issue_ticket(&self, t: &TicketRow, now: Timestamp, per_user: i64) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        sqlx::query("DELETE FROM realtime_tickets WHERE expires_at <= $1")
+            .bind(to_ms(now))
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        sqlx::query(
+            "DELETE FROM realtime_tickets WHERE hash IN (SELECT hash FROM realtime_tickets \
+             WHERE user_id = $1 ORDER BY expires_at DESC, hash LIMIT 1000000 OFFSET $2)",
+        )
+        .bind(t.user_id.0)
+        .bind((per_user - 1).max(0))
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        sqlx::query(
+            "INSERT INTO realtime_tickets (hash, user_id, jti, token_exp, expires_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&t.hash)
+        .bind(t.user_id.0)
+        .bind(t.jti.0)
+        .bind(t.token_exp)
+        .bind(to_ms(t.expires_at))
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(())
+    }
+
+    // Issue 11 (scale-out).
+    async fn redeem_ticket(&self, hash: &[u8], now: Timestamp) -> StoreResult<Option<TicketRow>> {
+        // Deleted whether or not it expired: a ticket is good once at most.
+        let row =
+            sqlx::query("DELETE FROM realtime_tickets WHERE hash = $1 RETURNING user_id, jti, token_exp, expires_at")
+                .bind(hash)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(map_err)?;
+        let Some(r) = row else { return Ok(None) };
+        let expires_ms: i64 = r.try_get("expires_at")?;
+        if expires_ms <= to_ms(now) {
+            return Ok(None);
+        }
+        Ok(Some(TicketRow {
+            hash: hash.to_vec(),
+            user_id: UserId(r.try_get("user_id")?),
+            jti: TokenId(r.try_get("jti")?),
+            token_exp: r.try_get("token_exp")?,
+            expires_at: crate::model::try_from_ms(expires_ms)
+                .ok_or_else(|| StoreError::Corrupt("realtime_tickets.expires_at out of range".into()))?,
+        }))
     }
 
     async fn purge_events(&self, before: Timestamp) -> StoreResult<u64> {

@@ -32,6 +32,8 @@ mod review;
 mod users;
 // issue 12: hardening
 mod hardening;
+// Issue 11 (scale-out).
+mod scaleout;
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -59,6 +61,8 @@ use crate::review::*;
 // issue 12: hardening
 #[allow(unused_imports)]
 use crate::hardening::*;
+#[allow(unused_imports)]
+use crate::scaleout::*;
 
 /// Stamps out `sqlite::<check>` and `postgres::<check>` tests for each check, each on a fresh
 /// database.
@@ -183,6 +187,12 @@ contract_tests! {
 
     // issue 12: hardening
     check_release_delivery_claims,
+    // scale-out (issue 11)
+    // (this area's checks go below this line)
+    check_events_after,
+    check_session_owner,
+    check_close_unowned_at_boot,
+    check_tickets,
 }
 
 /// A timestamp out of range in a row is a `Corrupt` error, not 1970 (written behind the store's
@@ -823,6 +833,8 @@ const CHECK_SOURCES: &[(&str, &str)] = &[
     ("failures.rs", include_str!("failures.rs")),
     // issue 12: hardening
     ("hardening.rs", include_str!("hardening.rs")),
+    // Issue 11 (scale-out).
+    ("scaleout.rs", include_str!("scaleout.rs")),
 ];
 
 /// The names of the methods declared in `pub trait Store { … }`.

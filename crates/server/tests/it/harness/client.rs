@@ -177,6 +177,9 @@ pub struct AccountOut {
     pub session_status: String,
     pub scrape_blocked_at: Option<String>,
     pub scrape_blocked_reason: Option<String>,
+    /// Only `GET /accounts/:id` has it (issue 11).
+    #[serde(default)]
+    pub session_owner: Option<String>,
 }
 
 /// An API key as created (`key` is shown once) or listed (no `key`).

@@ -1,0 +1,11 @@
+//! Issue 11 (scale-out): several real `reconbanker serve` processes on one database. These
+//! tests start the built binary; the PostgreSQL ones need `TEST_DATABASE_URL` (skipped with a
+//! notice without it, unless `REQUIRE_POSTGRES=1`).
+
+mod harness;
+
+mod events;
+mod keys;
+mod sessions;
+mod startup;
+mod tickets;
