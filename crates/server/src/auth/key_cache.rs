@@ -145,7 +145,9 @@ impl KeyDirectory {
 
     async fn legacy_prefixes(&self) -> StoreResult<&HashSet<String>> {
         self.legacy
-            .get_or_try_init(|| async { Ok::<_, StoreError>(self.store.api_key_prefixes().await?.into_iter().collect()) })
+            .get_or_try_init(|| async {
+                Ok::<_, StoreError>(self.store.api_key_prefixes().await?.into_iter().collect())
+            })
             .await
     }
 
