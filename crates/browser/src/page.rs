@@ -204,7 +204,10 @@ impl ContextLease {
         let n = Arc::clone(&net);
         tasks.push(tokio::spawn(async move {
             loop {
+                // Biased, in the order Chromium sends them: a response is recorded before its
+                // "finished" is handled (a random pick would sometimes lose the capture).
                 tokio::select! {
+                    biased;
                     Some(ev) = sent.next() => {
                         n.lock().pending.insert(ev.request_id.inner().clone());
                     }

@@ -10,7 +10,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use chromiumoxide::browser::BrowserConfig;
 use chromiumoxide::cdp::browser_protocol::browser::BrowserContextId;
 use chromiumoxide::cdp::browser_protocol::target::{
     CreateBrowserContextParams, CreateTargetParams, GetBrowserContextsParams,
@@ -120,6 +119,8 @@ pub(crate) struct Live {
     pid: Option<u32>,
     /// Fires when the process is found dead.
     pub(crate) died: tokio::sync::Notify,
+    /// Dropping or firing it kills the process (its watcher task owns the `Child`).
+    kill: std::sync::Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
 }
 
 impl Live {
@@ -145,6 +146,8 @@ pub struct BrowserRuntime {
     /// Contexts to dispose (sent by `ContextLease::drop`, which cannot await).
     dispose_tx: mpsc::UnboundedSender<(Weak<Live>, BrowserContextId)>,
     dispose_rx: std::sync::Mutex<Option<mpsc::UnboundedReceiver<(Weak<Live>, BrowserContextId)>>>,
+    /// Contexts disposed (or found gone with their browser), and its doorbell.
+    disposed: Arc<(AtomicU64, tokio::sync::Notify)>,
 }
 
 impl std::fmt::Debug for BrowserRuntime {
@@ -167,6 +170,7 @@ impl BrowserRuntime {
             launches: AtomicU64::new(0),
             dispose_tx,
             dispose_rx: std::sync::Mutex::new(Some(dispose_rx)),
+            disposed: Arc::new((AtomicU64::new(0), tokio::sync::Notify::new())),
         })
     }
 
@@ -182,6 +186,22 @@ impl BrowserRuntime {
     /// How many times Chromium was launched (a relaunch after a crash counts).
     pub fn launches(&self) -> u64 {
         self.launches.load(Ordering::SeqCst)
+    }
+
+    /// How many leased contexts were disposed since start.
+    pub fn disposed(&self) -> u64 {
+        self.disposed.0.load(Ordering::SeqCst)
+    }
+
+    /// Resolves once at least `n` contexts were disposed since start.
+    pub async fn wait_disposed(&self, n: u64) {
+        loop {
+            let notified = self.disposed.1.notified();
+            if self.disposed() >= n {
+                return;
+            }
+            notified.await;
+        }
     }
 
     /// The process id of the running Chromium, if one runs.
@@ -273,46 +293,107 @@ impl BrowserRuntime {
     }
 
     async fn launch(self: &Arc<Self>) -> Result<Arc<Live>, RuntimeError> {
+        // Spawned from a runtime worker thread: with `--pdeathsig` the browser dies with the
+        // thread that started it, and a worker lives as long as the runtime.
+        let me = Arc::clone(self);
+        tokio::spawn(async move { me.launch_here().await })
+            .await
+            .map_err(|e| RuntimeError::Launch(e.to_string()))?
+    }
+
+    async fn launch_here(self: Arc<Self>) -> Result<Arc<Live>, RuntimeError> {
         let exe = self.cfg.chromium.clone().ok_or(RuntimeError::NoChromium)?;
         let n = self.launches.fetch_add(1, Ordering::SeqCst) + 1;
         // A private profile directory per launch (chromiumoxide's default is shared between
-        // processes); removed when this browser is dropped.
+        // processes); removed when the browser's handler ends.
         let dir = self
             .cfg
             .scratch_dir
             .join(format!("chromium-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).map_err(|e| RuntimeError::Launch(format!("{}: {e}", dir.display())))?;
-        let mut builder = BrowserConfig::builder()
-            .chrome_executable(&exe)
-            .disable_default_args()
-            .args(launch_args())
-            .user_data_dir(&dir)
-            .request_timeout(self.cfg.command_timeout)
-            .launch_timeout(Duration::from_secs(30))
-            .viewport(None);
-        builder = if self.cfg.headless {
-            builder.new_headless_mode()
+        let mut args = launch_args();
+        args.push(format!("--user-data-dir={}", dir.display()));
+        args.push("--remote-debugging-port=0".into());
+        args.push(if self.cfg.headless {
+            "--headless=new".into()
         } else {
-            builder.with_head()
-        };
+            "--no-startup-window".into()
+        });
         if running_as_root() {
             // Chromium refuses to run as root with its sandbox on (tests, CI). Production runs
             // non-root, with the sandbox.
-            builder = builder.no_sandbox();
+            args.push("--no-sandbox".into());
         }
-        let config = builder.build().map_err(RuntimeError::Launch)?;
-        let (mut browser, mut handler) = Browser::launch(config)
-            .await
-            .map_err(|e| RuntimeError::Launch(e.to_string()))?;
-        let pid = browser.get_mut_child().and_then(|c| c.as_mut_inner().id());
+        args.push("about:blank".into());
+        // Our own spawn (not chromiumoxide's launcher): ordered arguments, and util-linux's
+        // `setpriv --pdeathsig KILL` (when present) so the browser never outlives this process,
+        // even when it is killed without a chance to shut down.
+        let setpriv = PathBuf::from("/usr/bin/setpriv");
+        let mut cmd = if setpriv.is_file() {
+            let mut c = tokio::process::Command::new(setpriv);
+            c.arg("--pdeathsig").arg("KILL").arg("--").arg(&exe);
+            c
+        } else {
+            tokio::process::Command::new(&exe)
+        };
+        cmd.args(&args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| RuntimeError::Launch(format!("{}: {e}", exe.display())))?;
+        let pid = child.id();
+        let stderr = child.stderr.take();
+        let ws = tokio::time::timeout(Duration::from_secs(30), devtools_url(stderr)).await;
+        let ws = match ws {
+            Ok(Ok(ws)) => ws,
+            Ok(Err(e)) => {
+                let _ = child.kill().await;
+                return Err(RuntimeError::Launch(e));
+            }
+            Err(_) => {
+                let _ = child.kill().await;
+                return Err(RuntimeError::Launch("chromium did not start within 30 s".into()));
+            }
+        };
+        let handler_config = chromiumoxide::handler::HandlerConfig {
+            ignore_https_errors: false,
+            request_timeout: self.cfg.command_timeout,
+            ..Default::default()
+        };
+        let (browser, mut handler) = match Browser::connect_with_config(ws, handler_config).await {
+            Ok(b) => b,
+            Err(e) => {
+                let _ = child.kill().await;
+                return Err(RuntimeError::Launch(e.to_string()));
+            }
+        };
         tracing::info!(?pid, exe = %exe.display(), "chromium launched");
+        let (kill_tx, kill_rx) = tokio::sync::oneshot::channel::<()>();
         let live = Arc::new(Live {
             browser,
             dead: AtomicBool::new(false),
             leased: AtomicU64::new(0),
             pid,
             died: tokio::sync::Notify::new(),
+            kill: std::sync::Mutex::new(Some(kill_tx)),
+        });
+        // The process watcher: the browser's exit (a crash, kill -9) is seen at once; dropping
+        // the last `Live` kills it.
+        let watched = Arc::downgrade(&live);
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = child.wait() => {}
+                _ = kill_rx => {
+                    let _ = child.kill().await;
+                }
+            }
+            if let Some(live) = watched.upgrade() {
+                live.mark_dead();
+            }
         });
         // The CDP handler: its end means the browser is gone.
         let watched = Arc::downgrade(&live);
@@ -358,17 +439,19 @@ impl BrowserRuntime {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take();
         let Some(mut rx) = rx else { return };
+        let disposed = Arc::clone(&self.disposed);
         tokio::spawn(async move {
             while let Some((live, ctx)) = rx.recv().await {
-                let Some(live) = live.upgrade() else { continue };
-                if live.is_dead() {
-                    continue;
+                // A context of a dead browser went with it.
+                if let Some(live) = live.upgrade().filter(|l| !l.is_dead()) {
+                    let done =
+                        tokio::time::timeout(Duration::from_secs(10), live.browser.dispose_browser_context(ctx)).await;
+                    if !matches!(done, Ok(Ok(()))) {
+                        tracing::warn!("a browser context could not be disposed");
+                    }
                 }
-                let done =
-                    tokio::time::timeout(Duration::from_secs(10), live.browser.dispose_browser_context(ctx)).await;
-                if !matches!(done, Ok(Ok(()))) {
-                    tracing::warn!("a browser context could not be disposed");
-                }
+                disposed.0.fetch_add(1, Ordering::SeqCst);
+                disposed.1.notify_waiters();
             }
         });
     }
@@ -378,8 +461,13 @@ impl BrowserRuntime {
         let live = self.live.lock().await.take();
         if let Some(live) = live {
             live.mark_dead();
-            if let Some(pid) = live.pid {
-                kill_pid(pid);
+            let kill = live
+                .kill
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take();
+            if let Some(kill) = kill {
+                let _ = kill.send(());
             }
         }
     }
@@ -404,6 +492,9 @@ impl Drop for DisposeGuard {
 /// `/dev/shm` (small in containers), a basic password store (no keyring prompts).
 fn launch_args() -> Vec<String> {
     [
+        "--hide-scrollbars",
+        "--mute-audio",
+        "--disable-extensions",
         "--disable-blink-features=AutomationControlled",
         "--disable-dev-shm-usage",
         "--no-first-run",
@@ -436,11 +527,25 @@ fn running_as_root() -> bool {
         .unwrap_or(false)
 }
 
-fn kill_pid(pid: u32) {
-    let _ = std::process::Command::new("kill")
-        .arg("-KILL")
-        .arg(pid.to_string())
-        .status();
+/// Reads Chromium's stderr until it prints its DevTools address; keeps draining it afterwards
+/// (a full pipe would block the browser).
+async fn devtools_url(stderr: Option<tokio::process::ChildStderr>) -> Result<String, String> {
+    use tokio::io::AsyncBufReadExt;
+    let stderr = stderr.ok_or("no stderr")?;
+    let mut lines = tokio::io::BufReader::new(stderr).lines();
+    let mut tail = Vec::new();
+    while let Ok(Some(line)) = lines.next_line().await {
+        if let Some(i) = line.find("ws://") {
+            let url = line[i..].trim().to_owned();
+            tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+            return Ok(url);
+        }
+        tail.push(line);
+        if tail.len() > 20 {
+            tail.remove(0);
+        }
+    }
+    Err(format!("chromium exited: {}", tail.join(" | ")))
 }
 
 /// The proportional set size (kB) of `pid` and all its descendants, from
