@@ -1046,7 +1046,7 @@ impl Validator<'_> {
         Ok(out)
     }
 
-    fn from_page_u32(&self, f: &RawFrom, field: &str) -> Result<FromPage<u32>, DefError> {
+    fn page_u32(&self, f: &RawFrom, field: &str) -> Result<FromPage<u32>, DefError> {
         let v = f;
         match v.get_ref() {
             toml::Value::Integer(n) if (1..=32).contains(n) => Ok(FromPage::Const(*n as u32)),
@@ -1057,7 +1057,7 @@ impl Validator<'_> {
         }
     }
 
-    fn from_page_str(&self, f: &RawFrom, field: &str) -> Result<FromPage<String>, DefError> {
+    fn page_str(&self, f: &RawFrom, field: &str) -> Result<FromPage<String>, DefError> {
         let v = f;
         match v.get_ref() {
             toml::Value::String(s) => Ok(FromPage::Const(s.clone())),
@@ -1097,8 +1097,8 @@ impl Validator<'_> {
     }
 
     fn otp(&self, o: &RawOtp) -> Result<Otp, DefError> {
-        let length = self.from_page_u32(&o.length, "otp.length")?;
-        let kind = self.from_page_str(&o.kind, "otp.kind")?;
+        let length = self.page_u32(&o.length, "otp.length")?;
+        let kind = self.page_str(&o.kind, "otp.kind")?;
         if let FromPage::Const(k) = &kind {
             if k != "numeric" && k != "alphanumeric" {
                 let v = &o.kind;
@@ -1106,7 +1106,7 @@ impl Validator<'_> {
             }
         }
         let purpose = match &o.purpose {
-            Some(p) => Some(self.from_page_str(p, "otp.purpose")?),
+            Some(p) => Some(self.page_str(p, "otp.purpose")?),
             None => None,
         };
         let input = o.input.as_ref().map(|s| self.sel(s, "otp.input")).transpose()?;
@@ -1418,4 +1418,129 @@ fn fill_value(cx: &Ctx<'_>, with: &Spanned<String>, field: &str) -> Result<FillV
         );
     }
     Ok(FillValue::Literal(with.get_ref().clone()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn builtin() -> &'static str {
+        BUILTIN[0].1
+    }
+
+    #[test]
+    fn the_builtin_definition_is_valid() {
+        let d = parse("builtin:sandbox-js.toml", builtin()).expect("valid");
+        assert_eq!(d.code, "sandbox-js");
+        assert_eq!(d.login.len(), 5);
+        assert!(d.otp.is_some());
+        assert!(matches!(d.movements.source, Source::Json { .. }));
+    }
+
+    /// Each case edits the built-in definition and expects an error naming the line and field.
+    #[test]
+    fn errors_name_file_line_and_field() {
+        let line_of = |needle: &str| builtin().lines().position(|l| l.contains(needle)).expect("needle") + 1;
+        let cases: &[(&str, &str, &str, &str)] = &[
+            // (replace, with, field, message fragment)
+            (
+                "fill = \"#login-form input[name=username]\"",
+                "fil = \"#login-form input[name=username]\"",
+                "fil",
+                "unknown field",
+            ),
+            ("version = \"1.0.0\"", "version = \"one\"", "version", "semver"),
+            ("format = 1", "format = 2", "format", "format = 1"),
+            ("code = \"sandbox-js\"", "code = \"Sandbox JS\"", "code", "[a-z0-9_-]"),
+            (
+                "goto = \"/js/login\"",
+                "goto = \"https://evil.example/js/login\"",
+                "login[0].goto",
+                "allowed_hosts",
+            ),
+            (
+                "with = \"{{ password }}\"",
+                "with = \"{{ pasword }}\"",
+                "login[2].with",
+                "templates",
+            ),
+            (
+                "click = \"#login-form button[type=submit]\"",
+                "click = \"#login-form >> button\"",
+                "login[3].click",
+                "CSS selector",
+            ),
+            (
+                "result = \"retry\"",
+                "result = \"retry-later\"",
+                "outcome[3].result",
+                "one of",
+            ),
+            ("step = \"15s\"", "step = \"fifteen\"", "timeouts.step", "duration"),
+            (
+                "amount = { json = \"/amount\", parse = \"decimal\" }",
+                "amount = { json = \"/amount\", parse = \"float\" }",
+                "movements.fields.amount.parse",
+                "one of",
+            ),
+            (
+                "{ when = { visible = \"form#otp-form\" }, then = \"otp\" }",
+                "{ when = { visible = \"form#otp-form\" }, then = \"2fa\" }",
+                "login[4].branch[1].then",
+                "\"otp\"",
+            ),
+        ];
+        for (from, to, field, fragment) in cases {
+            assert!(builtin().contains(from), "{from}");
+            let text = builtin().replacen(from, to, 1);
+            let err = parse("bank.toml", &text).expect_err(to);
+            assert_eq!(err.file, "bank.toml");
+            assert_eq!(&err.field, field, "{to}: {err}");
+            assert!(err.message.contains(fragment), "{to}: {err}");
+            assert_eq!(err.line, line_of(from), "{to}: {err}");
+        }
+    }
+
+    #[test]
+    fn structural_errors_name_the_field() {
+        let cases: &[(&str, &str, &str)] = &[
+            ("[otp]", "[otp_block]", "otp_block"),
+            ("input = \"form#otp-form input[name=code]\"\n", "", "otp"),
+            (
+                "capture = { response = \"/js/api/movements\", status = 200 }",
+                "",
+                "movements",
+            ),
+            ("external_id = { json = \"/id\" }\n", "", "movements.fields.external_id"),
+        ];
+        for (from, to, field) in cases {
+            assert!(builtin().contains(from), "{from}");
+            let err = parse("b.toml", &builtin().replacen(from, to, 1)).expect_err(from);
+            assert_eq!(&err.field, field, "{from}: {err}");
+        }
+        // Credentials are never templated into a script.
+        let text = builtin().replacen(
+            "[[logout]]\nclick = \"#logout\"",
+            "[[logout]]\neval = \"send('{{ password }}')\"",
+            1,
+        );
+        let err = parse("b.toml", &text).expect_err("eval template");
+        assert_eq!(err.field, "logout[0].eval");
+    }
+
+    #[test]
+    fn hosts_and_durations() {
+        let hosts = vec!["bank.example".to_owned(), "*.cdn.example".to_owned()];
+        assert!(host_allowed(&hosts, "bank.example"));
+        assert!(host_allowed(&hosts, "BANK.example."));
+        assert!(host_allowed(&hosts, "a.cdn.example"));
+        assert!(!host_allowed(&hosts, "evilbank.example"));
+        assert!(!host_allowed(&hosts, "cdn.example.evil"));
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_duration("0s"), None);
+        assert_eq!(parse_duration("5"), None);
+        assert_eq!(parse_offset("-03:00").map(|o| o.local_minus_utc()), Some(-3 * 3600));
+        assert_eq!(parse_offset("America/Montevideo"), None);
+    }
 }

@@ -301,7 +301,8 @@ mod tests {
 
     #[test]
     fn decimals_are_exact_strings() {
-        let cases: &[(&str, char, Option<char>, Negative, Result<&str, ()>)] = &[
+        type Case<'a> = (&'a str, char, Option<char>, Negative, Result<&'a str, ()>);
+        let cases: &[Case] = &[
             ("-12.34", '.', None, Negative::Minus, Ok("-12.34")),
             ("1.234,56", ',', Some('.'), Negative::Minus, Ok("1234.56")),
             ("(1,500.00)", '.', Some(','), Negative::Parens, Ok("-1500.00")),

@@ -56,13 +56,13 @@ pub trait CodeAsk: Send {
 /// How a login or a read failed.
 #[derive(Debug)]
 pub enum Failure {
-    Fatal(FatalKind, Option<Evidence>),
-    Retryable(String, Option<Evidence>),
+    Fatal(FatalKind, Option<Box<Evidence>>),
+    Retryable(String, Option<Box<Evidence>>),
     /// The page does not match the definition any more.
     Broken {
         step: String,
         detail: String,
-        evidence: Option<Evidence>,
+        evidence: Option<Box<Evidence>>,
     },
     SessionExpired,
     NoCode(NoCode),
@@ -71,7 +71,7 @@ pub enum Failure {
 impl Failure {
     pub fn evidence(&self) -> Option<&Evidence> {
         match self {
-            Failure::Fatal(_, e) | Failure::Retryable(_, e) | Failure::Broken { evidence: e, .. } => e.as_ref(),
+            Failure::Fatal(_, e) | Failure::Retryable(_, e) | Failure::Broken { evidence: e, .. } => e.as_deref(),
             _ => None,
         }
     }
@@ -290,7 +290,7 @@ impl<'a> Run<'a> {
     }
 
     /// Failure evidence (CONNECTORS §6): never while a code is in the page.
-    async fn evidence(&mut self, step: &str) -> Option<Evidence> {
+    async fn evidence(&mut self, step: &str) -> Option<Box<Evidence>> {
         if self.code_typed || !self.evidence_on || self.lease.crashed() {
             return None;
         }
@@ -303,14 +303,14 @@ impl<'a> Run<'a> {
         let _ = self.op(json!({ "op": "blank" })).await;
         let jpeg = self.lease.screenshot_jpeg().await.unwrap_or_default();
         let (url, title) = self.lease.url_and_title().await;
-        Some(Evidence {
+        Some(Box::new(Evidence {
             step: step.to_owned(),
             url,
             title,
             jpeg,
             dom,
             trail: self.trail.clone(),
-        })
+        }))
     }
 
     fn url(&self, path: &str) -> Result<String, Failure> {
@@ -478,15 +478,12 @@ impl<'a> Run<'a> {
         Ok(BranchTo::Continue)
     }
 
-    async fn read_from<T: std::str::FromStr>(
+    async fn read_from<T: ToString>(
         &mut self,
         from: &FromPage<T>,
         what: &str,
         deadline: Instant,
-    ) -> Result<Option<String>, Failure>
-    where
-        T: ToString,
-    {
+    ) -> Result<Option<String>, Failure> {
         Ok(match from {
             FromPage::Const(v) => Some(v.to_string()),
             FromPage::Attr { attr, of } => self

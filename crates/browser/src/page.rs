@@ -165,7 +165,7 @@ impl ContextLease {
                     n.lock().blocked.push(h);
                     n.changed.notify_waiters();
                 }
-                let result = if !allowed || blocked_types.iter().any(|t| *t == kind) {
+                let result = if !allowed || blocked_types.contains(&kind) {
                     p.execute(FailRequestParams::new(
                         ev.request_id.clone(),
                         ErrorReason::BlockedByClient,

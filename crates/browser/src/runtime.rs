@@ -144,8 +144,8 @@ pub struct BrowserRuntime {
     live: Mutex<Option<Arc<Live>>>,
     launches: AtomicU64,
     /// Contexts to dispose (sent by `ContextLease::drop`, which cannot await).
-    dispose_tx: mpsc::UnboundedSender<(Weak<Live>, BrowserContextId)>,
-    dispose_rx: std::sync::Mutex<Option<mpsc::UnboundedReceiver<(Weak<Live>, BrowserContextId)>>>,
+    dispose_tx: mpsc::UnboundedSender<Disposal>,
+    dispose_rx: std::sync::Mutex<Option<mpsc::UnboundedReceiver<Disposal>>>,
     /// Contexts disposed (or found gone with their browser), and its doorbell.
     disposed: Arc<(AtomicU64, tokio::sync::Notify)>,
 }
@@ -473,9 +473,12 @@ impl BrowserRuntime {
     }
 }
 
-/// Disposes its context when dropped (unless defused).
+/// A context to dispose, and the browser it belongs to.
+pub(crate) type Disposal = (Weak<Live>, BrowserContextId);
+
+/// Disposes its context when dropped.
 pub(crate) struct DisposeGuard {
-    tx: mpsc::UnboundedSender<(Weak<Live>, BrowserContextId)>,
+    tx: mpsc::UnboundedSender<Disposal>,
     live: Weak<Live>,
     ctx: Option<BrowserContextId>,
 }
