@@ -21,3 +21,5 @@ mod surfaces;
 mod users;
 mod v1;
 mod webhooks;
+// issue 9: the flows on the JavaScript sandbox bank, in headless Chromium.
+mod browser;
