@@ -460,7 +460,9 @@ impl BrowserRuntime {
     pub async fn shutdown(&self) {
         let live = self.live.lock().await.take();
         if let Some(live) = live {
-            live.mark_dead();
+            // Dead on purpose: no "died" warning.
+            live.dead.store(true, Ordering::SeqCst);
+            live.died.notify_waiters();
             let kill = live
                 .kill
                 .lock()
