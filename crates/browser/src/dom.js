@@ -62,6 +62,7 @@
         setTimeout(finish, a.ms);
       });
     case "focus": {
+      (a.mark || []).forEach(function (m) { find(m).forEach(function (x) { x.__rbkStale = true; }); });
       var e = a.nth !== undefined ? find(a.loc).filter(visible)[a.nth] : first(a.loc);
       if (!e) return false;
       e.scrollIntoView({ block: "center" });

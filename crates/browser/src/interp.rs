@@ -376,6 +376,19 @@ impl<'a> Run<'a> {
         }
     }
 
+    async fn fill_marking(
+        &mut self,
+        step: &str,
+        loc: &Locator,
+        text: &str,
+        timeout: Duration,
+        mark: &[Locator],
+    ) -> Result<(), Failure> {
+        let args = json!({ "op": "focus", "loc": loc, "mark": mark });
+        self.on_element(step, loc, args, timeout).await?;
+        self.lease.insert_text(text).await.map_err(|e| self.page_failure(e))
+    }
+
     async fn click(&mut self, step: &str, loc: &Locator, navigation: bool, timeout: Duration) -> Result<(), Failure> {
         let navs = self.lease.navigations();
         let p = self
@@ -545,15 +558,22 @@ impl<'a> Run<'a> {
                 _ = self.lease.died() => return Err(Failure::Retryable("browser crashed".into(), None)),
             };
             drop(permit);
-            for loc in &rejected_locs {
-                let _ = self.op(json!({ "op": "mark", "loc": loc })).await;
-            }
             let since = self.lease.net_seq();
             self.code_typed = true;
             match (&otp.input, &otp.boxes) {
-                (Some(input), _) => self.fill("otp.input", input, &code, false, timeout, None).await?,
+                // The rejection markers on the page now are marked stale in the same call that
+                // focuses the field (one round trip less between the code and the bank).
+                (Some(input), _) => {
+                    self.fill_marking("otp.input", input, &code, timeout, &rejected_locs)
+                        .await?
+                }
                 (None, Some(boxes)) => {
                     for (i, c) in code.chars().enumerate() {
+                        if i == 0 {
+                            for loc in &rejected_locs {
+                                let _ = self.op(json!({ "op": "mark", "loc": loc })).await;
+                            }
+                        }
                         self.fill("otp.boxes", boxes, &c.to_string(), false, timeout, Some(i))
                             .await?;
                     }

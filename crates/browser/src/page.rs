@@ -13,14 +13,15 @@ use chromiumoxide::cdp::browser_protocol::emulation::{
 use chromiumoxide::cdp::browser_protocol::fetch::{
     self, ContinueRequestParams, EventRequestPaused, FailRequestParams, RequestPattern, RequestStage,
 };
-use chromiumoxide::cdp::browser_protocol::input::InsertTextParams;
+use chromiumoxide::cdp::browser_protocol::input::{
+    DispatchMouseEventParams, DispatchMouseEventType, InsertTextParams, MouseButton,
+};
 use chromiumoxide::cdp::browser_protocol::network::{
     ErrorReason, EventLoadingFailed, EventLoadingFinished, EventRequestWillBeSent, EventResponseReceived,
     GetResponseBodyParams, ResourceType,
 };
 use chromiumoxide::cdp::browser_protocol::page::{CaptureScreenshotFormat, EventFrameNavigated};
 use chromiumoxide::cdp::js_protocol::runtime::EvaluateParams;
-use chromiumoxide::layout::Point;
 use chromiumoxide::page::ScreenshotParams;
 use chromiumoxide::Page;
 use futures_util::StreamExt;
@@ -386,11 +387,22 @@ impl ContextLease {
 
     /// A real mouse click at a point of the viewport.
     pub async fn click_at(&self, x: f64, y: f64) -> Result<(), PageError> {
-        self.page
-            .click(Point { x, y })
-            .await
-            .map(|_| ())
-            .map_err(|e| cdp_err(&self.live, e))
+        // Pressed and released where the element is (two round trips; no separate move).
+        for kind in [
+            DispatchMouseEventType::MousePressed,
+            DispatchMouseEventType::MouseReleased,
+        ] {
+            let params = DispatchMouseEventParams::builder()
+                .r#type(kind)
+                .x(x)
+                .y(y)
+                .button(MouseButton::Left)
+                .click_count(1)
+                .build()
+                .map_err(PageError::Cdp)?;
+            self.page.execute(params).await.map_err(|e| cdp_err(&self.live, e))?;
+        }
+        Ok(())
     }
 
     /// A JPEG (quality 60) of the viewport.

@@ -228,16 +228,8 @@ impl BrowserRuntime {
             .await
             .map_err(|_| RuntimeError::Closed)?;
         let live = self.current().await?;
-        match self.open_context(&live, def, permit).await {
-            Ok(lease) => Ok(lease),
-            Err(e) => {
-                // A failing browser (hung, half-dead) is not trusted with the next lease.
-                if live.browser.version().await.is_err() {
-                    live.mark_dead();
-                }
-                Err(e)
-            }
-        }
+        // A real crash is seen by the process watcher; a hang by the health task.
+        self.open_context(&live, def, permit).await
     }
 
     /// A permit to park a login on an OTP screen (`RECONBANKER_BROWSER_WAITING`).
@@ -409,20 +401,32 @@ impl BrowserRuntime {
             }
             let _ = std::fs::remove_dir_all(&scratch);
         });
-        // Health: a version ping every 30 s; a browser that does not answer is dead.
+        // Health: a version ping every 30 s; three unanswered in a row (a hung browser, not a
+        // busy one) and it is killed, so the next lease relaunches it.
         let watched = Arc::downgrade(&live);
         tokio::spawn(async move {
+            let mut strikes = 0;
             loop {
                 tokio::time::sleep(Duration::from_secs(30)).await;
                 let Some(live) = watched.upgrade() else { return };
                 if live.is_dead() {
                     return;
                 }
-                let ok = tokio::time::timeout(Duration::from_secs(10), live.browser.version())
+                let ok = tokio::time::timeout(Duration::from_secs(20), live.browser.version())
                     .await
                     .is_ok_and(|r| r.is_ok());
-                if !ok {
+                strikes = if ok { 0 } else { strikes + 1 };
+                if strikes >= 3 {
+                    tracing::warn!("chromium stopped answering; killing it");
                     live.mark_dead();
+                    let kill = live
+                        .kill
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .take();
+                    if let Some(kill) = kill {
+                        let _ = kill.send(());
+                    }
                     return;
                 }
             }
@@ -513,7 +517,10 @@ fn launch_args() -> Vec<String> {
         "--disable-breakpad",
         "--disable-crash-reporter",
         "--metrics-recording-only",
-        "--disable-features=Translate,MediaRouter,OptimizationHints",
+        // Back/forward cache off: a login navigates forward only, and a cached page is a page
+        // kept in memory per context.
+        "--disable-features=Translate,MediaRouter,OptimizationHints,BackForwardCache",
+        "--disable-gpu",
     ]
     .into_iter()
     .map(str::to_owned)

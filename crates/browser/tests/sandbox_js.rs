@@ -290,7 +290,7 @@ fn a_page_that_no_longer_matches_is_broken_with_evidence_and_no_secret() {
         );
         let mut d = def::parse("renamed.toml", &text).expect("valid");
         d.base_url = w.base.clone();
-        d.timeouts.step = Duration::from_secs(2);
+        d.timeouts.step = Duration::from_secs(5);
         let r = login(w, &Arc::new(d), "user_good+broken", "pass_good", &mut Script::default()).await;
         let Err(Failure::Broken {
             step,
