@@ -314,9 +314,14 @@ fn a_page_that_no_longer_matches_is_broken_with_evidence_and_no_secret() {
 #[test]
 fn twenty_parallel_logins_stay_isolated() {
     run(|w| async move {
+        // About isolation, not speed: 20 renderers starting at once on 2 busy cores get time.
+        let mut d = (*w.def).clone();
+        d.timeouts.step = Duration::from_secs(90);
+        d.timeouts.read = Duration::from_secs(90);
+        let d = &Arc::new(d);
         let logins = (0..20).map(|i| async move {
             let user = format!("user_good+p{i}");
-            let mut s = login(w, &w.def, &user, "pass_good", &mut Script::default())
+            let mut s = login(w, d, &user, "pass_good", &mut Script::default())
                 .await
                 .expect("login");
             let got = s.read_movements().await.expect("read");
