@@ -6,6 +6,8 @@
 # Environment:
 #   REQUIRE_POSTGRES=1   fail instead of skipping the PostgreSQL runs when no server binaries exist
 #   TEST_DATABASE_URL    use this server (the user may CREATE DATABASE) instead of a throwaway one
+#   REQUIRE_CHROMIUM=1   fail instead of skipping the headless-browser tests (issue 9) when no
+#                        Chromium is found (RECONBANKER_CHROMIUM, `chromium` on PATH, /usr/bin/chromium)
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

@@ -24,3 +24,5 @@ mod webhooks;
 
 // issue 12: hardening
 mod hardening;
+// issue 9: the flows on the JavaScript sandbox bank, in headless Chromium.
+mod browser;
