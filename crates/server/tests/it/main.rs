@@ -23,4 +23,7 @@ mod v1;
 mod webhooks;
 
 // issue 12: hardening
+mod crash;
 mod hardening;
+mod log_secrets;
+mod process;
