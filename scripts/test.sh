@@ -208,6 +208,15 @@ else
     SUMMARY+=("SKIP  PostgreSQL runs (no PostgreSQL server binaries)")
 fi
 
+# issue 12: schema-driven fuzzing of the OpenAPI documents (scripts/fuzz.sh), one seed for both
+# backends, printed (reproduce with FUZZ_SEED=<seed> scripts/fuzz.sh).
+export FUZZ_SEED="${FUZZ_SEED:-$(( (RANDOM << 15) | RANDOM ))}"
+log "fuzz seed: $FUZZ_SEED"
+step "fuzz on SQLite (seed $FUZZ_SEED)" scripts/fuzz.sh
+if ((POSTGRES)); then
+    step "fuzz on PostgreSQL (seed $FUZZ_SEED)" env FUZZ_PG_ADMIN_URL="$TEST_DATABASE_URL" scripts/fuzz.sh
+fi
+
 printf '\n==> summary\n'
 printf '    %s\n' "${SUMMARY[@]}"
 if ((FAILED)); then

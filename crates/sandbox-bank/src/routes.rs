@@ -425,7 +425,8 @@ async fn otp_submit(
         };
         page(StatusCode::OK, html::otp(&session.csrf, &challenge, left, Some(left)))
     };
-    tracing::debug!(%username, accepted, "sandbox bank: one-time code judged");
+    // Never the username: it is a bank login, and the embedded bank logs into the server's log.
+    tracing::debug!(accepted, "sandbox bank: one-time code judged");
     // Published before the answer leaves, while the session change is already visible.
     let _ = bank.inner.otp_events.send(OtpReceived {
         username,
