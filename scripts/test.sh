@@ -6,6 +6,8 @@
 # Environment:
 #   REQUIRE_POSTGRES=1   fail instead of skipping the PostgreSQL runs when no server binaries exist
 #   TEST_DATABASE_URL    use this server (the user may CREATE DATABASE) instead of a throwaway one
+#   REQUIRE_CHROMIUM=1   fail instead of skipping the headless-browser tests (issue 9) when no
+#                        Chromium is found (RECONBANKER_CHROMIUM, `chromium` on PATH, /usr/bin/chromium)
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -204,6 +206,15 @@ if ((POSTGRES)); then
     step "HTTP tests on PostgreSQL" env RECONBANKER_TEST_BACKEND=postgres cargo test -p reconbanker --test it
 else
     SUMMARY+=("SKIP  PostgreSQL runs (no PostgreSQL server binaries)")
+fi
+
+# issue 12: schema-driven fuzzing of the OpenAPI documents (scripts/fuzz.sh), one seed for both
+# backends, printed (reproduce with FUZZ_SEED=<seed> scripts/fuzz.sh).
+export FUZZ_SEED="${FUZZ_SEED:-$(( (RANDOM << 15) | RANDOM ))}"
+log "fuzz seed: $FUZZ_SEED"
+step "fuzz on SQLite (seed $FUZZ_SEED)" scripts/fuzz.sh
+if ((POSTGRES)); then
+    step "fuzz on PostgreSQL (seed $FUZZ_SEED)" env FUZZ_PG_ADMIN_URL="$TEST_DATABASE_URL" scripts/fuzz.sh
 fi
 
 printf '\n==> summary\n'

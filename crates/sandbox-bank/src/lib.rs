@@ -85,6 +85,9 @@
 //!   "description"}]}` newest first (`name` is `null` when there is none); not logged in →
 //!   **401** `{"error":"not_logged_in"}`.
 //! - `POST /logout` → destroys the session, clears the cookie, **303** `/login` (no csrf needed).
+//! - `/js/…` — the same bank as a JavaScript single-page app (`sandbox-js`): the shells
+//!   `/js/login`, `/js/otp`, `/js/movements`, the script `/js/app.js` and its JSON API
+//!   `/js/api/…`, described in [`js`].
 //! - Anything else → **404**, `data-error="not_found"`.
 //!
 //! # Sandbox controls (`/_sandbox/…`, JSON; this bank only, a real bank has none)
@@ -170,6 +173,8 @@ use tokio::sync::broadcast;
 
 mod controls;
 mod html;
+// issue 9: the JavaScript sandbox bank (`sandbox-js`).
+pub mod js;
 pub mod movements;
 mod routes;
 mod sessions;

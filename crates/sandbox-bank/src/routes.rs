@@ -38,6 +38,8 @@ pub(crate) fn router(bank: SandboxBank) -> Router {
                 .put(controls::put_orders)
                 .layer(DefaultBodyLimit::max(ORDERS_BODY_LIMIT)),
         )
+        // issue 9: the JavaScript sandbox bank (`sandbox-js`), same users, under `/js/`.
+        .merge(crate::js::router())
         .fallback(not_found)
         .with_state(bank)
 }
@@ -61,7 +63,7 @@ struct OtpForm {
 }
 
 #[derive(Debug, Serialize)]
-struct MovementOut {
+pub(crate) struct MovementOut {
     id: String,
     date: String,
     amount: String,
@@ -94,11 +96,11 @@ struct ErrorOut {
 }
 
 /// Whether `username` is the scripted user `scripted` or one of its `+<tag>` variants.
-fn is_a(username: &str, scripted: &str) -> bool {
+pub(crate) fn is_a(username: &str, scripted: &str) -> bool {
     users::resolve(username).is_some_and(|u| u.username == scripted)
 }
 
-fn session_id(headers: &HeaderMap) -> Option<String> {
+pub(crate) fn session_id(headers: &HeaderMap) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -109,15 +111,15 @@ fn session_id(headers: &HeaderMap) -> Option<String> {
         .map(|(_, value)| value.to_owned())
 }
 
-fn set_cookie(id: &str) -> String {
+pub(crate) fn set_cookie(id: &str) -> String {
     format!("{SESSION_COOKIE}={id}; Path=/; HttpOnly; SameSite=Lax")
 }
 
-fn clear_cookie() -> String {
+pub(crate) fn clear_cookie() -> String {
     format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0")
 }
 
-fn with_cookie(cookie: String, response: impl IntoResponse) -> Response {
+pub(crate) fn with_cookie(cookie: String, response: impl IntoResponse) -> Response {
     (AppendHeaders([(header::SET_COOKIE, cookie)]), response).into_response()
 }
 
@@ -148,11 +150,11 @@ fn csrf_error() -> Response {
 }
 
 impl SandboxBank {
-    fn count_server_error(&self) {
+    pub(crate) fn count_server_error(&self) {
         self.inner.counters.server_errors.fetch_add(1, Relaxed);
     }
 
-    fn unavailable(&self) -> Response {
+    pub(crate) fn unavailable(&self) -> Response {
         self.count_server_error();
         let body = html::error_page("unavailable", "Service unavailable", "Please try again in a moment.");
         (
@@ -164,13 +166,13 @@ impl SandboxBank {
     }
 
     /// The username behind the request's session, in any stage.
-    fn session_user(&self, headers: &HeaderMap) -> Option<String> {
+    pub(crate) fn session_user(&self, headers: &HeaderMap) -> Option<String> {
         let id = session_id(headers)?;
         self.inner.lock_sessions().get(&id)?.stage.username().map(str::to_owned)
     }
 
     /// The username behind the request's session if it is logged in.
-    fn authenticated_user(&self, headers: &HeaderMap) -> Option<String> {
+    pub(crate) fn authenticated_user(&self, headers: &HeaderMap) -> Option<String> {
         let id = session_id(headers)?;
         match &self.inner.lock_sessions().get(&id)?.stage {
             Stage::Authenticated { username } => Some(username.clone()),
@@ -183,7 +185,12 @@ impl SandboxBank {
     /// `tokio::time::sleep`, so paused-clock tests skip it). The work is already done; the session
     /// the answer leaves with is touched again afterwards, since a real bank's idle timer starts
     /// from its last answer — so a delay longer than the idle timeout does not cost the session.
-    async fn hold_answer(&self, username: Option<&str>, headers: &HeaderMap, response: Response) -> Response {
+    pub(crate) async fn hold_answer(
+        &self,
+        username: Option<&str>,
+        headers: &HeaderMap,
+        response: Response,
+    ) -> Response {
         if !username.is_some_and(|u| is_a(u, USER_SLOW)) {
             return response;
         }
@@ -209,9 +216,28 @@ impl SandboxBank {
         response
     }
 
+    /// The flaky front end fails before the application looks at the form: 1st, 3rd, 5th, … login
+    /// naming a `user_flaky` (counted per username, whichever site the login came through).
+    pub(crate) fn flaky_login_refused(&self, username: &str) -> bool {
+        if !is_a(username, USER_FLAKY) {
+            return false;
+        }
+        let n = {
+            let mut users = self.inner.lock_users();
+            let user = users.entry(username.to_owned()).or_default();
+            user.flaky_login_posts += 1;
+            user.flaky_login_posts
+        };
+        let refused = !n.is_multiple_of(2);
+        if refused {
+            tracing::debug!(attempt = n, "sandbox bank: flaky login answered 503");
+        }
+        refused
+    }
+
     /// Whether this read of the movements fails: every third one of each `user_flaky` or
     /// `user_flaky+<tag>` (3rd, 6th, …, counted per username).
-    fn movement_read_fails(&self, username: &str) -> bool {
+    pub(crate) fn movement_read_fails(&self, username: &str) -> bool {
         if !is_a(username, USER_FLAKY) {
             return false;
         }
@@ -267,19 +293,8 @@ async fn login_submit(
     };
     bank.inner.counters.logins_attempted.fetch_add(1, Relaxed);
 
-    // The flaky front end fails before the application looks at the form: 1st, 3rd, 5th, … POST
-    // naming this username.
-    if is_a(&form.username, USER_FLAKY) {
-        let n = {
-            let mut users = bank.inner.lock_users();
-            let user = users.entry(form.username.clone()).or_default();
-            user.flaky_login_posts += 1;
-            user.flaky_login_posts
-        };
-        if !n.is_multiple_of(2) {
-            tracing::debug!(attempt = n, "sandbox bank: flaky login answered 503");
-            return bank.unavailable();
-        }
+    if bank.flaky_login_refused(&form.username) {
+        return bank.unavailable();
     }
     let session_user = bank.session_user(&headers);
     let response = login_submit_now(&bank, &headers, &form);
@@ -410,7 +425,8 @@ async fn otp_submit(
         };
         page(StatusCode::OK, html::otp(&session.csrf, &challenge, left, Some(left)))
     };
-    tracing::debug!(%username, accepted, "sandbox bank: one-time code judged");
+    // Never the username: it is a bank login, and the embedded bank logs into the server's log.
+    tracing::debug!(accepted, "sandbox bank: one-time code judged");
     // Published before the answer leaves, while the session change is already visible.
     let _ = bank.inner.otp_events.send(OtpReceived {
         username,

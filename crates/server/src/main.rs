@@ -1,4 +1,5 @@
-//! The `reconbanker` command: `serve`, `migrate`, `openapi`, `admin grant <email>`.
+//! The `reconbanker` command: `serve`, `migrate`, `openapi`, `admin grant <email>`,
+//! `bank check FILE`, `bank try FILE --user U` (issue 9).
 
 use std::process::ExitCode;
 
@@ -32,6 +33,32 @@ enum Command {
     Admin {
         #[command(subcommand)]
         command: AdminCommand,
+    },
+    /// Bank definitions (TOML, run in headless Chromium; docs/banks.md).
+    Bank {
+        #[command(subcommand)]
+        command: BankCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum BankCommand {
+    /// Validate a bank definition file; errors name the file, line and field.
+    Check { file: std::path::PathBuf },
+    /// Log in with a definition in headless Chromium and print the movements as JSON lines.
+    /// The password is read from RECONBANKER_TRY_PASSWORD or the first line of stdin; codes
+    /// are asked on stderr and read from stdin.
+    Try {
+        file: std::path::PathBuf,
+        /// The bank username.
+        #[arg(long)]
+        user: String,
+        /// Run with a visible browser window (needs a display).
+        #[arg(long)]
+        headful: bool,
+        /// On failure, write the evidence (screenshot and blanked DOM) into this directory.
+        #[arg(long)]
+        evidence: Option<std::path::PathBuf>,
     },
 }
 
@@ -125,6 +152,30 @@ async fn main_inner(cli: Cli) -> Result<(), StartError> {
             println!("migrations applied ({})", store.backend());
             Ok(())
         }
+        Command::Bank {
+            command: BankCommand::Check { file },
+        } => {
+            let def = reconbanker_browser::def::load_file(&file).map_err(|e| StartError::Other(e.to_string()))?;
+            println!(
+                "{}: ok ({} {} \"{}\", {} login steps{})",
+                file.display(),
+                def.code,
+                def.version,
+                def.name,
+                def.login.len(),
+                if def.otp.is_some() { ", an OTP block" } else { "" }
+            );
+            Ok(())
+        }
+        Command::Bank {
+            command:
+                BankCommand::Try {
+                    file,
+                    user,
+                    headful,
+                    evidence,
+                },
+        } => bank_try(&file, &user, headful, evidence.as_deref()).await,
         Command::Admin {
             command: AdminCommand::Grant { email },
         } => {
@@ -142,6 +193,110 @@ async fn main_inner(cli: Cli) -> Result<(), StartError> {
             }
         }
     }
+}
+
+/// Codes for `bank try`, typed by the person at the terminal.
+struct Terminal;
+
+#[async_trait::async_trait]
+impl reconbanker_browser::CodeAsk for Terminal {
+    async fn code(&mut self, r: &reconbanker_browser::OtpRequest) -> Result<String, reconbanker_browser::NoCode> {
+        eprint!(
+            "the bank asks for a {}-character {} code{}: ",
+            r.length,
+            if r.alphanumeric { "alphanumeric" } else { "numeric" },
+            r.purpose.as_deref().map(|p| format!(" ({p})")).unwrap_or_default()
+        );
+        read_line().await.ok_or(reconbanker_browser::NoCode::Cancelled)
+    }
+
+    async fn rejected(&mut self) {
+        eprintln!("the bank refused that code");
+    }
+}
+
+async fn read_line() -> Option<String> {
+    tokio::task::spawn_blocking(|| {
+        let mut line = String::new();
+        match std::io::stdin().read_line(&mut line) {
+            Ok(0) | Err(_) => None,
+            Ok(_) => Some(line.trim_end_matches(['\r', '\n']).to_owned()),
+        }
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
+async fn bank_try(
+    file: &std::path::Path,
+    user: &str,
+    headful: bool,
+    evidence: Option<&std::path::Path>,
+) -> Result<(), StartError> {
+    use reconbanker_browser::interp::{self, Failure};
+    let def = reconbanker_browser::def::load_file(file).map_err(|e| StartError::Other(e.to_string()))?;
+    let password = match std::env::var("RECONBANKER_TRY_PASSWORD") {
+        Ok(p) => p,
+        Err(_) => {
+            eprint!("password for {user}: ");
+            read_line().await.unwrap_or_default()
+        }
+    };
+    let scratch = std::env::temp_dir().join(format!("reconbanker-bank-try-{}", std::process::id()));
+    let mut cfg = reconbanker_browser::RuntimeConfig::from_env(&scratch).map_err(StartError::Other)?;
+    cfg.headless = !headful;
+    let rt = reconbanker_browser::BrowserRuntime::new(cfg);
+    let def = std::sync::Arc::new(def);
+    let extra = std::collections::BTreeMap::new();
+    let creds = reconbanker_browser::Creds {
+        username: user,
+        password: &password,
+        extra: &extra,
+    };
+    let result = async {
+        let mut session = interp::login(&rt, &def, &creds, &mut Terminal, true).await?;
+        eprintln!("logged in");
+        let movements = session.read_movements().await?;
+        for m in &movements {
+            let line = serde_json::json!({
+                "external_id": m.external_id, "received_at": m.received_at, "amount": m.amount,
+                "currency": m.currency, "name": m.name, "description": m.description,
+            });
+            println!("{line}");
+        }
+        eprintln!("{} movements", movements.len());
+        let _ = session.logout().await;
+        Ok::<(), Failure>(())
+    }
+    .await;
+    rt.shutdown().await;
+    let _ = std::fs::remove_dir_all(&scratch);
+    let Err(failure) = result else { return Ok(()) };
+    if let (Some(dir), Some(ev)) = (evidence, failure.evidence()) {
+        std::fs::create_dir_all(dir)?;
+        std::fs::write(dir.join("screenshot.jpg"), &ev.jpeg)?;
+        std::fs::write(dir.join("dom.html"), &ev.dom)?;
+        std::fs::write(
+            dir.join("trail.txt"),
+            format!(
+                "failed at {}\nurl {}\ntitle {}\nsteps {}\n",
+                ev.step,
+                ev.url,
+                ev.title,
+                ev.trail.join(" ")
+            ),
+        )?;
+        eprintln!("evidence written to {}", dir.display());
+    }
+    let what = match failure {
+        Failure::Fatal(k, _) => format!("fatal: {k:?}"),
+        Failure::Retryable(m, _) => format!("retryable: {m}"),
+        Failure::Broken { step, detail, .. } => format!("broken at {step}: {detail}"),
+        Failure::SessionExpired => "the bank ended the session".into(),
+        Failure::NoCode(n) => format!("no code: {n:?}"),
+    };
+    Err(StartError::Other(what))
 }
 
 fn main() -> ExitCode {

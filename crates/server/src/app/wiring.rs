@@ -52,8 +52,10 @@ pub(crate) async fn build(config: Config, options: AppOptions) -> Result<(AppSta
     let secrets = Secrets::load_or_create(&config)?;
     let store = open_store(&config).await?;
     let (sandbox_listener, sandbox) = sandbox_endpoint(&config).await?;
-    let builtin = connectors::builtin(&config, sandbox.as_ref())
+    let mut builtin = connectors::builtin(&config, sandbox.as_ref())
         .map_err(|e| StartError::Other(format!("cannot build the bank connectors' HTTP client: {e}")))?;
+    // issue 9: the browser banks (bank definitions), after the built-in HTTP ones.
+    builtin.extend(connectors::browser::banks(&config, sandbox.as_ref()).map_err(StartError::Other)?);
     boot::seed_banks(&*store, &builtin).await?;
 
     let passwords = Passwords::new(2 * std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2))

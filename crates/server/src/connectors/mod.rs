@@ -3,6 +3,8 @@
 //! here and one entry in [`builtin`] (its bank row is seeded at start).
 
 pub mod sandbox;
+// issue 9: banks described as TOML definitions, run in headless Chromium.
+pub mod browser;
 
 use std::sync::Arc;
 

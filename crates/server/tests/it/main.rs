@@ -23,4 +23,9 @@ mod v1;
 mod webhooks;
 
 // issue 12: hardening
+mod crash;
 mod hardening;
+mod log_secrets;
+mod process;
+// issue 9: the flows on the JavaScript sandbox bank, in headless Chromium.
+mod browser;

@@ -46,7 +46,7 @@ impl Workdir {
 }
 
 /// A PostgreSQL database created for one test, dropped with it.
-struct TestDatabase {
+pub(crate) struct TestDatabase {
     /// The server to connect to for the `DROP` (never the test database itself).
     admin_url: String,
     name: String,
@@ -143,7 +143,7 @@ impl Res {
 pub const JWT_SECRET: &str = "test-jwt-secret-test-jwt-secret-0123";
 pub const MASTER_KEY: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
 
-async fn database(dir: &std::path::Path) -> (String, Option<TestDatabase>) {
+pub(crate) async fn database(dir: &std::path::Path) -> (String, Option<TestDatabase>) {
     if std::env::var("RECONBANKER_TEST_BACKEND").as_deref() == Ok("postgres") {
         let base =
             std::env::var("TEST_DATABASE_URL").expect("RECONBANKER_TEST_BACKEND=postgres needs TEST_DATABASE_URL");

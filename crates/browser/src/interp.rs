@@ -1,0 +1,819 @@
+//! The step interpreter: runs a [`BankDef`]'s login, OTP block, movements read and logout on a
+//! leased context. Waits are woken by the page (a `MutationObserver` in the helper) and by the
+//! network (the lease's notifications); outcome rules are checked during every wait.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::{json, Value};
+use tokio::time::Instant;
+
+use crate::def::{
+    Action, BankDef, BranchTo, Cond, FatalKind, FillValue, FromPage, Locator, Pick, Source, Step, Verdict,
+};
+use crate::evidence::Evidence;
+use crate::extract::{self, Movement, RawRow};
+use crate::page::{ContextLease, PageError};
+use crate::runtime::{BrowserRuntime, RuntimeError};
+
+const HELPER: &str = include_str!("dom.js");
+/// DOM snapshots in evidence are cut here.
+const DOM_MAX: usize = 512 * 1024;
+
+/// The credentials of one login. Only ever typed into the page, never part of a script.
+pub struct Creds<'a> {
+    pub username: &'a str,
+    pub password: &'a str,
+    pub extra: &'a BTreeMap<String, String>,
+}
+
+/// What the bank asks for, read from its OTP screen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OtpRequest {
+    pub length: u32,
+    pub alphanumeric: bool,
+    pub purpose: Option<String>,
+}
+
+/// Why no code will come (mirrors the engine's reasons).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoCode {
+    NotAssisted,
+    Expired,
+    Cancelled,
+    Unavailable,
+}
+
+/// How a login asks for codes (the engine's `CodeSource`, adapted by the server).
+#[async_trait]
+pub trait CodeAsk: Send {
+    async fn code(&mut self, request: &OtpRequest) -> Result<String, NoCode>;
+    async fn rejected(&mut self);
+}
+
+/// How a login or a read failed.
+#[derive(Debug)]
+pub enum Failure {
+    Fatal(FatalKind, Option<Box<Evidence>>),
+    Retryable(String, Option<Box<Evidence>>),
+    /// The page does not match the definition any more.
+    Broken {
+        step: String,
+        detail: String,
+        evidence: Option<Box<Evidence>>,
+    },
+    SessionExpired,
+    NoCode(NoCode),
+}
+
+impl Failure {
+    pub fn evidence(&self) -> Option<&Evidence> {
+        match self {
+            Failure::Fatal(_, e) | Failure::Retryable(_, e) | Failure::Broken { evidence: e, .. } => e.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+impl From<RuntimeError> for Failure {
+    fn from(e: RuntimeError) -> Self {
+        Failure::Retryable(e.to_string(), None)
+    }
+}
+
+/// A logged-in browser session: the lease stays open (the page parked on the bank).
+pub struct Session {
+    lease: ContextLease,
+    def: Arc<BankDef>,
+    evidence_on: bool,
+}
+
+/// What a wait found.
+enum Hit {
+    Cond(usize),
+    Outcome(Verdict),
+    Ready,
+    Timeout,
+}
+
+struct Run<'a> {
+    lease: &'a ContextLease,
+    def: &'a BankDef,
+    trail: Vec<String>,
+    /// A code is in the page: no evidence now.
+    code_typed: bool,
+    evidence_on: bool,
+}
+
+fn call(args: Value) -> String {
+    format!("({})({})", HELPER.trim_end().trim_end_matches(';'), args)
+}
+
+fn prims(c: &Cond, out: &mut Vec<Locator>) {
+    match c {
+        Cond::Visible(l) | Cond::Hidden(l) => out.push(l.clone()),
+        Cond::Any(list) => list.iter().for_each(|c| prims(c, out)),
+        _ => {}
+    }
+}
+
+struct Snap {
+    href: String,
+    vis: Vec<bool>,
+}
+
+impl<'a> Run<'a> {
+    fn new(lease: &'a ContextLease, def: &'a BankDef, evidence_on: bool) -> Self {
+        Run {
+            lease,
+            def,
+            trail: Vec::new(),
+            code_typed: false,
+            evidence_on,
+        }
+    }
+
+    fn page_failure(&self, e: PageError) -> Failure {
+        match e {
+            PageError::Crashed => Failure::Retryable("browser crashed".into(), None),
+            PageError::Timeout => Failure::Retryable("the browser did not answer in time".into(), None),
+            other => Failure::Retryable(other.to_string(), None),
+        }
+    }
+
+    async fn op(&self, args: Value) -> Result<Value, PageError> {
+        self.lease.eval(call(args)).await
+    }
+
+    /// A helper call that survives navigations (retried on the next document) until `deadline`.
+    async fn op_settled(&self, args: Value, deadline: Instant) -> Result<Value, Failure> {
+        loop {
+            match self.op(args.clone()).await {
+                Ok(v) => return Ok(v),
+                Err(PageError::Navigating) if Instant::now() < deadline => {
+                    self.lease.net_changed(Duration::from_millis(50)).await;
+                }
+                Err(e) => return Err(self.page_failure(e)),
+            }
+        }
+    }
+
+    fn eval_cond(&self, c: &Cond, snap: &Snap, idx: &mut usize, since: u64) -> bool {
+        match c {
+            Cond::Visible(_) => {
+                let v = snap.vis.get(*idx).copied().unwrap_or(false);
+                *idx += 1;
+                v
+            }
+            Cond::Hidden(_) => {
+                let v = snap.vis.get(*idx).copied().unwrap_or(false);
+                *idx += 1;
+                !v
+            }
+            Cond::Url(re) => regex_lite::Regex::new(re).is_ok_and(|r| r.is_match(&snap.href)),
+            Cond::Status(class) => self.lease.seen_since(since).iter().any(|s| class.matches(s.status)),
+            Cond::Response(frag) => self
+                .lease
+                .seen_since(since)
+                .iter()
+                .any(|s| s.url.contains(frag.as_str())),
+            Cond::Any(list) => {
+                // Every member consumes its primitives, matched or not.
+                let mut any = false;
+                for c in list {
+                    any |= self.eval_cond(c, snap, idx, since);
+                }
+                any
+            }
+        }
+    }
+
+    /// Waits for the first of: an outcome rule, one of `conds`, `ready()`; or the timeout.
+    async fn wait_any(
+        &self,
+        conds: &[&Cond],
+        since: u64,
+        timeout: Duration,
+        ready: &(dyn Fn() -> bool + Sync),
+    ) -> Result<Hit, Failure> {
+        let deadline = Instant::now() + timeout;
+        let outcomes = &self.def.outcomes;
+        let mut locs = Vec::new();
+        for o in outcomes {
+            prims(&o.when, &mut locs);
+        }
+        for c in conds {
+            prims(c, &mut locs);
+        }
+        let mut args = json!({ "op": "snap", "prims": locs });
+        loop {
+            let v = match self.op(args.clone()).await {
+                Ok(v) => Some(v),
+                Err(PageError::Navigating) => None,
+                Err(e) => return Err(self.page_failure(e)),
+            };
+            if let Some(v) = v {
+                let snap = Snap {
+                    href: v["href"].as_str().unwrap_or_default().to_owned(),
+                    vis: v["vis"]
+                        .as_array()
+                        .map(|a| a.iter().map(|b| b.as_bool().unwrap_or(false)).collect())
+                        .unwrap_or_default(),
+                };
+                let mut idx = 0;
+                for o in outcomes {
+                    if self.eval_cond(&o.when, &snap, &mut idx, since) {
+                        return Ok(Hit::Outcome(o.result));
+                    }
+                }
+                if ready() {
+                    return Ok(Hit::Ready);
+                }
+                for (i, c) in conds.iter().enumerate() {
+                    if self.eval_cond(c, &snap, &mut idx, since) {
+                        return Ok(Hit::Cond(i));
+                    }
+                }
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(Hit::Timeout);
+            }
+            let slice = (deadline - now).min(Duration::from_millis(250));
+            let wait = json!({ "op": "wait", "prims": locs, "ms": slice.as_millis() as u64 });
+            tokio::select! {
+                r = self.op(wait) => match r {
+                    Ok(_) | Err(PageError::Navigating) | Err(PageError::Script(_)) => {}
+                    Err(e) => return Err(self.page_failure(e)),
+                },
+                _ = self.lease.net_changed(slice) => {}
+            }
+            args = json!({ "op": "snap", "prims": locs });
+        }
+    }
+
+    async fn verdict(&mut self, v: Verdict, step: &str) -> Failure {
+        match v {
+            Verdict::Fatal(k) => Failure::Fatal(k, self.evidence(step).await),
+            Verdict::Retry => Failure::Retryable(
+                "the bank reported a temporary failure".into(),
+                self.evidence(step).await,
+            ),
+            Verdict::Expired => Failure::SessionExpired,
+        }
+    }
+
+    /// A wait that ended without a match: still loading → the bank is slow (retryable);
+    /// settled → the page is not what the definition describes (`Broken`).
+    async fn timed_out(&mut self, step: &str, timeout: Duration) -> Failure {
+        if self.lease.loading() {
+            return Failure::Retryable(
+                format!("{step}: the bank did not answer within {}", human(timeout)),
+                self.evidence(step).await,
+            );
+        }
+        Failure::Broken {
+            step: step.to_owned(),
+            detail: format!("nothing the definition expects appeared within {}", human(timeout)),
+            evidence: self.evidence(step).await,
+        }
+    }
+
+    async fn broken(&mut self, step: &str, detail: String) -> Failure {
+        Failure::Broken {
+            step: step.to_owned(),
+            detail,
+            evidence: self.evidence(step).await,
+        }
+    }
+
+    /// Failure evidence (CONNECTORS §6): never while a code is in the page.
+    async fn evidence(&mut self, step: &str) -> Option<Box<Evidence>> {
+        if self.code_typed || !self.evidence_on || self.lease.crashed() {
+            return None;
+        }
+        let dom = self
+            .op(json!({ "op": "dom", "max": DOM_MAX }))
+            .await
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let _ = self.op(json!({ "op": "blank" })).await;
+        let jpeg = self.lease.screenshot_jpeg().await.unwrap_or_default();
+        let (url, title) = self.lease.url_and_title().await;
+        Some(Box::new(Evidence {
+            step: step.to_owned(),
+            url,
+            title,
+            jpeg,
+            dom,
+            trail: self.trail.clone(),
+        }))
+    }
+
+    fn url(&self, path: &str) -> Result<String, Failure> {
+        self.def
+            .base_url
+            .join(path)
+            .map(|u| u.to_string())
+            .map_err(|_| Failure::Retryable(format!("bad URL {path:?}"), None))
+    }
+
+    /// Waits until `loc` is visible and runs `op` on it; outcome rules may end the wait.
+    async fn on_element(
+        &mut self,
+        step: &str,
+        loc: &Locator,
+        args: Value,
+        timeout: Duration,
+    ) -> Result<Value, Failure> {
+        let deadline = Instant::now() + timeout;
+        let since = self.lease.net_seq();
+        loop {
+            let v = self.op_settled(args.clone(), deadline).await?;
+            if !(v.is_null() || v == Value::Bool(false)) {
+                return Ok(v);
+            }
+            let cond = Cond::Visible(loc.clone());
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.wait_any(&[&cond], since, left, &|| false).await? {
+                Hit::Outcome(v) => return Err(self.verdict(v, step).await),
+                Hit::Timeout => return Err(self.timed_out(step, timeout).await),
+                Hit::Cond(_) | Hit::Ready => {}
+            }
+        }
+    }
+
+    async fn fill(
+        &mut self,
+        step: &str,
+        loc: &Locator,
+        text: &str,
+        human_typing: bool,
+        timeout: Duration,
+        nth: Option<usize>,
+    ) -> Result<(), Failure> {
+        let mut args = json!({ "op": "focus", "loc": loc });
+        if let Some(n) = nth {
+            args["nth"] = json!(n);
+        }
+        self.on_element(step, loc, args, timeout).await?;
+        if human_typing {
+            let mut buf = [0u8; 4];
+            for (i, c) in text.chars().enumerate() {
+                self.lease
+                    .insert_text(c.encode_utf8(&mut buf))
+                    .await
+                    .map_err(|e| self.page_failure(e))?;
+                // 40-110 ms between keys, deterministic per position (no RNG needed).
+                tokio::time::sleep(Duration::from_millis(40 + (i as u64 * 37) % 70)).await;
+            }
+            Ok(())
+        } else {
+            self.lease.insert_text(text).await.map_err(|e| self.page_failure(e))
+        }
+    }
+
+    async fn fill_marking(
+        &mut self,
+        step: &str,
+        loc: &Locator,
+        text: &str,
+        timeout: Duration,
+        mark: &[Locator],
+    ) -> Result<(), Failure> {
+        let args = json!({ "op": "focus", "loc": loc, "mark": mark });
+        self.on_element(step, loc, args, timeout).await?;
+        self.lease.insert_text(text).await.map_err(|e| self.page_failure(e))
+    }
+
+    async fn click(&mut self, step: &str, loc: &Locator, navigation: bool, timeout: Duration) -> Result<(), Failure> {
+        let navs = self.lease.navigations();
+        let p = self
+            .on_element(step, loc, json!({ "op": "point", "loc": loc }), timeout)
+            .await?;
+        let (x, y) = (p["x"].as_f64().unwrap_or(0.0), p["y"].as_f64().unwrap_or(0.0));
+        self.lease.click_at(x, y).await.map_err(|e| self.page_failure(e))?;
+        if navigation {
+            let deadline = Instant::now() + self.def.timeouts.navigation;
+            while self.lease.navigations() == navs {
+                if self.lease.crashed() {
+                    return Err(Failure::Retryable("browser crashed".into(), None));
+                }
+                let now = Instant::now();
+                if now >= deadline {
+                    return Err(self.timed_out(step, self.def.timeouts.navigation).await);
+                }
+                self.lease.net_changed(deadline - now).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs `steps`; returns where a branch sent the login (`Continue` when none did).
+    async fn steps(&mut self, steps: &[Step], creds: Option<&Creds<'_>>) -> Result<BranchTo, Failure> {
+        for step in steps {
+            let timeout = step.timeout.unwrap_or(self.def.timeouts.step);
+            let label = step.label.as_str();
+            self.trail.push(label.to_owned());
+            let since = self.lease.net_seq();
+            match &step.action {
+                Action::Goto(path) => {
+                    let url = self.url(path)?;
+                    match self.lease.goto(&url, self.def.timeouts.navigation).await {
+                        Ok(()) => {}
+                        Err(PageError::Timeout) => {
+                            return Err(Failure::Retryable(
+                                format!("{label}: the bank did not answer in time"),
+                                self.evidence(label).await,
+                            ))
+                        }
+                        Err(e) => return Err(self.page_failure(e)),
+                    }
+                }
+                Action::Fill { target, value, human } => {
+                    let text = match (value, creds) {
+                        (FillValue::Username, Some(c)) => c.username.to_owned(),
+                        (FillValue::Password, Some(c)) => c.password.to_owned(),
+                        (FillValue::Extra(k), Some(c)) => match c.extra.get(k) {
+                            Some(v) => v.clone(),
+                            None => return Err(Failure::Fatal(FatalKind::BadCredentials, None)),
+                        },
+                        (FillValue::Literal(s), _) => s.clone(),
+                        (_, None) => String::new(),
+                    };
+                    self.fill(label, target, &text, *human, timeout, None).await?;
+                }
+                Action::Click { target, navigation } => self.click(label, target, *navigation, timeout).await?,
+                Action::WaitFor(cond) => match self.wait_any(&[cond], since, timeout, &|| false).await? {
+                    Hit::Cond(_) | Hit::Ready => {}
+                    Hit::Outcome(v) => return Err(self.verdict(v, label).await),
+                    Hit::Timeout => return Err(self.timed_out(label, timeout).await),
+                },
+                Action::Branch(arms) => {
+                    let conds: Vec<&Cond> = arms.iter().map(|(c, _)| c).collect();
+                    match self.wait_any(&conds, since, timeout, &|| false).await? {
+                        Hit::Cond(i) => match arms[i].1 {
+                            BranchTo::Continue => {}
+                            to => return Ok(to),
+                        },
+                        Hit::Outcome(v) => return Err(self.verdict(v, label).await),
+                        Hit::Ready => {}
+                        Hit::Timeout => return Err(self.timed_out(label, timeout).await),
+                    }
+                }
+                Action::Eval(js) => {
+                    let deadline = Instant::now() + timeout;
+                    loop {
+                        match self.lease.eval(js.clone()).await {
+                            Ok(v) => {
+                                tracing::debug!(step = label, result = %v, "eval");
+                                break;
+                            }
+                            Err(PageError::Navigating) if Instant::now() < deadline => {
+                                self.lease.net_changed(Duration::from_millis(50)).await
+                            }
+                            Err(PageError::Script(e)) => {
+                                return Err(self.broken(label, format!("eval threw: {e}")).await)
+                            }
+                            Err(e) => return Err(self.page_failure(e)),
+                        }
+                    }
+                }
+            }
+            // Outcome rules after every step (an error that is already on the page).
+            if let Hit::Outcome(v) = self.wait_any(&[], since, Duration::ZERO, &|| false).await? {
+                return Err(self.verdict(v, label).await);
+            }
+        }
+        Ok(BranchTo::Continue)
+    }
+
+    async fn read_from<T: ToString>(
+        &mut self,
+        from: &FromPage<T>,
+        what: &str,
+        deadline: Instant,
+    ) -> Result<Option<String>, Failure> {
+        Ok(match from {
+            FromPage::Const(v) => Some(v.to_string()),
+            FromPage::Attr { attr, of } => self
+                .op_settled(json!({ "op": "attr", "loc": of, "attr": attr }), deadline)
+                .await?
+                .as_str()
+                .map(str::to_owned),
+            FromPage::Count(loc) => {
+                let n = self.op_settled(json!({ "op": "count", "loc": loc }), deadline).await?;
+                let _ = what;
+                n.as_u64().map(|n| n.to_string())
+            }
+        })
+    }
+
+    async fn otp(&mut self, ask: &mut dyn CodeAsk) -> Result<(), Failure> {
+        let Some(otp) = self.def.otp.clone() else {
+            return Err(self
+                .broken("otp", "a branch went to otp but there is no [otp] block".into())
+                .await);
+        };
+        self.trail.push("otp".into());
+        let timeout = otp.timeout.unwrap_or(self.def.timeouts.step);
+        let field = otp
+            .input
+            .clone()
+            .or(otp.boxes.clone())
+            .unwrap_or(Locator::Css("input".into()));
+        // The screen is there before the descriptor is read.
+        self.on_element("otp", &field, json!({ "op": "count", "loc": field }), timeout)
+            .await?;
+        let deadline = Instant::now() + timeout;
+        let length = self.read_from(&otp.length, "length", deadline).await?;
+        let Some(length) = length
+            .and_then(|l| l.trim().parse::<u32>().ok())
+            .filter(|l| (1..=32).contains(l))
+        else {
+            return Err(self
+                .broken("otp.length", "the OTP screen does not say how long the code is".into())
+                .await);
+        };
+        let kind = self.read_from(&otp.kind, "kind", deadline).await?.unwrap_or_default();
+        let purpose = match &otp.purpose {
+            Some(p) => self.read_from(p, "purpose", deadline).await?.filter(|p| !p.is_empty()),
+            None => None,
+        };
+        let request = OtpRequest {
+            length,
+            alphanumeric: kind.trim().eq_ignore_ascii_case("alphanumeric"),
+            purpose,
+        };
+        let mut rejected_locs = Vec::new();
+        prims(&otp.rejected, &mut rejected_locs);
+        loop {
+            // Parked on the OTP screen: a waiting permit, and the browser watched while we wait.
+            let permit = self.lease.waiting_permit().await;
+            let code = tokio::select! {
+                c = ask.code(&request) => c.map_err(Failure::NoCode)?,
+                _ = self.lease.died() => return Err(Failure::Retryable("browser crashed".into(), None)),
+            };
+            drop(permit);
+            let since = self.lease.net_seq();
+            self.code_typed = true;
+            match (&otp.input, &otp.boxes) {
+                // The rejection markers on the page now are marked stale in the same call that
+                // focuses the field (one round trip less between the code and the bank).
+                (Some(input), _) => {
+                    self.fill_marking("otp.input", input, &code, timeout, &rejected_locs)
+                        .await?
+                }
+                (None, Some(boxes)) => {
+                    for (i, c) in code.chars().enumerate() {
+                        if i == 0 {
+                            for loc in &rejected_locs {
+                                let _ = self.op(json!({ "op": "mark", "loc": loc })).await;
+                            }
+                        }
+                        self.fill("otp.boxes", boxes, &c.to_string(), false, timeout, Some(i))
+                            .await?;
+                    }
+                }
+                (None, None) => {}
+            }
+            self.click("otp.submit", &otp.submit, false, timeout).await?;
+            let mut conds: Vec<&Cond> = vec![&otp.accepted, &otp.rejected];
+            if let Some(l) = &otp.logged_out {
+                conds.push(l);
+            }
+            let hit = self.wait_any(&conds, since, timeout, &|| false).await?;
+            self.code_typed = false;
+            match hit {
+                Hit::Cond(0) | Hit::Ready => return Ok(()),
+                Hit::Cond(1) => ask.rejected().await,
+                Hit::Cond(_) => {
+                    return Err(Failure::Retryable(
+                        "the bank dropped the login during the challenge".into(),
+                        self.evidence("otp").await,
+                    ))
+                }
+                Hit::Outcome(v) => return Err(self.verdict(v, "otp").await),
+                Hit::Timeout => return Err(self.timed_out("otp", timeout).await),
+            }
+        }
+    }
+}
+
+fn human(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{} s", d.as_secs())
+    } else {
+        format!("{} ms", d.as_millis())
+    }
+}
+
+/// Logs in with `def` on a fresh context of `rt`.
+pub async fn login(
+    rt: &Arc<BrowserRuntime>,
+    def: &Arc<BankDef>,
+    creds: &Creds<'_>,
+    ask: &mut dyn CodeAsk,
+    evidence_on: bool,
+) -> Result<Session, Failure> {
+    let lease = rt.lease(def).await?;
+    let budget = def.timeouts.login;
+    {
+        let mut run = Run::new(&lease, def, evidence_on);
+        // The whole login is bounded, OTP waits excluded: the bound applies to the steps.
+        let to = tokio::time::timeout(budget, run.steps(&def.login, Some(creds))).await;
+        let to = match to {
+            Ok(r) => r?,
+            Err(_) => {
+                return Err(Failure::Retryable(
+                    format!("the login took longer than {}", human(budget)),
+                    None,
+                ))
+            }
+        };
+        match to {
+            BranchTo::Otp => run.otp(ask).await?,
+            BranchTo::Done | BranchTo::Continue => {}
+        }
+    }
+    Ok(Session {
+        lease,
+        def: Arc::clone(def),
+        evidence_on,
+    })
+}
+
+impl Session {
+    /// Reads the movements (navigating to them again keeps the bank's session warm).
+    pub async fn read_movements(&mut self) -> Result<Vec<Movement>, Failure> {
+        let def = Arc::clone(&self.def);
+        let m = &def.movements;
+        let mut run = Run::new(&self.lease, &def, self.evidence_on);
+        run.trail.push("movements".into());
+        let since = self.lease.net_seq();
+        if let Source::Json { response, .. } = &m.source {
+            self.lease.arm_capture(response);
+        }
+        if let Some(goto) = &m.goto {
+            let url = run.url(goto)?;
+            match self.lease.goto(&url, def.timeouts.navigation).await {
+                Ok(()) => {}
+                Err(PageError::Timeout) => {
+                    return Err(Failure::Retryable(
+                        "movements: the bank did not answer in time".into(),
+                        run.evidence("movements.goto").await,
+                    ))
+                }
+                Err(e) => return Err(run.page_failure(e)),
+            }
+        }
+        run.steps(&m.steps, None).await?;
+        let read = def.timeouts.read;
+        let mut conds: Vec<&Cond> = Vec::new();
+        let table_cond;
+        match &m.source {
+            Source::Table { table, .. } => {
+                table_cond = Cond::Visible(table.clone());
+                conds.push(&table_cond);
+            }
+            Source::Json { .. } => {}
+        }
+        if let Some(l) = &m.logged_out {
+            conds.push(l);
+        }
+        let lease = &self.lease;
+        let json_ready = || match &m.source {
+            Source::Json { status, .. } => lease
+                .captured_since(since)
+                .iter()
+                .any(|c| status.is_none_or(|s| s == c.status)),
+            Source::Table { .. } => false,
+        };
+        let hit = run.wait_any(&conds, since, read, &json_ready).await?;
+        let logged_out_idx = if matches!(m.source, Source::Table { .. }) { 1 } else { 0 };
+        match hit {
+            Hit::Outcome(v) => return Err(run.verdict(v, "movements").await),
+            Hit::Timeout => return Err(run.timed_out("movements", read).await),
+            Hit::Cond(i) if m.logged_out.is_some() && i == logged_out_idx => return Err(Failure::SessionExpired),
+            Hit::Cond(_) | Hit::Ready => {}
+        }
+        let rows: Vec<RawRow> = match &m.source {
+            Source::Table { rows, .. } => {
+                let fields: Vec<Value> = [
+                    Some(&m.external_id),
+                    Some(&m.received_at),
+                    Some(&m.amount),
+                    Some(&m.currency),
+                    m.name.as_ref(),
+                    m.description.as_ref(),
+                ]
+                .iter()
+                .map(|f| match f.map(|f| &f.from) {
+                    Some(crate::def::FieldFrom::Attr(a)) => json!({ "attr": a }),
+                    Some(crate::def::FieldFrom::Text(t)) => json!({ "text": t }),
+                    _ => json!({ "attr": "data-rbk-none" }),
+                })
+                .collect();
+                let deadline = Instant::now() + read;
+                let v = run
+                    .op_settled(json!({ "op": "rows", "loc": rows, "fields": fields }), deadline)
+                    .await?;
+                let parsed: Result<Vec<Vec<Option<String>>>, _> = serde_json::from_value(v);
+                match parsed {
+                    Ok(list) => list
+                        .into_iter()
+                        .map(|r| {
+                            let mut it = r.into_iter();
+                            std::array::from_fn(|_| it.next().flatten())
+                        })
+                        .collect(),
+                    Err(e) => return Err(run.broken("movements.rows", e.to_string()).await),
+                }
+            }
+            Source::Json { status, pick, list, .. } => {
+                let caps: Vec<_> = self
+                    .lease
+                    .captured_since(since)
+                    .into_iter()
+                    .filter(|c| status.is_none_or(|s| s == c.status))
+                    .collect();
+                let chosen = match pick {
+                    Pick::First => caps.first(),
+                    Pick::Last => caps.last(),
+                    Pick::Largest => caps.iter().max_by_key(|c| c.body.len()),
+                };
+                let Some(cap) = chosen else {
+                    return Err(run.broken("movements.capture", "no response was captured".into()).await);
+                };
+                match json_rows(&def, &cap.body, list) {
+                    Ok(rows) => rows,
+                    Err(e) => return Err(run.broken("movements.list", e).await),
+                }
+            }
+        };
+        match extract::build(m, rows) {
+            Ok(list) => Ok(list),
+            Err(e) => Err(run.broken("movements.fields", e).await),
+        }
+    }
+
+    /// Runs the definition's logout steps (best effort).
+    pub async fn logout(&mut self) -> Result<(), Failure> {
+        let def = Arc::clone(&self.def);
+        let mut run = Run::new(&self.lease, &def, false);
+        run.steps(&def.logout, None).await.map(|_| ())
+    }
+
+    /// The lease (tests and the bench look at the page).
+    pub fn lease(&self) -> &ContextLease {
+        &self.lease
+    }
+}
+
+fn json_rows(def: &BankDef, body: &str, list: &str) -> Result<Vec<RawRow>, String> {
+    let m = &def.movements;
+    let raw: Box<serde_json::value::RawValue> =
+        serde_json::from_str(body).map_err(|e| format!("the captured response is not JSON: {e}"))?;
+    let items = extract::json_list(&raw, list)?;
+    let fields = [
+        Some(&m.external_id),
+        Some(&m.received_at),
+        Some(&m.amount),
+        Some(&m.currency),
+        m.name.as_ref(),
+        m.description.as_ref(),
+    ];
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        let mut row: RawRow = Default::default();
+        for (slot, f) in row.iter_mut().zip(fields.iter()) {
+            if let Some(crate::def::FieldFrom::Json(p)) = f.map(|f| &f.from) {
+                *slot = extract::json_text(item, p)?;
+            }
+        }
+        out.push(row);
+    }
+    Ok(out)
+}
+
+/// Runs `js` in a fresh context on `url` (used by tests of the allow-list and by `bank try`).
+pub async fn eval_on(
+    rt: &Arc<BrowserRuntime>,
+    def: &BankDef,
+    url: &str,
+    js: &str,
+) -> Result<(Value, Vec<String>), Failure> {
+    let lease = rt.lease(def).await?;
+    lease
+        .goto(url, def.timeouts.navigation)
+        .await
+        .map_err(|e| Failure::Retryable(e.to_string(), None))?;
+    let v = lease
+        .eval(js.to_owned())
+        .await
+        .map_err(|e| Failure::Retryable(e.to_string(), None))?;
+    Ok((v, lease.blocked_hosts()))
+}

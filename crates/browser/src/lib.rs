@@ -1,0 +1,20 @@
+//! The browser connector runtime (CONNECTORS.md, issue 9): one shared headless Chromium, an
+//! incognito context per login, and banks described as data (TOML definitions) run by a step
+//! interpreter. The server wraps [`interp::login`] in its `BankConnector` trait.
+//!
+//! Modules: `runtime` (the process, leases, health, relaunch), `page` (the facade over one
+//! context's page: navigation, typing, clicks, request interception, captures), `def`
+//! (definition parsing and validation), `interp` (the interpreter), `extract` (field parsers,
+//! JSON pointers), `evidence`. Only `runtime` and `page` name the CDP client.
+
+pub mod def;
+pub mod evidence;
+pub mod extract;
+pub mod interp;
+pub mod page;
+pub mod runtime;
+
+pub use def::{BankDef, DefError};
+pub use evidence::Evidence;
+pub use interp::{CodeAsk, Creds, Failure, NoCode, OtpRequest, Session};
+pub use runtime::{BrowserRuntime, RuntimeConfig, RuntimeError};

@@ -1,0 +1,464 @@
+//! Black-box tests of the browser connector runtime in headless Chromium against the
+//! JavaScript sandbox bank (`sandbox-js`), driven by the built-in definition
+//! `banks/sandbox-js.toml` with its base URL pointed at a bank on 127.0.0.1:0.
+//!
+//! One Chromium and one sandbox bank serve the whole binary (a shared tokio runtime: the CDP
+//! handler must outlive every test). Each test uses its own tagged usernames (`user_good+t1`),
+//! so tests run in parallel without seeing each other. Without Chromium the tests print a
+//! notice and pass, unless `REQUIRE_CHROMIUM=1` (CI), where they fail.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use reconbanker_browser::def::{self, BankDef};
+use reconbanker_browser::interp::{self, CodeAsk, Creds, Failure, NoCode, OtpRequest};
+use reconbanker_browser::{BrowserRuntime, RuntimeConfig};
+use sandbox_bank::{BankConfig, SandboxBank};
+
+struct World {
+    rt: tokio::runtime::Runtime,
+    browser: Arc<BrowserRuntime>,
+    bank: SandboxBank,
+    base: url::Url,
+    def: Arc<BankDef>,
+}
+
+fn world() -> Option<&'static World> {
+    static WORLD: OnceLock<Option<World>> = OnceLock::new();
+    WORLD
+        .get_or_init(|| {
+            let chromium = reconbanker_browser::runtime::find_chromium();
+            if chromium.is_none() {
+                if std::env::var("REQUIRE_CHROMIUM").as_deref() == Ok("1") {
+                    panic!("REQUIRE_CHROMIUM=1 but no Chromium was found (apt-get install chromium)");
+                }
+                eprintln!("NOTICE: no Chromium found (install Debian's `chromium`); the browser tests are SKIPPED");
+                return None;
+            }
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("tokio runtime");
+            let (bank, base) = rt.block_on(async {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+                let base = format!("http://{}/", listener.local_addr().expect("addr"));
+                let bank = SandboxBank::new(BankConfig {
+                    slow_delay: Duration::from_secs(3),
+                    ..BankConfig::default()
+                });
+                tokio::spawn(bank.clone().serve(listener, std::future::pending()));
+                (bank, url::Url::parse(&base).expect("url"))
+            });
+            let scratch = std::env::temp_dir().join(format!("rbk-browser-tests-{}", std::process::id()));
+            let mut cfg = RuntimeConfig::from_env(&scratch).expect("config");
+            cfg.chromium = chromium;
+            cfg.contexts = 24;
+            cfg.waiting = 24;
+            let browser = BrowserRuntime::new(cfg);
+            Some(World {
+                rt,
+                browser,
+                bank,
+                def: Arc::new(sandbox_js(&base)),
+                base,
+            })
+        })
+        .as_ref()
+}
+
+fn sandbox_js(base: &url::Url) -> BankDef {
+    let (_, text) = def::BUILTIN
+        .iter()
+        .find(|(n, _)| *n == "sandbox-js.toml")
+        .expect("built-in");
+    let mut d = def::parse("sandbox-js.toml", text).expect("the built-in definition is valid");
+    d.base_url = base.clone();
+    d
+}
+
+/// Runs `f` on the shared runtime, or skips.
+fn run<F: std::future::Future<Output = ()>>(f: impl FnOnce(&'static World) -> F) {
+    let Some(w) = world() else { return };
+    w.rt.block_on(f(w));
+}
+
+/// Codes handed out in order; records every request and rejection.
+#[derive(Default)]
+struct Script {
+    codes: Vec<String>,
+    asked: Vec<OtpRequest>,
+    rejected: u32,
+}
+
+#[async_trait::async_trait]
+impl CodeAsk for Script {
+    async fn code(&mut self, request: &OtpRequest) -> Result<String, NoCode> {
+        self.asked.push(request.clone());
+        if self.codes.is_empty() {
+            return Err(NoCode::Expired);
+        }
+        Ok(self.codes.remove(0))
+    }
+
+    async fn rejected(&mut self) {
+        self.rejected += 1;
+    }
+}
+
+fn codes(list: &[&str]) -> Script {
+    Script {
+        codes: list.iter().map(|c| c.to_string()).collect(),
+        ..Script::default()
+    }
+}
+
+async fn login(
+    w: &World,
+    def: &Arc<BankDef>,
+    user: &str,
+    password: &str,
+    ask: &mut Script,
+) -> Result<interp::Session, Failure> {
+    let extra = BTreeMap::new();
+    let creds = Creds {
+        username: user,
+        password,
+        extra: &extra,
+    };
+    interp::login(&w.browser, def, &creds, ask, true).await
+}
+
+#[test]
+fn user_good_reads_exactly_the_banks_movements() {
+    run(|w| async move {
+        let user = "user_good+good";
+        let mut session = login(w, &w.def, user, "pass_good", &mut Script::default())
+            .await
+            .expect("login");
+        let got = session.read_movements().await.expect("read");
+        let want = w.bank.movements_of(user);
+        assert_eq!(got.len(), want.len());
+        assert!(!got.is_empty());
+        for (g, m) in got.iter().zip(&want) {
+            assert_eq!(g.external_id, m.id);
+            assert_eq!(g.amount, m.amount());
+            assert_eq!(g.currency, m.currency);
+            assert_eq!(g.name, m.name);
+            assert_eq!(g.description, m.description);
+            assert_eq!(g.received_at, m.date_rfc3339());
+        }
+        session.logout().await.expect("logout");
+    });
+}
+
+fn fatal(r: Result<interp::Session, Failure>) -> reconbanker_browser::def::FatalKind {
+    match r {
+        Err(Failure::Fatal(k, _)) => k,
+        Err(other) => panic!("expected a fatal failure, got {other:?}"),
+        Ok(_) => panic!("expected a fatal failure, got a session"),
+    }
+}
+
+#[test]
+fn user_otp_wrong_then_right_code_on_the_same_request() {
+    run(|w| async move {
+        let user = "user_otp+wr";
+        let mut otp = w.bank.subscribe_otp();
+        let mut ask = codes(&["000000", "123456"]);
+        let mut session = login(w, &w.def, user, "pass_otp", &mut ask).await.expect("login");
+        // Asked twice for the same descriptor, one rejection in between.
+        assert_eq!(ask.asked.len(), 2);
+        assert_eq!(ask.rejected, 1);
+        assert_eq!(
+            ask.asked[0],
+            OtpRequest {
+                length: 6,
+                alphanumeric: false,
+                purpose: Some("login".into())
+            }
+        );
+        let judged: Vec<bool> = [otp.try_recv().expect("1st"), otp.try_recv().expect("2nd")]
+            .iter()
+            .filter(|e| e.username == user)
+            .map(|e| e.accepted)
+            .collect();
+        assert_eq!(judged, [false, true]);
+        assert_eq!(
+            session.read_movements().await.expect("read").len(),
+            w.bank.movements_of(user).len()
+        );
+    });
+}
+
+#[test]
+fn user_alnum_descriptor_is_read_from_the_page() {
+    run(|w| async move {
+        let mut ask = codes(&["AB12CD34"]);
+        login(w, &w.def, "user_alnum+a", "pass_alnum", &mut ask)
+            .await
+            .expect("login");
+        assert_eq!(
+            ask.asked,
+            [OtpRequest {
+                length: 8,
+                alphanumeric: true,
+                purpose: Some("login".into())
+            }]
+        );
+    });
+}
+
+#[test]
+fn a_third_wrong_code_is_otp_rejected() {
+    run(|w| async move {
+        let mut ask = codes(&["000000", "111111", "222222", "123456"]);
+        let kind = fatal(login(w, &w.def, "user_otp+third", "pass_otp", &mut ask).await);
+        assert_eq!(kind, reconbanker_browser::def::FatalKind::OtpRejected);
+        assert_eq!((ask.asked.len(), ask.rejected), (3, 2));
+    });
+}
+
+#[test]
+fn locked_and_bad_password_are_fatal() {
+    run(|w| async move {
+        use reconbanker_browser::def::FatalKind;
+        let locked = fatal(login(w, &w.def, "user_locked+l", "pass_locked", &mut Script::default()).await);
+        assert_eq!(locked, FatalKind::AccountLocked);
+        let bad = fatal(login(w, &w.def, "user_good+bad", "nope", &mut Script::default()).await);
+        assert_eq!(bad, FatalKind::BadCredentials);
+    });
+}
+
+#[test]
+fn a_code_that_never_comes_ends_the_login_with_the_engines_reason() {
+    run(|w| async move {
+        let r = login(w, &w.def, "user_otp+none", "pass_otp", &mut Script::default()).await;
+        assert!(matches!(r, Err(Failure::NoCode(NoCode::Expired))), "{:?}", r.err());
+    });
+}
+
+#[test]
+fn user_flaky_is_retryable_then_logs_in_and_a_flaky_read_is_retryable() {
+    run(|w| async move {
+        let user = "user_flaky+f";
+        let first = login(w, &w.def, user, "pass_flaky", &mut Script::default()).await;
+        assert!(matches!(first, Err(Failure::Retryable(..))), "{:?}", first.err());
+        let mut session = login(w, &w.def, user, "pass_flaky", &mut Script::default())
+            .await
+            .expect("2nd login");
+        // The bank fails every 3rd read of the movements; the page the login lands on was the 1st.
+        session.read_movements().await.expect("2nd read");
+        let third = session.read_movements().await;
+        assert!(matches!(third, Err(Failure::Retryable(..))), "{:?}", third.err());
+        session.read_movements().await.expect("4th read");
+    });
+}
+
+#[test]
+fn user_slow_with_a_short_step_timeout_is_retryable_not_broken() {
+    run(|w| async move {
+        let mut d = (*w.def).clone();
+        d.timeouts.step = Duration::from_millis(800);
+        let r = login(w, &Arc::new(d), "user_slow+s", "pass_slow", &mut Script::default()).await;
+        assert!(matches!(r, Err(Failure::Retryable(..))), "{:?}", r.err());
+    });
+}
+
+#[test]
+fn a_dropped_session_is_session_expired() {
+    run(|w| async move {
+        let user = "user_good+drop";
+        let mut session = login(w, &w.def, user, "pass_good", &mut Script::default())
+            .await
+            .expect("login");
+        session.read_movements().await.expect("read");
+        assert!(w.bank.drop_sessions(user) > 0);
+        let r = session.read_movements().await;
+        assert!(matches!(r, Err(Failure::SessionExpired)), "{:?}", r.err());
+    });
+}
+
+#[test]
+fn a_page_that_no_longer_matches_is_broken_with_evidence_and_no_secret() {
+    run(|w| async move {
+        // The definition expects a table id the bank does not have (as after a redesign).
+        let text = def::BUILTIN[0].1.replace(
+            "body[data-page=movements]\" }, then = \"done\"",
+            "body[data-page=dashboard]\" }, then = \"done\"",
+        );
+        let mut d = def::parse("renamed.toml", &text).expect("valid");
+        d.base_url = w.base.clone();
+        d.timeouts.step = Duration::from_secs(5);
+        let r = login(w, &Arc::new(d), "user_good+broken", "pass_good", &mut Script::default()).await;
+        let Err(Failure::Broken {
+            step,
+            evidence: Some(ev),
+            ..
+        }) = r
+        else {
+            panic!("expected Broken with evidence, got {:?}", r.err());
+        };
+        assert_eq!(step, "login[4]");
+        assert_eq!(&ev.jpeg[..3], &[0xFF, 0xD8, 0xFF], "a JPEG");
+        assert!(
+            ev.dom.contains("data-page=\"movements\""),
+            "the DOM of the page it was on"
+        );
+        assert!(!ev.dom.contains("pass_good"));
+        assert_eq!(ev.trail.first().map(String::as_str), Some("login[0]"));
+    });
+}
+
+#[test]
+fn twenty_parallel_logins_stay_isolated() {
+    run(|w| async move {
+        // About isolation, not speed: 20 renderers starting at once on 2 busy cores get time.
+        let mut d = (*w.def).clone();
+        d.timeouts.step = Duration::from_secs(90);
+        d.timeouts.read = Duration::from_secs(90);
+        let d = &Arc::new(d);
+        let logins = (0..20).map(|i| async move {
+            let user = format!("user_good+p{i}");
+            let mut s = login(w, d, &user, "pass_good", &mut Script::default())
+                .await
+                .expect("login");
+            let got = s.read_movements().await.expect("read");
+            (user, got)
+        });
+        for (user, got) in futures_util::future::join_all(logins).await {
+            let want: Vec<String> = w.bank.movements_of(&user).into_iter().map(|m| m.id).collect();
+            let ids: Vec<String> = got.into_iter().map(|m| m.external_id).collect();
+            assert_eq!(ids, want, "{user}");
+            assert!(ids.iter().all(|id| id.starts_with(&format!("{user}-"))));
+        }
+    });
+}
+
+/// A bank of its own (its counters are not shared with the other tests).
+async fn private_bank() -> (SandboxBank, u16) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let bank = SandboxBank::new(BankConfig::default());
+    tokio::spawn(bank.clone().serve(listener, std::future::pending()));
+    (bank, port)
+}
+
+#[test]
+fn a_host_outside_the_allow_list_is_never_reached() {
+    run(|w| async move {
+        let (bank, port) = private_bank().await;
+        let mut d = sandbox_js(&url::Url::parse(&format!("http://127.0.0.1:{port}/")).expect("url"));
+        d.allowed_hosts = vec!["127.0.0.1".into()];
+        // The same server as 127.0.0.1 (allowed) and as localhost (not): only one gets through.
+        let post = |host: &str| {
+            format!(
+                "fetch('http://{host}:{port}/js/api/login', {{method: 'POST', headers: {{'Content-Type': 'application/json'}}, body: '{{}}'}}).then(() => 'reached', () => 'blocked')"
+            )
+        };
+        let page = format!("http://127.0.0.1:{port}/js/login");
+        let (v, blocked) = interp::eval_on(&w.browser, &d, &page, &post("127.0.0.1"))
+            .await
+            .expect("eval");
+        assert_eq!((v.as_str(), blocked.len()), (Some("reached"), 0));
+        assert_eq!(bank.stats().logins_attempted, 1);
+        let (v, blocked) = interp::eval_on(&w.browser, &d, &page, &post("localhost"))
+            .await
+            .expect("eval");
+        assert_eq!(v.as_str(), Some("blocked"));
+        assert_eq!(blocked, ["localhost"]);
+        assert_eq!(
+            bank.stats().logins_attempted,
+            1,
+            "the refused request never reached the bank"
+        );
+    });
+}
+
+/// Tells the test when the login is parked on the OTP screen, then never gives a code.
+struct Parked(Option<tokio::sync::oneshot::Sender<()>>);
+
+#[async_trait::async_trait]
+impl CodeAsk for Parked {
+    async fn code(&mut self, _: &OtpRequest) -> Result<String, NoCode> {
+        if let Some(tx) = self.0.take() {
+            let _ = tx.send(());
+        }
+        std::future::pending().await
+    }
+
+    async fn rejected(&mut self) {}
+}
+
+fn park(
+    browser: &Arc<BrowserRuntime>,
+    def: &Arc<BankDef>,
+    user: &'static str,
+) -> (
+    tokio::task::JoinHandle<Result<(), String>>,
+    tokio::sync::oneshot::Receiver<()>,
+) {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let (browser, def) = (Arc::clone(browser), Arc::clone(def));
+    let task = tokio::spawn(async move {
+        let extra = BTreeMap::new();
+        let creds = Creds {
+            username: user,
+            password: "pass_otp",
+            extra: &extra,
+        };
+        match interp::login(&browser, &def, &creds, &mut Parked(Some(tx)), true).await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(format!("{e:?}")),
+        }
+    });
+    (task, rx)
+}
+
+/// Its own Chromium: these cases kill it.
+#[test]
+fn a_killed_login_disposes_its_context_and_a_killed_browser_is_relaunched() {
+    run(|w| async move {
+        let scratch = std::env::temp_dir().join(format!("rbk-browser-kill-{}", std::process::id()));
+        let mut cfg = RuntimeConfig::from_env(&scratch).expect("config");
+        cfg.chromium = reconbanker_browser::runtime::find_chromium();
+        let browser = BrowserRuntime::new(cfg);
+
+        // Killed while parked on the OTP screen (the engine drops the login future).
+        let (task, parked) = park(&browser, &w.def, "user_otp+kill");
+        parked.await.expect("parked on the OTP screen");
+        assert_eq!(browser.open_contexts().await, Some(1));
+        task.abort();
+        browser.wait_disposed(1).await;
+        assert_eq!(browser.open_contexts().await, Some(0), "the context was disposed");
+
+        // kill -9 of Chromium while a login waits: that login fails retryable, the next one
+        // relaunches the browser and gets in.
+        let (task, parked) = park(&browser, &w.def, "user_otp+crash");
+        parked.await.expect("parked");
+        let pid = browser.pid().await.expect("a running chromium");
+        let status = std::process::Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+        let r = task.await.expect("join");
+        assert!(r.as_ref().is_err_and(|e| e.contains("Retryable")), "{r:?}");
+        assert_eq!(browser.launches(), 1);
+        let extra = BTreeMap::new();
+        let creds = Creds {
+            username: "user_good+crash",
+            password: "pass_good",
+            extra: &extra,
+        };
+        let mut s = interp::login(&browser, &w.def, &creds, &mut Script::default(), true)
+            .await
+            .expect("login after the crash");
+        assert!(!s.read_movements().await.expect("read").is_empty());
+        assert_eq!(browser.launches(), 2, "relaunched");
+        assert_ne!(browser.pid().await, Some(pid));
+        drop(s);
+        browser.shutdown().await;
+    });
+}

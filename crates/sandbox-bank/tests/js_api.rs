@@ -1,0 +1,172 @@
+//! Black-box tests of the JavaScript sandbox bank's server side (`/js/…`, issue 9): the shell
+//! carries no form, and the JSON API behaves like the HTML bank for the same scripted users.
+//! (The pages themselves are driven in headless Chromium by `crates/browser/tests`.)
+
+use reqwest::{redirect, Client, StatusCode};
+use sandbox_bank::{BankConfig, SandboxBank};
+use serde_json::{json, Value};
+
+async fn start() -> (SandboxBank, String) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("local addr"));
+    let bank = SandboxBank::new(BankConfig::default());
+    tokio::spawn(bank.clone().serve(listener, std::future::pending()));
+    (bank, base)
+}
+
+fn client() -> Client {
+    Client::builder()
+        .cookie_store(true)
+        .redirect(redirect::Policy::none())
+        .build()
+        .expect("client")
+}
+
+async fn csrf(c: &Client, base: &str) -> String {
+    let r: Value = c
+        .get(format!("{base}/js/api/session"))
+        .send()
+        .await
+        .expect("session")
+        .json()
+        .await
+        .expect("json");
+    r["csrf"].as_str().expect("csrf").to_owned()
+}
+
+async fn post(c: &Client, url: String, body: Value) -> (StatusCode, Value) {
+    let r = c.post(url).json(&body).send().await.expect("post");
+    let status = r.status();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn the_shell_has_no_form_and_the_script_is_served() {
+    let (_bank, base) = start().await;
+    for page in ["/js/login", "/js/otp", "/js/movements"] {
+        let body = reqwest::get(format!("{base}{page}"))
+            .await
+            .expect("get")
+            .text()
+            .await
+            .expect("text");
+        assert!(body.contains("<script src=\"/js/app.js\">"), "{page}: {body}");
+        assert!(!body.contains("password") && !body.contains("<form"), "{page}: {body}");
+    }
+    let js = reqwest::get(format!("{base}/js/app.js")).await.expect("get");
+    assert!(js.headers()["content-type"]
+        .to_str()
+        .expect("ct")
+        .starts_with("text/javascript"));
+    assert!(js.text().await.expect("text").contains("XMLHttpRequest"));
+}
+
+#[tokio::test]
+async fn a_login_with_a_code_reads_movements_as_json() {
+    let (bank, base) = start().await;
+    let c = client();
+    let token = csrf(&c, &base).await;
+    let (s, b) = post(
+        &c,
+        format!("{base}/js/api/login"),
+        json!({"username": "user_otp", "password": "pass_otp", "csrf": token}),
+    )
+    .await;
+    assert_eq!((s, b.clone()), (StatusCode::OK, json!({"next": "otp"})));
+    let otp: Value = c
+        .get(format!("{base}/js/api/otp"))
+        .send()
+        .await
+        .expect("otp")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        (otp["length"].as_u64(), otp["type"].as_str()),
+        (Some(6), Some("numeric"))
+    );
+    let token = otp["csrf"].as_str().expect("csrf").to_owned();
+    let (s, b) = post(
+        &c,
+        format!("{base}/js/api/otp"),
+        json!({"code": "000000", "csrf": token}),
+    )
+    .await;
+    assert_eq!(
+        (s, b),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            json!({"error": "wrong_code", "attemptsLeft": 2})
+        )
+    );
+    let (s, _) = post(
+        &c,
+        format!("{base}/js/api/otp"),
+        json!({"code": "123456", "csrf": token}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let m: Value = c
+        .get(format!("{base}/js/api/movements"))
+        .send()
+        .await
+        .expect("m")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(m["account"], "user_otp");
+    let ids: Vec<&str> = m["movements"]
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|x| x["id"].as_str().expect("id"))
+        .collect();
+    let expected: Vec<String> = bank.movements_of("user_otp").into_iter().map(|x| x.id).collect();
+    assert_eq!(ids, expected);
+}
+
+#[tokio::test]
+async fn refusals_have_their_codes() {
+    let (_bank, base) = start().await;
+    let c = client();
+    let token = csrf(&c, &base).await;
+    let (s, b) = post(
+        &c,
+        format!("{base}/js/api/login"),
+        json!({"username": "user_good", "password": "nope", "csrf": token}),
+    )
+    .await;
+    assert_eq!((s, b), (StatusCode::UNAUTHORIZED, json!({"error": "bad_credentials"})));
+    let (s, b) = post(
+        &c,
+        format!("{base}/js/api/login"),
+        json!({"username": "user_locked", "password": "pass_locked", "csrf": token}),
+    )
+    .await;
+    assert_eq!((s, b), (StatusCode::FORBIDDEN, json!({"error": "account_locked"})));
+    let (s, b) = post(
+        &c,
+        format!("{base}/js/api/login"),
+        json!({"username": "user_flaky", "password": "pass_flaky", "csrf": token}),
+    )
+    .await;
+    assert_eq!(
+        (s, b),
+        (StatusCode::SERVICE_UNAVAILABLE, json!({"error": "unavailable"}))
+    );
+    let (s, b) = post(
+        &c,
+        format!("{base}/js/api/login"),
+        json!({"username": "user_good", "password": "pass_good", "csrf": "x"}),
+    )
+    .await;
+    assert_eq!((s, b), (StatusCode::BAD_REQUEST, json!({"error": "csrf"})));
+    let r = client()
+        .get(format!("{base}/js/api/movements"))
+        .send()
+        .await
+        .expect("m");
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let (s, b) = post(&c, format!("{base}/js/api/otp"), json!({"code": "1"})).await;
+    assert_eq!((s, b), (StatusCode::UNAUTHORIZED, json!({"error": "not_logged_in"})));
+}
