@@ -21,7 +21,7 @@ use sqlx::Row;
 use uuid::Uuid;
 
 use super::pass::{eligible_out, parse_eligible, parse_eligible_value, ELIGIBLE_COLS};
-use super::reconcile::{params, parse_requests, req_out, requests_where, BULK_ROWS, PAGE, REQ_COLS};
+use super::reconcile::{params, parse_requests, req_out, requests_where, PAGE, REQ_COLS};
 use super::rows::*;
 use super::{bulk, Db, BACKEND};
 use crate::error::{map_err, StoreResult};
@@ -166,29 +166,25 @@ pub(super) async fn load(
     }
     let mut loaded: HashSet<Uuid> = requests.iter().map(|r| r.id.0).collect();
 
-    // The other open requests of the changed groups.
+    // The other open requests of the changed groups. The amounts are bound as a list of
+    // parameters, not a JSON table: the planner then probes the (account, amount) index per
+    // amount, where a JSON table of unknown size made it scan every open request.
     let mut keys: Vec<String> = keys.into_iter().collect();
     keys.sort_unstable();
-    let sql = bulk::agg_out(
-        &req_out("r."),
-        &format!(
-            "FROM conciliation_requests r WHERE r.account_id = $1 AND r.status IN ('not_found', 'ambiguous') \
-             AND r.amount IN (SELECT {} FROM {})",
-            bulk::text(0),
-            bulk::source(2)
-        ),
-    );
-    for chunk in keys.chunks(BULK_ROWS) {
-        let mut list = bulk::JsonRows::with_capacity(chunk.len() * 16);
+    for chunk in keys.chunks(CHUNK) {
+        let sql = bulk::agg_out(
+            &req_out("r."),
+            &format!(
+                "FROM conciliation_requests r WHERE r.account_id = $1 \
+                 AND r.status IN ('not_found', 'ambiguous') AND r.amount IN ({})",
+                params(2, chunk.len())
+            ),
+        );
+        let mut q = sqlx::query_scalar(&sql).bind(account.0);
         for k in chunk {
-            list.row().text(k);
+            q = q.bind(k);
         }
-        let text: String = sqlx::query_scalar(&sql)
-            .bind(account.0)
-            .bind(list.finish())
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(map_err)?;
+        let text: String = q.fetch_one(&mut *conn).await.map_err(map_err)?;
         for row in parse_requests(&text)? {
             if loaded.insert(row.id.0) {
                 requests.push(row);
@@ -196,32 +192,25 @@ pub(super) async fn load(
         }
     }
 
-    // The seen eligible movements of the changed groups that have requests.
+    // The seen eligible movements of the changed groups that have requests (the same).
     let with_requests: HashSet<&str> = requests.iter().map(|r| r.amount.as_str()).collect();
     let mut group_keys: Vec<&str> = with_requests.into_iter().collect();
     group_keys.sort_unstable();
-    let sql = bulk::agg_out(
-        &eligible_out("m."),
-        &format!(
-            "FROM movements m WHERE m.account_id = $1 AND m.match_key IN (SELECT {} FROM {}) \
-             AND m.ignored_at IS NULL AND (m.received_at_ms IS NULL OR m.received_at_ms >= $2) \
-             AND NOT EXISTS (SELECT 1 FROM conciliation_matches c WHERE c.movement_id = m.id)",
-            bulk::text(0),
-            bulk::source(3)
-        ),
-    );
-    for chunk in group_keys.chunks(BULK_ROWS) {
-        let mut list = bulk::JsonRows::with_capacity(chunk.len() * 16);
+    for chunk in group_keys.chunks(CHUNK) {
+        let sql = bulk::agg_out(
+            &eligible_out("m."),
+            &format!(
+                "FROM movements m WHERE m.account_id = $1 AND m.match_key IN ({}) \
+                 AND m.ignored_at IS NULL AND (m.received_at_ms IS NULL OR m.received_at_ms >= $2) \
+                 AND NOT EXISTS (SELECT 1 FROM conciliation_matches c WHERE c.movement_id = m.id)",
+                params(3, chunk.len())
+            ),
+        );
+        let mut q = sqlx::query_scalar(&sql).bind(account.0).bind(horizon_ms);
         for k in chunk {
-            list.row().text(k);
+            q = q.bind(*k);
         }
-        let text: String = sqlx::query_scalar(&sql)
-            .bind(account.0)
-            .bind(horizon_ms)
-            .bind(list.finish())
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(map_err)?;
+        let text: String = q.fetch_one(&mut *conn).await.map_err(map_err)?;
         movements.extend(parse_eligible(&text)?);
     }
 
