@@ -72,6 +72,20 @@ impl SqliteStore {
             .busy_timeout(BUSY_TIMEOUT);
         let pool = SqlitePoolOptions::new()
             .max_connections(max_connections.max(1))
+            // A busy handler that retries in steps of 50 µs, not SQLite's 1, 2, 5, 10… ms (see
+            // the `reconbanker-sqlite-busy` crate): writers here hold the lock for far less.
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    let mut handle = conn.lock_handle().await?;
+                    let rc = reconbanker_sqlite_busy::install(handle.as_raw_handle(), BUSY_TIMEOUT);
+                    if rc != 0 {
+                        return Err(sqlx::Error::Configuration(
+                            format!("sqlite3_busy_handler returned {rc}").into(),
+                        ));
+                    }
+                    Ok(())
+                })
+            })
             .connect_with(options)
             .await?;
         Ok(Self { pool })

@@ -242,6 +242,29 @@ async fn postgres_corrupt_timestamp_is_an_error() {
     corrupt_timestamp_is_an_error(Backend::Postgres).await;
 }
 
+/// A store write that finds SQLite's write lock taken waits for it (the store's own busy
+/// handler, `reconbanker-sqlite-busy`, retries until the lock is free) instead of failing.
+#[tokio::test]
+async fn sqlite_writer_waits_for_the_write_lock() {
+    run_check(Backend::Sqlite, |s, url| async move {
+        let mut holder = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        holder.execute("BEGIN IMMEDIATE").await.unwrap();
+        let write = tokio::spawn(async move { fixtures::user(&*s).await });
+        let mut write = std::pin::pin!(write);
+        // Blocked while the lock is held, however long that is.
+        assert!(
+            tokio::time::timeout(std::time::Duration::from_millis(200), &mut write)
+                .await
+                .is_err(),
+            "a write went through while another connection held the write lock"
+        );
+        holder.execute("COMMIT").await.unwrap();
+        let u = write.await.unwrap();
+        assert!(!u.email.is_empty());
+    })
+    .await;
+}
+
 /// Runs one statement on the check's database behind the store's back.
 async fn raw(backend: Backend, url: &str, sql: &str, binds: &[&str]) -> u64 {
     match backend {
