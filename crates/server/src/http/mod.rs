@@ -36,10 +36,13 @@ use crate::config::BODY_LIMIT;
 use crate::AppState;
 use error::{ApiError, Problem, V1Error};
 
-/// Re-renders a caught panic's 500 in the `/v1` error shape on `/v1` routes.
-async fn panic_shape(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+/// The edge of every request, one middleware (each `from_fn` layer costs a boxed service clone
+/// and a boxed future per request): `Connection: close` on a refusal that left the body unread
+/// (`connection`), and a caught panic's 500 re-rendered in the `/v1` error shape on `/v1`
+/// routes.
+async fn edge(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
     let v1 = is_v1(req.uri());
-    let res = next.run(req).await;
+    let res = connection::close_if_body_unread(req, next).await;
     if v1 && res.extensions().get::<Panicked>().is_some() {
         return V1Error(Problem::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -93,11 +96,11 @@ async fn ready(State(app): State<AppState>) -> Response {
     }
 }
 
-/// Marks the 500 of a caught panic so [`panic_shape`] can render it in the surface's shape.
+/// Marks the 500 of a caught panic so [`edge`] can render it in the surface's shape.
 #[derive(Clone, Copy)]
 struct Panicked;
 
-/// A panic is a bug: log it, answer a bare 500 (in the `/v1` shape on `/v1`, see [`panic_shape`]).
+/// A panic is a bug: log it, answer a bare 500 (in the `/v1` shape on `/v1`, see [`edge`]).
 fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     tracing::error!("handler panicked");
     let mut res = ApiError(Problem::new(
@@ -108,6 +111,16 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     .into_response();
     res.extensions_mut().insert(Panicked);
     res
+}
+
+/// The layers closest to the routes: the body limit, the panic catcher, and [`edge`] (issue 12:
+/// a refusal that leaves the body unread says the connection ends; a panic's 500 in the
+/// surface's shape).
+fn edge_layers<S: Clone + Send + Sync + 'static>(routes: Router<S>) -> Router<S> {
+    routes
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(axum::middleware::from_fn(edge))
 }
 
 pub fn router(app: AppState) -> Router {
@@ -181,16 +194,12 @@ pub fn router(app: AppState) -> Router {
         .route("/realtime/events", get(realtime::realtime_events))
         .route("/health", get(health))
         .route("/ready", get(ready));
-    Router::new()
+    let routes = Router::new()
         .merge(v1)
         .merge(dashboard)
         .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        // issue 12: a refusal that leaves the body unread says the connection ends.
-        .layer(axum::middleware::from_fn(connection::close_if_body_unread))
-        .layer(CatchPanicLayer::custom(panic_response))
-        .layer(axum::middleware::from_fn(panic_shape))
+        .method_not_allowed_fallback(method_not_allowed);
+    edge_layers(routes)
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(|req: &Request<_>| {
@@ -208,4 +217,39 @@ pub fn router(app: AppState) -> Router {
         .layer(PropagateRequestIdLayer::new(x_request_id.clone()))
         .layer(SetRequestIdLayer::new(x_request_id, MakeRequestUuid))
         .with_state(app)
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::{to_bytes, Body};
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    #[allow(clippy::panic)]
+    async fn boom() -> &'static str {
+        panic!("a bug")
+    }
+
+    async fn call(path: &str) -> (StatusCode, serde_json::Value) {
+        let routes = edge_layers(Router::new().route("/v1/boom", get(boom)).route("/boom", get(boom)));
+        let res = routes
+            .oneshot(Request::get(path).body(Body::empty()).unwrap_or_default())
+            .await
+            .unwrap_or_else(|e| match e {});
+        let status = res.status();
+        let body = to_bytes(res.into_body(), 1 << 16).await.unwrap_or_default();
+        (status, serde_json::from_slice(&body).unwrap_or_default())
+    }
+
+    #[tokio::test]
+    async fn a_panic_is_a_500_in_the_surface_shape() {
+        let (status, body) = call("/v1/boom").await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(body["error"]["code"], "INTERNAL_ERROR", "{body}");
+        let (status, body) = call("/boom").await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(body["code"], "INTERNAL_ERROR", "{body}");
+    }
 }
