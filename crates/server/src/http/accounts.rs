@@ -63,7 +63,7 @@ async fn account_out(app: &AppState, a: AccountRow) -> Result<AccountOut, Proble
 
 /// List the user's accounts.
 #[utoipa::path(
-    get,
+    get, operation_id = "accounts_list",
     path = "/accounts",
     tag = "Accounts",
     security(("DashboardJwt" = [])),
@@ -101,7 +101,7 @@ pub struct CreateIn {
 
 /// Add an account.
 #[utoipa::path(
-    post,
+    post, operation_id = "accounts_create",
     path = "/accounts",
     tag = "Accounts",
     security(("DashboardJwt" = [])),
@@ -146,7 +146,7 @@ pub struct AccountDetailOut {
 
 /// One account, with the instance driving its session.
 #[utoipa::path(
-    get,
+    get, operation_id = "accounts_get",
     path = "/accounts/{id}",
     tag = "Accounts",
     security(("DashboardJwt" = [])),
@@ -177,7 +177,7 @@ pub struct DeleteIn {
 
 /// Delete an account and everything it holds (its session is stopped first).
 #[utoipa::path(
-    delete,
+    delete, operation_id = "accounts_delete",
     path = "/accounts/{id}",
     tag = "Accounts",
     security(("DashboardJwt" = [])),
@@ -211,7 +211,7 @@ pub async fn delete(
 
 /// The account's config.
 #[utoipa::path(
-    get,
+    get, operation_id = "accounts_get_config",
     path = "/accounts/{id}/config",
     tag = "Accounts",
     security(("DashboardJwt" = [])),
@@ -232,7 +232,7 @@ pub async fn get_config(
 
 /// Change the account's config: the fields sent change (`null` clears), the rest stay.
 #[utoipa::path(
-    put,
+    put, operation_id = "accounts_put_config",
     path = "/accounts/{id}/config",
     tag = "Accounts",
     security(("DashboardJwt" = [])),
@@ -266,7 +266,7 @@ pub async fn put_config(
 
 /// `GET /accounts/:id/otp`: what is pending, or `null`.
 #[utoipa::path(
-    get,
+    get, operation_id = "accounts_get_otp",
     path = "/accounts/{id}/otp",
     tag = "Accounts",
     security(("DashboardJwt" = [])),
@@ -287,7 +287,7 @@ pub async fn get_otp(
 
 /// `POST /accounts/:id/otp`: the same rules and budget as `/v1`, in the dashboard shape.
 #[utoipa::path(
-    post,
+    post, operation_id = "accounts_post_otp",
     path = "/accounts/{id}/otp",
     tag = "Accounts",
     security(("DashboardJwt" = [])),
@@ -313,7 +313,7 @@ pub async fn post_otp(
 
 /// `POST /accounts/:id/scrape`: run a session now (not gated by a fatal block).
 #[utoipa::path(
-    post,
+    post, operation_id = "accounts_scrape",
     path = "/accounts/{id}/scrape",
     tag = "Accounts",
     security(("DashboardJwt" = [])),
@@ -334,7 +334,7 @@ pub async fn scrape(
 
 /// `POST /accounts/:id/restart`: clear the fatal block and run a session.
 #[utoipa::path(
-    post,
+    post, operation_id = "accounts_restart",
     path = "/accounts/{id}/restart",
     tag = "Accounts",
     security(("DashboardJwt" = [])),
@@ -361,7 +361,7 @@ pub struct Killed {
 
 /// `POST /accounts/:id/kill`: stop the live session; pending assistance → `cancelled`.
 #[utoipa::path(
-    post,
+    post, operation_id = "accounts_kill",
     path = "/accounts/{id}/kill",
     tag = "Accounts",
     security(("DashboardJwt" = [])),
@@ -387,7 +387,7 @@ pub struct Started {
 
 /// `POST /accounts/:id/reactivate`: (re)start the session.
 #[utoipa::path(
-    post,
+    post, operation_id = "accounts_reactivate",
     path = "/accounts/{id}/reactivate",
     tag = "Accounts",
     security(("DashboardJwt" = [])),
@@ -455,7 +455,7 @@ impl MovementOut {
 
 /// `GET /accounts/:id/movements`: newest first, paginated.
 #[utoipa::path(
-    get,
+    get, operation_id = "accounts_movements",
     path = "/accounts/{id}/movements",
     tag = "Accounts",
     security(("DashboardJwt" = [])),
@@ -509,7 +509,7 @@ pub struct RunOut {
 
 /// `GET /accounts/:id/runs`: each session run, newest first, paginated.
 #[utoipa::path(
-    get,
+    get, operation_id = "accounts_runs",
     path = "/accounts/{id}/runs",
     tag = "Accounts",
     security(("DashboardJwt" = [])),

@@ -69,7 +69,7 @@ pub struct KeyList {
 
 /// List the user's API keys (revoked ones too), newest first.
 #[utoipa::path(
-    get,
+    get, operation_id = "api_keys_list",
     path = "/me/api-keys",
     tag = "API keys",
     security(("DashboardJwt" = [])),
@@ -110,7 +110,7 @@ pub struct CreateIn {
 ///
 /// The answer carries the whole key (`key`) once; only its prefix is kept in the clear.
 #[utoipa::path(
-    post,
+    post, operation_id = "api_keys_create",
     path = "/me/api-keys",
     tag = "API keys",
     security(("DashboardJwt" = [])),
@@ -222,7 +222,7 @@ pub async fn create(
 
 /// Revoke an API key (it stops working at once, on every instance).
 #[utoipa::path(
-    delete,
+    delete, operation_id = "api_keys_revoke",
     path = "/me/api-keys/{id}",
     tag = "API keys",
     security(("DashboardJwt" = [])),

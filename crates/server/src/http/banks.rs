@@ -40,7 +40,7 @@ impl From<BankRow> for BankOut {
 
 /// List the banks.
 #[utoipa::path(
-    get,
+    get, operation_id = "banks_list",
     path = "/banks",
     tag = "Banks",
     security(("DashboardJwt" = [])),
@@ -57,7 +57,7 @@ pub async fn list(State(app): State<AppState>, _who: DashboardUser) -> Result<Js
 
 /// One bank.
 #[utoipa::path(
-    get,
+    get, operation_id = "banks_get",
     path = "/banks/{id}",
     tag = "Banks",
     security(("DashboardJwt" = [])),
@@ -108,7 +108,7 @@ fn valid_code(code: &str) -> bool {
 
 /// Add a bank (administrators only).
 #[utoipa::path(
-    post,
+    post, operation_id = "banks_create",
     path = "/banks",
     tag = "Banks",
     security(("DashboardJwt" = [])),

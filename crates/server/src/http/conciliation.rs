@@ -25,7 +25,7 @@ const LIST_DEFAULT_LIMIT: i64 = 50;
 /// `POST /conciliation/poll/:accountId`: fetch the account's pending orders now (one poll runs,
 /// at most one more is queued).
 #[utoipa::path(
-    post,
+    post, operation_id = "conciliation_poll_now",
     path = "/conciliation/poll/{id}",
     tag = "Reconciliation",
     security(("DashboardJwt" = [])),
@@ -117,7 +117,7 @@ impl From<PollRow> for PollOut {
 
 /// `GET /accounts/:accountId/polls?limit&offset`: the poll log, newest first.
 #[utoipa::path(
-    get,
+    get, operation_id = "conciliation_polls",
     path = "/accounts/{id}/polls",
     tag = "Reconciliation",
     security(("DashboardJwt" = [])),
@@ -224,7 +224,7 @@ fn list_query(uri: &Uri) -> Result<Option<(ConciliationFilter, i64, i64)>, Probl
 /// `GET /conciliation?limit&offset&status&account_id&external_id`: the user's requests, newest
 /// first (a bare array). A filter naming another user's account lists nothing.
 #[utoipa::path(
-    get,
+    get, operation_id = "conciliation_list",
     path = "/conciliation",
     tag = "Reconciliation",
     security(("DashboardJwt" = [])),

@@ -80,14 +80,14 @@ async fn method_not_allowed(uri: Uri) -> Response {
 }
 
 /// Liveness: the process answers.
-#[utoipa::path(get, path = "/health", tag = "Operations", security(()),
+#[utoipa::path(get, operation_id = "health", path = "/health", tag = "Operations", security(()),
     responses((status = 200, description = "Alive", body = openapi::HealthOut)))]
 pub(crate) async fn health() -> Json<serde_json::Value> {
     Json(json!({ "ok": true }))
 }
 
 /// Readiness: the database answers within 2 s.
-#[utoipa::path(get, path = "/ready", tag = "Operations", security(()),
+#[utoipa::path(get, operation_id = "ready", path = "/ready", tag = "Operations", security(()),
     responses(
         (status = 200, description = "Ready", body = openapi::ReadyOut),
         (status = 503, description = "The database did not answer: `{\"ok\": false}`", body = openapi::ReadyOut),

@@ -112,7 +112,7 @@ pub(crate) async fn resend_channel(
 /// `GET /accounts/:id/notifications?status&limit&offset`: the notification delivery log,
 /// newest first.
 #[utoipa::path(
-    get,
+    get, operation_id = "notifications_list",
     path = "/accounts/{id}/notifications",
     tag = "Webhooks",
     security(("DashboardJwt" = [])),
@@ -134,7 +134,7 @@ pub async fn list(
 
 /// `POST /accounts/:id/notifications/:delivery_id/resend`: queue it again, now.
 #[utoipa::path(
-    post,
+    post, operation_id = "notifications_resend",
     path = "/accounts/{id}/notifications/{delivery_id}/resend",
     tag = "Webhooks",
     security(("DashboardJwt" = [])),
@@ -156,7 +156,7 @@ pub async fn resend(
 /// `GET /accounts/:id/webhooks/deliveries?status&limit&offset`: the result (and passthrough)
 /// webhook's delivery log, newest first.
 #[utoipa::path(
-    get,
+    get, operation_id = "notifications_list_result",
     path = "/accounts/{id}/webhooks/deliveries",
     tag = "Webhooks",
     security(("DashboardJwt" = [])),
@@ -178,7 +178,7 @@ pub async fn list_result(
 
 /// `POST /accounts/:id/webhooks/deliveries/:delivery_id/resend`: queue it again, now.
 #[utoipa::path(
-    post,
+    post, operation_id = "notifications_resend_result",
     path = "/accounts/{id}/webhooks/deliveries/{delivery_id}/resend",
     tag = "Webhooks",
     security(("DashboardJwt" = [])),
@@ -215,7 +215,7 @@ pub struct Rotated {
 /// old one keeps signing (a second `v1,` signature) for the grace period so receivers can
 /// switch over.
 #[utoipa::path(
-    post,
+    post, operation_id = "notifications_rotate",
     path = "/accounts/{id}/notifications/rotate-secret",
     tag = "Webhooks",
     security(("DashboardJwt" = [])),
@@ -233,7 +233,7 @@ pub async fn rotate(State(app): State<AppState>, owned: OwnedAccount) -> Result<
 /// `POST /accounts/:id/webhooks/rotate-secret`: the same for the result and passthrough webhook
 /// (`webhook_signing_secret`).
 #[utoipa::path(
-    post,
+    post, operation_id = "notifications_rotate_result",
     path = "/accounts/{id}/webhooks/rotate-secret",
     tag = "Webhooks",
     security(("DashboardJwt" = [])),

@@ -19,7 +19,7 @@ use crate::AppState;
 /// `bank_movement` delivery again (same delivery id, so the same `webhook-id`), or creates it
 /// when the movement has none (a baseline movement, or one stored in reconcile mode).
 #[utoipa::path(
-    post,
+    post, operation_id = "passthrough_notify",
     path = "/accounts/{id}/movements/{movement_id}/notify",
     tag = "Webhooks",
     security(("DashboardJwt" = [])),

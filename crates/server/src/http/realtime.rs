@@ -102,7 +102,7 @@ pub struct TicketOut {
 
 /// `POST /realtime/ticket`: a single-use ticket for `/realtime` or `/realtime/events`.
 #[utoipa::path(
-    post,
+    post, operation_id = "realtime_issue_ticket",
     path = "/realtime/ticket",
     tag = "Realtime",
     security(("DashboardJwt" = [])),
@@ -126,7 +126,7 @@ pub async fn issue_ticket(State(app): State<AppState>, user: DashboardUser) -> R
 /// `GET /realtime/events`: the user's events as SSE, authenticated by a Bearer JWT, or else by a
 /// `?ticket=` (for `EventSource`, which cannot send headers). Resume as on `/v1/events`.
 #[utoipa::path(
-    get,
+    get, operation_id = "realtime_realtime_events",
     path = "/realtime/events",
     tag = "Realtime",
     security(("DashboardJwt" = []), ("RealtimeTicket" = [])),
@@ -171,7 +171,7 @@ fn offered_protocols(headers: &HeaderMap) -> Vec<String> {
 /// `GET /realtime`: the WebSocket. The ticket is checked (and consumed) before the upgrade, so
 /// a refused client gets a JSON 401, never a socket.
 #[utoipa::path(
-    get,
+    get, operation_id = "realtime_realtime_ws",
     path = "/realtime",
     tag = "Realtime",
     security(()),

@@ -276,7 +276,7 @@ async fn acting_on(
 }
 
 #[utoipa::path(
-    get,
+    get, operation_id = "review_detail",
     path = "/conciliation/{id}",
     tag = "Reconciliation",
     security(("DashboardJwt" = [])),
@@ -330,7 +330,7 @@ fn resolve_target(body: &Value) -> Result<Option<MovementId>, ApiError> {
 /// by hand (the window is ignored, never the amount and currency), or with `null` rule its
 /// current candidates out (the request becomes `not_found`). 200 with the detail.
 #[utoipa::path(
-    post,
+    post, operation_id = "review_resolve",
     path = "/conciliation/{id}/resolve",
     tag = "Reconciliation",
     security(("DashboardJwt" = [])),
@@ -461,7 +461,7 @@ fn refusal(r: Refusal) -> ApiError {
 /// `POST /conciliation/:requestId/run`: evaluate the open request again (back to `pending`;
 /// the next pass records an attempt with trigger `run`). 202.
 #[utoipa::path(
-    post,
+    post, operation_id = "review_run",
     path = "/conciliation/{id}/run",
     tag = "Reconciliation",
     security(("DashboardJwt" = [])),
@@ -510,7 +510,7 @@ pub struct NotifiedOut {
 /// delivery of the current status queued again (same `webhook-id`), or a new one from the
 /// current state. 409 `NOTHING_TO_SEND` for a status without a result webhook.
 #[utoipa::path(
-    post,
+    post, operation_id = "review_notify",
     path = "/conciliation/{id}/notify",
     tag = "Reconciliation",
     security(("DashboardJwt" = [])),
@@ -578,7 +578,7 @@ pub struct SummaryOut {
 /// `GET /conciliation/summary?account_id`: the user's requests counted per status, per
 /// account (every account of the user, or the one named; another user's is 404).
 #[utoipa::path(
-    get,
+    get, operation_id = "review_summary",
     path = "/conciliation/summary",
     tag = "Reconciliation",
     security(("DashboardJwt" = [])),
@@ -671,7 +671,7 @@ async fn set_ignored(
 /// `POST /accounts/:accountId/movements/:movementId/ignore`: leave the movement out of
 /// matching. 200 with the movement as the movements list shows it.
 #[utoipa::path(
-    post,
+    post, operation_id = "review_ignore",
     path = "/accounts/{id}/movements/{movement_id}/ignore",
     tag = "Reconciliation",
     security(("DashboardJwt" = [])),
@@ -693,7 +693,7 @@ pub async fn ignore(
 
 /// `DELETE /accounts/:accountId/movements/:movementId/ignore`: back into matching.
 #[utoipa::path(
-    delete,
+    delete, operation_id = "review_unignore",
     path = "/accounts/{id}/movements/{movement_id}/ignore",
     tag = "Reconciliation",
     security(("DashboardJwt" = [])),

@@ -48,7 +48,7 @@ pub struct RegisterOut {
 ///
 /// Unauthenticated. The password is hashed with Argon2 (hashes are queued, never refused).
 #[utoipa::path(
-    post,
+    post, operation_id = "users_register",
     path = "/auth/register",
     tag = "Auth",
     security(()),
@@ -136,7 +136,7 @@ pub struct LoginOut {
 ///
 /// Unauthenticated. Failed logins are limited per client address (429 with `Retry-After`).
 #[utoipa::path(
-    post,
+    post, operation_id = "users_login",
     path = "/auth/login",
     tag = "Auth",
     security(()),
@@ -210,7 +210,7 @@ pub async fn login(
 
 /// Log out: the token is revoked.
 #[utoipa::path(
-    post,
+    post, operation_id = "users_logout",
     path = "/auth/logout",
     tag = "Auth",
     security(("DashboardJwt" = [])),
@@ -237,7 +237,7 @@ pub struct MeOut {
 
 /// The current user.
 #[utoipa::path(
-    get,
+    get, operation_id = "users_me",
     path = "/me",
     tag = "Auth",
     security(("DashboardJwt" = [])),
@@ -274,7 +274,7 @@ pub struct ModeOut {
 ///
 /// `reconcile` (requests are polled and matched) or `passthrough` (movements are forwarded).
 #[utoipa::path(
-    put,
+    put, operation_id = "users_set_operation_mode",
     path = "/me/operation-mode",
     tag = "Auth",
     security(("DashboardJwt" = [])),

@@ -124,6 +124,19 @@ fn every_dashboard_route_is_documented_with_its_method() {
     assert!(missing.is_empty(), "routes missing from the dashboard document: {missing:?}");
     let extra: Vec<_> = documented.iter().filter(|d| !routes.contains(d)).collect();
     assert!(extra.is_empty(), "documented operations that are not routed: {extra:?}");
+    // Operation ids are unique (the fuzzing stage excludes operations by id).
+    let d = doc();
+    let mut ids: Vec<&str> = d["paths"]
+        .as_object()
+        .expect("paths")
+        .values()
+        .flat_map(|item| item.as_object().expect("item").values())
+        .map(|op| op["operationId"].as_str().expect("every operation has an id"))
+        .collect();
+    let n = ids.len();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), n, "duplicate operation ids");
 }
 
 /// Black-box: each documented operation reaches a handler (not the JSON 404 / 405 fallbacks).
