@@ -7,8 +7,8 @@ use axum::http::{StatusCode, Uri};
 use axum::Json;
 use reconbanker_store::{AccountId, ConciliationFilter, ConciliationListRow, ConciliationStatus, PollRow};
 use serde::Serialize;
-use utoipa::ToSchema;
 use serde_json::Value;
+use utoipa::ToSchema;
 
 use super::auth::{DashboardUser, OwnedAccount};
 use super::dto::QueuedOut;

@@ -6,8 +6,8 @@ use axum::http::{StatusCode, Uri};
 use axum::Json;
 use reconbanker_store::{now, DeliveryId, DeliveryRow, CHANNEL_NOTIFICATION, CHANNEL_RESULT};
 use serde::Serialize;
-use utoipa::ToSchema;
 use serde_json::Value;
+use utoipa::ToSchema;
 
 use super::auth::OwnedAccount;
 use super::dto::QueuedOut;

@@ -119,9 +119,7 @@ pub struct DashboardDoc;
 /// The dashboard OpenAPI document as pretty JSON (served, printed by
 /// `reconbanker openapi --dashboard`, committed as `docs/openapi-dashboard.json`).
 pub fn openapi_json() -> String {
-    DashboardDoc::openapi()
-        .to_pretty_json()
-        .unwrap_or_else(|_| "{}".into())
+    DashboardDoc::openapi().to_pretty_json().unwrap_or_else(|_| "{}".into())
 }
 
 /// `GET /openapi.json`.

@@ -11,8 +11,8 @@ use reconbanker_store::{
     MovementId, NotifyOutcome, RequestChange, ResolveOutcome, UserId,
 };
 use serde::Serialize;
-use utoipa::ToSchema;
 use serde_json::{Map, Value};
+use utoipa::ToSchema;
 
 use super::accounts::MovementOut;
 use super::auth::{DashboardUser, OwnedAccount};

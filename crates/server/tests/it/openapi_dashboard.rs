@@ -121,7 +121,10 @@ fn every_dashboard_route_is_documented_with_its_method() {
         .filter(|(_, p)| is_documentable(p))
         .filter(|r| !documented.contains(r))
         .collect();
-    assert!(missing.is_empty(), "routes missing from the dashboard document: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "routes missing from the dashboard document: {missing:?}"
+    );
     let extra: Vec<_> = documented.iter().filter(|d| !routes.contains(d)).collect();
     assert!(extra.is_empty(), "documented operations that are not routed: {extra:?}");
     // Operation ids are unique (the fuzzing stage excludes operations by id).
@@ -265,14 +268,24 @@ fn conforms(method: &str, path: &str, r: &Res) -> Value {
         r.text
     );
     match response.get("content").and_then(Value::as_object) {
-        None => assert!(r.text.is_empty(), "{method} {path} {status}: a body where none is documented"),
+        None => assert!(
+            r.text.is_empty(),
+            "{method} {path} {status}: a body where none is documented"
+        ),
         Some(content) => {
             let (ct, media) = content.iter().next().expect("a content type");
             let got = r.header("content-type").unwrap_or("");
-            assert!(got.starts_with(ct.as_str()), "{method} {path} {status}: content type {got}, documented {ct}");
+            assert!(
+                got.starts_with(ct.as_str()),
+                "{method} {path} {status}: content type {got}, documented {ct}"
+            );
             let mut errors = Vec::new();
             violations(&d, &media["schema"], &r.body, "$", &mut errors);
-            assert!(errors.is_empty(), "{method} {path} {status}: {errors:#?}\nbody: {}", r.text);
+            assert!(
+                errors.is_empty(),
+                "{method} {path} {status}: {errors:#?}\nbody: {}",
+                r.text
+            );
         }
     }
     r.body.clone()
@@ -300,24 +313,48 @@ fn the_schema_check_can_fail() {
 async fn documented_schemas_match_what_the_server_answers() {
     let app = TestApp::spawn().await;
     let creds = json!({"email": "schema@example.com", "password": "correct horse battery", "name": "Ana"});
-    let r = app.json(Method::POST, "/auth/register", None, Some(creds.clone())).await;
+    let r = app
+        .json(Method::POST, "/auth/register", None, Some(creds.clone()))
+        .await;
     assert_eq!(r.status, StatusCode::CREATED);
     conforms("POST", "/auth/register", &r);
-    let r = app.json(Method::POST, "/auth/register", None, Some(creds.clone())).await;
+    let r = app
+        .json(Method::POST, "/auth/register", None, Some(creds.clone()))
+        .await;
     assert_eq!(r.status, StatusCode::CONFLICT);
     conforms("POST", "/auth/register", &r);
     let r = app
-        .json(Method::POST, "/auth/login", None, Some(json!({"email": "schema@example.com", "password": "correct horse battery"})))
+        .json(
+            Method::POST,
+            "/auth/login",
+            None,
+            Some(json!({"email": "schema@example.com", "password": "correct horse battery"})),
+        )
         .await;
     assert_eq!(r.status, StatusCode::OK);
-    let token = conforms("POST", "/auth/login", &r)["token"].as_str().expect("token").to_owned();
+    let token = conforms("POST", "/auth/login", &r)["token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
     let t = Some(token.as_str());
     // Error bodies: a validation error with details, a wrong password, no token, an unknown id.
-    let r = app.json(Method::POST, "/auth/login", None, Some(json!({"email": "x@example.com", "nope": 1}))).await;
+    let r = app
+        .json(
+            Method::POST,
+            "/auth/login",
+            None,
+            Some(json!({"email": "x@example.com", "nope": 1})),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert!(conforms("POST", "/auth/login", &r)["details"].is_array());
     let r = app
-        .json(Method::POST, "/auth/login", None, Some(json!({"email": "schema@example.com", "password": "wrong password!"})))
+        .json(
+            Method::POST,
+            "/auth/login",
+            None,
+            Some(json!({"email": "schema@example.com", "password": "wrong password!"})),
+        )
         .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     conforms("POST", "/auth/login", &r);
@@ -331,12 +368,20 @@ async fn documented_schemas_match_what_the_server_answers() {
     let r = app.json(Method::GET, "/me", t, None).await;
     conforms("GET", "/me", &r);
     let r = app.json(Method::GET, "/banks", t, None).await;
-    let bank = conforms("GET", "/banks", &r)[0]["id"].as_str().expect("a bank").to_owned();
+    let bank = conforms("GET", "/banks", &r)[0]["id"]
+        .as_str()
+        .expect("a bank")
+        .to_owned();
     let r = app.json(Method::GET, &format!("/banks/{bank}"), t, None).await;
     conforms("GET", "/banks/{id}", &r);
 
     let r = app
-        .json(Method::POST, "/accounts", t, Some(json!({"bankId": bank, "name": "Main"})))
+        .json(
+            Method::POST,
+            "/accounts",
+            t,
+            Some(json!({"bankId": bank, "name": "Main"})),
+        )
         .await;
     assert_eq!(r.status, StatusCode::CREATED);
     let account = conforms("POST", "/accounts", &r)["id"].as_str().expect("id").to_owned();
@@ -359,7 +404,9 @@ async fn documented_schemas_match_what_the_server_answers() {
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     conforms("PUT", "/accounts/{id}/config", &r);
-    let r = app.json(Method::GET, &format!("/accounts/{account}/otp"), t, None).await;
+    let r = app
+        .json(Method::GET, &format!("/accounts/{account}/otp"), t, None)
+        .await;
     assert_eq!(conforms("GET", "/accounts/{id}/otp", &r), Value::Null);
 
     let r = app
@@ -372,7 +419,9 @@ async fn documented_schemas_match_what_the_server_answers() {
         .await;
     assert_eq!(r.status, StatusCode::CREATED);
     assert!(conforms("POST", "/me/api-keys", &r)["key"].is_string());
-    let r = app.json(Method::POST, "/me/api-keys", t, Some(json!({"name": "k"}))).await;
+    let r = app
+        .json(Method::POST, "/me/api-keys", t, Some(json!({"name": "k"})))
+        .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     conforms("POST", "/me/api-keys", &r);
     let r = app.json(Method::GET, "/me/api-keys", t, None).await;
