@@ -95,7 +95,7 @@ pub struct CreateIn {
     #[schema(value_type = String, format = Uuid)]
     bank_id: Option<String>,
     /// 1 to 100 characters.
-    #[schema(value_type = String, example = "Main account")]
+    #[schema(value_type = String, min_length = 1, max_length = 100, example = "Main account")]
     name: Option<String>,
 }
 

@@ -95,15 +95,28 @@ pub async fn list(State(app): State<AppState>, who: DashboardUser, page: Page) -
 #[schema(as = CreateApiKeyIn)]
 pub struct CreateIn {
     /// 1 to 100 characters.
-    #[schema(value_type = String, example = "checkout service")]
+    #[schema(value_type = String, min_length = 1, max_length = 100, example = "checkout service")]
     name: Option<String>,
-    /// At least one of `otp:write`, `status:read`.
-    #[schema(value_type = Vec<String>, example = json!(["status:read", "otp:write"]))]
+    /// At least one scope.
+    #[schema(value_type = Vec<ScopeName>, min_items = 1, example = json!(["status:read", "otp:write"]))]
     scopes: Option<Vec<String>>,
     /// Restrict the key to these accounts of the user (1 to 500); absent or `null` for every account.
     account_ids: Option<Vec<String>>,
     /// RFC 3339, in the future; absent or `null` for a key that does not expire.
     expires_at: Option<String>,
+}
+
+/// A scope of an API key (only for the document: the handler parses strings and names the
+/// unknown one).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub enum ScopeName {
+    /// `POST /v1/accounts/{accountId}/otp`.
+    #[schema(rename = "otp:write")]
+    OtpWrite,
+    /// `GET /v1/accounts/{accountId}/status`, `GET /v1/events`.
+    #[schema(rename = "status:read")]
+    StatusRead,
 }
 
 /// Create an API key.

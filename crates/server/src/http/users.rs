@@ -34,6 +34,7 @@ pub struct RegisterIn {
     #[schema(value_type = String, min_length = 12)]
     password: Option<String>,
     /// Optional display name, at most 100 characters.
+    #[schema(max_length = 100)]
     name: Option<String>,
 }
 
@@ -260,9 +261,21 @@ pub async fn me(who: DashboardUser) -> Json<MeOut> {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ModeIn {
-    /// `reconcile` or `passthrough`.
-    #[schema(example = "reconcile")]
+    #[schema(value_type = OperationMode)]
     mode: String,
+}
+
+/// An operation mode (only for the document: the handler reads a string and names the field
+/// when it is neither).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub enum OperationMode {
+    /// Requests are polled and matched to movements.
+    #[schema(rename = "reconcile")]
+    Reconcile,
+    /// Movements are forwarded as `bank_movement` webhooks.
+    #[schema(rename = "passthrough")]
+    Passthrough,
 }
 
 #[derive(Serialize, ToSchema)]
