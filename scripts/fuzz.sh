@@ -16,6 +16,9 @@
 #                            name as confirmation_name, which a generator may well send);
 #   GET    /realtime/events  a Server-Sent Events stream never ends (the request would only time out).
 # They are covered by the black-box tests (tests/it/users.rs, accounts.rs, streams.rs).
+# `DELETE /me/api-keys/{id}` stays in: the fuzzer may revoke the real key (stateful runs follow
+# the ids a key list returns), which cannot hurt, because /v1 — the only user of the key — is
+# fuzzed first.
 #
 #   scripts/fuzz.sh                                   # SQLite, a random seed
 #   FUZZ_SEED=1234 scripts/fuzz.sh                    # reproduce a run
@@ -148,6 +151,7 @@ fuzz() { # NAME SCHEMA-PATH HEADER [extra schemathesis args...]
     log "$name: done in $((SECONDS - start)) s"
 }
 
+# /v1 first: the dashboard run may revoke the key (see above).
 fuzz "/v1" /v1/openapi.json "x-api-key: $KEY" \
     --exclude-path /v1/events
 if curl -fs -o /dev/null "$BASE/openapi.json"; then
@@ -161,7 +165,11 @@ else
 fi
 # The run must still have been the real user's: the token, the account and the key all work.
 call GET "/accounts/$ACCOUNT" "" "$AUTH" >/dev/null || { log "the fuzzed user's account is gone"; FAILED=1; }
-curl -fsS -o /dev/null -H "x-api-key: $KEY" "$BASE/v1/accounts/$ACCOUNT/status" || { log "the fuzzed user's API key no longer works"; FAILED=1; }
+if curl -fsS -o /dev/null -H "x-api-key: $KEY" "$BASE/v1/accounts/$ACCOUNT/status" 2>/dev/null; then
+    log "the API key survived the dashboard run"
+else
+    log "the dashboard run revoked the API key (after the /v1 run: expected now and then)"
+fi
 
 if grep -q ' ERROR \|panicked' "$WORK/server.log" "$WORK/server.err"; then
     grep ' ERROR \|panicked' "$WORK/server.log" "$WORK/server.err" | head -20 >&2
