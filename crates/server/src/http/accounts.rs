@@ -36,7 +36,9 @@ pub struct AccountOut {
     #[schema(value_type = String)]
     session_status: &'static str,
     /// When a fatal failure blocked scheduled sessions (RFC 3339), `null` when not blocked.
+    #[schema(required = true)]
     scrape_blocked_at: Option<String>,
+    #[schema(required = true)]
     scrape_blocked_reason: Option<String>,
 }
 
@@ -141,6 +143,7 @@ pub struct AccountDetailOut {
     #[serde(flatten)]
     account: AccountOut,
     /// The instance id holding the account's session lease, `null` when none holds it.
+    #[schema(required = true)]
     session_owner: Option<String>,
 }
 
@@ -413,13 +416,16 @@ pub struct MovementOut {
     /// Decimal text as the bank reported it (money is never a float).
     amount: String,
     currency: String,
+    #[schema(required = true)]
     name: Option<String>,
     description: String,
     received_at: String,
     read_at: String,
     /// The reconciliation request it settled, if any.
     #[serde(rename = "match")]
+    #[schema(required = true)]
     matched: Option<MovementMatchOut>,
+    #[schema(required = true)]
     ignored_at: Option<String>,
 }
 
@@ -500,8 +506,10 @@ pub struct RunOut {
     id: reconbanker_store::RunId,
     kind: String,
     started_at: String,
+    #[schema(required = true)]
     ended_at: Option<String>,
     outcome: String,
+    #[schema(required = true)]
     failure_reason: Option<String>,
     movements_read: i32,
     new_movements: i32,

@@ -31,12 +31,15 @@ pub struct KeyOut {
     /// `otp:write`, `status:read`.
     scopes: Vec<String>,
     /// The accounts the key is restricted to; `null` for every account of the user.
-    #[schema(value_type = Option<Vec<String>>)]
+    #[schema(required = true, value_type = Option<Vec<String>>)]
     account_ids: Option<Vec<AccountId>>,
     /// RFC 3339, UTC.
     created_at: String,
+    #[schema(required = true)]
     last_used_at: Option<String>,
+    #[schema(required = true)]
     expires_at: Option<String>,
+    #[schema(required = true)]
     revoked_at: Option<String>,
     /// Only in the `201` of creation: the whole key, `rbk_<8 hex>_<64 hex>`. It is never shown again.
     #[serde(skip_serializing_if = "Option::is_none")]

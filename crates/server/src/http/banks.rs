@@ -22,6 +22,7 @@ pub struct BankOut {
     id: BankId,
     code: String,
     name: String,
+    #[schema(required = true)]
     login_url: Option<String>,
     status: String,
 }

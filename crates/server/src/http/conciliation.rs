@@ -79,7 +79,9 @@ pub struct PollOut {
     started_at: String,
     finished_at: String,
     outcome: String,
+    #[schema(required = true)]
     error: Option<String>,
+    #[schema(required = true)]
     http_status: Option<i64>,
     bytes: i64,
     pages: i64,
@@ -156,7 +158,9 @@ pub struct RequestOut {
     created_at: String,
     bank: String,
     account_name: String,
+    #[schema(required = true)]
     reference: Option<String>,
+    #[schema(required = true)]
     reason: Option<String>,
     expires_at: String,
     updated_at: String,

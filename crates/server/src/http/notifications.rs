@@ -29,11 +29,16 @@ pub struct DeliveryOut {
     /// `pending`, `delivered`, `dead` (retries exhausted) or `skipped` (no longer relevant).
     status: String,
     attempts: i32,
+    #[schema(required = true)]
     last_status: Option<i32>,
+    #[schema(required = true)]
     last_error: Option<String>,
+    #[schema(required = true)]
     next_attempt_at: Option<String>,
+    #[schema(required = true)]
     last_attempt_at: Option<String>,
     created_at: String,
+    #[schema(required = true)]
     delivered_at: Option<String>,
     /// The body that is POSTed.
     payload: Value,
@@ -208,6 +213,7 @@ pub struct Rotated {
     #[schema(nullable = false)]
     webhook_signing_secret: Option<String>,
     /// Until when the previous secret also signs deliveries (both signatures are sent).
+    #[schema(required = true)]
     previous_valid_until: Option<String>,
 }
 

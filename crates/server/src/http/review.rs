@@ -39,10 +39,12 @@ pub struct AttemptOut {
     request_id: String,
     attempt_number: i64,
     result: String,
+    #[schema(required = true)]
     reason: Option<String>,
     created_at: String,
     trigger: String,
     /// The human behind a `resolve`.
+    #[schema(required = true)]
     user_id: Option<String>,
     /// As recorded: for each candidate, the movement id, checks, score (thousandths) and verdict.
     candidates: Value,
@@ -87,10 +89,12 @@ pub struct MatchOut {
     amount: String,
     currency: String,
     /// The movement's (payer's) name.
+    #[schema(required = true)]
     sender_name: Option<String>,
     received_at: String,
     /// `engine` or `manual`.
     matched_by: String,
+    #[schema(required = true)]
     matched_by_user: Option<String>,
     matched_at: String,
     /// Thousandths (1000 for a reference match).
@@ -123,6 +127,7 @@ pub struct CandidateMovementOut {
     id: String,
     amount: String,
     currency: String,
+    #[schema(required = true)]
     name: Option<String>,
     description: String,
     received_at: String,
@@ -190,6 +195,7 @@ pub struct DetailOut {
     request: RequestOut,
     attempts: Vec<AttemptOut>,
     #[serde(rename = "match")]
+    #[schema(required = true)]
     matched: Option<MatchOut>,
     candidates: Vec<CandidateOut>,
     deliveries: Vec<DeliveryOut>,

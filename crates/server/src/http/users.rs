@@ -123,6 +123,7 @@ pub struct LoginUser {
     #[schema(value_type = String, format = Uuid)]
     id: UserId,
     email: String,
+    #[schema(required = true)]
     name: Option<String>,
 }
 
@@ -231,8 +232,10 @@ pub struct MeOut {
     #[schema(value_type = String, format = Uuid)]
     id: UserId,
     email: String,
+    #[schema(required = true)]
     name: Option<String>,
     /// `reconcile`, `passthrough`, or `null` before one is chosen.
+    #[schema(required = true)]
     operation_mode: Option<String>,
 }
 
