@@ -21,8 +21,12 @@ enum Command {
     Serve,
     /// Apply database migrations and exit.
     Migrate,
-    /// Print the OpenAPI document of the External API (/v1).
-    Openapi,
+    /// Print the OpenAPI document of the External API (/v1), or with --dashboard the dashboard API's.
+    Openapi {
+        /// Print the dashboard API's document (every route outside /v1) instead.
+        #[arg(long)]
+        dashboard: bool,
+    },
     /// Run only the sandbox bank (a bank website with scripted users).
     SandboxBank {
         /// Port to listen on (default: RECONBANKER_SANDBOX_PORT, else 3100).
@@ -107,8 +111,12 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
 
 async fn main_inner(cli: Cli) -> Result<(), StartError> {
     match cli.command.unwrap_or(Command::Serve) {
-        Command::Openapi => {
-            println!("{}", reconbanker::http::v1::openapi_json());
+        Command::Openapi { dashboard } => {
+            if dashboard {
+                println!("{}", reconbanker::http::openapi::openapi_json());
+            } else {
+                println!("{}", reconbanker::http::v1::openapi_json());
+            }
             Ok(())
         }
         Command::Serve => {

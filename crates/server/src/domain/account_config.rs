@@ -31,7 +31,7 @@ pub const RESERVED_EXTRA_FIELDS: [&str; 10] = [
     "movement",
 ];
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum SessionType {
     #[default]
     #[serde(rename = "one-shot")]
@@ -40,7 +40,7 @@ pub enum SessionType {
     Persistent,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum LoginMode {
     #[default]
@@ -48,14 +48,14 @@ pub enum LoginMode {
     Assisted,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AuthType {
     Bearer,
     ApiKey,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum NotificationEvent {
     AssistanceRequired,
@@ -65,7 +65,7 @@ pub enum NotificationEvent {
     PollFailed,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum PollingMethod {
     #[default]
     #[serde(rename = "GET")]
@@ -222,8 +222,9 @@ fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Opti
     Option::<T>::deserialize(d).map(Some)
 }
 
-/// The `PUT /accounts/:id/config` body.
-#[derive(Debug, Default, Deserialize)]
+/// The `PUT /accounts/:id/config` body: every field optional; a field sent changes, `null`
+/// clears it (or restores its default), an absent one stays.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConfigPatch {
     #[serde(default, deserialize_with = "nullable")]
@@ -267,6 +268,7 @@ pub struct ConfigPatch {
     #[serde(default, deserialize_with = "nullable")]
     pub notify_on_expired: Option<Option<bool>>,
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<Object>)]
     pub webhook_extra_fields: Option<Option<Map<String, Value>>>,
     #[serde(default, deserialize_with = "nullable")]
     pub silent_ingestion: Option<Option<bool>>,

@@ -9,27 +9,36 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use reconbanker_store::{now, AccountId, AccountRow, BankId};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::auth::{DashboardUser, OwnedAccount};
-use super::dto::{ConfigOut, PendingOut, QueuedOut};
+use super::dto::{ConfigOut, OtpAcceptedOut, PendingOut, QueuedOut};
 use super::error::{ApiError, Problem};
-use super::extract::{body_bytes, parse_json, DJson, Page};
-use super::otp;
+use super::extract::{body_bytes, parse_json, DJson, Page, PageParams};
+use super::openapi::ApiErrorBody;
+use super::otp::{self, StrictOtpSubmission};
 use crate::app;
 use crate::domain::account_config::{self, ConfigPatch};
 use crate::support::guard;
 use crate::support::time::ts;
 use crate::AppState;
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AccountOut {
+    #[schema(value_type = String, format = Uuid)]
     id: AccountId,
+    /// The bank's code.
     bank: String,
     name: String,
     status: String,
+    /// `off`, `starting`, `running`, `awaiting_code`, `needs_attention`.
+    #[schema(value_type = String)]
     session_status: &'static str,
+    /// When a fatal failure blocked scheduled sessions (RFC 3339), `null` when not blocked.
+    #[schema(required = true)]
     scrape_blocked_at: Option<String>,
+    #[schema(required = true)]
     scrape_blocked_reason: Option<String>,
 }
 
@@ -54,6 +63,19 @@ async fn account_out(app: &AppState, a: AccountRow) -> Result<AccountOut, Proble
     })
 }
 
+/// List the user's accounts.
+#[utoipa::path(
+    get, operation_id = "accounts_list",
+    path = "/accounts",
+    tag = "Accounts",
+    security(("DashboardJwt" = [])),
+    params(PageParams),
+    responses(
+        (status = 200, description = "The accounts", body = Vec<AccountOut>),
+        (status = 400, description = "`VALIDATION_ERROR`: bad `limit` or `offset`", body = ApiErrorBody),
+        (status = 401, description = "`UNAUTHORIZED`", body = ApiErrorBody),
+    )
+)]
 pub async fn list(
     State(app): State<AppState>,
     who: DashboardUser,
@@ -67,13 +89,32 @@ pub async fn list(
     Ok(Json(out))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schema(as = CreateAccountIn)]
 pub struct CreateIn {
+    /// The bank's id (UUID, from `GET /banks`).
+    #[schema(value_type = String, format = Uuid)]
     bank_id: Option<String>,
+    /// 1 to 100 characters.
+    #[schema(value_type = String, min_length = 1, max_length = 100, example = "Main account")]
     name: Option<String>,
 }
 
+/// Add an account.
+#[utoipa::path(
+    post, operation_id = "accounts_create",
+    path = "/accounts",
+    tag = "Accounts",
+    security(("DashboardJwt" = [])),
+    request_body(content = CreateIn, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Created", body = AccountOut),
+        (status = 400, description = "`VALIDATION_ERROR`: malformed body, unknown field, missing bankId or name, unknown bank, long name", body = ApiErrorBody),
+        (status = 401, description = "`UNAUTHORIZED`", body = ApiErrorBody),
+        (status = 413, description = "`PAYLOAD_TOO_LARGE`", body = ApiErrorBody),
+    )
+)]
 pub async fn create(
     State(app): State<AppState>,
     who: DashboardUser,
@@ -96,15 +137,29 @@ pub async fn create(
 }
 
 /// `GET /accounts/:id`: the account, with the instance driving its session (issue 11).
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AccountDetailOut {
     #[serde(flatten)]
     account: AccountOut,
     /// The instance id holding the account's session lease, `null` when none holds it.
+    #[schema(required = true)]
     session_owner: Option<String>,
 }
 
+/// One account, with the instance driving its session.
+#[utoipa::path(
+    get, operation_id = "accounts_get",
+    path = "/accounts/{id}",
+    tag = "Accounts",
+    security(("DashboardJwt" = [])),
+    params(("id" = String, Path, description = "The account's id (UUID)")),
+    responses(
+        (status = 200, description = "The account", body = AccountDetailOut),
+        (status = 401, description = "`UNAUTHORIZED`", body = ApiErrorBody),
+        (status = 404, description = "`NOT_FOUND`: no such account of the user (or a malformed id)", body = ApiErrorBody),
+    )
+)]
 pub async fn get(
     State(app): State<AppState>,
     OwnedAccount { account, .. }: OwnedAccount,
@@ -114,12 +169,31 @@ pub async fn get(
     Ok(Json(AccountDetailOut { account, session_owner }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = DeleteAccountIn)]
 pub struct DeleteIn {
+    /// The account's current name, as a confirmation.
+    #[schema(value_type = String)]
     confirmation_name: Option<String>,
 }
 
+/// Delete an account and everything it holds (its session is stopped first).
+#[utoipa::path(
+    delete, operation_id = "accounts_delete",
+    path = "/accounts/{id}",
+    tag = "Accounts",
+    security(("DashboardJwt" = [])),
+    params(("id" = String, Path, description = "The account's id (UUID)")),
+    request_body(content = DeleteIn, content_type = "application/json"),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, description = "`VALIDATION_ERROR`: malformed body, unknown field, missing or wrong confirmation_name", body = ApiErrorBody),
+        (status = 401, description = "`UNAUTHORIZED`", body = ApiErrorBody),
+        (status = 404, description = "`NOT_FOUND`: no such account of the user (or a malformed id)", body = ApiErrorBody),
+        (status = 413, description = "`PAYLOAD_TOO_LARGE`", body = ApiErrorBody),
+    )
+)]
 pub async fn delete(
     State(app): State<AppState>,
     OwnedAccount { user: who, account }: OwnedAccount,
@@ -138,6 +212,19 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// The account's config.
+#[utoipa::path(
+    get, operation_id = "accounts_get_config",
+    path = "/accounts/{id}/config",
+    tag = "Accounts",
+    security(("DashboardJwt" = [])),
+    params(("id" = String, Path, description = "The account's id (UUID)")),
+    responses(
+        (status = 200, description = "The config, secrets masked (`has_bank_password`, `********` for tokens)", body = ConfigOut),
+        (status = 401, description = "`UNAUTHORIZED`", body = ApiErrorBody),
+        (status = 404, description = "`NOT_FOUND`: no such account of the user (or a malformed id)", body = ApiErrorBody),
+    )
+)]
 pub async fn get_config(
     State(app): State<AppState>,
     OwnedAccount { user: who, account }: OwnedAccount,
@@ -146,6 +233,22 @@ pub async fn get_config(
     Ok(Json(ConfigOut::new(settings, &secrets)))
 }
 
+/// Change the account's config: the fields sent change (`null` clears), the rest stay.
+#[utoipa::path(
+    put, operation_id = "accounts_put_config",
+    path = "/accounts/{id}/config",
+    tag = "Accounts",
+    security(("DashboardJwt" = [])),
+    params(("id" = String, Path, description = "The account's id (UUID)")),
+    request_body(content = ConfigPatch, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The config, secrets masked (`has_bank_password`, `********` for tokens)", body = ConfigOut),
+        (status = 400, description = "`VALIDATION_ERROR`: malformed body, unknown field, a bad value (named in `details`), a URL refused by the outbound-network guard", body = ApiErrorBody),
+        (status = 401, description = "`UNAUTHORIZED`", body = ApiErrorBody),
+        (status = 404, description = "`NOT_FOUND`: no such account of the user (or a malformed id)", body = ApiErrorBody),
+        (status = 413, description = "`PAYLOAD_TOO_LARGE`", body = ApiErrorBody),
+    )
+)]
 pub async fn put_config(
     State(app): State<AppState>,
     OwnedAccount { user: who, account }: OwnedAccount,
@@ -165,6 +268,18 @@ pub async fn put_config(
 }
 
 /// `GET /accounts/:id/otp`: what is pending, or `null`.
+#[utoipa::path(
+    get, operation_id = "accounts_get_otp",
+    path = "/accounts/{id}/otp",
+    tag = "Accounts",
+    security(("DashboardJwt" = [])),
+    params(("id" = String, Path, description = "The account's id (UUID)")),
+    responses(
+        (status = 200, description = "The pending assistance request, or `null`", body = Option<PendingOut>),
+        (status = 401, description = "`UNAUTHORIZED`", body = ApiErrorBody),
+        (status = 404, description = "`NOT_FOUND`: no such account of the user (or a malformed id)", body = ApiErrorBody),
+    )
+)]
 pub async fn get_otp(
     State(app): State<AppState>,
     OwnedAccount { account, .. }: OwnedAccount,
@@ -174,6 +289,23 @@ pub async fn get_otp(
 }
 
 /// `POST /accounts/:id/otp`: the same rules and budget as `/v1`, in the dashboard shape.
+#[utoipa::path(
+    post, operation_id = "accounts_post_otp",
+    path = "/accounts/{id}/otp",
+    tag = "Accounts",
+    security(("DashboardJwt" = [])),
+    params(("id" = String, Path, description = "The account's id (UUID)")),
+    request_body(content = StrictOtpSubmission, content_type = "application/json"),
+    responses(
+        (status = 202, description = "Accepted for delivery", body = OtpAcceptedOut, headers(("RateLimit" = String), ("RateLimit-Policy" = String))),
+        (status = 400, description = "`VALIDATION_ERROR`: malformed body, unknown field, missing or bad code", body = ApiErrorBody),
+        (status = 401, description = "`UNAUTHORIZED`", body = ApiErrorBody),
+        (status = 404, description = "`NOT_FOUND`: no such account of the user (or a malformed id)", body = ApiErrorBody),
+        (status = 409, description = "`NO_PENDING_ASSISTANCE`, `STALE_REQUEST` (details: `{pending_request_id}`) or `CODE_IN_FLIGHT`", body = ApiErrorBody),
+        (status = 413, description = "`PAYLOAD_TOO_LARGE`", body = ApiErrorBody),
+        (status = 429, description = "`RATE_LIMITED`: 5 submissions per 10 minutes per account (shared with /v1), with `Retry-After`", body = ApiErrorBody, headers(("Retry-After" = u64))),
+    )
+)]
 pub async fn post_otp(
     State(app): State<AppState>,
     OwnedAccount { account, .. }: OwnedAccount,
@@ -183,6 +315,18 @@ pub async fn post_otp(
 }
 
 /// `POST /accounts/:id/scrape`: run a session now (not gated by a fatal block).
+#[utoipa::path(
+    post, operation_id = "accounts_scrape",
+    path = "/accounts/{id}/scrape",
+    tag = "Accounts",
+    security(("DashboardJwt" = [])),
+    params(("id" = String, Path, description = "The account's id (UUID)")),
+    responses(
+        (status = 202, description = "Queued: `{\"queued\": true}`", body = QueuedOut),
+        (status = 401, description = "`UNAUTHORIZED`", body = ApiErrorBody),
+        (status = 404, description = "`NOT_FOUND`: no such account of the user (or a malformed id)", body = ApiErrorBody),
+    )
+)]
 pub async fn scrape(
     State(app): State<AppState>,
     OwnedAccount { account, .. }: OwnedAccount,
@@ -192,6 +336,18 @@ pub async fn scrape(
 }
 
 /// `POST /accounts/:id/restart`: clear the fatal block and run a session.
+#[utoipa::path(
+    post, operation_id = "accounts_restart",
+    path = "/accounts/{id}/restart",
+    tag = "Accounts",
+    security(("DashboardJwt" = [])),
+    params(("id" = String, Path, description = "The account's id (UUID)")),
+    responses(
+        (status = 202, description = "Queued: `{\"queued\": true}`", body = QueuedOut),
+        (status = 401, description = "`UNAUTHORIZED`", body = ApiErrorBody),
+        (status = 404, description = "`NOT_FOUND`: no such account of the user (or a malformed id)", body = ApiErrorBody),
+    )
+)]
 pub async fn restart(
     State(app): State<AppState>,
     OwnedAccount { account, .. }: OwnedAccount,
@@ -200,12 +356,25 @@ pub async fn restart(
     Ok((StatusCode::ACCEPTED, Json(QueuedOut::YES)))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct Killed {
+    /// Whether a live session was stopped.
     killed: bool,
 }
 
 /// `POST /accounts/:id/kill`: stop the live session; pending assistance → `cancelled`.
+#[utoipa::path(
+    post, operation_id = "accounts_kill",
+    path = "/accounts/{id}/kill",
+    tag = "Accounts",
+    security(("DashboardJwt" = [])),
+    params(("id" = String, Path, description = "The account's id (UUID)")),
+    responses(
+        (status = 202, description = "Stopped (or nothing was running)", body = Killed),
+        (status = 401, description = "`UNAUTHORIZED`", body = ApiErrorBody),
+        (status = 404, description = "`NOT_FOUND`: no such account of the user (or a malformed id)", body = ApiErrorBody),
+    )
+)]
 pub async fn kill(
     State(app): State<AppState>,
     OwnedAccount { user: who, account }: OwnedAccount,
@@ -214,12 +383,24 @@ pub async fn kill(
     Ok((StatusCode::ACCEPTED, Json(Killed { killed })))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct Started {
     started: bool,
 }
 
 /// `POST /accounts/:id/reactivate`: (re)start the session.
+#[utoipa::path(
+    post, operation_id = "accounts_reactivate",
+    path = "/accounts/{id}/reactivate",
+    tag = "Accounts",
+    security(("DashboardJwt" = [])),
+    params(("id" = String, Path, description = "The account's id (UUID)")),
+    responses(
+        (status = 202, description = "Starting", body = Started),
+        (status = 401, description = "`UNAUTHORIZED`", body = ApiErrorBody),
+        (status = 404, description = "`NOT_FOUND`: no such account of the user (or a malformed id)", body = ApiErrorBody),
+    )
+)]
 pub async fn reactivate(
     State(app): State<AppState>,
     OwnedAccount { account, .. }: OwnedAccount,
@@ -228,22 +409,27 @@ pub async fn reactivate(
     Ok((StatusCode::ACCEPTED, Json(Started { started: true })))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct MovementOut {
+    #[schema(value_type = String, format = Uuid)]
     id: reconbanker_store::MovementId,
+    /// Decimal text as the bank reported it (money is never a float).
     amount: String,
     currency: String,
+    #[schema(required = true)]
     name: Option<String>,
     description: String,
     received_at: String,
     read_at: String,
     /// The reconciliation request it settled, if any.
     #[serde(rename = "match")]
+    #[schema(required = true)]
     matched: Option<MovementMatchOut>,
+    #[schema(required = true)]
     ignored_at: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct MovementMatchOut {
     request_id: String,
     external_id: String,
@@ -274,6 +460,19 @@ impl MovementOut {
 }
 
 /// `GET /accounts/:id/movements`: newest first, paginated.
+#[utoipa::path(
+    get, operation_id = "accounts_movements",
+    path = "/accounts/{id}/movements",
+    tag = "Accounts",
+    security(("DashboardJwt" = [])),
+    params(("id" = String, Path, description = "The account's id (UUID)"), PageParams),
+    responses(
+        (status = 200, description = "The movements", body = Vec<MovementOut>),
+        (status = 400, description = "`VALIDATION_ERROR`: bad `limit` or `offset`", body = ApiErrorBody),
+        (status = 401, description = "`UNAUTHORIZED`", body = ApiErrorBody),
+        (status = 404, description = "`NOT_FOUND`: no such account of the user (or a malformed id)", body = ApiErrorBody),
+    )
+)]
 pub async fn movements(
     State(app): State<AppState>,
     OwnedAccount { user: who, account }: OwnedAccount,
@@ -301,19 +500,35 @@ pub async fn movements(
     ))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct RunOut {
+    #[schema(value_type = String, format = Uuid)]
     id: reconbanker_store::RunId,
     kind: String,
     started_at: String,
+    #[schema(required = true)]
     ended_at: Option<String>,
     outcome: String,
+    #[schema(required = true)]
     failure_reason: Option<String>,
     movements_read: i32,
     new_movements: i32,
 }
 
 /// `GET /accounts/:id/runs`: each session run, newest first, paginated.
+#[utoipa::path(
+    get, operation_id = "accounts_runs",
+    path = "/accounts/{id}/runs",
+    tag = "Accounts",
+    security(("DashboardJwt" = [])),
+    params(("id" = String, Path, description = "The account's id (UUID)"), PageParams),
+    responses(
+        (status = 200, description = "The runs", body = Vec<RunOut>),
+        (status = 400, description = "`VALIDATION_ERROR`: bad `limit` or `offset`", body = ApiErrorBody),
+        (status = 401, description = "`UNAUTHORIZED`", body = ApiErrorBody),
+        (status = 404, description = "`NOT_FOUND`: no such account of the user (or a malformed id)", body = ApiErrorBody),
+    )
+)]
 pub async fn runs(
     State(app): State<AppState>,
     OwnedAccount { user: who, account }: OwnedAccount,

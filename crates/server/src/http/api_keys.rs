@@ -7,10 +7,12 @@ use axum::response::IntoResponse;
 use axum::Json;
 use reconbanker_store::{now, AccountId, ApiKeyId, ApiKeyRow, Constraint};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::auth::DashboardUser;
 use super::error::{ApiError, Problem};
-use super::extract::{DJson, DPath, Page};
+use super::extract::{DJson, DPath, Page, PageParams};
+use super::openapi::ApiErrorBody;
 use crate::auth::key_cache::{Scope, ALL_SCOPES};
 use crate::support::time::ts;
 use crate::AppState;
@@ -18,18 +20,30 @@ use crate::AppState;
 const MAX_KEY_NAME_CHARS: usize = 100;
 const MAX_KEY_ACCOUNTS: usize = 500;
 
-#[derive(Serialize)]
+/// An API key as listed (never its secret); on creation, with `key` (shown once).
+#[derive(Serialize, ToSchema)]
 pub struct KeyOut {
+    #[schema(value_type = String, format = Uuid)]
     id: ApiKeyId,
     name: String,
+    /// The key's public part: `rbk_<prefix>_…`.
     prefix: String,
+    /// `otp:write`, `status:read`.
     scopes: Vec<String>,
+    /// The accounts the key is restricted to; `null` for every account of the user.
+    #[schema(required = true, value_type = Option<Vec<String>>)]
     account_ids: Option<Vec<AccountId>>,
+    /// RFC 3339, UTC.
     created_at: String,
+    #[schema(required = true)]
     last_used_at: Option<String>,
+    #[schema(required = true)]
     expires_at: Option<String>,
+    #[schema(required = true)]
     revoked_at: Option<String>,
+    /// Only in the `201` of creation: the whole key, `rbk_<8 hex>_<64 hex>`. It is never shown again.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     key: Option<String>,
 }
 
@@ -48,11 +62,27 @@ fn key_out(app: &AppState, row: ApiKeyRow, full: Option<String>) -> KeyOut {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct KeyList {
     keys: Vec<KeyOut>,
+    /// Every scope a key can have.
+    #[schema(value_type = Vec<String>)]
     available_scopes: [&'static str; 2],
 }
+
+/// List the user's API keys (revoked ones too), newest first.
+#[utoipa::path(
+    get, operation_id = "api_keys_list",
+    path = "/me/api-keys",
+    tag = "API keys",
+    security(("DashboardJwt" = [])),
+    params(PageParams),
+    responses(
+        (status = 200, description = "The keys", body = KeyList),
+        (status = 400, description = "`VALIDATION_ERROR`: bad `limit` or `offset`", body = ApiErrorBody),
+        (status = 401, description = "`UNAUTHORIZED`", body = ApiErrorBody),
+    )
+)]
 
 pub async fn list(State(app): State<AppState>, who: DashboardUser, page: Page) -> Result<Json<KeyList>, ApiError> {
     let rows = app.store.list_api_keys(who.user.id, page.limit, page.offset).await?;
@@ -63,14 +93,51 @@ pub async fn list(State(app): State<AppState>, who: DashboardUser, page: Page) -
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = CreateApiKeyIn)]
 pub struct CreateIn {
+    /// 1 to 100 characters.
+    #[schema(value_type = String, min_length = 1, max_length = 100, example = "checkout service")]
     name: Option<String>,
+    /// At least one scope.
+    #[schema(value_type = Vec<ScopeName>, min_items = 1, example = json!(["status:read", "otp:write"]))]
     scopes: Option<Vec<String>>,
+    /// Restrict the key to these accounts of the user (1 to 500); absent or `null` for every account.
     account_ids: Option<Vec<String>>,
+    /// RFC 3339, in the future; absent or `null` for a key that does not expire.
     expires_at: Option<String>,
 }
+
+/// A scope of an API key (only for the document: the handler parses strings and names the
+/// unknown one).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub enum ScopeName {
+    /// `POST /v1/accounts/{accountId}/otp`.
+    #[schema(rename = "otp:write")]
+    OtpWrite,
+    /// `GET /v1/accounts/{accountId}/status`, `GET /v1/events`.
+    #[schema(rename = "status:read")]
+    StatusRead,
+}
+
+/// Create an API key.
+///
+/// The answer carries the whole key (`key`) once; only its prefix is kept in the clear.
+#[utoipa::path(
+    post, operation_id = "api_keys_create",
+    path = "/me/api-keys",
+    tag = "API keys",
+    security(("DashboardJwt" = [])),
+    request_body(content = CreateIn, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Created; `key` is shown only now", body = KeyOut),
+        (status = 400, description = "`VALIDATION_ERROR`: malformed body, unknown field, name, scopes, account_ids (not the user's) or expires_at", body = ApiErrorBody),
+        (status = 401, description = "`UNAUTHORIZED`", body = ApiErrorBody),
+        (status = 413, description = "`PAYLOAD_TOO_LARGE`", body = ApiErrorBody),
+    )
+)]
 
 pub async fn create(
     State(app): State<AppState>,
@@ -169,6 +236,19 @@ pub async fn create(
     Err(Problem::internal("could not allocate a unique API key prefix").into())
 }
 
+/// Revoke an API key (it stops working at once, on every instance).
+#[utoipa::path(
+    delete, operation_id = "api_keys_revoke",
+    path = "/me/api-keys/{id}",
+    tag = "API keys",
+    security(("DashboardJwt" = [])),
+    params(("id" = String, Path, description = "The key's id (UUID)")),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 401, description = "`UNAUTHORIZED`", body = ApiErrorBody),
+        (status = 404, description = "`NOT_FOUND`: no such key of the user (or a malformed id)", body = ApiErrorBody),
+    )
+)]
 pub async fn revoke(
     State(app): State<AppState>,
     who: DashboardUser,

@@ -6,19 +6,23 @@ use axum::response::IntoResponse;
 use axum::Json;
 use reconbanker_store::{now, BankId, BankRow, Constraint};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::auth::DashboardUser;
 use super::error::{ApiError, Problem};
 use super::extract::{DJson, DPath};
+use super::openapi::ApiErrorBody;
 use crate::support::guard;
 use crate::AppState;
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BankOut {
+    #[schema(value_type = String, format = Uuid)]
     id: BankId,
     code: String,
     name: String,
+    #[schema(required = true)]
     login_url: Option<String>,
     status: String,
 }
@@ -35,12 +39,36 @@ impl From<BankRow> for BankOut {
     }
 }
 
+/// List the banks.
+#[utoipa::path(
+    get, operation_id = "banks_list",
+    path = "/banks",
+    tag = "Banks",
+    security(("DashboardJwt" = [])),
+    responses(
+        (status = 200, description = "Every bank", body = Vec<BankOut>),
+        (status = 401, description = "`UNAUTHORIZED`", body = ApiErrorBody),
+    )
+)]
 pub async fn list(State(app): State<AppState>, _who: DashboardUser) -> Result<Json<Vec<BankOut>>, ApiError> {
     Ok(Json(
         app.store.list_banks().await?.into_iter().map(Into::into).collect(),
     ))
 }
 
+/// One bank.
+#[utoipa::path(
+    get, operation_id = "banks_get",
+    path = "/banks/{id}",
+    tag = "Banks",
+    security(("DashboardJwt" = [])),
+    params(("id" = String, Path, description = "The bank's id (UUID)")),
+    responses(
+        (status = 200, description = "The bank", body = BankOut),
+        (status = 401, description = "`UNAUTHORIZED`", body = ApiErrorBody),
+        (status = 404, description = "`NOT_FOUND`", body = ApiErrorBody),
+    )
+)]
 pub async fn get(
     State(app): State<AppState>,
     _who: DashboardUser,
@@ -51,16 +79,24 @@ pub async fn get(
     Ok(Json(app.store.bank_by_id(id).await?.ok_or_else(not_found)?.into()))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schema(as = CreateBankIn)]
 pub struct CreateIn {
+    /// 2 to 32 characters of `a-z`, `0-9`, `_`, `-`; unique.
+    #[schema(value_type = String, pattern = "^[a-z0-9_-]{2,32}$")]
     code: Option<String>,
+    /// 1 to 100 characters.
+    #[schema(value_type = String)]
     name: Option<String>,
+    /// The bank's login page (http/https, checked by the outbound-network guard).
     login_url: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = BankCreatedOut)]
 pub struct Created {
+    #[schema(value_type = String, format = Uuid)]
     id: BankId,
 }
 
@@ -71,6 +107,22 @@ fn valid_code(code: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }
 
+/// Add a bank (administrators only).
+#[utoipa::path(
+    post, operation_id = "banks_create",
+    path = "/banks",
+    tag = "Banks",
+    security(("DashboardJwt" = [])),
+    request_body(content = CreateIn, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Created", body = Created),
+        (status = 400, description = "`VALIDATION_ERROR`: malformed body, unknown field, code, name, loginUrl", body = ApiErrorBody),
+        (status = 401, description = "`UNAUTHORIZED`", body = ApiErrorBody),
+        (status = 403, description = "`FORBIDDEN`: not an administrator", body = ApiErrorBody),
+        (status = 409, description = "`BANK_EXISTS`", body = ApiErrorBody),
+        (status = 413, description = "`PAYLOAD_TOO_LARGE`", body = ApiErrorBody),
+    )
+)]
 pub async fn create(
     State(app): State<AppState>,
     who: DashboardUser,

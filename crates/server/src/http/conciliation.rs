@@ -8,11 +8,13 @@ use axum::Json;
 use reconbanker_store::{AccountId, ConciliationFilter, ConciliationListRow, ConciliationStatus, PollRow};
 use serde::Serialize;
 use serde_json::Value;
+use utoipa::ToSchema;
 
 use super::auth::{DashboardUser, OwnedAccount};
 use super::dto::QueuedOut;
 use super::error::{ApiError, Problem};
-use super::extract::Page;
+use super::extract::{Page, PageParams};
+use super::openapi::ApiErrorBody;
 use crate::app;
 use crate::support::time::ts;
 use crate::AppState;
@@ -22,6 +24,19 @@ const LIST_DEFAULT_LIMIT: i64 = 50;
 
 /// `POST /conciliation/poll/:accountId`: fetch the account's pending orders now (one poll runs,
 /// at most one more is queued).
+#[utoipa::path(
+    post, operation_id = "conciliation_poll_now",
+    path = "/conciliation/poll/{id}",
+    tag = "Reconciliation",
+    security(("DashboardJwt" = [])),
+    params(("id" = String, Path, description = "The account's id (UUID)")),
+    responses(
+        (status = 202, description = "Queued: `{\"queued\": true}`", body = QueuedOut),
+        (status = 401, description = "`UNAUTHORIZED`", body = ApiErrorBody),
+        (status = 404, description = "`NOT_FOUND`: no such account of the user (or a malformed id)", body = ApiErrorBody),
+        (status = 409, description = "`NOT_RECONCILE_MODE` or `NO_PENDING_ORDERS_ENDPOINT`", body = ApiErrorBody),
+    )
+)]
 pub async fn poll_now(
     State(app): State<AppState>,
     OwnedAccount { user: who, account }: OwnedAccount,
@@ -46,7 +61,7 @@ pub async fn poll_now(
     Ok((StatusCode::ACCEPTED, Json(QueuedOut::YES)))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct PollCountsOut {
     orders_seen: i64,
     registered: i64,
@@ -57,18 +72,21 @@ pub struct PollCountsOut {
     invalid: i64,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct PollOut {
     id: String,
     seq: i64,
     started_at: String,
     finished_at: String,
     outcome: String,
+    #[schema(required = true)]
     error: Option<String>,
+    #[schema(required = true)]
     http_status: Option<i64>,
     bytes: i64,
     pages: i64,
     counts: PollCountsOut,
+    /// What the poll found wrong with orders (as recorded).
     issues: Value,
 }
 
@@ -100,6 +118,19 @@ impl From<PollRow> for PollOut {
 }
 
 /// `GET /accounts/:accountId/polls?limit&offset`: the poll log, newest first.
+#[utoipa::path(
+    get, operation_id = "conciliation_polls",
+    path = "/accounts/{id}/polls",
+    tag = "Reconciliation",
+    security(("DashboardJwt" = [])),
+    params(("id" = String, Path, description = "The account's id (UUID)"), PageParams),
+    responses(
+        (status = 200, description = "The polls", body = Vec<PollOut>),
+        (status = 400, description = "`VALIDATION_ERROR`: bad `limit` or `offset`", body = ApiErrorBody),
+        (status = 401, description = "`UNAUTHORIZED`", body = ApiErrorBody),
+        (status = 404, description = "`NOT_FOUND`: no such account of the user (or a malformed id)", body = ApiErrorBody),
+    )
+)]
 pub async fn polls(
     State(app): State<AppState>,
     OwnedAccount { user: who, account }: OwnedAccount,
@@ -113,11 +144,13 @@ pub async fn polls(
 }
 
 /// A request as listed (docs/reconciliation.md §8: the documented fields, then ours).
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct RequestOut {
     id: String,
     account_id: String,
     external_id: String,
+    /// `pending`, `matched`, `not_found`, `ambiguous`, `failed`, `cancelled`, `expired`.
+    #[schema(value_type = String)]
     status: &'static str,
     amount: String,
     currency: String,
@@ -125,7 +158,9 @@ pub struct RequestOut {
     created_at: String,
     bank: String,
     account_name: String,
+    #[schema(required = true)]
     reference: Option<String>,
+    #[schema(required = true)]
     reason: Option<String>,
     expires_at: String,
     updated_at: String,
@@ -192,6 +227,18 @@ fn list_query(uri: &Uri) -> Result<Option<(ConciliationFilter, i64, i64)>, Probl
 
 /// `GET /conciliation?limit&offset&status&account_id&external_id`: the user's requests, newest
 /// first (a bare array). A filter naming another user's account lists nothing.
+#[utoipa::path(
+    get, operation_id = "conciliation_list",
+    path = "/conciliation",
+    tag = "Reconciliation",
+    security(("DashboardJwt" = [])),
+    params(("limit" = Option<i64>, Query, minimum = 1, maximum = 500, description = "Page size, 1 to 500 (default 50)"), ("offset" = Option<i64>, Query, minimum = 0, description = "Rows to skip (default 0)"), ("status" = Option<String>, Query, description = "`pending`, `processing` (lists nothing), `matched`, `not_found`, `ambiguous`, `failed`, `cancelled`, `expired`"), ("account_id" = Option<String>, Query, description = "Only this account's requests (UUID)"), ("external_id" = Option<String>, Query, description = "Only requests with this external id")),
+    responses(
+        (status = 200, description = "The requests", body = Vec<RequestOut>),
+        (status = 400, description = "`VALIDATION_ERROR`: bad `status`, `account_id`, `limit` or `offset`", body = ApiErrorBody),
+        (status = 401, description = "`UNAUTHORIZED`", body = ApiErrorBody),
+    )
+)]
 pub async fn list(
     State(app): State<AppState>,
     who: DashboardUser,

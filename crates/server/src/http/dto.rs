@@ -71,7 +71,7 @@ pub struct OtpAcceptedOut {
 }
 
 /// `202 {"queued": true}`: work accepted for later.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct QueuedOut {
     pub queued: bool,
 }
@@ -81,28 +81,46 @@ impl QueuedOut {
 }
 
 /// The `Config` as clients see it: secrets masked or reduced to `has_…`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ConfigOut {
     pub session_type: SessionType,
     pub login_mode: LoginMode,
+    #[schema(required = true)]
     pub bank_username: Option<String>,
     pub has_bank_password: bool,
+    #[schema(required = true)]
     pub notification_endpoint_url: Option<String>,
+    #[schema(required = true)]
     pub notification_auth_type: Option<AuthType>,
+    /// `********` when set, else `null`.
+    #[schema(required = true, value_type = Option<String>)]
     pub notification_auth_token: Option<&'static str>,
     pub notification_events: Vec<NotificationEvent>,
+    #[schema(required = true)]
     pub notification_signing_secret: Option<String>,
+    #[schema(required = true)]
     pub webhook_signing_secret: Option<String>,
+    #[schema(required = true)]
     pub pending_orders_endpoint: Option<String>,
     pub polling_method: PollingMethod,
+    /// Any JSON value, sent as the poll's body with `POST`.
+    #[schema(required = true)]
     pub polling_body: Option<Value>,
+    #[schema(required = true)]
     pub auth_type: Option<AuthType>,
+    /// `********` when set, else `null`.
+    #[schema(required = true, value_type = Option<String>)]
     pub auth_token: Option<&'static str>,
+    #[schema(required = true)]
     pub webhook_url: Option<String>,
+    #[schema(required = true)]
     pub webhook_auth_type: Option<AuthType>,
+    /// `********` when set, else `null`.
+    #[schema(required = true, value_type = Option<String>)]
     pub webhook_auth_token: Option<&'static str>,
     pub retry_limit: u32,
     pub notify_on_expired: bool,
+    #[schema(value_type = Object)]
     pub webhook_extra_fields: Map<String, Value>,
     pub silent_ingestion: bool,
 }

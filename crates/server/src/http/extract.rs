@@ -151,6 +151,19 @@ pub struct Page {
     pub offset: i64,
 }
 
+/// The `?limit=&offset=` of [`Page`], for the OpenAPI document.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct PageParams {
+    /// Page size, 1 to 500 (default 100).
+    #[param(minimum = 1, maximum = 500)]
+    limit: Option<i64>,
+    /// Rows to skip (default 0).
+    #[param(minimum = 0)]
+    offset: Option<i64>,
+}
+
 pub const DEFAULT_LIMIT: i64 = 100;
 pub const MAX_LIMIT: i64 = 500;
 

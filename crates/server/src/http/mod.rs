@@ -19,6 +19,7 @@ pub(crate) mod users;
 pub mod v1;
 // issue 12: hardening
 pub(crate) mod connection;
+pub mod openapi;
 
 use std::time::Duration;
 
@@ -81,11 +82,20 @@ async fn method_not_allowed(uri: Uri) -> Response {
     }
 }
 
-async fn health() -> Json<serde_json::Value> {
+/// Liveness: the process answers.
+#[utoipa::path(get, operation_id = "health", path = "/health", tag = "Operations", security(()),
+    responses((status = 200, description = "Alive", body = openapi::HealthOut)))]
+pub(crate) async fn health() -> Json<serde_json::Value> {
     Json(json!({ "ok": true }))
 }
 
-async fn ready(State(app): State<AppState>) -> Response {
+/// Readiness: the database answers within 2 s.
+#[utoipa::path(get, operation_id = "ready", path = "/ready", tag = "Operations", security(()),
+    responses(
+        (status = 200, description = "Ready", body = openapi::ReadyOut),
+        (status = 503, description = "The database did not answer: `{\"ok\": false}`", body = openapi::ReadyOut),
+    ))]
+pub(crate) async fn ready(State(app): State<AppState>) -> Response {
     match tokio::time::timeout(Duration::from_secs(2), app.store.ping()).await {
         Ok(Ok(())) => Json(json!({ "ok": true, "database": app.store.backend() })).into_response(),
         Ok(Err(e)) => {
@@ -193,7 +203,9 @@ pub fn router(app: AppState) -> Router {
         .route("/realtime", get(realtime::realtime_ws))
         .route("/realtime/events", get(realtime::realtime_events))
         .route("/health", get(health))
-        .route("/ready", get(ready));
+        .route("/ready", get(ready))
+        // issue 12: the dashboard API's OpenAPI document (unauthenticated, like /v1's).
+        .route("/openapi.json", get(openapi::serve));
     let routes = Router::new()
         .merge(v1)
         .merge(dashboard)

@@ -7,18 +7,21 @@ use axum::Json;
 use reconbanker_store::{now, DeliveryId, DeliveryRow, CHANNEL_NOTIFICATION, CHANNEL_RESULT};
 use serde::Serialize;
 use serde_json::Value;
+use utoipa::ToSchema;
 
 use super::auth::OwnedAccount;
 use super::dto::QueuedOut;
 use super::error::{ApiError, Problem};
-use super::extract::{DPath, Page};
+use super::extract::{DPath, Page, PageParams};
+use super::openapi::ApiErrorBody;
 use crate::app;
 use crate::domain::account_config::SigningChannel;
 use crate::support::time::ts;
 use crate::AppState;
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct DeliveryOut {
+    #[schema(value_type = String, format = Uuid)]
     id: DeliveryId,
     /// Notification channel: `assistance_required`, `login_failed`, `scrape_failed`,
     /// `poll_failed`; result channel: `matched`, `ambiguous`, `expired`, `bank_movement`.
@@ -26,16 +29,22 @@ pub struct DeliveryOut {
     /// `pending`, `delivered`, `dead` (retries exhausted) or `skipped` (no longer relevant).
     status: String,
     attempts: i32,
+    #[schema(required = true)]
     last_status: Option<i32>,
+    #[schema(required = true)]
     last_error: Option<String>,
+    #[schema(required = true)]
     next_attempt_at: Option<String>,
+    #[schema(required = true)]
     last_attempt_at: Option<String>,
     created_at: String,
+    #[schema(required = true)]
     delivered_at: Option<String>,
     /// The body that is POSTed.
     payload: Value,
     /// Result channel: the request (or movement) whose deliveries go out in order.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     subject_id: Option<uuid::Uuid>,
 }
 
@@ -107,6 +116,19 @@ pub(crate) async fn resend_channel(
 
 /// `GET /accounts/:id/notifications?status&limit&offset`: the notification delivery log,
 /// newest first.
+#[utoipa::path(
+    get, operation_id = "notifications_list",
+    path = "/accounts/{id}/notifications",
+    tag = "Webhooks",
+    security(("DashboardJwt" = [])),
+    params(("id" = String, Path, description = "The account's id (UUID)"), ("status" = Option<String>, Query, description = "Only deliveries in this status: `pending`, `delivered`, `dead`, `skipped`"), PageParams),
+    responses(
+        (status = 200, description = "The deliveries", body = Vec<DeliveryOut>),
+        (status = 400, description = "`VALIDATION_ERROR`: bad `status`, `limit` or `offset`", body = ApiErrorBody),
+        (status = 401, description = "`UNAUTHORIZED`", body = ApiErrorBody),
+        (status = 404, description = "`NOT_FOUND`: no such account of the user (or a malformed id)", body = ApiErrorBody),
+    )
+)]
 pub async fn list(
     State(app): State<AppState>,
     owned: OwnedAccount,
@@ -116,6 +138,18 @@ pub async fn list(
 }
 
 /// `POST /accounts/:id/notifications/:delivery_id/resend`: queue it again, now.
+#[utoipa::path(
+    post, operation_id = "notifications_resend",
+    path = "/accounts/{id}/notifications/{delivery_id}/resend",
+    tag = "Webhooks",
+    security(("DashboardJwt" = [])),
+    params(("id" = String, Path, description = "The account's id (UUID)"), ("delivery_id" = String, Path, description = "The delivery's id (UUID)")),
+    responses(
+        (status = 202, description = "Queued: `{\"queued\": true}`", body = QueuedOut),
+        (status = 401, description = "`UNAUTHORIZED`", body = ApiErrorBody),
+        (status = 404, description = "`NOT_FOUND`: no such account or delivery of the user", body = ApiErrorBody),
+    )
+)]
 pub async fn resend(
     State(app): State<AppState>,
     owned: OwnedAccount,
@@ -126,6 +160,19 @@ pub async fn resend(
 
 /// `GET /accounts/:id/webhooks/deliveries?status&limit&offset`: the result (and passthrough)
 /// webhook's delivery log, newest first.
+#[utoipa::path(
+    get, operation_id = "notifications_list_result",
+    path = "/accounts/{id}/webhooks/deliveries",
+    tag = "Webhooks",
+    security(("DashboardJwt" = [])),
+    params(("id" = String, Path, description = "The account's id (UUID)"), ("status" = Option<String>, Query, description = "Only deliveries in this status: `pending`, `delivered`, `dead`, `skipped`"), PageParams),
+    responses(
+        (status = 200, description = "The deliveries", body = Vec<DeliveryOut>),
+        (status = 400, description = "`VALIDATION_ERROR`: bad `status`, `limit` or `offset`", body = ApiErrorBody),
+        (status = 401, description = "`UNAUTHORIZED`", body = ApiErrorBody),
+        (status = 404, description = "`NOT_FOUND`: no such account of the user (or a malformed id)", body = ApiErrorBody),
+    )
+)]
 pub async fn list_result(
     State(app): State<AppState>,
     owned: OwnedAccount,
@@ -135,6 +182,18 @@ pub async fn list_result(
 }
 
 /// `POST /accounts/:id/webhooks/deliveries/:delivery_id/resend`: queue it again, now.
+#[utoipa::path(
+    post, operation_id = "notifications_resend_result",
+    path = "/accounts/{id}/webhooks/deliveries/{delivery_id}/resend",
+    tag = "Webhooks",
+    security(("DashboardJwt" = [])),
+    params(("id" = String, Path, description = "The account's id (UUID)"), ("delivery_id" = String, Path, description = "The delivery's id (UUID)")),
+    responses(
+        (status = 202, description = "Queued: `{\"queued\": true}`", body = QueuedOut),
+        (status = 401, description = "`UNAUTHORIZED`", body = ApiErrorBody),
+        (status = 404, description = "`NOT_FOUND`: no such account or delivery of the user", body = ApiErrorBody),
+    )
+)]
 pub async fn resend_result(
     State(app): State<AppState>,
     owned: OwnedAccount,
@@ -143,25 +202,54 @@ pub async fn resend_result(
     resend_channel(&app, owned, CHANNEL_RESULT, &delivery).await
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct Rotated {
+    /// The new secret (`whsec_…`), on the notification route.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     notification_signing_secret: Option<String>,
+    /// The new secret (`whsec_…`), on the result-webhook route.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     webhook_signing_secret: Option<String>,
     /// Until when the previous secret also signs deliveries (both signatures are sent).
+    #[schema(required = true)]
     previous_valid_until: Option<String>,
 }
 
 /// `POST /accounts/:id/notifications/rotate-secret`: a new notification signing secret; the
 /// old one keeps signing (a second `v1,` signature) for the grace period so receivers can
 /// switch over.
+#[utoipa::path(
+    post, operation_id = "notifications_rotate",
+    path = "/accounts/{id}/notifications/rotate-secret",
+    tag = "Webhooks",
+    security(("DashboardJwt" = [])),
+    params(("id" = String, Path, description = "The account's id (UUID)")),
+    responses(
+        (status = 200, description = "The new secret", body = Rotated),
+        (status = 401, description = "`UNAUTHORIZED`", body = ApiErrorBody),
+        (status = 404, description = "`NOT_FOUND`: no such account of the user (or a malformed id)", body = ApiErrorBody),
+    )
+)]
 pub async fn rotate(State(app): State<AppState>, owned: OwnedAccount) -> Result<Json<Rotated>, ApiError> {
     rotate_channel(&app, owned, SigningChannel::Notification).await
 }
 
 /// `POST /accounts/:id/webhooks/rotate-secret`: the same for the result and passthrough webhook
 /// (`webhook_signing_secret`).
+#[utoipa::path(
+    post, operation_id = "notifications_rotate_result",
+    path = "/accounts/{id}/webhooks/rotate-secret",
+    tag = "Webhooks",
+    security(("DashboardJwt" = [])),
+    params(("id" = String, Path, description = "The account's id (UUID)")),
+    responses(
+        (status = 200, description = "The new secret", body = Rotated),
+        (status = 401, description = "`UNAUTHORIZED`", body = ApiErrorBody),
+        (status = 404, description = "`NOT_FOUND`: no such account of the user (or a malformed id)", body = ApiErrorBody),
+    )
+)]
 pub async fn rotate_result(State(app): State<AppState>, owned: OwnedAccount) -> Result<Json<Rotated>, ApiError> {
     rotate_channel(&app, owned, SigningChannel::Result).await
 }

@@ -30,10 +30,14 @@ pub struct OtpSubmission {
 
 /// The dashboard's body for the same submission: strict, like every dashboard body (an
 /// unknown field is a 400). `/v1` ignores unknown fields, for forward compatibility.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct StrictOtpSubmission {
+pub struct StrictOtpSubmission {
+    /// The one-time code: 1 to 32 characters after trimming, matching the pending request's
+    /// descriptor (length and type).
+    #[schema(min_length = 1, max_length = 32, pattern = r"\S", example = "123456")]
     code: String,
+    /// Optional: the id of the request this code answers (`STALE_REQUEST` when it is not the pending one).
     #[serde(default)]
     request_id: Option<String>,
 }

@@ -11,12 +11,26 @@ use super::auth::OwnedAccount;
 use super::dto::QueuedOut;
 use super::error::{ApiError, Problem};
 use super::extract::DPath;
+use super::openapi::ApiErrorBody;
 use crate::reconcile::passthrough;
 use crate::AppState;
 
 /// `POST /accounts/:accountId/movements/:movementId/notify`: queues the movement's
 /// `bank_movement` delivery again (same delivery id, so the same `webhook-id`), or creates it
 /// when the movement has none (a baseline movement, or one stored in reconcile mode).
+#[utoipa::path(
+    post, operation_id = "passthrough_notify",
+    path = "/accounts/{id}/movements/{movement_id}/notify",
+    tag = "Webhooks",
+    security(("DashboardJwt" = [])),
+    params(("id" = String, Path, description = "The account's id (UUID)"), ("movement_id" = String, Path, description = "The movement's id (UUID)")),
+    responses(
+        (status = 202, description = "Queued: `{\"queued\": true}`", body = QueuedOut),
+        (status = 401, description = "`UNAUTHORIZED`", body = ApiErrorBody),
+        (status = 404, description = "`NOT_FOUND`: no such account or movement of the user", body = ApiErrorBody),
+        (status = 409, description = "`NOT_PASSTHROUGH_MODE`, `NO_SENDER_NAME` or `NOTHING_TO_SEND`", body = ApiErrorBody),
+    )
+)]
 pub async fn notify(
     State(app): State<AppState>,
     OwnedAccount { user: who, account }: OwnedAccount,

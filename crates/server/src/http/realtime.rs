@@ -23,9 +23,11 @@ use axum::Json;
 use serde::Serialize;
 use tokio::time::{interval_at, Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
+use utoipa::ToSchema;
 
 use super::auth::DashboardUser;
 use super::error::{ApiError, Problem};
+use super::openapi::ApiErrorBody;
 use super::sse::{event_stream, resume_point, SessionCredential, StreamQuery};
 use crate::auth::tickets::{DashboardSession, TICKET_TTL};
 use crate::push::events::{Event, RecvError, Subscriber};
@@ -66,13 +68,16 @@ async fn redeem(app: &AppState, ticket: &str) -> Result<DashboardSession, Proble
 }
 
 /// One realtime event (a WebSocket text message, or the `data:` of `/realtime/events`).
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RealtimeEventOut {
+    /// The event's type, e.g. `assistance.requested`.
     #[serde(rename = "type")]
     pub kind: String,
     pub user_id: String,
     pub account_id: String,
+    /// What happened, per type.
+    #[schema(value_type = Object)]
     pub data: Box<serde_json::value::RawValue>,
     pub occurred_at: String,
 }
@@ -89,13 +94,23 @@ impl From<&Event> for RealtimeEventOut {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct TicketOut {
     pub ticket: String,
     pub ttl_seconds: u64,
 }
 
 /// `POST /realtime/ticket`: a single-use ticket for `/realtime` or `/realtime/events`.
+#[utoipa::path(
+    post, operation_id = "realtime_issue_ticket",
+    path = "/realtime/ticket",
+    tag = "Realtime",
+    security(("DashboardJwt" = [])),
+    responses(
+        (status = 200, description = "A single-use ticket, valid `ttl_seconds` (30)", body = TicketOut, headers(("Cache-Control" = String, description = "`no-store`"))),
+        (status = 401, description = "`UNAUTHORIZED`", body = ApiErrorBody),
+    )
+)]
 pub async fn issue_ticket(State(app): State<AppState>, user: DashboardUser) -> Result<Response, ApiError> {
     let ticket = app.tickets.issue(session_of(&user)).await?;
     Ok((
@@ -110,6 +125,18 @@ pub async fn issue_ticket(State(app): State<AppState>, user: DashboardUser) -> R
 
 /// `GET /realtime/events`: the user's events as SSE, authenticated by a Bearer JWT, or else by a
 /// `?ticket=` (for `EventSource`, which cannot send headers). Resume as on `/v1/events`.
+#[utoipa::path(
+    get, operation_id = "realtime_realtime_events",
+    path = "/realtime/events",
+    tag = "Realtime",
+    security(("DashboardJwt" = []), ("RealtimeTicket" = [])),
+    params(("Last-Event-ID" = Option<String>, Header, description = "Resume after this event id"), ("last_event_id" = Option<String>, Query, description = "Resume after this event id (when the header cannot be set)")),
+    responses(
+        (status = 200, description = "An event stream (`text/event-stream`): each event has `id: <position>`, `event: <type>` and `data:` a JSON RealtimeEventOut; a `keep-alive` comment every 15 s. The stream ends when the login expires or logs out.", content_type = "text/event-stream", body = RealtimeEventOut),
+        (status = 400, description = "`VALIDATION_ERROR`: malformed Last-Event-ID", body = ApiErrorBody),
+        (status = 401, description = "`UNAUTHORIZED`: no valid token, or an invalid, expired or used ticket", body = ApiErrorBody),
+    )
+)]
 pub async fn realtime_events(State(app): State<AppState>, request: Request) -> Result<Response, ApiError> {
     let (mut parts, _) = request.into_parts();
     let query = StreamQuery::parse(parts.uri.query());
@@ -143,6 +170,19 @@ fn offered_protocols(headers: &HeaderMap) -> Vec<String> {
 
 /// `GET /realtime`: the WebSocket. The ticket is checked (and consumed) before the upgrade, so
 /// a refused client gets a JSON 401, never a socket.
+#[utoipa::path(
+    get, operation_id = "realtime_realtime_ws",
+    path = "/realtime",
+    tag = "Realtime",
+    security(()),
+    params(("Sec-WebSocket-Protocol" = String, Header, description = "`realtime.v1, <ticket>`: the subprotocol and a ticket from `POST /realtime/ticket` (browsers cannot send an Authorization header on a WebSocket)")),
+    responses(
+        (status = 101, description = "Switching Protocols: a WebSocket with subprotocol `realtime.v1`. Server to client only: each text message is a JSON RealtimeEventOut; pings every 30 s; no resume. Closed with 1008 when the client sends data or the login ends, 1013 when it reads too slowly, 1001 at shutdown."),
+        (status = 400, description = "`VALIDATION_ERROR` (realtime.v1 not offered) or `BAD_REQUEST` (not a valid WebSocket upgrade request)", body = ApiErrorBody),
+        (status = 401, description = "`UNAUTHORIZED`: no ticket, or an invalid, expired or used one", body = ApiErrorBody),
+        (status = 426, description = "`UPGRADE_REQUIRED`: the connection cannot be upgraded", body = ApiErrorBody),
+    )
+)]
 pub async fn realtime_ws(
     State(app): State<AppState>,
     headers: HeaderMap,

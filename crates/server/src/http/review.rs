@@ -12,6 +12,7 @@ use reconbanker_store::{
 };
 use serde::Serialize;
 use serde_json::{Map, Value};
+use utoipa::ToSchema;
 
 use super::accounts::MovementOut;
 use super::auth::{DashboardUser, OwnedAccount};
@@ -20,6 +21,7 @@ use super::dto::QueuedOut;
 use super::error::{ApiError, Problem};
 use super::extract::{DJson, DPath};
 use super::notifications::DeliveryOut;
+use super::openapi::ApiErrorBody;
 use crate::app;
 use crate::reconcile::matching::Checks;
 use crate::reconcile::orders::{canonical_amount, parse_signed_decimal};
@@ -31,16 +33,18 @@ use crate::AppState;
 /// and the commit (a poll updated the order meanwhile).
 const RESOLVE_TRIES: usize = 3;
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct AttemptOut {
     id: String,
     request_id: String,
     attempt_number: i64,
     result: String,
+    #[schema(required = true)]
     reason: Option<String>,
     created_at: String,
     trigger: String,
     /// The human behind a `resolve`.
+    #[schema(required = true)]
     user_id: Option<String>,
     /// As recorded: for each candidate, the movement id, checks, score (thousandths) and verdict.
     candidates: Value,
@@ -76,7 +80,7 @@ fn received_text(ms: Option<i64>, raw: &str) -> String {
         .unwrap_or_else(|| raw.to_owned())
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct MatchOut {
     id: String,
     request_id: String,
@@ -85,10 +89,12 @@ pub struct MatchOut {
     amount: String,
     currency: String,
     /// The movement's (payer's) name.
+    #[schema(required = true)]
     sender_name: Option<String>,
     received_at: String,
     /// `engine` or `manual`.
     matched_by: String,
+    #[schema(required = true)]
     matched_by_user: Option<String>,
     matched_at: String,
     /// Thousandths (1000 for a reference match).
@@ -116,33 +122,41 @@ impl From<MatchRow> for MatchOut {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct CandidateMovementOut {
     id: String,
     amount: String,
     currency: String,
+    #[schema(required = true)]
     name: Option<String>,
     description: String,
     received_at: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct TakenOut {
     request_id: String,
     external_id: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct CandidateOut {
     movement: CandidateMovementOut,
+    /// `{amount, currency, window, reference}` (booleans) and `name` (`{score, band, pairs}`).
+    #[schema(value_type = Object)]
     checks: Checks,
     /// Thousandths: 1000 for a reference match, else the name score.
     score: u16,
+    /// `chosen`, `alternative`, `weak`, `no_sender_name`, `name_too_different`, `taken`,
+    /// `rejected`, `outside_window`, `received_at_unparseable`, `not_a_credit`, `currency_mismatch`, …
+    #[schema(value_type = String)]
     verdict: &'static str,
     /// With `verdict: taken`: the request that has the movement.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     taken_by: Option<TakenOut>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     ignored_at: Option<String>,
 }
 
@@ -175,12 +189,13 @@ impl From<Reviewed> for CandidateOut {
 
 /// `GET /conciliation/:requestId`: the list item, then `attempts`, `match`, `candidates` (the
 /// review view) and `deliveries` (the request's result webhooks).
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct DetailOut {
     #[serde(flatten)]
     request: RequestOut,
     attempts: Vec<AttemptOut>,
     #[serde(rename = "match")]
+    #[schema(required = true)]
     matched: Option<MatchOut>,
     candidates: Vec<CandidateOut>,
     deliveries: Vec<DeliveryOut>,
@@ -266,6 +281,18 @@ async fn acting_on(
     Ok((r, settings))
 }
 
+#[utoipa::path(
+    get, operation_id = "review_detail",
+    path = "/conciliation/{id}",
+    tag = "Reconciliation",
+    security(("DashboardJwt" = [])),
+    params(("id" = String, Path, description = "The request's id (UUID)")),
+    responses(
+        (status = 200, description = "The request in detail", body = DetailOut),
+        (status = 401, description = "`UNAUTHORIZED`", body = ApiErrorBody),
+        (status = 404, description = "`NOT_FOUND`: no such request of the user (or a malformed id)", body = ApiErrorBody),
+    )
+)]
 /// `GET /conciliation/:requestId`.
 pub async fn detail(
     State(app): State<AppState>,
@@ -274,6 +301,15 @@ pub async fn detail(
 ) -> Result<Json<DetailOut>, ApiError> {
     let id = request_id(&id)?;
     Ok(Json(detail_of(&app, who.user.id, id).await?.into()))
+}
+
+/// The body of `POST /conciliation/{id}/resolve` (read as a JSON object by `resolve_target`).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct ResolveIn {
+    /// A movement of the request's account (UUID), or `null` to rule the current candidates out.
+    #[schema(required = true)]
+    movement_id: Option<String>,
 }
 
 /// `movement_id` of a resolve: a movement, or `null` to rule the candidates out.
@@ -299,6 +335,22 @@ fn resolve_target(body: &Value) -> Result<Option<MovementId>, ApiError> {
 /// `POST /conciliation/:requestId/resolve` `{movement_id}`: match the request to that movement
 /// by hand (the window is ignored, never the amount and currency), or with `null` rule its
 /// current candidates out (the request becomes `not_found`). 200 with the detail.
+#[utoipa::path(
+    post, operation_id = "review_resolve",
+    path = "/conciliation/{id}/resolve",
+    tag = "Reconciliation",
+    security(("DashboardJwt" = [])),
+    params(("id" = String, Path, description = "The request's id (UUID)")),
+    request_body(content = ResolveIn, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The request in detail, decided", body = DetailOut),
+        (status = 400, description = "`VALIDATION_ERROR` (malformed body, unknown field, bad movement_id), `MOVEMENT_NOT_ELIGIBLE` or `AMOUNT_MISMATCH`", body = ApiErrorBody),
+        (status = 401, description = "`UNAUTHORIZED`", body = ApiErrorBody),
+        (status = 404, description = "`NOT_FOUND`: no such request or movement of the user", body = ApiErrorBody),
+        (status = 409, description = "`NOT_RECONCILE_MODE`, `REQUEST_CLOSED`, `MOVEMENT_TAKEN` or `CONFLICT`", body = ApiErrorBody),
+        (status = 413, description = "`PAYLOAD_TOO_LARGE`", body = ApiErrorBody),
+    )
+)]
 pub async fn resolve(
     State(app): State<AppState>,
     who: DashboardUser,
@@ -414,6 +466,19 @@ fn refusal(r: Refusal) -> ApiError {
 
 /// `POST /conciliation/:requestId/run`: evaluate the open request again (back to `pending`;
 /// the next pass records an attempt with trigger `run`). 202.
+#[utoipa::path(
+    post, operation_id = "review_run",
+    path = "/conciliation/{id}/run",
+    tag = "Reconciliation",
+    security(("DashboardJwt" = [])),
+    params(("id" = String, Path, description = "The request's id (UUID)")),
+    responses(
+        (status = 202, description = "Queued: `{\"queued\": true}`", body = QueuedOut),
+        (status = 401, description = "`UNAUTHORIZED`", body = ApiErrorBody),
+        (status = 404, description = "`NOT_FOUND`: no such request of the user (or a malformed id)", body = ApiErrorBody),
+        (status = 409, description = "`NOT_RECONCILE_MODE` or `REQUEST_CLOSED`", body = ApiErrorBody),
+    )
+)]
 pub async fn run(
     State(app): State<AppState>,
     who: DashboardUser,
@@ -439,16 +504,30 @@ pub async fn run(
     Ok((StatusCode::ACCEPTED, Json(QueuedOut::YES)))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct NotifiedOut {
     queued: bool,
     /// The delivery queued: its id is the `webhook-id` the receiver sees.
+    #[schema(value_type = String, format = Uuid)]
     delivery_id: DeliveryId,
 }
 
 /// `POST /conciliation/:requestId/notify`: send the request's result webhook again — its latest
 /// delivery of the current status queued again (same `webhook-id`), or a new one from the
 /// current state. 409 `NOTHING_TO_SEND` for a status without a result webhook.
+#[utoipa::path(
+    post, operation_id = "review_notify",
+    path = "/conciliation/{id}/notify",
+    tag = "Reconciliation",
+    security(("DashboardJwt" = [])),
+    params(("id" = String, Path, description = "The request's id (UUID)")),
+    responses(
+        (status = 202, description = "Queued", body = NotifiedOut),
+        (status = 401, description = "`UNAUTHORIZED`", body = ApiErrorBody),
+        (status = 404, description = "`NOT_FOUND`: no such request of the user (or a malformed id)", body = ApiErrorBody),
+        (status = 409, description = "`NOT_RECONCILE_MODE` or `NOTHING_TO_SEND`", body = ApiErrorBody),
+    )
+)]
 pub async fn notify(
     State(app): State<AppState>,
     who: DashboardUser,
@@ -490,11 +569,12 @@ pub async fn notify(
     ))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct SummaryOut {
     account_id: String,
     /// Every status with its count: `pending`, `not_found`, `ambiguous`, `failed`, `matched`,
     /// `cancelled`, `expired`.
+    #[schema(value_type = std::collections::BTreeMap<String, i64>)]
     counts: Map<String, Value>,
     /// The review queue: `ambiguous`, plus `not_found` with reason `weak_name_only` or
     /// `no_sender_name`.
@@ -503,6 +583,19 @@ pub struct SummaryOut {
 
 /// `GET /conciliation/summary?account_id`: the user's requests counted per status, per
 /// account (every account of the user, or the one named; another user's is 404).
+#[utoipa::path(
+    get, operation_id = "review_summary",
+    path = "/conciliation/summary",
+    tag = "Reconciliation",
+    security(("DashboardJwt" = [])),
+    params(("account_id" = Option<String>, Query, description = "Only this account (UUID)")),
+    responses(
+        (status = 200, description = "Per account", body = Vec<SummaryOut>),
+        (status = 400, description = "`VALIDATION_ERROR`: `account_id` is not a UUID", body = ApiErrorBody),
+        (status = 401, description = "`UNAUTHORIZED`", body = ApiErrorBody),
+        (status = 404, description = "`NOT_FOUND`: no such account of the user (or a malformed id)", body = ApiErrorBody),
+    )
+)]
 pub async fn summary(
     State(app): State<AppState>,
     who: DashboardUser,
@@ -583,6 +676,19 @@ async fn set_ignored(
 
 /// `POST /accounts/:accountId/movements/:movementId/ignore`: leave the movement out of
 /// matching. 200 with the movement as the movements list shows it.
+#[utoipa::path(
+    post, operation_id = "review_ignore",
+    path = "/accounts/{id}/movements/{movement_id}/ignore",
+    tag = "Reconciliation",
+    security(("DashboardJwt" = [])),
+    params(("id" = String, Path, description = "The account's id (UUID)"), ("movement_id" = String, Path, description = "The movement's id (UUID)")),
+    responses(
+        (status = 200, description = "The movement, ignored", body = MovementOut),
+        (status = 401, description = "`UNAUTHORIZED`", body = ApiErrorBody),
+        (status = 404, description = "`NOT_FOUND`: no such account or movement of the user", body = ApiErrorBody),
+        (status = 409, description = "`MOVEMENT_TAKEN`: it settled a request", body = ApiErrorBody),
+    )
+)]
 pub async fn ignore(
     State(app): State<AppState>,
     owned: OwnedAccount,
@@ -592,6 +698,19 @@ pub async fn ignore(
 }
 
 /// `DELETE /accounts/:accountId/movements/:movementId/ignore`: back into matching.
+#[utoipa::path(
+    delete, operation_id = "review_unignore",
+    path = "/accounts/{id}/movements/{movement_id}/ignore",
+    tag = "Reconciliation",
+    security(("DashboardJwt" = [])),
+    params(("id" = String, Path, description = "The account's id (UUID)"), ("movement_id" = String, Path, description = "The movement's id (UUID)")),
+    responses(
+        (status = 200, description = "The movement, back in matching", body = MovementOut),
+        (status = 401, description = "`UNAUTHORIZED`", body = ApiErrorBody),
+        (status = 404, description = "`NOT_FOUND`: no such account or movement of the user", body = ApiErrorBody),
+        (status = 409, description = "`MOVEMENT_TAKEN`: it settled a request", body = ApiErrorBody),
+    )
+)]
 pub async fn unignore(
     State(app): State<AppState>,
     owned: OwnedAccount,

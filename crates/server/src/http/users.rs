@@ -8,10 +8,12 @@ use axum::response::IntoResponse;
 use axum::Json;
 use reconbanker_store::{now, Constraint, UserId, UserRow};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::auth::DashboardUser;
 use super::error::{ApiError, Problem};
 use super::extract::DJson;
+use super::openapi::ApiErrorBody;
 use crate::domain::email::normalize_email;
 use crate::support::ratelimit::Bucket;
 use crate::AppState;
@@ -22,19 +24,43 @@ const MAX_PASSWORD_BYTES: usize = 1024;
 const MAX_NAME_CHARS: usize = 100;
 const LOGIN_FAILURE_WINDOW: Duration = Duration::from_secs(15 * 60);
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterIn {
+    /// An email address (stored lower-cased; unique).
+    #[schema(value_type = String, example = "ana@example.com")]
     email: Option<String>,
+    /// At least 12 characters, at most 1024 bytes.
+    #[schema(value_type = String, min_length = 12)]
     password: Option<String>,
+    /// Optional display name, at most 100 characters.
+    #[schema(max_length = 100)]
     name: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct RegisterOut {
+    #[schema(value_type = String, format = Uuid)]
     id: UserId,
     email: String,
 }
+
+/// Register a user.
+///
+/// Unauthenticated. The password is hashed with Argon2 (hashes are queued, never refused).
+#[utoipa::path(
+    post, operation_id = "users_register",
+    path = "/auth/register",
+    tag = "Auth",
+    security(()),
+    request_body(content = RegisterIn, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Registered", body = RegisterOut),
+        (status = 400, description = "`VALIDATION_ERROR`: malformed body, unknown field, missing email or password, invalid email, weak or too long password, long name, control characters", body = ApiErrorBody),
+        (status = 409, description = "`EMAIL_EXISTS`", body = ApiErrorBody),
+        (status = 413, description = "`PAYLOAD_TOO_LARGE`: body over 64 KiB", body = ApiErrorBody),
+    )
+)]
 
 pub async fn register(
     State(app): State<AppState>,
@@ -83,25 +109,49 @@ pub async fn register(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginIn {
+    #[schema(value_type = String, example = "ana@example.com")]
     email: Option<String>,
+    #[schema(value_type = String)]
     password: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct LoginUser {
+    #[schema(value_type = String, format = Uuid)]
     id: UserId,
     email: String,
+    #[schema(required = true)]
     name: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct LoginOut {
+    /// The dashboard JWT: send it as `Authorization: Bearer <token>`.
     token: String,
     user: LoginUser,
 }
+
+/// Log in.
+///
+/// Unauthenticated. Failed logins are limited per client address (429 with `Retry-After`).
+#[utoipa::path(
+    post, operation_id = "users_login",
+    path = "/auth/login",
+    tag = "Auth",
+    security(()),
+    request_body(content = LoginIn, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Logged in", body = LoginOut),
+        (status = 400, description = "`VALIDATION_ERROR`: malformed body, unknown field, missing email or password", body = ApiErrorBody),
+        (status = 401, description = "`UNAUTHORIZED`: invalid credentials", body = ApiErrorBody),
+        (status = 413, description = "`PAYLOAD_TOO_LARGE`", body = ApiErrorBody),
+        (status = 429, description = "`RATE_LIMITED`: too many failed logins from this address, with `Retry-After`", body = ApiErrorBody,
+            headers(("Retry-After" = u64))),
+    )
+)]
 
 pub async fn login(
     State(app): State<AppState>,
@@ -160,19 +210,46 @@ pub async fn login(
     }))
 }
 
+/// Log out: the token is revoked.
+#[utoipa::path(
+    post, operation_id = "users_logout",
+    path = "/auth/logout",
+    tag = "Auth",
+    security(("DashboardJwt" = [])),
+    responses(
+        (status = 204, description = "Logged out: the token no longer works"),
+        (status = 401, description = "`UNAUTHORIZED`: missing, invalid, expired or revoked token", body = ApiErrorBody),
+    )
+)]
 pub async fn logout(State(app): State<AppState>, who: DashboardUser) -> Result<StatusCode, ApiError> {
     let expires = chrono::DateTime::from_timestamp(who.claims.exp, 0).unwrap_or_else(now);
     app.store.revoke_token(who.claims.jti, who.user.id, expires).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct MeOut {
+    #[schema(value_type = String, format = Uuid)]
     id: UserId,
     email: String,
+    #[schema(required = true)]
     name: Option<String>,
+    /// `reconcile`, `passthrough`, or `null` before one is chosen.
+    #[schema(required = true)]
     operation_mode: Option<String>,
 }
+
+/// The current user.
+#[utoipa::path(
+    get, operation_id = "users_me",
+    path = "/me",
+    tag = "Auth",
+    security(("DashboardJwt" = [])),
+    responses(
+        (status = 200, description = "The user the token belongs to", body = MeOut),
+        (status = 401, description = "`UNAUTHORIZED`", body = ApiErrorBody),
+    )
+)]
 
 pub async fn me(who: DashboardUser) -> Json<MeOut> {
     let u = who.user;
@@ -184,16 +261,47 @@ pub async fn me(who: DashboardUser) -> Json<MeOut> {
     })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ModeIn {
+    #[schema(value_type = OperationMode)]
     mode: String,
 }
 
-#[derive(Serialize)]
+/// An operation mode (only for the document: the handler reads a string and names the field
+/// when it is neither).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub enum OperationMode {
+    /// Requests are polled and matched to movements.
+    #[schema(rename = "reconcile")]
+    Reconcile,
+    /// Movements are forwarded as `bank_movement` webhooks.
+    #[schema(rename = "passthrough")]
+    Passthrough,
+}
+
+#[derive(Serialize, ToSchema)]
 pub struct ModeOut {
     operation_mode: String,
 }
+
+/// Set the operation mode.
+///
+/// `reconcile` (requests are polled and matched) or `passthrough` (movements are forwarded).
+#[utoipa::path(
+    put, operation_id = "users_set_operation_mode",
+    path = "/me/operation-mode",
+    tag = "Auth",
+    security(("DashboardJwt" = [])),
+    request_body(content = ModeIn, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The mode now in force", body = ModeOut),
+        (status = 400, description = "`VALIDATION_ERROR`: malformed body, unknown field, unknown mode", body = ApiErrorBody),
+        (status = 401, description = "`UNAUTHORIZED`", body = ApiErrorBody),
+        (status = 413, description = "`PAYLOAD_TOO_LARGE`", body = ApiErrorBody),
+    )
+)]
 
 pub async fn set_operation_mode(
     State(app): State<AppState>,

@@ -192,3 +192,19 @@ fn openapi_prints_the_committed_document() {
     let printed = String::from_utf8(out.stdout).expect("utf8");
     assert_eq!(printed.trim(), include_str!("../../../../docs/openapi-v1.json").trim());
 }
+
+// issue 12: the dashboard API's document.
+#[test]
+fn openapi_dashboard_prints_the_committed_dashboard_document() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut openapi = reconbanker(dir.path());
+    openapi.args(["openapi", "--dashboard"]);
+    let out = output(openapi);
+    assert!(out.status.success());
+    let printed = String::from_utf8(out.stdout).expect("utf8");
+    assert_eq!(
+        printed.trim(),
+        include_str!("../../../../docs/openapi-dashboard.json").trim()
+    );
+    assert_ne!(printed.trim(), include_str!("../../../../docs/openapi-v1.json").trim());
+}

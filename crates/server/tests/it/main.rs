@@ -26,6 +26,7 @@ mod webhooks;
 mod crash;
 mod hardening;
 mod log_secrets;
+mod openapi_dashboard;
 mod process;
 // issue 9: the flows on the JavaScript sandbox bank, in headless Chromium.
 mod browser;
