@@ -103,7 +103,12 @@ pub(super) async fn accept_step(pool: &sqlx::Pool<Db>, user: UserId, step: i64) 
     Ok(done.rows_affected() == 1)
 }
 
-pub(super) async fn use_recovery(pool: &sqlx::Pool<Db>, user: UserId, hash: &[u8], now: Timestamp) -> StoreResult<bool> {
+pub(super) async fn use_recovery(
+    pool: &sqlx::Pool<Db>,
+    user: UserId,
+    hash: &[u8],
+    now: Timestamp,
+) -> StoreResult<bool> {
     let done = sqlx::query(
         "UPDATE user_recovery_codes SET used_at = $3 WHERE user_id = $1 AND code_hash = $2 AND used_at IS NULL",
     )

@@ -52,7 +52,10 @@ pub async fn check_totp_steps_and_recovery(s: &dyn Store) {
     assert_eq!(s.user_totp(u.id).await.unwrap().unwrap().last_step, Some(103));
 
     // Recovery codes: single use, per user.
-    assert!(!s.use_recovery_code(other.id, &hashes[0], t).await.unwrap(), "another user's");
+    assert!(
+        !s.use_recovery_code(other.id, &hashes[0], t).await.unwrap(),
+        "another user's"
+    );
     assert!(!s.use_recovery_code(u.id, &[9; 32], t).await.unwrap(), "unknown");
     assert!(s.use_recovery_code(u.id, &hashes[0], t).await.unwrap());
     assert!(!s.use_recovery_code(u.id, &hashes[0], t).await.unwrap(), "used");
@@ -69,5 +72,4 @@ pub async fn check_totp_steps_and_recovery(s: &dyn Store) {
     s.confirm_totp(u.id, 5, &[vec![7; 32]], t).await.unwrap();
     assert!(!s.use_recovery_code(u.id, &hashes[2], t).await.unwrap());
     assert!(s.use_recovery_code(u.id, &[7; 32], t).await.unwrap());
-
 }
