@@ -160,6 +160,16 @@
       const light = li.querySelector('.light');
       light.dataset.light = a.light;
       light.textContent = LABELS[a.light] || 'Off';
+      let blocked = li.querySelector('.blocked');
+      if (a.blocked_reason) {
+        if (!blocked) {
+          blocked = el('p', { class: 'blocked' });
+          li.querySelector('.account-head').after(blocked);
+        }
+        blocked.textContent = `Blocked: ${a.blocked_reason} — fix the login, then read again.`;
+      } else if (blocked) {
+        blocked.remove();
+      }
       renderPrompt(li, a);
     }
   }
@@ -178,6 +188,9 @@
 
   function onEvent(ev) {
     refresh();
+    if (['scrape.succeeded', 'scrape.failed', 'session.stopped', 'login.failed'].includes(ev.type)) {
+      live.textContent = 'Live';
+    }
     if (ev.type === 'scrape.succeeded' || ev.type === 'assistance.fulfilled') {
       try {
         const data = JSON.parse(ev.data);
