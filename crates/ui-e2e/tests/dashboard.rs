@@ -371,6 +371,35 @@ async fn an_operator_signs_in_with_two_factor_and_answers_the_banks_prompt_live(
     assert!(still_same_page, "no reload at any point");
     ui.shot("movements").await;
 
+    // API keys: create one, see it once, revoke it.
+    ui.click("nav a[href='/app/keys']").await;
+    ui.wait_for("location.pathname === '/app/keys' && document.querySelector('#keys-empty')")
+        .await;
+    ui.fill("#key-name", "SMS relay").await;
+    ui.click("form[action='/app/keys'] button[type=submit]").await;
+    ui.wait_for("document.querySelector('#new-key') && document.querySelector('#new-key').value.startsWith('rbk_')")
+        .await;
+    let key: String = ui.eval("document.querySelector('#new-key').value").await;
+    assert_eq!(key.len(), 4 + 8 + 1 + 64, "{key}");
+    ui.shot("api-key-created").await;
+    ui.page.goto(url("/app/keys")).await.unwrap();
+    ui.wait_for("document.querySelectorAll('li[data-key-id]').length === 1")
+        .await;
+    let shown_again: bool = ui
+        .eval(&format!(
+            "document.body.innerHTML.includes({})",
+            serde_json::to_string(&key).unwrap()
+        ))
+        .await;
+    assert!(!shown_again, "the key is shown once");
+    ui.click("li[data-key-id] form button[type=submit]").await;
+    ui.wait_for(
+        "document.querySelector('li[data-key-id] .light') && \
+                 document.querySelector('li[data-key-id] .light').textContent === 'Revoked'",
+    )
+    .await;
+    ui.shot("api-key-revoked").await;
+
     // Budget: the accounts page from a cold cache.
     ui.page
         .execute(chromiumoxide::cdp::browser_protocol::network::ClearBrowserCacheParams::default())

@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
-use reconbanker_store::{now, AccountId, ApiKeyId, ApiKeyRow, Constraint};
+use reconbanker_store::{now, AccountId, ApiKeyId, ApiKeyRow, Constraint, UserId};
 use serde::{Deserialize, Serialize};
 
 use super::auth::DashboardUser;
@@ -66,10 +66,10 @@ pub async fn list(State(app): State<AppState>, who: DashboardUser, page: Page) -
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateIn {
-    name: Option<String>,
-    scopes: Option<Vec<String>>,
-    account_ids: Option<Vec<String>>,
-    expires_at: Option<String>,
+    pub(crate) name: Option<String>,
+    pub(crate) scopes: Option<Vec<String>>,
+    pub(crate) account_ids: Option<Vec<String>>,
+    pub(crate) expires_at: Option<String>,
 }
 
 pub async fn create(
@@ -77,12 +77,19 @@ pub async fn create(
     who: DashboardUser,
     DJson(body): DJson<CreateIn>,
 ) -> Result<impl IntoResponse, ApiError> {
+    let (row, full) = create_key(&app, who.user.id, body).await?;
+    Ok((StatusCode::CREATED, Json(key_out(&app, row, Some(full)))))
+}
+
+/// The rules of a new key, shared with the dashboard's API keys page (issue 10): the stored row
+/// and the full key (shown once).
+pub(crate) async fn create_key(app: &AppState, user: UserId, body: CreateIn) -> Result<(ApiKeyRow, String), Problem> {
     let name = body.name.map(|n| n.trim().to_owned()).unwrap_or_default();
     if name.is_empty() {
-        return Err(Problem::field("name", "is required").into());
+        return Err(Problem::field("name", "is required"));
     }
     if name.chars().count() > MAX_KEY_NAME_CHARS {
-        return Err(Problem::field("name", "must be at most 100 characters").into());
+        return Err(Problem::field("name", "must be at most 100 characters"));
     }
     let mut scopes: Vec<String> = Vec::new();
     for s in body.scopes.unwrap_or_default() {
@@ -97,16 +104,19 @@ pub async fn create(
         }
     }
     if scopes.is_empty() {
-        return Err(Problem::field("scopes", "must name at least one scope").into());
+        return Err(Problem::field("scopes", "must name at least one scope"));
     }
     let account_ids = match body.account_ids {
         None => None,
         Some(list) => {
             if list.is_empty() {
-                return Err(Problem::field("account_ids", "must not be empty (use null for every account)").into());
+                return Err(Problem::field(
+                    "account_ids",
+                    "must not be empty (use null for every account)",
+                ));
             }
             if list.len() > MAX_KEY_ACCOUNTS {
-                return Err(Problem::field("account_ids", "may name at most 500 accounts").into());
+                return Err(Problem::field("account_ids", "may name at most 500 accounts"));
             }
             let mut ids: Vec<AccountId> = Vec::with_capacity(list.len());
             for raw in &list {
@@ -120,13 +130,12 @@ pub async fn create(
                     ids.push(id);
                 }
             }
-            let owned = app.store.owned_account_ids(who.user.id, &ids).await?;
+            let owned = app.store.owned_account_ids(user, &ids).await?;
             if let Some(foreign) = ids.iter().find(|id| !owned.contains(id)) {
                 return Err(Problem::field(
                     "account_ids",
                     &format!("contains {foreign}, which is not one of your accounts"),
-                )
-                .into());
+                ));
             }
             Some(ids)
         }
@@ -139,7 +148,7 @@ pub async fn create(
                 .map_err(|_| Problem::field("expires_at", "must be an RFC 3339 timestamp"))?
                 .with_timezone(&chrono::Utc);
             if at <= created_at {
-                return Err(Problem::field("expires_at", "must be in the future").into());
+                return Err(Problem::field("expires_at", "must be in the future"));
             }
             Some(chrono::SubsecRound::trunc_subsecs(at, 3))
         }
@@ -149,7 +158,7 @@ pub async fn create(
         let new_key = app.keys.generate();
         let row = ApiKeyRow {
             id: ApiKeyId::new(),
-            user_id: who.user.id,
+            user_id: user,
             name: name.clone(),
             prefix: new_key.prefix,
             secret_hash: new_key.secret_hash.to_vec(),
@@ -161,12 +170,12 @@ pub async fn create(
             revoked_at: None,
         };
         match app.store.create_api_key(&row).await {
-            Ok(()) => return Ok((StatusCode::CREATED, Json(key_out(&app, row, Some(new_key.full))))),
+            Ok(()) => return Ok((row, new_key.full)),
             Err(e) if e.is_conflict_on(Constraint::ApiKeysPrefix) => continue,
             Err(e) => return Err(e.into()),
         }
     }
-    Err(Problem::internal("could not allocate a unique API key prefix").into())
+    Err(Problem::internal("could not allocate a unique API key prefix"))
 }
 
 pub async fn revoke(
@@ -174,18 +183,21 @@ pub async fn revoke(
     who: DashboardUser,
     DPath(id): DPath<String>,
 ) -> Result<StatusCode, ApiError> {
-    let not_found = || ApiError(Problem::not_found("API key not found"));
+    revoke_key(&app, who.user.id, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Revokes one of `user`'s live keys and drops it from every cache (shared with the dashboard's
+/// page, issue 10); the same 404 for a malformed, unknown, foreign or already revoked id.
+pub(crate) async fn revoke_key(app: &AppState, user: UserId, id: &str) -> Result<(), Problem> {
+    let not_found = || Problem::not_found("API key not found");
     let id = id.parse::<ApiKeyId>().map_err(|_| not_found())?;
-    let row = app
-        .store
-        .revoke_api_key(who.user.id, id, now())
-        .await?
-        .ok_or_else(not_found)?;
+    let row = app.store.revoke_api_key(user, id, now()).await?.ok_or_else(not_found)?;
     app.keys.forget(&row.prefix);
     // Other instances on the database drop it too (issue 11).
     let what = crate::support::peers::Invalidation::Key(row.prefix);
     if let Err(e) = app.peers.announce(&what).await {
         tracing::warn!(error = %e, "could not tell the other instances that an API key was revoked");
     }
-    Ok(StatusCode::NO_CONTENT)
+    Ok(())
 }

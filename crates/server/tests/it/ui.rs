@@ -540,3 +540,64 @@ async fn the_page_json_is_scoped_to_the_signed_in_user() {
     let ticket = b.fetch(Method::POST, "/app/api/ticket", Some(&csrf), None).await;
     assert_eq!(ticket.status, StatusCode::OK, "{}", ticket.body);
 }
+
+#[tokio::test]
+async fn api_keys_page_shows_a_new_key_once_and_revokes() {
+    let app = TestApp::spawn().await;
+    registered(&app, "op@example.com").await;
+    let mut b = Browser::new(&app);
+    let csrf = b.sign_in("op@example.com").await.csrf();
+    let empty = b.get("/app/keys").await;
+    assert!(empty.body.contains("No API keys yet"));
+    let bad = b.post_form("/app/keys", &[("csrf", &csrf), ("name", "No scope")]).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(bad.body.contains("at least one scope"));
+    let created = b
+        .post_form(
+            "/app/keys",
+            &[
+                ("csrf", &csrf),
+                ("name", "SMS relay"),
+                ("scope", "otp:write"),
+                ("expires_in_days", "30"),
+            ],
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::OK);
+    let marker = "id=\"new-key\" type=\"text\" readonly value=\"";
+    let i = created.body.find(marker).expect("the key is shown") + marker.len();
+    let key = &created.body[i..i + created.body[i..].find('"').expect("end")];
+    assert!(key.starts_with("rbk_") && key.len() == 77, "{key}");
+    // The key works on /v1, and is never shown again.
+    let status = app
+        .v1(
+            Method::GET,
+            "/v1/accounts/00000000-0000-0000-0000-000000000000/status",
+            key,
+            None,
+        )
+        .await;
+    status.assert_v1_error(403, "FORBIDDEN");
+    let list = b.get("/app/keys").await;
+    assert!(!list.body.contains(key));
+    assert!(list.body.contains("SMS relay") && list.body.contains("otp:write") && list.body.contains("Active"));
+    let marker = "action=\"/app/keys/";
+    let i = list.body.find(marker).expect("revoke form") + marker.len();
+    let id = &list.body[i..i + 36];
+    let revoked = b.post_form(&format!("/app/keys/{id}/revoke"), &[("csrf", &csrf)]).await;
+    assert_eq!(revoked.status, StatusCode::SEE_OTHER);
+    assert!(b.get("/app/keys").await.body.contains("Revoked"));
+    app.v1(
+        Method::GET,
+        "/v1/accounts/00000000-0000-0000-0000-000000000000/status",
+        key,
+        None,
+    )
+    .await
+    .assert_v1_error(401, "INVALID_API_KEY");
+    // Revoking again, or without the token, is refused.
+    let again = b.post_form(&format!("/app/keys/{id}/revoke"), &[("csrf", &csrf)]).await;
+    assert_eq!(again.status, StatusCode::NOT_FOUND);
+    let no_token = b.post_form(&format!("/app/keys/{id}/revoke"), &[]).await;
+    assert_eq!(no_token.status, StatusCode::FORBIDDEN);
+}

@@ -33,6 +33,7 @@ use super::extract::body_bytes;
 use crate::app::two_factor::{self, TwoFactorError};
 use crate::auth::tickets::DashboardSession;
 use crate::domain::account_config::{self, ConfigPatch};
+use crate::support::time::ts;
 use crate::AppState;
 
 /// The dashboard's routes, with its security headers and the same-origin check.
@@ -50,6 +51,8 @@ pub fn router() -> Router<AppState> {
         .route("/app/settings/two-factor/disable", post(two_factor_disable))
         .route("/app/accounts", post(add_account))
         .route("/app/accounts/{id}/read", post(read_now_form))
+        .route("/app/keys", get(keys_page).post(create_key))
+        .route("/app/keys/{id}/revoke", post(revoke_key))
         .route("/app/api/accounts", get(api_accounts))
         .route("/app/api/accounts/{id}/movements", get(api_movements))
         .route("/app/api/accounts/{id}/otp", post(api_otp))
@@ -504,6 +507,91 @@ async fn owned(app: &AppState, who: &UiUser, id: &str) -> Result<AccountRow, Pro
     let not_found = || Problem::not_found("Account not found");
     let id: AccountId = id.parse().map_err(|_| not_found())?;
     app.store.account_for_user(who.user.id, id).await?.ok_or_else(not_found)
+}
+
+// --- API keys ---
+
+async fn keys_view(app: &AppState, who: &UiUser, created: Option<(&str, &str)>, error: Option<&str>) -> Response {
+    let rows = match app.store.list_api_keys(who.user.id, 500, 0).await {
+        Ok(r) => r,
+        Err(e) => return ApiError(e.into()).into_response(),
+    };
+    let list: Vec<pages::KeyView> = rows
+        .iter()
+        .map(|k| pages::KeyView {
+            id: k.id.to_string(),
+            name: k.name.clone(),
+            prefix: k.prefix.clone(),
+            scopes: k.scopes.join(", "),
+            last_used: app.keys.last_used(k).map(ts),
+            expires: k.expires_at.map(ts),
+            revoked: k.revoked_at.map(ts),
+        })
+        .collect();
+    let page = pages::keys(&chrome(who), &list, created, error);
+    if error.is_some() {
+        status_html(StatusCode::BAD_REQUEST, page)
+    } else {
+        html(page)
+    }
+}
+
+async fn keys_page(State(app): State<AppState>, who: UiUser) -> Response {
+    keys_view(&app, &who, None, None).await
+}
+
+async fn create_key(State(app): State<AppState>, who: UiUser, body: Result<Bytes, BytesRejection>) -> Response {
+    let bytes = match body_bytes(body) {
+        Ok(b) => b,
+        Err(p) => return ApiError(p).into_response(),
+    };
+    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(&bytes).into_owned().collect();
+    let one = |name: &str| {
+        pairs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or("")
+    };
+    if !tokens_match(one("csrf"), &who.csrf) {
+        return refused();
+    }
+    let expires_at = match one("expires_in_days").parse::<i64>() {
+        Ok(days) if (1..=3650).contains(&days) => Some(ts(now() + chrono::Duration::days(days))),
+        _ => None,
+    };
+    let input = super::api_keys::CreateIn {
+        name: Some(one("name").to_owned()),
+        scopes: Some(
+            pairs
+                .iter()
+                .filter(|(k, _)| k == "scope")
+                .map(|(_, v)| v.clone())
+                .collect(),
+        ),
+        account_ids: None,
+        expires_at,
+    };
+    match super::api_keys::create_key(&app, who.user.id, input).await {
+        Ok((row, full)) => keys_view(&app, &who, Some((&row.name, &full)), None).await,
+        Err(p) if p.status == StatusCode::BAD_REQUEST => keys_view(&app, &who, None, Some(&p.message)).await,
+        Err(p) => ApiError(p).into_response(),
+    }
+}
+
+async fn revoke_key(
+    State(app): State<AppState>,
+    who: UiUser,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    if let Err(r) = signed_form(&who, body) {
+        return *r;
+    }
+    match super::api_keys::revoke_key(&app, who.user.id, &id).await {
+        Ok(()) => Redirect::to("/app/keys").into_response(),
+        Err(p) => ApiError(p).into_response(),
+    }
 }
 
 // --- the accounts page's JSON (cookie + `x-csrf-token`) ---

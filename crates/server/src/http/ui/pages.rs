@@ -50,6 +50,7 @@ pub fn page(title: &str, chrome: Option<&Chrome<'_>>, scripts: &[&str], content:
                     @if let Some(c) = chrome {
                         nav aria-label="Main" {
                             a href="/app" { "Accounts" }
+                            a href="/app/keys" { "API keys" }
                             a href="/app/settings" { "Settings" }
                         }
                         form.signout method="post" action="/app/logout" {
@@ -307,6 +308,95 @@ pub fn recovery_codes(chrome: &Chrome<'_>, codes: &[String]) -> Markup {
                 @for c in codes { li { code { (c) } } }
             }
             p { a.button href="/app/settings" { "I have saved them" } }
+        },
+    )
+}
+
+/// One API key on its page.
+pub struct KeyView {
+    pub id: String,
+    pub name: String,
+    pub prefix: String,
+    pub scopes: String,
+    pub last_used: Option<String>,
+    pub expires: Option<String>,
+    pub revoked: Option<String>,
+}
+
+fn time(t: &Option<String>, none: &str) -> Markup {
+    html! {
+        @match t {
+            Some(t) => { time datetime=(t) { (t) } }
+            None => { (none) }
+        }
+    }
+}
+
+/// The API keys page; `created` is the full key of the key just made (shown once).
+pub fn keys(chrome: &Chrome<'_>, list: &[KeyView], created: Option<(&str, &str)>, error: Option<&str>) -> Markup {
+    page(
+        "API keys",
+        Some(chrome),
+        &[],
+        html! {
+            @if let Some((name, key)) = created {
+                section.card.created aria-labelledby="created-h" {
+                    h2 id="created-h" { "Key “" (name) "” created" }
+                    p { strong { "Copy it now: it is shown only once." } }
+                    label for="new-key" { "API key" }
+                    input id="new-key" type="text" readonly value=(key) spellcheck="false";
+                    button type="button" data-copy="new-key" { "Copy" }
+                    p.meta role="status" aria-live="polite" data-copied="new-key" {}
+                }
+            }
+            @if list.is_empty() {
+                p.empty id="keys-empty" { "No API keys yet. Create one below for a service that submits codes (otp:write) or reads status (status:read)." }
+            } @else {
+                ul.accounts id="keys" {
+                    @for k in list {
+                        li.account data-key-id=(k.id) {
+                            div.account-head {
+                                h2 { (k.name) }
+                                code.bank { "rbk_" (k.prefix) "_…" }
+                                @if k.revoked.is_some() {
+                                    span.light data-light="off" { "Revoked" }
+                                } @else {
+                                    span.light data-light="running" { "Active" }
+                                }
+                            }
+                            p.meta { "Scopes: " (k.scopes) " · Last used: " (time(&k.last_used, "never"))
+                                " · Expires: " (time(&k.expires, "never")) }
+                            @if k.revoked.is_none() {
+                                form.inline method="post" action={ "/app/keys/" (k.id) "/revoke" } {
+                                    input type="hidden" name="csrf" value=(chrome.csrf);
+                                    button type="submit" aria-label={ "Revoke " (k.name) } { "Revoke" }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            h2 { "Create a key" }
+            (error_box(error))
+            form.card method="post" action="/app/keys" {
+                input type="hidden" name="csrf" value=(chrome.csrf);
+                label for="key-name" { "Name" }
+                input id="key-name" name="name" type="text" required maxlength="100";
+                fieldset {
+                    legend { "Scopes" }
+                    label.choice { input type="checkbox" name="scope" value="otp:write" checked; " otp:write — submit codes" }
+                    label.choice { input type="checkbox" name="scope" value="status:read" checked; " status:read — read status and events" }
+                }
+                label for="key-expiry" { "Expires" }
+                select id="key-expiry" name="expires_in_days" {
+                    option value="" { "Never" }
+                    option value="7" { "In 7 days" }
+                    option value="30" { "In 30 days" }
+                    option value="90" { "In 90 days" }
+                    option value="365" { "In a year" }
+                }
+                button type="submit" { "Create key" }
+            }
         },
     )
 }

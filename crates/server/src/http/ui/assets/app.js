@@ -7,4 +7,18 @@ document.addEventListener('DOMContentLoaded', () => {
     const d = new Date(el.getAttribute('datetime'));
     if (!Number.isNaN(d.getTime())) el.textContent = d.toLocaleString();
   }
+  // Copy buttons (the API key shown once).
+  for (const btn of document.querySelectorAll('button[data-copy]')) {
+    btn.addEventListener('click', async () => {
+      const input = document.getElementById(btn.dataset.copy);
+      const status = document.querySelector(`[data-copied="${btn.dataset.copy}"]`);
+      try {
+        await navigator.clipboard.writeText(input.value);
+        if (status) status.textContent = 'Copied.';
+      } catch (_) {
+        input.select();
+        if (status) status.textContent = 'Select the key and copy it (Ctrl+C).';
+      }
+    });
+  }
 });
