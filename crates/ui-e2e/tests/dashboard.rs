@@ -74,6 +74,8 @@ fn totp(secret: &[u8], step: i64) -> String {
 struct Server {
     base: String,
     clock: ManualClock,
+    /// When the app announced each `assistance.requested` (the bank asked for a code).
+    asked: tokio::sync::mpsc::UnboundedReceiver<Instant>,
     _dir: tempfile::TempDir,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
@@ -100,6 +102,8 @@ async fn start() -> Server {
         ("RECONBANKER_ALLOW_PRIVATE_TARGETS", "true".into()),
         ("RECONBANKER_SANDBOX_BANK", bank_url),
         ("RECONBANKER_RETRY_BACKOFF_MS", "10".into()),
+        // Twenty-odd codes on one account: above the default budget of 5 per 10 minutes.
+        ("RECONBANKER_OTP_RATE_LIMIT", "100".into()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
@@ -115,6 +119,15 @@ async fn start() -> Server {
     )
     .await
     .unwrap();
+    let mut bus = app.state.bus.subscribe().await.unwrap();
+    let (asked_tx, asked) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok(e) = bus.recv().await {
+            if e.kind == "assistance.requested" && asked_tx.send(Instant::now()).is_err() {
+                break;
+            }
+        }
+    });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -128,6 +141,7 @@ async fn start() -> Server {
     Server {
         base,
         clock,
+        asked,
         _dir: dir,
         _stop: stop,
     }
@@ -238,7 +252,7 @@ impl Ui {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_signs_in_with_two_factor_and_answers_the_banks_prompt_live() {
     let Some(chromium) = chromium_or_skip() else { return };
-    let server = start().await;
+    let mut server = start().await;
     let profile = tempfile::tempdir().unwrap();
     let mut config = BrowserConfig::builder()
         .chrome_executable(chromium)
@@ -371,6 +385,29 @@ async fn an_operator_signs_in_with_two_factor_and_answers_the_banks_prompt_live(
     assert!(still_same_page, "no reload at any point");
     ui.shot("movements").await;
 
+    // Budget: how long after the bank asks the prompt is visible, over 20 prompts on the open
+    // page (an upper bound: the test's DevTools round trip is included).
+    while server.asked.try_recv().is_ok() {}
+    let mut latencies = Vec::new();
+    for _ in 0..20 {
+        ui.wait_for("document.querySelector('li.account .light').dataset.light === 'off' && !document.querySelector('form.prompt')")
+            .await;
+        ui.click("button[data-read]").await;
+        ui.wait_for("document.querySelector('form.prompt input')").await;
+        let visible = Instant::now();
+        let asked = tokio::time::timeout(Duration::from_secs(10), server.asked.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        latencies.push(visible.saturating_duration_since(asked).as_millis());
+        ui.fill("form.prompt input", "123456").await;
+        ui.click("form.prompt button[type=submit]").await;
+        ui.wait_for("!document.querySelector('form.prompt')").await;
+    }
+    latencies.sort_unstable();
+    let (p50, max) = (latencies[latencies.len() / 2], latencies[latencies.len() - 1]);
+    println!("BUDGET prompt visible after the bank asks: p50 {p50} ms, max {max} ms over 20 prompts (goal p50 <= 250)");
+
     // API keys: create one, see it once, revoke it.
     ui.click("nav a[href='/app/keys']").await;
     ui.wait_for("location.pathname === '/app/keys' && document.querySelector('#keys-empty')")
@@ -417,7 +454,7 @@ async fn an_operator_signs_in_with_two_factor_and_answers_the_banks_prompt_live(
         .await;
     println!(
         "BUDGET accounts page cold: transfer {:.1} KB (goal <= 150), DOMContentLoaded {dcl:.0} ms (goal <= 300); \
-         prompt visible {prompt_ms} ms after \"Read now\" (login to the bank included; goal <= 250 after the bank asks)",
+         first prompt visible {prompt_ms} ms after \"Read now\" (the bank login included)",
         transfer / 1024.0
     );
     assert!(transfer <= 150.0 * 1024.0, "accounts page transfers {transfer} bytes");
