@@ -235,16 +235,23 @@ pub async fn set_operation_mode(
     if !matches!(body.mode.as_str(), "reconcile" | "passthrough") {
         return Err(Problem::field("mode", "must be \"reconcile\" or \"passthrough\"").into());
     }
+    apply_operation_mode(&app, who.user.id, &body.mode).await?;
+    Ok(Json(ModeOut {
+        operation_mode: body.mode,
+    }))
+}
+
+/// Stores a (validated) mode and wakes the reconciliation workers; shared with the dashboard's
+/// settings page (issue 10).
+pub(crate) async fn apply_operation_mode(app: &AppState, user: UserId, mode: &str) -> Result<(), Problem> {
     // Only the mode changes: requests, matches, movements and deliveries all stay
     // (docs/reconciliation.md §7). Back in reconcile mode, the work held back resumes now,
     // including the expiry of what came due meanwhile.
-    app.store.set_operation_mode(who.user.id, &body.mode).await?;
-    if body.mode == "reconcile" {
+    app.store.set_operation_mode(user, mode).await?;
+    if mode == "reconcile" {
         app.poller.wake();
         app.expiry.wake();
         app.matcher_wake.notify_one();
     }
-    Ok(Json(ModeOut {
-        operation_mode: body.mode,
-    }))
+    Ok(())
 }

@@ -601,3 +601,27 @@ async fn api_keys_page_shows_a_new_key_once_and_revokes() {
     let no_token = b.post_form(&format!("/app/keys/{id}/revoke"), &[]).await;
     assert_eq!(no_token.status, StatusCode::FORBIDDEN);
 }
+
+#[tokio::test]
+async fn settings_choose_the_operation_mode() {
+    let app = TestApp::spawn().await;
+    let token = registered(&app, "op@example.com").await;
+    let mut b = Browser::new(&app);
+    b.sign_in("op@example.com").await;
+    let settings = b.get("/app/settings").await;
+    assert!(settings.body.contains("Not chosen yet"));
+    let saved = b
+        .post_form(
+            "/app/settings/mode",
+            &[("csrf", &settings.csrf()), ("mode", "passthrough")],
+        )
+        .await;
+    assert_eq!(saved.status, StatusCode::OK);
+    assert!(saved.body.contains("Operation mode saved"));
+    assert_eq!(app.get("/me", &token).await.body["operation_mode"], "passthrough");
+    let bad = b
+        .post_form("/app/settings/mode", &[("csrf", &settings.csrf()), ("mode", "chaos")])
+        .await;
+    assert!(bad.body.contains("Pick reconcile or passthrough"));
+    assert_eq!(app.get("/me", &token).await.body["operation_mode"], "passthrough");
+}

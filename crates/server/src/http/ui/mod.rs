@@ -46,6 +46,7 @@ pub fn router() -> Router<AppState> {
         .route("/app/register", get(register_page).post(register_submit))
         .route("/app/logout", post(logout))
         .route("/app/settings", get(settings_page))
+        .route("/app/settings/mode", post(set_mode))
         .route("/app/settings/two-factor/setup", post(two_factor_setup))
         .route("/app/settings/two-factor/confirm", post(two_factor_confirm))
         .route("/app/settings/two-factor/disable", post(two_factor_disable))
@@ -345,6 +346,24 @@ fn signed_form(who: &UiUser, body: Result<Bytes, BytesRejection>) -> Result<Hash
         Ok(f)
     } else {
         Err(Box::new(refused()))
+    }
+}
+
+async fn set_mode(State(app): State<AppState>, mut who: UiUser, body: Result<Bytes, BytesRejection>) -> Response {
+    let f = match signed_form(&who, body) {
+        Ok(f) => f,
+        Err(r) => return *r,
+    };
+    let mode = field(&f, "mode");
+    if !matches!(mode, "reconcile" | "passthrough") {
+        return settings_view(&app, &who, None, Some("Pick reconcile or passthrough.")).await;
+    }
+    match super::users::apply_operation_mode(&app, who.user.id, mode).await {
+        Ok(()) => {
+            who.user.operation_mode = Some(mode.to_owned());
+            settings_view(&app, &who, Some("Operation mode saved."), None).await
+        }
+        Err(p) => ApiError(p).into_response(),
     }
 }
 

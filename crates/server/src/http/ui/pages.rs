@@ -233,6 +233,7 @@ pub struct TwoFactorView {
 }
 
 pub fn settings(chrome: &Chrome<'_>, tf: &TwoFactorView, notice: Option<&str>, error: Option<&str>) -> Markup {
+    let mode = chrome.user.operation_mode.as_deref();
     page(
         "Settings",
         Some(chrome),
@@ -240,6 +241,21 @@ pub fn settings(chrome: &Chrome<'_>, tf: &TwoFactorView, notice: Option<&str>, e
         html! {
             @if let Some(n) = notice {
                 p.notice role="status" { (n) }
+            }
+            section aria-labelledby="mode-h" {
+                h2 id="mode-h" { "Operation mode" }
+                @if mode.is_none() {
+                    p { "Not chosen yet. Pick one: reconcile matches movements to your pending orders; passthrough forwards every new movement." }
+                }
+                form.card method="post" action="/app/settings/mode" {
+                    input type="hidden" name="csrf" value=(chrome.csrf);
+                    fieldset {
+                        legend { "Mode" }
+                        label.choice { input type="radio" name="mode" value="reconcile" checked[mode == Some("reconcile")]; " Reconcile" }
+                        label.choice { input type="radio" name="mode" value="passthrough" checked[mode == Some("passthrough")]; " Passthrough" }
+                    }
+                    button type="submit" { "Save mode" }
+                }
             }
             section aria-labelledby="tf-h" {
                 h2 id="tf-h" { "Two-factor sign-in" }

@@ -25,6 +25,11 @@
       opts.body = JSON.stringify(body);
     }
     const res = await fetch(path, opts);
+    if (res.redirected && new URL(res.url).pathname === '/app/login') {
+      // Signed out meanwhile (another tab, or the session was revoked).
+      location.assign('/app/login');
+      return { ok: false, status: 401, data: null };
+    }
     let data = null;
     try { data = await res.json(); } catch (_) { /* empty body */ }
     return { ok: res.ok, status: res.status, data };
