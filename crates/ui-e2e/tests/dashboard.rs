@@ -384,6 +384,30 @@ async fn an_operator_signs_in_with_two_factor_and_answers_the_banks_prompt_live(
     let still_same_page: bool = ui.eval("window.__samePage === true").await;
     assert!(still_same_page, "no reload at any point");
     ui.shot("movements").await;
+    // The same page in the dark theme (the system setting decides).
+    ui.page
+        .execute(
+            chromiumoxide::cdp::browser_protocol::emulation::SetEmulatedMediaParams::builder()
+                .features(vec![
+                    chromiumoxide::cdp::browser_protocol::emulation::MediaFeature::new("prefers-color-scheme", "dark"),
+                ])
+                .build(),
+        )
+        .await
+        .unwrap();
+    let dark: String = ui.eval("getComputedStyle(document.body).backgroundColor").await;
+    assert_eq!(dark, "rgb(18, 19, 22)", "the dark palette follows the system setting");
+    ui.shot("movements-dark").await;
+    ui.page
+        .execute(
+            chromiumoxide::cdp::browser_protocol::emulation::SetEmulatedMediaParams::builder()
+                .features(vec![
+                    chromiumoxide::cdp::browser_protocol::emulation::MediaFeature::new("prefers-color-scheme", "light"),
+                ])
+                .build(),
+        )
+        .await
+        .unwrap();
 
     // Budget: how long after the bank asks the prompt is visible, over 20 prompts on the open
     // page (an upper bound: the test's DevTools round trip is included).
