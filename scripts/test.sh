@@ -8,6 +8,8 @@
 #   TEST_DATABASE_URL    use this server (the user may CREATE DATABASE) instead of a throwaway one
 #   REQUIRE_CHROMIUM=1   fail instead of skipping the headless-browser tests (issue 9) when no
 #                        Chromium is found (RECONBANKER_CHROMIUM, `chromium` on PATH, /usr/bin/chromium)
+#                        (also the dashboard's end-to-end tests, crates/ui-e2e, issue 10: they run in
+#                        `cargo test --workspace` and leave screenshots under target/ui-screenshots/)
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

@@ -241,6 +241,12 @@ pub const SESSION_LEASE: Setting = Setting::new(
     "how long an instance's claim on an account's session lasts unrenewed (renewed every third of it); another instance takes a dead one's accounts over after it",
 )
 .range(3, 3600);
+// Issue 10: the dashboard in the browser.
+pub const SECURE_COOKIES: Setting = Setting::new(
+    "RECONBANKER_SECURE_COOKIES",
+    "false",
+    "mark the dashboard's cookies Secure (set it when browsers reach the dashboard over HTTPS, e.g. behind a TLS proxy)",
+);
 /// Read by `tracing-subscriber` in `main`, not by [`Config`].
 pub const LOG: Setting = Setting::new("RUST_LOG", "info", "log filter (tracing-subscriber syntax)");
 
@@ -284,6 +290,8 @@ pub const SETTINGS: &[Setting] = &[
     EXPIRE_SWEEP,
     // Issue 11 (scale-out).
     SESSION_LEASE,
+    // Issue 10.
+    SECURE_COOKIES,
     LOG,
 ];
 
@@ -375,6 +383,8 @@ pub struct Config {
     pub expire_sweep: Duration,
     // Issue 11 (scale-out).
     pub session_lease: Duration,
+    // Issue 10: the dashboard's cookies carry `Secure`.
+    pub secure_cookies: bool,
 }
 
 /// Where the sandbox bank is.
@@ -429,6 +439,7 @@ impl fmt::Debug for Config {
             orders_max_items,
             expire_sweep,
             session_lease,
+            secure_cookies,
         } = self;
         f.debug_struct("Config")
             .field("listen", listen)
@@ -466,6 +477,7 @@ impl fmt::Debug for Config {
             .field("orders_max_items", orders_max_items)
             .field("expire_sweep", expire_sweep)
             .field("session_lease", session_lease)
+            .field("secure_cookies", secure_cookies)
             .finish()
     }
 }
@@ -576,6 +588,7 @@ impl Config {
             orders_max_items: env.count(&ORDERS_MAX_ITEMS)? as usize,
             expire_sweep: env.secs(&EXPIRE_SWEEP)?,
             session_lease: env.secs(&SESSION_LEASE)?,
+            secure_cookies: env.flag(&SECURE_COOKIES)?,
         })
     }
 }

@@ -14,6 +14,8 @@ mod reconcile;
 mod review;
 // Issue 11 (scale-out).
 mod scaleout;
+// Issue 10: two-factor sign-in.
+mod two_factor;
 
 pub mod postgres;
 pub mod sqlite;
@@ -31,6 +33,7 @@ pub use passthrough::*;
 pub use reconcile::*;
 pub use review::*;
 pub use scaleout::*;
+pub use two_factor::*;
 
 /// Everything the application persists. Implemented by [`sqlite::SqliteStore`] and
 /// [`postgres::PgStore`]; the contract test suite calls every method on both.
@@ -497,6 +500,30 @@ pub trait Store: Send + Sync + 'static {
     /// Consumes a ticket: `Some` the first time, if it has not expired at `now`; `None` when
     /// unknown, expired or already redeemed (on any instance).
     async fn redeem_ticket(&self, hash: &[u8], now: Timestamp) -> StoreResult<Option<TicketRow>>;
+
+    // --- issue 10: two-factor sign-in (TOTP) ---
+    /// Starts (or restarts) a set-up with a new sealed secret, not confirmed; `false` when the
+    /// user's two-factor is already on (confirmed), which stays untouched.
+    async fn begin_totp(&self, user: UserId, sealed_secret: &[u8], now: Timestamp) -> StoreResult<bool>;
+    /// The user's set-up, confirmed or not, with the count of unused recovery codes.
+    async fn user_totp(&self, user: UserId) -> StoreResult<Option<TotpRow>>;
+    /// Turns a pending set-up on: `confirmed_at = now`, `last_step = step`, and replaces the
+    /// recovery codes with `recovery_hashes`, in one transaction; `false` when there is no
+    /// pending set-up (none, or already confirmed).
+    async fn confirm_totp(
+        &self,
+        user: UserId,
+        step: i64,
+        recovery_hashes: &[Vec<u8>],
+        now: Timestamp,
+    ) -> StoreResult<bool>;
+    /// Accepts a code of time step `step` once: compare-and-set of `last_step` (only a newer step
+    /// than the last accepted one, only when confirmed); `false` otherwise (a replay).
+    async fn accept_totp_step(&self, user: UserId, step: i64) -> StoreResult<bool>;
+    /// Spends an unused recovery code (by its hash); `false` if unknown or already used.
+    async fn use_recovery_code(&self, user: UserId, hash: &[u8], now: Timestamp) -> StoreResult<bool>;
+    /// Turns two-factor off: forgets the secret and the recovery codes; `false` if there was none.
+    async fn delete_totp(&self, user: UserId) -> StoreResult<bool>;
 }
 
 /// Opens the store named by a database URL: `sqlite:...` or `postgres://...`/`postgresql://...`.

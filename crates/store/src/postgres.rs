@@ -35,6 +35,12 @@ const MIGRATIONS: Embedded = Embedded(&[
     ),
     // Issue 11 (scale-out).
     (10, "scaleout", include_str!("../migrations/postgres/0010_scaleout.sql")),
+    // Issue 10: two-factor sign-in.
+    (
+        11,
+        "two_factor",
+        include_str!("../migrations/postgres/0011_two_factor.sql"),
+    ),
 ]);
 
 type Db = sqlx::Postgres;

@@ -9,6 +9,8 @@ pub(crate) mod cluster;
 pub(crate) mod instance_lock;
 pub(crate) mod upkeep;
 pub(crate) mod wiring;
+// Issue 10: two-factor sign-in.
+pub(crate) mod two_factor;
 
 use std::ops::Deref;
 use std::sync::Arc;
@@ -71,6 +73,11 @@ pub struct AppInner {
     pub peers: Arc<dyn crate::support::peers::Peers>,
     /// This instance's name on session leases (`sessionOwner`).
     pub instance_id: String,
+    // Issue 10: two-factor sign-in.
+    /// Hashes recovery codes under a key derived from the master key.
+    pub recovery_codes: crate::auth::totp::KeyedHash,
+    /// Makes the dashboard's CSRF tokens (a key of its own, derived from the master key).
+    pub csrf_keys: crate::auth::totp::KeyedHash,
 }
 
 #[derive(Clone)]

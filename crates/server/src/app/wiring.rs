@@ -204,6 +204,11 @@ pub(crate) async fn build(config: Config, options: AppOptions) -> Result<(AppSta
         config,
         peers,
         instance_id: instance,
+        recovery_codes: crate::auth::totp::KeyedHash::derive(
+            secrets.master_key.expose(),
+            crate::auth::totp::RECOVERY_LABEL,
+        ),
+        csrf_keys: crate::auth::totp::KeyedHash::derive(secrets.master_key.expose(), crate::auth::totp::CSRF_LABEL),
     };
     let state = AppState(Arc::new(inner));
     if let Some((pg_bus, listener)) = cluster {

@@ -6,3 +6,5 @@ pub mod jwt;
 pub mod key_cache;
 pub mod password;
 pub(crate) mod tickets;
+// Issue 10: two-factor sign-in.
+pub mod totp;

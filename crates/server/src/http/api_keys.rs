@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
-use reconbanker_store::{now, AccountId, ApiKeyId, ApiKeyRow, Constraint};
+use reconbanker_store::{now, AccountId, ApiKeyId, ApiKeyRow, Constraint, UserId};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -99,14 +99,14 @@ pub async fn list(State(app): State<AppState>, who: DashboardUser, page: Page) -
 pub struct CreateIn {
     /// 1 to 100 characters.
     #[schema(value_type = String, min_length = 1, max_length = 100, example = "checkout service")]
-    name: Option<String>,
+    pub(crate) name: Option<String>,
     /// At least one scope.
     #[schema(value_type = Vec<ScopeName>, min_items = 1, example = json!(["status:read", "otp:write"]))]
-    scopes: Option<Vec<String>>,
+    pub(crate) scopes: Option<Vec<String>>,
     /// Restrict the key to these accounts of the user (1 to 500); absent or `null` for every account.
-    account_ids: Option<Vec<String>>,
+    pub(crate) account_ids: Option<Vec<String>>,
     /// RFC 3339, in the future; absent or `null` for a key that does not expire.
-    expires_at: Option<String>,
+    pub(crate) expires_at: Option<String>,
 }
 
 /// A scope of an API key (only for the document: the handler parses strings and names the
@@ -144,12 +144,19 @@ pub async fn create(
     who: DashboardUser,
     DJson(body): DJson<CreateIn>,
 ) -> Result<impl IntoResponse, ApiError> {
+    let (row, full) = create_key(&app, who.user.id, body).await?;
+    Ok((StatusCode::CREATED, Json(key_out(&app, row, Some(full)))))
+}
+
+/// The rules of a new key, shared with the dashboard's API keys page (issue 10): the stored row
+/// and the full key (shown once).
+pub(crate) async fn create_key(app: &AppState, user: UserId, body: CreateIn) -> Result<(ApiKeyRow, String), Problem> {
     let name = body.name.map(|n| n.trim().to_owned()).unwrap_or_default();
     if name.is_empty() {
-        return Err(Problem::field("name", "is required").into());
+        return Err(Problem::field("name", "is required"));
     }
     if name.chars().count() > MAX_KEY_NAME_CHARS {
-        return Err(Problem::field("name", "must be at most 100 characters").into());
+        return Err(Problem::field("name", "must be at most 100 characters"));
     }
     let mut scopes: Vec<String> = Vec::new();
     for s in body.scopes.unwrap_or_default() {
@@ -164,16 +171,19 @@ pub async fn create(
         }
     }
     if scopes.is_empty() {
-        return Err(Problem::field("scopes", "must name at least one scope").into());
+        return Err(Problem::field("scopes", "must name at least one scope"));
     }
     let account_ids = match body.account_ids {
         None => None,
         Some(list) => {
             if list.is_empty() {
-                return Err(Problem::field("account_ids", "must not be empty (use null for every account)").into());
+                return Err(Problem::field(
+                    "account_ids",
+                    "must not be empty (use null for every account)",
+                ));
             }
             if list.len() > MAX_KEY_ACCOUNTS {
-                return Err(Problem::field("account_ids", "may name at most 500 accounts").into());
+                return Err(Problem::field("account_ids", "may name at most 500 accounts"));
             }
             let mut ids: Vec<AccountId> = Vec::with_capacity(list.len());
             for raw in &list {
@@ -187,13 +197,12 @@ pub async fn create(
                     ids.push(id);
                 }
             }
-            let owned = app.store.owned_account_ids(who.user.id, &ids).await?;
+            let owned = app.store.owned_account_ids(user, &ids).await?;
             if let Some(foreign) = ids.iter().find(|id| !owned.contains(id)) {
                 return Err(Problem::field(
                     "account_ids",
                     &format!("contains {foreign}, which is not one of your accounts"),
-                )
-                .into());
+                ));
             }
             Some(ids)
         }
@@ -206,7 +215,7 @@ pub async fn create(
                 .map_err(|_| Problem::field("expires_at", "must be an RFC 3339 timestamp"))?
                 .with_timezone(&chrono::Utc);
             if at <= created_at {
-                return Err(Problem::field("expires_at", "must be in the future").into());
+                return Err(Problem::field("expires_at", "must be in the future"));
             }
             Some(chrono::SubsecRound::trunc_subsecs(at, 3))
         }
@@ -216,7 +225,7 @@ pub async fn create(
         let new_key = app.keys.generate();
         let row = ApiKeyRow {
             id: ApiKeyId::new(),
-            user_id: who.user.id,
+            user_id: user,
             name: name.clone(),
             prefix: new_key.prefix,
             secret_hash: new_key.secret_hash.to_vec(),
@@ -228,12 +237,12 @@ pub async fn create(
             revoked_at: None,
         };
         match app.store.create_api_key(&row).await {
-            Ok(()) => return Ok((StatusCode::CREATED, Json(key_out(&app, row, Some(new_key.full))))),
+            Ok(()) => return Ok((row, new_key.full)),
             Err(e) if e.is_conflict_on(Constraint::ApiKeysPrefix) => continue,
             Err(e) => return Err(e.into()),
         }
     }
-    Err(Problem::internal("could not allocate a unique API key prefix").into())
+    Err(Problem::internal("could not allocate a unique API key prefix"))
 }
 
 /// Revoke an API key (it stops working at once, on every instance).
@@ -254,18 +263,21 @@ pub async fn revoke(
     who: DashboardUser,
     DPath(id): DPath<String>,
 ) -> Result<StatusCode, ApiError> {
-    let not_found = || ApiError(Problem::not_found("API key not found"));
+    revoke_key(&app, who.user.id, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Revokes one of `user`'s live keys and drops it from every cache (shared with the dashboard's
+/// page, issue 10); the same 404 for a malformed, unknown, foreign or already revoked id.
+pub(crate) async fn revoke_key(app: &AppState, user: UserId, id: &str) -> Result<(), Problem> {
+    let not_found = || Problem::not_found("API key not found");
     let id = id.parse::<ApiKeyId>().map_err(|_| not_found())?;
-    let row = app
-        .store
-        .revoke_api_key(who.user.id, id, now())
-        .await?
-        .ok_or_else(not_found)?;
+    let row = app.store.revoke_api_key(user, id, now()).await?.ok_or_else(not_found)?;
     app.keys.forget(&row.prefix);
     // Other instances on the database drop it too (issue 11).
     let what = crate::support::peers::Invalidation::Key(row.prefix);
     if let Err(e) = app.peers.announce(&what).await {
         tracing::warn!(error = %e, "could not tell the other instances that an API key was revoked");
     }
-    Ok(StatusCode::NO_CONTENT)
+    Ok(())
 }

@@ -20,6 +20,10 @@ pub mod v1;
 // issue 12: hardening
 pub(crate) mod connection;
 pub mod openapi;
+// Issue 10: two-factor sign-in.
+pub(crate) mod two_factor;
+// Issue 10: the dashboard in the browser (`/app`).
+pub(crate) mod ui;
 
 use std::time::Duration;
 
@@ -204,11 +208,18 @@ pub fn router(app: AppState) -> Router {
         .route("/realtime/events", get(realtime::realtime_events))
         .route("/health", get(health))
         .route("/ready", get(ready))
+        // Issue 10: two-factor sign-in.
+        .route("/me/two-factor", get(two_factor::status))
+        .route("/me/two-factor/setup", post(two_factor::setup))
+        .route("/me/two-factor/confirm", post(two_factor::confirm))
+        .route("/me/two-factor/disable", post(two_factor::disable))
         // issue 12: the dashboard API's OpenAPI document (unauthenticated, like /v1's).
         .route("/openapi.json", get(openapi::serve));
     let routes = Router::new()
         .merge(v1)
         .merge(dashboard)
+        // Issue 10: the dashboard in the browser.
+        .merge(ui::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
     edge_layers(routes)

@@ -69,19 +69,36 @@ pub async fn register(
     let (Some(email), Some(password)) = (body.email, body.password) else {
         return Err(Problem::validation("email and password required").into());
     };
+    let user = create_user(&app, email, password, body.name).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(RegisterOut {
+            id: user.id,
+            email: user.email,
+        }),
+    ))
+}
+
+/// Registration's rules, shared by `POST /auth/register` and the dashboard's form (issue 10).
+pub(crate) async fn create_user(
+    app: &AppState,
+    email: String,
+    password: String,
+    name: Option<String>,
+) -> Result<UserRow, Problem> {
     if email.trim().is_empty() || password.is_empty() {
-        return Err(Problem::validation("email and password required").into());
+        return Err(Problem::validation("email and password required"));
     }
     let email = normalize_email(&email).ok_or_else(|| Problem::field("email", "is not a valid email address"))?;
     if password.chars().count() < MIN_PASSWORD_CHARS {
-        return Err(Problem::field("password", "is too weak: use at least 12 characters").into());
+        return Err(Problem::field("password", "is too weak: use at least 12 characters"));
     }
     if password.len() > MAX_PASSWORD_BYTES {
-        return Err(Problem::field("password", "must be at most 1024 bytes").into());
+        return Err(Problem::field("password", "must be at most 1024 bytes"));
     }
-    let name = body.name.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty());
+    let name = name.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty());
     if name.as_ref().is_some_and(|n| n.chars().count() > MAX_NAME_CHARS) {
-        return Err(Problem::field("name", "must be at most 100 characters").into());
+        return Err(Problem::field("name", "must be at most 100 characters"));
     }
     let password_hash = app.passwords.hash(password).await.map_err(Problem::internal)?;
     let user = UserRow {
@@ -94,19 +111,12 @@ pub async fn register(
         created_at: now(),
     };
     match app.store.create_user(&user).await {
-        Ok(()) => {}
+        Ok(()) => Ok(user),
         Err(e) if e.is_conflict_on(Constraint::UsersEmail) => {
-            return Err(Problem::conflict("EMAIL_EXISTS", "Email already exists").into())
+            Err(Problem::conflict("EMAIL_EXISTS", "Email already exists"))
         }
-        Err(e) => return Err(e.into()),
+        Err(e) => Err(e.into()),
     }
-    Ok((
-        StatusCode::CREATED,
-        Json(RegisterOut {
-            id: user.id,
-            email: user.email,
-        }),
-    ))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -116,6 +126,8 @@ pub struct LoginIn {
     email: Option<String>,
     #[schema(value_type = String)]
     password: Option<String>,
+    // Issue 10: the second factor (a TOTP code or a recovery code) when two-factor is on.
+    totp_code: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -161,10 +173,35 @@ pub async fn login(
     let (Some(email), Some(password)) = (body.email, body.password) else {
         return Err(Problem::validation("email and password required").into());
     };
+    let user = check_password(&app, peer.ip(), &email, &password).await?;
+    // Issue 10: with two-factor on, no token without a good code (docs/product.md §2).
+    crate::app::two_factor::check_sign_in(&app, user.id, body.totp_code.as_deref())
+        .await
+        .map_err(Problem::from)?;
+    let (token, _) = app.jwt.issue(user.id, now()).map_err(Problem::internal)?;
+    Ok(Json(LoginOut {
+        token,
+        user: LoginUser {
+            id: user.id,
+            email: user.email,
+            name: user.name,
+        },
+    }))
+}
+
+/// The password half of a sign-in, shared by `POST /auth/login` and the dashboard's form
+/// (issue 10): the per-address failure window, one Argon2 verification whether or not the email
+/// is known, the same answer for both.
+pub(crate) async fn check_password(
+    app: &AppState,
+    ip: std::net::IpAddr,
+    email: &str,
+    password: &str,
+) -> Result<UserRow, Problem> {
     if email.trim().is_empty() || password.is_empty() {
-        return Err(Problem::validation("email and password required").into());
+        return Err(Problem::validation("email and password required"));
     }
-    let bucket = Bucket::LoginFailure(peer.ip());
+    let bucket = Bucket::LoginFailure(ip);
     let limit = app.config.login_failures;
     // The attempt is counted when it starts, before the slow hash: concurrent attempts each take
     // a place in the window, so no more than the limit are ever checked. A success gives its
@@ -175,17 +212,20 @@ pub async fn login(
         .await
         .map_err(Problem::from)?;
     if !budget.allowed {
-        return Err(Problem::rate_limited(&budget, "Too many failed logins; try again later").into());
+        return Err(Problem::rate_limited(
+            &budget,
+            "Too many failed logins; try again later",
+        ));
     }
     // Unknown email and wrong password take the same path: one Argon2 verification each.
-    let user = match normalize_email(&email) {
+    let user = match normalize_email(email) {
         Some(e) if password.len() <= MAX_PASSWORD_BYTES => app.store.user_by_email(&e).await?,
         _ => None,
     };
     let password = if password.len() > MAX_PASSWORD_BYTES {
         String::new()
     } else {
-        password
+        password.to_owned()
     };
     let ok = app
         .passwords
@@ -193,21 +233,13 @@ pub async fn login(
         .await
         .map_err(Problem::internal)?;
     let Some(user) = user.filter(|_| ok) else {
-        return Err(Problem::unauthorized("Invalid credentials").into());
+        return Err(Problem::unauthorized("Invalid credentials"));
     };
     // Giving the place back is a courtesy: failing to must not fail a correct login.
     if let Err(e) = app.limiter.undo_window(bucket).await {
         tracing::warn!(error = %e, "could not give a successful login's place back");
     }
-    let (token, _) = app.jwt.issue(user.id, now()).map_err(Problem::internal)?;
-    Ok(Json(LoginOut {
-        token,
-        user: LoginUser {
-            id: user.id,
-            email: user.email,
-            name: user.name,
-        },
-    }))
+    Ok(user)
 }
 
 /// Log out: the token is revoked.
@@ -311,16 +343,23 @@ pub async fn set_operation_mode(
     if !matches!(body.mode.as_str(), "reconcile" | "passthrough") {
         return Err(Problem::field("mode", "must be \"reconcile\" or \"passthrough\"").into());
     }
+    apply_operation_mode(&app, who.user.id, &body.mode).await?;
+    Ok(Json(ModeOut {
+        operation_mode: body.mode,
+    }))
+}
+
+/// Stores a (validated) mode and wakes the reconciliation workers; shared with the dashboard's
+/// settings page (issue 10).
+pub(crate) async fn apply_operation_mode(app: &AppState, user: UserId, mode: &str) -> Result<(), Problem> {
     // Only the mode changes: requests, matches, movements and deliveries all stay
     // (docs/reconciliation.md §7). Back in reconcile mode, the work held back resumes now,
     // including the expiry of what came due meanwhile.
-    app.store.set_operation_mode(who.user.id, &body.mode).await?;
-    if body.mode == "reconcile" {
+    app.store.set_operation_mode(user, mode).await?;
+    if mode == "reconcile" {
         app.poller.wake();
         app.expiry.wake();
         app.matcher_wake.notify_one();
     }
-    Ok(Json(ModeOut {
-        operation_mode: body.mode,
-    }))
+    Ok(())
 }

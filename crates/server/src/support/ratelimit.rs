@@ -13,7 +13,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use reconbanker_store::{AccountId, ApiKeyId};
+use reconbanker_store::{AccountId, ApiKeyId, UserId};
 use tokio::time::Instant;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -26,6 +26,9 @@ pub enum Bucket {
     AuthFailure(IpAddr),
     /// Failed dashboard logins from one client address.
     LoginFailure(IpAddr),
+    // Issue 10: two-factor sign-in.
+    /// Two-factor codes tried for one user (sign-in, confirmation, disabling).
+    TotpFailure(UserId),
 }
 
 /// The outcome of a hit, with what the `RateLimit` headers need.

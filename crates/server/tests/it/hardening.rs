@@ -250,6 +250,19 @@ async fn every_dashboard_body_refuses_unknown_fields() {
             format!("/conciliation/{uuid}/resolve"),
             json!({"movement_id": null}),
         ),
+        // Issue 10: two-factor sign-in.
+        (
+            "POST",
+            "/me/two-factor/confirm",
+            "/me/two-factor/confirm".into(),
+            json!({"code": "123456"}),
+        ),
+        (
+            "POST",
+            "/me/two-factor/disable",
+            "/me/two-factor/disable".into(),
+            json!({"code": "123456"}),
+        ),
     ];
     for (method, _, path, body) in &with_body {
         let mut body = body.clone();
@@ -278,6 +291,8 @@ async fn every_dashboard_body_refuses_unknown_fields() {
         "POST /accounts/{id}/webhooks/deliveries/{delivery_id}/resend",
         "POST /accounts/{id}/notifications/{delivery_id}/resend",
         "POST /realtime/ticket",
+        // Issue 10: two-factor sign-in.
+        "POST /me/two-factor/setup",
     ];
     let listed: Vec<String> = with_body
         .iter()

@@ -30,3 +30,7 @@ mod openapi_dashboard;
 mod process;
 // issue 9: the flows on the JavaScript sandbox bank, in headless Chromium.
 mod browser;
+// Issue 10: two-factor sign-in.
+mod two_factor;
+// Issue 10: the dashboard in the browser (over HTTP).
+mod ui;

@@ -26,6 +26,9 @@ mod reconcile;
 mod review;
 #[allow(clippy::duplicate_mod)]
 mod rows;
+// Issue 10: two-factor sign-in.
+#[allow(clippy::duplicate_mod)]
+mod two_factor;
 
 use std::collections::HashMap;
 use std::sync::LazyLock;
@@ -1811,5 +1814,36 @@ impl Store for SqlStore {
         .await
         .map_err(map_err)?;
         Ok(done.rows_affected())
+    }
+
+    // --- issue 10: two-factor sign-in (TOTP) ---
+    async fn begin_totp(&self, user: UserId, sealed_secret: &[u8], now: Timestamp) -> StoreResult<bool> {
+        two_factor::begin(&self.pool, user, sealed_secret, now).await
+    }
+
+    async fn user_totp(&self, user: UserId) -> StoreResult<Option<TotpRow>> {
+        two_factor::get(&self.pool, user).await
+    }
+
+    async fn confirm_totp(
+        &self,
+        user: UserId,
+        step: i64,
+        recovery_hashes: &[Vec<u8>],
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        two_factor::confirm(&self.pool, user, step, recovery_hashes, now).await
+    }
+
+    async fn accept_totp_step(&self, user: UserId, step: i64) -> StoreResult<bool> {
+        two_factor::accept_step(&self.pool, user, step).await
+    }
+
+    async fn use_recovery_code(&self, user: UserId, hash: &[u8], now: Timestamp) -> StoreResult<bool> {
+        two_factor::use_recovery(&self.pool, user, hash, now).await
+    }
+
+    async fn delete_totp(&self, user: UserId) -> StoreResult<bool> {
+        two_factor::delete(&self.pool, user).await
     }
 }

@@ -34,6 +34,8 @@ mod users;
 mod hardening;
 // Issue 11 (scale-out).
 mod scaleout;
+// Issue 10: two-factor sign-in.
+mod two_factor;
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -63,6 +65,9 @@ use crate::review::*;
 use crate::hardening::*;
 #[allow(unused_imports)]
 use crate::scaleout::*;
+// Issue 10: two-factor sign-in.
+#[allow(unused_imports)]
+use crate::two_factor::*;
 
 /// Stamps out `sqlite::<check>` and `postgres::<check>` tests for each check, each on a fresh
 /// database.
@@ -193,6 +198,10 @@ contract_tests! {
     check_session_owner,
     check_close_unowned_at_boot,
     check_tickets,
+
+    // two-factor sign-in (issue 10)
+    check_totp_setup_and_confirm,
+    check_totp_steps_and_recovery,
 }
 
 /// A timestamp out of range in a row is a `Corrupt` error, not 1970 (written behind the store's
@@ -858,6 +867,8 @@ const CHECK_SOURCES: &[(&str, &str)] = &[
     ("hardening.rs", include_str!("hardening.rs")),
     // Issue 11 (scale-out).
     ("scaleout.rs", include_str!("scaleout.rs")),
+    // Issue 10: two-factor sign-in.
+    ("two_factor.rs", include_str!("two_factor.rs")),
 ];
 
 /// The names of the methods declared in `pub trait Store { … }`.

@@ -1,0 +1,768 @@
+//! Issue 10: the operator dashboard, served by the binary under `/app` (`/` redirects there).
+//! Server-rendered HTML (maud, [`pages`]) with small scripts embedded at compile time
+//! (`assets/`, `include_str!`): no CDN, no inline script, no Node toolchain. Browser sign-in,
+//! cookies and CSRF are in [`session`]. The JSON routes under `/app/api/` serve the accounts
+//! page's script with the same cookie and CSRF rules; the JWT API is untouched.
+
+pub(crate) mod pages;
+pub(crate) mod session;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use maud::Markup;
+use reconbanker_store::{now, AccountId, AccountRow, BankId};
+use serde::Serialize;
+use serde_json::json;
+
+use self::pages::{AccountView, Chrome, TwoFactorView};
+use self::session::{
+    cookie, random_token, same_origin, set_cookie, start_session, tokens_match, with_cookies, UiUser, PRE_COOKIE,
+    SECOND_FACTOR_COOKIE, SECOND_FACTOR_SECS, SESSION_COOKIE,
+};
+use super::error::{ApiError, Problem};
+use super::extract::body_bytes;
+use crate::app::two_factor::{self, TwoFactorError};
+use crate::auth::tickets::DashboardSession;
+use crate::domain::account_config::{self, ConfigPatch};
+use crate::support::time::ts;
+use crate::AppState;
+
+/// The dashboard's routes, with its security headers and the same-origin check.
+pub fn router() -> Router<AppState> {
+    let app = Router::new()
+        .route("/app", get(accounts_page))
+        .route("/app/", get(|| async { Redirect::to("/app") }))
+        .route("/app/login", get(login_page).post(login_submit))
+        .route("/app/login/code", get(code_page).post(code_submit))
+        .route("/app/register", get(register_page).post(register_submit))
+        .route("/app/logout", post(logout))
+        .route("/app/settings", get(settings_page))
+        .route("/app/settings/mode", post(set_mode))
+        .route("/app/settings/two-factor/setup", post(two_factor_setup))
+        .route("/app/settings/two-factor/confirm", post(two_factor_confirm))
+        .route("/app/settings/two-factor/disable", post(two_factor_disable))
+        .route("/app/accounts", post(add_account))
+        .route("/app/accounts/{id}/read", post(read_now_form))
+        .route("/app/keys", get(keys_page).post(create_key))
+        .route("/app/keys/{id}/revoke", post(revoke_key))
+        .route("/app/api/accounts", get(api_accounts))
+        .route("/app/api/accounts/{id}/movements", get(api_movements))
+        .route("/app/api/accounts/{id}/otp", post(api_otp))
+        .route("/app/api/accounts/{id}/read", post(api_read))
+        .route("/app/api/ticket", post(api_ticket))
+        .route(
+            "/app/static/app.css",
+            get(|| asset(pages::CSS, "text/css; charset=utf-8")),
+        )
+        .route(
+            "/app/static/app.js",
+            get(|| asset(pages::JS, "text/javascript; charset=utf-8")),
+        )
+        .route(
+            "/app/static/accounts.js",
+            get(|| asset(pages::ACCOUNTS_JS, "text/javascript; charset=utf-8")),
+        )
+        .layer(axum::middleware::from_fn(guard));
+    Router::new()
+        .route("/", get(|| async { Redirect::to("/app") }))
+        .merge(app)
+}
+
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+     connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// Every state-changing request must come from the dashboard's own origin; every response gets
+/// the security headers.
+async fn guard(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let changes_state = !matches!(*req.method(), Method::GET | Method::HEAD);
+    let mut res = if changes_state && !same_origin(req.headers()) {
+        refused()
+    } else {
+        next.run(req).await
+    };
+    let h = res.headers_mut();
+    h.insert("content-security-policy", HeaderValue::from_static(CSP));
+    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    h.insert("referrer-policy", HeaderValue::from_static("same-origin"));
+    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    h.insert("cross-origin-opener-policy", HeaderValue::from_static("same-origin"));
+    if !h.contains_key(CACHE_CONTROL) {
+        h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    res
+}
+
+fn refused() -> Response {
+    ApiError(Problem::new(
+        StatusCode::FORBIDDEN,
+        "CSRF_REFUSED",
+        "Refused: this request did not come from the dashboard's own page",
+    ))
+    .into_response()
+}
+
+async fn asset(body: &'static str, content_type: &'static str) -> Response {
+    (
+        [
+            (CONTENT_TYPE, HeaderValue::from_static(content_type)),
+            // The URLs carry a hash of the content (pages::versioned).
+            (
+                CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=31536000, immutable"),
+            ),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+fn html(m: Markup) -> Response {
+    Html(m.into_string()).into_response()
+}
+
+fn status_html(status: StatusCode, m: Markup) -> Response {
+    (status, Html(m.into_string())).into_response()
+}
+
+/// A response that ends a handler early (boxed: a `Response` is large).
+type Halt = Box<Response>;
+
+/// The form fields of an `application/x-www-form-urlencoded` body.
+fn form(body: Result<Bytes, BytesRejection>) -> Result<HashMap<String, String>, Halt> {
+    let bytes = body_bytes(body).map_err(|p| Box::new(ApiError(p).into_response()))?;
+    Ok(url::form_urlencoded::parse(&bytes).into_owned().collect())
+}
+
+fn field<'a>(f: &'a HashMap<String, String>, name: &str) -> &'a str {
+    f.get(name).map(String::as_str).unwrap_or("")
+}
+
+/// The pre-sign-in token (cookie `rb_pre`), created when missing.
+fn pre_token(headers: &HeaderMap) -> (String, Option<String>) {
+    match cookie(headers, PRE_COOKIE) {
+        Some(t) if t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit()) => (t.to_owned(), None),
+        _ => {
+            let t = random_token();
+            (t.clone(), Some(t))
+        }
+    }
+}
+
+fn pre_cookie(app: &AppState, new: Option<String>) -> Vec<HeaderValue> {
+    new.map(|t| vec![set_cookie(app, PRE_COOKIE, &t, 3600)])
+        .unwrap_or_default()
+}
+
+fn pre_ok(headers: &HeaderMap, f: &HashMap<String, String>) -> bool {
+    cookie(headers, PRE_COOKIE).is_some_and(|c| tokens_match(c, field(f, "csrf")))
+}
+
+// --- sign-in ---
+
+async fn login_page(State(app): State<AppState>, headers: HeaderMap) -> Response {
+    let (pre, new) = pre_token(&headers);
+    with_cookies(html(pages::login(None, "", &pre)), pre_cookie(&app, new))
+}
+
+async fn login_submit(
+    State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let f = match form(body) {
+        Ok(f) => f,
+        Err(r) => return *r,
+    };
+    if !pre_ok(&headers, &f) {
+        return refused();
+    }
+    let (pre, email) = (field(&f, "csrf").to_owned(), field(&f, "email").to_owned());
+    let user = match super::users::check_password(&app, peer.ip(), &email, field(&f, "password")).await {
+        Ok(u) => u,
+        Err(p) => return status_html(p.status, pages::login(Some(&p.message), &email, &pre)),
+    };
+    match two_factor::check_sign_in(&app, user.id, None).await {
+        Ok(()) => signed_in(&app, &user),
+        Err(TwoFactorError::Required) => {
+            // The password was right: remember that (sealed, five minutes) and ask for the code.
+            let until = now().timestamp() + SECOND_FACTOR_SECS;
+            let sealed = app
+                .sealer
+                .seal(format!("{}:{until}", user.id).as_bytes(), b"ui-second-factor");
+            let value = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, sealed);
+            with_cookies(
+                Redirect::to("/app/login/code"),
+                vec![set_cookie(&app, SECOND_FACTOR_COOKIE, &value, SECOND_FACTOR_SECS)],
+            )
+        }
+        Err(e) => {
+            let p = Problem::from(e);
+            status_html(p.status, pages::login(Some(&p.message), &email, &pre))
+        }
+    }
+}
+
+fn signed_in(app: &AppState, user: &reconbanker_store::UserRow) -> Response {
+    match start_session(app, user) {
+        Ok(c) => with_cookies(
+            Redirect::to("/app"),
+            vec![c, set_cookie(app, SECOND_FACTOR_COOKIE, "", 0)],
+        ),
+        Err(e) => ApiError(Problem::internal(e)).into_response(),
+    }
+}
+
+/// The user whose password was right a moment ago (cookie `rb_2fa`).
+fn second_factor_user(app: &AppState, headers: &HeaderMap) -> Option<reconbanker_store::UserId> {
+    let raw = cookie(headers, SECOND_FACTOR_COOKIE)?;
+    let sealed = base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, raw).ok()?;
+    let plain = app.sealer.open(&sealed, b"ui-second-factor").ok()?;
+    let text = String::from_utf8(plain).ok()?;
+    let (user, until) = text.split_once(':')?;
+    let until: i64 = until.parse().ok()?;
+    (now().timestamp() < until).then_some(())?;
+    user.parse().ok()
+}
+
+async fn code_page(State(app): State<AppState>, headers: HeaderMap) -> Response {
+    if second_factor_user(&app, &headers).is_none() {
+        return Redirect::to("/app/login").into_response();
+    }
+    let (pre, new) = pre_token(&headers);
+    with_cookies(html(pages::code(None, &pre)), pre_cookie(&app, new))
+}
+
+async fn code_submit(State(app): State<AppState>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+    let f = match form(body) {
+        Ok(f) => f,
+        Err(r) => return *r,
+    };
+    if !pre_ok(&headers, &f) {
+        return refused();
+    }
+    let Some(user_id) = second_factor_user(&app, &headers) else {
+        return Redirect::to("/app/login").into_response();
+    };
+    let pre = field(&f, "csrf").to_owned();
+    let code = field(&f, "totp_code");
+    match two_factor::check_sign_in(&app, user_id, Some(code)).await {
+        Ok(()) => match app.store.user_by_id(user_id).await {
+            Ok(Some(user)) => signed_in(&app, &user),
+            Ok(None) => Redirect::to("/app/login").into_response(),
+            Err(e) => ApiError(e.into()).into_response(),
+        },
+        Err(e) => {
+            let p = Problem::from(e);
+            status_html(p.status, pages::code(Some(&p.message), &pre))
+        }
+    }
+}
+
+async fn register_page(State(app): State<AppState>, headers: HeaderMap) -> Response {
+    let (pre, new) = pre_token(&headers);
+    with_cookies(html(pages::register(None, "", "", &pre)), pre_cookie(&app, new))
+}
+
+async fn register_submit(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let f = match form(body) {
+        Ok(f) => f,
+        Err(r) => return *r,
+    };
+    if !pre_ok(&headers, &f) {
+        return refused();
+    }
+    let (pre, email, name) = (field(&f, "csrf"), field(&f, "email"), field(&f, "name"));
+    let name_opt = (!name.trim().is_empty()).then(|| name.to_owned());
+    match super::users::create_user(&app, email.to_owned(), field(&f, "password").to_owned(), name_opt).await {
+        Ok(user) => signed_in(&app, &user),
+        Err(p) => status_html(p.status, pages::register(Some(&p.message), email, name, pre)),
+    }
+}
+
+async fn logout(State(app): State<AppState>, who: UiUser, body: Result<Bytes, BytesRejection>) -> Response {
+    let f = match form(body) {
+        Ok(f) => f,
+        Err(r) => return *r,
+    };
+    if !tokens_match(field(&f, "csrf"), &who.csrf) {
+        return refused();
+    }
+    let expires = chrono::DateTime::from_timestamp(who.claims.exp, 0).unwrap_or_else(now);
+    if let Err(e) = app.store.revoke_token(who.claims.jti, who.user.id, expires).await {
+        return ApiError(e.into()).into_response();
+    }
+    with_cookies(
+        Redirect::to("/app/login"),
+        vec![set_cookie(&app, SESSION_COOKIE, "", 0)],
+    )
+}
+
+// --- settings: two-factor ---
+
+fn chrome(who: &UiUser) -> Chrome<'_> {
+    Chrome {
+        user: &who.user,
+        csrf: &who.csrf,
+    }
+}
+
+async fn settings_view(app: &AppState, who: &UiUser, notice: Option<&str>, error: Option<&str>) -> Response {
+    match two_factor::status(app, who.user.id).await {
+        Ok(s) => html(pages::settings(
+            &chrome(who),
+            &TwoFactorView {
+                enabled: s.enabled,
+                recovery_codes_left: s.recovery_codes_left,
+            },
+            notice,
+            error,
+        )),
+        Err(e) => ApiError(e.into()).into_response(),
+    }
+}
+
+async fn settings_page(State(app): State<AppState>, who: UiUser) -> Response {
+    settings_view(&app, &who, None, None).await
+}
+
+/// The form of a signed-in user, its synchronizer token checked.
+fn signed_form(who: &UiUser, body: Result<Bytes, BytesRejection>) -> Result<HashMap<String, String>, Halt> {
+    let f = form(body)?;
+    if tokens_match(field(&f, "csrf"), &who.csrf) {
+        Ok(f)
+    } else {
+        Err(Box::new(refused()))
+    }
+}
+
+async fn set_mode(State(app): State<AppState>, mut who: UiUser, body: Result<Bytes, BytesRejection>) -> Response {
+    let f = match signed_form(&who, body) {
+        Ok(f) => f,
+        Err(r) => return *r,
+    };
+    let mode = field(&f, "mode");
+    if !matches!(mode, "reconcile" | "passthrough") {
+        return settings_view(&app, &who, None, Some("Pick reconcile or passthrough.")).await;
+    }
+    match super::users::apply_operation_mode(&app, who.user.id, mode).await {
+        Ok(()) => {
+            who.user.operation_mode = Some(mode.to_owned());
+            settings_view(&app, &who, Some("Operation mode saved."), None).await
+        }
+        Err(p) => ApiError(p).into_response(),
+    }
+}
+
+async fn two_factor_setup(State(app): State<AppState>, who: UiUser, body: Result<Bytes, BytesRejection>) -> Response {
+    if let Err(r) = signed_form(&who, body) {
+        return *r;
+    }
+    match two_factor::begin(&app, &who.user).await {
+        Ok(s) => setup_view(&who, &s, None),
+        Err(e) => {
+            let p = Problem::from(e);
+            settings_view(&app, &who, None, Some(&p.message)).await
+        }
+    }
+}
+
+fn setup_view(who: &UiUser, s: &two_factor::Setup, error: Option<&str>) -> Response {
+    match super::two_factor::qr_svg(&s.uri) {
+        Some(svg) => html(pages::two_factor_setup(&chrome(who), &s.uri, &s.secret, &svg, error)),
+        None => ApiError(Problem::internal("the otpauth URI does not fit a QR code")).into_response(),
+    }
+}
+
+async fn two_factor_confirm(State(app): State<AppState>, who: UiUser, body: Result<Bytes, BytesRejection>) -> Response {
+    let f = match signed_form(&who, body) {
+        Ok(f) => f,
+        Err(r) => return *r,
+    };
+    match two_factor::confirm(&app, who.user.id, field(&f, "code")).await {
+        Ok(codes) => html(pages::recovery_codes(&chrome(&who), &codes)),
+        Err(TwoFactorError::Invalid) => match two_factor::pending_setup(&app, &who.user).await {
+            Ok(Some(s)) => setup_view(
+                &who,
+                &s,
+                Some("That code is not right. Type the code the app shows now."),
+            ),
+            Ok(None) => settings_view(&app, &who, None, None).await,
+            Err(e) => ApiError(e.into()).into_response(),
+        },
+        Err(e) => {
+            let p = Problem::from(e);
+            settings_view(&app, &who, None, Some(&p.message)).await
+        }
+    }
+}
+
+async fn two_factor_disable(State(app): State<AppState>, who: UiUser, body: Result<Bytes, BytesRejection>) -> Response {
+    let f = match signed_form(&who, body) {
+        Ok(f) => f,
+        Err(r) => return *r,
+    };
+    match two_factor::disable(&app, who.user.id, field(&f, "code")).await {
+        Ok(()) => settings_view(&app, &who, Some("Two-factor sign-in is off."), None).await,
+        Err(TwoFactorError::Invalid) => {
+            settings_view(&app, &who, None, Some("That code is not right or was already used.")).await
+        }
+        Err(e) => {
+            let p = Problem::from(e);
+            settings_view(&app, &who, None, Some(&p.message)).await
+        }
+    }
+}
+
+// --- accounts ---
+
+async fn light(app: &AppState, a: &AccountRow) -> Result<&'static str, Problem> {
+    Ok(if app.assistance.pending(a.id).await?.is_some() {
+        "awaiting_code"
+    } else if let Some(phase) = app.sessions.phase(a.id) {
+        phase.as_str()
+    } else if a.scrape_blocked_at.is_some() {
+        "needs_attention"
+    } else {
+        "off"
+    })
+}
+
+async fn accounts_view(app: &AppState, who: &UiUser, error: Option<&str>) -> Result<Markup, Problem> {
+    let rows = app.store.list_accounts(who.user.id, 500, 0).await?;
+    let mut list = Vec::with_capacity(rows.len());
+    for a in rows {
+        list.push(AccountView {
+            light: light(app, &a).await?,
+            id: a.id.to_string(),
+            name: a.name,
+            bank: a.bank_code,
+            blocked_reason: a.scrape_blocked_reason,
+        });
+    }
+    let banks = app.store.list_banks().await?;
+    Ok(pages::accounts(&chrome(who), &list, &banks, error))
+}
+
+async fn accounts_page(State(app): State<AppState>, who: UiUser) -> Response {
+    match accounts_view(&app, &who, None).await {
+        Ok(m) => html(m),
+        Err(p) => ApiError(p).into_response(),
+    }
+}
+
+async fn add_account(State(app): State<AppState>, who: UiUser, body: Result<Bytes, BytesRejection>) -> Response {
+    let f = match signed_form(&who, body) {
+        Ok(f) => f,
+        Err(r) => return *r,
+    };
+    match create_account(&app, &who, &f).await {
+        Ok(()) => Redirect::to("/app").into_response(),
+        Err(p) if p.status == StatusCode::BAD_REQUEST => match accounts_view(&app, &who, Some(&p.message)).await {
+            Ok(m) => status_html(StatusCode::BAD_REQUEST, m),
+            Err(p) => ApiError(p).into_response(),
+        },
+        Err(p) => ApiError(p).into_response(),
+    }
+}
+
+async fn create_account(app: &AppState, who: &UiUser, f: &HashMap<String, String>) -> Result<(), Problem> {
+    let name = field(f, "name").trim();
+    if name.is_empty() || name.chars().count() > 100 {
+        return Err(Problem::field("name", "is required (at most 100 characters)"));
+    }
+    let unknown = || Problem::field("bank", "does not name a known bank");
+    let bank: BankId = field(f, "bank").parse().map_err(|_| unknown())?;
+    let mut patch = json!({ "login_mode": if field(f, "login_mode") == "simple" { "simple" } else { "assisted" } });
+    for key in ["bank_username", "bank_password"] {
+        let v = field(f, key);
+        if !v.is_empty() {
+            patch[key] = json!(v);
+        }
+    }
+    let patch: ConfigPatch = serde_json::from_value(patch).map_err(|e| Problem::validation(e.to_string()))?;
+    let account = crate::app::accounts::create(app, who.user.id, bank, name.to_owned())
+        .await?
+        .ok_or_else(unknown)?;
+    let (mut settings, mut secrets) = crate::app::accounts::load_config(app, who.user.id, account.id).await?;
+    account_config::apply(&mut settings, &mut secrets, patch)?;
+    crate::app::accounts::save_config(app, who.user.id, account.id, &settings, &secrets).await?;
+    Ok(())
+}
+
+async fn read_now_form(
+    State(app): State<AppState>,
+    who: UiUser,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    if let Err(r) = signed_form(&who, body) {
+        return *r;
+    }
+    match owned(&app, &who, &id).await {
+        Ok(a) => {
+            app.engine.scrape_now(a.id);
+            Redirect::to("/app").into_response()
+        }
+        Err(p) => ApiError(p).into_response(),
+    }
+}
+
+/// The user's account `id`; the same 404 for a malformed, unknown or foreign id.
+async fn owned(app: &AppState, who: &UiUser, id: &str) -> Result<AccountRow, Problem> {
+    let not_found = || Problem::not_found("Account not found");
+    let id: AccountId = id.parse().map_err(|_| not_found())?;
+    app.store.account_for_user(who.user.id, id).await?.ok_or_else(not_found)
+}
+
+// --- API keys ---
+
+async fn keys_view(app: &AppState, who: &UiUser, created: Option<(&str, &str)>, error: Option<&str>) -> Response {
+    let rows = match app.store.list_api_keys(who.user.id, 500, 0).await {
+        Ok(r) => r,
+        Err(e) => return ApiError(e.into()).into_response(),
+    };
+    let list: Vec<pages::KeyView> = rows
+        .iter()
+        .map(|k| pages::KeyView {
+            id: k.id.to_string(),
+            name: k.name.clone(),
+            prefix: k.prefix.clone(),
+            scopes: k.scopes.join(", "),
+            last_used: app.keys.last_used(k).map(ts),
+            expires: k.expires_at.map(ts),
+            revoked: k.revoked_at.map(ts),
+        })
+        .collect();
+    let page = pages::keys(&chrome(who), &list, created, error);
+    if error.is_some() {
+        status_html(StatusCode::BAD_REQUEST, page)
+    } else {
+        html(page)
+    }
+}
+
+async fn keys_page(State(app): State<AppState>, who: UiUser) -> Response {
+    keys_view(&app, &who, None, None).await
+}
+
+async fn create_key(State(app): State<AppState>, who: UiUser, body: Result<Bytes, BytesRejection>) -> Response {
+    let bytes = match body_bytes(body) {
+        Ok(b) => b,
+        Err(p) => return ApiError(p).into_response(),
+    };
+    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(&bytes).into_owned().collect();
+    let one = |name: &str| {
+        pairs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or("")
+    };
+    if !tokens_match(one("csrf"), &who.csrf) {
+        return refused();
+    }
+    let expires_at = match one("expires_in_days").parse::<i64>() {
+        Ok(days) if (1..=3650).contains(&days) => Some(ts(now() + chrono::Duration::days(days))),
+        _ => None,
+    };
+    let input = super::api_keys::CreateIn {
+        name: Some(one("name").to_owned()),
+        scopes: Some(
+            pairs
+                .iter()
+                .filter(|(k, _)| k == "scope")
+                .map(|(_, v)| v.clone())
+                .collect(),
+        ),
+        account_ids: None,
+        expires_at,
+    };
+    match super::api_keys::create_key(&app, who.user.id, input).await {
+        Ok((row, full)) => keys_view(&app, &who, Some((&row.name, &full)), None).await,
+        Err(p) if p.status == StatusCode::BAD_REQUEST => keys_view(&app, &who, None, Some(&p.message)).await,
+        Err(p) => ApiError(p).into_response(),
+    }
+}
+
+async fn revoke_key(
+    State(app): State<AppState>,
+    who: UiUser,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    if let Err(r) = signed_form(&who, body) {
+        return *r;
+    }
+    match super::api_keys::revoke_key(&app, who.user.id, &id).await {
+        Ok(()) => Redirect::to("/app/keys").into_response(),
+        Err(p) => ApiError(p).into_response(),
+    }
+}
+
+// --- the accounts page's JSON (cookie + `x-csrf-token`) ---
+
+/// A fetch of the signed-in user's page: its token in `x-csrf-token`.
+fn signed_fetch(who: &UiUser, headers: &HeaderMap) -> Result<(), Halt> {
+    let sent = headers.get("x-csrf-token").and_then(|v| v.to_str().ok()).unwrap_or("");
+    if tokens_match(sent, &who.csrf) {
+        Ok(())
+    } else {
+        Err(Box::new(refused()))
+    }
+}
+
+#[derive(Serialize)]
+struct PromptOut {
+    id: String,
+    length: u32,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    purpose: Option<String>,
+    attempts: i32,
+    /// Seconds left until the request expires (the page counts down from it).
+    expires_in: i64,
+}
+
+#[derive(Serialize)]
+struct AccountStateOut {
+    id: AccountId,
+    name: String,
+    bank: String,
+    light: &'static str,
+    blocked_reason: Option<String>,
+    prompt: Option<PromptOut>,
+}
+
+async fn api_accounts(State(app): State<AppState>, who: UiUser) -> Result<Json<Vec<AccountStateOut>>, ApiError> {
+    let rows = app.store.list_accounts(who.user.id, 500, 0).await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for a in rows {
+        let prompt = match app.assistance.pending(a.id).await? {
+            None => None,
+            Some(p) => {
+                // The deadline is on the row (the cache holds what /v1 shows).
+                let expires_in = match app.store.assistance_by_id(p.id).await? {
+                    Some(r) => (r.expires_at - app.clock.now()).num_seconds().max(0),
+                    None => 0,
+                };
+                Some(PromptOut {
+                    id: p.id.to_string(),
+                    length: p.descriptor.length,
+                    kind: match p.descriptor.kind {
+                        reconbanker_store::CodeKind::Numeric => "numeric",
+                        reconbanker_store::CodeKind::Alphanumeric => "alphanumeric",
+                    },
+                    purpose: p.descriptor.purpose.clone(),
+                    attempts: p.attempts,
+                    expires_in,
+                })
+            }
+        };
+        out.push(AccountStateOut {
+            light: if prompt.is_some() {
+                "awaiting_code"
+            } else {
+                light(&app, &a).await?
+            },
+            id: a.id,
+            name: a.name,
+            bank: a.bank_code,
+            blocked_reason: a.scrape_blocked_reason,
+            prompt,
+        });
+    }
+    Ok(Json(out))
+}
+
+#[derive(Serialize)]
+struct MovementOut {
+    amount: String,
+    currency: String,
+    name: Option<String>,
+    description: String,
+    received_at: String,
+}
+
+async fn api_movements(
+    State(app): State<AppState>,
+    who: UiUser,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<MovementOut>>, ApiError> {
+    let a = owned(&app, &who, &id).await?;
+    let rows = app.store.list_movements(who.user.id, a.id, 20, 0).await?;
+    Ok(Json(
+        rows.into_iter()
+            .map(|m| MovementOut {
+                amount: m.amount,
+                currency: m.currency,
+                name: m.name,
+                description: m.description,
+                received_at: m.received_at,
+            })
+            .collect(),
+    ))
+}
+
+/// The code prompt's submission: the one OTP path (`http::otp::submit`), dashboard rules.
+async fn api_otp(
+    State(app): State<AppState>,
+    who: UiUser,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    if let Err(r) = signed_fetch(&who, &headers) {
+        return *r;
+    }
+    let a = match owned(&app, &who, &id).await {
+        Ok(a) => a,
+        Err(p) => return ApiError(p).into_response(),
+    };
+    match super::otp::submit(&app, a.id, body, super::otp::Body::Strict).await {
+        Ok(r) => r,
+        Err(p) => ApiError(p).into_response(),
+    }
+}
+
+async fn api_read(State(app): State<AppState>, who: UiUser, Path(id): Path<String>, headers: HeaderMap) -> Response {
+    if let Err(r) = signed_fetch(&who, &headers) {
+        return *r;
+    }
+    match owned(&app, &who, &id).await {
+        Ok(a) => {
+            app.engine.scrape_now(a.id);
+            (StatusCode::ACCEPTED, Json(json!({"queued": true}))).into_response()
+        }
+        Err(p) => ApiError(p).into_response(),
+    }
+}
+
+/// A single-use ticket for `/realtime/events` (the page's live stream).
+async fn api_ticket(State(app): State<AppState>, who: UiUser, headers: HeaderMap) -> Response {
+    if let Err(r) = signed_fetch(&who, &headers) {
+        return *r;
+    }
+    let session = DashboardSession {
+        user: who.user.id,
+        jti: who.claims.jti,
+        exp: who.claims.exp,
+    };
+    match app.tickets.issue(session).await {
+        Ok(ticket) => Json(json!({ "ticket": ticket })).into_response(),
+        Err(e) => ApiError(e.into()).into_response(),
+    }
+}
