@@ -10,7 +10,9 @@ use serde::Serialize;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
-use super::{accounts, api_keys, banks, conciliation, dto, notifications, passthrough, realtime, review, users};
+use super::{
+    accounts, api_keys, banks, conciliation, dto, notifications, passthrough, realtime, review, two_factor, users,
+};
 
 /// The dashboard API's error shape (what `ApiError` renders), for every error status.
 #[derive(Serialize, ToSchema)]
@@ -100,6 +102,8 @@ Another user's resource is always 404. The External API (`/v1`, API keys) has it
         review::ignore, review::unignore,
         realtime::issue_ticket, realtime::realtime_ws, realtime::realtime_events,
         super::health, super::ready,
+        // Issue 10: two-factor sign-in.
+        two_factor::status, two_factor::setup, two_factor::confirm, two_factor::disable,
     ),
     components(schemas(ApiErrorBody, HealthOut, ReadyOut, dto::PendingOut, dto::DescriptorOut, dto::OtpAcceptedOut)),
     modifiers(&Security),

@@ -6,10 +6,12 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::auth::DashboardUser;
 use super::error::{ApiError, Problem};
 use super::extract::DJson;
+use super::openapi::ApiErrorBody;
 use crate::app::two_factor::{self, TwoFactorError};
 use crate::AppState;
 
@@ -71,13 +73,26 @@ pub(crate) fn qr_svg(text: &str) -> Option<String> {
     Some(svg[start..].to_owned())
 }
 
-#[derive(Serialize)]
+/// Whether two-factor sign-in is on for the user.
+#[derive(Serialize, ToSchema)]
+#[schema(as = TwoFactorStatusOut)]
 pub struct StatusOut {
     enabled: bool,
     pending: bool,
     recovery_codes_left: i64,
 }
 
+/// Two-factor sign-in: its state.
+#[utoipa::path(
+    get, operation_id = "two_factor_status",
+    path = "/me/two-factor",
+    tag = "Auth",
+    security(("DashboardJwt" = [])),
+    responses(
+        (status = 200, description = "On, a set-up waiting for confirmation, and the unused recovery codes left", body = StatusOut),
+        (status = 401, description = "`UNAUTHORIZED`", body = ApiErrorBody),
+    )
+)]
 pub async fn status(State(app): State<AppState>, who: DashboardUser) -> Result<Json<StatusOut>, ApiError> {
     let s = two_factor::status(&app, who.user.id).await.map_err(Problem::from)?;
     Ok(Json(StatusOut {
@@ -87,13 +102,30 @@ pub async fn status(State(app): State<AppState>, who: DashboardUser) -> Result<J
     }))
 }
 
-#[derive(Serialize)]
+/// A new TOTP secret, waiting for its first code.
+#[derive(Serialize, ToSchema)]
+#[schema(as = TwoFactorSetupOut)]
 pub struct SetupOut {
     secret: String,
     otpauth_uri: String,
     qr_svg: String,
 }
 
+/// Two-factor sign-in: start a set-up.
+///
+/// Returns the secret (base32), its `otpauth://` URI and the URI as a QR code (SVG). Nothing
+/// changes at sign-in until `POST /me/two-factor/confirm` with a first code.
+#[utoipa::path(
+    post, operation_id = "two_factor_setup",
+    path = "/me/two-factor/setup",
+    tag = "Auth",
+    security(("DashboardJwt" = [])),
+    responses(
+        (status = 200, description = "The secret, its URI and QR code", body = SetupOut),
+        (status = 401, description = "`UNAUTHORIZED`", body = ApiErrorBody),
+        (status = 409, description = "`TWO_FACTOR_ON`: already on; disable it first", body = ApiErrorBody),
+    )
+)]
 pub async fn setup(State(app): State<AppState>, who: DashboardUser) -> Result<Json<SetupOut>, ApiError> {
     let s = two_factor::begin(&app, &who.user).await.map_err(Problem::from)?;
     let qr_svg = qr_svg(&s.uri).ok_or_else(|| Problem::internal("the otpauth URI does not fit a QR code"))?;
@@ -104,9 +136,12 @@ pub async fn setup(State(app): State<AppState>, who: DashboardUser) -> Result<Js
     }))
 }
 
-#[derive(Deserialize)]
+/// A current code of the authenticator (or, to disable, a recovery code).
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = TwoFactorCodeIn)]
 pub struct CodeIn {
+    #[schema(value_type = String, min_length = 1, max_length = 64, example = "123456")]
     code: Option<String>,
 }
 
@@ -118,11 +153,30 @@ fn required_code(body: CodeIn) -> Result<String, Problem> {
     }
 }
 
-#[derive(Serialize)]
+/// Ten single-use recovery codes, shown only now.
+#[derive(Serialize, ToSchema)]
+#[schema(as = TwoFactorConfirmOut)]
 pub struct ConfirmOut {
     recovery_codes: Vec<String>,
 }
 
+/// Two-factor sign-in: confirm the set-up with a first code (turns it on).
+#[utoipa::path(
+    post, operation_id = "two_factor_confirm",
+    path = "/me/two-factor/confirm",
+    tag = "Auth",
+    security(("DashboardJwt" = [])),
+    request_body(content = CodeIn, content_type = "application/json"),
+    responses(
+        (status = 200, description = "On; the recovery codes, shown once", body = ConfirmOut),
+        (status = 400, description = "`VALIDATION_ERROR` (missing or long code, malformed body) or `INVALID_TOTP`", body = ApiErrorBody),
+        (status = 401, description = "`UNAUTHORIZED`", body = ApiErrorBody),
+        (status = 409, description = "`TWO_FACTOR_ON` or `NO_PENDING_SETUP`", body = ApiErrorBody),
+        (status = 413, description = "`PAYLOAD_TOO_LARGE`", body = ApiErrorBody),
+        (status = 429, description = "`RATE_LIMITED`: too many codes tried, with `Retry-After`", body = ApiErrorBody,
+            headers(("Retry-After" = u64))),
+    )
+)]
 pub async fn confirm(
     State(app): State<AppState>,
     who: DashboardUser,
@@ -135,6 +189,23 @@ pub async fn confirm(
     Ok(Json(ConfirmOut { recovery_codes }))
 }
 
+/// Two-factor sign-in: turn it off with a current code.
+#[utoipa::path(
+    post, operation_id = "two_factor_disable",
+    path = "/me/two-factor/disable",
+    tag = "Auth",
+    security(("DashboardJwt" = [])),
+    request_body(content = CodeIn, content_type = "application/json"),
+    responses(
+        (status = 204, description = "Off; the secret and the recovery codes are deleted"),
+        (status = 400, description = "`VALIDATION_ERROR` (missing or long code, malformed body) or `INVALID_TOTP`", body = ApiErrorBody),
+        (status = 401, description = "`UNAUTHORIZED`", body = ApiErrorBody),
+        (status = 409, description = "`TWO_FACTOR_OFF`: not on", body = ApiErrorBody),
+        (status = 413, description = "`PAYLOAD_TOO_LARGE`", body = ApiErrorBody),
+        (status = 429, description = "`RATE_LIMITED`: too many codes tried, with `Retry-After`", body = ApiErrorBody,
+            headers(("Retry-After" = u64))),
+    )
+)]
 pub async fn disable(
     State(app): State<AppState>,
     who: DashboardUser,

@@ -127,6 +127,8 @@ pub struct LoginIn {
     #[schema(value_type = String)]
     password: Option<String>,
     // Issue 10: the second factor (a TOTP code or a recovery code) when two-factor is on.
+    /// With two-factor sign-in on: the authenticator's current code, or an unused recovery code.
+    #[schema(value_type = Option<String>, example = "123456")]
     totp_code: Option<String>,
 }
 
@@ -158,9 +160,9 @@ pub struct LoginOut {
     responses(
         (status = 200, description = "Logged in", body = LoginOut),
         (status = 400, description = "`VALIDATION_ERROR`: malformed body, unknown field, missing email or password", body = ApiErrorBody),
-        (status = 401, description = "`UNAUTHORIZED`: invalid credentials", body = ApiErrorBody),
+        (status = 401, description = "`UNAUTHORIZED`: invalid credentials; with two-factor sign-in on and the right password, `TOTP_REQUIRED` (no `totp_code`) or `INVALID_TOTP` (wrong, expired or used code) — never a token", body = ApiErrorBody),
         (status = 413, description = "`PAYLOAD_TOO_LARGE`", body = ApiErrorBody),
-        (status = 429, description = "`RATE_LIMITED`: too many failed logins from this address, with `Retry-After`", body = ApiErrorBody,
+        (status = 429, description = "`RATE_LIMITED`: too many failed logins from this address, or too many two-factor codes tried for the user, with `Retry-After`", body = ApiErrorBody,
             headers(("Retry-After" = u64))),
     )
 )]
