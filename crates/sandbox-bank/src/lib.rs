@@ -172,6 +172,7 @@ use tokio::net::TcpListener;
 use tokio::sync::broadcast;
 
 mod controls;
+mod flow;
 mod html;
 // issue 9: the JavaScript sandbox bank (`sandbox-js`).
 pub mod js;
