@@ -7,7 +7,9 @@
 //!
 //! # Pages (all the same shell: `<main id="app">` and `<script src="/js/app.js">`)
 //!
-//! `GET /js/login`, `GET /js/otp`, `GET /js/movements`. Once `app.js` has rendered, `<body>`
+//! `GET /js/login`, `GET /js/otp`, `GET /js/movements`. While the bank is redesigned
+//! ([`SandboxBank::set_js_redesign`]) `<body>` carries `data-design="2"` and the login form
+//! submits with `<input type="submit" class="redesigned-submit">` instead of its `<button>`. Once `app.js` has rendered, `<body>`
 //! carries `data-page` = `loading` | `login` | `otp` | `movements` | `error`, and:
 //! - login: `<form id="login-form">` with `input[name=username]`, `input[name=password]`,
 //!   `button[type=submit]`; errors as `<p class="error" data-error="CODE">` (`bad_credentials`,
@@ -71,13 +73,15 @@ pub(crate) fn router() -> Router<SandboxBank> {
         .route("/js/api/logout", post(logout))
 }
 
-async fn shell() -> Html<&'static str> {
-    Html(concat!(
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n",
-        "<title>Sandbox Bank (JavaScript)</title>\n</head>\n<body data-page=\"loading\">\n",
-        "<header><h1>Sandbox Bank</h1></header>\n<main id=\"app\"><p>Loading…</p></main>\n",
-        "<noscript>This bank needs JavaScript.</noscript>\n",
-        "<script src=\"/js/app.js\"></script>\n</body>\n</html>\n"
+async fn shell(State(bank): State<SandboxBank>) -> Html<String> {
+    // `data-design="2"`: the redesigned site (`SandboxBank::set_js_redesign`).
+    let design = if bank.js_redesigned() { " data-design=\"2\"" } else { "" };
+    Html(format!(
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <title>Sandbox Bank (JavaScript)</title>\n</head>\n<body data-page=\"loading\"{design}>\n\
+         <header><h1>Sandbox Bank</h1></header>\n<main id=\"app\"><p>Loading…</p></main>\n\
+         <noscript>This bank needs JavaScript.</noscript>\n\
+         <script src=\"/js/app.js\"></script>\n</body>\n</html>\n"
     ))
 }
 

@@ -14,6 +14,8 @@ mod reconcile;
 mod review;
 // Issue 11 (scale-out).
 mod scaleout;
+// Issue 9 (real banks).
+mod evidence;
 
 pub mod postgres;
 pub mod sqlite;
@@ -31,6 +33,8 @@ pub use passthrough::*;
 pub use reconcile::*;
 pub use review::*;
 pub use scaleout::*;
+// Issue 9 (real banks).
+pub use evidence::*;
 
 /// Everything the application persists. Implemented by [`sqlite::SqliteStore`] and
 /// [`postgres::PgStore`]; the contract test suite calls every method on both.
@@ -497,6 +501,22 @@ pub trait Store: Send + Sync + 'static {
     /// Consumes a ticket: `Some` the first time, if it has not expired at `now`; `None` when
     /// unknown, expired or already redeemed (on any instance).
     async fn redeem_ticket(&self, hash: &[u8], now: Timestamp) -> StoreResult<Option<TicketRow>>;
+    // --- issue 9 (real banks): failure evidence of browser runs ---
+    // (this area's methods go below this line)
+    /// Keeps one piece of a run's failure evidence; `false` (nothing kept) when the run does
+    /// not exist (any more).
+    async fn insert_evidence(&self, evidence: &EvidenceRow) -> StoreResult<bool>;
+    /// The run's evidence that has not expired at `now`, oldest first; `None` when the run is
+    /// not one of `account`'s or the account is not `user`'s.
+    async fn list_evidence(
+        &self,
+        user: UserId,
+        account: AccountId,
+        run: RunId,
+        now: Timestamp,
+    ) -> StoreResult<Option<Vec<EvidenceRow>>>;
+    /// Forgets the evidence that expired at `now`; returns how many.
+    async fn purge_evidence(&self, now: Timestamp) -> StoreResult<u64>;
 }
 
 /// Opens the store named by a database URL: `sqlite:...` or `postgres://...`/`postgresql://...`.

@@ -35,6 +35,8 @@ const MIGRATIONS: Embedded = Embedded(&[
     ),
     // Issue 11 (scale-out).
     (10, "scaleout", include_str!("../migrations/postgres/0010_scaleout.sql")),
+    // Issue 9 (real banks): failure evidence.
+    (11, "evidence", include_str!("../migrations/postgres/0011_evidence.sql")),
 ]);
 
 type Db = sqlx::Postgres;

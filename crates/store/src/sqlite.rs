@@ -37,6 +37,8 @@ const MIGRATIONS: Embedded = Embedded(&[
     ),
     // Issue 11 (scale-out).
     (10, "scaleout", include_str!("../migrations/sqlite/0010_scaleout.sql")),
+    // Issue 9 (real banks): failure evidence.
+    (11, "evidence", include_str!("../migrations/sqlite/0011_evidence.sql")),
 ]);
 
 /// How long a connection waits on a locked database before giving up.

@@ -19,6 +19,8 @@ pub(crate) mod users;
 pub mod v1;
 // issue 12: hardening
 pub(crate) mod connection;
+// issue 9: real banks (failure evidence)
+pub(crate) mod evidence;
 
 use std::time::Duration;
 
@@ -180,7 +182,9 @@ pub fn router(app: AppState) -> Router {
         .route("/realtime", get(realtime::realtime_ws))
         .route("/realtime/events", get(realtime::realtime_events))
         .route("/health", get(health))
-        .route("/ready", get(ready));
+        .route("/ready", get(ready))
+        // issue 9: real banks (failure evidence)
+        .route("/accounts/{id}/runs/{runId}/evidence", get(evidence::list));
     Router::new()
         .merge(v1)
         .merge(dashboard)

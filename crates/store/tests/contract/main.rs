@@ -34,6 +34,8 @@ mod users;
 mod hardening;
 // Issue 11 (scale-out).
 mod scaleout;
+// Issue 9 (real banks).
+mod evidence;
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -63,6 +65,9 @@ use crate::review::*;
 use crate::hardening::*;
 #[allow(unused_imports)]
 use crate::scaleout::*;
+// Issue 9 (real banks).
+#[allow(unused_imports)]
+use crate::evidence::*;
 
 /// Stamps out `sqlite::<check>` and `postgres::<check>` tests for each check, each on a fresh
 /// database.
@@ -193,6 +198,8 @@ contract_tests! {
     check_session_owner,
     check_close_unowned_at_boot,
     check_tickets,
+    // issue 9 (real banks): failure evidence
+    check_evidence,
 }
 
 /// A timestamp out of range in a row is a `Corrupt` error, not 1970 (written behind the store's
@@ -835,6 +842,8 @@ const CHECK_SOURCES: &[(&str, &str)] = &[
     ("hardening.rs", include_str!("hardening.rs")),
     // Issue 11 (scale-out).
     ("scaleout.rs", include_str!("scaleout.rs")),
+    // Issue 9 (real banks).
+    ("evidence.rs", include_str!("evidence.rs")),
 ];
 
 /// The names of the methods declared in `pub trait Store { … }`.
