@@ -241,6 +241,13 @@ pub const SESSION_LEASE: Setting = Setting::new(
     "how long an instance's claim on an account's session lasts unrenewed (renewed every third of it); another instance takes a dead one's accounts over after it",
 )
 .range(3, 3600);
+// Issue 9 (real banks).
+pub const EVIDENCE_DAYS: Setting = Setting::new(
+    "RECONBANKER_EVIDENCE_DAYS",
+    "7",
+    "how long the failure evidence of a browser bank run is kept",
+)
+.range(1, 365);
 /// Read by `tracing-subscriber` in `main`, not by [`Config`].
 pub const LOG: Setting = Setting::new("RUST_LOG", "info", "log filter (tracing-subscriber syntax)");
 
@@ -284,6 +291,8 @@ pub const SETTINGS: &[Setting] = &[
     EXPIRE_SWEEP,
     // Issue 11 (scale-out).
     SESSION_LEASE,
+    // Issue 9 (real banks).
+    EVIDENCE_DAYS,
     LOG,
 ];
 
@@ -375,6 +384,8 @@ pub struct Config {
     pub expire_sweep: Duration,
     // Issue 11 (scale-out).
     pub session_lease: Duration,
+    // Issue 9 (real banks).
+    pub evidence_retention: Duration,
 }
 
 /// Where the sandbox bank is.
@@ -429,6 +440,7 @@ impl fmt::Debug for Config {
             orders_max_items,
             expire_sweep,
             session_lease,
+            evidence_retention,
         } = self;
         f.debug_struct("Config")
             .field("listen", listen)
@@ -466,6 +478,7 @@ impl fmt::Debug for Config {
             .field("orders_max_items", orders_max_items)
             .field("expire_sweep", expire_sweep)
             .field("session_lease", session_lease)
+            .field("evidence_retention", evidence_retention)
             .finish()
     }
 }
@@ -576,6 +589,7 @@ impl Config {
             orders_max_items: env.count(&ORDERS_MAX_ITEMS)? as usize,
             expire_sweep: env.secs(&EXPIRE_SWEEP)?,
             session_lease: env.secs(&SESSION_LEASE)?,
+            evidence_retention: Duration::from_secs(u64::from(env.count(&EVIDENCE_DAYS)?) * 24 * 3600),
         })
     }
 }

@@ -221,7 +221,7 @@ async fn a_bank_page_that_changed_is_broken_alerted_and_never_blocks_the_account
     if !chromium_or_skip() {
         return;
     }
-    let (f, _data) = quick_js_fixture(&[("RECONBANKER_RETRY_ATTEMPTS", "2")]).await;
+    let (f, _data) = quick_js_fixture(&[("RECONBANKER_RETRY_ATTEMPTS", "2"), ("RECONBANKER_EVIDENCE_DAYS", "2")]).await;
     f.bank.set_js_redesign(true);
     let id = account_on(&f, "sandbox-js-quick", "user_good+redesign", "pass_good").await;
     let mut events = f.app.events().await;
@@ -269,7 +269,12 @@ async fn a_bank_page_that_changed_is_broken_alerted_and_never_blocks_the_account
         .decode(e["screenshotJpeg"].as_str().expect("screenshot"))
         .expect("base64");
     assert_eq!(&jpeg[..3], &[0xff, 0xd8, 0xff], "a JPEG");
-    assert!(e["expiresAt"].as_str() > e["takenAt"].as_str());
+    let at = |k: &str| chrono::DateTime::parse_from_rfc3339(e[k].as_str().expect("timestamp")).expect("RFC 3339");
+    assert_eq!(
+        at("expiresAt") - at("takenAt"),
+        chrono::Duration::days(2),
+        "kept RECONBANKER_EVIDENCE_DAYS"
+    );
 
     // Owner only: another user, an unknown run, a malformed id → 404.
     let stranger = f.app.user("stranger@example.com").await;
