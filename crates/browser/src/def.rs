@@ -470,11 +470,11 @@ pub enum Parse {
     },
     DateTime {
         format: String,
-        offset: chrono::FixedOffset,
+        zone: Zone,
     },
     Date {
         format: String,
-        offset: chrono::FixedOffset,
+        zone: Zone,
     },
     Currency {
         map: BTreeMap<String, String>,
@@ -641,8 +641,34 @@ pub(crate) fn parse_duration(s: &str) -> Option<Duration> {
     (!d.is_zero()).then_some(d)
 }
 
-/// `UTC`, `Z` or a fixed offset `±HH:MM`. (IANA zone names need a zone database; a bank whose
-/// offset changes with summer time is described with a format that carries the offset.)
+/// The time zone a bank shows its dates in: a fixed offset (`UTC`, `-03:00`) or an IANA zone
+/// (`America/New_York`), whose summer time is followed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Zone {
+    Fixed(chrono::FixedOffset),
+    Iana(chrono_tz::Tz),
+}
+
+impl Zone {
+    /// A local date-time of this zone as UTC. A time skipped by a summer-time change does not
+    /// exist (`None`); one repeated when the clocks go back is read as the earlier of the two.
+    pub fn to_utc(&self, local: &chrono::NaiveDateTime) -> Option<chrono::DateTime<chrono::Utc>> {
+        use chrono::TimeZone;
+        match self {
+            Zone::Fixed(o) => o.from_local_datetime(local).earliest().map(|t| t.to_utc()),
+            Zone::Iana(tz) => tz.from_local_datetime(local).earliest().map(|t| t.to_utc()),
+        }
+    }
+}
+
+/// `UTC`, `Z`, a fixed offset `±HH:MM`, or an IANA zone name (`America/Montevideo`).
+pub(crate) fn parse_zone(s: &str) -> Option<Zone> {
+    parse_offset(s)
+        .map(Zone::Fixed)
+        .or_else(|| s.trim().parse::<chrono_tz::Tz>().ok().map(Zone::Iana))
+}
+
+/// `UTC`, `Z` or a fixed offset `±HH:MM`.
 pub(crate) fn parse_offset(s: &str) -> Option<chrono::FixedOffset> {
     let s = s.trim();
     if s.eq_ignore_ascii_case("utc") || s == "Z" {
@@ -707,8 +733,12 @@ fn validate(cx: &Ctx<'_>, raw: RawDef) -> Result<BankDef, DefError> {
     }
     let timezone = match &raw.timezone {
         Some(tz) => {
-            if parse_offset(tz.get_ref()).is_none() {
-                return cx.err(span_of(tz), "timezone", "UTC or a fixed offset such as \"-03:00\"");
+            if parse_zone(tz.get_ref()).is_none() {
+                return cx.err(
+                    span_of(tz),
+                    "timezone",
+                    "UTC, a fixed offset such as \"-03:00\" or an IANA zone such as \"America/Montevideo\"",
+                );
             }
             Some(tz.get_ref().clone())
         }
@@ -1343,23 +1373,22 @@ impl Validator<'_> {
                         "rfc3339".into()
                     }
                 });
-                let offset = match &r.timezone {
-                    Some(tz) => match parse_offset(tz.get_ref()) {
-                        Some(o) => o,
-                        None => {
-                            return self.cx.err(
+                let zone =
+                    match &r.timezone {
+                        Some(tz) => match parse_zone(tz.get_ref()) {
+                            Some(z) => z,
+                            None => return self.cx.err(
                                 span_of(tz),
                                 &format!("{path}.timezone"),
-                                "UTC or a fixed offset such as \"-03:00\"",
-                            )
-                        }
-                    },
-                    None => chrono::Offset::fix(&chrono::Utc),
-                };
+                                "UTC, a fixed offset such as \"-03:00\" or an IANA zone such as \"America/Montevideo\"",
+                            ),
+                        },
+                        None => Zone::Fixed(chrono::Offset::fix(&chrono::Utc)),
+                    };
                 if parse_name == "date" {
-                    Parse::Date { format, offset }
+                    Parse::Date { format, zone }
                 } else {
-                    Parse::DateTime { format, offset }
+                    Parse::DateTime { format, zone }
                 }
             }
             "iso4217" => Parse::Currency {
@@ -1542,5 +1571,16 @@ mod tests {
         assert_eq!(parse_duration("5"), None);
         assert_eq!(parse_offset("-03:00").map(|o| o.local_minus_utc()), Some(-3 * 3600));
         assert_eq!(parse_offset("America/Montevideo"), None);
+        assert_eq!(
+            parse_zone("America/Montevideo"),
+            Some(Zone::Iana(chrono_tz::America::Montevideo))
+        );
+        assert_eq!(
+            parse_zone("-03:00"),
+            parse_offset("-03:00").map(Zone::Fixed),
+            "offsets stay fixed"
+        );
+        assert_eq!(parse_zone("Mars/Olympus_Mons"), None);
+        assert_eq!(parse_zone("-3"), None);
     }
 }

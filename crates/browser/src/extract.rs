@@ -3,11 +3,11 @@
 
 use std::collections::HashMap;
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, SecondsFormat, TimeZone, Utc};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, SecondsFormat, Utc};
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
-use crate::def::{Field, FieldFrom, Movements, Negative, Parse};
+use crate::def::{Field, FieldFrom, Movements, Negative, Parse, Zone};
 
 /// One movement as the bank shows it, every field parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,9 +84,9 @@ pub fn parse_decimal(raw: &str, decimal: char, thousands: Option<char>, negative
     Ok(out)
 }
 
-/// Parses a date-time (`format` = `rfc3339` or a chrono format, read in `offset` when it
-/// carries none) into RFC 3339 UTC whole seconds.
-pub fn parse_datetime(raw: &str, format: &str, offset: chrono::FixedOffset) -> Result<String, String> {
+/// Parses a date-time (`format` = `rfc3339` or a chrono format, read in `zone` when it carries
+/// no offset) into RFC 3339 UTC whole seconds.
+pub fn parse_datetime(raw: &str, format: &str, zone: Zone) -> Result<String, String> {
     let raw = raw.trim();
     let utc: DateTime<Utc> = if format == "rfc3339" {
         DateTime::parse_from_rfc3339(raw)
@@ -97,27 +97,23 @@ pub fn parse_datetime(raw: &str, format: &str, offset: chrono::FixedOffset) -> R
     } else {
         let naive =
             NaiveDateTime::parse_from_str(raw, format).map_err(|_| format!("{raw:?} does not match {format:?}"))?;
-        offset
-            .from_local_datetime(&naive)
-            .single()
+        zone.to_utc(&naive)
             .ok_or_else(|| format!("{raw:?} is not a valid local time"))?
-            .with_timezone(&Utc)
     };
     Ok(utc.to_rfc3339_opts(SecondsFormat::Secs, true))
 }
 
-/// A date (no time) is midnight in the bank's offset.
-pub fn parse_date(raw: &str, format: &str, offset: chrono::FixedOffset) -> Result<String, String> {
+/// A date (no time) is midnight in the bank's zone.
+pub fn parse_date(raw: &str, format: &str, zone: Zone) -> Result<String, String> {
     let raw = raw.trim();
     let date = NaiveDate::parse_from_str(raw, format).map_err(|_| format!("{raw:?} does not match {format:?}"))?;
     let naive = date
         .and_hms_opt(0, 0, 0)
         .ok_or_else(|| format!("{raw:?} has no midnight"))?;
-    let local = offset
-        .from_local_datetime(&naive)
-        .single()
+    let utc = zone
+        .to_utc(&naive)
         .ok_or_else(|| format!("{raw:?} is not a valid local date"))?;
-    Ok(local.with_timezone(&Utc).to_rfc3339_opts(SecondsFormat::Secs, true))
+    Ok(utc.to_rfc3339_opts(SecondsFormat::Secs, true))
 }
 
 /// A currency: mapped first (`"US$" = "USD"`), then it must be three upper-case letters.
@@ -162,8 +158,8 @@ pub fn apply(field: &Field, raw: Option<&str>) -> Result<Option<String>, String>
             thousands,
             negative,
         } => parse_decimal(raw, *decimal, *thousands, negative)?,
-        Parse::DateTime { format, offset } => parse_datetime(raw, format, *offset)?,
-        Parse::Date { format, offset } => parse_date(raw, format, *offset)?,
+        Parse::DateTime { format, zone } => parse_datetime(raw, format, *zone)?,
+        Parse::Date { format, zone } => parse_date(raw, format, *zone)?,
         Parse::Currency { map } => parse_currency(raw, map)?,
     };
     if field.empty_none && value.is_empty() {
@@ -333,8 +329,8 @@ mod tests {
 
     #[test]
     fn dates_land_in_utc() {
-        let uy = crate::def::parse_offset("-03:00").expect("offset");
-        let utc = crate::def::parse_offset("UTC").expect("offset");
+        let uy = crate::def::parse_zone("-03:00").expect("offset");
+        let utc = crate::def::parse_zone("UTC").expect("offset");
         assert_eq!(
             parse_datetime("2025-01-01T08:00:00Z", "rfc3339", utc).as_deref(),
             Ok("2025-01-01T08:00:00Z")
@@ -352,6 +348,38 @@ mod tests {
             Ok("2025-02-01T03:00:00Z")
         );
         assert!(parse_datetime("yesterday", "rfc3339", utc).is_err());
+    }
+
+    #[test]
+    fn iana_zones_follow_summer_time() {
+        let ny = crate::def::parse_zone("America/New_York").expect("zone");
+        let f = "%Y-%m-%d %H:%M";
+        // Winter (UTC-5) and summer (UTC-4).
+        assert_eq!(
+            parse_datetime("2026-01-15 12:00", f, ny).as_deref(),
+            Ok("2026-01-15T17:00:00Z")
+        );
+        assert_eq!(
+            parse_datetime("2026-07-01 12:00", f, ny).as_deref(),
+            Ok("2026-07-01T16:00:00Z")
+        );
+        // 02:30 on the spring-forward day never happened.
+        assert!(parse_datetime("2026-03-08 02:30", f, ny).is_err());
+        // 01:30 on the fall-back day happened twice: the earlier (still summer time).
+        assert_eq!(
+            parse_datetime("2026-11-01 01:30", f, ny).as_deref(),
+            Ok("2026-11-01T05:30:00Z")
+        );
+        // A date is midnight there, in the offset of that day.
+        assert_eq!(
+            parse_date("2026-07-01", "%Y-%m-%d", ny).as_deref(),
+            Ok("2026-07-01T04:00:00Z")
+        );
+        // An offset in the text wins over the zone.
+        assert_eq!(
+            parse_datetime("2026-07-01T12:00:00+00:00", "rfc3339", ny).as_deref(),
+            Ok("2026-07-01T12:00:00Z")
+        );
     }
 
     #[test]

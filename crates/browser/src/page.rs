@@ -283,8 +283,13 @@ impl ContextLease {
         }
         if let Some(tz) = &def.timezone {
             // Chromium wants an IANA id; a fixed offset other than UTC is left to the machine.
-            if tz.eq_ignore_ascii_case("utc") {
-                let _ = page.execute(SetTimezoneOverrideParams::new("UTC")).await;
+            let id = match crate::def::parse_zone(tz) {
+                Some(crate::def::Zone::Iana(z)) => Some(z.name()),
+                _ if tz.eq_ignore_ascii_case("utc") => Some("UTC"),
+                _ => None,
+            };
+            if let Some(id) = id {
+                let _ = page.execute(SetTimezoneOverrideParams::new(id)).await;
             }
         }
         let ua = match &def.user_agent {

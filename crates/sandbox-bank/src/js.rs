@@ -7,7 +7,9 @@
 //!
 //! # Pages (all the same shell: `<main id="app">` and `<script src="/js/app.js">`)
 //!
-//! `GET /js/login`, `GET /js/otp`, `GET /js/movements`. Once `app.js` has rendered, `<body>`
+//! `GET /js/login`, `GET /js/otp`, `GET /js/movements`. While the bank is redesigned
+//! ([`SandboxBank::set_js_redesign`]) `<body>` carries `data-design="2"` and the login form
+//! submits with `<input type="submit" class="redesigned-submit">` instead of its `<button>`. Once `app.js` has rendered, `<body>`
 //! carries `data-page` = `loading` | `login` | `otp` | `movements` | `error`, and:
 //! - login: `<form id="login-form">` with `input[name=username]`, `input[name=password]`,
 //!   `button[type=submit]`; errors as `<p class="error" data-error="CODE">` (`bad_credentials`,
@@ -40,21 +42,18 @@
 //!
 //! `user_slow` is held back exactly as on the HTML bank.
 
-use std::sync::atomic::Ordering::Relaxed;
-
 use axum::extract::rejection::JsonRejection;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
 use serde_json::json;
 
-use crate::routes::{clear_cookie, is_a, session_id, set_cookie, with_cookie, MovementOut};
+use crate::flow::{self, LoginFields, LoginOutcome, OtpFields, OtpOutcome, Read};
+use crate::routes::{clear_cookie, set_cookie, with_cookie, MovementOut};
 use crate::sessions::Stage;
-use crate::users::{self, Behaviour, USER_SLOW};
-use crate::{OtpReceived, SandboxBank};
+use crate::SandboxBank;
 
 /// Where the JavaScript bank lives on the sandbox bank's server.
 pub const JS_PREFIX: &str = "/js";
@@ -74,13 +73,15 @@ pub(crate) fn router() -> Router<SandboxBank> {
         .route("/js/api/logout", post(logout))
 }
 
-async fn shell() -> Html<&'static str> {
-    Html(concat!(
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n",
-        "<title>Sandbox Bank (JavaScript)</title>\n</head>\n<body data-page=\"loading\">\n",
-        "<header><h1>Sandbox Bank</h1></header>\n<main id=\"app\"><p>Loading…</p></main>\n",
-        "<noscript>This bank needs JavaScript.</noscript>\n",
-        "<script src=\"/js/app.js\"></script>\n</body>\n</html>\n"
+async fn shell(State(bank): State<SandboxBank>) -> Html<String> {
+    // `data-design="2"`: the redesigned site (`SandboxBank::set_js_redesign`).
+    let design = if bank.js_redesigned() { " data-design=\"2\"" } else { "" };
+    Html(format!(
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <title>Sandbox Bank (JavaScript)</title>\n</head>\n<body data-page=\"loading\"{design}>\n\
+         <header><h1>Sandbox Bank</h1></header>\n<main id=\"app\"><p>Loading…</p></main>\n\
+         <noscript>This bank needs JavaScript.</noscript>\n\
+         <script src=\"/js/app.js\"></script>\n</body>\n</html>\n"
     ))
 }
 
@@ -97,221 +98,92 @@ fn not_logged_in() -> Response {
 }
 
 async fn session(State(bank): State<SandboxBank>, headers: HeaderMap) -> Response {
-    let response = {
-        let mut sessions = bank.inner.lock_sessions();
-        match session_id(&headers).and_then(|id| sessions.get(&id).map(|s| (s.csrf.clone(), s.stage.clone()))) {
-            Some((csrf, stage)) => {
-                let stage = match stage {
-                    Stage::Anonymous => "anonymous",
-                    Stage::Otp { .. } => "otp",
-                    Stage::Authenticated { .. } => "authenticated",
-                };
-                Json(json!({ "csrf": csrf, "stage": stage })).into_response()
-            }
-            None => {
-                let id = sessions.create(Stage::Anonymous);
-                let csrf = sessions.get(&id).map(|s| s.csrf.clone()).unwrap_or_default();
-                with_cookie(set_cookie(&id), Json(json!({ "csrf": csrf, "stage": "anonymous" })))
-            }
-        }
-    };
-    bank.hold_answer(bank.session_user(&headers).as_deref(), &headers, response)
-        .await
+    flow::greet(&bank, &headers, |v| {
+        let stage = match v.stage {
+            Stage::Anonymous => "anonymous",
+            Stage::Otp { .. } => "otp",
+            Stage::Authenticated { .. } => "authenticated",
+        };
+        Json(json!({ "csrf": v.csrf, "stage": stage }))
+    })
+    .await
 }
 
-#[derive(Debug, Deserialize)]
-struct LoginBody {
-    #[serde(default)]
-    username: String,
-    #[serde(default)]
-    password: String,
-    #[serde(default)]
-    csrf: String,
+fn next(session: &str, page: &str) -> Response {
+    with_cookie(set_cookie(session), Json(json!({ "next": page })))
 }
 
 async fn login(
     State(bank): State<SandboxBank>,
     headers: HeaderMap,
-    body: Result<Json<LoginBody>, JsonRejection>,
+    body: Result<Json<LoginFields>, JsonRejection>,
 ) -> Response {
     let Ok(Json(body)) = body else {
         return error(StatusCode::BAD_REQUEST, "bad_request");
     };
-    bank.inner.counters.logins_attempted.fetch_add(1, Relaxed);
-    if bank.flaky_login_refused(&body.username) {
-        bank.count_server_error();
-        return (
+    flow::login(&bank, &headers, &body, |outcome| match outcome {
+        LoginOutcome::Unavailable => (
             StatusCode::SERVICE_UNAVAILABLE,
             [(header::RETRY_AFTER, "1")],
             Json(json!({ "error": "unavailable" })),
         )
-            .into_response();
-    }
-    let session_user = bank.session_user(&headers);
-    let response = login_now(&bank, &headers, &body);
-    let waits_for = if is_a(&body.username, USER_SLOW) {
-        Some(body.username.as_str())
-    } else {
-        session_user.as_deref()
-    };
-    bank.hold_answer(waits_for, &headers, response).await
-}
-
-fn login_now(bank: &SandboxBank, headers: &HeaderMap, body: &LoginBody) -> Response {
-    let cookie = session_id(headers);
-    let mut sessions = bank.inner.lock_sessions();
-    let csrf = cookie
-        .as_deref()
-        .and_then(|id| sessions.get(id))
-        .map(|s| s.csrf.clone());
-    let (Some(old_id), Some(csrf)) = (cookie, csrf) else {
-        return error(StatusCode::BAD_REQUEST, "csrf");
-    };
-    if csrf != body.csrf {
-        return error(StatusCode::BAD_REQUEST, "csrf");
-    }
-    let Some(user) = users::authenticate(&body.username, &body.password) else {
-        return error(StatusCode::UNAUTHORIZED, "bad_credentials");
-    };
-    let username = body.username.clone();
-    match user.behaviour {
-        Behaviour::Locked => error(StatusCode::FORBIDDEN, "account_locked"),
-        Behaviour::Otp(challenge) => {
-            sessions.remove(&old_id);
-            let attempts_left = bank.inner.config.otp_attempts.max(1);
-            let id = sessions.create(Stage::Otp {
-                username,
-                challenge,
-                attempts_left,
-            });
-            with_cookie(set_cookie(&id), Json(json!({ "next": "otp" })))
-        }
-        Behaviour::Plain | Behaviour::Flaky | Behaviour::Slow => {
-            sessions.remove(&old_id);
-            let id = sessions.create(Stage::Authenticated { username });
-            bank.inner.counters.logins_succeeded.fetch_add(1, Relaxed);
-            with_cookie(set_cookie(&id), Json(json!({ "next": "movements" })))
-        }
-    }
+            .into_response(),
+        LoginOutcome::Csrf => error(StatusCode::BAD_REQUEST, "csrf"),
+        LoginOutcome::BadCredentials { .. } => error(StatusCode::UNAUTHORIZED, "bad_credentials"),
+        LoginOutcome::Locked { .. } => error(StatusCode::FORBIDDEN, "account_locked"),
+        LoginOutcome::Otp { session } => next(&session, "otp"),
+        LoginOutcome::LoggedIn { session } => next(&session, "movements"),
+    })
+    .await
 }
 
 async fn otp_get(State(bank): State<SandboxBank>, headers: HeaderMap) -> Response {
-    let Some(id) = session_id(&headers) else {
-        return not_logged_in();
-    };
-    let mut sessions = bank.inner.lock_sessions();
-    let Some(session) = sessions.get(&id) else {
-        return not_logged_in();
-    };
-    match &session.stage {
-        Stage::Otp {
-            challenge,
-            attempts_left,
-            ..
-        } => Json(json!({
-            "length": challenge.length,
-            "type": challenge.kind.as_str(),
+    match flow::challenge(&bank, &headers) {
+        Some(c) => Json(json!({
+            "length": c.challenge.length,
+            "type": c.challenge.kind.as_str(),
             "purpose": "login",
-            "attemptsLeft": attempts_left,
-            "csrf": session.csrf,
+            "attemptsLeft": c.attempts_left,
+            "csrf": c.csrf,
         }))
         .into_response(),
-        _ => not_logged_in(),
+        None => not_logged_in(),
     }
-}
-
-#[derive(Debug, Deserialize)]
-struct OtpBody {
-    #[serde(default)]
-    code: String,
-    #[serde(default)]
-    csrf: String,
 }
 
 async fn otp_post(
     State(bank): State<SandboxBank>,
     headers: HeaderMap,
-    body: Result<Json<OtpBody>, JsonRejection>,
+    body: Result<Json<OtpFields>, JsonRejection>,
 ) -> Response {
     let Ok(Json(body)) = body else {
         return error(StatusCode::BAD_REQUEST, "bad_request");
     };
-    let Some(id) = session_id(&headers) else {
-        return not_logged_in();
-    };
-    let mut sessions = bank.inner.lock_sessions();
-    let Some(session) = sessions.get(&id) else {
-        return not_logged_in();
-    };
-    let Stage::Otp {
-        username,
-        challenge,
-        attempts_left,
-    } = session.stage.clone()
-    else {
-        return not_logged_in();
-    };
-    if session.csrf != body.csrf {
-        return error(StatusCode::BAD_REQUEST, "csrf");
-    }
-    let counters = &bank.inner.counters;
-    counters.otp_submissions.fetch_add(1, Relaxed);
-    let accepted = body.code.trim() == challenge.code;
-    let response = if accepted {
-        sessions.remove(&id);
-        let new_id = sessions.create(Stage::Authenticated {
-            username: username.clone(),
-        });
-        counters.otp_accepted.fetch_add(1, Relaxed);
-        counters.logins_succeeded.fetch_add(1, Relaxed);
-        with_cookie(set_cookie(&new_id), Json(json!({ "next": "movements" })))
-    } else if attempts_left <= 1 {
-        sessions.remove(&id);
-        with_cookie(clear_cookie(), error(StatusCode::FORBIDDEN, "otp_locked"))
-    } else {
-        let left = attempts_left - 1;
-        session.stage = Stage::Otp {
-            username: username.clone(),
-            challenge,
-            attempts_left: left,
-        };
-        (
+    match flow::judge_otp(&bank, &headers, &body) {
+        OtpOutcome::NotLoggedIn => not_logged_in(),
+        OtpOutcome::Csrf => error(StatusCode::BAD_REQUEST, "csrf"),
+        OtpOutcome::Accepted { session } => next(&session, "movements"),
+        OtpOutcome::Locked => with_cookie(clear_cookie(), error(StatusCode::FORBIDDEN, "otp_locked")),
+        OtpOutcome::Wrong(c) => (
             StatusCode::UNPROCESSABLE_ENTITY,
-            Json(json!({ "error": "wrong_code", "attemptsLeft": left })),
+            Json(json!({ "error": "wrong_code", "attemptsLeft": c.attempts_left })),
         )
-            .into_response()
-    };
-    tracing::debug!(%username, accepted, "sandbox bank (js): one-time code judged");
-    let _ = bank.inner.otp_events.send(OtpReceived {
-        username,
-        accepted,
-        at: std::time::Instant::now(),
-    });
-    response
+            .into_response(),
+    }
 }
 
 async fn movements(State(bank): State<SandboxBank>, headers: HeaderMap) -> Response {
-    let Some(username) = bank.authenticated_user(&headers) else {
-        return not_logged_in();
-    };
-    let response = if bank.movement_read_fails(&username) {
-        error(StatusCode::BAD_GATEWAY, "bad_gateway")
-    } else {
-        let movements: Vec<MovementOut> = bank
-            .movements_of(&username)
-            .into_iter()
-            .map(MovementOut::from)
-            .collect();
-        Json(json!({ "account": username, "movements": movements })).into_response()
-    };
-    bank.hold_answer(Some(&username), &headers, response).await
+    flow::movements(&bank, &headers, |read| match read {
+        Read::NotLoggedIn => not_logged_in(),
+        Read::Failed => error(StatusCode::BAD_GATEWAY, "bad_gateway"),
+        Read::Movements { username, movements } => {
+            let movements: Vec<MovementOut> = movements.into_iter().map(MovementOut::from).collect();
+            Json(json!({ "account": username, "movements": movements })).into_response()
+        }
+    })
+    .await
 }
 
 async fn logout(State(bank): State<SandboxBank>, headers: HeaderMap) -> Response {
-    let username = bank.session_user(&headers);
-    if let Some(id) = session_id(&headers) {
-        bank.inner.lock_sessions().remove(&id);
-    }
-    let response = with_cookie(clear_cookie(), StatusCode::NO_CONTENT);
-    bank.hold_answer(username.as_deref(), &headers, response).await
+    flow::logout(&bank, &headers, with_cookie(clear_cookie(), StatusCode::NO_CONTENT)).await
 }

@@ -172,6 +172,7 @@ use tokio::net::TcpListener;
 use tokio::sync::broadcast;
 
 mod controls;
+mod flow;
 mod html;
 // issue 9: the JavaScript sandbox bank (`sandbox-js`).
 pub mod js;
@@ -275,6 +276,8 @@ struct Inner {
     shops: Mutex<HashMap<String, String>>,
     otp_events: broadcast::Sender<OtpReceived>,
     counters: Counters,
+    /// `sandbox-js` renders its redesigned pages (see [`SandboxBank::set_js_redesign`]).
+    js_redesigned: std::sync::atomic::AtomicBool,
 }
 
 // A panic elsewhere cannot leave these maps half-updated in a way that matters more than refusing
@@ -322,6 +325,7 @@ impl SandboxBank {
                 shops: Mutex::new(HashMap::new()),
                 otp_events,
                 counters: Counters::default(),
+                js_redesigned: std::sync::atomic::AtomicBool::new(false),
             }),
         }
     }
@@ -436,6 +440,17 @@ impl SandboxBank {
     /// `username` is matched exactly: `user_good` does not touch `user_good+a`'s sessions.
     pub fn drop_sessions(&self, username: &str) -> usize {
         self.inner.lock_sessions().remove_user(username)
+    }
+
+    /// Issue 9: `sandbox-js` as a bank that changed its site. While on, its login form submits
+    /// with an `<input type="submit" class="redesigned-submit">` instead of a `<button>`
+    /// (everything else the same), so a definition written for the old page no longer matches.
+    pub fn set_js_redesign(&self, on: bool) {
+        self.inner.js_redesigned.store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub(crate) fn js_redesigned(&self) -> bool {
+        self.inner.js_redesigned.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Every code the bank judges from now on (see [`OtpReceived`]).

@@ -8,14 +8,15 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{AppendHeaders, Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::controls::{self, MOVEMENT_BODY_LIMIT, ORDERS_BODY_LIMIT};
+use crate::flow::{self, LoginFields, LoginOutcome, OtpFields, OtpOutcome, Read};
 use crate::html::{self, LoginError};
 use crate::movements::Movement;
 use crate::sessions::Stage;
-use crate::users::{self, Behaviour, USER_FLAKY, USER_SLOW};
-use crate::{OtpReceived, SandboxBank};
+use crate::users::{self, USER_FLAKY, USER_SLOW};
+use crate::SandboxBank;
 
 /// Name of the session cookie.
 pub const SESSION_COOKIE: &str = "sandbox_session";
@@ -42,24 +43,6 @@ pub(crate) fn router(bank: SandboxBank) -> Router {
         .merge(crate::js::router())
         .fallback(not_found)
         .with_state(bank)
-}
-
-#[derive(Debug, Deserialize)]
-struct LoginForm {
-    #[serde(default)]
-    username: String,
-    #[serde(default)]
-    password: String,
-    #[serde(default)]
-    csrf: String,
-}
-
-#[derive(Debug, Deserialize)]
-struct OtpForm {
-    #[serde(default)]
-    code: String,
-    #[serde(default)]
-    csrf: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -138,6 +121,17 @@ fn bad_request() -> Response {
     )
 }
 
+/// The flaky front end's 503 (counted by the caller).
+fn unavailable() -> Response {
+    let body = html::error_page("unavailable", "Service unavailable", "Please try again in a moment.");
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(header::RETRY_AFTER, "1")],
+        Html(body),
+    )
+        .into_response()
+}
+
 fn csrf_error() -> Response {
     page(
         StatusCode::BAD_REQUEST,
@@ -152,17 +146,6 @@ fn csrf_error() -> Response {
 impl SandboxBank {
     pub(crate) fn count_server_error(&self) {
         self.inner.counters.server_errors.fetch_add(1, Relaxed);
-    }
-
-    pub(crate) fn unavailable(&self) -> Response {
-        self.count_server_error();
-        let body = html::error_page("unavailable", "Service unavailable", "Please try again in a moment.");
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            [(header::RETRY_AFTER, "1")],
-            Html(body),
-        )
-            .into_response()
     }
 
     /// The username behind the request's session, in any stage.
@@ -267,215 +250,80 @@ async fn not_found() -> Response {
 }
 
 async fn login_form(State(bank): State<SandboxBank>, headers: HeaderMap) -> Response {
-    let response = login_form_now(&bank, &headers);
-    bank.hold_answer(bank.session_user(&headers).as_deref(), &headers, response)
-        .await
-}
-
-fn login_form_now(bank: &SandboxBank, headers: &HeaderMap) -> Response {
-    let mut sessions = bank.inner.lock_sessions();
-    // Keep the visitor's session (and its CSRF token) if it has one; otherwise start one.
-    if let Some(csrf) = session_id(headers).and_then(|id| sessions.get(&id).map(|s| s.csrf.clone())) {
-        return page(StatusCode::OK, html::login(&csrf, "", None));
-    }
-    let id = sessions.create(Stage::Anonymous);
-    let csrf = sessions.get(&id).map(|s| s.csrf.clone()).unwrap_or_default();
-    with_cookie(set_cookie(&id), Html(html::login(&csrf, "", None)))
+    flow::greet(&bank, &headers, |v| Html(html::login(&v.csrf, "", None))).await
 }
 
 async fn login_submit(
     State(bank): State<SandboxBank>,
     headers: HeaderMap,
-    form: Result<Form<LoginForm>, FormRejection>,
+    form: Result<Form<LoginFields>, FormRejection>,
 ) -> Response {
     let Ok(Form(form)) = form else {
         return bad_request();
     };
-    bank.inner.counters.logins_attempted.fetch_add(1, Relaxed);
-
-    if bank.flaky_login_refused(&form.username) {
-        return bank.unavailable();
-    }
-    let session_user = bank.session_user(&headers);
-    let response = login_submit_now(&bank, &headers, &form);
-    let waits_for = if is_a(&form.username, USER_SLOW) {
-        Some(form.username.as_str())
-    } else {
-        session_user.as_deref()
-    };
-    bank.hold_answer(waits_for, &headers, response).await
-}
-
-fn login_submit_now(bank: &SandboxBank, headers: &HeaderMap, form: &LoginForm) -> Response {
-    let cookie = session_id(headers);
-    let mut sessions = bank.inner.lock_sessions();
-    let csrf = cookie
-        .as_deref()
-        .and_then(|id| sessions.get(id))
-        .map(|s| s.csrf.clone());
-    let (Some(old_id), Some(csrf)) = (cookie, csrf) else {
-        return csrf_error();
-    };
-    if csrf != form.csrf {
-        return csrf_error();
-    }
-
-    let Some(user) = users::authenticate(&form.username, &form.password) else {
-        tracing::debug!("sandbox bank: bad credentials");
-        return page(
-            StatusCode::OK,
-            html::login(&csrf, &form.username, Some(LoginError::BadCredentials)),
-        );
-    };
-    // The session belongs to the full login name: `user_good+a` is its own user.
-    let username = form.username.clone();
-    // A new session id at every step up, so a pre-login id never becomes a logged-in one.
-    match user.behaviour {
-        Behaviour::Locked => page(
-            StatusCode::OK,
-            html::login(&csrf, &form.username, Some(LoginError::AccountLocked)),
-        ),
-        Behaviour::Otp(challenge) => {
-            sessions.remove(&old_id);
-            let attempts_left = bank.inner.config.otp_attempts.max(1);
-            let id = sessions.create(Stage::Otp {
-                username,
-                challenge,
-                attempts_left,
-            });
-            with_cookie(set_cookie(&id), Redirect::to("/otp"))
-        }
-        Behaviour::Plain | Behaviour::Flaky | Behaviour::Slow => {
-            sessions.remove(&old_id);
-            let id = sessions.create(Stage::Authenticated { username });
-            bank.inner.counters.logins_succeeded.fetch_add(1, Relaxed);
-            with_cookie(set_cookie(&id), Redirect::to("/movements"))
-        }
-    }
+    let shown = |csrf: &str, error| page(StatusCode::OK, html::login(csrf, &form.username, Some(error)));
+    flow::login(&bank, &headers, &form, |outcome| match outcome {
+        LoginOutcome::Unavailable => unavailable(),
+        LoginOutcome::Csrf => csrf_error(),
+        LoginOutcome::BadCredentials { csrf } => shown(&csrf, LoginError::BadCredentials),
+        LoginOutcome::Locked { csrf } => shown(&csrf, LoginError::AccountLocked),
+        LoginOutcome::Otp { session } => with_cookie(set_cookie(&session), Redirect::to("/otp")),
+        LoginOutcome::LoggedIn { session } => with_cookie(set_cookie(&session), Redirect::to("/movements")),
+    })
+    .await
 }
 
 async fn otp_form(State(bank): State<SandboxBank>, headers: HeaderMap) -> Response {
-    let Some(id) = session_id(&headers) else {
-        return to_login();
-    };
-    let mut sessions = bank.inner.lock_sessions();
-    let Some(session) = sessions.get(&id) else {
-        return to_login();
-    };
-    match &session.stage {
-        Stage::Otp {
-            challenge,
-            attempts_left,
-            ..
-        } => page(
-            StatusCode::OK,
-            html::otp(&session.csrf, challenge, *attempts_left, None),
-        ),
-        _ => to_login(),
+    match flow::challenge(&bank, &headers) {
+        Some(c) => page(StatusCode::OK, html::otp(&c.csrf, &c.challenge, c.attempts_left, None)),
+        None => to_login(),
     }
 }
 
 async fn otp_submit(
     State(bank): State<SandboxBank>,
     headers: HeaderMap,
-    form: Result<Form<OtpForm>, FormRejection>,
+    form: Result<Form<OtpFields>, FormRejection>,
 ) -> Response {
     let Ok(Form(form)) = form else {
         return bad_request();
     };
-    let Some(id) = session_id(&headers) else {
-        return to_login();
-    };
-    let mut sessions = bank.inner.lock_sessions();
-    let Some(session) = sessions.get(&id) else {
-        return to_login();
-    };
-    let Stage::Otp {
-        username,
-        challenge,
-        attempts_left,
-    } = session.stage.clone()
-    else {
-        return to_login();
-    };
-    if session.csrf != form.csrf {
-        return csrf_error();
+    match flow::judge_otp(&bank, &headers, &form) {
+        OtpOutcome::NotLoggedIn => to_login(),
+        OtpOutcome::Csrf => csrf_error(),
+        OtpOutcome::Accepted { session } => with_cookie(set_cookie(&session), Redirect::to("/movements")),
+        OtpOutcome::Locked => with_cookie(clear_cookie(), Html(html::otp_locked())),
+        OtpOutcome::Wrong(c) => page(
+            StatusCode::OK,
+            html::otp(&c.csrf, &c.challenge, c.attempts_left, Some(c.attempts_left)),
+        ),
     }
-
-    let counters = &bank.inner.counters;
-    counters.otp_submissions.fetch_add(1, Relaxed);
-    let accepted = form.code.trim() == challenge.code;
-    let response = if accepted {
-        sessions.remove(&id);
-        let new_id = sessions.create(Stage::Authenticated {
-            username: username.clone(),
-        });
-        counters.otp_accepted.fetch_add(1, Relaxed);
-        counters.logins_succeeded.fetch_add(1, Relaxed);
-        with_cookie(set_cookie(&new_id), Redirect::to("/movements"))
-    } else if attempts_left <= 1 {
-        sessions.remove(&id);
-        with_cookie(clear_cookie(), Html(html::otp_locked()))
-    } else {
-        let left = attempts_left - 1;
-        session.stage = Stage::Otp {
-            username: username.clone(),
-            challenge,
-            attempts_left: left,
-        };
-        page(StatusCode::OK, html::otp(&session.csrf, &challenge, left, Some(left)))
-    };
-    // Never the username: it is a bank login, and the embedded bank logs into the server's log.
-    tracing::debug!(accepted, "sandbox bank: one-time code judged");
-    // Published before the answer leaves, while the session change is already visible.
-    let _ = bank.inner.otp_events.send(OtpReceived {
-        username,
-        accepted,
-        at: std::time::Instant::now(),
-    });
-    response
 }
 
 async fn movements_page(State(bank): State<SandboxBank>, headers: HeaderMap) -> Response {
-    let Some(username) = bank.authenticated_user(&headers) else {
-        return to_login();
-    };
-    let response = if bank.movement_read_fails(&username) {
-        page(
+    flow::movements(&bank, &headers, |read| match read {
+        Read::NotLoggedIn => to_login(),
+        Read::Failed => page(
             StatusCode::BAD_GATEWAY,
             html::error_page("bad_gateway", "Bad gateway", "Please try again."),
-        )
-    } else {
-        page(
-            StatusCode::OK,
-            html::movements(&username, &bank.movements_of(&username)),
-        )
-    };
-    bank.hold_answer(Some(&username), &headers, response).await
+        ),
+        Read::Movements { username, movements } => page(StatusCode::OK, html::movements(&username, &movements)),
+    })
+    .await
 }
 
 async fn movements_json(State(bank): State<SandboxBank>, headers: HeaderMap) -> Response {
-    let Some(username) = bank.authenticated_user(&headers) else {
-        return (StatusCode::UNAUTHORIZED, Json(ErrorOut { error: "not_logged_in" })).into_response();
-    };
-    let response = if bank.movement_read_fails(&username) {
-        (StatusCode::BAD_GATEWAY, Json(ErrorOut { error: "bad_gateway" })).into_response()
-    } else {
-        let movements = bank
-            .movements_of(&username)
-            .into_iter()
-            .map(MovementOut::from)
-            .collect();
-        Json(MovementsOut { movements }).into_response()
-    };
-    bank.hold_answer(Some(&username), &headers, response).await
+    flow::movements(&bank, &headers, |read| match read {
+        Read::NotLoggedIn => (StatusCode::UNAUTHORIZED, Json(ErrorOut { error: "not_logged_in" })).into_response(),
+        Read::Failed => (StatusCode::BAD_GATEWAY, Json(ErrorOut { error: "bad_gateway" })).into_response(),
+        Read::Movements { movements, .. } => {
+            let movements = movements.into_iter().map(MovementOut::from).collect();
+            Json(MovementsOut { movements }).into_response()
+        }
+    })
+    .await
 }
 
 async fn logout(State(bank): State<SandboxBank>, headers: HeaderMap) -> Response {
-    let username = bank.session_user(&headers);
-    if let Some(id) = session_id(&headers) {
-        bank.inner.lock_sessions().remove(&id);
-    }
-    let response = with_cookie(clear_cookie(), Redirect::to("/login"));
-    bank.hold_answer(username.as_deref(), &headers, response).await
+    flow::logout(&bank, &headers, with_cookie(clear_cookie(), Redirect::to("/login"))).await
 }

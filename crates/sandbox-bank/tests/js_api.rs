@@ -170,3 +170,28 @@ async fn refusals_have_their_codes() {
     let (s, b) = post(&c, format!("{base}/js/api/otp"), json!({"code": "1"})).await;
     assert_eq!((s, b), (StatusCode::UNAUTHORIZED, json!({"error": "not_logged_in"})));
 }
+
+#[tokio::test]
+async fn a_redesigned_bank_marks_its_shell_and_can_go_back() {
+    let (bank, base) = start().await;
+    let shell = || async {
+        reqwest::get(format!("{base}/js/login"))
+            .await
+            .expect("get")
+            .text()
+            .await
+            .expect("text")
+    };
+    assert!(!shell().await.contains("data-design"));
+    bank.set_js_redesign(true);
+    assert!(shell().await.contains("<body data-page=\"loading\" data-design=\"2\">"));
+    let js = reqwest::get(format!("{base}/js/app.js"))
+        .await
+        .expect("get")
+        .text()
+        .await
+        .expect("text");
+    assert!(js.contains("redesigned-submit"), "the app changes its submit control");
+    bank.set_js_redesign(false);
+    assert!(!shell().await.contains("data-design"));
+}

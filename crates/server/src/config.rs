@@ -247,6 +247,13 @@ pub const SECURE_COOKIES: Setting = Setting::new(
     "false",
     "mark the dashboard's cookies Secure (set it when browsers reach the dashboard over HTTPS, e.g. behind a TLS proxy)",
 );
+// Issue 9 (real banks).
+pub const EVIDENCE_DAYS: Setting = Setting::new(
+    "RECONBANKER_EVIDENCE_DAYS",
+    "7",
+    "how long the failure evidence of a browser bank run is kept",
+)
+.range(1, 365);
 /// Read by `tracing-subscriber` in `main`, not by [`Config`].
 pub const LOG: Setting = Setting::new("RUST_LOG", "info", "log filter (tracing-subscriber syntax)");
 
@@ -292,6 +299,8 @@ pub const SETTINGS: &[Setting] = &[
     SESSION_LEASE,
     // Issue 10.
     SECURE_COOKIES,
+    // Issue 9 (real banks).
+    EVIDENCE_DAYS,
     LOG,
 ];
 
@@ -385,6 +394,8 @@ pub struct Config {
     pub session_lease: Duration,
     // Issue 10: the dashboard's cookies carry `Secure`.
     pub secure_cookies: bool,
+    // Issue 9 (real banks).
+    pub evidence_retention: Duration,
 }
 
 /// Where the sandbox bank is.
@@ -440,6 +451,7 @@ impl fmt::Debug for Config {
             expire_sweep,
             session_lease,
             secure_cookies,
+            evidence_retention,
         } = self;
         f.debug_struct("Config")
             .field("listen", listen)
@@ -478,6 +490,7 @@ impl fmt::Debug for Config {
             .field("expire_sweep", expire_sweep)
             .field("session_lease", session_lease)
             .field("secure_cookies", secure_cookies)
+            .field("evidence_retention", evidence_retention)
             .finish()
     }
 }
@@ -589,6 +602,7 @@ impl Config {
             expire_sweep: env.secs(&EXPIRE_SWEEP)?,
             session_lease: env.secs(&SESSION_LEASE)?,
             secure_cookies: env.flag(&SECURE_COOKIES)?,
+            evidence_retention: Duration::from_secs(u64::from(env.count(&EVIDENCE_DAYS)?) * 24 * 3600),
         })
     }
 }

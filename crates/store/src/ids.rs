@@ -99,3 +99,8 @@ id_type!(
     /// One recorded matching attempt of a conciliation request.
     AttemptId
 );
+// Issue 9 (real banks).
+id_type!(
+    /// One piece of failure evidence of a run (a screenshot and a DOM snapshot, sealed).
+    EvidenceId
+);

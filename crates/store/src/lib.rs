@@ -16,6 +16,8 @@ mod review;
 mod scaleout;
 // Issue 10: two-factor sign-in.
 mod two_factor;
+// Issue 9 (real banks).
+mod evidence;
 
 pub mod postgres;
 pub mod sqlite;
@@ -34,6 +36,8 @@ pub use reconcile::*;
 pub use review::*;
 pub use scaleout::*;
 pub use two_factor::*;
+// Issue 9 (real banks).
+pub use evidence::*;
 
 /// Everything the application persists. Implemented by [`sqlite::SqliteStore`] and
 /// [`postgres::PgStore`]; the contract test suite calls every method on both.
@@ -524,6 +528,22 @@ pub trait Store: Send + Sync + 'static {
     async fn use_recovery_code(&self, user: UserId, hash: &[u8], now: Timestamp) -> StoreResult<bool>;
     /// Turns two-factor off: forgets the secret and the recovery codes; `false` if there was none.
     async fn delete_totp(&self, user: UserId) -> StoreResult<bool>;
+    // --- issue 9 (real banks): failure evidence of browser runs ---
+    // (this area's methods go below this line)
+    /// Keeps one piece of a run's failure evidence; `false` (nothing kept) when the run does
+    /// not exist (any more).
+    async fn insert_evidence(&self, evidence: &EvidenceRow) -> StoreResult<bool>;
+    /// The run's evidence that has not expired at `now`, oldest first; `None` when the run is
+    /// not one of `account`'s or the account is not `user`'s.
+    async fn list_evidence(
+        &self,
+        user: UserId,
+        account: AccountId,
+        run: RunId,
+        now: Timestamp,
+    ) -> StoreResult<Option<Vec<EvidenceRow>>>;
+    /// Forgets the evidence that expired at `now`; returns how many.
+    async fn purge_evidence(&self, now: Timestamp) -> StoreResult<u64>;
 }
 
 /// Opens the store named by a database URL: `sqlite:...` or `postgres://...`/`postgresql://...`.

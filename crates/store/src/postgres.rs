@@ -41,6 +41,8 @@ const MIGRATIONS: Embedded = Embedded(&[
         "two_factor",
         include_str!("../migrations/postgres/0011_two_factor.sql"),
     ),
+    // Issue 9 (real banks): failure evidence.
+    (12, "evidence", include_str!("../migrations/postgres/0012_evidence.sql")),
 ]);
 
 type Db = sqlx::Postgres;

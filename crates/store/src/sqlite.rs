@@ -43,6 +43,8 @@ const MIGRATIONS: Embedded = Embedded(&[
         "two_factor",
         include_str!("../migrations/sqlite/0011_two_factor.sql"),
     ),
+    // Issue 9 (real banks): failure evidence.
+    (12, "evidence", include_str!("../migrations/sqlite/0012_evidence.sql")),
 ]);
 
 /// How long a connection waits on a locked database before giving up.

@@ -53,10 +53,15 @@
   function renderLogin(csrf, error) {
     var user = el("input", { type: "text", name: "username", autocomplete: "username" });
     var pass = el("input", { type: "password", name: "password", autocomplete: "current-password" });
+    // A redesigned bank (`SandboxBank::set_js_redesign`) submits with an <input type=submit>.
+    var redesigned = document.body.getAttribute("data-design") === "2";
+    var submit = redesigned
+      ? el("input", { type: "submit", "class": "redesigned-submit", value: "Log in" })
+      : el("button", { type: "submit" }, ["Log in"]);
     var form = el("form", { id: "login-form" }, [
       el("label", {}, ["Username ", user]),
       el("label", {}, ["Password ", pass]),
-      el("button", { type: "submit" }, ["Log in"])
+      submit
     ]);
     form.addEventListener("submit", function (ev) {
       ev.preventDefault();

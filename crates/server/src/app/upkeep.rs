@@ -1,5 +1,5 @@
 //! Periodic upkeep: API-key `last_used_at` write-back, rate-limiter sweep, purge of expired
-//! token revocations and of events past the retention window.
+//! token revocations, of events past the retention window and of expired failure evidence.
 
 use std::time::Duration;
 
@@ -44,5 +44,9 @@ async fn sweep_once(state: &AppState) {
         .await
     {
         tracing::warn!(error = %e, "could not purge old events");
+    }
+    // Issue 9: failure evidence is kept 7 days (its rows carry their expiry).
+    if let Err(e) = state.store.purge_evidence(now()).await {
+        tracing::warn!(error = %e, "could not purge expired failure evidence");
     }
 }

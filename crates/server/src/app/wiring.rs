@@ -133,6 +133,8 @@ pub(crate) async fn build(config: Config, options: AppOptions) -> Result<(AppSta
             retry_backoff: config.retry_backoff,
             scan_interval: config.scan_interval,
             lease_ttl: config.session_lease,
+            evidence_retention: config.evidence_retention,
+            ..EngineConfig::default()
         },
     );
     let webhooks = Webhooks::new(

@@ -7,9 +7,8 @@
 //! - a definition file with an error is logged (file, line, field) and skipped; the others load;
 //! - without Chromium the banks are still listed and each login fails retryable with the
 //!   install hint (`apt-get install chromium`), logged once at start;
-//! - `Broken` (the page no longer matches its definition) is reported to the engine as
-//!   `Retryable` with the step in the message, so it is retried with backoff and never blocks
-//!   the account.
+//! - `Broken` (the page no longer matches its definition) is the engine's
+//!   `ConnectorError::Broken`: retried with backoff, alerted, paused — never a fatal block.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -22,7 +21,9 @@ use reconbanker_store::{now, BankId, BankRow, CodeKind, Descriptor, NewMovement}
 
 use super::Builtin;
 use crate::config::Config;
-use crate::engine::connector::{BankConnector, BankSession, CodeSource, ConnectorError, Credentials, Fatal, NoCode};
+use crate::engine::connector::{
+    BankConnector, BankSession, CodeSource, ConnectorError, Credentials, FailureEvidence, Fatal, NoCode,
+};
 
 /// The code of the built-in JavaScript sandbox bank.
 pub const SANDBOX_JS_BANK_CODE: &str = "sandbox-js";
@@ -72,9 +73,7 @@ fn to_connector_error(f: Failure) -> ConnectorError {
         Failure::Retryable(message, _) => ConnectorError::Retryable(message),
         Failure::Broken { step, detail, .. } => {
             tracing::warn!(%step, %detail, "a bank page no longer matches its definition");
-            ConnectorError::Retryable(format!(
-                "the bank's page no longer matches its definition at {step}: {detail}"
-            ))
+            ConnectorError::Broken { step, detail }
         }
         Failure::SessionExpired => ConnectorError::SessionExpired,
         Failure::NoCode(n) => ConnectorError::from(match n {
@@ -99,20 +98,51 @@ impl BankConnector for BrowserConnector {
             password: &credentials.password,
             extra: &extra,
         };
-        let mut ask = Ask(codes);
-        let session = interp::login(&self.rt, &self.def, &creds, &mut ask, true)
-            .await
-            .map_err(to_connector_error)?;
-        Ok(Box::new(BrowserSession(session)))
+        let mut ask = Ask(&mut *codes);
+        let login = interp::login(&self.rt, &self.def, &creds, &mut ask, true).await;
+        match login {
+            Ok(session) => Ok(Box::new(BrowserSession {
+                session,
+                evidence: None,
+            })),
+            Err(f) => {
+                if let Some(e) = f.evidence() {
+                    codes.evidence(evidence_of(e));
+                }
+                Err(to_connector_error(f))
+            }
+        }
     }
 }
 
-struct BrowserSession(interp::Session);
+struct BrowserSession {
+    session: interp::Session,
+    /// The evidence of the last failed read, until the engine takes it.
+    evidence: Option<FailureEvidence>,
+}
+
+/// The interpreter's evidence as the engine takes it.
+fn evidence_of(e: &reconbanker_browser::evidence::Evidence) -> FailureEvidence {
+    FailureEvidence {
+        step: e.step.clone(),
+        url: e.url.clone(),
+        title: e.title.clone(),
+        jpeg: e.jpeg.clone(),
+        dom: e.dom.clone(),
+        trail: e.trail.clone(),
+    }
+}
 
 #[async_trait]
 impl BankSession for BrowserSession {
     async fn read_movements(&mut self) -> Result<Vec<NewMovement>, ConnectorError> {
-        let list = self.0.read_movements().await.map_err(to_connector_error)?;
+        let list = match self.session.read_movements().await {
+            Ok(list) => list,
+            Err(f) => {
+                self.evidence = f.evidence().map(evidence_of);
+                return Err(to_connector_error(f));
+            }
+        };
         Ok(list
             .into_iter()
             .map(|m| NewMovement {
@@ -127,7 +157,11 @@ impl BankSession for BrowserSession {
     }
 
     async fn logout(&mut self) -> Result<(), ConnectorError> {
-        self.0.logout().await.map_err(to_connector_error)
+        self.session.logout().await.map_err(to_connector_error)
+    }
+
+    fn take_evidence(&mut self) -> Option<FailureEvidence> {
+        self.evidence.take()
     }
 }
 

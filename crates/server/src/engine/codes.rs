@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use reconbanker_store::{AssistanceRow, AssistanceStatus, Descriptor, EngineAccount};
 use tokio_util::sync::CancellationToken;
 
-use super::connector::{CodeSource, ConnectorError, NoCode};
+use super::connector::{CodeSource, ConnectorError, FailureEvidence, NoCode};
 use crate::assistance::broker::{CodeWait, OtpCode};
 use crate::assistance::{Assistance, OpenError};
 use crate::engine::live::{LiveGuard, Phase};
@@ -27,7 +27,12 @@ pub(super) struct EngineCodes<'a> {
     waiter: Option<Box<dyn CodeWait>>,
     /// The request was closed under us (expired, killed, deleted): no code will come.
     ended: bool,
+    /// Issue 9: the login's failure evidence, for the engine to seal and keep.
+    evidence: Vec<FailureEvidence>,
 }
+
+/// Issue 9: pieces of failure evidence kept per run at most (CONNECTORS §6).
+pub(super) const MAX_EVIDENCE: usize = 3;
 
 impl<'a> EngineCodes<'a> {
     pub(super) fn new(
@@ -48,7 +53,13 @@ impl<'a> EngineCodes<'a> {
             request: None,
             waiter: None,
             ended: false,
+            evidence: Vec::new(),
         }
+    }
+
+    /// Issue 9: the evidence the login handed over.
+    pub(super) fn take_evidence(&mut self) -> Vec<FailureEvidence> {
+        std::mem::take(&mut self.evidence)
     }
 
     async fn open(&mut self, descriptor: &Descriptor) -> Result<(), NoCode> {
@@ -105,7 +116,7 @@ impl<'a> EngineCodes<'a> {
                 (AssistanceStatus::Cancelled, Some(why.to_owned()))
             }
             Some(ConnectorError::Fatal(f)) => (AssistanceStatus::Cancelled, Some(f.as_str().to_owned())),
-            Some(ConnectorError::Retryable(_)) | Some(ConnectorError::SessionExpired) => {
+            Some(ConnectorError::Retryable(_) | ConnectorError::SessionExpired | ConnectorError::Broken { .. }) => {
                 (AssistanceStatus::Cancelled, Some("login_failed".to_owned()))
             }
         };
@@ -178,6 +189,12 @@ impl CodeSource for EngineCodes<'_> {
                 self.ended = true;
             }
             Err(e) => tracing::warn!(error = %e, "could not count the rejected code"),
+        }
+    }
+
+    fn evidence(&mut self, evidence: FailureEvidence) {
+        if self.evidence.len() < MAX_EVIDENCE {
+            self.evidence.push(evidence);
         }
     }
 }

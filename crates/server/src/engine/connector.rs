@@ -22,6 +22,34 @@ impl fmt::Debug for Credentials {
     }
 }
 
+/// Issue 9: what a bank's page looked like when a step failed (CONNECTORS §6): handed to the
+/// engine, which seals it with the master key for the account's owner. Inputs are blanked in
+/// both the screenshot and the DOM, and none is taken while a one-time code is in the page.
+/// `Debug` shows sizes only.
+#[derive(Clone, PartialEq, Eq)]
+pub struct FailureEvidence {
+    /// The step that failed (`login[1]`, `otp`, `movements`).
+    pub step: String,
+    pub url: String,
+    pub title: String,
+    /// JPEG of the viewport.
+    pub jpeg: Vec<u8>,
+    /// `outerHTML` with every input emptied.
+    pub dom: String,
+    /// The steps run before it, in order.
+    pub trail: Vec<String>,
+}
+
+impl fmt::Debug for FailureEvidence {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FailureEvidence")
+            .field("step", &self.step)
+            .field("jpeg_bytes", &self.jpeg.len())
+            .field("dom_bytes", &self.dom.len())
+            .finish_non_exhaustive()
+    }
+}
+
 /// Why no code will come.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NoCode {
@@ -44,6 +72,8 @@ pub trait CodeSource: Send {
     async fn code(&mut self, descriptor: &Descriptor) -> Result<OtpCode, NoCode>;
     /// The bank refused the last code and allows another try.
     async fn rejected(&mut self);
+    /// Issue 9: a failed step's evidence (a connector that has none never calls it).
+    fn evidence(&mut self, _evidence: FailureEvidence) {}
 }
 
 /// Failures that end the session for good until a human acts (skip-on-fatal).
@@ -87,6 +117,11 @@ pub enum ConnectorError {
     /// The login was stopped while it waited for a code.
     #[error("cancelled")]
     Cancelled,
+    /// Issue 9: the bank's page no longer matches the connector's definition (at `step`). The
+    /// credentials are fine: retried with backoff like `Retryable`, an alert after a few in a
+    /// row, and then a long pause rather than a retry storm — never a fatal block.
+    #[error("the bank's page no longer matches its definition at {step}: {detail}")]
+    Broken { step: String, detail: String },
 }
 
 impl From<NoCode> for ConnectorError {
@@ -106,6 +141,10 @@ pub trait BankSession: Send {
     /// The movements the bank shows now (the engine stores what is new).
     async fn read_movements(&mut self) -> Result<Vec<NewMovement>, ConnectorError>;
     async fn logout(&mut self) -> Result<(), ConnectorError>;
+    /// Issue 9: the evidence of the last failed read, if the connector took one.
+    fn take_evidence(&mut self) -> Option<FailureEvidence> {
+        None
+    }
 }
 
 #[async_trait]

@@ -9,6 +9,7 @@
 
 mod codes;
 pub mod connector;
+pub mod evidence;
 pub(crate) mod live;
 mod run;
 
@@ -50,6 +51,15 @@ pub struct EngineConfig {
     pub lease_ttl: Duration,
     /// How often the scheduler looks at the accounts.
     pub scan_interval: Duration,
+    /// Issue 9: runs in a row that end on a bank page that no longer matches its definition
+    /// before `session.needs_attention {reason: "definition_broken"}` is emitted (3).
+    pub broken_alert_after: u32,
+    /// Issue 9: the scheduler's pause after a session that ended that way (30 min, doubling per
+    /// such session, at most 6 h; see [`run::broken_pause`]). An explicit scrape, restart or
+    /// reactivate does not wait for it.
+    pub broken_pause: Duration,
+    /// Issue 9: how long failure evidence is kept (7 days, `RECONBANKER_EVIDENCE_DAYS`).
+    pub evidence_retention: Duration,
 }
 
 impl Default for EngineConfig {
@@ -62,6 +72,9 @@ impl Default for EngineConfig {
             retry_backoff: Duration::from_secs(2),
             lease_ttl: Duration::from_secs(30),
             scan_interval: Duration::from_secs(5),
+            broken_alert_after: 3,
+            broken_pause: Duration::from_secs(30 * 60),
+            evidence_retention: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }
@@ -107,10 +120,24 @@ struct Inner {
     /// Accounts whose session was killed: the scheduler leaves them alone until an explicit
     /// scrape, restart or reactivate (in memory: a restarted process schedules them again).
     held: Mutex<std::collections::HashSet<AccountId>>,
+    /// Issue 9: accounts whose bank page no longer matches its definition (in memory, like
+    /// `held`: a restarted process tries them once more).
+    broken: Mutex<HashMap<AccountId, BrokenStreak>>,
     pool: Arc<Semaphore>,
     wake: Notify,
     shutdown: CancellationToken,
     tasks: TaskTracker,
+}
+
+/// An account's runs in a row that met a page no longer matching its definition.
+#[derive(Clone, Copy, Debug, Default)]
+struct BrokenStreak {
+    /// Runs in a row.
+    runs: u32,
+    /// Sessions in a row that ended that way.
+    sessions: u32,
+    /// The scheduler leaves the account alone until then.
+    paused_until: Option<Instant>,
 }
 
 #[derive(Clone)]
@@ -135,6 +162,7 @@ impl Engine {
                 live: Mutex::new(HashMap::new()),
                 last_started: Mutex::new(HashMap::new()),
                 held: Mutex::new(Default::default()),
+                broken: Mutex::new(HashMap::new()),
                 pool,
                 wake: Notify::new(),
                 shutdown: CancellationToken::new(),
@@ -221,6 +249,9 @@ impl Engine {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&account);
+        if let Some(streak) = self.inner.lock_broken().get_mut(&account) {
+            streak.paused_until = None;
+        }
     }
 
     fn live(&self, account: AccountId) -> Option<Live> {
@@ -249,9 +280,39 @@ struct SessionReport {
     reads: u32,
     movements_read: i32,
     new_movements: i32,
+    /// Issue 9: the run's failure evidence (at most `codes::MAX_EVIDENCE`).
+    evidence: Vec<connector::FailureEvidence>,
 }
 
 impl Inner {
+    fn lock_broken(&self) -> std::sync::MutexGuard<'_, HashMap<AccountId, BrokenStreak>> {
+        self.broken.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Counts a run for the broken-definition streak; returns the runs in a row so far (0 when
+    /// the run did not meet a broken page, which ends the streak).
+    fn count_broken(&self, account: AccountId, broken: bool) -> u32 {
+        let mut all = self.lock_broken();
+        if !broken {
+            all.remove(&account);
+            return 0;
+        }
+        let streak = all.entry(account).or_default();
+        streak.runs += 1;
+        streak.runs
+    }
+
+    /// A session ended on a broken page: the scheduler pauses the account.
+    fn pause_broken(&self, account: AccountId) {
+        if let Some(streak) = self.lock_broken().get_mut(&account) {
+            streak.sessions += 1;
+            let pause = run::broken_pause(self.cfg.broken_pause, streak.sessions);
+            streak.paused_until = Some(Instant::now() + pause);
+            tracing::warn!(account = %account, pause_secs = pause.as_secs(),
+                "the bank's page no longer matches its definition; pausing the account");
+        }
+    }
+
     async fn publish(&self, kind: EventKind, acc: &EngineAccount, data: serde_json::Value) {
         if let Err(e) = self
             .deps
@@ -334,6 +395,14 @@ impl Inner {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .contains(&acc.account.id)
+        {
+            return None;
+        }
+        if self
+            .lock_broken()
+            .get(&acc.account.id)
+            .and_then(|s| s.paused_until)
+            .is_some_and(|until| Instant::now() < until)
         {
             return None;
         }
@@ -475,7 +544,7 @@ impl Inner {
                 tracing::warn!(error = %e, "could not record the run");
             }
             guard.set_phase(Phase::Starting);
-            let (report, result) = match &creds {
+            let (mut report, result) = match &creds {
                 Some(creds) => {
                     let mut report = SessionReport::default();
                     let result = self.login_and_read(&ctx, creds, &mut report).await;
@@ -497,7 +566,23 @@ impl Inner {
             run.ended_at = Some(now());
             run.movements_read = report.movements_read;
             run.new_movements = report.new_movements;
-            self.finish_run(acc, &run, &result).await;
+            let broken = matches!(result, Err((_, ConnectorError::Broken { .. })));
+            // A run cut short (kill, shutdown) says nothing about the page.
+            let streak = if matches!(result, Err((_, ConnectorError::Cancelled))) {
+                0
+            } else {
+                self.count_broken(acc.account.id, broken)
+            };
+            let alert = broken && streak == self.cfg.broken_alert_after.max(1);
+            self.finish_run(acc, &run, &result, alert).await;
+            if !report.evidence.is_empty() {
+                let password = creds.as_ref().map(|c| c.password.as_str());
+                let taken = std::mem::take(&mut report.evidence);
+                evidence::keep(&self.deps, &run, taken, password, self.cfg.evidence_retention).await;
+            }
+            if alert {
+                guard.set_phase(Phase::NeedsAttention);
+            }
             match result {
                 Ok(()) => return StopReason::Completed,
                 Err((_, ConnectorError::Cancelled)) => return StopReason::cancelled(self.shutdown.is_cancelled()),
@@ -512,9 +597,17 @@ impl Inner {
                 }
                 // Dropped before the first read counts as a failure: a bank that ends every
                 // session at once must not be logged into in a tight loop.
-                Err((_, ConnectorError::Retryable(_) | ConnectorError::SessionExpired)) => {
+                // A broken page is retried like a retryable failure (a page that failed to render
+                // once looks the same), then the account is paused (`pause_broken`).
+                Err((
+                    _,
+                    ConnectorError::Retryable(_) | ConnectorError::SessionExpired | ConnectorError::Broken { .. },
+                )) => {
                     failures += 1;
                     let Some(wait) = policy.delay(failures, run::jitter()) else {
+                        if broken {
+                            self.pause_broken(acc.account.id);
+                        }
                         return StopReason::RetriesExhausted;
                     };
                     tokio::select! {
@@ -526,33 +619,52 @@ impl Inner {
         }
     }
 
-    /// Records the end of a run, with its failure event (logged and queued for the webhook in
-    /// the same transaction).
-    async fn finish_run(&self, acc: &EngineAccount, run: &RunRow, result: &Result<(), (Stage, ConnectorError)>) {
-        let failure_event = match result {
-            Err((stage, ConnectorError::Fatal(_) | ConnectorError::Retryable(_))) => {
-                let kind = match stage {
-                    Stage::Login => EventKind::LoginFailed,
-                    Stage::Scrape => EventKind::ScrapeFailed,
-                };
-                let sub = match self.deps.hub.subscription(acc.account.id).await {
-                    Ok(sub) => sub,
-                    Err(e) => {
-                        // The event is still logged and streamed; only its webhook is lost.
-                        tracing::error!(error = %e, account = %acc.account.id,
-                            "could not read the notification subscription; the failure event goes without its webhook");
-                        Default::default()
-                    }
-                };
-                let data = json!({ "reason": run.failure_reason });
-                vec![self
-                    .deps
-                    .hub
-                    .build(kind, acc.account.user_id, acc.account.id, data, &sub, None)]
+    /// Records the end of a run, with its failure event and, with `alert`, the broken-definition
+    /// alert (logged and queued for the webhook in the same transaction).
+    async fn finish_run(
+        &self,
+        acc: &EngineAccount,
+        run: &RunRow,
+        result: &Result<(), (Stage, ConnectorError)>,
+        alert: bool,
+    ) {
+        let (stage, err) = match result {
+            Err((
+                stage,
+                e @ (ConnectorError::Fatal(_) | ConnectorError::Retryable(_) | ConnectorError::Broken { .. }),
+            )) => (*stage, e),
+            _ => {
+                if let Err(e) = self.deps.store.finish_run(run, &[]).await {
+                    tracing::warn!(error = %e, "could not record the end of the run");
+                }
+                return;
             }
-            _ => Vec::new(),
         };
-        match self.deps.store.finish_run(run, &failure_event).await {
+        let sub = match self.deps.hub.subscription(acc.account.id).await {
+            Ok(sub) => sub,
+            Err(e) => {
+                // The events are still logged and streamed; only their webhooks are lost.
+                tracing::error!(error = %e, account = %acc.account.id,
+                    "could not read the notification subscription; the failure event goes without its webhook");
+                Default::default()
+            }
+        };
+        let kind = match stage {
+            Stage::Login => EventKind::LoginFailed,
+            Stage::Scrape => EventKind::ScrapeFailed,
+        };
+        let (user, account) = (acc.account.user_id, acc.account.id);
+        let data = json!({ "reason": run.failure_reason });
+        let mut events = vec![self.deps.hub.build(kind, user, account, data, &sub, None)];
+        if let (true, ConnectorError::Broken { step, .. }) = (alert, err) {
+            let data = json!({ "reason": run::BROKEN_REASON, "step": step });
+            events.push(
+                self.deps
+                    .hub
+                    .build(EventKind::SessionNeedsAttention, user, account, data, &sub, None),
+            );
+        }
+        match self.deps.store.finish_run(run, &events).await {
             Ok((_, logged)) => self.deps.hub.publish(logged),
             Err(e) => tracing::warn!(error = %e, "could not record the end of the run"),
         }
@@ -606,6 +718,7 @@ impl Inner {
             _ = live.cancel.cancelled() => Err(ConnectorError::Cancelled),
         };
         codes.finish(login.as_ref().err()).await;
+        report.evidence.extend(codes.take_evidence());
         let mut session: Box<dyn BankSession> = login.map_err(|e| (Stage::Login, e))?;
         self.publish(EventKind::LoginSucceeded, acc, json!({})).await;
         guard.set_phase(Phase::Running);
@@ -624,7 +737,12 @@ impl Inner {
                     let _ = session.logout().await;
                     return Err((Stage::Scrape, ConnectorError::Cancelled));
                 }
-                Err(e) => return Err((Stage::Scrape, e)),
+                Err(e) => {
+                    if report.evidence.len() < codes::MAX_EVIDENCE {
+                        report.evidence.extend(session.take_evidence());
+                    }
+                    return Err((Stage::Scrape, e));
+                }
             };
             let new = self
                 .deps

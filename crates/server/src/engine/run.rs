@@ -63,6 +63,9 @@ impl RunOutcome {
             Err(ConnectorError::SessionExpired) => RunOutcome::Failed("bank_dropped_session".into()),
             Err(ConnectorError::Fatal(f)) => RunOutcome::Failed(f.as_str().into()),
             Err(ConnectorError::Retryable(m)) => RunOutcome::Failed(format!("retryable: {m}")),
+            Err(ConnectorError::Broken { step, detail }) => {
+                RunOutcome::Failed(format!("{BROKEN_REASON}: {step}: {detail}"))
+            }
         }
     }
 
@@ -84,6 +87,22 @@ impl RunOutcome {
             (RunOutcome::Succeeded, _) => None,
         }
     }
+}
+
+/// The `failure_reason` prefix of a run whose bank page no longer matched its definition, and
+/// the `reason` of the alert (`session.needs_attention`).
+pub(crate) const BROKEN_REASON: &str = "definition_broken";
+
+/// How long the scheduler leaves an account alone after its `sessions`-th session in a row
+/// (1 = the first) ended on a page that no longer matches its definition: `base`, doubling per
+/// session, at most 6 h. Retrying every poll interval would log into the bank over and over
+/// with a definition that cannot work (and may get the login locked).
+pub(crate) fn broken_pause(base: Duration, sessions: u32) -> Duration {
+    const CAP: Duration = Duration::from_secs(6 * 3600);
+    if sessions == 0 {
+        return Duration::ZERO;
+    }
+    base.saturating_mul(1u32 << (sessions - 1).min(16)).min(CAP)
 }
 
 /// Retries of retryable failures within one session: `attempts` retries, the first after
@@ -145,6 +164,18 @@ mod tests {
     }
 
     #[test]
+    fn a_broken_definition_pauses_longer_each_session_up_to_six_hours() {
+        let base = Duration::from_secs(30 * 60);
+        assert_eq!(broken_pause(base, 0), Duration::ZERO);
+        assert_eq!(broken_pause(base, 1), base);
+        assert_eq!(broken_pause(base, 2), base * 2);
+        assert_eq!(broken_pause(base, 3), base * 4);
+        assert_eq!(broken_pause(base, 4), Duration::from_secs(4 * 3600));
+        assert_eq!(broken_pause(base, 5), Duration::from_secs(6 * 3600), "capped");
+        assert_eq!(broken_pause(base, 40), Duration::from_secs(6 * 3600), "no overflow");
+    }
+
+    #[test]
     fn outcomes_and_stop_reasons() {
         let cancelled = Err(ConnectorError::Cancelled);
         assert_eq!(
@@ -180,6 +211,14 @@ mod tests {
             Some("retryable: 503")
         );
         assert_eq!(RunOutcome::of(&Ok(()), 1, false).reason(&Ok(())), None);
+        let broken = Err(ConnectorError::Broken {
+            step: "login[1]".into(),
+            detail: "nothing matched".into(),
+        });
+        assert_eq!(
+            RunOutcome::of(&broken, 0, false).reason(&broken).as_deref(),
+            Some("definition_broken: login[1]: nothing matched")
+        );
         assert_eq!(StopReason::Fatal(Fatal::AccountLocked).as_str(), "account_locked");
         assert_eq!(StopReason::RetriesExhausted.as_str(), "retries_exhausted");
     }

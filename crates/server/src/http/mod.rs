@@ -24,6 +24,8 @@ pub mod openapi;
 pub(crate) mod two_factor;
 // Issue 10: the dashboard in the browser (`/app`).
 pub(crate) mod ui;
+// issue 9: real banks (failure evidence)
+pub(crate) mod evidence;
 
 use std::time::Duration;
 
@@ -214,7 +216,9 @@ pub fn router(app: AppState) -> Router {
         .route("/me/two-factor/confirm", post(two_factor::confirm))
         .route("/me/two-factor/disable", post(two_factor::disable))
         // issue 12: the dashboard API's OpenAPI document (unauthenticated, like /v1's).
-        .route("/openapi.json", get(openapi::serve));
+        .route("/openapi.json", get(openapi::serve))
+        // issue 9: real banks (failure evidence)
+        .route("/accounts/{id}/runs/{runId}/evidence", get(evidence::list));
     let routes = Router::new()
         .merge(v1)
         .merge(dashboard)

@@ -11,7 +11,8 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, Secur
 use utoipa::{Modify, OpenApi, ToSchema};
 
 use super::{
-    accounts, api_keys, banks, conciliation, dto, notifications, passthrough, realtime, review, two_factor, users,
+    accounts, api_keys, banks, conciliation, dto, evidence, notifications, passthrough, realtime, review, two_factor,
+    users,
 };
 
 /// The dashboard API's error shape (what `ApiError` renders), for every error status.
@@ -104,6 +105,8 @@ Another user's resource is always 404. The External API (`/v1`, API keys) has it
         super::health, super::ready,
         // Issue 10: two-factor sign-in.
         two_factor::status, two_factor::setup, two_factor::confirm, two_factor::disable,
+        // Issue 9: failure evidence.
+        evidence::list,
     ),
     components(schemas(ApiErrorBody, HealthOut, ReadyOut, dto::PendingOut, dto::DescriptorOut, dto::OtpAcceptedOut)),
     modifiers(&Security),

@@ -3,12 +3,16 @@
 //! headless Chromium. Skipped with a notice when no Chromium is installed, unless
 //! `REQUIRE_CHROMIUM=1` (CI), where that fails.
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use reconbanker::support::clock::ManualClock;
+use reconbanker::AppOptions;
 
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use crate::harness::{AccountOut, BankFixture, BankOut, MovementOut, SubmittedOut};
+use crate::harness::{self, AccountOut, BankFixture, BankOut, MovementOut, SubmittedOut, TestApp};
 
 fn chromium_or_skip() -> bool {
     if reconbanker_browser::runtime::find_chromium().is_some() {
@@ -24,11 +28,16 @@ fn chromium_or_skip() -> bool {
 
 /// An account on `sandbox-js` with these bank credentials, assisted.
 async fn js_account(f: &BankFixture, username: &str, password: &str) -> String {
+    account_on(f, "sandbox-js", username, password).await
+}
+
+/// An account on the bank `code` (a `sandbox-js` definition) with these credentials, assisted.
+async fn account_on(f: &BankFixture, code: &str, username: &str, password: &str) -> String {
     let banks: Vec<BankOut> = f.app.get_as("/banks", &f.token, StatusCode::OK).await;
     let bank = banks
         .into_iter()
-        .find(|b| b.code == "sandbox-js")
-        .expect("sandbox-js is seeded");
+        .find(|b| b.code == code)
+        .unwrap_or_else(|| panic!("{code} is loaded"));
     assert!(
         bank.login_url.as_deref().is_some_and(|u| u.ends_with("/js/login")),
         "{:?}",
@@ -157,4 +166,137 @@ async fn a_bad_password_on_the_javascript_bank_blocks_the_account() {
     f.post(&format!("/accounts/{id}/scrape")).await;
     let failed = events.next(&id, "login.failed").await;
     assert_eq!(failed.data["reason"], "bad_credentials");
+}
+
+/// The sandbox bank, and the app with `sandbox-js-quick` loaded from its data directory: the
+/// built-in `sandbox-js` definition pointed at that bank with 2-second step timeouts (so a page
+/// that no longer matches is found out in 2 s rather than 15).
+async fn quick_js_fixture(overrides: &[(&str, &str)]) -> (BankFixture, tempfile::TempDir) {
+    let (bank, bank_url) = harness::start_bank(sandbox_bank::BankConfig::default()).await;
+    let data = tempfile::tempdir().expect("tempdir");
+    let builtin = reconbanker_browser::def::BUILTIN
+        .iter()
+        .find(|(name, _)| *name == "sandbox-js.toml")
+        .expect("the built-in definition")
+        .1;
+    let text = builtin
+        .replace("code = \"sandbox-js\"", "code = \"sandbox-js-quick\"")
+        .replace(
+            "base_url = \"http://127.0.0.1:3100/\"",
+            &format!("base_url = \"{bank_url}\""),
+        )
+        .replace("step = \"15s\"", "step = \"2s\"");
+    assert!(text.contains("sandbox-js-quick") && text.contains(&bank_url) && text.contains("\"2s\""));
+    std::fs::create_dir_all(data.path().join("banks")).expect("mkdir");
+    std::fs::write(data.path().join("banks/quick.toml"), text).expect("write");
+    let data_dir = data.path().display().to_string();
+    let mut env = vec![
+        ("RECONBANKER_SANDBOX_BANK", bank_url.as_str()),
+        ("RECONBANKER_RETRY_BACKOFF_MS", "10"),
+        ("RECONBANKER_DATA_DIR", data_dir.as_str()),
+    ];
+    env.extend_from_slice(overrides);
+    let clock = ManualClock::default();
+    let options = AppOptions {
+        clock: Some(Arc::new(clock.clone())),
+        ..AppOptions::default()
+    };
+    let app = TestApp::spawn_full(&env, options).await;
+    let token = app.user("owner@example.com").await;
+    let f = BankFixture {
+        app,
+        bank,
+        clock,
+        token,
+    };
+    (f, data)
+}
+
+/// The bank changed its site (its login button became an `<input type=submit>`): the definition
+/// no longer matches. Every run fails `definition_broken` at the click, after the password was
+/// typed; the alert comes once after three in a row; the account is never blocked (the
+/// credentials are fine); each run keeps sealed evidence for the owner only, without the password.
+#[tokio::test]
+async fn a_bank_page_that_changed_is_broken_alerted_and_never_blocks_the_account() {
+    if !chromium_or_skip() {
+        return;
+    }
+    let (f, _data) = quick_js_fixture(&[("RECONBANKER_RETRY_ATTEMPTS", "2"), ("RECONBANKER_EVIDENCE_DAYS", "2")]).await;
+    f.bank.set_js_redesign(true);
+    let id = account_on(&f, "sandbox-js-quick", "user_good+redesign", "pass_good").await;
+    let mut events = f.app.events().await;
+    f.post(&format!("/accounts/{id}/scrape")).await;
+
+    // The first try and two retries: each a failed login at the click of the old button.
+    for _ in 0..3 {
+        let failed = events.next(&id, "login.failed").await;
+        let reason = failed.data["reason"].as_str().expect("reason");
+        assert!(reason.starts_with("definition_broken: login[3]"), "{reason}");
+    }
+    let alert = events.next(&id, "session.needs_attention").await;
+    assert_eq!(alert.data["reason"], "definition_broken");
+    assert_eq!(alert.data["step"], "login[3]");
+    let stopped = events.next(&id, "session.stopped").await;
+    assert_eq!(stopped.data["reason"], "retries_exhausted");
+
+    // Not a fatal block: nothing to restart, the runs say why.
+    let account = f.account_out(&id).await;
+    assert!(account.scrape_blocked_at.is_none(), "{account:?}");
+    let runs: Vec<serde_json::Value> = f
+        .app
+        .get_as(&format!("/accounts/{id}/runs"), &f.token, StatusCode::OK)
+        .await;
+    assert_eq!(runs.len(), 3, "{runs:?}");
+    assert!(runs.iter().all(|r| r["failure_reason"]
+        .as_str()
+        .is_some_and(|s| s.starts_with("definition_broken"))));
+
+    // Each run's evidence: the page as it was (the new control in the DOM, a JPEG screenshot),
+    // and never the password that had been typed.
+    let run_id = runs[0]["id"].as_str().expect("run id");
+    let path = format!("/accounts/{id}/runs/{run_id}/evidence");
+    let r = f.app.json(Method::GET, &path, Some(&f.token), None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert!(!r.text.contains("pass_good"), "the password is in the evidence");
+    let list: Vec<serde_json::Value> = serde_json::from_str(&r.text).expect("json");
+    assert_eq!(list.len(), 1, "{}", r.text);
+    let e = &list[0];
+    assert_eq!(e["step"], "login[3]");
+    assert!(e["url"].as_str().is_some_and(|u| u.ends_with("/js/login")), "{e}");
+    assert!(e["dom"].as_str().is_some_and(|d| d.contains("redesigned-submit")));
+    use base64::Engine as _;
+    let jpeg = base64::engine::general_purpose::STANDARD
+        .decode(e["screenshotJpeg"].as_str().expect("screenshot"))
+        .expect("base64");
+    assert_eq!(&jpeg[..3], &[0xff, 0xd8, 0xff], "a JPEG");
+    let at = |k: &str| chrono::DateTime::parse_from_rfc3339(e[k].as_str().expect("timestamp")).expect("RFC 3339");
+    assert_eq!(
+        at("expiresAt") - at("takenAt"),
+        chrono::Duration::days(2),
+        "kept RECONBANKER_EVIDENCE_DAYS"
+    );
+
+    // Owner only: another user, an unknown run, a malformed id → 404.
+    let stranger = f.app.user("stranger@example.com").await;
+    let r = f.app.json(Method::GET, &path, Some(&stranger), None).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
+    for bad in ["00000000-0000-0000-0000-000000000000", "not-a-run"] {
+        let r = f
+            .app
+            .json(
+                Method::GET,
+                &format!("/accounts/{id}/runs/{bad}/evidence"),
+                Some(&f.token),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{bad}: {}", r.text);
+        assert!(r.text.contains("\"code\""), "{}", r.text);
+    }
+
+    // The bank's page comes back: an explicit scrape runs at once (no pause) and succeeds.
+    f.bank.set_js_redesign(false);
+    f.post(&format!("/accounts/{id}/scrape")).await;
+    events.next(&id, "login.succeeded").await;
+    events.next(&id, "scrape.succeeded").await;
 }

@@ -1846,4 +1846,67 @@ impl Store for SqlStore {
     async fn delete_totp(&self, user: UserId) -> StoreResult<bool> {
         two_factor::delete(&self.pool, user).await
     }
+
+    // --- issue 9 (real banks): failure evidence of browser runs ---
+
+    async fn insert_evidence(&self, e: &EvidenceRow) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "INSERT INTO run_evidence (id, run_id, step, sealed, taken_at, expires_at) \
+             SELECT $1, $2, $3, $4, $5, $6 WHERE EXISTS (SELECT 1 FROM session_runs WHERE id = $2)",
+        )
+        .bind(e.id.0)
+        .bind(e.run_id.0)
+        .bind(&e.step)
+        .bind(&e.sealed)
+        .bind(to_ms(e.taken_at))
+        .bind(to_ms(e.expires_at))
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn list_evidence(
+        &self,
+        user: UserId,
+        account: AccountId,
+        run: RunId,
+        now: Timestamp,
+    ) -> StoreResult<Option<Vec<EvidenceRow>>> {
+        let owned = sqlx::query(
+            "SELECT 1 FROM session_runs r JOIN accounts a ON a.id = r.account_id \
+             WHERE r.id = $1 AND r.account_id = $2 AND a.user_id = $3",
+        )
+        .bind(run.0)
+        .bind(account.0)
+        .bind(user.0)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?;
+        if owned.is_none() {
+            return Ok(None);
+        }
+        let rows = sqlx::query(
+            "SELECT id, run_id, step, sealed, taken_at, expires_at FROM run_evidence \
+             WHERE run_id = $1 AND expires_at > $2 ORDER BY taken_at, id",
+        )
+        .bind(run.0)
+        .bind(to_ms(now))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        rows.iter()
+            .map(evidence_from)
+            .collect::<StoreResult<Vec<_>>>()
+            .map(Some)
+    }
+
+    async fn purge_evidence(&self, now: Timestamp) -> StoreResult<u64> {
+        let done = sqlx::query("DELETE FROM run_evidence WHERE expires_at <= $1")
+            .bind(to_ms(now))
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(done.rows_affected())
+    }
 }

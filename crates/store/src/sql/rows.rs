@@ -265,3 +265,15 @@ pub(super) fn eligible_from(r: &DbRow) -> StoreResult<EligibleMovement> {
         received_at_ms: r.try_get("received_at_ms")?,
     })
 }
+
+// Issue 9 (real banks).
+pub(super) fn evidence_from(r: &DbRow) -> StoreResult<EvidenceRow> {
+    Ok(EvidenceRow {
+        id: EvidenceId(r.try_get("id")?),
+        run_id: RunId(r.try_get("run_id")?),
+        step: r.try_get("step")?,
+        sealed: r.try_get("sealed")?,
+        taken_at: ts(r, "taken_at")?,
+        expires_at: ts(r, "expires_at")?,
+    })
+}

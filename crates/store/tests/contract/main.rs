@@ -36,6 +36,8 @@ mod hardening;
 mod scaleout;
 // Issue 10: two-factor sign-in.
 mod two_factor;
+// Issue 9 (real banks).
+mod evidence;
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -68,6 +70,9 @@ use crate::scaleout::*;
 // Issue 10: two-factor sign-in.
 #[allow(unused_imports)]
 use crate::two_factor::*;
+// Issue 9 (real banks).
+#[allow(unused_imports)]
+use crate::evidence::*;
 
 /// Stamps out `sqlite::<check>` and `postgres::<check>` tests for each check, each on a fresh
 /// database.
@@ -202,6 +207,8 @@ contract_tests! {
     // two-factor sign-in (issue 10)
     check_totp_setup_and_confirm,
     check_totp_steps_and_recovery,
+    // issue 9 (real banks): failure evidence
+    check_evidence,
 }
 
 /// A timestamp out of range in a row is a `Corrupt` error, not 1970 (written behind the store's
@@ -869,6 +876,8 @@ const CHECK_SOURCES: &[(&str, &str)] = &[
     ("scaleout.rs", include_str!("scaleout.rs")),
     // Issue 10: two-factor sign-in.
     ("two_factor.rs", include_str!("two_factor.rs")),
+    // Issue 9 (real banks).
+    ("evidence.rs", include_str!("evidence.rs")),
 ];
 
 /// The names of the methods declared in `pub trait Store { … }`.
