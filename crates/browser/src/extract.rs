@@ -103,16 +103,16 @@ pub fn parse_datetime(raw: &str, format: &str, zone: Zone) -> Result<String, Str
     Ok(utc.to_rfc3339_opts(SecondsFormat::Secs, true))
 }
 
-/// A date (no time) is midnight in the bank's zone.
+/// A date (no time) is the start of that day in the bank's zone: midnight, or — on a day whose
+/// midnight a summer-time change skips (Chile, Cuba, Lebanon move their clocks at 00:00) — the
+/// first whole hour that exists. A date is never invalid for its zone.
 pub fn parse_date(raw: &str, format: &str, zone: Zone) -> Result<String, String> {
     let raw = raw.trim();
     let date = NaiveDate::parse_from_str(raw, format).map_err(|_| format!("{raw:?} does not match {format:?}"))?;
-    let naive = date
-        .and_hms_opt(0, 0, 0)
-        .ok_or_else(|| format!("{raw:?} has no midnight"))?;
-    let utc = zone
-        .to_utc(&naive)
-        .ok_or_else(|| format!("{raw:?} is not a valid local date"))?;
+    let utc = (0..=3)
+        .filter_map(|hour| date.and_hms_opt(hour, 0, 0))
+        .find_map(|naive| zone.to_utc(&naive))
+        .ok_or_else(|| format!("{raw:?} has no start of day in its zone"))?;
     Ok(utc.to_rfc3339_opts(SecondsFormat::Secs, true))
 }
 
@@ -348,6 +348,27 @@ mod tests {
             Ok("2025-02-01T03:00:00Z")
         );
         assert!(parse_datetime("yesterday", "rfc3339", utc).is_err());
+    }
+
+    #[test]
+    fn a_date_whose_midnight_is_skipped_starts_at_the_first_hour_that_exists() {
+        // Chile moves its clocks from 24:00 on the first Saturday of September to 01:00.
+        let santiago = crate::def::parse_zone("America/Santiago").expect("zone");
+        let f = "%Y-%m-%d %H:%M";
+        assert!(
+            parse_datetime("2026-09-06 00:00", f, santiago).is_err(),
+            "midnight never happened"
+        );
+        assert_eq!(
+            parse_date("2026-09-06", "%Y-%m-%d", santiago).as_deref(),
+            Ok("2026-09-06T04:00:00Z"),
+            "01:00 at UTC-3"
+        );
+        // The day before is an ordinary midnight at UTC-4.
+        assert_eq!(
+            parse_date("2026-09-05", "%Y-%m-%d", santiago).as_deref(),
+            Ok("2026-09-05T04:00:00Z")
+        );
     }
 
     #[test]

@@ -247,6 +247,13 @@ pub const SECURE_COOKIES: Setting = Setting::new(
     "false",
     "mark the dashboard's cookies Secure (set it when browsers reach the dashboard over HTTPS, e.g. behind a TLS proxy)",
 );
+/// Issue 10: the dashboard's origin as browsers see it, when a proxy in front of the server
+/// rewrites `Host` (scheme, host and port, e.g. `https://dash.example.com`).
+pub const PUBLIC_ORIGIN: Setting = Setting::new(
+    "RECONBANKER_PUBLIC_ORIGIN",
+    "unset",
+    "the dashboard's origin as browsers reach it (e.g. https://dash.example.com), when a proxy in front rewrites Host: form posts must come from it; unset, from the Host the request names",
+);
 // Issue 9 (real banks).
 pub const EVIDENCE_DAYS: Setting = Setting::new(
     "RECONBANKER_EVIDENCE_DAYS",
@@ -299,6 +306,7 @@ pub const SETTINGS: &[Setting] = &[
     SESSION_LEASE,
     // Issue 10.
     SECURE_COOKIES,
+    PUBLIC_ORIGIN,
     // Issue 9 (real banks).
     EVIDENCE_DAYS,
     LOG,
@@ -394,6 +402,8 @@ pub struct Config {
     pub session_lease: Duration,
     // Issue 10: the dashboard's cookies carry `Secure`.
     pub secure_cookies: bool,
+    /// Issue 10: `RECONBANKER_PUBLIC_ORIGIN`, without a trailing `/`.
+    pub public_origin: Option<String>,
     // Issue 9 (real banks).
     pub evidence_retention: Duration,
 }
@@ -451,6 +461,7 @@ impl fmt::Debug for Config {
             expire_sweep,
             session_lease,
             secure_cookies,
+            public_origin,
             evidence_retention,
         } = self;
         f.debug_struct("Config")
@@ -490,6 +501,7 @@ impl fmt::Debug for Config {
             .field("expire_sweep", expire_sweep)
             .field("session_lease", session_lease)
             .field("secure_cookies", secure_cookies)
+            .field("public_origin", public_origin)
             .field("evidence_retention", evidence_retention)
             .finish()
     }
@@ -602,6 +614,7 @@ impl Config {
             expire_sweep: env.secs(&EXPIRE_SWEEP)?,
             session_lease: env.secs(&SESSION_LEASE)?,
             secure_cookies: env.flag(&SECURE_COOKIES)?,
+            public_origin: env.origin(&PUBLIC_ORIGIN)?,
             evidence_retention: Duration::from_secs(u64::from(env.count(&EVIDENCE_DAYS)?) * 24 * 3600),
         })
     }
@@ -649,6 +662,20 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
 
     fn millis(&self, s: &Setting) -> Result<Duration, ConfigError> {
         self.whole(s, " of milliseconds").map(Duration::from_millis)
+    }
+
+    /// An optional origin: `http(s)://host[:port]`, nothing after it but an optional `/`.
+    fn origin(&self, s: &Setting) -> Result<Option<String>, ConfigError> {
+        let Some(v) = self.set(s) else { return Ok(None) };
+        let o = v.trim_end_matches('/');
+        let host = o.strip_prefix("https://").or_else(|| o.strip_prefix("http://"));
+        match host {
+            Some(h) if !h.is_empty() && !h.contains(['/', '?', '#', '@', ' ']) => Ok(Some(o.to_owned())),
+            _ => Err(ConfigError(format!(
+                "{} must be an origin like https://dash.example.com (scheme, host and port only; got {v:?})",
+                s.env
+            ))),
+        }
     }
 
     fn flag(&self, s: &Setting) -> Result<bool, ConfigError> {

@@ -12,10 +12,7 @@
 //! the store reports as an error) after `timeout`.
 
 use std::ffi::{c_int, c_void};
-use std::ptr::NonNull;
 use std::time::Duration;
-
-pub use libsqlite3_sys::sqlite3;
 
 /// The pause before retry number `count` (0-based), or `None` once `timeout` is spent.
 pub fn pause(count: u32, timeout: Duration) -> Option<Duration> {
@@ -48,16 +45,15 @@ extern "C" fn busy(context: *mut c_void, count: c_int) -> c_int {
     }
 }
 
-/// Installs the handler on an open connection, replacing any busy timeout set before.
-/// Returns SQLite's result code (`SQLITE_OK` = 0).
-///
-/// The caller must own `db` for the call: no other thread may use the connection meanwhile
-/// (sqlx's `LockedSqliteHandle` guarantees that).
-pub fn install(db: NonNull<sqlite3>, timeout: Duration) -> c_int {
+/// Installs the handler on a connection sqlx holds locked for us (no other thread uses it
+/// meanwhile), replacing the busy timeout set when it opened. Returns SQLite's result code
+/// (`SQLITE_OK` = 0).
+pub fn install(handle: &mut sqlx::sqlite::LockedSqliteHandle<'_>, timeout: Duration) -> c_int {
     let ms = usize::try_from(timeout.as_millis()).unwrap_or(usize::MAX);
-    // SAFETY: `db` is an open connection the caller holds exclusively; the handler is a plain
-    // function and its context is an integer, not a pointer to memory, so nothing dangles when
-    // the connection outlives this call.
+    let db = handle.as_raw_handle();
+    // SAFETY: `db` is the open connection of `handle`, which guarantees exclusive use for the
+    // call; the handler is a plain function and its context is an integer, not a pointer to
+    // memory, so nothing dangles when the connection outlives this call.
     unsafe { libsqlite3_sys::sqlite3_busy_handler(db.as_ptr(), Some(busy), ms as *mut c_void) }
 }
 

@@ -85,7 +85,7 @@ impl SqliteStore {
             .after_connect(|conn, _| {
                 Box::pin(async move {
                     let mut handle = conn.lock_handle().await?;
-                    let rc = reconbanker_sqlite_busy::install(handle.as_raw_handle(), BUSY_TIMEOUT);
+                    let rc = reconbanker_sqlite_busy::install(&mut handle, BUSY_TIMEOUT);
                     if rc != 0 {
                         return Err(sqlx::Error::Configuration(
                             format!("sqlite3_busy_handler returned {rc}").into(),

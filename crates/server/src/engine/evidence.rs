@@ -5,9 +5,11 @@
 //! after the retention (7 days).
 //!
 //! Secrets: the connector blanks every input and takes nothing while a code is in the page; the
-//! engine also replaces every occurrence of the account's bank password in the text parts before
-//! sealing, so a bank that echoes it somewhere (a URL, a title, a data attribute) does not put it
-//! into the evidence.
+//! engine also replaces the account's bank password and username in the text parts before
+//! sealing — as typed, HTML-escaped, JSON-escaped and URL-encoded — so a bank that echoes them
+//! somewhere (a URL, a title, a data attribute, an inline script) does not put them into the
+//! evidence. An account keeps the evidence of at most one run an hour (the engine's
+//! `may_keep_evidence`): a bank failing every run for a day must not fill the database.
 
 use std::time::Duration;
 
@@ -36,11 +38,40 @@ pub struct Opened {
     pub screenshot_jpeg: String,
 }
 
-/// The evidence with every occurrence of `secret` replaced (nothing when `secret` is empty).
-fn redact(e: FailureEvidence, secret: Option<&str>) -> Opened {
-    let scrub = |s: String| match secret {
-        Some(p) if !p.is_empty() && s.contains(p) => s.replace(p, REDACTED),
-        _ => s,
+/// The forms a secret takes in a page's text: as typed, HTML-escaped (in the DOM),
+/// JSON-escaped (in an inline script or a captured response), and form- or percent-encoded (in
+/// a URL or a request body). Empty secrets give none.
+fn spellings(secret: &str) -> Vec<String> {
+    if secret.is_empty() {
+        return Vec::new();
+    }
+    let html = secret
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;");
+    let json = serde_json::to_string(secret).unwrap_or_default();
+    let json = json.trim_matches('"').to_owned();
+    let form: String = url::form_urlencoded::byte_serialize(secret.as_bytes()).collect();
+    let percent = form.replace('+', "%20");
+    let mut all = vec![secret.to_owned(), html, json, form, percent];
+    // Longest first, so a spelling that contains another is replaced whole.
+    all.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    all.dedup();
+    all
+}
+
+/// The evidence with every spelling of every secret replaced (see [`spellings`]).
+fn redact(e: FailureEvidence, secrets: &[&str]) -> Opened {
+    let spellings: Vec<String> = secrets.iter().flat_map(|s| spellings(s)).collect();
+    let scrub = |mut s: String| {
+        for p in &spellings {
+            if s.contains(p.as_str()) {
+                s = s.replace(p.as_str(), REDACTED);
+            }
+        }
+        s
     };
     Opened {
         step: scrub(e.step),
@@ -70,13 +101,13 @@ pub(super) async fn keep(
     deps: &EngineDeps,
     run: &RunRow,
     evidence: Vec<FailureEvidence>,
-    password: Option<&str>,
+    secrets: &[&str],
     retention: Duration,
 ) {
     let taken_at = now();
     for e in evidence {
         let id = EvidenceId::new();
-        let opened = redact(e, password);
+        let opened = redact(e, secrets);
         let row = EvidenceRow {
             id,
             run_id: run.id,
@@ -109,22 +140,42 @@ mod tests {
     }
 
     #[test]
+    fn every_spelling_of_a_secret_is_redacted() {
+        let secret = "p@ss&w\"rd 1";
+        let e = FailureEvidence {
+            step: "login[1]".into(),
+            url: "https://bank.example/login?p=p%40ss%26w%22rd+1&q=p%40ss%26w%22rd%201".into(),
+            title: "t".into(),
+            jpeg: vec![],
+            dom: "<p>p@ss&amp;w&quot;rd 1</p><script>{\"p\":\"p@ss&w\\\"rd 1\"}</script> ana.user".into(),
+            trail: vec!["fill p@ss&w\"rd 1".into()],
+        };
+        let o = redact(e, &[secret, "ana.user", ""]);
+        assert_eq!(o.url, "https://bank.example/login?p=[redacted]&q=[redacted]");
+        assert_eq!(
+            o.dom,
+            "<p>[redacted]</p><script>{\"p\":\"[redacted]\"}</script> [redacted]"
+        );
+        assert_eq!(o.trail, vec!["fill [redacted]".to_owned()]);
+    }
+
+    #[test]
     fn the_password_is_redacted_everywhere_and_the_rest_kept() {
-        let o = redact(sample(), Some("hunter22"));
+        let o = redact(sample(), &["hunter22"]);
         let all = format!("{} {} {} {} {:?}", o.step, o.url, o.title, o.dom, o.trail);
         assert!(!all.contains("hunter22"), "{all}");
         assert_eq!(o.url, "https://bank.example/login?p=[redacted]");
         assert_eq!(o.dom, "<input value=\"\"><p data-echo=\"[redacted]\">[redacted]</p>");
         assert_eq!(o.screenshot_jpeg, "/9j/4A==");
         // No password (or an empty one): nothing is touched.
-        assert_eq!(redact(sample(), None).title, "Welcome hunter22");
-        assert_eq!(redact(sample(), Some("")).title, "Welcome hunter22");
+        assert_eq!(redact(sample(), &[]).title, "Welcome hunter22");
+        assert_eq!(redact(sample(), &[""]).title, "Welcome hunter22");
     }
 
     #[test]
     fn sealed_evidence_opens_only_for_its_row() {
         let sealer = Sealer::new(&[7u8; 32]);
-        let opened = redact(sample(), Some("hunter22"));
+        let opened = redact(sample(), &["hunter22"]);
         let id = EvidenceId::new();
         let r = EvidenceRow {
             id,

@@ -34,6 +34,9 @@ use codes::EngineCodes;
 use connector::{BankConnector, BankSession, ConnectorError, Credentials, Fatal};
 use run::{RetryPolicy, RunOutcome, StopReason};
 
+/// Issue 9: an account keeps the failure evidence of at most one run in this time.
+const EVIDENCE_SPACING: Duration = Duration::from_secs(3600);
+
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
     /// How often a one-shot account is read (20 min).
@@ -123,6 +126,9 @@ struct Inner {
     /// Issue 9: accounts whose bank page no longer matches its definition (in memory, like
     /// `held`: a restarted process tries them once more).
     broken: Mutex<HashMap<AccountId, BrokenStreak>>,
+    /// Issue 9: when each account last kept failure evidence (in memory: at most one run's
+    /// evidence an hour per account and instance, see [`EVIDENCE_SPACING`]).
+    evidence_kept: Mutex<HashMap<AccountId, Instant>>,
     pool: Arc<Semaphore>,
     wake: Notify,
     shutdown: CancellationToken,
@@ -163,6 +169,7 @@ impl Engine {
                 last_started: Mutex::new(HashMap::new()),
                 held: Mutex::new(Default::default()),
                 broken: Mutex::new(HashMap::new()),
+                evidence_kept: Mutex::new(HashMap::new()),
                 pool,
                 wake: Notify::new(),
                 shutdown: CancellationToken::new(),
@@ -300,6 +307,22 @@ impl Inner {
         let streak = all.entry(account).or_default();
         streak.runs += 1;
         streak.runs
+    }
+
+    /// Whether a failed run of `account` keeps its evidence: the first one, then at most one
+    /// run an hour. A bank that fails every run for a day would otherwise store thousands of
+    /// screenshots and DOMs per account for the retention period; the first failure, and one
+    /// an hour after it, are what an operator reads.
+    fn may_keep_evidence(&self, account: AccountId) -> bool {
+        let mut kept = self.evidence_kept.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        match kept.get(&account) {
+            Some(at) if now.duration_since(*at) < EVIDENCE_SPACING => false,
+            _ => {
+                kept.insert(account, now);
+                true
+            }
+        }
     }
 
     /// A session ended on a broken page: the scheduler pauses the account.
@@ -575,10 +598,13 @@ impl Inner {
             };
             let alert = broken && streak == self.cfg.broken_alert_after.max(1);
             self.finish_run(acc, &run, &result, alert).await;
-            if !report.evidence.is_empty() {
-                let password = creds.as_ref().map(|c| c.password.as_str());
+            if !report.evidence.is_empty() && self.may_keep_evidence(acc.account.id) {
+                let secrets: Vec<&str> = creds
+                    .as_ref()
+                    .map(|c| vec![c.password.as_str(), c.username.as_str()])
+                    .unwrap_or_default();
                 let taken = std::mem::take(&mut report.evidence);
-                evidence::keep(&self.deps, &run, taken, password, self.cfg.evidence_retention).await;
+                evidence::keep(&self.deps, &run, taken, &secrets, self.cfg.evidence_retention).await;
             }
             if alert {
                 guard.set_phase(Phase::NeedsAttention);

@@ -3,6 +3,8 @@
 //! (another user's account, or a run not of this account → 404); unsealed here, never logged.
 
 use axum::extract::{RawPathParams, State};
+use axum::http::header;
+use axum::response::IntoResponse;
 use axum::Json;
 use reconbanker_store::{now, EvidenceId, RunId};
 use serde::Serialize;
@@ -72,7 +74,7 @@ pub async fn list(
     State(app): State<AppState>,
     OwnedAccount { user: who, account }: OwnedAccount,
     params: RawPathParams,
-) -> Result<Json<Vec<EvidenceOut>>, ApiError> {
+) -> Result<impl IntoResponse, ApiError> {
     let not_found = || ApiError(Problem::not_found("Run not found"));
     let run = params
         .iter()
@@ -96,5 +98,6 @@ pub async fn list(
             evidence: opened,
         });
     }
-    Ok(Json(out))
+    // Screenshots of a bank's pages: never kept by a cache.
+    Ok(([(header::CACHE_CONTROL, "no-store")], Json(out)))
 }

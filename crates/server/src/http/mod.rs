@@ -51,12 +51,19 @@ async fn edge(req: axum::extract::Request, next: axum::middleware::Next) -> Resp
     let v1 = is_v1(req.uri());
     let res = connection::close_if_body_unread(req, next).await;
     if v1 && res.extensions().get::<Panicked>().is_some() {
-        return V1Error(Problem::new(
+        let mut shaped = V1Error(Problem::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "INTERNAL_ERROR",
             "Internal server error",
         ))
         .into_response();
+        // Keep the `Connection: close` of a panic that left the body unread.
+        if let Some(close) = res.headers().get(axum::http::header::CONNECTION) {
+            shaped
+                .headers_mut()
+                .insert(axum::http::header::CONNECTION, close.clone());
+        }
+        return shaped;
     }
     res
 }
@@ -222,8 +229,10 @@ pub fn router(app: AppState) -> Router {
     let routes = Router::new()
         .merge(v1)
         .merge(dashboard)
-        // Issue 10: the dashboard in the browser.
-        .merge(ui::router())
+        // Issue 10: the dashboard in the browser (its origin check reads the public origin).
+        .merge(ui::router().layer(axum::Extension(ui::PublicOrigin(
+            app.config.public_origin.as_deref().map(Into::into),
+        ))))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
     edge_layers(routes)
@@ -247,36 +256,4 @@ pub fn router(app: AppState) -> Router {
 }
 
 #[cfg(test)]
-mod tests {
-    use axum::body::{to_bytes, Body};
-    use axum::http::Request;
-    use tower::ServiceExt;
-
-    use super::*;
-
-    #[allow(clippy::panic)]
-    async fn boom() -> &'static str {
-        panic!("a bug")
-    }
-
-    async fn call(path: &str) -> (StatusCode, serde_json::Value) {
-        let routes = edge_layers(Router::new().route("/v1/boom", get(boom)).route("/boom", get(boom)));
-        let res = routes
-            .oneshot(Request::get(path).body(Body::empty()).unwrap_or_default())
-            .await
-            .unwrap_or_else(|e| match e {});
-        let status = res.status();
-        let body = to_bytes(res.into_body(), 1 << 16).await.unwrap_or_default();
-        (status, serde_json::from_slice(&body).unwrap_or_default())
-    }
-
-    #[tokio::test]
-    async fn a_panic_is_a_500_in_the_surface_shape() {
-        let (status, body) = call("/v1/boom").await;
-        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
-        assert_eq!(body["error"]["code"], "INTERNAL_ERROR", "{body}");
-        let (status, body) = call("/boom").await;
-        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
-        assert_eq!(body["code"], "INTERNAL_ERROR", "{body}");
-    }
-}
+mod tests;

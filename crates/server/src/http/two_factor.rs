@@ -3,7 +3,8 @@
 //! in `app::two_factor`; this file parses, renders and draws the QR code.
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -126,15 +127,22 @@ pub struct SetupOut {
         (status = 409, description = "`TWO_FACTOR_ON`: already on; disable it first", body = ApiErrorBody),
     )
 )]
-pub async fn setup(State(app): State<AppState>, who: DashboardUser) -> Result<Json<SetupOut>, ApiError> {
+pub async fn setup(State(app): State<AppState>, who: DashboardUser) -> Result<impl IntoResponse, ApiError> {
     let s = two_factor::begin(&app, &who.user).await.map_err(Problem::from)?;
     let qr_svg = qr_svg(&s.uri).ok_or_else(|| Problem::internal("the otpauth URI does not fit a QR code"))?;
-    Ok(Json(SetupOut {
-        secret: s.secret,
-        otpauth_uri: s.uri,
-        qr_svg,
-    }))
+    // The secret: never kept by a cache.
+    Ok((
+        NO_STORE,
+        Json(SetupOut {
+            secret: s.secret,
+            otpauth_uri: s.uri,
+            qr_svg,
+        }),
+    ))
 }
+
+/// `Cache-Control: no-store` for answers that carry a secret.
+const NO_STORE: [(header::HeaderName, &str); 1] = [(header::CACHE_CONTROL, "no-store")];
 
 /// A current code of the authenticator (or, to disable, a recovery code).
 #[derive(Deserialize, ToSchema)]
@@ -181,12 +189,12 @@ pub async fn confirm(
     State(app): State<AppState>,
     who: DashboardUser,
     DJson(body): DJson<CodeIn>,
-) -> Result<Json<ConfirmOut>, ApiError> {
+) -> Result<impl IntoResponse, ApiError> {
     let code = required_code(body)?;
     let recovery_codes = two_factor::confirm(&app, who.user.id, &code)
         .await
         .map_err(in_session)?;
-    Ok(Json(ConfirmOut { recovery_codes }))
+    Ok((NO_STORE, Json(ConfirmOut { recovery_codes })))
 }
 
 /// Two-factor sign-in: turn it off with a current code.

@@ -124,6 +124,11 @@ async fn set_up_shows_the_uri_and_a_qr_code_and_confirming_hands_out_ten_recover
         .json(Method::POST, "/me/two-factor/setup", Some(&token), None)
         .await;
     assert_eq!(setup.status, StatusCode::OK, "{}", setup.text);
+    assert_eq!(
+        setup.header("cache-control"),
+        Some("no-store"),
+        "a secret is never cached"
+    );
     let secret_b32 = setup.body["secret"].as_str().expect("secret");
     assert_eq!(base32_decode(secret_b32).len(), 20, "160-bit secret");
     let uri = setup.body["otpauth_uri"].as_str().expect("uri");
@@ -171,6 +176,7 @@ async fn set_up_shows_the_uri_and_a_qr_code_and_confirming_hands_out_ten_recover
             )
             .await;
         assert_eq!(confirmed.status, StatusCode::OK, "{}", confirmed.text);
+        assert_eq!(confirmed.header("cache-control"), Some("no-store"));
         let codes: Vec<String> = serde_json::from_value(confirmed.body["recovery_codes"].clone()).expect("codes");
         (secret, codes)
     };

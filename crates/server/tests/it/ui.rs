@@ -296,6 +296,21 @@ async fn sign_in_sets_a_strict_http_only_cookie_and_sign_out_revokes_it() {
 }
 
 #[tokio::test]
+async fn behind_a_proxy_that_rewrites_host_the_public_origin_signs_in() {
+    // The proxy sends Host: 127.0.0.1:<port>; browsers send the public origin.
+    let app = TestApp::spawn_with(&[("RECONBANKER_PUBLIC_ORIGIN", "https://dash.example.com/")]).await;
+    registered(&app, "op@example.com").await;
+    let mut b = Browser::new(&app);
+    b.origin = "https://dash.example.com".to_owned();
+    b.sign_in("op@example.com").await;
+    // The server's own address is not the dashboard's origin any more.
+    b.origin = format!("http://{}", app.addr);
+    let res = b.post_form("/app/logout", &[]).await;
+    assert_eq!(res.status, StatusCode::FORBIDDEN);
+    assert!(res.body.contains("CSRF_REFUSED"), "{}", res.body);
+}
+
+#[tokio::test]
 async fn cross_origin_requests_are_refused() {
     let app = TestApp::spawn().await;
     registered(&app, "op@example.com").await;

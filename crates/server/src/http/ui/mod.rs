@@ -80,11 +80,16 @@ pub fn router() -> Router<AppState> {
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
      connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
+/// `RECONBANKER_PUBLIC_ORIGIN`, put on the dashboard's requests by the route table.
+#[derive(Clone)]
+pub struct PublicOrigin(pub Option<std::sync::Arc<str>>);
+
 /// Every state-changing request must come from the dashboard's own origin; every response gets
 /// the security headers.
 async fn guard(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
     let changes_state = !matches!(*req.method(), Method::GET | Method::HEAD);
-    let mut res = if changes_state && !same_origin(req.headers()) {
+    let public = req.extensions().get::<PublicOrigin>().and_then(|p| p.0.clone());
+    let mut res = if changes_state && !same_origin(req.headers(), public.as_deref()) {
         refused()
     } else {
         next.run(req).await

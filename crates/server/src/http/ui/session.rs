@@ -57,20 +57,27 @@ pub fn csrf_token(app: &AppState, claims: &Claims) -> String {
     hex::encode(app.csrf_keys.hash(&format!("csrf:{}", claims.jti)))
 }
 
-/// Whether the request comes from this server's own origin (check 1 above).
-pub fn same_origin(headers: &HeaderMap) -> bool {
+/// Whether the request comes from this server's own origin (check 1 above): the configured
+/// public origin (`RECONBANKER_PUBLIC_ORIGIN`, for a proxy that rewrites `Host`), else the
+/// `Host` the request names.
+pub fn same_origin(headers: &HeaderMap, public: Option<&str>) -> bool {
     if let Some(site) = headers.get("sec-fetch-site") {
         if site.as_bytes() != b"same-origin" {
             return false;
         }
     }
-    let Some(host) = headers.get(HOST).and_then(|h| h.to_str().ok()) else {
+    let host = headers.get(HOST).and_then(|h| h.to_str().ok());
+    if public.is_none() && host.is_none() {
         return false;
-    };
+    }
     match headers.get(ORIGIN).and_then(|o| o.to_str().ok()) {
         Some(origin) => {
             let origin = origin.trim_end_matches('/');
-            origin == format!("http://{host}") || origin == format!("https://{host}")
+            match (public, host) {
+                (Some(public), _) => origin == public,
+                (None, Some(host)) => origin == format!("http://{host}") || origin == format!("https://{host}"),
+                (None, None) => false,
+            }
         }
         // Every browser that sends no `Origin` on a POST sends `Sec-Fetch-Site` (checked above);
         // with neither, nothing says where the request came from.
@@ -149,12 +156,15 @@ mod tests {
     #[test]
     fn only_the_same_origin_passes() {
         let same = [("host", "127.0.0.1:3000"), ("origin", "http://127.0.0.1:3000")];
-        assert!(same_origin(&headers(&same)));
-        assert!(same_origin(&headers(&[
-            ("host", "127.0.0.1:3000"),
-            ("origin", "http://127.0.0.1:3000"),
-            ("sec-fetch-site", "same-origin"),
-        ])));
+        assert!(same_origin(&headers(&same), None));
+        assert!(same_origin(
+            &headers(&[
+                ("host", "127.0.0.1:3000"),
+                ("origin", "http://127.0.0.1:3000"),
+                ("sec-fetch-site", "same-origin"),
+            ]),
+            None
+        ));
         for bad in [
             vec![("host", "127.0.0.1:3000"), ("origin", "http://127.0.0.1:3001")],
             vec![("host", "127.0.0.1:3000"), ("origin", "http://evil.example")],
@@ -167,7 +177,28 @@ mod tests {
             vec![("host", "127.0.0.1:3000"), ("sec-fetch-site", "cross-site")],
             vec![("host", "127.0.0.1:3000")],
         ] {
-            assert!(!same_origin(&headers(&bad)), "{bad:?}");
+            assert!(!same_origin(&headers(&bad), None), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn behind_a_proxy_the_public_origin_is_the_one_that_passes() {
+        // The proxy rewrote Host; the browser's Origin is the public one.
+        let public = Some("https://dash.example.com");
+        let proxied = [("host", "127.0.0.1:3000"), ("origin", "https://dash.example.com")];
+        assert!(!same_origin(&headers(&proxied), None), "without the setting: refused");
+        assert!(same_origin(&headers(&proxied), public));
+        assert!(same_origin(
+            &headers(&[("origin", "https://dash.example.com/")]),
+            public
+        ));
+        for bad in [
+            vec![("host", "127.0.0.1:3000"), ("origin", "http://127.0.0.1:3000")],
+            vec![("host", "dash.example.com"), ("origin", "http://dash.example.com")],
+            vec![("host", "127.0.0.1:3000"), ("origin", "https://dash.example.com:8443")],
+            vec![("host", "127.0.0.1:3000")],
+        ] {
+            assert!(!same_origin(&headers(&bad), public), "{bad:?}");
         }
     }
 
