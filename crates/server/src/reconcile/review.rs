@@ -532,3 +532,12 @@ mod tests {
         assert!(!view[0].checks.window);
     }
 }
+
+/// Whether a request waits for a human (the review queue of docs/reconciliation.md §8, the
+/// `review` count of the summary): `ambiguous`, or `not_found` with only a weak name match
+/// (`weak_name_only`) or a nameless movement (`no_sender_name`).
+pub(crate) fn needs_review(r: &ConciliationRow) -> bool {
+    r.status == ConciliationStatus::Ambiguous
+        || (r.status == ConciliationStatus::NotFound
+            && matches!(r.reason.as_deref(), Some("weak_name_only" | "no_sender_name")))
+}
