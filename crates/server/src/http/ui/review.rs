@@ -152,7 +152,7 @@ async fn list_view(app: &AppState, who: &UiUser, uri: &Uri) -> Result<(StatusCod
                 .filter(|r| needs_review(&r.request)),
         );
     }
-    queue.sort_by(|a, b| b.request.updated_at.cmp(&a.request.updated_at));
+    queue.sort_by_key(|r| std::cmp::Reverse(r.request.updated_at));
     let accounts = app.store.list_accounts(user, 500, 0).await?;
     let n = queue_len(app, who).await?;
     let c = chrome(who, n);
