@@ -8,7 +8,7 @@ use axum::http::{StatusCode, Uri};
 use axum::Json;
 use reconbanker_store::{
     now, AccountId, AttemptRow, ConciliationDetail, ConciliationRequestId, DeliveryId, IgnoreOutcome, MatchRow,
-    MovementId, NotifyOutcome, RequestChange, ResolveOutcome, UserId,
+    MovementId, NotifyOutcome, RequestChange, ResolveOutcome, UserId, UserRow,
 };
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -67,14 +67,14 @@ impl From<AttemptRow> for AttemptOut {
 }
 
 /// A bank amount as canonical decimal text (`"1500.00"`), or as reported when it is not one.
-fn amount_text(raw: &str) -> String {
+pub(crate) fn amount_text(raw: &str) -> String {
     parse_signed_decimal(raw.trim())
         .map(canonical_amount)
         .unwrap_or_else(|| raw.to_owned())
 }
 
 /// The bank's instant in UTC with milliseconds, or the bank's text when it did not parse.
-fn received_text(ms: Option<i64>, raw: &str) -> String {
+pub(crate) fn received_text(ms: Option<i64>, raw: &str) -> String {
     ms.and_then(chrono::DateTime::from_timestamp_millis)
         .map(ts)
         .unwrap_or_else(|| raw.to_owned())
@@ -219,14 +219,14 @@ fn request_not_found() -> ApiError {
 }
 
 /// A request id from the path; a malformed one is as unknown as another user's (404).
-fn request_id(raw: &str) -> Result<ConciliationRequestId, ApiError> {
+pub(crate) fn request_id(raw: &str) -> Result<ConciliationRequestId, ApiError> {
     raw.parse().map_err(|_| request_not_found())
 }
 
 /// Decisions about requests are taken in the reconcile mode only: in passthrough (or no mode)
 /// requests stay frozen and no result webhook is sent (docs/reconciliation.md §6, §7).
-fn reconciling(who: &DashboardUser) -> Result<(), ApiError> {
-    if who.user.operation_mode.as_deref() == Some("reconcile") {
+fn reconciling(user: &UserRow) -> Result<(), ApiError> {
+    if user.operation_mode.as_deref() == Some("reconcile") {
         return Ok(());
     }
     Err(not_reconciling())
@@ -261,7 +261,7 @@ async fn detail_of(app: &AppState, user: UserId, id: ConciliationRequestId) -> R
 /// settings of the request's account (its webhook extra fields and `notify_on_expired`).
 async fn acting_on(
     app: &AppState,
-    who: &DashboardUser,
+    who: &UserRow,
     id: ConciliationRequestId,
 ) -> Result<
     (
@@ -272,12 +272,12 @@ async fn acting_on(
 > {
     let r = app
         .store
-        .conciliation_for_user(who.user.id, id)
+        .conciliation_for_user(who.id, id)
         .await?
         .ok_or_else(request_not_found)?
         .request;
     reconciling(who)?;
-    let settings = app::accounts::load_config(app, who.user.id, r.account_id).await?.0;
+    let settings = app::accounts::load_config(app, who.id, r.account_id).await?.0;
     Ok((r, settings))
 }
 
@@ -359,8 +359,20 @@ pub async fn resolve(
 ) -> Result<Json<DetailOut>, ApiError> {
     let id = request_id(&id)?;
     let target = resolve_target(&body)?;
-    let user = who.user.id;
-    let (r, settings) = acting_on(&app, &who, id).await?;
+    resolve_as(&app, &who.user, id, target).await?;
+    Ok(Json(detail_of(&app, who.user.id, id).await?.into()))
+}
+
+/// The resolve of `resolve` (and of the dashboard's review page): `target` a movement to match
+/// by hand, or `None` to rule the current candidates out.
+pub(crate) async fn resolve_as(
+    app: &AppState,
+    who: &UserRow,
+    id: ConciliationRequestId,
+    target: Option<MovementId>,
+) -> Result<(), ApiError> {
+    let user = who.id;
+    let (r, settings) = acting_on(app, who, id).await?;
     if !r.status.is_open() {
         return Err(closed(r.status));
     }
@@ -372,7 +384,7 @@ pub async fn resolve(
     };
     match target {
         None => {
-            let detail = detail_of(&app, user, id).await?;
+            let detail = detail_of(app, user, id).await?;
             let r = &detail.request.request;
             let view = review::candidates(&detail);
             let rejected = review::to_reject(r, &view);
@@ -449,7 +461,7 @@ pub async fn resolve(
     }
     // Other requests of the account may be decidable now.
     app.matcher_wake.notify_one();
-    Ok(Json(detail_of(&app, user, id).await?.into()))
+    Ok(())
 }
 
 fn refusal(r: Refusal) -> ApiError {
@@ -485,8 +497,14 @@ pub async fn run(
     DPath(id): DPath<String>,
 ) -> Result<(StatusCode, Json<QueuedOut>), ApiError> {
     let id = request_id(&id)?;
-    let user = who.user.id;
-    let (r, settings) = acting_on(&app, &who, id).await?;
+    run_as(&app, &who.user, id).await?;
+    Ok((StatusCode::ACCEPTED, Json(QueuedOut::YES)))
+}
+
+/// The run of `run` (and of the dashboard's review page).
+pub(crate) async fn run_as(app: &AppState, who: &UserRow, id: ConciliationRequestId) -> Result<(), ApiError> {
+    let user = who.id;
+    let (r, settings) = acting_on(app, who, id).await?;
     let events = ReviewEvents {
         hub: &app.hub,
         user,
@@ -501,7 +519,7 @@ pub async fn run(
         RequestChange::NotReconciling => return Err(not_reconciling()),
     }
     app.matcher_wake.notify_one();
-    Ok((StatusCode::ACCEPTED, Json(QueuedOut::YES)))
+    Ok(())
 }
 
 #[derive(Serialize, ToSchema)]
@@ -534,8 +552,24 @@ pub async fn notify(
     DPath(id): DPath<String>,
 ) -> Result<(StatusCode, Json<NotifiedOut>), ApiError> {
     let id = request_id(&id)?;
-    let user = who.user.id;
-    let (r, settings) = acting_on(&app, &who, id).await?;
+    let delivery = notify_as(&app, &who.user, id).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(NotifiedOut {
+            queued: true,
+            delivery_id: delivery,
+        }),
+    ))
+}
+
+/// The re-send of `notify` (and of the dashboard's review page): the delivery queued.
+pub(crate) async fn notify_as(
+    app: &AppState,
+    who: &UserRow,
+    id: ConciliationRequestId,
+) -> Result<DeliveryId, ApiError> {
+    let user = who.id;
+    let (r, settings) = acting_on(app, who, id).await?;
     let events = ReviewEvents {
         hub: &app.hub,
         user,
@@ -560,13 +594,7 @@ pub async fn notify(
         NotifyOutcome::NotReconciling => return Err(not_reconciling()),
     };
     app.hub.wake_outbox();
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(NotifiedOut {
-            queued: true,
-            delivery_id: delivery.id,
-        }),
-    ))
+    Ok(delivery.id)
 }
 
 #[derive(Serialize, ToSchema)]

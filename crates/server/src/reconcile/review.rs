@@ -371,6 +371,15 @@ impl ReviewEvents<'_> {
     }
 }
 
+/// Whether a request waits for a human (the review queue of docs/reconciliation.md §8, the
+/// `review` count of the summary): `ambiguous`, or `not_found` with only a weak name match
+/// (`weak_name_only`) or a nameless movement (`no_sender_name`).
+pub(crate) fn needs_review(r: &ConciliationRow) -> bool {
+    r.status == ConciliationStatus::Ambiguous
+        || (r.status == ConciliationStatus::NotFound
+            && matches!(r.reason.as_deref(), Some("weak_name_only" | "no_sender_name")))
+}
+
 #[cfg(test)]
 mod tests {
     use chrono::{Duration, TimeZone, Utc};
@@ -530,5 +539,27 @@ mod tests {
         assert_eq!(view.len(), 1);
         assert_eq!((view[0].movement.id, view[0].verdict), (late.id, "chosen"));
         assert!(!view[0].checks.window);
+    }
+
+    #[test]
+    fn the_review_queue_is_ambiguous_and_not_found_for_a_weak_or_missing_name() {
+        use ConciliationStatus::*;
+        let cases = [
+            (Ambiguous, None, true),
+            (NotFound, Some("weak_name_only"), true),
+            (NotFound, Some("no_sender_name"), true),
+            (NotFound, Some("no_movement_with_amount"), false),
+            (NotFound, Some("candidates_rejected"), false),
+            (Pending, None, false),
+            (Matched, Some("weak_name_only"), false),
+        ];
+        for (status, reason, expected) in cases {
+            let r = ConciliationRow {
+                status,
+                reason: reason.map(str::to_owned),
+                ..request()
+            };
+            assert_eq!(needs_review(&r), expected, "{status:?} {reason:?}");
+        }
     }
 }

@@ -34,3 +34,5 @@ mod browser;
 mod two_factor;
 // Issue 10: the dashboard in the browser (over HTTP).
 mod ui;
+// Issue 10: the reconciliation review screen (over HTTP).
+mod ui_review;

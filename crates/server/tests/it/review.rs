@@ -11,18 +11,18 @@ use crate::harness::{BankFixture, ConfigOut, Res};
 use crate::reconcile::{Answer as OrdersAnswer, Orders};
 use crate::webhooks::{receiver, verifies, Answer as HookAnswer, Received, Receiver};
 
-struct Shop {
-    f: BankFixture,
-    account: String,
-    username: String,
-    orders: Orders,
-    hooks: Receiver,
+pub(crate) struct Shop {
+    pub(crate) f: BankFixture,
+    pub(crate) account: String,
+    pub(crate) username: String,
+    pub(crate) orders: Orders,
+    pub(crate) hooks: Receiver,
 }
 
 impl Shop {
     /// A reconciling user with an account on its own tagged sandbox user, polling a scripted
     /// orders server and sending results to a local receiver that first answers `script`.
-    async fn new(tag: &str, backoff_ms: &str, script: Vec<HookAnswer>) -> Self {
+    pub(crate) async fn new(tag: &str, backoff_ms: &str, script: Vec<HookAnswer>) -> Self {
         let f = BankFixture::with(&[("RECONBANKER_WEBHOOK_BACKOFF_MS", backoff_ms)], BankConfig::default()).await;
         let r = f
             .app
@@ -53,7 +53,7 @@ impl Shop {
         }
     }
 
-    async fn poll(&self, orders: Value) {
+    pub(crate) async fn poll(&self, orders: Value) {
         self.orders.answer(OrdersAnswer::Json(orders));
         let row = self
             .f
@@ -67,7 +67,7 @@ impl Shop {
         assert_eq!(row.outcome, "succeeded", "{row:?}");
     }
 
-    fn transfer(&self, amount: &str, name: &str, description: &str) {
+    pub(crate) fn transfer(&self, amount: &str, name: &str, description: &str) {
         self.f
             .bank
             .add_movement(AddMovement {
@@ -82,7 +82,7 @@ impl Shop {
     }
 
     /// Reads the bank now and waits for the session to finish storing what it read.
-    async fn read_bank(&self) {
+    pub(crate) async fn read_bank(&self) {
         let mut events = self.f.app.events().await;
         let r = self.f.post(&format!("/accounts/{}/scrape", self.account)).await;
         assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
@@ -91,7 +91,7 @@ impl Shop {
 
     /// Runs a match pass of the account now (the worker may run one too: the commit is a
     /// compare-and-set, so after this returns every change so far has been evaluated).
-    async fn settle(&self) {
+    pub(crate) async fn settle(&self) {
         self.f
             .app
             .state
@@ -101,7 +101,7 @@ impl Shop {
             .expect("pass");
     }
 
-    async fn request(&self, external_id: &str) -> Value {
+    pub(crate) async fn request(&self, external_id: &str) -> Value {
         let r = self
             .f
             .app
@@ -111,14 +111,14 @@ impl Shop {
         r.body[0].clone()
     }
 
-    async fn detail(&self, id: &str) -> Value {
+    pub(crate) async fn detail(&self, id: &str) -> Value {
         let r = self.f.app.get(&format!("/conciliation/{id}"), &self.f.token).await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.text);
         r.body
     }
 
     /// The id of the account's movement with this description.
-    async fn movement(&self, description: &str) -> String {
+    pub(crate) async fn movement(&self, description: &str) -> String {
         let r = self
             .f
             .app
@@ -136,16 +136,16 @@ impl Shop {
         found[0]["id"].as_str().expect("id").to_owned()
     }
 
-    async fn send(&self, method: Method, path: &str, body: Option<Value>) -> Res {
+    pub(crate) async fn send(&self, method: Method, path: &str, body: Option<Value>) -> Res {
         self.f.app.json(method, path, Some(&self.f.token), body).await
     }
 
-    async fn resolve(&self, id: &str, body: Value) -> Res {
+    pub(crate) async fn resolve(&self, id: &str, body: Value) -> Res {
         self.send(Method::POST, &format!("/conciliation/{id}/resolve"), Some(body))
             .await
     }
 
-    async fn result_secret(&self) -> String {
+    pub(crate) async fn result_secret(&self) -> String {
         let c: ConfigOut = self
             .f
             .app
@@ -159,11 +159,11 @@ impl Shop {
     }
 }
 
-fn order(id: &str, amount: &str, name: &str) -> Value {
+pub(crate) fn order(id: &str, amount: &str, name: &str) -> Value {
     json!({"external_id": id, "amount": amount, "currency": "UYU", "name": name})
 }
 
-fn header(got: &Received, name: &str) -> String {
+pub(crate) fn header(got: &Received, name: &str) -> String {
     got.headers
         .get(name)
         .and_then(|v| v.to_str().ok())
@@ -171,11 +171,11 @@ fn header(got: &Received, name: &str) -> String {
         .to_owned()
 }
 
-fn body(got: &Received) -> Value {
+pub(crate) fn body(got: &Received) -> Value {
     serde_json::from_str(&got.body).expect("json body")
 }
 
-fn str_of(v: &Value) -> String {
+pub(crate) fn str_of(v: &Value) -> String {
     v.as_str().unwrap_or_else(|| panic!("not a string: {v}")).to_owned()
 }
 

@@ -5,6 +5,7 @@
 //! page's script with the same cookie and CSRF rules; the JWT API is untouched.
 
 pub(crate) mod pages;
+pub(crate) mod review;
 pub(crate) mod session;
 
 use std::collections::HashMap;
@@ -71,6 +72,8 @@ pub fn router() -> Router<AppState> {
             "/app/static/accounts.js",
             get(|| asset(pages::ACCOUNTS_JS, "text/javascript; charset=utf-8")),
         )
+        // issue 10: review
+        .merge(review::routes())
         .layer(axum::middleware::from_fn(guard));
     Router::new()
         .route("/", get(|| async { Redirect::to("/app") }))
@@ -322,6 +325,7 @@ fn chrome(who: &UiUser) -> Chrome<'_> {
     Chrome {
         user: &who.user,
         csrf: &who.csrf,
+        review: None,
     }
 }
 

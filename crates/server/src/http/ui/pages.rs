@@ -22,6 +22,8 @@ pub static ACCOUNTS_JS_URL: LazyLock<String> = LazyLock::new(|| versioned("/app/
 pub struct Chrome<'a> {
     pub user: &'a UserRow,
     pub csrf: &'a str,
+    /// The review queue's length (issue 10: review), shown as a badge when known.
+    pub review: Option<i64>,
 }
 
 /// The page frame: header (with navigation and the sign-out control when signed in), `main`.
@@ -50,6 +52,12 @@ pub fn page(title: &str, chrome: Option<&Chrome<'_>>, scripts: &[&str], content:
                     @if let Some(c) = chrome {
                         nav aria-label="Main" {
                             a href="/app" { "Accounts" }
+                            a href="/app/reconciliation" {
+                                "Reconciliation"
+                                @if let Some(n) = c.review.filter(|n| *n > 0) {
+                                    " " span.badge id="review-badge" aria-label={ (n) " to review" } { (n) }
+                                }
+                            }
                             a href="/app/keys" { "API keys" }
                             a href="/app/settings" { "Settings" }
                         }
