@@ -530,9 +530,12 @@ async fn the_page_json_is_scoped_to_the_signed_in_user() {
     for path in [
         format!("/app/api/accounts/{foreign}/movements"),
         "/app/api/accounts/not-a-uuid/movements".to_owned(),
+        // Not UTF-8 once decoded: the dashboard's JSON 404, not axum's plain-text 400.
+        "/app/api/accounts/%FF/movements".to_owned(),
     ] {
         let res = b.fetch(Method::GET, &path, None, None).await;
         assert_eq!(res.status, StatusCode::NOT_FOUND, "{path}");
+        assert!(res.body.contains("\"code\""), "{path}: {}", res.body);
     }
     let res = b
         .fetch(

@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{ConnectInfo, State};
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -30,7 +30,7 @@ use self::session::{
     SECOND_FACTOR_COOKIE, SECOND_FACTOR_SECS, SESSION_COOKIE,
 };
 use super::error::{ApiError, Problem};
-use super::extract::body_bytes;
+use super::extract::{body_bytes, DPath};
 use crate::app::two_factor::{self, TwoFactorError};
 use crate::auth::tickets::DashboardSession;
 use crate::domain::account_config::{self, ConfigPatch};
@@ -515,7 +515,7 @@ async fn create_account(app: &AppState, who: &UiUser, f: &HashMap<String, String
 async fn read_now_form(
     State(app): State<AppState>,
     who: UiUser,
-    Path(id): Path<String>,
+    DPath(id): DPath<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     if let Err(r) = signed_form(&who, body) {
@@ -610,7 +610,7 @@ async fn create_key(State(app): State<AppState>, who: UiUser, body: Result<Bytes
 async fn revoke_key(
     State(app): State<AppState>,
     who: UiUser,
-    Path(id): Path<String>,
+    DPath(id): DPath<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     if let Err(r) = signed_form(&who, body) {
@@ -709,7 +709,7 @@ struct MovementOut {
 async fn api_movements(
     State(app): State<AppState>,
     who: UiUser,
-    Path(id): Path<String>,
+    DPath(id): DPath<String>,
 ) -> Result<Json<Vec<MovementOut>>, ApiError> {
     let a = owned(&app, &who, &id).await?;
     let rows = app.store.list_movements(who.user.id, a.id, 20, 0).await?;
@@ -730,7 +730,7 @@ async fn api_movements(
 async fn api_otp(
     State(app): State<AppState>,
     who: UiUser,
-    Path(id): Path<String>,
+    DPath(id): DPath<String>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
@@ -747,7 +747,7 @@ async fn api_otp(
     }
 }
 
-async fn api_read(State(app): State<AppState>, who: UiUser, Path(id): Path<String>, headers: HeaderMap) -> Response {
+async fn api_read(State(app): State<AppState>, who: UiUser, DPath(id): DPath<String>, headers: HeaderMap) -> Response {
     if let Err(r) = signed_fetch(&who, &headers) {
         return *r;
     }

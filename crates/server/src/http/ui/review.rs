@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -22,6 +22,7 @@ use super::pages::{page, Chrome};
 use super::session::UiUser;
 use super::{field, html as ok_html, signed_form, status_html};
 use crate::http::error::{ApiError, Problem};
+use crate::http::extract::DPath;
 use crate::http::review::{self as api, amount_text, received_text};
 use crate::reconcile::review::{candidates, needs_review, Reviewed};
 use crate::support::time::ts;
@@ -268,7 +269,7 @@ async fn detail_of(app: &AppState, who: &UiUser, id: &str) -> Result<Option<Conc
     Ok(app.store.conciliation_detail(who.user.id, id).await?)
 }
 
-async fn detail_page(State(app): State<AppState>, who: UiUser, Path(id): Path<String>, uri: Uri) -> Response {
+async fn detail_page(State(app): State<AppState>, who: UiUser, DPath(id): DPath<String>, uri: Uri) -> Response {
     let done = url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
         .find(|(k, _)| k == "done")
         .map(|(_, v)| v.into_owned());
@@ -516,7 +517,7 @@ async fn action(app: AppState, who: UiUser, id: String, body: Result<Bytes, Byte
 async fn resolve(
     State(app): State<AppState>,
     who: UiUser,
-    Path(id): Path<String>,
+    DPath(id): DPath<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     action(app, who, id, body, Act::Resolve).await
@@ -525,7 +526,7 @@ async fn resolve(
 async fn reject(
     State(app): State<AppState>,
     who: UiUser,
-    Path(id): Path<String>,
+    DPath(id): DPath<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     action(app, who, id, body, Act::Reject).await
@@ -534,7 +535,7 @@ async fn reject(
 async fn run(
     State(app): State<AppState>,
     who: UiUser,
-    Path(id): Path<String>,
+    DPath(id): DPath<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     action(app, who, id, body, Act::Run).await
@@ -543,7 +544,7 @@ async fn run(
 async fn notify(
     State(app): State<AppState>,
     who: UiUser,
-    Path(id): Path<String>,
+    DPath(id): DPath<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     action(app, who, id, body, Act::Notify).await
