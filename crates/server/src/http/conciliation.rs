@@ -218,6 +218,11 @@ fn list_query(uri: &Uri) -> Result<Option<(ConciliationFilter, i64, i64)>, Probl
                         .map_err(|_| Problem::field("account_id", "must be a UUID"))?,
                 )
             }
+            // Control characters are refused here as in every body (PostgreSQL text cannot
+            // hold a NUL: it was a 500 there).
+            "external_id" if v.chars().any(char::is_control) => {
+                return Err(Problem::field("external_id", "must not contain control characters"))
+            }
             "external_id" => filter.external_id = Some(v.into_owned()),
             _ => {}
         }

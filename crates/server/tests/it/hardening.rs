@@ -34,6 +34,30 @@ async fn passwords_may_hold_control_characters() {
 
 /// Finding 3: a NUL (or any control character) in a free-text input is a 400 naming the field on
 /// both backends — PostgreSQL `text` refuses NUL (it was a 500), SQLite stored it.
+/// The same rule for a free-text query filter: a NUL in `external_id` was a 500 on PostgreSQL
+/// (found by the fuzz stage).
+#[tokio::test]
+async fn control_characters_in_a_query_filter_are_refused_naming_the_field() {
+    let f = Fixture::new().await;
+    for bad in ["%00", "a%0Ab", "%C2%85"] {
+        let r = f
+            .app
+            .json(
+                Method::GET,
+                &format!("/conciliation?external_id={bad}"),
+                Some(&f.token),
+                None,
+            )
+            .await;
+        assert_field_error(&r, "external_id");
+    }
+    let r = f
+        .app
+        .json(Method::GET, "/conciliation?external_id=order-7", Some(&f.token), None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+}
+
 #[tokio::test]
 async fn control_characters_in_free_text_are_refused_naming_the_field() {
     let f = Fixture::new().await;
