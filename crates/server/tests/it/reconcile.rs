@@ -125,6 +125,7 @@ impl Fixture {
             .await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.text);
         let account = app.account(&token, "Shop").await;
+        app.hold_poller(&account).await;
         let orders = Orders::start().await;
         let r = app
             .json(

@@ -348,6 +348,21 @@ impl TestApp {
             .id
     }
 
+    /// Keeps the background order poller off `account` for one poll interval, as though it had
+    /// just been polled. A new account is due at once, so without this the worker's first poll
+    /// races a test's own polls for the scripted answers. Call it before the account gets its
+    /// `pending_orders_endpoint`; the test's first poll reschedules it as usual, and "poll now"
+    /// still queues it for the worker.
+    pub async fn hold_poller(&self, account: &str) {
+        let id = account.parse().expect("account id");
+        let interval = chrono::Duration::from_std(self.state.config.orders_poll_interval).expect("interval");
+        self.state
+            .store
+            .request_poll(id, self.state.clock.now() + interval)
+            .await
+            .expect("hold the poller");
+    }
+
     /// Creates an account on the sandbox bank; returns its id.
     pub async fn account(&self, token: &str, name: &str) -> String {
         let bank = self.sandbox_bank(token).await;
@@ -526,6 +541,7 @@ impl BankFixture {
     /// An account on the sandbox bank with these bank credentials and config fields.
     pub async fn account(&self, username: &str, password: &str, extra: Value) -> String {
         let id = self.app.account(&self.token, username).await;
+        self.app.hold_poller(&id).await;
         let mut config = json!({"bank_username": username, "bank_password": password});
         if let (Some(c), Some(e)) = (config.as_object_mut(), extra.as_object()) {
             c.extend(e.clone());
