@@ -197,6 +197,12 @@ struct RawMovements {
     capture: Option<RawCapture>,
     #[serde(default)]
     list: Option<Spanned<String>>,
+    #[serde(default)]
+    next: Option<RawSel>,
+    #[serde(default)]
+    max_pages: Option<Spanned<i64>>,
+    #[serde(default)]
+    until_older_than: Option<Spanned<String>>,
     fields: BTreeMap<String, Spanned<RawField>>,
 }
 
@@ -495,6 +501,8 @@ pub struct Movements {
     pub steps: Vec<Step>,
     pub logged_out: Option<Cond>,
     pub source: Source,
+    /// Older pages, when the bank pages its list (CONNECTORS §7).
+    pub pages: Option<Pages>,
     pub external_id: Field,
     pub received_at: Field,
     pub amount: Field,
@@ -502,6 +510,20 @@ pub struct Movements {
     pub name: Option<Field>,
     pub description: Option<Field>,
 }
+
+/// How a paged list is read: the first page, then `next` is clicked while it is visible and
+/// enabled, up to `max_pages` pages in all, stopping early once a page reaches back past
+/// `until_older_than`. Nothing filters by date: the store ignores movements it already has.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pages {
+    pub next: Locator,
+    pub max_pages: u32,
+    pub until_older_than: Option<Duration>,
+}
+
+/// `max_pages` when a definition gives `next` alone, and the most it may ask for.
+pub const DEFAULT_MAX_PAGES: u32 = 10;
+pub const MAX_PAGES_LIMIT: u32 = 100;
 
 // ---------------------------------------------------------------------------------------------
 // Loading.
@@ -856,7 +878,11 @@ pub fn host_allowed(allowed: &[String], host: &str) -> bool {
 fn dur(cx: &Ctx<'_>, v: &Spanned<String>, field: &str) -> Result<Duration, DefError> {
     match parse_duration(v.get_ref()) {
         Some(d) => Ok(d),
-        None => cx.err(span_of(v), field, "a duration such as \"500ms\", \"15s\" or \"2m\""),
+        None => cx.err(
+            span_of(v),
+            field,
+            "a duration such as \"500ms\", \"15s\", \"2m\" or \"3d\"",
+        ),
     }
 }
 
@@ -1275,11 +1301,50 @@ impl Validator<'_> {
                     .err(None, &format!("movements.fields.{n}"), "only external_id can be a hash");
             }
         }
+        let pages = match &m.next {
+            None => {
+                if let Some(mp) = &m.max_pages {
+                    return self.cx.err(span_of(mp), "movements.max_pages", "only with `next`");
+                }
+                if let Some(u) = &m.until_older_than {
+                    return self
+                        .cx
+                        .err(span_of(u), "movements.until_older_than", "only with `next`");
+                }
+                None
+            }
+            Some(next) => {
+                let max_pages = match &m.max_pages {
+                    None => DEFAULT_MAX_PAGES,
+                    Some(mp) => match u32::try_from(*mp.get_ref()) {
+                        Ok(n) if (2..=MAX_PAGES_LIMIT).contains(&n) => n,
+                        _ => {
+                            return self.cx.err(
+                                span_of(mp),
+                                "movements.max_pages",
+                                format!("a number of pages from 2 to {MAX_PAGES_LIMIT}"),
+                            )
+                        }
+                    },
+                };
+                let until_older_than = m
+                    .until_older_than
+                    .as_ref()
+                    .map(|u| dur(self.cx, u, "movements.until_older_than"))
+                    .transpose()?;
+                Some(Pages {
+                    next: self.sel(next, "movements.next")?,
+                    max_pages,
+                    until_older_than,
+                })
+            }
+        };
         Ok(Movements {
             goto,
             steps,
             logged_out,
             source,
+            pages,
             external_id,
             received_at,
             amount,
@@ -1458,6 +1523,28 @@ mod tests {
     }
 
     #[test]
+    fn paging_settings_need_next_and_default_to_ten_pages() {
+        let no_next = builtin().replacen("next = \"button#next-page\"", "", 1);
+        let err = parse("bank.toml", &no_next).expect_err("max_pages without next");
+        assert_eq!(err.field, "movements.max_pages", "{err}");
+        assert!(err.message.contains("only with `next`"), "{err}");
+        let d = parse("bank.toml", &builtin().replacen("max_pages = 20", "", 1)).expect("valid");
+        let pages = d.movements.pages.expect("paged");
+        assert_eq!((pages.max_pages, pages.until_older_than), (DEFAULT_MAX_PAGES, None));
+        let d = parse(
+            "bank.toml",
+            &builtin().replacen("max_pages = 20", "until_older_than = \"3d\"", 1),
+        )
+        .expect("valid");
+        let pages = d.movements.pages.expect("paged");
+        assert_eq!(pages.until_older_than, Some(Duration::from_secs(3 * 86_400)));
+        let bare = builtin()
+            .replacen("next = \"button#next-page\"", "", 1)
+            .replacen("max_pages = 20", "", 1);
+        assert_eq!(parse("bank.toml", &bare).expect("valid").movements.pages, None);
+    }
+
+    #[test]
     fn the_builtin_definition_is_valid() {
         let d = parse("builtin:sandbox-js.toml", builtin()).expect("valid");
         assert_eq!(d.code, "sandbox-js");
@@ -1506,6 +1593,24 @@ mod tests {
                 "one of",
             ),
             ("step = \"15s\"", "step = \"fifteen\"", "timeouts.step", "duration"),
+            (
+                "max_pages = 20",
+                "max_pages = 1",
+                "movements.max_pages",
+                "from 2 to 100",
+            ),
+            (
+                "max_pages = 20",
+                "max_pages = 101",
+                "movements.max_pages",
+                "from 2 to 100",
+            ),
+            (
+                "next = \"button#next-page\"",
+                "next = \"button##next\"",
+                "movements.next",
+                "CSS selector",
+            ),
             (
                 "amount = { json = \"/amount\", parse = \"decimal\" }",
                 "amount = { json = \"/amount\", parse = \"float\" }",

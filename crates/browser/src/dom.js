@@ -91,8 +91,14 @@
     case "mark":
       find(a.loc).forEach(function (e) { e.__rbkStale = true; });
       return true;
+    case "live": {
+      // A control that can be used now: visible and not disabled (`next` of a paged list).
+      var n = first(a.loc);
+      return !!n && !n.disabled && n.getAttribute("aria-disabled") !== "true";
+    }
     case "rows":
-      return find(a.loc).map(function (row) {
+      // Rows marked as read (a previous page still in the DOM) are not read again.
+      return find(a.loc).filter(function (row) { return !row.__rbkStale; }).map(function (row) {
         return a.fields.map(function (f) {
           if (f.attr !== undefined) return row.getAttribute(f.attr);
           var el = f.text ? row.querySelector(f.text) : row;

@@ -647,13 +647,14 @@ pub async fn login(
 }
 
 impl Session {
-    /// Reads the movements (navigating to them again keeps the bank's session warm).
+    /// Reads the movements (navigating to them again keeps the bank's session warm), page after
+    /// page when the definition pages them.
     pub async fn read_movements(&mut self) -> Result<Vec<Movement>, Failure> {
         let def = Arc::clone(&self.def);
         let m = &def.movements;
         let mut run = Run::new(&self.lease, &def, self.evidence_on);
         run.trail.push("movements".into());
-        let since = self.lease.net_seq();
+        let mut since = self.lease.net_seq();
         if let Source::Json { response, .. } = &m.source {
             self.lease.arm_capture(response);
         }
@@ -671,89 +672,50 @@ impl Session {
             }
         }
         run.steps(&m.steps, None).await?;
-        let read = def.timeouts.read;
-        let mut conds: Vec<&Cond> = Vec::new();
-        let table_cond;
-        match &m.source {
-            Source::Table { table, .. } => {
-                table_cond = Cond::Visible(table.clone());
-                conds.push(&table_cond);
-            }
-            Source::Json { .. } => {}
-        }
-        if let Some(l) = &m.logged_out {
-            conds.push(l);
-        }
-        let lease = &self.lease;
-        let json_ready = || match &m.source {
-            Source::Json { status, .. } => lease
-                .captured_since(since)
-                .iter()
-                .any(|c| status.is_none_or(|s| s == c.status)),
-            Source::Table { .. } => false,
-        };
-        let hit = run.wait_any(&conds, since, read, &json_ready).await?;
-        let logged_out_idx = if matches!(m.source, Source::Table { .. }) { 1 } else { 0 };
-        match hit {
-            Hit::Outcome(v) => return Err(run.verdict(v, "movements").await),
-            Hit::Timeout => return Err(run.timed_out("movements", read).await),
-            Hit::Cond(i) if m.logged_out.is_some() && i == logged_out_idx => return Err(Failure::SessionExpired),
-            Hit::Cond(_) | Hit::Ready => {}
-        }
-        let rows: Vec<RawRow> = match &m.source {
-            Source::Table { rows, .. } => {
-                let fields: Vec<Value> = [
-                    Some(&m.external_id),
-                    Some(&m.received_at),
-                    Some(&m.amount),
-                    Some(&m.currency),
-                    m.name.as_ref(),
-                    m.description.as_ref(),
-                ]
-                .iter()
-                .map(|f| match f.map(|f| &f.from) {
-                    Some(crate::def::FieldFrom::Attr(a)) => json!({ "attr": a }),
-                    Some(crate::def::FieldFrom::Text(t)) => json!({ "text": t }),
-                    _ => json!({ "attr": "data-rbk-none" }),
-                })
-                .collect();
-                let deadline = Instant::now() + read;
-                let v = run
-                    .op_settled(json!({ "op": "rows", "loc": rows, "fields": fields }), deadline)
-                    .await?;
-                let parsed: Result<Vec<Vec<Option<String>>>, _> = serde_json::from_value(v);
-                match parsed {
-                    Ok(list) => list
-                        .into_iter()
-                        .map(|r| {
-                            let mut it = r.into_iter();
-                            std::array::from_fn(|_| it.next().flatten())
-                        })
-                        .collect(),
-                    Err(e) => return Err(run.broken("movements.rows", e.to_string()).await),
+        let mut rows = read_page(&mut run, m, since, 1).await?;
+        if let Some(pages) = &m.pages {
+            let mut page = 1;
+            let mut last_len = rows.len();
+            while page < pages.max_pages {
+                if let Some(age) = pages.until_older_than {
+                    let got = match extract::build(m, rows[rows.len() - last_len..].to_vec()) {
+                        Ok(list) => list,
+                        Err(e) => return Err(run.broken("movements.fields", e).await),
+                    };
+                    if reaches_back(&got, age) {
+                        break;
+                    }
                 }
-            }
-            Source::Json { status, pick, list, .. } => {
-                let caps: Vec<_> = self
-                    .lease
-                    .captured_since(since)
-                    .into_iter()
-                    .filter(|c| status.is_none_or(|s| s == c.status))
-                    .collect();
-                let chosen = match pick {
-                    Pick::First => caps.first(),
-                    Pick::Last => caps.last(),
-                    Pick::Largest => caps.iter().max_by_key(|c| c.body.len()),
-                };
-                let Some(cap) = chosen else {
-                    return Err(run.broken("movements.capture", "no response was captured".into()).await);
-                };
-                match json_rows(&def, &cap.body, list) {
-                    Ok(rows) => rows,
-                    Err(e) => return Err(run.broken("movements.list", e).await),
+                let live = run
+                    .op(json!({ "op": "live", "loc": pages.next }))
+                    .await
+                    .map_err(|e| run.page_failure(e))?;
+                if live != Value::Bool(true) {
+                    break;
                 }
+                // What the next page shows must be new: rows seen are marked (a table), and
+                // only responses captured after the click count (JSON).
+                if let Source::Table { rows: loc, .. } = &m.source {
+                    run.op(json!({ "op": "mark", "loc": loc }))
+                        .await
+                        .map_err(|e| run.page_failure(e))?;
+                }
+                since = self.lease.net_seq();
+                let click = Step {
+                    action: Action::Click {
+                        target: pages.next.clone(),
+                        navigation: false,
+                    },
+                    timeout: None,
+                    label: format!("movements.next[{page}]"),
+                };
+                run.steps(std::slice::from_ref(&click), None).await?;
+                page += 1;
+                let more = read_page(&mut run, m, since, page).await?;
+                last_len = more.len();
+                rows.extend(more);
             }
-        };
+        }
         match extract::build(m, rows) {
             Ok(list) => Ok(list),
             Err(e) => Err(run.broken("movements.fields", e).await),
@@ -770,6 +732,116 @@ impl Session {
     /// The lease (tests and the bench look at the page).
     pub fn lease(&self) -> &ContextLease {
         &self.lease
+    }
+}
+
+/// Whether a page's oldest movement is older than `age` (dates that do not parse say nothing).
+fn reaches_back(page: &[Movement], age: Duration) -> bool {
+    let Some(horizon) = chrono::TimeDelta::from_std(age)
+        .ok()
+        .and_then(|a| chrono::Utc::now().checked_sub_signed(a))
+    else {
+        return false;
+    };
+    page.iter()
+        .any(|mv| chrono::DateTime::parse_from_rfc3339(&mv.received_at).is_ok_and(|t| t.to_utc() < horizon))
+}
+
+/// Waits for one page of movements (the table, or a response captured since `since`) and
+/// returns its raw rows.
+async fn read_page(
+    run: &mut Run<'_>,
+    m: &crate::def::Movements,
+    since: u64,
+    page: u32,
+) -> Result<Vec<RawRow>, Failure> {
+    let (def, lease) = (run.def, run.lease);
+    let read = def.timeouts.read;
+    let step = if page == 1 {
+        "movements".to_owned()
+    } else {
+        format!("movements (page {page})")
+    };
+    let mut conds: Vec<&Cond> = Vec::new();
+    // A later page of a table: rows not seen before (the rows read are marked before `next`).
+    let table_cond = match &m.source {
+        Source::Table { table, .. } if page == 1 => Some(Cond::Visible(table.clone())),
+        Source::Table { rows, .. } => Some(Cond::Visible(rows.clone())),
+        Source::Json { .. } => None,
+    };
+    if let Some(c) = &table_cond {
+        conds.push(c);
+    }
+    if let Some(l) = &m.logged_out {
+        conds.push(l);
+    }
+    let json_ready = || match &m.source {
+        Source::Json { status, .. } => lease
+            .captured_since(since)
+            .iter()
+            .any(|c| status.is_none_or(|s| s == c.status)),
+        Source::Table { .. } => false,
+    };
+    let hit = run.wait_any(&conds, since, read, &json_ready).await?;
+    let logged_out_idx = usize::from(table_cond.is_some());
+    match hit {
+        Hit::Outcome(v) => return Err(run.verdict(v, &step).await),
+        Hit::Timeout => return Err(run.timed_out(&step, read).await),
+        Hit::Cond(i) if m.logged_out.is_some() && i == logged_out_idx => return Err(Failure::SessionExpired),
+        Hit::Cond(_) | Hit::Ready => {}
+    }
+    match &m.source {
+        Source::Table { rows, .. } => {
+            let fields: Vec<Value> = [
+                Some(&m.external_id),
+                Some(&m.received_at),
+                Some(&m.amount),
+                Some(&m.currency),
+                m.name.as_ref(),
+                m.description.as_ref(),
+            ]
+            .iter()
+            .map(|f| match f.map(|f| &f.from) {
+                Some(crate::def::FieldFrom::Attr(a)) => json!({ "attr": a }),
+                Some(crate::def::FieldFrom::Text(t)) => json!({ "text": t }),
+                _ => json!({ "attr": "data-rbk-none" }),
+            })
+            .collect();
+            let deadline = Instant::now() + read;
+            let v = run
+                .op_settled(json!({ "op": "rows", "loc": rows, "fields": fields }), deadline)
+                .await?;
+            let parsed: Result<Vec<Vec<Option<String>>>, _> = serde_json::from_value(v);
+            match parsed {
+                Ok(list) => Ok(list
+                    .into_iter()
+                    .map(|r| {
+                        let mut it = r.into_iter();
+                        std::array::from_fn(|_| it.next().flatten())
+                    })
+                    .collect()),
+                Err(e) => Err(run.broken("movements.rows", e.to_string()).await),
+            }
+        }
+        Source::Json { status, pick, list, .. } => {
+            let caps: Vec<_> = lease
+                .captured_since(since)
+                .into_iter()
+                .filter(|c| status.is_none_or(|s| s == c.status))
+                .collect();
+            let chosen = match pick {
+                Pick::First => caps.first(),
+                Pick::Last => caps.last(),
+                Pick::Largest => caps.iter().max_by_key(|c| c.body.len()),
+            };
+            let Some(cap) = chosen else {
+                return Err(run.broken("movements.capture", "no response was captured".into()).await);
+            };
+            match json_rows(def, &cap.body, list) {
+                Ok(rows) => Ok(rows),
+                Err(e) => Err(run.broken("movements.list", e).await),
+            }
+        }
     }
 }
 

@@ -153,6 +153,133 @@ fn user_good_reads_exactly_the_banks_movements() {
     });
 }
 
+/// The built-in definition with `from` replaced by `to` (it must be there).
+fn sandbox_js_with(w: &World, edits: &[(&str, &str)]) -> Arc<BankDef> {
+    let (_, text) = def::BUILTIN
+        .iter()
+        .find(|(n, _)| *n == "sandbox-js.toml")
+        .expect("built-in");
+    let mut text = text.to_string();
+    for (from, to) in edits {
+        assert!(text.contains(from), "{from}");
+        text = text.replacen(from, to, 1);
+    }
+    let mut d = def::parse("sandbox-js.toml", &text).expect("a valid definition");
+    d.base_url = w.base.clone();
+    Arc::new(d)
+}
+
+fn inject(w: &World, user: &str, ago: chrono::Duration, n: usize) {
+    for i in 0..n {
+        w.bank
+            .add_movement(sandbox_bank::AddMovement {
+                username: user.into(),
+                amount: format!("{}.00", 100 + i),
+                currency: "UYU".into(),
+                name: Some("Ana Lopez".into()),
+                description: format!("injected {i}"),
+                received_at: Some(chrono::Utc::now() - ago - chrono::Duration::seconds(i as i64)),
+            })
+            .expect("movement");
+    }
+}
+
+#[test]
+fn a_paged_list_is_read_page_after_page() {
+    run(|w| async move {
+        let user = "user_good+paged";
+        inject(w, user, chrono::Duration::hours(2), 6);
+        w.bank.set_js_page_size(user, Some(3));
+        let want = w.bank.movements_of(user);
+        assert!(
+            want.len() >= 11,
+            "the bank's own 5 or more and 6 injected: four pages of 3 or more"
+        );
+        let mut session = login(w, &w.def, user, "pass_good", &mut Script::default())
+            .await
+            .expect("login");
+        let got = session.read_movements().await.expect("read");
+        let ids =
+            |l: &[reconbanker_browser::extract::Movement]| l.iter().map(|m| m.external_id.clone()).collect::<Vec<_>>();
+        assert_eq!(ids(&got), want.iter().map(|m| m.id.clone()).collect::<Vec<_>>());
+
+        // At most `max_pages` pages.
+        let two = sandbox_js_with(w, &[("max_pages = 20", "max_pages = 2")]);
+        let mut session = login(w, &two, user, "pass_good", &mut Script::default())
+            .await
+            .expect("login");
+        let got = session.read_movements().await.expect("read");
+        assert_eq!(ids(&got), want.iter().take(6).map(|m| m.id.clone()).collect::<Vec<_>>());
+
+        // Stopping after the first page that reaches back past `until_older_than` (the page
+        // holding the newest movement injected two hours back).
+        let horizon = chrono::Utc::now() - chrono::Duration::hours(1);
+        let first_old = want.iter().position(|m| m.date < horizon).expect("an old movement");
+        let through = (first_old / 3 + 1) * 3;
+        assert!(through < want.len(), "pages are left unread");
+        let recent = sandbox_js_with(w, &[("max_pages = 20", "max_pages = 20\nuntil_older_than = \"1h\"")]);
+        let mut session = login(w, &recent, user, "pass_good", &mut Script::default())
+            .await
+            .expect("login");
+        let got = session.read_movements().await.expect("read");
+        assert_eq!(
+            ids(&got),
+            want.iter().take(through).map(|m| m.id.clone()).collect::<Vec<_>>()
+        );
+
+        // The same list read from the page's table instead of the captured JSON: after `next`,
+        // only rows not read before count.
+        let table = sandbox_js_with(
+            w,
+            &[
+                (
+                    "capture = { response = \"/js/api/movements\", status = 200 }",
+                    "table = \"table#movements\"\nrows = \"table#movements tbody tr\"",
+                ),
+                ("list = \"/movements\"", ""),
+                (
+                    "external_id = { json = \"/id\" }",
+                    "external_id = { attr = \"data-id\" }",
+                ),
+                (
+                    "received_at = { json = \"/date\",",
+                    "received_at = { text = \"td.date\",",
+                ),
+                ("amount = { json = \"/amount\",", "amount = { text = \"td.amount\","),
+                (
+                    "currency = { json = \"/currency\",",
+                    "currency = { text = \"td.currency\",",
+                ),
+                ("name = { json = \"/name\",", "name = { text = \"td.name\","),
+                (
+                    "description = { json = \"/description\" }",
+                    "description = { text = \"td.description\" }",
+                ),
+            ],
+        );
+        let mut session = login(w, &table, user, "pass_good", &mut Script::default())
+            .await
+            .expect("login");
+        let got = session.read_movements().await.expect("read");
+        assert_eq!(ids(&got), want.iter().map(|m| m.id.clone()).collect::<Vec<_>>());
+        for (g, m) in got.iter().zip(&want) {
+            assert_eq!(
+                (&g.amount, &g.received_at),
+                (&m.amount().to_string(), &m.date_rfc3339())
+            );
+        }
+
+        // Without `next`, the first page only (what a definition without pagination reads).
+        let one = sandbox_js_with(w, &[("next = \"button#next-page\"", ""), ("max_pages = 20", "")]);
+        let mut session = login(w, &one, user, "pass_good", &mut Script::default())
+            .await
+            .expect("login");
+        let got = session.read_movements().await.expect("read");
+        assert_eq!(ids(&got), want.iter().take(3).map(|m| m.id.clone()).collect::<Vec<_>>());
+        w.bank.set_js_page_size(user, None);
+    });
+}
+
 fn fatal(r: Result<interp::Session, Failure>) -> reconbanker_browser::def::FatalKind {
     match r {
         Err(Failure::Fatal(k, _)) => k,

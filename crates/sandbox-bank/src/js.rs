@@ -36,14 +36,18 @@
 //!   `{"error":"wrong_code","attemptsLeft":N}`; 403 `{"error":"otp_locked"}` (session destroyed);
 //!   401 `{"error":"not_logged_in"}`; 400 `{"error":"csrf"}`. Judged codes are published like the
 //!   HTML bank's.
-//! - `GET /js/api/movements` → `{"account": USERNAME, "movements": [...]}` (the objects of
-//!   `/api/movements`); 401 `{"error":"not_logged_in"}`; 502 `{"error":"bad_gateway"}` (flaky).
+//! - `GET /js/api/movements[?page=N]` → `{"account": USERNAME, "movements": [...], "page": N,
+//!   "nextPage": N+1 | null}` (the objects of `/api/movements`, newest first; one page holds
+//!   them all unless [`SandboxBank::set_js_page_size`] set a size for the user, and then the
+//!   page renders `<button id="next-page">` while older ones remain); 400
+//!   `{"error":"bad_request"}` for a `page` that is not a number from 1; 401
+//!   `{"error":"not_logged_in"}`; 502 `{"error":"bad_gateway"}` (flaky).
 //! - `POST /js/api/logout` → 204, session destroyed.
 //!
 //! `user_slow` is held back exactly as on the HTML bank.
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
@@ -172,13 +176,33 @@ async fn otp_post(
     }
 }
 
-async fn movements(State(bank): State<SandboxBank>, headers: HeaderMap) -> Response {
+#[derive(serde::Deserialize)]
+struct PageQuery {
+    page: Option<String>,
+}
+
+async fn movements(State(bank): State<SandboxBank>, headers: HeaderMap, Query(q): Query<PageQuery>) -> Response {
+    let page = match q.page.as_deref().map(str::parse::<usize>) {
+        None => 1,
+        Some(Ok(n)) if n >= 1 => n,
+        Some(_) => return error(StatusCode::BAD_REQUEST, "bad_request"),
+    };
+    let sizes = bank.clone();
     flow::movements(&bank, &headers, |read| match read {
         Read::NotLoggedIn => not_logged_in(),
         Read::Failed => error(StatusCode::BAD_GATEWAY, "bad_gateway"),
         Read::Movements { username, movements } => {
-            let movements: Vec<MovementOut> = movements.into_iter().map(MovementOut::from).collect();
-            Json(json!({ "account": username, "movements": movements })).into_response()
+            let size = sizes.js_page_size(&username).unwrap_or(usize::MAX);
+            let skip = (page - 1).saturating_mul(size);
+            let more = movements.len() > skip.saturating_add(size);
+            let movements: Vec<MovementOut> = movements
+                .into_iter()
+                .skip(skip)
+                .take(size)
+                .map(MovementOut::from)
+                .collect();
+            let next = more.then_some(page + 1);
+            Json(json!({ "account": username, "movements": movements, "page": page, "nextPage": next })).into_response()
         }
     })
     .await

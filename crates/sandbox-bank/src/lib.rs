@@ -278,6 +278,9 @@ struct Inner {
     counters: Counters,
     /// `sandbox-js` renders its redesigned pages (see [`SandboxBank::set_js_redesign`]).
     js_redesigned: std::sync::atomic::AtomicBool,
+    /// `sandbox-js` lists these users' movements in pages of this many (see
+    /// [`SandboxBank::set_js_page_size`]).
+    js_page_sizes: Mutex<HashMap<String, usize>>,
 }
 
 // A panic elsewhere cannot leave these maps half-updated in a way that matters more than refusing
@@ -326,6 +329,7 @@ impl SandboxBank {
                 otp_events,
                 counters: Counters::default(),
                 js_redesigned: std::sync::atomic::AtomicBool::new(false),
+                js_page_sizes: Mutex::default(),
             }),
         }
     }
@@ -447,6 +451,21 @@ impl SandboxBank {
     /// (everything else the same), so a definition written for the old page no longer matches.
     pub fn set_js_redesign(&self, on: bool) {
         self.inner.js_redesigned.store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Issue 9: `sandbox-js` lists `username`'s movements (exactly that username) in pages of
+    /// `size`, newest first, each page with an "Older movements" button (`button#next-page`)
+    /// while older ones remain; `None` (the default) lists them all on one page.
+    pub fn set_js_page_size(&self, username: &str, size: Option<usize>) {
+        let mut sizes = lock(&self.inner.js_page_sizes);
+        match size.filter(|n| *n > 0) {
+            Some(n) => sizes.insert(username.to_owned(), n),
+            None => sizes.remove(username),
+        };
+    }
+
+    pub(crate) fn js_page_size(&self, username: &str) -> Option<usize> {
+        lock(&self.inner.js_page_sizes).get(username).copied()
     }
 
     pub(crate) fn js_redesigned(&self) -> bool {

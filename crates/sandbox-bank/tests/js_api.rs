@@ -195,3 +195,64 @@ async fn a_redesigned_bank_marks_its_shell_and_can_go_back() {
     bank.set_js_redesign(false);
     assert!(!shell().await.contains("data-design"));
 }
+
+#[tokio::test]
+async fn movements_come_in_pages_when_the_user_has_a_page_size() {
+    let (bank, base) = start().await;
+    let c = client();
+    let token = csrf(&c, &base).await;
+    let (s, _) = post(
+        &c,
+        format!("{base}/js/api/login"),
+        json!({"username": "user_good+pages", "password": "pass_good", "csrf": token}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let all: Vec<String> = bank.movements_of("user_good+pages").into_iter().map(|m| m.id).collect();
+    assert_eq!(all.len(), 5);
+    let page = |q: &'static str| {
+        let c = c.clone();
+        let base = base.clone();
+        async move {
+            let r = c.get(format!("{base}/js/api/movements{q}")).send().await.expect("m");
+            let status = r.status();
+            (status, r.json::<Value>().await.expect("json"))
+        }
+    };
+    let ids = |v: &Value| -> Vec<String> {
+        v["movements"]
+            .as_array()
+            .expect("array")
+            .iter()
+            .map(|m| m["id"].as_str().expect("id").to_owned())
+            .collect()
+    };
+    // No page size: one page with everything.
+    let (s, v) = page("").await;
+    assert_eq!(
+        (s, ids(&v), &v["page"], &v["nextPage"]),
+        (StatusCode::OK, all.clone(), &json!(1), &Value::Null)
+    );
+
+    bank.set_js_page_size("user_good+pages", Some(2));
+    let (_, v) = page("").await;
+    assert_eq!((ids(&v), &v["nextPage"]), (all[..2].to_vec(), &json!(2)));
+    let (_, v) = page("?page=2").await;
+    assert_eq!((ids(&v), &v["nextPage"]), (all[2..4].to_vec(), &json!(3)));
+    let (_, v) = page("?page=3").await;
+    assert_eq!((ids(&v), &v["nextPage"]), (all[4..].to_vec(), &Value::Null));
+    let (_, v) = page("?page=9").await;
+    assert_eq!((ids(&v), &v["nextPage"]), (Vec::<String>::new(), &Value::Null));
+    for bad in ["?page=0", "?page=x", "?page=-1"] {
+        let (s, v) = page(bad).await;
+        assert_eq!(
+            (s, v),
+            (StatusCode::BAD_REQUEST, json!({"error": "bad_request"})),
+            "{bad}"
+        );
+    }
+    // The size removed: one page again.
+    bank.set_js_page_size("user_good+pages", None);
+    let (_, v) = page("").await;
+    assert_eq!(ids(&v), all);
+}

@@ -151,6 +151,12 @@
         cell("name", m.name || ""), cell("description", m.description)
       ]));
     });
+    var older = [];
+    if (body.nextPage) {
+      var next = el("button", { id: "next-page", type: "button", "data-page": String(body.nextPage) }, ["Older movements"]);
+      next.addEventListener("click", function () { loadMovements(body.nextPage); });
+      older.push(next);
+    }
     var logout = el("button", { id: "logout", type: "button" }, ["Log out"]);
     logout.addEventListener("click", function () {
       api("POST", "/js/api/logout").then(function () { location.assign("/js/login"); });
@@ -163,14 +169,13 @@
           return el("th", {}, [h]);
         }))]),
         tbody
-      ]),
-      logout
-    ]);
+      ])
+    ].concat(older, [logout]));
   }
 
-  function loadMovements() {
+  function loadMovements(page) {
     var xhr = new XMLHttpRequest();
-    xhr.open("GET", "/js/api/movements");
+    xhr.open("GET", page ? "/js/api/movements?page=" + page : "/js/api/movements");
     xhr.onload = function () {
       if (xhr.status === 401) { location.replace("/js/login"); return; }
       if (xhr.status !== 200) {
@@ -184,7 +189,7 @@
   }
 
   var path = location.pathname;
-  if (path === "/js/movements") loadMovements();
+  if (path === "/js/movements") loadMovements(null);
   else if (path === "/js/otp") loadOtp(null);
   else loadLogin();
 })();
