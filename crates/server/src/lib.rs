@@ -57,6 +57,78 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn reconbanker_store::St
     app::wiring::open_store(config).await
 }
 
+/// `reconbanker evidence <run>` (issue 9): the run's unexpired failure evidence, opened with
+/// the master key, as one JSON document (the shape of `GET /accounts/:id/runs/:runId/evidence`
+/// with the run and its account). With `out`, each screenshot (`<n>-<step>.jpg`) and blanked DOM
+/// (`<n>-<step>.html`) is written there too and the document names the files instead of
+/// carrying them. For the operator at the machine: whoever reads the database and the master
+/// key can read the evidence anyway, so there is no owner check here.
+pub async fn evidence_of_run(config: &Config, run: &str, out: Option<&std::path::Path>) -> Result<String, StartError> {
+    use base64::Engine as _;
+    let run: reconbanker_store::RunId = run
+        .trim()
+        .parse()
+        .map_err(|_| StartError::Other(format!("{run:?} is not a run id (a UUID, as the dashboard shows it)")))?;
+    let secrets = crate::config::Secrets::load_or_create(config)?;
+    let sealer = crate::support::crypto::Sealer::new(secrets.master_key.expose());
+    let store = open_store(config).await?;
+    let found = store.run_evidence(run, reconbanker_store::now()).await;
+    store.close().await;
+    let Some((account, rows)) = found? else {
+        return Err(StartError::Other(format!("no run {run}")));
+    };
+    if let Some(dir) = out {
+        std::fs::create_dir_all(dir).map_err(|e| StartError::Other(format!("cannot create {}: {e}", dir.display())))?;
+    }
+    let mut list = Vec::with_capacity(rows.len());
+    for (n, row) in rows.iter().enumerate() {
+        let opened = engine::evidence::open(&sealer, row).map_err(|_| {
+            StartError::Other(format!(
+                "evidence {} does not open with this master key (RECONBANKER_MASTER_KEY or the data directory's)",
+                row.id.0
+            ))
+        })?;
+        let mut item = serde_json::json!({
+            "id": row.id.0,
+            "takenAt": row.taken_at,
+            "expiresAt": row.expires_at,
+            "step": opened.step,
+            "url": opened.url,
+            "title": opened.title,
+            "trail": opened.trail,
+        });
+        match out {
+            None => {
+                item["dom"] = opened.dom.into();
+                item["screenshotJpeg"] = opened.screenshot_jpeg.into();
+            }
+            Some(dir) => {
+                // The step names the files, reduced to what is safe in a file name.
+                let step: String = row
+                    .step
+                    .chars()
+                    .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+                    .collect();
+                let stem = dir.join(format!("{}-{step}", n + 1));
+                let jpg = stem.with_extension("jpg");
+                let html = stem.with_extension("html");
+                let jpeg = base64::engine::general_purpose::STANDARD
+                    .decode(opened.screenshot_jpeg.as_bytes())
+                    .map_err(|_| StartError::Other(format!("evidence {}: the screenshot is not base64", row.id.0)))?;
+                std::fs::write(&jpg, jpeg)
+                    .map_err(|e| StartError::Other(format!("cannot write {}: {e}", jpg.display())))?;
+                std::fs::write(&html, opened.dom)
+                    .map_err(|e| StartError::Other(format!("cannot write {}: {e}", html.display())))?;
+                item["screenshotFile"] = jpg.display().to_string().into();
+                item["domFile"] = html.display().to_string().into();
+            }
+        }
+        list.push(item);
+    }
+    let doc = serde_json::json!({ "run": run.0, "account": account.0, "evidence": list });
+    Ok(serde_json::to_string_pretty(&doc).unwrap_or_default())
+}
+
 /// The assembled application: state plus the background work it owns.
 pub struct App {
     pub state: AppState,

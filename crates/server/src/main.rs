@@ -1,5 +1,5 @@
 //! The `reconbanker` command: `serve`, `migrate`, `openapi`, `admin grant <email>`,
-//! `bank check FILE`, `bank try FILE --user U` (issue 9).
+//! `bank check FILE`, `bank try FILE --user U`, `evidence RUN` (issue 9).
 
 use std::process::ExitCode;
 
@@ -42,6 +42,15 @@ enum Command {
     Bank {
         #[command(subcommand)]
         command: BankCommand,
+    },
+    /// Print a run's failure evidence (JSON, opened with the master key; docs/banks.md).
+    Evidence {
+        /// The run's id (as the dashboard and `GET /accounts/:id/runs` show it).
+        run: String,
+        /// Also write each screenshot (.jpg) and blanked DOM (.html) into this directory; the
+        /// JSON then names the files instead of carrying them.
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
     },
 }
 
@@ -184,6 +193,11 @@ async fn main_inner(cli: Cli) -> Result<(), StartError> {
                     evidence,
                 },
         } => bank_try(&file, &user, headful, evidence.as_deref()).await,
+        Command::Evidence { run, out } => {
+            let config = Config::from_env()?;
+            println!("{}", reconbanker::evidence_of_run(&config, &run, out.as_deref()).await?);
+            Ok(())
+        }
         Command::Admin {
             command: AdminCommand::Grant { email },
         } => {
@@ -320,11 +334,27 @@ fn main() -> ExitCode {
 }
 
 async fn run() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_ansi(std::env::var_os("NO_COLOR").is_none() && std::io::IsTerminal::is_terminal(&std::io::stdout()))
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
-        .init();
     let cli = Cli::parse();
+    // The servers log to stdout; the other commands print their output there (JSON, the
+    // OpenAPI document, movements), so their log lines go to stderr.
+    let serving = matches!(
+        cli.command,
+        None | Some(Command::Serve) | Some(Command::SandboxBank { .. })
+    );
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let color = std::env::var_os("NO_COLOR").is_none();
+    if serving {
+        tracing_subscriber::fmt()
+            .with_ansi(color && std::io::IsTerminal::is_terminal(&std::io::stdout()))
+            .with_env_filter(filter)
+            .init();
+    } else {
+        tracing_subscriber::fmt()
+            .with_ansi(color && std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init();
+    }
     match main_inner(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -544,6 +544,10 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Option<Vec<EvidenceRow>>>;
     /// Forgets the evidence that expired at `now`; returns how many.
     async fn purge_evidence(&self, now: Timestamp) -> StoreResult<u64>;
+    /// The operator's view (`reconbanker evidence <run>`): the run's account and its evidence
+    /// that has not expired at `now`, oldest first, whoever owns it; `None` when there is no
+    /// such run.
+    async fn run_evidence(&self, run: RunId, now: Timestamp) -> StoreResult<Option<(AccountId, Vec<EvidenceRow>)>>;
 }
 
 /// Opens the store named by a database URL: `sqlite:...` or `postgres://...`/`postgresql://...`.

@@ -305,6 +305,75 @@ async fn a_bank_page_that_changed_is_broken_alerted_and_never_blocks_the_account
         assert!(r.text.contains("\"code\""), "{}", r.text);
     }
 
+    // The operator's view: `reconbanker evidence <run>` opens the same evidence with the master
+    // key, and writes the screenshot and the blanked DOM as files on request.
+    let run_id = path.split('/').nth(4).expect("the run in the path").to_owned();
+    let cli = |key: &str, args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_reconbanker"))
+            .env_clear()
+            .env("DATABASE_URL", &f.app.state.config.database_url)
+            .env("RECONBANKER_DATA_DIR", f.app.state.config.data_dir.as_os_str())
+            .env("RECONBANKER_MASTER_KEY", key)
+            .env("NO_COLOR", "1")
+            .arg("evidence")
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run reconbanker evidence");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, stdout, stderr) = cli(harness::MASTER_KEY, &[&run_id]);
+    assert!(ok, "{stderr}");
+    let doc: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
+    assert_eq!(
+        (doc["run"].as_str(), doc["account"].as_str()),
+        (Some(run_id.as_str()), Some(id.as_str()))
+    );
+    let listed = doc["evidence"].as_array().expect("evidence");
+    assert_eq!(listed.len(), 1, "{stdout}");
+    for k in ["id", "step", "url", "title", "trail", "dom", "screenshotJpeg"] {
+        assert_eq!(listed[0][k], e[k], "{k}");
+    }
+    assert!(!stdout.contains("pass_good"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("ev");
+    let (ok, stdout, stderr) = cli(harness::MASTER_KEY, &[&run_id, "--out", out.to_str().expect("utf8")]);
+    assert!(ok, "{stderr}");
+    let doc: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
+    let item = &doc["evidence"][0];
+    assert!(
+        item.get("dom").is_none() && item.get("screenshotJpeg").is_none(),
+        "{stdout}"
+    );
+    let file = |k: &str| std::fs::read(item[k].as_str().expect("a file")).expect("written");
+    assert_eq!(file("screenshotFile"), jpeg);
+    assert_eq!(
+        String::from_utf8(file("domFile")).expect("utf8"),
+        e["dom"].as_str().expect("dom")
+    );
+    assert!(
+        item["screenshotFile"]
+            .as_str()
+            .is_some_and(|p| p.ends_with("1-login_3_.jpg")),
+        "{item}"
+    );
+    // Another master key opens nothing and says so; an unknown or malformed run is an error.
+    let other = "ff".repeat(32);
+    let (ok, stdout, stderr) = cli(&other, &[&run_id]);
+    assert!(!ok && stdout.is_empty(), "{stdout}");
+    assert!(stderr.contains("does not open with this master key"), "{stderr}");
+    let (ok, _, stderr) = cli(harness::MASTER_KEY, &["00000000-0000-0000-0000-000000000000"]);
+    assert!(
+        !ok && stderr.contains("no run 00000000-0000-0000-0000-000000000000"),
+        "{stderr}"
+    );
+    let (ok, _, stderr) = cli(harness::MASTER_KEY, &["not-a-run"]);
+    assert!(!ok && stderr.contains("is not a run id"), "{stderr}");
+
     // The bank's page comes back: an explicit scrape runs at once (no pause) and succeeds.
     f.bank.set_js_redesign(false);
     f.post(&format!("/accounts/{id}/scrape")).await;

@@ -303,6 +303,20 @@ impl SqlStore {
             .await
             .map_err(map_err)
     }
+
+    /// A run's evidence that has not expired at `now`, oldest first.
+    async fn evidence_of_run(&self, run: RunId, now: Timestamp) -> StoreResult<Vec<EvidenceRow>> {
+        let rows = sqlx::query(
+            "SELECT id, run_id, step, sealed, taken_at, expires_at FROM run_evidence \
+             WHERE run_id = $1 AND expires_at > $2 ORDER BY taken_at, id",
+        )
+        .bind(run.0)
+        .bind(to_ms(now))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        rows.iter().map(evidence_from).collect()
+    }
 }
 
 #[async_trait]
@@ -1886,19 +1900,20 @@ impl Store for SqlStore {
         if owned.is_none() {
             return Ok(None);
         }
-        let rows = sqlx::query(
-            "SELECT id, run_id, step, sealed, taken_at, expires_at FROM run_evidence \
-             WHERE run_id = $1 AND expires_at > $2 ORDER BY taken_at, id",
-        )
-        .bind(run.0)
-        .bind(to_ms(now))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(map_err)?;
-        rows.iter()
-            .map(evidence_from)
-            .collect::<StoreResult<Vec<_>>>()
-            .map(Some)
+        self.evidence_of_run(run, now).await.map(Some)
+    }
+
+    async fn run_evidence(&self, run: RunId, now: Timestamp) -> StoreResult<Option<(AccountId, Vec<EvidenceRow>)>> {
+        let Some(row) = sqlx::query("SELECT account_id FROM session_runs WHERE id = $1")
+            .bind(run.0)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?
+        else {
+            return Ok(None);
+        };
+        let account = AccountId(row.try_get::<Uuid, _>("account_id")?);
+        Ok(Some((account, self.evidence_of_run(run, now).await?)))
     }
 
     async fn purge_evidence(&self, now: Timestamp) -> StoreResult<u64> {

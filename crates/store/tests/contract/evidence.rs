@@ -41,6 +41,17 @@ pub async fn check_evidence(s: &dyn Store) {
         Some(vec![e3.clone()])
     );
 
+    // The operator's view: by run alone, with its account, whoever owns it.
+    assert_eq!(
+        s.run_evidence(run.id, t).await.unwrap(),
+        Some((a.id, vec![e1.clone(), e2.clone()]))
+    );
+    assert_eq!(
+        s.run_evidence(second.id, t + week).await.unwrap(),
+        Some((a.id, vec![])),
+        "expired"
+    );
+
     // A run that does not exist keeps nothing.
     let ghost = evidence(RunId(Uuid::new_v4()), "otp", t, t + week);
     assert!(!s.insert_evidence(&ghost).await.unwrap());
@@ -49,9 +60,11 @@ pub async fn check_evidence(s: &dyn Store) {
     assert_eq!(s.list_evidence(stranger.id, a.id, run.id, t).await.unwrap(), None);
     assert_eq!(s.list_evidence(owner.id, other.id, run.id, t).await.unwrap(), None);
     assert_eq!(s.list_evidence(owner.id, a.id, ghost.run_id, t).await.unwrap(), None);
+    assert_eq!(s.run_evidence(ghost.run_id, t).await.unwrap(), None);
     // A run of the owner's with no evidence → empty.
     let bare = run_row(other.id, t);
     s.create_run(&bare).await.unwrap();
+    assert_eq!(s.run_evidence(bare.id, t).await.unwrap(), Some((other.id, vec![])));
     assert_eq!(
         s.list_evidence(owner.id, other.id, bare.id, t).await.unwrap(),
         Some(vec![])
