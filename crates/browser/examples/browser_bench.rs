@@ -92,6 +92,7 @@ async fn main() {
                 username: &user,
                 password: "pass_good",
                 extra: &extra,
+                remembered: None,
             };
             let t = Instant::now();
             let mut s = interp::login(&rt, &d, &creds, &mut NoCodes, false)
@@ -182,6 +183,7 @@ async fn main() {
                     username: &user,
                     password: "pass_otp",
                     extra: &extra,
+                    remembered: None,
                 };
                 let r = interp::login(&rt, &d, &creds, &mut ask, false).await;
                 if let Err(e) = &r {

@@ -70,6 +70,23 @@ struct RawDef {
     movements: RawMovements,
     #[serde(default)]
     logout: Vec<RawStep>,
+    #[serde(default)]
+    session: Option<RawSession>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSession {
+    #[serde(default)]
+    remember: Option<RawRemember>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRemember {
+    cookies: Spanned<Vec<String>>,
+    #[serde(default)]
+    ttl: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -269,8 +286,48 @@ pub struct BankDef {
     pub otp: Option<Otp>,
     pub movements: Movements,
     pub logout: Vec<Step>,
+    /// Remember-device (CONNECTORS §4): the cookies kept after a login and given to the next.
+    pub remember: Option<Remember>,
     /// Where it was loaded from (`builtin:sandbox-js.toml` or a path).
     pub source: String,
+}
+
+/// `[session] remember = { cookies = ["device*"], ttl = "90d" }`: after a successful login the
+/// cookies whose names match a pattern (`*` matches any run of characters) are handed to the
+/// engine, which seals them with the master key; the next login sets them before its first
+/// page, so the bank recognises the device and may not ask for a code. None is kept longer
+/// than `ttl` (default 90 days), whatever the bank's own expiry says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Remember {
+    pub cookies: Vec<String>,
+    pub ttl: Duration,
+}
+
+impl Remember {
+    /// Whether `name` matches one of the patterns.
+    pub fn keeps(&self, name: &str) -> bool {
+        self.cookies.iter().any(|p| glob(p, name))
+    }
+}
+
+/// `*` matches any run of characters (none included); everything else matches itself.
+fn glob(pattern: &str, name: &str) -> bool {
+    let mut parts = pattern.split('*');
+    let first = parts.next().unwrap_or("");
+    let Some(mut rest) = name.strip_prefix(first) else {
+        return false;
+    };
+    let parts: Vec<&str> = parts.collect();
+    let Some((last, middle)) = parts.split_last() else {
+        return rest.is_empty();
+    };
+    for p in middle {
+        match rest.find(p) {
+            Some(i) => rest = &rest[i + p.len()..],
+            None => return false,
+        }
+    }
+    rest.len() >= last.len() && rest.ends_with(last)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -837,6 +894,31 @@ fn validate(cx: &Ctx<'_>, raw: RawDef) -> Result<BankDef, DefError> {
     };
     let movements = v.movements(&raw.movements)?;
     let logout = v.steps(&raw.logout, "logout", false)?;
+    let remember = match raw.session.as_ref().and_then(|s| s.remember.as_ref()) {
+        None => None,
+        Some(r) => {
+            let list = r.cookies.get_ref();
+            if list.is_empty()
+                || list
+                    .iter()
+                    .any(|c| c.trim().is_empty() || c.chars().all(|ch| ch == '*'))
+            {
+                return cx.err(
+                    span_of(&r.cookies),
+                    "session.remember.cookies",
+                    "cookie names or patterns such as \"device*\" (not empty, not only `*`)",
+                );
+            }
+            let ttl = match &r.ttl {
+                Some(t) => dur(cx, t, "session.remember.ttl")?,
+                None => Duration::from_secs(90 * 86_400),
+            };
+            Some(Remember {
+                cookies: list.clone(),
+                ttl,
+            })
+        }
+    };
     Ok(BankDef {
         code,
         name: raw.name,
@@ -853,6 +935,7 @@ fn validate(cx: &Ctx<'_>, raw: RawDef) -> Result<BankDef, DefError> {
         otp,
         movements,
         logout,
+        remember,
         source: String::new(),
     })
 }

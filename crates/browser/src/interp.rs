@@ -15,7 +15,7 @@ use crate::def::{
 };
 use crate::evidence::Evidence;
 use crate::extract::{self, Movement, RawRow};
-use crate::page::{ContextLease, PageError};
+use crate::page::{ContextLease, KeptCookie, PageError};
 use crate::runtime::{BrowserRuntime, RuntimeError};
 
 const HELPER: &str = include_str!("dom.js");
@@ -27,6 +27,9 @@ pub struct Creds<'a> {
     pub username: &'a str,
     pub password: &'a str,
     pub extra: &'a BTreeMap<String, String>,
+    /// What the last successful login kept (remember-device; [`Session::remembered`]), opened
+    /// by the engine: set in the context before the first page.
+    pub remembered: Option<&'a str>,
 }
 
 /// What the bank asks for, read from its OTP screen.
@@ -88,6 +91,7 @@ pub struct Session {
     lease: ContextLease,
     def: Arc<BankDef>,
     evidence_on: bool,
+    remembered: Option<String>,
 }
 
 /// What a wait found.
@@ -620,6 +624,22 @@ pub async fn login(
     evidence_on: bool,
 ) -> Result<Session, Failure> {
     let lease = rt.lease(def).await?;
+    if let (Some(remember), Some(text)) = (&def.remember, creds.remembered) {
+        // Kept state that no longer parses or has expired is simply not used: the bank then
+        // asks for a code as it would on a new device.
+        let now = unix_now();
+        let kept: Vec<KeptCookie> = serde_json::from_str::<Vec<KeptCookie>>(text)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|c| remember.keeps(&c.name) && c.expires > now)
+            .collect();
+        if let Err(e) = lease.set_cookies(&kept).await {
+            return Err(Failure::Retryable(
+                format!("could not restore the remembered device: {e}"),
+                None,
+            ));
+        }
+    }
     let budget = def.timeouts.login;
     {
         let mut run = Run::new(&lease, def, evidence_on);
@@ -639,11 +659,45 @@ pub async fn login(
             BranchTo::Done | BranchTo::Continue => {}
         }
     }
+    let remembered = match &def.remember {
+        Some(remember) => kept_cookies(&lease, remember).await,
+        None => None,
+    };
     Ok(Session {
         lease,
         def: Arc::clone(def),
         evidence_on,
+        remembered,
     })
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// The cookies `remember` keeps, each kept at most its `ttl` (a session cookie too), as the
+/// JSON the next login takes back; `None` when there are none (or they cannot be read: the next
+/// login then asks for a code, nothing worse).
+async fn kept_cookies(lease: &ContextLease, remember: &crate::def::Remember) -> Option<String> {
+    let until = unix_now() + remember.ttl.as_secs_f64();
+    let kept: Vec<KeptCookie> = lease
+        .cookies()
+        .await
+        .ok()?
+        .into_iter()
+        .filter(|c| remember.keeps(&c.name))
+        .map(|mut c| {
+            c.expires = if c.expires > 0.0 { c.expires.min(until) } else { until };
+            c
+        })
+        .collect();
+    if kept.is_empty() {
+        return None;
+    }
+    serde_json::to_string(&kept).ok()
 }
 
 impl Session {
@@ -720,6 +774,13 @@ impl Session {
             Ok(list) => Ok(list),
             Err(e) => Err(run.broken("movements.fields", e).await),
         }
+    }
+
+    /// What this login keeps for the next (remember-device, `[session] remember`): JSON to be
+    /// sealed by the engine and given back as [`Creds::remembered`]. Secret (it lets a login
+    /// skip the second factor): never log it.
+    pub fn remembered(&self) -> Option<&str> {
+        self.remembered.as_deref()
     }
 
     /// Runs the definition's logout steps (best effort).

@@ -17,8 +17,8 @@ use chromiumoxide::cdp::browser_protocol::input::{
     DispatchMouseEventParams, DispatchMouseEventType, InsertTextParams, MouseButton,
 };
 use chromiumoxide::cdp::browser_protocol::network::{
-    ErrorReason, EventLoadingFailed, EventLoadingFinished, EventRequestWillBeSent, EventResponseReceived,
-    GetResponseBodyParams, ResourceType,
+    CookieParam, ErrorReason, EventLoadingFailed, EventLoadingFinished, EventRequestWillBeSent, EventResponseReceived,
+    GetCookiesParams, GetResponseBodyParams, ResourceType, SetCookiesParams, TimeSinceEpoch,
 };
 use chromiumoxide::cdp::browser_protocol::page::{CaptureScreenshotFormat, EventFrameNavigated};
 use chromiumoxide::cdp::js_protocol::runtime::EvaluateParams;
@@ -94,6 +94,30 @@ impl Net {
 
 /// A leased incognito context and its page. Dropping it disposes the context (through the
 /// runtime's disposer task) and returns the permit.
+/// A cookie kept from one login for the next (remember-device, CONNECTORS §4): what
+/// `Network.setCookies` needs to set it again. `Debug` leaves the value out.
+#[derive(Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct KeptCookie {
+    pub name: String,
+    pub value: String,
+    pub domain: String,
+    pub path: String,
+    pub secure: bool,
+    pub http_only: bool,
+    /// Seconds since the epoch.
+    pub expires: f64,
+}
+
+impl std::fmt::Debug for KeptCookie {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeptCookie")
+            .field("name", &self.name)
+            .field("domain", &self.domain)
+            .field("expires", &self.expires)
+            .finish_non_exhaustive()
+    }
+}
+
 pub struct ContextLease {
     page: Page,
     net: Arc<Net>,
@@ -408,6 +432,56 @@ impl ContextLease {
             self.page.execute(params).await.map_err(|e| cdp_err(&self.live, e))?;
         }
         Ok(())
+    }
+
+    /// The cookies the current page sees (`Network.getCookies`), for remember-device.
+    pub async fn cookies(&self) -> Result<Vec<KeptCookie>, PageError> {
+        let res = self
+            .page
+            .execute(GetCookiesParams::default())
+            .await
+            .map_err(|e| cdp_err(&self.live, e))?;
+        Ok(res
+            .result
+            .cookies
+            .iter()
+            .map(|c| KeptCookie {
+                name: c.name.clone(),
+                value: c.value.clone(),
+                domain: c.domain.clone(),
+                path: c.path.clone(),
+                secure: c.secure,
+                http_only: c.http_only,
+                expires: if c.session { -1.0 } else { c.expires },
+            })
+            .collect())
+    }
+
+    /// Sets cookies in this login's context before its first page (remember-device).
+    pub async fn set_cookies(&self, cookies: &[KeptCookie]) -> Result<(), PageError> {
+        let params: Vec<CookieParam> = cookies
+            .iter()
+            .filter_map(|c| {
+                CookieParam::builder()
+                    .name(c.name.clone())
+                    .value(c.value.clone())
+                    .domain(c.domain.clone())
+                    .path(c.path.clone())
+                    .secure(c.secure)
+                    .http_only(c.http_only)
+                    .expires(TimeSinceEpoch::new(c.expires))
+                    .build()
+                    .ok()
+            })
+            .collect();
+        if params.is_empty() {
+            return Ok(());
+        }
+        self.page
+            .execute(SetCookiesParams::new(params))
+            .await
+            .map(|_| ())
+            .map_err(|e| cdp_err(&self.live, e))
     }
 
     /// A JPEG (quality 60) of the viewport.

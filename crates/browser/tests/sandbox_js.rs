@@ -126,6 +126,7 @@ async fn login(
         username: user,
         password,
         extra: &extra,
+        remembered: None,
     };
     interp::login(&w.browser, def, &creds, ask, true).await
 }
@@ -182,6 +183,91 @@ fn inject(w: &World, user: &str, ago: chrono::Duration, n: usize) {
             })
             .expect("movement");
     }
+}
+
+async fn login_remembering(
+    w: &World,
+    user: &str,
+    password: &str,
+    remembered: Option<&str>,
+    ask: &mut Script,
+) -> Result<interp::Session, Failure> {
+    let extra = BTreeMap::new();
+    let creds = Creds {
+        username: user,
+        password,
+        extra: &extra,
+        remembered,
+    };
+    interp::login(&w.browser, &w.def, &creds, ask, true).await
+}
+
+#[test]
+fn a_remembered_device_logs_in_without_a_code_until_the_bank_forgets_it() {
+    run(|w| async move {
+        let user = "user_otp+device";
+        // A first login: the code, and the bank's trusted-device cookie kept for the next.
+        let mut ask = codes(&["123456"]);
+        let session = login_remembering(w, user, "pass_otp", None, &mut ask)
+            .await
+            .expect("login");
+        assert_eq!(ask.asked.len(), 1);
+        let kept = session.remembered().expect("the device cookie is kept").to_owned();
+        let cookies: serde_json::Value = serde_json::from_str(&kept).expect("JSON");
+        let names: Vec<&str> = cookies
+            .as_array()
+            .expect("a list")
+            .iter()
+            .map(|c| c["name"].as_str().expect("name"))
+            .collect();
+        assert_eq!(names, ["sandbox_device"], "only the cookies the definition keeps");
+        let expires = cookies[0]["expires"].as_f64().expect("expires");
+        let now = chrono::Utc::now().timestamp() as f64;
+        assert!(
+            expires > now + 89.0 * 86_400.0 && expires <= now + 90.0 * 86_400.0 + 5.0,
+            "{expires}"
+        );
+        drop(session);
+
+        // Given back: no code asked, and the movements are read.
+        let mut none = Script::default();
+        let mut session = login_remembering(w, user, "pass_otp", Some(&kept), &mut none)
+            .await
+            .expect("login without a code");
+        assert!(none.asked.is_empty(), "{:?}", none.asked);
+        assert_eq!(
+            session.read_movements().await.expect("read").len(),
+            w.bank.movements_of(user).len()
+        );
+        drop(session);
+
+        // Not given, or given for another user: a code again.
+        let mut ask = codes(&["123456"]);
+        login_remembering(w, user, "pass_otp", None, &mut ask)
+            .await
+            .expect("login");
+        assert_eq!(ask.asked.len(), 1);
+        let mut ask = codes(&["123456"]);
+        login_remembering(w, "user_otp+other-device", "pass_otp", Some(&kept), &mut ask)
+            .await
+            .expect("login");
+        assert_eq!(ask.asked.len(), 1, "the device is remembered for its own user only");
+
+        // Kept state that does not parse is ignored (a code is asked), never an error.
+        let mut ask = codes(&["123456"]);
+        login_remembering(w, user, "pass_otp", Some("{not json"), &mut ask)
+            .await
+            .expect("login");
+        assert_eq!(ask.asked.len(), 1);
+
+        // The bank forgets its devices: the kept cookie no longer helps.
+        assert!(w.bank.forget_devices(user) >= 1);
+        let mut ask = codes(&["123456"]);
+        login_remembering(w, user, "pass_otp", Some(&kept), &mut ask)
+            .await
+            .expect("login");
+        assert_eq!(ask.asked.len(), 1);
+    });
 }
 
 #[test]
@@ -534,6 +620,7 @@ fn park(
             username: user,
             password: "pass_otp",
             extra: &extra,
+            remembered: None,
         };
         match interp::login(&browser, &def, &creds, &mut Parked(Some(tx)), true).await {
             Ok(_) => Ok(()),
@@ -578,6 +665,7 @@ fn a_killed_login_disposes_its_context_and_a_killed_browser_is_relaunched() {
             username: "user_good+crash",
             password: "pass_good",
             extra: &extra,
+            remembered: None,
         };
         let mut s = interp::login(&browser, &w.def, &creds, &mut Script::default(), true)
             .await

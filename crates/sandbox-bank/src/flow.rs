@@ -99,10 +99,13 @@ pub(crate) enum LoginOutcome {
 
 /// Judges a login and renders it with `render`; `user_slow`'s answer is held back (see
 /// [`SandboxBank::hold_answer`]).
+/// `device`: the remembered-device token the browser sent (`sandbox-js` only): a device the
+/// bank remembers for this very username logs in without a code.
 pub(crate) async fn login(
     bank: &SandboxBank,
     headers: &HeaderMap,
     attempt: &LoginFields,
+    device: Option<&str>,
     render: impl FnOnce(LoginOutcome) -> Response,
 ) -> Response {
     bank.inner.counters.logins_attempted.fetch_add(1, Relaxed);
@@ -111,7 +114,8 @@ pub(crate) async fn login(
         return render(LoginOutcome::Unavailable);
     }
     let session_user = bank.session_user(headers);
-    let response = render(judge_login(bank, headers, attempt));
+    let trusted = device.and_then(|t| bank.device_user(t)).as_deref() == Some(attempt.username.as_str());
+    let response = render(judge_login(bank, headers, attempt, trusted));
     let waits_for = if is_a(&attempt.username, USER_SLOW) {
         Some(attempt.username.as_str())
     } else {
@@ -120,7 +124,7 @@ pub(crate) async fn login(
     bank.hold_answer(waits_for, headers, response).await
 }
 
-fn judge_login(bank: &SandboxBank, headers: &HeaderMap, attempt: &LoginFields) -> LoginOutcome {
+fn judge_login(bank: &SandboxBank, headers: &HeaderMap, attempt: &LoginFields, trusted: bool) -> LoginOutcome {
     let cookie = session_id(headers);
     let mut sessions = bank.inner.lock_sessions();
     let csrf = cookie
@@ -142,6 +146,12 @@ fn judge_login(bank: &SandboxBank, headers: &HeaderMap, attempt: &LoginFields) -
     // A new session id at every step up, so a pre-login id never becomes a logged-in one.
     match user.behaviour {
         Behaviour::Locked => LoginOutcome::Locked { csrf },
+        Behaviour::Otp(_) if trusted => {
+            sessions.remove(&old_id);
+            let session = sessions.create(Stage::Authenticated { username });
+            bank.inner.counters.logins_succeeded.fetch_add(1, Relaxed);
+            LoginOutcome::LoggedIn { session }
+        }
         Behaviour::Otp(challenge) => {
             sessions.remove(&old_id);
             let attempts_left = bank.inner.config.otp_attempts.max(1);
@@ -193,8 +203,8 @@ pub(crate) enum OtpOutcome {
     NotLoggedIn,
     /// The CSRF token did not match.
     Csrf,
-    /// Right code: logged in under the new session id `session`.
-    Accepted { session: String },
+    /// Right code: `username` logged in under the new session id `session`.
+    Accepted { session: String, username: String },
     /// Wrong code, another try allowed: the challenge as it stands now.
     Wrong(Challenge),
     /// Wrong code and no tries left: the session is destroyed.
@@ -232,7 +242,10 @@ pub(crate) fn judge_otp(bank: &SandboxBank, headers: &HeaderMap, fields: &OtpFie
         });
         counters.otp_accepted.fetch_add(1, Relaxed);
         counters.logins_succeeded.fetch_add(1, Relaxed);
-        OtpOutcome::Accepted { session }
+        OtpOutcome::Accepted {
+            session,
+            username: username.clone(),
+        }
     } else if attempts_left <= 1 {
         sessions.remove(&id);
         OtpOutcome::Locked

@@ -32,7 +32,9 @@
 //!   `{"error":"unavailable"}` (the flaky pattern, counted with the HTML bank's).
 //! - `GET /js/api/otp` → `{"length","type","purpose","attemptsLeft","csrf"}`; 401
 //!   `{"error":"not_logged_in"}` when the session is not waiting for a code.
-//! - `POST /js/api/otp` `{"code","csrf"}` → 200 `{"next":"movements"}` with a new cookie; 422
+//! - `POST /js/api/otp` `{"code","csrf"}` → 200 `{"next":"movements"}` with a new session cookie
+//!   and a remembered-device cookie `sandbox_device` (90 days): a later login of the same
+//!   username that sends it back is logged in without a code (issue 9's remember-device); 422
 //!   `{"error":"wrong_code","attemptsLeft":N}`; 403 `{"error":"otp_locked"}` (session destroyed);
 //!   401 `{"error":"not_logged_in"}`; 400 `{"error":"csrf"}`. Judged codes are published like the
 //!   HTML bank's.
@@ -55,12 +57,15 @@ use axum::{Json, Router};
 use serde_json::json;
 
 use crate::flow::{self, LoginFields, LoginOutcome, OtpFields, OtpOutcome, Read};
-use crate::routes::{clear_cookie, set_cookie, with_cookie, MovementOut};
+use crate::routes::{clear_cookie, cookie, set_cookie, with_cookie, MovementOut};
 use crate::sessions::Stage;
 use crate::SandboxBank;
 
 /// Where the JavaScript bank lives on the sandbox bank's server.
 pub const JS_PREFIX: &str = "/js";
+
+/// The remembered-device cookie `sandbox-js` sets when a code is accepted.
+pub const DEVICE_COOKIE: &str = "sandbox_device";
 
 const APP_JS: &str = include_str!("js/app.js");
 
@@ -125,7 +130,8 @@ async fn login(
     let Ok(Json(body)) = body else {
         return error(StatusCode::BAD_REQUEST, "bad_request");
     };
-    flow::login(&bank, &headers, &body, |outcome| match outcome {
+    let device = cookie(&headers, DEVICE_COOKIE);
+    flow::login(&bank, &headers, &body, device.as_deref(), |outcome| match outcome {
         LoginOutcome::Unavailable => (
             StatusCode::SERVICE_UNAVAILABLE,
             [(header::RETRY_AFTER, "1")],
@@ -166,7 +172,16 @@ async fn otp_post(
     match flow::judge_otp(&bank, &headers, &body) {
         OtpOutcome::NotLoggedIn => not_logged_in(),
         OtpOutcome::Csrf => error(StatusCode::BAD_REQUEST, "csrf"),
-        OtpOutcome::Accepted { session } => next(&session, "movements"),
+        OtpOutcome::Accepted { session, username } => {
+            // "Remember this device": the next login of this username from this browser
+            // needs no code (CONNECTORS §4's remember-device, for the browser connector to keep).
+            let token = bank.remember_device(&username);
+            let device = format!(
+                "{DEVICE_COOKIE}={token}; Path=/js/; Max-Age={}; HttpOnly; SameSite=Lax",
+                crate::DEVICE_TTL.as_secs()
+            );
+            with_cookie(device, next(&session, "movements"))
+        }
         OtpOutcome::Locked => with_cookie(clear_cookie(), error(StatusCode::FORBIDDEN, "otp_locked")),
         OtpOutcome::Wrong(c) => (
             StatusCode::UNPROCESSABLE_ENTITY,

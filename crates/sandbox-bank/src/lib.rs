@@ -181,6 +181,9 @@ mod routes;
 mod sessions;
 pub mod users;
 
+/// How long `sandbox-js` remembers a device (bank clock).
+pub const DEVICE_TTL: Duration = Duration::from_secs(90 * 86_400);
+
 pub use controls::{AddMovement, InvalidMovement, InvalidOrders, DEFAULT_SHOP, SHOP_TOKEN};
 pub use movements::Movement;
 pub use routes::SESSION_COOKIE;
@@ -281,6 +284,8 @@ struct Inner {
     /// `sandbox-js` lists these users' movements in pages of this many (see
     /// [`SandboxBank::set_js_page_size`]).
     js_page_sizes: Mutex<HashMap<String, usize>>,
+    /// Remembered devices of `sandbox-js`: token → (username, valid until, bank clock).
+    devices: Mutex<HashMap<String, (String, DateTime<Utc>)>>,
 }
 
 // A panic elsewhere cannot leave these maps half-updated in a way that matters more than refusing
@@ -330,6 +335,7 @@ impl SandboxBank {
                 counters: Counters::default(),
                 js_redesigned: std::sync::atomic::AtomicBool::new(false),
                 js_page_sizes: Mutex::default(),
+                devices: Mutex::default(),
             }),
         }
     }
@@ -462,6 +468,35 @@ impl SandboxBank {
             Some(n) => sizes.insert(username.to_owned(), n),
             None => sizes.remove(username),
         };
+    }
+
+    /// A new remembered-device token for `username` (`sandbox-js`, after a code was accepted).
+    pub(crate) fn remember_device(&self, username: &str) -> String {
+        use rand::Rng;
+        let token: String = (0..32)
+            .map(|_| char::from(b"0123456789abcdef"[rand::thread_rng().gen_range(0..16)]))
+            .collect();
+        let until = self.now() + chrono::Duration::from_std(DEVICE_TTL).unwrap_or(chrono::Duration::zero());
+        lock(&self.inner.devices).insert(token.clone(), (username.to_owned(), until));
+        token
+    }
+
+    /// Whose remembered device `token` is, while it is valid (bank clock).
+    pub(crate) fn device_user(&self, token: &str) -> Option<String> {
+        let now = self.now();
+        lock(&self.inner.devices)
+            .get(token)
+            .filter(|(_, until)| *until > now)
+            .map(|(user, _)| user.clone())
+    }
+
+    /// Issue 9: the bank forgets every device remembered for `username` (exactly), as a bank
+    /// does when its customer revokes them; the next login asks for a code again.
+    pub fn forget_devices(&self, username: &str) -> usize {
+        let mut devices = lock(&self.inner.devices);
+        let before = devices.len();
+        devices.retain(|_, (user, _)| user != username);
+        before - devices.len()
     }
 
     pub(crate) fn js_page_size(&self, username: &str) -> Option<usize> {

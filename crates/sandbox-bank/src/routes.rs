@@ -84,13 +84,18 @@ pub(crate) fn is_a(username: &str, scripted: &str) -> bool {
 }
 
 pub(crate) fn session_id(headers: &HeaderMap) -> Option<String> {
+    cookie(headers, SESSION_COOKIE)
+}
+
+/// The value of the cookie `wanted` the browser sent.
+pub(crate) fn cookie(headers: &HeaderMap, wanted: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == SESSION_COOKIE)
+        .find(|(name, _)| *name == wanted)
         .map(|(_, value)| value.to_owned())
 }
 
@@ -262,7 +267,7 @@ async fn login_submit(
         return bad_request();
     };
     let shown = |csrf: &str, error| page(StatusCode::OK, html::login(csrf, &form.username, Some(error)));
-    flow::login(&bank, &headers, &form, |outcome| match outcome {
+    flow::login(&bank, &headers, &form, None, |outcome| match outcome {
         LoginOutcome::Unavailable => unavailable(),
         LoginOutcome::Csrf => csrf_error(),
         LoginOutcome::BadCredentials { csrf } => shown(&csrf, LoginError::BadCredentials),
@@ -291,7 +296,7 @@ async fn otp_submit(
     match flow::judge_otp(&bank, &headers, &form) {
         OtpOutcome::NotLoggedIn => to_login(),
         OtpOutcome::Csrf => csrf_error(),
-        OtpOutcome::Accepted { session } => with_cookie(set_cookie(&session), Redirect::to("/movements")),
+        OtpOutcome::Accepted { session, .. } => with_cookie(set_cookie(&session), Redirect::to("/movements")),
         OtpOutcome::Locked => with_cookie(clear_cookie(), Html(html::otp_locked())),
         OtpOutcome::Wrong(c) => page(
             StatusCode::OK,

@@ -275,6 +275,7 @@ async fn bank_try(
         username: user,
         password: &password,
         extra: &extra,
+        remembered: None,
     };
     let result = async {
         let mut session = interp::login(&rt, &def, &creds, &mut Terminal, true).await?;

@@ -548,6 +548,11 @@ pub trait Store: Send + Sync + 'static {
     /// that has not expired at `now`, oldest first, whoever owns it; `None` when there is no
     /// such run.
     async fn run_evidence(&self, run: RunId, now: Timestamp) -> StoreResult<Option<(AccountId, Vec<EvidenceRow>)>>;
+    /// Remember-device: what the account's last browser login kept for the next (sealed).
+    async fn device_state(&self, account: AccountId) -> StoreResult<Option<Vec<u8>>>;
+    /// Keeps (replaces) the account's remembered-device state, or forgets it (`None`);
+    /// `false` when the account does not exist (any more).
+    async fn set_device_state(&self, account: AccountId, sealed: Option<&[u8]>, now: Timestamp) -> StoreResult<bool>;
 }
 
 /// Opens the store named by a database URL: `sqlite:...` or `postgres://...`/`postgresql://...`.

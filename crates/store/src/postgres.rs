@@ -43,6 +43,7 @@ const MIGRATIONS: Embedded = Embedded(&[
     ),
     // Issue 9 (real banks): failure evidence.
     (12, "evidence", include_str!("../migrations/postgres/0012_evidence.sql")),
+    (13, "devices", include_str!("../migrations/postgres/0013_devices.sql")),
 ]);
 
 type Db = sqlx::Postgres;

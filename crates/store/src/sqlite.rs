@@ -45,6 +45,7 @@ const MIGRATIONS: Embedded = Embedded(&[
     ),
     // Issue 9 (real banks): failure evidence.
     (12, "evidence", include_str!("../migrations/sqlite/0012_evidence.sql")),
+    (13, "devices", include_str!("../migrations/sqlite/0013_devices.sql")),
 ]);
 
 /// How long a connection waits on a locked database before giving up.

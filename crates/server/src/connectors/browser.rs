@@ -97,6 +97,7 @@ impl BankConnector for BrowserConnector {
             username: &credentials.username,
             password: &credentials.password,
             extra: &extra,
+            remembered: credentials.remembered.as_deref(),
         };
         let mut ask = Ask(&mut *codes);
         let login = interp::login(&self.rt, &self.def, &creds, &mut ask, true).await;
@@ -162,6 +163,10 @@ impl BankSession for BrowserSession {
 
     fn take_evidence(&mut self) -> Option<FailureEvidence> {
         self.evidence.take()
+    }
+
+    fn remembered(&self) -> Option<String> {
+        self.session.remembered().map(str::to_owned)
     }
 }
 

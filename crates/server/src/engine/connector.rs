@@ -14,6 +14,9 @@ use crate::assistance::broker::OtpCode;
 pub struct Credentials {
     pub username: String,
     pub password: String,
+    /// Issue 9, remember-device: what the account's last login kept for this one
+    /// ([`BankSession::remembered`]), opened by the engine. As secret as the password.
+    pub remembered: Option<String>,
 }
 
 impl fmt::Debug for Credentials {
@@ -143,6 +146,12 @@ pub trait BankSession: Send {
     async fn logout(&mut self) -> Result<(), ConnectorError>;
     /// Issue 9: the evidence of the last failed read, if the connector took one.
     fn take_evidence(&mut self) -> Option<FailureEvidence> {
+        None
+    }
+    /// Issue 9, remember-device: what this login keeps for the next one (the bank's
+    /// trusted-device cookies), which the engine seals and hands back as
+    /// [`Credentials::remembered`].
+    fn remembered(&self) -> Option<String> {
         None
     }
 }

@@ -9,6 +9,7 @@
 
 mod codes;
 pub mod connector;
+mod device;
 pub mod evidence;
 pub(crate) mod live;
 mod run;
@@ -536,6 +537,7 @@ impl Inner {
             (Some(u), Some(p)) => Some(Credentials {
                 username: u.clone(),
                 password: p.clone(),
+                remembered: device::load(&self.deps, acc.account.id, u).await,
             }),
             _ => None,
         };
@@ -746,6 +748,11 @@ impl Inner {
         codes.finish(login.as_ref().err()).await;
         report.evidence.extend(codes.take_evidence());
         let mut session: Box<dyn BankSession> = login.map_err(|e| (Stage::Login, e))?;
+        if let Some(kept) = session.remembered() {
+            if creds.remembered.as_deref() != Some(kept.as_str()) {
+                device::keep(&self.deps, acc.account.id, &creds.username, &kept).await;
+            }
+        }
         self.publish(EventKind::LoginSucceeded, acc, json!({})).await;
         guard.set_phase(Phase::Running);
         loop {

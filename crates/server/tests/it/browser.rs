@@ -153,6 +153,34 @@ async fn assisted_login_through_v1_on_the_javascript_bank() {
     expected.sort();
     assert_eq!(got, expected);
     assert!(f.app.status(&id, &key).await.pending_assistance.is_none());
+
+    // Remember-device: the bank's trusted-device cookie was kept, sealed (its value is nowhere
+    // in the database's bytes), and the next login needs no code.
+    events.next(&id, "session.stopped").await;
+    let account: reconbanker_store::AccountId = id.parse().expect("id");
+    let sealed = f
+        .app
+        .state
+        .store
+        .device_state(account)
+        .await
+        .expect("read")
+        .expect("kept");
+    assert!(!String::from_utf8_lossy(&sealed).contains("sandbox_device"), "sealed");
+    let submitted_before = f.bank.stats().otp_submissions;
+    f.post(&format!("/accounts/{id}/scrape")).await;
+    loop {
+        let e = events.next_any(&id).await;
+        assert_ne!(
+            e.kind, "assistance.requested",
+            "a remembered device was asked for a code"
+        );
+        if e.kind == "login.succeeded" {
+            break;
+        }
+    }
+    events.next(&id, "scrape.succeeded").await;
+    assert_eq!(f.bank.stats().otp_submissions, submitted_before);
 }
 
 #[tokio::test]

@@ -1903,6 +1903,43 @@ impl Store for SqlStore {
         self.evidence_of_run(run, now).await.map(Some)
     }
 
+    async fn device_state(&self, account: AccountId) -> StoreResult<Option<Vec<u8>>> {
+        let row = sqlx::query("SELECT sealed FROM account_devices WHERE account_id = $1")
+            .bind(account.0)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(row.map(|r| r.try_get::<Vec<u8>, _>("sealed")).transpose()?)
+    }
+
+    async fn set_device_state(&self, account: AccountId, sealed: Option<&[u8]>, now: Timestamp) -> StoreResult<bool> {
+        let Some(sealed) = sealed else {
+            sqlx::query("DELETE FROM account_devices WHERE account_id = $1")
+                .bind(account.0)
+                .execute(&self.pool)
+                .await
+                .map_err(map_err)?;
+            let exists = sqlx::query("SELECT 1 FROM accounts WHERE id = $1")
+                .bind(account.0)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(map_err)?;
+            return Ok(exists.is_some());
+        };
+        let done = sqlx::query(
+            "INSERT INTO account_devices (account_id, sealed, saved_at) \
+             SELECT $1, $2, $3 WHERE EXISTS (SELECT 1 FROM accounts WHERE id = $1) \
+             ON CONFLICT (account_id) DO UPDATE SET sealed = excluded.sealed, saved_at = excluded.saved_at",
+        )
+        .bind(account.0)
+        .bind(sealed)
+        .bind(to_ms(now))
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(done.rows_affected() > 0)
+    }
+
     async fn run_evidence(&self, run: RunId, now: Timestamp) -> StoreResult<Option<(AccountId, Vec<EvidenceRow>)>> {
         let Some(row) = sqlx::query("SELECT account_id FROM session_runs WHERE id = $1")
             .bind(run.0)

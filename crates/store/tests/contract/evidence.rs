@@ -91,3 +91,28 @@ pub async fn check_evidence(s: &dyn Store) {
         "nothing left to purge"
     );
 }
+
+pub async fn check_device_state(s: &dyn Store) {
+    let owner = user(s).await;
+    let b = bank(s).await;
+    let (a, other) = (account(s, owner.id, &b).await, account(s, owner.id, &b).await);
+    let t = now();
+    assert_eq!(s.device_state(a.id).await.unwrap(), None);
+    // Kept (bytes exactly), per account, replaced by the next.
+    assert!(s.set_device_state(a.id, Some(&[1, 2, 0, 255]), t).await.unwrap());
+    assert_eq!(s.device_state(a.id).await.unwrap(), Some(vec![1, 2, 0, 255]));
+    assert_eq!(s.device_state(other.id).await.unwrap(), None);
+    assert!(s.set_device_state(a.id, Some(&[9]), t + ms(1)).await.unwrap());
+    assert_eq!(s.device_state(a.id).await.unwrap(), Some(vec![9]));
+    // Forgotten on request; an unknown account keeps nothing.
+    assert!(s.set_device_state(a.id, None, t).await.unwrap());
+    assert_eq!(s.device_state(a.id).await.unwrap(), None);
+    let ghost = AccountId(Uuid::new_v4());
+    assert!(!s.set_device_state(ghost, Some(&[1]), t).await.unwrap());
+    assert!(!s.set_device_state(ghost, None, t).await.unwrap());
+    assert_eq!(s.device_state(ghost).await.unwrap(), None);
+    // Gone with the account.
+    assert!(s.set_device_state(other.id, Some(&[7]), t).await.unwrap());
+    assert!(s.delete_account(owner.id, other.id).await.unwrap());
+    assert_eq!(s.device_state(other.id).await.unwrap(), None);
+}

@@ -209,6 +209,7 @@ contract_tests! {
     check_totp_steps_and_recovery,
     // issue 9 (real banks): failure evidence
     check_evidence,
+    check_device_state,
 }
 
 /// A timestamp out of range in a row is a `Corrupt` error, not 1970 (written behind the store's

@@ -1,0 +1,9 @@
+-- Issue 9 (real banks): remember-device (CONNECTORS §4). What a browser login kept for the next
+-- one (the bank's trusted-device cookies), sealed with the master key (AES-256-GCM; the account
+-- id and the bank username as associated data, so it opens only for the same login). One row per
+-- account, replaced after each login that kept something, gone with the account.
+CREATE TABLE account_devices (
+    account_id  BLOB PRIMARY KEY REFERENCES accounts (id) ON DELETE CASCADE,
+    sealed      BLOB NOT NULL,
+    saved_at    INTEGER NOT NULL
+);
