@@ -79,6 +79,15 @@ struct RawDef {
 struct RawSession {
     #[serde(default)]
     remember: Option<RawRemember>,
+    #[serde(default)]
+    watch: Vec<RawWatch>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWatch {
+    when: RawCond,
+    click: RawSel,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -288,8 +297,20 @@ pub struct BankDef {
     pub logout: Vec<Step>,
     /// Remember-device (CONNECTORS §4): the cookies kept after a login and given to the next.
     pub remember: Option<Remember>,
+    /// `[session] watch` (CONNECTORS §4): interruptions handled wherever they appear.
+    pub watch: Vec<Watch>,
     /// Where it was loaded from (`builtin:sandbox-js.toml` or a path).
     pub source: String,
+}
+
+/// `[[session.watch]] when = { visible = "#session-timeout" }, click = "#stay"`: checked at every
+/// wait of every step and read (the moments the interpreter looks at the page); when `when`
+/// holds, `click` is clicked and the wait goes on. For the bank's own interruptions — "are you
+/// still there?" modals, cookie banners, news pop-ups — that can come at any time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Watch {
+    pub when: Cond,
+    pub click: Locator,
 }
 
 /// `[session] remember = { cookies = ["device*"], ttl = "90d" }`: after a successful login the
@@ -919,6 +940,14 @@ fn validate(cx: &Ctx<'_>, raw: RawDef) -> Result<BankDef, DefError> {
             })
         }
     };
+    let mut watch = Vec::new();
+    for (i, w) in raw.session.iter().flat_map(|s| s.watch.iter()).enumerate() {
+        let field = format!("session.watch[{i}]");
+        watch.push(Watch {
+            when: v.cond(&w.when, &format!("{field}.when"))?,
+            click: v.sel(&w.click, &format!("{field}.click"))?,
+        });
+    }
     Ok(BankDef {
         code,
         name: raw.name,
@@ -936,6 +965,7 @@ fn validate(cx: &Ctx<'_>, raw: RawDef) -> Result<BankDef, DefError> {
         movements,
         logout,
         remember,
+        watch,
         source: String::new(),
     })
 }

@@ -204,9 +204,13 @@ impl<'a> Run<'a> {
     ) -> Result<Hit, Failure> {
         let deadline = Instant::now() + timeout;
         let outcomes = &self.def.outcomes;
+        let watch = &self.def.watch;
         let mut locs = Vec::new();
         for o in outcomes {
             prims(&o.when, &mut locs);
+        }
+        for w in watch {
+            prims(&w.when, &mut locs);
         }
         for c in conds {
             prims(c, &mut locs);
@@ -232,6 +236,18 @@ impl<'a> Run<'a> {
                         return Ok(Hit::Outcome(o.result));
                     }
                 }
+                // The bank's interruptions: dealt with, and the wait goes on (the page changes).
+                let mut handled = false;
+                for w in watch {
+                    if self.eval_cond(&w.when, &snap, &mut idx, since) && !handled {
+                        handled = true;
+                        self.watched(w).await?;
+                    }
+                }
+                if handled && Instant::now() < deadline {
+                    args = json!({ "op": "snap", "prims": locs });
+                    continue;
+                }
                 if ready() {
                     return Ok(Hit::Ready);
                 }
@@ -255,6 +271,21 @@ impl<'a> Run<'a> {
                 _ = self.lease.net_changed(slice) => {}
             }
             args = json!({ "op": "snap", "prims": locs });
+        }
+    }
+
+    /// Clicks a watch rule's control (best effort: gone meanwhile is fine).
+    async fn watched(&self, w: &crate::def::Watch) -> Result<(), Failure> {
+        match self.op(json!({ "op": "point", "loc": w.click })).await {
+            Ok(p) if p.is_object() => {
+                let (x, y) = (p["x"].as_f64().unwrap_or(0.0), p["y"].as_f64().unwrap_or(0.0));
+                self.lease.click_at(x, y).await.map_err(|e| self.page_failure(e))?;
+                // Give the page the click's consequences before looking again.
+                self.lease.net_changed(Duration::from_millis(50)).await;
+                Ok(())
+            }
+            Ok(_) | Err(PageError::Navigating) | Err(PageError::Script(_)) => Ok(()),
+            Err(e) => Err(self.page_failure(e)),
         }
     }
 

@@ -271,6 +271,43 @@ fn a_remembered_device_logs_in_without_a_code_until_the_bank_forgets_it() {
 }
 
 #[test]
+fn a_watch_rule_answers_the_banks_interruption_wherever_it_appears() {
+    run(|w| async move {
+        let user = "user_good+watch";
+        w.bank.set_js_interruption(user, true);
+        // The built-in definition answers "are you still there?" and reads the movements.
+        let mut session = login(w, &w.def, user, "pass_good", &mut Script::default())
+            .await
+            .expect("login");
+        let got = session.read_movements().await.expect("read");
+        assert_eq!(got.len(), w.bank.movements_of(user).len());
+        // Every visit asks again, and is answered again.
+        assert_eq!(session.read_movements().await.expect("read again").len(), got.len());
+        drop(session);
+
+        // Without the rule the dialog stays: the login's branch waits for the movements page
+        // that never comes, and the login fails there (after the step timeout, here 3 s).
+        let unwatched = sandbox_js_with(
+            w,
+            &[
+                (
+                    "watch = [{ when = { visible = \"#session-timeout\" }, click = \"button#stay\" }]",
+                    "",
+                ),
+                ("step = \"15s\"", "step = \"3s\""),
+            ],
+        );
+        match login(w, &unwatched, user, "pass_good", &mut Script::default()).await {
+            Err(Failure::Broken { step, .. }) => assert_eq!(step, "login[4]"),
+            Err(Failure::Retryable(why, _)) => assert!(why.starts_with("login[4]"), "{why}"),
+            Err(other) => panic!("expected the login to fail at login[4], got {other:?}"),
+            Ok(_) => panic!("the login succeeded with the dialog unanswered"),
+        }
+        w.bank.set_js_interruption(user, false);
+    });
+}
+
+#[test]
 fn a_paged_list_is_read_page_after_page() {
     run(|w| async move {
         let user = "user_good+paged";

@@ -24,8 +24,11 @@
 //!
 //! # The JSON API the app calls (`/js/api/…`)
 //!
-//! - `GET /js/api/session` → `{"csrf", "stage": "anonymous"|"otp"|"authenticated"}`, creating
-//!   an anonymous session (cookie `sandbox_session`) when the visitor has none.
+//! - `GET /js/api/session` → `{"csrf", "stage": "anonymous"|"otp"|"authenticated", "interrupt"}`,
+//!   creating an anonymous session (cookie `sandbox_session`) when the visitor has none.
+//!   `interrupt` is true for a user [`SandboxBank::set_js_interruption`] was set for: the
+//!   movements page then first shows `<div id="session-timeout" role="dialog">` ("Are you still
+//!   there?") and loads the movements only once `button#stay` is clicked.
 //! - `POST /js/api/login` `{"username","password","csrf"}` → 200 `{"next":"otp"|"movements"}`
 //!   with a new session cookie; 401 `{"error":"bad_credentials"}`; 403
 //!   `{"error":"account_locked"}`; 400 `{"error":"csrf"|"bad_request"}`; 503
@@ -107,13 +110,14 @@ fn not_logged_in() -> Response {
 }
 
 async fn session(State(bank): State<SandboxBank>, headers: HeaderMap) -> Response {
+    let asks = bank.clone();
     flow::greet(&bank, &headers, |v| {
-        let stage = match v.stage {
-            Stage::Anonymous => "anonymous",
-            Stage::Otp { .. } => "otp",
-            Stage::Authenticated { .. } => "authenticated",
+        let (stage, interrupt) = match &v.stage {
+            Stage::Anonymous => ("anonymous", false),
+            Stage::Otp { .. } => ("otp", false),
+            Stage::Authenticated { username } => ("authenticated", asks.js_interrupts(username)),
         };
-        Json(json!({ "csrf": v.csrf, "stage": stage }))
+        Json(json!({ "csrf": v.csrf, "stage": stage, "interrupt": interrupt }))
     })
     .await
 }

@@ -286,6 +286,8 @@ struct Inner {
     js_page_sizes: Mutex<HashMap<String, usize>>,
     /// Remembered devices of `sandbox-js`: token → (username, valid until, bank clock).
     devices: Mutex<HashMap<String, (String, DateTime<Utc>)>>,
+    /// Users whose `sandbox-js` movements page asks "are you still there?" first.
+    js_interruptions: Mutex<std::collections::HashSet<String>>,
 }
 
 // A panic elsewhere cannot leave these maps half-updated in a way that matters more than refusing
@@ -336,6 +338,7 @@ impl SandboxBank {
                 js_redesigned: std::sync::atomic::AtomicBool::new(false),
                 js_page_sizes: Mutex::default(),
                 devices: Mutex::default(),
+                js_interruptions: Mutex::default(),
             }),
         }
     }
@@ -497,6 +500,23 @@ impl SandboxBank {
         let before = devices.len();
         devices.retain(|_, (user, _)| user != username);
         before - devices.len()
+    }
+
+    /// Issue 9: while on, `sandbox-js` interrupts `username` (exactly) on every visit of the
+    /// movements page with an "are you still there?" dialog (`#session-timeout`) that must be
+    /// answered (`button#stay`) before the movements load — the kind of modal a definition's
+    /// `[session] watch` rules deal with.
+    pub fn set_js_interruption(&self, username: &str, on: bool) {
+        let mut set = lock(&self.inner.js_interruptions);
+        if on {
+            set.insert(username.to_owned());
+        } else {
+            set.remove(username);
+        }
+    }
+
+    pub(crate) fn js_interrupts(&self, username: &str) -> bool {
+        lock(&self.inner.js_interruptions).contains(username)
     }
 
     pub(crate) fn js_page_size(&self, username: &str) -> Option<usize> {

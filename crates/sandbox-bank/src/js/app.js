@@ -188,8 +188,22 @@
     xhr.send();
   }
 
+  // "Are you still there?": answered before the movements load (set per user by the tests).
+  function startMovements() {
+    api("GET", "/js/api/session").then(function (r) {
+      if (!r.body.interrupt) { loadMovements(null); return; }
+      var stay = el("button", { id: "stay", type: "button" }, ["Stay signed in"]);
+      stay.addEventListener("click", function () { loadMovements(null); });
+      show("interrupted", [
+        el("div", { id: "session-timeout", role: "dialog", "aria-label": "Session timeout" }, [
+          el("p", {}, ["Are you still there?"]), stay
+        ])
+      ]);
+    }, function () { loadMovements(null); });
+  }
+
   var path = location.pathname;
-  if (path === "/js/movements") loadMovements(null);
+  if (path === "/js/movements") startMovements();
   else if (path === "/js/otp") loadOtp(null);
   else loadLogin();
 })();
