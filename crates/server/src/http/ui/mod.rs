@@ -7,6 +7,8 @@
 pub(crate) mod pages;
 pub(crate) mod review;
 pub(crate) mod session;
+// issue 10: the account page
+pub(crate) mod account;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -74,6 +76,8 @@ pub fn router() -> Router<AppState> {
         )
         // issue 10: review
         .merge(review::routes())
+        // issue 10: the account page
+        .merge(account::routes())
         .layer(axum::middleware::from_fn(guard));
     Router::new()
         .route("/", get(|| async { Redirect::to("/app") }))
@@ -518,13 +522,19 @@ async fn read_now_form(
     DPath(id): DPath<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    if let Err(r) = signed_form(&who, body) {
-        return *r;
-    }
+    let f = match signed_form(&who, body) {
+        Ok(f) => f,
+        Err(r) => return *r,
+    };
     match owned(&app, &who, &id).await {
         Ok(a) => {
             app.engine.scrape_now(a.id);
-            Redirect::to("/app").into_response()
+            // The account page's button comes back to it.
+            if field(&f, "back") == "account" {
+                Redirect::to(&format!("/app/accounts/{}", a.id)).into_response()
+            } else {
+                Redirect::to("/app").into_response()
+            }
         }
         Err(p) => ApiError(p).into_response(),
     }

@@ -156,7 +156,7 @@ pub struct AccountView {
     pub blocked_reason: Option<String>,
 }
 
-fn light_label(light: &str) -> &'static str {
+pub fn light_label(light: &str) -> &'static str {
     match light {
         "starting" => "Starting",
         "running" => "Running",
@@ -183,7 +183,7 @@ pub fn accounts(chrome: &Chrome<'_>, list: &[AccountView], banks: &[BankRow], er
                 @for a in list {
                     li.account data-account-id=(a.id) {
                         div.account-head {
-                            h2 { (a.name) }
+                            h2 { a href={ "/app/accounts/" (a.id) } { (a.name) } }
                             span.bank { (a.bank) }
                             span.light data-light=(a.light) { (light_label(a.light)) }
                         }

@@ -42,7 +42,7 @@ pub(super) fn routes() -> Router<AppState> {
 }
 
 /// The length of the user's review queue (the summary's `review`, every account).
-async fn queue_len(app: &AppState, who: &UiUser) -> Result<i64, Problem> {
+pub(super) async fn queue_len(app: &AppState, who: &UiUser) -> Result<i64, Problem> {
     let rows = app.store.conciliation_summary(who.user.id, None).await?;
     Ok(rows.iter().map(|s| s.review).sum())
 }
