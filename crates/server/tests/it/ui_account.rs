@@ -596,3 +596,67 @@ async fn in_passthrough_mode_a_movement_is_sent_from_the_page() {
     assert_eq!(sent["id"], movement.as_str());
     assert_eq!(sent["amount"], json!(42.5));
 }
+
+#[tokio::test]
+async fn the_accounts_list_shows_the_fatal_block_and_the_last_run() {
+    let f = BankFixture::new().await;
+    let locked = f.account("user_locked", "pass_locked", json!({})).await;
+    let fresh = f.account("user_good", "pass_good", json!({})).await;
+    let mut events = f.app.events().await;
+    f.post(&format!("/accounts/{locked}/scrape")).await;
+    events.next(&locked, "session.stopped").await;
+
+    let mut b = Browser::new(&f.app);
+    let page = b.sign_in(OWNER).await;
+    let blocked = row(&page, "account", &locked);
+    assert!(
+        blocked.contains("<span class=\"badge fatal\">Blocked</span> account locked"),
+        "{blocked}"
+    );
+    assert!(blocked.contains("data-reason=\"account_locked\""), "{blocked}");
+    assert!(blocked.contains("data-outcome=\"failed\""), "the last run: {blocked}");
+    assert!(blocked.contains("<time datetime=\""), "{blocked}");
+    let other = row(&page, "account", &fresh);
+    assert!(!other.contains("Blocked"), "{other}");
+    assert!(other.contains("Last run: none yet"), "{other}");
+    // The account page says it too.
+    let page = b.get(&format!("/app/accounts/{locked}")).await;
+    assert!(tag(&page, "blocked").starts_with("<div"));
+    assert!(page.body.contains("<span class=\"badge fatal\">Blocked</span>"));
+}
+
+#[tokio::test]
+async fn every_signed_in_page_shows_the_review_queue_badge() {
+    let mut shop = Shop::new("ua4", "10", Vec::new()).await;
+    let mut b = Browser::new(&shop.f.app);
+    b.sign_in(OWNER).await;
+    let pages = [
+        "/app".to_owned(),
+        "/app/keys".to_owned(),
+        "/app/settings".to_owned(),
+        "/app/reconciliation".to_owned(),
+        format!("/app/accounts/{}", shop.account),
+    ];
+    for p in &pages {
+        let page = b.get(p).await;
+        assert_eq!(page.status, StatusCode::OK, "{p}");
+        assert!(!page.body.contains("review-badge"), "{p}: nothing to review yet");
+    }
+    let mut events = shop.f.app.events().await;
+    shop.poll(json!([order("UA-4", "130.00", "Maria Gomez")])).await;
+    shop.settle().await;
+    shop.transfer("130.00", "MARIA GOMEZ", "first");
+    shop.transfer("130", "GOMEZ MARIA", "second");
+    shop.read_bank().await;
+    events.next(&shop.account, "conciliation.ambiguous").await;
+    assert_eq!(body(&shop.hooks.next().await)["status"], "ambiguous");
+    for p in &pages {
+        let page = b.get(p).await;
+        assert!(
+            page.body
+                .contains(r#"<span class="badge" id="review-badge" aria-label="1 to review">1</span>"#),
+            "{p}: {}",
+            page.body
+        );
+    }
+}

@@ -426,16 +426,6 @@ async fn render(
     }
 }
 
-fn run_outcome(o: &str) -> (&'static str, &'static str) {
-    match o {
-        "succeeded" => ("running", "Succeeded"),
-        "running" => ("starting", "Running"),
-        "failed" => ("needs_attention", "Failed"),
-        "cancelled" => ("off", "Cancelled"),
-        _ => ("off", "Other"),
-    }
-}
-
 fn delivery_light(s: &str) -> &'static str {
     match s {
         "delivered" => "running",
@@ -649,7 +639,7 @@ fn markup(c: &Chrome<'_>, d: &Data, o: Outcome<'_>) -> Markup {
                 span.light data-light=(d.light) { (super::pages::light_label(d.light)) }
             }
             @if let Some(r) = &a.scrape_blocked_reason {
-                p.blocked id="blocked" { "Blocked: " (r) " — fix the login below, then read again." }
+                div id="blocked" { (super::pages::blocked(r)) }
             }
             div.actions {
                 form.inline method="post" action={ "/app/accounts/" (id) "/read" } {
@@ -711,7 +701,7 @@ fn markup(c: &Chrome<'_>, d: &Data, o: Outcome<'_>) -> Markup {
                 } @else {
                     ul.rows id="runs" {
                         @for r in &d.runs {
-                            @let (l, text) = run_outcome(&r.outcome);
+                            @let (l, text) = super::pages::outcome_label(&r.outcome);
                             li data-run-id=(r.id) {
                                 span.light data-light=(l) data-outcome=(r.outcome) { (text) }
                                 " " (r.kind) " · started " (time_of(Some(r.started_at), ""))

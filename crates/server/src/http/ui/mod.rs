@@ -325,18 +325,27 @@ async fn logout(State(app): State<AppState>, who: UiUser, body: Result<Bytes, By
 
 // --- settings: two-factor ---
 
-fn chrome(who: &UiUser) -> Chrome<'_> {
+/// The signed-in chrome, with the review queue's length for the navigation badge (issue 10:
+/// on every signed-in page; a failure to count leaves the badge out, not the page).
+async fn chrome<'a>(app: &AppState, who: &'a UiUser) -> Chrome<'a> {
+    let review = match review::queue_len(app, who).await {
+        Ok(n) => Some(n),
+        Err(p) => {
+            tracing::warn!(error = %p.message, "could not count the review queue");
+            None
+        }
+    };
     Chrome {
         user: &who.user,
         csrf: &who.csrf,
-        review: None,
+        review,
     }
 }
 
 async fn settings_view(app: &AppState, who: &UiUser, notice: Option<&str>, error: Option<&str>) -> Response {
     match two_factor::status(app, who.user.id).await {
         Ok(s) => html(pages::settings(
-            &chrome(who),
+            &chrome(app, who).await,
             &TwoFactorView {
                 enabled: s.enabled,
                 recovery_codes_left: s.recovery_codes_left,
@@ -385,7 +394,7 @@ async fn two_factor_setup(State(app): State<AppState>, who: UiUser, body: Result
         return *r;
     }
     match two_factor::begin(&app, &who.user).await {
-        Ok(s) => setup_view(&who, &s, None),
+        Ok(s) => setup_view(&app, &who, &s, None).await,
         Err(e) => {
             let p = Problem::from(e);
             settings_view(&app, &who, None, Some(&p.message)).await
@@ -393,9 +402,15 @@ async fn two_factor_setup(State(app): State<AppState>, who: UiUser, body: Result
     }
 }
 
-fn setup_view(who: &UiUser, s: &two_factor::Setup, error: Option<&str>) -> Response {
+async fn setup_view(app: &AppState, who: &UiUser, s: &two_factor::Setup, error: Option<&str>) -> Response {
     match super::two_factor::qr_svg(&s.uri) {
-        Some(svg) => html(pages::two_factor_setup(&chrome(who), &s.uri, &s.secret, &svg, error)),
+        Some(svg) => html(pages::two_factor_setup(
+            &chrome(app, who).await,
+            &s.uri,
+            &s.secret,
+            &svg,
+            error,
+        )),
         None => ApiError(Problem::internal("the otpauth URI does not fit a QR code")).into_response(),
     }
 }
@@ -406,13 +421,17 @@ async fn two_factor_confirm(State(app): State<AppState>, who: UiUser, body: Resu
         Err(r) => return *r,
     };
     match two_factor::confirm(&app, who.user.id, field(&f, "code")).await {
-        Ok(codes) => html(pages::recovery_codes(&chrome(&who), &codes)),
+        Ok(codes) => html(pages::recovery_codes(&chrome(&app, &who).await, &codes)),
         Err(TwoFactorError::Invalid) => match two_factor::pending_setup(&app, &who.user).await {
-            Ok(Some(s)) => setup_view(
-                &who,
-                &s,
-                Some("That code is not right. Type the code the app shows now."),
-            ),
+            Ok(Some(s)) => {
+                setup_view(
+                    &app,
+                    &who,
+                    &s,
+                    Some("That code is not right. Type the code the app shows now."),
+                )
+                .await
+            }
             Ok(None) => settings_view(&app, &who, None, None).await,
             Err(e) => ApiError(e.into()).into_response(),
         },
@@ -458,8 +477,19 @@ async fn accounts_view(app: &AppState, who: &UiUser, error: Option<&str>) -> Res
     let rows = app.store.list_accounts(who.user.id, 500, 0).await?;
     let mut list = Vec::with_capacity(rows.len());
     for a in rows {
+        let last_run = app
+            .store
+            .list_runs(who.user.id, a.id, 1, 0)
+            .await?
+            .into_iter()
+            .next()
+            .map(|r| pages::LastRun {
+                at: ts(r.ended_at.unwrap_or(r.started_at)),
+                outcome: r.outcome,
+            });
         list.push(AccountView {
             light: light(app, &a).await?,
+            last_run,
             id: a.id.to_string(),
             name: a.name,
             bank: a.bank_code,
@@ -467,7 +497,7 @@ async fn accounts_view(app: &AppState, who: &UiUser, error: Option<&str>) -> Res
         });
     }
     let banks = app.store.list_banks().await?;
-    Ok(pages::accounts(&chrome(who), &list, &banks, error))
+    Ok(pages::accounts(&chrome(app, who).await, &list, &banks, error))
 }
 
 async fn accounts_page(State(app): State<AppState>, who: UiUser) -> Response {
@@ -566,7 +596,7 @@ async fn keys_view(app: &AppState, who: &UiUser, created: Option<(&str, &str)>, 
             revoked: k.revoked_at.map(ts),
         })
         .collect();
-    let page = pages::keys(&chrome(who), &list, created, error);
+    let page = pages::keys(&chrome(app, who).await, &list, created, error);
     if error.is_some() {
         status_html(StatusCode::BAD_REQUEST, page)
     } else {

@@ -171,7 +171,12 @@
           blocked = el('p', { class: 'blocked' });
           li.querySelector('.account-head').after(blocked);
         }
-        blocked.textContent = `Blocked: ${a.blocked_reason} — fix the login, then read again.`;
+        // The same markup as the server's (pages::blocked): the badge, then the reason.
+        if (blocked.dataset.reason !== a.blocked_reason) {
+          blocked.dataset.reason = a.blocked_reason;
+          blocked.replaceChildren(el('span', { class: 'badge fatal' }, 'Blocked'),
+            ` ${a.blocked_reason.replaceAll('_', ' ')} — fix the login, then read again.`);
+        }
       } else if (blocked) {
         blocked.remove();
       }
