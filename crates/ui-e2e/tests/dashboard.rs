@@ -646,8 +646,14 @@ async fn review_step(ui: &mut Ui, server: &mut Server) {
     ui.click("form.prompt button[type=submit]").await;
     server.announced("conciliation.ambiguous").await;
 
-    // The review queue, then the request with its two candidates side by side.
-    ui.page.goto(url("/app/reconciliation")).await.unwrap();
+    // The navigation's badge on the accounts page, then the review queue, then the request
+    // with its two candidates side by side.
+    ui.page.goto(url("/app")).await.unwrap();
+    ui.wait_for(
+        "document.querySelector('#review-badge') && document.querySelector('#review-badge').textContent === '1'",
+    )
+    .await;
+    ui.click("nav a[href='/app/reconciliation']").await;
     ui.wait_for("document.querySelectorAll('#queue li').length === 1 && document.querySelector('#review-badge').textContent === '1'")
         .await;
     ui.shot("review-queue").await;
