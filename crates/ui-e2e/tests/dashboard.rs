@@ -390,6 +390,9 @@ async fn an_operator_signs_in_with_two_factor_and_answers_the_banks_prompt_live(
     ui.click("form.prompt button[type=submit]").await;
     ui.wait_for("!document.querySelector('form.prompt')").await;
     ui.wait_for("document.querySelectorAll('tr.movement').length > 0").await;
+    // The account's last run follows live too.
+    ui.wait_for("document.querySelector('li.account .last-run .outcome').dataset.outcome === 'succeeded'")
+        .await;
     let still_same_page: bool = ui.eval("window.__samePage === true").await;
     assert!(still_same_page, "no reload at any point");
     ui.shot("movements").await;

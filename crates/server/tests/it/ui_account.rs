@@ -619,6 +619,16 @@ async fn the_accounts_list_shows_the_fatal_block_and_the_last_run() {
     let other = row(&page, "account", &fresh);
     assert!(!other.contains("Blocked"), "{other}");
     assert!(other.contains("Last run: none yet"), "{other}");
+    // The page's script reads the same from its JSON, to follow changes live.
+    let live = b.fetch(Method::GET, "/app/api/accounts", None, None).await;
+    let live: Value = serde_json::from_str(&live.body).expect("json");
+    let live = live.as_array().expect("array");
+    let l = live.iter().find(|a| a["id"] == locked.as_str()).expect("listed");
+    assert_eq!(l["blocked_reason"], "account_locked");
+    assert_eq!(l["last_run"]["outcome"], "failed");
+    assert!(l["last_run"]["at"].is_string());
+    let g = live.iter().find(|a| a["id"] == fresh.as_str()).expect("listed");
+    assert_eq!(g["last_run"], Value::Null);
     // The account page says it too.
     let page = b.get(&format!("/app/accounts/{locked}")).await;
     assert!(tag(&page, "blocked").starts_with("<div"));

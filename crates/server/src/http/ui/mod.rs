@@ -477,16 +477,7 @@ async fn accounts_view(app: &AppState, who: &UiUser, error: Option<&str>) -> Res
     let rows = app.store.list_accounts(who.user.id, 500, 0).await?;
     let mut list = Vec::with_capacity(rows.len());
     for a in rows {
-        let last_run = app
-            .store
-            .list_runs(who.user.id, a.id, 1, 0)
-            .await?
-            .into_iter()
-            .next()
-            .map(|r| pages::LastRun {
-                at: ts(r.ended_at.unwrap_or(r.started_at)),
-                outcome: r.outcome,
-            });
+        let last_run = last_run(app, who, a.id).await?;
         list.push(AccountView {
             light: light(app, &a).await?,
             last_run,
@@ -694,6 +685,28 @@ struct AccountStateOut {
     light: &'static str,
     blocked_reason: Option<String>,
     prompt: Option<PromptOut>,
+    /// The latest run (issue 10: accounts list polish).
+    last_run: Option<LastRunOut>,
+}
+
+#[derive(Serialize)]
+struct LastRunOut {
+    outcome: String,
+    /// When it ended (or started, while running), RFC 3339.
+    at: String,
+}
+
+async fn last_run(app: &AppState, who: &UiUser, account: AccountId) -> Result<Option<pages::LastRun>, Problem> {
+    Ok(app
+        .store
+        .list_runs(who.user.id, account, 1, 0)
+        .await?
+        .into_iter()
+        .next()
+        .map(|r| pages::LastRun {
+            at: ts(r.ended_at.unwrap_or(r.started_at)),
+            outcome: r.outcome,
+        }))
 }
 
 async fn api_accounts(State(app): State<AppState>, who: UiUser) -> Result<Json<Vec<AccountStateOut>>, ApiError> {
@@ -721,7 +734,12 @@ async fn api_accounts(State(app): State<AppState>, who: UiUser) -> Result<Json<V
                 })
             }
         };
+        let last_run = last_run(&app, &who, a.id).await?.map(|r| LastRunOut {
+            outcome: r.outcome,
+            at: r.at,
+        });
         out.push(AccountStateOut {
+            last_run,
             light: if prompt.is_some() {
                 "awaiting_code"
             } else {
