@@ -670,3 +670,68 @@ async fn every_signed_in_page_shows_the_review_queue_badge() {
         );
     }
 }
+
+#[tokio::test]
+async fn long_lists_page_from_the_newest() {
+    let f = BankFixture::new().await;
+    let username = "user_good+ua5";
+    let id = f.account(username, "pass_good", json!({})).await;
+    for i in 0..55 {
+        f.bank
+            .add_movement(AddMovement {
+                username: username.into(),
+                amount: format!("{}.00", 100 + i),
+                currency: "UYU".into(),
+                name: Some("ANA PEREZ".into()),
+                description: format!("paged-{i}"),
+                received_at: None,
+            })
+            .expect("movement");
+    }
+    let mut events = f.app.events().await;
+    f.post(&format!("/accounts/{id}/scrape")).await;
+    events.next(&id, "scrape.succeeded").await;
+    let all = f
+        .app
+        .get(&format!("/accounts/{id}/movements?limit=500"), &f.token)
+        .await;
+    let ids: Vec<String> = all
+        .body
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|m| m["id"].as_str().expect("id").to_owned())
+        .collect();
+    assert!(ids.len() > 55, "{}", ids.len());
+
+    let mut b = Browser::new(&f.app);
+    b.sign_in(OWNER).await;
+    let path = format!("/app/accounts/{id}");
+    let first = b.get(&path).await;
+    assert_eq!(first.body.matches("data-movement-id=").count(), 50);
+    assert!(
+        first.body.contains(&format!("data-movement-id=\"{}\"", ids[0])),
+        "the newest first"
+    );
+    assert!(!first.body.contains(&format!("data-movement-id=\"{}\"", ids[50])));
+    let older = format!("href=\"{path}?movements=50#movements-h\" rel=\"next\" data-older=\"movements\"");
+    assert!(first.body.contains(&older), "{}", first.body);
+    assert!(!first.body.contains("data-older=\"runs\""), "one run: no older page");
+    let second = b.get(&format!("{path}?movements=50")).await;
+    assert_eq!(second.status, StatusCode::OK);
+    assert!(second.body.contains(&format!("data-movement-id=\"{}\"", ids[50])));
+    assert!(!second.body.contains(&format!("data-movement-id=\"{}\"", ids[0])));
+    assert!(
+        second
+            .body
+            .contains(&format!("href=\"{path}#movements-h\" rel=\"prev\"")),
+        "{}",
+        second.body
+    );
+    // An unreadable offset is the first page, not an error.
+    for bad in ["-5", "many", "999999999999"] {
+        let page = b.get(&format!("{path}?movements={bad}")).await;
+        assert_eq!(page.status, StatusCode::OK, "{bad}");
+        assert!(page.body.contains(&format!("data-movement-id=\"{}\"", ids[0])), "{bad}");
+    }
+}

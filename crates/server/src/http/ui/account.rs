@@ -312,7 +312,71 @@ struct Outcome<'a> {
 /// A movement with the request it settled (id, external id) and when it was ignored.
 type Movement = (MovementRow, Option<(String, String)>, Option<String>);
 
+/// Which slice of each list the page shows: offsets from the newest (`?runs=50` …) and the
+/// dead-letter filter of the delivery logs (`?deliveries=dead`).
+#[derive(Clone, Copy, Default)]
+struct View {
+    dead_only: bool,
+    /// Offsets of the runs, movements, notification and result-webhook deliveries.
+    at: [i64; 4],
+}
+
+/// The query names of [`View::at`], in order.
+const LISTS: [&str; 4] = ["runs", "movements", "notifications", "webhooks"];
+/// Past this offset a list is not paged further (the store's offsets stay small).
+const MAX_OFFSET: i64 = 100_000;
+
+impl View {
+    fn parse(uri: &Uri) -> Self {
+        let mut v = View::default();
+        for (k, val) in url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes()) {
+            if k == "deliveries" {
+                v.dead_only = val == "dead";
+            } else if let Some(i) = LISTS.iter().position(|l| *l == k) {
+                // An unreadable or out-of-range offset is the first page.
+                v.at[i] = val
+                    .parse::<i64>()
+                    .ok()
+                    .filter(|n| (0..=MAX_OFFSET).contains(n))
+                    .unwrap_or(0);
+            }
+        }
+        v
+    }
+
+    /// This view's URL with list `i` at `offset`.
+    fn link(&self, account: reconbanker_store::AccountId, i: usize, offset: i64) -> String {
+        let mut q = url::form_urlencoded::Serializer::new(String::new());
+        if self.dead_only {
+            q.append_pair("deliveries", "dead");
+        }
+        for (j, name) in LISTS.iter().enumerate() {
+            let at = if j == i { offset } else { self.at[j] };
+            if at > 0 {
+                q.append_pair(name, &at.to_string());
+            }
+        }
+        let q = q.finish();
+        let anchor = ["runs-h", "movements-h", "deliveries-h", "deliveries-h"][i];
+        if q.is_empty() {
+            format!("/app/accounts/{account}#{anchor}")
+        } else {
+            format!("/app/accounts/{account}?{q}#{anchor}")
+        }
+    }
+}
+
+/// Takes one more row than shown: whether there is an older page.
+fn more<T>(mut rows: Vec<T>) -> (Vec<T>, bool) {
+    let more = rows.len() as i64 > SHOWN;
+    rows.truncate(SHOWN as usize);
+    (rows, more)
+}
+
 struct Data {
+    view: View,
+    /// Whether each list has an older page.
+    more: [bool; 4],
     account: AccountRow,
     light: &'static str,
     settings: Settings,
@@ -321,15 +385,18 @@ struct Data {
     movements: Vec<Movement>,
     notifications: Vec<DeliveryRow>,
     results: Vec<DeliveryRow>,
-    dead_only: bool,
     review: i64,
 }
 
-async fn load(app: &AppState, who: &UiUser, account: AccountRow, dead_only: bool) -> Result<Data, Problem> {
+async fn load(app: &AppState, who: &UiUser, account: AccountRow, view: View) -> Result<Data, Problem> {
     let user = who.user.id;
     let (settings, secrets) = crate::app::accounts::load_config(app, user, account.id).await?;
-    let runs = app.store.list_runs(user, account.id, SHOWN, 0).await?;
-    let rows = app.store.list_movements(user, account.id, SHOWN, 0).await?;
+    let (runs, more_runs) = more(app.store.list_runs(user, account.id, SHOWN + 1, view.at[0]).await?);
+    let (rows, more_movements) = more(
+        app.store
+            .list_movements(user, account.id, SHOWN + 1, view.at[1])
+            .await?,
+    );
     let ids: Vec<_> = rows.iter().map(|m| m.id).collect();
     let matches: HashMap<_, _> = app
         .store
@@ -345,16 +412,20 @@ async fn load(app: &AppState, who: &UiUser, account: AccountRow, dead_only: bool
             (m, matched.map(|(r, ext)| (r.to_string(), ext)), ignored.map(ts))
         })
         .collect();
-    let status = dead_only.then_some("dead");
-    let notifications = app
-        .store
-        .list_channel_deliveries(user, account.id, CHANNEL_NOTIFICATION, status, SHOWN, 0)
-        .await?;
-    let results = app
-        .store
-        .list_channel_deliveries(user, account.id, CHANNEL_RESULT, status, SHOWN, 0)
-        .await?;
+    let status = view.dead_only.then_some("dead");
+    let (notifications, more_notifications) = more(
+        app.store
+            .list_channel_deliveries(user, account.id, CHANNEL_NOTIFICATION, status, SHOWN + 1, view.at[2])
+            .await?,
+    );
+    let (results, more_results) = more(
+        app.store
+            .list_channel_deliveries(user, account.id, CHANNEL_RESULT, status, SHOWN + 1, view.at[3])
+            .await?,
+    );
     Ok(Data {
+        view,
+        more: [more_runs, more_movements, more_notifications, more_results],
         light: light(app, &account).await?,
         account,
         settings,
@@ -363,13 +434,8 @@ async fn load(app: &AppState, who: &UiUser, account: AccountRow, dead_only: bool
         movements,
         notifications,
         results,
-        dead_only,
         review: super::review::queue_len(app, who).await?,
     })
-}
-
-fn query_has(uri: &Uri, key: &str, value: &str) -> bool {
-    url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes()).any(|(k, v)| k == key && v == value)
 }
 
 async fn account_page(State(app): State<AppState>, who: UiUser, DPath(id): DPath<String>, uri: Uri) -> Response {
@@ -385,7 +451,7 @@ async fn account_page(State(app): State<AppState>, who: UiUser, DPath(id): DPath
         Some("polled") => Some("A poll of the pending orders is queued."),
         _ => None,
     };
-    let dead_only = query_has(&uri, "deliveries", "dead");
+    let view = View::parse(&uri);
     render(
         &app,
         &who,
@@ -395,7 +461,7 @@ async fn account_page(State(app): State<AppState>, who: UiUser, DPath(id): DPath
             notice,
             ..Outcome::default()
         },
-        dead_only,
+        view,
     )
     .await
 }
@@ -406,13 +472,13 @@ async fn render(
     id: &str,
     status: StatusCode,
     outcome: Outcome<'_>,
-    dead_only: bool,
+    view: View,
 ) -> Response {
     let account = match owned(app, who, id).await {
         Ok(a) => a,
         Err(p) => return ApiError(p).into_response(),
     };
-    match load(app, who, account, dead_only).await {
+    match load(app, who, account, view).await {
         Ok(d) => {
             let c = Chrome {
                 user: &who.user,
@@ -712,6 +778,7 @@ fn markup(c: &Chrome<'_>, d: &Data, o: Outcome<'_>) -> Markup {
                         }
                     }
                 }
+                (pager(d, 0))
             }
             section aria-labelledby="movements-h" {
                 h2 id="movements-h" { "Movements" }
@@ -753,11 +820,12 @@ fn markup(c: &Chrome<'_>, d: &Data, o: Outcome<'_>) -> Markup {
                         }
                     }
                 }
+                (pager(d, 1))
             }
             section aria-labelledby="deliveries-h" {
                 h2 id="deliveries-h" { "Deliveries" }
                 p {
-                    @if d.dead_only {
+                    @if d.view.dead_only {
                         "Showing dead letters only (retries exhausted). " a href={ "/app/accounts/" (id) "#deliveries-h" } { "Show all" }
                     } @else {
                         a href={ "/app/accounts/" (id) "?deliveries=dead#deliveries-h" } { "Show dead letters only" }
@@ -765,8 +833,10 @@ fn markup(c: &Chrome<'_>, d: &Data, o: Outcome<'_>) -> Markup {
                 }
                 h3 { "Operational notifications" }
                 (deliveries(c.csrf, id, "notification", &d.notifications, "notification-deliveries"))
+                (pager(d, 2))
                 h3 { "Result webhook" }
                 (deliveries(c.csrf, id, "webhook", &d.results, "result-deliveries"))
+                (pager(d, 3))
             }
             section aria-labelledby="delete-h" {
                 h2 id="delete-h" { "Delete this account" }
@@ -783,6 +853,24 @@ fn markup(c: &Chrome<'_>, d: &Data, o: Outcome<'_>) -> Markup {
             }
         },
     )
+}
+
+/// "Newer" / "Older" links of list `i`.
+fn pager(d: &Data, i: usize) -> Markup {
+    let at = d.view.at[i];
+    html! {
+        @if at > 0 || d.more[i] {
+            nav.pager aria-label={ "Pages of " (LISTS[i]) } {
+                @if at > 0 {
+                    a href=(d.view.link(d.account.id, i, (at - SHOWN).max(0))) rel="prev" { "← Newer" }
+                }
+                " Showing " (at + 1) "–" (at + SHOWN) " "
+                @if d.more[i] {
+                    a href=(d.view.link(d.account.id, i, at + SHOWN)) rel="next" data-older=(LISTS[i]) { "Older →" }
+                }
+            }
+        }
+    }
 }
 
 fn deliveries(
@@ -855,7 +943,7 @@ async fn save_config(
                 form: Some((Shown::submitted(&stored, &f), errors)),
                 ..Outcome::default()
             };
-            render(&app, &who, &id, StatusCode::BAD_REQUEST, outcome, false).await
+            render(&app, &who, &id, StatusCode::BAD_REQUEST, outcome, View::default()).await
         }
         Err(p) => ApiError(p).into_response(),
     }
@@ -887,7 +975,7 @@ async fn delete(
             delete_error: Some(message.to_owned()),
             ..Outcome::default()
         };
-        return render(&app, &who, &id, StatusCode::BAD_REQUEST, outcome, false).await;
+        return render(&app, &who, &id, StatusCode::BAD_REQUEST, outcome, View::default()).await;
     }
     match crate::app::accounts::delete(&app, who.user.id, account.id).await {
         Ok(()) => Redirect::to("/app").into_response(),
@@ -923,7 +1011,7 @@ async fn rotate(
                 rotated: Some((which, secret, r.previous_valid_until)),
                 ..Outcome::default()
             };
-            render(&app, &who, &id, StatusCode::OK, outcome, false).await
+            render(&app, &who, &id, StatusCode::OK, outcome, View::default()).await
         }
         Err(e) => e.into_response(),
     }
@@ -937,7 +1025,7 @@ async fn refused_on_page(app: &AppState, who: &UiUser, id: &str, e: ApiError) ->
             error: Some(p.message.into_owned()),
             ..Outcome::default()
         };
-        render(app, who, id, p.status, outcome, false).await
+        render(app, who, id, p.status, outcome, View::default()).await
     } else {
         ApiError(p).into_response()
     }
