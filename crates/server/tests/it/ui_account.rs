@@ -229,6 +229,7 @@ async fn the_settings_form_round_trips_with_field_errors_and_never_shows_a_secre
         ),
         ("session_type", "forever", "session_type"),
         ("polling_body", "{oops", "not a valid JSON object"),
+        ("auth_token", "has a space SECRET", "printable ASCII"),
     ] {
         let r = b
             .post_form(
