@@ -428,6 +428,10 @@ async fn runs_movements_and_result_deliveries_with_their_actions() {
     // The result delivery, delivered, with a re-send form.
     let d = row(&page, "delivery", &delivered.id.to_string());
     assert!(d.contains("data-status=\"delivered\"") && d.contains("matched"), "{d}");
+    assert!(
+        d.contains("<summary>Body</summary><pre>") && d.contains("UA-1"),
+        "the body sent: {d}"
+    );
     assert!(page.body.contains("id=\"notification-deliveries-empty\""));
 
     // Ignore, then un-ignore, from the page.

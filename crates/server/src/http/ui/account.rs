@@ -855,6 +855,14 @@ fn markup(c: &Chrome<'_>, d: &Data, o: Outcome<'_>) -> Markup {
     )
 }
 
+/// A delivery's frozen body, indented when it is JSON.
+fn pretty(payload: &str) -> String {
+    serde_json::from_str::<Value>(payload)
+        .ok()
+        .and_then(|v| serde_json::to_string_pretty(&v).ok())
+        .unwrap_or_else(|| payload.to_owned())
+}
+
 /// "Newer" / "Older" links of list `i`.
 fn pager(d: &Data, i: usize) -> Markup {
     let at = d.view.at[i];
@@ -894,6 +902,10 @@ fn deliveries(
                         @if let Some(t) = r.delivered_at { " · delivered " (time_of(Some(t), "")) }
                         @else if r.status == "pending" { " · next try " (time_of(r.next_attempt_at, "soon")) }
                         @if let Some(e) = &r.last_error { p.meta { "Last error: " (e) } }
+                        details.payload {
+                            summary { "Body" }
+                            pre { (pretty(&r.payload)) }
+                        }
                         @if r.status != "pending" {
                             form.inline method="post" action={ "/app/accounts/" (account) "/deliveries/" (channel) "/" (r.id) "/resend" } {
                                 input type="hidden" name="csrf" value=(csrf);
