@@ -609,6 +609,7 @@ async fn review_step(ui: &mut Ui, server: &mut Server) {
     ui.click("#settings-form button[type=submit]").await;
     ui.wait_for("document.querySelector('#notice') && location.search.includes('done=saved')")
         .await;
+    let account_page: String = ui.eval("location.pathname").await;
     let saved: String = ui.eval("document.querySelector('#f-webhook_url').value").await;
     assert_eq!(saved, format!("{shop_url}/hook"));
     ui.shot("account-page").await;
@@ -698,6 +699,15 @@ async fn review_step(ui: &mut Ui, server: &mut Server) {
         "signed with the rotated secret: {:?}",
         hook.headers
     );
+
+    // The account page lists both result deliveries, each with the body it froze.
+    ui.page.goto(url(&account_page)).await.unwrap();
+    ui.wait_for("document.querySelectorAll('#result-deliveries li').length === 2")
+        .await;
+    ui.click("#result-deliveries li details summary").await;
+    ui.wait_for("document.querySelector('#result-deliveries li details').open")
+        .await;
+    ui.shot("account-deliveries").await;
 }
 
 fn nix_root() -> bool {
