@@ -665,6 +665,14 @@ async fn every_signed_in_page_shows_the_review_queue_badge() {
     shop.read_bank().await;
     events.next(&shop.account, "conciliation.ambiguous").await;
     assert_eq!(body(&shop.hooks.next().await)["status"], "ambiguous");
+    // The request's page lists its result delivery with the body sent.
+    let request = shop.request("UA-4").await["id"].as_str().expect("id").to_owned();
+    let detail = b.get(&format!("/app/reconciliation/{request}")).await;
+    let list = tag(&detail, "deliveries");
+    assert!(list.starts_with("<ul class=\"rows\""), "{list}");
+    assert_eq!(detail.body.matches("data-delivery-id=").count(), 1, "{}", detail.body);
+    assert!(detail.body.contains("<strong>ambiguous</strong>"), "{}", detail.body);
+    assert!(detail.body.contains("UA-4"));
     for p in &pages {
         let page = b.get(p).await;
         assert!(

@@ -492,7 +492,7 @@ async fn render(
     }
 }
 
-fn delivery_light(s: &str) -> &'static str {
+pub(super) fn delivery_light(s: &str) -> &'static str {
     match s {
         "delivered" => "running",
         "pending" => "starting",
@@ -501,7 +501,7 @@ fn delivery_light(s: &str) -> &'static str {
     }
 }
 
-fn time_of(t: Option<reconbanker_store::Timestamp>, none: &str) -> Markup {
+pub(super) fn time_of(t: Option<reconbanker_store::Timestamp>, none: &str) -> Markup {
     html! {
         @match t {
             Some(t) => { time datetime=(ts(t)) { (ts(t)) } }
@@ -856,7 +856,7 @@ fn markup(c: &Chrome<'_>, d: &Data, o: Outcome<'_>) -> Markup {
 }
 
 /// A delivery's frozen body, indented when it is JSON.
-fn pretty(payload: &str) -> String {
+pub(super) fn pretty(payload: &str) -> String {
     serde_json::from_str::<Value>(payload)
         .ok()
         .and_then(|v| serde_json::to_string_pretty(&v).ok())

@@ -439,6 +439,32 @@ fn detail_markup(
                     }
                 }
             }
+            // issue 10: the request's result deliveries (oldest first), with the bodies sent.
+            section aria-labelledby="del-h" {
+                h2 id="del-h" { "Result webhook" }
+                @if d.deliveries.is_empty() {
+                    p.empty id="deliveries-empty" {
+                        "Nothing sent yet: the result webhook goes out when the request is matched or "
+                        "ambiguous (or expires, when the account asks for it)."
+                    }
+                } @else {
+                    ul.rows id="deliveries" {
+                        @for r in &d.deliveries {
+                            li data-delivery-id=(r.id) {
+                                span.light data-light=(super::account::delivery_light(&r.status)) data-status=(r.status) { (r.status) }
+                                " " strong { (r.event_type) } " · attempts " (r.attempts)
+                                @if let Some(s) = r.last_status { " · last answer " (s) }
+                                " · created " (super::account::time_of(Some(r.created_at), ""))
+                                @if let Some(e) = &r.last_error { p.meta { "Last error: " (e) } }
+                                details.payload {
+                                    summary { "Body" }
+                                    pre { (super::account::pretty(&r.payload)) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
             section aria-labelledby="att-h" {
                 h2 id="att-h" { "Attempts" }
                 @if d.attempts.is_empty() {
