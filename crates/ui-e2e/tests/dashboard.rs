@@ -599,7 +599,8 @@ async fn review_step(ui: &mut Ui, server: &mut Server) {
 
     // The account page, from the accounts list.
     ui.page.goto(url("/app")).await.unwrap();
-    ui.wait_for("document.querySelector('li.account h2 a')").await;
+    ui.wait_for("document.querySelector('li.account h2 a') && document.body.dataset.live === 'on'")
+        .await;
     ui.click("li.account h2 a").await;
     ui.wait_for("location.pathname.startsWith('/app/accounts/') && document.querySelector('#settings-form')")
         .await;
