@@ -74,6 +74,9 @@ fn totp(secret: &[u8], step: i64) -> String {
 struct Server {
     base: String,
     clock: ManualClock,
+    bank: SandboxBank,
+    /// The kind of every event the app announces (the review step waits on them).
+    kinds: tokio::sync::mpsc::UnboundedReceiver<String>,
     /// When the app announced each `assistance.requested` (the bank asked for a code).
     asked: tokio::sync::mpsc::UnboundedReceiver<Instant>,
     _dir: tempfile::TempDir,
@@ -84,8 +87,9 @@ async fn start() -> Server {
     let bank = SandboxBank::new(BankConfig::default());
     let bank_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let bank_url = format!("http://{}/", bank_listener.local_addr().unwrap());
+    let served = bank.clone();
     tokio::spawn(async move {
-        let _ = bank.serve(bank_listener, std::future::pending()).await;
+        let _ = served.serve(bank_listener, std::future::pending()).await;
     });
     let dir = tempfile::tempdir().unwrap();
     let env: HashMap<String, String> = [
@@ -121,11 +125,13 @@ async fn start() -> Server {
     .unwrap();
     let mut bus = app.state.bus.subscribe().await.unwrap();
     let (asked_tx, asked) = tokio::sync::mpsc::unbounded_channel();
+    let (kinds_tx, kinds) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
         while let Ok(e) = bus.recv().await {
             if e.kind == "assistance.requested" && asked_tx.send(Instant::now()).is_err() {
                 break;
             }
+            let _ = kinds_tx.send(e.kind.to_string());
         }
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -141,6 +147,8 @@ async fn start() -> Server {
     Server {
         base,
         clock,
+        bank,
+        kinds,
         asked,
         _dir: dir,
         _stop: stop,
@@ -273,7 +281,8 @@ async fn an_operator_signs_in_with_two_factor_and_answers_the_banks_prompt_live(
         n: 0,
     };
     ui.viewport(DESKTOP, false).await;
-    let url = |p: &str| format!("{}{p}", server.base);
+    let base = server.base.clone();
+    let url = |p: &str| format!("{base}{p}");
 
     // Register (that signs in).
     ui.page.goto(url("/")).await.unwrap();
@@ -381,6 +390,9 @@ async fn an_operator_signs_in_with_two_factor_and_answers_the_banks_prompt_live(
     ui.click("form.prompt button[type=submit]").await;
     ui.wait_for("!document.querySelector('form.prompt')").await;
     ui.wait_for("document.querySelectorAll('tr.movement').length > 0").await;
+    // The account's last run follows live too.
+    ui.wait_for("document.querySelector('li.account .last-run .outcome').dataset.outcome === 'succeeded'")
+        .await;
     let still_same_page: bool = ui.eval("window.__samePage === true").await;
     assert!(still_same_page, "no reload at any point");
     ui.shot("movements").await;
@@ -461,6 +473,8 @@ async fn an_operator_signs_in_with_two_factor_and_answers_the_banks_prompt_live(
     .await;
     ui.shot("api-key-revoked").await;
 
+    review_step(&mut ui, &mut server).await;
+
     // Budget: the accounts page from a cold cache.
     ui.page
         .execute(chromiumoxide::cdp::browser_protocol::network::ClearBrowserCacheParams::default())
@@ -486,6 +500,215 @@ async fn an_operator_signs_in_with_two_factor_and_answers_the_banks_prompt_live(
     browser.close().await.unwrap();
     let _ = browser.wait().await;
     events.abort();
+}
+
+/// A received webhook: its headers and body.
+struct Hook {
+    headers: axum::http::HeaderMap,
+    body: String,
+}
+
+/// A local shop: `GET /orders` answers the pending orders; `POST /hook` receives the result
+/// webhooks (answered 200).
+async fn shop(orders: serde_json::Value) -> (String, tokio::sync::mpsc::UnboundedReceiver<Hook>) {
+    use axum::routing::{get, post};
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let orders = Arc::new(orders);
+    let app = axum::Router::new()
+        .route(
+            "/orders",
+            get(move || {
+                let orders = orders.clone();
+                async move { axum::Json((*orders).clone()) }
+            }),
+        )
+        .route(
+            "/hook",
+            post(move |headers: axum::http::HeaderMap, body: String| {
+                let tx = tx.clone();
+                async move {
+                    let _ = tx.send(Hook { headers, body });
+                    "ok"
+                }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (base, rx)
+}
+
+/// Standard Webhooks: `v1,<base64 HMAC-SHA256(id.timestamp.body)>` keyed with the secret's
+/// base64 part; one of the listed signatures must match.
+fn signed_with(secret: &str, hook: &Hook) -> bool {
+    use base64::Engine;
+    let h = |n: &str| hook.headers.get(n).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(secret.trim_start_matches("whsec_"))
+        .unwrap();
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap();
+    mac.update(format!("{}.{}.{}", h("webhook-id"), h("webhook-timestamp"), hook.body).as_bytes());
+    let expected = format!(
+        "v1,{}",
+        base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+    );
+    h("webhook-signature").split(' ').any(|s| s == expected)
+}
+
+impl Server {
+    /// Waits until the app announces an event of this kind.
+    async fn announced(&mut self, kind: &str) {
+        let wait = async {
+            while let Some(k) = self.kinds.recv().await {
+                if k == kind {
+                    return;
+                }
+            }
+            panic!("the event stream ended before {kind}");
+        };
+        tokio::time::timeout(Duration::from_secs(30), wait)
+            .await
+            .unwrap_or_else(|_| panic!("no {kind} event"));
+    }
+}
+
+/// Issue 10's review step, in the same browser: reconcile mode chosen in Settings; the account
+/// page sets the pending-orders endpoint and the result-webhook URL, rotates the result-webhook
+/// secret (shown once, read here) and polls; two equally good payments make the request
+/// ambiguous; the operator resolves it from the review screen, and the `matched` result webhook,
+/// signed with the rotated secret, reaches the local receiver.
+async fn review_step(ui: &mut Ui, server: &mut Server) {
+    let base = server.base.clone();
+    let url = |p: &str| format!("{base}{p}");
+    let (shop_url, mut hooks) = shop(serde_json::json!([
+        {"external_id": "E2E-1", "amount": "4321.09", "currency": "UYU", "name": "Maria Gomez"}
+    ]))
+    .await;
+
+    ui.page.goto(url("/app/settings")).await.unwrap();
+    ui.wait_for("document.querySelector('input[name=mode][value=reconcile]')")
+        .await;
+    ui.click("input[name=mode][value=reconcile]").await;
+    ui.click("form[action='/app/settings/mode'] button[type=submit]").await;
+    ui.wait_for(
+        "document.querySelector('p.notice') && document.querySelector('input[name=mode][value=reconcile]').checked",
+    )
+    .await;
+
+    // The account page, from the accounts list.
+    ui.page.goto(url("/app")).await.unwrap();
+    ui.wait_for("document.querySelector('li.account h2 a') && document.body.dataset.live === 'on'")
+        .await;
+    ui.click("li.account h2 a").await;
+    ui.wait_for("location.pathname.startsWith('/app/accounts/') && document.querySelector('#settings-form')")
+        .await;
+    ui.fill("#f-pending_orders_endpoint", &format!("{shop_url}/orders"))
+        .await;
+    ui.fill("#f-webhook_url", &format!("{shop_url}/hook")).await;
+    ui.click("#settings-form button[type=submit]").await;
+    ui.wait_for("document.querySelector('#notice') && location.search.includes('done=saved')")
+        .await;
+    let account_page: String = ui.eval("location.pathname").await;
+    let saved: String = ui.eval("document.querySelector('#f-webhook_url').value").await;
+    assert_eq!(saved, format!("{shop_url}/hook"));
+    ui.shot("account-page").await;
+    ui.click("form[action$='/rotate/webhook'] button[type=submit]").await;
+    ui.wait_for(
+        "document.querySelector('#new-secret') && document.querySelector('#new-secret').value.startsWith('whsec_')",
+    )
+    .await;
+    let secret: String = ui.eval("document.querySelector('#new-secret').value").await;
+    ui.shot("signing-secret-rotated").await;
+    ui.click("form[action$='/poll'] button[type=submit]").await;
+    server.announced("conciliation.registered").await;
+    ui.wait_for("document.querySelector('#notice') && location.search.includes('done=polled')")
+        .await;
+
+    // Two payments of the amount, both strong name matches: the matcher cannot choose.
+    for (name, description) in [("MARIA GOMEZ", "e2e-first"), ("GOMEZ MARIA", "e2e-second")] {
+        server
+            .bank
+            .add_movement(sandbox_bank::AddMovement {
+                username: "user_otp".into(),
+                amount: "4321.09".into(),
+                currency: "UYU".into(),
+                name: Some(name.into()),
+                description: description.into(),
+                received_at: None,
+            })
+            .unwrap();
+    }
+    ui.page.goto(url("/app")).await.unwrap();
+    ui.wait_for(
+        "document.body.dataset.live === 'on' && document.querySelector('li.account .light').dataset.light === 'off'",
+    )
+    .await;
+    ui.click("button[data-read]").await;
+    ui.wait_for("document.querySelector('form.prompt input')").await;
+    ui.fill("form.prompt input", "123456").await;
+    ui.click("form.prompt button[type=submit]").await;
+    server.announced("conciliation.ambiguous").await;
+
+    // The navigation's badge on the accounts page, then the review queue, then the request
+    // with its two candidates side by side.
+    ui.page.goto(url("/app")).await.unwrap();
+    ui.wait_for(
+        "document.querySelector('#review-badge') && document.querySelector('#review-badge').textContent === '1'",
+    )
+    .await;
+    ui.click("nav a[href='/app/reconciliation']").await;
+    ui.wait_for("document.querySelectorAll('#queue li').length === 1 && document.querySelector('#review-badge').textContent === '1'")
+        .await;
+    ui.shot("review-queue").await;
+    ui.click("#queue li h2 a").await;
+    ui.wait_for("document.querySelectorAll('#candidates li.candidate').length === 2")
+        .await;
+    ui.shot("review-request").await;
+    let picked: String = ui
+        .eval("document.querySelector('#candidates li.candidate').dataset.movementId")
+        .await;
+    ui.click("#candidates li.candidate form[action$='/resolve'] button[type=submit]")
+        .await;
+    ui.wait_for("document.querySelector('#notice') && document.querySelector('#request [data-status]').dataset.status === 'matched'")
+        .await;
+    ui.shot("review-matched").await;
+
+    // The receiver gets the ambiguous result, then the matched one, signed with the new secret.
+    let matched = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let hook = hooks.recv().await.unwrap();
+            let body: serde_json::Value = serde_json::from_str(&hook.body).unwrap();
+            if body["status"] == "matched" {
+                return (hook, body);
+            }
+            assert_eq!(body["status"], "ambiguous", "{body}");
+        }
+    })
+    .await
+    .expect("the matched webhook");
+    let (hook, body) = matched;
+    assert_eq!(body["external_id"], "E2E-1");
+    assert_eq!(
+        body["movement"]["id"],
+        picked.as_str(),
+        "the candidate picked on the screen"
+    );
+    assert!(
+        signed_with(&secret, &hook),
+        "signed with the rotated secret: {:?}",
+        hook.headers
+    );
+
+    // The account page lists both result deliveries, each with the body it froze.
+    ui.page.goto(url(&account_page)).await.unwrap();
+    ui.wait_for("document.querySelectorAll('#result-deliveries li').length === 2")
+        .await;
+    ui.click("#result-deliveries li details summary").await;
+    ui.wait_for("document.querySelector('#result-deliveries li details').open")
+        .await;
+    ui.shot("account-deliveries").await;
 }
 
 fn nix_root() -> bool {

@@ -255,16 +255,27 @@ pub async fn put_config(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<ConfigOut>, ApiError> {
     let patch: ConfigPatch = parse_json(&body_bytes(body)?)?;
+    Ok(Json(update_config(&app, who.user.id, account.id, patch).await?))
+}
+
+/// Applies a config patch (the outbound-URL check, the field rules, the signing secrets) and
+/// stores it; shared by the JSON route and the dashboard's account page.
+pub(crate) async fn update_config(
+    app: &AppState,
+    user: reconbanker_store::UserId,
+    account: AccountId,
+    patch: ConfigPatch,
+) -> Result<ConfigOut, Problem> {
     for (field, url) in patch.urls() {
         guard::check_url(url, app.config.allow_private_targets)
             .await
             .map_err(|m| Problem::field(field, &m))?;
     }
-    let (mut settings, mut secrets) = app::accounts::load_config(&app, who.user.id, account.id).await?;
+    let (mut settings, mut secrets) = app::accounts::load_config(app, user, account).await?;
     account_config::apply(&mut settings, &mut secrets, patch)?;
     secrets.ensure_signing_secrets();
-    app::accounts::save_config(&app, who.user.id, account.id, &settings, &secrets).await?;
-    Ok(Json(ConfigOut::new(settings, &secrets)))
+    app::accounts::save_config(app, user, account, &settings, &secrets).await?;
+    Ok(ConfigOut::new(settings, &secrets))
 }
 
 /// `GET /accounts/:id/otp`: what is pending, or `null`.

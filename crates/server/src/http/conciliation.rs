@@ -41,14 +41,25 @@ pub async fn poll_now(
     State(app): State<AppState>,
     OwnedAccount { user: who, account }: OwnedAccount,
 ) -> Result<(StatusCode, Json<QueuedOut>), ApiError> {
-    if who.user.operation_mode.as_deref() != Some("reconcile") {
+    poll_now_as(&app, &who.user, account.id).await?;
+    Ok((StatusCode::ACCEPTED, Json(QueuedOut::YES)))
+}
+
+/// Queues a poll of the account's pending-orders endpoint now (the JSON route and the
+/// dashboard's account page).
+pub(crate) async fn poll_now_as(
+    app: &AppState,
+    user: &reconbanker_store::UserRow,
+    account: reconbanker_store::AccountId,
+) -> Result<(), ApiError> {
+    if user.operation_mode.as_deref() != Some("reconcile") {
         return Err(Problem::conflict(
             "NOT_RECONCILE_MODE",
             "Polling pending orders needs the reconcile operation mode (PUT /me/operation-mode)",
         )
         .into());
     }
-    let (settings, _) = app::accounts::load_config(&app, who.user.id, account.id).await?;
+    let (settings, _) = app::accounts::load_config(app, user.id, account).await?;
     if settings.pending_orders_endpoint.is_none() {
         return Err(Problem::conflict(
             "NO_PENDING_ORDERS_ENDPOINT",
@@ -56,9 +67,9 @@ pub async fn poll_now(
         )
         .into());
     }
-    app.store.request_poll(account.id, app.clock.now()).await?;
+    app.store.request_poll(account, app.clock.now()).await?;
     app.poller.wake();
-    Ok((StatusCode::ACCEPTED, Json(QueuedOut::YES)))
+    Ok(())
 }
 
 #[derive(Serialize, ToSchema)]

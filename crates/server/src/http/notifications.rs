@@ -207,14 +207,14 @@ pub struct Rotated {
     /// The new secret (`whsec_…`), on the notification route.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
-    notification_signing_secret: Option<String>,
+    pub(crate) notification_signing_secret: Option<String>,
     /// The new secret (`whsec_…`), on the result-webhook route.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
-    webhook_signing_secret: Option<String>,
+    pub(crate) webhook_signing_secret: Option<String>,
     /// Until when the previous secret also signs deliveries (both signatures are sent).
     #[schema(required = true)]
-    previous_valid_until: Option<String>,
+    pub(crate) previous_valid_until: Option<String>,
 }
 
 /// `POST /accounts/:id/notifications/rotate-secret`: a new notification signing secret; the
@@ -233,7 +233,7 @@ pub struct Rotated {
     )
 )]
 pub async fn rotate(State(app): State<AppState>, owned: OwnedAccount) -> Result<Json<Rotated>, ApiError> {
-    rotate_channel(&app, owned, SigningChannel::Notification).await
+    rotate_channel(&app, owned.user.user.id, owned.account.id, SigningChannel::Notification).await
 }
 
 /// `POST /accounts/:id/webhooks/rotate-secret`: the same for the result and passthrough webhook
@@ -251,20 +251,21 @@ pub async fn rotate(State(app): State<AppState>, owned: OwnedAccount) -> Result<
     )
 )]
 pub async fn rotate_result(State(app): State<AppState>, owned: OwnedAccount) -> Result<Json<Rotated>, ApiError> {
-    rotate_channel(&app, owned, SigningChannel::Result).await
+    rotate_channel(&app, owned.user.user.id, owned.account.id, SigningChannel::Result).await
 }
 
-async fn rotate_channel(
+pub(crate) async fn rotate_channel(
     app: &AppState,
-    OwnedAccount { user: who, account }: OwnedAccount,
+    user: reconbanker_store::UserId,
+    account: reconbanker_store::AccountId,
     channel: SigningChannel,
 ) -> Result<Json<Rotated>, ApiError> {
-    let (settings, mut secrets) = app::accounts::load_config(app, who.user.id, account.id).await?;
+    let (settings, mut secrets) = app::accounts::load_config(app, user, account).await?;
     let grace = app.config.signing_secret_grace;
     let until = crate::push::webhooks::grace_until(grace);
     let fresh = secrets.rotate(channel, (!grace.is_zero()).then(|| until.timestamp_millis()));
     let still_signing = secrets.signing(channel).1.is_some();
-    app::accounts::save_config(app, who.user.id, account.id, &settings, &secrets).await?;
+    app::accounts::save_config(app, user, account, &settings, &secrets).await?;
     let (notification, result) = match channel {
         SigningChannel::Notification => (Some(fresh), None),
         SigningChannel::Result => (None, Some(fresh)),

@@ -36,17 +36,29 @@ pub async fn notify(
     OwnedAccount { user: who, account }: OwnedAccount,
     DPath((_, movement)): DPath<(String, String)>,
 ) -> Result<(StatusCode, Json<QueuedOut>), ApiError> {
+    notify_as(&app, who.user.id, account.id, &movement).await?;
+    Ok((StatusCode::ACCEPTED, Json(QueuedOut::YES)))
+}
+
+/// Queues a movement's `bank_movement` delivery for its owner (the JSON route and the
+/// dashboard's account page).
+pub(crate) async fn notify_as(
+    app: &AppState,
+    user: reconbanker_store::UserId,
+    account: reconbanker_store::AccountId,
+    movement: &str,
+) -> Result<(), ApiError> {
     let not_found = || ApiError(Problem::not_found("Movement not found"));
     let movement = movement.parse::<MovementId>().map_err(|_| not_found())?;
     let done = app
         .store
-        .notify_movement(who.user.id, account.id, movement, now(), &passthrough::on_request)
+        .notify_movement(user, account, movement, now(), &passthrough::on_request)
         .await?
         .ok_or_else(not_found)?;
     match done {
         MovementNotify::Queued(_) => {
             app.hub.wake_outbox();
-            Ok((StatusCode::ACCEPTED, Json(QueuedOut::YES)))
+            Ok(())
         }
         MovementNotify::NotPassthrough => Err(Problem::conflict(
             "NOT_PASSTHROUGH_MODE",

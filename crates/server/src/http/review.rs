@@ -664,14 +664,14 @@ fn movement_id(raw: &str) -> Result<MovementId, ApiError> {
         .map_err(|_| ApiError(Problem::not_found("Movement not found")))
 }
 
-async fn set_ignored(
+pub(crate) async fn set_ignored(
     app: &AppState,
-    OwnedAccount { user: who, account }: OwnedAccount,
+    user: UserId,
+    account: &reconbanker_store::AccountRow,
     movement: &str,
     ignore: bool,
 ) -> Result<Json<MovementOut>, ApiError> {
     let movement = movement_id(movement)?;
-    let user = who.user.id;
     let settings = app::accounts::load_config(app, user, account.id).await?.0;
     let events = ReviewEvents {
         hub: &app.hub,
@@ -722,7 +722,7 @@ pub async fn ignore(
     owned: OwnedAccount,
     DPath((_, movement)): DPath<(String, String)>,
 ) -> Result<Json<MovementOut>, ApiError> {
-    set_ignored(&app, owned, &movement, true).await
+    set_ignored(&app, owned.user.user.id, &owned.account, &movement, true).await
 }
 
 /// `DELETE /accounts/:accountId/movements/:movementId/ignore`: back into matching.
@@ -744,5 +744,5 @@ pub async fn unignore(
     owned: OwnedAccount,
     DPath((_, movement)): DPath<(String, String)>,
 ) -> Result<Json<MovementOut>, ApiError> {
-    set_ignored(&app, owned, &movement, false).await
+    set_ignored(&app, owned.user.user.id, &owned.account, &movement, false).await
 }

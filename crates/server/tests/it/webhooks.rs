@@ -124,7 +124,7 @@ pub(crate) fn verifies(secret: &str, headers: &HeaderMap, body: &str) -> bool {
     h("webhook-signature").split(' ').any(|s| s == expected)
 }
 
-async fn webhook_fixture(overrides: &[(&str, &str)]) -> BankFixture {
+pub(crate) async fn webhook_fixture(overrides: &[(&str, &str)]) -> BankFixture {
     let mut env = vec![
         ("RECONBANKER_WEBHOOK_BACKOFF_MS", "10"),
         ("RECONBANKER_WEBHOOK_TIMEOUT_MS", "5000"),
@@ -134,7 +134,7 @@ async fn webhook_fixture(overrides: &[(&str, &str)]) -> BankFixture {
     BankFixture::with(&env, BankConfig::default()).await
 }
 
-async fn subscribe(f: &BankFixture, user: &str, password: &str, url: &str, events: Value) -> String {
+pub(crate) async fn subscribe(f: &BankFixture, user: &str, password: &str, url: &str, events: Value) -> String {
     f.account(
         user,
         password,
@@ -157,7 +157,10 @@ async fn secret(f: &BankFixture, id: &str) -> String {
     c.notification_signing_secret
 }
 
-async fn attempt_with_status(rx: &mut tokio::sync::broadcast::Receiver<DeliveryRow>, status: &str) -> DeliveryRow {
+pub(crate) async fn attempt_with_status(
+    rx: &mut tokio::sync::broadcast::Receiver<DeliveryRow>,
+    status: &str,
+) -> DeliveryRow {
     let wait = async {
         loop {
             if let Ok(d) = rx.recv().await {

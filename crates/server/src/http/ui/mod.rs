@@ -7,6 +7,8 @@
 pub(crate) mod pages;
 pub(crate) mod review;
 pub(crate) mod session;
+// issue 10: the account page
+pub(crate) mod account;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -74,6 +76,8 @@ pub fn router() -> Router<AppState> {
         )
         // issue 10: review
         .merge(review::routes())
+        // issue 10: the account page
+        .merge(account::routes())
         .layer(axum::middleware::from_fn(guard));
     Router::new()
         .route("/", get(|| async { Redirect::to("/app") }))
@@ -321,18 +325,27 @@ async fn logout(State(app): State<AppState>, who: UiUser, body: Result<Bytes, By
 
 // --- settings: two-factor ---
 
-fn chrome(who: &UiUser) -> Chrome<'_> {
+/// The signed-in chrome, with the review queue's length for the navigation badge (issue 10:
+/// on every signed-in page; a failure to count leaves the badge out, not the page).
+async fn chrome<'a>(app: &AppState, who: &'a UiUser) -> Chrome<'a> {
+    let review = match review::queue_len(app, who).await {
+        Ok(n) => Some(n),
+        Err(p) => {
+            tracing::warn!(error = %p.message, "could not count the review queue");
+            None
+        }
+    };
     Chrome {
         user: &who.user,
         csrf: &who.csrf,
-        review: None,
+        review,
     }
 }
 
 async fn settings_view(app: &AppState, who: &UiUser, notice: Option<&str>, error: Option<&str>) -> Response {
     match two_factor::status(app, who.user.id).await {
         Ok(s) => html(pages::settings(
-            &chrome(who),
+            &chrome(app, who).await,
             &TwoFactorView {
                 enabled: s.enabled,
                 recovery_codes_left: s.recovery_codes_left,
@@ -381,7 +394,7 @@ async fn two_factor_setup(State(app): State<AppState>, who: UiUser, body: Result
         return *r;
     }
     match two_factor::begin(&app, &who.user).await {
-        Ok(s) => setup_view(&who, &s, None),
+        Ok(s) => setup_view(&app, &who, &s, None).await,
         Err(e) => {
             let p = Problem::from(e);
             settings_view(&app, &who, None, Some(&p.message)).await
@@ -389,9 +402,15 @@ async fn two_factor_setup(State(app): State<AppState>, who: UiUser, body: Result
     }
 }
 
-fn setup_view(who: &UiUser, s: &two_factor::Setup, error: Option<&str>) -> Response {
+async fn setup_view(app: &AppState, who: &UiUser, s: &two_factor::Setup, error: Option<&str>) -> Response {
     match super::two_factor::qr_svg(&s.uri) {
-        Some(svg) => html(pages::two_factor_setup(&chrome(who), &s.uri, &s.secret, &svg, error)),
+        Some(svg) => html(pages::two_factor_setup(
+            &chrome(app, who).await,
+            &s.uri,
+            &s.secret,
+            &svg,
+            error,
+        )),
         None => ApiError(Problem::internal("the otpauth URI does not fit a QR code")).into_response(),
     }
 }
@@ -402,13 +421,17 @@ async fn two_factor_confirm(State(app): State<AppState>, who: UiUser, body: Resu
         Err(r) => return *r,
     };
     match two_factor::confirm(&app, who.user.id, field(&f, "code")).await {
-        Ok(codes) => html(pages::recovery_codes(&chrome(&who), &codes)),
+        Ok(codes) => html(pages::recovery_codes(&chrome(&app, &who).await, &codes)),
         Err(TwoFactorError::Invalid) => match two_factor::pending_setup(&app, &who.user).await {
-            Ok(Some(s)) => setup_view(
-                &who,
-                &s,
-                Some("That code is not right. Type the code the app shows now."),
-            ),
+            Ok(Some(s)) => {
+                setup_view(
+                    &app,
+                    &who,
+                    &s,
+                    Some("That code is not right. Type the code the app shows now."),
+                )
+                .await
+            }
             Ok(None) => settings_view(&app, &who, None, None).await,
             Err(e) => ApiError(e.into()).into_response(),
         },
@@ -454,8 +477,10 @@ async fn accounts_view(app: &AppState, who: &UiUser, error: Option<&str>) -> Res
     let rows = app.store.list_accounts(who.user.id, 500, 0).await?;
     let mut list = Vec::with_capacity(rows.len());
     for a in rows {
+        let last_run = last_run(app, who, a.id).await?;
         list.push(AccountView {
             light: light(app, &a).await?,
+            last_run,
             id: a.id.to_string(),
             name: a.name,
             bank: a.bank_code,
@@ -463,7 +488,7 @@ async fn accounts_view(app: &AppState, who: &UiUser, error: Option<&str>) -> Res
         });
     }
     let banks = app.store.list_banks().await?;
-    Ok(pages::accounts(&chrome(who), &list, &banks, error))
+    Ok(pages::accounts(&chrome(app, who).await, &list, &banks, error))
 }
 
 async fn accounts_page(State(app): State<AppState>, who: UiUser) -> Response {
@@ -518,13 +543,19 @@ async fn read_now_form(
     DPath(id): DPath<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    if let Err(r) = signed_form(&who, body) {
-        return *r;
-    }
+    let f = match signed_form(&who, body) {
+        Ok(f) => f,
+        Err(r) => return *r,
+    };
     match owned(&app, &who, &id).await {
         Ok(a) => {
             app.engine.scrape_now(a.id);
-            Redirect::to("/app").into_response()
+            // The account page's button comes back to it.
+            if field(&f, "back") == "account" {
+                Redirect::to(&format!("/app/accounts/{}", a.id)).into_response()
+            } else {
+                Redirect::to("/app").into_response()
+            }
         }
         Err(p) => ApiError(p).into_response(),
     }
@@ -556,7 +587,7 @@ async fn keys_view(app: &AppState, who: &UiUser, created: Option<(&str, &str)>, 
             revoked: k.revoked_at.map(ts),
         })
         .collect();
-    let page = pages::keys(&chrome(who), &list, created, error);
+    let page = pages::keys(&chrome(app, who).await, &list, created, error);
     if error.is_some() {
         status_html(StatusCode::BAD_REQUEST, page)
     } else {
@@ -654,6 +685,28 @@ struct AccountStateOut {
     light: &'static str,
     blocked_reason: Option<String>,
     prompt: Option<PromptOut>,
+    /// The latest run (issue 10: accounts list polish).
+    last_run: Option<LastRunOut>,
+}
+
+#[derive(Serialize)]
+struct LastRunOut {
+    outcome: String,
+    /// When it ended (or started, while running), RFC 3339.
+    at: String,
+}
+
+async fn last_run(app: &AppState, who: &UiUser, account: AccountId) -> Result<Option<pages::LastRun>, Problem> {
+    Ok(app
+        .store
+        .list_runs(who.user.id, account, 1, 0)
+        .await?
+        .into_iter()
+        .next()
+        .map(|r| pages::LastRun {
+            at: ts(r.ended_at.unwrap_or(r.started_at)),
+            outcome: r.outcome,
+        }))
 }
 
 async fn api_accounts(State(app): State<AppState>, who: UiUser) -> Result<Json<Vec<AccountStateOut>>, ApiError> {
@@ -681,7 +734,12 @@ async fn api_accounts(State(app): State<AppState>, who: UiUser) -> Result<Json<V
                 })
             }
         };
+        let last_run = last_run(&app, &who, a.id).await?.map(|r| LastRunOut {
+            outcome: r.outcome,
+            at: r.at,
+        });
         out.push(AccountStateOut {
+            last_run,
             light: if prompt.is_some() {
                 "awaiting_code"
             } else {

@@ -154,9 +154,37 @@ pub struct AccountView {
     pub bank: String,
     pub light: &'static str,
     pub blocked_reason: Option<String>,
+    /// The latest run (issue 10: accounts list polish).
+    pub last_run: Option<LastRun>,
 }
 
-fn light_label(light: &str) -> &'static str {
+/// An account's latest run: its outcome, and when it ended (or started, while running).
+pub struct LastRun {
+    pub outcome: String,
+    pub at: String,
+}
+
+/// A run's outcome as shown, with its light.
+pub fn outcome_label(o: &str) -> (&'static str, &'static str) {
+    match o {
+        "succeeded" => ("running", "Succeeded"),
+        "running" => ("starting", "Running"),
+        "failed" => ("needs_attention", "Failed"),
+        "cancelled" => ("off", "Cancelled"),
+        _ => ("off", "Other"),
+    }
+}
+
+/// The fatal-block badge and its reason (the script renders the same when it changes live).
+pub fn blocked(reason: &str) -> Markup {
+    html! {
+        p.blocked data-reason=(reason) {
+            span.badge.fatal { "Blocked" } " " (reason.replace('_', " ")) " — fix the login, then read again."
+        }
+    }
+}
+
+pub fn light_label(light: &str) -> &'static str {
     match light {
         "starting" => "Starting",
         "running" => "Running",
@@ -183,12 +211,23 @@ pub fn accounts(chrome: &Chrome<'_>, list: &[AccountView], banks: &[BankRow], er
                 @for a in list {
                     li.account data-account-id=(a.id) {
                         div.account-head {
-                            h2 { (a.name) }
+                            h2 { a href={ "/app/accounts/" (a.id) } { (a.name) } }
                             span.bank { (a.bank) }
                             span.light data-light=(a.light) { (light_label(a.light)) }
                         }
                         @if let Some(r) = &a.blocked_reason {
-                            p.blocked { "Blocked: " (r) " — fix the login, then read again." }
+                            (blocked(r))
+                        }
+                        p.meta.last-run {
+                            "Last run: "
+                            @match &a.last_run {
+                                Some(r) => {
+                                    @let (l, text) = outcome_label(&r.outcome);
+                                    span.outcome data-light=(l) data-outcome=(r.outcome) { (text) }
+                                    " · " time datetime=(r.at) { (r.at) }
+                                }
+                                None => { "none yet" }
+                            }
                         }
                         div.prompt-slot {}
                         form.inline method="post" action={ "/app/accounts/" (a.id) "/read" } {

@@ -42,7 +42,7 @@ pub(super) fn routes() -> Router<AppState> {
 }
 
 /// The length of the user's review queue (the summary's `review`, every account).
-async fn queue_len(app: &AppState, who: &UiUser) -> Result<i64, Problem> {
+pub(super) async fn queue_len(app: &AppState, who: &UiUser) -> Result<i64, Problem> {
     let rows = app.store.conciliation_summary(who.user.id, None).await?;
     Ok(rows.iter().map(|s| s.review).sum())
 }
@@ -435,6 +435,32 @@ fn detail_markup(
                         form.inline method="post" action={ "/app/reconciliation/" (r.id) "/notify" } {
                             input type="hidden" name="csrf" value=(c.csrf);
                             button type="submit" { "Re-send the result webhook" }
+                        }
+                    }
+                }
+            }
+            // issue 10: the request's result deliveries (oldest first), with the bodies sent.
+            section aria-labelledby="del-h" {
+                h2 id="del-h" { "Result webhook" }
+                @if d.deliveries.is_empty() {
+                    p.empty id="deliveries-empty" {
+                        "Nothing sent yet: the result webhook goes out when the request is matched or "
+                        "ambiguous (or expires, when the account asks for it)."
+                    }
+                } @else {
+                    ul.rows id="deliveries" {
+                        @for r in &d.deliveries {
+                            li data-delivery-id=(r.id) {
+                                span.light data-light=(super::account::delivery_light(&r.status)) data-status=(r.status) { (r.status) }
+                                " " strong { (r.event_type) } " · attempts " (r.attempts)
+                                @if let Some(s) = r.last_status { " · last answer " (s) }
+                                " · created " (super::account::time_of(Some(r.created_at), ""))
+                                @if let Some(e) = &r.last_error { p.meta { "Last error: " (e) } }
+                                details.payload {
+                                    summary { "Body" }
+                                    pre { (super::account::pretty(&r.payload)) }
+                                }
+                            }
                         }
                     }
                 }

@@ -171,12 +171,32 @@
           blocked = el('p', { class: 'blocked' });
           li.querySelector('.account-head').after(blocked);
         }
-        blocked.textContent = `Blocked: ${a.blocked_reason} — fix the login, then read again.`;
+        // The same markup as the server's (pages::blocked): the badge, then the reason.
+        if (blocked.dataset.reason !== a.blocked_reason) {
+          blocked.dataset.reason = a.blocked_reason;
+          blocked.replaceChildren(el('span', { class: 'badge fatal' }, 'Blocked'),
+            ` ${a.blocked_reason.replaceAll('_', ' ')} — fix the login, then read again.`);
+        }
       } else if (blocked) {
         blocked.remove();
       }
+      renderLastRun(li, a.last_run);
       renderPrompt(li, a);
     }
+  }
+
+  // The same markup as the server's: "Last run: " and the outcome with its time, or "none yet".
+  const OUTCOMES = { succeeded: ['running', 'Succeeded'], running: ['starting', 'Running'], failed: ['needs_attention', 'Failed'], cancelled: ['off', 'Cancelled'] };
+  function renderLastRun(li, run) {
+    const p = li.querySelector('.last-run');
+    const key = run ? `${run.outcome} ${run.at}` : '';
+    if (!p || p.dataset.key === key) return;
+    p.dataset.key = key;
+    if (!run) { p.replaceChildren('Last run: none yet'); return; }
+    const [light, text] = OUTCOMES[run.outcome] || ['off', 'Other'];
+    const outcome = el('span', { class: 'outcome', 'data-light': light, 'data-outcome': run.outcome }, text);
+    const when = el('time', { datetime: run.at }, new Date(run.at).toLocaleString());
+    p.replaceChildren('Last run: ', outcome, ' · ', when);
   }
 
   async function refresh() {
