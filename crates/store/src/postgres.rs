@@ -43,6 +43,12 @@ const MIGRATIONS: Embedded = Embedded(&[
     ),
     // Issue 9 (real banks): failure evidence.
     (12, "evidence", include_str!("../migrations/postgres/0012_evidence.sql")),
+    // Issue 11: master-key rotation.
+    (
+        13,
+        "carried_keys",
+        include_str!("../migrations/postgres/0013_carried_keys.sql"),
+    ),
 ]);
 
 type Db = sqlx::Postgres;
