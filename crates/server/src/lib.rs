@@ -32,6 +32,8 @@ use crate::engine::connector::BankConnector;
 use crate::support::clock::Clock;
 
 pub use crate::app::{AppInner, AppState};
+// Issue 11: `admin rotate-master-key`.
+pub use crate::app::master_key;
 pub use crate::config::ConfigError;
 pub use crate::connectors::SANDBOX_BANK_CODE;
 /// The connector traits, for embedders and tests that bring their own bank.

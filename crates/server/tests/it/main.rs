@@ -36,3 +36,5 @@ mod two_factor;
 mod ui;
 // Issue 10: the reconciliation review screen (over HTTP).
 mod ui_review;
+// Issue 11: master-key rotation (the real binary).
+mod rotation;

@@ -36,6 +36,9 @@ fn place(owner: &SealedOwner) -> (&'static str, &'static str, &'static str) {
     }
 }
 
+/// Names the owner of a sealed value from its row.
+type OwnerOf = fn(&DbRow) -> StoreResult<SealedOwner>;
+
 pub(super) async fn reseal_all(
     pool: &sqlx::Pool<Db>,
     reseal: &Reseal<'_>,
@@ -45,7 +48,7 @@ pub(super) async fn reseal_all(
     // so nothing sealed changes between the read and the rewrite.
     let mut tx = pool.begin_with(ACCOUNT_LOCK_BEGIN).await.map_err(map_err)?;
     let mut values: Vec<(SealedOwner, Vec<u8>)> = Vec::new();
-    let reads: [(&str, fn(&DbRow) -> StoreResult<SealedOwner>); 4] = [
+    let reads: [(&str, OwnerOf); 4] = [
         (
             "SELECT account_id AS k, secrets AS v FROM account_configs WHERE secrets IS NOT NULL",
             |r| Ok(SealedOwner::AccountConfig(AccountId(r.try_get::<Uuid, _>("k")?))),
