@@ -38,3 +38,5 @@ mod ui;
 mod ui_review;
 // Issue 11: master-key rotation (the real binary).
 mod rotation;
+// Issue 11: RECONBANKER_ROLES (the real binary).
+mod roles;

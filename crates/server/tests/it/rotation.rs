@@ -21,7 +21,7 @@ fn hex_key(byte: u8) -> String {
 
 /// `reconbanker <args>` on the site (its database and data directory), with `env` on top; must end
 /// by itself within [`WAIT`]. Returns (success, stdout, stderr).
-fn run(site: &Site, args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
+pub(crate) fn run(site: &Site, args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
     let mut cmd = Command::new(BIN);
     cmd.args(args)
         .env_clear()
