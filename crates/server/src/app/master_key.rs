@@ -129,7 +129,7 @@ pub async fn rotate_master_key(config: &Config, new: [u8; 32]) -> Result<Rotated
     }
     let _lock = super::instance_lock::acquire(config)
         .map_err(|e| StartError::Other(format!("stop every instance before rotating the master key: {e}")))?;
-    let store = crate::open_store(config).await?;
+    let store = super::wiring::open_store(config).await?;
     let result = reseal(&*store, &old, &new).await;
     store.close().await;
     let counts = result?;
