@@ -261,6 +261,12 @@ pub const EVIDENCE_DAYS: Setting = Setting::new(
     "how long the failure evidence of a browser bank run is kept",
 )
 .range(1, 365);
+// Issue 11: roles by configuration.
+pub const ROLES: Setting = Setting::new(
+    "RECONBANKER_ROLES",
+    "api,engine,push",
+    "what this instance does, a comma list of api (the HTTP routes; without it only /health and /ready), engine (bank sessions, order polls, matching, expiry) and push (webhook delivery)",
+);
 /// Read by `tracing-subscriber` in `main`, not by [`Config`].
 pub const LOG: Setting = Setting::new("RUST_LOG", "info", "log filter (tracing-subscriber syntax)");
 
@@ -309,6 +315,8 @@ pub const SETTINGS: &[Setting] = &[
     PUBLIC_ORIGIN,
     // Issue 9 (real banks).
     EVIDENCE_DAYS,
+    // Issue 11: roles.
+    ROLES,
     LOG,
 ];
 
@@ -406,6 +414,56 @@ pub struct Config {
     pub public_origin: Option<String>,
     // Issue 9 (real banks).
     pub evidence_retention: Duration,
+    // Issue 11: what this instance does.
+    pub roles: Roles,
+}
+
+/// Issue 11: the parts of the service an instance runs (`RECONBANKER_ROLES`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Roles {
+    /// The HTTP routes (dashboard, `/v1`, realtime); without it only `/health` and `/ready`.
+    pub api: bool,
+    /// Bank sessions and the reconciliation workers (order poller, matcher, expiry).
+    pub engine: bool,
+    /// Webhook delivery.
+    pub push: bool,
+}
+
+impl Roles {
+    pub const ALL: Roles = Roles {
+        api: true,
+        engine: true,
+        push: true,
+    };
+
+    /// A comma list of `api`, `engine`, `push` (spaces ignored, at least one, no repeats).
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let bad = |why: String| {
+            ConfigError(format!(
+                "{} must be a comma list of api, engine and push ({why})",
+                ROLES.env
+            ))
+        };
+        let mut roles = Roles {
+            api: false,
+            engine: false,
+            push: false,
+        };
+        for part in text.split(',').map(str::trim) {
+            let slot = match part {
+                "api" => &mut roles.api,
+                "engine" => &mut roles.engine,
+                "push" => &mut roles.push,
+                "" => return Err(bad("an empty item".into())),
+                other => return Err(bad(format!("unknown role {other:?}"))),
+            };
+            if *slot {
+                return Err(bad(format!("{part} given twice")));
+            }
+            *slot = true;
+        }
+        Ok(roles)
+    }
 }
 
 /// Where the sandbox bank is.
@@ -463,6 +521,7 @@ impl fmt::Debug for Config {
             secure_cookies,
             public_origin,
             evidence_retention,
+            roles,
         } = self;
         f.debug_struct("Config")
             .field("listen", listen)
@@ -503,6 +562,7 @@ impl fmt::Debug for Config {
             .field("secure_cookies", secure_cookies)
             .field("public_origin", public_origin)
             .field("evidence_retention", evidence_retention)
+            .field("roles", roles)
             .finish()
     }
 }
@@ -616,6 +676,7 @@ impl Config {
             secure_cookies: env.flag(&SECURE_COOKIES)?,
             public_origin: env.origin(&PUBLIC_ORIGIN)?,
             evidence_retention: Duration::from_secs(u64::from(env.count(&EVIDENCE_DAYS)?) * 24 * 3600),
+            roles: Roles::parse(&env.value(&ROLES))?,
         })
     }
 }
@@ -801,6 +862,32 @@ mod tests {
         ] {
             let err = load(&[(k, v)]).expect_err(k).0;
             assert!(err.contains(needle), "{k}={v}: {err}");
+        }
+    }
+
+    #[test]
+    fn roles_are_a_comma_list_of_api_engine_and_push() {
+        assert_eq!(load(&[]).expect("defaults").roles, Roles::ALL);
+        let only = |api, engine, push| Roles { api, engine, push };
+        for (text, want) in [
+            ("api", only(true, false, false)),
+            ("engine, push", only(false, true, true)),
+            ("push,api", only(true, false, true)),
+            (" api , engine , push ", Roles::ALL),
+        ] {
+            assert_eq!(load(&[("RECONBANKER_ROLES", text)]).expect(text).roles, want, "{text}");
+        }
+        for (text, needle) in [
+            ("web", "unknown role \"web\""),
+            ("api,,push", "an empty item"),
+            ("api,api", "api given twice"),
+            ("API", "unknown role"),
+        ] {
+            let err = load(&[("RECONBANKER_ROLES", text)]).expect_err(text).0;
+            assert!(
+                err.contains("RECONBANKER_ROLES") && err.contains(needle),
+                "{text}: {err}"
+            );
         }
     }
 

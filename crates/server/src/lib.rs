@@ -32,6 +32,8 @@ use crate::engine::connector::BankConnector;
 use crate::support::clock::Clock;
 
 pub use crate::app::{AppInner, AppState};
+// Issue 11: `admin rotate-master-key`.
+pub use crate::app::master_key;
 pub use crate::config::ConfigError;
 pub use crate::connectors::SANDBOX_BANK_CODE;
 /// The connector traits, for embedders and tests that bring their own bank.
@@ -187,12 +189,25 @@ impl App {
                 }
             });
         }
-        state.engine.start();
-        let webhook_worker = tokio::spawn(state.webhooks.clone().run(self.cancel.clone()));
-        let poller = tokio::spawn(state.poller.clone().run(self.cancel.clone()));
-        let matcher = tokio::spawn(state.matcher.clone().run(self.cancel.clone()));
-        let expiry = tokio::spawn(state.expiry.clone().run(self.cancel.clone()));
-        let router = http::router(state.clone());
+        // Issue 11: the roles this instance runs (`RECONBANKER_ROLES`).
+        let roles = state.config.roles;
+        let mut workers = Vec::new();
+        if roles.engine {
+            state.engine.start();
+            workers.push(tokio::spawn(state.poller.clone().run(self.cancel.clone())));
+            workers.push(tokio::spawn(state.matcher.clone().run(self.cancel.clone())));
+            workers.push(tokio::spawn(state.expiry.clone().run(self.cancel.clone())));
+        } else {
+            state.engine.disable();
+        }
+        if roles.push {
+            workers.push(tokio::spawn(state.webhooks.clone().run(self.cancel.clone())));
+        }
+        let router = if roles.api {
+            http::router(state.clone())
+        } else {
+            http::probes_router(state.clone())
+        };
         // The line process supervisors and the multi-process tests wait for: migrated, cleaned
         // up after the previous process, every worker started.
         let addr = listener.local_addr()?;
@@ -200,6 +215,7 @@ impl App {
             %addr,
             backend = state.store.backend(),
             instance = %state.instance_id,
+            roles = %http::roles_text(roles),
             "reconbanker ready on http://{addr}"
         );
         let served = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
@@ -214,10 +230,9 @@ impl App {
             .await;
         self.cancel.cancel();
         let _ = background.await;
-        let _ = webhook_worker.await;
-        let _ = poller.await;
-        let _ = matcher.await;
-        let _ = expiry.await;
+        for worker in workers {
+            let _ = worker.await;
+        }
         state.engine.shutdown().await;
         if let Err(e) = state.keys.flush_usage().await {
             tracing::warn!(error = %e, "could not write back API-key usage at shutdown");

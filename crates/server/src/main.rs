@@ -79,6 +79,14 @@ enum BankCommand {
 enum AdminCommand {
     /// Grant the admin role (may add banks) to the user with this email.
     Grant { email: String },
+    /// Re-seal every secret at rest under a new master key, in one transaction (stop every
+    /// instance first). The current key is the configured one; the new one comes from
+    /// --new-key-file or RECONBANKER_NEW_MASTER_KEY. See docs/operations.md.
+    RotateMasterKey {
+        /// A file holding the new key (64 hexadecimal characters).
+        #[arg(long)]
+        new_key_file: Option<std::path::PathBuf>,
+    },
 }
 
 fn env_help() -> String {
@@ -196,6 +204,24 @@ async fn main_inner(cli: Cli) -> Result<(), StartError> {
         Command::Evidence { run, out } => {
             let config = Config::from_env()?;
             println!("{}", reconbanker::evidence_of_run(&config, &run, out.as_deref()).await?);
+            Ok(())
+        }
+        Command::Admin {
+            command: AdminCommand::RotateMasterKey { new_key_file },
+        } => {
+            use reconbanker::master_key;
+            let config = Config::from_env()?;
+            let new = master_key::read_new_key(new_key_file.as_deref(), std::env::var(master_key::NEW_KEY_ENV).ok())?;
+            let done = master_key::rotate_master_key(&config, new).await?;
+            let c = done.counts;
+            println!(
+                "re-sealed with the new master key: {} account configs, {} two-factor secrets, {} evidence, {} carried keys",
+                c.account_configs, c.totp_secrets, c.evidence, c.carried_keys
+            );
+            match done.key_file {
+                Some(path) => println!("{} now holds the new key", path.display()),
+                None => println!("set RECONBANKER_MASTER_KEY to the new key on every instance before starting them"),
+            }
             Ok(())
         }
         Command::Admin {

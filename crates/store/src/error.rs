@@ -127,6 +127,8 @@ const PRIMARY_KEYS: &[(&str, &str)] = &[
     ("conciliation_attempts", "id"),
     ("conciliation_polls", "id"),
     ("reconcile_state", "account_id"),
+    // Issue 11: master-key rotation.
+    ("carried_keys", "label"),
 ];
 
 impl Constraint {

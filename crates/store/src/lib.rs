@@ -18,6 +18,8 @@ mod scaleout;
 mod two_factor;
 // Issue 9 (real banks).
 mod evidence;
+// Issue 11: master-key rotation.
+mod rotation;
 
 pub mod postgres;
 pub mod sqlite;
@@ -38,6 +40,8 @@ pub use scaleout::*;
 pub use two_factor::*;
 // Issue 9 (real banks).
 pub use evidence::*;
+// Issue 11: master-key rotation.
+pub use rotation::*;
 
 /// Everything the application persists. Implemented by [`sqlite::SqliteStore`] and
 /// [`postgres::PgStore`]; the contract test suite calls every method on both.
@@ -553,6 +557,21 @@ pub trait Store: Send + Sync + 'static {
     /// Keeps (replaces) the account's remembered-device state, or forgets it (`None`);
     /// `false` when the account does not exist (any more).
     async fn set_device_state(&self, account: AccountId, sealed: Option<&[u8]>, now: Timestamp) -> StoreResult<bool>;
+    // --- issue 11: master-key rotation ---
+    /// The derived keys carried across master-key rotations (sealed with the current master
+    /// key), by label; empty before the first rotation.
+    async fn carried_keys(&self) -> StoreResult<Vec<CarriedKeyRow>>;
+    /// Rewrites every sealed value (account config secrets, TOTP secrets, evidence, carried
+    /// keys) in one transaction that locks them: `reseal` is called for every value before
+    /// anything is written; if it refuses one, nothing changes and the answer is
+    /// `Ok(Err(refused))`. Otherwise every value is replaced by what `reseal` gave, the `add`
+    /// rows are inserted (a label that exists is a `Conflict`, and nothing changes), and the
+    /// counts are returned.
+    async fn reseal_all(
+        &self,
+        reseal: &Reseal<'_>,
+        add: &[CarriedKeyRow],
+    ) -> StoreResult<Result<ResealCounts, ResealRefused>>;
 }
 
 /// Opens the store named by a database URL: `sqlite:...` or `postgres://...`/`postgresql://...`.

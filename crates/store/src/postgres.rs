@@ -44,6 +44,12 @@ const MIGRATIONS: Embedded = Embedded(&[
     // Issue 9 (real banks): failure evidence.
     (12, "evidence", include_str!("../migrations/postgres/0012_evidence.sql")),
     (13, "devices", include_str!("../migrations/postgres/0013_devices.sql")),
+    // Issue 11: master-key rotation.
+    (
+        14,
+        "carried_keys",
+        include_str!("../migrations/postgres/0014_carried_keys.sql"),
+    ),
 ]);
 
 type Db = sqlx::Postgres;

@@ -46,6 +46,12 @@ const MIGRATIONS: Embedded = Embedded(&[
     // Issue 9 (real banks): failure evidence.
     (12, "evidence", include_str!("../migrations/sqlite/0012_evidence.sql")),
     (13, "devices", include_str!("../migrations/sqlite/0013_devices.sql")),
+    // Issue 11: master-key rotation.
+    (
+        14,
+        "carried_keys",
+        include_str!("../migrations/sqlite/0014_carried_keys.sql"),
+    ),
 ]);
 
 /// How long a connection waits on a locked database before giving up.

@@ -11,6 +11,8 @@ pub(crate) mod upkeep;
 pub(crate) mod wiring;
 // Issue 10: two-factor sign-in.
 pub(crate) mod two_factor;
+// Issue 11: master-key rotation.
+pub mod master_key;
 
 use std::ops::Deref;
 use std::sync::Arc;

@@ -60,7 +60,7 @@ pub struct Status {
     pub recovery_codes_left: i64,
 }
 
-fn aad(user: UserId) -> Vec<u8> {
+pub(crate) fn aad(user: UserId) -> Vec<u8> {
     format!("user-totp:{user}").into_bytes()
 }
 

@@ -95,9 +95,11 @@ pub(crate) async fn build(config: Config, options: AppOptions) -> Result<(AppSta
     boot::clean_up_after_previous_process(&store, &assistance, &hub, beside_others_as).await?;
     // issue 12: the deliveries this instance had claimed before it died are due again now.
     let released = store.release_delivery_claims(&owner, reconbanker_store::now()).await?;
+    // Issue 11: the derived keys a master-key rotation carried over, else derived from the key.
+    let derived = super::master_key::derived_keys(&*store, secrets.master_key.expose()).await?;
     let keys = KeyDirectory::new(
         store.clone(),
-        crate::auth::api_key::Checksum::from_master_key(secrets.master_key.expose()),
+        crate::auth::api_key::Checksum::from_key(&derived.api_key_checksum),
     );
     // Keys of the old checksum that exist now are the only ones that can ever be real.
     keys.load_legacy().await?;
@@ -206,10 +208,7 @@ pub(crate) async fn build(config: Config, options: AppOptions) -> Result<(AppSta
         config,
         peers,
         instance_id: instance,
-        recovery_codes: crate::auth::totp::KeyedHash::derive(
-            secrets.master_key.expose(),
-            crate::auth::totp::RECOVERY_LABEL,
-        ),
+        recovery_codes: crate::auth::totp::KeyedHash::from_key(derived.recovery_codes),
         csrf_keys: crate::auth::totp::KeyedHash::derive(secrets.master_key.expose(), crate::auth::totp::CSRF_LABEL),
     };
     let state = AppState(Arc::new(inner));

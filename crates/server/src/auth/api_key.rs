@@ -13,6 +13,9 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+/// The label of the API-key checksum's key (derived from the master key).
+pub const CHECKSUM_LABEL: &[u8] = b"reconbanker/api-key-checksum/v1";
+
 /// The keyed checksum of API keys. Cloning the pre-keyed HMAC state costs no key schedule.
 #[derive(Clone)]
 pub struct Checksum {
@@ -23,11 +26,13 @@ impl Checksum {
     /// The checksum key is derived from the master key (HMAC with a fixed label), so it needs no
     /// file of its own and changes only if the master key does.
     pub fn from_master_key(master: &[u8; 32]) -> Self {
-        let mut derive = <Hmac<Sha256> as Mac>::new_from_slice(master).unwrap_or_else(|_| unreachable_key());
-        derive.update(b"reconbanker/api-key-checksum/v1");
-        let key = derive.finalize().into_bytes();
+        Self::from_key(&crate::support::crypto::derive_key(master, CHECKSUM_LABEL))
+    }
+
+    /// From the derived key itself (issue 11: a key carried across master-key rotations).
+    pub fn from_key(key: &[u8; 32]) -> Self {
         Self {
-            mac: <Hmac<Sha256> as Mac>::new_from_slice(&key).unwrap_or_else(|_| unreachable_key()),
+            mac: <Hmac<Sha256> as Mac>::new_from_slice(key).unwrap_or_else(|_| unreachable_key()),
         }
     }
 

@@ -150,11 +150,11 @@ pub const CSRF_LABEL: &[u8] = b"reconbanker/dashboard-csrf/v1";
 
 impl KeyedHash {
     pub fn derive(master: &[u8; 32], label: &[u8]) -> Self {
-        let mut key = [0u8; 32];
-        if let Ok(mut derive) = <Hmac<Sha256> as Mac>::new_from_slice(master) {
-            derive.update(label);
-            key.copy_from_slice(&derive.finalize().into_bytes());
-        }
+        Self::from_key(crate::support::crypto::derive_key(master, label))
+    }
+
+    /// From the derived key itself (issue 11: a key carried across master-key rotations).
+    pub fn from_key(key: [u8; 32]) -> Self {
         Self { key }
     }
 

@@ -185,6 +185,12 @@ impl Engine {
         self.inner.tasks.spawn(async move { inner.scheduler().await });
     }
 
+    /// Issue 11: on an instance without the `engine` role no session ever starts here (a scrape
+    /// asked of it is left to the scheduler of an engine instance).
+    pub fn disable(&self) {
+        self.inner.shutdown.cancel();
+    }
+
     /// Stops every session (their pending requests are cancelled) and waits for them.
     pub async fn shutdown(&self) {
         self.inner.shutdown.cancel();

@@ -109,14 +109,54 @@ pub(crate) async fn health() -> Json<serde_json::Value> {
         (status = 503, description = "The database did not answer: `{\"ok\": false}`", body = openapi::ReadyOut),
     ))]
 pub(crate) async fn ready(State(app): State<AppState>) -> Response {
-    match tokio::time::timeout(Duration::from_secs(2), app.store.ping()).await {
-        Ok(Ok(())) => Json(json!({ "ok": true, "database": app.store.backend() })).into_response(),
+    let healthy = match tokio::time::timeout(Duration::from_secs(2), app.store.ping()).await {
+        Ok(Ok(())) => true,
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "readiness check failed");
-            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "ok": false }))).into_response()
+            false
         }
-        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "ok": false }))).into_response(),
+        Err(_) => false,
+    };
+    // Issue 11: the roles this instance runs, each healthy when the database answers (every
+    // role's work goes through it); a role not run is `null`.
+    let roles = app.config.roles;
+    let role = |on: bool| {
+        if on {
+            json!({ "healthy": healthy })
+        } else {
+            serde_json::Value::Null
+        }
+    };
+    let roles = json!({ "api": role(roles.api), "engine": role(roles.engine), "push": role(roles.push) });
+    if healthy {
+        Json(json!({ "ok": true, "database": app.store.backend(), "roles": roles })).into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "ok": false, "roles": roles })),
+        )
+            .into_response()
     }
+}
+
+/// Issue 11: the roles as `RECONBANKER_ROLES` spells them, for the ready line.
+pub(crate) fn roles_text(roles: crate::config::Roles) -> String {
+    [("api", roles.api), ("engine", roles.engine), ("push", roles.push)]
+        .iter()
+        .filter(|(_, on)| *on)
+        .map(|(name, _)| *name)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Issue 11: the router of an instance without the `api` role: the probes only (every other
+/// path is the JSON 404).
+pub(crate) fn probes_router(app: AppState) -> Router {
+    let probes = Router::new()
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .fallback(not_found);
+    edge_layers(probes).with_state(app)
 }
 
 /// Marks the 500 of a caught panic so [`edge`] can render it in the surface's shape.

@@ -50,6 +50,27 @@ pub struct ReadyOut {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     pub database: Option<String>,
+    /// Issue 11: the roles this instance runs (`RECONBANKER_ROLES`); a role it does not run is
+    /// `null`.
+    pub roles: ReadyRoles,
+}
+
+/// Issue 11: `GET /ready`'s `roles`.
+#[derive(Serialize, ToSchema)]
+pub struct ReadyRoles {
+    /// The HTTP routes.
+    pub api: Option<RoleHealth>,
+    /// Bank sessions, order polls, matching, expiry.
+    pub engine: Option<RoleHealth>,
+    /// Webhook delivery.
+    pub push: Option<RoleHealth>,
+}
+
+/// Issue 11: one role's health.
+#[derive(Serialize, ToSchema)]
+pub struct RoleHealth {
+    /// `true` when the database its work goes through answered within 2 s.
+    pub healthy: bool,
 }
 
 struct Security;
@@ -108,7 +129,7 @@ Another user's resource is always 404. The External API (`/v1`, API keys) has it
         // Issue 9: failure evidence.
         evidence::list,
     ),
-    components(schemas(ApiErrorBody, HealthOut, ReadyOut, dto::PendingOut, dto::DescriptorOut, dto::OtpAcceptedOut)),
+    components(schemas(ApiErrorBody, HealthOut, ReadyOut, ReadyRoles, RoleHealth, dto::PendingOut, dto::DescriptorOut, dto::OtpAcceptedOut)),
     modifiers(&Security),
     tags(
         (name = "Auth", description = "Registration, login, logout and the current user"),

@@ -48,6 +48,18 @@ impl Sealer {
     }
 }
 
+/// A key derived from the master key for one purpose: HMAC-SHA256(master, label).
+pub fn derive_key(master: &[u8; 32], label: &[u8]) -> [u8; 32] {
+    use hmac::{Hmac, Mac};
+    let mut key = [0u8; 32];
+    // HMAC takes a key of any length: `new_from_slice` cannot fail here.
+    if let Ok(mut mac) = <Hmac<sha2::Sha256> as Mac>::new_from_slice(master) {
+        mac.update(label);
+        key.copy_from_slice(&mac.finalize().into_bytes());
+    }
+    key
+}
+
 impl std::fmt::Debug for Sealer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Sealer(<redacted>)")

@@ -38,3 +38,7 @@ mod ui;
 mod ui_review;
 // issue 10: the account page
 mod ui_account;
+// Issue 11: master-key rotation (the real binary).
+mod rotation;
+// Issue 11: RECONBANKER_ROLES (the real binary).
+mod roles;

@@ -29,6 +29,9 @@ mod rows;
 // Issue 10: two-factor sign-in.
 #[allow(clippy::duplicate_mod)]
 mod two_factor;
+// Issue 11: master-key rotation.
+#[allow(clippy::duplicate_mod)]
+mod rotation;
 
 use std::collections::HashMap;
 use std::sync::LazyLock;
@@ -1960,5 +1963,18 @@ impl Store for SqlStore {
             .await
             .map_err(map_err)?;
         Ok(done.rows_affected())
+    }
+
+    // --- issue 11: master-key rotation ---
+    async fn carried_keys(&self) -> StoreResult<Vec<CarriedKeyRow>> {
+        rotation::carried_keys(&self.pool).await
+    }
+
+    async fn reseal_all(
+        &self,
+        reseal: &Reseal<'_>,
+        add: &[CarriedKeyRow],
+    ) -> StoreResult<Result<ResealCounts, ResealRefused>> {
+        rotation::reseal_all(&self.pool, reseal, add).await
     }
 }

@@ -38,6 +38,8 @@ mod scaleout;
 mod two_factor;
 // Issue 9 (real banks).
 mod evidence;
+// Issue 11: master-key rotation.
+mod rotation;
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -73,6 +75,9 @@ use crate::two_factor::*;
 // Issue 9 (real banks).
 #[allow(unused_imports)]
 use crate::evidence::*;
+// Issue 11: master-key rotation.
+#[allow(unused_imports)]
+use crate::rotation::*;
 
 /// Stamps out `sqlite::<check>` and `postgres::<check>` tests for each check, each on a fresh
 /// database.
@@ -210,6 +215,8 @@ contract_tests! {
     // issue 9 (real banks): failure evidence
     check_evidence,
     check_device_state,
+    // issue 11: master-key rotation
+    check_reseal_all,
 }
 
 /// A timestamp out of range in a row is a `Corrupt` error, not 1970 (written behind the store's
@@ -879,6 +886,8 @@ const CHECK_SOURCES: &[(&str, &str)] = &[
     ("two_factor.rs", include_str!("two_factor.rs")),
     // Issue 9 (real banks).
     ("evidence.rs", include_str!("evidence.rs")),
+    // Issue 11: master-key rotation.
+    ("rotation.rs", include_str!("rotation.rs")),
 ];
 
 /// The names of the methods declared in `pub trait Store { … }`.
