@@ -14,6 +14,8 @@ pub enum SealedOwner {
     Evidence(EvidenceId),
     /// `carried_keys.sealed`: a derived key carried across rotations, by its label.
     CarriedKey(String),
+    /// `account_devices.sealed`: an account's remembered-device state (issue 9).
+    Device(AccountId),
 }
 
 /// A key derived from an earlier master key, kept sealed with the current one.
@@ -31,6 +33,7 @@ pub struct ResealCounts {
     pub totp_secrets: u64,
     pub evidence: u64,
     pub carried_keys: u64,
+    pub devices: u64,
 }
 
 /// The sealed value a rotation could not rewrite (nothing was written).

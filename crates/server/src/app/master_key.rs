@@ -40,6 +40,7 @@ fn aad(owner: &SealedOwner) -> Vec<u8> {
         SealedOwner::Totp(id) => super::two_factor::aad(*id),
         SealedOwner::Evidence(id) => id.0.as_bytes().to_vec(),
         SealedOwner::CarriedKey(label) => carried_aad(label),
+        SealedOwner::Device(id) => crate::engine::device::aad(*id),
     }
 }
 
@@ -181,6 +182,7 @@ fn describe(owner: &SealedOwner) -> String {
         SealedOwner::Totp(id) => format!("two-factor secret of user {id}"),
         SealedOwner::Evidence(id) => format!("failure evidence {}", id.0),
         SealedOwner::CarriedKey(label) => format!("carried key {label}"),
+        SealedOwner::Device(id) => format!("remembered device of account {id}"),
     }
 }
 

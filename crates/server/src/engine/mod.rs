@@ -9,7 +9,7 @@
 
 mod codes;
 pub mod connector;
-mod device;
+pub(crate) mod device;
 pub mod evidence;
 pub(crate) mod live;
 mod run;

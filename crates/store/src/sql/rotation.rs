@@ -33,6 +33,7 @@ fn place(owner: &SealedOwner) -> (&'static str, &'static str, &'static str) {
         SealedOwner::Totp(_) => ("user_totp", "user_id", "secret"),
         SealedOwner::Evidence(_) => ("run_evidence", "id", "sealed"),
         SealedOwner::CarriedKey(_) => ("carried_keys", "label", "sealed"),
+        SealedOwner::Device(_) => ("account_devices", "account_id", "sealed"),
     }
 }
 
@@ -48,7 +49,7 @@ pub(super) async fn reseal_all(
     // so nothing sealed changes between the read and the rewrite.
     let mut tx = pool.begin_with(ACCOUNT_LOCK_BEGIN).await.map_err(map_err)?;
     let mut values: Vec<(SealedOwner, Vec<u8>)> = Vec::new();
-    let reads: [(&str, OwnerOf); 4] = [
+    let reads: [(&str, OwnerOf); 5] = [
         (
             "SELECT account_id AS k, secrets AS v FROM account_configs WHERE secrets IS NOT NULL",
             |r| Ok(SealedOwner::AccountConfig(AccountId(r.try_get::<Uuid, _>("k")?))),
@@ -61,6 +62,9 @@ pub(super) async fn reseal_all(
         }),
         ("SELECT label AS k, sealed AS v FROM carried_keys", |r| {
             Ok(SealedOwner::CarriedKey(r.try_get::<String, _>("k")?))
+        }),
+        ("SELECT account_id AS k, sealed AS v FROM account_devices", |r| {
+            Ok(SealedOwner::Device(AccountId(r.try_get::<Uuid, _>("k")?)))
         }),
     ];
     for (select, owner) in reads {
@@ -90,6 +94,7 @@ pub(super) async fn reseal_all(
             SealedOwner::Totp(id) => q.bind(id.0),
             SealedOwner::Evidence(id) => q.bind(id.0),
             SealedOwner::CarriedKey(label) => q.bind(label.clone()),
+            SealedOwner::Device(id) => q.bind(id.0),
         };
         q.execute(&mut *tx).await.map_err(map_err)?;
         match owner {
@@ -97,6 +102,7 @@ pub(super) async fn reseal_all(
             SealedOwner::Totp(_) => counts.totp_secrets += 1,
             SealedOwner::Evidence(_) => counts.evidence += 1,
             SealedOwner::CarriedKey(_) => counts.carried_keys += 1,
+            SealedOwner::Device(_) => counts.devices += 1,
         }
     }
     for k in add {

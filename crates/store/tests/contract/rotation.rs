@@ -31,6 +31,7 @@ async fn sealed_values(
     let evidence = s.list_evidence(owner.id, a.id, run.id, now()).await.unwrap().unwrap();
     let mut out = vec![config.secrets.unwrap(), totp.secret];
     out.extend(evidence.into_iter().map(|e| e.sealed));
+    out.extend(s.device_state(a.id).await.unwrap());
     out.extend(s.carried_keys().await.unwrap().into_iter().map(|k| k.sealed));
     out
 }
@@ -63,6 +64,7 @@ pub async fn check_reseal_all(s: &dyn Store) {
     .await
     .unwrap();
     s.begin_totp(owner.id, &[2, 2], t).await.unwrap();
+    s.set_device_state(a.id, Some(&[6, 6]), t).await.unwrap();
     let run = run_row(a.id, t);
     s.create_run(&run).await.unwrap();
     let evidence = EvidenceRow {
@@ -105,7 +107,8 @@ pub async fn check_reseal_all(s: &dyn Store) {
             account_configs: 1,
             totp_secrets: 1,
             evidence: 1,
-            carried_keys: 2
+            carried_keys: 2,
+            devices: 1,
         }
     );
     let mut seen = seen.into_inner().unwrap();
@@ -116,12 +119,20 @@ pub async fn check_reseal_all(s: &dyn Store) {
             SealedOwner::AccountConfig(a.id),
             SealedOwner::Totp(owner.id),
             SealedOwner::Evidence(evidence.id),
+            SealedOwner::Device(a.id),
         ],
         "every sealed value, each with its owner (added keys are sealed already)"
     );
     assert_eq!(
         sealed_values(s, &owner, &a, &bare, &run).await,
-        vec![vec![1, 1, 9], vec![2, 2, 9], vec![3, 3, 9], vec![4], vec![5]]
+        vec![
+            vec![1, 1, 9],
+            vec![2, 2, 9],
+            vec![3, 3, 9],
+            vec![6, 6, 9],
+            vec![4],
+            vec![5]
+        ]
     );
     assert_eq!(s.carried_keys().await.unwrap().to_vec(), added.to_vec(), "by label");
 
@@ -141,7 +152,7 @@ pub async fn check_reseal_all(s: &dyn Store) {
     assert!(
         matches!(
             refused.owner,
-            SealedOwner::AccountConfig(_) | SealedOwner::Totp(_) | SealedOwner::Evidence(_)
+            SealedOwner::AccountConfig(_) | SealedOwner::Totp(_) | SealedOwner::Evidence(_) | SealedOwner::Device(_)
         ),
         "{refused:?}"
     );
@@ -150,7 +161,14 @@ pub async fn check_reseal_all(s: &dyn Store) {
     assert_eq!(refused_key.owner, SealedOwner::CarriedKey("recovery".into()));
     assert_eq!(
         sealed_values(s, &owner, &a, &bare, &run).await,
-        vec![vec![1, 1, 9], vec![2, 2, 9], vec![3, 3, 9], vec![4], vec![5]],
+        vec![
+            vec![1, 1, 9],
+            vec![2, 2, 9],
+            vec![3, 3, 9],
+            vec![6, 6, 9],
+            vec![4],
+            vec![5]
+        ],
         "unchanged"
     );
 
@@ -162,7 +180,14 @@ pub async fn check_reseal_all(s: &dyn Store) {
     );
     assert_eq!(
         sealed_values(s, &owner, &a, &bare, &run).await,
-        vec![vec![1, 1, 9], vec![2, 2, 9], vec![3, 3, 9], vec![4], vec![5]],
+        vec![
+            vec![1, 1, 9],
+            vec![2, 2, 9],
+            vec![3, 3, 9],
+            vec![6, 6, 9],
+            vec![4],
+            vec![5]
+        ],
         "a failed insert rolls the rewrite back"
     );
 
@@ -175,6 +200,7 @@ pub async fn check_reseal_all(s: &dyn Store) {
             vec![1, 1, 9, 8],
             vec![2, 2, 9, 8],
             vec![3, 3, 9, 8],
+            vec![6, 6, 9, 8],
             vec![4, 8],
             vec![5, 8]
         ]
