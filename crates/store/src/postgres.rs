@@ -43,6 +43,12 @@ const MIGRATIONS: Embedded = Embedded(&[
     ),
     // Issue 9 (real banks): failure evidence.
     (12, "evidence", include_str!("../migrations/postgres/0012_evidence.sql")),
+    // Issue 11 (scale-out): codes handed between instances.
+    (
+        13,
+        "code_offers",
+        include_str!("../migrations/postgres/0013_code_offers.sql"),
+    ),
 ]);
 
 type Db = sqlx::Postgres;

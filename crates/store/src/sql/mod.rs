@@ -29,6 +29,9 @@ mod rows;
 // Issue 10: two-factor sign-in.
 #[allow(clippy::duplicate_mod)]
 mod two_factor;
+// Issue 11 (scale-out): codes handed between instances, take-over.
+#[allow(clippy::duplicate_mod)]
+mod handoff;
 
 use std::collections::HashMap;
 use std::sync::LazyLock;
@@ -1908,5 +1911,34 @@ impl Store for SqlStore {
             .await
             .map_err(map_err)?;
         Ok(done.rows_affected())
+    }
+
+    // --- issue 11 (scale-out): codes handed between instances, take-over ---
+    async fn offer_code(&self, offer: &CodeOffer, forget_before: Timestamp) -> StoreResult<()> {
+        handoff::offer(&self.pool, offer, forget_before).await
+    }
+
+    async fn take_code_offer(
+        &self,
+        request: AssistanceRequestId,
+        not_before: Timestamp,
+    ) -> StoreResult<Option<CodeOffer>> {
+        handoff::take(&self.pool, request, not_before).await
+    }
+
+    async fn refuse_code_offers(&self, request: AssistanceRequestId) -> StoreResult<Vec<Uuid>> {
+        handoff::refuse(&self.pool, request).await
+    }
+
+    async fn close_code_offer(&self, id: Uuid) -> StoreResult<Option<CodeOfferState>> {
+        handoff::close(&self.pool, id).await
+    }
+
+    async fn expired_session_leases(&self, now: Timestamp) -> StoreResult<Vec<ExpiredLease>> {
+        handoff::expired_leases(&self.pool, now).await
+    }
+
+    async fn close_account_open_runs(&self, account: AccountId, reason: &str, now: Timestamp) -> StoreResult<u64> {
+        handoff::close_account_runs(&self.pool, account, reason, now).await
     }
 }

@@ -38,6 +38,8 @@ mod scaleout;
 mod two_factor;
 // Issue 9 (real banks).
 mod evidence;
+// Issue 11 (scale-out): codes handed between instances, take-over.
+mod handoff;
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -73,6 +75,9 @@ use crate::two_factor::*;
 // Issue 9 (real banks).
 #[allow(unused_imports)]
 use crate::evidence::*;
+// Issue 11 (scale-out): codes handed between instances, take-over.
+#[allow(unused_imports)]
+use crate::handoff::*;
 
 /// Stamps out `sqlite::<check>` and `postgres::<check>` tests for each check, each on a fresh
 /// database.
@@ -209,6 +214,9 @@ contract_tests! {
     check_totp_steps_and_recovery,
     // issue 9 (real banks): failure evidence
     check_evidence,
+    // issue 11 (scale-out): codes handed between instances, take-over
+    check_code_offers,
+    check_expired_leases_and_take_over_runs,
 }
 
 /// A timestamp out of range in a row is a `Corrupt` error, not 1970 (written behind the store's
@@ -878,6 +886,8 @@ const CHECK_SOURCES: &[(&str, &str)] = &[
     ("two_factor.rs", include_str!("two_factor.rs")),
     // Issue 9 (real banks).
     ("evidence.rs", include_str!("evidence.rs")),
+    // Issue 11 (scale-out): codes handed between instances, take-over.
+    ("handoff.rs", include_str!("handoff.rs")),
 ];
 
 /// The names of the methods declared in `pub trait Store { … }`.
