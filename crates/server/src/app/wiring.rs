@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use super::cluster::PgPeers;
 use super::{boot, AppInner, AppState};
 use crate::assistance::broker::{AssistanceBroker, LocalBroker};
+use crate::assistance::pg_broker::PgBroker;
 use crate::assistance::{Assistance, AssistanceDeps};
 use crate::auth::jwt::Jwt;
 use crate::auth::key_cache::{AccountDirectory, KeyDirectory};
@@ -62,17 +63,28 @@ pub(crate) async fn build(config: Config, options: AppOptions) -> Result<(AppSta
         .await
         .map_err(|e| StartError::Other(e.to_string()))?;
     let limiter: Arc<dyn RateLimiter> = Arc::new(MemoryRateLimiter::default());
-    let broker: Arc<dyn AssistanceBroker> = Arc::new(LocalBroker::default());
-    // Issue 11: on PostgreSQL the bus and the cache invalidations cross instances.
-    let (bus, peers, cluster): (Arc<dyn EventBus>, Arc<dyn Peers>, _) = if store.backend() == "postgres" {
-        let signals = PgSignals::connect(&config.database_url).await?;
-        // Listening before the bus takes its position in the log: no event falls in between.
-        let listener = signals.listen().await?;
-        let pg_bus = PgBus::start(store.clone(), signals.clone()).await?;
-        (pg_bus.clone(), Arc::new(PgPeers(signals)), Some((pg_bus, listener)))
-    } else {
-        (Arc::new(LocalBus::default()), Arc::new(Alone), None)
-    };
+    // Issue 11: on PostgreSQL the bus, the cache invalidations and the broker cross instances.
+    let (bus, peers, broker, cluster): (Arc<dyn EventBus>, Arc<dyn Peers>, Arc<dyn AssistanceBroker>, _) =
+        if store.backend() == "postgres" {
+            let signals = PgSignals::connect(&config.database_url).await?;
+            // Listening before the bus takes its position in the log: no event falls in between.
+            let listener = signals.listen().await?;
+            let pg_bus = PgBus::start(store.clone(), signals.clone()).await?;
+            let pg_broker = PgBroker::new(store.clone(), Sealer::new(secrets.master_key.expose()), signals.clone());
+            (
+                pg_bus.clone(),
+                Arc::new(PgPeers(signals)),
+                pg_broker.clone(),
+                Some((pg_bus, pg_broker, listener)),
+            )
+        } else {
+            (
+                Arc::new(LocalBus::default()),
+                Arc::new(Alone),
+                Arc::new(LocalBroker::default()),
+                None,
+            )
+        };
     let outbox = Arc::new(tokio::sync::Notify::new());
     let hub = Arc::new(EventHub::new(store.clone(), bus.clone(), outbox.clone()));
     let clock: Arc<dyn Clock> = options.clock.unwrap_or_else(|| Arc::new(SystemClock));
@@ -133,6 +145,8 @@ pub(crate) async fn build(config: Config, options: AppOptions) -> Result<(AppSta
             retry_backoff: config.retry_backoff,
             scan_interval: config.scan_interval,
             lease_ttl: config.session_lease,
+            // Issue 11: other instances may share a PostgreSQL database.
+            take_over: store.backend() == "postgres",
             evidence_retention: config.evidence_retention,
             ..EngineConfig::default()
         },
@@ -213,8 +227,8 @@ pub(crate) async fn build(config: Config, options: AppOptions) -> Result<(AppSta
         csrf_keys: crate::auth::totp::KeyedHash::derive(secrets.master_key.expose(), crate::auth::totp::CSRF_LABEL),
     };
     let state = AppState(Arc::new(inner));
-    if let Some((pg_bus, listener)) = cluster {
-        super::cluster::listen(Arc::downgrade(&state.0), pg_bus, listener);
+    if let Some((pg_bus, pg_broker, listener)) = cluster {
+        super::cluster::listen(Arc::downgrade(&state.0), pg_bus, pg_broker, listener);
     }
     Ok((state, sandbox_listener))
 }
