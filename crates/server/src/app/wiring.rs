@@ -64,27 +64,24 @@ pub(crate) async fn build(config: Config, options: AppOptions) -> Result<(AppSta
         .map_err(|e| StartError::Other(e.to_string()))?;
     let limiter: Arc<dyn RateLimiter> = Arc::new(MemoryRateLimiter::default());
     // Issue 11: on PostgreSQL the bus, the cache invalidations and the broker cross instances.
-    let (bus, peers, broker, cluster): (Arc<dyn EventBus>, Arc<dyn Peers>, Arc<dyn AssistanceBroker>, _) =
-        if store.backend() == "postgres" {
-            let signals = PgSignals::connect(&config.database_url).await?;
-            // Listening before the bus takes its position in the log: no event falls in between.
-            let listener = signals.listen().await?;
-            let pg_bus = PgBus::start(store.clone(), signals.clone()).await?;
-            let pg_broker = PgBroker::new(store.clone(), Sealer::new(secrets.master_key.expose()), signals.clone());
-            (
-                pg_bus.clone(),
-                Arc::new(PgPeers(signals)),
-                pg_broker.clone(),
-                Some((pg_bus, pg_broker, listener)),
-            )
-        } else {
-            (
-                Arc::new(LocalBus::default()),
-                Arc::new(Alone),
-                Arc::new(LocalBroker::default()),
-                None,
-            )
-        };
+    let (bus, peers, cluster): (Arc<dyn EventBus>, Arc<dyn Peers>, _) = if store.backend() == "postgres" {
+        let signals = PgSignals::connect(&config.database_url).await?;
+        // Listening before the bus takes its position in the log: no event falls in between.
+        let listener = signals.listen().await?;
+        let pg_bus = PgBus::start(store.clone(), signals.clone()).await?;
+        let pg_broker = PgBroker::new(store.clone(), Sealer::new(secrets.master_key.expose()), signals.clone());
+        (
+            pg_bus.clone(),
+            Arc::new(PgPeers(signals)),
+            Some((pg_bus, pg_broker, listener)),
+        )
+    } else {
+        (Arc::new(LocalBus::default()), Arc::new(Alone), None)
+    };
+    let broker: Arc<dyn AssistanceBroker> = match &cluster {
+        Some((_, pg_broker, _)) => pg_broker.clone(),
+        None => Arc::new(LocalBroker::default()),
+    };
     let outbox = Arc::new(tokio::sync::Notify::new());
     let hub = Arc::new(EventHub::new(store.clone(), bus.clone(), outbox.clone()));
     let clock: Arc<dyn Clock> = options.clock.unwrap_or_else(|| Arc::new(SystemClock));
