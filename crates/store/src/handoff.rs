@@ -65,3 +65,14 @@ pub struct ExpiredLease {
     pub owner: String,
     pub expires_at: Timestamp,
 }
+
+/// A sliding window of counted events, as [`crate::Store::hit_window`] finds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WindowState {
+    /// Whether this hit was allowed (and, when counting, counted).
+    pub allowed: bool,
+    /// Events in the window after this hit.
+    pub used: i64,
+    /// When the oldest event in the window leaves it (`None`: the window is empty).
+    pub oldest_expires_at: Option<Timestamp>,
+}

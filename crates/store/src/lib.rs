@@ -574,6 +574,22 @@ pub trait Store: Send + Sync + 'static {
     async fn expired_session_leases(&self, now: Timestamp) -> StoreResult<Vec<ExpiredLease>>;
     /// Take-over: marks the account's `running` runs `cancelled` with `reason`; returns how many.
     async fn close_account_open_runs(&self, account: AccountId, reason: &str, now: Timestamp) -> StoreResult<u64>;
+    /// A sliding-window rate limit shared by every instance: the events of `bucket` whose
+    /// expiry is after `now` are the window. With `count`, one event expiring at `expires_at`
+    /// is added if fewer than `limit` are in it (atomically: concurrent hits on any instance
+    /// never exceed `limit`); without, the window is only looked at.
+    async fn hit_window(
+        &self,
+        bucket: &str,
+        limit: i64,
+        now: Timestamp,
+        expires_at: Timestamp,
+        count: bool,
+    ) -> StoreResult<WindowState>;
+    /// Takes back the newest event of `bucket`; `false` when there is none.
+    async fn undo_window_hit(&self, bucket: &str) -> StoreResult<bool>;
+    /// Forgets the events expired at `now` (and their idle buckets); returns how many events.
+    async fn sweep_window_hits(&self, now: Timestamp) -> StoreResult<u64>;
 }
 
 /// Opens the store named by a database URL: `sqlite:...` or `postgres://...`/`postgresql://...`.

@@ -49,6 +49,12 @@ const MIGRATIONS: Embedded = Embedded(&[
         "code_offers",
         include_str!("../migrations/postgres/0013_code_offers.sql"),
     ),
+    // Issue 11 (scale-out): rate limits shared by every instance.
+    (
+        14,
+        "rate_hits",
+        include_str!("../migrations/postgres/0014_rate_hits.sql"),
+    ),
 ]);
 
 type Db = sqlx::Postgres;

@@ -51,6 +51,8 @@ const MIGRATIONS: Embedded = Embedded(&[
         "code_offers",
         include_str!("../migrations/sqlite/0013_code_offers.sql"),
     ),
+    // Issue 11 (scale-out): rate limits shared by every instance.
+    (14, "rate_hits", include_str!("../migrations/sqlite/0014_rate_hits.sql")),
 ]);
 
 /// How long a connection waits on a locked database before giving up.

@@ -131,3 +131,88 @@ pub(super) async fn close_account_runs(
     .map_err(map_err)?;
     Ok(done.rows_affected())
 }
+
+pub(super) async fn hit_window(
+    pool: &sqlx::Pool<Db>,
+    bucket: &str,
+    limit: i64,
+    now: Timestamp,
+    expires_at: Timestamp,
+    count: bool,
+) -> StoreResult<WindowState> {
+    let mut tx = pool.begin().await.map_err(map_err)?;
+    if count {
+        // A write first: takes the bucket row's lock (PostgreSQL) or the write lock (SQLite),
+        // so the hits of one bucket are counted one at a time across instances.
+        sqlx::query(
+            "INSERT INTO rate_buckets (bucket, touched_at) VALUES ($1, $2) \
+             ON CONFLICT (bucket) DO UPDATE SET touched_at = excluded.touched_at",
+        )
+        .bind(bucket)
+        .bind(to_ms(now))
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+    }
+    let window = |r: &<Db as sqlx::Database>::Row| -> StoreResult<(i64, Option<i64>)> {
+        Ok((r.try_get("used")?, r.try_get("oldest")?))
+    };
+    let read =
+        "SELECT COUNT(*) AS used, MIN(expires_at) AS oldest FROM rate_hits WHERE bucket = $1 AND expires_at > $2";
+    let row = sqlx::query(read)
+        .bind(bucket)
+        .bind(to_ms(now))
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(map_err)?;
+    let (mut used, mut oldest) = window(&row)?;
+    let allowed = used < limit;
+    if allowed && count {
+        sqlx::query("INSERT INTO rate_hits (id, bucket, at, expires_at) VALUES ($1, $2, $3, $4)")
+            .bind(Uuid::new_v4())
+            .bind(bucket)
+            .bind(to_ms(now))
+            .bind(to_ms(expires_at))
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        used += 1;
+        oldest = Some(oldest.map_or(to_ms(expires_at), |o| o.min(to_ms(expires_at))));
+    }
+    tx.commit().await.map_err(map_err)?;
+    Ok(WindowState {
+        allowed,
+        used,
+        oldest_expires_at: oldest
+            .map(|ms| try_from_ms(ms).ok_or_else(|| corrupt("rate_hits.expires_at")))
+            .transpose()?,
+    })
+}
+
+pub(super) async fn undo_window_hit(pool: &sqlx::Pool<Db>, bucket: &str) -> StoreResult<bool> {
+    let done = sqlx::query(
+        "DELETE FROM rate_hits WHERE id = (SELECT id FROM rate_hits WHERE bucket = $1 ORDER BY at DESC, expires_at DESC LIMIT 1)",
+    )
+    .bind(bucket)
+    .execute(pool)
+    .await
+    .map_err(map_err)?;
+    Ok(done.rows_affected() > 0)
+}
+
+pub(super) async fn sweep_window_hits(pool: &sqlx::Pool<Db>, now: Timestamp) -> StoreResult<u64> {
+    let mut tx = pool.begin().await.map_err(map_err)?;
+    let done = sqlx::query("DELETE FROM rate_hits WHERE expires_at <= $1")
+        .bind(to_ms(now))
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+    sqlx::query(
+        "DELETE FROM rate_buckets WHERE NOT EXISTS (SELECT 1 FROM rate_hits h WHERE h.bucket = rate_buckets.bucket)",
+    )
+    .execute(&mut *tx)
+    .await
+    .map_err(map_err)?;
+    tx.commit().await.map_err(map_err)?;
+    Ok(done.rows_affected())
+}

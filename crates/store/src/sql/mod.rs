@@ -1941,4 +1941,23 @@ impl Store for SqlStore {
     async fn close_account_open_runs(&self, account: AccountId, reason: &str, now: Timestamp) -> StoreResult<u64> {
         handoff::close_account_runs(&self.pool, account, reason, now).await
     }
+
+    async fn hit_window(
+        &self,
+        bucket: &str,
+        limit: i64,
+        now: Timestamp,
+        expires_at: Timestamp,
+        count: bool,
+    ) -> StoreResult<WindowState> {
+        handoff::hit_window(&self.pool, bucket, limit, now, expires_at, count).await
+    }
+
+    async fn undo_window_hit(&self, bucket: &str) -> StoreResult<bool> {
+        handoff::undo_window_hit(&self.pool, bucket).await
+    }
+
+    async fn sweep_window_hits(&self, now: Timestamp) -> StoreResult<u64> {
+        handoff::sweep_window_hits(&self.pool, now).await
+    }
 }

@@ -146,3 +146,75 @@ pub async fn check_expired_leases_and_take_over_runs(s: &dyn Store) {
     let other = &s.list_runs(owner.id, live.id, 10, 0).await.unwrap()[0];
     assert_eq!(other.outcome, "running");
 }
+
+pub async fn check_rate_windows(s: &dyn Store) {
+    let t = now();
+    let sec = |n| chrono::Duration::seconds(n);
+    let bucket = format!("otp:{}", Uuid::new_v4());
+    let other = format!("otp:{}", Uuid::new_v4());
+
+    // Looking counts nothing.
+    let empty = s.hit_window(&bucket, 2, t, t + sec(60), false).await.unwrap();
+    assert_eq!(
+        empty,
+        WindowState {
+            allowed: true,
+            used: 0,
+            oldest_expires_at: None
+        }
+    );
+    // Two allowed, the third refused and not counted.
+    let first = s.hit_window(&bucket, 2, t, t + sec(60), true).await.unwrap();
+    assert_eq!(
+        (first.allowed, first.used, first.oldest_expires_at),
+        (true, 1, Some(t + sec(60)))
+    );
+    let second = s.hit_window(&bucket, 2, t + sec(1), t + sec(61), true).await.unwrap();
+    assert_eq!(
+        (second.allowed, second.used, second.oldest_expires_at),
+        (true, 2, Some(t + sec(60)))
+    );
+    let third = s.hit_window(&bucket, 2, t + sec(2), t + sec(62), true).await.unwrap();
+    assert_eq!((third.allowed, third.used), (false, 2), "refused, not counted");
+    assert_eq!(s.hit_window(&bucket, 2, t + sec(2), t, false).await.unwrap().used, 2);
+    // Per bucket.
+    assert!(s.hit_window(&other, 2, t, t + sec(60), true).await.unwrap().allowed);
+
+    // Undo takes back the newest.
+    assert!(s.undo_window_hit(&bucket).await.unwrap());
+    let after_undo = s.hit_window(&bucket, 2, t + sec(2), t, false).await.unwrap();
+    assert_eq!((after_undo.used, after_undo.oldest_expires_at), (1, Some(t + sec(60))));
+    assert!(
+        s.hit_window(&bucket, 2, t + sec(3), t + sec(63), true)
+            .await
+            .unwrap()
+            .allowed
+    );
+
+    // An event leaves the window at its expiry.
+    let later = s
+        .hit_window(&bucket, 2, t + sec(60), t + sec(120), false)
+        .await
+        .unwrap();
+    assert_eq!(
+        (later.allowed, later.used, later.oldest_expires_at),
+        (true, 1, Some(t + sec(63)))
+    );
+
+    // Sweeping forgets the expired events only.
+    assert_eq!(s.sweep_window_hits(t + sec(60)).await.unwrap(), 2, "one of each bucket");
+    assert_eq!(s.hit_window(&bucket, 2, t, t, false).await.unwrap().used, 1);
+    assert_eq!(s.sweep_window_hits(t + sec(100)).await.unwrap(), 1);
+    assert_eq!(s.hit_window(&bucket, 2, t, t, false).await.unwrap().used, 0);
+    assert!(!s.undo_window_hit(&bucket).await.unwrap(), "nothing to take back");
+
+    // Concurrent hits never pass the limit.
+    let busy = format!("otp:{}", Uuid::new_v4());
+    let hit = || s.hit_window(&busy, 3, t, t + sec(60), true);
+    let all = tokio::join!(hit(), hit(), hit(), hit(), hit(), hit(), hit(), hit());
+    let allowed = [all.0, all.1, all.2, all.3, all.4, all.5, all.6, all.7]
+        .into_iter()
+        .filter(|r| r.as_ref().unwrap().allowed)
+        .count();
+    assert_eq!(allowed, 3);
+}

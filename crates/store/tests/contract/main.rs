@@ -217,6 +217,7 @@ contract_tests! {
     // issue 11 (scale-out): codes handed between instances, take-over
     check_code_offers,
     check_expired_leases_and_take_over_runs,
+    check_rate_windows,
 }
 
 /// A timestamp out of range in a row is a `Corrupt` error, not 1970 (written behind the store's
