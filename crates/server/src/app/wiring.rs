@@ -35,6 +35,7 @@ use crate::support::clock::{Clock, SystemClock};
 use crate::support::crypto::Sealer;
 use crate::support::peers::{Alone, Peers};
 use crate::support::ratelimit::{MemoryRateLimiter, RateLimiter};
+use crate::support::ratelimit_pg::SharedWindows;
 use crate::{AppOptions, StartError};
 use reconbanker_store::signals::PgSignals;
 
@@ -62,7 +63,12 @@ pub(crate) async fn build(config: Config, options: AppOptions) -> Result<(AppSta
     let passwords = Passwords::new(2 * std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2))
         .await
         .map_err(|e| StartError::Other(e.to_string()))?;
-    let limiter: Arc<dyn RateLimiter> = Arc::new(MemoryRateLimiter::default());
+    // Issue 11: on PostgreSQL the guessing budgets (sliding windows) are one across instances.
+    let limiter: Arc<dyn RateLimiter> = if store.backend() == "postgres" {
+        Arc::new(SharedWindows::new(store.clone()))
+    } else {
+        Arc::new(MemoryRateLimiter::default())
+    };
     // Issue 11: on PostgreSQL the bus, the cache invalidations and the broker cross instances.
     let (bus, peers, cluster): (Arc<dyn EventBus>, Arc<dyn Peers>, _) = if store.backend() == "postgres" {
         let signals = PgSignals::connect(&config.database_url).await?;
