@@ -1,14 +1,17 @@
 //! Issue 11 (scale-out): the sliding-window limits shared by every instance on one database.
 //!
-//! The windows — OTP submissions per account, failed dashboard logins and failed API-key
-//! authentications per address, two-factor failures per user — are small budgets that guard
-//! against guessing, so N instances must not give N budgets: each hit is counted in the
-//! database (`Store::hit_window`, one transaction that serialises the bucket's hits). They are
-//! rare (a code, a failure), so the round trip costs nothing that matters.
+//! The windows — OTP submissions per account, failed dashboard logins per address, two-factor
+//! failures per user — are small budgets that guard against guessing, so N instances must not
+//! give N budgets: each hit is counted in the database (`Store::hit_window`, one transaction
+//! that serialises the bucket's hits). They are rare (a code, a login), so the round trip costs
+//! nothing that matters.
 //!
-//! The per-key `/v1` request rate (GCRA) stays in process ([`MemoryRateLimiter`]): it is checked
-//! on every `/v1` request, where a database write each time would bound every instance by the
-//! database; with N instances a key may therefore make up to N times its rate.
+//! Two limits stay in process ([`MemoryRateLimiter`]), so with N instances they allow up to N
+//! times their budget: the per-key `/v1` request rate (GCRA), checked on every `/v1` request,
+//! where a database write each time would bound every instance by the database; and the
+//! failed API-key authentications per address, which must refuse a flood of forged keys
+//! without touching the database (a guessed key is 256 bits: the budget there is about load,
+//! not guessing).
 
 use std::time::Duration;
 
@@ -60,6 +63,11 @@ impl SharedWindows {
     }
 }
 
+/// The limits kept in this process (see the module's documentation).
+fn in_process(bucket: Bucket) -> bool {
+    matches!(bucket, Bucket::Key(_) | Bucket::AuthFailure(_))
+}
+
 /// The bucket's name in the database.
 fn key(bucket: Bucket) -> String {
     match bucket {
@@ -74,10 +82,16 @@ fn key(bucket: Bucket) -> String {
 #[async_trait]
 impl RateLimiter for SharedWindows {
     async fn hit_window(&self, bucket: Bucket, limit: u32, window: Duration) -> Result<Decision, LimiterError> {
+        if in_process(bucket) {
+            return self.local.hit_window(bucket, limit, window).await;
+        }
         self.window(bucket, limit, window, true).await
     }
 
     async fn undo_window(&self, bucket: Bucket) -> Result<(), LimiterError> {
+        if in_process(bucket) {
+            return self.local.undo_window(bucket).await;
+        }
         self.store
             .undo_window_hit(&key(bucket))
             .await
@@ -86,6 +100,9 @@ impl RateLimiter for SharedWindows {
     }
 
     async fn peek_window(&self, bucket: Bucket, limit: u32, window: Duration) -> Result<Decision, LimiterError> {
+        if in_process(bucket) {
+            return self.local.peek_window(bucket, limit, window).await;
+        }
         self.window(bucket, limit, window, false).await
     }
 
