@@ -248,10 +248,15 @@ impl Assistance {
         let event = self.requested_event(user, &row, &sub);
         let logged = match self.store.create_assistance(&row, &[event]).await {
             Ok(logged) => logged,
-            Err(e) if e.is_conflict_on(Constraint::AssistancePendingPerAccount) => {
-                return Err(OpenError::AlreadyPending)
+            Err(e) => {
+                // Issue 11: the request never existed; a broker that remembers which requests
+                // it holds forgets this one.
+                let _ = self.broker.withdraw(row.id).await;
+                if e.is_conflict_on(Constraint::AssistancePendingPerAccount) {
+                    return Err(OpenError::AlreadyPending);
+                }
+                return Err(e.into());
             }
-            Err(e) => return Err(e.into()),
         };
         self.install(&row).await?;
         self.hub.publish(logged);
