@@ -20,6 +20,8 @@ mod two_factor;
 mod evidence;
 // Issue 11: master-key rotation.
 mod rotation;
+// Issue 11 (scale-out): codes handed between instances, take-over.
+mod handoff;
 
 pub mod postgres;
 pub mod sqlite;
@@ -42,6 +44,8 @@ pub use two_factor::*;
 pub use evidence::*;
 // Issue 11: master-key rotation.
 pub use rotation::*;
+// Issue 11 (scale-out): codes handed between instances, take-over.
+pub use handoff::*;
 
 /// Everything the application persists. Implemented by [`sqlite::SqliteStore`] and
 /// [`postgres::PgStore`]; the contract test suite calls every method on both.
@@ -572,6 +576,48 @@ pub trait Store: Send + Sync + 'static {
         reseal: &Reseal<'_>,
         add: &[CarriedKeyRow],
     ) -> StoreResult<Result<ResealCounts, ResealRefused>>;
+    // --- issue 11 (scale-out): codes handed between instances, take-over of a dead one's logins ---
+    // (this area's methods go below this line)
+    /// Keeps `offer` (state `offered`) for the instance holding the login to take; first
+    /// forgets every offer created before `forget_before` (left by an instance that died while
+    /// it waited for the answer).
+    async fn offer_code(&self, offer: &CodeOffer, forget_before: Timestamp) -> StoreResult<()>;
+    /// The holder takes the oldest unanswered offer for `request` created at or after
+    /// `not_before`: it becomes `taken` and its sealed code is cleared; returns it with the
+    /// sealed code as it was. `None` when there is none (withdrawn by its sender, or answered).
+    async fn take_code_offer(
+        &self,
+        request: AssistanceRequestId,
+        not_before: Timestamp,
+    ) -> StoreResult<Option<CodeOffer>>;
+    /// The holder refuses every unanswered offer for `request` (it is not waiting for a code
+    /// right now): they become `refused`, their sealed codes cleared. Returns their ids.
+    async fn refuse_code_offers(&self, request: AssistanceRequestId) -> StoreResult<Vec<uuid::Uuid>>;
+    /// The sender ends its offer: deletes it and returns the state it had (`None` if unknown).
+    /// Atomic against `take_code_offer`: either the holder took it first (`Taken`) or it is
+    /// never taken (`Offered`).
+    async fn close_code_offer(&self, id: uuid::Uuid) -> StoreResult<Option<CodeOfferState>>;
+    /// The session leases that expired before `now` without being released (their holder
+    /// stopped renewing them), oldest first.
+    async fn expired_session_leases(&self, now: Timestamp) -> StoreResult<Vec<ExpiredLease>>;
+    /// Take-over: marks the account's `running` runs `cancelled` with `reason`; returns how many.
+    async fn close_account_open_runs(&self, account: AccountId, reason: &str, now: Timestamp) -> StoreResult<u64>;
+    /// A sliding-window rate limit shared by every instance: the events of `bucket` whose
+    /// expiry is after `now` are the window. With `count`, one event expiring at `expires_at`
+    /// is added if fewer than `limit` are in it (atomically: concurrent hits on any instance
+    /// never exceed `limit`); without, the window is only looked at.
+    async fn hit_window(
+        &self,
+        bucket: &str,
+        limit: i64,
+        now: Timestamp,
+        expires_at: Timestamp,
+        count: bool,
+    ) -> StoreResult<WindowState>;
+    /// Takes back the newest event of `bucket`; `false` when there is none.
+    async fn undo_window_hit(&self, bucket: &str) -> StoreResult<bool>;
+    /// Forgets the events expired at `now` (and their idle buckets); returns how many events.
+    async fn sweep_window_hits(&self, now: Timestamp) -> StoreResult<u64>;
 }
 
 /// Opens the store named by a database URL: `sqlite:...` or `postgres://...`/`postgresql://...`.

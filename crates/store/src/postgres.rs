@@ -50,6 +50,18 @@ const MIGRATIONS: Embedded = Embedded(&[
         "carried_keys",
         include_str!("../migrations/postgres/0014_carried_keys.sql"),
     ),
+    // Issue 11 (scale-out): codes handed between instances.
+    (
+        15,
+        "code_offers",
+        include_str!("../migrations/postgres/0015_code_offers.sql"),
+    ),
+    // Issue 11 (scale-out): rate limits shared by every instance.
+    (
+        16,
+        "rate_hits",
+        include_str!("../migrations/postgres/0016_rate_hits.sql"),
+    ),
 ]);
 
 type Db = sqlx::Postgres;

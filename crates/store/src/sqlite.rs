@@ -52,6 +52,14 @@ const MIGRATIONS: Embedded = Embedded(&[
         "carried_keys",
         include_str!("../migrations/sqlite/0014_carried_keys.sql"),
     ),
+    // Issue 11 (scale-out): codes handed between instances.
+    (
+        15,
+        "code_offers",
+        include_str!("../migrations/sqlite/0015_code_offers.sql"),
+    ),
+    // Issue 11 (scale-out): rate limits shared by every instance.
+    (16, "rate_hits", include_str!("../migrations/sqlite/0016_rate_hits.sql")),
 ]);
 
 /// How long a connection waits on a locked database before giving up.

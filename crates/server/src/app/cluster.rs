@@ -3,7 +3,8 @@
 //!
 //! One `LISTEN` connection per instance hears every signal (its own included) and routes it:
 //! `e:<seq>` rings the event bus's reader; `k:<prefix>` and `a:<account>` drop the cached views
-//! another instance invalidated. After a lost connection, signals may have been missed: the
+//! another instance invalidated; `o:<request>` and `h:<offer>` carry a code between instances
+//! (`assistance::pg_broker`). After a lost connection, signals may have been missed: the
 //! reader reads the log and every API key is re-read on its next use.
 
 use std::sync::{Arc, Weak};
@@ -14,6 +15,7 @@ use reconbanker_store::signals::{PgSignals, Signal, SignalListener};
 use reconbanker_store::AccountId;
 
 use super::AppInner;
+use crate::assistance::pg_broker::PgBroker;
 use crate::push::pg_bus::PgBus;
 use crate::support::peers::{Invalidation, Peers, PeersError};
 
@@ -34,7 +36,7 @@ impl Peers for PgPeers {
 }
 
 /// Routes what `listener` hears until the app is gone.
-pub(crate) fn listen(app: Weak<AppInner>, bus: Arc<PgBus>, mut listener: SignalListener) {
+pub(crate) fn listen(app: Weak<AppInner>, bus: Arc<PgBus>, broker: Arc<PgBroker>, mut listener: SignalListener) {
     tokio::spawn(async move {
         loop {
             let heard = listener.recv().await;
@@ -43,6 +45,8 @@ pub(crate) fn listen(app: Weak<AppInner>, bus: Arc<PgBus>, mut listener: SignalL
                 Ok(Signal::Message(payload)) => {
                     if payload.starts_with("e:") {
                         bus.ring();
+                    } else if broker.hear(&payload) {
+                        // A code handed between instances (`o:` offered, `h:` answered).
                     } else if let Some(what) = Invalidation::decode(&payload) {
                         apply(&app, &what);
                     } else {
@@ -53,6 +57,7 @@ pub(crate) fn listen(app: Weak<AppInner>, bus: Arc<PgBus>, mut listener: SignalL
                     tracing::warn!("the signal connection was lost and re-established; re-reading what it announces");
                     bus.ring();
                     app.keys.forget_all();
+                    broker.recheck();
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "the signal connection is down; retrying");

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use super::cluster::PgPeers;
 use super::{boot, AppInner, AppState};
 use crate::assistance::broker::{AssistanceBroker, LocalBroker};
+use crate::assistance::pg_broker::PgBroker;
 use crate::assistance::{Assistance, AssistanceDeps};
 use crate::auth::jwt::Jwt;
 use crate::auth::key_cache::{AccountDirectory, KeyDirectory};
@@ -34,6 +35,7 @@ use crate::support::clock::{Clock, SystemClock};
 use crate::support::crypto::Sealer;
 use crate::support::peers::{Alone, Peers};
 use crate::support::ratelimit::{MemoryRateLimiter, RateLimiter};
+use crate::support::ratelimit_pg::SharedWindows;
 use crate::{AppOptions, StartError};
 use reconbanker_store::signals::PgSignals;
 
@@ -61,17 +63,30 @@ pub(crate) async fn build(config: Config, options: AppOptions) -> Result<(AppSta
     let passwords = Passwords::new(2 * std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2))
         .await
         .map_err(|e| StartError::Other(e.to_string()))?;
-    let limiter: Arc<dyn RateLimiter> = Arc::new(MemoryRateLimiter::default());
-    let broker: Arc<dyn AssistanceBroker> = Arc::new(LocalBroker::default());
-    // Issue 11: on PostgreSQL the bus and the cache invalidations cross instances.
+    // Issue 11: on PostgreSQL the guessing budgets (sliding windows) are one across instances.
+    let limiter: Arc<dyn RateLimiter> = if store.backend() == "postgres" {
+        Arc::new(SharedWindows::new(store.clone()))
+    } else {
+        Arc::new(MemoryRateLimiter::default())
+    };
+    // Issue 11: on PostgreSQL the bus, the cache invalidations and the broker cross instances.
     let (bus, peers, cluster): (Arc<dyn EventBus>, Arc<dyn Peers>, _) = if store.backend() == "postgres" {
         let signals = PgSignals::connect(&config.database_url).await?;
         // Listening before the bus takes its position in the log: no event falls in between.
         let listener = signals.listen().await?;
         let pg_bus = PgBus::start(store.clone(), signals.clone()).await?;
-        (pg_bus.clone(), Arc::new(PgPeers(signals)), Some((pg_bus, listener)))
+        let pg_broker = PgBroker::new(store.clone(), Sealer::new(secrets.master_key.expose()), signals.clone());
+        (
+            pg_bus.clone(),
+            Arc::new(PgPeers(signals)),
+            Some((pg_bus, pg_broker, listener)),
+        )
     } else {
         (Arc::new(LocalBus::default()), Arc::new(Alone), None)
+    };
+    let broker: Arc<dyn AssistanceBroker> = match &cluster {
+        Some((_, pg_broker, _)) => pg_broker.clone(),
+        None => Arc::new(LocalBroker::default()),
     };
     let outbox = Arc::new(tokio::sync::Notify::new());
     let hub = Arc::new(EventHub::new(store.clone(), bus.clone(), outbox.clone()));
@@ -135,6 +150,8 @@ pub(crate) async fn build(config: Config, options: AppOptions) -> Result<(AppSta
             retry_backoff: config.retry_backoff,
             scan_interval: config.scan_interval,
             lease_ttl: config.session_lease,
+            // Issue 11: other instances may share a PostgreSQL database.
+            take_over: store.backend() == "postgres",
             evidence_retention: config.evidence_retention,
             ..EngineConfig::default()
         },
@@ -212,8 +229,8 @@ pub(crate) async fn build(config: Config, options: AppOptions) -> Result<(AppSta
         csrf_keys: crate::auth::totp::KeyedHash::derive(secrets.master_key.expose(), crate::auth::totp::CSRF_LABEL),
     };
     let state = AppState(Arc::new(inner));
-    if let Some((pg_bus, listener)) = cluster {
-        super::cluster::listen(Arc::downgrade(&state.0), pg_bus, listener);
+    if let Some((pg_bus, pg_broker, listener)) = cluster {
+        super::cluster::listen(Arc::downgrade(&state.0), pg_bus, pg_broker, listener);
     }
     Ok((state, sandbox_listener))
 }

@@ -76,6 +76,17 @@ pub trait AssistanceBroker: Send + Sync + 'static {
     /// Whether some login currently waits for `request` (tests prove absence with it).
     #[cfg(any(test, feature = "test-support"))]
     fn is_waiting(&self, request: AssistanceRequestId) -> bool;
+    /// Issue 11: whether the login of `request` (if any) is known to live in this process. An
+    /// in-process broker knows no other process, so the answer is always yes: what this
+    /// process has cached about the request is the truth.
+    fn holds(&self, _request: AssistanceRequestId) -> bool {
+        true
+    }
+    /// Issue 11: whether logins may live in other processes (then what a process has cached
+    /// about a request it does not hold may be stale).
+    fn spans_instances(&self) -> bool {
+        false
+    }
 }
 
 /// One registration: await it once. Dropping it unregisters.
@@ -168,6 +179,39 @@ impl AssistanceBroker for LocalBroker {
     #[cfg(any(test, feature = "test-support"))]
     fn is_waiting(&self, request: AssistanceRequestId) -> bool {
         self.slots.lock().get(&request).is_some_and(|s| !s.tx.is_closed())
+    }
+}
+
+// Issue 11 (scale-out): the cross-instance broker hands a code to a local waiter in two steps.
+impl LocalBroker {
+    /// Takes the waiter of `request` out of its slot (a code arriving meanwhile finds nobody
+    /// waiting), to hand it a code once the code has been fetched; `None` when nobody waits.
+    pub(crate) fn claim(&self, request: AssistanceRequestId) -> Option<Claim> {
+        let slot = self.slots.lock().remove(&request)?;
+        Some(Claim {
+            request,
+            slot,
+            slots: self.slots.clone(),
+        })
+    }
+}
+
+/// A waiter taken out of its slot by [`LocalBroker::claim`].
+pub(crate) struct Claim {
+    request: AssistanceRequestId,
+    slot: Slot,
+    slots: Arc<Slots>,
+}
+
+impl Claim {
+    /// Hands the code to the waiter (`Err` when it stopped waiting meanwhile).
+    pub(crate) fn send(self, code: OtpCode) -> Result<(), DeliverError> {
+        self.slot.tx.send(code).map_err(|_| DeliverError::NoWaiter)
+    }
+
+    /// No code came: the waiter goes back to its slot, unless a newer registration took it.
+    pub(crate) fn restore(self) {
+        self.slots.lock().entry(self.request).or_insert(self.slot);
     }
 }
 

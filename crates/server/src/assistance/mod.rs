@@ -4,6 +4,8 @@
 //! `/v1/.../status` reads without a database round trip.
 
 pub mod broker;
+// Issue 11 (scale-out): the broker across instances.
+pub mod pg_broker;
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -246,10 +248,15 @@ impl Assistance {
         let event = self.requested_event(user, &row, &sub);
         let logged = match self.store.create_assistance(&row, &[event]).await {
             Ok(logged) => logged,
-            Err(e) if e.is_conflict_on(Constraint::AssistancePendingPerAccount) => {
-                return Err(OpenError::AlreadyPending)
+            Err(e) => {
+                // Issue 11: the request never existed; a broker that remembers which requests
+                // it holds forgets this one.
+                let _ = self.broker.withdraw(row.id).await;
+                if e.is_conflict_on(Constraint::AssistancePendingPerAccount) {
+                    return Err(OpenError::AlreadyPending);
+                }
+                return Err(e.into());
             }
-            Err(e) => return Err(e.into()),
         };
         self.install(&row).await?;
         self.hub.publish(logged);
@@ -375,7 +382,27 @@ impl Assistance {
                 message: format!("must be 1 to {MAX_CODE_CHARS} characters"),
             });
         }
-        let pending = self.pending(account).await?;
+        let mut pending = self.pending(account).await?;
+        // Issue 11: a login this process does not hold is another instance's; what this
+        // process cached about its request may be stale, so the database says what is pending.
+        // (The login held here, or a single instance: no round trip.)
+        let fresh = match &pending {
+            Some(p) => !self.broker.holds(p.id),
+            None => self.broker.spans_instances(),
+        };
+        if fresh {
+            let seen = pending.as_ref().map(|p| p.id);
+            pending = self
+                .store
+                .pending_assistance(account)
+                .await?
+                .map(|r| Arc::new(PendingView::from(&r)));
+            // Unless a local open or close rewrote the entry meanwhile (newer than this read).
+            let mut cache = self.cache.write().unwrap_or_else(|p| p.into_inner());
+            if cache.get(&account).is_none_or(|e| e.as_ref().map(|p| p.id) == seen) {
+                cache.insert(account, pending.clone());
+            }
+        }
         if let Some(p) = &pending {
             check_code(&p.descriptor, code).map_err(|message| SubmitError::Invalid { field: "code", message })?;
         }

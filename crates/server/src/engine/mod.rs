@@ -13,6 +13,8 @@ pub(crate) mod device;
 pub mod evidence;
 pub(crate) mod live;
 mod run;
+// Issue 11 (scale-out): take-over of a dead instance's sessions.
+mod takeover;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -55,6 +57,9 @@ pub struct EngineConfig {
     pub lease_ttl: Duration,
     /// How often the scheduler looks at the accounts.
     pub scan_interval: Duration,
+    /// Issue 11: take over the sessions of instances that stopped renewing their leases (on a
+    /// database other instances share).
+    pub take_over: bool,
     /// Issue 9: runs in a row that end on a bank page that no longer matches its definition
     /// before `session.needs_attention {reason: "definition_broken"}` is emitted (3).
     pub broken_alert_after: u32,
@@ -76,6 +81,7 @@ impl Default for EngineConfig {
             retry_backoff: Duration::from_secs(2),
             lease_ttl: Duration::from_secs(30),
             scan_interval: Duration::from_secs(5),
+            take_over: false,
             broken_alert_after: 3,
             broken_pause: Duration::from_secs(30 * 60),
             evidence_retention: Duration::from_secs(7 * 24 * 3600),
@@ -130,6 +136,8 @@ struct Inner {
     /// Issue 9: when each account last kept failure evidence (in memory: at most one run's
     /// evidence an hour per account and instance, see [`EVIDENCE_SPACING`]).
     evidence_kept: Mutex<HashMap<AccountId, Instant>>,
+    /// Issue 11: accounts taken over from a dead instance, for the scheduler to start now.
+    taken_over: Mutex<std::collections::HashSet<AccountId>>,
     pool: Arc<Semaphore>,
     wake: Notify,
     shutdown: CancellationToken,
@@ -171,6 +179,7 @@ impl Engine {
                 held: Mutex::new(Default::default()),
                 broken: Mutex::new(HashMap::new()),
                 evidence_kept: Mutex::new(HashMap::new()),
+                taken_over: Mutex::new(Default::default()),
                 pool,
                 wake: Notify::new(),
                 shutdown: CancellationToken::new(),
@@ -183,6 +192,10 @@ impl Engine {
     pub fn start(&self) {
         let inner = self.inner.clone();
         self.inner.tasks.spawn(async move { inner.scheduler().await });
+        if self.inner.cfg.take_over {
+            let inner = self.inner.clone();
+            self.inner.tasks.spawn(async move { inner.take_over_loop().await });
+        }
     }
 
     /// Issue 11: on an instance without the `engine` role no session ever starts here (a scrape
@@ -442,6 +455,10 @@ impl Inner {
         }
         let persistent = settings.session_type == SessionType::Persistent;
         let id = acc.account.id;
+        // Issue 11: taken over from a dead instance: its session runs again now.
+        if self.taken_over.lock().unwrap_or_else(|p| p.into_inner()).remove(&id) {
+            return Some(persistent);
+        }
         let mut last = self.last_started.lock().unwrap_or_else(|p| p.into_inner());
         let wait = if persistent {
             self.cfg.poll_interval

@@ -12,3 +12,5 @@ pub(crate) mod worker;
 pub mod memory;
 // Issue 11 (scale-out).
 pub mod peers;
+// Issue 11 (scale-out): rate-limit windows shared by every instance.
+pub mod ratelimit_pg;

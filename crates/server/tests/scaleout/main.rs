@@ -9,3 +9,5 @@ mod keys;
 mod sessions;
 mod startup;
 mod tickets;
+// The assistance broker across instances, take-over.
+mod handoff;

@@ -32,6 +32,9 @@ mod two_factor;
 // Issue 11: master-key rotation.
 #[allow(clippy::duplicate_mod)]
 mod rotation;
+// Issue 11 (scale-out): codes handed between instances, take-over.
+#[allow(clippy::duplicate_mod)]
+mod handoff;
 
 use std::collections::HashMap;
 use std::sync::LazyLock;
@@ -1976,5 +1979,53 @@ impl Store for SqlStore {
         add: &[CarriedKeyRow],
     ) -> StoreResult<Result<ResealCounts, ResealRefused>> {
         rotation::reseal_all(&self.pool, reseal, add).await
+    }
+
+    // --- issue 11 (scale-out): codes handed between instances, take-over ---
+    async fn offer_code(&self, offer: &CodeOffer, forget_before: Timestamp) -> StoreResult<()> {
+        handoff::offer(&self.pool, offer, forget_before).await
+    }
+
+    async fn take_code_offer(
+        &self,
+        request: AssistanceRequestId,
+        not_before: Timestamp,
+    ) -> StoreResult<Option<CodeOffer>> {
+        handoff::take(&self.pool, request, not_before).await
+    }
+
+    async fn refuse_code_offers(&self, request: AssistanceRequestId) -> StoreResult<Vec<Uuid>> {
+        handoff::refuse(&self.pool, request).await
+    }
+
+    async fn close_code_offer(&self, id: Uuid) -> StoreResult<Option<CodeOfferState>> {
+        handoff::close(&self.pool, id).await
+    }
+
+    async fn expired_session_leases(&self, now: Timestamp) -> StoreResult<Vec<ExpiredLease>> {
+        handoff::expired_leases(&self.pool, now).await
+    }
+
+    async fn close_account_open_runs(&self, account: AccountId, reason: &str, now: Timestamp) -> StoreResult<u64> {
+        handoff::close_account_runs(&self.pool, account, reason, now).await
+    }
+
+    async fn hit_window(
+        &self,
+        bucket: &str,
+        limit: i64,
+        now: Timestamp,
+        expires_at: Timestamp,
+        count: bool,
+    ) -> StoreResult<WindowState> {
+        handoff::hit_window(&self.pool, bucket, limit, now, expires_at, count).await
+    }
+
+    async fn undo_window_hit(&self, bucket: &str) -> StoreResult<bool> {
+        handoff::undo_window_hit(&self.pool, bucket).await
+    }
+
+    async fn sweep_window_hits(&self, now: Timestamp) -> StoreResult<u64> {
+        handoff::sweep_window_hits(&self.pool, now).await
     }
 }

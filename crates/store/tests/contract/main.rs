@@ -40,6 +40,8 @@ mod two_factor;
 mod evidence;
 // Issue 11: master-key rotation.
 mod rotation;
+// Issue 11 (scale-out): codes handed between instances, take-over.
+mod handoff;
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -78,6 +80,9 @@ use crate::evidence::*;
 // Issue 11: master-key rotation.
 #[allow(unused_imports)]
 use crate::rotation::*;
+// Issue 11 (scale-out): codes handed between instances, take-over.
+#[allow(unused_imports)]
+use crate::handoff::*;
 
 /// Stamps out `sqlite::<check>` and `postgres::<check>` tests for each check, each on a fresh
 /// database.
@@ -217,6 +222,10 @@ contract_tests! {
     check_device_state,
     // issue 11: master-key rotation
     check_reseal_all,
+    // issue 11 (scale-out): codes handed between instances, take-over
+    check_code_offers,
+    check_expired_leases_and_take_over_runs,
+    check_rate_windows,
 }
 
 /// A timestamp out of range in a row is a `Corrupt` error, not 1970 (written behind the store's
@@ -888,6 +897,8 @@ const CHECK_SOURCES: &[(&str, &str)] = &[
     ("evidence.rs", include_str!("evidence.rs")),
     // Issue 11: master-key rotation.
     ("rotation.rs", include_str!("rotation.rs")),
+    // Issue 11 (scale-out): codes handed between instances, take-over.
+    ("handoff.rs", include_str!("handoff.rs")),
 ];
 
 /// The names of the methods declared in `pub trait Store { … }`.

@@ -1,0 +1,142 @@
+//! Issue 11 (scale-out): the sliding-window limits shared by every instance on one database.
+//!
+//! The windows — OTP submissions per account, failed dashboard logins per address, two-factor
+//! failures per user — are small budgets that guard against guessing, so N instances must not
+//! give N budgets: each hit is counted in the database (`Store::hit_window`, one transaction
+//! that serialises the bucket's hits). They are rare (a code, a login), so the round trip costs
+//! nothing that matters.
+//!
+//! Two limits stay in process ([`MemoryRateLimiter`]), so with N instances they allow up to N
+//! times their budget: the per-key `/v1` request rate (GCRA), checked on every `/v1` request,
+//! where a database write each time would bound every instance by the database; and the
+//! failed API-key authentications per address, which must refuse a flood of forged keys
+//! without touching the database (a guessed key is 256 bits: the budget there is about load,
+//! not guessing).
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use reconbanker_store::{now, Store};
+use std::sync::Arc;
+
+use super::ratelimit::{Bucket, Decision, LimiterError, MemoryRateLimiter, RateLimiter};
+
+pub struct SharedWindows {
+    store: Arc<dyn Store>,
+    local: MemoryRateLimiter,
+}
+
+impl SharedWindows {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self {
+            store,
+            local: MemoryRateLimiter::default(),
+        }
+    }
+
+    async fn window(
+        &self,
+        bucket: Bucket,
+        limit: u32,
+        window: Duration,
+        count: bool,
+    ) -> Result<Decision, LimiterError> {
+        let at = now();
+        let span = chrono::Duration::from_std(window).map_err(|e| LimiterError(e.to_string()))?;
+        let state = self
+            .store
+            .hit_window(&key(bucket), i64::from(limit), at, at + span, count)
+            .await
+            .map_err(|e| LimiterError(e.to_string()))?;
+        let reset = state
+            .oldest_expires_at
+            .map(|t| (t - at).to_std().unwrap_or_default())
+            .unwrap_or_default();
+        let reset_secs = reset.as_secs() + u64::from(reset.subsec_nanos() > 0);
+        Ok(Decision {
+            allowed: state.allowed,
+            limit,
+            remaining: limit.saturating_sub(u32::try_from(state.used).unwrap_or(u32::MAX)),
+            reset_secs: if state.allowed { reset_secs } else { reset_secs.max(1) },
+            window_secs: window.as_secs(),
+        })
+    }
+}
+
+/// The limits kept in this process (see the module's documentation).
+fn in_process(bucket: Bucket) -> bool {
+    matches!(bucket, Bucket::Key(_) | Bucket::AuthFailure(_))
+}
+
+/// The bucket's name in the database.
+fn key(bucket: Bucket) -> String {
+    match bucket {
+        Bucket::Otp(a) => format!("otp:{a}"),
+        Bucket::Key(k) => format!("key:{k}"),
+        Bucket::AuthFailure(ip) => format!("auth:{ip}"),
+        Bucket::LoginFailure(ip) => format!("login:{ip}"),
+        Bucket::TotpFailure(u) => format!("totp:{u}"),
+    }
+}
+
+#[async_trait]
+impl RateLimiter for SharedWindows {
+    async fn hit_window(&self, bucket: Bucket, limit: u32, window: Duration) -> Result<Decision, LimiterError> {
+        if in_process(bucket) {
+            return self.local.hit_window(bucket, limit, window).await;
+        }
+        self.window(bucket, limit, window, true).await
+    }
+
+    async fn undo_window(&self, bucket: Bucket) -> Result<(), LimiterError> {
+        if in_process(bucket) {
+            return self.local.undo_window(bucket).await;
+        }
+        self.store
+            .undo_window_hit(&key(bucket))
+            .await
+            .map(|_| ())
+            .map_err(|e| LimiterError(e.to_string()))
+    }
+
+    async fn peek_window(&self, bucket: Bucket, limit: u32, window: Duration) -> Result<Decision, LimiterError> {
+        if in_process(bucket) {
+            return self.local.peek_window(bucket, limit, window).await;
+        }
+        self.window(bucket, limit, window, false).await
+    }
+
+    async fn hit_rate(&self, bucket: Bucket, per_sec: u32, burst: u32) -> Result<Decision, LimiterError> {
+        self.local.hit_rate(bucket, per_sec, burst).await
+    }
+
+    async fn sweep(&self) -> Result<(), LimiterError> {
+        self.local.sweep().await?;
+        self.store
+            .sweep_window_hits(now())
+            .await
+            .map(|_| ())
+            .map_err(|e| LimiterError(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reconbanker_store::{AccountId, ApiKeyId, UserId};
+
+    #[test]
+    fn every_bucket_has_its_own_name() {
+        let ip: std::net::IpAddr = [10, 0, 0, 1].into();
+        let names = [
+            key(Bucket::Otp(AccountId::new())),
+            key(Bucket::Key(ApiKeyId::new())),
+            key(Bucket::AuthFailure(ip)),
+            key(Bucket::LoginFailure(ip)),
+            key(Bucket::TotpFailure(UserId::new())),
+        ];
+        let distinct: std::collections::HashSet<_> = names.iter().collect();
+        assert_eq!(distinct.len(), names.len(), "{names:?}");
+        assert_eq!(key(Bucket::AuthFailure(ip)), "auth:10.0.0.1");
+    }
+}
