@@ -215,8 +215,8 @@ async fn main_inner(cli: Cli) -> Result<(), StartError> {
             let done = master_key::rotate_master_key(&config, new).await?;
             let c = done.counts;
             println!(
-                "re-sealed with the new master key: {} account configs, {} two-factor secrets, {} evidence, {} carried keys",
-                c.account_configs, c.totp_secrets, c.evidence, c.carried_keys
+                "re-sealed with the new master key: {} account configs, {} two-factor secrets, {} evidence, {} remembered devices, {} carried keys",
+                c.account_configs, c.totp_secrets, c.evidence, c.devices, c.carried_keys
             );
             match done.key_file {
                 Some(path) => println!("{} now holds the new key", path.display()),

@@ -175,7 +175,7 @@ async fn rotating_the_master_key_keeps_every_secret_and_retires_the_old_key() {
     );
     assert!(ok, "{out}{err}");
     assert!(
-        out.contains("1 account configs, 1 two-factor secrets, 0 evidence, 2 carried keys"),
+        out.contains("1 account configs, 1 two-factor secrets, 0 evidence, 0 remembered devices, 2 carried keys"),
         "{out}"
     );
     assert!(out.contains("set RECONBANKER_MASTER_KEY"), "{out}");
