@@ -82,6 +82,21 @@ fn signed(who: &UiUser, body: Result<Bytes, BytesRejection>) -> Result<Form, Hal
     }
 }
 
+/// A signed form about the user's account `id`: the CSRF token first, then the account (the
+/// same 404 for a malformed, unknown or foreign id).
+async fn signed_for(
+    app: &AppState,
+    who: &UiUser,
+    id: &str,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(Form, AccountRow), Halt> {
+    let f = signed(who, body)?;
+    let account = owned(app, who, id)
+        .await
+        .map_err(|p| Box::new(ApiError(p).into_response()))?;
+    Ok((f, account))
+}
+
 /// The write-only fields of the config, with their labels.
 const SECRETS: [(&str, &str); 5] = [
     ("bank_username", "Bank username"),
@@ -927,13 +942,9 @@ async fn save_config(
     DPath(id): DPath<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let f = match signed(&who, body) {
-        Ok(f) => f,
+    let (f, account) = match signed_for(&app, &who, &id, body).await {
+        Ok(x) => x,
         Err(r) => return *r,
-    };
-    let account = match owned(&app, &who, &id).await {
-        Ok(a) => a,
-        Err(p) => return ApiError(p).into_response(),
     };
     let result = async {
         let patch = patch_of(&f)?;
@@ -967,13 +978,9 @@ async fn delete(
     DPath(id): DPath<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let f = match signed(&who, body) {
-        Ok(f) => f,
+    let (f, account) = match signed_for(&app, &who, &id, body).await {
+        Ok(x) => x,
         Err(r) => return *r,
-    };
-    let account = match owned(&app, &who, &id).await {
-        Ok(a) => a,
-        Err(p) => return ApiError(p).into_response(),
     };
     let typed = f.last("confirmation_name").unwrap_or("").trim();
     if typed != account.name {
@@ -1001,12 +1008,9 @@ async fn rotate(
     DPath((id, channel)): DPath<(String, String)>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    if let Err(r) = signed(&who, body) {
-        return *r;
-    }
-    let account = match owned(&app, &who, &id).await {
-        Ok(a) => a,
-        Err(p) => return ApiError(p).into_response(),
+    let account = match signed_for(&app, &who, &id, body).await {
+        Ok((_, account)) => account,
+        Err(r) => return *r,
     };
     let (which, ch) = match channel.as_str() {
         "notification" => ("notification", SigningChannel::Notification),
@@ -1049,12 +1053,9 @@ async fn movement_action(
     DPath((id, movement, action)): DPath<(String, String, String)>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    if let Err(r) = signed(&who, body) {
-        return *r;
-    }
-    let account = match owned(&app, &who, &id).await {
-        Ok(a) => a,
-        Err(p) => return ApiError(p).into_response(),
+    let account = match signed_for(&app, &who, &id, body).await {
+        Ok((_, account)) => account,
+        Err(r) => return *r,
     };
     let user = who.user.id;
     let result = match action.as_str() {
@@ -1081,12 +1082,9 @@ async fn poll_now(
     DPath(id): DPath<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    if let Err(r) = signed(&who, body) {
-        return *r;
-    }
-    let account = match owned(&app, &who, &id).await {
-        Ok(a) => a,
-        Err(p) => return ApiError(p).into_response(),
+    let account = match signed_for(&app, &who, &id, body).await {
+        Ok((_, account)) => account,
+        Err(r) => return *r,
     };
     match crate::http::conciliation::poll_now_as(&app, &who.user, account.id).await {
         Ok(()) => Redirect::to(&format!("/app/accounts/{}?done=polled", account.id)).into_response(),
@@ -1100,12 +1098,9 @@ async fn resend(
     DPath((id, channel, delivery)): DPath<(String, String, String)>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    if let Err(r) = signed(&who, body) {
-        return *r;
-    }
-    let account = match owned(&app, &who, &id).await {
-        Ok(a) => a,
-        Err(p) => return ApiError(p).into_response(),
+    let account = match signed_for(&app, &who, &id, body).await {
+        Ok((_, account)) => account,
+        Err(r) => return *r,
     };
     let channel = match channel.as_str() {
         "notification" => CHANNEL_NOTIFICATION,
