@@ -518,8 +518,12 @@ fn launch_args() -> Vec<String> {
         "--disable-crash-reporter",
         "--metrics-recording-only",
         // Back/forward cache off: a login navigates forward only, and a cached page is a page
-        // kept in memory per context.
-        "--disable-features=Translate,MediaRouter,OptimizationHints,BackForwardCache",
+        // kept in memory per context. The WebUI omnibox popups off: headless Chromium otherwise
+        // gives every browser context (every login) a second renderer process for the address
+        // bar's popup (`chrome://omnibox-popup.top-chrome`) that nobody sees — about half of a
+        // parked login's memory (docs/banks.md, "Resources").
+        "--disable-features=Translate,MediaRouter,OptimizationHints,BackForwardCache,\
+         WebUIOmniboxPopup,WebUIOmniboxAimPopup,WebUIOmniboxFullPopup",
         "--disable-gpu",
     ]
     .into_iter()
@@ -563,19 +567,40 @@ async fn devtools_url(stderr: Option<tokio::process::ChildStderr>) -> Result<Str
 /// The proportional set size (kB) of `pid` and all its descendants, from
 /// `/proc/<pid>/smaps_rollup` (what the tree really costs, shared pages split fairly).
 pub fn tree_pss_kb(pid: u32) -> u64 {
-    let mut total = 0;
-    let mut stack = vec![pid];
-    while let Some(p) = stack.pop() {
-        if let Ok(s) = std::fs::read_to_string(format!("/proc/{p}/smaps_rollup")) {
-            total += s
-                .lines()
+    tree(pid)
+        .into_iter()
+        .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/smaps_rollup")).ok())
+        .map(|s| {
+            s.lines()
                 .find_map(|l| l.strip_prefix("Pss:"))
                 .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-                .unwrap_or(0);
-        }
+                .unwrap_or(0)
+        })
+        .sum()
+}
+
+/// The renderer processes in the process tree of `pid` (Linux).
+pub fn tree_renderers(pid: u32) -> usize {
+    tree(pid)
+        .into_iter()
+        .filter_map(|p| std::fs::read(format!("/proc/{p}/cmdline")).ok())
+        // Split on spaces too: Chromium's children rewrite their command line as one string.
+        .filter(|cmd| {
+            cmd.split(|b| *b == 0 || *b == b' ')
+                .any(|arg| arg == b"--type=renderer")
+        })
+        .count()
+}
+
+/// `pid` and its descendants, from /proc.
+fn tree(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    let mut stack = vec![pid];
+    while let Some(p) = stack.pop() {
+        out.push(p);
         if let Ok(children) = std::fs::read_to_string(format!("/proc/{p}/task/{p}/children")) {
             stack.extend(children.split_whitespace().filter_map(|c| c.parse::<u32>().ok()));
         }
     }
-    total
+    out
 }

@@ -714,3 +714,37 @@ fn a_killed_login_disposes_its_context_and_a_killed_browser_is_relaunched() {
         browser.shutdown().await;
     });
 }
+
+/// A parked login costs one renderer process: headless Chromium's per-context extras (the
+/// address bar's WebUI popup) are switched off (docs/banks.md, "Resources"). Its own Chromium,
+/// so no other test's logins are counted.
+#[test]
+fn a_parked_login_costs_one_renderer_process() {
+    run(|w| async move {
+        let scratch = std::env::temp_dir().join(format!("rbk-browser-procs-{}", std::process::id()));
+        let mut cfg = RuntimeConfig::from_env(&scratch).expect("config");
+        cfg.chromium = reconbanker_browser::runtime::find_chromium();
+        let browser = BrowserRuntime::new(cfg);
+        let (first, parked) = park(&browser, &w.def, "user_otp+procs0");
+        parked.await.expect("parked on the OTP screen");
+        let pid = browser.pid().await.expect("a running chromium");
+        let before = reconbanker_browser::runtime::tree_renderers(pid);
+        let mut tasks = Vec::new();
+        for user in ["user_otp+procs1", "user_otp+procs2", "user_otp+procs3"] {
+            let (task, parked) = park(&browser, &w.def, user);
+            parked.await.expect("parked on the OTP screen");
+            tasks.push(task);
+        }
+        let after = reconbanker_browser::runtime::tree_renderers(pid);
+        // Three more logins: three renderers, and at most one spare Chromium keeps warm.
+        assert!(
+            after >= before + 3 && after <= before + 4,
+            "renderers: {before} with one login parked, {after} with four"
+        );
+        first.abort();
+        for t in tasks {
+            t.abort();
+        }
+        browser.shutdown().await;
+    });
+}
