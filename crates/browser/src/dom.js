@@ -65,8 +65,12 @@
       (a.mark || []).forEach(function (m) { find(m).forEach(function (x) { x.__rbkStale = true; }); });
       var e = a.nth !== undefined ? find(a.loc).filter(visible)[a.nth] : first(a.loc);
       if (!e) return false;
-      e.scrollIntoView({ block: "center" });
-      e.focus();
+      // Already focused (the OTP field, focused while the login waited for its code): no
+      // scrolling, no focus change, no layout between the code and the page.
+      if (document.activeElement !== e) {
+        e.scrollIntoView({ block: "center" });
+        e.focus();
+      }
       if ("value" in e && e.value !== "") {
         e.value = "";
         e.dispatchEvent(new Event("input", { bubbles: true }));

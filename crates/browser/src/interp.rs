@@ -586,6 +586,14 @@ impl<'a> Run<'a> {
         let mut rejected_locs = Vec::new();
         prims(&otp.rejected, &mut rejected_locs);
         loop {
+            // The field is focused (and the rejection markers marked) before the wait, so the
+            // code meets a page with nothing left to lay out: the focus when it arrives is a
+            // check. Best effort: when it arrives, the field is found and focused as for any fill.
+            if let Some(input) = &otp.input {
+                let _ = self
+                    .op(json!({ "op": "focus", "loc": input, "mark": &rejected_locs }))
+                    .await;
+            }
             // Parked on the OTP screen: a waiting permit, and the browser watched while we wait.
             let permit = self.lease.waiting_permit().await;
             let code = tokio::select! {

@@ -79,6 +79,10 @@ pub(crate) struct OtpFields {
     pub(crate) code: String,
     #[serde(default)]
     pub(crate) csrf: String,
+    /// `sandbox-js` only: when the page's code field last changed (the page's `Date.now()`),
+    /// for the browser benchmark's "code handed → typed" (reported on [`crate::OtpReceived`]).
+    #[serde(default, rename = "typedAt")]
+    pub(crate) typed_at: Option<i64>,
 }
 
 /// What the bank decided about a login.
@@ -268,6 +272,7 @@ pub(crate) fn judge_otp(bank: &SandboxBank, headers: &HeaderMap, fields: &OtpFie
         username,
         accepted,
         at: std::time::Instant::now(),
+        typed_at_ms: fields.typed_at,
     });
     outcome
 }

@@ -228,6 +228,9 @@ pub struct OtpReceived {
     pub accepted: bool,
     /// When the bank judged it.
     pub at: std::time::Instant,
+    /// `sandbox-js`: when the code was typed into the page (ms since the Unix epoch, the page's
+    /// clock), as its form reported it.
+    pub typed_at_ms: Option<i64>,
 }
 
 /// Counters since the bank started.

@@ -106,11 +106,14 @@
       "data-purpose": challenge.purpose,
       "data-attempts-left": String(challenge.attemptsLeft)
     }, [el("label", {}, ["Code ", input]), el("button", { type: "submit" }, ["Confirm"])]);
+    // When the code was typed (reported with it, for the browser benchmark).
+    var typedAt = null;
+    input.addEventListener("input", function () { typedAt = Date.now(); });
     form.addEventListener("submit", function (ev) {
       ev.preventDefault();
       var old = app.querySelector(".error");
       if (old) old.remove();
-      api("POST", "/js/api/otp", { code: input.value, csrf: challenge.csrf }).then(function (r) {
+      api("POST", "/js/api/otp", { code: input.value, csrf: challenge.csrf, typedAt: typedAt }).then(function (r) {
         if (r.status === 200) {
           location.assign("/js/movements");
         } else if (r.body.error === "wrong_code") {
