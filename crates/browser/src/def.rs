@@ -229,6 +229,12 @@ struct RawMovements {
     max_pages: Option<Spanned<i64>>,
     #[serde(default)]
     until_older_than: Option<Spanned<String>>,
+    /// `"browser"` (the default) or `"http"` (CONNECTORS §4): after the login, reads are plain
+    /// HTTP requests to `url` with the login's cookies, and the browser context is closed.
+    #[serde(default)]
+    read: Option<Spanned<String>>,
+    #[serde(default)]
+    url: Option<Spanned<String>>,
     fields: BTreeMap<String, Spanned<RawField>>,
 }
 
@@ -581,6 +587,9 @@ pub struct Movements {
     pub source: Source,
     /// Older pages, when the bank pages its list (CONNECTORS §7).
     pub pages: Option<Pages>,
+    /// `read = "http"`: the bank's JSON endpoint (relative to `base_url`, or absolute on an
+    /// allowed host), read with the login's cookies once the browser context is closed.
+    pub http: Option<String>,
     pub external_id: Field,
     pub received_at: Field,
     pub amount: Field,
@@ -913,7 +922,7 @@ fn validate(cx: &Ctx<'_>, raw: RawDef) -> Result<BankDef, DefError> {
         None if wants_otp => return cx.err(None, "otp", "a branch goes to \"otp\" but there is no [otp] block"),
         None => None,
     };
-    let movements = v.movements(&raw.movements)?;
+    let movements = v.movements(&raw.movements, &allowed_hosts)?;
     let logout = v.steps(&raw.logout, "logout", false)?;
     let remember = match raw.session.as_ref().and_then(|s| s.remember.as_ref()) {
         None => None,
@@ -1301,7 +1310,7 @@ impl Validator<'_> {
         })
     }
 
-    fn movements(&self, m: &RawMovements) -> Result<Movements, DefError> {
+    fn movements(&self, m: &RawMovements, allowed_hosts: &[String]) -> Result<Movements, DefError> {
         let goto = m.goto.as_ref().map(|g| self.goto(g, "movements.goto")).transpose()?;
         let steps = self.steps(&m.steps, "movements.steps", false)?;
         let logged_out = m
@@ -1354,6 +1363,7 @@ impl Validator<'_> {
                 )
             }
         };
+        let http = self.read_http(m, json, allowed_hosts)?;
         let known = [
             "external_id",
             "received_at",
@@ -1458,6 +1468,7 @@ impl Validator<'_> {
             logged_out,
             source,
             pages,
+            http,
             external_id,
             received_at,
             amount,
@@ -1465,6 +1476,61 @@ impl Validator<'_> {
             name,
             description,
         })
+    }
+
+    /// `read` and `url` of `[movements]`: the endpoint when the list is read over HTTP.
+    fn read_http(&self, m: &RawMovements, json: bool, allowed_hosts: &[String]) -> Result<Option<String>, DefError> {
+        match m.read.as_ref().map(|r| r.get_ref().as_str()) {
+            None | Some("browser") => match &m.url {
+                Some(u) => self.cx.err(span_of(u), "movements.url", "only with read = \"http\""),
+                None => Ok(None),
+            },
+            Some("http") => {
+                let at = m.read.as_ref().map(span_of).unwrap_or(None);
+                if !json {
+                    return self.cx.err(
+                        at,
+                        "movements.read",
+                        "read = \"http\" reads a JSON response: give `capture` (+ `list`), not a table",
+                    );
+                }
+                // Nothing of the page is left to drive: the list is one request.
+                if m.goto.is_some() || !m.steps.is_empty() || m.next.is_some() || m.logged_out.is_some() {
+                    return self.cx.err(
+                        at,
+                        "movements.read",
+                        "with read = \"http\" the list is one request: no `goto`, `steps`, `next` or \
+                         `logged_out` (a 401 or 403 is the bank's \"logged out\")",
+                    );
+                }
+                let Some(url) = &m.url else {
+                    return self
+                        .cx
+                        .err(at, "movements.url", "the JSON endpoint to read (\"/path\" or a URL)");
+                };
+                let text = url.get_ref();
+                let ok = if text.starts_with('/') {
+                    true
+                } else {
+                    url::Url::parse(text).is_ok_and(|u| {
+                        matches!(u.scheme(), "http" | "https")
+                            && host_allowed(allowed_hosts, u.host_str().unwrap_or_default())
+                    })
+                };
+                if !ok {
+                    return self.cx.err(
+                        span_of(url),
+                        "movements.url",
+                        "a path (\"/api/movements\") or an http(s) URL on one of `allowed_hosts`",
+                    );
+                }
+                Ok(Some(text.clone()))
+            }
+            Some(_) => {
+                let at = m.read.as_ref().map(span_of).unwrap_or(None);
+                self.cx.err(at, "movements.read", "\"browser\" or \"http\"")
+            }
+        }
     }
 
     fn field(&self, name: &str, f: &Spanned<RawField>, json: bool, default_parse: &str) -> Result<Field, DefError> {
@@ -1655,6 +1721,58 @@ mod tests {
             .replacen("next = \"button#next-page\"", "", 1)
             .replacen("max_pages = 20", "", 1);
         assert_eq!(parse("bank.toml", &bare).expect("valid").movements.pages, None);
+    }
+
+    /// The built-in definition switched to `read = "http"` (its browser-only keys removed).
+    fn read_http(url: &str) -> String {
+        builtin()
+            .replacen(
+                "goto = \"/js/movements\"",
+                &format!("read = \"http\"\nurl = \"{url}\""),
+                1,
+            )
+            .replacen("next = \"button#next-page\"", "", 1)
+            .replacen("max_pages = 20", "", 1)
+            .replacen("logged_out = { url = \"/js/login$\" }", "", 1)
+    }
+
+    #[test]
+    fn read_http_takes_a_json_endpoint_on_an_allowed_host_and_nothing_of_the_page() {
+        let d = parse("bank.toml", &read_http("/js/api/movements")).expect("valid");
+        assert_eq!(d.movements.http.as_deref(), Some("/js/api/movements"));
+        assert_eq!(parse("bank.toml", builtin()).expect("valid").movements.http, None);
+        let absolute = parse("bank.toml", &read_http("http://localhost:3100/js/api/movements")).expect("valid");
+        assert_eq!(
+            absolute.movements.http.as_deref(),
+            Some("http://localhost:3100/js/api/movements")
+        );
+        let with_next = builtin().replacen("goto = \"/js/movements\"", "read = \"http\"\nurl = \"/x\"", 1);
+        let no_url = read_http("/x").replacen("url = \"/x\"", "", 1);
+        let url_alone = builtin().replacen("goto = \"/js/movements\"", "goto = \"/js/movements\"\nurl = \"/x\"", 1);
+        let table = read_http("/x").replacen(
+            "capture = { response = \"/js/api/movements\", status = 200 }",
+            "table = \"#movements\"\nrows = \"#movements tbody tr\"",
+            1,
+        );
+        for (text, field, says) in [
+            (read_http("https://bank.example/api"), "movements.url", "allowed_hosts"),
+            (read_http("ftp://127.0.0.1/api"), "movements.url", "allowed_hosts"),
+            (read_http("api/movements"), "movements.url", "a path"),
+            (with_next, "movements.read", "one request"),
+            (no_url, "movements.url", "JSON endpoint"),
+            (url_alone, "movements.url", "only with read"),
+            (table, "movements.read", "JSON response"),
+            (
+                read_http("/x").replacen("read = \"http\"", "read = \"curl\"", 1),
+                "movements.read",
+                "\"browser\" or \"http\"",
+            ),
+        ] {
+            let err = parse("bank.toml", &text).expect_err(field);
+            assert_eq!(err.field, field, "{err}");
+            assert!(err.message.contains(says), "{err}");
+            assert!(err.line > 0, "a line: {err}");
+        }
     }
 
     #[test]

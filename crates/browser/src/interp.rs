@@ -15,6 +15,7 @@ use crate::def::{
 };
 use crate::evidence::Evidence;
 use crate::extract::{self, Movement, RawRow};
+use crate::http_read::{Answer, HttpRead};
 use crate::page::{ContextLease, KeptCookie, PageError};
 use crate::runtime::{BrowserRuntime, RuntimeError};
 
@@ -88,7 +89,7 @@ impl From<RuntimeError> for Failure {
 
 /// A logged-in browser session: the lease stays open (the page parked on the bank).
 pub struct Session {
-    lease: ContextLease,
+    conn: Conn,
     def: Arc<BankDef>,
     evidence_on: bool,
     remembered: Option<String>,
@@ -702,8 +703,24 @@ pub async fn login(
         Some(remember) => kept_cookies(&lease, remember).await,
         None => None,
     };
+    let conn = match &def.movements.http {
+        // The login's cookies go to an HTTP reader; dropping the lease closes the context.
+        Some(endpoint) => {
+            let cookies = lease
+                .cookies()
+                .await
+                .map_err(|e| Failure::Retryable(format!("could not read the login's cookies: {e}"), None))?;
+            let reader = HttpRead::new(def, endpoint, &cookies).map_err(|e| Failure::Broken {
+                step: "movements.url".into(),
+                detail: e,
+                evidence: None,
+            })?;
+            Conn::Http(reader)
+        }
+        None => Conn::Page(lease),
+    };
     Ok(Session {
-        lease,
+        conn,
         def: Arc::clone(def),
         evidence_on,
         remembered,
@@ -745,15 +762,19 @@ impl Session {
     pub async fn read_movements(&mut self) -> Result<Vec<Movement>, Failure> {
         let def = Arc::clone(&self.def);
         let m = &def.movements;
-        let mut run = Run::new(&self.lease, &def, self.evidence_on);
+        let lease = match &self.conn {
+            Conn::Page(lease) => lease,
+            Conn::Http(reader) => return read_http(reader, &def).await,
+        };
+        let mut run = Run::new(lease, &def, self.evidence_on);
         run.trail.push("movements".into());
-        let mut since = self.lease.net_seq();
+        let mut since = lease.net_seq();
         if let Source::Json { response, .. } = &m.source {
-            self.lease.arm_capture(response);
+            lease.arm_capture(response);
         }
         if let Some(goto) = &m.goto {
             let url = run.url(goto)?;
-            match self.lease.goto(&url, def.timeouts.navigation).await {
+            match lease.goto(&url, def.timeouts.navigation).await {
                 Ok(()) => {}
                 Err(PageError::Timeout) => {
                     return Err(Failure::Retryable(
@@ -793,7 +814,7 @@ impl Session {
                         .await
                         .map_err(|e| run.page_failure(e))?;
                 }
-                since = self.lease.net_seq();
+                since = lease.net_seq();
                 let click = Step {
                     action: Action::Click {
                         target: pages.next.clone(),
@@ -822,17 +843,66 @@ impl Session {
         self.remembered.as_deref()
     }
 
-    /// Runs the definition's logout steps (best effort).
+    /// Runs the definition's logout steps (best effort). A session that reads over HTTP has no
+    /// page left to run them in: nothing is done, and the bank's session expires on its own.
     pub async fn logout(&mut self) -> Result<(), Failure> {
         let def = Arc::clone(&self.def);
-        let mut run = Run::new(&self.lease, &def, false);
+        let Conn::Page(lease) = &self.conn else {
+            return Ok(());
+        };
+        let mut run = Run::new(lease, &def, false);
         run.steps(&def.logout, None).await.map(|_| ())
     }
 
-    /// The lease (tests and the bench look at the page).
-    pub fn lease(&self) -> &ContextLease {
-        &self.lease
+    /// The browser context the session holds: `None` once a `read = "http"` login closed it.
+    pub fn lease(&self) -> Option<&ContextLease> {
+        match &self.conn {
+            Conn::Page(lease) => Some(lease),
+            Conn::Http(_) => None,
+        }
     }
+}
+
+/// What a session reads through.
+enum Conn {
+    /// The login's page (the browser context stays open).
+    Page(ContextLease),
+    /// `read = "http"`: the bank's JSON endpoint with the login's cookies, the context closed.
+    Http(HttpRead),
+}
+
+/// One read of a `read = "http"` session: a 401, 403 or redirect is the bank's "logged out"
+/// (the engine logs in again, in the browser); an unexpected status is retryable; a body the
+/// definition cannot read is `Broken` (there is no page to take evidence of).
+async fn read_http(reader: &HttpRead, def: &BankDef) -> Result<Vec<Movement>, Failure> {
+    let m = &def.movements;
+    let (status, body) = match reader.get().await {
+        Ok(Answer::Body(status, body)) => (status, body),
+        Ok(Answer::LoggedOut) => return Err(Failure::SessionExpired),
+        Err(e) => return Err(Failure::Retryable(format!("movements: {e}"), None)),
+    };
+    let Source::Json { status: want, list, .. } = &m.source else {
+        // The definition's validation allows `read = "http"` with a JSON source only.
+        return Err(Failure::Broken {
+            step: "movements".into(),
+            detail: "read = \"http\" without a JSON source".into(),
+            evidence: None,
+        });
+    };
+    let expected = want.map_or((200..300).contains(&status), |w| w == status);
+    if !expected {
+        return Err(Failure::Retryable(
+            format!("movements: the bank answered HTTP {status}"),
+            None,
+        ));
+    }
+    let broken = |step: &str, detail: String| Failure::Broken {
+        step: step.into(),
+        detail,
+        evidence: None,
+    };
+    let rows = json_rows(def, &body, list).map_err(|e| broken("movements.list", e))?;
+    extract::build(m, rows).map_err(|e| broken("movements.fields", e))
 }
 
 /// Whether a page's oldest movement is older than `age` (dates that do not parse say nothing).

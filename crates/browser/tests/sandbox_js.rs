@@ -748,3 +748,63 @@ fn a_parked_login_costs_one_renderer_process() {
         browser.shutdown().await;
     });
 }
+
+/// `read = "http"` (CONNECTORS §4): the login runs in the browser, then its context is closed
+/// and every read is one HTTP request with the login's cookies; the bank dropping the session
+/// is `SessionExpired` (the engine logs in again). Its own Chromium, to count its contexts.
+#[test]
+fn read_http_reads_over_http_with_the_logins_cookies_and_closes_the_context() {
+    run(|w| async move {
+        let d = sandbox_js_with(
+            w,
+            &[
+                (
+                    "goto = \"/js/movements\"",
+                    "read = \"http\"\nurl = \"/js/api/movements\"",
+                ),
+                ("next = \"button#next-page\"", ""),
+                ("max_pages = 20", ""),
+                ("logged_out = { url = \"/js/login$\" }", ""),
+            ],
+        );
+        let scratch = std::env::temp_dir().join(format!("rbk-browser-http-{}", std::process::id()));
+        let mut cfg = RuntimeConfig::from_env(&scratch).expect("config");
+        cfg.chromium = reconbanker_browser::runtime::find_chromium();
+        let browser = BrowserRuntime::new(cfg);
+        let user = "user_otp+http";
+        let extra = BTreeMap::new();
+        let creds = Creds {
+            username: user,
+            password: "pass_otp",
+            extra: &extra,
+            remembered: None,
+        };
+        let mut session = interp::login(&browser, &d, &creds, &mut codes(&["123456"]), true)
+            .await
+            .expect("login");
+        assert!(session.lease().is_none(), "no page is kept");
+        browser.wait_disposed(1).await;
+        assert_eq!(browser.open_contexts().await, Some(0), "the context is closed");
+
+        // Movements the bank adds later are in the next read: each read asks the bank.
+        for round in 0..2 {
+            let got = session.read_movements().await.expect("read over HTTP");
+            let want = w.bank.movements_of(user);
+            assert!(!want.is_empty());
+            assert_eq!(got.len(), want.len(), "round {round}");
+            for (g, m) in got.iter().zip(&want) {
+                assert_eq!(g.external_id, m.id);
+                assert_eq!(g.amount, m.amount);
+                assert_eq!(g.received_at, m.date_rfc3339());
+            }
+            inject(w, user, chrono::Duration::minutes(1), 1);
+        }
+        assert_eq!(browser.open_contexts().await, Some(0), "reads open no context");
+
+        assert!(w.bank.drop_sessions(user) > 0);
+        let r = session.read_movements().await;
+        assert!(matches!(r, Err(Failure::SessionExpired)), "{:?}", r.err());
+        session.logout().await.expect("nothing to do without a page");
+        browser.shutdown().await;
+    });
+}
