@@ -10,6 +10,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod a11y;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -165,6 +167,16 @@ struct Ui {
     page: Page,
     shots: PathBuf,
     n: u32,
+    /// axe-core's source (`None`: the accessibility check is skipped, see `a11y::load`).
+    axe: Option<String>,
+    /// Every serious or critical violation found so far, with where it was found.
+    violations: Vec<String>,
+    /// The moderate and minor ones (printed, not failing).
+    notes: Vec<String>,
+    /// How many full audits ran.
+    audits: u32,
+    /// How long the audits took in all.
+    audit_time: Duration,
 }
 
 impl Ui {
@@ -215,6 +227,19 @@ impl Ui {
         }
     }
 
+    /// Emulates the system's colour-scheme setting (`light` or `dark`).
+    async fn theme(&self, scheme: &str) {
+        use chromiumoxide::cdp::browser_protocol::emulation::{MediaFeature, SetEmulatedMediaParams};
+        self.page
+            .execute(
+                SetEmulatedMediaParams::builder()
+                    .features(vec![MediaFeature::new("prefers-color-scheme", scheme)])
+                    .build(),
+            )
+            .await
+            .unwrap();
+    }
+
     async fn eval<T: serde::de::DeserializeOwned>(&self, js: &str) -> T {
         self.page.evaluate_expression(js).await.unwrap().into_value().unwrap()
     }
@@ -229,7 +254,40 @@ impl Ui {
         self.page.find_element(selector).await.unwrap().click().await.unwrap();
     }
 
+    /// The accessibility check of the page as it is now (`a11y::audit`, all rules), its findings
+    /// kept; at desktop width in the light theme, the colour contrast again in the dark one.
+    async fn audit(&mut self, at: &str) {
+        let Some(source) = &self.axe else { return };
+        let started = Instant::now();
+        let mut found = a11y::audit(&self.page, source, &[]).await;
+        if self.audits == 0 {
+            assert!(
+                a11y::csp_in_force(&self.page).await,
+                "the page's Content-Security-Policy is in force while axe-core runs"
+            );
+        }
+        self.audits += 1;
+        let dark: bool = self.eval("matchMedia('(prefers-color-scheme: dark)').matches").await;
+        if !dark && at.ends_with("desktop") {
+            self.theme("dark").await;
+            let contrast = a11y::audit(&self.page, source, &["color-contrast", "link-in-text-block"]).await;
+            found.extend(contrast.into_iter().map(|(i, v)| (i, format!("dark theme: {v}"))));
+            self.theme("light").await;
+        }
+        self.audit_time += started.elapsed();
+        let path: String = self.eval("location.pathname + location.search").await;
+        for (impact, v) in found {
+            let line = format!("[{at} {path}] {v}");
+            if a11y::fails(&impact) {
+                self.violations.push(line);
+            } else {
+                self.notes.push(line);
+            }
+        }
+    }
+
     /// Screenshots at desktop width and at 360 px; at 360 px the page must not scroll sideways.
+    /// Each is also audited for accessibility (`audit`).
     async fn shot(&mut self, name: &str) {
         self.n += 1;
         let base = format!("{:02}-{name}", self.n);
@@ -240,6 +298,7 @@ impl Ui {
             )
             .await
             .unwrap();
+        self.audit(&format!("{name}, desktop")).await;
         self.viewport(PHONE, true).await;
         let width: i64 = self.eval("document.documentElement.scrollWidth").await;
         assert!(
@@ -253,6 +312,7 @@ impl Ui {
             )
             .await
             .unwrap();
+        self.audit(&format!("{name}, 360 px")).await;
         self.viewport(DESKTOP, false).await;
     }
 }
@@ -279,6 +339,11 @@ async fn an_operator_signs_in_with_two_factor_and_answers_the_banks_prompt_live(
         page,
         shots: shots_dir(),
         n: 0,
+        axe: a11y::load(),
+        violations: Vec::new(),
+        notes: Vec::new(),
+        audits: 0,
+        audit_time: Duration::ZERO,
     };
     ui.viewport(DESKTOP, false).await;
     let base = server.base.clone();
@@ -304,6 +369,7 @@ async fn an_operator_signs_in_with_two_factor_and_answers_the_banks_prompt_live(
     // Two-factor on, with a code computed here.
     ui.click("nav a[href='/app/settings']").await;
     ui.wait_for("location.pathname === '/app/settings'").await;
+    ui.shot("settings").await;
     ui.click("form[action='/app/settings/two-factor/setup'] button").await;
     ui.wait_for("document.querySelector('#totp-secret') && document.querySelector('.qr-code svg')")
         .await;
@@ -397,29 +463,11 @@ async fn an_operator_signs_in_with_two_factor_and_answers_the_banks_prompt_live(
     assert!(still_same_page, "no reload at any point");
     ui.shot("movements").await;
     // The same page in the dark theme (the system setting decides).
-    ui.page
-        .execute(
-            chromiumoxide::cdp::browser_protocol::emulation::SetEmulatedMediaParams::builder()
-                .features(vec![
-                    chromiumoxide::cdp::browser_protocol::emulation::MediaFeature::new("prefers-color-scheme", "dark"),
-                ])
-                .build(),
-        )
-        .await
-        .unwrap();
+    ui.theme("dark").await;
     let dark: String = ui.eval("getComputedStyle(document.body).backgroundColor").await;
     assert_eq!(dark, "rgb(18, 19, 22)", "the dark palette follows the system setting");
     ui.shot("movements-dark").await;
-    ui.page
-        .execute(
-            chromiumoxide::cdp::browser_protocol::emulation::SetEmulatedMediaParams::builder()
-                .features(vec![
-                    chromiumoxide::cdp::browser_protocol::emulation::MediaFeature::new("prefers-color-scheme", "light"),
-                ])
-                .build(),
-        )
-        .await
-        .unwrap();
+    ui.theme("light").await;
 
     // Budget: how long after the bank asks the prompt is visible, over 20 prompts on the open
     // page (an upper bound: the test's DevTools round trip is included).
@@ -496,6 +544,25 @@ async fn an_operator_signs_in_with_two_factor_and_answers_the_banks_prompt_live(
         transfer / 1024.0
     );
     assert!(transfer <= 150.0 * 1024.0, "accounts page transfers {transfer} bytes");
+
+    if ui.axe.is_some() {
+        println!(
+            "ACCESSIBILITY axe-core: {} audits (and a dark-theme contrast pass at desktop width) in {:.1} s, \
+             {} serious or critical violations, {} moderate or minor",
+            ui.audits,
+            ui.audit_time.as_secs_f64(),
+            ui.violations.len(),
+            ui.notes.len()
+        );
+        for note in &ui.notes {
+            println!("ACCESSIBILITY note: {note}");
+        }
+        assert!(
+            ui.violations.is_empty(),
+            "axe-core found serious or critical violations:\n{}",
+            ui.violations.join("\n")
+        );
+    }
 
     browser.close().await.unwrap();
     let _ = browser.wait().await;

@@ -818,7 +818,7 @@ fn markup(c: &Chrome<'_>, d: &Data, o: Outcome<'_>) -> Markup {
                                         form.inline method="post" action={ "/app/accounts/" (id) "/movements/" (m.id) (if ignored.is_some() { "/unignore" } else { "/ignore" }) } {
                                             input type="hidden" name="csrf" value=(c.csrf);
                                             @if ignored.is_some() {
-                                                button type="submit" aria-label={ "Put the movement of " (m.amount) " " (m.currency) " back into matching" } { "Un-ignore" }
+                                                button type="submit" aria-label={ "Un-ignore the movement of " (m.amount) " " (m.currency) " (back into matching)" } { "Un-ignore" }
                                             } @else {
                                                 button type="submit" aria-label={ "Ignore the movement of " (m.amount) " " (m.currency) } { "Ignore" }
                                             }
@@ -827,7 +827,7 @@ fn markup(c: &Chrome<'_>, d: &Data, o: Outcome<'_>) -> Markup {
                                     @if passthrough && m.name.is_some() {
                                         form.inline method="post" action={ "/app/accounts/" (id) "/movements/" (m.id) "/notify" } {
                                             input type="hidden" name="csrf" value=(c.csrf);
-                                            button type="submit" aria-label={ "Send the webhook of the movement of " (m.amount) " " (m.currency) } { "Send webhook" }
+                                            button type="submit" aria-label={ "Send webhook for the movement of " (m.amount) " " (m.currency) } { "Send webhook" }
                                         }
                                     }
                                 }

@@ -356,7 +356,7 @@ fn candidate_card(c: &Reviewed, csrf: &str, request: ConciliationRequestId, can_
                 form.inline method="post" action={ "/app/reconciliation/" (request) "/resolve" } {
                     input type="hidden" name="csrf" value=(csrf);
                     input type="hidden" name="movement_id" value=(m.id);
-                    button type="submit" aria-label={ "Match this request to the movement of " (m.name.as_deref().unwrap_or("no name")) " received " (received_text(m.received_at_ms, &m.received_at)) } {
+                    button type="submit" aria-label={ "Match to this movement: " (m.name.as_deref().unwrap_or("no name")) " received " (received_text(m.received_at_ms, &m.received_at)) } {
                         "Match to this movement"
                     }
                 }
