@@ -227,6 +227,41 @@ impl Ui {
         }
     }
 
+    /// Starts counting layout shifts (a `PerformanceObserver` for `layout-shift`, every entry,
+    /// those right after an input included), from zero.
+    async fn watch_shifts(&self) {
+        self.eval::<bool>(
+            "(async () => { \
+               await new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r))); \
+               if (!window.__shiftObs) { \
+                 window.__shifts = { total: 0, moved: [] }; \
+                 window.__shiftObs = new PerformanceObserver(l => window.__shiftsSeen(l.getEntries())); \
+                 window.__shiftsSeen = es => { for (const e of es) { \
+                   window.__shifts.total += e.value; \
+                   const r = x => `${x.x},${x.y} ${x.width}x${x.height}`; \
+                   window.__shifts.moved.push(`${e.value.toFixed(5)}: ` + ((e.sources || []).map(s => (s.node ? \
+                     (s.node.nodeType === 1 ? s.node.outerHTML.slice(0, 60) : '#text ' + s.node.textContent.slice(0, 30)) : '(gone)') \
+                     + ` ${r(s.previousRect)} -> ${r(s.currentRect)}`).join('; ') || 'no source')); } }; \
+                 window.__shiftObs.observe({ type: 'layout-shift' }); \
+               } \
+               window.__shiftsSeen(window.__shiftObs.takeRecords()); \
+               window.__shifts = { total: 0, moved: [] }; return true; })()",
+        )
+        .await;
+    }
+
+    /// The layout shift counted since `watch_shifts` (after two more frames were rendered), and
+    /// what moved.
+    async fn shifts(&self) -> (f64, Vec<String>) {
+        self.eval(
+            "(async () => { \
+               await new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r))); \
+               window.__shiftsSeen(window.__shiftObs.takeRecords()); \
+               return [window.__shifts.total, window.__shifts.moved]; })()",
+        )
+        .await
+    }
+
     /// Emulates the system's colour-scheme setting (`light` or `dark`).
     async fn theme(&self, scheme: &str) {
         use chromiumoxide::cdp::browser_protocol::emulation::{MediaFeature, SetEmulatedMediaParams};
@@ -416,12 +451,16 @@ async fn an_operator_signs_in_with_two_factor_and_answers_the_banks_prompt_live(
         .await;
     ui.shot("account-added").await;
 
-    // Start a session: the prompt appears on this page, without a reload.
+    // Start a session: the prompt appears on this page, without a reload, and nothing on the
+    // page moves (every layout shift from the click to the prompt shown is counted, those right
+    // after the click included).
     ui.eval::<serde_json::Value>("(window.__samePage = true)").await;
+    ui.watch_shifts().await;
     let asked = Instant::now();
     ui.click("button[data-read]").await;
     ui.wait_for("document.querySelector('form.prompt input')").await;
     let prompt_ms = asked.elapsed().as_millis();
+    let mut shifts = vec![ui.shifts().await];
     let same_page: bool = ui.eval("window.__samePage === true").await;
     assert!(same_page, "the prompt appeared without a reload");
     let (mode, maxlength, label): (String, i64, String) = ui
@@ -439,12 +478,19 @@ async fn an_operator_signs_in_with_two_factor_and_answers_the_banks_prompt_live(
     ui.shot("prompt").await;
 
     // A wrong code: the bank refuses it; the prompt stays, with the error and "Attempts: 1".
+    // The refusal's error moves nothing either.
     ui.fill("form.prompt input", "000000").await;
+    ui.watch_shifts().await;
     ui.click("form.prompt button[type=submit]").await;
     ui.wait_for("document.querySelector('form.prompt .attempts').textContent === 'Attempts: 1'")
         .await;
-    ui.wait_for("!document.querySelector('form.prompt .prompt-error').hidden")
+    ui.wait_for("document.querySelector('form.prompt .prompt-error').textContent !== ''")
         .await;
+    let (score, moved) = ui.shifts().await;
+    assert!(
+        score == 0.0,
+        "the refused code's error shifted the page by {score}: {moved:?}"
+    );
     let error: String = ui
         .eval("document.querySelector('form.prompt .prompt-error').textContent")
         .await;
@@ -471,14 +517,20 @@ async fn an_operator_signs_in_with_two_factor_and_answers_the_banks_prompt_live(
 
     // Budget: how long after the bank asks the prompt is visible, over 20 prompts on the open
     // page (an upper bound: the test's DevTools round trip is included).
+    // The layout shift is measured for each prompt too, the last ten at 360 px.
     while server.asked.try_recv().is_ok() {}
     let mut latencies = Vec::new();
-    for _ in 0..20 {
+    for i in 0..20 {
         ui.wait_for("document.querySelector('li.account .light').dataset.light === 'off' && !document.querySelector('form.prompt')")
             .await;
+        if i == 10 {
+            ui.viewport(PHONE, true).await;
+        }
+        ui.watch_shifts().await;
         ui.click("button[data-read]").await;
         ui.wait_for("document.querySelector('form.prompt input')").await;
         let visible = Instant::now();
+        shifts.push(ui.shifts().await);
         let asked = tokio::time::timeout(Duration::from_secs(10), server.asked.recv())
             .await
             .unwrap()
@@ -488,9 +540,21 @@ async fn an_operator_signs_in_with_two_factor_and_answers_the_banks_prompt_live(
         ui.click("form.prompt button[type=submit]").await;
         ui.wait_for("!document.querySelector('form.prompt')").await;
     }
+    ui.viewport(DESKTOP, false).await;
     latencies.sort_unstable();
     let (p50, max) = (latencies[latencies.len() / 2], latencies[latencies.len() - 1]);
     println!("BUDGET prompt visible after the bank asks: p50 {p50} ms, max {max} ms over 20 prompts (goal p50 <= 250)");
+    let worst = shifts.iter().map(|s| s.0).fold(0.0, f64::max);
+    println!(
+        "LAYOUT SHIFT from \"Read now\" to the prompt shown: worst {worst:.4} over {} prompts (11 at desktop width, 10 at 360 px; goal 0)",
+        shifts.len()
+    );
+    for (i, (score, sources)) in shifts.iter().enumerate() {
+        assert!(
+            *score == 0.0,
+            "prompt {i}: the page shifted by {score} when the prompt appeared; moved: {sources:?}"
+        );
+    }
 
     // API keys: create one, see it once, revoke it.
     ui.click("nav a[href='/app/keys']").await;

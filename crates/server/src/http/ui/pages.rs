@@ -201,6 +201,10 @@ pub fn accounts(chrome: &Chrome<'_>, list: &[AccountView], banks: &[BankRow], er
         &[ACCOUNTS_JS_URL.as_str()],
         html! {
             p.live-status id="live-status" role="status" aria-live="polite" {}
+            // The banks' code prompts (accounts.js): docked over the page, not in the list, so a
+            // prompt appearing moves nothing on the page, and it is in view wherever the list
+            // is scrolled. First in the reading order after the status line.
+            section.prompt-tray id="prompts" aria-label="Codes the banks ask for" {}
             @if list.is_empty() {
                 p.empty id="empty" {
                     "No bank accounts yet. Add one below: pick its bank, give it a name and its login, "
@@ -229,7 +233,6 @@ pub fn accounts(chrome: &Chrome<'_>, list: &[AccountView], banks: &[BankRow], er
                                 None => { "none yet" }
                             }
                         }
-                        div.prompt-slot {}
                         form.inline method="post" action={ "/app/accounts/" (a.id) "/read" } {
                             input type="hidden" name="csrf" value=(chrome.csrf);
                             button type="submit" data-read=(a.id) { "Read now" }
