@@ -81,6 +81,8 @@ struct Server {
     kinds: tokio::sync::mpsc::UnboundedReceiver<String>,
     /// When the app announced each `assistance.requested` (the bank asked for a code).
     asked: tokio::sync::mpsc::UnboundedReceiver<Instant>,
+    /// The app's store (the test makes the operator an administrator, as `admin grant` would).
+    store: Arc<dyn reconbanker_store::Store>,
     _dir: tempfile::TempDir,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
@@ -125,6 +127,7 @@ async fn start() -> Server {
     )
     .await
     .unwrap();
+    let store = app.state.store.clone();
     let mut bus = app.state.bus.subscribe().await.unwrap();
     let (asked_tx, asked) = tokio::sync::mpsc::unbounded_channel();
     let (kinds_tx, kinds) = tokio::sync::mpsc::unbounded_channel();
@@ -152,6 +155,7 @@ async fn start() -> Server {
         bank,
         kinds,
         asked,
+        store,
         _dir: dir,
         _stop: stop,
     }
@@ -401,10 +405,19 @@ async fn an_operator_signs_in_with_two_factor_and_answers_the_banks_prompt_live(
     ui.wait_for("document.querySelector('#empty')").await;
     ui.shot("accounts-empty").await;
 
-    // Two-factor on, with a code computed here.
+    // Settings, as an administrator: the banks, and one added.
+    assert!(server.store.grant_admin("operator@example.com").await.unwrap());
     ui.click("nav a[href='/app/settings']").await;
-    ui.wait_for("location.pathname === '/app/settings'").await;
+    ui.wait_for("location.pathname === '/app/settings' && document.querySelector('li[data-bank-code=sandbox]')")
+        .await;
+    ui.fill("#bank-code", "e2e-bank").await;
+    ui.fill("#bank-name", "E2E Bank").await;
+    ui.click("#bank-form button[type=submit]").await;
+    ui.wait_for("location.search === '?done=bank' && document.querySelector('li[data-bank-code=e2e-bank]')")
+        .await;
     ui.shot("settings").await;
+
+    // Two-factor on, with a code computed here.
     ui.click("form[action='/app/settings/two-factor/setup'] button").await;
     ui.wait_for("document.querySelector('#totp-secret') && document.querySelector('.qr-code svg')")
         .await;
@@ -752,6 +765,11 @@ async fn review_step(ui: &mut Ui, server: &mut Server) {
     .await;
     let secret: String = ui.eval("document.querySelector('#new-secret').value").await;
     ui.shot("signing-secret-rotated").await;
+    // The rotation was a POST answered by a redirect: reloading shows the secret no more (and
+    // rotates nothing: the webhook below is signed with this secret).
+    ui.page.reload().await.unwrap();
+    ui.wait_for("document.readyState === 'complete' && document.querySelector('#notice') && !document.querySelector('#new-secret')")
+        .await;
     ui.click("form[action$='/poll'] button[type=submit]").await;
     server.announced("conciliation.registered").await;
     ui.wait_for("document.querySelector('#notice') && location.search.includes('done=polled')")

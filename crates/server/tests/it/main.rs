@@ -42,3 +42,5 @@ mod ui_account;
 mod rotation;
 // Issue 11: RECONBANKER_ROLES (the real binary).
 mod roles;
+// issue 10: Settings for administrators (banks) and the API keys' account restriction.
+mod ui_settings;
