@@ -580,7 +580,11 @@ async fn an_operator_signs_in_with_two_factor_and_answers_the_banks_prompt_live(
     let key: String = ui.eval("document.querySelector('#new-key').value").await;
     assert_eq!(key.len(), 4 + 8 + 1 + 64, "{key}");
     ui.shot("api-key-created").await;
-    ui.page.goto(url("/app/keys")).await.unwrap();
+    // The creation was a POST answered by a redirect: reloading the page that shows the key
+    // shows it no more and creates no other key.
+    ui.page.reload().await.unwrap();
+    ui.wait_for("document.readyState === 'complete' && !document.querySelector('#new-key')")
+        .await;
     ui.wait_for("document.querySelectorAll('li[data-key-id]').length === 1")
         .await;
     let shown_again: bool = ui

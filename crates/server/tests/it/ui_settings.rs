@@ -204,7 +204,8 @@ async fn an_api_key_is_restricted_to_the_accounts_ticked() {
             ],
         )
         .await;
-    assert_eq!(created.status, StatusCode::OK, "{}", created.body);
+    assert_eq!(created.status, StatusCode::SEE_OTHER, "{}", created.body);
+    let created = b.get("/app/keys?done=created").await;
     let marker = "id=\"new-key\" type=\"text\" readonly value=\"";
     let i = created.body.find(marker).expect("the key is shown") + marker.len();
     let key = created.body[i..i + created.body[i..].find('"').expect("end")].to_owned();
@@ -235,7 +236,7 @@ async fn an_api_key_is_restricted_to_the_accounts_ticked() {
             &[("csrf", &csrf), ("name", "Every account"), ("scope", "status:read")],
         )
         .await;
-    assert_eq!(all.status, StatusCode::OK);
+    assert_eq!(all.status, StatusCode::SEE_OTHER);
     assert!(b
         .get("/app/keys")
         .await

@@ -1,5 +1,5 @@
 //! Issue 10: a one-time flash across POST/redirect/GET, for what a POST must show exactly once
-//! (a rotated signing secret) without the page that shows it being the POST's answer — reloading
+//! (a rotated signing secret, a new API key) without the page that shows it being the POST's answer — reloading
 //! that would send the POST again. The POST seals the value with the master key (AES-256-GCM,
 //! bound to the user and the purpose as associated data, with a 60-second deadline inside) into
 //! the `rb_flash` cookie (HttpOnly, SameSite=Strict, Path=/app) and redirects; the GET that shows

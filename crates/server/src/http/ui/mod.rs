@@ -644,8 +644,23 @@ async fn keys_view(app: &AppState, who: &UiUser, created: Option<(&str, &str)>, 
     }
 }
 
-async fn keys_page(State(app): State<AppState>, who: UiUser) -> Response {
-    keys_view(&app, &who, None, None).await
+/// The flash purpose of a key just created (issue 10: POST/redirect/GET).
+const KEY_CREATED: &str = "key-created";
+
+async fn keys_page(State(app): State<AppState>, who: UiUser, uri: axum::http::Uri, headers: HeaderMap) -> Response {
+    let done =
+        url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes()).any(|(k, v)| k == "done" && v == "created");
+    if !done {
+        return keys_view(&app, &who, None, None).await;
+    }
+    // The key just created, shown once: a reload finds the flash gone.
+    let (value, clear) = flash::take(&app, &headers, who.user.id, KEY_CREATED);
+    let created: Option<(String, String)> = value.and_then(|v| serde_json::from_str(&v).ok());
+    let page = match &created {
+        Some((name, key)) => keys_view(&app, &who, Some((name, key)), None).await,
+        None => keys_view(&app, &who, None, None).await,
+    };
+    with_cookies(page, clear.into_iter().collect())
 }
 
 async fn create_key(State(app): State<AppState>, who: UiUser, body: Result<Bytes, BytesRejection>) -> Response {
@@ -690,7 +705,15 @@ async fn create_key(State(app): State<AppState>, who: UiUser, body: Result<Bytes
         expires_at,
     };
     match super::api_keys::create_key(&app, who.user.id, input).await {
-        Ok((row, full)) => keys_view(&app, &who, Some((&row.name, &full)), None).await,
+        // POST/redirect/GET: the key rides a sealed one-time flash to the page, so reloading the
+        // page neither shows it again nor creates another key.
+        Ok((row, full)) => {
+            let value = json!([row.name, full]).to_string();
+            with_cookies(
+                Redirect::to("/app/keys?done=created#created-h"),
+                vec![flash::put(&app, who.user.id, KEY_CREATED, &value)],
+            )
+        }
         Err(p) if p.status == StatusCode::BAD_REQUEST => keys_view(&app, &who, None, Some(&p.message)).await,
         Err(p) => ApiError(p).into_response(),
     }
