@@ -573,13 +573,31 @@ fn detail_markup(
                         @for a in &d.attempts {
                             li { (ts(a.created_at)) " · " (a.result.replace('_', " "))
                                 @if let Some(reason) = &a.reason { " (" (reason_text(reason)) ")" }
-                                " · by " (a.trigger) }
+                                " · by " (a.trigger)
+                                // issue 10: what the attempt recorded about its candidates.
+                                (recorded_candidates(&a.candidates)) }
                         }
                     }
                 }
             }
         },
     )
+}
+
+/// An attempt's recorded candidates (the JSON it stored: the chosen movement's explanation, or
+/// the candidates it weighed), folded under "Candidates recorded (N)"; nothing when none.
+fn recorded_candidates(json: &str) -> Markup {
+    let items = match serde_json::from_str::<serde_json::Value>(json) {
+        Ok(serde_json::Value::Array(items)) if !items.is_empty() => items,
+        _ => return html! {},
+    };
+    let text = serde_json::to_string_pretty(&items).unwrap_or_default();
+    html! {
+        details.payload.recorded {
+            summary { "Candidates recorded (" (items.len()) ")" }
+            pre { code { (text) } }
+        }
+    }
 }
 
 // --- actions (POST → redirect back; a refusal renders the page with its message) ---
