@@ -752,6 +752,14 @@ async fn review_step(ui: &mut Ui, server: &mut Server) {
     ui.click("li.account h2 a").await;
     ui.wait_for("location.pathname.startsWith('/app/accounts/') && document.querySelector('#settings-form')")
         .await;
+    // A refused value first: the page again, the message at its field (audited too).
+    ui.fill("#f-pending_orders_endpoint", "ftp://orders.example").await;
+    ui.click("#settings-form button[type=submit]").await;
+    ui.wait_for("document.querySelector('#f-pending_orders_endpoint[aria-invalid=true]')")
+        .await;
+    ui.shot("account-field-error").await;
+    ui.eval::<bool>("(document.querySelector('#f-pending_orders_endpoint').value = '') === ''")
+        .await;
     ui.fill("#f-pending_orders_endpoint", &format!("{shop_url}/orders"))
         .await;
     ui.fill("#f-webhook_url", &format!("{shop_url}/hook")).await;
@@ -815,6 +823,14 @@ async fn review_step(ui: &mut Ui, server: &mut Server) {
     ui.wait_for("document.querySelectorAll('#queue li').length === 1 && document.querySelector('#review-badge').textContent === '1'")
         .await;
     ui.shot("review-queue").await;
+    // The list searched by external id (the queue stays above it).
+    ui.fill("#f-external", "E2E-1").await;
+    ui.click("form.filters button[type=submit]").await;
+    ui.wait_for(
+        "location.search.includes('external_id=E2E-1') && document.querySelectorAll('#requests li').length === 1",
+    )
+    .await;
+    ui.shot("review-search").await;
     ui.click("#queue li h2 a").await;
     ui.wait_for("document.querySelectorAll('#candidates li.candidate').length === 2")
         .await;
