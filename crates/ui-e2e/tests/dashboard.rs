@@ -283,14 +283,37 @@ impl Ui {
         self.page.evaluate_expression(js).await.unwrap().into_value().unwrap()
     }
 
+    /// Finds `selector` and clicks it. Right after a navigation the DevTools DOM domain may
+    /// still answer with a node of the document that went away ("Could not find node with given
+    /// id"); the lookup is then made again, on the new document (the protocol's race, not the
+    /// page's: any other error fails at once).
+    async fn clicked(&self, selector: &str) -> chromiumoxide::Element {
+        let mut tries = 0;
+        loop {
+            let found = match self.page.find_element(selector).await {
+                Ok(el) => match el.click().await {
+                    Ok(_) => Ok(el),
+                    Err(e) => Err(e),
+                },
+                Err(e) => Err(e),
+            };
+            match found {
+                Ok(el) => return el,
+                Err(e) if tries < 3 && e.to_string().contains("Could not find node with given id") => {
+                    tries += 1;
+                }
+                Err(e) => panic!("{selector}: {e}"),
+            }
+        }
+    }
+
     async fn fill(&self, selector: &str, text: &str) {
-        let el = self.page.find_element(selector).await.unwrap();
-        el.click().await.unwrap();
+        let el = self.clicked(selector).await;
         el.type_str(text).await.unwrap();
     }
 
     async fn click(&self, selector: &str) {
-        self.page.find_element(selector).await.unwrap().click().await.unwrap();
+        self.clicked(selector).await;
     }
 
     /// The accessibility check of the page as it is now (`a11y::audit`, all rules), its findings
