@@ -595,6 +595,7 @@ async fn api_keys_page_shows_a_new_key_once_and_revokes() {
     let reload = b.get("/app/keys?done=created").await;
     assert_eq!(reload.status, StatusCode::OK);
     assert!(!reload.body.contains(key) && !reload.body.contains("id=\"new-key\""));
+    assert!(reload.body.contains("was shown once"), "{}", reload.body);
     assert_eq!(reload.body.matches("data-key-id=").count(), 1, "one key");
     // The key works on /v1, and is never shown again.
     let status = app

@@ -603,7 +603,14 @@ async fn owned(app: &AppState, who: &UiUser, id: &str) -> Result<AccountRow, Pro
 
 // --- API keys ---
 
-async fn keys_view(app: &AppState, who: &UiUser, created: Option<(&str, &str)>, error: Option<&str>) -> Response {
+/// `notice` (issue 10): after a reload of the page that showed a new key.
+async fn keys_view(
+    app: &AppState,
+    who: &UiUser,
+    created: Option<(&str, &str)>,
+    error: Option<&str>,
+    notice: Option<&str>,
+) -> Response {
     let rows = match app.store.list_api_keys(who.user.id, 500, 0).await {
         Ok(r) => r,
         Err(e) => return ApiError(e.into()).into_response(),
@@ -636,7 +643,7 @@ async fn keys_view(app: &AppState, who: &UiUser, created: Option<(&str, &str)>, 
         })
         .collect();
     let choices: Vec<(String, String)> = accounts.iter().map(|a| (a.id.to_string(), a.name.clone())).collect();
-    let page = pages::keys(&chrome(app, who).await, &list, &choices, created, error);
+    let page = pages::keys(&chrome(app, who).await, &list, &choices, created, error, notice);
     if error.is_some() {
         status_html(StatusCode::BAD_REQUEST, page)
     } else {
@@ -651,14 +658,18 @@ async fn keys_page(State(app): State<AppState>, who: UiUser, uri: axum::http::Ur
     let done =
         url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes()).any(|(k, v)| k == "done" && v == "created");
     if !done {
-        return keys_view(&app, &who, None, None).await;
+        return keys_view(&app, &who, None, None, None).await;
     }
     // The key just created, shown once: a reload finds the flash gone.
     let (value, clear) = flash::take(&app, &headers, who.user.id, KEY_CREATED);
     let created: Option<(String, String)> = value.and_then(|v| serde_json::from_str(&v).ok());
     let page = match &created {
-        Some((name, key)) => keys_view(&app, &who, Some((name, key)), None).await,
-        None => keys_view(&app, &who, None, None).await,
+        Some((name, key)) => keys_view(&app, &who, Some((name, key)), None, None).await,
+        None => {
+            let shown =
+                "The new key was shown once, when it was made. If it was not copied, revoke it and create another.";
+            keys_view(&app, &who, None, None, Some(shown)).await
+        }
     };
     with_cookies(page, clear.into_iter().collect())
 }
@@ -714,7 +725,7 @@ async fn create_key(State(app): State<AppState>, who: UiUser, body: Result<Bytes
                 vec![flash::put(&app, who.user.id, KEY_CREATED, &value)],
             )
         }
-        Err(p) if p.status == StatusCode::BAD_REQUEST => keys_view(&app, &who, None, Some(&p.message)).await,
+        Err(p) if p.status == StatusCode::BAD_REQUEST => keys_view(&app, &who, None, Some(&p.message), None).await,
         Err(p) => ApiError(p).into_response(),
     }
 }

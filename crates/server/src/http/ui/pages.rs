@@ -416,12 +416,16 @@ pub fn keys(
     accounts: &[(String, String)],
     created: Option<(&str, &str)>,
     error: Option<&str>,
+    notice: Option<&str>,
 ) -> Markup {
     page(
         "API keys",
         Some(chrome),
         &[],
         html! {
+            @if let Some(n) = notice {
+                p.notice role="status" id="notice" { (n) }
+            }
             @if let Some((name, key)) = created {
                 section.card.created aria-labelledby="created-h" {
                     h2 id="created-h" { "Key “" (name) "” created" }
