@@ -4,7 +4,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
-use reconbanker_store::{now, BankId, BankRow, Constraint};
+use reconbanker_store::{now, BankId, BankRow, Constraint, UserRow};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -85,12 +85,12 @@ pub async fn get(
 pub struct CreateIn {
     /// 2 to 32 characters of `a-z`, `0-9`, `_`, `-`; unique.
     #[schema(value_type = String, pattern = "^[a-z0-9_-]{2,32}$")]
-    code: Option<String>,
+    pub(crate) code: Option<String>,
     /// 1 to 100 characters.
     #[schema(value_type = String)]
-    name: Option<String>,
+    pub(crate) name: Option<String>,
     /// The bank's login page (http/https, checked by the outbound-network guard).
-    login_url: Option<String>,
+    pub(crate) login_url: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -128,19 +128,26 @@ pub async fn create(
     who: DashboardUser,
     DJson(body): DJson<CreateIn>,
 ) -> Result<impl IntoResponse, ApiError> {
-    if !who.user.is_admin {
-        return Err(Problem::forbidden("Only administrators can add banks").into());
+    let id = create_as(&app, &who.user, body).await?;
+    Ok((StatusCode::CREATED, Json(Created { id })))
+}
+
+/// Adds a bank for `user` (an administrator): the rules of `POST /banks`, which the dashboard's
+/// Settings page (issue 10) calls too.
+pub(crate) async fn create_as(app: &AppState, user: &UserRow, body: CreateIn) -> Result<BankId, Problem> {
+    if !user.is_admin {
+        return Err(Problem::forbidden("Only administrators can add banks"));
     }
     let code = body.code.map(|c| c.trim().to_owned()).unwrap_or_default();
     let name = body.name.map(|n| n.trim().to_owned()).unwrap_or_default();
     if code.is_empty() || name.is_empty() {
-        return Err(Problem::validation("code and name are required").into());
+        return Err(Problem::validation("code and name are required"));
     }
     if !valid_code(&code) {
-        return Err(Problem::field("code", "must be 2 to 32 characters of a-z, 0-9, _ or -").into());
+        return Err(Problem::field("code", "must be 2 to 32 characters of a-z, 0-9, _ or -"));
     }
     if name.chars().count() > 100 {
-        return Err(Problem::field("name", "must be at most 100 characters").into());
+        return Err(Problem::field("name", "must be at most 100 characters"));
     }
     let login_url = match body.login_url {
         // The same outbound guard as every other URL a user gives (issue 12): the engine's
@@ -162,9 +169,9 @@ pub async fn create(
         created_at: now(),
     };
     match app.store.create_bank(&bank).await {
-        Ok(()) => Ok((StatusCode::CREATED, Json(Created { id: bank.id }))),
+        Ok(()) => Ok(bank.id),
         Err(e) if e.is_conflict_on(Constraint::BanksCode) => {
-            Err(Problem::conflict("BANK_EXISTS", "Bank code already exists").into())
+            Err(Problem::conflict("BANK_EXISTS", "Bank code already exists"))
         }
         Err(e) => Err(e.into()),
     }

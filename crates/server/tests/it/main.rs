@@ -42,3 +42,7 @@ mod ui_account;
 mod rotation;
 // Issue 11: RECONBANKER_ROLES (the real binary).
 mod roles;
+// issue 10: Settings for administrators (banks) and the API keys' account restriction.
+mod ui_settings;
+// issue 10: the reconciliation list's paging and external-id search.
+mod ui_review_list;

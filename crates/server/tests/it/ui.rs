@@ -581,11 +581,22 @@ async fn api_keys_page_shows_a_new_key_once_and_revokes() {
             ],
         )
         .await;
+    // POST/redirect/GET: the key rides a sealed one-time cookie to the page that shows it once;
+    // reloading that page neither shows it again nor creates another key.
+    assert_eq!(created.status, StatusCode::SEE_OTHER, "{}", created.body);
+    assert_eq!(created.header("location"), "/app/keys?done=created#created-h");
+    let created = b.get("/app/keys?done=created").await;
     assert_eq!(created.status, StatusCode::OK);
+    assert_eq!(created.header("cache-control"), "no-store");
     let marker = "id=\"new-key\" type=\"text\" readonly value=\"";
     let i = created.body.find(marker).expect("the key is shown") + marker.len();
     let key = &created.body[i..i + created.body[i..].find('"').expect("end")];
     assert!(key.starts_with("rbk_") && key.len() == 77, "{key}");
+    let reload = b.get("/app/keys?done=created").await;
+    assert_eq!(reload.status, StatusCode::OK);
+    assert!(!reload.body.contains(key) && !reload.body.contains("id=\"new-key\""));
+    assert!(reload.body.contains("was shown once"), "{}", reload.body);
+    assert_eq!(reload.body.matches("data-key-id=").count(), 1, "one key");
     // The key works on /v1, and is never shown again.
     let status = app
         .v1(

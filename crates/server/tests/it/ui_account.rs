@@ -287,26 +287,91 @@ async fn rotating_a_signing_secret_shows_the_new_one_once() {
         ("notification", "notification_signing_secret"),
         ("webhook", "webhook_signing_secret"),
     ] {
+        // POST/redirect/GET: the POST answers a redirect, the new secret rides a sealed
+        // one-time cookie (never in clear), and the GET shows it once.
         let r = b
             .post_form(&format!("/app/accounts/{id}/rotate/{channel}"), &[("csrf", &csrf)])
             .await;
-        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+        let location = r.header("location").to_owned();
+        assert_eq!(location, format!("/app/accounts/{id}?done=rotated#rotated"));
         let now = config(&app, &token, &id).await;
-        let fresh = now[field].as_str().expect("secret");
+        let fresh = now[field].as_str().expect("secret").to_owned();
         assert_ne!(now[field], before[field], "{field} rotated");
+        let cookies = r.set_cookies().join("\n");
         assert!(
-            tag(&r, "new-secret").contains(&format!("value=\"{fresh}\"")),
-            "{}",
-            r.body
+            cookies.contains("rb_flash=") && cookies.contains("HttpOnly"),
+            "{cookies}"
         );
-        assert_eq!(r.header("cache-control"), "no-store");
+        assert!(!cookies.contains(&fresh) && !cookies.contains(fresh.trim_start_matches("whsec_")));
+        assert!(!r.body.contains(&fresh));
+        let url = location.split('#').next().expect("path");
+        let shown = b.get(url).await;
+        assert_eq!(shown.status, StatusCode::OK, "{}", shown.body);
+        assert!(
+            tag(&shown, "new-secret").contains(&format!("value=\"{fresh}\"")),
+            "{}",
+            shown.body
+        );
+        assert_eq!(shown.header("cache-control"), "no-store");
+        assert!(shown
+            .set_cookies()
+            .iter()
+            .any(|c| c.starts_with("rb_flash=;") && c.contains("Max-Age=0")));
+        // Reloading the page shows the secret no more and rotates nothing.
+        let reload = b.get(url).await;
+        assert_eq!(reload.status, StatusCode::OK);
+        assert!(!reload.body.contains(&fresh), "shown once");
+        assert!(reload.body.contains("It is shown only once"), "{}", reload.body);
+        assert_eq!(
+            config(&app, &token, &id).await[field],
+            fresh.as_str(),
+            "not rotated again"
+        );
         let again = b.get(&format!("/app/accounts/{id}")).await;
-        assert!(!again.body.contains(fresh), "shown once");
+        assert!(!again.body.contains(&fresh), "shown once");
     }
     let r = b
         .post_form(&format!("/app/accounts/{id}/rotate/other"), &[("csrf", &csrf)])
         .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
+
+    // The flash opens only for its user and its account; a forged one is ignored.
+    let r = b
+        .post_form(&format!("/app/accounts/{id}/rotate/webhook"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    let fresh = config(&app, &token, &id).await["webhook_signing_secret"]
+        .as_str()
+        .expect("secret")
+        .to_owned();
+    let flash = b.cookies.get("rb_flash").expect("flash cookie").clone();
+    let second = app.account(&token, "Second").await;
+    let elsewhere = b.get(&format!("/app/accounts/{second}?done=rotated")).await;
+    assert_eq!(elsewhere.status, StatusCode::OK);
+    assert!(!elsewhere.body.contains(&fresh) && !elsewhere.body.contains("id=\"new-secret\""));
+    let other_token = app.user("other@example.com").await;
+    let theirs = app.account(&other_token, "Theirs").await;
+    let mut c = Browser::new(&app);
+    c.sign_in("other@example.com").await;
+    c.cookies.insert("rb_flash".into(), flash);
+    for path in [
+        format!("/app/accounts/{theirs}?done=rotated"),
+        format!("/app/accounts/{id}?done=rotated"),
+    ] {
+        let r = c.get(&path).await;
+        assert!(
+            !r.body.contains(&fresh) && !r.body.contains("id=\"new-secret\""),
+            "{path}"
+        );
+    }
+    c.cookies.insert("rb_flash".into(), "not-sealed%%".into());
+    let r = c.get(&format!("/app/accounts/{theirs}?done=rotated")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(!r.body.contains("id=\"new-secret\""));
+    // The owner's own page still shows it, once.
+    let shown = b.get(&format!("/app/accounts/{id}?done=rotated")).await;
+    assert!(tag(&shown, "new-secret").contains(&fresh));
 }
 
 #[tokio::test]

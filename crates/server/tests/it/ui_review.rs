@@ -82,6 +82,32 @@ async fn an_ambiguous_request_is_resolved_from_the_review_screen_and_the_matched
     for m in [&first, &second] {
         assert!(page.body.contains(&format!(r#"name="movement_id" value="{m}""#)), "{m}");
     }
+    // issue 10: each attempt's recorded candidates, as the API reports them.
+    let detail = shop.detail(&id).await;
+    let attempts = detail["attempts"].as_array().expect("attempts");
+    assert!(
+        attempts
+            .iter()
+            .any(|a| a["candidates"].as_array().is_some_and(|c| !c.is_empty())),
+        "the ambiguous attempt recorded its candidates: {detail}"
+    );
+    for a in attempts {
+        let recorded = a["candidates"].as_array().expect("candidates");
+        if !recorded.is_empty() {
+            assert!(
+                page.body
+                    .contains(&format!("<summary>Candidates recorded ({})</summary>", recorded.len())),
+                "{}",
+                page.body
+            );
+            for m in [&first, &second] {
+                if a["candidates"].to_string().contains(m.as_str()) {
+                    let at = page.body.find("Candidates recorded").expect("recorded");
+                    assert!(page.body[at..].contains(m.as_str()), "{m} recorded");
+                }
+            }
+        }
+    }
     let csrf = page.csrf();
     let resolve = format!("/app/reconciliation/{id}/resolve");
 

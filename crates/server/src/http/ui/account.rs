@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
-use axum::http::{StatusCode, Uri};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -320,8 +320,8 @@ struct Outcome<'a> {
     form: Option<(Shown, HashMap<String, String>)>,
     /// A refused deletion: its message.
     delete_error: Option<String>,
-    /// A signing secret just rotated: (which, the new secret, until when the old one signs).
-    rotated: Option<(&'static str, String, Option<String>)>,
+    /// A signing secret just rotated.
+    rotated: Option<Rotated>,
 }
 
 /// A movement with the request it settled (id, external id) and when it was ignored.
@@ -453,10 +453,52 @@ async fn load(app: &AppState, who: &UiUser, account: AccountRow, view: View) -> 
     })
 }
 
-async fn account_page(State(app): State<AppState>, who: UiUser, DPath(id): DPath<String>, uri: Uri) -> Response {
+/// A signing secret just rotated: (which, the new secret, until when the old one signs).
+type Rotated = (&'static str, String, Option<String>);
+
+/// The flash purpose of a rotated secret of `account`.
+fn rotated_purpose(account: reconbanker_store::AccountId) -> String {
+    format!("rotated:{account}")
+}
+
+/// The rotated secret a rotation's redirect carried (`flash`): (which, secret, old one's end).
+fn rotated_flash(
+    app: &AppState,
+    who: &UiUser,
+    id: &str,
+    headers: &HeaderMap,
+) -> (Option<Rotated>, Option<axum::http::HeaderValue>) {
+    let Ok(account) = id.parse::<reconbanker_store::AccountId>() else {
+        return (None, None);
+    };
+    let (value, clear) = super::flash::take(app, headers, who.user.id, &rotated_purpose(account));
+    let shown = value.and_then(|v| {
+        let (which, secret, until): (String, String, Option<String>) = serde_json::from_str(&v).ok()?;
+        let which = match which.as_str() {
+            "notification" => "notification",
+            _ => "result-webhook",
+        };
+        Some((which, secret, until))
+    });
+    (shown, clear)
+}
+
+async fn account_page(
+    State(app): State<AppState>,
+    who: UiUser,
+    DPath(id): DPath<String>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
     let done = url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
         .find(|(k, _)| k == "done")
         .map(|(_, v)| v.into_owned());
+    // issue 10: a rotation's new secret, shown once (a reload finds the flash gone).
+    let (rotated, clear) = if done.as_deref() == Some("rotated") {
+        rotated_flash(&app, &who, &id, &headers)
+    } else {
+        (None, None)
+    };
     let notice = match done.as_deref() {
         Some("saved") => Some("Settings saved."),
         Some("ignored") => Some("The movement is ignored: matching leaves it out."),
@@ -464,21 +506,26 @@ async fn account_page(State(app): State<AppState>, who: UiUser, DPath(id): DPath
         Some("notified") => Some("The movement's webhook is queued."),
         Some("resent") => Some("The delivery is queued again."),
         Some("polled") => Some("A poll of the pending orders is queued."),
+        Some("rotated") if rotated.is_none() => {
+            Some("The signing secret was rotated. It is shown only once: rotate again if it was not copied.")
+        }
         _ => None,
     };
     let view = View::parse(&uri);
-    render(
+    let page = render(
         &app,
         &who,
         &id,
         StatusCode::OK,
         Outcome {
             notice,
+            rotated,
             ..Outcome::default()
         },
         view,
     )
-    .await
+    .await;
+    super::session::with_cookies(page, clear.into_iter().collect())
 }
 
 async fn render(
@@ -818,7 +865,7 @@ fn markup(c: &Chrome<'_>, d: &Data, o: Outcome<'_>) -> Markup {
                                         form.inline method="post" action={ "/app/accounts/" (id) "/movements/" (m.id) (if ignored.is_some() { "/unignore" } else { "/ignore" }) } {
                                             input type="hidden" name="csrf" value=(c.csrf);
                                             @if ignored.is_some() {
-                                                button type="submit" aria-label={ "Put the movement of " (m.amount) " " (m.currency) " back into matching" } { "Un-ignore" }
+                                                button type="submit" aria-label={ "Un-ignore the movement of " (m.amount) " " (m.currency) " (back into matching)" } { "Un-ignore" }
                                             } @else {
                                                 button type="submit" aria-label={ "Ignore the movement of " (m.amount) " " (m.currency) } { "Ignore" }
                                             }
@@ -827,7 +874,7 @@ fn markup(c: &Chrome<'_>, d: &Data, o: Outcome<'_>) -> Markup {
                                     @if passthrough && m.name.is_some() {
                                         form.inline method="post" action={ "/app/accounts/" (id) "/movements/" (m.id) "/notify" } {
                                             input type="hidden" name="csrf" value=(c.csrf);
-                                            button type="submit" aria-label={ "Send the webhook of the movement of " (m.amount) " " (m.currency) } { "Send webhook" }
+                                            button type="submit" aria-label={ "Send webhook for the movement of " (m.amount) " " (m.currency) } { "Send webhook" }
                                         }
                                     }
                                 }
@@ -1023,11 +1070,14 @@ async fn rotate(
                 .notification_signing_secret
                 .or(r.webhook_signing_secret)
                 .unwrap_or_default();
-            let outcome = Outcome {
-                rotated: Some((which, secret, r.previous_valid_until)),
-                ..Outcome::default()
-            };
-            render(&app, &who, &id, StatusCode::OK, outcome, View::default()).await
+            // POST/redirect/GET: the new secret rides a one-time flash to the page, so reloading
+            // the page shows it no more and rotates nothing.
+            let shown = serde_json::json!([which, secret, r.previous_valid_until]).to_string();
+            let flash = super::flash::put(&app, who.user.id, &rotated_purpose(account.id), &shown);
+            super::session::with_cookies(
+                Redirect::to(&format!("/app/accounts/{id}?done=rotated#rotated")),
+                vec![flash],
+            )
         }
         Err(e) => e.into_response(),
     }

@@ -9,6 +9,10 @@ pub(crate) mod review;
 pub(crate) mod session;
 // issue 10: the account page
 pub(crate) mod account;
+// issue 10: banks in Settings (admins)
+pub(crate) mod banks;
+// issue 10: one-time flashes across POST/redirect/GET
+pub(crate) mod flash;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -78,6 +82,8 @@ pub fn router() -> Router<AppState> {
         .merge(review::routes())
         // issue 10: the account page
         .merge(account::routes())
+        // issue 10: banks in Settings (admins)
+        .merge(banks::routes())
         .layer(axum::middleware::from_fn(guard));
     Router::new()
         .route("/", get(|| async { Redirect::to("/app") }))
@@ -343,22 +349,49 @@ async fn chrome<'a>(app: &AppState, who: &'a UiUser) -> Chrome<'a> {
 }
 
 async fn settings_view(app: &AppState, who: &UiUser, notice: Option<&str>, error: Option<&str>) -> Response {
+    settings_with(app, who, notice, error, &banks::Typed::default()).await
+}
+
+/// Settings, with the banks section (issue 10: admins) in the state `typed` says.
+async fn settings_with(
+    app: &AppState,
+    who: &UiUser,
+    notice: Option<&str>,
+    error: Option<&str>,
+    typed: &banks::Typed,
+) -> Response {
+    let banks = match banks::section(app, who, typed).await {
+        Ok(m) => m,
+        Err(p) => return ApiError(p).into_response(),
+    };
     match two_factor::status(app, who.user.id).await {
-        Ok(s) => html(pages::settings(
-            &chrome(app, who).await,
-            &TwoFactorView {
-                enabled: s.enabled,
-                recovery_codes_left: s.recovery_codes_left,
-            },
-            notice,
-            error,
-        )),
+        Ok(s) => status_html(
+            typed.status.unwrap_or(StatusCode::OK),
+            pages::settings(
+                &chrome(app, who).await,
+                &TwoFactorView {
+                    enabled: s.enabled,
+                    recovery_codes_left: s.recovery_codes_left,
+                },
+                notice,
+                error,
+                banks,
+            ),
+        ),
         Err(e) => ApiError(e.into()).into_response(),
     }
 }
 
-async fn settings_page(State(app): State<AppState>, who: UiUser) -> Response {
-    settings_view(&app, &who, None, None).await
+async fn settings_page(State(app): State<AppState>, who: UiUser, uri: axum::http::Uri) -> Response {
+    // issue 10: the notice after a redirect (POST/redirect/GET).
+    let done = url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
+        .find(|(k, _)| k == "done")
+        .map(|(_, v)| v.into_owned());
+    let notice = match done.as_deref() {
+        Some("bank") => Some("Bank added."),
+        _ => None,
+    };
+    settings_view(&app, &who, notice, None).await
 }
 
 /// The form of a signed-in user, its synchronizer token checked.
@@ -570,10 +603,28 @@ async fn owned(app: &AppState, who: &UiUser, id: &str) -> Result<AccountRow, Pro
 
 // --- API keys ---
 
-async fn keys_view(app: &AppState, who: &UiUser, created: Option<(&str, &str)>, error: Option<&str>) -> Response {
+/// `notice` (issue 10): after a reload of the page that showed a new key.
+async fn keys_view(
+    app: &AppState,
+    who: &UiUser,
+    created: Option<(&str, &str)>,
+    error: Option<&str>,
+    notice: Option<&str>,
+) -> Response {
     let rows = match app.store.list_api_keys(who.user.id, 500, 0).await {
         Ok(r) => r,
         Err(e) => return ApiError(e.into()).into_response(),
+    };
+    // issue 10: a key may be restricted to some of the user's accounts.
+    let accounts = match app.store.list_accounts(who.user.id, 500, 0).await {
+        Ok(a) => a,
+        Err(e) => return ApiError(e.into()).into_response(),
+    };
+    let name_of = |id: &AccountId| {
+        accounts
+            .iter()
+            .find(|a| a.id == *id)
+            .map_or_else(|| "(deleted account)".to_owned(), |a| a.name.clone())
     };
     let list: Vec<pages::KeyView> = rows
         .iter()
@@ -585,9 +636,14 @@ async fn keys_view(app: &AppState, who: &UiUser, created: Option<(&str, &str)>, 
             last_used: app.keys.last_used(k).map(ts),
             expires: k.expires_at.map(ts),
             revoked: k.revoked_at.map(ts),
+            accounts: k
+                .account_ids
+                .as_ref()
+                .map(|ids| ids.iter().map(name_of).collect::<Vec<_>>().join(", ")),
         })
         .collect();
-    let page = pages::keys(&chrome(app, who).await, &list, created, error);
+    let choices: Vec<(String, String)> = accounts.iter().map(|a| (a.id.to_string(), a.name.clone())).collect();
+    let page = pages::keys(&chrome(app, who).await, &list, &choices, created, error, notice);
     if error.is_some() {
         status_html(StatusCode::BAD_REQUEST, page)
     } else {
@@ -595,8 +651,27 @@ async fn keys_view(app: &AppState, who: &UiUser, created: Option<(&str, &str)>, 
     }
 }
 
-async fn keys_page(State(app): State<AppState>, who: UiUser) -> Response {
-    keys_view(&app, &who, None, None).await
+/// The flash purpose of a key just created (issue 10: POST/redirect/GET).
+const KEY_CREATED: &str = "key-created";
+
+async fn keys_page(State(app): State<AppState>, who: UiUser, uri: axum::http::Uri, headers: HeaderMap) -> Response {
+    let done =
+        url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes()).any(|(k, v)| k == "done" && v == "created");
+    if !done {
+        return keys_view(&app, &who, None, None, None).await;
+    }
+    // The key just created, shown once: a reload finds the flash gone.
+    let (value, clear) = flash::take(&app, &headers, who.user.id, KEY_CREATED);
+    let created: Option<(String, String)> = value.and_then(|v| serde_json::from_str(&v).ok());
+    let page = match &created {
+        Some((name, key)) => keys_view(&app, &who, Some((name, key)), None, None).await,
+        None => {
+            let shown =
+                "The new key was shown once, when it was made. If it was not copied, revoke it and create another.";
+            keys_view(&app, &who, None, None, Some(shown)).await
+        }
+    };
+    with_cookies(page, clear.into_iter().collect())
 }
 
 async fn create_key(State(app): State<AppState>, who: UiUser, body: Result<Bytes, BytesRejection>) -> Response {
@@ -628,12 +703,29 @@ async fn create_key(State(app): State<AppState>, who: UiUser, body: Result<Bytes
                 .map(|(_, v)| v.clone())
                 .collect(),
         ),
-        account_ids: None,
+        // issue 10: the accounts ticked (none: every account); the API's checks apply (the
+        // user's own accounts only, at most 500).
+        account_ids: {
+            let ids: Vec<String> = pairs
+                .iter()
+                .filter(|(k, _)| k == "account")
+                .map(|(_, v)| v.clone())
+                .collect();
+            (!ids.is_empty()).then_some(ids)
+        },
         expires_at,
     };
     match super::api_keys::create_key(&app, who.user.id, input).await {
-        Ok((row, full)) => keys_view(&app, &who, Some((&row.name, &full)), None).await,
-        Err(p) if p.status == StatusCode::BAD_REQUEST => keys_view(&app, &who, None, Some(&p.message)).await,
+        // POST/redirect/GET: the key rides a sealed one-time flash to the page, so reloading the
+        // page neither shows it again nor creates another key.
+        Ok((row, full)) => {
+            let value = json!([row.name, full]).to_string();
+            with_cookies(
+                Redirect::to("/app/keys?done=created#created-h"),
+                vec![flash::put(&app, who.user.id, KEY_CREATED, &value)],
+            )
+        }
+        Err(p) if p.status == StatusCode::BAD_REQUEST => keys_view(&app, &who, None, Some(&p.message), None).await,
         Err(p) => ApiError(p).into_response(),
     }
 }

@@ -201,6 +201,10 @@ pub fn accounts(chrome: &Chrome<'_>, list: &[AccountView], banks: &[BankRow], er
         &[ACCOUNTS_JS_URL.as_str()],
         html! {
             p.live-status id="live-status" role="status" aria-live="polite" {}
+            // The banks' code prompts (accounts.js): docked over the page, not in the list, so a
+            // prompt appearing moves nothing on the page, and it is in view wherever the list
+            // is scrolled. First in the reading order after the status line.
+            section.prompt-tray id="prompts" aria-label="Codes the banks ask for" {}
             @if list.is_empty() {
                 p.empty id="empty" {
                     "No bank accounts yet. Add one below: pick its bank, give it a name and its login, "
@@ -229,7 +233,6 @@ pub fn accounts(chrome: &Chrome<'_>, list: &[AccountView], banks: &[BankRow], er
                                 None => { "none yet" }
                             }
                         }
-                        div.prompt-slot {}
                         form.inline method="post" action={ "/app/accounts/" (a.id) "/read" } {
                             input type="hidden" name="csrf" value=(chrome.csrf);
                             button type="submit" data-read=(a.id) { "Read now" }
@@ -279,7 +282,14 @@ pub struct TwoFactorView {
     pub recovery_codes_left: i64,
 }
 
-pub fn settings(chrome: &Chrome<'_>, tf: &TwoFactorView, notice: Option<&str>, error: Option<&str>) -> Markup {
+/// Settings; `banks` is the administrators' banks section (issue 10), empty for others.
+pub fn settings(
+    chrome: &Chrome<'_>,
+    tf: &TwoFactorView,
+    notice: Option<&str>,
+    error: Option<&str>,
+    banks: Markup,
+) -> Markup {
     let mode = chrome.user.operation_mode.as_deref();
     page(
         "Settings",
@@ -325,6 +335,7 @@ pub fn settings(chrome: &Chrome<'_>, tf: &TwoFactorView, notice: Option<&str>, e
                     }
                 }
             }
+            (banks)
         },
     )
 }
@@ -384,6 +395,8 @@ pub struct KeyView {
     pub last_used: Option<String>,
     pub expires: Option<String>,
     pub revoked: Option<String>,
+    /// The names of the accounts the key is restricted to (issue 10); `None`: every account.
+    pub accounts: Option<String>,
 }
 
 fn time(t: &Option<String>, none: &str) -> Markup {
@@ -396,12 +409,23 @@ fn time(t: &Option<String>, none: &str) -> Markup {
 }
 
 /// The API keys page; `created` is the full key of the key just made (shown once).
-pub fn keys(chrome: &Chrome<'_>, list: &[KeyView], created: Option<(&str, &str)>, error: Option<&str>) -> Markup {
+/// `accounts`: the user's accounts (id, name), offered as the key's restriction.
+pub fn keys(
+    chrome: &Chrome<'_>,
+    list: &[KeyView],
+    accounts: &[(String, String)],
+    created: Option<(&str, &str)>,
+    error: Option<&str>,
+    notice: Option<&str>,
+) -> Markup {
     page(
         "API keys",
         Some(chrome),
         &[],
         html! {
+            @if let Some(n) = notice {
+                p.notice role="status" id="notice" { (n) }
+            }
             @if let Some((name, key)) = created {
                 section.card.created aria-labelledby="created-h" {
                     h2 id="created-h" { "Key “" (name) "” created" }
@@ -428,7 +452,8 @@ pub fn keys(chrome: &Chrome<'_>, list: &[KeyView], created: Option<(&str, &str)>
                                 }
                             }
                             p.meta { "Scopes: " (k.scopes) " · Last used: " (time(&k.last_used, "never"))
-                                " · Expires: " (time(&k.expires, "never")) }
+                                " · Expires: " (time(&k.expires, "never"))
+                                " · Accounts: " span.key-accounts { (k.accounts.as_deref().unwrap_or("all")) } }
                             @if k.revoked.is_none() {
                                 form.inline method="post" action={ "/app/keys/" (k.id) "/revoke" } {
                                     input type="hidden" name="csrf" value=(chrome.csrf);
@@ -449,6 +474,15 @@ pub fn keys(chrome: &Chrome<'_>, list: &[KeyView], created: Option<(&str, &str)>
                     legend { "Scopes" }
                     label.choice { input type="checkbox" name="scope" value="otp:write" checked; " otp:write — submit codes" }
                     label.choice { input type="checkbox" name="scope" value="status:read" checked; " status:read — read status and events" }
+                }
+                @if !accounts.is_empty() {
+                    fieldset {
+                        legend { "Accounts" }
+                        p.hint id="key-accounts-hint" { "Tick none for every account (those added later too), or restrict the key to some." }
+                        @for (id, name) in accounts {
+                            label.choice { input type="checkbox" name="account" value=(id) aria-describedby="key-accounts-hint"; " " (name) }
+                        }
+                    }
                 }
                 label for="key-expiry" { "Expires" }
                 select id="key-expiry" name="expires_in_days" {

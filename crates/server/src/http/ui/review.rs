@@ -91,17 +91,64 @@ fn reason_text(reason: &str) -> String {
 struct Filters {
     status: String,
     account: String,
+    /// An external id, matched exactly (the API's `external_id` filter; issue 10).
+    external_id: String,
+    /// How many of the newest requests the list skips (paging past [`SHOWN`]; issue 10).
+    offset: i64,
+}
+
+/// Past this offset the list is not paged further (the store's offsets stay small).
+const MAX_OFFSET: i64 = 100_000;
+
+impl Filters {
+    fn any(&self) -> bool {
+        !self.status.is_empty() || !self.account.is_empty() || !self.external_id.is_empty()
+    }
+
+    /// This list's URL at `offset`, the filters kept.
+    fn link(&self, offset: i64) -> String {
+        let mut q = url::form_urlencoded::Serializer::new(String::new());
+        for (k, v) in [
+            ("status", &self.status),
+            ("account_id", &self.account),
+            ("external_id", &self.external_id),
+        ] {
+            if !v.is_empty() {
+                q.append_pair(k, v);
+            }
+        }
+        if offset > 0 {
+            q.append_pair("offset", &offset.to_string());
+        }
+        let q = q.finish();
+        if q.is_empty() {
+            "/app/reconciliation#list-h".to_owned()
+        } else {
+            format!("/app/reconciliation?{q}#list-h")
+        }
+    }
 }
 
 fn filters(uri: &Uri) -> (Filters, Result<ConciliationFilter, String>) {
     let mut f = Filters {
         status: String::new(),
         account: String::new(),
+        external_id: String::new(),
+        offset: 0,
     };
     for (k, v) in url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes()) {
         match k.as_ref() {
             "status" => f.status = v.into_owned(),
             "account_id" => f.account = v.into_owned(),
+            "external_id" => f.external_id = v.trim().to_owned(),
+            // An unreadable or out-of-range offset is the first page.
+            "offset" => {
+                f.offset = v
+                    .parse::<i64>()
+                    .ok()
+                    .filter(|n| (0..=MAX_OFFSET).contains(n))
+                    .unwrap_or(0)
+            }
             _ => {}
         }
     }
@@ -118,6 +165,15 @@ fn filters(uri: &Uri) -> (Filters, Result<ConciliationFilter, String>) {
             Err(_) => return (f, Err("Pick an account from the list.".to_owned())),
         }
     }
+    if !f.external_id.is_empty() {
+        if f.external_id.chars().any(char::is_control) || f.external_id.chars().count() > 200 {
+            return (
+                f,
+                Err("An external id has at most 200 characters and no control characters.".to_owned()),
+            );
+        }
+        filter.external_id = Some(f.external_id.clone());
+    }
     (f, Ok(filter))
 }
 
@@ -131,14 +187,17 @@ async fn list_page(State(app): State<AppState>, who: UiUser, uri: Uri) -> Respon
 async fn list_view(app: &AppState, who: &UiUser, uri: &Uri) -> Result<(StatusCode, Markup), Problem> {
     let user = who.user.id;
     let (form, filter) = filters(uri);
-    let (status, error, rows) = match filter {
+    let (status, error, mut rows) = match filter {
+        // One more than shown: whether there is an older page.
         Ok(f) => (
             StatusCode::OK,
             None,
-            app.store.list_conciliation(user, &f, SHOWN, 0).await?,
+            app.store.list_conciliation(user, &f, SHOWN + 1, form.offset).await?,
         ),
         Err(e) => (StatusCode::BAD_REQUEST, Some(e), Vec::new()),
     };
+    let older = rows.len() as i64 > SHOWN;
+    rows.truncate(SHOWN as usize);
     let mut queue = Vec::new();
     for s in [ConciliationStatus::Ambiguous, ConciliationStatus::NotFound] {
         let f = ConciliationFilter {
@@ -160,7 +219,15 @@ async fn list_view(app: &AppState, who: &UiUser, uri: &Uri) -> Result<(StatusCod
     let reconciling = who.user.operation_mode.as_deref() == Some("reconcile");
     Ok((
         status,
-        list_markup(&c, &form, error.as_deref(), &rows, &queue, &accounts, reconciling),
+        list_markup(
+            &c,
+            &form,
+            error.as_deref(),
+            (&rows, older),
+            (&queue, n),
+            &accounts,
+            reconciling,
+        ),
     ))
 }
 
@@ -186,8 +253,8 @@ fn list_markup(
     c: &Chrome<'_>,
     form: &Filters,
     error: Option<&str>,
-    rows: &[ConciliationListRow],
-    queue: &[ConciliationListRow],
+    (rows, older): (&[ConciliationListRow], bool),
+    (queue, queued): (&[ConciliationListRow], i64),
     accounts: &[AccountRow],
     reconciling: bool,
 ) -> Markup {
@@ -211,6 +278,12 @@ fn list_markup(
                     }
                 } @else {
                     ul.accounts id="queue" { @for r in queue { (request_item(r)) } }
+                    @if queued > queue.len() as i64 {
+                        p.meta id="queue-more" {
+                            "The newest " (queue.len()) " of " (queued) " are shown here; the list below "
+                            "pages through them all (filter it by status)."
+                        }
+                    }
                 }
             }
             section aria-labelledby="list-h" {
@@ -231,6 +304,10 @@ fn list_markup(
                             option value=(id) selected[form.account == id] { (a.name) " (" (a.bank_code) ")" }
                         }
                     }
+                    label for="f-external" { "External id" }
+                    input id="f-external" name="external_id" type="search" value=(form.external_id)
+                        maxlength="200" spellcheck="false" autocomplete="off" aria-describedby="f-external-hint";
+                    span.hint id="f-external-hint" { "The order's id in your shop, exactly." }
                     button type="submit" { "Filter" }
                 }
                 @if let Some(e) = error {
@@ -240,7 +317,9 @@ fn list_markup(
                         @if accounts.is_empty() {
                             "No requests yet. " a href="/app" { "Add a bank account" }
                             " and give it your pending-orders endpoint: each order it lists becomes a request here."
-                        } @else if !form.status.is_empty() || !form.account.is_empty() {
+                        } @else if form.offset > 0 {
+                            "No more requests. " a href=(form.link(0)) { "Back to the newest" } "."
+                        } @else if form.any() {
                             "No request matches these filters. " a href="/app/reconciliation" { "Show all" } "."
                         } @else {
                             "No requests yet. They are registered from your accounts' pending-orders endpoint "
@@ -249,10 +328,30 @@ fn list_markup(
                     }
                 } @else {
                     ul.accounts id="requests" { @for r in rows { (request_item(r)) } }
+                    @if form.offset > 0 || older {
+                        (pager(form, rows.len(), older))
+                    }
                 }
             }
         },
     )
+}
+
+/// "← Newer" / "Older →" around a page of the list, and which rows it shows.
+fn pager(form: &Filters, shown: usize, older: bool) -> Markup {
+    let first = form.offset + 1;
+    let last = form.offset + shown as i64;
+    html! {
+        nav.pager aria-label="Pages of requests" {
+            @if form.offset > 0 {
+                a href=(form.link((form.offset - SHOWN).max(0))) rel="prev" { "← Newer" }
+            }
+            span { "Requests " (first) "–" (last) }
+            @if older && form.offset + SHOWN <= MAX_OFFSET {
+                a href=(form.link(form.offset + SHOWN)) rel="next" { "Older →" }
+            }
+        }
+    }
 }
 
 // --- one request ---
@@ -356,7 +455,7 @@ fn candidate_card(c: &Reviewed, csrf: &str, request: ConciliationRequestId, can_
                 form.inline method="post" action={ "/app/reconciliation/" (request) "/resolve" } {
                     input type="hidden" name="csrf" value=(csrf);
                     input type="hidden" name="movement_id" value=(m.id);
-                    button type="submit" aria-label={ "Match this request to the movement of " (m.name.as_deref().unwrap_or("no name")) " received " (received_text(m.received_at_ms, &m.received_at)) } {
+                    button type="submit" aria-label={ "Match to this movement: " (m.name.as_deref().unwrap_or("no name")) " received " (received_text(m.received_at_ms, &m.received_at)) } {
                         "Match to this movement"
                     }
                 }
@@ -474,13 +573,31 @@ fn detail_markup(
                         @for a in &d.attempts {
                             li { (ts(a.created_at)) " · " (a.result.replace('_', " "))
                                 @if let Some(reason) = &a.reason { " (" (reason_text(reason)) ")" }
-                                " · by " (a.trigger) }
+                                " · by " (a.trigger)
+                                // issue 10: what the attempt recorded about its candidates.
+                                (recorded_candidates(&a.candidates)) }
                         }
                     }
                 }
             }
         },
     )
+}
+
+/// An attempt's recorded candidates (the JSON it stored: the chosen movement's explanation, or
+/// the candidates it weighed), folded under "Candidates recorded (N)"; nothing when none.
+fn recorded_candidates(json: &str) -> Markup {
+    let items = match serde_json::from_str::<serde_json::Value>(json) {
+        Ok(serde_json::Value::Array(items)) if !items.is_empty() => items,
+        _ => return html! {},
+    };
+    let text = serde_json::to_string_pretty(&items).unwrap_or_default();
+    html! {
+        details.payload.recorded {
+            summary { "Candidates recorded (" (items.len()) ")" }
+            pre { code { (text) } }
+        }
+    }
 }
 
 // --- actions (POST → redirect back; a refusal renders the page with its message) ---

@@ -6,6 +6,7 @@
   const csrf = document.querySelector('meta[name="csrf-token"]').content;
   const list = document.getElementById('accounts');
   const live = document.getElementById('live-status');
+  const tray = document.getElementById('prompts');
   if (!list) return;
   const LABELS = { off: 'Off', starting: 'Starting', running: 'Running', awaiting_code: 'Waiting for a code', needs_attention: 'Needs attention' };
   const EVENTS = ['assistance.requested', 'assistance.fulfilled', 'assistance.cancelled', 'assistance.expired',
@@ -52,9 +53,9 @@
     countdowns.delete(id);
   }
 
-  function buildPrompt(li, a) {
+  function buildPrompt(a) {
     const p = a.prompt;
-    const form = el('form', { class: 'prompt', 'data-request-id': p.id, novalidate: '' });
+    const form = el('form', { class: 'prompt', 'data-request-id': p.id, 'data-account-id': a.id, novalidate: '' });
     const inputId = `otp-${a.id}`;
     const numeric = p.type === 'numeric';
     const what = numeric ? `${p.length} digits` : `${p.length} letters or digits`;
@@ -70,7 +71,8 @@
     const meta = el('p', { class: 'meta', id: `${inputId}-meta` });
     meta.append(el('span', { class: 'attempts' }), ' · ', el('span', { class: 'expires' }));
     form.append(meta);
-    form.append(el('p', { class: 'error prompt-error', role: 'alert', hidden: '' }));
+    // Always in the form (empty when there is no error), so an error appearing moves nothing.
+    form.append(el('p', { class: 'error prompt-error', role: 'alert' }));
     form.append(el('button', { type: 'submit' }, 'Send code'));
     form.addEventListener('submit', async (ev) => {
       ev.preventDefault();
@@ -78,7 +80,6 @@
       const err = form.querySelector('.prompt-error');
       if (code.length !== p.length) {
         err.textContent = `The code has ${p.length} characters.`;
-        err.hidden = false;
         return;
       }
       form.querySelector('button').disabled = true;
@@ -88,22 +89,20 @@
       if (!res.ok) {
         submitted.delete(a.id);
         err.textContent = (res.data && res.data.error) || 'The code could not be sent.';
-        err.hidden = false;
       } else {
-        err.hidden = true;
+        err.textContent = '';
         form.querySelector('.expires').textContent = 'Checking the code with the bank…';
         input.value = '';
       }
       refresh();
     });
-    li.querySelector('.prompt-slot').append(form);
+    tray.append(form);
     input.focus();
     return form;
   }
 
-  function renderPrompt(li, a) {
-    const slot = li.querySelector('.prompt-slot');
-    let form = slot.querySelector('form.prompt');
+  function renderPrompt(a) {
+    let form = tray.querySelector(`form.prompt[data-account-id="${a.id}"]`);
     if (!a.prompt) {
       if (form) {
         form.remove();
@@ -114,13 +113,12 @@
     }
     if (!form || form.dataset.requestId !== a.prompt.id) {
       if (form) form.remove();
-      form = buildPrompt(li, a);
+      form = buildPrompt(a);
     }
     form.querySelector('.attempts').textContent = `Attempts: ${a.prompt.attempts}`;
     const err = form.querySelector('.prompt-error');
     if (a.prompt.attempts > Number(form.dataset.attempts || 0)) {
-      err.textContent = 'The bank did not accept that code. Check it and try again.';
-      err.hidden = false;
+      err.textContent = 'The bank did not accept that code.';
     }
     form.dataset.attempts = String(a.prompt.attempts);
     stopCountdown(a.id);
@@ -181,9 +179,23 @@
         blocked.remove();
       }
       renderLastRun(li, a.last_run);
-      renderPrompt(li, a);
+      renderPrompt(a);
+    }
+    // Prompts of accounts no longer listed go too.
+    const listed = new Set(accounts.map(a => a.id));
+    for (const form of tray.querySelectorAll('form.prompt')) {
+      if (!listed.has(form.dataset.accountId)) {
+        stopCountdown(form.dataset.accountId);
+        form.remove();
+      }
     }
   }
+
+  // The docked prompts cover the page's bottom: the page gets as much room at its end, so
+  // everything stays reachable (growing the page's end moves nothing in view).
+  new ResizeObserver(() => {
+    document.body.style.paddingBottom = tray.childElementCount ? `${tray.offsetHeight}px` : '';
+  }).observe(tray);
 
   // The same markup as the server's: "Last run: " and the outcome with its time, or "none yet".
   const OUTCOMES = { succeeded: ['running', 'Succeeded'], running: ['starting', 'Running'], failed: ['needs_attention', 'Failed'], cancelled: ['off', 'Cancelled'] };
