@@ -22,6 +22,8 @@ mod evidence;
 mod rotation;
 // Issue 11 (scale-out): codes handed between instances, take-over.
 mod handoff;
+// Issue 11 (metrics).
+mod gauges;
 
 pub mod postgres;
 pub mod sqlite;
@@ -46,6 +48,8 @@ pub use evidence::*;
 pub use rotation::*;
 // Issue 11 (scale-out): codes handed between instances, take-over.
 pub use handoff::*;
+// Issue 11 (metrics).
+pub use gauges::*;
 
 /// Everything the application persists. Implemented by [`sqlite::SqliteStore`] and
 /// [`postgres::PgStore`]; the contract test suite calls every method on both.
@@ -618,6 +622,13 @@ pub trait Store: Send + Sync + 'static {
     async fn undo_window_hit(&self, bucket: &str) -> StoreResult<bool>;
     /// Forgets the events expired at `now` (and their idle buckets); returns how many events.
     async fn sweep_window_hits(&self, now: Timestamp) -> StoreResult<u64>;
+    // --- issue 11 (metrics): what an instance's `/metrics` reads ---
+    // (this area's methods go below this line)
+    /// The connection pool right now, without a round trip.
+    fn pool_usage(&self) -> PoolUsage;
+    /// The outbox's depth (pending and dead deliveries, every instance's) and the session and
+    /// poll leases `owner` holds unexpired at `now`, in one round trip.
+    async fn instance_gauges(&self, owner: &str, now: Timestamp) -> StoreResult<InstanceGauges>;
 }
 
 /// Opens the store named by a database URL: `sqlite:...` or `postgres://...`/`postgresql://...`.

@@ -42,3 +42,5 @@ mod ui_account;
 mod rotation;
 // Issue 11: RECONBANKER_ROLES (the real binary).
 mod roles;
+// Issue 11: /metrics (Prometheus).
+mod metrics;

@@ -42,6 +42,8 @@ mod evidence;
 mod rotation;
 // Issue 11 (scale-out): codes handed between instances, take-over.
 mod handoff;
+// Issue 11 (metrics).
+mod gauges;
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -83,6 +85,8 @@ use crate::rotation::*;
 // Issue 11 (scale-out): codes handed between instances, take-over.
 #[allow(unused_imports)]
 use crate::handoff::*;
+// Issue 11 (metrics).
+use crate::gauges::*;
 
 /// Stamps out `sqlite::<check>` and `postgres::<check>` tests for each check, each on a fresh
 /// database.
@@ -226,6 +230,8 @@ contract_tests! {
     check_code_offers,
     check_expired_leases_and_take_over_runs,
     check_rate_windows,
+    // issue 11 (metrics)
+    check_instance_gauges,
 }
 
 /// A timestamp out of range in a row is a `Corrupt` error, not 1970 (written behind the store's
@@ -899,6 +905,8 @@ const CHECK_SOURCES: &[(&str, &str)] = &[
     ("rotation.rs", include_str!("rotation.rs")),
     // Issue 11 (scale-out): codes handed between instances, take-over.
     ("handoff.rs", include_str!("handoff.rs")),
+    // Issue 11 (metrics).
+    ("gauges.rs", include_str!("gauges.rs")),
 ];
 
 /// The names of the methods declared in `pub trait Store { … }`.
