@@ -16,3 +16,5 @@ pub mod peers;
 pub mod ratelimit_pg;
 // Issue 11: the operator's metrics (`/metrics`).
 pub mod metrics;
+// Issue 11 (scale-out): the /v1 per-key budget shared by every instance.
+pub mod ratelimit_slices;

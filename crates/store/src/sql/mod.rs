@@ -35,6 +35,9 @@ mod rotation;
 // Issue 11 (scale-out): codes handed between instances, take-over.
 #[allow(clippy::duplicate_mod)]
 mod handoff;
+// Issue 11 (scale-out): the /v1 per-key budget shared by every instance.
+#[allow(clippy::duplicate_mod)]
+mod rate_slices;
 
 use std::collections::HashMap;
 use std::sync::LazyLock;
@@ -2057,5 +2060,21 @@ impl Store for SqlStore {
             session_leases: row.try_get("session_leases")?,
             poll_leases: row.try_get("poll_leases")?,
         })
+    }
+
+    // --- issue 11 (scale-out): the /v1 per-key budget shared by every instance ---
+    async fn take_rate_slice(
+        &self,
+        bucket: &str,
+        now_ns: i64,
+        interval_ns: i64,
+        tolerance_ns: i64,
+        want: i64,
+    ) -> StoreResult<RateSlice> {
+        rate_slices::take(&self.pool, bucket, now_ns, interval_ns, tolerance_ns, want).await
+    }
+
+    async fn sweep_rate_tats(&self, now_ns: i64) -> StoreResult<u64> {
+        rate_slices::sweep(&self.pool, now_ns).await
     }
 }

@@ -44,6 +44,8 @@ mod rotation;
 mod handoff;
 // Issue 11 (metrics).
 mod gauges;
+// Issue 11 (scale-out): the /v1 per-key budget shared by every instance.
+mod rate_slices;
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -87,6 +89,8 @@ use crate::rotation::*;
 use crate::handoff::*;
 // Issue 11 (metrics).
 use crate::gauges::*;
+// Issue 11 (scale-out): the /v1 per-key budget shared by every instance.
+use crate::rate_slices::*;
 
 /// Stamps out `sqlite::<check>` and `postgres::<check>` tests for each check, each on a fresh
 /// database.
@@ -232,6 +236,8 @@ contract_tests! {
     check_rate_windows,
     // issue 11 (metrics)
     check_instance_gauges,
+    // issue 11 (scale-out): the /v1 per-key budget shared by every instance
+    check_rate_slices,
 }
 
 /// A timestamp out of range in a row is a `Corrupt` error, not 1970 (written behind the store's
@@ -907,6 +913,8 @@ const CHECK_SOURCES: &[(&str, &str)] = &[
     ("handoff.rs", include_str!("handoff.rs")),
     // Issue 11 (metrics).
     ("gauges.rs", include_str!("gauges.rs")),
+    // Issue 11 (scale-out): the /v1 per-key budget shared by every instance.
+    ("rate_slices.rs", include_str!("rate_slices.rs")),
 ];
 
 /// The names of the methods declared in `pub trait Store { … }`.
