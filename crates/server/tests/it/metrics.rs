@@ -12,16 +12,21 @@ use serde_json::json;
 use crate::harness::*;
 use crate::webhooks::{attempt_with_status, receiver, subscribe, webhook_fixture};
 
-/// One scrape: `name` → the samples of that name, each with its labels (sorted) and value.
+/// A sample's labels, sorted.
+type Labels = BTreeMap<String, String>;
+/// `name` → the samples of that name, each with its labels and value.
+type Samples = BTreeMap<String, Vec<(Labels, f64)>>;
+
+/// One scrape.
 struct Scrape {
     text: String,
-    samples: BTreeMap<String, Vec<(BTreeMap<String, String>, f64)>>,
+    samples: Samples,
 }
 
 impl Scrape {
     /// The value of the sample of `name` with exactly these labels.
     fn value(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-        let want: BTreeMap<String, String> = labels.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
+        let want: Labels = labels.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
         self.samples
             .get(name)?
             .iter()
@@ -38,15 +43,15 @@ impl Scrape {
 
 /// Parses the text exposition format (the lines this exporter writes: `name{k="v",…} value`).
 fn parse(text: &str) -> Scrape {
-    let mut samples: BTreeMap<String, Vec<(BTreeMap<String, String>, f64)>> = BTreeMap::new();
+    let mut samples = Samples::new();
     for line in text.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
         let (series, value) = line.rsplit_once(' ').expect("`series value`");
         let value: f64 = value.parse().unwrap_or_else(|_| panic!("a number in {line:?}"));
         let (name, labels) = match series.split_once('{') {
-            None => (series, BTreeMap::new()),
+            None => (series, Labels::new()),
             Some((name, rest)) => {
                 let inner = rest.strip_suffix('}').expect("closing brace");
-                let mut labels = BTreeMap::new();
+                let mut labels = Labels::new();
                 // Label values here never hold `",` (routes, outcomes, numbers).
                 for pair in inner.split("\",").filter(|p| !p.is_empty()) {
                     let (k, v) = pair.split_once("=\"").expect("k=\"v\"");
@@ -121,9 +126,8 @@ async fn metrics_are_off_by_default_and_never_on_the_main_listener() {
 
 #[test]
 fn a_bad_metrics_address_is_refused_naming_the_variable() {
-    let err = Config::from_lookup(|k| (k == "RECONBANKER_METRICS_ADDR").then(|| "9100".to_owned()))
-        .err()
-        .expect("refused");
+    let err =
+        Config::from_lookup(|k| (k == "RECONBANKER_METRICS_ADDR").then(|| "9100".to_owned())).expect_err("refused");
     assert!(err.to_string().contains("RECONBANKER_METRICS_ADDR"), "{err}");
 }
 
