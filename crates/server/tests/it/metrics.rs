@@ -232,3 +232,76 @@ async fn requests_codes_sessions_and_deliveries_are_counted() {
     assert_eq!(after.get("reconbanker_logins_waiting_for_code", &[]), 0.0);
     assert_eq!(after.get("reconbanker_leases", &[("kind", "session")]), 0.0);
 }
+
+#[tokio::test]
+async fn order_polls_and_match_passes_are_counted_with_their_durations() {
+    use crate::reconcile::{Answer, Orders};
+    let app = TestApp::spawn_with(&[("RECONBANKER_METRICS_ADDR", "127.0.0.1:0")]).await;
+    let metrics = app.metrics.expect("a metrics listener");
+    let token = app.user("shop@example.com").await;
+    let r = app
+        .json(
+            Method::PUT,
+            "/me/operation-mode",
+            Some(&token),
+            Some(json!({"mode": "reconcile"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let account = app.account(&token, "Shop").await;
+    app.hold_poller(&account).await;
+    let orders = Orders::start().await;
+    let r = app
+        .json(
+            Method::PUT,
+            &format!("/accounts/{account}/config"),
+            Some(&token),
+            Some(json!({"pending_orders_endpoint": orders.url})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let before = scrape(metrics).await;
+    assert_eq!(before.get("reconbanker_order_polls_total", &[("outcome", "ok")]), 0.0);
+    assert_eq!(before.get("reconbanker_order_poll_duration_seconds_count", &[]), 0.0);
+
+    // A poll through the worker (asked from the dashboard), then a failed one.
+    orders.answer(Answer::Json(json!([
+        {"external_id": "Q-1", "amount": 42, "currency": "UYU", "name": "Juan"}
+    ])));
+    let mut events = app.events().await;
+    let r = app
+        .json(
+            Method::POST,
+            &format!("/conciliation/poll/{account}"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    events.next(&account, "conciliation.registered").await;
+    orders.answer(Answer::Raw(500, "{}".into()));
+    let id = account.parse().expect("account id");
+    let failed = app.state.poller.poll(id).await.expect("poll ran").expect("polled");
+    assert!(failed.error.is_some(), "{failed:?}");
+    // A match pass (the worker may run some of its own too).
+    app.state.matcher.pass(id).await.expect("pass");
+
+    let after = scrape(metrics).await;
+    assert_eq!(after.get("reconbanker_order_polls_total", &[("outcome", "ok")]), 1.0);
+    assert_eq!(
+        after.get("reconbanker_order_polls_total", &[("outcome", "failed")]),
+        1.0
+    );
+    assert_eq!(after.get("reconbanker_order_poll_duration_seconds_count", &[]), 2.0);
+    assert!(after.get("reconbanker_order_poll_duration_seconds_sum", &[]) > 0.0);
+    let passes: f64 = ["committed", "unchanged", "error"]
+        .iter()
+        .map(|o| after.get("reconbanker_match_passes_total", &[("outcome", o)]))
+        .sum();
+    assert!(passes >= 1.0, "{}", after.text);
+    assert_eq!(
+        after.get("reconbanker_match_passes_total", &[("outcome", "error")]),
+        0.0
+    );
+    assert!(after.get("reconbanker_match_pass_duration_seconds_count", &[]) >= 1.0);
+}
