@@ -8,6 +8,7 @@
 #
 #   scripts/bench.sh            # 10 s per run
 #   DURATION=30 scripts/bench.sh
+#   METRICS=1 scripts/bench.sh  # with /metrics on (issue 11): the request layer's cost
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,7 +34,10 @@ cleanup() { for p in "${PIDS[@]:-}"; do kill "$p" 2>/dev/null || true; done; wai
 trap cleanup EXIT
 
 PORT="$(free_port)"
-RECONBANKER_PORT="$PORT" RECONBANKER_DATA_DIR="$WORK/data" RUST_LOG=warn \
+EXTRA_ENV=()
+MPORT="$(free_port)"
+if [ -n "${METRICS:-}" ]; then EXTRA_ENV+=("RECONBANKER_METRICS_ADDR=127.0.0.1:$MPORT"); fi
+env "${EXTRA_ENV[@]}" RECONBANKER_PORT="$PORT" RECONBANKER_DATA_DIR="$WORK/data" RUST_LOG=warn \
   RECONBANKER_V1_RATE_PER_SEC=10000000 RECONBANKER_V1_BURST=10000000 \
   ./target/release/reconbanker serve >"$WORK/server.log" 2>&1 &
 PIDS+=($!)
@@ -75,7 +79,7 @@ to_ms() { # wrk prints 1.23ms / 456.00us / 1.20s
   python3 -c 'import sys,re; v=sys.argv[1]; m=re.match(r"([\d.]+)(us|ms|s)$",v); f={"us":0.001,"ms":1,"s":1000}[m.group(2)]; print(f"{float(m.group(1))*f:.3f}")' "$1"
 }
 
-echo "GET $PATH_STATUS, ${DURATION}s per run, wrk on the same $(nproc) cores"
+echo "GET $PATH_STATUS, ${DURATION}s per run, wrk on the same $(nproc) cores${METRICS:+, metrics on}"
 curl -fs "$BASE$PATH_STATUS" -H "x-api-key: $KEY"; echo
 printf '%-12s %6s %12s %10s %10s\n' target conns req/s p50_ms p99_ms
 declare -A RPS
@@ -92,3 +96,7 @@ for conns in 1 32; do
   python3 -c "import sys; print(f'ratio at {sys.argv[1]} connections: reconbanker / ceiling = {float(sys.argv[2])/float(sys.argv[3]):.1%}')" \
     "$conns" "${RPS[rb$conns]}" "${RPS[ce$conns]}"
 done
+if [ -n "${METRICS:-}" ]; then
+  echo "counted by /metrics:"
+  curl -fs "http://127.0.0.1:$MPORT/metrics" | grep '^reconbanker_http_requests_total{route="/v1/accounts/{account_id}/status"' || true
+fi

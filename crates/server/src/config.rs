@@ -267,6 +267,12 @@ pub const ROLES: Setting = Setting::new(
     "api,engine,push",
     "what this instance does, a comma list of api (the HTTP routes; without it only /health and /ready), engine (bank sessions, order polls, matching, expiry) and push (webhook delivery)",
 );
+// Issue 11: the operator's metrics.
+pub const METRICS_ADDR: Setting = Setting::new(
+    "RECONBANKER_METRICS_ADDR",
+    "unset",
+    "address and port of the Prometheus endpoint GET /metrics (e.g. 127.0.0.1:9100), a listener of its own, never the main one; unset, no metrics are kept",
+);
 /// Read by `tracing-subscriber` in `main`, not by [`Config`].
 pub const LOG: Setting = Setting::new("RUST_LOG", "info", "log filter (tracing-subscriber syntax)");
 
@@ -317,6 +323,8 @@ pub const SETTINGS: &[Setting] = &[
     EVIDENCE_DAYS,
     // Issue 11: roles.
     ROLES,
+    // Issue 11: metrics.
+    METRICS_ADDR,
     LOG,
 ];
 
@@ -416,6 +424,8 @@ pub struct Config {
     pub evidence_retention: Duration,
     // Issue 11: what this instance does.
     pub roles: Roles,
+    /// Issue 11: where `/metrics` listens (`RECONBANKER_METRICS_ADDR`); `None` = no metrics.
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 /// Issue 11: the parts of the service an instance runs (`RECONBANKER_ROLES`).
@@ -522,6 +532,7 @@ impl fmt::Debug for Config {
             public_origin,
             evidence_retention,
             roles,
+            metrics_addr,
         } = self;
         f.debug_struct("Config")
             .field("listen", listen)
@@ -563,6 +574,7 @@ impl fmt::Debug for Config {
             .field("public_origin", public_origin)
             .field("evidence_retention", evidence_retention)
             .field("roles", roles)
+            .field("metrics_addr", metrics_addr)
             .finish()
     }
 }
@@ -677,6 +689,14 @@ impl Config {
             public_origin: env.origin(&PUBLIC_ORIGIN)?,
             evidence_retention: Duration::from_secs(u64::from(env.count(&EVIDENCE_DAYS)?) * 24 * 3600),
             roles: Roles::parse(&env.value(&ROLES))?,
+            metrics_addr: match env.set(&METRICS_ADDR) {
+                None => None,
+                Some(v) => Some(v.parse::<SocketAddr>().map_err(|_| {
+                    ConfigError(format!(
+                        "RECONBANKER_METRICS_ADDR must be an address and port such as 127.0.0.1:9100 (got {v:?})"
+                    ))
+                })?),
+            },
         })
     }
 }

@@ -139,6 +139,8 @@ pub struct App {
     sandbox: Option<TcpListener>,
     /// On SQLite: this process's exclusive claim on the database, released when serving ends.
     instance_lock: Option<app::instance_lock::InstanceLock>,
+    /// Issue 11: the `/metrics` listener (`RECONBANKER_METRICS_ADDR`), bound at build time.
+    metrics: Option<TcpListener>,
 }
 
 /// What tests (and embedders) may swap in.
@@ -161,12 +163,26 @@ impl App {
     pub async fn build_with(config: Config, options: AppOptions) -> Result<Self, StartError> {
         let instance_lock = app::instance_lock::acquire(&config)?;
         let (state, sandbox) = app::wiring::build(config, options).await?;
+        let metrics = match state.config.metrics_addr {
+            Some(addr) => Some(TcpListener::bind(addr).await.map_err(|e| {
+                StartError::Other(format!(
+                    "cannot listen for metrics on {addr}: {e} (set RECONBANKER_METRICS_ADDR to a free address, or unset it)"
+                ))
+            })?),
+            None => None,
+        };
         Ok(Self {
             state,
             cancel: CancellationToken::new(),
             sandbox,
             instance_lock,
+            metrics,
         })
+    }
+
+    /// Issue 11: where `GET /metrics` answers (`None` without `RECONBANKER_METRICS_ADDR`).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// Serves until `shutdown` resolves, then stops background work, writes back what is
@@ -186,6 +202,33 @@ impl App {
                 let bank = sandbox_bank::SandboxBank::new(sandbox_bank::BankConfig::default());
                 if let Err(e) = bank.serve(listener, async move { cancel.cancelled().await }).await {
                     tracing::error!(error = %e, "the embedded sandbox bank stopped");
+                }
+            });
+        }
+        // Issue 11: `/metrics` on its own listener, and the exporter's upkeep (it folds recorded
+        // durations into their buckets, so memory stays bounded between scrapes).
+        if let (Some(listener), Some(handle)) = (self.metrics, state.metrics_export.clone()) {
+            let addr = listener.local_addr()?;
+            tracing::info!(%addr, "metrics on http://{addr}/metrics");
+            let router = http::metrics::exporter_router(state.clone(), handle.clone());
+            let cancel = self.cancel.clone();
+            tokio::spawn(async move {
+                let stopped = cancel.clone();
+                let served = axum::serve(listener, router)
+                    .with_graceful_shutdown(async move { stopped.cancelled().await })
+                    .await;
+                if let Err(e) = served {
+                    tracing::error!(error = %e, "the metrics listener stopped");
+                }
+            });
+            let cancel = self.cancel.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+                loop {
+                    tokio::select! {
+                        _ = cancel.cancelled() => break,
+                        _ = tick.tick() => handle.run_upkeep(),
+                    }
                 }
             });
         }

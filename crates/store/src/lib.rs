@@ -22,6 +22,10 @@ mod evidence;
 mod rotation;
 // Issue 11 (scale-out): codes handed between instances, take-over.
 mod handoff;
+// Issue 11 (metrics).
+mod gauges;
+// Issue 11 (scale-out): the /v1 per-key budget shared by every instance.
+mod rate_slices;
 
 pub mod postgres;
 pub mod sqlite;
@@ -46,6 +50,10 @@ pub use evidence::*;
 pub use rotation::*;
 // Issue 11 (scale-out): codes handed between instances, take-over.
 pub use handoff::*;
+// Issue 11 (metrics).
+pub use gauges::*;
+// Issue 11 (scale-out): the /v1 per-key budget shared by every instance.
+pub use rate_slices::*;
 
 /// Everything the application persists. Implemented by [`sqlite::SqliteStore`] and
 /// [`postgres::PgStore`]; the contract test suite calls every method on both.
@@ -618,6 +626,28 @@ pub trait Store: Send + Sync + 'static {
     async fn undo_window_hit(&self, bucket: &str) -> StoreResult<bool>;
     /// Forgets the events expired at `now` (and their idle buckets); returns how many events.
     async fn sweep_window_hits(&self, now: Timestamp) -> StoreResult<u64>;
+    // --- issue 11 (metrics): what an instance's `/metrics` reads ---
+    // (this area's methods go below this line)
+    /// The connection pool right now, without a round trip.
+    fn pool_usage(&self) -> PoolUsage;
+    /// The outbox's depth (pending and dead deliveries, every instance's) and the session and
+    /// poll leases `owner` holds unexpired at `now`, in one round trip.
+    async fn instance_gauges(&self, owner: &str, now: Timestamp) -> StoreResult<InstanceGauges>;
+    // --- issue 11 (scale-out): the /v1 per-key budget shared by every instance ---
+    // (this area's methods go below this line)
+    /// Takes up to `want` requests at once from the GCRA budget `bucket` (one request per
+    /// `interval_ns`, bursts up to `tolerance_ns` ahead of `now_ns`; times in nanoseconds since
+    /// the epoch): as many as fit now, atomically across instances. A new bucket starts full.
+    async fn take_rate_slice(
+        &self,
+        bucket: &str,
+        now_ns: i64,
+        interval_ns: i64,
+        tolerance_ns: i64,
+        want: i64,
+    ) -> StoreResult<RateSlice>;
+    /// Forgets the budgets whose arrival time is before `now_ns` (they are full); returns how many.
+    async fn sweep_rate_tats(&self, now_ns: i64) -> StoreResult<u64>;
 }
 
 /// Opens the store named by a database URL: `sqlite:...` or `postgres://...`/`postgresql://...`.

@@ -62,6 +62,12 @@ const MIGRATIONS: Embedded = Embedded(&[
         "rate_hits",
         include_str!("../migrations/postgres/0016_rate_hits.sql"),
     ),
+    // Issue 11 (scale-out): the /v1 per-key budget shared by every instance.
+    (
+        17,
+        "rate_tats",
+        include_str!("../migrations/postgres/0017_rate_tats.sql"),
+    ),
 ]);
 
 type Db = sqlx::Postgres;

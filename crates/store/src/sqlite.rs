@@ -60,6 +60,8 @@ const MIGRATIONS: Embedded = Embedded(&[
     ),
     // Issue 11 (scale-out): rate limits shared by every instance.
     (16, "rate_hits", include_str!("../migrations/sqlite/0016_rate_hits.sql")),
+    // Issue 11 (scale-out): the /v1 per-key budget shared by every instance.
+    (17, "rate_tats", include_str!("../migrations/sqlite/0017_rate_tats.sql")),
 ]);
 
 /// How long a connection waits on a locked database before giving up.

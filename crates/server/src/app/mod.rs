@@ -80,6 +80,12 @@ pub struct AppInner {
     pub recovery_codes: crate::auth::totp::KeyedHash,
     /// Makes the dashboard's CSRF tokens (a key of its own, derived from the master key).
     pub csrf_keys: crate::auth::totp::KeyedHash,
+    // Issue 11: the operator's metrics.
+    /// Where this application records its metrics (records nothing without
+    /// `RECONBANKER_METRICS_ADDR`).
+    pub metrics: crate::support::metrics::Metrics,
+    /// Renders them for `/metrics`; `None` when metrics are off.
+    pub metrics_export: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
 
 #[derive(Clone)]

@@ -33,6 +33,7 @@ use crate::reconcile::matcher::Matcher;
 use crate::reconcile::poller::{Poller, PollerSettings};
 use crate::support::clock::{Clock, SystemClock};
 use crate::support::crypto::Sealer;
+use crate::support::metrics::Metrics;
 use crate::support::peers::{Alone, Peers};
 use crate::support::ratelimit::{MemoryRateLimiter, RateLimiter};
 use crate::support::ratelimit_pg::SharedWindows;
@@ -88,6 +89,20 @@ pub(crate) async fn build(config: Config, options: AppOptions) -> Result<(AppSta
         Some((_, pg_broker, _)) => pg_broker.clone(),
         None => Arc::new(LocalBroker::default()),
     };
+    // Issue 11: the operator's metrics — this application's own recorder (not the process-global
+    // one: several applications in one process each count their own), only with a metrics
+    // address; without one nothing is recorded.
+    let (metrics, metrics_export) = match config.metrics_addr {
+        Some(_) => {
+            let recorder = metrics_exporter_prometheus::PrometheusBuilder::new()
+                .set_buckets(crate::support::metrics::DURATION_BUCKETS)
+                .map_err(|e| StartError::Other(format!("metrics: {e}")))?
+                .build_recorder();
+            let handle = recorder.handle();
+            (Metrics::on(Arc::new(recorder)), Some(handle))
+        }
+        None => (Metrics::off(), None),
+    };
     let outbox = Arc::new(tokio::sync::Notify::new());
     let hub = Arc::new(EventHub::new(store.clone(), bus.clone(), outbox.clone()));
     let clock: Arc<dyn Clock> = options.clock.unwrap_or_else(|| Arc::new(SystemClock));
@@ -98,6 +113,7 @@ pub(crate) async fn build(config: Config, options: AppOptions) -> Result<(AppSta
             limiter: limiter.clone(),
             hub: hub.clone(),
             clock: clock.clone(),
+            metrics: metrics.clone(),
         },
         config.otp_rate_limit,
         config.otp_rate_window,
@@ -168,7 +184,8 @@ pub(crate) async fn build(config: Config, options: AppOptions) -> Result<(AppSta
         },
         outbox,
     )
-    .map_err(|e| StartError::Other(format!("cannot build the webhook HTTP client: {e}")))?;
+    .map_err(|e| StartError::Other(format!("cannot build the webhook HTTP client: {e}")))?
+    .with_metrics(metrics.clone());
     let poller = Poller::new(
         store.clone(),
         hub.clone(),
@@ -186,14 +203,16 @@ pub(crate) async fn build(config: Config, options: AppOptions) -> Result<(AppSta
         matcher_wake.clone(),
         clock.clone(),
     )
-    .map_err(|e| StartError::Other(format!("cannot build the pending-orders HTTP client: {e}")))?;
+    .map_err(|e| StartError::Other(format!("cannot build the pending-orders HTTP client: {e}")))?
+    .with_metrics(metrics.clone());
     let matcher = Matcher::new(
         store.clone(),
         hub.clone(),
         sealer.clone(),
         matcher_wake.clone(),
         clock.clone(),
-    );
+    )
+    .with_metrics(metrics.clone());
     let expiry = ExpirySweep::new(store.clone(), clock.clone(), config.expire_sweep, matcher_wake.clone());
     let inner = AppInner {
         webhooks: Arc::new(webhooks),
@@ -227,6 +246,8 @@ pub(crate) async fn build(config: Config, options: AppOptions) -> Result<(AppSta
         instance_id: instance,
         recovery_codes: crate::auth::totp::KeyedHash::from_key(derived.recovery_codes),
         csrf_keys: crate::auth::totp::KeyedHash::derive(secrets.master_key.expose(), crate::auth::totp::CSRF_LABEL),
+        metrics,
+        metrics_export,
     };
     let state = AppState(Arc::new(inner));
     if let Some((pg_bus, pg_broker, listener)) = cluster {

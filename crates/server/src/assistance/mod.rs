@@ -20,6 +20,7 @@ use serde_json::json;
 use crate::assistance::broker::{AssistanceBroker, BrokerError, CodeWait, DeliverError, OtpCode};
 use crate::push::events::{EventHub, EventKind, Subscription};
 use crate::support::clock::Clock;
+use crate::support::metrics::{Metrics, OtpOutcome};
 use crate::support::ratelimit::{Bucket, Decision, LimiterError, RateLimiter};
 use crate::support::time::after;
 
@@ -89,6 +90,7 @@ pub struct Assistance {
     limiter: Arc<dyn RateLimiter>,
     hub: Arc<EventHub>,
     clock: Arc<dyn Clock>,
+    metrics: Metrics,
     /// account → what is pending (`None` = known: nothing). Missing = not loaded yet.
     cache: RwLock<HashMap<AccountId, Option<Arc<PendingView>>>>,
     otp_limit: u32,
@@ -117,6 +119,8 @@ pub struct AssistanceDeps {
     pub limiter: Arc<dyn RateLimiter>,
     pub hub: Arc<EventHub>,
     pub clock: Arc<dyn Clock>,
+    /// Issue 11: counts the submitted codes by outcome.
+    pub metrics: Metrics,
 }
 
 impl Assistance {
@@ -127,6 +131,7 @@ impl Assistance {
             limiter,
             hub,
             clock,
+            metrics,
         } = deps;
         Self {
             store,
@@ -134,6 +139,7 @@ impl Assistance {
             limiter,
             hub,
             clock,
+            metrics,
             cache: RwLock::new(HashMap::new()),
             otp_limit,
             otp_window,
@@ -369,6 +375,26 @@ impl Assistance {
     /// order of docs/product.md §7 steps 5–7: shape and descriptor, rate limit, something pending and
     /// the right request; then handed to the waiting login.
     pub async fn submit(
+        &self,
+        account: AccountId,
+        code: &str,
+        request_id: Option<&str>,
+    ) -> Result<Submitted, SubmitError> {
+        let submitted = self.submit_code(account, code, request_id).await;
+        // Issue 11: every submission counted by what became of it.
+        self.metrics.otp(match &submitted {
+            Ok(_) => OtpOutcome::Accepted,
+            Err(SubmitError::Invalid { .. }) => OtpOutcome::Invalid,
+            Err(SubmitError::RateLimited(_)) => OtpOutcome::RateLimited,
+            Err(SubmitError::NoPending) => OtpOutcome::NoPending,
+            Err(SubmitError::Stale { .. }) => OtpOutcome::Stale,
+            Err(SubmitError::Busy) => OtpOutcome::InFlight,
+            Err(SubmitError::Store(_) | SubmitError::Limiter(_) | SubmitError::Broker(_)) => OtpOutcome::Error,
+        });
+        submitted
+    }
+
+    async fn submit_code(
         &self,
         account: AccountId,
         code: &str,

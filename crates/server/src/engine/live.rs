@@ -62,6 +62,22 @@ impl LiveSessions {
     pub fn count(&self) -> usize {
         self.live.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
+
+    /// Issue 11 (metrics): how many live sessions are in each phase, every phase listed.
+    pub fn by_phase(&self) -> [(Phase, usize); 4] {
+        let mut counts = [
+            (Phase::Starting, 0),
+            (Phase::Running, 0),
+            (Phase::AwaitingCode, 0),
+            (Phase::NeedsAttention, 0),
+        ];
+        for (_, phase) in self.live.lock().unwrap_or_else(|p| p.into_inner()).values() {
+            if let Some(c) = counts.iter_mut().find(|(p, _)| p == phase) {
+                c.1 += 1;
+            }
+        }
+        counts
+    }
 }
 
 pub struct LiveGuard {

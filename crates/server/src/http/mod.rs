@@ -26,6 +26,8 @@ pub(crate) mod two_factor;
 pub(crate) mod ui;
 // issue 9: real banks (failure evidence)
 pub(crate) mod evidence;
+// Issue 11: the operator's metrics (the request layer, the `/metrics` listener's router).
+pub(crate) mod metrics;
 
 use std::time::Duration;
 
@@ -156,7 +158,17 @@ pub(crate) fn probes_router(app: AppState) -> Router {
         .route("/health", get(health))
         .route("/ready", get(ready))
         .fallback(not_found);
-    edge_layers(probes).with_state(app)
+    with_request_metrics(edge_layers(probes), &app).with_state(app)
+}
+
+/// Issue 11: every request counted and timed by its matched route, when metrics are on (the
+/// outermost layer, so the time is the whole answer's).
+fn with_request_metrics(routes: Router<AppState>, app: &AppState) -> Router<AppState> {
+    if app.metrics.is_on() {
+        routes.layer(metrics::RequestMetrics(app.metrics.clone()))
+    } else {
+        routes
+    }
 }
 
 /// Marks the 500 of a caught panic so [`edge`] can render it in the surface's shape.
@@ -275,7 +287,7 @@ pub fn router(app: AppState) -> Router {
         ))))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
-    edge_layers(routes)
+    let routes = edge_layers(routes)
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(|req: &Request<_>| {
@@ -291,8 +303,8 @@ pub fn router(app: AppState) -> Router {
                 .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
         )
         .layer(PropagateRequestIdLayer::new(x_request_id.clone()))
-        .layer(SetRequestIdLayer::new(x_request_id, MakeRequestUuid))
-        .with_state(app)
+        .layer(SetRequestIdLayer::new(x_request_id, MakeRequestUuid));
+    with_request_metrics(routes, &app).with_state(app)
 }
 
 #[cfg(test)]

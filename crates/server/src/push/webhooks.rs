@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::domain::account_config::{self, AuthType, SigningChannel};
 use crate::support::crypto::Sealer;
+use crate::support::metrics::{DeliveryOutcome, Metrics};
 use crate::support::outbound;
 use crate::support::time::after;
 
@@ -72,6 +73,8 @@ pub struct Webhooks {
     client: reqwest::Client,
     settings: WebhookSettings,
     wake: Arc<Notify>,
+    /// Issue 11: counts the attempts by outcome.
+    metrics: Metrics,
     /// Every recorded attempt, for tests that wait on one.
     #[cfg(any(test, feature = "test-support"))]
     attempts: tokio::sync::broadcast::Sender<DeliveryRow>,
@@ -104,9 +107,16 @@ impl Webhooks {
             client,
             settings,
             wake,
+            metrics: Metrics::off(),
             #[cfg(any(test, feature = "test-support"))]
             attempts: tokio::sync::broadcast::channel(1024).0,
         })
+    }
+
+    /// Issue 11: records the attempts' outcomes in `metrics`.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Every attempt recorded from now on, as recorded.
@@ -193,6 +203,12 @@ impl Webhooks {
             }
         }
         tracing::info!(delivery = %d.id, status = %d.status, attempts = d.attempts, "webhook attempt");
+        self.metrics.delivery(match d.status.as_str() {
+            "delivered" => DeliveryOutcome::Delivered,
+            "dead" => DeliveryOutcome::Dead,
+            "skipped" => DeliveryOutcome::Skipped,
+            _ => DeliveryOutcome::Retry,
+        });
         if let Err(e) = self.store.finish_delivery_attempt(&d).await {
             tracing::warn!(error = %e, delivery = %d.id, "could not record a webhook attempt");
         }

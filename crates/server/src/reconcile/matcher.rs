@@ -27,6 +27,7 @@ use crate::domain::account_config::{self, Settings};
 use crate::push::events::{EventHub, EventKind};
 use crate::support::clock::Clock;
 use crate::support::crypto::Sealer;
+use crate::support::metrics::{Metrics, WorkOutcome};
 use crate::support::time::{before, ts};
 use crate::support::worker::drain;
 
@@ -48,6 +49,8 @@ pub struct Matcher {
     wake: Arc<Notify>,
     /// The pass's "now" (expiry, the movement horizon): the app's clock, so tests drive expiry.
     clock: Arc<dyn Clock>,
+    /// Issue 11: counts and times the passes.
+    metrics: Metrics,
 }
 
 impl Matcher {
@@ -64,7 +67,14 @@ impl Matcher {
             sealer,
             wake,
             clock,
+            metrics: Metrics::off(),
         }
+    }
+
+    /// Issue 11: records each pass's outcome and duration in `metrics`.
+    pub(crate) fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     pub(crate) async fn run(self: Arc<Self>, cancel: CancellationToken) {
@@ -97,6 +107,19 @@ impl Matcher {
 
     /// Runs one pass for the account and commits it. `true` when a pass committed.
     pub async fn pass(&self, account: AccountId) -> StoreResult<bool> {
+        // Issue 11: the pass's wall time and outcome.
+        let timer = std::time::Instant::now();
+        let passed = self.pass_once(account).await;
+        let outcome = match &passed {
+            Ok(true) => WorkOutcome::Done,
+            Ok(false) => WorkOutcome::Failed,
+            Err(_) => WorkOutcome::Error,
+        };
+        self.metrics.match_pass(outcome, timer.elapsed());
+        passed
+    }
+
+    async fn pass_once(&self, account: AccountId) -> StoreResult<bool> {
         let Some(acc) = self.store.engine_account(account).await? else {
             return Ok(false);
         };

@@ -23,6 +23,7 @@ use crate::domain::account_config;
 use crate::push::events::{EventHub, EventKind, Subscription};
 use crate::support::clock::Clock;
 use crate::support::crypto::Sealer;
+use crate::support::metrics::{Metrics, WorkOutcome};
 use crate::support::time::{after, ts};
 use crate::support::worker::drain;
 
@@ -53,6 +54,8 @@ pub struct Poller {
     matcher: Arc<Notify>,
     /// Due times, registrations and expiry deadlines: the app's clock, so tests drive them.
     clock: Arc<dyn Clock>,
+    /// Issue 11: counts and times the polls.
+    metrics: Metrics,
 }
 
 /// The retry delay after `failures` consecutive failures (pure, jitter given):
@@ -84,7 +87,14 @@ impl Poller {
             wake: Notify::new(),
             matcher,
             clock,
+            metrics: Metrics::off(),
         })
+    }
+
+    /// Issue 11: records each poll's outcome and duration in `metrics`.
+    pub(crate) fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Looks for due polls now.
@@ -155,6 +165,8 @@ impl Poller {
         else {
             return Ok(None);
         };
+        // Issue 11: the poll's wall time (not the app clock tests drive), lease to apply.
+        let timer = std::time::Instant::now();
         let target = Target {
             url: &url,
             method: settings.polling_method,
@@ -230,7 +242,7 @@ impl Poller {
             after(clock.now(), wait)
         };
         let expires_ms = super::matching::EXPIRY_MS;
-        let (row, logged) = self
+        let finished = self
             .store
             .finish_poll(
                 account,
@@ -242,7 +254,14 @@ impl Poller {
                 &next_poll,
                 &build,
             )
-            .await?;
+            .await;
+        let outcome = match &finished {
+            Ok((row, _)) if row.error.is_none() => WorkOutcome::Done,
+            Ok(_) => WorkOutcome::Failed,
+            Err(_) => WorkOutcome::Error,
+        };
+        self.metrics.order_poll(outcome, timer.elapsed());
+        let (row, logged) = finished?;
         let changed = row.counts.registered + row.counts.updated + row.counts.cancelled + row.counts.reopened > 0;
         self.hub.publish(logged);
         if changed {

@@ -14,3 +14,7 @@ pub mod memory;
 pub mod peers;
 // Issue 11 (scale-out): rate-limit windows shared by every instance.
 pub mod ratelimit_pg;
+// Issue 11: the operator's metrics (`/metrics`).
+pub mod metrics;
+// Issue 11 (scale-out): the /v1 per-key budget shared by every instance.
+pub mod ratelimit_slices;

@@ -6,12 +6,14 @@
 //! that serialises the bucket's hits). They are rare (a code, a login), so the round trip costs
 //! nothing that matters.
 //!
-//! Two limits stay in process ([`MemoryRateLimiter`]), so with N instances they allow up to N
-//! times their budget: the per-key `/v1` request rate (GCRA), checked on every `/v1` request,
-//! where a database write each time would bound every instance by the database; and the
-//! failed API-key authentications per address, which must refuse a flood of forged keys
-//! without touching the database (a guessed key is 256 bits: the budget there is about load,
-//! not guessing).
+//! The per-key `/v1` request rate (GCRA), checked on every `/v1` request, is shared too, but
+//! not a write per request: instances take slices of it (`support::ratelimit_slices`, where its
+//! precision is stated).
+//!
+//! One limit stays in process ([`MemoryRateLimiter`]), so with N instances it allows up to N
+//! times its budget: the failed API-key authentications per address, which must refuse a flood
+//! of forged keys without touching the database (a guessed key is 256 bits: the budget there is
+//! about load, not guessing).
 
 use std::time::Duration;
 
@@ -20,15 +22,19 @@ use reconbanker_store::{now, Store};
 use std::sync::Arc;
 
 use super::ratelimit::{Bucket, Decision, LimiterError, MemoryRateLimiter, RateLimiter};
+use super::ratelimit_slices::{SharedRates, Unreachable};
 
 pub struct SharedWindows {
     store: Arc<dyn Store>,
     local: MemoryRateLimiter,
+    /// Issue 11: the `/v1` per-key budget, shared in slices (`support::ratelimit_slices`).
+    rates: SharedRates,
 }
 
 impl SharedWindows {
     pub fn new(store: Arc<dyn Store>) -> Self {
         Self {
+            rates: SharedRates::new(store.clone()),
             store,
             local: MemoryRateLimiter::default(),
         }
@@ -107,11 +113,17 @@ impl RateLimiter for SharedWindows {
     }
 
     async fn hit_rate(&self, bucket: Bucket, per_sec: u32, burst: u32) -> Result<Decision, LimiterError> {
-        self.local.hit_rate(bucket, per_sec, burst).await
+        // Issue 11: one budget per key across instances; this instance's own when the database
+        // is out of reach (limited either way).
+        match self.rates.hit(bucket, per_sec, burst).await {
+            Ok(decision) => Ok(decision),
+            Err(Unreachable) => self.local.hit_rate(bucket, per_sec, burst).await,
+        }
     }
 
     async fn sweep(&self) -> Result<(), LimiterError> {
         self.local.sweep().await?;
+        self.rates.sweep().await.map_err(|e| LimiterError(e.to_string()))?;
         self.store
             .sweep_window_hits(now())
             .await

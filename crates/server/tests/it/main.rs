@@ -46,3 +46,5 @@ mod roles;
 mod ui_settings;
 // issue 10: the reconciliation list's paging and external-id search.
 mod ui_review_list;
+// Issue 11: /metrics (Prometheus).
+mod metrics;

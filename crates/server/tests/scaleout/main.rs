@@ -11,3 +11,5 @@ mod startup;
 mod tickets;
 // The assistance broker across instances, take-over.
 mod handoff;
+// One /v1 budget per key across instances.
+mod v1_budget;

@@ -35,6 +35,9 @@ mod rotation;
 // Issue 11 (scale-out): codes handed between instances, take-over.
 #[allow(clippy::duplicate_mod)]
 mod handoff;
+// Issue 11 (scale-out): the /v1 per-key budget shared by every instance.
+#[allow(clippy::duplicate_mod)]
+mod rate_slices;
 
 use std::collections::HashMap;
 use std::sync::LazyLock;
@@ -2027,5 +2030,51 @@ impl Store for SqlStore {
 
     async fn sweep_window_hits(&self, now: Timestamp) -> StoreResult<u64> {
         handoff::sweep_window_hits(&self.pool, now).await
+    }
+
+    // --- issue 11 (metrics) ---
+    fn pool_usage(&self) -> PoolUsage {
+        PoolUsage {
+            open: self.pool.size(),
+            idle: u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX),
+            max: self.pool.options().get_max_connections(),
+        }
+    }
+
+    async fn instance_gauges(&self, owner: &str, now: Timestamp) -> StoreResult<InstanceGauges> {
+        let row = sqlx::query(
+            "SELECT \
+             (SELECT COUNT(*) FROM deliveries WHERE status = 'pending') AS outbox_pending, \
+             (SELECT COUNT(*) FROM deliveries WHERE status = 'dead') AS outbox_dead, \
+             (SELECT COUNT(*) FROM session_leases WHERE owner = $1 AND expires_at > $2) AS session_leases, \
+             (SELECT COUNT(*) FROM reconcile_state WHERE poll_lease_owner = $1 AND poll_lease_until > $2) AS poll_leases",
+        )
+        .bind(owner)
+        .bind(crate::model::to_ms(now))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(crate::error::map_err)?;
+        Ok(InstanceGauges {
+            outbox_pending: row.try_get("outbox_pending")?,
+            outbox_dead: row.try_get("outbox_dead")?,
+            session_leases: row.try_get("session_leases")?,
+            poll_leases: row.try_get("poll_leases")?,
+        })
+    }
+
+    // --- issue 11 (scale-out): the /v1 per-key budget shared by every instance ---
+    async fn take_rate_slice(
+        &self,
+        bucket: &str,
+        now_ns: i64,
+        interval_ns: i64,
+        tolerance_ns: i64,
+        want: i64,
+    ) -> StoreResult<RateSlice> {
+        rate_slices::take(&self.pool, bucket, now_ns, interval_ns, tolerance_ns, want).await
+    }
+
+    async fn sweep_rate_tats(&self, now_ns: i64) -> StoreResult<u64> {
+        rate_slices::sweep(&self.pool, now_ns).await
     }
 }

@@ -42,6 +42,10 @@ mod evidence;
 mod rotation;
 // Issue 11 (scale-out): codes handed between instances, take-over.
 mod handoff;
+// Issue 11 (metrics).
+mod gauges;
+// Issue 11 (scale-out): the /v1 per-key budget shared by every instance.
+mod rate_slices;
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -83,6 +87,10 @@ use crate::rotation::*;
 // Issue 11 (scale-out): codes handed between instances, take-over.
 #[allow(unused_imports)]
 use crate::handoff::*;
+// Issue 11 (metrics).
+use crate::gauges::*;
+// Issue 11 (scale-out): the /v1 per-key budget shared by every instance.
+use crate::rate_slices::*;
 
 /// Stamps out `sqlite::<check>` and `postgres::<check>` tests for each check, each on a fresh
 /// database.
@@ -226,6 +234,10 @@ contract_tests! {
     check_code_offers,
     check_expired_leases_and_take_over_runs,
     check_rate_windows,
+    // issue 11 (metrics)
+    check_instance_gauges,
+    // issue 11 (scale-out): the /v1 per-key budget shared by every instance
+    check_rate_slices,
 }
 
 /// A timestamp out of range in a row is a `Corrupt` error, not 1970 (written behind the store's
@@ -899,6 +911,10 @@ const CHECK_SOURCES: &[(&str, &str)] = &[
     ("rotation.rs", include_str!("rotation.rs")),
     // Issue 11 (scale-out): codes handed between instances, take-over.
     ("handoff.rs", include_str!("handoff.rs")),
+    // Issue 11 (metrics).
+    ("gauges.rs", include_str!("gauges.rs")),
+    // Issue 11 (scale-out): the /v1 per-key budget shared by every instance.
+    ("rate_slices.rs", include_str!("rate_slices.rs")),
 ];
 
 /// The names of the methods declared in `pub trait Store { … }`.

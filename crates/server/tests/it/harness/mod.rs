@@ -25,6 +25,8 @@ use tokio::sync::oneshot;
 
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// Issue 11: where `/metrics` answers, with `RECONBANKER_METRICS_ADDR`.
+    pub metrics: Option<SocketAddr>,
     pub state: AppState,
     pub client: reqwest::Client,
     _dir: Workdir,
@@ -214,6 +216,7 @@ impl TestApp {
     pub async fn start(config: Config, dir: Workdir, options: AppOptions) -> Self {
         let app = App::build_with(config, options).await.expect("app builds");
         let state = app.state.clone();
+        let metrics = app.metrics_addr();
         // Bound before the server task starts: ready by construction, no sleeps.
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
@@ -231,6 +234,7 @@ impl TestApp {
             .expect("client");
         TestApp {
             addr,
+            metrics,
             state,
             client,
             _dir: dir,
