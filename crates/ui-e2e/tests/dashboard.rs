@@ -625,6 +625,31 @@ async fn an_operator_signs_in_with_two_factor_and_answers_the_banks_prompt_live(
     .await;
     ui.shot("api-key-revoked").await;
 
+    // CSRF: a page on another origin (another port of the same host, so the browser still
+    // sends the SameSite=Strict session cookie) posts a form to the dashboard: refused, and no
+    // key is created.
+    let elsewhere = cross_origin_form(&url("/app/keys")).await;
+    ui.page.goto(elsewhere.as_str()).await.unwrap();
+    ui.wait_for(&format!(
+        "location.href.startsWith({}) && document.readyState === 'complete'",
+        serde_json::to_string(&url("/app/keys")).unwrap()
+    ))
+    .await;
+    let status: u16 = ui
+        .eval("performance.getEntriesByType('navigation')[0].responseStatus")
+        .await;
+    assert_eq!(status, 403, "the cross-origin form post is refused");
+    let refusal: String = ui.eval("document.body.innerText").await;
+    assert!(
+        refusal.contains("CSRF_REFUSED"),
+        "refused as a cross-site request: {refusal}"
+    );
+    ui.page.goto(url("/app/keys")).await.unwrap();
+    ui.wait_for("document.readyState === 'complete' && document.querySelectorAll('li[data-key-id]').length === 1")
+        .await;
+    let names: String = ui.eval("document.querySelector('main').innerText").await;
+    assert!(!names.contains("forged key"), "no key was created by the other origin");
+
     review_step(&mut ui, &mut server).await;
 
     // Budget: the accounts page from a cold cache.
@@ -671,6 +696,29 @@ async fn an_operator_signs_in_with_two_factor_and_answers_the_banks_prompt_live(
     browser.close().await.unwrap();
     let _ = browser.wait().await;
     events.abort();
+}
+
+/// Another origin (a server of its own on another port) whose page posts a form to `target` as
+/// soon as it loads.
+async fn cross_origin_form(target: &str) -> String {
+    let page = format!(
+        "<!doctype html><title>elsewhere</title><form id=f method=post action=\"{target}\">\
+         <input name=name value=\"forged key\"><input name=scopes value=\"otp:write\"></form>\
+         <script>document.getElementById('f').submit()</script>"
+    );
+    let app = axum::Router::new().route(
+        "/",
+        axum::routing::get(move || {
+            let page = page.clone();
+            async move { axum::response::Html(page) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}/", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    base
 }
 
 /// A received webhook: its headers and body.
