@@ -667,14 +667,20 @@ fn park(
     (task, rx)
 }
 
+/// A Chromium of the test's own (not the shared one), for cases that kill it or count its
+/// processes and contexts.
+fn own_browser(name: &str) -> Arc<BrowserRuntime> {
+    let scratch = std::env::temp_dir().join(format!("rbk-browser-{name}-{}", std::process::id()));
+    let mut cfg = RuntimeConfig::from_env(&scratch).expect("config");
+    cfg.chromium = reconbanker_browser::runtime::find_chromium();
+    BrowserRuntime::new(cfg)
+}
+
 /// Its own Chromium: these cases kill it.
 #[test]
 fn a_killed_login_disposes_its_context_and_a_killed_browser_is_relaunched() {
     run(|w| async move {
-        let scratch = std::env::temp_dir().join(format!("rbk-browser-kill-{}", std::process::id()));
-        let mut cfg = RuntimeConfig::from_env(&scratch).expect("config");
-        cfg.chromium = reconbanker_browser::runtime::find_chromium();
-        let browser = BrowserRuntime::new(cfg);
+        let browser = own_browser("kill");
 
         // Killed while parked on the OTP screen (the engine drops the login future).
         let (task, parked) = park(&browser, &w.def, "user_otp+kill");
@@ -721,10 +727,7 @@ fn a_killed_login_disposes_its_context_and_a_killed_browser_is_relaunched() {
 #[test]
 fn a_parked_login_costs_one_renderer_process() {
     run(|w| async move {
-        let scratch = std::env::temp_dir().join(format!("rbk-browser-procs-{}", std::process::id()));
-        let mut cfg = RuntimeConfig::from_env(&scratch).expect("config");
-        cfg.chromium = reconbanker_browser::runtime::find_chromium();
-        let browser = BrowserRuntime::new(cfg);
+        let browser = own_browser("procs");
         let (first, parked) = park(&browser, &w.def, "user_otp+procs0");
         parked.await.expect("parked on the OTP screen");
         let pid = browser.pid().await.expect("a running chromium");
@@ -767,10 +770,7 @@ fn read_http_reads_over_http_with_the_logins_cookies_and_closes_the_context() {
                 ("logged_out = { url = \"/js/login$\" }", ""),
             ],
         );
-        let scratch = std::env::temp_dir().join(format!("rbk-browser-http-{}", std::process::id()));
-        let mut cfg = RuntimeConfig::from_env(&scratch).expect("config");
-        cfg.chromium = reconbanker_browser::runtime::find_chromium();
-        let browser = BrowserRuntime::new(cfg);
+        let browser = own_browser("http");
         let user = "user_otp+http";
         let extra = BTreeMap::new();
         let creds = Creds {
