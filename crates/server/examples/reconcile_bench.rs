@@ -345,6 +345,13 @@ async fn setup(serve: bool) -> (Bench, &'static str) {
         tokio::spawn(app.serve(listener, std::future::pending()));
         None
     } else {
+        // What `serve` runs beside the workers and that a commit no longer does: without it
+        // the log would only grow, and the bench would leave the copying out.
+        tokio::spawn(reconbanker::checkpoint::run(
+            state.store.clone(),
+            reconbanker::checkpoint::CHECKPOINT_INTERVAL,
+            tokio_util::sync::CancellationToken::new(),
+        ));
         let router = reconbanker::http::router(state.clone());
         tokio::spawn(
             async move { axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>()).await },

@@ -34,6 +34,8 @@ use crate::support::clock::Clock;
 pub use crate::app::{AppInner, AppState};
 // Issue 11: `admin rotate-master-key`.
 pub use crate::app::master_key;
+// The benches run the checkpoint loop next to an app they do not `serve`.
+pub use crate::app::checkpoint;
 pub use crate::config::ConfigError;
 pub use crate::connectors::SANDBOX_BANK_CODE;
 /// The connector traits, for embedders and tests that bring their own bank.
@@ -194,6 +196,11 @@ impl App {
     ) -> Result<(), StartError> {
         let state = self.state.clone();
         let background = tokio::spawn(app::upkeep::run(state.clone(), self.cancel.clone()));
+        let checkpoints = tokio::spawn(app::checkpoint::run(
+            state.store.clone(),
+            app::checkpoint::CHECKPOINT_INTERVAL,
+            self.cancel.clone(),
+        ));
         if let Some(listener) = self.sandbox {
             let addr = listener.local_addr()?;
             tracing::info!(%addr, "embedded sandbox bank listening on http://{addr}");
@@ -273,6 +280,7 @@ impl App {
             .await;
         self.cancel.cancel();
         let _ = background.await;
+        let _ = checkpoints.await;
         for worker in workers {
             let _ = worker.await;
         }

@@ -26,6 +26,8 @@ mod handoff;
 mod gauges;
 // Issue 11 (scale-out): the /v1 per-key budget shared by every instance.
 mod rate_slices;
+// Issue 8 (performance): WAL checkpoints off the commit path.
+mod wal;
 
 pub mod postgres;
 pub mod sqlite;
@@ -54,6 +56,7 @@ pub use handoff::*;
 pub use gauges::*;
 // Issue 11 (scale-out): the /v1 per-key budget shared by every instance.
 pub use rate_slices::*;
+pub use wal::*;
 
 /// Everything the application persists. Implemented by [`sqlite::SqliteStore`] and
 /// [`postgres::PgStore`]; the contract test suite calls every method on both.
@@ -648,6 +651,13 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<RateSlice>;
     /// Forgets the budgets whose arrival time is before `now_ns` (they are full); returns how many.
     async fn sweep_rate_tats(&self, now_ns: i64) -> StoreResult<u64>;
+    // --- issue 8 (performance): WAL checkpoints off the commit path ---
+    // (this area's methods go below this line)
+    /// SQLite: copies what the write-ahead log holds into the database without waiting on
+    /// readers or writers (a passive checkpoint). Connections never do it on commit; the server
+    /// calls this from a background loop, so no request or pass pays for it. PostgreSQL
+    /// checkpoints by itself: nothing to do, the default is returned.
+    async fn checkpoint(&self) -> StoreResult<WalCheckpoint>;
 }
 
 /// Opens the store named by a database URL: `sqlite:...` or `postgres://...`/`postgresql://...`.

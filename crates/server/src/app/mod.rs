@@ -4,6 +4,8 @@
 
 pub(crate) mod accounts;
 pub(crate) mod boot;
+// Issue 8 (performance): SQLite's log checkpointed off the commit path.
+pub mod checkpoint;
 // Issue 11 (scale-out).
 pub(crate) mod cluster;
 pub(crate) mod instance_lock;

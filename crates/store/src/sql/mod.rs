@@ -2077,4 +2077,23 @@ impl Store for SqlStore {
     async fn sweep_rate_tats(&self, now_ns: i64) -> StoreResult<u64> {
         rate_slices::sweep(&self.pool, now_ns).await
     }
+
+    // --- issue 8 (performance): WAL checkpoints off the commit path ---
+    async fn checkpoint(&self) -> StoreResult<WalCheckpoint> {
+        if BACKEND != "sqlite" {
+            return Ok(WalCheckpoint::default());
+        }
+        // One row: busy (0/1), frames in the log, frames checkpointed (-1 and -1 when the
+        // database is not in WAL mode).
+        let row = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(map_err)?;
+        let (busy, frames, copied): (i64, i64, i64) = (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+        Ok(WalCheckpoint {
+            busy: busy != 0,
+            frames: frames.max(0),
+            copied: copied.max(0),
+        })
+    }
 }

@@ -44,6 +44,8 @@ mod rotation;
 mod handoff;
 // Issue 11 (metrics).
 mod gauges;
+// Issue 8 (performance): WAL checkpoints off the commit path.
+mod wal;
 // Issue 11 (scale-out): the /v1 per-key budget shared by every instance.
 mod rate_slices;
 
@@ -89,6 +91,7 @@ use crate::rotation::*;
 use crate::handoff::*;
 // Issue 11 (metrics).
 use crate::gauges::*;
+use crate::wal::*;
 // Issue 11 (scale-out): the /v1 per-key budget shared by every instance.
 use crate::rate_slices::*;
 
@@ -238,6 +241,8 @@ contract_tests! {
     check_instance_gauges,
     // issue 11 (scale-out): the /v1 per-key budget shared by every instance
     check_rate_slices,
+    // issue 8 (performance): WAL checkpoints off the commit path
+    check_checkpoint,
 }
 
 /// A timestamp out of range in a row is a `Corrupt` error, not 1970 (written behind the store's
@@ -915,6 +920,8 @@ const CHECK_SOURCES: &[(&str, &str)] = &[
     ("gauges.rs", include_str!("gauges.rs")),
     // Issue 11 (scale-out): the /v1 per-key budget shared by every instance.
     ("rate_slices.rs", include_str!("rate_slices.rs")),
+    // Issue 8 (performance): WAL checkpoints off the commit path.
+    ("wal.rs", include_str!("wal.rs")),
 ];
 
 /// The names of the methods declared in `pub trait Store { … }`.
