@@ -93,7 +93,10 @@ struct RawWatch {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawRemember {
-    cookies: Spanned<Vec<String>>,
+    #[serde(default)]
+    cookies: Option<Spanned<Vec<String>>>,
+    #[serde(default)]
+    local_storage: Option<Spanned<Vec<String>>>,
     #[serde(default)]
     ttl: Option<Spanned<String>>,
 }
@@ -319,21 +322,29 @@ pub struct Watch {
     pub click: Locator,
 }
 
-/// `[session] remember = { cookies = ["device*"], ttl = "90d" }`: after a successful login the
-/// cookies whose names match a pattern (`*` matches any run of characters) are handed to the
-/// engine, which seals them with the master key; the next login sets them before its first
-/// page, so the bank recognises the device and may not ask for a code. None is kept longer
-/// than `ttl` (default 90 days), whatever the bank's own expiry says.
+/// `[session] remember = { cookies = ["device*"], local_storage = ["trusted_*"], ttl = "90d" }`:
+/// after a successful login the cookies and the `localStorage` keys (of the origin the login
+/// ended on) whose names match a pattern (`*` matches any run of characters) are handed to the
+/// engine, which seals them with the master key; the next login sets the cookies before its
+/// first page and the keys before the bank's first script runs on that origin, so the bank
+/// recognises the device and may not ask for a code. None is kept longer than `ttl` (default
+/// 90 days), whatever the bank's own expiry says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Remember {
     pub cookies: Vec<String>,
+    pub local_storage: Vec<String>,
     pub ttl: Duration,
 }
 
 impl Remember {
-    /// Whether `name` matches one of the patterns.
+    /// Whether the cookie `name` matches one of the patterns.
     pub fn keeps(&self, name: &str) -> bool {
         self.cookies.iter().any(|p| glob(p, name))
+    }
+
+    /// Whether the `localStorage` key `key` matches one of the patterns.
+    pub fn keeps_key(&self, key: &str) -> bool {
+        self.local_storage.iter().any(|p| glob(p, key))
     }
 }
 
@@ -927,16 +938,14 @@ fn validate(cx: &Ctx<'_>, raw: RawDef) -> Result<BankDef, DefError> {
     let remember = match raw.session.as_ref().and_then(|s| s.remember.as_ref()) {
         None => None,
         Some(r) => {
-            let list = r.cookies.get_ref();
-            if list.is_empty()
-                || list
-                    .iter()
-                    .any(|c| c.trim().is_empty() || c.chars().all(|ch| ch == '*'))
-            {
+            let cookies = remember_patterns(cx, r.cookies.as_ref(), "session.remember.cookies", true)?;
+            let local_storage =
+                remember_patterns(cx, r.local_storage.as_ref(), "session.remember.local_storage", false)?;
+            if cookies.is_empty() && local_storage.is_empty() {
                 return cx.err(
-                    span_of(&r.cookies),
-                    "session.remember.cookies",
-                    "cookie names or patterns such as \"device*\" (not empty, not only `*`)",
+                    cx.near("remember ="),
+                    "session.remember",
+                    "`cookies`, `local_storage` or both: what identifies the device",
                 );
             }
             let ttl = match &r.ttl {
@@ -944,7 +953,8 @@ fn validate(cx: &Ctx<'_>, raw: RawDef) -> Result<BankDef, DefError> {
                 None => Duration::from_secs(90 * 86_400),
             };
             Some(Remember {
-                cookies: list.clone(),
+                cookies,
+                local_storage,
                 ttl,
             })
         }
@@ -977,6 +987,35 @@ fn validate(cx: &Ctx<'_>, raw: RawDef) -> Result<BankDef, DefError> {
         watch,
         source: String::new(),
     })
+}
+
+/// The names or patterns of `remember.cookies` / `remember.local_storage`: none empty or only
+/// `*` (that would keep everything the bank stores), no control characters, and for cookies
+/// nothing a cookie name cannot hold (`;`, `=`, `,`, white space). A list given empty is an error.
+fn remember_patterns(
+    cx: &Ctx<'_>,
+    list: Option<&Spanned<Vec<String>>>,
+    field: &str,
+    cookie: bool,
+) -> Result<Vec<String>, DefError> {
+    let Some(list) = list else {
+        return Ok(Vec::new());
+    };
+    let bad = |p: &String| {
+        p.trim().is_empty()
+            || p.chars().all(|c| c == '*')
+            || p.chars().any(char::is_control)
+            || (cookie && p.chars().any(|c| c.is_whitespace() || matches!(c, ';' | '=' | ',')))
+    };
+    if list.get_ref().is_empty() || list.get_ref().iter().any(bad) {
+        let what = if cookie { "cookie" } else { "localStorage key" };
+        return cx.err(
+            span_of(list),
+            field,
+            format!("{what} names or patterns such as \"device*\" (not empty, not only `*`, no separators)"),
+        );
+    }
+    Ok(list.get_ref().clone())
 }
 
 fn is_semver(v: &str) -> bool {
@@ -1891,6 +1930,84 @@ mod tests {
         );
         let err = parse("b.toml", &text).expect_err("eval template");
         assert_eq!(err.field, "logout[0].eval");
+    }
+
+    /// `[session] remember`: cookies, localStorage keys or both; bad patterns name the field
+    /// and the line.
+    #[test]
+    fn remember_takes_cookie_and_local_storage_patterns() {
+        let line =
+            "remember = { cookies = [\"sandbox_device\"], local_storage = [\"sandbox_device*\"], ttl = \"90d\" }";
+        assert!(builtin().contains(line));
+        let d = parse("bank.toml", builtin()).expect("valid");
+        let r = d.remember.expect("remember");
+        assert_eq!(r.local_storage, ["sandbox_device*"]);
+        assert!(r.keeps_key("sandbox_device_token") && !r.keeps_key("theme"));
+        assert!(r.keeps("sandbox_device") && !r.keeps("sandbox_device_token"));
+        let only_storage = builtin().replacen(line, "remember = { local_storage = [\"trusted_*\"] }", 1);
+        let r = parse("bank.toml", &only_storage)
+            .expect("valid")
+            .remember
+            .expect("remember");
+        assert!(r.cookies.is_empty());
+        assert_eq!(r.ttl, Duration::from_secs(90 * 86_400));
+        let remember_line = builtin()
+            .lines()
+            .position(|l| l.starts_with("remember ="))
+            .expect("line")
+            + 1;
+        for (with, field, says) in [
+            (
+                "remember = { ttl = \"90d\" }",
+                "session.remember",
+                "`cookies`, `local_storage`",
+            ),
+            (
+                "remember = { local_storage = [] }",
+                "session.remember.local_storage",
+                "localStorage key",
+            ),
+            (
+                "remember = { local_storage = [\"*\"] }",
+                "session.remember.local_storage",
+                "not only `*`",
+            ),
+            (
+                "remember = { local_storage = [\"\"] }",
+                "session.remember.local_storage",
+                "not empty",
+            ),
+            (
+                "remember = { local_storage = [\"a\\u0000\"] }",
+                "session.remember.local_storage",
+                "localStorage",
+            ),
+            (
+                "remember = { cookies = [\"a=b\"] }",
+                "session.remember.cookies",
+                "cookie names",
+            ),
+            (
+                "remember = { cookies = [\"a b\"] }",
+                "session.remember.cookies",
+                "cookie names",
+            ),
+            (
+                "remember = { cookies = [\"**\"] }",
+                "session.remember.cookies",
+                "cookie names",
+            ),
+            (
+                "remember = { cookies = [\"d\"], localstorage = [\"k\"] }",
+                "localstorage",
+                "unknown field",
+            ),
+        ] {
+            let err = parse("bank.toml", &builtin().replacen(line, with, 1)).expect_err(with);
+            assert_eq!(err.field, field, "{with}: {err}");
+            assert!(err.message.contains(says), "{with}: {err}");
+            assert_eq!(err.line, remember_line, "{with}: {err}");
+        }
     }
 
     #[test]

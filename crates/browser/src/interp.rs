@@ -16,7 +16,7 @@ use crate::def::{
 use crate::evidence::Evidence;
 use crate::extract::{self, Movement, RawRow};
 use crate::http_read::{Answer, HttpRead};
-use crate::page::{ContextLease, KeptCookie, PageError};
+use crate::page::{ContextLease, PageError};
 use crate::runtime::{BrowserRuntime, RuntimeError};
 
 const HELPER: &str = include_str!("dom.js");
@@ -664,22 +664,20 @@ pub async fn login(
     evidence_on: bool,
 ) -> Result<Session, Failure> {
     let lease = rt.lease(def).await?;
-    if let (Some(remember), Some(text)) = (&def.remember, creds.remembered) {
-        // Kept state that no longer parses or has expired is simply not used: the bank then
-        // asks for a code as it would on a new device.
-        let now = unix_now();
-        let kept: Vec<KeptCookie> = serde_json::from_str::<Vec<KeptCookie>>(text)
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|c| remember.keeps(&c.name) && c.expires > now)
-            .collect();
-        if let Err(e) = lease.set_cookies(&kept).await {
-            return Err(Failure::Retryable(
-                format!("could not restore the remembered device: {e}"),
-                None,
-            ));
-        }
-    }
+    // Kept state that no longer parses or has expired is simply not used: the bank then asks
+    // for a code as it would on a new device.
+    let restore_script = match (&def.remember, creds.remembered) {
+        (Some(remember), Some(text)) => match crate::device::restore(&lease, def, remember, text).await {
+            Ok(id) => id,
+            Err(e) => {
+                return Err(Failure::Retryable(
+                    format!("could not restore the remembered device: {e}"),
+                    None,
+                ))
+            }
+        },
+        _ => None,
+    };
     let budget = def.timeouts.login;
     {
         let mut run = Run::new(&lease, def, evidence_on);
@@ -699,8 +697,12 @@ pub async fn login(
             BranchTo::Done | BranchTo::Continue => {}
         }
     }
+    if let Some(id) = restore_script {
+        // Logged in: later documents (the reads) get nothing injected.
+        let _ = lease.remove_init_script(&id).await;
+    }
     let remembered = match &def.remember {
-        Some(remember) => kept_cookies(&lease, remember).await,
+        Some(remember) => crate::device::keep(&lease, def, remember).await,
         None => None,
     };
     let conn = match &def.movements.http {
@@ -725,35 +727,6 @@ pub async fn login(
         evidence_on,
         remembered,
     })
-}
-
-fn unix_now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
-}
-
-/// The cookies `remember` keeps, each kept at most its `ttl` (a session cookie too), as the
-/// JSON the next login takes back; `None` when there are none (or they cannot be read: the next
-/// login then asks for a code, nothing worse).
-async fn kept_cookies(lease: &ContextLease, remember: &crate::def::Remember) -> Option<String> {
-    let until = unix_now() + remember.ttl.as_secs_f64();
-    let kept: Vec<KeptCookie> = lease
-        .cookies()
-        .await
-        .ok()?
-        .into_iter()
-        .filter(|c| remember.keeps(&c.name))
-        .map(|mut c| {
-            c.expires = if c.expires > 0.0 { c.expires.min(until) } else { until };
-            c
-        })
-        .collect();
-    if kept.is_empty() {
-        return None;
-    }
-    serde_json::to_string(&kept).ok()
 }
 
 impl Session {

@@ -20,7 +20,10 @@ use chromiumoxide::cdp::browser_protocol::network::{
     CookieParam, ErrorReason, EventLoadingFailed, EventLoadingFinished, EventRequestWillBeSent, EventResponseReceived,
     GetCookiesParams, GetResponseBodyParams, ResourceType, SetCookiesParams, TimeSinceEpoch,
 };
-use chromiumoxide::cdp::browser_protocol::page::{CaptureScreenshotFormat, EventFrameNavigated};
+use chromiumoxide::cdp::browser_protocol::page::{
+    AddScriptToEvaluateOnNewDocumentParams, CaptureScreenshotFormat, EventFrameNavigated,
+    RemoveScriptToEvaluateOnNewDocumentParams, ScriptIdentifier,
+};
 use chromiumoxide::cdp::js_protocol::runtime::EvaluateParams;
 use chromiumoxide::page::ScreenshotParams;
 use chromiumoxide::Page;
@@ -479,6 +482,28 @@ impl ContextLease {
         }
         self.page
             .execute(SetCookiesParams::new(params))
+            .await
+            .map(|_| ())
+            .map_err(|e| cdp_err(&self.live, e))
+    }
+
+    /// Runs `source` in every new document of this page before the page's own scripts
+    /// (`Page.addScriptToEvaluateOnNewDocument`); returns its id for [`Self::remove_init_script`].
+    pub async fn add_init_script(&self, source: String) -> Result<String, PageError> {
+        let res = self
+            .page
+            .execute(AddScriptToEvaluateOnNewDocumentParams::new(source))
+            .await
+            .map_err(|e| cdp_err(&self.live, e))?;
+        Ok(res.result.identifier.inner().clone())
+    }
+
+    /// Stops running a script added by [`Self::add_init_script`] in new documents.
+    pub async fn remove_init_script(&self, id: &str) -> Result<(), PageError> {
+        self.page
+            .execute(RemoveScriptToEvaluateOnNewDocumentParams::new(ScriptIdentifier::new(
+                id,
+            )))
             .await
             .map(|_| ())
             .map_err(|e| cdp_err(&self.live, e))

@@ -213,7 +213,8 @@ fn a_remembered_device_logs_in_without_a_code_until_the_bank_forgets_it() {
             .expect("login");
         assert_eq!(ask.asked.len(), 1);
         let kept = session.remembered().expect("the device cookie is kept").to_owned();
-        let cookies: serde_json::Value = serde_json::from_str(&kept).expect("JSON");
+        let state: serde_json::Value = serde_json::from_str(&kept).expect("JSON");
+        let cookies = &state["cookies"];
         let names: Vec<&str> = cookies
             .as_array()
             .expect("a list")
@@ -221,6 +222,13 @@ fn a_remembered_device_logs_in_without_a_code_until_the_bank_forgets_it() {
             .map(|c| c["name"].as_str().expect("name"))
             .collect();
         assert_eq!(names, ["sandbox_device"], "only the cookies the definition keeps");
+        let keys: Vec<&str> = state["local_storage"]["items"]
+            .as_array()
+            .expect("localStorage items")
+            .iter()
+            .map(|kv| kv[0].as_str().expect("key"))
+            .collect();
+        assert_eq!(keys, ["sandbox_device_token"], "only the keys the definition keeps");
         let expires = cookies[0]["expires"].as_f64().expect("expires");
         let now = chrono::Utc::now().timestamp() as f64;
         assert!(
@@ -267,6 +275,70 @@ fn a_remembered_device_logs_in_without_a_code_until_the_bank_forgets_it() {
             .await
             .expect("login");
         assert_eq!(ask.asked.len(), 1);
+    });
+}
+
+async fn login_with(
+    w: &World,
+    def: &Arc<BankDef>,
+    user: &str,
+    remembered: Option<&str>,
+    ask: &mut Script,
+) -> Result<interp::Session, Failure> {
+    let extra = BTreeMap::new();
+    let creds = Creds {
+        username: user,
+        password: "pass_otp",
+        extra: &extra,
+        remembered,
+    };
+    interp::login(&w.browser, def, &creds, ask, true).await
+}
+
+/// Remember-device through `localStorage` alone: the bank's app keeps its device token there
+/// (and sends it with the login); the definition keeps the key, never the cookie, so only the
+/// key put back before the app's first script can spare the second login its code.
+#[test]
+fn a_remembered_local_storage_key_spares_the_code_and_an_unlisted_one_does_not() {
+    run(|w| async move {
+        let remember =
+            "remember = { cookies = [\"sandbox_device\"], local_storage = [\"sandbox_device*\"], ttl = \"90d\" }";
+        let by_key = sandbox_js_with(w, &[(remember, "remember = { local_storage = [\"sandbox_device*\"] }")]);
+        let other_key = sandbox_js_with(w, &[(remember, "remember = { local_storage = [\"theme*\"] }")]);
+        let user = "user_otp+storage";
+        let mut ask = codes(&["123456"]);
+        let session = login_with(w, &by_key, user, None, &mut ask).await.expect("login");
+        assert_eq!(ask.asked.len(), 1, "a new device is asked for a code");
+        let kept = session.remembered().expect("the key is kept").to_owned();
+        drop(session);
+        let state: serde_json::Value = serde_json::from_str(&kept).expect("JSON");
+        assert_eq!(state["cookies"], serde_json::json!([]), "no cookie is kept: {state:?}");
+        let items = &state["local_storage"]["items"];
+        assert_eq!(items.as_array().map(Vec::len), Some(1), "{items:?}");
+        assert_eq!(items[0][0], "sandbox_device_token");
+        assert!(state["local_storage"]["origin"]
+            .as_str()
+            .is_some_and(|o| w.base.as_str().starts_with(o)));
+
+        // Given back: the app finds its token and the bank trusts the device.
+        let mut none = Script::default();
+        let mut session = login_with(w, &by_key, user, Some(&kept), &mut none)
+            .await
+            .expect("login without a code");
+        assert!(none.asked.is_empty(), "{:?}", none.asked);
+        assert_eq!(
+            session.read_movements().await.expect("read").len(),
+            w.bank.movements_of(user).len()
+        );
+        drop(session);
+
+        // A definition that does not list the key neither keeps it nor puts it back.
+        let mut ask = codes(&["123456"]);
+        let session = login_with(w, &other_key, user, Some(&kept), &mut ask)
+            .await
+            .expect("login");
+        assert_eq!(ask.asked.len(), 1, "the unlisted key is not put back");
+        assert!(session.remembered().is_none(), "nothing listed, nothing kept");
     });
 }
 

@@ -29,15 +29,17 @@
 //!   `interrupt` is true for a user [`SandboxBank::set_js_interruption`] was set for: the
 //!   movements page then first shows `<div id="session-timeout" role="dialog">` ("Are you still
 //!   there?") and loads the movements only once `button#stay` is clicked.
-//! - `POST /js/api/login` `{"username","password","csrf"}` → 200 `{"next":"otp"|"movements"}`
+//! - `POST /js/api/login` `{"username","password","csrf"[,"device"]}` → 200 `{"next":"otp"|"movements"}`
 //!   with a new session cookie; 401 `{"error":"bad_credentials"}`; 403
 //!   `{"error":"account_locked"}`; 400 `{"error":"csrf"|"bad_request"}`; 503
 //!   `{"error":"unavailable"}` (the flaky pattern, counted with the HTML bank's).
 //! - `GET /js/api/otp` → `{"length","type","purpose","attemptsLeft","csrf"}`; 401
 //!   `{"error":"not_logged_in"}` when the session is not waiting for a code.
-//! - `POST /js/api/otp` `{"code","csrf"}` → 200 `{"next":"movements"}` with a new session cookie
-//!   and a remembered-device cookie `sandbox_device` (90 days): a later login of the same
-//!   username that sends it back is logged in without a code (issue 9's remember-device); 422
+//! - `POST /js/api/otp` `{"code","csrf"}` → 200 `{"next":"movements","device":TOKEN}` with a new
+//!   session cookie and a remembered-device cookie `sandbox_device` (90 days) holding the same
+//!   token, which the app also keeps in `localStorage` as `sandbox_device_token` and sends as
+//!   `"device"` in the body of its next `POST /js/api/login`: a later login of the same username
+//!   that sends it back either way is logged in without a code (issue 9's remember-device); 422
 //!   `{"error":"wrong_code","attemptsLeft":N}`; 403 `{"error":"otp_locked"}` (session destroyed);
 //!   401 `{"error":"not_logged_in"}`; 400 `{"error":"csrf"}`. Judged codes are published like the
 //!   HTML bank's.
@@ -134,7 +136,12 @@ async fn login(
     let Ok(Json(body)) = body else {
         return error(StatusCode::BAD_REQUEST, "bad_request");
     };
-    let device = cookie(&headers, DEVICE_COOKIE);
+    // The device token from the app's localStorage (sent in the body), else the cookie.
+    let device = body
+        .device
+        .clone()
+        .filter(|d| !d.is_empty())
+        .or_else(|| cookie(&headers, DEVICE_COOKIE));
     flow::login(&bank, &headers, &body, device.as_deref(), |outcome| match outcome {
         LoginOutcome::Unavailable => (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -184,7 +191,10 @@ async fn otp_post(
                 "{DEVICE_COOKIE}={token}; Path=/js/; Max-Age={}; HttpOnly; SameSite=Lax",
                 crate::DEVICE_TTL.as_secs()
             );
-            with_cookie(device, next(&session, "movements"))
+            // The same token in the body: the app keeps it in localStorage
+            // (`sandbox_device_token`) and sends it with its next login.
+            let body = Json(json!({ "next": "movements", "device": token }));
+            with_cookie(device, with_cookie(set_cookie(&session), body))
         }
         OtpOutcome::Locked => with_cookie(clear_cookie(), error(StatusCode::FORBIDDEN, "otp_locked")),
         OtpOutcome::Wrong(c) => (

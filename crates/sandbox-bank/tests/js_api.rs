@@ -256,3 +256,41 @@ async fn movements_come_in_pages_when_the_user_has_a_page_size() {
     let (_, v) = page("").await;
     assert_eq!(ids(&v), all);
 }
+
+/// Remember-device without the cookie: the token the accepted code hands the app (which keeps
+/// it in `localStorage`) logs the same user in without a code when sent in the login's body.
+#[tokio::test]
+async fn the_device_token_in_the_login_body_spares_the_code() {
+    let (_bank, base) = start().await;
+    let c = client();
+    let token = csrf(&c, &base).await;
+    let login = |csrf: String, device: Value| json!({"username": "user_otp", "password": "pass_otp", "csrf": csrf, "device": device});
+    let (s, b) = post(&c, format!("{base}/js/api/login"), login(token, Value::Null)).await;
+    assert_eq!((s, b), (StatusCode::OK, json!({"next": "otp"})));
+    let otp: Value = c
+        .get(format!("{base}/js/api/otp"))
+        .send()
+        .await
+        .expect("otp")
+        .json()
+        .await
+        .expect("json");
+    let token = otp["csrf"].as_str().expect("csrf").to_owned();
+    let (s, b) = post(
+        &c,
+        format!("{base}/js/api/otp"),
+        json!({"code": "123456", "csrf": token}),
+    )
+    .await;
+    assert_eq!((s, &b["next"]), (StatusCode::OK, &json!("movements")));
+    let device = b["device"].as_str().expect("a device token").to_owned();
+    assert_eq!(device.len(), 32);
+
+    // A fresh browser (no cookies) that sends the token: no code. A wrong one: a code.
+    for (sent, next) in [(json!(device), "movements"), (json!("0".repeat(32)), "otp")] {
+        let fresh = client();
+        let token = csrf(&fresh, &base).await;
+        let (s, b) = post(&fresh, format!("{base}/js/api/login"), login(token, sent)).await;
+        assert_eq!((s, b), (StatusCode::OK, json!({"next": next})));
+    }
+}

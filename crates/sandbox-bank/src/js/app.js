@@ -42,6 +42,9 @@
     });
   }
 
+  // "Remember this device": the bank's token, kept in localStorage after an accepted code.
+  var DEVICE_KEY = "sandbox_device_token";
+
   var MESSAGES = {
     bad_credentials: "Wrong username or password.",
     account_locked: "This account is locked. Please contact your branch.",
@@ -67,7 +70,10 @@
       ev.preventDefault();
       var old = app.querySelector(".error");
       if (old) old.remove();
-      api("POST", "/js/api/login", { username: user.value, password: pass.value, csrf: csrf })
+      // A remembered device: the token kept in localStorage when a code was last accepted.
+      var device = null;
+      try { device = window.localStorage.getItem(DEVICE_KEY); } catch (e) { device = null; }
+      api("POST", "/js/api/login", { username: user.value, password: pass.value, csrf: csrf, device: device })
         .then(function (r) {
           if (r.status === 200 && r.body.next === "otp") {
             history.pushState({}, "", "/js/otp");
@@ -115,6 +121,9 @@
       if (old) old.remove();
       api("POST", "/js/api/otp", { code: input.value, csrf: challenge.csrf, typedAt: typedAt }).then(function (r) {
         if (r.status === 200) {
+          if (r.body.device) {
+            try { window.localStorage.setItem(DEVICE_KEY, r.body.device); } catch (e) { /* private mode */ }
+          }
           location.assign("/js/movements");
         } else if (r.body.error === "wrong_code") {
           challenge.attemptsLeft = r.body.attemptsLeft;
