@@ -152,6 +152,12 @@ struct RawCond {
     response: Option<String>,
     #[serde(default)]
     any: Option<Vec<RawCond>>,
+    /// A variable set by an earlier `eval … as` step: holds when it is truthy, or (with
+    /// `equals`) when it equals that value.
+    #[serde(default)]
+    var: Option<Spanned<String>>,
+    #[serde(default)]
+    equals: Option<toml::Value>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -177,6 +183,9 @@ struct RawStep {
     timeout: Option<Spanned<String>>,
     #[serde(default)]
     eval: Option<String>,
+    /// `eval` only: the variable its JSON result is stored in.
+    #[serde(default, rename = "as")]
+    into: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -425,6 +434,11 @@ pub enum Cond {
     /// A response whose URL contains this since the step began.
     Response(String),
     Any(Vec<Cond>),
+    /// A variable of an earlier `eval … as` step: truthy (`equals` none), or equal to `equals`.
+    Var {
+        name: String,
+        equals: Option<serde_json::Value>,
+    },
 }
 
 /// What an outcome rule decides.
@@ -481,8 +495,14 @@ pub enum Action {
     },
     WaitFor(Cond),
     Branch(Vec<(Cond, BranchTo)>),
-    /// Page-side JavaScript (the escape hatch); its JSON result is logged at debug level only.
-    Eval(String),
+    /// Page-side JavaScript (the escape hatch, CONNECTORS §8): an expression evaluated in the
+    /// page (a promise is awaited); with `into` (`as = "name"`) its JSON result is kept as the
+    /// variable `name` for later conditions (`{ var = "name" }`) and URL templates
+    /// (`{{ vars.name }}` in `goto` and `[movements] url`). Never logged.
+    Eval {
+        js: String,
+        into: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -893,10 +913,20 @@ fn validate(cx: &Ctx<'_>, raw: RawDef) -> Result<BankDef, DefError> {
             }
         }
     }
+    // Every variable an `eval … as` step sets, anywhere: what a condition may name.
+    let declared: std::collections::BTreeSet<String> = raw
+        .login
+        .iter()
+        .chain(&raw.movements.steps)
+        .chain(&raw.logout)
+        .filter_map(|s| s.into.as_ref().map(|n| n.get_ref().clone()))
+        .collect();
     let v = Validator {
         cx,
         hosts: &allowed_hosts,
         base: &base_url,
+        declared,
+        earlier: Default::default(),
     };
     let mut outcomes = Vec::new();
     for (i, o) in raw.outcome.iter().enumerate() {
@@ -1051,6 +1081,76 @@ struct Validator<'a> {
     cx: &'a Ctx<'a>,
     hosts: &'a [String],
     base: &'a url::Url,
+    /// Variables set by some `eval … as` step of the definition.
+    declared: std::collections::BTreeSet<String>,
+    /// Variables set by the steps validated so far (the ones a URL template may use).
+    earlier: std::cell::RefCell<std::collections::BTreeSet<String>>,
+}
+
+/// The most a variable's JSON may weigh (an `eval` result above it is `Broken`).
+pub const VAR_MAX_BYTES: usize = 64 * 1024;
+
+/// A variable name: `[a-z_][a-z0-9_]*`, at most 64 characters.
+fn var_name_ok(n: &str) -> bool {
+    n.len() <= 64
+        && n.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && n.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+/// The variables `{{ vars.NAME }}` of a URL template, in order; `Err` names what is not one.
+pub fn template_vars(text: &str) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("{{") {
+        let after = &rest[i + 2..];
+        let Some(j) = after.find("}}") else {
+            return Err("a `{{` without its `}}`".into());
+        };
+        let inner = after[..j].trim();
+        match inner.strip_prefix("vars.") {
+            Some(n) if var_name_ok(n) => out.push(n.to_owned()),
+            _ => return Err(format!("{{{{ {inner} }}}}: URL templates are {{{{ vars.NAME }}}} only")),
+        }
+        rest = &after[j + 2..];
+    }
+    if rest.contains("}}") {
+        return Err("a `}}` without its `{{`".into());
+    }
+    Ok(out)
+}
+
+/// `template` with every `{{ vars.NAME }}` replaced by the variable's value, percent-encoded
+/// (every byte but `A-Za-z0-9-._~`, so a value cannot change the URL's host or structure). A
+/// string is used as is, a number or boolean as its JSON text; a variable that is not set, is
+/// null, or is an object or a list is an error naming it.
+pub fn expand(template: &str, vars: &BTreeMap<String, serde_json::Value>) -> Result<String, String> {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(i) = rest.find("{{") {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 2..];
+        let Some(j) = after.find("}}") else {
+            return Err("a `{{` without its `}}`".into());
+        };
+        let name = after[..j].trim().trim_start_matches("vars.");
+        let text = match vars.get(name) {
+            Some(serde_json::Value::String(s)) => s.clone(),
+            Some(v @ (serde_json::Value::Number(_) | serde_json::Value::Bool(_))) => v.to_string(),
+            Some(serde_json::Value::Null) | None => return Err(format!("the variable {name:?} is not set")),
+            Some(_) => return Err(format!("the variable {name:?} is not a string, number or boolean")),
+        };
+        for b in text.bytes() {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+                out.push(char::from(b));
+            } else {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        }
+        rest = &after[j + 2..];
+    }
+    out.push_str(rest);
+    Ok(out)
 }
 
 impl Validator<'_> {
@@ -1140,27 +1240,77 @@ impl Validator<'_> {
             }
             found.push(Cond::Any(out));
         }
+        match (&c.var, &c.equals) {
+            (Some(n), equals) => {
+                if !self.declared.contains(n.get_ref()) {
+                    return self.cx.err(
+                        span_of(n),
+                        &format!("{field}.var"),
+                        format!("no `eval` step sets {:?} (`as = \"{}\"`)", n.get_ref(), n.get_ref()),
+                    );
+                }
+                let equals = match equals {
+                    None => None,
+                    Some(v) => match serde_json::to_value(v) {
+                        Ok(j) => Some(j),
+                        Err(_) => return self.cx.err(span_of(n), &format!("{field}.equals"), "a JSON value"),
+                    },
+                };
+                found.push(Cond::Var {
+                    name: n.get_ref().clone(),
+                    equals,
+                });
+            }
+            (None, Some(_)) => {
+                return self
+                    .cx
+                    .err(None, &format!("{field}.equals"), "`equals` belongs to `var`")
+            }
+            (None, None) => {}
+        }
         match found.len() {
             1 => Ok(found.remove(0)),
             _ => self.cx.err(
                 None,
                 field,
-                "a condition has exactly one of visible, hidden, url, status, response, any",
+                "a condition has exactly one of visible, hidden, url, status, response, any, var",
             ),
         }
     }
 
     fn goto(&self, g: &Spanned<String>, field: &str) -> Result<String, DefError> {
-        if g.get_ref().contains("{{") {
-            return self
-                .cx
-                .err(span_of(g), field, "templates are allowed only in `with` of a fill step");
-        }
-        match self.base.join(g.get_ref()) {
+        // `{{ vars.NAME }}` of an earlier `eval … as` step; its host is judged with the
+        // variables standing in as `x` (a value is percent-encoded: it cannot change the host).
+        let probe = self.url_template(g, field)?;
+        match self.base.join(&probe) {
             Ok(u) if host_allowed(self.hosts, u.host_str().unwrap_or_default()) => Ok(g.get_ref().clone()),
             Ok(_) => self.cx.err(span_of(g), field, "the URL's host is not in allowed_hosts"),
             Err(_) => self.cx.err(span_of(g), field, "not a URL or a path"),
         }
+    }
+
+    /// Checks the `{{ vars.NAME }}` templates of a URL (each set by an earlier step) and
+    /// returns the URL with each standing in as `x`.
+    fn url_template(&self, g: &Spanned<String>, field: &str) -> Result<String, DefError> {
+        let names = match template_vars(g.get_ref()) {
+            Ok(n) => n,
+            Err(e) => {
+                return self.cx.err(
+                    span_of(g),
+                    field,
+                    format!("{e} (credentials are only ever in `with` of a fill step)"),
+                )
+            }
+        };
+        if let Some(n) = names.iter().find(|n| !self.earlier.borrow().contains(*n)) {
+            return self.cx.err(
+                span_of(g),
+                field,
+                format!("no earlier `eval` step sets {n:?} (`as = \"{n}\"`)"),
+            );
+        }
+        let vars = names.into_iter().map(|n| (n, serde_json::Value::from("x"))).collect();
+        expand(g.get_ref(), &vars).or_else(|e| self.cx.err(span_of(g), field, e))
     }
 
     fn steps(&self, raw: &[RawStep], name: &str, may_branch: bool) -> Result<Vec<Step>, DefError> {
@@ -1236,7 +1386,22 @@ impl Validator<'_> {
                         "templates are allowed only in `with` of a fill step (credentials are never part of a script)",
                     );
                 }
-                actions.push(Action::Eval(e.clone()));
+                let into = match &s.into {
+                    None => None,
+                    Some(n) if var_name_ok(n.get_ref()) => Some(n.get_ref().clone()),
+                    Some(n) => {
+                        return self.cx.err(
+                            span_of(n),
+                            &format!("{field}.as"),
+                            "a variable name: [a-z_][a-z0-9_]*, at most 64 characters",
+                        )
+                    }
+                };
+                actions.push(Action::Eval { js: e.clone(), into });
+            } else if let Some(n) = &s.into {
+                return self
+                    .cx
+                    .err(span_of(n), &format!("{field}.as"), "`as` belongs to an eval step");
             }
             if s.with.is_some() && s.fill.is_none() {
                 return self
@@ -1254,6 +1419,9 @@ impl Validator<'_> {
                 Some(t) => Some(dur(self.cx, t, &format!("{field}.timeout"))?),
                 None => None,
             };
+            if let Action::Eval { into: Some(n), .. } = &actions[0] {
+                self.earlier.borrow_mut().insert(n.clone());
+            }
             out.push(Step {
                 action: actions.remove(0),
                 timeout,
@@ -1547,7 +1715,8 @@ impl Validator<'_> {
                         .cx
                         .err(at, "movements.url", "the JSON endpoint to read (\"/path\" or a URL)");
                 };
-                let text = url.get_ref();
+                let probe = self.url_template(url, "movements.url")?;
+                let text = &probe;
                 let ok = if text.starts_with('/') {
                     true
                 } else {
@@ -1563,7 +1732,7 @@ impl Validator<'_> {
                         "a path (\"/api/movements\") or an http(s) URL on one of `allowed_hosts`",
                     );
                 }
-                Ok(Some(text.clone()))
+                Ok(Some(url.get_ref().clone()))
             }
             Some(_) => {
                 let at = m.read.as_ref().map(span_of).unwrap_or(None);
@@ -2007,6 +2176,137 @@ mod tests {
             assert_eq!(err.field, field, "{with}: {err}");
             assert!(err.message.contains(says), "{with}: {err}");
             assert_eq!(err.line, remember_line, "{with}: {err}");
+        }
+    }
+
+    /// `eval … as` variables: names, where they may be used, and what is refused.
+    #[test]
+    fn eval_variables_are_declared_before_use_and_urls_take_only_them() {
+        let branch = "[[login]]\nbranch = [";
+        assert!(builtin().contains(branch));
+        let with_eval = |eval: &str| builtin().replacen(branch, &format!("[[login]]\n{eval}\n\n{branch}"), 1);
+        // Valid: a variable set in the login, used by a condition and by the movements URL.
+        let ok = with_eval("eval = \"document.title\"\nas = \"title\"")
+            .replacen(
+                "goto = \"/js/movements\"",
+                "goto = \"/js/movements?t={{ vars.title }}\"",
+                1,
+            )
+            .replacen(
+                "{ when = { visible = \"form#otp-form\" }, then = \"otp\" }",
+                "{ when = { var = \"title\", equals = \"x\" }, then = \"otp\" }",
+                1,
+            );
+        let d = parse("bank.toml", &ok).expect("valid");
+        assert!(matches!(&d.login[4].action, Action::Eval { into: Some(n), .. } if n == "title"));
+        let Action::Branch(arms) = &d.login[5].action else {
+            panic!("branch")
+        };
+        assert_eq!(
+            arms[1].0,
+            Cond::Var {
+                name: "title".into(),
+                equals: Some(serde_json::json!("x"))
+            }
+        );
+        assert_eq!(d.movements.goto.as_deref(), Some("/js/movements?t={{ vars.title }}"));
+        let line_of = |text: &str, needle: &str| text.lines().position(|l| l.contains(needle)).expect("needle") + 1;
+        let cases: Vec<(String, &str, &str, &str)> = vec![
+            (
+                with_eval("eval = \"1\"\nas = \"Bad-Name\""),
+                "as = \"Bad-Name\"",
+                "login[4].as",
+                "variable name",
+            ),
+            (
+                with_eval("goto = \"/x\"\nas = \"v\""),
+                "as = \"v\"",
+                "login[4].as",
+                "belongs to an eval",
+            ),
+            (
+                builtin().replacen("{ visible = \"form#otp-form\" }", "{ var = \"nope\" }", 1),
+                "var = \"nope\"",
+                "login[4].branch[1].when.var",
+                "no `eval` step sets",
+            ),
+            (
+                builtin()
+                    .replacen("goto = \"/js/login\"", "goto = \"/js/{{ vars.later }}\"", 1)
+                    .replacen(
+                        branch,
+                        &format!("[[login]]\neval = \"1\"\nas = \"later\"\n\n{branch}"),
+                        1,
+                    ),
+                "goto = \"/js/{{ vars.later }}\"",
+                "login[0].goto",
+                "no earlier `eval` step sets",
+            ),
+            (
+                builtin().replacen("goto = \"/js/login\"", "goto = \"/js/login?u={{ password }}\"", 1),
+                "{{ password }}",
+                "login[0].goto",
+                "{{ vars.NAME }} only",
+            ),
+            (
+                with_eval("eval = \"'h'\"\nas = \"h\"").replacen(
+                    "goto = \"/js/movements\"",
+                    "goto = \"https://{{ vars.h }}.example/\"",
+                    1,
+                ),
+                "{{ vars.h }}.example",
+                "movements.goto",
+                "allowed_hosts",
+            ),
+        ];
+        for (text, at, field, says) in cases {
+            let err = parse("bank.toml", &text).expect_err(field);
+            assert_eq!(err.field, field, "{err}");
+            assert!(err.message.contains(says), "{err}");
+            assert_eq!(err.line, line_of(&text, at), "{err}");
+        }
+        let err = parse(
+            "bank.toml",
+            &builtin().replacen("{ visible = \"form#otp-form\" }", "{ equals = 1 }", 1),
+        )
+        .expect_err("equals alone");
+        assert_eq!(err.field, "login[4].branch[1].when.equals", "{err}");
+    }
+
+    #[test]
+    fn templates_expand_percent_encoded_and_refuse_what_is_not_a_scalar() {
+        let vars: BTreeMap<String, serde_json::Value> = [
+            ("s".to_owned(), serde_json::json!("a b/c?d=e&f+g")),
+            ("n".to_owned(), serde_json::json!(2)),
+            ("t".to_owned(), serde_json::json!(true)),
+            ("o".to_owned(), serde_json::json!({"a": 1})),
+            ("z".to_owned(), serde_json::Value::Null),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(
+            expand("/p/{{ vars.s }}?n={{vars.n}}&t={{ vars.t }}", &vars).expect("expands"),
+            "/p/a%20b%2Fc%3Fd%3De%26f%2Bg?n=2&t=true"
+        );
+        for (t, says) in [
+            ("/{{ vars.o }}", "not a string"),
+            ("/{{ vars.z }}", "not set"),
+            ("/{{ vars.missing }}", "not set"),
+        ] {
+            assert!(expand(t, &vars).expect_err(t).contains(says), "{t}");
+        }
+        assert_eq!(
+            template_vars("/a/{{ vars.x }}/{{ vars.y_2 }}").expect("ok"),
+            ["x", "y_2"]
+        );
+        for bad in [
+            "/{{ username }}",
+            "/{{ vars.X }}",
+            "/{{ vars.x",
+            "/x }}",
+            "/{{ extra.k }}",
+        ] {
+            assert!(template_vars(bad).is_err(), "{bad}");
         }
     }
 

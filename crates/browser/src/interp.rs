@@ -93,6 +93,8 @@ pub struct Session {
     def: Arc<BankDef>,
     evidence_on: bool,
     remembered: Option<String>,
+    /// The variables the login's `eval … as` steps set (each read starts from these).
+    vars: BTreeMap<String, Value>,
 }
 
 /// What a wait found.
@@ -110,6 +112,8 @@ struct Run<'a> {
     /// A code is in the page: no evidence now.
     code_typed: bool,
     evidence_on: bool,
+    /// Variables of `eval … as` steps (secret-ish page data: never logged).
+    vars: BTreeMap<String, Value>,
 }
 
 fn call(args: Value) -> String {
@@ -137,6 +141,7 @@ impl<'a> Run<'a> {
             trail: Vec::new(),
             code_typed: false,
             evidence_on,
+            vars: BTreeMap::new(),
         }
     }
 
@@ -184,6 +189,11 @@ impl<'a> Run<'a> {
                 .seen_since(since)
                 .iter()
                 .any(|s| s.url.contains(frag.as_str())),
+            Cond::Var { name, equals } => match (self.vars.get(name), equals) {
+                (Some(v), Some(want)) => v == want,
+                (Some(v), None) => truthy(v),
+                (None, _) => false,
+            },
             Cond::Any(list) => {
                 // Every member consumes its primitives, matched or not.
                 let mut any = false;
@@ -349,12 +359,17 @@ impl<'a> Run<'a> {
         }))
     }
 
-    fn url(&self, path: &str) -> Result<String, Failure> {
+    /// A `goto` URL: its `{{ vars.NAME }}` filled in, joined to the base URL.
+    async fn url(&mut self, step: &str, path: &str) -> Result<String, Failure> {
+        let path = match crate::def::expand(path, &self.vars) {
+            Ok(p) => p,
+            Err(e) => return Err(self.broken(step, e).await),
+        };
         self.def
             .base_url
-            .join(path)
+            .join(&path)
             .map(|u| u.to_string())
-            .map_err(|_| Failure::Retryable(format!("bad URL {path:?}"), None))
+            .map_err(|_| Failure::Retryable(format!("{step}: not a URL"), None))
     }
 
     /// Waits until `loc` is visible and runs `op` on it; outcome rules may end the wait.
@@ -457,7 +472,7 @@ impl<'a> Run<'a> {
             let since = self.lease.net_seq();
             match &step.action {
                 Action::Goto(path) => {
-                    let url = self.url(path)?;
+                    let url = self.url(label, path).await?;
                     match self.lease.goto(&url, self.def.timeouts.navigation).await {
                         Ok(()) => {}
                         Err(PageError::Timeout) => {
@@ -500,22 +515,31 @@ impl<'a> Run<'a> {
                         Hit::Timeout => return Err(self.timed_out(label, timeout).await),
                     }
                 }
-                Action::Eval(js) => {
+                Action::Eval { js, into } => {
                     let deadline = Instant::now() + timeout;
-                    loop {
+                    let value = loop {
                         match self.lease.eval(js.clone()).await {
-                            Ok(v) => {
-                                tracing::debug!(step = label, result = %v, "eval");
-                                break;
-                            }
+                            Ok(v) => break v,
                             Err(PageError::Navigating) if Instant::now() < deadline => {
                                 self.lease.net_changed(Duration::from_millis(50)).await
                             }
                             Err(PageError::Script(e)) => {
-                                return Err(self.broken(label, format!("eval threw: {e}")).await)
+                                let why = script_error(&e, creds);
+                                return Err(self.broken(label, format!("the eval script threw: {why}")).await);
                             }
                             Err(e) => return Err(self.page_failure(e)),
                         }
+                    };
+                    if let Some(name) = into {
+                        let size = serde_json::to_string(&value).map_or(usize::MAX, |t| t.len());
+                        if size > crate::def::VAR_MAX_BYTES {
+                            let detail = format!(
+                                "the eval result is larger than {} KiB ({size} bytes)",
+                                crate::def::VAR_MAX_BYTES / 1024
+                            );
+                            return Err(self.broken(label, detail).await);
+                        }
+                        self.vars.insert(name.clone(), value);
                     }
                 }
             }
@@ -647,6 +671,37 @@ impl<'a> Run<'a> {
     }
 }
 
+/// JavaScript's truthiness of a JSON value (`{ var = "name" }` without `equals`).
+fn truthy(v: &Value) -> bool {
+    match v {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
+        Value::String(s) => !s.is_empty(),
+        Value::Array(_) | Value::Object(_) => true,
+    }
+}
+
+/// What a throwing `eval` script said, for a `Broken` message: its first line, at most 200
+/// characters, with every credential of the login blanked out (a script can read the page's
+/// inputs; its message must not carry them into an error).
+fn script_error(text: &str, creds: Option<&Creds<'_>>) -> String {
+    let mut line: String = text.lines().next().unwrap_or_default().chars().take(200).collect();
+    if let Some(c) = creds {
+        let secrets = [c.username, c.password]
+            .into_iter()
+            .chain(c.extra.values().map(String::as_str));
+        for secret in secrets.filter(|s| !s.is_empty()) {
+            line = line.replace(secret, "[redacted]");
+        }
+    }
+    if line.is_empty() {
+        "an exception without a message".into()
+    } else {
+        line
+    }
+}
+
 fn human(d: Duration) -> String {
     if d.subsec_millis() == 0 {
         format!("{} s", d.as_secs())
@@ -679,7 +734,7 @@ pub async fn login(
         _ => None,
     };
     let budget = def.timeouts.login;
-    {
+    let vars = {
         let mut run = Run::new(&lease, def, evidence_on);
         // The whole login is bounded, OTP waits excluded: the bound applies to the steps.
         let to = tokio::time::timeout(budget, run.steps(&def.login, Some(creds))).await;
@@ -696,7 +751,8 @@ pub async fn login(
             BranchTo::Otp => run.otp(ask).await?,
             BranchTo::Done | BranchTo::Continue => {}
         }
-    }
+        run.vars
+    };
     if let Some(id) = restore_script {
         // Logged in: later documents (the reads) get nothing injected.
         let _ = lease.remove_init_script(&id).await;
@@ -712,7 +768,13 @@ pub async fn login(
                 .cookies()
                 .await
                 .map_err(|e| Failure::Retryable(format!("could not read the login's cookies: {e}"), None))?;
-            let reader = HttpRead::new(def, endpoint, &cookies).map_err(|e| Failure::Broken {
+            let broken = |detail: String| Failure::Broken {
+                step: "movements.url".into(),
+                detail,
+                evidence: None,
+            };
+            let endpoint = crate::def::expand(endpoint, &vars).map_err(broken)?;
+            let reader = HttpRead::new(def, &endpoint, &cookies).map_err(|e| Failure::Broken {
                 step: "movements.url".into(),
                 detail: e,
                 evidence: None,
@@ -726,6 +788,7 @@ pub async fn login(
         def: Arc::clone(def),
         evidence_on,
         remembered,
+        vars,
     })
 }
 
@@ -740,13 +803,14 @@ impl Session {
             Conn::Http(reader) => return read_http(reader, &def).await,
         };
         let mut run = Run::new(lease, &def, self.evidence_on);
+        run.vars = self.vars.clone();
         run.trail.push("movements".into());
         let mut since = lease.net_seq();
         if let Source::Json { response, .. } = &m.source {
             lease.arm_capture(response);
         }
         if let Some(goto) = &m.goto {
-            let url = run.url(goto)?;
+            let url = run.url("movements.goto", goto).await?;
             match lease.goto(&url, def.timeouts.navigation).await {
                 Ok(()) => {}
                 Err(PageError::Timeout) => {
@@ -824,6 +888,7 @@ impl Session {
             return Ok(());
         };
         let mut run = Run::new(lease, &def, false);
+        run.vars = self.vars.clone();
         run.steps(&def.logout, None).await.map(|_| ())
     }
 

@@ -880,3 +880,77 @@ fn read_http_reads_over_http_with_the_logins_cookies_and_closes_the_context() {
         browser.shutdown().await;
     });
 }
+
+/// `eval … as` (CONNECTORS §7–§8): a value read by page-side JavaScript becomes a variable that
+/// a branch tests and a URL template uses — here the page number of the bank's "older" button,
+/// read from the page and sent as `?page=` of a `read = "http"` request.
+#[test]
+fn an_eval_result_is_a_variable_for_branches_and_url_templates() {
+    run(|w| async move {
+        let user = "user_good+vars";
+        w.bank.set_js_page_size(user, Some(2));
+        let d = sandbox_js_with(
+            w,
+            &[
+                (
+                    "{ when = { visible = \"body[data-page=movements]\" }, then = \"done\" }",
+                    "{ when = { visible = \"body[data-page=movements]\" }, then = \"continue\" }",
+                ),
+                (
+                    "\n[otp]\n",
+                    "\n[[login]]\nwait_for = { visible = \"button#next-page\" }\n\n\
+                     [[login]]\neval = \"document.querySelector('button#next-page').getAttribute('data-page')\"\n\
+                     as = \"older\"\n\n\
+                     [[login]]\nbranch = [{ when = { var = \"older\", equals = \"2\" }, then = \"done\" }]\n\n[otp]\n",
+                ),
+                (
+                    "goto = \"/js/movements\"",
+                    "read = \"http\"\nurl = \"/js/api/movements?page={{ vars.older }}\"",
+                ),
+                ("next = \"button#next-page\"", ""),
+                ("max_pages = 20", ""),
+                ("logged_out = { url = \"/js/login$\" }", ""),
+            ],
+        );
+        let mut session = login(w, &d, user, "pass_good", &mut Script::default())
+            .await
+            .expect("login through the variable's branch");
+        let got = session.read_movements().await.expect("read page 2 over HTTP");
+        let want = w.bank.movements_of(user);
+        assert!(want.len() >= 4, "{}", want.len());
+        let ids: Vec<&str> = got.iter().map(|m| m.external_id.as_str()).collect();
+        let second: Vec<&str> = want[2..4].iter().map(|m| m.id.as_str()).collect();
+        assert_eq!(ids, second, "the page the variable named");
+        w.bank.set_js_page_size(user, None);
+    });
+}
+
+/// A throwing `eval` is `Broken` at its step with the script's message — without a credential
+/// even when the script put one in it — and a result over the size bound is `Broken` too.
+#[test]
+fn a_throwing_or_oversized_eval_is_broken_without_secrets() {
+    run(|w| async move {
+        let click = "[[login]]\nclick = \"#login-form button[type=submit]\"";
+        for (script, says) in [
+            (
+                "throw new Error('boom ' + document.querySelector('#login-form input[name=password]').value)",
+                "the eval script threw: Error: boom [redacted]",
+            ),
+            ("'x'.repeat(70000)", "larger than 64 KiB"),
+        ] {
+            let eval = format!("[[login]]\neval = \"{script}\"\nas = \"v\"\n\n{click}");
+            let d = sandbox_js_with(w, &[(click, eval.as_str())]);
+            match login(w, &d, "user_good+eval", "pass_good", &mut Script::default()).await {
+                Err(Failure::Broken { step, detail, evidence }) => {
+                    assert_eq!(step, "login[3]");
+                    assert!(detail.contains(says), "{detail}");
+                    assert!(!detail.contains("pass_good"), "{detail}");
+                    let ev = evidence.expect("evidence");
+                    assert!(!ev.dom.contains("pass_good"), "the DOM snapshot is blanked");
+                }
+                Err(other) => panic!("expected Broken, got {other:?}"),
+                Ok(_) => panic!("the login succeeded"),
+            }
+        }
+    });
+}
