@@ -81,6 +81,10 @@ struct RawSession {
     remember: Option<RawRemember>,
     #[serde(default)]
     watch: Vec<RawWatch>,
+    /// `"reads"` (the default: the engine's reads keep the session warm) or a duration: the
+    /// watch rules also run on that timer while the session is parked between reads.
+    #[serde(default)]
+    keep_alive: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -247,6 +251,10 @@ struct RawMovements {
     read: Option<Spanned<String>>,
     #[serde(default)]
     url: Option<Spanned<String>>,
+    /// With `read = "http"`: request headers captured from the bank's own requests during the
+    /// browser login (a bearer token) and sent on every read.
+    #[serde(default)]
+    headers: Option<Spanned<Vec<String>>>,
     fields: BTreeMap<String, Spanned<RawField>>,
 }
 
@@ -317,6 +325,9 @@ pub struct BankDef {
     pub remember: Option<Remember>,
     /// `[session] watch` (CONNECTORS §4): interruptions handled wherever they appear.
     pub watch: Vec<Watch>,
+    /// `[session] keep_alive = "4m"`: while a session is parked between reads, its watch rules
+    /// run on this timer (`None`: `"reads"`, only the reads and steps look at the page).
+    pub keep_alive: Option<Duration>,
     /// Where it was loaded from (`builtin:sandbox-js.toml` or a path).
     pub source: String,
 }
@@ -621,6 +632,9 @@ pub struct Movements {
     /// `read = "http"`: the bank's JSON endpoint (relative to `base_url`, or absolute on an
     /// allowed host), read with the login's cookies once the browser context is closed.
     pub http: Option<String>,
+    /// With `read = "http"`: the request headers (lower case) captured from the bank's own
+    /// requests during the login and sent on every read. Their values are secrets.
+    pub headers: Vec<String>,
     pub external_id: Field,
     pub received_at: Field,
     pub amount: Field,
@@ -638,6 +652,10 @@ pub struct Pages {
     pub max_pages: u32,
     pub until_older_than: Option<Duration>,
 }
+
+/// The bounds of a `keep_alive` timer.
+pub const KEEP_ALIVE_MIN: Duration = Duration::from_millis(100);
+pub const KEEP_ALIVE_MAX: Duration = Duration::from_secs(3600);
 
 /// `max_pages` when a definition gives `next` alone, and the most it may ask for.
 pub const DEFAULT_MAX_PAGES: u32 = 10;
@@ -997,6 +1015,32 @@ fn validate(cx: &Ctx<'_>, raw: RawDef) -> Result<BankDef, DefError> {
             click: v.sel(&w.click, &format!("{field}.click"))?,
         });
     }
+    let keep_alive = match raw.session.as_ref().and_then(|s| s.keep_alive.as_ref()) {
+        None => None,
+        Some(k) if k.get_ref() == "reads" => None,
+        Some(k) => {
+            let Some(every) = parse_duration(k.get_ref()) else {
+                return cx.err(
+                    span_of(k),
+                    "session.keep_alive",
+                    "\"reads\" or a duration such as \"4m\" (the watch rules' timer)",
+                );
+            };
+            let problem = if every < KEEP_ALIVE_MIN || every > KEEP_ALIVE_MAX {
+                Some("a timer from 100ms to 1h")
+            } else if watch.is_empty() {
+                Some("a keep_alive timer runs the watch rules: give [session] watch")
+            } else if movements.http.is_some() {
+                Some("with read = \"http\" no page is kept between reads: keep_alive = \"reads\"")
+            } else {
+                None
+            };
+            if let Some(p) = problem {
+                return cx.err(span_of(k), "session.keep_alive", p);
+            }
+            Some(every)
+        }
+    };
     Ok(BankDef {
         code,
         name: raw.name,
@@ -1015,6 +1059,7 @@ fn validate(cx: &Ctx<'_>, raw: RawDef) -> Result<BankDef, DefError> {
         logout,
         remember,
         watch,
+        keep_alive,
         source: String::new(),
     })
 }
@@ -1571,6 +1616,33 @@ impl Validator<'_> {
             }
         };
         let http = self.read_http(m, json, allowed_hosts)?;
+        let headers = match &m.headers {
+            None => Vec::new(),
+            Some(h) if http.is_none() => {
+                return self
+                    .cx
+                    .err(span_of(h), "movements.headers", "only with read = \"http\"")
+            }
+            Some(h) => {
+                // An HTTP token (RFC 9110), not one the client sets itself.
+                let token = |n: &str| {
+                    !n.is_empty()
+                        && n.bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+                };
+                const OWN: &[&str] = &["cookie", "host", "content-length", "connection", "transfer-encoding"];
+                let names: Vec<String> = h.get_ref().iter().map(|n| n.to_ascii_lowercase()).collect();
+                if names.is_empty() || names.iter().any(|n| !token(n) || OWN.contains(&n.as_str())) {
+                    return self.cx.err(
+                        span_of(h),
+                        "movements.headers",
+                        "request header names such as \"authorization\" (not cookie, host, \
+                         content-length, connection or transfer-encoding: cookies come from the login)",
+                    );
+                }
+                names
+            }
+        };
         let known = [
             "external_id",
             "received_at",
@@ -1676,6 +1748,7 @@ impl Validator<'_> {
             source,
             pages,
             http,
+            headers,
             external_id,
             received_at,
             amount,
@@ -1948,6 +2021,14 @@ mod tests {
     fn read_http_takes_a_json_endpoint_on_an_allowed_host_and_nothing_of_the_page() {
         let d = parse("bank.toml", &read_http("/js/api/movements")).expect("valid");
         assert_eq!(d.movements.http.as_deref(), Some("/js/api/movements"));
+        assert!(d.movements.headers.is_empty());
+        let with_headers = read_http("/x").replacen(
+            "url = \"/x\"",
+            "url = \"/x\"\nheaders = [\"Authorization\", \"x-api-key\"]",
+            1,
+        );
+        let d = parse("bank.toml", &with_headers).expect("valid");
+        assert_eq!(d.movements.headers, ["authorization", "x-api-key"]);
         assert_eq!(parse("bank.toml", builtin()).expect("valid").movements.http, None);
         let absolute = parse("bank.toml", &read_http("http://localhost:3100/js/api/movements")).expect("valid");
         assert_eq!(
@@ -1969,6 +2050,26 @@ mod tests {
             (with_next, "movements.read", "one request"),
             (no_url, "movements.url", "JSON endpoint"),
             (url_alone, "movements.url", "only with read"),
+            (
+                builtin().replacen("max_pages = 20", "max_pages = 20\nheaders = [\"authorization\"]", 1),
+                "movements.headers",
+                "only with read",
+            ),
+            (
+                read_http("/x").replacen("url = \"/x\"", "url = \"/x\"\nheaders = [\"cookie\"]", 1),
+                "movements.headers",
+                "not cookie",
+            ),
+            (
+                read_http("/x").replacen("url = \"/x\"", "url = \"/x\"\nheaders = [\"x api\"]", 1),
+                "movements.headers",
+                "header names",
+            ),
+            (
+                read_http("/x").replacen("url = \"/x\"", "url = \"/x\"\nheaders = []", 1),
+                "movements.headers",
+                "header names",
+            ),
             (table, "movements.read", "JSON response"),
             (
                 read_http("/x").replacen("read = \"http\"", "read = \"curl\"", 1),
@@ -2307,6 +2408,38 @@ mod tests {
             "/{{ extra.k }}",
         ] {
             assert!(template_vars(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn keep_alive_is_reads_or_a_timer_for_the_watch_rules() {
+        let watch = "watch = [{ when = { visible = \"#session-timeout\" }, click = \"button#stay\" }]";
+        assert!(builtin().contains(watch));
+        let with = |k: &str| builtin().replacen(watch, &format!("{watch}\nkeep_alive = \"{k}\""), 1);
+        assert_eq!(parse("b.toml", builtin()).expect("valid").keep_alive, None);
+        assert_eq!(parse("b.toml", &with("reads")).expect("valid").keep_alive, None);
+        assert_eq!(
+            parse("b.toml", &with("4m")).expect("valid").keep_alive,
+            Some(Duration::from_secs(240))
+        );
+        let no_watch = with("4m").replacen(watch, "", 1);
+        let http = with("4m")
+            .replacen("goto = \"/js/movements\"", "read = \"http\"\nurl = \"/x\"", 1)
+            .replacen("next = \"button#next-page\"", "", 1)
+            .replacen("max_pages = 20", "", 1)
+            .replacen("logged_out = { url = \"/js/login$\" }", "", 1);
+        for (text, says) in [
+            (with("often"), "a duration"),
+            (with("50ms"), "from 100ms to 1h"),
+            (with("2h"), "from 100ms to 1h"),
+            (no_watch, "give [session] watch"),
+            (http, "keep_alive = \"reads\""),
+        ] {
+            let err = parse("b.toml", &text).expect_err(says);
+            assert_eq!(err.field, "session.keep_alive", "{err}");
+            assert!(err.message.contains(says), "{err}");
+            let line = text.lines().position(|l| l.starts_with("keep_alive")).expect("line") + 1;
+            assert_eq!(err.line, line, "{err}");
         }
     }
 

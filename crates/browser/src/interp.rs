@@ -95,6 +95,52 @@ pub struct Session {
     remembered: Option<String>,
     /// The variables the login's `eval … as` steps set (each read starts from these).
     vars: BTreeMap<String, Value>,
+    /// Held by a read or the logout; the keep-alive timer skips a tick while it is taken.
+    busy: Arc<tokio::sync::Mutex<()>>,
+    /// `[session] keep_alive = "4m"`: the timer task running the watch rules between reads.
+    keeper: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        // The timer dies with the session (it holds the page only weakly, and only per tick).
+        if let Some(k) = &self.keeper {
+            k.abort();
+        }
+    }
+}
+
+/// The keep-alive timer of a parked session: every `every`, unless a read or the logout is
+/// using the page, the watch rules are checked once on it (and their controls clicked), so a
+/// bank's "are you still there?" dialog is answered between reads too. Ends when the session
+/// (and with it the page) is gone or the browser died.
+fn keep_alive(
+    lease: &Arc<ContextLease>,
+    def: &Arc<BankDef>,
+    busy: &Arc<tokio::sync::Mutex<()>>,
+    every: Duration,
+) -> tokio::task::JoinHandle<()> {
+    let (page, def, busy) = (Arc::downgrade(lease), Arc::clone(def), Arc::clone(busy));
+    tokio::spawn(async move {
+        let mut timer = tokio::time::interval_at(Instant::now() + every, every);
+        timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            timer.tick().await;
+            let Some(lease) = page.upgrade() else { return };
+            if lease.crashed() {
+                return;
+            }
+            let Ok(_using) = busy.try_lock() else {
+                continue;
+            };
+            let run = Run::new(&lease, &def, false);
+            let since = lease.net_seq();
+            // One look: outcome rules and conditions are the reads' business, not the timer's.
+            if let Err(e) = run.wait_any(&[], since, Duration::ZERO, &|| false).await {
+                tracing::debug!(bank = %def.code, error = ?e, "keep_alive: the page did not answer");
+            }
+        }
+    })
 }
 
 /// What a wait found.
@@ -671,6 +717,38 @@ impl<'a> Run<'a> {
     }
 }
 
+/// The `[movements] headers` the bank's own requests carried during the login. A request seen
+/// is recorded by the lease's network task, so one the page has already made may still be on its
+/// way: waited for (woken by the network task) up to the step timeout. A header never seen is
+/// `Broken` (the definition expects what the bank no longer sends), named, never its value.
+async fn captured_headers(lease: &ContextLease, def: &BankDef) -> Result<Vec<(String, String)>, Failure> {
+    let want = &def.movements.headers;
+    let deadline = Instant::now() + def.timeouts.step;
+    loop {
+        let got = lease.captured_headers();
+        if got.len() == want.len() {
+            return Ok(got);
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            let missing: Vec<&str> = want
+                .iter()
+                .filter(|w| !got.iter().any(|(n, _)| n == *w))
+                .map(String::as_str)
+                .collect();
+            return Err(Failure::Broken {
+                step: "movements.headers".into(),
+                detail: format!(
+                    "the bank's own requests during the login never carried {}",
+                    missing.join(", ")
+                ),
+                evidence: None,
+            });
+        }
+        lease.net_changed(deadline - now).await;
+    }
+}
+
 /// JavaScript's truthiness of a JSON value (`{ var = "name" }` without `equals`).
 fn truthy(v: &Value) -> bool {
     match v {
@@ -733,6 +811,10 @@ pub async fn login(
         },
         _ => None,
     };
+    if def.movements.http.is_some() && !def.movements.headers.is_empty() {
+        // Armed before the first page: the bank's own requests carry what the reads will send.
+        lease.arm_headers(&def.movements.headers);
+    }
     let budget = def.timeouts.login;
     let vars = {
         let mut run = Run::new(&lease, def, evidence_on);
@@ -774,14 +856,20 @@ pub async fn login(
                 evidence: None,
             };
             let endpoint = crate::def::expand(endpoint, &vars).map_err(broken)?;
-            let reader = HttpRead::new(def, &endpoint, &cookies).map_err(|e| Failure::Broken {
+            let headers = captured_headers(&lease, def).await?;
+            let reader = HttpRead::new(def, &endpoint, &cookies, &headers).map_err(|e| Failure::Broken {
                 step: "movements.url".into(),
                 detail: e,
                 evidence: None,
             })?;
             Conn::Http(reader)
         }
-        None => Conn::Page(lease),
+        None => Conn::Page(Arc::new(lease)),
+    };
+    let busy = Arc::new(tokio::sync::Mutex::new(()));
+    let keeper = match (&conn, def.keep_alive) {
+        (Conn::Page(lease), Some(every)) => Some(keep_alive(lease, def, &busy, every)),
+        _ => None,
     };
     Ok(Session {
         conn,
@@ -789,6 +877,8 @@ pub async fn login(
         evidence_on,
         remembered,
         vars,
+        busy,
+        keeper,
     })
 }
 
@@ -802,6 +892,7 @@ impl Session {
             Conn::Page(lease) => lease,
             Conn::Http(reader) => return read_http(reader, &def).await,
         };
+        let _using = self.busy.lock().await;
         let mut run = Run::new(lease, &def, self.evidence_on);
         run.vars = self.vars.clone();
         run.trail.push("movements".into());
@@ -887,6 +978,10 @@ impl Session {
         let Conn::Page(lease) = &self.conn else {
             return Ok(());
         };
+        let _using = self.busy.lock().await;
+        if let Some(k) = self.keeper.take() {
+            k.abort();
+        }
         let mut run = Run::new(lease, &def, false);
         run.vars = self.vars.clone();
         run.steps(&def.logout, None).await.map(|_| ())
@@ -895,7 +990,7 @@ impl Session {
     /// The browser context the session holds: `None` once a `read = "http"` login closed it.
     pub fn lease(&self) -> Option<&ContextLease> {
         match &self.conn {
-            Conn::Page(lease) => Some(lease),
+            Conn::Page(lease) => Some(lease.as_ref()),
             Conn::Http(_) => None,
         }
     }
@@ -903,8 +998,9 @@ impl Session {
 
 /// What a session reads through.
 enum Conn {
-    /// The login's page (the browser context stays open).
-    Page(ContextLease),
+    /// The login's page (the browser context stays open; shared only with the keep-alive
+    /// timer, which holds it weakly).
+    Page(Arc<ContextLease>),
     /// `read = "http"`: the bank's JSON endpoint with the login's cookies, the context closed.
     Http(HttpRead),
 }

@@ -81,6 +81,10 @@ struct NetState {
     captured: Vec<Captured>,
     navigations: u64,
     blocked: Vec<String>,
+    /// Request headers (lower-case names) to capture from the page's own requests, and the
+    /// latest value of each seen (`read = "http"`'s `headers`; secrets, never logged).
+    want_headers: Vec<String>,
+    headers: HashMap<String, String>,
 }
 
 #[derive(Debug, Default)]
@@ -228,6 +232,7 @@ impl ContextLease {
         let mut finished = page.event_listener::<EventLoadingFinished>().await.map_err(cdp)?;
         let mut failed = page.event_listener::<EventLoadingFailed>().await.map_err(cdp)?;
         let mut navigated = page.event_listener::<EventFrameNavigated>().await.map_err(cdp)?;
+        let hosts_for_headers = def.allowed_hosts.clone();
         let p = page.clone();
         let n = Arc::clone(&net);
         tasks.push(tokio::spawn(async move {
@@ -237,7 +242,24 @@ impl ContextLease {
                 tokio::select! {
                     biased;
                     Some(ev) = sent.next() => {
-                        n.lock().pending.insert(ev.request_id.inner().clone());
+                        let mut st = n.lock();
+                        st.pending.insert(ev.request_id.inner().clone());
+                        if !st.want_headers.is_empty() && request_allowed(&hosts_for_headers, &ev.request.url) {
+                            let mut got = false;
+                            if let Some(map) = ev.request.headers.inner().as_object() {
+                                for (name, value) in map {
+                                    let name = name.to_ascii_lowercase();
+                                    if let (true, Some(v)) = (st.want_headers.contains(&name), value.as_str()) {
+                                        st.headers.insert(name, v.to_owned());
+                                        got = true;
+                                    }
+                                }
+                            }
+                            drop(st);
+                            if got {
+                                n.changed.notify_waiters();
+                            }
+                        }
                     }
                     Some(ev) = received.next() => {
                         let document = matches!(ev.r#type, ResourceType::Document) && ev.frame_id.as_ref().is_none_or(|f| f.inner() == p.target_id().inner());
@@ -553,6 +575,23 @@ impl ContextLease {
         st.captured.clear();
     }
 
+    /// Starts capturing the values of these request headers (lower case) from the page's own
+    /// requests to `allowed_hosts`.
+    pub fn arm_headers(&self, names: &[String]) {
+        let mut st = self.net.lock();
+        st.want_headers = names.to_vec();
+        st.headers.clear();
+    }
+
+    /// The latest value of each armed header seen so far (secrets: never log them).
+    pub fn captured_headers(&self) -> Vec<(String, String)> {
+        let st = self.net.lock();
+        st.want_headers
+            .iter()
+            .filter_map(|n| st.headers.get(n).map(|v| (n.clone(), v.clone())))
+            .collect()
+    }
+
     /// Bodies captured after `since`.
     pub fn captured_since(&self, since: u64) -> Vec<Captured> {
         self.net
@@ -581,6 +620,12 @@ impl ContextLease {
             });
         v.unwrap_or_default()
     }
+}
+
+/// Whether `url` is an http(s) URL on one of `hosts`.
+fn request_allowed(hosts: &[String], url: &str) -> bool {
+    url::Url::parse(url)
+        .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && host_allowed(hosts, u.host_str().unwrap_or_default()))
 }
 
 fn resource_kind(t: &ResourceType) -> String {

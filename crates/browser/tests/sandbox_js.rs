@@ -825,8 +825,9 @@ fn a_parked_login_costs_one_renderer_process() {
 }
 
 /// `read = "http"` (CONNECTORS §4): the login runs in the browser, then its context is closed
-/// and every read is one HTTP request with the login's cookies; the bank dropping the session
-/// is `SessionExpired` (the engine logs in again). Its own Chromium, to count its contexts.
+/// and every read is one HTTP request with the login's cookies and the bearer token captured
+/// from the bank's own XHR; the bank dropping the session is `SessionExpired` (the engine logs
+/// in again). Its own Chromium, to count its contexts.
 #[test]
 fn read_http_reads_over_http_with_the_logins_cookies_and_closes_the_context() {
     run(|w| async move {
@@ -835,7 +836,7 @@ fn read_http_reads_over_http_with_the_logins_cookies_and_closes_the_context() {
             &[
                 (
                     "goto = \"/js/movements\"",
-                    "read = \"http\"\nurl = \"/js/api/movements\"",
+                    "read = \"http\"\nurl = \"/js/api/movements\"\nheaders = [\"Authorization\"]",
                 ),
                 ("next = \"button#next-page\"", ""),
                 ("max_pages = 20", ""),
@@ -905,7 +906,7 @@ fn an_eval_result_is_a_variable_for_branches_and_url_templates() {
                 ),
                 (
                     "goto = \"/js/movements\"",
-                    "read = \"http\"\nurl = \"/js/api/movements?page={{ vars.older }}\"",
+                    "read = \"http\"\nurl = \"/js/api/movements?page={{ vars.older }}\"\nheaders = [\"authorization\"]",
                 ),
                 ("next = \"button#next-page\"", ""),
                 ("max_pages = 20", ""),
@@ -951,6 +952,56 @@ fn a_throwing_or_oversized_eval_is_broken_without_secrets() {
                 Err(other) => panic!("expected Broken, got {other:?}"),
                 Ok(_) => panic!("the login succeeded"),
             }
+        }
+    });
+}
+
+/// `[movements] headers`: the bank's movements API wants the bearer token its app sends. Read
+/// with the header captured from the app's own XHR it answers; the same definition without
+/// `headers` sends cookies alone and its first read is `SessionExpired`; a header the bank's
+/// requests never carry is `Broken` at the login, named without a value.
+#[test]
+fn read_http_sends_the_header_captured_from_the_banks_own_xhr() {
+    run(|w| async move {
+        let http = |headers: &str| {
+            sandbox_js_with(
+                w,
+                &[
+                    (
+                        "goto = \"/js/movements\"",
+                        &format!("read = \"http\"\nurl = \"/js/api/movements\"\n{headers}"),
+                    ),
+                    ("next = \"button#next-page\"", ""),
+                    ("max_pages = 20", ""),
+                    ("logged_out = { url = \"/js/login$\" }", ""),
+                ],
+            )
+        };
+        let user = "user_good+bearer";
+        let want = w.bank.movements_of(user).len();
+        let with = http("headers = [\"authorization\"]");
+        let mut session = login(w, &with, user, "pass_good", &mut Script::default())
+            .await
+            .expect("login");
+        assert_eq!(session.read_movements().await.expect("read with the token").len(), want);
+        drop(session);
+
+        let without = http("");
+        let mut session = login(w, &without, user, "pass_good", &mut Script::default())
+            .await
+            .expect("login");
+        let r = session.read_movements().await;
+        assert!(matches!(r, Err(Failure::SessionExpired)), "{:?}", r.err());
+
+        let never = http("headers = [\"authorization\", \"x-api-key\"]");
+        match login(w, &never, user, "pass_good", &mut Script::default()).await {
+            Err(Failure::Broken { step, detail, .. }) => {
+                assert_eq!(step, "movements.headers");
+                assert!(detail.ends_with("never carried x-api-key"), "{detail}");
+                assert!(!detail.contains("Bearer"), "{detail}");
+            }
+            Err(other) => panic!("expected Broken, got {other:?}"),
+            Ok(_) => panic!("logged in without the header"),
         }
     });
 }

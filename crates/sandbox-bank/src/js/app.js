@@ -183,11 +183,42 @@
         tbody
       ])
     ].concat(older, [logout]));
+    armIdle();
+  }
+
+  // The bearer token /js/api/session hands the app once logged in; the movements API wants it.
+  var apiToken = null;
+  // The idle timeout /js/api/session announces for some users: {warnMs, logoutMs}.
+  var idle = null;
+  var idleTimer = null;
+
+  // "Your session is about to expire": shown after idle.warnMs on the movements page; answered
+  // with "stay", the bank hears of it and the wait starts over; unanswered, the app logs out.
+  function armIdle() {
+    if (!idle) return;
+    clearTimeout(idleTimer);
+    idleTimer = setTimeout(function () {
+      var stay = el("button", { id: "stay", type: "button" }, ["Stay signed in"]);
+      var dialog = el("div", {
+        id: "session-timeout", role: "dialog", "aria-label": "Session timeout",
+        style: "position:fixed;top:10px;left:10px;background:#fff;border:1px solid #000;padding:8px"
+      }, [el("p", {}, ["Your session is about to expire."]), stay]);
+      var logoutTimer = setTimeout(function () {
+        api("POST", "/js/api/logout?idle=1").then(function () { location.assign("/js/login"); });
+      }, idle.logoutMs);
+      stay.addEventListener("click", function () {
+        clearTimeout(logoutTimer);
+        dialog.remove();
+        api("GET", "/js/api/session?stay=1").then(armIdle, armIdle);
+      });
+      document.body.appendChild(dialog);
+    }, idle.warnMs);
   }
 
   function loadMovements(page) {
     var xhr = new XMLHttpRequest();
     xhr.open("GET", page ? "/js/api/movements?page=" + page : "/js/api/movements");
+    if (apiToken) xhr.setRequestHeader("Authorization", "Bearer " + apiToken);
     xhr.onload = function () {
       if (xhr.status === 401) { location.replace("/js/login"); return; }
       if (xhr.status !== 200) {
@@ -203,6 +234,8 @@
   // "Are you still there?": answered before the movements load (set per user by the tests).
   function startMovements() {
     api("GET", "/js/api/session").then(function (r) {
+      apiToken = r.body.token || null;
+      idle = r.body.idle || null;
       if (!r.body.interrupt) { loadMovements(null); return; }
       var stay = el("button", { id: "stay", type: "button" }, ["Stay signed in"]);
       stay.addEventListener("click", function () { loadMovements(null); });
