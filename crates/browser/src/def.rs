@@ -6,7 +6,9 @@
 //! optional `locale`, `timezone`, `user_agent`, `block_resources`; `[timeouts]` (`step`,
 //! `navigation`, `login`, `read`); `[[outcome]]` rules (`when` + `result`); `[[login]]` steps;
 //! an optional `[otp]` block; `[movements]` (a table or a captured JSON response, and
-//! `[movements.fields]`); `[[logout]]` steps.
+//! `[movements.fields]`; `read = "http"` + `url` + `headers`); `[[logout]]` steps; `[session]`
+//! (`remember` cookies / `local_storage` keys, `watch` rules, `keep_alive`). `eval` steps may
+//! keep their result (`as`) for `{ var }` conditions and `{{ vars.NAME }}` URL templates.
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -1005,3 +1005,76 @@ fn read_http_sends_the_header_captured_from_the_banks_own_xhr() {
         }
     });
 }
+
+/// Waits for the next idle event of `user` on `events` (other users' are skipped).
+async fn next_idle(
+    events: &mut tokio::sync::broadcast::Receiver<sandbox_bank::JsIdleEvent>,
+    user: &str,
+) -> sandbox_bank::JsIdleEvent {
+    use sandbox_bank::JsIdleEvent;
+    loop {
+        let e = tokio::time::timeout(Duration::from_secs(30), events.recv())
+            .await
+            .expect("an idle event within 30 s");
+        match e {
+            Ok(ev @ (JsIdleEvent::Stayed { .. } | JsIdleEvent::LoggedOut { .. })) => {
+                let (JsIdleEvent::Stayed { username } | JsIdleEvent::LoggedOut { username }) = &ev;
+                if username == user {
+                    return ev;
+                }
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+            Err(e) => panic!("idle events: {e}"),
+        }
+    }
+}
+
+/// `[session] keep_alive = "<duration>"`: while the session is parked between reads, the watch
+/// rules run on the timer, so the bank's idle dialog is answered and the next read works; with
+/// the default (`"reads"`) nothing looks at the parked page, the page logs out, and the next
+/// read is `SessionExpired`.
+#[test]
+fn a_keep_alive_timer_answers_the_idle_dialog_between_reads() {
+    run(|w| async move {
+        use sandbox_bank::{JsIdle, JsIdleEvent};
+        let user = "user_good+idle";
+        w.bank.set_js_idle(
+            user,
+            Some(JsIdle {
+                warn_after: Duration::from_millis(300),
+                logout_after: Duration::from_secs(3),
+            }),
+        );
+        let watch = "watch = [{ when = { visible = \"#session-timeout\" }, click = \"button#stay\" }]";
+        let timed = sandbox_js_with(w, &[(watch, &format!("{watch}\nkeep_alive = \"200ms\""))]);
+        let want = w.bank.movements_of(user).len();
+
+        let mut session = login(w, &timed, user, "pass_good", &mut Script::default())
+            .await
+            .expect("login");
+        // Parked: the dialog comes back every 300 ms of quiet and the timer answers it.
+        let mut events = w.bank.subscribe_js_idle();
+        for _ in 0..3 {
+            let ev = next_idle(&mut events, user).await;
+            assert!(matches!(ev, JsIdleEvent::Stayed { .. }), "{ev:?}");
+        }
+        assert_eq!(session.read_movements().await.expect("the next read").len(), want);
+        let ev = next_idle(&mut events, user).await;
+        assert!(
+            matches!(ev, JsIdleEvent::Stayed { .. }),
+            "answered after a read too: {ev:?}"
+        );
+        drop(session);
+
+        // The built-in definition keeps sessions warm by reads only: the parked page logs out.
+        let mut session = login(w, &w.def, user, "pass_good", &mut Script::default())
+            .await
+            .expect("login");
+        let mut events = w.bank.subscribe_js_idle();
+        let ev = next_idle(&mut events, user).await;
+        assert!(matches!(ev, JsIdleEvent::LoggedOut { .. }), "{ev:?}");
+        let r = session.read_movements().await;
+        assert!(matches!(r, Err(Failure::SessionExpired)), "{:?}", r.err());
+        w.bank.set_js_idle(user, None);
+    });
+}
