@@ -983,7 +983,11 @@ fn validate(cx: &Ctx<'_>, raw: RawDef) -> Result<BankDef, DefError> {
         None if wants_otp => return cx.err(None, "otp", "a branch goes to \"otp\" but there is no [otp] block"),
         None => None,
     };
+    // A read starts from the login's variables; what its own steps set lasts for that read,
+    // so the logout sees the login's alone.
+    let login_vars = v.earlier.borrow().clone();
     let movements = v.movements(&raw.movements, &allowed_hosts)?;
+    *v.earlier.borrow_mut() = login_vars;
     let logout = v.steps(&raw.logout, "logout", false)?;
     let remember = match raw.session.as_ref().and_then(|s| s.remember.as_ref()) {
         None => None,
@@ -2368,6 +2372,21 @@ mod tests {
             assert!(err.message.contains(says), "{err}");
             assert_eq!(err.line, line_of(&text, at), "{err}");
         }
+        // A read's own variables last for that read: the logout cannot use them.
+        let read_var = builtin()
+            .replacen(
+                "goto = \"/js/movements\"",
+                "goto = \"/js/movements\"\nsteps = [{ eval = \"1\", as = \"m\" }]",
+                1,
+            )
+            .replacen(
+                "[[logout]]\nclick = \"#logout\"",
+                "[[logout]]\ngoto = \"/js/{{ vars.m }}\"",
+                1,
+            );
+        let err = parse("bank.toml", &read_var).expect_err("a read's variable in the logout");
+        assert_eq!(err.field, "logout[0].goto", "{err}");
+        assert!(err.message.contains("no earlier `eval` step sets \"m\""), "{err}");
         let err = parse(
             "bank.toml",
             &builtin().replacen("{ visible = \"form#otp-form\" }", "{ equals = 1 }", 1),

@@ -119,6 +119,7 @@ fn keep_alive(
     def: &Arc<BankDef>,
     busy: &Arc<tokio::sync::Mutex<()>>,
     every: Duration,
+    vars: BTreeMap<String, Value>,
 ) -> tokio::task::JoinHandle<()> {
     let (page, def, busy) = (Arc::downgrade(lease), Arc::clone(def), Arc::clone(busy));
     tokio::spawn(async move {
@@ -133,7 +134,8 @@ fn keep_alive(
             let Ok(_using) = busy.try_lock() else {
                 continue;
             };
-            let run = Run::new(&lease, &def, false);
+            let mut run = Run::new(&lease, &def, false);
+            run.vars = vars.clone();
             let since = lease.net_seq();
             // One look: outcome rules and conditions are the reads' business, not the timer's.
             if let Err(e) = run.wait_any(&[], since, Duration::ZERO, &|| false).await {
@@ -868,7 +870,7 @@ pub async fn login(
     };
     let busy = Arc::new(tokio::sync::Mutex::new(()));
     let keeper = match (&conn, def.keep_alive) {
-        (Conn::Page(lease), Some(every)) => Some(keep_alive(lease, def, &busy, every)),
+        (Conn::Page(lease), Some(every)) => Some(keep_alive(lease, def, &busy, every, vars.clone())),
         _ => None,
     };
     Ok(Session {

@@ -84,7 +84,16 @@ struct NetState {
     /// Request headers (lower-case names) to capture from the page's own requests, and the
     /// latest value of each seen (`read = "http"`'s `headers`; secrets, never logged).
     want_headers: Vec<String>,
-    headers: HashMap<String, String>,
+    headers: HashMap<String, Secret>,
+}
+
+/// A captured header value: `Debug` does not show it.
+struct Secret(String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
 }
 
 #[derive(Debug, Default)]
@@ -250,7 +259,7 @@ impl ContextLease {
                                 for (name, value) in map {
                                     let name = name.to_ascii_lowercase();
                                     if let (true, Some(v)) = (st.want_headers.contains(&name), value.as_str()) {
-                                        st.headers.insert(name, v.to_owned());
+                                        st.headers.insert(name, Secret(v.to_owned()));
                                         got = true;
                                     }
                                 }
@@ -588,7 +597,7 @@ impl ContextLease {
         let st = self.net.lock();
         st.want_headers
             .iter()
-            .filter_map(|n| st.headers.get(n).map(|v| (n.clone(), v.clone())))
+            .filter_map(|n| st.headers.get(n).map(|v| (n.clone(), v.0.clone())))
             .collect()
     }
 
