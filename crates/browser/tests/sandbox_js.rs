@@ -1078,3 +1078,44 @@ fn a_keep_alive_timer_answers_the_idle_dialog_between_reads() {
         w.bank.set_js_idle(user, None);
     });
 }
+
+/// The keep-alive timer belongs to its session: dropping the session disposes the context at
+/// once (the timer holds the page only weakly), even while the timer is running. Its own
+/// Chromium, to count its contexts.
+#[test]
+fn a_keep_alive_timer_never_keeps_its_context_alive() {
+    run(|w| async move {
+        use sandbox_bank::{JsIdle, JsIdleEvent};
+        let user = "user_good+idle-drop";
+        w.bank.set_js_idle(
+            user,
+            Some(JsIdle {
+                warn_after: Duration::from_millis(200),
+                logout_after: Duration::from_secs(3),
+            }),
+        );
+        let watch = "watch = [{ when = { visible = \"#session-timeout\" }, click = \"button#stay\" }]";
+        let timed = sandbox_js_with(w, &[(watch, &format!("{watch}\nkeep_alive = \"100ms\""))]);
+        let browser = own_browser("keepalive");
+        let extra = BTreeMap::new();
+        let creds = Creds {
+            username: user,
+            password: "pass_good",
+            extra: &extra,
+            remembered: None,
+        };
+        let mut events = w.bank.subscribe_js_idle();
+        let session = interp::login(&browser, &timed, &creds, &mut Script::default(), true)
+            .await
+            .expect("login");
+        let ev = next_idle(&mut events, user).await;
+        assert!(matches!(ev, JsIdleEvent::Stayed { .. }), "the timer runs: {ev:?}");
+        drop(session);
+        tokio::time::timeout(Duration::from_secs(30), browser.wait_disposed(1))
+            .await
+            .expect("the context is disposed when the session is dropped");
+        assert_eq!(browser.open_contexts().await, Some(0));
+        w.bank.set_js_idle(user, None);
+        browser.shutdown().await;
+    });
+}
