@@ -6,7 +6,9 @@
 //! optional `locale`, `timezone`, `user_agent`, `block_resources`; `[timeouts]` (`step`,
 //! `navigation`, `login`, `read`); `[[outcome]]` rules (`when` + `result`); `[[login]]` steps;
 //! an optional `[otp]` block; `[movements]` (a table or a captured JSON response, and
-//! `[movements.fields]`); `[[logout]]` steps.
+//! `[movements.fields]`; `read = "http"` + `url` + `headers`); `[[logout]]` steps; `[session]`
+//! (`remember` cookies / `local_storage` keys, `watch` rules, `keep_alive`). `eval` steps may
+//! keep their result (`as`) for `{ var }` conditions and `{{ vars.NAME }}` URL templates.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -81,6 +83,10 @@ struct RawSession {
     remember: Option<RawRemember>,
     #[serde(default)]
     watch: Vec<RawWatch>,
+    /// `"reads"` (the default: the engine's reads keep the session warm) or a duration: the
+    /// watch rules also run on that timer while the session is parked between reads.
+    #[serde(default)]
+    keep_alive: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -93,7 +99,10 @@ struct RawWatch {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawRemember {
-    cookies: Spanned<Vec<String>>,
+    #[serde(default)]
+    cookies: Option<Spanned<Vec<String>>>,
+    #[serde(default)]
+    local_storage: Option<Spanned<Vec<String>>>,
     #[serde(default)]
     ttl: Option<Spanned<String>>,
 }
@@ -149,6 +158,12 @@ struct RawCond {
     response: Option<String>,
     #[serde(default)]
     any: Option<Vec<RawCond>>,
+    /// A variable set by an earlier `eval … as` step: holds when it is truthy, or (with
+    /// `equals`) when it equals that value.
+    #[serde(default)]
+    var: Option<Spanned<String>>,
+    #[serde(default)]
+    equals: Option<toml::Value>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -174,6 +189,9 @@ struct RawStep {
     timeout: Option<Spanned<String>>,
     #[serde(default)]
     eval: Option<String>,
+    /// `eval` only: the variable its JSON result is stored in.
+    #[serde(default, rename = "as")]
+    into: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -235,6 +253,10 @@ struct RawMovements {
     read: Option<Spanned<String>>,
     #[serde(default)]
     url: Option<Spanned<String>>,
+    /// With `read = "http"`: request headers captured from the bank's own requests during the
+    /// browser login (a bearer token) and sent on every read.
+    #[serde(default)]
+    headers: Option<Spanned<Vec<String>>>,
     fields: BTreeMap<String, Spanned<RawField>>,
 }
 
@@ -305,6 +327,9 @@ pub struct BankDef {
     pub remember: Option<Remember>,
     /// `[session] watch` (CONNECTORS §4): interruptions handled wherever they appear.
     pub watch: Vec<Watch>,
+    /// `[session] keep_alive = "4m"`: while a session is parked between reads, its watch rules
+    /// run on this timer (`None`: `"reads"`, only the reads and steps look at the page).
+    pub keep_alive: Option<Duration>,
     /// Where it was loaded from (`builtin:sandbox-js.toml` or a path).
     pub source: String,
 }
@@ -319,21 +344,29 @@ pub struct Watch {
     pub click: Locator,
 }
 
-/// `[session] remember = { cookies = ["device*"], ttl = "90d" }`: after a successful login the
-/// cookies whose names match a pattern (`*` matches any run of characters) are handed to the
-/// engine, which seals them with the master key; the next login sets them before its first
-/// page, so the bank recognises the device and may not ask for a code. None is kept longer
-/// than `ttl` (default 90 days), whatever the bank's own expiry says.
+/// `[session] remember = { cookies = ["device*"], local_storage = ["trusted_*"], ttl = "90d" }`:
+/// after a successful login the cookies and the `localStorage` keys (of the origin the login
+/// ended on) whose names match a pattern (`*` matches any run of characters) are handed to the
+/// engine, which seals them with the master key; the next login sets the cookies before its
+/// first page and the keys before the bank's first script runs on that origin, so the bank
+/// recognises the device and may not ask for a code. None is kept longer than `ttl` (default
+/// 90 days), whatever the bank's own expiry says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Remember {
     pub cookies: Vec<String>,
+    pub local_storage: Vec<String>,
     pub ttl: Duration,
 }
 
 impl Remember {
-    /// Whether `name` matches one of the patterns.
+    /// Whether the cookie `name` matches one of the patterns.
     pub fn keeps(&self, name: &str) -> bool {
         self.cookies.iter().any(|p| glob(p, name))
+    }
+
+    /// Whether the `localStorage` key `key` matches one of the patterns.
+    pub fn keeps_key(&self, key: &str) -> bool {
+        self.local_storage.iter().any(|p| glob(p, key))
     }
 }
 
@@ -414,6 +447,11 @@ pub enum Cond {
     /// A response whose URL contains this since the step began.
     Response(String),
     Any(Vec<Cond>),
+    /// A variable of an earlier `eval … as` step: truthy (`equals` none), or equal to `equals`.
+    Var {
+        name: String,
+        equals: Option<serde_json::Value>,
+    },
 }
 
 /// What an outcome rule decides.
@@ -470,8 +508,14 @@ pub enum Action {
     },
     WaitFor(Cond),
     Branch(Vec<(Cond, BranchTo)>),
-    /// Page-side JavaScript (the escape hatch); its JSON result is logged at debug level only.
-    Eval(String),
+    /// Page-side JavaScript (the escape hatch, CONNECTORS §8): an expression evaluated in the
+    /// page (a promise is awaited); with `into` (`as = "name"`) its JSON result is kept as the
+    /// variable `name` for later conditions (`{ var = "name" }`) and URL templates
+    /// (`{{ vars.name }}` in `goto` and `[movements] url`). Never logged.
+    Eval {
+        js: String,
+        into: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -590,6 +634,9 @@ pub struct Movements {
     /// `read = "http"`: the bank's JSON endpoint (relative to `base_url`, or absolute on an
     /// allowed host), read with the login's cookies once the browser context is closed.
     pub http: Option<String>,
+    /// With `read = "http"`: the request headers (lower case) captured from the bank's own
+    /// requests during the login and sent on every read. Their values are secrets.
+    pub headers: Vec<String>,
     pub external_id: Field,
     pub received_at: Field,
     pub amount: Field,
@@ -607,6 +654,10 @@ pub struct Pages {
     pub max_pages: u32,
     pub until_older_than: Option<Duration>,
 }
+
+/// The bounds of a `keep_alive` timer.
+pub const KEEP_ALIVE_MIN: Duration = Duration::from_millis(100);
+pub const KEEP_ALIVE_MAX: Duration = Duration::from_secs(3600);
 
 /// `max_pages` when a definition gives `next` alone, and the most it may ask for.
 pub const DEFAULT_MAX_PAGES: u32 = 10;
@@ -882,10 +933,20 @@ fn validate(cx: &Ctx<'_>, raw: RawDef) -> Result<BankDef, DefError> {
             }
         }
     }
+    // Every variable an `eval … as` step sets, anywhere: what a condition may name.
+    let declared: std::collections::BTreeSet<String> = raw
+        .login
+        .iter()
+        .chain(&raw.movements.steps)
+        .chain(&raw.logout)
+        .filter_map(|s| s.into.as_ref().map(|n| n.get_ref().clone()))
+        .collect();
     let v = Validator {
         cx,
         hosts: &allowed_hosts,
         base: &base_url,
+        declared,
+        earlier: Default::default(),
     };
     let mut outcomes = Vec::new();
     for (i, o) in raw.outcome.iter().enumerate() {
@@ -922,21 +983,23 @@ fn validate(cx: &Ctx<'_>, raw: RawDef) -> Result<BankDef, DefError> {
         None if wants_otp => return cx.err(None, "otp", "a branch goes to \"otp\" but there is no [otp] block"),
         None => None,
     };
+    // A read starts from the login's variables; what its own steps set lasts for that read,
+    // so the logout sees the login's alone.
+    let login_vars = v.earlier.borrow().clone();
     let movements = v.movements(&raw.movements, &allowed_hosts)?;
+    *v.earlier.borrow_mut() = login_vars;
     let logout = v.steps(&raw.logout, "logout", false)?;
     let remember = match raw.session.as_ref().and_then(|s| s.remember.as_ref()) {
         None => None,
         Some(r) => {
-            let list = r.cookies.get_ref();
-            if list.is_empty()
-                || list
-                    .iter()
-                    .any(|c| c.trim().is_empty() || c.chars().all(|ch| ch == '*'))
-            {
+            let cookies = remember_patterns(cx, r.cookies.as_ref(), "session.remember.cookies", true)?;
+            let local_storage =
+                remember_patterns(cx, r.local_storage.as_ref(), "session.remember.local_storage", false)?;
+            if cookies.is_empty() && local_storage.is_empty() {
                 return cx.err(
-                    span_of(&r.cookies),
-                    "session.remember.cookies",
-                    "cookie names or patterns such as \"device*\" (not empty, not only `*`)",
+                    cx.near("remember ="),
+                    "session.remember",
+                    "`cookies`, `local_storage` or both: what identifies the device",
                 );
             }
             let ttl = match &r.ttl {
@@ -944,7 +1007,8 @@ fn validate(cx: &Ctx<'_>, raw: RawDef) -> Result<BankDef, DefError> {
                 None => Duration::from_secs(90 * 86_400),
             };
             Some(Remember {
-                cookies: list.clone(),
+                cookies,
+                local_storage,
                 ttl,
             })
         }
@@ -957,6 +1021,32 @@ fn validate(cx: &Ctx<'_>, raw: RawDef) -> Result<BankDef, DefError> {
             click: v.sel(&w.click, &format!("{field}.click"))?,
         });
     }
+    let keep_alive = match raw.session.as_ref().and_then(|s| s.keep_alive.as_ref()) {
+        None => None,
+        Some(k) if k.get_ref() == "reads" => None,
+        Some(k) => {
+            let Some(every) = parse_duration(k.get_ref()) else {
+                return cx.err(
+                    span_of(k),
+                    "session.keep_alive",
+                    "\"reads\" or a duration such as \"4m\" (the watch rules' timer)",
+                );
+            };
+            let problem = if every < KEEP_ALIVE_MIN || every > KEEP_ALIVE_MAX {
+                Some("a timer from 100ms to 1h")
+            } else if watch.is_empty() {
+                Some("a keep_alive timer runs the watch rules: give [session] watch")
+            } else if movements.http.is_some() {
+                Some("with read = \"http\" no page is kept between reads: keep_alive = \"reads\"")
+            } else {
+                None
+            };
+            if let Some(p) = problem {
+                return cx.err(span_of(k), "session.keep_alive", p);
+            }
+            Some(every)
+        }
+    };
     Ok(BankDef {
         code,
         name: raw.name,
@@ -975,8 +1065,38 @@ fn validate(cx: &Ctx<'_>, raw: RawDef) -> Result<BankDef, DefError> {
         logout,
         remember,
         watch,
+        keep_alive,
         source: String::new(),
     })
+}
+
+/// The names or patterns of `remember.cookies` / `remember.local_storage`: none empty or only
+/// `*` (that would keep everything the bank stores), no control characters, and for cookies
+/// nothing a cookie name cannot hold (`;`, `=`, `,`, white space). A list given empty is an error.
+fn remember_patterns(
+    cx: &Ctx<'_>,
+    list: Option<&Spanned<Vec<String>>>,
+    field: &str,
+    cookie: bool,
+) -> Result<Vec<String>, DefError> {
+    let Some(list) = list else {
+        return Ok(Vec::new());
+    };
+    let bad = |p: &String| {
+        p.trim().is_empty()
+            || p.chars().all(|c| c == '*')
+            || p.chars().any(char::is_control)
+            || (cookie && p.chars().any(|c| c.is_whitespace() || matches!(c, ';' | '=' | ',')))
+    };
+    if list.get_ref().is_empty() || list.get_ref().iter().any(bad) {
+        let what = if cookie { "cookie" } else { "localStorage key" };
+        return cx.err(
+            span_of(list),
+            field,
+            format!("{what} names or patterns such as \"device*\" (not empty, not only `*`, no separators)"),
+        );
+    }
+    Ok(list.get_ref().clone())
 }
 
 fn is_semver(v: &str) -> bool {
@@ -1012,6 +1132,76 @@ struct Validator<'a> {
     cx: &'a Ctx<'a>,
     hosts: &'a [String],
     base: &'a url::Url,
+    /// Variables set by some `eval … as` step of the definition.
+    declared: std::collections::BTreeSet<String>,
+    /// Variables set by the steps validated so far (the ones a URL template may use).
+    earlier: std::cell::RefCell<std::collections::BTreeSet<String>>,
+}
+
+/// The most a variable's JSON may weigh (an `eval` result above it is `Broken`).
+pub const VAR_MAX_BYTES: usize = 64 * 1024;
+
+/// A variable name: `[a-z_][a-z0-9_]*`, at most 64 characters.
+fn var_name_ok(n: &str) -> bool {
+    n.len() <= 64
+        && n.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && n.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+/// The variables `{{ vars.NAME }}` of a URL template, in order; `Err` names what is not one.
+pub fn template_vars(text: &str) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("{{") {
+        let after = &rest[i + 2..];
+        let Some(j) = after.find("}}") else {
+            return Err("a `{{` without its `}}`".into());
+        };
+        let inner = after[..j].trim();
+        match inner.strip_prefix("vars.") {
+            Some(n) if var_name_ok(n) => out.push(n.to_owned()),
+            _ => return Err(format!("{{{{ {inner} }}}}: URL templates are {{{{ vars.NAME }}}} only")),
+        }
+        rest = &after[j + 2..];
+    }
+    if rest.contains("}}") {
+        return Err("a `}}` without its `{{`".into());
+    }
+    Ok(out)
+}
+
+/// `template` with every `{{ vars.NAME }}` replaced by the variable's value, percent-encoded
+/// (every byte but `A-Za-z0-9-._~`, so a value cannot change the URL's host or structure). A
+/// string is used as is, a number or boolean as its JSON text; a variable that is not set, is
+/// null, or is an object or a list is an error naming it.
+pub fn expand(template: &str, vars: &BTreeMap<String, serde_json::Value>) -> Result<String, String> {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(i) = rest.find("{{") {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 2..];
+        let Some(j) = after.find("}}") else {
+            return Err("a `{{` without its `}}`".into());
+        };
+        let name = after[..j].trim().trim_start_matches("vars.");
+        let text = match vars.get(name) {
+            Some(serde_json::Value::String(s)) => s.clone(),
+            Some(v @ (serde_json::Value::Number(_) | serde_json::Value::Bool(_))) => v.to_string(),
+            Some(serde_json::Value::Null) | None => return Err(format!("the variable {name:?} is not set")),
+            Some(_) => return Err(format!("the variable {name:?} is not a string, number or boolean")),
+        };
+        for b in text.bytes() {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+                out.push(char::from(b));
+            } else {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        }
+        rest = &after[j + 2..];
+    }
+    out.push_str(rest);
+    Ok(out)
 }
 
 impl Validator<'_> {
@@ -1101,27 +1291,77 @@ impl Validator<'_> {
             }
             found.push(Cond::Any(out));
         }
+        match (&c.var, &c.equals) {
+            (Some(n), equals) => {
+                if !self.declared.contains(n.get_ref()) {
+                    return self.cx.err(
+                        span_of(n),
+                        &format!("{field}.var"),
+                        format!("no `eval` step sets {:?} (`as = \"{}\"`)", n.get_ref(), n.get_ref()),
+                    );
+                }
+                let equals = match equals {
+                    None => None,
+                    Some(v) => match serde_json::to_value(v) {
+                        Ok(j) => Some(j),
+                        Err(_) => return self.cx.err(span_of(n), &format!("{field}.equals"), "a JSON value"),
+                    },
+                };
+                found.push(Cond::Var {
+                    name: n.get_ref().clone(),
+                    equals,
+                });
+            }
+            (None, Some(_)) => {
+                return self
+                    .cx
+                    .err(None, &format!("{field}.equals"), "`equals` belongs to `var`")
+            }
+            (None, None) => {}
+        }
         match found.len() {
             1 => Ok(found.remove(0)),
             _ => self.cx.err(
                 None,
                 field,
-                "a condition has exactly one of visible, hidden, url, status, response, any",
+                "a condition has exactly one of visible, hidden, url, status, response, any, var",
             ),
         }
     }
 
     fn goto(&self, g: &Spanned<String>, field: &str) -> Result<String, DefError> {
-        if g.get_ref().contains("{{") {
-            return self
-                .cx
-                .err(span_of(g), field, "templates are allowed only in `with` of a fill step");
-        }
-        match self.base.join(g.get_ref()) {
+        // `{{ vars.NAME }}` of an earlier `eval … as` step; its host is judged with the
+        // variables standing in as `x` (a value is percent-encoded: it cannot change the host).
+        let probe = self.url_template(g, field)?;
+        match self.base.join(&probe) {
             Ok(u) if host_allowed(self.hosts, u.host_str().unwrap_or_default()) => Ok(g.get_ref().clone()),
             Ok(_) => self.cx.err(span_of(g), field, "the URL's host is not in allowed_hosts"),
             Err(_) => self.cx.err(span_of(g), field, "not a URL or a path"),
         }
+    }
+
+    /// Checks the `{{ vars.NAME }}` templates of a URL (each set by an earlier step) and
+    /// returns the URL with each standing in as `x`.
+    fn url_template(&self, g: &Spanned<String>, field: &str) -> Result<String, DefError> {
+        let names = match template_vars(g.get_ref()) {
+            Ok(n) => n,
+            Err(e) => {
+                return self.cx.err(
+                    span_of(g),
+                    field,
+                    format!("{e} (credentials are only ever in `with` of a fill step)"),
+                )
+            }
+        };
+        if let Some(n) = names.iter().find(|n| !self.earlier.borrow().contains(*n)) {
+            return self.cx.err(
+                span_of(g),
+                field,
+                format!("no earlier `eval` step sets {n:?} (`as = \"{n}\"`)"),
+            );
+        }
+        let vars = names.into_iter().map(|n| (n, serde_json::Value::from("x"))).collect();
+        expand(g.get_ref(), &vars).or_else(|e| self.cx.err(span_of(g), field, e))
     }
 
     fn steps(&self, raw: &[RawStep], name: &str, may_branch: bool) -> Result<Vec<Step>, DefError> {
@@ -1197,7 +1437,22 @@ impl Validator<'_> {
                         "templates are allowed only in `with` of a fill step (credentials are never part of a script)",
                     );
                 }
-                actions.push(Action::Eval(e.clone()));
+                let into = match &s.into {
+                    None => None,
+                    Some(n) if var_name_ok(n.get_ref()) => Some(n.get_ref().clone()),
+                    Some(n) => {
+                        return self.cx.err(
+                            span_of(n),
+                            &format!("{field}.as"),
+                            "a variable name: [a-z_][a-z0-9_]*, at most 64 characters",
+                        )
+                    }
+                };
+                actions.push(Action::Eval { js: e.clone(), into });
+            } else if let Some(n) = &s.into {
+                return self
+                    .cx
+                    .err(span_of(n), &format!("{field}.as"), "`as` belongs to an eval step");
             }
             if s.with.is_some() && s.fill.is_none() {
                 return self
@@ -1215,6 +1470,9 @@ impl Validator<'_> {
                 Some(t) => Some(dur(self.cx, t, &format!("{field}.timeout"))?),
                 None => None,
             };
+            if let Action::Eval { into: Some(n), .. } = &actions[0] {
+                self.earlier.borrow_mut().insert(n.clone());
+            }
             out.push(Step {
                 action: actions.remove(0),
                 timeout,
@@ -1364,6 +1622,33 @@ impl Validator<'_> {
             }
         };
         let http = self.read_http(m, json, allowed_hosts)?;
+        let headers = match &m.headers {
+            None => Vec::new(),
+            Some(h) if http.is_none() => {
+                return self
+                    .cx
+                    .err(span_of(h), "movements.headers", "only with read = \"http\"")
+            }
+            Some(h) => {
+                // An HTTP token (RFC 9110), not one the client sets itself.
+                let token = |n: &str| {
+                    !n.is_empty()
+                        && n.bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+                };
+                const OWN: &[&str] = &["cookie", "host", "content-length", "connection", "transfer-encoding"];
+                let names: Vec<String> = h.get_ref().iter().map(|n| n.to_ascii_lowercase()).collect();
+                if names.is_empty() || names.iter().any(|n| !token(n) || OWN.contains(&n.as_str())) {
+                    return self.cx.err(
+                        span_of(h),
+                        "movements.headers",
+                        "request header names such as \"authorization\" (not cookie, host, \
+                         content-length, connection or transfer-encoding: cookies come from the login)",
+                    );
+                }
+                names
+            }
+        };
         let known = [
             "external_id",
             "received_at",
@@ -1469,6 +1754,7 @@ impl Validator<'_> {
             source,
             pages,
             http,
+            headers,
             external_id,
             received_at,
             amount,
@@ -1508,7 +1794,8 @@ impl Validator<'_> {
                         .cx
                         .err(at, "movements.url", "the JSON endpoint to read (\"/path\" or a URL)");
                 };
-                let text = url.get_ref();
+                let probe = self.url_template(url, "movements.url")?;
+                let text = &probe;
                 let ok = if text.starts_with('/') {
                     true
                 } else {
@@ -1524,7 +1811,7 @@ impl Validator<'_> {
                         "a path (\"/api/movements\") or an http(s) URL on one of `allowed_hosts`",
                     );
                 }
-                Ok(Some(text.clone()))
+                Ok(Some(url.get_ref().clone()))
             }
             Some(_) => {
                 let at = m.read.as_ref().map(span_of).unwrap_or(None);
@@ -1740,6 +2027,14 @@ mod tests {
     fn read_http_takes_a_json_endpoint_on_an_allowed_host_and_nothing_of_the_page() {
         let d = parse("bank.toml", &read_http("/js/api/movements")).expect("valid");
         assert_eq!(d.movements.http.as_deref(), Some("/js/api/movements"));
+        assert!(d.movements.headers.is_empty());
+        let with_headers = read_http("/x").replacen(
+            "url = \"/x\"",
+            "url = \"/x\"\nheaders = [\"Authorization\", \"x-api-key\"]",
+            1,
+        );
+        let d = parse("bank.toml", &with_headers).expect("valid");
+        assert_eq!(d.movements.headers, ["authorization", "x-api-key"]);
         assert_eq!(parse("bank.toml", builtin()).expect("valid").movements.http, None);
         let absolute = parse("bank.toml", &read_http("http://localhost:3100/js/api/movements")).expect("valid");
         assert_eq!(
@@ -1761,6 +2056,26 @@ mod tests {
             (with_next, "movements.read", "one request"),
             (no_url, "movements.url", "JSON endpoint"),
             (url_alone, "movements.url", "only with read"),
+            (
+                builtin().replacen("max_pages = 20", "max_pages = 20\nheaders = [\"authorization\"]", 1),
+                "movements.headers",
+                "only with read",
+            ),
+            (
+                read_http("/x").replacen("url = \"/x\"", "url = \"/x\"\nheaders = [\"cookie\"]", 1),
+                "movements.headers",
+                "not cookie",
+            ),
+            (
+                read_http("/x").replacen("url = \"/x\"", "url = \"/x\"\nheaders = [\"x api\"]", 1),
+                "movements.headers",
+                "header names",
+            ),
+            (
+                read_http("/x").replacen("url = \"/x\"", "url = \"/x\"\nheaders = []", 1),
+                "movements.headers",
+                "header names",
+            ),
             (table, "movements.read", "JSON response"),
             (
                 read_http("/x").replacen("read = \"http\"", "read = \"curl\"", 1),
@@ -1891,6 +2206,262 @@ mod tests {
         );
         let err = parse("b.toml", &text).expect_err("eval template");
         assert_eq!(err.field, "logout[0].eval");
+    }
+
+    /// `[session] remember`: cookies, localStorage keys or both; bad patterns name the field
+    /// and the line.
+    #[test]
+    fn remember_takes_cookie_and_local_storage_patterns() {
+        let line =
+            "remember = { cookies = [\"sandbox_device\"], local_storage = [\"sandbox_device*\"], ttl = \"90d\" }";
+        assert!(builtin().contains(line));
+        let d = parse("bank.toml", builtin()).expect("valid");
+        let r = d.remember.expect("remember");
+        assert_eq!(r.local_storage, ["sandbox_device*"]);
+        assert!(r.keeps_key("sandbox_device_token") && !r.keeps_key("theme"));
+        assert!(r.keeps("sandbox_device") && !r.keeps("sandbox_device_token"));
+        let only_storage = builtin().replacen(line, "remember = { local_storage = [\"trusted_*\"] }", 1);
+        let r = parse("bank.toml", &only_storage)
+            .expect("valid")
+            .remember
+            .expect("remember");
+        assert!(r.cookies.is_empty());
+        assert_eq!(r.ttl, Duration::from_secs(90 * 86_400));
+        let remember_line = builtin()
+            .lines()
+            .position(|l| l.starts_with("remember ="))
+            .expect("line")
+            + 1;
+        for (with, field, says) in [
+            (
+                "remember = { ttl = \"90d\" }",
+                "session.remember",
+                "`cookies`, `local_storage`",
+            ),
+            (
+                "remember = { local_storage = [] }",
+                "session.remember.local_storage",
+                "localStorage key",
+            ),
+            (
+                "remember = { local_storage = [\"*\"] }",
+                "session.remember.local_storage",
+                "not only `*`",
+            ),
+            (
+                "remember = { local_storage = [\"\"] }",
+                "session.remember.local_storage",
+                "not empty",
+            ),
+            (
+                "remember = { local_storage = [\"a\\u0000\"] }",
+                "session.remember.local_storage",
+                "localStorage",
+            ),
+            (
+                "remember = { cookies = [\"a=b\"] }",
+                "session.remember.cookies",
+                "cookie names",
+            ),
+            (
+                "remember = { cookies = [\"a b\"] }",
+                "session.remember.cookies",
+                "cookie names",
+            ),
+            (
+                "remember = { cookies = [\"**\"] }",
+                "session.remember.cookies",
+                "cookie names",
+            ),
+            (
+                "remember = { cookies = [\"d\"], localstorage = [\"k\"] }",
+                "localstorage",
+                "unknown field",
+            ),
+        ] {
+            let err = parse("bank.toml", &builtin().replacen(line, with, 1)).expect_err(with);
+            assert_eq!(err.field, field, "{with}: {err}");
+            assert!(err.message.contains(says), "{with}: {err}");
+            assert_eq!(err.line, remember_line, "{with}: {err}");
+        }
+    }
+
+    /// `eval … as` variables: names, where they may be used, and what is refused.
+    #[test]
+    fn eval_variables_are_declared_before_use_and_urls_take_only_them() {
+        let branch = "[[login]]\nbranch = [";
+        assert!(builtin().contains(branch));
+        let with_eval = |eval: &str| builtin().replacen(branch, &format!("[[login]]\n{eval}\n\n{branch}"), 1);
+        // Valid: a variable set in the login, used by a condition and by the movements URL.
+        let ok = with_eval("eval = \"document.title\"\nas = \"title\"")
+            .replacen(
+                "goto = \"/js/movements\"",
+                "goto = \"/js/movements?t={{ vars.title }}\"",
+                1,
+            )
+            .replacen(
+                "{ when = { visible = \"form#otp-form\" }, then = \"otp\" }",
+                "{ when = { var = \"title\", equals = \"x\" }, then = \"otp\" }",
+                1,
+            );
+        let d = parse("bank.toml", &ok).expect("valid");
+        assert!(matches!(&d.login[4].action, Action::Eval { into: Some(n), .. } if n == "title"));
+        let Action::Branch(arms) = &d.login[5].action else {
+            panic!("branch")
+        };
+        assert_eq!(
+            arms[1].0,
+            Cond::Var {
+                name: "title".into(),
+                equals: Some(serde_json::json!("x"))
+            }
+        );
+        assert_eq!(d.movements.goto.as_deref(), Some("/js/movements?t={{ vars.title }}"));
+        let line_of = |text: &str, needle: &str| text.lines().position(|l| l.contains(needle)).expect("needle") + 1;
+        let cases: Vec<(String, &str, &str, &str)> = vec![
+            (
+                with_eval("eval = \"1\"\nas = \"Bad-Name\""),
+                "as = \"Bad-Name\"",
+                "login[4].as",
+                "variable name",
+            ),
+            (
+                with_eval("goto = \"/x\"\nas = \"v\""),
+                "as = \"v\"",
+                "login[4].as",
+                "belongs to an eval",
+            ),
+            (
+                builtin().replacen("{ visible = \"form#otp-form\" }", "{ var = \"nope\" }", 1),
+                "var = \"nope\"",
+                "login[4].branch[1].when.var",
+                "no `eval` step sets",
+            ),
+            (
+                builtin()
+                    .replacen("goto = \"/js/login\"", "goto = \"/js/{{ vars.later }}\"", 1)
+                    .replacen(
+                        branch,
+                        &format!("[[login]]\neval = \"1\"\nas = \"later\"\n\n{branch}"),
+                        1,
+                    ),
+                "goto = \"/js/{{ vars.later }}\"",
+                "login[0].goto",
+                "no earlier `eval` step sets",
+            ),
+            (
+                builtin().replacen("goto = \"/js/login\"", "goto = \"/js/login?u={{ password }}\"", 1),
+                "{{ password }}",
+                "login[0].goto",
+                "{{ vars.NAME }} only",
+            ),
+            (
+                with_eval("eval = \"'h'\"\nas = \"h\"").replacen(
+                    "goto = \"/js/movements\"",
+                    "goto = \"https://{{ vars.h }}.example/\"",
+                    1,
+                ),
+                "{{ vars.h }}.example",
+                "movements.goto",
+                "allowed_hosts",
+            ),
+        ];
+        for (text, at, field, says) in cases {
+            let err = parse("bank.toml", &text).expect_err(field);
+            assert_eq!(err.field, field, "{err}");
+            assert!(err.message.contains(says), "{err}");
+            assert_eq!(err.line, line_of(&text, at), "{err}");
+        }
+        // A read's own variables last for that read: the logout cannot use them.
+        let read_var = builtin()
+            .replacen(
+                "goto = \"/js/movements\"",
+                "goto = \"/js/movements\"\nsteps = [{ eval = \"1\", as = \"m\" }]",
+                1,
+            )
+            .replacen(
+                "[[logout]]\nclick = \"#logout\"",
+                "[[logout]]\ngoto = \"/js/{{ vars.m }}\"",
+                1,
+            );
+        let err = parse("bank.toml", &read_var).expect_err("a read's variable in the logout");
+        assert_eq!(err.field, "logout[0].goto", "{err}");
+        assert!(err.message.contains("no earlier `eval` step sets \"m\""), "{err}");
+        let err = parse(
+            "bank.toml",
+            &builtin().replacen("{ visible = \"form#otp-form\" }", "{ equals = 1 }", 1),
+        )
+        .expect_err("equals alone");
+        assert_eq!(err.field, "login[4].branch[1].when.equals", "{err}");
+    }
+
+    #[test]
+    fn templates_expand_percent_encoded_and_refuse_what_is_not_a_scalar() {
+        let vars: BTreeMap<String, serde_json::Value> = [
+            ("s".to_owned(), serde_json::json!("a b/c?d=e&f+g")),
+            ("n".to_owned(), serde_json::json!(2)),
+            ("t".to_owned(), serde_json::json!(true)),
+            ("o".to_owned(), serde_json::json!({"a": 1})),
+            ("z".to_owned(), serde_json::Value::Null),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(
+            expand("/p/{{ vars.s }}?n={{vars.n}}&t={{ vars.t }}", &vars).expect("expands"),
+            "/p/a%20b%2Fc%3Fd%3De%26f%2Bg?n=2&t=true"
+        );
+        for (t, says) in [
+            ("/{{ vars.o }}", "not a string"),
+            ("/{{ vars.z }}", "not set"),
+            ("/{{ vars.missing }}", "not set"),
+        ] {
+            assert!(expand(t, &vars).expect_err(t).contains(says), "{t}");
+        }
+        assert_eq!(
+            template_vars("/a/{{ vars.x }}/{{ vars.y_2 }}").expect("ok"),
+            ["x", "y_2"]
+        );
+        for bad in [
+            "/{{ username }}",
+            "/{{ vars.X }}",
+            "/{{ vars.x",
+            "/x }}",
+            "/{{ extra.k }}",
+        ] {
+            assert!(template_vars(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn keep_alive_is_reads_or_a_timer_for_the_watch_rules() {
+        let watch = "watch = [{ when = { visible = \"#session-timeout\" }, click = \"button#stay\" }]";
+        assert!(builtin().contains(watch));
+        let with = |k: &str| builtin().replacen(watch, &format!("{watch}\nkeep_alive = \"{k}\""), 1);
+        assert_eq!(parse("b.toml", builtin()).expect("valid").keep_alive, None);
+        assert_eq!(parse("b.toml", &with("reads")).expect("valid").keep_alive, None);
+        assert_eq!(
+            parse("b.toml", &with("4m")).expect("valid").keep_alive,
+            Some(Duration::from_secs(240))
+        );
+        let no_watch = with("4m").replacen(watch, "", 1);
+        let http = with("4m")
+            .replacen("goto = \"/js/movements\"", "read = \"http\"\nurl = \"/x\"", 1)
+            .replacen("next = \"button#next-page\"", "", 1)
+            .replacen("max_pages = 20", "", 1)
+            .replacen("logged_out = { url = \"/js/login$\" }", "", 1);
+        for (text, says) in [
+            (with("often"), "a duration"),
+            (with("50ms"), "from 100ms to 1h"),
+            (with("2h"), "from 100ms to 1h"),
+            (no_watch, "give [session] watch"),
+            (http, "keep_alive = \"reads\""),
+        ] {
+            let err = parse("b.toml", &text).expect_err(says);
+            assert_eq!(err.field, "session.keep_alive", "{err}");
+            assert!(err.message.contains(says), "{err}");
+            let line = text.lines().position(|l| l.starts_with("keep_alive")).expect("line") + 1;
+            assert_eq!(err.line, line, "{err}");
+        }
     }
 
     #[test]

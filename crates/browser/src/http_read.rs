@@ -1,6 +1,8 @@
 //! `read = "http"` (CONNECTORS §4): once the browser has logged in, the movements are read with
 //! plain HTTP requests to the bank's JSON endpoint, carrying the login's cookies, and the browser
-//! context is closed — a session then costs what an HTTP connector's does.
+//! context is closed — a session then costs what an HTTP connector's does. Request headers the
+//! definition names (`[movements] headers`, e.g. a bearer token) are captured from the bank's
+//! own requests during the login and sent on every read; their values are secrets.
 
 use std::sync::Arc;
 
@@ -30,7 +32,14 @@ pub(crate) enum Answer {
 impl HttpRead {
     /// A reader of `endpoint` (relative to the definition's `base_url`, or absolute) with the
     /// login's `cookies`. Refuses an endpoint outside the definition's `allowed_hosts`.
-    pub(crate) fn new(def: &BankDef, endpoint: &str, cookies: &[KeptCookie]) -> Result<Self, String> {
+    /// `headers`: the values captured from the bank's own requests (`[movements] headers`),
+    /// sent on every read, marked sensitive.
+    pub(crate) fn new(
+        def: &BankDef,
+        endpoint: &str,
+        cookies: &[KeptCookie],
+        headers: &[(String, String)],
+    ) -> Result<Self, String> {
         let url = def.base_url.join(endpoint).map_err(|e| format!("movements.url: {e}"))?;
         if !matches!(url.scheme(), "http" | "https")
             || !host_allowed(&def.allowed_hosts, url.host_str().unwrap_or_default())
@@ -56,8 +65,19 @@ impl HttpRead {
             }
             jar.add_cookie_str(&line, &origin);
         }
+        let mut default_headers = reqwest::header::HeaderMap::new();
+        for (name, value) in headers {
+            // The error names the header, never its value.
+            let name = reqwest::header::HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| format!("movements.headers: {name:?} is not a header name"))?;
+            let mut value = reqwest::header::HeaderValue::from_str(value)
+                .map_err(|_| format!("movements.headers: the captured {name} is not a header value"))?;
+            value.set_sensitive(true);
+            default_headers.insert(name, value);
+        }
         let client = reqwest::Client::builder()
             .cookie_provider(jar)
+            .default_headers(default_headers)
             // A bank that sends a session-less request elsewhere is saying "logged out".
             .redirect(reqwest::redirect::Policy::none())
             .timeout(def.timeouts.read)

@@ -16,7 +16,7 @@ use crate::def::{
 use crate::evidence::Evidence;
 use crate::extract::{self, Movement, RawRow};
 use crate::http_read::{Answer, HttpRead};
-use crate::page::{ContextLease, KeptCookie, PageError};
+use crate::page::{ContextLease, PageError};
 use crate::runtime::{BrowserRuntime, RuntimeError};
 
 const HELPER: &str = include_str!("dom.js");
@@ -93,6 +93,56 @@ pub struct Session {
     def: Arc<BankDef>,
     evidence_on: bool,
     remembered: Option<String>,
+    /// The variables the login's `eval … as` steps set (each read starts from these).
+    vars: BTreeMap<String, Value>,
+    /// Held by a read or the logout; the keep-alive timer skips a tick while it is taken.
+    busy: Arc<tokio::sync::Mutex<()>>,
+    /// `[session] keep_alive = "4m"`: the timer task running the watch rules between reads.
+    keeper: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        // The timer dies with the session (it holds the page only weakly, and only per tick).
+        if let Some(k) = &self.keeper {
+            k.abort();
+        }
+    }
+}
+
+/// The keep-alive timer of a parked session: every `every`, unless a read or the logout is
+/// using the page, the watch rules are checked once on it (and their controls clicked), so a
+/// bank's "are you still there?" dialog is answered between reads too. Ends when the session
+/// (and with it the page) is gone or the browser died.
+fn keep_alive(
+    lease: &Arc<ContextLease>,
+    def: &Arc<BankDef>,
+    busy: &Arc<tokio::sync::Mutex<()>>,
+    every: Duration,
+    vars: BTreeMap<String, Value>,
+) -> tokio::task::JoinHandle<()> {
+    let (page, def, busy) = (Arc::downgrade(lease), Arc::clone(def), Arc::clone(busy));
+    tokio::spawn(async move {
+        let mut timer = tokio::time::interval_at(Instant::now() + every, every);
+        timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            timer.tick().await;
+            let Some(lease) = page.upgrade() else { return };
+            if lease.crashed() {
+                return;
+            }
+            let Ok(_using) = busy.try_lock() else {
+                continue;
+            };
+            let mut run = Run::new(&lease, &def, false);
+            run.vars = vars.clone();
+            let since = lease.net_seq();
+            // One look: outcome rules and conditions are the reads' business, not the timer's.
+            if let Err(e) = run.wait_any(&[], since, Duration::ZERO, &|| false).await {
+                tracing::debug!(bank = %def.code, error = ?e, "keep_alive: the page did not answer");
+            }
+        }
+    })
 }
 
 /// What a wait found.
@@ -110,6 +160,8 @@ struct Run<'a> {
     /// A code is in the page: no evidence now.
     code_typed: bool,
     evidence_on: bool,
+    /// Variables of `eval … as` steps (secret-ish page data: never logged).
+    vars: BTreeMap<String, Value>,
 }
 
 fn call(args: Value) -> String {
@@ -137,6 +189,7 @@ impl<'a> Run<'a> {
             trail: Vec::new(),
             code_typed: false,
             evidence_on,
+            vars: BTreeMap::new(),
         }
     }
 
@@ -184,6 +237,11 @@ impl<'a> Run<'a> {
                 .seen_since(since)
                 .iter()
                 .any(|s| s.url.contains(frag.as_str())),
+            Cond::Var { name, equals } => match (self.vars.get(name), equals) {
+                (Some(v), Some(want)) => v == want,
+                (Some(v), None) => truthy(v),
+                (None, _) => false,
+            },
             Cond::Any(list) => {
                 // Every member consumes its primitives, matched or not.
                 let mut any = false;
@@ -349,12 +407,17 @@ impl<'a> Run<'a> {
         }))
     }
 
-    fn url(&self, path: &str) -> Result<String, Failure> {
+    /// A `goto` URL: its `{{ vars.NAME }}` filled in, joined to the base URL.
+    async fn url(&mut self, step: &str, path: &str) -> Result<String, Failure> {
+        let path = match crate::def::expand(path, &self.vars) {
+            Ok(p) => p,
+            Err(e) => return Err(self.broken(step, e).await),
+        };
         self.def
             .base_url
-            .join(path)
+            .join(&path)
             .map(|u| u.to_string())
-            .map_err(|_| Failure::Retryable(format!("bad URL {path:?}"), None))
+            .map_err(|_| Failure::Retryable(format!("{step}: not a URL"), None))
     }
 
     /// Waits until `loc` is visible and runs `op` on it; outcome rules may end the wait.
@@ -457,7 +520,7 @@ impl<'a> Run<'a> {
             let since = self.lease.net_seq();
             match &step.action {
                 Action::Goto(path) => {
-                    let url = self.url(path)?;
+                    let url = self.url(label, path).await?;
                     match self.lease.goto(&url, self.def.timeouts.navigation).await {
                         Ok(()) => {}
                         Err(PageError::Timeout) => {
@@ -500,22 +563,31 @@ impl<'a> Run<'a> {
                         Hit::Timeout => return Err(self.timed_out(label, timeout).await),
                     }
                 }
-                Action::Eval(js) => {
+                Action::Eval { js, into } => {
                     let deadline = Instant::now() + timeout;
-                    loop {
+                    let value = loop {
                         match self.lease.eval(js.clone()).await {
-                            Ok(v) => {
-                                tracing::debug!(step = label, result = %v, "eval");
-                                break;
-                            }
+                            Ok(v) => break v,
                             Err(PageError::Navigating) if Instant::now() < deadline => {
                                 self.lease.net_changed(Duration::from_millis(50)).await
                             }
                             Err(PageError::Script(e)) => {
-                                return Err(self.broken(label, format!("eval threw: {e}")).await)
+                                let why = script_error(&e, creds);
+                                return Err(self.broken(label, format!("the eval script threw: {why}")).await);
                             }
                             Err(e) => return Err(self.page_failure(e)),
                         }
+                    };
+                    if let Some(name) = into {
+                        let size = serde_json::to_string(&value).map_or(usize::MAX, |t| t.len());
+                        if size > crate::def::VAR_MAX_BYTES {
+                            let detail = format!(
+                                "the eval result is larger than {} KiB ({size} bytes)",
+                                crate::def::VAR_MAX_BYTES / 1024
+                            );
+                            return Err(self.broken(label, detail).await);
+                        }
+                        self.vars.insert(name.clone(), value);
                     }
                 }
             }
@@ -647,6 +719,69 @@ impl<'a> Run<'a> {
     }
 }
 
+/// The `[movements] headers` the bank's own requests carried during the login. A request seen
+/// is recorded by the lease's network task, so one the page has already made may still be on its
+/// way: waited for (woken by the network task) up to the step timeout. A header never seen is
+/// `Broken` (the definition expects what the bank no longer sends), named, never its value.
+async fn captured_headers(lease: &ContextLease, def: &BankDef) -> Result<Vec<(String, String)>, Failure> {
+    let want = &def.movements.headers;
+    let deadline = Instant::now() + def.timeouts.step;
+    loop {
+        let got = lease.captured_headers();
+        if got.len() == want.len() {
+            return Ok(got);
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            let missing: Vec<&str> = want
+                .iter()
+                .filter(|w| !got.iter().any(|(n, _)| n == *w))
+                .map(String::as_str)
+                .collect();
+            return Err(Failure::Broken {
+                step: "movements.headers".into(),
+                detail: format!(
+                    "the bank's own requests during the login never carried {}",
+                    missing.join(", ")
+                ),
+                evidence: None,
+            });
+        }
+        lease.net_changed(deadline - now).await;
+    }
+}
+
+/// JavaScript's truthiness of a JSON value (`{ var = "name" }` without `equals`).
+fn truthy(v: &Value) -> bool {
+    match v {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
+        Value::String(s) => !s.is_empty(),
+        Value::Array(_) | Value::Object(_) => true,
+    }
+}
+
+/// What a throwing `eval` script said, for a `Broken` message: its first line, at most 200
+/// characters, with every credential of the login blanked out (a script can read the page's
+/// inputs; its message must not carry them into an error).
+fn script_error(text: &str, creds: Option<&Creds<'_>>) -> String {
+    let mut line: String = text.lines().next().unwrap_or_default().chars().take(200).collect();
+    if let Some(c) = creds {
+        let secrets = [c.username, c.password]
+            .into_iter()
+            .chain(c.extra.values().map(String::as_str));
+        for secret in secrets.filter(|s| !s.is_empty()) {
+            line = line.replace(secret, "[redacted]");
+        }
+    }
+    if line.is_empty() {
+        "an exception without a message".into()
+    } else {
+        line
+    }
+}
+
 fn human(d: Duration) -> String {
     if d.subsec_millis() == 0 {
         format!("{} s", d.as_secs())
@@ -664,24 +799,26 @@ pub async fn login(
     evidence_on: bool,
 ) -> Result<Session, Failure> {
     let lease = rt.lease(def).await?;
-    if let (Some(remember), Some(text)) = (&def.remember, creds.remembered) {
-        // Kept state that no longer parses or has expired is simply not used: the bank then
-        // asks for a code as it would on a new device.
-        let now = unix_now();
-        let kept: Vec<KeptCookie> = serde_json::from_str::<Vec<KeptCookie>>(text)
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|c| remember.keeps(&c.name) && c.expires > now)
-            .collect();
-        if let Err(e) = lease.set_cookies(&kept).await {
-            return Err(Failure::Retryable(
-                format!("could not restore the remembered device: {e}"),
-                None,
-            ));
-        }
+    // Kept state that no longer parses or has expired is simply not used: the bank then asks
+    // for a code as it would on a new device.
+    let restore_script = match (&def.remember, creds.remembered) {
+        (Some(remember), Some(text)) => match crate::device::restore(&lease, def, remember, text).await {
+            Ok(id) => id,
+            Err(e) => {
+                return Err(Failure::Retryable(
+                    format!("could not restore the remembered device: {e}"),
+                    None,
+                ))
+            }
+        },
+        _ => None,
+    };
+    if def.movements.http.is_some() && !def.movements.headers.is_empty() {
+        // Armed before the first page: the bank's own requests carry what the reads will send.
+        lease.arm_headers(&def.movements.headers);
     }
     let budget = def.timeouts.login;
-    {
+    let vars = {
         let mut run = Run::new(&lease, def, evidence_on);
         // The whole login is bounded, OTP waits excluded: the bound applies to the steps.
         let to = tokio::time::timeout(budget, run.steps(&def.login, Some(creds))).await;
@@ -698,9 +835,14 @@ pub async fn login(
             BranchTo::Otp => run.otp(ask).await?,
             BranchTo::Done | BranchTo::Continue => {}
         }
+        run.vars
+    };
+    if let Some(id) = restore_script {
+        // Logged in: later documents (the reads) get nothing injected.
+        let _ = lease.remove_init_script(&id).await;
     }
     let remembered = match &def.remember {
-        Some(remember) => kept_cookies(&lease, remember).await,
+        Some(remember) => crate::device::keep(&lease, def, remember).await,
         None => None,
     };
     let conn = match &def.movements.http {
@@ -710,50 +852,36 @@ pub async fn login(
                 .cookies()
                 .await
                 .map_err(|e| Failure::Retryable(format!("could not read the login's cookies: {e}"), None))?;
-            let reader = HttpRead::new(def, endpoint, &cookies).map_err(|e| Failure::Broken {
+            let broken = |detail: String| Failure::Broken {
+                step: "movements.url".into(),
+                detail,
+                evidence: None,
+            };
+            let endpoint = crate::def::expand(endpoint, &vars).map_err(broken)?;
+            let headers = captured_headers(&lease, def).await?;
+            let reader = HttpRead::new(def, &endpoint, &cookies, &headers).map_err(|e| Failure::Broken {
                 step: "movements.url".into(),
                 detail: e,
                 evidence: None,
             })?;
             Conn::Http(reader)
         }
-        None => Conn::Page(lease),
+        None => Conn::Page(Arc::new(lease)),
+    };
+    let busy = Arc::new(tokio::sync::Mutex::new(()));
+    let keeper = match (&conn, def.keep_alive) {
+        (Conn::Page(lease), Some(every)) => Some(keep_alive(lease, def, &busy, every, vars.clone())),
+        _ => None,
     };
     Ok(Session {
         conn,
         def: Arc::clone(def),
         evidence_on,
         remembered,
+        vars,
+        busy,
+        keeper,
     })
-}
-
-fn unix_now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
-}
-
-/// The cookies `remember` keeps, each kept at most its `ttl` (a session cookie too), as the
-/// JSON the next login takes back; `None` when there are none (or they cannot be read: the next
-/// login then asks for a code, nothing worse).
-async fn kept_cookies(lease: &ContextLease, remember: &crate::def::Remember) -> Option<String> {
-    let until = unix_now() + remember.ttl.as_secs_f64();
-    let kept: Vec<KeptCookie> = lease
-        .cookies()
-        .await
-        .ok()?
-        .into_iter()
-        .filter(|c| remember.keeps(&c.name))
-        .map(|mut c| {
-            c.expires = if c.expires > 0.0 { c.expires.min(until) } else { until };
-            c
-        })
-        .collect();
-    if kept.is_empty() {
-        return None;
-    }
-    serde_json::to_string(&kept).ok()
 }
 
 impl Session {
@@ -766,14 +894,16 @@ impl Session {
             Conn::Page(lease) => lease,
             Conn::Http(reader) => return read_http(reader, &def).await,
         };
+        let _using = self.busy.lock().await;
         let mut run = Run::new(lease, &def, self.evidence_on);
+        run.vars = self.vars.clone();
         run.trail.push("movements".into());
         let mut since = lease.net_seq();
         if let Source::Json { response, .. } = &m.source {
             lease.arm_capture(response);
         }
         if let Some(goto) = &m.goto {
-            let url = run.url(goto)?;
+            let url = run.url("movements.goto", goto).await?;
             match lease.goto(&url, def.timeouts.navigation).await {
                 Ok(()) => {}
                 Err(PageError::Timeout) => {
@@ -850,14 +980,19 @@ impl Session {
         let Conn::Page(lease) = &self.conn else {
             return Ok(());
         };
+        let _using = self.busy.lock().await;
+        if let Some(k) = self.keeper.take() {
+            k.abort();
+        }
         let mut run = Run::new(lease, &def, false);
+        run.vars = self.vars.clone();
         run.steps(&def.logout, None).await.map(|_| ())
     }
 
     /// The browser context the session holds: `None` once a `read = "http"` login closed it.
     pub fn lease(&self) -> Option<&ContextLease> {
         match &self.conn {
-            Conn::Page(lease) => Some(lease),
+            Conn::Page(lease) => Some(lease.as_ref()),
             Conn::Http(_) => None,
         }
     }
@@ -865,8 +1000,9 @@ impl Session {
 
 /// What a session reads through.
 enum Conn {
-    /// The login's page (the browser context stays open).
-    Page(ContextLease),
+    /// The login's page (the browser context stays open; shared only with the keep-alive
+    /// timer, which holds it weakly).
+    Page(Arc<ContextLease>),
     /// `read = "http"`: the bank's JSON endpoint with the login's cookies, the context closed.
     Http(HttpRead),
 }

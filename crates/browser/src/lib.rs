@@ -5,10 +5,12 @@
 //! Modules: `runtime` (the process, leases, health, relaunch), `page` (the facade over one
 //! context's page: navigation, typing, clicks, request interception, captures), `def`
 //! (definition parsing and validation), `interp` (the interpreter), `extract` (field parsers,
-//! JSON pointers), `evidence`, `http_read` (`read = "http"`: movements over HTTP with the
+//! JSON pointers), `device` (remember-device state: kept cookies and `localStorage` keys),
+//! `evidence`, `http_read` (`read = "http"`: movements over HTTP with the
 //! login's cookies). Only `runtime` and `page` name the CDP client.
 
 pub mod def;
+mod device;
 pub mod evidence;
 pub mod extract;
 mod http_read;

@@ -20,7 +20,10 @@ use chromiumoxide::cdp::browser_protocol::network::{
     CookieParam, ErrorReason, EventLoadingFailed, EventLoadingFinished, EventRequestWillBeSent, EventResponseReceived,
     GetCookiesParams, GetResponseBodyParams, ResourceType, SetCookiesParams, TimeSinceEpoch,
 };
-use chromiumoxide::cdp::browser_protocol::page::{CaptureScreenshotFormat, EventFrameNavigated};
+use chromiumoxide::cdp::browser_protocol::page::{
+    AddScriptToEvaluateOnNewDocumentParams, CaptureScreenshotFormat, EventFrameNavigated,
+    RemoveScriptToEvaluateOnNewDocumentParams, ScriptIdentifier,
+};
 use chromiumoxide::cdp::js_protocol::runtime::EvaluateParams;
 use chromiumoxide::page::ScreenshotParams;
 use chromiumoxide::Page;
@@ -78,6 +81,19 @@ struct NetState {
     captured: Vec<Captured>,
     navigations: u64,
     blocked: Vec<String>,
+    /// Request headers (lower-case names) to capture from the page's own requests, and the
+    /// latest value of each seen (`read = "http"`'s `headers`; secrets, never logged).
+    want_headers: Vec<String>,
+    headers: HashMap<String, Secret>,
+}
+
+/// A captured header value: `Debug` does not show it.
+struct Secret(String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
 }
 
 #[derive(Debug, Default)]
@@ -225,6 +241,7 @@ impl ContextLease {
         let mut finished = page.event_listener::<EventLoadingFinished>().await.map_err(cdp)?;
         let mut failed = page.event_listener::<EventLoadingFailed>().await.map_err(cdp)?;
         let mut navigated = page.event_listener::<EventFrameNavigated>().await.map_err(cdp)?;
+        let hosts_for_headers = def.allowed_hosts.clone();
         let p = page.clone();
         let n = Arc::clone(&net);
         tasks.push(tokio::spawn(async move {
@@ -234,7 +251,24 @@ impl ContextLease {
                 tokio::select! {
                     biased;
                     Some(ev) = sent.next() => {
-                        n.lock().pending.insert(ev.request_id.inner().clone());
+                        let mut st = n.lock();
+                        st.pending.insert(ev.request_id.inner().clone());
+                        if !st.want_headers.is_empty() && request_allowed(&hosts_for_headers, &ev.request.url) {
+                            let mut got = false;
+                            if let Some(map) = ev.request.headers.inner().as_object() {
+                                for (name, value) in map {
+                                    let name = name.to_ascii_lowercase();
+                                    if let (true, Some(v)) = (st.want_headers.contains(&name), value.as_str()) {
+                                        st.headers.insert(name, Secret(v.to_owned()));
+                                        got = true;
+                                    }
+                                }
+                            }
+                            drop(st);
+                            if got {
+                                n.changed.notify_waiters();
+                            }
+                        }
                     }
                     Some(ev) = received.next() => {
                         let document = matches!(ev.r#type, ResourceType::Document) && ev.frame_id.as_ref().is_none_or(|f| f.inner() == p.target_id().inner());
@@ -484,6 +518,28 @@ impl ContextLease {
             .map_err(|e| cdp_err(&self.live, e))
     }
 
+    /// Runs `source` in every new document of this page before the page's own scripts
+    /// (`Page.addScriptToEvaluateOnNewDocument`); returns its id for [`Self::remove_init_script`].
+    pub async fn add_init_script(&self, source: String) -> Result<String, PageError> {
+        let res = self
+            .page
+            .execute(AddScriptToEvaluateOnNewDocumentParams::new(source))
+            .await
+            .map_err(|e| cdp_err(&self.live, e))?;
+        Ok(res.result.identifier.inner().clone())
+    }
+
+    /// Stops running a script added by [`Self::add_init_script`] in new documents.
+    pub async fn remove_init_script(&self, id: &str) -> Result<(), PageError> {
+        self.page
+            .execute(RemoveScriptToEvaluateOnNewDocumentParams::new(ScriptIdentifier::new(
+                id,
+            )))
+            .await
+            .map(|_| ())
+            .map_err(|e| cdp_err(&self.live, e))
+    }
+
     /// A JPEG (quality 60) of the viewport.
     pub async fn screenshot_jpeg(&self) -> Result<Vec<u8>, PageError> {
         let params = ScreenshotParams::builder()
@@ -528,6 +584,23 @@ impl ContextLease {
         st.captured.clear();
     }
 
+    /// Starts capturing the values of these request headers (lower case) from the page's own
+    /// requests to `allowed_hosts`.
+    pub fn arm_headers(&self, names: &[String]) {
+        let mut st = self.net.lock();
+        st.want_headers = names.to_vec();
+        st.headers.clear();
+    }
+
+    /// The latest value of each armed header seen so far (secrets: never log them).
+    pub fn captured_headers(&self) -> Vec<(String, String)> {
+        let st = self.net.lock();
+        st.want_headers
+            .iter()
+            .filter_map(|n| st.headers.get(n).map(|v| (n.clone(), v.0.clone())))
+            .collect()
+    }
+
     /// Bodies captured after `since`.
     pub fn captured_since(&self, since: u64) -> Vec<Captured> {
         self.net
@@ -556,6 +629,12 @@ impl ContextLease {
             });
         v.unwrap_or_default()
     }
+}
+
+/// Whether `url` is an http(s) URL on one of `hosts`.
+fn request_allowed(hosts: &[String], url: &str) -> bool {
+    url::Url::parse(url)
+        .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && host_allowed(hosts, u.host_str().unwrap_or_default()))
 }
 
 fn resource_kind(t: &ResourceType) -> String {

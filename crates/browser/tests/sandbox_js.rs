@@ -213,7 +213,8 @@ fn a_remembered_device_logs_in_without_a_code_until_the_bank_forgets_it() {
             .expect("login");
         assert_eq!(ask.asked.len(), 1);
         let kept = session.remembered().expect("the device cookie is kept").to_owned();
-        let cookies: serde_json::Value = serde_json::from_str(&kept).expect("JSON");
+        let state: serde_json::Value = serde_json::from_str(&kept).expect("JSON");
+        let cookies = &state["cookies"];
         let names: Vec<&str> = cookies
             .as_array()
             .expect("a list")
@@ -221,6 +222,13 @@ fn a_remembered_device_logs_in_without_a_code_until_the_bank_forgets_it() {
             .map(|c| c["name"].as_str().expect("name"))
             .collect();
         assert_eq!(names, ["sandbox_device"], "only the cookies the definition keeps");
+        let keys: Vec<&str> = state["local_storage"]["items"]
+            .as_array()
+            .expect("localStorage items")
+            .iter()
+            .map(|kv| kv[0].as_str().expect("key"))
+            .collect();
+        assert_eq!(keys, ["sandbox_device_token"], "only the keys the definition keeps");
         let expires = cookies[0]["expires"].as_f64().expect("expires");
         let now = chrono::Utc::now().timestamp() as f64;
         assert!(
@@ -267,6 +275,70 @@ fn a_remembered_device_logs_in_without_a_code_until_the_bank_forgets_it() {
             .await
             .expect("login");
         assert_eq!(ask.asked.len(), 1);
+    });
+}
+
+async fn login_with(
+    w: &World,
+    def: &Arc<BankDef>,
+    user: &str,
+    remembered: Option<&str>,
+    ask: &mut Script,
+) -> Result<interp::Session, Failure> {
+    let extra = BTreeMap::new();
+    let creds = Creds {
+        username: user,
+        password: "pass_otp",
+        extra: &extra,
+        remembered,
+    };
+    interp::login(&w.browser, def, &creds, ask, true).await
+}
+
+/// Remember-device through `localStorage` alone: the bank's app keeps its device token there
+/// (and sends it with the login); the definition keeps the key, never the cookie, so only the
+/// key put back before the app's first script can spare the second login its code.
+#[test]
+fn a_remembered_local_storage_key_spares_the_code_and_an_unlisted_one_does_not() {
+    run(|w| async move {
+        let remember =
+            "remember = { cookies = [\"sandbox_device\"], local_storage = [\"sandbox_device*\"], ttl = \"90d\" }";
+        let by_key = sandbox_js_with(w, &[(remember, "remember = { local_storage = [\"sandbox_device*\"] }")]);
+        let other_key = sandbox_js_with(w, &[(remember, "remember = { local_storage = [\"theme*\"] }")]);
+        let user = "user_otp+storage";
+        let mut ask = codes(&["123456"]);
+        let session = login_with(w, &by_key, user, None, &mut ask).await.expect("login");
+        assert_eq!(ask.asked.len(), 1, "a new device is asked for a code");
+        let kept = session.remembered().expect("the key is kept").to_owned();
+        drop(session);
+        let state: serde_json::Value = serde_json::from_str(&kept).expect("JSON");
+        assert_eq!(state["cookies"], serde_json::json!([]), "no cookie is kept: {state:?}");
+        let items = &state["local_storage"]["items"];
+        assert_eq!(items.as_array().map(Vec::len), Some(1), "{items:?}");
+        assert_eq!(items[0][0], "sandbox_device_token");
+        assert!(state["local_storage"]["origin"]
+            .as_str()
+            .is_some_and(|o| w.base.as_str().starts_with(o)));
+
+        // Given back: the app finds its token and the bank trusts the device.
+        let mut none = Script::default();
+        let mut session = login_with(w, &by_key, user, Some(&kept), &mut none)
+            .await
+            .expect("login without a code");
+        assert!(none.asked.is_empty(), "{:?}", none.asked);
+        assert_eq!(
+            session.read_movements().await.expect("read").len(),
+            w.bank.movements_of(user).len()
+        );
+        drop(session);
+
+        // A definition that does not list the key neither keeps it nor puts it back.
+        let mut ask = codes(&["123456"]);
+        let session = login_with(w, &other_key, user, Some(&kept), &mut ask)
+            .await
+            .expect("login");
+        assert_eq!(ask.asked.len(), 1, "the unlisted key is not put back");
+        assert!(session.remembered().is_none(), "nothing listed, nothing kept");
     });
 }
 
@@ -753,8 +825,9 @@ fn a_parked_login_costs_one_renderer_process() {
 }
 
 /// `read = "http"` (CONNECTORS §4): the login runs in the browser, then its context is closed
-/// and every read is one HTTP request with the login's cookies; the bank dropping the session
-/// is `SessionExpired` (the engine logs in again). Its own Chromium, to count its contexts.
+/// and every read is one HTTP request with the login's cookies and the bearer token captured
+/// from the bank's own XHR; the bank dropping the session is `SessionExpired` (the engine logs
+/// in again). Its own Chromium, to count its contexts.
 #[test]
 fn read_http_reads_over_http_with_the_logins_cookies_and_closes_the_context() {
     run(|w| async move {
@@ -763,7 +836,7 @@ fn read_http_reads_over_http_with_the_logins_cookies_and_closes_the_context() {
             &[
                 (
                     "goto = \"/js/movements\"",
-                    "read = \"http\"\nurl = \"/js/api/movements\"",
+                    "read = \"http\"\nurl = \"/js/api/movements\"\nheaders = [\"Authorization\"]",
                 ),
                 ("next = \"button#next-page\"", ""),
                 ("max_pages = 20", ""),
@@ -805,6 +878,244 @@ fn read_http_reads_over_http_with_the_logins_cookies_and_closes_the_context() {
         let r = session.read_movements().await;
         assert!(matches!(r, Err(Failure::SessionExpired)), "{:?}", r.err());
         session.logout().await.expect("nothing to do without a page");
+        browser.shutdown().await;
+    });
+}
+
+/// `eval … as` (CONNECTORS §7–§8): a value read by page-side JavaScript becomes a variable that
+/// a branch tests and a URL template uses — here the page number of the bank's "older" button,
+/// read from the page and sent as `?page=` of a `read = "http"` request.
+#[test]
+fn an_eval_result_is_a_variable_for_branches_and_url_templates() {
+    run(|w| async move {
+        let user = "user_good+vars";
+        w.bank.set_js_page_size(user, Some(2));
+        let d = sandbox_js_with(
+            w,
+            &[
+                (
+                    "{ when = { visible = \"body[data-page=movements]\" }, then = \"done\" }",
+                    "{ when = { visible = \"body[data-page=movements]\" }, then = \"continue\" }",
+                ),
+                (
+                    "\n[otp]\n",
+                    "\n[[login]]\nwait_for = { visible = \"button#next-page\" }\n\n\
+                     [[login]]\neval = \"document.querySelector('button#next-page').getAttribute('data-page')\"\n\
+                     as = \"older\"\n\n\
+                     [[login]]\nbranch = [{ when = { var = \"older\", equals = \"2\" }, then = \"done\" }]\n\n[otp]\n",
+                ),
+                (
+                    "goto = \"/js/movements\"",
+                    "read = \"http\"\nurl = \"/js/api/movements?page={{ vars.older }}\"\nheaders = [\"authorization\"]",
+                ),
+                ("next = \"button#next-page\"", ""),
+                ("max_pages = 20", ""),
+                ("logged_out = { url = \"/js/login$\" }", ""),
+            ],
+        );
+        let mut session = login(w, &d, user, "pass_good", &mut Script::default())
+            .await
+            .expect("login through the variable's branch");
+        let got = session.read_movements().await.expect("read page 2 over HTTP");
+        let want = w.bank.movements_of(user);
+        assert!(want.len() >= 4, "{}", want.len());
+        let ids: Vec<&str> = got.iter().map(|m| m.external_id.as_str()).collect();
+        let second: Vec<&str> = want[2..4].iter().map(|m| m.id.as_str()).collect();
+        assert_eq!(ids, second, "the page the variable named");
+        w.bank.set_js_page_size(user, None);
+    });
+}
+
+/// A throwing `eval` is `Broken` at its step with the script's message — without a credential
+/// even when the script put one in it — and a result over the size bound is `Broken` too.
+#[test]
+fn a_throwing_or_oversized_eval_is_broken_without_secrets() {
+    run(|w| async move {
+        let click = "[[login]]\nclick = \"#login-form button[type=submit]\"";
+        for (script, says) in [
+            (
+                "throw new Error('boom ' + document.querySelector('#login-form input[name=password]').value)",
+                "the eval script threw: Error: boom [redacted]",
+            ),
+            ("'x'.repeat(70000)", "larger than 64 KiB"),
+        ] {
+            let eval = format!("[[login]]\neval = \"{script}\"\nas = \"v\"\n\n{click}");
+            let d = sandbox_js_with(w, &[(click, eval.as_str())]);
+            match login(w, &d, "user_good+eval", "pass_good", &mut Script::default()).await {
+                Err(Failure::Broken { step, detail, evidence }) => {
+                    assert_eq!(step, "login[3]");
+                    assert!(detail.contains(says), "{detail}");
+                    assert!(!detail.contains("pass_good"), "{detail}");
+                    let ev = evidence.expect("evidence");
+                    assert!(!ev.dom.contains("pass_good"), "the DOM snapshot is blanked");
+                }
+                Err(other) => panic!("expected Broken, got {other:?}"),
+                Ok(_) => panic!("the login succeeded"),
+            }
+        }
+    });
+}
+
+/// `[movements] headers`: the bank's movements API wants the bearer token its app sends. Read
+/// with the header captured from the app's own XHR it answers; the same definition without
+/// `headers` sends cookies alone and its first read is `SessionExpired`; a header the bank's
+/// requests never carry is `Broken` at the login, named without a value.
+#[test]
+fn read_http_sends_the_header_captured_from_the_banks_own_xhr() {
+    run(|w| async move {
+        let http = |headers: &str| {
+            sandbox_js_with(
+                w,
+                &[
+                    (
+                        "goto = \"/js/movements\"",
+                        &format!("read = \"http\"\nurl = \"/js/api/movements\"\n{headers}"),
+                    ),
+                    ("next = \"button#next-page\"", ""),
+                    ("max_pages = 20", ""),
+                    ("logged_out = { url = \"/js/login$\" }", ""),
+                ],
+            )
+        };
+        let user = "user_good+bearer";
+        let want = w.bank.movements_of(user).len();
+        let with = http("headers = [\"authorization\"]");
+        let mut session = login(w, &with, user, "pass_good", &mut Script::default())
+            .await
+            .expect("login");
+        assert_eq!(session.read_movements().await.expect("read with the token").len(), want);
+        drop(session);
+
+        let without = http("");
+        let mut session = login(w, &without, user, "pass_good", &mut Script::default())
+            .await
+            .expect("login");
+        let r = session.read_movements().await;
+        assert!(matches!(r, Err(Failure::SessionExpired)), "{:?}", r.err());
+
+        let never = http("headers = [\"authorization\", \"x-api-key\"]");
+        match login(w, &never, user, "pass_good", &mut Script::default()).await {
+            Err(Failure::Broken { step, detail, .. }) => {
+                assert_eq!(step, "movements.headers");
+                assert!(detail.ends_with("never carried x-api-key"), "{detail}");
+                assert!(!detail.contains("Bearer"), "{detail}");
+            }
+            Err(other) => panic!("expected Broken, got {other:?}"),
+            Ok(_) => panic!("logged in without the header"),
+        }
+    });
+}
+
+/// Waits for the next idle event of `user` on `events` (other users' are skipped).
+async fn next_idle(
+    events: &mut tokio::sync::broadcast::Receiver<sandbox_bank::JsIdleEvent>,
+    user: &str,
+) -> sandbox_bank::JsIdleEvent {
+    use sandbox_bank::JsIdleEvent;
+    loop {
+        let e = tokio::time::timeout(Duration::from_secs(30), events.recv())
+            .await
+            .expect("an idle event within 30 s");
+        match e {
+            Ok(ev @ (JsIdleEvent::Stayed { .. } | JsIdleEvent::LoggedOut { .. })) => {
+                let (JsIdleEvent::Stayed { username } | JsIdleEvent::LoggedOut { username }) = &ev;
+                if username == user {
+                    return ev;
+                }
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+            Err(e) => panic!("idle events: {e}"),
+        }
+    }
+}
+
+/// `[session] keep_alive = "<duration>"`: while the session is parked between reads, the watch
+/// rules run on the timer, so the bank's idle dialog is answered and the next read works; with
+/// the default (`"reads"`) nothing looks at the parked page, the page logs out, and the next
+/// read is `SessionExpired`.
+#[test]
+fn a_keep_alive_timer_answers_the_idle_dialog_between_reads() {
+    run(|w| async move {
+        use sandbox_bank::{JsIdle, JsIdleEvent};
+        let user = "user_good+idle";
+        w.bank.set_js_idle(
+            user,
+            Some(JsIdle {
+                warn_after: Duration::from_millis(300),
+                logout_after: Duration::from_secs(3),
+            }),
+        );
+        let watch = "watch = [{ when = { visible = \"#session-timeout\" }, click = \"button#stay\" }]";
+        let timed = sandbox_js_with(w, &[(watch, &format!("{watch}\nkeep_alive = \"200ms\""))]);
+        let want = w.bank.movements_of(user).len();
+
+        let mut session = login(w, &timed, user, "pass_good", &mut Script::default())
+            .await
+            .expect("login");
+        // Parked: the dialog comes back every 300 ms of quiet and the timer answers it.
+        let mut events = w.bank.subscribe_js_idle();
+        for _ in 0..3 {
+            let ev = next_idle(&mut events, user).await;
+            assert!(matches!(ev, JsIdleEvent::Stayed { .. }), "{ev:?}");
+        }
+        assert_eq!(session.read_movements().await.expect("the next read").len(), want);
+        let ev = next_idle(&mut events, user).await;
+        assert!(
+            matches!(ev, JsIdleEvent::Stayed { .. }),
+            "answered after a read too: {ev:?}"
+        );
+        drop(session);
+
+        // The built-in definition keeps sessions warm by reads only: the parked page logs out.
+        let mut session = login(w, &w.def, user, "pass_good", &mut Script::default())
+            .await
+            .expect("login");
+        let mut events = w.bank.subscribe_js_idle();
+        let ev = next_idle(&mut events, user).await;
+        assert!(matches!(ev, JsIdleEvent::LoggedOut { .. }), "{ev:?}");
+        let r = session.read_movements().await;
+        assert!(matches!(r, Err(Failure::SessionExpired)), "{:?}", r.err());
+        w.bank.set_js_idle(user, None);
+    });
+}
+
+/// The keep-alive timer belongs to its session: dropping the session disposes the context at
+/// once (the timer holds the page only weakly), even while the timer is running. Its own
+/// Chromium, to count its contexts.
+#[test]
+fn a_keep_alive_timer_never_keeps_its_context_alive() {
+    run(|w| async move {
+        use sandbox_bank::{JsIdle, JsIdleEvent};
+        let user = "user_good+idle-drop";
+        w.bank.set_js_idle(
+            user,
+            Some(JsIdle {
+                warn_after: Duration::from_millis(200),
+                logout_after: Duration::from_secs(3),
+            }),
+        );
+        let watch = "watch = [{ when = { visible = \"#session-timeout\" }, click = \"button#stay\" }]";
+        let timed = sandbox_js_with(w, &[(watch, &format!("{watch}\nkeep_alive = \"100ms\""))]);
+        let browser = own_browser("keepalive");
+        let extra = BTreeMap::new();
+        let creds = Creds {
+            username: user,
+            password: "pass_good",
+            extra: &extra,
+            remembered: None,
+        };
+        let mut events = w.bank.subscribe_js_idle();
+        let session = interp::login(&browser, &timed, &creds, &mut Script::default(), true)
+            .await
+            .expect("login");
+        let ev = next_idle(&mut events, user).await;
+        assert!(matches!(ev, JsIdleEvent::Stayed { .. }), "the timer runs: {ev:?}");
+        drop(session);
+        tokio::time::timeout(Duration::from_secs(30), browser.wait_disposed(1))
+            .await
+            .expect("the context is disposed when the session is dropped");
+        assert_eq!(browser.open_contexts().await, Some(0));
+        w.bank.set_js_idle(user, None);
         browser.shutdown().await;
     });
 }

@@ -70,6 +70,10 @@ pub(crate) struct LoginFields {
     pub(crate) password: String,
     #[serde(default)]
     pub(crate) csrf: String,
+    /// `sandbox-js` only: the remembered-device token its app keeps in `localStorage`
+    /// (`sandbox_device_token`) and sends with the login, as an alternative of the cookie.
+    #[serde(default)]
+    pub(crate) device: Option<String>,
 }
 
 /// A submitted one-time code, whichever site it came from.

@@ -24,30 +24,42 @@
 //!
 //! # The JSON API the app calls (`/js/api/…`)
 //!
-//! - `GET /js/api/session` → `{"csrf", "stage": "anonymous"|"otp"|"authenticated", "interrupt"}`,
+//! - `GET /js/api/session` → `{"csrf", "stage": "anonymous"|"otp"|"authenticated", "interrupt"}`
+//!   (+ `"token"` once authenticated: the session's bearer token for `/js/api/movements`),
 //!   creating an anonymous session (cookie `sandbox_session`) when the visitor has none.
 //!   `interrupt` is true for a user [`SandboxBank::set_js_interruption`] was set for: the
 //!   movements page then first shows `<div id="session-timeout" role="dialog">` ("Are you still
 //!   there?") and loads the movements only once `button#stay` is clicked.
-//! - `POST /js/api/login` `{"username","password","csrf"}` → 200 `{"next":"otp"|"movements"}`
+//! - `POST /js/api/login` `{"username","password","csrf"[,"device"]}` → 200 `{"next":"otp"|"movements"}`
 //!   with a new session cookie; 401 `{"error":"bad_credentials"}`; 403
 //!   `{"error":"account_locked"}`; 400 `{"error":"csrf"|"bad_request"}`; 503
 //!   `{"error":"unavailable"}` (the flaky pattern, counted with the HTML bank's).
 //! - `GET /js/api/otp` → `{"length","type","purpose","attemptsLeft","csrf"}`; 401
 //!   `{"error":"not_logged_in"}` when the session is not waiting for a code.
-//! - `POST /js/api/otp` `{"code","csrf"}` → 200 `{"next":"movements"}` with a new session cookie
-//!   and a remembered-device cookie `sandbox_device` (90 days): a later login of the same
-//!   username that sends it back is logged in without a code (issue 9's remember-device); 422
+//! - `POST /js/api/otp` `{"code","csrf"}` → 200 `{"next":"movements","device":TOKEN}` with a new
+//!   session cookie and a remembered-device cookie `sandbox_device` (90 days) holding the same
+//!   token, which the app also keeps in `localStorage` as `sandbox_device_token` and sends as
+//!   `"device"` in the body of its next `POST /js/api/login`: a later login of the same username
+//!   that sends it back either way is logged in without a code (issue 9's remember-device); 422
 //!   `{"error":"wrong_code","attemptsLeft":N}`; 403 `{"error":"otp_locked"}` (session destroyed);
 //!   401 `{"error":"not_logged_in"}`; 400 `{"error":"csrf"}`. Judged codes are published like the
 //!   HTML bank's.
 //! - `GET /js/api/movements[?page=N]` → `{"account": USERNAME, "movements": [...], "page": N,
-//!   "nextPage": N+1 | null}` (the objects of `/api/movements`, newest first; one page holds
+//!   "nextPage": N+1 | null}`, only with `Authorization: Bearer <token>` (the session's token
+//!   from `/js/api/session`; without it, or with another, 401 `{"error":"not_logged_in"}`, as a
+//!   bank whose API is bound to its own app answers) (the objects of `/api/movements`, newest first; one page holds
 //!   them all unless [`SandboxBank::set_js_page_size`] set a size for the user, and then the
 //!   page renders `<button id="next-page">` while older ones remain); 400
 //!   `{"error":"bad_request"}` for a `page` that is not a number from 1; 401
 //!   `{"error":"not_logged_in"}`; 502 `{"error":"bad_gateway"}` (flaky).
-//! - `POST /js/api/logout` → 204, session destroyed.
+//! - `POST /js/api/logout[?idle=1]` → 204, session destroyed (`idle`: the app's idle timeout,
+//!   published as [`crate::JsIdleEvent::LoggedOut`]).
+//! - Idle timeout ([`SandboxBank::set_js_idle`], issue 9's `keep_alive`): for such a user
+//!   `/js/api/session` also returns `"idle": {"warnMs", "logoutMs"}`; once the movements are
+//!   shown the app waits `warnMs`, then shows `<div id="session-timeout" role="dialog">` with
+//!   `button#stay`; answered, the app calls `GET /js/api/session?stay=1` (published as
+//!   [`crate::JsIdleEvent::Stayed`]) and starts over; unanswered for `logoutMs`, it calls
+//!   `POST /js/api/logout?idle=1` and goes to `/js/login`.
 //!
 //! `user_slow` is held back exactly as on the HTML bank.
 
@@ -109,17 +121,55 @@ fn not_logged_in() -> Response {
     error(StatusCode::UNAUTHORIZED, "not_logged_in")
 }
 
-async fn session(State(bank): State<SandboxBank>, headers: HeaderMap) -> Response {
+#[derive(serde::Deserialize)]
+struct SessionQuery {
+    /// `?stay=1`: the app's answer to its idle dialog.
+    stay: Option<String>,
+}
+
+async fn session(State(bank): State<SandboxBank>, headers: HeaderMap, Query(q): Query<SessionQuery>) -> Response {
     let asks = bank.clone();
+    let token = api_token(&bank, &headers);
+    if q.stay.is_some() {
+        if let Some(username) = bank.authenticated_user(&headers) {
+            bank.publish_js_idle(crate::JsIdleEvent::Stayed { username });
+        }
+    }
     flow::greet(&bank, &headers, |v| {
         let (stage, interrupt) = match &v.stage {
             Stage::Anonymous => ("anonymous", false),
             Stage::Otp { .. } => ("otp", false),
             Stage::Authenticated { username } => ("authenticated", asks.js_interrupts(username)),
         };
-        Json(json!({ "csrf": v.csrf, "stage": stage, "interrupt": interrupt }))
+        let mut body = json!({ "csrf": v.csrf, "stage": stage, "interrupt": interrupt });
+        if let Stage::Authenticated { username } = &v.stage {
+            // The app's bearer token for `/js/api/movements`.
+            body["token"] = json!(token);
+            if let Some(idle) = asks.js_idle(username) {
+                body["idle"] = json!({
+                    "warnMs": idle.warn_after.as_millis() as u64,
+                    "logoutMs": idle.logout_after.as_millis() as u64,
+                });
+            }
+        }
+        Json(body)
     })
     .await
+}
+
+/// The bearer token of the visitor's session (`Session::api_token`).
+fn api_token(bank: &SandboxBank, headers: &HeaderMap) -> Option<String> {
+    let id = crate::routes::session_id(headers)?;
+    bank.inner.lock_sessions().get(&id).map(|s| s.api_token.clone())
+}
+
+/// Whether the request carries `Authorization: Bearer <its session's token>`.
+fn bearer_ok(bank: &SandboxBank, headers: &HeaderMap) -> bool {
+    let sent = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    matches!((api_token(bank, headers), sent), (Some(want), Some(got)) if want == got)
 }
 
 fn next(session: &str, page: &str) -> Response {
@@ -134,7 +184,12 @@ async fn login(
     let Ok(Json(body)) = body else {
         return error(StatusCode::BAD_REQUEST, "bad_request");
     };
-    let device = cookie(&headers, DEVICE_COOKIE);
+    // The device token from the app's localStorage (sent in the body), else the cookie.
+    let device = body
+        .device
+        .clone()
+        .filter(|d| !d.is_empty())
+        .or_else(|| cookie(&headers, DEVICE_COOKIE));
     flow::login(&bank, &headers, &body, device.as_deref(), |outcome| match outcome {
         LoginOutcome::Unavailable => (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -184,7 +239,10 @@ async fn otp_post(
                 "{DEVICE_COOKIE}={token}; Path=/js/; Max-Age={}; HttpOnly; SameSite=Lax",
                 crate::DEVICE_TTL.as_secs()
             );
-            with_cookie(device, next(&session, "movements"))
+            // The same token in the body: the app keeps it in localStorage
+            // (`sandbox_device_token`) and sends it with its next login.
+            let body = Json(json!({ "next": "movements", "device": token }));
+            with_cookie(device, with_cookie(set_cookie(&session), body))
         }
         OtpOutcome::Locked => with_cookie(clear_cookie(), error(StatusCode::FORBIDDEN, "otp_locked")),
         OtpOutcome::Wrong(c) => (
@@ -206,6 +264,9 @@ async fn movements(State(bank): State<SandboxBank>, headers: HeaderMap, Query(q)
         Some(Ok(n)) if n >= 1 => n,
         Some(_) => return error(StatusCode::BAD_REQUEST, "bad_request"),
     };
+    if !bearer_ok(&bank, &headers) {
+        return not_logged_in();
+    }
     let sizes = bank.clone();
     flow::movements(&bank, &headers, |read| match read {
         Read::NotLoggedIn => not_logged_in(),
@@ -227,6 +288,17 @@ async fn movements(State(bank): State<SandboxBank>, headers: HeaderMap, Query(q)
     .await
 }
 
-async fn logout(State(bank): State<SandboxBank>, headers: HeaderMap) -> Response {
+#[derive(serde::Deserialize)]
+struct LogoutQuery {
+    /// `?idle=1`: the app logs out because its idle dialog went unanswered.
+    idle: Option<String>,
+}
+
+async fn logout(State(bank): State<SandboxBank>, headers: HeaderMap, Query(q): Query<LogoutQuery>) -> Response {
+    if q.idle.is_some() {
+        if let Some(username) = bank.authenticated_user(&headers) {
+            bank.publish_js_idle(crate::JsIdleEvent::LoggedOut { username });
+        }
+    }
     flow::logout(&bank, &headers, with_cookie(clear_cookie(), StatusCode::NO_CONTENT)).await
 }

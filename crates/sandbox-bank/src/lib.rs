@@ -174,6 +174,7 @@ use tokio::sync::broadcast;
 mod controls;
 mod flow;
 mod html;
+mod idle;
 // issue 9: the JavaScript sandbox bank (`sandbox-js`).
 pub mod js;
 pub mod movements;
@@ -187,6 +188,8 @@ pub const DEVICE_TTL: Duration = Duration::from_secs(90 * 86_400);
 pub use controls::{AddMovement, InvalidMovement, InvalidOrders, DEFAULT_SHOP, SHOP_TOKEN};
 pub use movements::Movement;
 pub use routes::SESSION_COOKIE;
+// Issue 9 (keep_alive): sandbox-js's idle timeout.
+pub use idle::{JsIdle, JsIdleEvent};
 
 use sessions::Sessions;
 
@@ -291,6 +294,8 @@ struct Inner {
     devices: Mutex<HashMap<String, (String, DateTime<Utc>)>>,
     /// Users whose `sandbox-js` movements page asks "are you still there?" first.
     js_interruptions: Mutex<std::collections::HashSet<String>>,
+    /// `sandbox-js`'s idle timeouts (issue 9, keep_alive).
+    js_idle: idle::IdleState,
 }
 
 // A panic elsewhere cannot leave these maps half-updated in a way that matters more than refusing
@@ -342,6 +347,7 @@ impl SandboxBank {
                 js_page_sizes: Mutex::default(),
                 devices: Mutex::default(),
                 js_interruptions: Mutex::default(),
+                js_idle: idle::IdleState::default(),
             }),
         }
     }

@@ -48,6 +48,9 @@ impl Stage {
 #[derive(Debug, Clone)]
 pub(crate) struct Session {
     pub(crate) csrf: String,
+    /// `sandbox-js`: the bearer token its app sends to `/js/api/movements` (handed by
+    /// `/js/api/session` once logged in).
+    pub(crate) api_token: String,
     pub(crate) stage: Stage,
     last_seen: Instant,
 }
@@ -101,6 +104,7 @@ impl Sessions {
             id.clone(),
             Session {
                 csrf: random_token(),
+                api_token: random_token(),
                 stage,
                 last_seen: now,
             },

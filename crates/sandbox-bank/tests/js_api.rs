@@ -34,6 +34,20 @@ async fn csrf(c: &Client, base: &str) -> String {
     r["csrf"].as_str().expect("csrf").to_owned()
 }
 
+/// `Bearer <token>` of the client's logged-in session (`/js/api/session` hands it to the app).
+async fn bearer(c: &Client, base: &str) -> String {
+    let r: Value = c
+        .get(format!("{base}/js/api/session"))
+        .send()
+        .await
+        .expect("session")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(r["stage"], "authenticated", "{r}");
+    format!("Bearer {}", r["token"].as_str().expect("a token once logged in"))
+}
+
 async fn post(c: &Client, url: String, body: Value) -> (StatusCode, Value) {
     let r = c.post(url).json(&body).send().await.expect("post");
     let status = r.status();
@@ -106,8 +120,19 @@ async fn a_login_with_a_code_reads_movements_as_json() {
     )
     .await;
     assert_eq!(s, StatusCode::OK);
+    // The movements API wants the session's bearer token, as the bank's own app sends it.
+    let bearer = bearer(&c, &base).await;
+    for sent in [None, Some("Bearer wrong"), Some(bearer.replace("Bearer ", "").as_str())] {
+        let mut req = c.get(format!("{base}/js/api/movements"));
+        if let Some(v) = sent {
+            req = req.header("authorization", v);
+        }
+        let r = req.send().await.expect("m");
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{sent:?}");
+    }
     let m: Value = c
         .get(format!("{base}/js/api/movements"))
+        .header("authorization", &bearer)
         .send()
         .await
         .expect("m")
@@ -214,7 +239,13 @@ async fn movements_come_in_pages_when_the_user_has_a_page_size() {
         let c = c.clone();
         let base = base.clone();
         async move {
-            let r = c.get(format!("{base}/js/api/movements{q}")).send().await.expect("m");
+            let bearer = bearer(&c, &base).await;
+            let r = c
+                .get(format!("{base}/js/api/movements{q}"))
+                .header("authorization", bearer)
+                .send()
+                .await
+                .expect("m");
             let status = r.status();
             (status, r.json::<Value>().await.expect("json"))
         }
@@ -255,4 +286,42 @@ async fn movements_come_in_pages_when_the_user_has_a_page_size() {
     bank.set_js_page_size("user_good+pages", None);
     let (_, v) = page("").await;
     assert_eq!(ids(&v), all);
+}
+
+/// Remember-device without the cookie: the token the accepted code hands the app (which keeps
+/// it in `localStorage`) logs the same user in without a code when sent in the login's body.
+#[tokio::test]
+async fn the_device_token_in_the_login_body_spares_the_code() {
+    let (_bank, base) = start().await;
+    let c = client();
+    let token = csrf(&c, &base).await;
+    let login = |csrf: String, device: Value| json!({"username": "user_otp", "password": "pass_otp", "csrf": csrf, "device": device});
+    let (s, b) = post(&c, format!("{base}/js/api/login"), login(token, Value::Null)).await;
+    assert_eq!((s, b), (StatusCode::OK, json!({"next": "otp"})));
+    let otp: Value = c
+        .get(format!("{base}/js/api/otp"))
+        .send()
+        .await
+        .expect("otp")
+        .json()
+        .await
+        .expect("json");
+    let token = otp["csrf"].as_str().expect("csrf").to_owned();
+    let (s, b) = post(
+        &c,
+        format!("{base}/js/api/otp"),
+        json!({"code": "123456", "csrf": token}),
+    )
+    .await;
+    assert_eq!((s, &b["next"]), (StatusCode::OK, &json!("movements")));
+    let device = b["device"].as_str().expect("a device token").to_owned();
+    assert_eq!(device.len(), 32);
+
+    // A fresh browser (no cookies) that sends the token: no code. A wrong one: a code.
+    for (sent, next) in [(json!(device), "movements"), (json!("0".repeat(32)), "otp")] {
+        let fresh = client();
+        let token = csrf(&fresh, &base).await;
+        let (s, b) = post(&fresh, format!("{base}/js/api/login"), login(token, sent)).await;
+        assert_eq!((s, b), (StatusCode::OK, json!({"next": next})));
+    }
 }

@@ -42,6 +42,9 @@
     });
   }
 
+  // "Remember this device": the bank's token, kept in localStorage after an accepted code.
+  var DEVICE_KEY = "sandbox_device_token";
+
   var MESSAGES = {
     bad_credentials: "Wrong username or password.",
     account_locked: "This account is locked. Please contact your branch.",
@@ -67,7 +70,10 @@
       ev.preventDefault();
       var old = app.querySelector(".error");
       if (old) old.remove();
-      api("POST", "/js/api/login", { username: user.value, password: pass.value, csrf: csrf })
+      // A remembered device: the token kept in localStorage when a code was last accepted.
+      var device = null;
+      try { device = window.localStorage.getItem(DEVICE_KEY); } catch (e) { device = null; }
+      api("POST", "/js/api/login", { username: user.value, password: pass.value, csrf: csrf, device: device })
         .then(function (r) {
           if (r.status === 200 && r.body.next === "otp") {
             history.pushState({}, "", "/js/otp");
@@ -115,6 +121,9 @@
       if (old) old.remove();
       api("POST", "/js/api/otp", { code: input.value, csrf: challenge.csrf, typedAt: typedAt }).then(function (r) {
         if (r.status === 200) {
+          if (r.body.device) {
+            try { window.localStorage.setItem(DEVICE_KEY, r.body.device); } catch (e) { /* private mode */ }
+          }
           location.assign("/js/movements");
         } else if (r.body.error === "wrong_code") {
           challenge.attemptsLeft = r.body.attemptsLeft;
@@ -174,11 +183,42 @@
         tbody
       ])
     ].concat(older, [logout]));
+    armIdle();
+  }
+
+  // The bearer token /js/api/session hands the app once logged in; the movements API wants it.
+  var apiToken = null;
+  // The idle timeout /js/api/session announces for some users: {warnMs, logoutMs}.
+  var idle = null;
+  var idleTimer = null;
+
+  // "Your session is about to expire": shown after idle.warnMs on the movements page; answered
+  // with "stay", the bank hears of it and the wait starts over; unanswered, the app logs out.
+  function armIdle() {
+    if (!idle) return;
+    clearTimeout(idleTimer);
+    idleTimer = setTimeout(function () {
+      var stay = el("button", { id: "stay", type: "button" }, ["Stay signed in"]);
+      var dialog = el("div", {
+        id: "session-timeout", role: "dialog", "aria-label": "Session timeout",
+        style: "position:fixed;top:10px;left:10px;background:#fff;border:1px solid #000;padding:8px"
+      }, [el("p", {}, ["Your session is about to expire."]), stay]);
+      var logoutTimer = setTimeout(function () {
+        api("POST", "/js/api/logout?idle=1").then(function () { location.assign("/js/login"); });
+      }, idle.logoutMs);
+      stay.addEventListener("click", function () {
+        clearTimeout(logoutTimer);
+        dialog.remove();
+        api("GET", "/js/api/session?stay=1").then(armIdle, armIdle);
+      });
+      document.body.appendChild(dialog);
+    }, idle.warnMs);
   }
 
   function loadMovements(page) {
     var xhr = new XMLHttpRequest();
     xhr.open("GET", page ? "/js/api/movements?page=" + page : "/js/api/movements");
+    if (apiToken) xhr.setRequestHeader("Authorization", "Bearer " + apiToken);
     xhr.onload = function () {
       if (xhr.status === 401) { location.replace("/js/login"); return; }
       if (xhr.status !== 200) {
@@ -194,6 +234,8 @@
   // "Are you still there?": answered before the movements load (set per user by the tests).
   function startMovements() {
     api("GET", "/js/api/session").then(function (r) {
+      apiToken = r.body.token || null;
+      idle = r.body.idle || null;
       if (!r.body.interrupt) { loadMovements(null); return; }
       var stay = el("button", { id: "stay", type: "button" }, ["Stay signed in"]);
       stay.addEventListener("click", function () { loadMovements(null); });
