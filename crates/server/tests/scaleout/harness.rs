@@ -301,6 +301,7 @@ fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
 pub struct Res {
     pub status: StatusCode,
     pub text: String,
+    pub headers: reqwest::header::HeaderMap,
 }
 
 impl Res {
@@ -342,8 +343,9 @@ impl Instance {
             .expect("answer in time")
             .expect("request");
         let status = res.status();
+        let headers = res.headers().clone();
         let text = res.text().await.expect("body");
-        Res { status, text }
+        Res { status, text, headers }
     }
 
     /// A dashboard call with a bearer token.
