@@ -445,7 +445,12 @@ pub struct SseEvent {
 impl Sse {
     /// Opens `path` with `headers`; panics unless it answers 200 `text/event-stream`.
     pub async fn open(instance: &Instance, path: &str, headers: &[(&str, &str)]) -> Self {
-        let mut req = instance.http.get(instance.url(path));
+        Self::open_url(&instance.http, &instance.url(path), headers).await
+    }
+
+    /// Opens `url` (an instance or a proxy in front of instances) with `headers`.
+    pub async fn open_url(http: &reqwest::Client, url: &str, headers: &[(&str, &str)]) -> Self {
+        let mut req = http.get(url);
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
@@ -453,7 +458,7 @@ impl Sse {
             .await
             .expect("stream opened in time")
             .expect("request");
-        assert_eq!(res.status(), StatusCode::OK, "{path}");
+        assert_eq!(res.status(), StatusCode::OK, "{url}");
         let ct = res
             .headers()
             .get("content-type")

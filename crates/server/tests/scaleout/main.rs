@@ -15,3 +15,5 @@ mod handoff;
 mod v1_budget;
 // Failed API-key authentications per address: one window across instances.
 mod auth_failures;
+// The documented nginx configuration in front of two instances.
+mod nginx;
