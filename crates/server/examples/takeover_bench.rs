@@ -133,7 +133,13 @@ fn field<'a>(data: &'a Value, name: &str) -> &'a Value {
     }
 }
 
-async fn call(http: &reqwest::Client, method: reqwest::Method, url: &str, token: Option<&str>, body: Option<Value>) -> Value {
+async fn call(
+    http: &reqwest::Client,
+    method: reqwest::Method,
+    url: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> Value {
     let mut req = http.request(method, url);
     if let Some(t) = token {
         req = req.bearer_auth(t);

@@ -97,7 +97,10 @@ impl Refusals {
                 .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
                 .is_ok()
         {
-            tracing::warn!(error, "the shared failed-authentication window is out of reach; this instance's own applies");
+            tracing::warn!(
+                error,
+                "the shared failed-authentication window is out of reach; this instance's own applies"
+            );
         }
     }
 

@@ -27,7 +27,14 @@ async fn failures_spread_over_two_instances_trip_the_limit_on_both() {
     // would still have room for two more on each).
     for (n, i) in [a, b, a, b].into_iter().enumerate() {
         let r = i.v1(Method::GET, &status, FORGED, None).await;
-        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "failure {} on {}: {}", n + 1, i.addr, r.text);
+        assert_eq!(
+            r.status,
+            StatusCode::UNAUTHORIZED,
+            "failure {} on {}: {}",
+            n + 1,
+            i.addr,
+            r.text
+        );
         assert_eq!(r.json()["error"]["code"], "INVALID_API_KEY", "{}", r.text);
     }
     for i in [a, b, a, b] {

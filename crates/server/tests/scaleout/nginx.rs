@@ -24,7 +24,11 @@ fn nginx_binary() -> Option<PathBuf> {
         return Some(PathBuf::from(p));
     }
     let on_path = std::env::var_os("PATH")
-        .map(|paths| std::env::split_paths(&paths).map(|d| d.join("nginx")).collect::<Vec<_>>())
+        .map(|paths| {
+            std::env::split_paths(&paths)
+                .map(|d| d.join("nginx"))
+                .collect::<Vec<_>>()
+        })
         .unwrap_or_default();
     let found = on_path
         .into_iter()
@@ -84,7 +88,10 @@ fn adapt(snippet: &str, upstreams: &[&str], listen: &str) -> String {
         }
         out.push(line.to_owned());
     }
-    assert!(servers > 0, "the snippet's `upstream reconbanker` lists no server:\n{snippet}");
+    assert!(
+        servers > 0,
+        "the snippet's `upstream reconbanker` lists no server:\n{snippet}"
+    );
     assert_eq!(listens, 1, "the snippet has one `listen 443 ssl;`:\n{snippet}");
     out.join("\n")
 }
@@ -331,6 +338,12 @@ async fn the_documented_nginx_config_carries_v1_sse_and_the_websocket_to_two_ins
             }
         }
     };
-    let on_ws = tokio::time::timeout(WAIT, read).await.expect("an event on the WebSocket in time");
-    assert_eq!(on_ws["occurredAt"], started.data["occurred_at"], "{on_ws} / {:?}", started.data);
+    let on_ws = tokio::time::timeout(WAIT, read)
+        .await
+        .expect("an event on the WebSocket in time");
+    assert_eq!(
+        on_ws["occurredAt"], started.data["occurred_at"],
+        "{on_ws} / {:?}",
+        started.data
+    );
 }
