@@ -8,14 +8,23 @@
 #    and the ratios to one instance. The machine's cores are shared by the instances, PostgreSQL
 #    and wrk: the ratios say what the cores allow, not what N machines would.
 #
+# 3. Take-over: real `reconbanker serve` processes (one api-only, two full) on one database, an
+#    assisted login waiting for its code on one of them; `kill -9` of the instance holding the
+#    account's lease, then the time until another instance took the lease over (the old request
+#    cancelled `owner_lost`) and until the account's work resumed there (the new login asks for
+#    its code), p50 and max over RUNS kills, against the lease length (LEASE_SECS, default 3).
+#
 #   BENCH_POSTGRES_URL=postgres://user@host:port/postgres scripts/bench-scaleout.sh   # N=500
 #   PARTS=v1 DURATION=10 CONNS=32 BENCH_POSTGRES_URL=… scripts/bench-scaleout.sh      # only 2.
+#   PARTS=takeover RUNS=7 LEASE_SECS=3 BENCH_POSTGRES_URL=… scripts/bench-scaleout.sh  # only 3.
 #
 # A fresh database is created on that server for each part and dropped after it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N="${N:-500}"
-PARTS="${PARTS:-otp v1}"
+PARTS="${PARTS:-otp v1 takeover}"
+RUNS="${RUNS:-7}"
+LEASE_SECS="${LEASE_SECS:-3}"
 DURATION="${DURATION:-10}"
 CONNS="${CONNS:-32}"
 : "${BENCH_POSTGRES_URL:?set BENCH_POSTGRES_URL to a PostgreSQL server URL (a database is created on it)}"
@@ -101,4 +110,12 @@ if [[ " $PARTS " == *" v1 "* ]]; then
     [ -n "$ONE" ] || ONE="$total"
     printf '%-10s %12.0f %9.2fx\n' "$n" "$total" "$(python3 -c "import sys; print(float(sys.argv[1]) / float(sys.argv[2]))" "$total" "$ONE")"
   done
+fi
+
+if [[ " $PARTS " == *" takeover "* ]]; then
+  cargo build --release --quiet --example takeover_bench --bin reconbanker
+  DB="rbk_bench_scaleout_takeover_$$"
+  psql "$BENCH_POSTGRES_URL" -qc "CREATE DATABASE $DB"
+  DBS+=("$DB")
+  RUST_LOG=warn ./target/release/examples/takeover_bench "$RUNS" "$BASE/$DB" ./target/release/reconbanker "$LEASE_SECS"
 fi

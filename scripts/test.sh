@@ -11,6 +11,9 @@
 #                        (also the dashboard's end-to-end tests, crates/ui-e2e, issue 10: they run in
 #                        `cargo test --workspace` and leave screenshots under target/ui-screenshots/)
 #                        and then also fail when axe-core (below) is missing
+#   REQUIRE_NGINX=1      fail instead of skipping the test of the documented nginx configuration
+#                        (issue 11, crates/server/tests/scaleout/nginx.rs; it runs with PostgreSQL)
+#                        when no nginx is found (RECONBANKER_NGINX, `nginx` on PATH, /usr/sbin/nginx)
 #   RECONBANKER_AXE      axe-core's axe.min.js for the dashboard's accessibility check (issue 10);
 #                        by default scripts/fetch-axe.sh fetches it with npm into target/axe/
 set -euo pipefail

@@ -273,6 +273,12 @@ pub const METRICS_ADDR: Setting = Setting::new(
     "unset",
     "address and port of the Prometheus endpoint GET /metrics (e.g. 127.0.0.1:9100), a listener of its own, never the main one; unset, no metrics are kept",
 );
+// Issue 11: `/metrics` authentication.
+pub const METRICS_TOKEN: Setting = Setting::new(
+    "RECONBANKER_METRICS_TOKEN",
+    "unset",
+    "a bearer token GET /metrics requires (Authorization: Bearer <token>; 16 to 256 visible ASCII characters); unset, /metrics answers whoever reaches its address",
+);
 /// Read by `tracing-subscriber` in `main`, not by [`Config`].
 pub const LOG: Setting = Setting::new("RUST_LOG", "info", "log filter (tracing-subscriber syntax)");
 
@@ -325,6 +331,7 @@ pub const SETTINGS: &[Setting] = &[
     ROLES,
     // Issue 11: metrics.
     METRICS_ADDR,
+    METRICS_TOKEN,
     LOG,
 ];
 
@@ -426,6 +433,8 @@ pub struct Config {
     pub roles: Roles,
     /// Issue 11: where `/metrics` listens (`RECONBANKER_METRICS_ADDR`); `None` = no metrics.
     pub metrics_addr: Option<SocketAddr>,
+    /// Issue 11: the bearer token `/metrics` requires (`RECONBANKER_METRICS_TOKEN`); `None` = none.
+    pub metrics_token: Option<Secret<String>>,
 }
 
 /// Issue 11: the parts of the service an instance runs (`RECONBANKER_ROLES`).
@@ -533,6 +542,7 @@ impl fmt::Debug for Config {
             evidence_retention,
             roles,
             metrics_addr,
+            metrics_token,
         } = self;
         f.debug_struct("Config")
             .field("listen", listen)
@@ -575,6 +585,7 @@ impl fmt::Debug for Config {
             .field("evidence_retention", evidence_retention)
             .field("roles", roles)
             .field("metrics_addr", metrics_addr)
+            .field("metrics_token", metrics_token)
             .finish()
     }
 }
@@ -697,7 +708,19 @@ impl Config {
                     ))
                 })?),
             },
+            metrics_token: metrics_token(env.set(&METRICS_TOKEN))?,
         })
+    }
+}
+
+/// Issue 11: `RECONBANKER_METRICS_TOKEN`, checked (the value is never quoted in the error).
+fn metrics_token(value: Option<String>) -> Result<Option<Secret<String>>, ConfigError> {
+    match value {
+        None => Ok(None),
+        Some(v) if (16..=256).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_graphic()) => Ok(Some(Secret::new(v))),
+        Some(_) => Err(ConfigError(
+            "RECONBANKER_METRICS_TOKEN must be 16 to 256 visible ASCII characters (no spaces)".into(),
+        )),
     }
 }
 

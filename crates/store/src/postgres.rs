@@ -68,6 +68,12 @@ const MIGRATIONS: Embedded = Embedded(&[
         "rate_tats",
         include_str!("../migrations/postgres/0017_rate_tats.sql"),
     ),
+    // Issue 11 (scale-out): the code hand-over without a WAL flush.
+    (
+        18,
+        "code_offers_unlogged",
+        include_str!("../migrations/postgres/0018_code_offers_unlogged.sql"),
+    ),
 ]);
 
 type Db = sqlx::Postgres;

@@ -62,6 +62,12 @@ const MIGRATIONS: Embedded = Embedded(&[
     (16, "rate_hits", include_str!("../migrations/sqlite/0016_rate_hits.sql")),
     // Issue 11 (scale-out): the /v1 per-key budget shared by every instance.
     (17, "rate_tats", include_str!("../migrations/sqlite/0017_rate_tats.sql")),
+    // Issue 11 (scale-out): the code hand-over without a WAL flush.
+    (
+        18,
+        "code_offers_unlogged",
+        include_str!("../migrations/sqlite/0018_code_offers_unlogged.sql"),
+    ),
 ]);
 
 /// How long a connection waits on a locked database before giving up.

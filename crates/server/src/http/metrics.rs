@@ -13,14 +13,16 @@ use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, State};
-use axum::http::{header, Method, Request, StatusCode};
+use axum::http::{header, HeaderMap, Method, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 use pin_project_lite::pin_project;
+use subtle::ConstantTimeEq;
 use tower::{Layer, Service};
 
+use crate::http::error::{ApiError, Problem};
 use crate::support::metrics::{Metrics, Observed, ObservedDb};
 use crate::AppState;
 
@@ -127,13 +129,38 @@ pub(crate) fn exporter_router(app: AppState, handle: PrometheusHandle) -> Router
 /// How long a scrape waits for the database's gauges before answering without them.
 const DB_WAIT: Duration = Duration::from_secs(2);
 
-async fn scrape(State((app, handle)): State<(AppState, PrometheusHandle)>) -> Response {
+async fn scrape(State((app, handle)): State<(AppState, PrometheusHandle)>, headers: HeaderMap) -> Response {
+    // Issue 11: with `RECONBANKER_METRICS_TOKEN`, only a scraper that sends it is answered.
+    if let Some(token) = &app.config.metrics_token {
+        if !bearer_matches(&headers, token.expose()) {
+            let mut res = ApiError(Problem::unauthorized(
+                "GET /metrics needs Authorization: Bearer <RECONBANKER_METRICS_TOKEN>",
+            ))
+            .into_response();
+            res.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer realm=\"metrics\""),
+            );
+            return res;
+        }
+    }
     app.metrics.observe(&observe(&app).await);
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
         handle.render(),
     )
         .into_response()
+}
+
+/// `Authorization: Bearer <token>` with exactly `token` (compared in constant time).
+fn bearer_matches(headers: &HeaderMap, token: &str) -> bool {
+    let Some(value) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let Some((scheme, presented)) = value.trim().split_once(' ') else {
+        return false;
+    };
+    scheme.eq_ignore_ascii_case("bearer") && bool::from(presented.trim().as_bytes().ct_eq(token.as_bytes()))
 }
 
 /// The gauges, read now: the live sessions, the pool, and what the database says.

@@ -18,3 +18,5 @@ pub mod ratelimit_pg;
 pub mod metrics;
 // Issue 11 (scale-out): the /v1 per-key budget shared by every instance.
 pub mod ratelimit_slices;
+// Issue 11 (scale-out): the failed API-key authentications per address, shared.
+pub(crate) mod ratelimit_refusals;

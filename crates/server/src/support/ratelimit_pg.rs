@@ -10,11 +10,11 @@
 //! not a write per request: instances take slices of it (`support::ratelimit_slices`, where its
 //! precision is stated).
 //!
-//! One limit stays in process ([`MemoryRateLimiter`]), so with N instances it allows up to N
-//! times its budget: the failed API-key authentications per address, which must refuse a flood
-//! of forged keys without touching the database (a guessed key is 256 bits: the budget there is
-//! about load, not guessing).
+//! The failed API-key authentications per address are one window across instances too, with
+//! each instance remembering the window's refusals so that a flood of forged keys from an
+//! address that has no room left does not reach the database (`support::ratelimit_refusals`).
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -22,6 +22,7 @@ use reconbanker_store::{now, Store};
 use std::sync::Arc;
 
 use super::ratelimit::{Bucket, Decision, LimiterError, MemoryRateLimiter, RateLimiter};
+use super::ratelimit_refusals::Refusals;
 use super::ratelimit_slices::{SharedRates, Unreachable};
 
 pub struct SharedWindows {
@@ -29,6 +30,8 @@ pub struct SharedWindows {
     local: MemoryRateLimiter,
     /// Issue 11: the `/v1` per-key budget, shared in slices (`support::ratelimit_slices`).
     rates: SharedRates,
+    /// Issue 11: the refusals of the failed-authentication windows, remembered here.
+    refusals: Refusals,
 }
 
 impl SharedWindows {
@@ -37,6 +40,26 @@ impl SharedWindows {
             rates: SharedRates::new(store.clone()),
             store,
             local: MemoryRateLimiter::default(),
+            refusals: Refusals::default(),
+        }
+    }
+
+    /// Issue 11: a failed API-key authentication from `ip`, counted in the shared window unless
+    /// this instance already knows the window is full; this instance's own window if the
+    /// database is out of reach.
+    async fn auth_failure(&self, ip: IpAddr, limit: u32, window: Duration) -> Result<Decision, LimiterError> {
+        if let Some(refused) = self.refusals.refused(ip, limit, window) {
+            return Ok(refused);
+        }
+        match self.window(Bucket::AuthFailure(ip), limit, window, true).await {
+            Ok(decision) => {
+                self.refusals.record(ip, &decision);
+                Ok(decision)
+            }
+            Err(e) => {
+                self.refusals.warn_unreachable(&e.0);
+                self.local.hit_window(Bucket::AuthFailure(ip), limit, window).await
+            }
         }
     }
 
@@ -69,9 +92,9 @@ impl SharedWindows {
     }
 }
 
-/// The limits kept in this process (see the module's documentation).
+/// The limits kept in this process: the per-key rate has no window (`hit_rate` shares it).
 fn in_process(bucket: Bucket) -> bool {
-    matches!(bucket, Bucket::Key(_) | Bucket::AuthFailure(_))
+    matches!(bucket, Bucket::Key(_))
 }
 
 /// The bucket's name in the database.
@@ -88,6 +111,9 @@ fn key(bucket: Bucket) -> String {
 #[async_trait]
 impl RateLimiter for SharedWindows {
     async fn hit_window(&self, bucket: Bucket, limit: u32, window: Duration) -> Result<Decision, LimiterError> {
+        if let Bucket::AuthFailure(ip) = bucket {
+            return self.auth_failure(ip, limit, window).await;
+        }
         if in_process(bucket) {
             return self.local.hit_window(bucket, limit, window).await;
         }
@@ -123,6 +149,7 @@ impl RateLimiter for SharedWindows {
 
     async fn sweep(&self) -> Result<(), LimiterError> {
         self.local.sweep().await?;
+        self.refusals.sweep();
         self.rates.sweep().await.map_err(|e| LimiterError(e.to_string()))?;
         self.store
             .sweep_window_hits(now())

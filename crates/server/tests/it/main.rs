@@ -48,3 +48,5 @@ mod ui_settings;
 mod ui_review_list;
 // Issue 11: /metrics (Prometheus).
 mod metrics;
+// Issue 11: /metrics behind a bearer token.
+mod metrics_auth;

@@ -301,6 +301,7 @@ fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
 pub struct Res {
     pub status: StatusCode,
     pub text: String,
+    pub headers: reqwest::header::HeaderMap,
 }
 
 impl Res {
@@ -342,8 +343,9 @@ impl Instance {
             .expect("answer in time")
             .expect("request");
         let status = res.status();
+        let headers = res.headers().clone();
         let text = res.text().await.expect("body");
-        Res { status, text }
+        Res { status, text, headers }
     }
 
     /// A dashboard call with a bearer token.
@@ -443,7 +445,12 @@ pub struct SseEvent {
 impl Sse {
     /// Opens `path` with `headers`; panics unless it answers 200 `text/event-stream`.
     pub async fn open(instance: &Instance, path: &str, headers: &[(&str, &str)]) -> Self {
-        let mut req = instance.http.get(instance.url(path));
+        Self::open_url(&instance.http, &instance.url(path), headers).await
+    }
+
+    /// Opens `url` (an instance or a proxy in front of instances) with `headers`.
+    pub async fn open_url(http: &reqwest::Client, url: &str, headers: &[(&str, &str)]) -> Self {
+        let mut req = http.get(url);
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
@@ -451,7 +458,7 @@ impl Sse {
             .await
             .expect("stream opened in time")
             .expect("request");
-        assert_eq!(res.status(), StatusCode::OK, "{path}");
+        assert_eq!(res.status(), StatusCode::OK, "{url}");
         let ct = res
             .headers()
             .get("content-type")

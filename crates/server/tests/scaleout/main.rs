@@ -13,3 +13,7 @@ mod tickets;
 mod handoff;
 // One /v1 budget per key across instances.
 mod v1_budget;
+// Failed API-key authentications per address: one window across instances.
+mod auth_failures;
+// The documented nginx configuration in front of two instances.
+mod nginx;
