@@ -23,3 +23,8 @@ RUST_LOG=warn ./target/release/examples/assist_bench waiting "$N" "http://127.0.
 echo
 echo "== (b) OTP submission to bank, $LATENCY_N submissions"
 RUST_LOG=warn ./target/release/examples/assist_bench latency "$LATENCY_N"
+echo
+# Diagnostic: the same with each code sent 20 ms after the bank took the previous one, so the end
+# of the previous login (read, movements, events, logout) does not run beside it.
+echo "== (b') the same, codes 20 ms apart"
+RUST_LOG=warn ./target/release/examples/assist_bench latency "$LATENCY_N" 20

@@ -179,7 +179,7 @@ async fn waiting(n: usize, bank: String) {
     state.engine.shutdown().await;
 }
 
-async fn latency(n: usize) {
+async fn latency(n: usize, pace: Duration) {
     let bank = sandbox_bank::SandboxBank::new(sandbox_bank::BankConfig::default());
     let bank_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let bank_url = format!("http://{}/", bank_listener.local_addr().expect("addr"));
@@ -231,13 +231,26 @@ async fn latency(n: usize) {
             }
         };
         samples.push(at.saturating_duration_since(sent));
+        // `latency N PACE_MS`: the next code only PACE_MS after the bank took this one, so the
+        // end of this login (its read, movements, events, logout) no longer runs beside the next
+        // submission; codes typed by people arrive seconds apart. 0 (the default): back to back.
+        if !pace.is_zero() {
+            tokio::time::sleep(pace).await;
+        }
     }
     samples.sort();
     let pct = |p: f64| samples[((samples.len() as f64 * p).ceil() as usize).clamp(1, samples.len()) - 1];
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    println!("submissions:               {n} (POST /v1/.../otp → sandbox bank receives the code)");
-    println!("p50:                       {:.3} ms (goal <= 2 ms)", ms(pct(0.50)));
-    println!("p99:                       {:.3} ms (goal <= 10 ms)", ms(pct(0.99)));
+    println!(
+        "submissions:               {n} (POST /v1/.../otp → sandbox bank receives the code), {}",
+        if pace.is_zero() {
+            "back to back".to_owned()
+        } else {
+            format!("{} ms apart", pace.as_millis())
+        }
+    );
+    println!("p50:                       {:.3} ms (goal <= 1 ms)", ms(pct(0.50)));
+    println!("p99:                       {:.3} ms (goal <= 5 ms)", ms(pct(0.99)));
     println!("max:                       {:.3} ms", ms(samples[samples.len() - 1]));
     state.engine.shutdown().await;
 }
@@ -251,7 +264,11 @@ async fn main() {
             let bank = args.get(3).cloned().expect("waiting N BANK_URL");
             waiting(n, bank).await;
         }
-        Some("latency") => latency(args.get(2).and_then(|v| v.parse().ok()).unwrap_or(1000)).await,
-        _ => eprintln!("usage: assist_bench waiting N BANK_URL | assist_bench latency N"),
+        Some("latency") => {
+            let n = args.get(2).and_then(|v| v.parse().ok()).unwrap_or(1000);
+            let pace = Duration::from_millis(args.get(3).and_then(|v| v.parse().ok()).unwrap_or(0));
+            latency(n, pace).await
+        }
+        _ => eprintln!("usage: assist_bench waiting N BANK_URL | assist_bench latency N [PACE_MS]"),
     }
 }
