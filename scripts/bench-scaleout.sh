@@ -2,7 +2,8 @@
 # Issue 11 (scale-out) benchmarks on one PostgreSQL database:
 #
 # 1. OTP submitted on instance B -> code at the sandbox bank through the login instance A holds
-#    (two instances on one PostgreSQL), p50/p99, and the same with the code submitted to A itself.
+#    (two instances on one PostgreSQL), p50/p99, and the same with the code submitted to A itself;
+#    codes back to back, then again with each code 20 ms after the previous one was taken.
 # 2. GET /v1/accounts/:id/status req/s with 1, 2 and 3 real `reconbanker serve` processes on the
 #    same database (release build), one wrk per instance running at once, their req/s summed,
 #    and the ratios to one instance. The machine's cores are shared by the instances, PostgreSQL
@@ -47,6 +48,12 @@ if [[ " $PARTS " == *" otp "* ]]; then
   psql "$BENCH_POSTGRES_URL" -qc "CREATE DATABASE $DB"
   DBS+=("$DB")
   RUST_LOG=warn ./target/release/examples/scaleout_bench otp "$N" "$BASE/$DB"
+  # The same with each code 20 ms after the bank took the previous one: back to back, the end of
+  # the previous login (read, movements, events, lease) shares the cores with the next code.
+  DB="rbk_bench_scaleout_paced_$$"
+  psql "$BENCH_POSTGRES_URL" -qc "CREATE DATABASE $DB"
+  DBS+=("$DB")
+  RUST_LOG=warn ./target/release/examples/scaleout_bench otp "$N" "$BASE/$DB" 20
 fi
 
 if [[ " $PARTS " == *" v1 "* ]]; then
