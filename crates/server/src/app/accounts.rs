@@ -50,6 +50,22 @@ pub(crate) async fn delete(app: &AppState, user: UserId, account: AccountId) -> 
     Ok(())
 }
 
+/// "Read now" (`POST /accounts/:id/scrape`, the dashboard's buttons): this instance's engine
+/// runs it. An instance without the `engine` role (issue 11) tells the others instead
+/// (`s:<account>` on the shared channel): the engine instance whose session is live reads, or
+/// the engine instances race for the account's lease and one logs in, now rather than at the
+/// account's next due time.
+pub(crate) async fn scrape_now(app: &AppState, account: AccountId) {
+    if app.config.roles.engine || !app.peers.heard() {
+        app.engine.scrape_now(account);
+        return;
+    }
+    let what = crate::support::peers::Invalidation::Scrape(account.0);
+    if let Err(e) = app.peers.announce(&what).await {
+        tracing::warn!(error = %e, "could not ask the engine instances to read an account");
+    }
+}
+
 /// The account's config document, opened (defaults when never saved).
 pub(crate) async fn load_config(
     app: &AppState,

@@ -3,7 +3,7 @@
 //!
 //! One `LISTEN` connection per instance hears every signal (its own included) and routes it:
 //! `e:<seq>` rings the event bus's reader; `k:<prefix>` and `a:<account>` drop the cached views
-//! another instance invalidated; `o:<request>` and `h:<offer>` carry a code between instances
+//! another instance invalidated; `s:<account>` asks the engine instances to read an account now; `o:<request>` and `h:<offer>` carry a code between instances
 //! (`assistance::pg_broker`). After a lost connection, signals may have been missed: the
 //! reader reads the log and every API key is re-read on its next use.
 
@@ -32,6 +32,10 @@ impl Peers for PgPeers {
             .notify(&what.encode())
             .await
             .map_err(|e| PeersError(e.to_string()))
+    }
+
+    fn heard(&self) -> bool {
+        true
     }
 }
 
@@ -78,6 +82,14 @@ fn apply(app: &AppInner, what: &Invalidation) {
             app.accounts.forget(account);
             app.assistance.forget(account);
             app.keys.forget_account(account);
+        }
+        // Every engine instance hears it: the one with the account's session live reads now;
+        // otherwise they race for the session lease and one logs in (the others, refused the
+        // lease, stop there). An instance without the engine role starts nothing.
+        Invalidation::Scrape(id) => {
+            if app.config.roles.engine {
+                app.engine.scrape_now(AccountId(*id));
+            }
         }
     }
 }

@@ -342,7 +342,7 @@ pub async fn scrape(
     State(app): State<AppState>,
     OwnedAccount { account, .. }: OwnedAccount,
 ) -> Result<(StatusCode, Json<QueuedOut>), ApiError> {
-    app.engine.scrape_now(account.id);
+    crate::app::accounts::scrape_now(&app, account.id).await;
     Ok((StatusCode::ACCEPTED, Json(QueuedOut::YES)))
 }
 

@@ -1,25 +1,31 @@
 //! The other instances on the same database (issue 11): what this instance tells them when a
-//! cache of theirs went stale. A single instance has no peers ([`Alone`]); on PostgreSQL the
-//! composition root plugs in one that sends a `NOTIFY` (`app::cluster`).
+//! cache of theirs went stale, or when an account is asked to read now. A single instance has no
+//! peers ([`Alone`]); on PostgreSQL the composition root plugs in one that sends a `NOTIFY`
+//! (`app::cluster`), which every instance hears, this one included.
 
 use async_trait::async_trait;
 use uuid::Uuid;
 
-/// A cached view that changed in the database.
+/// What the other instances are told: a cached view that changed in the database, or a read
+/// asked for now.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Invalidation {
     /// An API key (by its public prefix) was revoked.
     Key(String),
     /// An account was deleted.
     Account(Uuid),
+    /// The account was asked to read its bank now (`POST /accounts/:id/scrape`, the dashboard's
+    /// button): the engine instance holding its session reads, or one takes it and logs in.
+    Scrape(Uuid),
 }
 
 impl Invalidation {
-    /// The signal payload: `k:<prefix>` or `a:<account id>`.
+    /// The signal payload: `k:<prefix>`, `a:<account id>` or `s:<account id>`.
     pub fn encode(&self) -> String {
         match self {
             Invalidation::Key(prefix) => format!("k:{prefix}"),
             Invalidation::Account(id) => format!("a:{id}"),
+            Invalidation::Scrape(id) => format!("s:{id}"),
         }
     }
 
@@ -28,6 +34,7 @@ impl Invalidation {
         match payload.split_once(':')? {
             ("k", prefix) if !prefix.is_empty() => Some(Invalidation::Key(prefix.to_owned())),
             ("a", id) => id.parse().ok().map(Invalidation::Account),
+            ("s", id) => id.parse().ok().map(Invalidation::Scrape),
             _ => None,
         }
     }
@@ -42,6 +49,9 @@ pub trait Peers: Send + Sync + 'static {
     /// Tells every other instance to drop its cached view; returns once the database has taken
     /// the announcement.
     async fn announce(&self, what: &Invalidation) -> Result<(), PeersError>;
+    /// Whether announcements reach any instance (this one included): `false` alone, where the
+    /// caller acts itself.
+    fn heard(&self) -> bool;
 }
 
 /// One instance: nobody to tell.
@@ -52,6 +62,10 @@ impl Peers for Alone {
     async fn announce(&self, _: &Invalidation) -> Result<(), PeersError> {
         Ok(())
     }
+
+    fn heard(&self) -> bool {
+        false
+    }
 }
 
 #[cfg(test)]
@@ -61,10 +75,14 @@ mod tests {
     #[test]
     fn payloads_round_trip_and_others_are_not_invalidations() {
         let id = Uuid::new_v4();
-        for i in [Invalidation::Key("0a1b2c3d".into()), Invalidation::Account(id)] {
+        for i in [
+            Invalidation::Key("0a1b2c3d".into()),
+            Invalidation::Account(id),
+            Invalidation::Scrape(id),
+        ] {
             assert_eq!(Invalidation::decode(&i.encode()), Some(i));
         }
-        for other in ["e:42", "k:", "a:not-a-uuid", "", "k", "x:1"] {
+        for other in ["e:42", "k:", "a:not-a-uuid", "s:", "s:1", "", "k", "x:1"] {
             assert_eq!(Invalidation::decode(other), None, "{other}");
         }
     }

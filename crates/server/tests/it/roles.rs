@@ -1,7 +1,7 @@
 //! Issue 11: `RECONBANKER_ROLES`, black-box on the real binary: an instance without `api`
 //! answers only the probes, `/ready` names the roles, one without `push` leaves its deliveries
 //! pending, and on one PostgreSQL the session of an account runs on the `engine` instance, not on
-//! the API-only one beside it.
+//! the API-only one beside it, which passes "read now" on to it.
 
 use reqwest::{Method, StatusCode};
 use serde_json::json;
@@ -159,6 +159,69 @@ async fn on_postgresql_the_session_runs_on_the_engine_instance() {
         .await;
     assert!(r.status.is_success(), "{}", r.body);
     // The login waits for its code, holding the session lease meanwhile.
+    events.next("assistance.requested").await;
+    let engine_id = std::fs::read_to_string(engine_dir.join("instance_id")).expect("the engine's instance id");
+    let detail = api
+        .dash(Method::GET, &format!("/accounts/{account}"), &token, None)
+        .await;
+    assert_eq!(detail.status, StatusCode::OK, "{}", detail.body);
+    assert_eq!(detail.body["sessionOwner"], engine_id.trim(), "{}", detail.body);
+    drop(engine);
+}
+
+/// Two instances on one PostgreSQL: "read now" asked of the API-only instance is read now by the
+/// engine instance (`s:<account>` on the shared channel), not at the account's next due time —
+/// a one-shot account whose interval is an hour away.
+#[tokio::test]
+async fn on_postgresql_a_scrape_asked_of_an_api_instance_runs_now_on_the_engine_instance() {
+    let site = Site::new().await;
+    if site.is_sqlite() {
+        eprintln!("skipped: needs PostgreSQL (RECONBANKER_TEST_BACKEND=postgres)");
+        return;
+    }
+    let dirs = tempfile::tempdir().expect("tempdir");
+    let (api_dir, engine_dir) = (dirs.path().join("api"), dirs.path().join("engine"));
+    let (master, jwt) = (
+        "cd".repeat(32),
+        "another shared jwt secret of 32 bytes or more".to_owned(),
+    );
+    let api = site
+        .serve(&[
+            ("RECONBANKER_MASTER_KEY", &master),
+            ("JWT_SECRET", &jwt),
+            ("RECONBANKER_ROLES", "api"),
+            ("RECONBANKER_DATA_DIR", api_dir.to_str().expect("utf-8")),
+        ])
+        .await;
+    let engine = site
+        .serve(&[
+            ("RECONBANKER_MASTER_KEY", &master),
+            ("JWT_SECRET", &jwt),
+            ("RECONBANKER_ROLES", "engine,push"),
+            ("RECONBANKER_DATA_DIR", engine_dir.to_str().expect("utf-8")),
+            ("RECONBANKER_SCAN_INTERVAL_MS", "50"),
+            // A one-shot account waits one interval after first sight: an hour.
+            ("RECONBANKER_SCRAPE_INTERVAL_SECS", "3600"),
+        ])
+        .await;
+    let token = api.user("roles-scrape-now@example.com", PASSWORD).await;
+    let account = api
+        .account(
+            &token,
+            "Read when asked",
+            json!({
+                "session_type": "one-shot", "login_mode": "assisted",
+                "bank_username": "user_otp", "bank_password": "pass_otp",
+            }),
+        )
+        .await;
+    let key = api.key(&token, &["status:read"], &[&account]).await;
+    let mut events = api.events(&key, None).await;
+    let r = api
+        .dash(Method::POST, &format!("/accounts/{account}/scrape"), &token, None)
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+    // The engine instance logged in at once: the login waits for its code there.
     events.next("assistance.requested").await;
     let engine_id = std::fs::read_to_string(engine_dir.join("instance_id")).expect("the engine's instance id");
     let detail = api

@@ -582,7 +582,7 @@ async fn read_now_form(
     };
     match owned(&app, &who, &id).await {
         Ok(a) => {
-            app.engine.scrape_now(a.id);
+            crate::app::accounts::scrape_now(&app, a.id).await;
             // The account page's button comes back to it.
             if field(&f, "back") == "account" {
                 Redirect::to(&format!("/app/accounts/{}", a.id)).into_response()
@@ -903,7 +903,7 @@ async fn api_read(State(app): State<AppState>, who: UiUser, DPath(id): DPath<Str
     }
     match owned(&app, &who, &id).await {
         Ok(a) => {
-            app.engine.scrape_now(a.id);
+            crate::app::accounts::scrape_now(&app, a.id).await;
             (StatusCode::ACCEPTED, Json(json!({"queued": true}))).into_response()
         }
         Err(p) => ApiError(p).into_response(),
