@@ -113,6 +113,44 @@ async fn without_push_deliveries_stay_pending_until_a_push_instance_runs() {
 /// of it) never drives the session; the engine instance does (`sessionOwner` is its id).
 #[tokio::test]
 async fn on_postgresql_the_session_runs_on_the_engine_instance() {
+    // Persistent: the engine's scheduler starts it at first sight anyway.
+    scrape_asked_of_the_api_instance(
+        "roles-engine@example.com",
+        &[("RECONBANKER_SCAN_INTERVAL_MS", "50")],
+        &[("RECONBANKER_SCAN_INTERVAL_MS", "300")],
+        "persistent",
+    )
+    .await;
+}
+
+/// Two instances on one PostgreSQL: "read now" asked of the API-only instance is read now by the
+/// engine instance (`s:<account>` on the shared channel), not at the account's next due time —
+/// a one-shot account whose interval is an hour away.
+#[tokio::test]
+async fn on_postgresql_a_scrape_asked_of_an_api_instance_runs_now_on_the_engine_instance() {
+    scrape_asked_of_the_api_instance(
+        "roles-scrape-now@example.com",
+        &[],
+        &[
+            ("RECONBANKER_SCAN_INTERVAL_MS", "50"),
+            // A one-shot account waits one interval after first sight: an hour.
+            ("RECONBANKER_SCRAPE_INTERVAL_SECS", "3600"),
+        ],
+        "one-shot",
+    )
+    .await;
+}
+
+/// An `api` instance and an `engine,push` instance on one PostgreSQL (each with its extra
+/// settings), an assisted account of `session_type` asked to read on the `api` instance: its
+/// login asks for a code, and the session is the engine instance's (`sessionOwner`). Skipped on
+/// SQLite.
+async fn scrape_asked_of_the_api_instance(
+    email: &str,
+    api_env: &[(&str, &str)],
+    engine_env: &[(&str, &str)],
+    session_type: &str,
+) {
     let site = Site::new().await;
     if site.is_sqlite() {
         eprintln!("skipped: needs PostgreSQL (RECONBANKER_TEST_BACKEND=postgres)");
@@ -122,32 +160,17 @@ async fn on_postgresql_the_session_runs_on_the_engine_instance() {
     let (api_dir, engine_dir) = (dirs.path().join("api"), dirs.path().join("engine"));
     // Instances of one deployment share the master key and the JWT secret.
     let (master, jwt) = ("ab".repeat(32), "a shared jwt secret of at least 32 bytes".to_owned());
-    let api = site
-        .serve(&[
-            ("RECONBANKER_MASTER_KEY", &master),
-            ("JWT_SECRET", &jwt),
-            ("RECONBANKER_ROLES", "api"),
-            ("RECONBANKER_DATA_DIR", api_dir.to_str().expect("utf-8")),
-            ("RECONBANKER_SCAN_INTERVAL_MS", "50"),
-        ])
-        .await;
-    let engine = site
-        .serve(&[
-            ("RECONBANKER_MASTER_KEY", &master),
-            ("JWT_SECRET", &jwt),
-            ("RECONBANKER_ROLES", "engine,push"),
-            ("RECONBANKER_DATA_DIR", engine_dir.to_str().expect("utf-8")),
-            ("RECONBANKER_SCAN_INTERVAL_MS", "300"),
-        ])
-        .await;
-    let token = api.user("roles-engine@example.com", PASSWORD).await;
+    let api_env = settings(&master, &jwt, "api", &api_dir, api_env);
+    let engine_env = settings(&master, &jwt, "engine,push", &engine_dir, engine_env);
+    let api = site.serve(&borrowed(&api_env)).await;
+    let engine = site.serve(&borrowed(&engine_env)).await;
+    let token = api.user(email, PASSWORD).await;
     let account = api
         .account(
             &token,
             "Waits for a code",
-            // Persistent: the scheduler starts it at first sight.
             json!({
-                "session_type": "persistent", "login_mode": "assisted",
+                "session_type": session_type, "login_mode": "assisted",
                 "bank_username": "user_otp", "bank_password": "pass_otp",
             }),
         )
@@ -157,7 +180,7 @@ async fn on_postgresql_the_session_runs_on_the_engine_instance() {
     let r = api
         .dash(Method::POST, &format!("/accounts/{account}/scrape"), &token, None)
         .await;
-    assert!(r.status.is_success(), "{}", r.body);
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
     // The login waits for its code, holding the session lease meanwhile.
     events.next("assistance.requested").await;
     let engine_id = std::fs::read_to_string(engine_dir.join("instance_id")).expect("the engine's instance id");
@@ -169,65 +192,25 @@ async fn on_postgresql_the_session_runs_on_the_engine_instance() {
     drop(engine);
 }
 
-/// Two instances on one PostgreSQL: "read now" asked of the API-only instance is read now by the
-/// engine instance (`s:<account>` on the shared channel), not at the account's next due time —
-/// a one-shot account whose interval is an hour away.
-#[tokio::test]
-async fn on_postgresql_a_scrape_asked_of_an_api_instance_runs_now_on_the_engine_instance() {
-    let site = Site::new().await;
-    if site.is_sqlite() {
-        eprintln!("skipped: needs PostgreSQL (RECONBANKER_TEST_BACKEND=postgres)");
-        return;
-    }
-    let dirs = tempfile::tempdir().expect("tempdir");
-    let (api_dir, engine_dir) = (dirs.path().join("api"), dirs.path().join("engine"));
-    let (master, jwt) = (
-        "cd".repeat(32),
-        "another shared jwt secret of 32 bytes or more".to_owned(),
-    );
-    let api = site
-        .serve(&[
-            ("RECONBANKER_MASTER_KEY", &master),
-            ("JWT_SECRET", &jwt),
-            ("RECONBANKER_ROLES", "api"),
-            ("RECONBANKER_DATA_DIR", api_dir.to_str().expect("utf-8")),
-        ])
-        .await;
-    let engine = site
-        .serve(&[
-            ("RECONBANKER_MASTER_KEY", &master),
-            ("JWT_SECRET", &jwt),
-            ("RECONBANKER_ROLES", "engine,push"),
-            ("RECONBANKER_DATA_DIR", engine_dir.to_str().expect("utf-8")),
-            ("RECONBANKER_SCAN_INTERVAL_MS", "50"),
-            // A one-shot account waits one interval after first sight: an hour.
-            ("RECONBANKER_SCRAPE_INTERVAL_SECS", "3600"),
-        ])
-        .await;
-    let token = api.user("roles-scrape-now@example.com", PASSWORD).await;
-    let account = api
-        .account(
-            &token,
-            "Read when asked",
-            json!({
-                "session_type": "one-shot", "login_mode": "assisted",
-                "bank_username": "user_otp", "bank_password": "pass_otp",
-            }),
-        )
-        .await;
-    let key = api.key(&token, &["status:read"], &[&account]).await;
-    let mut events = api.events(&key, None).await;
-    let r = api
-        .dash(Method::POST, &format!("/accounts/{account}/scrape"), &token, None)
-        .await;
-    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
-    // The engine instance logged in at once: the login waits for its code there.
-    events.next("assistance.requested").await;
-    let engine_id = std::fs::read_to_string(engine_dir.join("instance_id")).expect("the engine's instance id");
-    let detail = api
-        .dash(Method::GET, &format!("/accounts/{account}"), &token, None)
-        .await;
-    assert_eq!(detail.status, StatusCode::OK, "{}", detail.body);
-    assert_eq!(detail.body["sessionOwner"], engine_id.trim(), "{}", detail.body);
-    drop(engine);
+/// One instance's settings: the deployment's shared secrets, its roles and data directory, then
+/// `extra`.
+fn settings(
+    master: &str,
+    jwt: &str,
+    roles: &str,
+    dir: &std::path::Path,
+    extra: &[(&str, &str)],
+) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = vec![
+        ("RECONBANKER_MASTER_KEY".into(), master.into()),
+        ("JWT_SECRET".into(), jwt.into()),
+        ("RECONBANKER_ROLES".into(), roles.into()),
+        ("RECONBANKER_DATA_DIR".into(), dir.to_str().expect("utf-8").into()),
+    ];
+    env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+    env
+}
+
+fn borrowed(env: &[(String, String)]) -> Vec<(&str, &str)> {
+    env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
 }
