@@ -93,18 +93,25 @@ pub fn hash_secret(secret: &str) -> [u8; 32] {
     Sha256::digest(secret.as_bytes()).into()
 }
 
-/// Checks shape and checksum; `None` for anything that cannot be a key we issued.
-pub fn parse<'a>(text: &'a str, checksum: &Checksum) -> Option<ParsedKey<'a>> {
+/// Checks the shape only: `(prefix, secret)` of anything shaped like a key (issue 13: a key
+/// whose prefix is cached is judged by its secret's hash alone, which covers the checksum).
+pub fn split(text: &str) -> Option<(&str, &str)> {
     if text.len() != KEY_LEN || !text.starts_with(KEY_PREFIX) {
         return None;
     }
-    let rest = &text[KEY_PREFIX.len()..];
-    let (prefix, rest) = rest.split_at(PREFIX_HEX);
+    let rest = text.get(KEY_PREFIX.len()..)?;
+    let (prefix, rest) = rest.split_at_checked(PREFIX_HEX)?;
     let secret = rest.strip_prefix('_')?;
     let lower_hex = |s: &str| s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
     if !lower_hex(prefix) || !lower_hex(secret) {
         return None;
     }
+    Some((prefix, secret))
+}
+
+/// Checks shape and checksum; `None` for anything that cannot be a key we issued.
+pub fn parse<'a>(text: &'a str, checksum: &Checksum) -> Option<ParsedKey<'a>> {
+    let (prefix, secret) = split(text)?;
     let (head, sent) = text.split_at(KEY_LEN - CHECKSUM_HEX);
     let mut tag = [0u8; 4];
     hex::decode_to_slice(sent, &mut tag).ok()?;

@@ -196,6 +196,15 @@ impl KeyDirectory {
 
     /// [`Self::authenticate`] at a given time (milliseconds since the epoch).
     pub async fn authenticate_at(&self, text: &str, now_ms: i64) -> StoreResult<Result<Arc<CachedKey>, AuthError>> {
+        // Issue 13: a cached prefix is judged by the secret's SHA-256 alone. The secret holds
+        // the checksum and the prefix is the cache's key, so a match means the exact key that
+        // was issued; the keyed checksum (an HMAC) only spares the database forged keys, and a
+        // cached prefix costs no database read.
+        if let Some((prefix, secret)) = api_key::split(text) {
+            if let Some(key) = self.cached(prefix) {
+                return Ok(Self::judge(key, secret, now_ms));
+            }
+        }
         let Some(parsed) = api_key::parse(text, &self.checksum) else {
             return Ok(Err(AuthError::Invalid));
         };
@@ -231,14 +240,19 @@ impl KeyDirectory {
                 }
             }
         };
-        if !api_key::verify(parsed.secret, &key.secret_hash) || key.revoked {
-            return Ok(Err(AuthError::Invalid));
+        Ok(Self::judge(key, parsed.secret, now_ms))
+    }
+
+    /// The presented secret against a known key: hash, revocation, expiry.
+    fn judge(key: Arc<CachedKey>, secret: &str, now_ms: i64) -> Result<Arc<CachedKey>, AuthError> {
+        if !api_key::verify(secret, &key.secret_hash) || key.revoked {
+            return Err(AuthError::Invalid);
         }
         if key.expires_at_ms.is_some_and(|exp| exp <= now_ms) {
-            return Ok(Err(AuthError::Invalid));
+            return Err(AuthError::Invalid);
         }
         key.last_used_ms.fetch_max(now_ms, Ordering::Relaxed);
-        Ok(Ok(key))
+        Ok(key)
     }
 
     /// Forgets a key (after revocation) so the next request re-reads it.

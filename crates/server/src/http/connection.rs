@@ -12,7 +12,6 @@ use axum::body::{Body, Bytes};
 use axum::extract::Request;
 use axum::http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
 use axum::http::HeaderValue;
-use axum::middleware::Next;
 use axum::response::Response;
 use http_body::{Frame, SizeHint};
 
@@ -45,9 +44,9 @@ impl http_body::Body for Tracked {
     }
 }
 
-/// Adds `Connection: close` to the response when the request announced a body that the
-/// handler did not read to its end.
-pub(crate) async fn close_if_body_unread(req: Request, next: Next) -> Response {
+/// Wraps the body of a request that announced one, so that [`close_if_unread`] can tell
+/// whether the handler read it to its end (`None`: no body announced, nothing to watch).
+pub(crate) fn track_body(req: Request) -> (Request, Option<Arc<AtomicBool>>) {
     let headers = req.headers();
     let announced = headers.contains_key(TRANSFER_ENCODING)
         || headers
@@ -56,7 +55,7 @@ pub(crate) async fn close_if_body_unread(req: Request, next: Next) -> Response {
             .and_then(|v| v.trim().parse::<u64>().ok())
             .is_some_and(|n| n > 0);
     if !announced {
-        return next.run(req).await;
+        return (req, None);
     }
     let done = Arc::new(AtomicBool::new(false));
     let (parts, body) = req.into_parts();
@@ -64,9 +63,13 @@ pub(crate) async fn close_if_body_unread(req: Request, next: Next) -> Response {
         inner: body,
         done: done.clone(),
     });
-    let mut res = next.run(Request::from_parts(parts, body)).await;
-    if !done.load(Ordering::Acquire) {
+    (Request::from_parts(parts, body), Some(done))
+}
+
+/// Adds `Connection: close` to the response when the request announced a body that the
+/// handler did not read to its end.
+pub(crate) fn close_if_unread(res: &mut Response, done: Option<&Arc<AtomicBool>>) {
+    if done.is_some_and(|d| !d.load(Ordering::Acquire)) {
         res.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
     }
-    res
 }

@@ -28,47 +28,21 @@ pub(crate) mod ui;
 pub(crate) mod evidence;
 // Issue 11: the operator's metrics (the request layer, the `/metrics` listener's router).
 pub(crate) mod metrics;
+// Issue 13: the request's edge as one layer (request id, span, panic catcher, connection close).
+pub(crate) mod edge;
 
 use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderName, Request, StatusCode, Uri};
+use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde_json::json;
-use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
 use crate::config::BODY_LIMIT;
 use crate::AppState;
 use error::{ApiError, Problem, V1Error};
-
-/// The edge of every request, one middleware (each `from_fn` layer costs a boxed service clone
-/// and a boxed future per request): `Connection: close` on a refusal that left the body unread
-/// (`connection`), and a caught panic's 500 re-rendered in the `/v1` error shape on `/v1`
-/// routes.
-async fn edge(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
-    let v1 = is_v1(req.uri());
-    let res = connection::close_if_body_unread(req, next).await;
-    if v1 && res.extensions().get::<Panicked>().is_some() {
-        let mut shaped = V1Error(Problem::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "INTERNAL_ERROR",
-            "Internal server error",
-        ))
-        .into_response();
-        // Keep the `Connection: close` of a panic that left the body unread.
-        if let Some(close) = res.headers().get(axum::http::header::CONNECTION) {
-            shaped
-                .headers_mut()
-                .insert(axum::http::header::CONNECTION, close.clone());
-        }
-        return shaped;
-    }
-    res
-}
 
 fn is_v1(uri: &Uri) -> bool {
     let p = uri.path();
@@ -171,35 +145,14 @@ fn with_request_metrics(routes: Router<AppState>, app: &AppState) -> Router<AppS
     }
 }
 
-/// Marks the 500 of a caught panic so [`edge`] can render it in the surface's shape.
-#[derive(Clone, Copy)]
-struct Panicked;
-
-/// A panic is a bug: log it, answer a bare 500 (in the `/v1` shape on `/v1`, see [`edge`]).
-fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
-    tracing::error!("handler panicked");
-    let mut res = ApiError(Problem::new(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "INTERNAL_ERROR",
-        "Internal server error",
-    ))
-    .into_response();
-    res.extensions_mut().insert(Panicked);
-    res
-}
-
-/// The layers closest to the routes: the body limit, the panic catcher, and [`edge`] (issue 12:
-/// a refusal that leaves the body unread says the connection ends; a panic's 500 in the
-/// surface's shape).
+/// The layers around the routes: the body limit, and the edge (issue 13, `edge`: the request
+/// id, the trace span and the per-request line, the panic catcher with its 500 in the surface's
+/// shape, and issue 12's `Connection: close` when a refusal left the body unread).
 fn edge_layers<S: Clone + Send + Sync + 'static>(routes: Router<S>) -> Router<S> {
-    routes
-        .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(CatchPanicLayer::custom(panic_response))
-        .layer(axum::middleware::from_fn(edge))
+    routes.layer(DefaultBodyLimit::max(BODY_LIMIT)).layer(edge::EdgeLayer)
 }
 
 pub fn router(app: AppState) -> Router {
-    let x_request_id = HeaderName::from_static("x-request-id");
     let v1 = Router::new()
         .route("/v1/accounts/{account_id}/status", get(v1::status))
         .route("/v1/accounts/{account_id}/otp", post(v1::submit_otp))
@@ -287,23 +240,7 @@ pub fn router(app: AppState) -> Router {
         ))))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
-    let routes = edge_layers(routes)
-        .layer(
-            TraceLayer::new_for_http()
-                .make_span_with(|req: &Request<_>| {
-                    // Path only: query strings and headers (API keys, tokens) are never logged.
-                    let id = req
-                        .headers()
-                        .get("x-request-id")
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or("-");
-                    tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
-                })
-                // One line per request at INFO (status and latency), inside the span with the id.
-                .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
-        )
-        .layer(PropagateRequestIdLayer::new(x_request_id.clone()))
-        .layer(SetRequestIdLayer::new(x_request_id, MakeRequestUuid));
+    let routes = edge_layers(routes);
     with_request_metrics(routes, &app).with_state(app)
 }
 

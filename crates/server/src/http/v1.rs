@@ -4,7 +4,8 @@
 
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection};
-use axum::extract::{Path, State};
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
 use std::time::Duration;
 
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
@@ -61,8 +62,15 @@ fn path_account(path: Result<Path<String>, PathRejection>) -> String {
 
 /// A weak validator over the exact response body.
 fn etag(body: &[u8]) -> HeaderValue {
-    HeaderValue::from_str(&format!("\"{:08x}{:04x}\"", crc32fast::hash(body), body.len() & 0xffff))
-        .unwrap_or(HeaderValue::from_static("\"0\""))
+    // `"<crc32, 8 hex><length mod 65536, 4 hex>"`, written without a format string.
+    let mut tag = [b'"'; 14];
+    let crc = crc32fast::hash(body).to_be_bytes();
+    let len = ((body.len() & 0xffff) as u16).to_be_bytes();
+    let written = hex::encode_to_slice(crc, &mut tag[1..9]).and_then(|()| hex::encode_to_slice(len, &mut tag[9..13]));
+    match written.map(|()| HeaderValue::from_bytes(&tag)) {
+        Ok(Ok(v)) => v,
+        _ => HeaderValue::from_static("\"0\""),
+    }
 }
 
 /// Get account status.
@@ -94,16 +102,11 @@ pub async fn status(
     State(app): State<AppState>,
     principal: ApiKeyPrincipal,
     path: Result<Path<String>, PathRejection>,
-    headers: HeaderMap,
+    StatusConditions { known, wait }: StatusConditions,
 ) -> Result<Response, V1Error> {
     let account = principal
         .authorize(&app, Scope::StatusRead, &path_account(path))
         .await?;
-    let known = headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let wait = prefer_wait(&headers);
     // Subscribed before the status is read: a change in between is not missed.
     let mut changes = match (&known, wait) {
         (Some(_), Some(_)) => Some(app.bus.subscribe().await.map_err(Problem::internal)?),
@@ -143,6 +146,28 @@ pub async fn status(
         }
     }
     Ok(res)
+}
+
+/// The status request's `If-None-Match` and `Prefer: wait`, read from the request's headers
+/// (issue 13: the `HeaderMap` extractor copied the whole map per request).
+pub struct StatusConditions {
+    known: Option<String>,
+    wait: Option<Duration>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for StatusConditions {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self {
+            known: parts
+                .headers
+                .get(header::IF_NONE_MATCH)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+            wait: prefer_wait(&parts.headers),
+        })
+    }
 }
 
 /// The status body and its validator.
