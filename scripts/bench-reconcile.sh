@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Benchmarks of reconciliation (release build), each scenario in a fresh process so its peak
 # RSS is its own:
-#   (a) one poll of 50,000 open orders through the real poller + the first match pass with
-#       10,000 new movements (5,000 match): goal <= 2 s, peak RSS <= 150 MB;
+#   (a) one poll of 50,000 open orders through the real poller, which runs the first match
+#       pass with 10,000 new movements (5,000 match) in its transaction: goal <= 2 s, peak RSS
+#       <= 150 MB;
 #   (b) with those orders open, one new matching movement stored -> the signed result webhook
 #       at a local receiver, one at a time: goal p50 <= 10 ms, p99 <= 50 ms;
-#   (c) (a) with a naive matcher (a scan of every open order per movement): the baseline.
+#   (c) the poll alone, then a naive matcher (a scan of every open order per movement): the
+#       baseline.
 #
 #   scripts/bench-reconcile.sh                 # SQLite, LATENCY_N=200
 #   BENCH_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/postgres scripts/bench-reconcile.sh

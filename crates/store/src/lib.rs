@@ -270,7 +270,11 @@ pub trait Store: Send + Sync + 'static {
     /// it (docs/reconciliation.md §3.6), all in one transaction under the account lock; schedules the
     /// next poll with `next_poll(failures after this poll)` (not for a superseded poll) and
     /// gives the lease up if `owner` holds it. Keeps the newest [`POLL_LOG_KEEP`] poll rows.
-    /// Returns the poll row and the events logged (built by `events`).
+    /// With `pass`, an applied poll that changed the requests also runs the account's match
+    /// pass in the same transaction, as [`Store::commit_pass`] would commit it right after (the
+    /// account's `done_seq` catches up with its `dirty_seq`); an error of that pass is the whole
+    /// call's, and nothing is written: call again without `pass`.
+    /// Returns the poll row and the events logged (built by `events`, then the pass's).
     #[allow(clippy::too_many_arguments)]
     async fn finish_poll(
         &self,
@@ -282,6 +286,7 @@ pub trait Store: Send + Sync + 'static {
         expires_after_ms: i64,
         next_poll: &(dyn Fn(i64) -> Timestamp + Send + Sync),
         events: &ConciliationEventsFor<'_>,
+        pass: Option<&PollPass<'_>>,
     ) -> StoreResult<(PollRow, Vec<EventRow>)>;
     /// The account's poll log, newest first; empty when the account is not `user`'s.
     async fn list_polls(&self, user: UserId, account: AccountId, limit: i64, offset: i64) -> StoreResult<Vec<PollRow>>;

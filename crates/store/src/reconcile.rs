@@ -310,6 +310,19 @@ pub enum PassEvent<'a> {
 /// Builds the events of a pass's state change (run by the store inside the transaction).
 pub type PassEventsFor<'a> = dyn Fn(PassEvent<'_>) -> Vec<NewEvent> + Send + Sync + 'a;
 
+/// The match pass a poll runs in its own transaction when it changes the account's requests
+/// (docs/reconciliation.md §5.6, "Performance"): the orders it registers are stored once, as the
+/// pass decides them, not stored `pending` and then read back and updated by a later pass.
+pub struct PollPass<'a> {
+    /// How far back movements can matter (as for [`crate::Store::load_pass_changes`]).
+    pub horizon: Timestamp,
+    /// The pass's decisions over its snapshot: [`crate::Store::load_pass_changes`]'s, with the
+    /// orders the poll registers as `pending` requests.
+    pub decide: &'a (dyn Fn(&PassInput) -> PassCommit + Send + Sync),
+    /// The events of the pass's state changes, as for [`crate::Store::commit_pass`].
+    pub events: &'a PassEventsFor<'a>,
+}
+
 /// One movement's reconciliation side, for the movements list:
 /// `(movement, Some((request, request's external_id)) when matched, ignored_at)`.
 pub type MovementMatch = (MovementId, Option<(ConciliationRequestId, String)>, Option<Timestamp>);

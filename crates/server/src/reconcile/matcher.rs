@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use reconbanker_store::{
     AccountId, AmbiguousDecision, ConciliationRequestId, ConciliationRow, ConciliationStatus, DeliveryId,
-    EligibleMovement, MatchDecision, NewDelivery, NewEvent, NotFoundDecision, PassCommit, PassEvent, Store, StoreError,
-    StoreResult, CHANNEL_RESULT,
+    EligibleMovement, MatchDecision, NewDelivery, NewEvent, NotFoundDecision, PassCommit, PassEvent, PassInput, Store,
+    StoreError, StoreResult, CHANNEL_RESULT,
 };
 use serde_json::{json, Map, Value};
 use tokio::sync::Notify;
@@ -40,7 +40,7 @@ const SCAN: Duration = Duration::from_secs(2);
 const MAX_TRIES: usize = 5;
 /// How far back movements can matter: a request lives 120 h and accepts movements from 120 h
 /// before its registration.
-const HORIZON: Duration = Duration::from_secs(241 * 3600);
+pub(crate) const HORIZON: Duration = Duration::from_secs(241 * 3600);
 
 pub struct Matcher {
     store: Arc<dyn Store>,
@@ -140,70 +140,12 @@ impl Matcher {
             };
             // The requests this pass evaluates: an error counts against them.
             let evaluated: Vec<ConciliationRequestId> = input.requests.iter().map(|r| r.id).collect();
-            let mut rejected: HashMap<Uuid, Vec<Uuid>> = HashMap::new();
-            for (r, m) in &input.rejections {
-                rejected.entry(r.0).or_default().push(m.0);
-            }
-            let reqs: Vec<Req> = input.requests.iter().filter_map(|r| req(r, &rejected)).collect();
-            let movs: Vec<Mov> = input.movements.iter().filter_map(mov).collect();
-            let decided = matching::run_pass(at.timestamp_millis(), &reqs, &movs);
-            // A movement matched here that a request left ambiguous here also counted on: that
-            // request may have one candidate left, which a follow-up pass settles.
-            let held: std::collections::HashSet<Uuid> = decided
-                .ambiguous
-                .iter()
-                .flat_map(|a| a.candidate_set.iter().copied())
-                .collect();
-            let recheck = decided
-                .matched
-                .iter()
-                .filter(|m| held.contains(&m.movement))
-                .map(|m| m.movement.into())
-                .collect();
-            let commit = PassCommit {
-                trigger: "movements".into(),
-                recheck,
-                expired: decided.expired.iter().map(|id| (*id).into()).collect(),
-                matched: decided
-                    .matched
-                    .iter()
-                    .map(|m| MatchDecision {
-                        request: m.request.into(),
-                        movement: m.movement.into(),
-                        score: i64::from(m.score),
-                        reason: m.reason.map(str::to_owned),
-                        explanation: serde_json::to_string(&json!({
-                            "name_rules": matching::NAME_RULES,
-                            "candidate": m.explanation,
-                        }))
-                        .unwrap_or_else(|_| "{}".into()),
-                        candidates: serde_json::to_string(&[&m.explanation]).unwrap_or_else(|_| "[]".into()),
-                    })
-                    .collect(),
-                ambiguous: decided
-                    .ambiguous
-                    .iter()
-                    .map(|a| AmbiguousDecision {
-                        request: a.request.into(),
-                        candidate_set: serde_json::to_string(&a.candidate_set).unwrap_or_else(|_| "[]".into()),
-                        candidates: serde_json::to_string(&a.candidates).unwrap_or_else(|_| "[]".into()),
-                    })
-                    .collect(),
-                not_found: decided
-                    .not_found
-                    .iter()
-                    .map(|n| NotFoundDecision {
-                        request: n.request.into(),
-                        reason: n.reason.to_owned(),
-                        candidates: serde_json::to_string(&n.candidates).unwrap_or_else(|_| "[]".into()),
-                    })
-                    .collect(),
-            };
+            let commit = decide(&input, at, "movements");
             // The snapshot is not needed while the commit writes (tens of thousands of rows on a
             // first pass).
             let (version, dirty_seq) = (input.version, input.dirty_seq);
-            drop((input, reqs, movs, decided));
-            let events = |e: PassEvent<'_>| -> Vec<NewEvent> { self.events(user, account, &settings, e) };
+            drop(input);
+            let events = |e: PassEvent<'_>| -> Vec<NewEvent> { pass_events(&self.hub, user, account, &settings, e) };
             match self
                 .store
                 .commit_pass(account, version, dirty_seq, &commit, at, &events)
@@ -257,62 +199,126 @@ impl Matcher {
         }
         error
     }
+}
 
-    /// The events of one decision, with the result-webhook delivery it causes (its body frozen
-    /// now). Result webhooks go out in reconcile mode only: the pass runs only then.
-    fn events(
-        &self,
-        user: reconbanker_store::UserId,
-        account: AccountId,
-        settings: &Settings,
-        e: PassEvent<'_>,
-    ) -> Vec<NewEvent> {
-        let none = Default::default();
-        let (kind, r, data, webhook) = match e {
-            PassEvent::Matched { request, movement } => (
-                EventKind::ConciliationMatched,
+/// The events of one decision, with the result-webhook delivery it causes (its body frozen
+/// now). Result webhooks go out in reconcile mode only: the pass runs only then.
+pub(crate) fn pass_events(
+    hub: &EventHub,
+    user: reconbanker_store::UserId,
+    account: AccountId,
+    settings: &Settings,
+    e: PassEvent<'_>,
+) -> Vec<NewEvent> {
+    let none = Default::default();
+    let (kind, r, data, webhook) = match e {
+        PassEvent::Matched { request, movement } => (
+            EventKind::ConciliationMatched,
+            request,
+            json!({
+                "request_id": request.id, "external_id": request.external_id, "movement_id": movement.id,
+                "matched_by": "engine", "reason": request.reason,
+            }),
+            Some(("matched", Some(movement))),
+        ),
+        PassEvent::Ambiguous(request) => {
+            let candidates: Vec<Uuid> = request
+                .last_candidates
+                .as_deref()
+                .and_then(|t| serde_json::from_str(t).ok())
+                .unwrap_or_default();
+            (
+                EventKind::ConciliationAmbiguous,
                 request,
-                json!({
-                    "request_id": request.id, "external_id": request.external_id, "movement_id": movement.id,
-                    "matched_by": "engine", "reason": request.reason,
-                }),
-                Some(("matched", Some(movement))),
-            ),
-            PassEvent::Ambiguous(request) => {
-                let candidates: Vec<Uuid> = request
-                    .last_candidates
-                    .as_deref()
-                    .and_then(|t| serde_json::from_str(t).ok())
-                    .unwrap_or_default();
-                (
-                    EventKind::ConciliationAmbiguous,
-                    request,
-                    json!({ "request_id": request.id, "external_id": request.external_id, "candidate_ids": candidates }),
-                    Some(("ambiguous", None)),
-                )
-            }
-            PassEvent::NotFound(request) => (
-                EventKind::ConciliationNotFound,
-                request,
-                json!({ "request_id": request.id, "external_id": request.external_id, "reason": request.reason }),
-                None,
-            ),
-            PassEvent::Expired(request) => (
-                EventKind::ConciliationExpired,
-                request,
-                json!({ "request_id": request.id, "external_id": request.external_id }),
-                settings.notify_on_expired.then_some(("expired", None)),
-            ),
-        };
-        let mut event = self.hub.build(kind, user, account, data, &none, None);
-        if let Some((status, movement)) = webhook {
-            if let Some(delivery) =
-                result_delivery(r, status, movement, &settings.webhook_extra_fields, event.occurred_at)
-            {
-                event.deliveries.push(delivery);
-            }
+                json!({ "request_id": request.id, "external_id": request.external_id, "candidate_ids": candidates }),
+                Some(("ambiguous", None)),
+            )
         }
-        vec![event]
+        PassEvent::NotFound(request) => (
+            EventKind::ConciliationNotFound,
+            request,
+            json!({ "request_id": request.id, "external_id": request.external_id, "reason": request.reason }),
+            None,
+        ),
+        PassEvent::Expired(request) => (
+            EventKind::ConciliationExpired,
+            request,
+            json!({ "request_id": request.id, "external_id": request.external_id }),
+            settings.notify_on_expired.then_some(("expired", None)),
+        ),
+    };
+    let mut event = hub.build(kind, user, account, data, &none, None);
+    if let Some((status, movement)) = webhook {
+        if let Some(delivery) = result_delivery(r, status, movement, &settings.webhook_extra_fields, event.occurred_at)
+        {
+            event.deliveries.push(delivery);
+        }
+    }
+    vec![event]
+}
+
+/// A pass's decisions over its snapshot at `at`, with `trigger` on its attempts (deterministic,
+/// docs/reconciliation.md §5.6): what the match worker commits, and what a poll that changed the
+/// requests commits in its own transaction.
+pub(crate) fn decide(input: &PassInput, at: reconbanker_store::Timestamp, trigger: &str) -> PassCommit {
+    let mut rejected: HashMap<Uuid, Vec<Uuid>> = HashMap::new();
+    for (r, m) in &input.rejections {
+        rejected.entry(r.0).or_default().push(m.0);
+    }
+    let reqs: Vec<Req> = input.requests.iter().filter_map(|r| req(r, &rejected)).collect();
+    let movs: Vec<Mov> = input.movements.iter().filter_map(mov).collect();
+    let decided = matching::run_pass(at.timestamp_millis(), &reqs, &movs);
+    // A movement matched here that a request left ambiguous here also counted on: that
+    // request may have one candidate left, which a follow-up pass settles.
+    let held: std::collections::HashSet<Uuid> = decided
+        .ambiguous
+        .iter()
+        .flat_map(|a| a.candidate_set.iter().copied())
+        .collect();
+    let recheck = decided
+        .matched
+        .iter()
+        .filter(|m| held.contains(&m.movement))
+        .map(|m| m.movement.into())
+        .collect();
+    PassCommit {
+        trigger: trigger.into(),
+        recheck,
+        expired: decided.expired.iter().map(|id| (*id).into()).collect(),
+        matched: decided
+            .matched
+            .iter()
+            .map(|m| MatchDecision {
+                request: m.request.into(),
+                movement: m.movement.into(),
+                score: i64::from(m.score),
+                reason: m.reason.map(str::to_owned),
+                explanation: serde_json::to_string(&json!({
+                    "name_rules": matching::NAME_RULES,
+                    "candidate": m.explanation,
+                }))
+                .unwrap_or_else(|_| "{}".into()),
+                candidates: serde_json::to_string(&[&m.explanation]).unwrap_or_else(|_| "[]".into()),
+            })
+            .collect(),
+        ambiguous: decided
+            .ambiguous
+            .iter()
+            .map(|a| AmbiguousDecision {
+                request: a.request.into(),
+                candidate_set: serde_json::to_string(&a.candidate_set).unwrap_or_else(|_| "[]".into()),
+                candidates: serde_json::to_string(&a.candidates).unwrap_or_else(|_| "[]".into()),
+            })
+            .collect(),
+        not_found: decided
+            .not_found
+            .iter()
+            .map(|n| NotFoundDecision {
+                request: n.request.into(),
+                reason: n.reason.to_owned(),
+                candidates: serde_json::to_string(&n.candidates).unwrap_or_else(|_| "[]".into()),
+            })
+            .collect(),
     }
 }
 

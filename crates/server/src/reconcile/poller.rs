@@ -10,21 +10,21 @@ use std::time::Duration;
 
 use rand::Rng;
 use reconbanker_store::{
-    AccountId, ConciliationEvent, ConciliationRow, PollOrder, PollReport, PollRow, PollSuccess, Store, StoreResult,
-    Timestamp,
+    AccountId, ConciliationEvent, ConciliationRow, PassEvent, PassInput, PollOrder, PollPass, PollReport, PollRow,
+    PollSuccess, Store, StoreResult, Timestamp,
 };
 use serde_json::json;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::fetch::{self, Limits, Target};
-use super::orders;
+use super::{matcher, orders};
 use crate::domain::account_config;
 use crate::push::events::{EventHub, EventKind, Subscription};
 use crate::support::clock::Clock;
 use crate::support::crypto::Sealer;
 use crate::support::metrics::{Metrics, WorkOutcome};
-use crate::support::time::{after, ts};
+use crate::support::time::{after, before, ts};
 use crate::support::worker::drain;
 
 /// Accounts polled at once by one instance.
@@ -136,6 +136,12 @@ impl Poller {
     /// Polls one account now (if it is configured for it and nobody else is polling it).
     /// `None` when nothing was polled.
     pub async fn poll(&self, account: AccountId) -> StoreResult<Option<PollRow>> {
+        self.poll_with(account, true).await
+    }
+
+    /// [`Poller::poll`]; with `first_pass` off, the poll never runs the match pass in its own
+    /// transaction (the match worker does it): the baseline of `reconcile_bench`'s scenario c.
+    pub async fn poll_with(&self, account: AccountId, first_pass: bool) -> StoreResult<Option<PollRow>> {
         let Some(acc) = self.store.engine_account(account).await? else {
             return Ok(None);
         };
@@ -242,19 +248,43 @@ impl Poller {
             after(clock.now(), wait)
         };
         let expires_ms = super::matching::EXPIRY_MS;
-        let finished = self
-            .store
-            .finish_poll(
-                account,
-                &self.owner,
-                seq,
-                &report,
-                self.clock.now(),
-                expires_ms,
-                &next_poll,
-                &build,
-            )
-            .await;
+        let now = self.clock.now();
+        // The match pass runs in the poll's transaction when the poll changes the requests: the
+        // orders registered are written once, as decided (docs/reconciliation.md "Performance").
+        let decide = |input: &PassInput| matcher::decide(input, now, "poll");
+        let pass_events = |e: PassEvent<'_>| matcher::pass_events(hub, user, account, &settings, e);
+        let pass = PollPass {
+            horizon: before(now, matcher::HORIZON),
+            decide: &decide,
+            events: &pass_events,
+        };
+        let mut with_pass = first_pass;
+        let finished = loop {
+            let finished = self
+                .store
+                .finish_poll(
+                    account,
+                    &self.owner,
+                    seq,
+                    &report,
+                    now,
+                    expires_ms,
+                    &next_poll,
+                    &build,
+                    with_pass.then_some(&pass),
+                )
+                .await;
+            match finished {
+                // The pass's own failures are the match worker's to count (`failed`, §2): the
+                // poll is applied without it (nothing of the attempt was kept), and the worker
+                // runs the pass.
+                Err(e) if with_pass => {
+                    tracing::warn!(error = %e, account = %account, "the poll's match pass failed; applying the poll alone");
+                    with_pass = false;
+                }
+                finished => break finished,
+            }
+        };
         let outcome = match &finished {
             Ok((row, _)) if row.error.is_none() => WorkOutcome::Done,
             Ok(_) => WorkOutcome::Failed,

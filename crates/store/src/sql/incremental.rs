@@ -97,12 +97,15 @@ pub(super) fn amount_key(text: &str) -> Option<String> {
     Some(format!("{}{int_part}.{frac_part}", if negative { "-" } else { "" }))
 }
 
-/// The incremental snapshot of a pass at `now` (see the module doc).
+/// The incremental snapshot of a pass at `now` (see the module doc). `fresh`: `pending`
+/// requests of the caller's transaction not stored yet (a poll's new registrations), read as if
+/// they were.
 pub(super) async fn load(
     conn: &mut Conn,
     account: AccountId,
     horizon: Timestamp,
     now: Timestamp,
+    fresh: Vec<ConciliationRow>,
 ) -> StoreResult<PassInput> {
     let state = sqlx::query("SELECT version, dirty_seq FROM reconcile_state WHERE account_id = $1")
         .bind(account.0)
@@ -161,6 +164,9 @@ pub(super) async fn load(
 
     // Requests to evaluate: their groups changed too.
     let mut requests = requests_where(conn, account, "status IN ('pending', 'failed')").await?;
+    // Only the stored ones can have rejected pairs.
+    let mut stored: Vec<Uuid> = requests.iter().map(|r| r.id.0).collect();
+    requests.extend(fresh);
     for row in &requests {
         keys.insert(row.amount.clone());
     }
@@ -187,6 +193,7 @@ pub(super) async fn load(
         let text: String = q.fetch_one(&mut *conn).await.map_err(map_err)?;
         for row in parse_requests(&text)? {
             if loaded.insert(row.id.0) {
+                stored.push(row.id.0);
                 requests.push(row);
             }
         }
@@ -229,18 +236,16 @@ pub(super) async fn load(
     {
         let row = conciliation_from(&r)?;
         if loaded.insert(row.id.0) {
+            stored.push(row.id.0);
             requests.push(row);
         }
     }
 
     // The rejected pairs of the requests read.
     let mut rejections = Vec::new();
-    let ids: Vec<Uuid> = {
-        let mut ids: Vec<Uuid> = loaded.iter().copied().collect();
-        ids.sort_unstable();
-        ids
-    };
-    for chunk in ids.chunks(CHUNK) {
+    drop(loaded);
+    stored.sort_unstable();
+    for chunk in stored.chunks(CHUNK) {
         let sql = format!(
             "SELECT request_id, movement_id FROM conciliation_rejections WHERE request_id IN ({})",
             params(1, chunk.len())

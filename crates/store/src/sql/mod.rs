@@ -39,7 +39,7 @@ mod handoff;
 #[allow(clippy::duplicate_mod)]
 mod rate_slices;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::LazyLock;
 
 use async_trait::async_trait;
@@ -136,6 +136,15 @@ async fn insert_events(
     conn: &mut <Db as sqlx::Database>::Connection,
     events: &[NewEvent],
 ) -> StoreResult<Vec<EventRow>> {
+    insert_events_owned(conn, events.to_vec()).await
+}
+
+/// [`insert_events`], moving each event's text into the row it returns (a poll and its pass log
+/// 100,000 events: a copy of each would be tens of megabytes more at the peak).
+async fn insert_events_owned(
+    conn: &mut <Db as sqlx::Database>::Connection,
+    events: Vec<NewEvent>,
+) -> StoreResult<Vec<EventRow>> {
     if events.is_empty() {
         return Ok(Vec::new());
     }
@@ -144,21 +153,10 @@ async fn insert_events(
     if let Some(lock) = EVENT_LOCK {
         sqlx::query(lock).execute(&mut *conn).await.map_err(map_err)?;
     }
-    let mut out = Vec::with_capacity(events.len());
-    // Rows are built from what was inserted: reading them back (`RETURNING` every column) cost
-    // more than the inserts on SQLite, where each row returned crosses a thread.
-    let row_of = |e: &NewEvent, seq: i64| -> StoreResult<EventRow> {
-        Ok(EventRow {
-            seq,
-            id: e.id,
-            user_id: e.user_id,
-            account_id: e.account_id,
-            kind: e.kind.clone(),
-            data: e.data.clone(),
-            occurred_at: crate::model::try_from_ms(to_ms(e.occurred_at))
-                .ok_or_else(|| corrupt("events.occurred_at", "out of range"))?,
-        })
-    };
+    // The `seq` of each event, in order. Rows are built from what was inserted: reading them
+    // back (`RETURNING` every column) cost more than the inserts on SQLite, where each row
+    // returned crosses a thread.
+    let mut seqs_all: Vec<i64> = Vec::with_capacity(events.len());
     let insert = format!(
         "INSERT INTO events (id, user_id, account_id, kind, data, occurred_at) \
          SELECT {}, {}, {}, {}, {}, {} FROM {} ORDER BY j.key{}",
@@ -166,8 +164,8 @@ async fn insert_events(
         bulk::uuid(1),
         bulk::uuid(2),
         bulk::text(3),
-        bulk::text(4),
-        bulk::int(5),
+        bulk::big_text(4, 2),
+        bulk::int(6),
         bulk::source(1),
         if BACKEND == "sqlite" { "" } else { " RETURNING seq, id" }
     );
@@ -179,10 +177,11 @@ async fn insert_events(
                 .uuid(e.user_id.0)
                 .uuid(e.account_id.0)
                 .text(&e.kind)
-                .text(&e.data)
+                .big_text(&e.data)
                 .int(to_ms(e.occurred_at));
         }
-        let q = sqlx::query(&insert).bind(rows.finish());
+        let (rows, texts) = rows.finish_with_texts();
+        let q = sqlx::query(&insert).bind(rows).bind(texts);
         let seqs: Vec<i64> = if BACKEND == "sqlite" {
             // One writer at a time, and `seq` is AUTOINCREMENT: one statement numbers its rows
             // consecutively, in order; the two ends say where.
@@ -228,9 +227,7 @@ async fn insert_events(
             }
             seqs
         };
-        for (e, seq) in chunk.iter().zip(seqs) {
-            out.push(row_of(e, seq)?);
-        }
+        seqs_all.extend(seqs);
     }
     let deliveries: Vec<(&NewEvent, &NewDelivery)> = events
         .iter()
@@ -244,12 +241,12 @@ async fn insert_events(
         bulk::uuid(1),
         bulk::uuid(2),
         bulk::text(3),
-        bulk::text(4),
-        bulk::uuid(5),
-        bulk::int(6),
+        bulk::big_text(4, 2),
+        bulk::uuid(6),
         bulk::int(7),
-        bulk::text(8),
-        bulk::uuid(9),
+        bulk::int(8),
+        bulk::text(9),
+        bulk::uuid(10),
         bulk::source(1)
     );
     for chunk in deliveries.chunks(BULK_ROWS) {
@@ -260,7 +257,7 @@ async fn insert_events(
                 .uuid(e.account_id.0)
                 .uuid(e.id)
                 .text(&d.event_type)
-                .text(&d.payload);
+                .big_text(&d.payload);
             match d.request_id {
                 Some(r) => rows.uuid(r.0),
                 None => rows.null(),
@@ -273,13 +270,30 @@ async fn insert_events(
                 None => rows.null(),
             };
         }
+        let (rows, texts) = rows.finish_with_texts();
         sqlx::query(&insert)
-            .bind(rows.finish())
+            .bind(rows)
+            .bind(texts)
             .execute(&mut *conn)
             .await
             .map_err(map_err)?;
     }
-    Ok(out)
+    events
+        .into_iter()
+        .zip(seqs_all)
+        .map(|(e, seq)| {
+            Ok(EventRow {
+                seq,
+                id: e.id,
+                user_id: e.user_id,
+                account_id: e.account_id,
+                kind: e.kind,
+                data: e.data,
+                occurred_at: crate::model::try_from_ms(to_ms(e.occurred_at))
+                    .ok_or_else(|| corrupt("events.occurred_at", "out of range"))?,
+            })
+        })
+        .collect()
 }
 
 fn json<T: serde::Serialize>(v: &T) -> String {
@@ -1343,7 +1357,10 @@ impl Store for SqlStore {
         expires_after_ms: i64,
         next_poll: &(dyn Fn(i64) -> Timestamp + Send + Sync),
         events: &ConciliationEventsFor<'_>,
+        pass: Option<&PollPass<'_>>,
     ) -> StoreResult<(PollRow, Vec<EventRow>)> {
+        // What the database stores (whole milliseconds): the rows a pass decides are the stored ones.
+        let now = crate::model::try_from_ms(to_ms(now)).unwrap_or(now);
         // The account lock first: every reconciliation change of an account takes it, in the
         // same order, so they serialise across connections and instances.
         let mut tx = self.pool.begin_with(ACCOUNT_LOCK_BEGIN).await.map_err(map_err)?;
@@ -1371,6 +1388,9 @@ impl Store for SqlStore {
         let reconciles = passthrough::owner_reconciles(&mut tx, account).await?;
         let mut counts = PollCounts::default();
         let mut new_events = Vec::new();
+        // The in-poll pass: whether it ran, and the movements it leaves to a follow-up pass.
+        let mut passed = false;
+        let mut recheck: Vec<MovementId> = Vec::new();
         let (outcome, failures, applied, next_poll_at, dirty, changed) = match &report.result {
             None => {
                 let failures = state.poll_failures + 1;
@@ -1400,18 +1420,46 @@ impl Store for SqlStore {
                 false,
             ),
             Some(ok) => {
-                let applied = apply_poll(&mut tx, account, ok, now, expires_after_ms, events).await?;
+                let mut applied = apply_poll(&mut tx, account, ok, now, expires_after_ms, events).await?;
                 counts = applied.counts;
-                new_events.extend(applied.events);
+                new_events.append(&mut applied.events);
                 if state.poll_failures >= 3 {
                     new_events.push(events(ConciliationEvent::PollRecovered));
                 }
-                ("succeeded", 0, seq, Some(next_poll(0)), applied.dirty, applied.changed)
+                let fresh = std::mem::take(&mut applied.fresh);
+                match pass {
+                    Some(p) if applied.dirty => {
+                        let ids: HashSet<Uuid> = fresh.iter().map(|r| r.id.0).collect();
+                        let input = incremental::load(&mut tx, account, p.horizon, now, fresh).await?;
+                        let commit = (p.decide)(&input);
+                        let fresh: Vec<ConciliationRow> =
+                            input.requests.into_iter().filter(|r| ids.contains(&r.id.0)).collect();
+                        drop(ids);
+                        // Under the lock, in the snapshot's own transaction, a race cannot be
+                        // lost; if it is, nothing is written.
+                        let (_, mut logged) = pass::apply(&mut tx, account, &commit, now, p.events, fresh)
+                            .await?
+                            .ok_or(StoreError::Conflict(Constraint::MatchMovement))?;
+                        new_events.append(&mut logged);
+                        recheck = commit.recheck;
+                        passed = true;
+                    }
+                    _ => insert_requests(&mut tx, account, &fresh.iter().collect::<Vec<_>>()).await?,
+                }
+                (
+                    "succeeded",
+                    0,
+                    seq,
+                    Some(next_poll(0)),
+                    applied.dirty,
+                    applied.changed || passed,
+                )
             }
         };
 
         sqlx::query(
             "UPDATE reconcile_state SET version = version + $2, dirty_seq = dirty_seq + $3, \
+             done_seq = CASE WHEN $8 = 1 THEN dirty_seq + $3 ELSE done_seq END, \
              poll_seq_applied = $4, poll_failures = $5, next_poll_at = $6, \
              poll_lease_until = CASE WHEN poll_lease_owner = $7 THEN NULL ELSE poll_lease_until END, \
              poll_lease_owner = CASE WHEN poll_lease_owner = $7 THEN NULL ELSE poll_lease_owner END \
@@ -1424,9 +1472,14 @@ impl Store for SqlStore {
         .bind(failures)
         .bind(next_poll_at.map(to_ms))
         .bind(owner)
+        .bind(i64::from(passed))
         .execute(&mut *tx)
         .await
         .map_err(map_err)?;
+        if passed {
+            incremental::mark_seen(&mut tx, account).await?;
+            incremental::recheck(&mut tx, account, &recheck).await?;
+        }
 
         let poll = PollRow {
             id: PollId::new(),
@@ -1476,7 +1529,7 @@ impl Store for SqlStore {
             .execute(&mut *tx)
             .await
             .map_err(map_err)?;
-        let logged = insert_events(&mut tx, &new_events).await?;
+        let logged = insert_events_owned(&mut tx, new_events).await?;
         tx.commit().await.map_err(map_err)?;
         Ok((poll, logged))
     }
@@ -1587,7 +1640,7 @@ impl Store for SqlStore {
         now: Timestamp,
     ) -> StoreResult<PassInput> {
         let mut tx = self.pool.begin_with(SNAPSHOT_BEGIN).await.map_err(map_err)?;
-        let input = incremental::load(&mut tx, account, horizon, now).await?;
+        let input = incremental::load(&mut tx, account, horizon, now, Vec::new()).await?;
         tx.commit().await.map_err(map_err)?;
         Ok(input)
     }
@@ -1614,7 +1667,7 @@ impl Store for SqlStore {
         if !passthrough::owner_reconciles(&mut tx, account).await? {
             return Ok(None);
         }
-        let Some((changed, new_events)) = pass::apply(&mut tx, account, commit, now, events).await? else {
+        let Some((changed, new_events)) = pass::apply(&mut tx, account, commit, now, events, Vec::new()).await? else {
             // Dropping the transaction rolls it back.
             return Ok(None);
         };
@@ -1630,7 +1683,7 @@ impl Store for SqlStore {
         .map_err(map_err)?;
         incremental::mark_seen(&mut tx, account).await?;
         incremental::recheck(&mut tx, account, &commit.recheck).await?;
-        let logged = insert_events(&mut tx, &new_events).await?;
+        let logged = insert_events_owned(&mut tx, new_events).await?;
         tx.commit().await.map_err(map_err)?;
         Ok(Some(logged))
     }

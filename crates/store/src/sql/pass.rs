@@ -199,7 +199,7 @@ struct Attempt<'a> {
     number: i64,
     result: &'static str,
     reason: Option<&'a str>,
-    trigger: &'a str,
+    trigger: String,
     candidates: &'a str,
 }
 
@@ -208,14 +208,28 @@ struct Attempt<'a> {
 /// rolls back.
 pub(super) type Applied = Option<(bool, Vec<NewEvent>)>;
 
+/// The state a request is left in by a pass, with the attempt it records, if any.
+struct Decided<'a> {
+    /// The request, as decided (its `row`), boxed where it was read: no copy of 50,000 rows.
+    req: Box<Before>,
+    attempt: Option<Attempt<'a>>,
+    /// The request's first evaluation (its `conciliation.not_found` event).
+    first: bool,
+}
+
 /// Applies a pass's decisions in the caller's transaction (which holds the account lock and has
 /// checked the version).
+///
+/// `fresh`: requests the same transaction's poll registers and has not stored yet (the first
+/// pass run inside the poll, docs/reconciliation.md "Performance"). Each is inserted once, as
+/// the decisions leave it, where a stored request is updated (compare-and-set).
 pub(super) async fn apply(
     conn: &mut Conn,
     account: AccountId,
     commit: &PassCommit,
     now: Timestamp,
     events: &PassEventsFor<'_>,
+    fresh: Vec<ConciliationRow>,
 ) -> StoreResult<Applied> {
     let now_ms = to_ms(now);
     // What the database stores (whole milliseconds), so the rows rebuilt below are the stored ones.
@@ -223,13 +237,26 @@ pub(super) async fn apply(
 
     // The open requests the decisions name, as they are now, with their last attempts (an
     // attempt is written only when the result, the reason or the candidates change).
+    let fresh_ids: Vec<Uuid> = fresh.iter().map(|r| r.id.0).collect();
+    // Boxed: the decisions move rows out, and the table itself stays allocated until dropped.
+    let mut before: HashMap<Uuid, Box<Before>> = HashMap::with_capacity(fresh.len());
+    for row in fresh {
+        before.insert(
+            row.id.0,
+            Box::new(Before {
+                row,
+                last: None,
+                pending_trigger: None,
+            }),
+        );
+    }
     let mut ids: Vec<Uuid> = commit.expired.iter().map(|r| r.0).collect();
     ids.extend(commit.matched.iter().map(|d| d.request.0));
     ids.extend(commit.ambiguous.iter().map(|d| d.request.0));
     ids.extend(commit.not_found.iter().map(|d| d.request.0));
+    ids.retain(|id| !before.contains_key(id));
     ids.sort_unstable();
     ids.dedup();
-    let mut before: HashMap<Uuid, Before> = HashMap::with_capacity(ids.len());
     let sql = bulk::agg_out(
         &format!(
             "json_{}({}, r.pending_trigger, {}, {}, {})",
@@ -261,14 +288,15 @@ pub(super) async fn apply(
             let id = row.id.0;
             before.insert(
                 id,
-                Before {
+                Box::new(Before {
                     row,
                     last,
                     pending_trigger,
-                },
+                }),
             );
         }
     }
+    drop(ids);
 
     // The matched movements: still the account's, unmatched and not ignored, or the race is lost.
     let movement_ids: Vec<Uuid> = commit.matched.iter().map(|d| d.movement.0).collect();
@@ -300,39 +328,186 @@ pub(super) async fn apply(
         return Ok(None);
     }
 
-    let mut attempts: Vec<Attempt<'_>> = Vec::new();
-    let mut changed = false;
+    // A successful evaluation ends the requests' error streaks.
+    let mut erred: Vec<Uuid> = before
+        .values()
+        .filter(|b| b.row.eval_errors > 0)
+        .map(|b| b.row.id.0)
+        .collect();
+    erred.sort_unstable();
+
+    // 1. The decisions, in memory. Each request is decided once: the first decision naming it
+    // (expiry, match, ambiguity, not found, in this order) takes its row out of `before`, so an
+    // update counted against the rows it names never sees a request twice, and no row is copied.
     // A request's own pending trigger (a human's `run`) wins over the pass's.
-    let trigger_of = |id: &Uuid| -> &str {
-        before
-            .get(id)
-            .and_then(|r| r.pending_trigger.as_deref())
-            .unwrap_or(&commit.trigger)
-    };
-    // The rows as the updates below leave them (each update is a compare-and-set on the open
-    // statuses that cannot miss: the rows were read above in this transaction, under the lock;
-    // a miss is a lost race all the same).
-    let after = |id: &Uuid, f: &dyn Fn(&mut ConciliationRow)| -> Option<ConciliationRow> {
-        before.get(id).map(|b| {
-            let mut row = b.row.clone();
-            row.updated_at = now;
-            f(&mut row);
-            row
+    let trigger = |b: &Before| -> String { b.pending_trigger.clone().unwrap_or_else(|| commit.trigger.clone()) };
+    let take = |before: &mut HashMap<Uuid, Box<Before>>, id: &Uuid| -> Option<(Box<Before>, String)> {
+        before.remove(id).map(|mut b| {
+            b.row.updated_at = now;
+            let t = trigger(&b);
+            (b, t)
         })
     };
 
-    // 1. Expiries.
-    // Each request is decided once (the first decision naming it wins, in this order): an update
-    // counted against the rows it names must not see a request twice.
-    let mut named: HashSet<Uuid> = HashSet::with_capacity(before.len());
-    let expired: Vec<Uuid> = commit
-        .expired
+    let mut expired: Vec<(Uuid, Decided<'_>)> = Vec::with_capacity(commit.expired.len());
+    for id in commit.expired.iter().map(|r| r.0) {
+        let Some((mut b, _)) = take(&mut before, &id) else {
+            continue;
+        };
+        let row = &mut b.row;
+        row.status = ConciliationStatus::Expired;
+        row.reason = Some(EXPIRED_REASON.into());
+        row.closed_at = Some(now);
+        row.attempt_count += 1;
+        let attempt = Attempt {
+            request: id,
+            number: row.attempt_count,
+            result: "expired",
+            reason: Some(EXPIRED_REASON),
+            trigger: EXPIRY_TRIGGER.into(),
+            candidates: "[]",
+        };
+        expired.push((
+            id,
+            Decided {
+                req: b,
+                attempt: Some(attempt),
+                first: false,
+            },
+        ));
+    }
+
+    let mut matched: Vec<(&MatchDecision, Decided<'_>)> = Vec::with_capacity(commit.matched.len());
+    for d in &commit.matched {
+        let Some((mut b, trigger)) = take(&mut before, &d.request.0) else {
+            continue;
+        };
+        let row = &mut b.row;
+        row.status = ConciliationStatus::Matched;
+        row.reason = d.reason.clone();
+        row.closed_at = Some(now);
+        row.attempt_count += 1;
+        let attempt = Attempt {
+            request: d.request.0,
+            number: row.attempt_count,
+            result: "matched",
+            reason: d.reason.as_deref(),
+            trigger,
+            candidates: &d.candidates,
+        };
+        matched.push((
+            d,
+            Decided {
+                req: b,
+                attempt: Some(attempt),
+                first: false,
+            },
+        ));
+    }
+
+    // Ambiguous: unless already so with the same candidate set.
+    let mut ambiguous: Vec<(&AmbiguousDecision, Decided<'_>)> = Vec::with_capacity(commit.ambiguous.len());
+    for d in &commit.ambiguous {
+        let same_entry = before.get(&d.request.0).is_none_or(|b| {
+            b.row.status == ConciliationStatus::Ambiguous
+                && b.row.last_candidates.as_deref() == Some(d.candidate_set.as_str())
+        });
+        if same_entry {
+            continue;
+        }
+        let Some((mut b, trigger)) = take(&mut before, &d.request.0) else {
+            continue;
+        };
+        let row = &mut b.row;
+        row.status = ConciliationStatus::Ambiguous;
+        row.reason = Some(AMBIGUOUS_REASON.into());
+        row.last_candidates = Some(d.candidate_set.clone());
+        row.attempt_count += 1;
+        let attempt = Attempt {
+            request: d.request.0,
+            number: row.attempt_count,
+            result: "ambiguous",
+            reason: Some(AMBIGUOUS_REASON),
+            trigger,
+            candidates: &d.candidates,
+        };
+        ambiguous.push((
+            d,
+            Decided {
+                req: b,
+                attempt: Some(attempt),
+                first: false,
+            },
+        ));
+    }
+
+    // Not found: written only when something changed; an attempt only when the result, the
+    // reason or the candidates differ from the last attempt's.
+    let mut not_found: Vec<(&NotFoundDecision, Decided<'_>)> = Vec::with_capacity(commit.not_found.len());
+    for d in &commit.not_found {
+        let Some(b) = before.get(&d.request.0) else {
+            continue;
+        };
+        let r = &b.row;
+        // The request's last attempt is the one its counter names (read with it above).
+        let new_attempt = b.pending_trigger.is_some()
+            || match &b.last {
+                Some((result, reason, candidates)) => {
+                    result != "not_found" || reason.as_deref() != Some(d.reason.as_str()) || candidates != &d.candidates
+                }
+                None => true,
+            };
+        let new_state = b.pending_trigger.is_some()
+            || r.status != ConciliationStatus::NotFound
+            || r.reason.as_deref() != Some(d.reason.as_str())
+            || r.last_candidates.is_some();
+        if !(new_attempt || new_state) {
+            continue;
+        }
+        let Some((mut b, trigger)) = take(&mut before, &d.request.0) else {
+            continue;
+        };
+        // The first evaluation: a `conciliation.not_found` event.
+        let first = b.row.status == ConciliationStatus::Pending && b.row.attempt_count == 0;
+        let row = &mut b.row;
+        row.status = ConciliationStatus::NotFound;
+        row.reason = Some(d.reason.clone());
+        row.last_candidates = None;
+        row.attempt_count += i64::from(new_attempt);
+        let attempt = new_attempt.then(|| Attempt {
+            request: d.request.0,
+            number: row.attempt_count,
+            result: "not_found",
+            reason: Some(&d.reason),
+            trigger,
+            candidates: &d.candidates,
+        });
+        not_found.push((d, Decided { req: b, attempt, first }));
+    }
+
+    // 2. The writes. Fresh requests first, as decided (the match and attempt rows refer to them).
+    let decided: HashMap<Uuid, &ConciliationRow> = expired
         .iter()
-        .map(|r| r.0)
-        .filter(|id| before.contains_key(id) && named.insert(*id))
+        .map(|(id, x)| (*id, &x.req.row))
+        .chain(matched.iter().map(|(d, x)| (d.request.0, &x.req.row)))
+        .chain(ambiguous.iter().map(|(d, x)| (d.request.0, &x.req.row)))
+        .chain(not_found.iter().map(|(d, x)| (d.request.0, &x.req.row)))
         .collect();
-    let mut expired_rows: HashMap<Uuid, ConciliationRow> = HashMap::with_capacity(expired.len());
-    for chunk in expired.chunks(BULK_ROWS) {
+    let fresh_rows: Vec<&ConciliationRow> = fresh_ids
+        .iter()
+        .filter_map(|id| decided.get(id).copied().or_else(|| before.get(id).map(|b| &b.row)))
+        .collect();
+    super::reconcile::insert_requests(conn, account, &fresh_rows).await?;
+    drop((fresh_rows, decided));
+    // Every row decided was taken out; what is left is not needed any more (its memory goes to
+    // the events built below: a first pass's peak).
+    drop(before);
+    let fresh_ids: HashSet<Uuid> = fresh_ids.into_iter().collect();
+    let stored = |id: &Uuid| !fresh_ids.contains(id);
+    // Stored requests: compare-and-set on the open statuses. The rows were read above in this
+    // transaction, under the lock, so an update cannot miss; a miss is a lost race all the same.
+    let ids: Vec<Uuid> = expired.iter().map(|(id, _)| *id).filter(|id| stored(id)).collect();
+    for chunk in ids.chunks(BULK_ROWS) {
         let sql = format!(
             "UPDATE conciliation_requests SET status = 'expired', reason = $1, closed_at = $2, updated_at = $2, \
              pending_trigger = NULL, attempt_count = attempt_count + 1 WHERE status IN {} AND id {}",
@@ -349,40 +524,14 @@ pub(super) async fn apply(
         if done.rows_affected() != chunk.len() as u64 {
             return Ok(None);
         }
-        for id in chunk {
-            let row = after(id, &|r| {
-                r.status = ConciliationStatus::Expired;
-                r.reason = Some(EXPIRED_REASON.into());
-                r.closed_at = Some(now);
-                r.attempt_count += 1;
-            });
-            if let Some(row) = row {
-                expired_rows.insert(*id, row);
-            }
-        }
-    }
-    for row in expired.iter().filter_map(|id| expired_rows.get(id)) {
-        changed = true;
-        attempts.push(Attempt {
-            request: row.id.0,
-            number: row.attempt_count,
-            result: "expired",
-            reason: Some(EXPIRED_REASON),
-            trigger: EXPIRY_TRIGGER,
-            candidates: "[]",
-        });
     }
 
-    // 2. Matches: the request first (compare-and-set), then the match row of each.
-    let matched: Vec<&MatchDecision> = commit
-        .matched
+    let rows: Vec<&MatchDecision> = matched
         .iter()
-        .filter(|d| {
-            before.contains_key(&d.request.0) && !expired_rows.contains_key(&d.request.0) && named.insert(d.request.0)
-        })
+        .map(|(d, _)| *d)
+        .filter(|d| stored(&d.request.0))
         .collect();
-    let mut matched_rows: HashMap<Uuid, ConciliationRow> = HashMap::with_capacity(matched.len());
-    for chunk in matched.chunks(BULK_ROWS) {
+    for chunk in rows.chunks(BULK_ROWS) {
         let mut rows = bulk::JsonRows::with_capacity(chunk.len() * 60);
         for d in chunk {
             rows.row().uuid(d.request.0).opt_text(d.reason.as_deref());
@@ -406,22 +555,7 @@ pub(super) async fn apply(
         if done.rows_affected() != chunk.len() as u64 {
             return Ok(None);
         }
-        for d in chunk {
-            let row = after(&d.request.0, &|r| {
-                r.status = ConciliationStatus::Matched;
-                r.reason = d.reason.clone();
-                r.closed_at = Some(now);
-                r.attempt_count += 1;
-            });
-            if let Some(row) = row {
-                matched_rows.insert(d.request.0, row);
-            }
-        }
     }
-    let matched: Vec<(&MatchDecision, &ConciliationRow)> = matched
-        .into_iter()
-        .filter_map(|d| matched_rows.get(&d.request.0).map(|row| (d, row)))
-        .collect();
     for chunk in matched.chunks(BULK_ROWS) {
         let mut rows = bulk::JsonRows::with_capacity(chunk.iter().map(|(d, _)| d.explanation.len() + 140).sum());
         for (d, _) in chunk {
@@ -451,34 +585,13 @@ pub(super) async fn apply(
             return Err(e);
         }
     }
-    for (d, row) in &matched {
-        changed = true;
-        attempts.push(Attempt {
-            request: row.id.0,
-            number: row.attempt_count,
-            result: "matched",
-            reason: d.reason.as_deref(),
-            trigger: trigger_of(&row.id.0),
-            candidates: &d.candidates,
-        });
-    }
 
-    // 3. Ambiguous: unless already so with the same candidate set.
-    let ambiguous: Vec<&AmbiguousDecision> = commit
-        .ambiguous
+    let rows: Vec<&AmbiguousDecision> = ambiguous
         .iter()
-        .filter(|d| {
-            before.get(&d.request.0).is_some_and(|b| {
-                let r = &b.row;
-                let same_entry = r.status == ConciliationStatus::Ambiguous
-                    && r.last_candidates.as_deref() == Some(d.candidate_set.as_str());
-                let decided = expired_rows.contains_key(&r.id.0) || matched_rows.contains_key(&r.id.0);
-                !same_entry && !decided
-            }) && named.insert(d.request.0)
-        })
+        .map(|(d, _)| *d)
+        .filter(|d| stored(&d.request.0))
         .collect();
-    let mut ambiguous_rows: HashMap<Uuid, ConciliationRow> = HashMap::with_capacity(ambiguous.len());
-    for chunk in ambiguous.chunks(BULK_ROWS) {
+    for chunk in rows.chunks(BULK_ROWS) {
         let mut rows = bulk::JsonRows::with_capacity(chunk.iter().map(|d| d.candidate_set.len() + 60).sum());
         for d in chunk {
             rows.row().uuid(d.request.0).text(&d.candidate_set);
@@ -503,64 +616,14 @@ pub(super) async fn apply(
         if done.rows_affected() != chunk.len() as u64 {
             return Ok(None);
         }
-        for d in chunk {
-            let row = after(&d.request.0, &|r| {
-                r.status = ConciliationStatus::Ambiguous;
-                r.reason = Some(AMBIGUOUS_REASON.into());
-                r.last_candidates = Some(d.candidate_set.clone());
-                r.attempt_count += 1;
-            });
-            if let Some(row) = row {
-                ambiguous_rows.insert(d.request.0, row);
-            }
-        }
-    }
-    for d in &ambiguous {
-        if let Some(row) = ambiguous_rows.get(&d.request.0) {
-            changed = true;
-            attempts.push(Attempt {
-                request: row.id.0,
-                number: row.attempt_count,
-                result: "ambiguous",
-                reason: Some(AMBIGUOUS_REASON),
-                trigger: trigger_of(&row.id.0),
-                candidates: &d.candidates,
-            });
-        }
     }
 
-    // 4. Not found: written only when something changed; an attempt only when the result, the
-    // reason or the candidates differ from the last attempt's.
-    let mut not_found: Vec<(&NotFoundDecision, bool)> = Vec::new();
-    for d in &commit.not_found {
-        let Some(b) = before.get(&d.request.0) else {
-            continue;
-        };
-        let r = &b.row;
-        if expired_rows.contains_key(&r.id.0)
-            || matched_rows.contains_key(&r.id.0)
-            || ambiguous_rows.contains_key(&r.id.0)
-        {
-            continue;
-        }
-        // The request's last attempt is the one its counter names (read with it above).
-        let new_attempt = b.pending_trigger.is_some()
-            || match &b.last {
-                Some((result, reason, candidates)) => {
-                    result != "not_found" || reason.as_deref() != Some(d.reason.as_str()) || candidates != &d.candidates
-                }
-                None => true,
-            };
-        let new_state = b.pending_trigger.is_some()
-            || r.status != ConciliationStatus::NotFound
-            || r.reason.as_deref() != Some(d.reason.as_str())
-            || r.last_candidates.is_some();
-        if (new_attempt || new_state) && named.insert(d.request.0) {
-            not_found.push((d, new_attempt));
-        }
-    }
-    let mut not_found_rows: HashMap<Uuid, ConciliationRow> = HashMap::with_capacity(not_found.len());
-    for chunk in not_found.chunks(BULK_ROWS) {
+    let rows: Vec<(&NotFoundDecision, bool)> = not_found
+        .iter()
+        .filter(|(d, _)| stored(&d.request.0))
+        .map(|(d, x)| (*d, x.attempt.is_some()))
+        .collect();
+    for chunk in rows.chunks(BULK_ROWS) {
         let mut rows = bulk::JsonRows::with_capacity(chunk.len() * 80);
         for (d, new_attempt) in chunk {
             rows.row()
@@ -588,35 +651,19 @@ pub(super) async fn apply(
         if done.rows_affected() != chunk.len() as u64 {
             return Ok(None);
         }
-        for (d, new_attempt) in chunk {
-            let row = after(&d.request.0, &|r| {
-                r.status = ConciliationStatus::NotFound;
-                r.reason = Some(d.reason.clone());
-                r.last_candidates = None;
-                r.attempt_count += i64::from(*new_attempt);
-            });
-            if let Some(row) = row {
-                not_found_rows.insert(d.request.0, row);
-            }
-        }
     }
-    for (d, new_attempt) in &not_found {
-        if let Some(row) = not_found_rows.get(&d.request.0) {
-            changed = true;
-            if *new_attempt {
-                attempts.push(Attempt {
-                    request: row.id.0,
-                    number: row.attempt_count,
-                    result: "not_found",
-                    reason: Some(&d.reason),
-                    trigger: trigger_of(&row.id.0),
-                    candidates: &d.candidates,
-                });
-            }
-        }
-    }
+    drop(rows);
 
-    // The attempts, numbered from each request's counter (moved by the updates above).
+    // The attempts, numbered from each request's counter (moved by the decisions above).
+    let attempts: Vec<&Attempt<'_>> = expired
+        .iter()
+        .map(|(_, x)| x)
+        .chain(matched.iter().map(|(_, x)| x))
+        .chain(ambiguous.iter().map(|(_, x)| x))
+        .chain(not_found.iter().map(|(_, x)| x))
+        .filter_map(|x| x.attempt.as_ref())
+        .collect();
+    let changed = !(expired.is_empty() && matched.is_empty() && ambiguous.is_empty() && not_found.is_empty());
     let sql = format!(
         "INSERT INTO conciliation_attempts (id, request_id, attempt_number, result, reason, trigger, \
          candidates, created_at) SELECT {}, {}, {}, {}, {}, {}, {}, $1 FROM {} ORDER BY j.key",
@@ -638,7 +685,7 @@ pub(super) async fn apply(
                 .int(a.number)
                 .text(a.result)
                 .opt_text(a.reason)
-                .text(a.trigger)
+                .text(&a.trigger)
                 .text(a.candidates);
         }
         sqlx::query(&sql)
@@ -648,40 +695,29 @@ pub(super) async fn apply(
             .await
             .map_err(map_err)?;
     }
+    drop(attempts);
 
-    // A successful evaluation ends the requests' error streaks.
-    let mut erred: Vec<Uuid> = before
-        .values()
-        .filter(|b| b.row.eval_errors > 0)
-        .map(|b| b.row.id.0)
-        .collect();
-    erred.sort_unstable();
     super::failures::reset(conn, &erred).await?;
 
-    // The events, in the order of the decisions.
+    // The events, in the order of the decisions, each row dropped once its event is built.
     let mut out = Vec::new();
-    for row in expired.iter().filter_map(|id| expired_rows.get(id)) {
-        out.extend(events(PassEvent::Expired(row)));
+    for (_, x) in expired {
+        out.extend(events(PassEvent::Expired(&x.req.row)));
     }
-    for (d, row) in &matched {
+    for (d, x) in matched {
         if let Some(m) = movements.get(&d.movement.0) {
             out.extend(events(PassEvent::Matched {
-                request: row,
+                request: &x.req.row,
                 movement: m,
             }));
         }
     }
-    for d in &ambiguous {
-        if let Some(row) = ambiguous_rows.get(&d.request.0) {
-            out.extend(events(PassEvent::Ambiguous(row)));
-        }
+    for (_, x) in ambiguous {
+        out.extend(events(PassEvent::Ambiguous(&x.req.row)));
     }
-    for (d, _) in &not_found {
-        let first = before
-            .get(&d.request.0)
-            .is_some_and(|b| b.row.status == ConciliationStatus::Pending && b.row.attempt_count == 0);
-        if let (true, Some(row)) = (first, not_found_rows.get(&d.request.0)) {
-            out.extend(events(PassEvent::NotFound(row)));
+    for (_, x) in not_found {
+        if x.first {
+            out.extend(events(PassEvent::NotFound(&x.req.row)));
         }
     }
     Ok(Some((changed, out)))

@@ -24,7 +24,7 @@ type Conn = <Db as sqlx::Database>::Connection;
 pub(super) const MAX_PARAMS: usize = 250;
 
 /// Rows per bulk statement (one JSON parameter, see [`bulk`]): bounds the text held at once.
-pub(super) const BULK_ROWS: usize = 10_000;
+pub(super) const BULK_ROWS: usize = 2_500;
 
 pub(super) const REQ_COLS: &str = "id, account_id, external_id, generation, amount, currency, sender_name, \
      reference, status, reason, registered_at, expires_at, last_seen_at, absent_since_close, eval_errors, \
@@ -204,9 +204,14 @@ pub(super) struct Applied {
     /// Whether the matching work changed (registered, updated, cancelled, reopened).
     pub dirty: bool,
     pub events: Vec<NewEvent>,
+    /// The orders registered (new and reopened), in the order of the list, NOT stored yet: the
+    /// caller inserts them with [`insert_requests`], as they are or as a pass run in the same
+    /// transaction decides them.
+    pub fresh: Vec<ConciliationRow>,
 }
 
-/// Applies a successful, newer poll (docs/reconciliation.md §3.6) in the caller's transaction.
+/// Applies a successful, newer poll (docs/reconciliation.md §3.6) in the caller's transaction,
+/// but for the insert of the orders it registers (see [`Applied::fresh`]).
 pub(super) async fn apply_poll(
     conn: &mut Conn,
     account: AccountId,
@@ -216,6 +221,8 @@ pub(super) async fn apply_poll(
     events: &ConciliationEventsFor<'_>,
 ) -> StoreResult<Applied> {
     let now_ms = to_ms(now);
+    // What the database stores (whole milliseconds): the rows built here are the stored ones.
+    let now = crate::model::try_from_ms(now_ms).unwrap_or(now);
     let expires_at = now + chrono::Duration::milliseconds(expires_after_ms);
 
     // The account's live (open or matched) requests, and the latest closed registration of the
@@ -266,7 +273,7 @@ pub(super) async fn apply_poll(
 
     // 1. Each valid order, first occurrence only.
     let mut listed: HashSet<&str> = HashSet::with_capacity(ok.orders.len());
-    let mut changes: Vec<Change> = Vec::new();
+    let mut changes: Vec<Change> = Vec::with_capacity(ok.orders.len());
     let mut seen: Vec<Uuid> = Vec::new();
     for o in &ok.orders {
         if !listed.insert(o.external_id.as_str()) {
@@ -377,49 +384,6 @@ pub(super) async fn apply_poll(
         }
     }
 
-    // New registrations.
-    let news: Vec<&ConciliationRow> = changes
-        .iter()
-        .filter_map(|c| match c {
-            Change::New { row, .. } => Some(row),
-            Change::Updated(_) => None,
-        })
-        .collect();
-    for chunk in news.chunks(BULK_ROWS) {
-        let mut rows = bulk::JsonRows::with_capacity(chunk.len() * 120);
-        for row in chunk {
-            rows.row()
-                .uuid(row.id.0)
-                .text(&row.external_id)
-                .int(row.generation)
-                .text(&row.amount)
-                .text(&row.currency)
-                .text(&row.sender_name)
-                .opt_text(row.reference.as_deref());
-        }
-        let sql = format!(
-            "INSERT INTO conciliation_requests (id, account_id, external_id, generation, amount, currency, \
-             sender_name, reference, status, registered_at, expires_at, last_seen_at, updated_at) \
-             SELECT {}, $1, {}, {}, {}, {}, {}, {}, 'pending', $2, $3, $2, $2 FROM {} ORDER BY j.key",
-            bulk::uuid(0),
-            bulk::text(1),
-            bulk::int(2),
-            bulk::text(3),
-            bulk::text(4),
-            bulk::text(5),
-            bulk::text(6),
-            bulk::source(4)
-        );
-        sqlx::query(&sql)
-            .bind(account.0)
-            .bind(now_ms)
-            .bind(to_ms(expires_at))
-            .bind(rows.finish())
-            .execute(&mut *conn)
-            .await
-            .map_err(map_err)?;
-    }
-
     // 2. Open requests no longer listed: cancelled (compare-and-set), by external id.
     let mut absent: Vec<&ConciliationRow> = live
         .values()
@@ -493,12 +457,77 @@ pub(super) async fn apply_poll(
         out.push(events(ConciliationEvent::Cancelled(&row)));
     }
     let dirty = counts.registered + counts.updated + counts.cancelled + counts.reopened > 0;
+    let fresh = changes
+        .into_iter()
+        .filter_map(|c| match c {
+            Change::New { row, .. } => Some(row),
+            Change::Updated(_) => None,
+        })
+        .collect();
     Ok(Applied {
         counts,
         changed: dirty || !seen.is_empty() || !unlisted.is_empty(),
         dirty,
         events: out,
+        fresh,
     })
+}
+
+/// Inserts requests (of `account`) as they are: the orders a poll registers, `pending` or as
+/// the pass run in the poll's transaction left them.
+pub(super) async fn insert_requests(conn: &mut Conn, account: AccountId, rows: &[&ConciliationRow]) -> StoreResult<()> {
+    let sql = format!(
+        "INSERT INTO conciliation_requests (id, account_id, external_id, generation, amount, currency, \
+         sender_name, reference, status, reason, registered_at, expires_at, last_seen_at, attempt_count, \
+         last_candidates, closed_at, updated_at) \
+         SELECT {}, $1, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {} FROM {} ORDER BY j.key",
+        bulk::uuid(0),
+        bulk::text(1),
+        bulk::int(2),
+        bulk::text(3),
+        bulk::text(4),
+        bulk::text(5),
+        bulk::text(6),
+        bulk::text(7),
+        bulk::text(8),
+        bulk::int(9),
+        bulk::int(10),
+        bulk::int(11),
+        bulk::int(12),
+        bulk::text(13),
+        bulk::int(14),
+        bulk::int(15),
+        bulk::source(2)
+    );
+    for chunk in rows.chunks(BULK_ROWS) {
+        let mut json = bulk::JsonRows::with_capacity(chunk.len() * 180);
+        for row in chunk {
+            json.row()
+                .uuid(row.id.0)
+                .text(&row.external_id)
+                .int(row.generation)
+                .text(&row.amount)
+                .text(&row.currency)
+                .text(&row.sender_name)
+                .opt_text(row.reference.as_deref())
+                .text(row.status.as_str())
+                .opt_text(row.reason.as_deref())
+                .int(to_ms(row.registered_at))
+                .int(to_ms(row.expires_at))
+                .int(to_ms(row.last_seen_at))
+                .int(row.attempt_count)
+                .opt_text(row.last_candidates.as_deref())
+                .opt_int(row.closed_at.map(to_ms))
+                .int(to_ms(row.updated_at));
+        }
+        sqlx::query(&sql)
+            .bind(account.0)
+            .bind(json.finish())
+            .execute(&mut *conn)
+            .await
+            .map_err(map_err)?;
+    }
+    Ok(())
 }
 
 /// The reason of a request cancelled because the list no longer has it.

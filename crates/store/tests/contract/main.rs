@@ -48,6 +48,8 @@ mod gauges;
 mod wal;
 // Issue 11 (scale-out): the /v1 per-key budget shared by every instance.
 mod rate_slices;
+// Issue 8 (performance): the first match pass inside the poll's transaction.
+mod poll_pass;
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -94,6 +96,8 @@ use crate::gauges::*;
 use crate::wal::*;
 // Issue 11 (scale-out): the /v1 per-key budget shared by every instance.
 use crate::rate_slices::*;
+// Issue 8 (performance): the first match pass inside the poll's transaction.
+use crate::poll_pass::*;
 
 /// Stamps out `sqlite::<check>` and `postgres::<check>` tests for each check, each on a fresh
 /// database.
@@ -243,6 +247,8 @@ contract_tests! {
     check_rate_slices,
     // issue 8 (performance): WAL checkpoints off the commit path
     check_checkpoint,
+    // issue 8 (performance): the first match pass inside the poll's transaction
+    check_finish_poll_with_pass,
 }
 
 /// A timestamp out of range in a row is a `Corrupt` error, not 1970 (written behind the store's
@@ -502,6 +508,7 @@ async fn poll_50k(backend: Backend) {
                     reconcile::FIVE_DAYS_MS,
                     &next,
                     &ev,
+                    None,
                 )
                 .await
                 .unwrap();
@@ -922,6 +929,8 @@ const CHECK_SOURCES: &[(&str, &str)] = &[
     ("rate_slices.rs", include_str!("rate_slices.rs")),
     // Issue 8 (performance): WAL checkpoints off the commit path.
     ("wal.rs", include_str!("wal.rs")),
+    // Issue 8 (performance): the first match pass inside the poll's transaction.
+    ("poll_pass.rs", include_str!("poll_pass.rs")),
 ];
 
 /// The names of the methods declared in `pub trait Store { … }`.

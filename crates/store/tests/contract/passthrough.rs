@@ -431,6 +431,7 @@ pub async fn check_finish_poll_outside_reconcile_mode(s: &dyn Store) {
             120 * 3600 * 1000,
             &|_| t2 + Duration::minutes(10),
             &|_| unreachable!("no event outside reconcile mode"),
+            None,
         )
         .await
         .unwrap();

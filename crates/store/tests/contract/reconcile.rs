@@ -110,9 +110,17 @@ pub async fn poll(s: &dyn Store, owner: UserId, account: AccountId, report: &Pol
         .await
         .unwrap()
         .expect("lease free");
-    s.finish_poll(account, OWNER, seq, report, at, FIVE_DAYS_MS, &schedule(at), &|e| {
-        event_for(owner, account, at, e)
-    })
+    s.finish_poll(
+        account,
+        OWNER,
+        seq,
+        report,
+        at,
+        FIVE_DAYS_MS,
+        &schedule(at),
+        &|e| event_for(owner, account, at, e),
+        None,
+    )
     .await
     .unwrap()
 }
@@ -412,6 +420,7 @@ pub async fn check_poll_stale_is_superseded(s: &dyn Store) {
             FIVE_DAYS_MS,
             &schedule(t),
             &ev,
+            None,
         )
         .await
         .unwrap();
@@ -435,6 +444,7 @@ pub async fn check_poll_stale_is_superseded(s: &dyn Store) {
             FIVE_DAYS_MS,
             &schedule(late),
             &ev,
+            None,
         )
         .await
         .unwrap();
@@ -455,6 +465,7 @@ pub async fn check_poll_stale_is_superseded(s: &dyn Store) {
             FIVE_DAYS_MS,
             &schedule(late),
             &ev,
+            None,
         )
         .await
         .unwrap();
@@ -579,6 +590,7 @@ pub async fn check_poll_lease(s: &dyn Store) {
             FIVE_DAYS_MS,
             &schedule(later),
             &ev,
+            None,
         )
         .await
         .unwrap();
@@ -602,6 +614,7 @@ pub async fn check_poll_lease(s: &dyn Store) {
             FIVE_DAYS_MS,
             &schedule(later),
             &ev,
+            None,
         )
         .await
         .unwrap();
@@ -623,7 +636,17 @@ pub async fn check_poll_lease(s: &dyn Store) {
     assert_eq!(s.begin_poll(gone, "a", t, until).await.unwrap(), None);
     assert_eq!(s.reconcile_state(gone).await.unwrap(), None);
     assert!(s
-        .finish_poll(gone, "a", 1, &failure("timeout", t), t, FIVE_DAYS_MS, &schedule(t), &ev)
+        .finish_poll(
+            gone,
+            "a",
+            1,
+            &failure("timeout", t),
+            t,
+            FIVE_DAYS_MS,
+            &schedule(t),
+            &ev,
+            None
+        )
         .await
         .is_err());
 }
@@ -700,6 +723,7 @@ pub async fn check_poll_log_is_pruned(s: &dyn Store) {
             FIVE_DAYS_MS,
             &schedule(at),
             &ev,
+            None,
         )
         .await
         .unwrap();
@@ -812,8 +836,8 @@ pub async fn check_concurrent_finish_poll(s: &dyn Store) {
     let ev = move |e: ConciliationEvent<'_>| event_for(u.id, a.id, t, e);
     let next = schedule(t);
     let (o1, o2) = tokio::join!(
-        s.finish_poll(a.id, OWNER, s1, &r1, t, FIVE_DAYS_MS, &next, &ev),
-        s.finish_poll(a.id, OWNER, s2, &r2, t, FIVE_DAYS_MS, &next, &ev),
+        s.finish_poll(a.id, OWNER, s1, &r1, t, FIVE_DAYS_MS, &next, &ev, None),
+        s.finish_poll(a.id, OWNER, s2, &r2, t, FIVE_DAYS_MS, &next, &ev, None),
     );
     let ((p1, _), (p2, _)) = (o1.unwrap(), o2.unwrap());
     assert_eq!(p2.outcome, "succeeded");
