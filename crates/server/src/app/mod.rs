@@ -48,7 +48,7 @@ pub struct AppInner {
     pub passwords: Passwords,
     pub sealer: Sealer,
     pub keys: KeyDirectory,
-    pub accounts: AccountDirectory,
+    pub accounts: Arc<AccountDirectory>,
     pub assistance: Arc<Assistance>,
     pub sessions: LiveSessions,
     pub limiter: Arc<dyn RateLimiter>,

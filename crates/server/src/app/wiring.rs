@@ -106,9 +106,11 @@ pub(crate) async fn build(config: Config, options: AppOptions) -> Result<(AppSta
     let outbox = Arc::new(tokio::sync::Notify::new());
     let hub = Arc::new(EventHub::new(store.clone(), bus.clone(), outbox.clone()));
     let clock: Arc<dyn Clock> = options.clock.unwrap_or_else(|| Arc::new(SystemClock));
+    let accounts = Arc::new(AccountDirectory::new(store.clone()));
     let assistance = Arc::new(Assistance::new(
         AssistanceDeps {
             store: store.clone(),
+            owners: accounts.clone(),
             broker: broker.clone(),
             limiter: limiter.clone(),
             hub: hub.clone(),
@@ -231,7 +233,7 @@ pub(crate) async fn build(config: Config, options: AppOptions) -> Result<(AppSta
         jwt: Jwt::new(secrets.jwt_secret.expose(), config.jwt_ttl),
         sealer,
         keys,
-        accounts: AccountDirectory::new(store.clone()),
+        accounts,
         sessions,
         bus,
         hub,

@@ -18,6 +18,7 @@ use reconbanker_store::{
 use serde_json::json;
 
 use crate::assistance::broker::{AssistanceBroker, BrokerError, CodeWait, DeliverError, OtpCode};
+use crate::auth::key_cache::AccountDirectory;
 use crate::push::events::{EventHub, EventKind, Subscription};
 use crate::support::clock::Clock;
 use crate::support::metrics::{Metrics, OtpOutcome};
@@ -86,6 +87,7 @@ pub enum OpenError {
 
 pub struct Assistance {
     store: Arc<dyn Store>,
+    owners: Arc<AccountDirectory>,
     broker: Arc<dyn AssistanceBroker>,
     limiter: Arc<dyn RateLimiter>,
     hub: Arc<EventHub>,
@@ -115,6 +117,9 @@ pub fn check_code(descriptor: &Descriptor, code: &str) -> Result<(), String> {
 /// The services the assistance service works with.
 pub struct AssistanceDeps {
     pub store: Arc<dyn Store>,
+    /// Who owns which account (`/v1`'s authorization): a request raised teaches it the
+    /// account's owner, so the code that answers it is authorized without a database read.
+    pub owners: Arc<AccountDirectory>,
     pub broker: Arc<dyn AssistanceBroker>,
     pub limiter: Arc<dyn RateLimiter>,
     pub hub: Arc<EventHub>,
@@ -127,6 +132,7 @@ impl Assistance {
     pub fn new(deps: AssistanceDeps, otp_limit: u32, otp_window: Duration, timeout: Duration) -> Self {
         let AssistanceDeps {
             store,
+            owners,
             broker,
             limiter,
             hub,
@@ -135,6 +141,7 @@ impl Assistance {
         } = deps;
         Self {
             store,
+            owners,
             broker,
             limiter,
             hub,
@@ -252,6 +259,7 @@ impl Assistance {
         let waiter = self.broker.register(row.id).await?;
         let sub = self.hub.subscription(account).await?;
         let event = self.requested_event(user, &row, &sub);
+        let seen = self.owners.generation();
         let logged = match self.store.create_assistance(&row, &[event]).await {
             Ok(logged) => logged,
             Err(e) => {
@@ -264,6 +272,8 @@ impl Assistance {
                 return Err(e.into());
             }
         };
+        // The request exists, so the account does, and it is `user`'s.
+        self.owners.learn(user, account, seen);
         self.install(&row).await?;
         self.hub.publish(logged);
         Ok((row, waiter))

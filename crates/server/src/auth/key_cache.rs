@@ -349,6 +349,33 @@ impl AccountDirectory {
         Ok(found)
     }
 
+    /// The directory's generation: read it before establishing an owner elsewhere, and hand it
+    /// to [`AccountDirectory::learn`].
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Records that `user` owns `account`, learnt other than by a lookup: the engine raising an
+    /// assistance request for it (its code comes next, through `/v1`, which then needs no
+    /// database read to authorize it). `seen` is [`AccountDirectory::generation`] read before
+    /// the store proved the account exists, so a deletion in between wins.
+    pub fn learn(&self, user: UserId, account: AccountId, seen: u64) {
+        let mut owners = self.owners.write().unwrap_or_else(|p| p.into_inner());
+        if self.generation.load(Ordering::Acquire) == seen {
+            owners.insert(account, user);
+        }
+    }
+
+    /// The owner cached for `account`, if any (tests prove a fact was learnt with it).
+    #[cfg(any(test, feature = "test-support"))]
+    pub fn cached(&self, account: AccountId) -> Option<UserId> {
+        self.owners
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&account)
+            .copied()
+    }
+
     pub fn forget(&self, account: AccountId) {
         let mut owners = self.owners.write().unwrap_or_else(|p| p.into_inner());
         self.generation.fetch_add(1, Ordering::AcqRel);
