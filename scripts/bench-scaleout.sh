@@ -47,13 +47,13 @@ if [[ " $PARTS " == *" otp "* ]]; then
   DB="rbk_bench_scaleout_$$"
   psql "$BENCH_POSTGRES_URL" -qc "CREATE DATABASE $DB"
   DBS+=("$DB")
-  RUST_LOG=warn ./target/release/examples/scaleout_bench otp "$N" "$BASE/$DB"
+  RUST_LOG="${BENCH_LOG:-error}" ./target/release/examples/scaleout_bench otp "$N" "$BASE/$DB"
   # The same with each code 20 ms after the bank took the previous one: back to back, the end of
   # the previous login (read, movements, events, lease) shares the cores with the next code.
   DB="rbk_bench_scaleout_paced_$$"
   psql "$BENCH_POSTGRES_URL" -qc "CREATE DATABASE $DB"
   DBS+=("$DB")
-  RUST_LOG=warn ./target/release/examples/scaleout_bench otp "$N" "$BASE/$DB" 20
+  RUST_LOG="${BENCH_LOG:-error}" ./target/release/examples/scaleout_bench otp "$N" "$BASE/$DB" 20
 fi
 
 if [[ " $PARTS " == *" v1 "* ]]; then

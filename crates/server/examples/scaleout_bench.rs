@@ -35,6 +35,10 @@ async fn app(dir: &std::path::Path, bank: &str, database: &str, sessions: usize)
         ("RECONBANKER_V1_BURST", "1000000".into()),
         ("RECONBANKER_PORT", "0".into()),
         ("RECONBANKER_SCRAPE_INTERVAL_SECS", "604800".into()),
+        (
+            "RECONBANKER_DB_MAX_CONNECTIONS",
+            std::env::var("POOL").unwrap_or_else(|_| "8".into()),
+        ),
     ];
     let config = Config::from_lookup(|k| env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())).expect("config");
     let app = App::build(config).await.expect("app");
@@ -225,6 +229,11 @@ async fn otp(n: usize, database: String, pace: Duration) {
 
 #[tokio::main]
 async fn main() {
+    // RUST_LOG (e.g. `sqlx::query=debug` for every statement with its time), on stderr.
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
         Some("otp") => {

@@ -68,6 +68,12 @@ const MIGRATIONS: Embedded = Embedded(&[
         "code_offers_unlogged",
         include_str!("../migrations/sqlite/0018_code_offers_unlogged.sql"),
     ),
+    // Issue 11 (scale-out): a rate-window hit in one round trip.
+    (
+        19,
+        "rate_window_hit",
+        include_str!("../migrations/sqlite/0019_rate_window_hit.sql"),
+    ),
 ]);
 
 /// How long a connection waits on a locked database before giving up.

@@ -186,16 +186,28 @@ pub(super) async fn hit_window(
     expires_at: Timestamp,
     count: bool,
 ) -> StoreResult<WindowState> {
-    let mut tx = if BACKEND == "postgres" && count {
-        // A hit is a rate-limit count that lives minutes: its commit does not wait for the WAL
-        // flush (a database crash may forget the last fraction of a second of hits, never
-        // more, and never corrupts); set with the BEGIN, no round trip of its own. The OTP
-        // submission path pays one flush less.
-        pool.begin_with("BEGIN; SET LOCAL synchronous_commit = off").await
-    } else {
-        pool.begin().await
+    if BACKEND == "postgres" && count {
+        // One round trip (migration 0019): the statements below, run by the database, and a
+        // commit that does not wait for the WAL flush (a hit is a count that lives minutes).
+        let row = sqlx::query("SELECT allowed, used, oldest FROM rate_window_hit($1, $2, $3, $4, $5)")
+            .bind(bucket)
+            .bind(to_ms(now))
+            .bind(to_ms(expires_at))
+            .bind(limit)
+            .bind(Uuid::new_v4())
+            .fetch_one(pool)
+            .await
+            .map_err(map_err)?;
+        let oldest: Option<i64> = row.try_get("oldest")?;
+        return Ok(WindowState {
+            allowed: row.try_get("allowed")?,
+            used: row.try_get("used")?,
+            oldest_expires_at: oldest
+                .map(|ms| try_from_ms(ms).ok_or_else(|| corrupt("rate_hits.expires_at")))
+                .transpose()?,
+        });
     }
-    .map_err(map_err)?;
+    let mut tx = pool.begin().await.map_err(map_err)?;
     if count {
         // A write first: takes the bucket row's lock (PostgreSQL) or the write lock (SQLite),
         // so the hits of one bucket are counted one at a time across instances.
