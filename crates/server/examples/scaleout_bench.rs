@@ -7,6 +7,9 @@
 //! sandbox bank (in this process) receiving the code, p50/p99, and, for comparison, the same
 //! with the codes submitted to A itself.
 //!
+//! Diagnostics: `POOL` sets each instance's database pool size (default 8, the server's);
+//! `RUST_LOG=sqlx::query=debug` logs every statement with its time on stderr.
+//!
 //! Run through `scripts/bench-scaleout.sh`.
 
 use std::time::{Duration, Instant};
