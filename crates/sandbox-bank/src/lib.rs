@@ -284,6 +284,8 @@ struct Inner {
     users: Mutex<HashMap<String, UserState>>,
     shops: Mutex<HashMap<String, String>>,
     otp_events: broadcast::Sender<OtpReceived>,
+    /// When the bank served its code challenge (see [`SandboxBank::subscribe_otp_asked`]).
+    asked_events: broadcast::Sender<std::time::Instant>,
     counters: Counters,
     /// `sandbox-js` renders its redesigned pages (see [`SandboxBank::set_js_redesign`]).
     js_redesigned: std::sync::atomic::AtomicBool,
@@ -332,6 +334,7 @@ impl SandboxBank {
     /// A bank with no sessions whose clock starts now, at the real UTC time (whole seconds).
     pub fn new(config: BankConfig) -> Self {
         let (otp_events, _) = broadcast::channel(OTP_EVENT_BUFFER);
+        let (asked_events, _) = broadcast::channel(OTP_EVENT_BUFFER);
         SandboxBank {
             inner: Arc::new(Inner {
                 sessions: Mutex::new(Sessions::new(config.session_idle_timeout)),
@@ -342,6 +345,7 @@ impl SandboxBank {
                 users: Mutex::new(HashMap::new()),
                 shops: Mutex::new(HashMap::new()),
                 otp_events,
+                asked_events,
                 counters: Counters::default(),
                 js_redesigned: std::sync::atomic::AtomicBool::new(false),
                 js_page_sizes: Mutex::default(),
@@ -539,6 +543,17 @@ impl SandboxBank {
     /// Every code the bank judges from now on (see [`OtpReceived`]).
     pub fn subscribe_otp(&self) -> broadcast::Receiver<OtpReceived> {
         self.inner.otp_events.subscribe()
+    }
+
+    /// When the bank asks for a code from now on: the instant each `GET /otp` challenge page is
+    /// served (benchmarks time what follows from the bank's own clock, to the microsecond).
+    pub fn subscribe_otp_asked(&self) -> broadcast::Receiver<std::time::Instant> {
+        self.inner.asked_events.subscribe()
+    }
+
+    /// Announces a challenge page served (no receiver is fine).
+    pub(crate) fn otp_asked(&self) {
+        let _ = self.inner.asked_events.send(std::time::Instant::now());
     }
 
     /// Counters since the bank started.

@@ -280,7 +280,10 @@ async fn login_submit(
 
 async fn otp_form(State(bank): State<SandboxBank>, headers: HeaderMap) -> Response {
     match flow::challenge(&bank, &headers) {
-        Some(c) => page(StatusCode::OK, html::otp(&c.csrf, &c.challenge, c.attempts_left, None)),
+        Some(c) => {
+            bank.otp_asked();
+            page(StatusCode::OK, html::otp(&c.csrf, &c.challenge, c.attempts_left, None))
+        }
         None => to_login(),
     }
 }

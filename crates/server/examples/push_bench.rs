@@ -1,10 +1,11 @@
 //! Benchmarks of push (issue: push delivery).
 //!
 //! `latency N`: N assisted logins one after another (sandbox bank, app, webhook receiver and SSE
-//! client in this process). For each, the time from the bank asking for a code (the
-//! `assistance.requested` event's `occurred_at`, taken when the login reaches the bank's OTP
-//! page) to (a) the notification receiver getting the POST and (b) an SSE client on
-//! `/v1/events` getting the event; p50/p99.
+//! client in this process). For each, the time from the bank asking for a code (the instant the
+//! bank served its code page, on this process's clock) to (a) the notification receiver getting
+//! the POST and (b) an SSE client on `/v1/events` getting the event; p50/p99. The same is printed
+//! from the `assistance.requested` event's `occurred_at` (taken when the login has read the
+//! page; millisecond precision), the measure earlier figures used.
 //!
 //! `fanout N BASE PID`: N SSE clients on `/v1/events` of a server running in another process
 //! (PID), the server's memory before and after, and the time for one event to reach them all.
@@ -31,7 +32,8 @@ fn pct(samples: &mut [f64], p: f64) -> f64 {
 }
 
 /// Reads an SSE body, sending each `(event, data)` to `tx`.
-async fn sse(mut res: reqwest::Response, tx: mpsc::UnboundedSender<(String, Value)>) {
+/// Each event of an SSE response, with the instant its last line was read.
+async fn sse(mut res: reqwest::Response, tx: mpsc::UnboundedSender<(String, Value, Instant)>) {
     let mut buf = String::new();
     let (mut event, mut data) = (String::new(), String::new());
     while let Ok(Some(chunk)) = res.chunk().await {
@@ -42,7 +44,7 @@ async fn sse(mut res: reqwest::Response, tx: mpsc::UnboundedSender<(String, Valu
             if line.is_empty() {
                 if !data.is_empty() {
                     let value = serde_json::from_str(&data).unwrap_or(Value::Null);
-                    if tx.send((std::mem::take(&mut event), value)).is_err() {
+                    if tx.send((std::mem::take(&mut event), value, Instant::now())).is_err() {
                         return;
                     }
                 }
@@ -155,16 +157,18 @@ async fn latency(n: usize) {
     let bank = sandbox_bank::SandboxBank::new(sandbox_bank::BankConfig::default());
     let bank_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let bank_url = format!("http://{}/", bank_listener.local_addr().expect("addr"));
+    let mut asked = bank.subscribe_otp_asked();
     tokio::spawn(bank.serve(bank_listener, std::future::pending()));
 
-    let (hook_tx, mut hook_rx) = mpsc::unbounded_channel::<f64>();
+    let (hook_tx, mut hook_rx) = mpsc::unbounded_channel::<(Instant, f64)>();
     let receiver = axum::Router::new().route(
         "/hook",
         axum::routing::post(move |body: axum::body::Bytes| {
             let tx = hook_tx.clone();
             async move {
+                let at = Instant::now();
                 let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                let _ = tx.send(ms_since(v["occurred_at"].as_str().unwrap_or_default()));
+                let _ = tx.send((at, ms_since(v["occurred_at"].as_str().unwrap_or_default())));
                 axum::http::StatusCode::NO_CONTENT
             }
         }),
@@ -194,29 +198,39 @@ async fn latency(n: usize) {
     let (sse_tx, mut sse_rx) = mpsc::unbounded_channel();
     tokio::spawn(sse(api.events(&key).await, sse_tx));
     let (mut webhook, mut stream) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    let (mut webhook_ms, mut stream_ms) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    let since = |asked: Instant, at: Instant| at.saturating_duration_since(asked).as_secs_f64() * 1000.0;
     for _ in 0..n {
         let id = api.assisted_account(Some(&hook_url)).await;
+        // Only this login's challenge counts.
+        while asked.try_recv().is_ok() {}
         api.call(reqwest::Method::POST, &format!("/accounts/{id}/scrape"), None)
             .await;
-        let from_stream = loop {
-            let (event, data) = tokio::time::timeout(Duration::from_secs(20), sse_rx.recv())
+        let asked_at = tokio::time::timeout(Duration::from_secs(20), asked.recv())
+            .await
+            .expect("the bank asks for a code")
+            .expect("bank open");
+        let (stream_at, from_stream) = loop {
+            let (event, data, at) = tokio::time::timeout(Duration::from_secs(20), sse_rx.recv())
                 .await
                 .expect("sse")
                 .expect("open");
             if event == "assistance.requested" {
-                break ms_since(data["occurred_at"].as_str().unwrap_or_default());
+                break (at, ms_since(data["occurred_at"].as_str().unwrap_or_default()));
             }
         };
-        let from_hook = tokio::time::timeout(Duration::from_secs(20), hook_rx.recv())
+        let (hook_at, from_hook) = tokio::time::timeout(Duration::from_secs(20), hook_rx.recv())
             .await
             .expect("hook")
             .expect("open");
-        stream.push(from_stream);
-        webhook.push(from_hook);
+        stream.push(since(asked_at, stream_at));
+        webhook.push(since(asked_at, hook_at));
+        stream_ms.push(from_stream);
+        webhook_ms.push(from_hook);
         api.call(reqwest::Method::POST, &format!("/accounts/{id}/kill"), None)
             .await;
     }
-    println!("assisted logins:           {n} (bank asks for a code → …)");
+    println!("assisted logins:           {n} (the bank serves its code page → …, on this process's clock)");
     println!(
         "(a) webhook receiver POST: p50 {:.2} ms, p99 {:.2} ms (goal p50 <= 20 ms)",
         pct(&mut webhook, 0.5),
@@ -227,7 +241,15 @@ async fn latency(n: usize) {
         pct(&mut stream, 0.5),
         pct(&mut stream, 0.99)
     );
-    println!("(timestamps have millisecond precision: each figure may read up to 1 ms high)");
+    println!("from the event's occurred_at, as earlier figures were measured:");
+    println!(
+        "    webhook p50 {:.2} ms, p99 {:.2} ms; SSE p50 {:.2} ms, p99 {:.2} ms",
+        pct(&mut webhook_ms, 0.5),
+        pct(&mut webhook_ms, 0.99),
+        pct(&mut stream_ms, 0.5),
+        pct(&mut stream_ms, 0.99)
+    );
+    println!("    (millisecond timestamps: each figure may read up to 1 ms high)");
 }
 
 fn rss_of(pid: &str) -> u64 {
@@ -252,7 +274,7 @@ async fn fanout(n: usize, base: String, pid: String) {
         tokio::spawn(async move {
             let (etx, mut erx) = mpsc::unbounded_channel();
             tokio::spawn(sse(res, etx));
-            while let Some((event, _)) = erx.recv().await {
+            while let Some((event, _, _)) = erx.recv().await {
                 if event == "assistance.requested" {
                     let _ = tx.send(Instant::now());
                     return;
