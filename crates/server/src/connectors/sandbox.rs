@@ -122,15 +122,42 @@ impl Browser {
         Ok(Page { status, location, body })
     }
 
+    // A request's machinery (reqwest's future, the body being read: about 1 KiB) is boxed for
+    // the request's duration: inline, it would be part of the login's future and reserved for
+    // as long as the login waits for a code — with thousands waiting, that adds up.
     async fn get(&self, path: &str) -> Result<Page, ConnectorError> {
         let url = self.url(path)?;
-        self.page(self.client.get(url.clone()), &url).await
+        Box::pin(self.page(self.client.get(url.clone()), &url)).await
     }
 
     async fn post(&self, path: &str, form: &[(&str, &str)]) -> Result<Page, ConnectorError> {
         let url = self.url(path)?;
-        self.page(self.client.post(url.clone()).form(form), &url).await
+        Box::pin(self.page(self.client.post(url.clone()).form(form), &url)).await
     }
+}
+
+/// What the challenge page asks for, and its form's CSRF token.
+fn otp_form(page: Page) -> Result<(Descriptor, String), ConnectorError> {
+    let html = Html::parse_document(&page.body);
+    let form = first(&html, "form#otp-form")
+        .ok_or_else(|| ConnectorError::Retryable("no OTP form on the challenge page".into()))?;
+    let attr = |name: &str| form.value().attr(name).map(str::to_owned);
+    let length = attr("data-length")
+        .and_then(|l| l.parse::<u32>().ok())
+        .ok_or_else(|| ConnectorError::Retryable("OTP form without a length".into()))?;
+    let kind = match attr("data-type").as_deref() {
+        Some("alphanumeric") => CodeKind::Alphanumeric,
+        _ => CodeKind::Numeric,
+    };
+    let descriptor = Descriptor {
+        length,
+        kind,
+        purpose: attr("data-purpose").filter(|p| !p.is_empty()),
+    };
+    Ok((
+        descriptor,
+        input_value(&html, "form#otp-form", "csrf").unwrap_or_default(),
+    ))
 }
 
 /// The OTP challenge: asks the engine for codes until the bank accepts one or gives up.
@@ -142,28 +169,8 @@ async fn challenge(browser: &Browser, codes: &mut dyn CodeSource) -> Result<(), 
                 "bank dropped the login during the challenge".into(),
             ));
         }
-        let (descriptor, csrf) = {
-            let html = Html::parse_document(&page.body);
-            let form = first(&html, "form#otp-form")
-                .ok_or_else(|| ConnectorError::Retryable("no OTP form on the challenge page".into()))?;
-            let attr = |name: &str| form.value().attr(name).map(str::to_owned);
-            let length = attr("data-length")
-                .and_then(|l| l.parse::<u32>().ok())
-                .ok_or_else(|| ConnectorError::Retryable("OTP form without a length".into()))?;
-            let kind = match attr("data-type").as_deref() {
-                Some("alphanumeric") => CodeKind::Alphanumeric,
-                _ => CodeKind::Numeric,
-            };
-            let descriptor = Descriptor {
-                length,
-                kind,
-                purpose: attr("data-purpose").filter(|p| !p.is_empty()),
-            };
-            (
-                descriptor,
-                input_value(&html, "form#otp-form", "csrf").unwrap_or_default(),
-            )
-        };
+        // The page is consumed here: its body is not kept while the login waits for the code.
+        let (descriptor, csrf) = otp_form(page)?;
         let code = codes.code(&descriptor).await?;
         let answer = browser
             .post("/otp", &[("code", code.expose()), ("csrf", &csrf)])
@@ -198,8 +205,11 @@ impl BankConnector for SandboxConnector {
             jar: Arc::new(Jar::default()),
             base: self.base.clone(),
         };
-        let form = browser.get("/login").await?;
-        let csrf = input_value(&Html::parse_document(&form.body), "form#login-form", "csrf").unwrap_or_default();
+        // The pages are dropped as soon as they are read: a login may wait hours for its code.
+        let csrf = {
+            let form = browser.get("/login").await?;
+            input_value(&Html::parse_document(&form.body), "form#login-form", "csrf").unwrap_or_default()
+        };
         let answer = browser
             .post(
                 "/login",
@@ -211,6 +221,7 @@ impl BankConnector for SandboxConnector {
             )
             .await?;
         if redirected_to(&answer, "/otp") {
+            drop(answer);
             challenge(&browser, codes).await?;
         } else if !answer.status.is_redirection() {
             return Err(match page_error(&Html::parse_document(&answer.body)).as_deref() {

@@ -5,13 +5,29 @@
 //! the outcome of the login closes it: `fulfilled`, `expired`, or `cancelled` with a reason.
 
 use async_trait::async_trait;
-use reconbanker_store::{AssistanceRow, AssistanceStatus, Descriptor, EngineAccount};
+use reconbanker_store::{AssistanceRequestId, AssistanceRow, AssistanceStatus, Descriptor, EngineAccount, Timestamp};
 use tokio_util::sync::CancellationToken;
 
 use super::connector::{CodeSource, ConnectorError, FailureEvidence, NoCode};
 use crate::assistance::broker::{CodeWait, OtpCode};
 use crate::assistance::{Assistance, OpenError};
 use crate::engine::live::{LiveGuard, Phase};
+
+/// What a login keeps of its open request while it waits: the row itself stays in the store.
+#[derive(Clone, Copy)]
+struct Pending {
+    id: AssistanceRequestId,
+    expires_at: Timestamp,
+}
+
+impl From<&AssistanceRow> for Pending {
+    fn from(row: &AssistanceRow) -> Self {
+        Self {
+            id: row.id,
+            expires_at: row.expires_at,
+        }
+    }
+}
 
 pub(super) struct EngineCodes<'a> {
     assistance: &'a Assistance,
@@ -22,7 +38,7 @@ pub(super) struct EngineCodes<'a> {
     shutdown: &'a CancellationToken,
     guard: &'a LiveGuard,
     /// The open request, while it is pending.
-    request: Option<AssistanceRow>,
+    request: Option<Pending>,
     /// The registration for the next code (taken while waiting).
     waiter: Option<Box<dyn CodeWait>>,
     /// The request was closed under us (expired, killed, deleted): no code will come.
@@ -74,7 +90,7 @@ impl<'a> EngineCodes<'a> {
         };
         match opened {
             Ok((row, waiter)) => {
-                self.request = Some(row);
+                self.request = Some(Pending::from(&row));
                 self.waiter = Some(waiter);
                 Ok(())
             }
@@ -137,9 +153,11 @@ impl CodeSource for EngineCodes<'_> {
             return Err(NoCode::Cancelled);
         }
         if self.request.is_none() {
-            self.open(descriptor).await?;
+            // Boxed: opening's state (the row, its event, the store's futures) is needed only
+            // until the request exists, not for the hours the login may then wait.
+            Box::pin(self.open(descriptor)).await?;
         }
-        let Some(request) = self.request.clone() else {
+        let Some(request) = self.request else {
             return Err(NoCode::Cancelled);
         };
         let waiter = match self.waiter.take() {
@@ -155,7 +173,8 @@ impl CodeSource for EngineCodes<'_> {
             code = waiter.recv() => code.map_err(|_| NoCode::Cancelled),
             _ = clock.sleep_until(request.expires_at) => {
                 let user = self.acc.account.user_id;
-                if let Err(e) = self.assistance.close(request.id, user, AssistanceStatus::Expired, Some("timeout")).await {
+                let close = self.assistance.close(request.id, user, AssistanceStatus::Expired, Some("timeout"));
+                if let Err(e) = Box::pin(close).await {
                     tracing::warn!(error = %e, "could not expire the assistance request");
                 }
                 self.request = None;
@@ -181,7 +200,7 @@ impl CodeSource for EngineCodes<'_> {
             .code_rejected(request.id, self.acc.account.user_id)
             .await
         {
-            Ok(Some(row)) => self.request = Some(row),
+            Ok(Some(row)) => self.request = Some(Pending::from(&row)),
             Ok(None) => {
                 // Closed meanwhile (killed, deleted): no further code will come.
                 self.request = None;

@@ -20,7 +20,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use reconbanker_store::{now, AccountId, EngineAccount, MovementRow, RunId, RunRow, Store, StoreResult, UserId};
+use reconbanker_store::{
+    now, AccountConfigRow, AccountId, EngineAccount, MovementRow, RunId, RunRow, Store, StoreResult, UserId,
+};
 use serde_json::json;
 use tokio::sync::{Notify, Semaphore};
 use tokio::time::Instant;
@@ -165,6 +167,26 @@ pub struct Engine {
 enum Stage {
     Login,
     Scrape,
+}
+
+/// What a session uses of its account's configuration. The rest — the other secrets among
+/// it — is dropped when it is decoded, not held for as long as a login waits for its code.
+struct SessionConfig {
+    persistent: bool,
+    assisted: bool,
+    /// The bank username and password, when both are set.
+    login: Option<(String, String)>,
+}
+
+impl SessionConfig {
+    fn decode(config: Option<AccountConfigRow>, sealer: &crate::support::crypto::Sealer) -> Result<Self, String> {
+        let (settings, secrets) = account_config::decode(config.as_ref(), sealer)?;
+        Ok(Self {
+            persistent: settings.session_type == SessionType::Persistent,
+            assisted: settings.login_mode == account_config::LoginMode::Assisted,
+            login: secrets.bank_username.zip(secrets.bank_password),
+        })
+    }
 }
 
 impl Engine {
@@ -357,12 +379,9 @@ impl Inner {
     }
 
     async fn publish(&self, kind: EventKind, acc: &EngineAccount, data: serde_json::Value) {
-        if let Err(e) = self
-            .deps
-            .hub
-            .emit(kind, acc.account.user_id, acc.account.id, data)
-            .await
-        {
+        // Boxed, so a session's future does not reserve an event's writing while it waits.
+        let emit = self.deps.hub.emit(kind, acc.account.user_id, acc.account.id, data);
+        if let Err(e) = Box::pin(emit).await {
             tracing::warn!(error = %e, kind = kind.as_str(), "could not record an event");
         }
     }
@@ -484,7 +503,7 @@ impl Inner {
             _ = live.cancel.cancelled() => return,
         };
         let Ok(_permit) = permit else { return };
-        let acc = match self.deps.store.engine_account(id).await {
+        let mut acc = match self.deps.store.engine_account(id).await {
             Ok(Some(acc)) => acc,
             Ok(None) => return,
             Err(e) => {
@@ -506,7 +525,9 @@ impl Inner {
         let renew = self.clone().renew_lease(id, live.cancel.clone());
         let renewer = tokio::spawn(renew);
         let guard = self.deps.sessions.enter(id);
-        let reason = self.drive(&acc, live, &guard).await;
+        // The configuration is handed over to be decoded once: the session keeps what it uses.
+        let config = acc.config.take();
+        let reason = self.drive(&acc, config, live, &guard).await;
         drop(guard);
         renewer.abort();
         if let Err(e) = self.deps.store.release_lease(id, &self.deps.owner).await {
@@ -544,31 +565,41 @@ impl Inner {
     }
 
     /// One session: logins, reads, retries. Returns why it stopped.
-    async fn drive(self: &Arc<Self>, acc: &EngineAccount, live: &Live, guard: &LiveGuard) -> StopReason {
-        let (settings, secrets) = match account_config::decode(acc.config.as_ref(), &self.deps.sealer) {
+    /// `config` is the account's configuration, taken out of `acc` to be decoded once.
+    async fn drive(
+        self: &Arc<Self>,
+        acc: &EngineAccount,
+        config: Option<AccountConfigRow>,
+        live: &Live,
+        guard: &LiveGuard,
+    ) -> StopReason {
+        let SessionConfig {
+            persistent,
+            assisted,
+            login,
+        } = match SessionConfig::decode(config, &self.deps.sealer) {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(error = %e, account = %acc.account.id, "account config unreadable");
                 return StopReason::ConfigUnreadable;
             }
         };
-        let persistent = settings.session_type == SessionType::Persistent;
         let kind = if persistent { "persistent" } else { "one-shot" };
         self.publish(EventKind::SessionStarted, acc, json!({ "kind": kind }))
             .await;
-        let creds = match (&secrets.bank_username, &secrets.bank_password) {
-            (Some(u), Some(p)) => Some(Credentials {
-                username: u.clone(),
-                password: p.clone(),
-                remembered: device::load(&self.deps, acc.account.id, u).await,
+        let creds = match login {
+            Some((username, password)) => Some(Credentials {
+                remembered: device::load(&self.deps, acc.account.id, &username).await,
+                username,
+                password,
             }),
-            _ => None,
+            None => None,
         };
         let ctx = RunCtx {
             acc,
             live,
             guard,
-            assisted: settings.login_mode == account_config::LoginMode::Assisted,
+            assisted,
             persistent,
         };
         let policy = RetryPolicy {
@@ -622,14 +653,23 @@ impl Inner {
                 self.count_broken(acc.account.id, broken)
             };
             let alert = broken && streak == self.cfg.broken_alert_after.max(1);
-            self.finish_run(acc, &run, &result, alert).await;
+            // Boxed, like the rare steps below: a session's future keeps room only for what is
+            // live while its login waits.
+            Box::pin(self.finish_run(acc, &run, &result, alert)).await;
             if !report.evidence.is_empty() && self.may_keep_evidence(acc.account.id) {
                 let secrets: Vec<&str> = creds
                     .as_ref()
                     .map(|c| vec![c.password.as_str(), c.username.as_str()])
                     .unwrap_or_default();
                 let taken = std::mem::take(&mut report.evidence);
-                evidence::keep(&self.deps, &run, taken, &secrets, self.cfg.evidence_retention).await;
+                Box::pin(evidence::keep(
+                    &self.deps,
+                    &run,
+                    taken,
+                    &secrets,
+                    self.cfg.evidence_retention,
+                ))
+                .await;
             }
             if alert {
                 guard.set_phase(Phase::NeedsAttention);
@@ -643,7 +683,7 @@ impl Inner {
                     continue;
                 }
                 Err((_, ConnectorError::Fatal(f))) => {
-                    self.block(acc, guard, f).await;
+                    Box::pin(self.block(acc, guard, f)).await;
                     return StopReason::Fatal(f);
                 }
                 // Dropped before the first read counts as a failure: a bank that ends every
@@ -750,7 +790,7 @@ impl Inner {
             live,
             guard,
             assisted,
-            persistent,
+            ..
         } = *ctx;
         let connector = self.deps.connectors.get(&acc.account.bank_code).cloned().ok_or((
             Stage::Login,
@@ -768,9 +808,30 @@ impl Inner {
             r = connector.login(creds, &mut codes) => r,
             _ = live.cancel.cancelled() => Err(ConnectorError::Cancelled),
         };
-        codes.finish(login.as_ref().err()).await;
+        // The steps after the login are boxed: their state (closing the request, the reading
+        // loop) would otherwise be reserved in every login that waits for a code.
+        Box::pin(codes.finish(login.as_ref().err())).await;
         report.evidence.extend(codes.take_evidence());
-        let mut session: Box<dyn BankSession> = login.map_err(|e| (Stage::Login, e))?;
+        let session: Box<dyn BankSession> = login.map_err(|e| (Stage::Login, e))?;
+        Box::pin(self.read_session(ctx, creds, session, report)).await
+    }
+
+    /// After a login: remembers the device, then reads once (one-shot) or keeps reading
+    /// (persistent) until stopped.
+    async fn read_session(
+        self: &Arc<Self>,
+        ctx: &RunCtx<'_>,
+        creds: &Credentials,
+        mut session: Box<dyn BankSession>,
+        report: &mut SessionReport,
+    ) -> Result<(), (Stage, ConnectorError)> {
+        let RunCtx {
+            acc,
+            live,
+            guard,
+            persistent,
+            ..
+        } = *ctx;
         if let Some(kept) = session.remembered() {
             if creds.remembered.as_deref() != Some(kept.as_str()) {
                 device::keep(&self.deps, acc.account.id, &creds.username, &kept).await;
