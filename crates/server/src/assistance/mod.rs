@@ -12,8 +12,8 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use reconbanker_store::{
-    now, AccountId, AssistanceRequestId, AssistanceRow, AssistanceStatus, CodeKind, Constraint, Descriptor, NewEvent,
-    Store, StoreError, StoreResult, UserId,
+    now, AccountId, AssistanceRequestId, AssistanceRow, AssistanceStatus, CodeKind, Constraint, Descriptor, EventRow,
+    NewEvent, Store, StoreError, StoreResult, UserId,
 };
 use serde_json::json;
 
@@ -208,11 +208,14 @@ impl Assistance {
             .clone())
     }
 
-    /// Shows a request that was pending when written. A `close` that commits between that
-    /// write and this call has already cleared the entry; re-reading the row after installing
-    /// it catches that case, so a closed request is never shown as pending.
-    async fn install(&self, row: &AssistanceRow) -> StoreResult<()> {
+    /// Shows a request that was pending when written, then announces it (`logged`). A `close`
+    /// that commits between that write and this call has already cleared the entry; re-reading
+    /// the row after installing it catches that case, so a closed request is never shown as
+    /// pending. The announcement goes out before that read: the cache already shows the
+    /// request, and its prompt (webhook, streams) need not wait for a round trip.
+    async fn install(&self, row: &AssistanceRow, logged: Vec<EventRow>) -> StoreResult<()> {
         self.set_cached(row.account_id, Some(Arc::new(PendingView::from(row))));
+        self.hub.publish(logged);
         let still = self.store.assistance_by_id(row.id).await?;
         if still.as_ref().is_none_or(|r| r.status != AssistanceStatus::Pending) {
             let mut cache = self.cache.write().unwrap_or_else(|p| p.into_inner());
@@ -274,8 +277,7 @@ impl Assistance {
         };
         // The request exists, so the account does, and it is `user`'s.
         self.owners.learn(user, account, seen);
-        self.install(&row).await?;
-        self.hub.publish(logged);
+        self.install(&row, logged).await?;
         Ok((row, waiter))
     }
 
@@ -299,8 +301,7 @@ impl Assistance {
         let Some((row, logged)) = self.store.bump_assistance_attempts(request, now(), &build).await? else {
             return Ok(None);
         };
-        self.install(&row).await?;
-        self.hub.publish(logged);
+        self.install(&row, logged).await?;
         Ok(Some(row))
     }
 

@@ -226,21 +226,31 @@ impl Webhooks {
     }
 
     async fn attempt(&self, d: &DeliveryRow) -> Attempt {
-        // A prompt is only worth sending while its request still waits for a code.
-        if let Some(request) = d.request_id.filter(|_| d.event_type == "assistance_required") {
-            match self.store.assistance_by_id(request).await {
-                Ok(Some(r)) if r.status == AssistanceStatus::Pending => {}
-                Ok(_) => return Attempt::Skip("the assistance request is no longer pending".into()),
-                Err(e) => {
-                    return Attempt::Failed {
-                        status: None,
-                        error: format!("database: {e}"),
-                        retry_after: None,
-                    }
+        // A prompt is only worth sending while its request still waits for a code. The request
+        // and the account are read at once: the prompt's latency pays for one round trip.
+        let prompt = d.request_id.filter(|_| d.event_type == "assistance_required");
+        let (request, account) = tokio::join!(
+            async {
+                match prompt {
+                    Some(id) => self.store.assistance_by_id(id).await.map(Some),
+                    None => Ok(None),
+                }
+            },
+            self.store.engine_account(d.account_id),
+        );
+        match request {
+            Ok(Some(Some(r))) if r.status == AssistanceStatus::Pending => {}
+            Ok(Some(_)) => return Attempt::Skip("the assistance request is no longer pending".into()),
+            Ok(None) => {}
+            Err(e) => {
+                return Attempt::Failed {
+                    status: None,
+                    error: format!("database: {e}"),
+                    retry_after: None,
                 }
             }
         }
-        let account = match self.store.engine_account(d.account_id).await {
+        let account = match account {
             Ok(Some(a)) => a,
             Ok(None) => return Attempt::Skip("the account no longer exists".into()),
             Err(e) => {
