@@ -22,7 +22,16 @@ pub enum Signal {
     Reconnected,
 }
 
-/// Sends and listens. Its own small pool, so a busy store pool never delays a signal.
+/// Sends and listens. Its own small pool, so a busy store pool never delays a signal: the
+/// listening connection, and two that send.
+///
+/// A signal's transaction commits with `synchronous_commit` off. It writes nothing but its
+/// commit record (a `NOTIFY` takes a transaction id), and PostgreSQL holds the database's one
+/// notification lock from a `NOTIFY`'s commit until that commit returns: with the default, every
+/// signal waited for a WAL flush and held every other instance's signals behind that flush — a
+/// code handed to another instance queued behind the doorbells of the events just written. A
+/// signal needs no durability: after a crash the listeners' connections are gone, and they hear
+/// [`Signal::Reconnected`].
 #[derive(Clone)]
 pub struct PgSignals {
     pool: PgPool,
@@ -31,7 +40,13 @@ pub struct PgSignals {
 impl PgSignals {
     pub async fn connect(url: &str) -> StoreResult<Self> {
         let pool = PgPoolOptions::new()
-            .max_connections(2)
+            .max_connections(3)
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    sqlx::query("SET synchronous_commit = off").execute(conn).await?;
+                    Ok(())
+                })
+            })
             .acquire_timeout(std::time::Duration::from_secs(10))
             .connect(url)
             .await?;
