@@ -155,7 +155,7 @@ async fn waiting(n: usize, bank: String) {
     println!("time to get {} waiting:  {:.2} s", n - warm, took.as_secs_f64());
     println!("RSS after warm-up:         {} KiB", rss0);
     println!("RSS with all waiting:      {} KiB", rss1);
-    println!("memory per waiting login:  {per:.1} KiB (goal <= 20 KiB)");
+    println!("memory per waiting login:  {per:.1} KiB (goal <= 12 KiB, issue 13)");
     println!("threads:                   {threads0} -> {threads1} (no thread per login)");
 
     // Every one of them is real: deliver all codes, all logins complete.
