@@ -298,3 +298,42 @@ impl BankSession for SandboxSession {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::assistance::broker::OtpCode;
+    use crate::engine::connector::NoCode;
+
+    struct NoCodes;
+
+    #[async_trait]
+    impl CodeSource for NoCodes {
+        async fn code(&mut self, _: &Descriptor) -> Result<OtpCode, NoCode> {
+            Err(NoCode::Cancelled)
+        }
+        async fn rejected(&mut self) {}
+    }
+
+    /// A login's future lives for as long as the login waits for its code, so the HTTP
+    /// machinery of each request (reqwest's future, the body being read) is boxed for the
+    /// request's duration instead of being part of it: 776 bytes, 1,800 with it inline
+    /// (docs/benchmarks.md, session 23).
+    #[tokio::test]
+    async fn a_waiting_login_does_not_reserve_room_for_its_requests() {
+        let base = Url::parse("http://127.0.0.1:9/").expect("url");
+        let connector = SandboxConnector::new(base, Duration::from_secs(1)).expect("client");
+        let creds = Credentials {
+            username: "u".into(),
+            password: "p".into(),
+            remembered: None,
+        };
+        let mut codes = NoCodes;
+        let login = connector.login(&creds, &mut codes);
+        let size = std::mem::size_of_val(&*login);
+        assert!(
+            size <= 1200,
+            "the login future is {size} bytes: a request's future is inline again"
+        );
+    }
+}
