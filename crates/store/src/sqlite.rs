@@ -74,6 +74,12 @@ const MIGRATIONS: Embedded = Embedded(&[
         "rate_window_hit",
         include_str!("../migrations/sqlite/0019_rate_window_hit.sql"),
     ),
+    // Issue 8 (reconciliation performance): match triggers that skip unseen movements.
+    (
+        20,
+        "match_triggers",
+        include_str!("../migrations/sqlite/0020_match_triggers.sql"),
+    ),
 ]);
 
 /// How long a connection waits on a locked database before giving up.
