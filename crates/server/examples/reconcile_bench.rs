@@ -244,6 +244,22 @@ async fn api(
     v
 }
 
+/// The PostgreSQL database this run created (the server's URL and the name), dropped at the end.
+static CREATED: OnceLock<(String, String)> = OnceLock::new();
+
+/// Drops the database this run created on `BENCH_POSTGRES_URL`, if any (the app's connections
+/// with it).
+async fn drop_created() {
+    use sqlx::Connection;
+    if let Some((server, name)) = CREATED.get() {
+        let mut conn = sqlx::PgConnection::connect(server).await.expect("postgres");
+        sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(&mut conn)
+            .await
+            .expect("drop database");
+    }
+}
+
 /// The database URL of this run: SQLite under `dir`, or a fresh database on `BENCH_POSTGRES_URL`.
 async fn database_url(dir: &std::path::Path) -> (String, &'static str) {
     match std::env::var("BENCH_POSTGRES_URL") {
@@ -256,6 +272,7 @@ async fn database_url(dir: &std::path::Path) -> (String, &'static str) {
                 .await
                 .expect("create database");
             let (head, _) = server.rsplit_once('/').expect("postgres://…/db");
+            let _ = CREATED.set((server.clone(), name.clone()));
             (format!("{head}/{name}"), "postgres")
         }
         _ => (format!("sqlite://{}/bench.db", dir.join("data").display()), "sqlite"),
@@ -769,4 +786,5 @@ async fn run() {
         Some("b") => latency(args.get(2).and_then(|v| v.parse().ok()).unwrap_or(200)).await,
         _ => eprintln!("usage: reconcile_bench a | b N | c"),
     }
+    drop_created().await;
 }
