@@ -767,11 +767,18 @@ async fn latency(n: usize) {
 fn main() {
     // The allocator settings of the server binary, applied as its `main` does: before any thread.
     reconbanker::support::memory::tune();
-    tokio::runtime::Builder::new_multi_thread()
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(run());
+    // The app's tasks and connections end with their runtime, then the database goes.
+    runtime.shutdown_timeout(Duration::from_secs(5));
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime")
-        .block_on(run());
+        .block_on(drop_created());
 }
 
 async fn run() {
@@ -786,5 +793,4 @@ async fn run() {
         Some("b") => latency(args.get(2).and_then(|v| v.parse().ok()).unwrap_or(200)).await,
         _ => eprintln!("usage: reconcile_bench a | b N | c"),
     }
-    drop_created().await;
 }

@@ -5,7 +5,7 @@
 //! quadratic in their number per statement), and hands every row read to the async side as a
 //! message of its own, each column copied (`sqlite3_value_dup`). A 50,000-order poll and pass
 //! spent most of its time there, in the allocator and in thread switches, not in SQLite. One JSON
-//! parameter (`json_each` / `json_array_elements`) or one aggregated JSON column
+//! parameter (`json_each` / `jsonb_array_elements`) or one aggregated JSON column
 //! (`json_group_array` / `json_agg`) moves the same rows in one crossing, decoded by the
 //! database's C JSON parser on one side and serde on the other.
 //!
