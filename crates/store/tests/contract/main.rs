@@ -531,6 +531,60 @@ async fn poll_50k(backend: Backend) {
     .await;
 }
 
+/// On PostgreSQL, a poll that registers 1,000 orders or more refreshes the tables' statistics
+/// itself (`ANALYZE`, counted in `analyze_count`; autovacuum's own runs count in
+/// `autoanalyze_count`), and a smaller one does not.
+#[tokio::test]
+async fn postgres_bulk_poll_refreshes_statistics() {
+    use reconbanker_store::*;
+    run_check(Backend::Postgres, |s, url| async move {
+        let s = &*s;
+        let (u, a) = reconcile::reconcile_user(s).await;
+        let analyzed = || async {
+            let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
+            let n: i64 = sqlx::query_scalar(
+                "SELECT analyze_count FROM pg_stat_user_tables WHERE relname = 'conciliation_requests'",
+            )
+            .fetch_one(&mut c)
+            .await
+            .unwrap();
+            n
+        };
+        let mut t = now();
+        let mut listed = Vec::new();
+        for (new, want) in [(999, 0), (1_000, 1)] {
+            let from = listed.len();
+            listed.extend((from..from + new).map(|i| reconcile::order(&format!("ORD-{i:06}"), "10.00")));
+            t += fixtures::ms(1000);
+            let seq = s
+                .begin_poll(a.id, reconcile::OWNER, t, t + fixtures::ms(45_000))
+                .await
+                .unwrap()
+                .unwrap();
+            let ev = |e: ConciliationEvent<'_>| reconcile::event_for(u.id, a.id, t, e);
+            let next = reconcile::schedule(t);
+            let report = reconcile::success(listed.clone(), &[], t);
+            let (row, _) = s
+                .finish_poll(
+                    a.id,
+                    reconcile::OWNER,
+                    seq,
+                    &report,
+                    t,
+                    reconcile::FIVE_DAYS_MS,
+                    &next,
+                    &ev,
+                    None,
+                )
+                .await
+                .unwrap();
+            assert_eq!(row.counts.registered, new as i64);
+            assert_eq!(analyzed().await, want, "after a poll registering {new} orders");
+        }
+    })
+    .await;
+}
+
 #[tokio::test]
 #[ignore = "a measurement: run in release"]
 async fn sqlite_poll_50k() {
