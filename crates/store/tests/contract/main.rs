@@ -556,28 +556,7 @@ async fn postgres_bulk_poll_refreshes_statistics() {
             let from = listed.len();
             listed.extend((from..from + new).map(|i| reconcile::order(&format!("ORD-{i:06}"), "10.00")));
             t += fixtures::ms(1000);
-            let seq = s
-                .begin_poll(a.id, reconcile::OWNER, t, t + fixtures::ms(45_000))
-                .await
-                .unwrap()
-                .unwrap();
-            let ev = |e: ConciliationEvent<'_>| reconcile::event_for(u.id, a.id, t, e);
-            let next = reconcile::schedule(t);
-            let report = reconcile::success(listed.clone(), &[], t);
-            let (row, _) = s
-                .finish_poll(
-                    a.id,
-                    reconcile::OWNER,
-                    seq,
-                    &report,
-                    t,
-                    reconcile::FIVE_DAYS_MS,
-                    &next,
-                    &ev,
-                    None,
-                )
-                .await
-                .unwrap();
+            let (row, _) = reconcile::poll(s, u.id, a.id, &reconcile::success(listed.clone(), &[], t)).await;
             assert_eq!(row.counts.registered, new as i64);
             assert_eq!(analyzed().await, want, "after a poll registering {new} orders");
         }
