@@ -198,6 +198,7 @@ contract_tests! {
     check_conciliation_detail,
     check_movement_for_user,
     check_resolve_conciliation,
+    check_a_match_by_hand_changes_the_group,
     check_reject_candidates,
     check_run_conciliation,
     check_notify_conciliation,
@@ -531,26 +532,39 @@ async fn poll_50k(backend: Backend) {
     .await;
 }
 
-/// On PostgreSQL, a poll that registers 1,000 orders or more refreshes the tables' statistics
-/// itself (`ANALYZE`, counted in `analyze_count`; autovacuum's own runs count in
-/// `autoanalyze_count`), and a smaller one does not.
+/// On PostgreSQL, a write of 1,000 new movements or more, and a poll that registers 1,000
+/// orders or more, refresh the tables' statistics themselves (`ANALYZE`, counted in
+/// `analyze_count`; autovacuum's own runs count in `autoanalyze_count`); smaller ones do not.
 #[tokio::test]
-async fn postgres_bulk_poll_refreshes_statistics() {
+async fn postgres_bulk_writes_refresh_statistics() {
     use reconbanker_store::*;
     run_check(Backend::Postgres, |s, url| async move {
         let s = &*s;
         let (u, a) = reconcile::reconcile_user(s).await;
-        let analyzed = || async {
-            let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
-            let n: i64 = sqlx::query_scalar(
-                "SELECT analyze_count FROM pg_stat_user_tables WHERE relname = 'conciliation_requests'",
-            )
-            .fetch_one(&mut c)
-            .await
-            .unwrap();
-            n
+        let analyzed = |table: &'static str| {
+            let url = url.clone();
+            async move {
+                let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
+                let n: i64 = sqlx::query_scalar("SELECT analyze_count FROM pg_stat_user_tables WHERE relname = $1")
+                    .bind(table)
+                    .fetch_one(&mut c)
+                    .await
+                    .unwrap();
+                n
+            }
         };
         let mut t = now();
+        let at = matching::rfc3339(t);
+        let mut stored = 0;
+        for (new, want) in [(999, 0), (1_000, 1)] {
+            let movements: Vec<NewMovement> = (stored..stored + new)
+                .map(|i| matching::credit(&format!("MOV-{i:06}"), "10.00", &at))
+                .collect();
+            stored += new;
+            let n = s.insert_movements(a.id, &movements, t, &never_forward).await.unwrap();
+            assert_eq!(n, new as u64);
+            assert_eq!(analyzed("movements").await, want, "after {new} new movements");
+        }
         let mut listed = Vec::new();
         for (new, want) in [(999, 0), (1_000, 1)] {
             let from = listed.len();
@@ -558,7 +572,11 @@ async fn postgres_bulk_poll_refreshes_statistics() {
             t += fixtures::ms(1000);
             let (row, _) = reconcile::poll(s, u.id, a.id, &reconcile::success(listed.clone(), &[], t)).await;
             assert_eq!(row.counts.registered, new as i64);
-            assert_eq!(analyzed().await, want, "after a poll registering {new} orders");
+            assert_eq!(
+                analyzed("conciliation_requests").await,
+                want,
+                "after a poll registering {new} orders"
+            );
         }
     })
     .await;

@@ -800,6 +800,53 @@ pub async fn check_review_reads_the_amount_group_and_respects_expiry(s: &dyn Sto
     ));
 }
 
+/// A movement matched by hand leaves its amount group (the match trigger of migration 0020
+/// marks it unseen): the next incremental snapshot holds the group's other open requests and
+/// its still eligible movements, so a request that counted on the taken movement is decided
+/// again. The other groups stay quiet.
+pub async fn check_a_match_by_hand_changes_the_group(s: &dyn Store) {
+    let t = now();
+    let (u, a) = reconcile_user(s).await;
+    let orders = vec![order("A", "10.00"), order("A2", "10.00"), order("B", "20.00")];
+    poll(s, u.id, a.id, &success(orders, &[], t)).await;
+    let at = rfc3339(t + Duration::minutes(1));
+    let news = [
+        credit("m10", "10.00", &at),
+        credit("m10b", "10.00", &at),
+        credit("m20", "20.00", &at),
+    ];
+    assert_eq!(s.insert_movements(a.id, &news, t, &never_forward).await.unwrap(), 3);
+    let horizon = t - Duration::days(5);
+    // A pass sees everything and decides every request not found.
+    let first = s.load_pass_changes(a.id, horizon, t).await.unwrap();
+    let c = PassCommit {
+        not_found: first
+            .requests
+            .iter()
+            .map(|r| not_found(r, "weak_name_only", "[]"))
+            .collect(),
+        ..commit_of("movements")
+    };
+    assert!(commit(s, u.id, a.id, &first, &c, t).await.is_some());
+    let quiet = s.load_pass_changes(a.id, horizon, t).await.unwrap();
+    assert!(quiet.requests.is_empty() && quiet.movements.is_empty(), "{quiet:?}");
+
+    let ra = req(&requests(s, u.id, a.id).await, "A").clone();
+    let m10 = movement(s, u.id, a.id, "m10").await;
+    let events = |e: PassEvent<'_>| pass_events(u.id, a.id, t, e);
+    assert!(matches!(
+        s.resolve_conciliation(u.id, &manual(&ra, m10.id, u.id), t, &events)
+            .await
+            .unwrap(),
+        ResolveOutcome::Resolved(..)
+    ));
+    let next = s.load_pass_changes(a.id, horizon, t).await.unwrap();
+    let exts: Vec<&str> = next.requests.iter().map(|r| r.external_id.as_str()).collect();
+    assert_eq!(exts, ["A2"], "the taken movement's group, without the matched request");
+    let movements: Vec<&str> = next.movements.iter().map(|m| m.description.as_str()).collect();
+    assert_eq!(movements, ["transfer m10b"], "m10 is taken; m20's group did not change");
+}
+
 /// Resolve, reject, run and notify check the owner's mode under the account's lock: after a
 /// switch to passthrough they change nothing (no result webhook outside reconcile mode).
 pub async fn check_review_actions_need_reconcile_mode_under_the_lock(s: &dyn Store) {
