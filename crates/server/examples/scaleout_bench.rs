@@ -167,6 +167,52 @@ async fn measure(
     samples
 }
 
+/// The machine's CPU time so far, all processes (the two instances, PostgreSQL, the bank, this
+/// client): (busy, total) in clock ticks from `/proc/stat`'s first line; `None` off Linux.
+fn machine_ticks() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let ticks: Vec<u64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal …: idle and iowait are not busy.
+    let total: u64 = ticks.iter().take(8).sum();
+    let idle = ticks.get(3)? + ticks.get(4)?;
+    Some((total - idle, total))
+}
+
+/// Measures a series and says how busy the machine's cores were meanwhile, and the CPU time
+/// (all processes) each code's cycle cost: a series whose cores are saturated measures their
+/// queue as much as the path.
+async fn measure_loaded(
+    bank: &sandbox_bank::SandboxBank,
+    base: &str,
+    key: &str,
+    ids: &[AccountId],
+    pace: Duration,
+) -> (Vec<Duration>, String) {
+    let (before, started) = (machine_ticks(), Instant::now());
+    let samples = measure(bank, base, key, ids, pace).await;
+    let wall = started.elapsed();
+    let load = match (before, machine_ticks()) {
+        (Some((b0, t0)), Some((b1, t1))) if t1 > t0 => {
+            let busy = (b1 - b0) as f64 / (t1 - t0) as f64;
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+            format!(
+                "machine busy {:.0} % of {cores} cores over {:.1} s, {:.1} ms of CPU per code (all processes)",
+                busy * 100.0,
+                wall.as_secs_f64(),
+                busy * cores * wall.as_secs_f64() * 1000.0 / ids.len().max(1) as f64
+            )
+        }
+        _ => "machine load not measured (no /proc/stat)".to_owned(),
+    };
+    (samples, load)
+}
+
 fn report(label: &str, samples: &[Duration], goals: &str) {
     let pct = |p: f64| samples[((samples.len() as f64 * p).ceil() as usize).clamp(1, samples.len()) - 1];
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
@@ -218,14 +264,16 @@ async fn otp(n: usize, database: String, pace: Duration) {
             format!("{} ms apart", pace.as_millis())
         }
     );
-    let cross = measure(&bank, &base_b, &key.full, via_b, pace).await;
+    let (cross, load) = measure_loaded(&bank, &base_b, &key.full, via_b, pace).await;
     report(
         "code on B -> A's login -> bank",
         &cross,
         "(goal p50 <= 5 ms, p99 <= 20 ms)",
     );
-    let local = measure(&bank, &base_a, &key.full, via_a, pace).await;
+    println!("  {load}");
+    let (local, load) = measure_loaded(&bank, &base_a, &key.full, via_a, pace).await;
     report("code on A (holder) -> bank", &local, "(same instance, for comparison)");
+    println!("  {load}");
     b.engine.shutdown().await;
     a.engine.shutdown().await;
 }
