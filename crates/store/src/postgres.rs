@@ -90,8 +90,9 @@ const MIGRATIONS: Embedded = Embedded(&[
 
 type Db = sqlx::Postgres;
 const BACKEND: &str = "postgres";
-/// Event-log writers take turns (see `insert_events`): a transaction-scoped advisory lock.
-const EVENT_LOCK: Option<&str> = Some("SELECT pg_advisory_xact_lock(7304411920)");
+/// Event-log writers take turns (see `insert_events`): a transaction-scoped advisory lock, taken
+/// by the insert itself (a call in a materialized `WITH`).
+const EVENT_LOCK: Option<&str> = Some("pg_advisory_xact_lock(7304411920)");
 /// An account's reconciliation changes begin an ordinary transaction …
 const ACCOUNT_LOCK_BEGIN: &str = "BEGIN";
 /// … and lock the account's `reconcile_state` row before anything else.

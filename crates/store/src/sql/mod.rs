@@ -149,17 +149,25 @@ async fn insert_events_owned(
         return Ok(Vec::new());
     }
     // Readers page the log by `seq`; a `seq` must never become visible after a higher
-    // one, so writers of the log take turns where the backend runs them concurrently.
-    if let Some(lock) = EVENT_LOCK {
-        sqlx::query(lock).execute(&mut *conn).await.map_err(map_err)?;
-    }
+    // one, so writers of the log take turns where the backend runs them concurrently. The
+    // insert takes the turn itself, in a materialized `WITH` (evaluated once) that it joins:
+    // every row it numbers comes out of that join, and no join yields a row before it has read
+    // one from each side, so the lock is held before the first `seq` is drawn — one round trip
+    // where a statement of its own took two, and the turn held that much shorter.
+    let (with_lock, from_lock) = match EVENT_LOCK {
+        Some(lock) => (
+            format!("WITH event_turn AS MATERIALIZED (SELECT {lock}) "),
+            "event_turn, ",
+        ),
+        None => (String::new(), ""),
+    };
     // The `seq` of each event, in order. Rows are built from what was inserted: reading them
     // back (`RETURNING` every column) cost more than the inserts on SQLite, where each row
     // returned crosses a thread.
     let mut seqs_all: Vec<i64> = Vec::with_capacity(events.len());
     let insert = format!(
-        "INSERT INTO events (id, user_id, account_id, kind, data, occurred_at) \
-         SELECT {}, {}, {}, {}, {}, {} FROM {} ORDER BY j.key{}",
+        "{with_lock}INSERT INTO events (id, user_id, account_id, kind, data, occurred_at) \
+         SELECT {}, {}, {}, {}, {}, {} FROM {from_lock}{} ORDER BY j.key{}",
         bulk::uuid(0),
         bulk::uuid(1),
         bulk::uuid(2),

@@ -153,20 +153,28 @@ pub(super) async fn load(conn: &mut Conn, account: AccountId, horizon: Timestamp
 /// Locks the account's state row (creating it if missing) and returns its version; `None` when
 /// the account is gone.
 pub(super) async fn lock_state(conn: &mut Conn, account: AccountId) -> StoreResult<Option<i64>> {
-    sqlx::query(
-        "INSERT INTO reconcile_state (account_id) SELECT $1 \
-         WHERE EXISTS (SELECT 1 FROM accounts WHERE id = $1) ON CONFLICT (account_id) DO NOTHING",
-    )
-    .bind(account.0)
-    .execute(&mut *conn)
-    .await
-    .map_err(map_err)?;
     let sql = format!("SELECT {STATE_COLS} FROM reconcile_state WHERE account_id = $1{FOR_UPDATE}");
-    let state = sqlx::query(&sql)
+    // The row exists but for an account's first change: one round trip then.
+    let mut state = sqlx::query(&sql)
         .bind(account.0)
         .fetch_optional(&mut *conn)
         .await
         .map_err(map_err)?;
+    if state.is_none() {
+        sqlx::query(
+            "INSERT INTO reconcile_state (account_id) SELECT $1 \
+             WHERE EXISTS (SELECT 1 FROM accounts WHERE id = $1) ON CONFLICT (account_id) DO NOTHING",
+        )
+        .bind(account.0)
+        .execute(&mut *conn)
+        .await
+        .map_err(map_err)?;
+        state = sqlx::query(&sql)
+            .bind(account.0)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(map_err)?;
+    }
     Ok(state.as_ref().map(state_from).transpose()?.map(|s| s.version))
 }
 

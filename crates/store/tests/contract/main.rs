@@ -582,6 +582,65 @@ async fn postgres_bulk_writes_refresh_statistics() {
     .await;
 }
 
+/// On PostgreSQL, event-log writers take turns: a writer whose turn another transaction holds
+/// waits for it before it draws a `seq`, so no reader sees a `seq` become visible after a
+/// higher one. (The turn is the advisory lock the insert takes; SQLite runs one writer at a
+/// time.) Fails if the insert draws its `seq`s before taking the turn, or does not take it.
+#[tokio::test]
+async fn postgres_event_writers_take_turns() {
+    use reconbanker_store::*;
+    run_check(Backend::Postgres, |s, url| async move {
+        let owner = fixtures::user(&*s).await;
+        let b = fixtures::bank(&*s).await;
+        let a = fixtures::account(&*s, owner.id, &b).await;
+        let first = s
+            .record_events(&[fixtures::event(owner.id, a.id, "account.status", now())])
+            .await
+            .unwrap();
+        let mut holder = sqlx::PgConnection::connect(&url).await.unwrap();
+        let drawn = sqlx::query_scalar::<_, i64>;
+        const DRAWN: &str = "SELECT last_value FROM pg_sequences WHERE sequencename = 'events_seq_seq'";
+        let before = drawn(DRAWN).fetch_one(&mut holder).await.unwrap();
+        assert_eq!(before, first[0].seq);
+        // Another writer's turn, held open.
+        holder.execute("BEGIN").await.unwrap();
+        holder
+            .execute("SELECT pg_advisory_xact_lock(7304411920)")
+            .await
+            .unwrap();
+        let writer = {
+            let s = s.clone();
+            let e = fixtures::event(owner.id, a.id, "account.status", now());
+            tokio::spawn(async move { s.record_events(&[e]).await })
+        };
+        // Wait until the writer is blocked on an advisory lock (a condition, not a delay).
+        let mut watcher = sqlx::PgConnection::connect(&url).await.unwrap();
+        loop {
+            let waiting: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() \
+                 AND wait_event_type = 'Lock' AND wait_event = 'advisory'",
+            )
+            .fetch_one(&mut watcher)
+            .await
+            .unwrap();
+            if waiting == 1 {
+                break;
+            }
+            assert!(!writer.is_finished(), "the writer went ahead of the held turn");
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(
+            drawn(DRAWN).fetch_one(&mut watcher).await.unwrap(),
+            before,
+            "no seq is drawn before the turn is taken"
+        );
+        holder.execute("COMMIT").await.unwrap();
+        let logged = writer.await.unwrap().unwrap();
+        assert_eq!(logged[0].seq, before + 1);
+    })
+    .await;
+}
+
 #[tokio::test]
 #[ignore = "a measurement: run in release"]
 async fn sqlite_poll_50k() {
