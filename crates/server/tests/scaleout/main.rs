@@ -17,3 +17,5 @@ mod v1_budget;
 mod auth_failures;
 // The documented nginx configuration in front of two instances.
 mod nginx;
+// The outbox across instances: every webhook once.
+mod webhooks;
