@@ -228,7 +228,9 @@ pub trait Store: Send + Sync + 'static {
         owner: &str,
     ) -> StoreResult<Vec<DeliveryRow>>;
     /// Writes the outcome of an attempt (status, attempts, next/last attempt, last status and
-    /// error, delivered_at) from the row.
+    /// error, delivered_at) from the row, and releases the claim; `false` (nothing written) when
+    /// the delivery is unknown, or was queued again by hand since it was claimed (the attempt
+    /// was under way): the resend stands, and the delivery is claimed and sent again.
     async fn finish_delivery_attempt(&self, delivery: &DeliveryRow) -> StoreResult<bool>;
     /// The account's delivery log, newest first.
     async fn list_deliveries(

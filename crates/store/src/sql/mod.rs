@@ -1278,9 +1278,12 @@ impl Store for SqlStore {
     }
 
     async fn finish_delivery_attempt(&self, d: &DeliveryRow) -> StoreResult<bool> {
+        // Not over a resend: a delivery queued again by hand (`claimed_by = 'requeued'`, which
+        // a new claim replaces) while this attempt was under way stays queued.
         let done = sqlx::query(
             "UPDATE deliveries SET status = $2, attempts = $3, next_attempt_at = $4, last_attempt_at = $5, \
-             last_status = $6, last_error = $7, delivered_at = $8, claimed_by = NULL WHERE id = $1",
+             last_status = $6, last_error = $7, delivered_at = $8, claimed_by = NULL \
+             WHERE id = $1 AND claimed_by IS DISTINCT FROM 'requeued'",
         )
         .bind(d.id.0)
         .bind(&d.status)
@@ -1315,7 +1318,8 @@ impl Store for SqlStore {
         now: Timestamp,
     ) -> StoreResult<Option<DeliveryRow>> {
         let sql = format!(
-            "UPDATE deliveries SET status = 'pending', next_attempt_at = $4 WHERE id = $1 AND account_id = $2 \
+            "UPDATE deliveries SET status = 'pending', next_attempt_at = $4, claimed_by = 'requeued' \
+             WHERE id = $1 AND account_id = $2 \
              AND EXISTS (SELECT 1 FROM accounts WHERE id = $2 AND user_id = $3) RETURNING {DELIVERY_COLS}"
         );
         let row = sqlx::query(&sql)

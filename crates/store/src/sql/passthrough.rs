@@ -162,7 +162,7 @@ pub(super) async fn notify(
         return Ok(Some(MovementNotify::NoSenderName));
     }
     let sql = format!(
-        "UPDATE deliveries SET status = 'pending', next_attempt_at = $4 WHERE id = \
+        "UPDATE deliveries SET status = 'pending', next_attempt_at = $4, claimed_by = 'requeued' WHERE id = \
          (SELECT id FROM deliveries WHERE subject_id = $1 AND account_id = $2 AND event_type = $3 \
          ORDER BY created_at DESC, id DESC LIMIT 1) RETURNING {DELIVERY_COLS}"
     );

@@ -730,8 +730,8 @@ impl SqlStore {
         now: Timestamp,
     ) -> StoreResult<Option<DeliveryRow>> {
         let sql = format!(
-            "UPDATE deliveries SET status = 'pending', next_attempt_at = $4 WHERE id = $1 AND account_id = $2 \
-             AND channel = $5 AND EXISTS (SELECT 1 FROM accounts WHERE id = $2 AND user_id = $3) \
+            "UPDATE deliveries SET status = 'pending', next_attempt_at = $4, claimed_by = 'requeued' \
+             WHERE id = $1 AND account_id = $2 AND channel = $5 AND EXISTS (SELECT 1 FROM accounts WHERE id = $2 AND user_id = $3) \
              RETURNING {DELIVERY_COLS}"
         );
         let row = sqlx::query(&sql)

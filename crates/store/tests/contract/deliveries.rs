@@ -277,9 +277,36 @@ pub async fn check_finish_delivery_attempt(s: &dyn Store) {
             .unwrap(),
         vec![DeliveryRow {
             next_attempt_at: Some(t + Duration::seconds(60)),
-            ..again
+            ..again.clone()
         }]
     );
+
+    // Queued again by hand while the attempt of that claim was under way: the attempt's
+    // outcome does not overwrite the resend, which stays due and is claimed (sent) again.
+    let resent = s
+        .resend_delivery(owner.id, a.id, d2.id, t + Duration::seconds(6))
+        .await
+        .unwrap()
+        .expect("resent");
+    assert_eq!(resent.status, "pending");
+    let outcome = DeliveryRow {
+        status: "delivered".into(),
+        attempts: 9,
+        next_attempt_at: None,
+        last_status: Some(200),
+        delivered_at: Some(t + Duration::seconds(6)),
+        ..again.clone()
+    };
+    assert!(!s.finish_delivery_attempt(&outcome).await.unwrap());
+    assert_eq!(read(d2.id).await, resent);
+    let claimed = s
+        .claim_due_deliveries(t + Duration::seconds(6), t + Duration::seconds(60), 10, "instance-a")
+        .await
+        .unwrap();
+    assert_eq!(claimed.iter().map(|d| d.id).collect::<Vec<_>>(), vec![d2.id]);
+    // That claim's attempt is recorded.
+    assert!(s.finish_delivery_attempt(&outcome).await.unwrap());
+    assert_eq!(read(d2.id).await, outcome);
 
     // An unknown delivery: `false`, nothing written.
     assert!(!s
