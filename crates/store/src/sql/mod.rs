@@ -1413,25 +1413,9 @@ impl Store for SqlStore {
         // The account lock first: every reconciliation change of an account takes it, in the
         // same order, so they serialise across connections and instances.
         let mut tx = self.pool.begin_with(ACCOUNT_LOCK_BEGIN).await.map_err(map_err)?;
-        sqlx::query(
-            "INSERT INTO reconcile_state (account_id) SELECT $1 \
-             WHERE EXISTS (SELECT 1 FROM accounts WHERE id = $1) ON CONFLICT (account_id) DO NOTHING",
-        )
-        .bind(account.0)
-        .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
-        let sql = format!("SELECT {STATE_COLS} FROM reconcile_state WHERE account_id = $1{FOR_UPDATE}");
-        let state = sqlx::query(&sql)
-            .bind(account.0)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(map_err)?;
         // The account is gone (with its polls).
-        let state = state
-            .as_ref()
-            .map(state_from)
-            .transpose()?
+        let state = pass::lock_state_row(&mut tx, account)
+            .await?
             .ok_or(StoreError::Database(sqlx::Error::RowNotFound))?;
 
         let reconciles = passthrough::owner_reconciles(&mut tx, account).await?;

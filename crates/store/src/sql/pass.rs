@@ -153,6 +153,12 @@ pub(super) async fn load(conn: &mut Conn, account: AccountId, horizon: Timestamp
 /// Locks the account's state row (creating it if missing) and returns its version; `None` when
 /// the account is gone.
 pub(super) async fn lock_state(conn: &mut Conn, account: AccountId) -> StoreResult<Option<i64>> {
+    Ok(lock_state_row(conn, account).await?.map(|s| s.version))
+}
+
+/// Locks the account's state row (creating it if missing) and returns it; `None` when the
+/// account is gone. Every reconciliation change of an account takes this lock first.
+pub(super) async fn lock_state_row(conn: &mut Conn, account: AccountId) -> StoreResult<Option<ReconcileStateRow>> {
     let sql = format!("SELECT {STATE_COLS} FROM reconcile_state WHERE account_id = $1{FOR_UPDATE}");
     // The row exists but for an account's first change: one round trip then.
     let mut state = sqlx::query(&sql)
@@ -175,7 +181,7 @@ pub(super) async fn lock_state(conn: &mut Conn, account: AccountId) -> StoreResu
             .await
             .map_err(map_err)?;
     }
-    Ok(state.as_ref().map(state_from).transpose()?.map(|s| s.version))
+    state.as_ref().map(state_from).transpose()
 }
 
 /// A request named by a pass's decisions, as it is when the commit begins: what the decisions
