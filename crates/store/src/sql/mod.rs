@@ -1465,8 +1465,14 @@ impl Store for SqlStore {
                         let ids: HashSet<Uuid> = fresh.iter().map(|r| r.id.0).collect();
                         let input = incremental::load(&mut tx, account, p.horizon, now, fresh).await?;
                         let commit = (p.decide)(&input);
+                        // The snapshot's movements are not needed by the writes (they read
+                        // the matched ones again, under the lock): gone before the pass's peak.
+                        let PassInput {
+                            requests, movements, ..
+                        } = input;
+                        drop(movements);
                         let fresh: Vec<ConciliationRow> =
-                            input.requests.into_iter().filter(|r| ids.contains(&r.id.0)).collect();
+                            requests.into_iter().filter(|r| ids.contains(&r.id.0)).collect();
                         drop(ids);
                         // Under the lock, in the snapshot's own transaction, a race cannot be
                         // lost; if it is, nothing is written.
