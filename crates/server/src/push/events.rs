@@ -14,7 +14,7 @@ use reconbanker_store::{
 };
 use serde::Serialize;
 use serde_json::value::RawValue;
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
@@ -269,6 +269,28 @@ pub struct Subscription {
     pub events: Vec<NotificationEvent>,
 }
 
+/// A notification webhook's body. The fields are in the order a JSON map sorts them: the
+/// bytes are those the `json!` value it replaced wrote.
+#[derive(Serialize)]
+struct NotificationBody<'a, D> {
+    account_id: AccountId,
+    data: &'a D,
+    id: DeliveryId,
+    occurred_at: String,
+    status: &'a str,
+    #[serde(rename = "type")]
+    kind: &'a str,
+}
+
+/// JSON text of an event's data or body. Our data types (plain structs, `Value`) always
+/// serialize; were one not to, the event still goes out, with an empty object.
+fn to_json<T: Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_else(|e| {
+        tracing::error!(error = %e, "an event's data did not serialize");
+        "{}".into()
+    })
+}
+
 /// Builds, logs and publishes events.
 pub struct EventHub {
     store: Arc<dyn Store>,
@@ -298,13 +320,15 @@ impl EventHub {
         })
     }
 
-    /// An event, with its webhook delivery when `subscription` asks for this kind.
-    pub fn build(
+    /// An event, with its webhook delivery when `subscription` asks for this kind. `data` is
+    /// the event's JSON object: a `Value`, or (on hot paths: a poll's tens of thousands of
+    /// events) a struct serialized straight from its row, with no value tree.
+    pub fn build<D: Serialize>(
         &self,
         kind: EventKind,
         user: UserId,
         account: AccountId,
-        data: Value,
+        data: D,
         subscription: &Subscription,
         request: Option<AssistanceRequestId>,
     ) -> NewEvent {
@@ -313,18 +337,18 @@ impl EventHub {
         if let (Some(_), Some(sub)) = (&subscription.endpoint, kind.subscribable()) {
             if subscription.events.contains(&sub) {
                 let id = DeliveryId::new();
-                let payload = json!({
-                    "id": id,
-                    "account_id": account,
-                    "type": subscribable_name(sub),
-                    "status": kind.as_str(),
-                    "data": data,
-                    "occurred_at": crate::support::time::ts(occurred_at),
-                });
+                let payload = NotificationBody {
+                    account_id: account,
+                    data: &data,
+                    id,
+                    occurred_at: crate::support::time::ts(occurred_at),
+                    status: kind.as_str(),
+                    kind: subscribable_name(sub),
+                };
                 deliveries.push(NewDelivery {
                     id,
                     event_type: subscribable_name(sub).into(),
-                    payload: payload.to_string(),
+                    payload: to_json(&payload),
                     request_id: request,
                     next_attempt_at: occurred_at,
                     channel: CHANNEL_NOTIFICATION.into(),
@@ -337,7 +361,7 @@ impl EventHub {
             user_id: user,
             account_id: account,
             kind: kind.as_str().into(),
-            data: data.to_string(),
+            data: to_json(&data),
             occurred_at,
             deliveries,
         }

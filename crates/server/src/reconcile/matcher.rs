@@ -12,9 +12,10 @@ use std::time::Duration;
 
 use reconbanker_store::{
     AccountId, AmbiguousDecision, ConciliationRequestId, ConciliationRow, ConciliationStatus, DeliveryId,
-    EligibleMovement, MatchDecision, NewDelivery, NewEvent, NotFoundDecision, PassCommit, PassEvent, PassInput, Store,
-    StoreError, StoreResult, CHANNEL_RESULT,
+    EligibleMovement, MatchDecision, MovementId, NewDelivery, NewEvent, NotFoundDecision, PassCommit, PassEvent,
+    PassInput, Store, StoreError, StoreResult, CHANNEL_RESULT,
 };
+use serde::Serialize;
 use serde_json::{json, Map, Value};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -201,6 +202,55 @@ impl Matcher {
     }
 }
 
+/// The data of a pass's event, written straight from its row (a first pass builds tens of
+/// thousands): `conciliation.matched` has `matched_by`, `movement_id` and `reason`;
+/// `….ambiguous` `candidate_ids`; `….not_found` `reason`; `….expired` neither. The fields are
+/// in the order a JSON map sorts them, so the text is the one a `json!` value gave.
+#[derive(Serialize)]
+struct PassData<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    candidate_ids: Option<Vec<Uuid>>,
+    external_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    matched_by: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    movement_id: Option<MovementId>,
+    /// `Some(None)`: the key, with `null`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<Option<&'a str>>,
+    request_id: ConciliationRequestId,
+}
+
+/// See [`PassData`].
+fn pass_data(e: PassEvent<'_>) -> PassData<'_> {
+    let r = match e {
+        PassEvent::Matched { request, .. }
+        | PassEvent::Ambiguous(request)
+        | PassEvent::NotFound(request)
+        | PassEvent::Expired(request) => request,
+    };
+    PassData {
+        candidate_ids: match e {
+            PassEvent::Ambiguous(request) => Some(
+                request
+                    .last_candidates
+                    .as_deref()
+                    .and_then(|t| serde_json::from_str(t).ok())
+                    .unwrap_or_default(),
+            ),
+            _ => None,
+        },
+        external_id: &r.external_id,
+        matched_by: matches!(e, PassEvent::Matched { .. }).then_some("engine"),
+        movement_id: match e {
+            PassEvent::Matched { movement, .. } => Some(movement.id),
+            _ => None,
+        },
+        reason: matches!(e, PassEvent::Matched { .. } | PassEvent::NotFound(_)).then_some(r.reason.as_deref()),
+        request_id: r.id,
+    }
+}
+
 /// The events of one decision, with the result-webhook delivery it causes (its body frozen
 /// now). Result webhooks go out in reconcile mode only: the pass runs only then.
 pub(crate) fn pass_events(
@@ -211,42 +261,21 @@ pub(crate) fn pass_events(
     e: PassEvent<'_>,
 ) -> Vec<NewEvent> {
     let none = Default::default();
-    let (kind, r, data, webhook) = match e {
+    let (kind, r, webhook) = match e {
         PassEvent::Matched { request, movement } => (
             EventKind::ConciliationMatched,
             request,
-            json!({
-                "request_id": request.id, "external_id": request.external_id, "movement_id": movement.id,
-                "matched_by": "engine", "reason": request.reason,
-            }),
             Some(("matched", Some(movement))),
         ),
-        PassEvent::Ambiguous(request) => {
-            let candidates: Vec<Uuid> = request
-                .last_candidates
-                .as_deref()
-                .and_then(|t| serde_json::from_str(t).ok())
-                .unwrap_or_default();
-            (
-                EventKind::ConciliationAmbiguous,
-                request,
-                json!({ "request_id": request.id, "external_id": request.external_id, "candidate_ids": candidates }),
-                Some(("ambiguous", None)),
-            )
-        }
-        PassEvent::NotFound(request) => (
-            EventKind::ConciliationNotFound,
-            request,
-            json!({ "request_id": request.id, "external_id": request.external_id, "reason": request.reason }),
-            None,
-        ),
+        PassEvent::Ambiguous(request) => (EventKind::ConciliationAmbiguous, request, Some(("ambiguous", None))),
+        PassEvent::NotFound(request) => (EventKind::ConciliationNotFound, request, None),
         PassEvent::Expired(request) => (
             EventKind::ConciliationExpired,
             request,
-            json!({ "request_id": request.id, "external_id": request.external_id }),
             settings.notify_on_expired.then_some(("expired", None)),
         ),
     };
+    let data = pass_data(e);
     let mut event = hub.build(kind, user, account, data, &none, None);
     if let Some((status, movement)) = webhook {
         if let Some(delivery) = result_delivery(r, status, movement, &settings.webhook_extra_fields, event.occurred_at)
@@ -401,4 +430,94 @@ fn mov(m: &EligibleMovement) -> Option<Mov> {
         description: m.description.clone(),
         received_at_ms: m.received_at_ms,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{TimeZone, Utc};
+    use reconbanker_store::{AccountId, ConciliationRequestId, MovementId};
+
+    use super::*;
+
+    fn request(reason: Option<&str>, candidates: Option<&str>) -> ConciliationRow {
+        let at = Utc.timestamp_millis_opt(1_800_000_000_000).single().unwrap_or_default();
+        ConciliationRow {
+            id: ConciliationRequestId::new(),
+            account_id: AccountId::new(),
+            external_id: "O-\"1\"".into(),
+            generation: 2,
+            amount: "1500.00".into(),
+            currency: "UYU".into(),
+            sender_name: "Juan Perez".into(),
+            reference: None,
+            status: ConciliationStatus::NotFound,
+            reason: reason.map(str::to_owned),
+            registered_at: at,
+            expires_at: at,
+            last_seen_at: at,
+            absent_since_close: false,
+            eval_errors: 0,
+            attempt_count: 1,
+            last_candidates: candidates.map(str::to_owned),
+            closed_at: None,
+            updated_at: at,
+        }
+    }
+
+    /// The event data written from the row is, byte for byte, what the `json!` values it
+    /// replaced gave (a map's keys sorted, `null` where the row has none).
+    #[test]
+    fn pass_data_is_the_json_it_replaced() {
+        let m = EligibleMovement {
+            id: MovementId::new(),
+            amount: "1500.00".into(),
+            currency: "UYU".into(),
+            name: None,
+            description: String::new(),
+            received_at: String::new(),
+            received_at_ms: None,
+        };
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        let cands = format!("[\"{a}\",\"{b}\"]");
+        for reason in [None, Some("exact_name")] {
+            let r = request(reason, Some(&cands));
+            let cases = [
+                (
+                    PassEvent::Matched {
+                        request: &r,
+                        movement: &m,
+                    },
+                    json!({
+                        "request_id": r.id, "external_id": r.external_id, "movement_id": m.id,
+                        "matched_by": "engine", "reason": r.reason,
+                    }),
+                ),
+                (
+                    PassEvent::Ambiguous(&r),
+                    json!({ "request_id": r.id, "external_id": r.external_id, "candidate_ids": [a, b] }),
+                ),
+                (
+                    PassEvent::NotFound(&r),
+                    json!({ "request_id": r.id, "external_id": r.external_id, "reason": r.reason }),
+                ),
+                (
+                    PassEvent::Expired(&r),
+                    json!({ "request_id": r.id, "external_id": r.external_id }),
+                ),
+            ];
+            for (e, want) in cases {
+                assert_eq!(
+                    serde_json::to_string(&pass_data(e)).expect("serializes"),
+                    want.to_string(),
+                    "{e:?}"
+                );
+            }
+        }
+        // Unreadable candidates: an empty list, as before.
+        let r = request(None, Some("not json"));
+        assert_eq!(
+            serde_json::to_string(&pass_data(PassEvent::Ambiguous(&r))).expect("serializes"),
+            json!({ "request_id": r.id, "external_id": r.external_id, "candidate_ids": [] }).to_string()
+        );
+    }
 }
