@@ -282,6 +282,25 @@ struct NotificationBody<'a, D> {
     kind: &'a str,
 }
 
+/// The body of the notification webhook of an event of `kind` (subscribed as `sub`).
+fn notification_body<D: Serialize>(
+    id: DeliveryId,
+    account: AccountId,
+    kind: EventKind,
+    sub: NotificationEvent,
+    data: &D,
+    occurred_at: Timestamp,
+) -> String {
+    to_json(&NotificationBody {
+        account_id: account,
+        data,
+        id,
+        occurred_at: crate::support::time::ts(occurred_at),
+        status: kind.as_str(),
+        kind: subscribable_name(sub),
+    })
+}
+
 /// JSON text of an event's data or body. Our data types (plain structs, `Value`) always
 /// serialize; were one not to, the event still goes out, with an empty object.
 fn to_json<T: Serialize>(v: &T) -> String {
@@ -337,18 +356,10 @@ impl EventHub {
         if let (Some(_), Some(sub)) = (&subscription.endpoint, kind.subscribable()) {
             if subscription.events.contains(&sub) {
                 let id = DeliveryId::new();
-                let payload = NotificationBody {
-                    account_id: account,
-                    data: &data,
-                    id,
-                    occurred_at: crate::support::time::ts(occurred_at),
-                    status: kind.as_str(),
-                    kind: subscribable_name(sub),
-                };
                 deliveries.push(NewDelivery {
                     id,
                     event_type: subscribable_name(sub).into(),
-                    payload: to_json(&payload),
+                    payload: notification_body(id, account, kind, sub, &data, occurred_at),
                     request_id: request,
                     next_attempt_at: occurred_at,
                     channel: CHANNEL_NOTIFICATION.into(),
@@ -416,5 +427,25 @@ mod tests {
             4,
             "assistance_required, login_failed, scrape_failed, poll_failed"
         );
+    }
+
+    /// A notification body written from its parts is, byte for byte, what the `json!` value
+    /// it replaced gave (the receivers verify the signature over these bytes).
+    #[test]
+    fn notification_body_is_the_json_it_replaced() {
+        let (id, account, at) = (DeliveryId::new(), AccountId::new(), now());
+        let data = serde_json::json!({ "reason": "otp_timeout", "detail": "a \"quoted\" é" });
+        for kind in EventKind::ALL {
+            let Some(sub) = kind.subscribable() else { continue };
+            let want = serde_json::json!({
+                "id": id,
+                "account_id": account,
+                "type": subscribable_name(sub),
+                "status": kind.as_str(),
+                "data": data,
+                "occurred_at": crate::support::time::ts(at),
+            });
+            assert_eq!(notification_body(id, account, kind, sub, &data, at), want.to_string());
+        }
     }
 }
