@@ -250,6 +250,7 @@ contract_tests! {
     check_checkpoint,
     // issue 8 (performance): the first match pass inside the poll's transaction
     check_finish_poll_with_pass,
+    check_finish_poll_with_pass_in_chunks,
 }
 
 /// A timestamp out of range in a row is a `Corrupt` error, not 1970 (written behind the store's

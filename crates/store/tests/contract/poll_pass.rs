@@ -4,6 +4,7 @@
 //! requests are updated as `commit_pass` would; the account's match work is done; and a pass
 //! that cannot commit writes nothing, the poll included.
 
+use std::collections::HashSet;
 use std::sync::Mutex;
 
 use chrono::Duration;
@@ -200,4 +201,138 @@ pub async fn check_finish_poll_with_pass(s: &dyn Store) {
     assert_eq!((c.status, c.attempt_count), (ConciliationStatus::Pending, 0));
     let st = s.reconcile_state(a.id).await.unwrap().unwrap();
     assert!(st.done_seq < st.dirty_seq, "C is the worker's to evaluate");
+}
+
+/// A poll and its pass large enough that every bulk write spans several statements (the store
+/// writes 2,500 rows a statement, building the next chunk while one is written): 5,001 orders
+/// registered, 2,501 of them matched and 2,500 not found, so the requests, the attempts, the
+/// events and the result deliveries each take two chunks or more. Every row is written once, and
+/// the events are numbered in the order they were logged.
+pub async fn check_finish_poll_with_pass_in_chunks(s: &dyn Store) {
+    const ORDERS: usize = 5_001;
+    const MATCHED: usize = 2_501;
+    let t = now();
+    let (u, a) = reconcile_user(s).await;
+    let amount = |i: usize| format!("{}.00", i + 1);
+    let at = rfc3339(t + ms(60_000));
+    let movements: Vec<NewMovement> = (0..MATCHED)
+        .map(|i| credit(&format!("m{i}"), &amount(i), &at))
+        .collect();
+    s.insert_movements(a.id, &movements, t, &never_forward).await.unwrap();
+    let before = s.events_after(0, 1_000_000).await.unwrap().last().map_or(0, |e| e.seq);
+
+    let t2 = t + ms(120_000);
+    let orders = (0..ORDERS).map(|i| order(&format!("ORD-{i:05}"), &amount(i))).collect();
+    let report = success(orders, &[], t2);
+    let decide = |input: &PassInput| -> PassCommit {
+        let by_amount: std::collections::HashMap<&str, &EligibleMovement> =
+            input.movements.iter().map(|m| (m.amount.as_str(), m)).collect();
+        let mut commit = PassCommit {
+            trigger: "poll".into(),
+            ..PassCommit::default()
+        };
+        let mut rows: Vec<&ConciliationRow> = input.requests.iter().collect();
+        rows.sort_by(|x, y| x.external_id.cmp(&y.external_id));
+        for r in rows {
+            match by_amount.get(r.amount.as_str()) {
+                Some(m) => commit.matched.push(matched(r, m)),
+                None => commit.not_found.push(not_found(r, "no_movement_with_amount", "[]")),
+            }
+        }
+        commit
+    };
+    let events = |e: PassEvent<'_>| pass_events(u.id, a.id, t2, e);
+    let pass = PollPass {
+        horizon: t - Duration::days(5),
+        decide: &decide,
+        events: &events,
+    };
+    let seq = s
+        .begin_poll(a.id, OWNER, t2 - ms(30), t2 + Duration::seconds(45))
+        .await
+        .unwrap()
+        .expect("lease free");
+    let (row, logged) = s
+        .finish_poll(
+            a.id,
+            OWNER,
+            seq,
+            &report,
+            t2,
+            FIVE_DAYS_MS,
+            &schedule(t2),
+            &|e| event_for(u.id, a.id, t2, e),
+            Some(&pass),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (row.outcome.as_str(), row.counts.registered),
+        ("succeeded", ORDERS as i64)
+    );
+
+    // Every order stored once, as decided.
+    let rows = requests(s, u.id, a.id).await;
+    assert_eq!(rows.len(), ORDERS);
+    let mut ids: Vec<&str> = rows.iter().map(|r| r.external_id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), ORDERS);
+    let count = |st: ConciliationStatus| rows.iter().filter(|r| r.status == st).count();
+    assert_eq!(count(ConciliationStatus::Matched), MATCHED);
+    assert_eq!(count(ConciliationStatus::NotFound), ORDERS - MATCHED);
+    assert!(rows.iter().all(|r| r.attempt_count == 1));
+
+    // One attempt each, the chunks' first and last rows included.
+    for i in [0, 2_499, 2_500, 2_501, 4_999, 5_000] {
+        let ext = format!("ORD-{i:05}");
+        let r = rows.iter().find(|r| r.external_id == ext).unwrap();
+        let d = s.conciliation_detail(u.id, r.id).await.unwrap().unwrap();
+        let result = if i < MATCHED { "matched" } else { "not_found" };
+        let got: Vec<(i64, &str)> = d
+            .attempts
+            .iter()
+            .map(|x| (x.attempt_number, x.result.as_str()))
+            .collect();
+        assert_eq!(got, vec![(1, result)], "{ext}");
+    }
+
+    // The events: the registrations, then the pass's in the order of its decisions, numbered
+    // consecutively in that order, and read back from the log in the same order.
+    assert_eq!(logged.len(), ORDERS + ORDERS);
+    let kinds = |from: usize, to: usize| logged[from..to].iter().map(|e| e.kind.as_str()).collect::<HashSet<_>>();
+    assert_eq!(kinds(0, ORDERS), HashSet::from(["conciliation.registered"]));
+    assert_eq!(kinds(ORDERS, ORDERS + MATCHED), HashSet::from(["conciliation.matched"]));
+    assert_eq!(
+        kinds(ORDERS + MATCHED, 2 * ORDERS),
+        HashSet::from(["conciliation.not_found"])
+    );
+    let pass_order: Vec<String> = logged[ORDERS..]
+        .iter()
+        .map(|e| e.data.split('"').nth(3).unwrap_or_default().to_owned())
+        .collect();
+    let mut want: Vec<String> = (0..ORDERS).map(|i| format!("ORD-{i:05}")).collect();
+    want.sort();
+    assert_eq!(pass_order, want, "the pass's events in the order of its decisions");
+    assert!(logged.windows(2).all(|w| w[1].seq == w[0].seq + 1), "consecutive seqs");
+    let read: Vec<(i64, uuid::Uuid)> = s
+        .events_after(before, 1_000_000)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|e| e.account_id == a.id)
+        .map(|e| (e.seq, e.id))
+        .collect();
+    let wrote: Vec<(i64, uuid::Uuid)> = logged.iter().map(|e| (e.seq, e.id)).collect();
+    assert_eq!(read, wrote);
+
+    // One result delivery per match.
+    let ds = s.list_deliveries(u.id, a.id, 100_000, 0).await.unwrap();
+    let results: HashSet<uuid::Uuid> = ds
+        .iter()
+        .filter(|d| d.channel == CHANNEL_RESULT)
+        .filter_map(|d| d.subject_id)
+        .collect();
+    assert_eq!(results.len(), MATCHED);
+    assert_eq!(ds.iter().filter(|d| d.channel == CHANNEL_RESULT).count(), MATCHED);
 }
