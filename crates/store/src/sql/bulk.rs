@@ -13,9 +13,6 @@
 //! current row with [`text`], [`int`], [`uuid`] or [`flag`], from the table [`source`] names `j`.
 
 use std::fmt::Write as _;
-use std::future::Future;
-use std::pin::pin;
-use std::task::Poll;
 
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
@@ -23,22 +20,6 @@ use uuid::Uuid;
 use super::rows::corrupt;
 use super::BACKEND;
 use crate::error::StoreResult;
-
-/// Starts `statement` (its first poll hands it to the database: the connection's worker thread
-/// on SQLite, the server on PostgreSQL), does `work` while the database runs it, then waits for
-/// it. A bulk write builds its next chunk this way while the current one is written, so the
-/// two cores share the work instead of taking turns (a 50,000-order poll's writes: the chunks'
-/// JSON is a quarter of the time the database takes to write them).
-pub(super) async fn alongside<F: Future, R>(statement: F, work: impl FnOnce() -> R) -> (F::Output, R) {
-    let mut statement = pin!(statement);
-    let started = std::future::poll_fn(|cx| Poll::Ready(statement.as_mut().poll(cx))).await;
-    let done = work();
-    let out = match started {
-        Poll::Ready(out) => out,
-        Poll::Pending => statement.await,
-    };
-    (out, done)
-}
 
 fn sqlite() -> bool {
     BACKEND == "sqlite"

@@ -177,7 +177,7 @@ async fn insert_events_owned(
         bulk::source(1),
         if BACKEND == "sqlite" { "" } else { " RETURNING seq, id" }
     );
-    let event_rows = |chunk: &[NewEvent]| {
+    for chunk in events.chunks(BULK_ROWS) {
         let mut rows = bulk::JsonRows::with_capacity(chunk.iter().map(|e| e.data.len() + 160).sum());
         for e in chunk {
             rows.row()
@@ -188,19 +188,12 @@ async fn insert_events_owned(
                 .big_text(&e.data)
                 .int(to_ms(e.occurred_at));
         }
-        rows.finish_with_texts()
-    };
-    // Each chunk is built while the previous one is written.
-    let mut chunks = events.chunks(BULK_ROWS).map(|c| (c, event_rows(c)));
-    let mut next = chunks.next();
-    while let Some((chunk, (rows, texts))) = next.take() {
+        let (rows, texts) = rows.finish_with_texts();
         let q = sqlx::query(&insert).bind(rows).bind(texts);
         let seqs: Vec<i64> = if BACKEND == "sqlite" {
             // One writer at a time, and `seq` is AUTOINCREMENT: one statement numbers its rows
             // consecutively, in order; the two ends say where.
-            let (done, built) = bulk::alongside(q.execute(&mut *conn), || chunks.next()).await;
-            next = built;
-            done.map_err(map_err)?;
+            q.execute(&mut *conn).await.map_err(map_err)?;
             let (first, last) = (chunk[0].id, chunk[chunk.len() - 1].id);
             let ends = sqlx::query("SELECT seq, id FROM events WHERE id IN ($1, $2)")
                 .bind(first)
@@ -226,9 +219,7 @@ async fn insert_events_owned(
                 _ => return Err(corrupt("events", "seq not in insertion order")),
             }
         } else {
-            let (rows, built) = bulk::alongside(q.fetch_all(&mut *conn), || chunks.next()).await;
-            next = built;
-            let rows = rows.map_err(map_err)?;
+            let rows = q.fetch_all(&mut *conn).await.map_err(map_err)?;
             let mut by_id = HashMap::with_capacity(rows.len());
             for r in &rows {
                 by_id.insert(r.try_get::<Uuid, _>("id")?, r.try_get::<i64, _>("seq")?);
@@ -266,7 +257,7 @@ async fn insert_events_owned(
         bulk::uuid(10),
         bulk::source(1)
     );
-    let delivery_rows = |chunk: &[(&NewEvent, &NewDelivery)]| {
+    for chunk in deliveries.chunks(BULK_ROWS) {
         let mut rows = bulk::JsonRows::with_capacity(chunk.iter().map(|(_, d)| d.payload.len() + 200).sum());
         for (e, d) in chunk {
             rows.row()
@@ -287,17 +278,14 @@ async fn insert_events_owned(
                 None => rows.null(),
             };
         }
-        rows.finish_with_texts()
-    };
-    let mut chunks = deliveries.chunks(BULK_ROWS).map(delivery_rows);
-    let mut next = chunks.next();
-    while let Some((rows, texts)) = next.take() {
-        let q = sqlx::query(&insert).bind(rows).bind(texts);
-        let (done, built) = bulk::alongside(q.execute(&mut *conn), || chunks.next()).await;
-        next = built;
-        done.map_err(map_err)?;
+        let (rows, texts) = rows.finish_with_texts();
+        sqlx::query(&insert)
+            .bind(rows)
+            .bind(texts)
+            .execute(&mut *conn)
+            .await
+            .map_err(map_err)?;
     }
-    drop(deliveries);
     events
         .into_iter()
         .zip(seqs_all)

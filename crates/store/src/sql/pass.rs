@@ -690,7 +690,7 @@ pub(super) async fn apply(
         bulk::text(6),
         bulk::source(2)
     );
-    let attempt_rows = |chunk: &[&Attempt<'_>]| {
+    for chunk in attempts.chunks(BULK_ROWS) {
         let mut rows = bulk::JsonRows::with_capacity(chunk.iter().map(|a| a.candidates.len() + 140).sum());
         for a in chunk {
             rows.row()
@@ -702,16 +702,12 @@ pub(super) async fn apply(
                 .text(&a.trigger)
                 .text(a.candidates);
         }
-        rows.finish()
-    };
-    // Each chunk is built while the previous one is written.
-    let mut chunks = attempts.chunks(BULK_ROWS).map(attempt_rows);
-    let mut next = chunks.next();
-    while let Some(rows) = next.take() {
-        let q = sqlx::query(&sql).bind(now_ms).bind(rows);
-        let (done, built) = bulk::alongside(q.execute(&mut *conn), || chunks.next()).await;
-        next = built;
-        done.map_err(map_err)?;
+        sqlx::query(&sql)
+            .bind(now_ms)
+            .bind(rows.finish())
+            .execute(&mut *conn)
+            .await
+            .map_err(map_err)?;
     }
     drop(attempts);
 

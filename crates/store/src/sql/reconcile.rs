@@ -499,7 +499,7 @@ pub(super) async fn insert_requests(conn: &mut Conn, account: AccountId, rows: &
         bulk::int(15),
         bulk::source(2)
     );
-    let request_rows = |chunk: &[&ConciliationRow]| {
+    for chunk in rows.chunks(BULK_ROWS) {
         let mut json = bulk::JsonRows::with_capacity(chunk.len() * 180);
         for row in chunk {
             json.row()
@@ -520,16 +520,12 @@ pub(super) async fn insert_requests(conn: &mut Conn, account: AccountId, rows: &
                 .opt_int(row.closed_at.map(to_ms))
                 .int(to_ms(row.updated_at));
         }
-        json.finish()
-    };
-    // Each chunk is built while the previous one is written.
-    let mut chunks = rows.chunks(BULK_ROWS).map(request_rows);
-    let mut next = chunks.next();
-    while let Some(json) = next.take() {
-        let q = sqlx::query(&sql).bind(account.0).bind(json);
-        let (done, built) = bulk::alongside(q.execute(&mut *conn), || chunks.next()).await;
-        next = built;
-        done.map_err(map_err)?;
+        sqlx::query(&sql)
+            .bind(account.0)
+            .bind(json.finish())
+            .execute(&mut *conn)
+            .await
+            .map_err(map_err)?;
     }
     Ok(())
 }

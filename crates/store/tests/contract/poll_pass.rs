@@ -204,9 +204,9 @@ pub async fn check_finish_poll_with_pass(s: &dyn Store) {
 }
 
 /// A poll and its pass large enough that every bulk write spans several statements (the store
-/// writes 2,500 rows a statement, building the next chunk while one is written): 5,001 orders
-/// registered, 2,501 of them matched and 2,500 not found, so the requests, the attempts, the
-/// events and the result deliveries each take two chunks or more. Every row is written once, and
+/// writes 2,500 rows a statement): 5,001 orders registered, 2,501 of them matched and 2,500 not
+/// found, so the requests, the attempts, the events and the result deliveries each take two
+/// chunks or more. Every row is written once, and
 /// the events are numbered in the order they were logged.
 pub async fn check_finish_poll_with_pass_in_chunks(s: &dyn Store) {
     const ORDERS: usize = 5_001;
