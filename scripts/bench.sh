@@ -3,16 +3,21 @@
 #
 # Starts the release server on a free port with a throwaway data directory, creates a user, an
 # account and an API key through the API, and loads the status endpoint with wrk at 1 and 32
-# connections; then does the same against a minimal axum handler returning the same JSON (the
-# ceiling on this machine) and prints the ratio. The load generator shares the machine's cores.
+# connections, and a minimal axum handler returning the same JSON (the ceiling on this
+# machine) the same way, and prints the ratio. The load generator shares the machine's cores.
 #
-#   scripts/bench.sh            # 10 s per run
-#   DURATION=30 scripts/bench.sh
+# The two servers take turns in ROUNDS rounds, the order swapped each round, and the figures
+# are the medians of the rounds: this machine's throughput drifts by 10-40 % within minutes, and
+# one run of each, one after the other, measured the drift between them as much as the servers.
+#
+#   scripts/bench.sh                      # 3 rounds of 5 s per server and connection count
+#   ROUNDS=5 DURATION=10 scripts/bench.sh
 #   METRICS=1 scripts/bench.sh  # with /metrics on (issue 11): the request layer's cost
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DURATION="${DURATION:-10}"
+DURATION="${DURATION:-5}"
+ROUNDS="${ROUNDS:-3}"
 if ! command -v wrk >/dev/null 2>&1; then
   echo "installing wrk (Debian package)..." >&2
   if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq wrk >/dev/null
@@ -79,22 +84,39 @@ to_ms() { # wrk prints 1.23ms / 456.00us / 1.20s
   python3 -c 'import sys,re; v=sys.argv[1]; m=re.match(r"([\d.]+)(us|ms|s)$",v); f={"us":0.001,"ms":1,"s":1000}[m.group(2)]; print(f"{float(m.group(1))*f:.3f}")' "$1"
 }
 
-echo "GET $PATH_STATUS, ${DURATION}s per run, wrk on the same $(nproc) cores${METRICS:+, metrics on}"
+echo "GET $PATH_STATUS, ${ROUNDS} rounds of ${DURATION}s per server, wrk on the same $(nproc) cores${METRICS:+, metrics on}"
 curl -fs "$BASE$PATH_STATUS" -H "x-api-key: $KEY"; echo
-printf '%-12s %6s %12s %10s %10s\n' target conns req/s p50_ms p99_ms
+# median of the arguments
+median() { python3 -c 'import sys, statistics; print(f"{statistics.median(float(v) for v in sys.argv[1:]):.3f}")' "$@"; }
 declare -A RPS
 for conns in 1 32; do
   threads=$([ "$conns" = 1 ] && echo 1 || echo 2)
-  read -r rps p50 p99 <<<"$(run reconbanker "$BASE$PATH_STATUS" "$conns" "$threads")"
-  printf '%-12s %6s %12s %10s %10s\n' reconbanker "$conns" "$rps" "$p50" "$p99"
-  RPS[rb$conns]="$rps"
-  read -r rps p50 p99 <<<"$(run ceiling "http://127.0.0.1:$CPORT$PATH_STATUS" "$conns" "$threads")"
-  printf '%-12s %6s %12s %10s %10s\n' ceiling "$conns" "$rps" "$p50" "$p99"
-  RPS[ce$conns]="$rps"
+  declare -A got=()
+  for round in $(seq "$ROUNDS"); do
+    # Odd rounds start with Reconbanker, even rounds with the ceiling.
+    order=(reconbanker ceiling)
+    [ $((round % 2)) = 0 ] && order=(ceiling reconbanker)
+    for target in "${order[@]}"; do
+      url="$BASE$PATH_STATUS"
+      [ "$target" = ceiling ] && url="http://127.0.0.1:$CPORT$PATH_STATUS"
+      read -r rps p50 p99 <<<"$(run "$target-r$round" "$url" "$conns" "$threads")"
+      printf '  round %s  %-12s %6s %12s %10s %10s\n' "$round" "$target" "$conns" "$rps" "$p50" "$p99"
+      got[$target-rps]+="$rps "; got[$target-p50]+="$p50 "; got[$target-p99]+="$p99 "
+    done
+  done
+  printf '%-12s %6s %12s %10s %10s   (medians of %s rounds)\n' target conns req/s p50_ms p99_ms "$ROUNDS"
+  for target in reconbanker ceiling; do
+    # shellcheck disable=SC2086
+    rps="$(median ${got[$target-rps]})"
+    # shellcheck disable=SC2086
+    printf '%-12s %6s %12s %10s %10s\n' "$target" "$conns" "$rps" "$(median ${got[$target-p50]})" "$(median ${got[$target-p99]})"
+    RPS[$target$conns]="$rps"
+  done
+  unset got
 done
 for conns in 1 32; do
   python3 -c "import sys; print(f'ratio at {sys.argv[1]} connections: reconbanker / ceiling = {float(sys.argv[2])/float(sys.argv[3]):.1%}')" \
-    "$conns" "${RPS[rb$conns]}" "${RPS[ce$conns]}"
+    "$conns" "${RPS[reconbanker$conns]}" "${RPS[ceiling$conns]}"
 done
 if [ -n "${METRICS:-}" ]; then
   echo "counted by /metrics:"
