@@ -14,6 +14,43 @@ use crate::fixtures::*;
 use crate::matching::{credit, matched, not_found, pass_events, rfc3339};
 use crate::reconcile::{event_for, order, poll, reconcile_user, requests, schedule, success, FIVE_DAYS_MS, OWNER};
 
+/// One poll of `report` at `at`, applied with the match pass `decide` in its transaction (the
+/// pass's events as [`pass_events`] builds them).
+async fn poll_with_pass(
+    s: &dyn Store,
+    owner: UserId,
+    account: AccountId,
+    report: &PollReport,
+    at: Timestamp,
+    horizon: Timestamp,
+    decide: &(dyn Fn(&PassInput) -> PassCommit + Send + Sync),
+) -> (PollRow, Vec<EventRow>) {
+    let events = |e: PassEvent<'_>| pass_events(owner, account, at, e);
+    let pass = PollPass {
+        horizon,
+        decide,
+        events: &events,
+    };
+    let seq = s
+        .begin_poll(account, OWNER, at - ms(30), at + Duration::seconds(45))
+        .await
+        .unwrap()
+        .expect("lease free");
+    s.finish_poll(
+        account,
+        OWNER,
+        seq,
+        report,
+        at,
+        FIVE_DAYS_MS,
+        &schedule(at),
+        &|e| event_for(owner, account, at, e),
+        Some(&pass),
+    )
+    .await
+    .unwrap()
+}
+
 pub async fn check_finish_poll_with_pass(s: &dyn Store) {
     let t = now();
     let (u, a) = reconcile_user(s).await;
@@ -52,30 +89,7 @@ pub async fn check_finish_poll_with_pass(s: &dyn Store) {
         }
     };
     let events = |e: PassEvent<'_>| pass_events(u.id, a.id, t2, e);
-    let pass = PollPass {
-        horizon: t - Duration::days(5),
-        decide: &decide,
-        events: &events,
-    };
-    let seq = s
-        .begin_poll(a.id, OWNER, t2 - ms(30), t2 + Duration::seconds(45))
-        .await
-        .unwrap()
-        .expect("lease free");
-    let (row, logged) = s
-        .finish_poll(
-            a.id,
-            OWNER,
-            seq,
-            &report,
-            t2,
-            FIVE_DAYS_MS,
-            &schedule(t2),
-            &|e| event_for(u.id, a.id, t2, e),
-            Some(&pass),
-        )
-        .await
-        .unwrap();
+    let (row, logged) = poll_with_pass(s, u.id, a.id, &report, t2, t - Duration::days(5), &decide).await;
     assert_eq!(row.outcome, "succeeded");
     assert_eq!(row.counts.registered, 2);
 
@@ -241,31 +255,7 @@ pub async fn check_finish_poll_with_pass_in_chunks(s: &dyn Store) {
         }
         commit
     };
-    let events = |e: PassEvent<'_>| pass_events(u.id, a.id, t2, e);
-    let pass = PollPass {
-        horizon: t - Duration::days(5),
-        decide: &decide,
-        events: &events,
-    };
-    let seq = s
-        .begin_poll(a.id, OWNER, t2 - ms(30), t2 + Duration::seconds(45))
-        .await
-        .unwrap()
-        .expect("lease free");
-    let (row, logged) = s
-        .finish_poll(
-            a.id,
-            OWNER,
-            seq,
-            &report,
-            t2,
-            FIVE_DAYS_MS,
-            &schedule(t2),
-            &|e| event_for(u.id, a.id, t2, e),
-            Some(&pass),
-        )
-        .await
-        .unwrap();
+    let (row, logged) = poll_with_pass(s, u.id, a.id, &report, t2, t - Duration::days(5), &decide).await;
     assert_eq!(
         (row.outcome.as_str(), row.counts.registered),
         ("succeeded", ORDERS as i64)
