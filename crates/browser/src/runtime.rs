@@ -121,6 +121,8 @@ pub(crate) struct Live {
     pub(crate) died: tokio::sync::Notify,
     /// Dropping or firing it kills the process (its watcher task owns the `Child`).
     kill: std::sync::Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
+    /// Turns `true` once the process has exited and its files are removed.
+    gone: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Live {
@@ -344,10 +346,12 @@ impl BrowserRuntime {
             Ok(Ok(ws)) => ws,
             Ok(Err(e)) => {
                 let _ = child.kill().await;
+                remove_profile(&dir);
                 return Err(RuntimeError::Launch(e));
             }
             Err(_) => {
                 let _ = child.kill().await;
+                remove_profile(&dir);
                 return Err(RuntimeError::Launch("chromium did not start within 30 s".into()));
             }
         };
@@ -360,11 +364,13 @@ impl BrowserRuntime {
             Ok(b) => b,
             Err(e) => {
                 let _ = child.kill().await;
+                remove_profile(&dir);
                 return Err(RuntimeError::Launch(e.to_string()));
             }
         };
         tracing::info!(?pid, exe = %exe.display(), "chromium launched");
         let (kill_tx, kill_rx) = tokio::sync::oneshot::channel::<()>();
+        let (gone_tx, gone) = tokio::sync::watch::channel(false);
         let live = Arc::new(Live {
             browser,
             dead: AtomicBool::new(false),
@@ -372,9 +378,10 @@ impl BrowserRuntime {
             pid,
             died: tokio::sync::Notify::new(),
             kill: std::sync::Mutex::new(Some(kill_tx)),
+            gone,
         });
         // The process watcher: the browser's exit (a crash, kill -9) is seen at once; dropping
-        // the last `Live` kills it.
+        // the last `Live` kills it. Once it has exited, its files go.
         let watched = Arc::downgrade(&live);
         tokio::spawn(async move {
             tokio::select! {
@@ -386,10 +393,11 @@ impl BrowserRuntime {
             if let Some(live) = watched.upgrade() {
                 live.mark_dead();
             }
+            remove_profile(&dir);
+            let _ = gone_tx.send(true);
         });
         // The CDP handler: its end means the browser is gone.
         let watched = Arc::downgrade(&live);
-        let scratch = dir.clone();
         tokio::spawn(async move {
             while let Some(event) = handler.next().await {
                 if let Err(e) = event {
@@ -399,7 +407,6 @@ impl BrowserRuntime {
             if let Some(live) = watched.upgrade() {
                 live.mark_dead();
             }
-            let _ = std::fs::remove_dir_all(&scratch);
         });
         // Health: a version ping every 30 s; three unanswered in a row (a hung browser, not a
         // busy one) and it is killed, so the next lease relaunches it.
@@ -460,23 +467,64 @@ impl BrowserRuntime {
         });
     }
 
-    /// Kills the browser (shutdown). Leases still alive fail on their next command.
+    /// Closes the browser (shutdown) and waits until it has exited and its files are removed:
+    /// asked to close over CDP, it ends its own processes and removes what it made outside its
+    /// profile; one that does not exit within 5 s is killed. Leases still alive fail on their
+    /// next command.
     pub async fn shutdown(&self) {
         let live = self.live.lock().await.take();
-        if let Some(live) = live {
-            // Dead on purpose: no "died" warning.
-            live.dead.store(true, Ordering::SeqCst);
-            live.died.notify_waiters();
-            let kill = live
-                .kill
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .take();
-            if let Some(kill) = kill {
-                let _ = kill.send(());
-            }
+        let Some(live) = live else { return };
+        let mut gone = live.gone.clone();
+        // Dead on purpose: no "died" warning.
+        live.dead.store(true, Ordering::SeqCst);
+        live.died.notify_waiters();
+        // The answer may not come back before the connection closes: the exit is what counts.
+        let _ = tokio::time::timeout(
+            Duration::from_secs(5),
+            live.browser
+                .execute(chromiumoxide::cdp::browser_protocol::browser::CloseParams::default()),
+        )
+        .await;
+        if tokio::time::timeout(Duration::from_secs(5), gone.wait_for(|g| *g))
+            .await
+            .is_ok()
+        {
+            return;
+        }
+        tracing::warn!("chromium did not exit within 5 s of being asked to close; killing it");
+        let kill = live
+            .kill
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(kill) = kill {
+            let _ = kill.send(());
+        }
+        drop(live);
+        if tokio::time::timeout(Duration::from_secs(5), gone.wait_for(|g| *g))
+            .await
+            .is_err()
+        {
+            tracing::warn!("chromium did not exit within 5 s of being killed");
         }
     }
+}
+
+/// Removes a browser's private profile directory, and the directory of its single-instance
+/// socket, which Chromium makes in the system's temporary directory (`org.chromium.Chromium.*`,
+/// linked from the profile as `SingletonSocket`) and removes only when it shuts down by itself:
+/// a killed browser would leave one behind per launch. The socket's directory is removed only
+/// when nothing but Chromium's two singleton entries is in it.
+fn remove_profile(profile: &Path) {
+    if let Ok(socket) = std::fs::read_link(profile.join("SingletonSocket")) {
+        if let Some(dir) = socket.parent().filter(|d| d.is_absolute()) {
+            for entry in ["SingletonSocket", "SingletonCookie"] {
+                let _ = std::fs::remove_file(dir.join(entry));
+            }
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+    let _ = std::fs::remove_dir_all(profile);
 }
 
 /// A context to dispose, and the browser it belongs to.

@@ -793,6 +793,32 @@ fn a_killed_login_disposes_its_context_and_a_killed_browser_is_relaunched() {
     });
 }
 
+/// A browser that is shut down leaves nothing behind: not its profile, and not the directory of
+/// its single-instance socket that Chromium makes in the system's temporary directory (it is
+/// killed, so it cannot remove that itself).
+#[test]
+fn a_shut_down_browser_leaves_no_files_behind() {
+    run(|w| async move {
+        let browser = own_browser("files");
+        let lease = browser.lease(&w.def).await.expect("a context");
+        let profiles: Vec<_> = std::fs::read_dir(&browser.config().scratch_dir)
+            .expect("the scratch directory")
+            .map(|e| e.expect("an entry").path())
+            .collect();
+        assert_eq!(profiles.len(), 1, "one profile: {profiles:?}");
+        let socket = std::fs::read_link(profiles[0].join("SingletonSocket")).expect("Chromium's socket link");
+        let socket_dir = socket.parent().expect("the socket's directory").to_path_buf();
+        assert!(socket_dir.is_dir(), "{}", socket_dir.display());
+        drop(lease);
+        browser.shutdown().await;
+        let left: Vec<_> = std::fs::read_dir(&profiles[0])
+            .map(|d| d.filter_map(|e| e.ok().map(|e| e.file_name())).collect())
+            .unwrap_or_default();
+        assert!(!profiles[0].exists(), "the profile is removed; left: {left:?}");
+        assert!(!socket_dir.exists(), "{} is removed", socket_dir.display());
+    });
+}
+
 /// A parked login costs one renderer process: headless Chromium's per-context extras (the
 /// address bar's WebUI popup) are switched off (docs/banks.md, "Resources"). Its own Chromium,
 /// so no other test's logins are counted.

@@ -143,6 +143,8 @@ pub struct App {
     instance_lock: Option<app::instance_lock::InstanceLock>,
     /// Issue 11: the `/metrics` listener (`RECONBANKER_METRICS_ADDR`), bound at build time.
     metrics: Option<TcpListener>,
+    /// The browser of the browser banks: shut down (its files removed) when serving ends.
+    browser: Arc<reconbanker_browser::BrowserRuntime>,
 }
 
 /// What tests (and embedders) may swap in.
@@ -164,7 +166,11 @@ impl App {
 
     pub async fn build_with(config: Config, options: AppOptions) -> Result<Self, StartError> {
         let instance_lock = app::instance_lock::acquire(&config)?;
-        let (state, sandbox) = app::wiring::build(config, options).await?;
+        let app::wiring::Built {
+            state,
+            sandbox,
+            browser,
+        } = app::wiring::build(config, options).await?;
         let metrics = match state.config.metrics_addr {
             Some(addr) => Some(TcpListener::bind(addr).await.map_err(|e| {
                 StartError::Other(format!(
@@ -179,6 +185,7 @@ impl App {
             sandbox,
             instance_lock,
             metrics,
+            browser,
         })
     }
 
@@ -285,6 +292,7 @@ impl App {
             let _ = worker.await;
         }
         state.engine.shutdown().await;
+        self.browser.shutdown().await;
         if let Err(e) = state.keys.flush_usage().await {
             tracing::warn!(error = %e, "could not write back API-key usage at shutdown");
         }

@@ -50,15 +50,23 @@ pub(crate) async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartE
     Ok(store)
 }
 
-/// The state, and the embedded sandbox bank's listener (bound now, so its URL is known).
-pub(crate) async fn build(config: Config, options: AppOptions) -> Result<(AppState, Option<TcpListener>), StartError> {
+/// What [`build`] makes: the state, the embedded sandbox bank's listener (bound now, so its URL
+/// is known) and the browser the browser banks share (shut down when serving ends).
+pub(crate) struct Built {
+    pub state: AppState,
+    pub sandbox: Option<TcpListener>,
+    pub browser: Arc<reconbanker_browser::BrowserRuntime>,
+}
+
+pub(crate) async fn build(config: Config, options: AppOptions) -> Result<Built, StartError> {
     let secrets = Secrets::load_or_create(&config)?;
     let store = open_store(&config).await?;
     let (sandbox_listener, sandbox) = sandbox_endpoint(&config).await?;
     let mut builtin = connectors::builtin(&config, sandbox.as_ref())
         .map_err(|e| StartError::Other(format!("cannot build the bank connectors' HTTP client: {e}")))?;
     // issue 9: the browser banks (bank definitions), after the built-in HTTP ones.
-    builtin.extend(connectors::browser::banks(&config, sandbox.as_ref()).map_err(StartError::Other)?);
+    let (browser_banks, browser) = connectors::browser::banks(&config, sandbox.as_ref()).map_err(StartError::Other)?;
+    builtin.extend(browser_banks);
     boot::seed_banks(&*store, &builtin).await?;
 
     let passwords = Passwords::new(2 * std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2))
@@ -255,7 +263,11 @@ pub(crate) async fn build(config: Config, options: AppOptions) -> Result<(AppSta
     if let Some((pg_bus, pg_broker, listener)) = cluster {
         super::cluster::listen(Arc::downgrade(&state.0), pg_bus, pg_broker, listener);
     }
-    Ok((state, sandbox_listener))
+    Ok(Built {
+        state,
+        sandbox: sandbox_listener,
+        browser,
+    })
 }
 
 /// This instance's name on session leases, kept in the data directory so a restarted process

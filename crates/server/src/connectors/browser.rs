@@ -178,9 +178,10 @@ fn login_url(def: &BankDef) -> Option<String> {
     })
 }
 
-/// Every loaded definition as a bank with its browser connector. `sandbox` is the sandbox
-/// bank's URL: `sandbox-js` is pointed at it (and listed without a connector when it is off).
-pub fn banks(config: &Config, sandbox: Option<&url::Url>) -> Result<Vec<Builtin>, String> {
+/// Every loaded definition as a bank with its browser connector, and the browser they share
+/// (the server shuts it down when it stops). `sandbox` is the sandbox bank's URL: `sandbox-js`
+/// is pointed at it (and listed without a connector when it is off).
+pub fn banks(config: &Config, sandbox: Option<&url::Url>) -> Result<(Vec<Builtin>, Arc<BrowserRuntime>), String> {
     let rt_config = RuntimeConfig::from_env(&config.data_dir)?;
     if rt_config.chromium.is_none() {
         tracing::warn!(
@@ -229,5 +230,5 @@ pub fn banks(config: &Config, sandbox: Option<&url::Url>) -> Result<Vec<Builtin>
         });
         out.push(Builtin { bank, connector });
     }
-    Ok(out)
+    Ok((out, rt))
 }

@@ -194,6 +194,26 @@ async fn a_bad_password_on_the_javascript_bank_blocks_the_account() {
     f.post(&format!("/accounts/{id}/scrape")).await;
     let failed = events.next(&id, "login.failed").await;
     assert_eq!(failed.data["reason"], "bad_credentials");
+
+    // The server stopping shuts its browser down and removes the browser's files: its profile
+    // under the data directory, and Chromium's socket directory in the system's temporary one.
+    let scratch = f.app.state.config.data_dir.join("tmp");
+    let profiles: Vec<_> = std::fs::read_dir(&scratch)
+        .expect("the browser's scratch directory")
+        .map(|e| e.expect("an entry").path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("chromium-"))
+        })
+        .collect();
+    assert_eq!(profiles.len(), 1, "{profiles:?}");
+    let socket = std::fs::read_link(profiles[0].join("SingletonSocket")).expect("Chromium's socket link");
+    let socket_dir = socket.parent().expect("its directory").to_path_buf();
+    assert!(socket_dir.is_dir());
+    let BankFixture { app, .. } = f;
+    let _dir = app.shutdown().await;
+    assert!(!profiles[0].exists(), "{} is removed", profiles[0].display());
+    assert!(!socket_dir.exists(), "{} is removed", socket_dir.display());
 }
 
 /// The sandbox bank, and the app with `sandbox-js-quick` loaded from its data directory: the
