@@ -11,4 +11,4 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 cargo build --release -q -p reconbanker-browser --example browser_bench
-exec target/release/examples/browser_bench "$@"
+exec "${CARGO_TARGET_DIR:-target}"/release/examples/browser_bench "$@"

@@ -12,17 +12,17 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" || true
 cargo build --release --quiet --bin reconbanker --example push_bench
 
 echo "== latency, $LATENCY_N assisted logins"
-RUST_LOG=warn ./target/release/examples/push_bench latency "$LATENCY_N"
+RUST_LOG=warn "${CARGO_TARGET_DIR:-target}"/release/examples/push_bench latency "$LATENCY_N"
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 WORK="$(mktemp -d)"
 PORT="$(free_port)"; SPORT="$(free_port)"
 RECONBANKER_PORT="$PORT" RECONBANKER_SANDBOX_PORT="$SPORT" RECONBANKER_DATA_DIR="$WORK/data" RUST_LOG=warn \
   RECONBANKER_V1_RATE_PER_SEC=1000000 RECONBANKER_V1_BURST=1000000 \
-  ./target/release/reconbanker serve >"$WORK/server.log" 2>&1 &
+  "${CARGO_TARGET_DIR:-target}"/release/reconbanker serve >"$WORK/server.log" 2>&1 &
 PID=$!
 trap 'kill $PID 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"' EXIT
 for _ in $(seq 300); do curl -fs "http://127.0.0.1:$PORT/health" >/dev/null 2>&1 && break; sleep 0.1; done
 echo
 echo "== $CLIENTS SSE clients on one server"
-./target/release/examples/push_bench fanout "$CLIENTS" "http://127.0.0.1:$PORT" "$PID"
+"${CARGO_TARGET_DIR:-target}"/release/examples/push_bench fanout "$CLIENTS" "http://127.0.0.1:$PORT" "$PID"

@@ -16,7 +16,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 LATENCY_N="${LATENCY_N:-200}"
 cargo build --release --quiet --example reconcile_bench
-BIN=./target/release/examples/reconcile_bench
+BIN="${CARGO_TARGET_DIR:-target}"/release/examples/reconcile_bench
 OUT="$(mktemp)"
 trap 'rm -f "$OUT"' EXIT
 

@@ -47,13 +47,13 @@ if [[ " $PARTS " == *" otp "* ]]; then
   DB="rbk_bench_scaleout_$$"
   psql "$BENCH_POSTGRES_URL" -qc "CREATE DATABASE $DB"
   DBS+=("$DB")
-  RUST_LOG="${BENCH_LOG:-error}" ./target/release/examples/scaleout_bench otp "$N" "$BASE/$DB"
+  RUST_LOG="${BENCH_LOG:-error}" "${CARGO_TARGET_DIR:-target}"/release/examples/scaleout_bench otp "$N" "$BASE/$DB"
   # The same with each code 20 ms after the bank took the previous one: back to back, the end of
   # the previous login (read, movements, events, lease) shares the cores with the next code.
   DB="rbk_bench_scaleout_paced_$$"
   psql "$BENCH_POSTGRES_URL" -qc "CREATE DATABASE $DB"
   DBS+=("$DB")
-  RUST_LOG="${BENCH_LOG:-error}" ./target/release/examples/scaleout_bench otp "$N" "$BASE/$DB" 20
+  RUST_LOG="${BENCH_LOG:-error}" "${CARGO_TARGET_DIR:-target}"/release/examples/scaleout_bench otp "$N" "$BASE/$DB" 20
 fi
 
 if [[ " $PARTS " == *" v1 "* ]]; then
@@ -72,7 +72,7 @@ if [[ " $PARTS " == *" v1 "* ]]; then
       RECONBANKER_MASTER_KEY=00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff \
       RECONBANKER_SANDBOX_BANK=off RECONBANKER_DB_MAX_CONNECTIONS=8 \
       RECONBANKER_V1_RATE_PER_SEC=10000000 RECONBANKER_V1_BURST=10000000 \
-      ./target/release/reconbanker serve >"$log" 2>&1 &
+      "${CARGO_TARGET_DIR:-target}"/release/reconbanker serve >"$log" 2>&1 &
     PIDS+=($!)
     for _ in $(seq 600); do
       grep -q "reconbanker ready on" "$log" && { URLS+=("http://127.0.0.1:$port"); return 0; }
@@ -124,5 +124,5 @@ if [[ " $PARTS " == *" takeover "* ]]; then
   DB="rbk_bench_scaleout_takeover_$$"
   psql "$BENCH_POSTGRES_URL" -qc "CREATE DATABASE $DB"
   DBS+=("$DB")
-  RUST_LOG=warn ./target/release/examples/takeover_bench "$RUNS" "$BASE/$DB" ./target/release/reconbanker "$LEASE_SECS"
+  RUST_LOG=warn "${CARGO_TARGET_DIR:-target}"/release/examples/takeover_bench "$RUNS" "$BASE/$DB" "${CARGO_TARGET_DIR:-target}"/release/reconbanker "$LEASE_SECS"
 fi

@@ -44,7 +44,7 @@ MPORT="$(free_port)"
 if [ -n "${METRICS:-}" ]; then EXTRA_ENV+=("RECONBANKER_METRICS_ADDR=127.0.0.1:$MPORT"); fi
 env "${EXTRA_ENV[@]}" RECONBANKER_PORT="$PORT" RECONBANKER_DATA_DIR="$WORK/data" RUST_LOG=warn \
   RECONBANKER_V1_RATE_PER_SEC=10000000 RECONBANKER_V1_BURST=10000000 \
-  ./target/release/reconbanker serve >"$WORK/server.log" 2>&1 &
+  "${CARGO_TARGET_DIR:-target}"/release/reconbanker serve >"$WORK/server.log" 2>&1 &
 PIDS+=($!)
 BASE="http://127.0.0.1:$PORT"
 wait_http "$BASE/health"
@@ -63,7 +63,7 @@ PATH_STATUS="/v1/accounts/$ACCOUNT/status"
 curl -fs "$BASE$PATH_STATUS" -H "x-api-key: $KEY" >/dev/null
 
 CPORT="$(free_port)"
-./target/release/examples/ceiling "$CPORT" >/dev/null 2>&1 &
+"${CARGO_TARGET_DIR:-target}"/release/examples/ceiling "$CPORT" >/dev/null 2>&1 &
 PIDS+=($!)
 wait_http "http://127.0.0.1:$CPORT$PATH_STATUS"
 

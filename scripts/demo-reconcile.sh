@@ -50,7 +50,7 @@ RPID=$!
 
 RECONBANKER_PORT="$PORT" RECONBANKER_SANDBOX_PORT="$SPORT" RECONBANKER_DATA_DIR="$WORK/data" \
   RECONBANKER_ALLOW_PRIVATE_TARGETS=true RUST_LOG=warn \
-  ./target/release/reconbanker serve >"$WORK/server.log" 2>&1 &
+  "${CARGO_TARGET_DIR:-target}"/release/reconbanker serve >"$WORK/server.log" 2>&1 &
 SPID=$!
 trap 'kill $SPID $RPID 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"' EXIT
 for _ in $(seq 300); do curl -fs "$BASE/health" >/dev/null 2>&1 && break; sleep 0.1; done
