@@ -105,6 +105,15 @@ pub trait Store: Send + Sync + 'static {
     async fn account_config(&self, user: UserId, id: AccountId) -> StoreResult<Option<AccountConfigRow>>;
     /// Inserts or replaces the config; `false` if the account is not the user's.
     async fn put_account_config(&self, user: UserId, config: &AccountConfigRow) -> StoreResult<bool>;
+    /// Writes the config only if the stored one is still `previous` (its settings and sealed
+    /// secrets, which a fresh nonce makes unique per write; `None`: no config stored yet) — a
+    /// compare-and-set, so a change read from an older config never overwrites a newer one.
+    async fn replace_account_config(
+        &self,
+        user: UserId,
+        config: &AccountConfigRow,
+        previous: Option<&AccountConfigRow>,
+    ) -> StoreResult<ConfigWrite>;
 
     // --- API keys ---
     /// `Conflict(Constraint::ApiKeysPrefix)` when the prefix is taken.

@@ -78,6 +78,16 @@ pub struct AccountConfigRow {
     pub updated_at: Timestamp,
 }
 
+/// What [`crate::Store::replace_account_config`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConfigWrite {
+    Written,
+    /// The account is not the user's (or is gone).
+    NotFound,
+    /// The stored config is no longer the one the change was made from: nothing written.
+    Changed,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct ApiKeyRow {
     pub id: ApiKeyId,

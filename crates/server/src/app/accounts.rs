@@ -1,7 +1,7 @@
 //! Use cases on accounts that span several services. A handler (or a CLI command, or another
 //! instance's invalidation) calls these instead of repeating the steps.
 
-use reconbanker_store::{now, AccountConfigRow, AccountId, AccountRow, BankId, NewAccount, UserId};
+use reconbanker_store::{now, AccountConfigRow, AccountId, AccountRow, BankId, ConfigWrite, NewAccount, UserId};
 
 use super::AppError;
 use crate::domain::account_config::{self, SecretFields, Settings};
@@ -76,7 +76,8 @@ pub(crate) async fn load_config(
     account_config::decode(row.as_ref(), &app.sealer).map_err(|e| AppError::Corrupt(e.to_string()))
 }
 
-/// Stores the config document, secrets sealed to this account.
+/// Stores the config document, secrets sealed to this account, whatever is stored (a new
+/// account's first config). A change of a stored config goes through [`change_config`].
 pub(crate) async fn save_config(
     app: &AppState,
     user: UserId,
@@ -84,16 +85,64 @@ pub(crate) async fn save_config(
     settings: &Settings,
     secrets: &SecretFields,
 ) -> Result<(), AppError> {
-    let corrupt = |e: serde_json::Error| AppError::Corrupt(e.to_string());
-    let plain = serde_json::to_vec(secrets).map_err(corrupt)?;
-    let row = AccountConfigRow {
-        account_id: account,
-        settings: serde_json::to_string(settings).map_err(corrupt)?,
-        secrets: Some(app.sealer.seal(&plain, &account_config::aad(account))),
-        updated_at: now(),
-    };
+    let row = sealed_row(app, account, settings, secrets)?;
     if !app.store.put_account_config(user, &row).await? {
         return Err(AppError::NotFound);
     }
     Ok(())
+}
+
+/// How many times [`change_config`] starts again when other writes keep landing first.
+const CONFIG_CHANGE_TRIES: usize = 16;
+
+/// Changes the account's config: reads it, applies `change`, and stores the result only if no
+/// other write landed in between (a compare-and-set on the stored row); otherwise it starts
+/// again from the newer config. So two changes at the same time (a `PUT` of some fields and a
+/// `PUT` of others, a `PUT` and a secret rotation) both take effect, and what each answers is
+/// what it stored. Returns the stored config and what `change` returned.
+pub(crate) async fn change_config<T, E>(
+    app: &AppState,
+    user: UserId,
+    account: AccountId,
+    mut change: impl FnMut(&mut Settings, &mut SecretFields) -> Result<T, E>,
+) -> Result<(Settings, SecretFields, T), E>
+where
+    E: From<AppError>,
+{
+    for _ in 0..CONFIG_CHANGE_TRIES {
+        let stored = app.store.account_config(user, account).await.map_err(AppError::from)?;
+        let (mut settings, mut secrets) =
+            account_config::decode(stored.as_ref(), &app.sealer).map_err(|e| AppError::Corrupt(e.to_string()))?;
+        let out = change(&mut settings, &mut secrets)?;
+        let row = sealed_row(app, account, &settings, &secrets)?;
+        match app
+            .store
+            .replace_account_config(user, &row, stored.as_ref())
+            .await
+            .map_err(AppError::from)?
+        {
+            ConfigWrite::Written => return Ok((settings, secrets, out)),
+            ConfigWrite::NotFound => return Err(AppError::NotFound.into()),
+            ConfigWrite::Changed => continue,
+        }
+    }
+    Err(AppError::Contended.into())
+}
+
+/// The stored form of a config: the settings as JSON, the secrets sealed to the account (with
+/// a fresh nonce, so no two writes store the same bytes).
+fn sealed_row(
+    app: &AppState,
+    account: AccountId,
+    settings: &Settings,
+    secrets: &SecretFields,
+) -> Result<AccountConfigRow, AppError> {
+    let corrupt = |e: serde_json::Error| AppError::Corrupt(e.to_string());
+    let plain = serde_json::to_vec(secrets).map_err(corrupt)?;
+    Ok(AccountConfigRow {
+        account_id: account,
+        settings: serde_json::to_string(settings).map_err(corrupt)?,
+        secrets: Some(app.sealer.seal(&plain, &account_config::aad(account))),
+        updated_at: now(),
+    })
 }

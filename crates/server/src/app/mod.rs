@@ -111,4 +111,7 @@ pub enum AppError {
     /// The row vanished between the ownership check and the write (deleted concurrently).
     #[error("not found")]
     NotFound,
+    /// Other writes to the same row kept landing first (see `accounts::change_config`).
+    #[error("the row kept changing")]
+    Contended,
 }

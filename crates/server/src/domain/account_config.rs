@@ -224,7 +224,7 @@ fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Opti
 
 /// The `PUT /accounts/:id/config` body: every field optional; a field sent changes, `null`
 /// clears it (or restores its default), an absent one stays.
-#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConfigPatch {
     #[serde(default, deserialize_with = "nullable")]

@@ -271,10 +271,12 @@ pub(crate) async fn update_config(
             .await
             .map_err(|m| Problem::field(field, &m))?;
     }
-    let (mut settings, mut secrets) = app::accounts::load_config(app, user, account).await?;
-    account_config::apply(&mut settings, &mut secrets, patch)?;
-    secrets.ensure_signing_secrets();
-    app::accounts::save_config(app, user, account, &settings, &secrets).await?;
+    let (settings, secrets, ()) = app::accounts::change_config(app, user, account, |settings, secrets| {
+        account_config::apply(settings, secrets, patch.clone())?;
+        secrets.ensure_signing_secrets();
+        Ok::<_, Problem>(())
+    })
+    .await?;
     Ok(ConfigOut::new(settings, &secrets))
 }
 

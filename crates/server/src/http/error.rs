@@ -210,6 +210,10 @@ impl From<AppError> for Problem {
             AppError::Store(e) => e.into(),
             AppError::NotFound => Problem::not_found("Account not found"),
             AppError::Corrupt(message) => Problem::internal(message),
+            AppError::Contended => Problem::conflict(
+                "CONFLICT",
+                "The account's config kept changing while this change was applied; send it again",
+            ),
         }
     }
 }

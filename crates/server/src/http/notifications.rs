@@ -260,12 +260,13 @@ pub(crate) async fn rotate_channel(
     account: reconbanker_store::AccountId,
     channel: SigningChannel,
 ) -> Result<Json<Rotated>, ApiError> {
-    let (settings, mut secrets) = app::accounts::load_config(app, user, account).await?;
     let grace = app.config.signing_secret_grace;
     let until = crate::push::webhooks::grace_until(grace);
-    let fresh = secrets.rotate(channel, (!grace.is_zero()).then(|| until.timestamp_millis()));
+    let (_, secrets, fresh) = app::accounts::change_config(app, user, account, |_, secrets| {
+        Ok::<_, app::AppError>(secrets.rotate(channel, (!grace.is_zero()).then(|| until.timestamp_millis())))
+    })
+    .await?;
     let still_signing = secrets.signing(channel).1.is_some();
-    app::accounts::save_config(app, user, account, &settings, &secrets).await?;
     let (notification, result) = match channel {
         SigningChannel::Notification => (Some(fresh), None),
         SigningChannel::Result => (None, Some(fresh)),

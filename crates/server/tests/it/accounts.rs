@@ -253,6 +253,56 @@ fn strip_read_only(doc: &Value) -> Value {
     d
 }
 
+/// Changes of the same config at the same time all take effect: two `PUT`s of different
+/// fields, and a `PUT` beside a secret rotation (the secret the rotation answers is the one
+/// stored, and the `PUT`'s fields stay).
+#[tokio::test]
+async fn concurrent_config_changes_all_take_effect() {
+    let app = TestApp::spawn().await;
+    let token = app.user("race@example.com").await;
+    let id = app.account(&token, "Main").await;
+    let path = format!("/accounts/{id}/config");
+    let rotate = format!("/accounts/{id}/webhooks/rotate-secret");
+    for round in 0..20u32 {
+        let notify = round % 2 == 0;
+        let (a, b, r) = tokio::join!(
+            app.json(
+                Method::PUT,
+                &path,
+                Some(&token),
+                Some(json!({"retry_limit": round % 10 + 1}))
+            ),
+            app.json(
+                Method::PUT,
+                &path,
+                Some(&token),
+                Some(json!({"notify_on_expired": notify}))
+            ),
+            app.json(Method::POST, &rotate, Some(&token), None),
+        );
+        for res in [&a, &b, &r] {
+            assert_eq!(res.status, StatusCode::OK, "round {round}: {}", res.text);
+        }
+        let stored = app.get(&path, &token).await;
+        assert_eq!(
+            stored.body["retry_limit"],
+            json!(round % 10 + 1),
+            "round {round}: {}",
+            stored.text
+        );
+        assert_eq!(
+            stored.body["notify_on_expired"],
+            json!(notify),
+            "round {round}: {}",
+            stored.text
+        );
+        assert_eq!(
+            stored.body["webhook_signing_secret"], r.body["webhook_signing_secret"],
+            "round {round}: the rotation's answer is the stored secret"
+        );
+    }
+}
+
 async fn raw_config(app: &TestApp, id: &str) -> (String, Vec<u8>) {
     let user = app
         .state

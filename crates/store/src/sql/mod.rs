@@ -669,6 +669,60 @@ impl Store for SqlStore {
         Ok(done.rows_affected() > 0)
     }
 
+    async fn replace_account_config(
+        &self,
+        user: UserId,
+        c: &AccountConfigRow,
+        previous: Option<&AccountConfigRow>,
+    ) -> StoreResult<ConfigWrite> {
+        let owned = "EXISTS (SELECT 1 FROM accounts WHERE id = $1 AND user_id = $5)";
+        let done = match previous {
+            None => {
+                sqlx::query(&format!(
+                    "INSERT INTO account_configs (account_id, settings, secrets, updated_at) \
+                     SELECT $1, $2, $3, $4 WHERE {owned} ON CONFLICT (account_id) DO NOTHING"
+                ))
+                .bind(c.account_id.0)
+                .bind(&c.settings)
+                .bind(&c.secrets)
+                .bind(to_ms(c.updated_at))
+                .bind(user.0)
+                .execute(&self.pool)
+                .await
+            }
+            Some(p) => {
+                sqlx::query(&format!(
+                    "UPDATE account_configs SET settings = $2, secrets = $3, updated_at = $4 \
+                     WHERE account_id = $1 AND {owned} AND settings = $6 AND secrets IS NOT DISTINCT FROM $7"
+                ))
+                .bind(c.account_id.0)
+                .bind(&c.settings)
+                .bind(&c.secrets)
+                .bind(to_ms(c.updated_at))
+                .bind(user.0)
+                .bind(&p.settings)
+                .bind(&p.secrets)
+                .execute(&self.pool)
+                .await
+            }
+        }
+        .map_err(map_err)?;
+        if done.rows_affected() > 0 {
+            return Ok(ConfigWrite::Written);
+        }
+        let owner = sqlx::query("SELECT 1 FROM accounts WHERE id = $1 AND user_id = $2")
+            .bind(c.account_id.0)
+            .bind(user.0)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(if owner.is_some() {
+            ConfigWrite::Changed
+        } else {
+            ConfigWrite::NotFound
+        })
+    }
+
     async fn create_api_key(&self, k: &ApiKeyRow) -> StoreResult<()> {
         let sql = format!("INSERT INTO api_keys ({KEY_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)");
         sqlx::query(&sql)

@@ -180,6 +180,102 @@ pub async fn check_account_config(s: &dyn Store) {
     assert_eq!(s.account_config(stranger.id, theirs.id).await.unwrap(), None);
 }
 
+/// The compare-and-set write of a config: it lands only on the config it was made from.
+pub async fn check_replace_account_config(s: &dyn Store) {
+    let (owner, stranger) = (user(s).await, user(s).await);
+    let b = bank(s).await;
+    let a = account(s, owner.id, &b).await;
+    let row = |settings: &str, secrets: Option<Vec<u8>>| AccountConfigRow {
+        account_id: a.id,
+        settings: settings.into(),
+        secrets,
+        updated_at: now(),
+    };
+
+    // None stored yet: the first write expects none; a second first write finds one.
+    let first = row(r#"{"retry_limit":3}"#, Some(vec![1, 2, 3]));
+    assert_eq!(
+        s.replace_account_config(owner.id, &first, None).await.unwrap(),
+        ConfigWrite::Written
+    );
+    let racer = row(r#"{"retry_limit":4}"#, Some(vec![4]));
+    assert_eq!(
+        s.replace_account_config(owner.id, &racer, None).await.unwrap(),
+        ConfigWrite::Changed
+    );
+    assert_eq!(s.account_config(owner.id, a.id).await.unwrap(), Some(first.clone()));
+
+    // Made from the stored config: written. Made from the old one: refused, nothing changes.
+    let second = row(r#"{"retry_limit":7}"#, Some(vec![7, 7]));
+    assert_eq!(
+        s.replace_account_config(owner.id, &second, Some(&first)).await.unwrap(),
+        ConfigWrite::Written
+    );
+    let stale = row(r#"{"notify_on_expired":true}"#, Some(vec![8]));
+    assert_eq!(
+        s.replace_account_config(owner.id, &stale, Some(&first)).await.unwrap(),
+        ConfigWrite::Changed
+    );
+    assert_eq!(s.account_config(owner.id, a.id).await.unwrap(), Some(second.clone()));
+
+    // The same settings with other secrets (a rotation) is another config.
+    let rotated = row(&second.settings, Some(vec![9, 9]));
+    assert_eq!(
+        s.replace_account_config(owner.id, &rotated, Some(&second))
+            .await
+            .unwrap(),
+        ConfigWrite::Written
+    );
+    let other_secrets = row(r#"{"retry_limit":1}"#, Some(vec![1]));
+    assert_eq!(
+        s.replace_account_config(owner.id, &other_secrets, Some(&second))
+            .await
+            .unwrap(),
+        ConfigWrite::Changed
+    );
+    // Secrets cleared and compared as "none".
+    let cleared = row(r#"{"retry_limit":2}"#, None);
+    assert_eq!(
+        s.replace_account_config(owner.id, &cleared, Some(&rotated))
+            .await
+            .unwrap(),
+        ConfigWrite::Written
+    );
+    let after_cleared = row(r#"{"retry_limit":5}"#, Some(vec![5]));
+    assert_eq!(
+        s.replace_account_config(owner.id, &after_cleared, Some(&cleared))
+            .await
+            .unwrap(),
+        ConfigWrite::Written
+    );
+    assert_eq!(
+        s.account_config(owner.id, a.id).await.unwrap(),
+        Some(after_cleared.clone())
+    );
+
+    // Another user's account, or none: not found, nothing written.
+    assert_eq!(
+        s.replace_account_config(stranger.id, &first, Some(&after_cleared))
+            .await
+            .unwrap(),
+        ConfigWrite::NotFound
+    );
+    assert_eq!(
+        s.replace_account_config(stranger.id, &first, None).await.unwrap(),
+        ConfigWrite::NotFound
+    );
+    let ghost = AccountConfigRow {
+        account_id: AccountId::new(),
+        ..first.clone()
+    };
+    assert_eq!(
+        s.replace_account_config(owner.id, &ghost, None).await.unwrap(),
+        ConfigWrite::NotFound
+    );
+    assert_eq!(s.account_config(owner.id, a.id).await.unwrap(), Some(after_cleared));
+    assert_eq!(s.account_config(owner.id, ghost.account_id).await.unwrap(), None);
+}
+
 pub async fn check_delete_account(s: &dyn Store) {
     let (owner, stranger) = (user(s).await, user(s).await);
     let b = bank(s).await;

@@ -140,6 +140,7 @@ contract_tests! {
     check_list_accounts,
     check_owned_account_ids,
     check_account_config,
+    check_replace_account_config,
     check_delete_account,
     // API keys
     check_api_keys,

@@ -564,9 +564,10 @@ async fn create_account(app: &AppState, who: &UiUser, f: &HashMap<String, String
     let account = crate::app::accounts::create(app, who.user.id, bank, name.to_owned())
         .await?
         .ok_or_else(unknown)?;
-    let (mut settings, mut secrets) = crate::app::accounts::load_config(app, who.user.id, account.id).await?;
-    account_config::apply(&mut settings, &mut secrets, patch)?;
-    crate::app::accounts::save_config(app, who.user.id, account.id, &settings, &secrets).await?;
+    crate::app::accounts::change_config(app, who.user.id, account.id, |settings, secrets| {
+        account_config::apply(settings, secrets, patch.clone()).map_err(Problem::from)
+    })
+    .await?;
     Ok(())
 }
 
