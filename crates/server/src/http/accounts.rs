@@ -246,6 +246,7 @@ pub async fn get_config(
         (status = 400, description = "`VALIDATION_ERROR`: malformed body, unknown field, a bad value (named in `details`), a URL refused by the outbound-network guard", body = ApiErrorBody),
         (status = 401, description = "`UNAUTHORIZED`", body = ApiErrorBody),
         (status = 404, description = "`NOT_FOUND`: no such account of the user (or a malformed id)", body = ApiErrorBody),
+        (status = 409, description = "`CONFLICT`: the config kept changing under other writes (16 tries); send it again", body = ApiErrorBody),
         (status = 413, description = "`PAYLOAD_TOO_LARGE`", body = ApiErrorBody),
     )
 )]

@@ -230,6 +230,7 @@ pub struct Rotated {
         (status = 200, description = "The new secret", body = Rotated),
         (status = 401, description = "`UNAUTHORIZED`", body = ApiErrorBody),
         (status = 404, description = "`NOT_FOUND`: no such account of the user (or a malformed id)", body = ApiErrorBody),
+        (status = 409, description = "`CONFLICT`: the config kept changing under other writes (16 tries); send it again", body = ApiErrorBody),
     )
 )]
 pub async fn rotate(State(app): State<AppState>, owned: OwnedAccount) -> Result<Json<Rotated>, ApiError> {
@@ -248,6 +249,7 @@ pub async fn rotate(State(app): State<AppState>, owned: OwnedAccount) -> Result<
         (status = 200, description = "The new secret", body = Rotated),
         (status = 401, description = "`UNAUTHORIZED`", body = ApiErrorBody),
         (status = 404, description = "`NOT_FOUND`: no such account of the user (or a malformed id)", body = ApiErrorBody),
+        (status = 409, description = "`CONFLICT`: the config kept changing under other writes (16 tries); send it again", body = ApiErrorBody),
     )
 )]
 pub async fn rotate_result(State(app): State<AppState>, owned: OwnedAccount) -> Result<Json<Rotated>, ApiError> {
