@@ -220,8 +220,11 @@ if [[ -z ${RECONBANKER_AXE:-} ]]; then
 fi
 
 step "fmt" cargo fmt --all -- --check
-step "clippy" cargo clippy --all-targets -- -D warnings
+step "clippy" cargo clippy --workspace --all-targets -- -D warnings
 step "tests (SQLite$( ((POSTGRES)) && printf '; store contract also on PostgreSQL'))" cargo test --workspace
+# The README's run command, `cargo run --release -- serve`, must name one binary (a second
+# binary in the workspace once made it ambiguous); checked on the debug build the tests made.
+step "cargo run resolves to the server" cargo run -q -- --version
 if ((POSTGRES)); then
     step "HTTP tests on PostgreSQL" env RECONBANKER_TEST_BACKEND=postgres cargo test -p reconbanker --test it
 else
