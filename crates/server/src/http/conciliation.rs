@@ -201,9 +201,10 @@ impl From<ConciliationListRow> for RequestOut {
     }
 }
 
-/// The list's query: paging (default 50, at most 500) and filters. `None` for
-/// `status=processing`, which is accepted for compatibility and never stored: it lists nothing.
-fn list_query(uri: &Uri) -> Result<Option<(ConciliationFilter, i64, i64)>, Problem> {
+/// The list's query: the filters, then paging (default 50, at most 500), and whether it asked
+/// for `status=processing`, which is accepted for compatibility and never stored: it lists
+/// nothing.
+fn list_query(uri: &Uri) -> Result<(ConciliationFilter, i64, i64, bool), Problem> {
     let mut processing = false;
     let mut filter = ConciliationFilter::default();
     let mut limit = LIST_DEFAULT_LIMIT;
@@ -238,11 +239,12 @@ fn list_query(uri: &Uri) -> Result<Option<(ConciliationFilter, i64, i64)>, Probl
             _ => {}
         }
     }
-    Ok((!processing).then_some((filter, limit, offset)))
+    Ok((filter, limit, offset, processing))
 }
 
 /// `GET /conciliation?limit&offset&status&account_id&external_id`: the user's requests, newest
-/// first (a bare array). A filter naming another user's account lists nothing.
+/// first (a bare array). A filter naming another user's account (or none) is 404, as the
+/// account is everywhere else.
 #[utoipa::path(
     get, operation_id = "conciliation_list",
     path = "/conciliation",
@@ -253,6 +255,7 @@ fn list_query(uri: &Uri) -> Result<Option<(ConciliationFilter, i64, i64)>, Probl
         (status = 200, description = "The requests", body = Vec<RequestOut>),
         (status = 400, description = "`VALIDATION_ERROR`: bad `status`, `account_id`, `limit` or `offset`", body = ApiErrorBody),
         (status = 401, description = "`UNAUTHORIZED`", body = ApiErrorBody),
+        (status = 404, description = "`NOT_FOUND`: `account_id` names no account of the user", body = ApiErrorBody),
     )
 )]
 pub async fn list(
@@ -260,9 +263,16 @@ pub async fn list(
     who: DashboardUser,
     uri: Uri,
 ) -> Result<Json<Vec<RequestOut>>, ApiError> {
-    let Some((filter, limit, offset)) = list_query(&uri)? else {
+    let (filter, limit, offset, processing) = list_query(&uri)?;
+    if let Some(account) = filter.account {
+        app.store
+            .account_for_user(who.user.id, account)
+            .await?
+            .ok_or_else(|| ApiError(Problem::not_found("Account not found")))?;
+    }
+    if processing {
         return Ok(Json(Vec::new()));
-    };
+    }
     let rows = app.store.list_conciliation(who.user.id, &filter, limit, offset).await?;
     Ok(Json(rows.into_iter().map(RequestOut::from).collect()))
 }

@@ -528,15 +528,23 @@ async fn requests_are_the_owners_only() {
     let other = f.app.user("other@example.com").await;
     let r = f.app.get("/conciliation", &other).await;
     assert_eq!(r.body, json!([]));
-    let r = f
-        .app
+    // A filter naming another user's account, or no account, is 404 like the account itself.
+    f.app
         .get(&format!("/conciliation?account_id={}", f.account), &other)
-        .await;
-    assert_eq!(
-        r.body,
-        json!([]),
-        "a filter naming another user's account lists nothing"
-    );
+        .await
+        .api_error(404, "NOT_FOUND");
+    f.app
+        .get(
+            &format!("/conciliation?status=processing&account_id={}", f.account),
+            &other,
+        )
+        .await
+        .api_error(404, "NOT_FOUND");
+    f.app
+        .get(&format!("/conciliation?account_id={}", uuid::Uuid::now_v7()), &f.token)
+        .await
+        .api_error(404, "NOT_FOUND");
+    assert_eq!(f.requests(&format!("?account_id={}", f.account)).await.len(), 1);
     f.app
         .get(&format!("/conciliation/{id}"), &other)
         .await
