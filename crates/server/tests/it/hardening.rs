@@ -297,6 +297,34 @@ async fn every_dashboard_body_refuses_unknown_fields() {
             .await;
         assert_field_error(&r, "unexpectedField");
     }
+    // A key sent twice is refused naming it (a JSON map would keep the last one silently).
+    let auth = format!("Bearer {}", f.token);
+    for (method, _, path, body) in &with_body {
+        let (key, value) = match body.as_object().and_then(|o| o.iter().next()) {
+            Some((k, v)) => (k.clone(), v.clone()),
+            None => ("retry_limit".to_owned(), json!(3)),
+        };
+        let inner = body.to_string();
+        let inner = inner.trim_start_matches('{').trim_end_matches('}');
+        let sep = if inner.is_empty() { "" } else { "," };
+        let text = format!("{{{}:{value},{inner}{sep}{}:{value}}}", json!(key), json!(key));
+        let r = f
+            .app
+            .send(
+                method.parse().expect("method"),
+                path,
+                &[("authorization", &auth), ("content-type", "application/json")],
+                Some(text.clone().into_bytes()),
+            )
+            .await;
+        assert_field_error(&r, &key);
+        assert_eq!(
+            r.body["details"][0]["message"],
+            format!("duplicate field `{key}`"),
+            "{text}: {}",
+            r.text
+        );
+    }
     let without_body = [
         "POST /auth/logout",
         "DELETE /me/api-keys/{id}",
@@ -329,6 +357,75 @@ async fn every_dashboard_body_refuses_unknown_fields() {
             "{route} is in the route table but in neither list of this test"
         );
     }
+}
+
+/// A key sent twice, at any depth, is refused naming it: on a resolve, where the last of two
+/// `movement_id`s would have settled the request with a movement the client may not have meant
+/// (nothing changes), in a config's free-form `webhook_extra_fields`, and on `/v1`.
+#[tokio::test]
+async fn a_key_sent_twice_is_refused_wherever_it_is() {
+    let f = Fixture::new().await;
+    let a = &f.account;
+    let auth = format!("Bearer {}", f.token);
+    let send = |method: Method, path: String, text: &'static str| {
+        let auth = auth.clone();
+        let app = &f.app;
+        async move {
+            app.send(
+                method,
+                &path,
+                &[("authorization", &auth), ("content-type", "application/json")],
+                Some(text.as_bytes().to_vec()),
+            )
+            .await
+        }
+    };
+    let uuid = uuid::Uuid::now_v7();
+    let r = send(
+        Method::POST,
+        format!("/conciliation/{uuid}/resolve"),
+        r#"{"movement_id":null,"movement_id":"01a23450-0e27-7762-91e3-8ffc746464be"}"#,
+    )
+    .await;
+    assert_field_error(&r, "movement_id");
+    let path = format!("/accounts/{a}/config");
+    let r = send(
+        Method::PUT,
+        path.clone(),
+        r#"{"webhook_extra_fields":{"shop":"a","shop":"b"}}"#,
+    )
+    .await;
+    assert_field_error(&r, "webhook_extra_fields.shop");
+    let r = send(
+        Method::PUT,
+        path.clone(),
+        r#"{"webhook_extra_fields":{"list":[{"k":1,"\u006b":2}]}}"#,
+    )
+    .await;
+    assert_field_error(&r, "webhook_extra_fields.list[0].k");
+    let stored = f.app.get(&path, &f.token).await;
+    assert_eq!(stored.body["webhook_extra_fields"], json!({}), "nothing was stored");
+    // Distinct keys, and the same key in two objects, are fine.
+    let r = send(
+        Method::PUT,
+        path,
+        r#"{"webhook_extra_fields":{"a":{"k":1},"b":{"k":2}}}"#,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    // /v1 answers in its own error shape.
+    let key = f.app.key(&f.token, &["otp:write"], None).await;
+    let r = f
+        .app
+        .send(
+            Method::POST,
+            &format!("/v1/accounts/{a}/otp"),
+            &[("x-api-key", &key), ("content-type", "application/json")],
+            Some(br#"{"code":"123456","code":"654321"}"#.to_vec()),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+    assert!(r.text.contains("duplicate field `code`"), "{}", r.text);
 }
 
 /// `METHOD /path` of every dashboard route with POST, PUT or DELETE, read from `http/mod.rs`.
