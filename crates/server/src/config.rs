@@ -174,6 +174,12 @@ pub const SANDBOX_PORT: Setting = Setting::new(
     "3100",
     "port of the embedded sandbox bank (on the same host)",
 );
+pub const CLIENT_TIMEOUT: Setting = Setting::new(
+    "RECONBANKER_CLIENT_TIMEOUT_MS",
+    "30000",
+    "how long a client has to send a request's head, and then its body (or the connection closes)",
+)
+.range(100, 600_000);
 pub const WEBHOOK_TIMEOUT: Setting = Setting::new(
     "RECONBANKER_WEBHOOK_TIMEOUT_MS",
     "10000",
@@ -310,6 +316,7 @@ pub const SETTINGS: &[Setting] = &[
     BANK_TIMEOUT,
     SANDBOX_BANK,
     SANDBOX_PORT,
+    CLIENT_TIMEOUT,
     WEBHOOK_TIMEOUT,
     WEBHOOK_BACKOFF,
     WEBHOOK_MAX_ATTEMPTS,
@@ -411,6 +418,8 @@ pub struct Config {
     pub retry_backoff: Duration,
     pub bank_timeout: Duration,
     pub sandbox: SandboxMode,
+    /// A request's head, then its body, must arrive within this (slow clients).
+    pub client_timeout: Duration,
     pub webhook_timeout: Duration,
     pub webhook_backoff: Duration,
     pub webhook_max_attempts: u32,
@@ -526,6 +535,7 @@ impl fmt::Debug for Config {
             retry_backoff,
             bank_timeout,
             sandbox,
+            client_timeout,
             webhook_timeout,
             webhook_backoff,
             webhook_max_attempts,
@@ -569,6 +579,7 @@ impl fmt::Debug for Config {
             .field("retry_backoff", retry_backoff)
             .field("bank_timeout", bank_timeout)
             .field("sandbox", sandbox)
+            .field("client_timeout", client_timeout)
             .field("webhook_timeout", webhook_timeout)
             .field("webhook_backoff", webhook_backoff)
             .field("webhook_max_attempts", webhook_max_attempts)
@@ -685,6 +696,7 @@ impl Config {
             retry_backoff: env.millis(&RETRY_BACKOFF)?,
             bank_timeout: env.secs(&BANK_TIMEOUT)?,
             sandbox,
+            client_timeout: env.millis(&CLIENT_TIMEOUT)?,
             webhook_timeout: env.millis(&WEBHOOK_TIMEOUT)?,
             webhook_backoff: env.millis(&WEBHOOK_BACKOFF)?,
             webhook_max_attempts: env.count(&WEBHOOK_MAX_ATTEMPTS)?,

@@ -2,7 +2,12 @@
 //! answered before the body was looked at) ends the connection — hyper cannot reuse it — so the
 //! response must say `Connection: close`. Otherwise a keep-alive client sends its next request
 //! on a connection that is being closed and gets no answer.
+//!
+//! The same wrapper bounds how long a body may take: a client that announces a body and sends
+//! part of it (or none) makes the handler's read fail once the deadline has passed since the
+//! read first had to wait (`RECONBANKER_CLIENT_TIMEOUT_MS`): a 400, and the connection closes.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -15,10 +20,15 @@ use axum::http::HeaderValue;
 use axum::response::Response;
 use http_body::{Frame, SizeHint};
 
-/// A request body that records whether it was read to its end.
+/// A request body that records whether it was read to its end, and fails when it does not
+/// arrive in time.
 struct Tracked {
     inner: Body,
     done: Arc<AtomicBool>,
+    timeout: std::time::Duration,
+    /// Started the first time the body was not there yet (a body that is already complete,
+    /// the usual case, never allocates it).
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl http_body::Body for Tracked {
@@ -30,6 +40,15 @@ impl http_body::Body for Tracked {
         match &polled {
             Poll::Ready(None) => self.done.store(true, Ordering::Release),
             Poll::Ready(Some(Ok(_))) if self.inner.is_end_stream() => self.done.store(true, Ordering::Release),
+            Poll::Pending => {
+                let timeout = self.timeout;
+                let deadline = self
+                    .deadline
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                if deadline.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Some(Err(axum::Error::new(BodyTimedOut))));
+                }
+            }
             _ => {}
         }
         polled
@@ -44,9 +63,22 @@ impl http_body::Body for Tracked {
     }
 }
 
+/// The error of a body that did not arrive in time.
+#[derive(Debug)]
+struct BodyTimedOut;
+
+impl std::fmt::Display for BodyTimedOut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the request body did not arrive in time")
+    }
+}
+
+impl std::error::Error for BodyTimedOut {}
+
 /// Wraps the body of a request that announced one, so that [`close_if_unread`] can tell
-/// whether the handler read it to its end (`None`: no body announced, nothing to watch).
-pub(crate) fn track_body(req: Request) -> (Request, Option<Arc<AtomicBool>>) {
+/// whether the handler read it to its end (`None`: no body announced, nothing to watch), and
+/// so that it fails when it takes longer than `timeout` to arrive.
+pub(crate) fn track_body(req: Request, timeout: std::time::Duration) -> (Request, Option<Arc<AtomicBool>>) {
     let headers = req.headers();
     let announced = headers.contains_key(TRANSFER_ENCODING)
         || headers
@@ -62,6 +94,8 @@ pub(crate) fn track_body(req: Request) -> (Request, Option<Arc<AtomicBool>>) {
     let body = Body::new(Tracked {
         inner: body,
         done: done.clone(),
+        timeout,
+        deadline: None,
     });
     (Request::from_parts(parts, body), Some(done))
 }

@@ -46,20 +46,27 @@ const ON_RESPONSE: &str = "tower_http::trace::on_response";
 const ON_FAILURE: &str = "tower_http::trace::on_failure";
 
 /// See the module's documentation.
-#[derive(Clone, Copy, Default)]
-pub(crate) struct EdgeLayer;
+#[derive(Clone, Copy)]
+pub(crate) struct EdgeLayer {
+    /// How long a request's body may take to arrive once the handler reads it.
+    pub body_timeout: std::time::Duration,
+}
 
 impl<S> Layer<S> for EdgeLayer {
     type Service = Edge<S>;
 
     fn layer(&self, inner: S) -> Edge<S> {
-        Edge { inner }
+        Edge {
+            inner,
+            body_timeout: self.body_timeout,
+        }
     }
 }
 
 #[derive(Clone)]
 pub(crate) struct Edge<S> {
     inner: S,
+    body_timeout: std::time::Duration,
 }
 
 /// A new request id: a UUID v4, hyphenated (36 characters).
@@ -103,7 +110,7 @@ where
             request_id = %id.to_str().unwrap_or("-"),
         );
         let started = tracing::enabled!(target: ON_RESPONSE, tracing::Level::INFO).then(Instant::now);
-        let (req, body_read) = connection::track_body(req);
+        let (req, body_read) = connection::track_body(req, self.body_timeout);
         let inner = {
             let _entered = span.enter();
             std::panic::catch_unwind(AssertUnwindSafe(|| self.inner.call(req))).ok()

@@ -30,6 +30,8 @@ pub(crate) mod evidence;
 pub(crate) mod metrics;
 // Issue 13: the request's edge as one layer (request id, span, panic catcher, connection close).
 pub(crate) mod edge;
+// The server loop: axum's, with a deadline for a request's head (slow clients).
+pub(crate) mod server;
 
 use std::time::Duration;
 
@@ -132,7 +134,7 @@ pub(crate) fn probes_router(app: AppState) -> Router {
         .route("/health", get(health))
         .route("/ready", get(ready))
         .fallback(not_found);
-    with_request_metrics(edge_layers(probes), &app).with_state(app)
+    with_request_metrics(edge_layers(probes, app.config.client_timeout), &app).with_state(app)
 }
 
 /// Issue 11: every request counted and timed by its matched route, when metrics are on (the
@@ -147,9 +149,12 @@ fn with_request_metrics(routes: Router<AppState>, app: &AppState) -> Router<AppS
 
 /// The layers around the routes: the body limit, and the edge (issue 13, `edge`: the request
 /// id, the trace span and the per-request line, the panic catcher with its 500 in the surface's
-/// shape, and issue 12's `Connection: close` when a refusal left the body unread).
-fn edge_layers<S: Clone + Send + Sync + 'static>(routes: Router<S>) -> Router<S> {
-    routes.layer(DefaultBodyLimit::max(BODY_LIMIT)).layer(edge::EdgeLayer)
+/// shape, issue 12's `Connection: close` when a refusal left the body unread, and the deadline
+/// of a request's body).
+fn edge_layers<S: Clone + Send + Sync + 'static>(routes: Router<S>, body_timeout: std::time::Duration) -> Router<S> {
+    routes
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(edge::EdgeLayer { body_timeout })
 }
 
 pub fn router(app: AppState) -> Router {
@@ -240,7 +245,7 @@ pub fn router(app: AppState) -> Router {
         ))))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
-    let routes = edge_layers(routes);
+    let routes = edge_layers(routes, app.config.client_timeout);
     with_request_metrics(routes, &app).with_state(app)
 }
 

@@ -6,6 +6,11 @@ use tower::ServiceExt;
 
 use super::*;
 
+/// The layers with the default body deadline.
+fn edge_layers<S: Clone + Send + Sync + 'static>(routes: Router<S>) -> Router<S> {
+    super::edge_layers(routes, Duration::from_secs(30))
+}
+
 #[allow(clippy::panic)]
 async fn boom() -> &'static str {
     panic!("a bug")
