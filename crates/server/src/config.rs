@@ -174,10 +174,10 @@ pub const SANDBOX_PORT: Setting = Setting::new(
     "3100",
     "port of the embedded sandbox bank (on the same host)",
 );
-pub const BODY_TIMEOUT: Setting = Setting::new(
-    "RECONBANKER_BODY_TIMEOUT_MS",
+pub const CLIENT_TIMEOUT: Setting = Setting::new(
+    "RECONBANKER_CLIENT_TIMEOUT_MS",
     "30000",
-    "how long a request's body may take to arrive once it is read (then 400, connection closed)",
+    "how long a client has to send a request's head, and then its body (or the connection closes)",
 )
 .range(100, 600_000);
 pub const WEBHOOK_TIMEOUT: Setting = Setting::new(
@@ -316,7 +316,7 @@ pub const SETTINGS: &[Setting] = &[
     BANK_TIMEOUT,
     SANDBOX_BANK,
     SANDBOX_PORT,
-    BODY_TIMEOUT,
+    CLIENT_TIMEOUT,
     WEBHOOK_TIMEOUT,
     WEBHOOK_BACKOFF,
     WEBHOOK_MAX_ATTEMPTS,
@@ -418,8 +418,8 @@ pub struct Config {
     pub retry_backoff: Duration,
     pub bank_timeout: Duration,
     pub sandbox: SandboxMode,
-    /// A request's body must arrive within this once it is read (slow clients).
-    pub body_timeout: Duration,
+    /// A request's head, then its body, must arrive within this (slow clients).
+    pub client_timeout: Duration,
     pub webhook_timeout: Duration,
     pub webhook_backoff: Duration,
     pub webhook_max_attempts: u32,
@@ -535,7 +535,7 @@ impl fmt::Debug for Config {
             retry_backoff,
             bank_timeout,
             sandbox,
-            body_timeout,
+            client_timeout,
             webhook_timeout,
             webhook_backoff,
             webhook_max_attempts,
@@ -579,7 +579,7 @@ impl fmt::Debug for Config {
             .field("retry_backoff", retry_backoff)
             .field("bank_timeout", bank_timeout)
             .field("sandbox", sandbox)
-            .field("body_timeout", body_timeout)
+            .field("client_timeout", client_timeout)
             .field("webhook_timeout", webhook_timeout)
             .field("webhook_backoff", webhook_backoff)
             .field("webhook_max_attempts", webhook_max_attempts)
@@ -696,7 +696,7 @@ impl Config {
             retry_backoff: env.millis(&RETRY_BACKOFF)?,
             bank_timeout: env.secs(&BANK_TIMEOUT)?,
             sandbox,
-            body_timeout: env.millis(&BODY_TIMEOUT)?,
+            client_timeout: env.millis(&CLIENT_TIMEOUT)?,
             webhook_timeout: env.millis(&WEBHOOK_TIMEOUT)?,
             webhook_backoff: env.millis(&WEBHOOK_BACKOFF)?,
             webhook_max_attempts: env.count(&WEBHOOK_MAX_ATTEMPTS)?,

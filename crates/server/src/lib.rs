@@ -275,16 +275,16 @@ impl App {
             roles = %http::roles_text(roles),
             "reconbanker ready on http://{addr}"
         );
-        let served = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown({
-                // Open event streams and sockets end when shutdown begins, or they would hold it.
-                let closing = state.streams_closing.clone();
-                async move {
-                    shutdown.await;
-                    closing.cancel();
-                }
+        let served: std::io::Result<()> = {
+            // Open event streams and sockets end when shutdown begins, or they would hold it.
+            let closing = state.streams_closing.clone();
+            http::server::serve(listener, router, state.config.client_timeout, async move {
+                shutdown.await;
+                closing.cancel();
             })
             .await;
+            Ok(())
+        };
         self.cancel.cancel();
         let _ = background.await;
         let _ = checkpoints.await;

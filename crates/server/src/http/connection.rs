@@ -5,7 +5,7 @@
 //!
 //! The same wrapper bounds how long a body may take: a client that announces a body and sends
 //! part of it (or none) makes the handler's read fail once the deadline has passed since the
-//! read first had to wait (`RECONBANKER_BODY_TIMEOUT_MS`): a 400, and the connection closes.
+//! read first had to wait (`RECONBANKER_CLIENT_TIMEOUT_MS`): a 400, and the connection closes.
 
 use std::future::Future;
 use std::pin::Pin;

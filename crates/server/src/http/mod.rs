@@ -30,6 +30,8 @@ pub(crate) mod evidence;
 pub(crate) mod metrics;
 // Issue 13: the request's edge as one layer (request id, span, panic catcher, connection close).
 pub(crate) mod edge;
+// The server loop: axum's, with a deadline for a request's head (slow clients).
+pub(crate) mod server;
 
 use std::time::Duration;
 
@@ -132,7 +134,7 @@ pub(crate) fn probes_router(app: AppState) -> Router {
         .route("/health", get(health))
         .route("/ready", get(ready))
         .fallback(not_found);
-    with_request_metrics(edge_layers(probes, app.config.body_timeout), &app).with_state(app)
+    with_request_metrics(edge_layers(probes, app.config.client_timeout), &app).with_state(app)
 }
 
 /// Issue 11: every request counted and timed by its matched route, when metrics are on (the
@@ -243,7 +245,7 @@ pub fn router(app: AppState) -> Router {
         ))))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
-    let routes = edge_layers(routes, app.config.body_timeout);
+    let routes = edge_layers(routes, app.config.client_timeout);
     with_request_metrics(routes, &app).with_state(app)
 }
 

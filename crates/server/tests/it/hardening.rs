@@ -700,29 +700,47 @@ async fn refusals_that_leave_the_body_unread_close_the_connection() {
     );
 }
 
-/// A client that announces a body and sends part of it gets a 400 with `Connection: close`
-/// once `RECONBANKER_BODY_TIMEOUT_MS` has passed (300 ms here; the 10 s bound only keeps a
-/// broken server from hanging the suite), instead of holding its connection for ever.
+/// A slow client cannot hold a connection: one that sends half a request's head, or nothing,
+/// is closed once `RECONBANKER_CLIENT_TIMEOUT_MS` has passed; one that announces a body and
+/// sends part of it gets a 400 with `Connection: close`. (The 10 s bound only keeps a broken
+/// server from hanging the suite; the deadline under test is 300 ms.)
 #[tokio::test]
-async fn a_body_that_stops_arriving_is_cut_off_at_the_body_timeout() {
-    let app = crate::harness::TestApp::spawn_with(&[("RECONBANKER_BODY_TIMEOUT_MS", "300")]).await;
+async fn slow_clients_are_cut_off_at_the_client_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = crate::harness::TestApp::spawn_with(&[("RECONBANKER_CLIENT_TIMEOUT_MS", "300")]).await;
     let f = Fixture::on(app).await;
     let bound = std::time::Duration::from_secs(10);
+    for sent in ["GET /health HTTP/1.1\r\nhost: x\r\n", ""] {
+        let mut s = tokio::net::TcpStream::connect(f.app.addr).await.expect("connect");
+        s.write_all(sent.as_bytes()).await.expect("write");
+        let started = std::time::Instant::now();
+        let mut buf = [0u8; 1024];
+        let n = tokio::time::timeout(bound, s.read(&mut buf))
+            .await
+            .unwrap_or_else(|_| panic!("the server kept a stalled connection open ({sent:?})"))
+            .unwrap_or(0);
+        assert_eq!(
+            n,
+            0,
+            "closed without a response: {:?}",
+            String::from_utf8_lossy(&buf[..n])
+        );
+        assert!(
+            started.elapsed() >= std::time::Duration::from_millis(250),
+            "{sent:?}: closed at the deadline, not before"
+        );
+    }
+    // A body announced and not sent in full.
     let head = format!(
         "PUT /accounts/{}/config HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {}\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n",
         f.account, f.token
     );
-    let started = std::time::Instant::now();
     let res = tokio::time::timeout(bound, raw(f.app.addr, &head, b"{}"))
         .await
         .expect("the server answered a stalled body");
     assert!(res.starts_with("http/1.1 400"), "{res}");
     assert!(res.contains("connection: close"), "{res}");
-    assert!(
-        started.elapsed() >= std::time::Duration::from_millis(250),
-        "answered at the deadline, not before"
-    );
-    // A client in time is served as before.
+    // A client in time is served as before, on a kept-alive connection.
     let r = f.app.get(&format!("/accounts/{}/config", f.account), &f.token).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
 }
