@@ -12,7 +12,9 @@ use reconbanker_store::*;
 
 use crate::fixtures::*;
 use crate::matching::{credit, matched, not_found, pass_events, rfc3339};
-use crate::reconcile::{event_for, order, poll, reconcile_user, requests, schedule, success, FIVE_DAYS_MS, OWNER};
+use crate::reconcile::{
+    event_for, order, poll, poll_at, reconcile_user, requests, schedule, success, FIVE_DAYS_MS, OWNER,
+};
 
 /// One poll of `report` at `at`, applied with the match pass `decide` in its transaction (the
 /// pass's events as [`pass_events`] builds them).
@@ -31,24 +33,7 @@ async fn poll_with_pass(
         decide,
         events: &events,
     };
-    let seq = s
-        .begin_poll(account, OWNER, at - ms(30), at + Duration::seconds(45))
-        .await
-        .unwrap()
-        .expect("lease free");
-    s.finish_poll(
-        account,
-        OWNER,
-        seq,
-        report,
-        at,
-        FIVE_DAYS_MS,
-        &schedule(at),
-        &|e| event_for(owner, account, at, e),
-        Some(&pass),
-    )
-    .await
-    .unwrap()
+    poll_at(s, owner, account, report, at, Some(&pass)).await
 }
 
 pub async fn check_finish_poll_with_pass(s: &dyn Store) {

@@ -102,9 +102,21 @@ pub fn kinds(logged: &[EventRow]) -> Vec<(String, String)> {
     logged.iter().map(|e| (e.kind.clone(), e.data.clone())).collect()
 }
 
-/// Takes the lease and finishes a poll with `report` at `at`.
+/// Takes the lease and finishes a poll with `report` at its `finished_at`.
 pub async fn poll(s: &dyn Store, owner: UserId, account: AccountId, report: &PollReport) -> (PollRow, Vec<EventRow>) {
-    let at = report.finished_at;
+    poll_at(s, owner, account, report, report.finished_at, None).await
+}
+
+/// Takes the lease and finishes a poll with `report` at `at`, with `pass` in its transaction
+/// when given.
+pub async fn poll_at(
+    s: &dyn Store,
+    owner: UserId,
+    account: AccountId,
+    report: &PollReport,
+    at: Timestamp,
+    pass: Option<&PollPass<'_>>,
+) -> (PollRow, Vec<EventRow>) {
     let seq = s
         .begin_poll(account, OWNER, at - ms(30), at + Duration::seconds(45))
         .await
@@ -119,7 +131,7 @@ pub async fn poll(s: &dyn Store, owner: UserId, account: AccountId, report: &Pol
         FIVE_DAYS_MS,
         &schedule(at),
         &|e| event_for(owner, account, at, e),
-        None,
+        pass,
     )
     .await
     .unwrap()
