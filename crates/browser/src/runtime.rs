@@ -130,6 +130,18 @@ impl Live {
         self.dead.load(Ordering::SeqCst)
     }
 
+    /// Has the process watcher kill the browser (once; later calls do nothing).
+    fn kill(&self) {
+        let kill = self
+            .kill
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(kill) = kill {
+            let _ = kill.send(());
+        }
+    }
+
     fn mark_dead(&self) {
         if !self.dead.swap(true, Ordering::SeqCst) {
             tracing::warn!(pid = ?self.pid, "chromium died; the next lease relaunches it");
@@ -426,14 +438,7 @@ impl BrowserRuntime {
                 if strikes >= 3 {
                     tracing::warn!("chromium stopped answering; killing it");
                     live.mark_dead();
-                    let kill = live
-                        .kill
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .take();
-                    if let Some(kill) = kill {
-                        let _ = kill.send(());
-                    }
+                    live.kill();
                     return;
                 }
             }
@@ -492,14 +497,7 @@ impl BrowserRuntime {
             return;
         }
         tracing::warn!("chromium did not exit within 5 s of being asked to close; killing it");
-        let kill = live
-            .kill
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take();
-        if let Some(kill) = kill {
-            let _ = kill.send(());
-        }
+        live.kill();
         drop(live);
         if tokio::time::timeout(Duration::from_secs(5), gone.wait_for(|g| *g))
             .await
