@@ -84,6 +84,27 @@ static ENGINE_SELECT: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
+/// A config's insert for the owner's account only (`$1`–`$5` as [`config_write`] binds them),
+/// up to what it does on a conflict.
+const CONFIG_INSERT: &str = "INSERT INTO account_configs (account_id, settings, secrets, updated_at) \
+     SELECT $1, $2, $3, $4 WHERE EXISTS (SELECT 1 FROM accounts WHERE id = $1 AND user_id = $5) \
+     ON CONFLICT (account_id) DO";
+
+/// A config write's statement with its shared parameters bound: `$1` the account, `$2` the
+/// settings, `$3` the sealed secrets, `$4` the time, `$5` the owner.
+fn config_write<'q>(
+    sql: &'q str,
+    user: UserId,
+    c: &'q AccountConfigRow,
+) -> sqlx::query::Query<'q, Db, <Db as sqlx::Database>::Arguments<'q>> {
+    sqlx::query(sql)
+        .bind(c.account_id.0)
+        .bind(&c.settings)
+        .bind(&c.secrets)
+        .bind(to_ms(c.updated_at))
+        .bind(user.0)
+}
+
 /// A request with its account's bank code and name, for the dashboard (scoped by `a.user_id`).
 static CONCILIATION_SELECT: LazyLock<String> = LazyLock::new(|| {
     format!(
@@ -652,20 +673,11 @@ impl Store for SqlStore {
     }
 
     async fn put_account_config(&self, user: UserId, c: &AccountConfigRow) -> StoreResult<bool> {
-        let done = sqlx::query(
-            "INSERT INTO account_configs (account_id, settings, secrets, updated_at) \
-             SELECT $1, $2, $3, $4 WHERE EXISTS (SELECT 1 FROM accounts WHERE id = $1 AND user_id = $5) \
-             ON CONFLICT (account_id) DO UPDATE SET settings = excluded.settings, \
-             secrets = excluded.secrets, updated_at = excluded.updated_at",
-        )
-        .bind(c.account_id.0)
-        .bind(&c.settings)
-        .bind(&c.secrets)
-        .bind(to_ms(c.updated_at))
-        .bind(user.0)
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?;
+        let sql = format!(
+            "{CONFIG_INSERT} UPDATE SET settings = excluded.settings, \
+             secrets = excluded.secrets, updated_at = excluded.updated_at"
+        );
+        let done = config_write(&sql, user, c).execute(&self.pool).await.map_err(map_err)?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -675,35 +687,20 @@ impl Store for SqlStore {
         c: &AccountConfigRow,
         previous: Option<&AccountConfigRow>,
     ) -> StoreResult<ConfigWrite> {
-        let owned = "EXISTS (SELECT 1 FROM accounts WHERE id = $1 AND user_id = $5)";
         let done = match previous {
             None => {
-                sqlx::query(&format!(
-                    "INSERT INTO account_configs (account_id, settings, secrets, updated_at) \
-                     SELECT $1, $2, $3, $4 WHERE {owned} ON CONFLICT (account_id) DO NOTHING"
-                ))
-                .bind(c.account_id.0)
-                .bind(&c.settings)
-                .bind(&c.secrets)
-                .bind(to_ms(c.updated_at))
-                .bind(user.0)
-                .execute(&self.pool)
-                .await
+                let sql = format!("{CONFIG_INSERT} NOTHING");
+                config_write(&sql, user, c).execute(&self.pool).await
             }
             Some(p) => {
-                sqlx::query(&format!(
-                    "UPDATE account_configs SET settings = $2, secrets = $3, updated_at = $4 \
-                     WHERE account_id = $1 AND {owned} AND settings = $6 AND secrets IS NOT DISTINCT FROM $7"
-                ))
-                .bind(c.account_id.0)
-                .bind(&c.settings)
-                .bind(&c.secrets)
-                .bind(to_ms(c.updated_at))
-                .bind(user.0)
-                .bind(&p.settings)
-                .bind(&p.secrets)
-                .execute(&self.pool)
-                .await
+                let sql = "UPDATE account_configs SET settings = $2, secrets = $3, updated_at = $4 \
+                     WHERE account_id = $1 AND EXISTS (SELECT 1 FROM accounts WHERE id = $1 AND user_id = $5) \
+                     AND settings = $6 AND secrets IS NOT DISTINCT FROM $7";
+                config_write(sql, user, c)
+                    .bind(&p.settings)
+                    .bind(&p.secrets)
+                    .execute(&self.pool)
+                    .await
             }
         }
         .map_err(map_err)?;
