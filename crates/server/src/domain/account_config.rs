@@ -5,8 +5,8 @@
 use base64::Engine;
 use rand::RngCore;
 use serde::{Deserialize, Deserializer, Serialize};
-use serde_json::{Map, Value};
 
+use super::exact_json::{ExactJson, ExactObject};
 use super::FieldError;
 
 /// What a set secret is shown as; sending it back keeps the stored value.
@@ -89,14 +89,14 @@ pub struct Settings {
     pub notification_events: Vec<NotificationEvent>,
     pub pending_orders_endpoint: Option<String>,
     pub polling_method: PollingMethod,
-    pub polling_body: Option<Value>,
+    pub polling_body: Option<ExactJson>,
     pub auth_type: Option<AuthType>,
     pub webhook_url: Option<String>,
     pub webhook_auth_type: Option<AuthType>,
     #[serde(default = "default_retry_limit")]
     pub retry_limit: u32,
     pub notify_on_expired: bool,
-    pub webhook_extra_fields: Map<String, Value>,
+    pub webhook_extra_fields: ExactObject,
     pub silent_ingestion: bool,
 }
 
@@ -116,7 +116,7 @@ impl Default for Settings {
             webhook_auth_type: None,
             retry_limit: default_retry_limit(),
             notify_on_expired: false,
-            webhook_extra_fields: Map::new(),
+            webhook_extra_fields: ExactObject::new(),
             silent_ingestion: false,
         }
     }
@@ -252,7 +252,8 @@ pub struct ConfigPatch {
     #[serde(default, deserialize_with = "nullable")]
     pub polling_method: Option<Option<PollingMethod>>,
     #[serde(default, deserialize_with = "nullable")]
-    pub polling_body: Option<Option<Value>>,
+    #[schema(value_type = Option<Value>)]
+    pub polling_body: Option<Option<ExactJson>>,
     #[serde(default, deserialize_with = "nullable")]
     pub auth_type: Option<Option<AuthType>>,
     #[serde(default, deserialize_with = "nullable")]
@@ -269,7 +270,7 @@ pub struct ConfigPatch {
     pub notify_on_expired: Option<Option<bool>>,
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<Object>)]
-    pub webhook_extra_fields: Option<Option<Map<String, Value>>>,
+    pub webhook_extra_fields: Option<Option<ExactObject>>,
     #[serde(default, deserialize_with = "nullable")]
     pub silent_ingestion: Option<Option<bool>>,
 }
@@ -405,7 +406,7 @@ pub fn apply(settings: &mut Settings, secrets: &mut SecretFields, patch: ConfigP
             if !(v.is_string() || v.is_object()) {
                 return Err(FieldError::new("polling_body", "must be a string, an object or null"));
             }
-            if v.to_string().len() > MAX_POLLING_BODY_BYTES {
+            if v.get().len() > MAX_POLLING_BODY_BYTES {
                 return Err(FieldError::new("polling_body", "must be at most 16 KiB"));
             }
         }
@@ -449,7 +450,11 @@ pub fn apply(settings: &mut Settings, secrets: &mut SecretFields, patch: ConfigP
             ));
         }
     }
-    set(&mut settings.webhook_extra_fields, patch.webhook_extra_fields, Map::new);
+    set(
+        &mut settings.webhook_extra_fields,
+        patch.webhook_extra_fields,
+        ExactObject::new,
+    );
     set(&mut settings.silent_ingestion, patch.silent_ingestion, || false);
     Ok(())
 }
@@ -481,10 +486,10 @@ pub fn decode(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     fn patch(v: Value) -> ConfigPatch {
-        serde_json::from_value(v).expect("patch parses")
+        serde_json::from_str(&v.to_string()).expect("patch parses")
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 pub mod account_config;
 pub mod email;
+pub mod exact_json;
 
 /// A rule a client input broke: the field and what was wrong. The HTTP layer renders it as
 /// `400 VALIDATION_ERROR` with the field in `details`.

@@ -1,8 +1,9 @@
 //! Output types shared by both surfaces or by several dashboard routes.
 
+use crate::domain::exact_json::{ExactJson, ExactObject};
 use reconbanker_store::CodeKind;
 use serde::Serialize;
-use serde_json::{Map, Value};
+
 use utoipa::ToSchema;
 
 use crate::assistance::PendingView;
@@ -104,8 +105,8 @@ pub struct ConfigOut {
     pub pending_orders_endpoint: Option<String>,
     pub polling_method: PollingMethod,
     /// Any JSON value, sent as the poll's body with `POST`.
-    #[schema(required = true)]
-    pub polling_body: Option<Value>,
+    #[schema(required = true, value_type = Option<Value>)]
+    pub polling_body: Option<ExactJson>,
     #[schema(required = true)]
     pub auth_type: Option<AuthType>,
     /// `********` when set, else `null`.
@@ -121,7 +122,7 @@ pub struct ConfigOut {
     pub retry_limit: u32,
     pub notify_on_expired: bool,
     #[schema(value_type = Object)]
-    pub webhook_extra_fields: Map<String, Value>,
+    pub webhook_extra_fields: ExactObject,
     pub silent_ingestion: bool,
 }
 

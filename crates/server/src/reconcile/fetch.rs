@@ -7,10 +7,10 @@
 use std::time::Duration;
 
 use serde_json::value::RawValue;
-use serde_json::{Map, Value};
 
 use super::orders::parse_page;
 use crate::domain::account_config::{AuthType, PollingMethod};
+use crate::domain::exact_json::{ExactJson, ExactObject};
 use crate::support::outbound;
 
 /// At most this many pages per poll (docs/reconciliation.md §3.3).
@@ -32,7 +32,7 @@ pub(crate) struct Target<'a> {
     pub url: &'a str,
     pub method: PollingMethod,
     /// `polling_body`: a JSON object or a string holding JSON; `{}` when absent.
-    pub body: Option<&'a Value>,
+    pub body: Option<&'a ExactJson>,
     /// `(auth_type, auth_token)`; no header when there is no token.
     pub auth: Option<(Option<AuthType>, &'a str)>,
 }
@@ -97,11 +97,12 @@ async fn fetch_pages(
     let url = outbound::check_target(target.url, allow_private).map_err(|_| "target_refused")?;
     let base_body = match (target.method, target.body) {
         (PollingMethod::Get, _) => None,
-        (PollingMethod::Post, None) => Some(Value::Object(Map::new())),
-        (PollingMethod::Post, Some(Value::String(text))) => {
-            Some(serde_json::from_str::<Value>(text).unwrap_or_else(|_| Value::String(text.clone())))
-        }
-        (PollingMethod::Post, Some(v)) => Some(v.clone()),
+        (PollingMethod::Post, None) => Some(ExactJson::object(&ExactObject::new())),
+        (PollingMethod::Post, Some(v)) => match v.as_str() {
+            // A string holding JSON is that JSON; any other string is sent as a JSON string.
+            Some(text) => Some(ExactJson::parse(&text).unwrap_or_else(|| v.clone())),
+            None => Some(v.clone()),
+        },
     };
     let mut cursor: Option<String> = None;
     loop {
@@ -144,7 +145,7 @@ fn build(
     client: &reqwest::Client,
     target: &Target<'_>,
     url: &url::Url,
-    base_body: Option<&Value>,
+    base_body: Option<&ExactJson>,
     cursor: Option<&str>,
 ) -> Result<reqwest::RequestBuilder, &'static str> {
     let mut request = match (target.method, base_body) {
@@ -156,14 +157,17 @@ fn build(
             client.get(url)
         }
         (PollingMethod::Post, Some(body)) => {
-            let mut body = body.clone();
-            if let (Some(c), Value::Object(map)) = (cursor, &mut body) {
-                map.insert("cursor".into(), Value::String(c.to_owned()));
-            }
+            let body = match (cursor, body.as_object()) {
+                (Some(c), Some(mut members)) => {
+                    members.insert("cursor".into(), ExactJson::string(c));
+                    ExactJson::object(&members)
+                }
+                _ => body.clone(),
+            };
             client
                 .post(url.clone())
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(body.to_string())
+                .body(body.get().to_owned())
         }
     };
     request = request.header(reqwest::header::ACCEPT, "application/json").header(

@@ -6,6 +6,7 @@
 //! one account (two tasks or two instances) never match a movement twice. A crash only delays
 //! the work: the account stays dirty until a pass commits.
 
+use crate::domain::exact_json::ExactObject;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,7 +17,7 @@ use reconbanker_store::{
     PassInput, Store, StoreError, StoreResult, CHANNEL_RESULT,
 };
 use serde::Serialize;
-use serde_json::{json, Map, Value};
+use serde_json::json;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -356,7 +357,7 @@ pub(crate) fn result_delivery(
     r: &ConciliationRow,
     status: &str,
     movement: Option<&EligibleMovement>,
-    extra: &Map<String, Value>,
+    extra: &ExactObject,
     occurred_at: reconbanker_store::Timestamp,
 ) -> Option<NewDelivery> {
     let id = DeliveryId::new();

@@ -9,10 +9,11 @@
 //! reports it (money out is negative); `received_at` is the bank's instant in UTC with
 //! milliseconds (the bank's text as it is when it is not RFC 3339 with an offset).
 
+use crate::domain::exact_json::{ExactJson, ExactObject};
 use reconbanker_store::MovementRow;
 use serde::Serialize;
 use serde_json::value::RawValue;
-use serde_json::{Map, Value};
+use std::collections::BTreeMap;
 
 use super::results::{self, amount_number};
 use crate::domain::account_config::{Settings, RESERVED_EXTRA_FIELDS};
@@ -27,12 +28,12 @@ struct BankMovementBody<'a> {
     name: &'a str,
     received_at: String,
     #[serde(flatten)]
-    extra: Map<String, Value>,
+    extra: BTreeMap<&'a str, &'a ExactJson>,
 }
 
 /// The body of `m`'s webhook with these extra fields; `None` when it has no name or its amount
 /// is not a decimal.
-pub(crate) fn body(m: &MovementRow, extra: &Map<String, Value>) -> Option<String> {
+pub(crate) fn body(m: &MovementRow, extra: &ExactObject) -> Option<String> {
     let name = m.name.as_deref().filter(|n| !n.trim().is_empty())?;
     let body = BankMovementBody {
         id: m.id.to_string(),
@@ -44,7 +45,7 @@ pub(crate) fn body(m: &MovementRow, extra: &Map<String, Value>) -> Option<String
         extra: extra
             .iter()
             .filter(|(k, _)| !RESERVED_EXTRA_FIELDS.contains(&k.as_str()))
-            .map(|(k, v)| (k.clone(), v.clone()))
+            .map(|(k, v)| (k.as_str(), v))
             .collect(),
     };
     Some(results::to_json(&body))
@@ -93,7 +94,6 @@ pub(crate) fn on_request(m: &MovementRow, settings: Option<&str>) -> Option<Stri
 #[cfg(test)]
 mod tests {
     use reconbanker_store::{now, AccountId, MovementId};
-    use serde_json::json;
 
     use super::*;
 
@@ -114,14 +114,15 @@ mod tests {
     #[test]
     fn the_body_is_the_documented_five_fields_then_the_extras() {
         let m = movement("1500", Some("JUAN PEREZ"), "2026-05-13T12:30:00-03:00");
-        let mut extra = Map::new();
-        extra.insert("shop".into(), json!("eu-1"));
-        extra.insert("amount".into(), json!(1));
+        let mut extra = ExactObject::new();
+        extra.insert("shop".into(), ExactJson::string("eu-1"));
+        extra.insert("amount".into(), ExactJson::parse("1").expect("json"));
+        extra.insert("fee".into(), ExactJson::parse("1234567890123456.78").expect("json"));
         assert_eq!(
             body(&m, &extra).as_deref(),
             Some(
                 format!(
-                    r#"{{"id":"{}","amount":1500.00,"currency":"UYU","name":"JUAN PEREZ","received_at":"2026-05-13T15:30:00.000Z","shop":"eu-1"}}"#,
+                    r#"{{"id":"{}","amount":1500.00,"currency":"UYU","name":"JUAN PEREZ","received_at":"2026-05-13T15:30:00.000Z","fee":1234567890123456.78,"shop":"eu-1"}}"#,
                     m.id
                 )
                 .as_str()
@@ -132,16 +133,16 @@ mod tests {
     #[test]
     fn debits_are_negative_and_odd_dates_are_kept_as_read() {
         let m = movement("-12.3", Some("ACME"), "13/05/2026");
-        let text = body(&m, &Map::new()).expect("a body");
+        let text = body(&m, &ExactObject::new()).expect("a body");
         assert!(text.contains(r#""amount":-12.30,"#), "{text}");
         assert!(text.contains(r#""received_at":"13/05/2026""#), "{text}");
     }
 
     #[test]
     fn no_name_or_no_decimal_is_no_body() {
-        assert_eq!(body(&movement("1.00", None, "x"), &Map::new()), None);
-        assert_eq!(body(&movement("1.00", Some("  "), "x"), &Map::new()), None);
-        assert_eq!(body(&movement("ten", Some("A"), "x"), &Map::new()), None);
+        assert_eq!(body(&movement("1.00", None, "x"), &ExactObject::new()), None);
+        assert_eq!(body(&movement("1.00", Some("  "), "x"), &ExactObject::new()), None);
+        assert_eq!(body(&movement("ten", Some("A"), "x"), &ExactObject::new()), None);
     }
 
     #[test]

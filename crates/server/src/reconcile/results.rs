@@ -3,9 +3,9 @@
 //! decimal text with at least two decimals (`1500.00`), never through a float; the documented
 //! fields come first, then ours, then the account's extra fields (which may not override any).
 
+use crate::domain::exact_json::ExactObject;
 use serde::Serialize;
 use serde_json::value::RawValue;
-use serde_json::{Map, Value};
 
 use super::orders::{canonical_amount, parse_signed_decimal};
 use crate::domain::account_config::RESERVED_EXTRA_FIELDS;
@@ -41,12 +41,12 @@ pub(crate) struct ResultBody<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub movement: Option<MovementBody<'a>>,
     #[serde(flatten, serialize_with = "without_reserved")]
-    pub extra: &'a Map<String, Value>,
+    pub extra: &'a ExactObject,
 }
 
 /// The account's extra fields less the reserved keys: the config already refuses them; this
 /// keeps an old stored config from repeating (and, for most parsers, overriding) a key we set.
-fn without_reserved<S: serde::Serializer>(extra: &&Map<String, Value>, s: S) -> Result<S::Ok, S::Error> {
+fn without_reserved<S: serde::Serializer>(extra: &&ExactObject, s: S) -> Result<S::Ok, S::Error> {
     s.collect_map(
         extra
             .iter()
@@ -62,6 +62,7 @@ pub(crate) fn to_json<T: Serialize>(body: &T) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::exact_json::ExactJson;
 
     #[test]
     fn amounts_are_numbers_with_two_decimals_at_least() {
@@ -77,8 +78,12 @@ mod tests {
 
     #[test]
     fn the_documented_fields_come_first_and_extras_last() {
-        let mut extra = Map::new();
-        extra.insert("shop".into(), Value::from("eu-1"));
+        let mut extra = ExactObject::new();
+        extra.insert("shop".into(), ExactJson::string("eu-1"));
+        extra.insert(
+            "order_total".into(),
+            ExactJson::parse("12345678901234567890.10").expect("json"),
+        );
         let body = ResultBody {
             external_id: "ORDER-1234",
             status: "matched",
@@ -98,21 +103,21 @@ mod tests {
         };
         assert_eq!(
             to_json(&body),
-            r#"{"external_id":"ORDER-1234","status":"matched","amount":1500.00,"currency":"UYU","name":"Juan Perez","request_id":"r1","occurred_at":"2026-05-13T15:31:02.123Z","movement":{"id":"m1","amount":1500.00,"currency":"UYU","name":"JUAN PEREZ","received_at":"2026-05-13T15:30:00.000Z"},"shop":"eu-1"}"#
+            r#"{"external_id":"ORDER-1234","status":"matched","amount":1500.00,"currency":"UYU","name":"Juan Perez","request_id":"r1","occurred_at":"2026-05-13T15:31:02.123Z","movement":{"id":"m1","amount":1500.00,"currency":"UYU","name":"JUAN PEREZ","received_at":"2026-05-13T15:30:00.000Z"},"order_total":12345678901234567890.10,"shop":"eu-1"}"#
         );
         let ambiguous = ResultBody {
             status: "ambiguous",
             movement: None,
-            extra: &Map::new(),
+            extra: &ExactObject::new(),
             ..body
         };
         let text = to_json(&ambiguous);
         assert!(!text.contains("movement"), "{text}");
         // A reserved key in an old stored config is left out, never repeated.
-        let mut old = Map::new();
-        old.insert("status".into(), Value::from("paid"));
-        old.insert("request_id".into(), Value::from("x"));
-        old.insert("shop".into(), Value::from("eu-1"));
+        let mut old = ExactObject::new();
+        old.insert("status".into(), ExactJson::string("paid"));
+        old.insert("request_id".into(), ExactJson::string("x"));
+        old.insert("shop".into(), ExactJson::string("eu-1"));
         let text = to_json(&ResultBody {
             extra: &old,
             ..ambiguous

@@ -241,7 +241,21 @@ async fn an_open_request_frozen_in_passthrough_expires_after_the_switch_back_wit
 
 #[tokio::test]
 async fn amount_forms_match_exactly_and_refused_forms_are_never_registered() {
-    let mut shop = Shop::with("x3", json!({"webhook_extra_fields": {"shop": "eu-1", "tier": 2}})).await;
+    let mut shop = Shop::with("x3", json!({})).await;
+    // Written by hand: an extra field's number must reach the webhook with every digit (a
+    // binary float would send 1234567890123456.8).
+    let extras = r#"{"webhook_extra_fields": {"shop": "eu-1", "tier": 2, "fee": 1234567890123456.78}}"#;
+    let auth = format!("Bearer {}", shop.f.token);
+    let config = format!("/accounts/{}/config", shop.account);
+    let r = shop
+        .f
+        .app
+        .send(Method::PUT, &config, &[("authorization", &auth)], Some(extras.into()))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let want = r#""webhook_extra_fields":{"fee":1234567890123456.78,"shop":"eu-1","tier":2}"#;
+    assert!(r.text.contains(want), "{}", r.text);
+    assert!(shop.f.app.get(&config, &shop.f.token).await.text.contains(want));
     let mut events = shop.f.app.events().await;
     // Written by hand: the exponent and the refused forms must never pass a float.
     let item = |id: &str, amount: &str, name: &str| {
@@ -334,9 +348,17 @@ async fn amount_forms_match_exactly_and_refused_forms_are_never_registered() {
             .body
             .contains(r#","status":"matched","amount":1500.00,"currency":"UYU","#));
         let movement = got.body.find(r#""movement":{"#).expect("movement");
-        let extras = got.body.find(r#"},"shop":"eu-1","tier":2}"#).expect("extras last");
+        let extras = got
+            .body
+            .find(r#"},"fee":1234567890123456.78,"shop":"eu-1","tier":2}"#)
+            .expect("extras last");
         assert!(movement < extras, "{}", got.body);
-        assert!(got.body.ends_with(r#"},"shop":"eu-1","tier":2}"#), "{}", got.body);
+        assert!(
+            got.body
+                .ends_with(r#"},"fee":1234567890123456.78,"shop":"eu-1","tier":2}"#),
+            "{}",
+            got.body
+        );
         assert_eq!(got.body.matches(r#""status":"#).count(), 1);
     }
 }

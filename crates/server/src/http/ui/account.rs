@@ -7,6 +7,7 @@
 //! `http::passthrough::notify_as`, `http::notifications::rotate_channel`,
 //! `app::accounts::delete`): this module reads forms and renders.
 
+use crate::domain::exact_json::{ExactJson, ExactObject};
 use std::collections::HashMap;
 
 use axum::body::Bytes;
@@ -124,10 +125,13 @@ const EVENTS: [(&str, &str); 4] = [
     ("poll_failed", "Polling pending orders failed three times"),
 ];
 
-/// The form's fields as a config patch: only the fields the form carries are sent (a partial
-/// update); a blank secret is left out (unchanged), its "clear" box sends `null`.
-fn patch_of(f: &Form) -> Result<Value, Problem> {
+/// The form's fields as a config patch (JSON text): only the fields the form carries are sent
+/// (a partial update); a blank secret is left out (unchanged), its "clear" box sends `null`.
+/// The poll body and the extra fields keep every digit of their numbers.
+fn patch_of(f: &Form) -> Result<String, Problem> {
     let mut p = Map::new();
+    let mut exact = ExactObject::new();
+    let null = || ExactJson::parse("null");
     for name in CHOICES.iter().chain(URLS.iter()) {
         if let Some(v) = f.last(name) {
             let v = v.trim();
@@ -161,26 +165,28 @@ fn patch_of(f: &Form) -> Result<Value, Problem> {
     if let Some(v) = f.last("polling_body") {
         let v = v.trim();
         let body = if v.is_empty() {
-            Value::Null
+            null()
         } else if v.starts_with('{') {
-            serde_json::from_str::<Value>(v)
-                .map_err(|_| Problem::field("polling_body", "starts with { but is not a valid JSON object"))?
+            Some(
+                ExactJson::parse(v)
+                    .ok_or_else(|| Problem::field("polling_body", "starts with { but is not a valid JSON object"))?,
+            )
         } else {
-            json!(v)
+            Some(ExactJson::string(v))
         };
-        p.insert("polling_body".to_owned(), body);
+        exact.extend(body.map(|b| ("polling_body".to_owned(), b)));
     }
     if let Some(v) = f.last("webhook_extra_fields") {
         let v = v.trim();
         let fields = if v.is_empty() {
-            Value::Null
+            null()
         } else {
-            match serde_json::from_str::<Value>(v) {
-                Ok(o @ Value::Object(_)) => o,
+            match ExactJson::parse(v) {
+                Some(o) if o.is_object() => Some(o),
                 _ => return Err(Problem::field("webhook_extra_fields", "must be a JSON object")),
             }
         };
-        p.insert("webhook_extra_fields".to_owned(), fields);
+        exact.extend(fields.map(|b| ("webhook_extra_fields".to_owned(), b)));
     }
     for (name, _) in SECRETS {
         if f.last(&format!("clear_{name}")) == Some("on") {
@@ -189,7 +195,12 @@ fn patch_of(f: &Form) -> Result<Value, Problem> {
             p.insert(name.to_owned(), json!(v));
         }
     }
-    Ok(Value::Object(p))
+    let mut all: ExactObject = p
+        .into_iter()
+        .filter_map(|(k, v)| ExactJson::parse(&v.to_string()).map(|v| (k, v)))
+        .collect();
+    all.extend(exact);
+    Ok(ExactJson::object(&all).get().to_owned())
 }
 
 /// The values shown in the settings form (never a secret's value).
@@ -237,8 +248,7 @@ impl Shown {
             "polling_body",
             match &s.polling_body {
                 None => String::new(),
-                Some(Value::String(t)) => t.clone(),
-                Some(v) => serde_json::to_string_pretty(v).unwrap_or_default(),
+                Some(v) => v.as_str().unwrap_or_else(|| v.pretty()),
             },
         );
         values.insert(
@@ -246,7 +256,7 @@ impl Shown {
             if s.webhook_extra_fields.is_empty() {
                 String::new()
             } else {
-                serde_json::to_string_pretty(&s.webhook_extra_fields).unwrap_or_default()
+                ExactJson::object(&s.webhook_extra_fields).pretty()
             },
         );
         Self {
@@ -994,9 +1004,7 @@ async fn save_config(
         Err(r) => return *r,
     };
     let result = async {
-        let patch = patch_of(&f)?;
-        let bytes = serde_json::to_vec(&patch).map_err(Problem::internal)?;
-        let patch: ConfigPatch = parse_json(&bytes)?;
+        let patch: ConfigPatch = parse_json(patch_of(&f)?.as_bytes())?;
         crate::http::accounts::update_config(&app, who.user.id, account.id, patch).await
     }
     .await;
@@ -1183,11 +1191,16 @@ mod tests {
         Form(pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect())
     }
 
+    /// The patch a form makes, as a JSON value.
+    fn patch_value(pairs: &[(&str, &str)]) -> Value {
+        serde_json::from_str(&patch_of(&form(pairs)).expect("ok")).expect("json")
+    }
+
     #[test]
     fn only_the_fields_the_form_carries_are_patched() {
-        let p = patch_of(&form(&[("csrf", "x"), ("retry_limit", "5")])).expect("ok");
+        let p = patch_value(&[("csrf", "x"), ("retry_limit", "5")]);
         assert_eq!(p, json!({"retry_limit": 5}));
-        let p = patch_of(&form(&[
+        let p = patch_value(&[
             ("webhook_url", " "),
             ("notify_on_expired", "false"),
             ("notify_on_expired", "true"),
@@ -1200,8 +1213,7 @@ mod tests {
             ("clear_webhook_auth_token", "on"),
             ("polling_body", "{\"a\": 1}"),
             ("webhook_extra_fields", ""),
-        ]))
-        .expect("ok");
+        ]);
         assert_eq!(
             p,
             json!({
@@ -1211,12 +1223,25 @@ mod tests {
             })
         );
         assert_eq!(
-            patch_of(&form(&[("polling_body", "raw text")])).expect("ok"),
+            patch_value(&[("polling_body", "raw text")]),
             json!({"polling_body": "raw text"})
         );
         assert_eq!(
-            patch_of(&form(&[("notification_events", "")])).expect("ok"),
+            patch_value(&[("notification_events", "")]),
             json!({"notification_events": []})
+        );
+    }
+
+    #[test]
+    fn numbers_typed_in_the_json_fields_keep_every_digit() {
+        let p = patch_of(&form(&[
+            ("polling_body", "{\"min\": 12345678901234567890.10}"),
+            ("webhook_extra_fields", "{\n  \"fee\": 1234567890123456.78\n}"),
+        ]))
+        .expect("ok");
+        assert_eq!(
+            p,
+            r#"{"polling_body":{"min":12345678901234567890.10},"webhook_extra_fields":{"fee":1234567890123456.78}}"#
         );
     }
 
