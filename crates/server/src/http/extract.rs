@@ -31,9 +31,20 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
         };
         return Err(Problem::validation(message).with_details(json!([{ "field": null, "message": message }])));
     }
-    let tree: serde_json::Value = match serde_json::from_slice(bytes) {
-        Ok(v) => v,
-        Err(_) => {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let tree: serde_json::Value = match serde_path_to_error::deserialize(&mut de) {
+        // Nothing but whitespace may follow the value.
+        Ok(v) if de.end().is_ok() => v,
+        Ok(_) => {
+            let message = "Request body is not valid JSON";
+            return Err(Problem::validation(message).with_details(json!([{ "field": null, "message": message }])));
+        }
+        Err(e) => {
+            let path = e.path().to_string();
+            // Valid JSON all the same (RFC 8259 sets no range): the field is named.
+            if e.inner().to_string().starts_with("number out of range") && path != "." {
+                return Err(Problem::field(&path, "is a number out of range"));
+            }
             let message = "Request body is not valid JSON";
             return Err(Problem::validation(message).with_details(json!([{ "field": null, "message": message }])));
         }
@@ -67,7 +78,12 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
             None => &text[..],
         };
         let (field, message) = if inner.is_syntax() || inner.is_eof() {
-            (None, "Request body is not valid JSON".to_owned())
+            // The body parsed as JSON above: this is serde_json's word for a value of the wrong
+            // type where a choice (an enum) was expected.
+            (
+                if path == "." { None } else { Some(path) },
+                "has the wrong type".to_owned(),
+            )
         } else if let Some(name) = text.strip_prefix("unknown field `").and_then(|r| r.split('`').next()) {
             // The unknown key is named (it is a name the client chose, never a value).
             // The path already ends with the unknown key.
@@ -146,12 +162,26 @@ fn describe(text: &str) -> String {
         return text.to_owned();
     }
     if let Some(i) = text.find(", expected ") {
-        return format!("expected {}", &text[i + ", expected ".len()..]);
+        return format!("expected {}", plain_type(&text[i + ", expected ".len()..]));
     }
     if let Some(i) = text.find("expected ") {
         return text[i..].to_owned();
     }
     "has an invalid value".to_owned()
+}
+
+/// A Rust type name in serde's message in words a client knows.
+fn plain_type(expected: &str) -> String {
+    match expected {
+        "u8" => format!("a whole number from 0 to {}", u8::MAX),
+        "u16" => format!("a whole number from 0 to {}", u16::MAX),
+        "u32" => format!("a whole number from 0 to {}", u32::MAX),
+        "u64" | "usize" => format!("a whole number from 0 to {}", u64::MAX),
+        "i32" => format!("a whole number from {} to {}", i32::MIN, i32::MAX),
+        "i64" | "isize" => format!("a whole number from {} to {}", i64::MIN, i64::MAX),
+        "f32" | "f64" => "a number".to_owned(),
+        other => other.to_owned(),
+    }
 }
 
 /// The path of the first string or key holding a control character (`\0`, `\n`, DEL, …).

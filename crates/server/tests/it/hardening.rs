@@ -472,6 +472,50 @@ fn writing_routes() -> Vec<String> {
     out
 }
 
+/// Valid JSON of the wrong shape is never called invalid JSON: a choice given a number, a list
+/// of choices given a number, a number past what a float holds (RFC 8259 sets no range) — each
+/// names its field. Only a body that does not parse is "not valid JSON".
+#[tokio::test]
+async fn valid_json_of_the_wrong_type_names_its_field() {
+    let f = Fixture::new().await;
+    let auth = format!("Bearer {}", f.token);
+    let path = format!("/accounts/{}/config", f.account);
+    for (body, field, message) in [
+        (r#"{"session_type": 1}"#, "session_type", "has the wrong type"),
+        (
+            r#"{"notification_events": [1]}"#,
+            "notification_events[0]",
+            "has the wrong type",
+        ),
+        (r#"{"retry_limit": 1e400}"#, "retry_limit", "is a number out of range"),
+        (
+            r#"{"polling_body": {"min": -1e400}}"#,
+            "polling_body.min",
+            "is a number out of range",
+        ),
+        (
+            r#"{"retry_limit": 99999999999}"#,
+            "retry_limit",
+            "expected a whole number from 0 to 4294967295",
+        ),
+    ] {
+        let r = f
+            .app
+            .send(Method::PUT, &path, &[("authorization", &auth)], Some(body.into()))
+            .await;
+        assert_field_error(&r, field);
+        assert_eq!(r.body["details"][0]["message"], message, "{body}: {}", r.text);
+    }
+    for body in [r#"{"retry_limit": }"#, r#"{"retry_limit": 1"#, r#"{"a": 1} x"#] {
+        let r = f
+            .app
+            .send(Method::PUT, &path, &[("authorization", &auth)], Some(body.into()))
+            .await;
+        r.assert_api_error(400, "VALIDATION_ERROR");
+        assert_eq!(r.body["error"], "Request body is not valid JSON", "{body}: {}", r.text);
+    }
+}
+
 /// Finding 7: a secret sent with the wrong JSON type is never quoted back; the message names the
 /// field and the expected type.
 #[tokio::test]
