@@ -148,6 +148,7 @@ pub async fn realtime_events(State(app): State<AppState>, request: Request) -> R
     let audience = Audience {
         user: session.user,
         accounts: None,
+        v1_kinds_only: false,
     };
     let credential = Box::new(SessionCredential {
         app: app.clone(),

@@ -274,7 +274,9 @@ impl From<&Event> for V1EventOut {
 /// Stream events.
 ///
 /// Server-Sent Events of the key's accounts (all of its user's accounts when the key is not
-/// restricted). Each event has `id: <position>`, `event: <type>` and `data:` a JSON
+/// restricted): the login engine's events (`assistance.*`, `login.*`, `scrape.*`, `session.*`;
+/// reconciliation's are not on this stream). Ids are positions in the event log, so they
+/// may skip numbers. Each event has `id: <position>`, `event: <type>` and `data:` a JSON
 /// [`V1EventOut`]. Reconnect with `Last-Event-ID: <id>` (or `?last_event_id=<id>`) to receive
 /// every event after that one first. A keep-alive comment is sent every 15 s. Requires the
 /// `status:read` scope.
@@ -308,6 +310,7 @@ pub async fn v1_events(
     let audience = Audience {
         user: principal.key.user_id,
         accounts: principal.key.account_ids.clone(),
+        v1_kinds_only: true,
     };
     let credential = Box::new(KeyCredential {
         app: app.clone(),

@@ -240,6 +240,30 @@ impl EventKind {
         }
     }
 
+    /// The kind named `text`.
+    pub fn parse(text: &str) -> Option<EventKind> {
+        Self::ALL.into_iter().find(|k| k.as_str() == text)
+    }
+
+    /// Whether `/v1/events` carries this kind: the login engine's events (docs/product.md §6).
+    /// Reconciliation's are on the dashboard's stream only (docs/reconciliation.md §9).
+    pub fn on_v1(self) -> bool {
+        matches!(
+            self,
+            EventKind::AssistanceRequested
+                | EventKind::AssistanceFulfilled
+                | EventKind::AssistanceCancelled
+                | EventKind::AssistanceExpired
+                | EventKind::LoginFailed
+                | EventKind::LoginSucceeded
+                | EventKind::ScrapeFailed
+                | EventKind::ScrapeSucceeded
+                | EventKind::SessionStarted
+                | EventKind::SessionStopped
+                | EventKind::SessionNeedsAttention
+        )
+    }
+
     /// The subscribable name of this event for notification webhooks, if it has one
     /// (docs/product.md §8).
     pub fn subscribable(self) -> Option<NotificationEvent> {

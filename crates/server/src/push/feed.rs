@@ -16,7 +16,7 @@ use reconbanker_store::{AccountId, Store, StoreResult, UserId};
 use tokio::time::{interval_at, Instant, Interval, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
-use super::events::{Event, EventBus, RecvError, Subscriber};
+use super::events::{Event, EventBus, EventKind, RecvError, Subscriber};
 
 /// How often an open stream re-checks that its credential is still good.
 const REVALIDATE: Duration = Duration::from_secs(60);
@@ -28,11 +28,15 @@ const PAGE: i64 = 500;
 pub struct Audience {
     pub user: UserId,
     pub accounts: Option<Vec<AccountId>>,
+    /// Only the kinds `/v1/events` carries ([`EventKind::on_v1`]); else every kind.
+    pub v1_kinds_only: bool,
 }
 
 impl Audience {
     pub fn admits(&self, e: &Event) -> bool {
-        e.user_id == self.user && self.accounts.as_ref().is_none_or(|ids| ids.contains(&e.account_id))
+        e.user_id == self.user
+            && self.accounts.as_ref().is_none_or(|ids| ids.contains(&e.account_id))
+            && (!self.v1_kinds_only || EventKind::parse(&e.kind).is_some_and(EventKind::on_v1))
     }
 }
 
@@ -127,7 +131,14 @@ impl Feed {
                     }
                 };
                 self.behind = rows.len() as i64 == PAGE;
-                self.page.extend(rows.into_iter().map(Event::from));
+                let read_to = rows.last().map(|r| r.seq);
+                let audience = &self.audience;
+                self.page
+                    .extend(rows.into_iter().map(Event::from).filter(|e| audience.admits(e)));
+                // A page of kinds this stream leaves out still moves it on.
+                if let (true, Some(seq)) = (self.page.is_empty(), read_to) {
+                    self.cursor = self.cursor.max(seq);
+                }
                 continue;
             }
             tokio::select! {

@@ -480,6 +480,67 @@ async fn a_message_from_the_client_closes_the_socket() {
     assert!(ws_frame(&mut ws).await.is_none(), "the socket is closed");
 }
 
+async fn emit_kind(app: &TestApp, kind: EventKind, user: UserId, account: &str, n: i64) {
+    let account: AccountId = account.parse().expect("uuid");
+    app.state
+        .hub
+        .emit(kind, user, account, json!({ "n": n }))
+        .await
+        .expect("emit");
+}
+
+/// `/v1/events` carries the login engine's events only (docs/reconciliation.md §9: not
+/// reconciliation's), live and on resume — even past more than a page of the log (500 rows)
+/// holding nothing for it — while the dashboard's stream carries both.
+#[tokio::test]
+async fn v1_events_leave_reconciliation_events_to_the_dashboard() {
+    let f = Fixture::new().await;
+    let user = f.user_id().await;
+    let mut v1 = open_sse(&f.app, "/v1/events", &[("x-api-key", &f.key)]).await;
+    let auth = bearer(&f.token);
+    let mut dash = open_sse(&f.app, "/realtime/events", &[("authorization", &auth)]).await;
+    emit_kind(&f.app, EventKind::SessionStarted, user, &f.account, 1).await;
+    for n in 2..=506 {
+        let kind = if n % 2 == 0 {
+            EventKind::ConciliationRegistered
+        } else {
+            EventKind::PollFailed
+        };
+        emit_kind(&f.app, kind, user, &f.account, n).await;
+    }
+    emit_kind(&f.app, EventKind::ScrapeSucceeded, user, &f.account, 507).await;
+
+    let first = v1.next().await;
+    assert_eq!(
+        (first.event.as_deref(), &first.data["data"]["n"]),
+        (Some("session.started"), &json!(1))
+    );
+    let next = v1.next().await;
+    assert_eq!(
+        (next.event.as_deref(), &next.data["data"]["n"]),
+        (Some("scrape.succeeded"), &json!(507))
+    );
+    for n in 1..=507 {
+        assert_eq!(dash.next().await.data["data"]["n"], n, "the dashboard has every event");
+    }
+    // Resumed from the first: the 505 reconciliation events in between are skipped.
+    let id = first.id.clone().expect("id");
+    let mut v1 = open_sse(&f.app, "/v1/events", &[("x-api-key", &f.key), ("last-event-id", &id)]).await;
+    let resumed = v1.next().await;
+    assert_eq!(
+        (resumed.event.as_deref(), resumed.seq()),
+        (Some("scrape.succeeded"), next.seq())
+    );
+    // And live after it.
+    emit_kind(&f.app, EventKind::ConciliationMatched, user, &f.account, 508).await;
+    emit_kind(&f.app, EventKind::LoginFailed, user, &f.account, 509).await;
+    let live = v1.next().await;
+    assert_eq!(
+        (live.event.as_deref(), &live.data["data"]["n"]),
+        (Some("login.failed"), &json!(509))
+    );
+}
+
 #[tokio::test]
 async fn last_event_id_replays_exactly_the_missed_events_then_goes_live() {
     let f = Fixture::new().await;
