@@ -21,7 +21,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use reconbanker_store::{
-    now, AccountConfigRow, AccountId, EngineAccount, MovementRow, RunId, RunRow, Store, StoreResult, UserId,
+    now, AccountConfigRow, AccountId, EngineAccount, MovementRow, NewMovement, RunId, RunRow, Store, StoreResult,
+    UserId,
 };
 use serde_json::json;
 use tokio::sync::{Notify, Semaphore};
@@ -144,6 +145,30 @@ struct Inner {
     wake: Notify,
     shutdown: CancellationToken,
     tasks: TaskTracker,
+}
+
+/// What a bank page gave, without control characters: each becomes a space (a NUL cannot be
+/// stored by PostgreSQL, and none can be searched for), the same way on every read so a
+/// movement read again is still the same movement. A name left blank is no name.
+fn plain_text(movements: Vec<NewMovement>) -> Vec<NewMovement> {
+    fn plain(text: String) -> String {
+        if text.chars().any(char::is_control) {
+            text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
+        } else {
+            text
+        }
+    }
+    movements
+        .into_iter()
+        .map(|m| NewMovement {
+            external_id: plain(m.external_id),
+            amount: plain(m.amount),
+            currency: plain(m.currency),
+            name: m.name.map(plain).filter(|n| !n.trim().is_empty()),
+            description: plain(m.description),
+            received_at: plain(m.received_at),
+        })
+        .collect()
 }
 
 /// An account's runs in a row that met a page no longer matching its definition.
@@ -861,6 +886,7 @@ impl Inner {
                     return Err((Stage::Scrape, e));
                 }
             };
+            let movements = plain_text(movements);
             let new = self
                 .deps
                 .store
@@ -897,5 +923,32 @@ impl Inner {
                 _ = live.poke.notified() => {}
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_from_a_bank_page_become_spaces() {
+        let m = |name: Option<&str>, description: &str| NewMovement {
+            external_id: "A\u{0}1".into(),
+            amount: "10.00".into(),
+            currency: "UYU".into(),
+            name: name.map(str::to_owned),
+            description: description.into(),
+            received_at: "2026-05-13T12:00:00Z".into(),
+        };
+        let out = plain_text(vec![
+            m(Some("JUAN\u{0}PEREZ"), "line\nbreak\u{7f}"),
+            m(Some("\u{0}\t"), "ok"),
+        ]);
+        assert_eq!(out[0].external_id, "A 1");
+        assert_eq!(out[0].name.as_deref(), Some("JUAN PEREZ"));
+        assert_eq!(out[0].description, "line break ");
+        assert_eq!(out[1].name, None, "a name of control characters only is no name");
+        assert_eq!(out[1].description, "ok");
+        assert_eq!(out[1].received_at, "2026-05-13T12:00:00Z");
     }
 }

@@ -312,7 +312,9 @@ fn read_external_id(raw: Option<&RawValue>) -> Result<String, &'static str> {
         }
         _ => return Err("bad_type"),
     };
-    if id.is_empty() || id.chars().count() > MAX_EXTERNAL_ID_CHARS {
+    // A control character (a NUL above all: PostgreSQL text cannot hold one) is never stored:
+    // the order could not be found by its id, nor kept on every backend.
+    if id.is_empty() || id.chars().count() > MAX_EXTERNAL_ID_CHARS || id.chars().any(char::is_control) {
         return Err("bad_external_id");
     }
     Ok(id)
@@ -345,7 +347,10 @@ fn read_name(raw: Option<&RawValue>) -> Result<String, &'static str> {
     let name = string_of(required(raw)?)?;
     let name = name.trim();
     let chars = name.chars().count();
-    if (1..=MAX_NAME_CHARS).contains(&chars) && name.chars().any(char::is_alphanumeric) {
+    if (1..=MAX_NAME_CHARS).contains(&chars)
+        && name.chars().any(char::is_alphanumeric)
+        && !name.chars().any(char::is_control)
+    {
         Ok(name.to_owned())
     } else {
         Err("bad_name")
@@ -361,7 +366,7 @@ fn read_reference(raw: Option<&RawValue>) -> Result<Option<String>, &'static str
     match reference.chars().count() {
         // Many systems send `""` for "no reference"; that is not worth refusing the order over.
         0 => Ok(None),
-        1..=MAX_REFERENCE_CHARS => Ok(Some(reference.to_owned())),
+        1..=MAX_REFERENCE_CHARS if !reference.chars().any(char::is_control) => Ok(Some(reference.to_owned())),
         _ => Err("bad_reference"),
     }
 }
@@ -626,6 +631,9 @@ mod tests {
         assert_eq!(outcome(&format!("\"{}\"", "x".repeat(129))), Err("bad_external_id"));
         assert_eq!(outcome(r#""""#), Err("bad_external_id"));
         assert_eq!(outcome(r#""   ""#), Err("bad_external_id"));
+        assert_eq!(outcome(r#""a\u0000b""#), Err("bad_external_id"));
+        assert_eq!(outcome(r#""tab\tid""#), Err("bad_external_id"));
+        assert_eq!(outcome(r#""x\u007fy""#), Err("bad_external_id"));
         assert_eq!(outcome("12.0"), Err("bad_type"));
         assert_eq!(outcome("1e3"), Err("bad_type"));
         assert_eq!(outcome("true"), Err("bad_type"));
@@ -682,6 +690,16 @@ mod tests {
             (r#""currency":840,"name":"Juan""#, "bad_type"),
             (r#""currency":"UYU","name":"   ""#, "bad_name"),
             (r#""currency":"UYU","name":"-- . --""#, "bad_name"),
+            (r#""currency":"UYU","name":"Juan\u0000Perez""#, "bad_name"),
+            (r#""currency":"UYU","name":"Juan\nPerez""#, "bad_name"),
+            (
+                r#""currency":"UYU","name":"Juan","reference":"ref\u0000""#,
+                "bad_reference",
+            ),
+            (
+                r#""currency":"UYU","name":"Juan","reference":"a\u0001b""#,
+                "bad_reference",
+            ),
             (r#""currency":"UYU","name":42"#, "bad_type"),
             (r#""currency":"UYU","name":"Juan","reference":7"#, "bad_type"),
             (r#""currency":"UYU","name":"Juan","currency":"USD""#, "duplicate_field"),

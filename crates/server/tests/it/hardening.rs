@@ -977,3 +977,79 @@ async fn keys_issued_with_the_old_checksum_keep_working() {
         .await
         .assert_v1_error(401, "INVALID_API_KEY");
 }
+
+/// A control character from outside never reaches the database, on either backend (PostgreSQL
+/// text cannot hold a NUL: one such pending order stopped the account's polls for good, and
+/// one such bank movement failed every read). An order with one in its id, name or reference is
+/// an invalid item with its code (the rest of the poll applies); a movement's text has each
+/// one turned into a space.
+#[tokio::test]
+async fn control_characters_from_the_customer_or_the_bank_never_stop_the_account() {
+    use crate::harness::MovementOut;
+    use crate::matching::Shop;
+    use crate::reconcile::Answer as OrdersAnswer;
+
+    let mut shop = Shop::with("nul", json!({})).await;
+    let item = |id: &str, name: &str, reference: &str| {
+        format!(
+            r#"{{"external_id":"{id}","amount":"11.00","currency":"UYU","name":"{name}","reference":"{reference}"}}"#
+        )
+    };
+    let items = [
+        item("GOOD-1", "Ana Lopez", "R-1"),
+        item("NUL\\u0000ID", "Nul Id", "R-2"),
+        item("NUL-NAME", "Nul\\u0000Name", "R-3"),
+        item("NUL-REF", "Nul Ref", "ref\\u0000"),
+    ];
+    let row = shop
+        .poll_answer(OrdersAnswer::Raw(200, format!("[{}]", items.join(","))))
+        .await;
+    assert_eq!(row.outcome, "succeeded", "{row:?}");
+    assert_eq!((row.counts.registered, row.counts.invalid), (1, 3), "{row:?}");
+    let polls = shop
+        .f
+        .app
+        .get(&format!("/accounts/{}/polls", shop.account), &shop.f.token)
+        .await;
+    let issues: Vec<(Value, Value)> = polls.body[0]["issues"]
+        .as_array()
+        .expect("issues")
+        .iter()
+        .map(|i| (i["external_id"].clone(), i["code"].clone()))
+        .collect();
+    assert_eq!(
+        issues,
+        [
+            (Value::Null, json!("bad_external_id")),
+            (json!("NUL-NAME"), json!("bad_name")),
+            (json!("NUL-REF"), json!("bad_reference")),
+        ]
+    );
+
+    shop.transfer("11.00", Some("ANA\u{0}LOPEZ"), "Transfer\u{0}encia");
+    shop.read_bank().await;
+    let movements: Vec<MovementOut> = shop
+        .f
+        .app
+        .get_as(
+            &format!("/accounts/{}/movements", shop.account),
+            &shop.f.token,
+            StatusCode::OK,
+        )
+        .await;
+    let m = movements
+        .iter()
+        .find(|m| m.amount == "11.00")
+        .expect("the movement was stored");
+    assert_eq!(
+        (m.name.as_deref(), m.description.as_str()),
+        (Some("ANA LOPEZ"), "Transfer encia")
+    );
+    // And it settles the valid order.
+    let got = shop.hooks.next().await;
+    assert!(
+        got.body.contains(r#""external_id":"GOOD-1","status":"matched""#),
+        "{}",
+        got.body
+    );
+}
