@@ -195,9 +195,7 @@ impl Webhooks {
                     d.status = "dead".into();
                     d.next_attempt_at = None;
                 } else {
-                    let wait = retry_after
-                        .unwrap_or_else(|| self.backoff(d.attempts as u32))
-                        .min(MAX_BACKOFF);
+                    let wait = next_wait(retry_after, self.backoff(d.attempts as u32));
                     d.next_attempt_at = Some(after(at, wait));
                 }
             }
@@ -342,11 +340,20 @@ impl Webhooks {
 
 /// `Retry-After`: delay-seconds or an HTTP-date.
 fn parse_retry_after(v: &str) -> Option<Duration> {
-    if let Ok(secs) = v.trim().parse::<u64>() {
-        return Some(Duration::from_secs(secs));
+    let v = v.trim();
+    if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) {
+        // More seconds than a u64 holds is still "later than the cap", not garbage.
+        return Some(v.parse::<u64>().map_or(Duration::MAX, Duration::from_secs));
     }
     let at = chrono::DateTime::parse_from_rfc2822(v.trim()).ok()?;
     (at.with_timezone(&chrono::Utc) - now()).to_std().ok()
+}
+
+/// The wait before the next try: the receiver's `Retry-After` is the least it asks for (RFC 9110
+/// §10.2.3), so it can lengthen our backoff but never shorten it (a `Retry-After: 0` would spend
+/// every try within milliseconds); at most [`MAX_BACKOFF`].
+fn next_wait(retry_after: Option<Duration>, backoff: Duration) -> Duration {
+    retry_after.unwrap_or(Duration::ZERO).max(backoff).min(MAX_BACKOFF)
 }
 
 /// When a rotated-out secret stops signing.
@@ -420,5 +427,20 @@ mod tests {
         let later = (now() + chrono::Duration::seconds(90)).to_rfc2822();
         let d = parse_retry_after(&later).expect("date form");
         assert!(d <= Duration::from_secs(90) && d >= Duration::from_secs(85), "{d:?}");
+        assert_eq!(parse_retry_after(" 0 "), Some(Duration::ZERO));
+        assert_eq!(parse_retry_after("99999999999999999999"), Some(Duration::MAX));
+        assert_eq!(parse_retry_after("-5"), None);
+        assert_eq!(parse_retry_after(""), None);
+    }
+
+    #[test]
+    fn retry_after_lengthens_the_backoff_never_shortens_it() {
+        let s = Duration::from_secs;
+        assert_eq!(next_wait(None, s(5)), s(5));
+        assert_eq!(next_wait(Some(s(0)), s(5)), s(5));
+        assert_eq!(next_wait(Some(s(3)), s(5)), s(5));
+        assert_eq!(next_wait(Some(s(3600)), s(5)), s(3600));
+        assert_eq!(next_wait(Some(Duration::MAX), s(5)), MAX_BACKOFF);
+        assert_eq!(next_wait(None, s(24 * 3600)), MAX_BACKOFF);
     }
 }

@@ -541,6 +541,27 @@ async fn retry_after_from_the_receiver_sets_the_next_try() {
     );
 }
 
+/// `Retry-After: 0` (or any wait shorter than ours) does not shorten the backoff: every try
+/// within milliseconds would spend the delivery's budget at once.
+#[tokio::test]
+async fn a_retry_after_shorter_than_the_backoff_waits_the_backoff() {
+    let f = webhook_fixture(&[("RECONBANKER_WEBHOOK_BACKOFF_MS", "60000")]).await;
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(|| async { (AxStatus::TOO_MANY_REQUESTS, [("retry-after", "0")]).into_response() }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let id = subscribe(&f, "user_locked", "pass_locked", &url, json!(["login_failed"])).await;
+    let mut attempts = f.app.state.webhooks.subscribe_attempts();
+    f.post(&format!("/accounts/{id}/scrape")).await;
+    let d = attempt_with_status(&mut attempts, "pending").await;
+    assert_eq!((d.last_status, d.attempts), (Some(429), 1));
+    let wait = (d.next_attempt_at.expect("next") - d.last_attempt_at.expect("last")).num_seconds();
+    assert!((44..=75).contains(&wait), "the 60 s backoff (±25 %), not 0: {wait} s");
+}
+
 #[tokio::test]
 async fn an_expired_prompt_is_not_delivered_late() {
     let f = webhook_fixture(&[("RECONBANKER_WEBHOOK_BACKOFF_MS", "3600000")]).await;
