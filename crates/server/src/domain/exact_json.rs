@@ -27,6 +27,11 @@ impl ExactJson {
         serde_json::from_str::<Box<RawValue>>(text).ok().map(Self::compact)
     }
 
+    /// JSON `null`.
+    pub fn null() -> Self {
+        Self(Self::null_raw())
+    }
+
     /// A JSON string holding `text`.
     pub fn string(text: &str) -> Self {
         // A string always serializes.
@@ -123,7 +128,7 @@ fn pretty_tree(text: &str) -> Option<Pretty> {
             .collect::<Option<_>>()
             .map(Pretty::Array)
     } else if text.starts_with('{') {
-        let members: ExactObject = serde_json::from_str(text).ok()?;
+        let Members(members) = serde_json::from_str(text).ok()?;
         members
             .into_iter()
             .map(|(k, v)| pretty_tree(v.get()).map(|t| (k, t)))
@@ -131,6 +136,29 @@ fn pretty_tree(text: &str) -> Option<Pretty> {
             .map(Pretty::Object)
     } else {
         RawValue::from_string(text.to_owned()).ok().map(Pretty::Scalar)
+    }
+}
+
+/// An object's members in the order written.
+struct Members(Vec<(String, Box<RawValue>)>);
+
+impl<'de> Deserialize<'de> for Members {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Members;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Members, A::Error> {
+                let mut out = Vec::new();
+                while let Some(member) = map.next_entry()? {
+                    out.push(member);
+                }
+                Ok(Members(out))
+            }
+        }
+        d.deserialize_map(Visit)
     }
 }
 
@@ -221,6 +249,15 @@ mod tests {
         assert!(v.is_string());
         assert_eq!(v.as_str().as_deref(), Some("a \"b\""));
         assert_eq!(ExactJson::parse("1").expect("json").as_str(), None);
+    }
+
+    #[test]
+    fn pretty_text_keeps_the_members_order() {
+        let v = ExactJson::parse(r#"{"z":1,"a":{"y":2,"b":3}}"#).expect("json");
+        assert_eq!(
+            v.pretty(),
+            "{\n  \"z\": 1,\n  \"a\": {\n    \"y\": 2,\n    \"b\": 3\n  }\n}"
+        );
     }
 
     #[test]

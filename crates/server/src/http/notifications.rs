@@ -6,7 +6,6 @@ use axum::http::{StatusCode, Uri};
 use axum::Json;
 use reconbanker_store::{now, DeliveryId, DeliveryRow, CHANNEL_NOTIFICATION, CHANNEL_RESULT};
 use serde::Serialize;
-use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::auth::OwnedAccount;
@@ -16,6 +15,7 @@ use super::extract::{DPath, Page, PageParams};
 use super::openapi::ApiErrorBody;
 use crate::app;
 use crate::domain::account_config::SigningChannel;
+use crate::domain::exact_json::ExactJson;
 use crate::support::time::ts;
 use crate::AppState;
 
@@ -40,8 +40,9 @@ pub struct DeliveryOut {
     created_at: String,
     #[schema(required = true)]
     delivered_at: Option<String>,
-    /// The body that is POSTed.
-    payload: Value,
+    /// The body that is POSTed, as it is sent (its amounts with every digit).
+    #[schema(value_type = Value)]
+    payload: ExactJson,
     /// Result channel: the request (or movement) whose deliveries go out in order.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
@@ -61,7 +62,7 @@ impl From<DeliveryRow> for DeliveryOut {
             last_attempt_at: d.last_attempt_at.map(ts),
             created_at: ts(d.created_at),
             delivered_at: d.delivered_at.map(ts),
-            payload: serde_json::from_str(&d.payload).unwrap_or(Value::Null),
+            payload: ExactJson::parse(&d.payload).unwrap_or_else(ExactJson::null),
             subject_id: d.subject_id,
         }
     }

@@ -361,6 +361,29 @@ async fn amount_forms_match_exactly_and_refused_forms_are_never_registered() {
         );
         assert_eq!(got.body.matches(r#""status":"#).count(), 1);
     }
+    // The delivery log shows each body as it was sent: its numbers and its order.
+    let log = shop
+        .f
+        .app
+        .get(
+            &format!("/accounts/{}/webhooks/deliveries", shop.account),
+            &shop.f.token,
+        )
+        .await;
+    assert_eq!(log.status, StatusCode::OK, "{}", log.text);
+    assert_eq!(
+        log.text.matches(r#""payload":{"external_id":"#).count(),
+        3,
+        "{}",
+        log.text
+    );
+    assert_eq!(log.text.matches(r#","amount":1500.00,"#).count(), 6, "{}", log.text);
+    assert_eq!(
+        log.text.matches(r#","fee":1234567890123456.78,"#).count(),
+        3,
+        "{}",
+        log.text
+    );
 }
 
 #[tokio::test]

@@ -927,12 +927,9 @@ fn markup(c: &Chrome<'_>, d: &Data, o: Outcome<'_>) -> Markup {
     )
 }
 
-/// A delivery's frozen body, indented when it is JSON.
+/// A delivery's frozen body, indented when it is JSON (its numbers as sent).
 pub(super) fn pretty(payload: &str) -> String {
-    serde_json::from_str::<Value>(payload)
-        .ok()
-        .and_then(|v| serde_json::to_string_pretty(&v).ok())
-        .unwrap_or_else(|| payload.to_owned())
+    ExactJson::parse(payload).map_or_else(|| payload.to_owned(), |v| v.pretty())
 }
 
 /// "Newer" / "Older" links of list `i`.
