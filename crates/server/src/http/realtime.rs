@@ -133,7 +133,7 @@ pub async fn issue_ticket(State(app): State<AppState>, user: DashboardUser) -> R
     params(("Last-Event-ID" = Option<String>, Header, description = "Resume after this event id"), ("last_event_id" = Option<String>, Query, description = "Resume after this event id (when the header cannot be set)")),
     responses(
         (status = 200, description = "An event stream (`text/event-stream`): each event has `id: <position>`, `event: <type>` and `data:` a JSON RealtimeEventOut; a `keep-alive` comment every 15 s. The stream ends when the login expires or logs out.", content_type = "text/event-stream", body = RealtimeEventOut),
-        (status = 400, description = "`VALIDATION_ERROR`: malformed Last-Event-ID", body = ApiErrorBody),
+        (status = 400, description = "`VALIDATION_ERROR`: a Last-Event-ID that is not a whole number, or is past the newest event", body = ApiErrorBody),
         (status = 401, description = "`UNAUTHORIZED`: no valid token, or an invalid, expired or used ticket", body = ApiErrorBody),
     )
 )]

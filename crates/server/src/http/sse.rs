@@ -32,6 +32,13 @@ pub(crate) async fn event_stream<T: Serialize + 'static>(
     resume: Option<i64>,
     render: fn(&Event) -> T,
 ) -> Result<Response, Problem> {
+    // An id past the log's newest was never sent by this server (a client kept it across a
+    // reset of the database): resuming after it would wait, silently, until the log got there.
+    if let Some(seq) = resume {
+        if seq > app.store.last_event_seq().await.map_err(Problem::internal)? {
+            return Err(Problem::field(RESUME_FIELD, RESUME_MESSAGE));
+        }
+    }
     let feed = Feed::open(
         app.store.clone(),
         &*app.bus,
@@ -100,6 +107,10 @@ impl Credential for KeyCredential {
 
 /// Where a reconnecting client resumes: `Last-Event-ID` (what `EventSource` sends), else
 /// `?last_event_id=`. Empty means "not resuming".
+/// The field a refused resume point is reported under (the header or the query parameter).
+const RESUME_FIELD: &str = "Last-Event-ID";
+const RESUME_MESSAGE: &str = "must be the id of an event from this stream (a whole number)";
+
 pub(crate) fn resume_point(headers: &HeaderMap, query: &StreamQuery) -> Result<Option<i64>, Problem> {
     let parse = |field: &str, text: &str| -> Result<Option<i64>, Problem> {
         let text = text.trim();

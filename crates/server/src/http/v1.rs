@@ -290,7 +290,7 @@ impl From<&Event> for V1EventOut {
     ),
     responses(
         (status = 200, description = "An event stream (`text/event-stream`); each `data:` is a V1EventOut", content_type = "text/event-stream", body = V1EventOut),
-        (status = 400, description = "`VALIDATION_ERROR`: malformed Last-Event-ID", body = V1ErrorBody),
+        (status = 400, description = "`VALIDATION_ERROR`: a Last-Event-ID that is not a whole number, or is past the newest event", body = V1ErrorBody),
         (status = 401, description = "`UNAUTHORIZED` (no key) or `INVALID_API_KEY`", body = V1ErrorBody),
         (status = 403, description = "`FORBIDDEN`: the key lacks `status:read`", body = V1ErrorBody),
         (status = 429, description = "`RATE_LIMITED`", body = V1ErrorBody),

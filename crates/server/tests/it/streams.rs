@@ -380,10 +380,17 @@ async fn v1_events_checks_in_the_v1_order_and_shape() {
         .await;
     r.assert_v1_error(403, "FORBIDDEN");
 
+    // An id past the newest event was never sent (a client kept it across a database reset):
+    // refused, not a stream that stays silent until the log gets there.
+    let head = f.app.state.store.last_event_seq().await.expect("head");
+    let past = (head + 1).to_string();
+    let past_query = format!("/v1/events?last_event_id={past}");
     for (path, headers) in [
         ("/v1/events", vec![("last-event-id", "abc")]),
         ("/v1/events", vec![("last-event-id", "-1")]),
         ("/v1/events?last_event_id=1e3", vec![]),
+        ("/v1/events", vec![("last-event-id", past.as_str())]),
+        (past_query.as_str(), vec![]),
     ] {
         let mut h = headers.clone();
         h.push(("x-api-key", &f.key));
@@ -395,6 +402,20 @@ async fn v1_events_checks_in_the_v1_order_and_shape() {
         .send(Method::POST, "/v1/events", &[("x-api-key", &f.key)], None)
         .await;
     r.assert_v1_error(405, "METHOD_NOT_ALLOWED");
+    // The dashboard's stream the same, in its own shape; the newest id itself resumes.
+    let auth = bearer(&f.token);
+    let r = f
+        .app
+        .send(
+            Method::GET,
+            "/realtime/events",
+            &[("authorization", &auth), ("last-event-id", &past)],
+            None,
+        )
+        .await;
+    r.assert_api_error(400, "VALIDATION_ERROR");
+    let head = head.to_string();
+    let _stream = open_sse(&f.app, "/v1/events", &[("x-api-key", &f.key), ("last-event-id", &head)]).await;
 }
 
 #[tokio::test]
