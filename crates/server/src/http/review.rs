@@ -358,24 +358,26 @@ pub async fn resolve(
     DJson(body): DJson<Value>,
 ) -> Result<Json<DetailOut>, ApiError> {
     let id = request_id(&id)?;
-    let target = resolve_target(&body)?;
-    resolve_as(&app, &who.user, id, target).await?;
+    // The body is judged after the request (docs/reconciliation.md §8: 404, 409, then 400).
+    resolve_as(&app, &who.user, id, resolve_target(&body)).await?;
     Ok(Json(detail_of(&app, who.user.id, id).await?.into()))
 }
 
 /// The resolve of `resolve` (and of the dashboard's review page): `target` a movement to match
-/// by hand, or `None` to rule the current candidates out.
+/// by hand, or `None` to rule the current candidates out; a refused target is answered only
+/// once the request is found open.
 pub(crate) async fn resolve_as(
     app: &AppState,
     who: &UserRow,
     id: ConciliationRequestId,
-    target: Option<MovementId>,
+    target: Result<Option<MovementId>, ApiError>,
 ) -> Result<(), ApiError> {
     let user = who.id;
     let (r, settings) = acting_on(app, who, id).await?;
     if !r.status.is_open() {
         return Err(closed(r.status));
     }
+    let target = target?;
     let events = ReviewEvents {
         hub: &app.hub,
         user,

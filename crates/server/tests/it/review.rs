@@ -451,6 +451,14 @@ async fn resolve_checks_the_movement_and_the_body() {
     shop.resolve(&e2, json!({"movement_id": stranger}))
         .await
         .api_error(409, "MOVEMENT_TAKEN");
+    // The request is judged before the body (§8): a bad body for a closed, an unknown or
+    // another user's request is that request's answer.
+    for bad in [json!({}), json!({"movement_id": "abc"})] {
+        shop.resolve(&id, bad.clone()).await.api_error(409, "REQUEST_CLOSED");
+        shop.resolve(&uuid::Uuid::now_v7().to_string(), bad.clone())
+            .await
+            .api_error(404, "NOT_FOUND");
+    }
     // Un-ignored: back in play.
     let r = shop.send(Method::DELETE, &path(&ignored), None).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);

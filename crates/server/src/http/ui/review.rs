@@ -624,11 +624,11 @@ async fn act(
             let movement = field(f, "movement_id")
                 .parse::<MovementId>()
                 .map_err(|_| Problem::field("movement_id", "must name a candidate movement"))?;
-            api::resolve_as(app, &who.user, id, Some(movement)).await?;
+            api::resolve_as(app, &who.user, id, Ok(Some(movement))).await?;
             Ok("resolved")
         }
         Act::Reject => {
-            api::resolve_as(app, &who.user, id, None).await?;
+            api::resolve_as(app, &who.user, id, Ok(None)).await?;
             Ok("rejected")
         }
         Act::Run => {
