@@ -392,10 +392,11 @@ impl<'a> Target<'a> {
         }
         Some(Self {
             endpoint: settings.notification_endpoint_url.as_deref()?,
-            authorization: match (&secrets.notification_auth_token, settings.notification_auth_type) {
-                (Some(token), Some(kind)) => Some(header(Some(kind), token)),
-                _ => None,
-            },
+            // A token with no type is sent as Bearer, as on the result channel and the poll.
+            authorization: secrets
+                .notification_auth_token
+                .as_deref()
+                .map(|token| header(settings.notification_auth_type, token)),
             signing: SigningChannel::Notification,
         })
     }
@@ -431,6 +432,25 @@ mod tests {
         assert_eq!(parse_retry_after("99999999999999999999"), Some(Duration::MAX));
         assert_eq!(parse_retry_after("-5"), None);
         assert_eq!(parse_retry_after(""), None);
+    }
+
+    #[test]
+    fn a_notification_token_is_sent_whatever_its_type() {
+        let mut settings = account_config::Settings {
+            notification_endpoint_url: Some("https://hooks.example/n".into()),
+            ..Default::default()
+        };
+        let mut secrets = account_config::SecretFields::default();
+        let auth = |s: &account_config::Settings, k: &account_config::SecretFields| {
+            Target::of("notification", s, k).and_then(|t| t.authorization)
+        };
+        assert_eq!(auth(&settings, &secrets), None, "no token, no header");
+        secrets.notification_auth_token = Some("tok".into());
+        assert_eq!(auth(&settings, &secrets).as_deref(), Some("Bearer tok"));
+        settings.notification_auth_type = Some(AuthType::ApiKey);
+        assert_eq!(auth(&settings, &secrets).as_deref(), Some("Api-Key tok"));
+        settings.notification_auth_type = Some(AuthType::Bearer);
+        assert_eq!(auth(&settings, &secrets).as_deref(), Some("Bearer tok"));
     }
 
     #[test]
