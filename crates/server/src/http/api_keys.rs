@@ -217,7 +217,12 @@ pub(crate) async fn create_key(app: &AppState, user: UserId, body: CreateIn) -> 
             if at <= created_at {
                 return Err(Problem::field("expires_at", "must be in the future"));
             }
-            Some(chrono::SubsecRound::trunc_subsecs(at, 3))
+            // Whole milliseconds, as stored; a leap second (`23:59:60`) is the instant after
+            // `23:59:59.999`, so the answer shows what is stored.
+            Some(
+                chrono::DateTime::from_timestamp_millis(at.timestamp_millis())
+                    .ok_or_else(|| Problem::field("expires_at", "must be an RFC 3339 timestamp"))?,
+            )
         }
     };
     // A prefix collision (1 in 4 billion per pair) is retried with a fresh key.

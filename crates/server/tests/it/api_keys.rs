@@ -40,6 +40,31 @@ async fn create_shows_the_key_once_and_list_never() {
     assert_eq!(typed.available_scopes, ["otp:write", "status:read"]);
     assert_eq!(typed.keys[0].key, None);
     assert!(listed.get("key").is_none());
+    // What is answered is what is stored: whole milliseconds, a leap second as the next instant.
+    for (given, shown) in [
+        ("2098-12-31T23:59:60Z", "2099-01-01T00:00:00.000Z"),
+        ("2099-06-01T12:00:00.123456789+02:00", "2099-06-01T10:00:00.123Z"),
+    ] {
+        let r = app
+            .json(
+                Method::POST,
+                "/me/api-keys",
+                Some(&token),
+                Some(json!({"name": given, "scopes": ["status:read"], "expires_at": given})),
+            )
+            .await;
+        let made: KeyOut = r.typed(StatusCode::CREATED);
+        assert_eq!(made.expires_at.as_deref(), Some(shown), "{given}");
+        let list = app.get("/me/api-keys", &token).await;
+        let stored = list.body["keys"]
+            .as_array()
+            .expect("keys")
+            .iter()
+            .find(|k| k["name"] == given)
+            .expect("listed")["expires_at"]
+            .clone();
+        assert_eq!(stored, json!(shown), "{given}");
+    }
     let mut fields: Vec<&String> = listed.as_object().expect("obj").keys().collect();
     fields.sort();
     assert_eq!(
