@@ -288,13 +288,19 @@ async fn every_dashboard_body_refuses_unknown_fields() {
             json!({"code": "123456"}),
         ),
     ];
-    for (method, _, path, body) in &with_body {
+    for (method, route, path, body) in &with_body {
         let mut body = body.clone();
         body["unexpectedField"] = json!(1);
         let r = f
             .app
             .json(method.parse().expect("method"), path, Some(&f.token), Some(body))
             .await;
+        if *route == "/conciliation/{id}/resolve" {
+            // Its request is judged before its body (docs/reconciliation.md §8), and this one
+            // names none; review.rs checks the unknown field on a real request.
+            r.assert_api_error(404, "NOT_FOUND");
+            continue;
+        }
         assert_field_error(&r, "unexpectedField");
     }
     // A key sent twice is refused naming it (a JSON map would keep the last one silently).

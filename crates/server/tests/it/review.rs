@@ -413,6 +413,12 @@ async fn resolve_checks_the_movement_and_the_body() {
         let field = e.details.as_ref().and_then(|d| d.first()).map(|d| d.field.as_str());
         assert_eq!(field, Some("movement_id"), "{bad}");
     }
+    let e = shop
+        .resolve(&id, json!({"movement_id": null, "unexpectedField": 1}))
+        .await
+        .api_error(400, "VALIDATION_ERROR");
+    let field = e.details.as_ref().and_then(|d| d.first()).map(|d| d.field.as_str());
+    assert_eq!(field, Some("unexpectedField"));
     shop.resolve(&id, json!([1]))
         .await
         .assert_api_error(400, "VALIDATION_ERROR");
