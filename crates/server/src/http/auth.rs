@@ -106,6 +106,10 @@ pub(crate) fn presented_key(headers: &HeaderMap) -> Result<String, Problem> {
     let bearer =
         "Bearer tokens are not accepted on /v1; send an API key (Authorization: Api-Key <key> or x-api-key: <key>)";
     let missing = "No API key was sent (Authorization: Api-Key <key> or x-api-key: <key>)";
+    // A header sent twice names two keys, and which one a proxy checked is anyone's guess.
+    if headers.get_all(AUTHORIZATION).iter().nth(1).is_some() || headers.get_all(X_API_KEY).iter().nth(1).is_some() {
+        return Err(Problem::unauthorized("Send the API key once, in one header"));
+    }
     match authorization(headers) {
         Some(Ok((scheme, key))) if scheme == "api-key" => {
             if key.is_empty() {
@@ -115,7 +119,8 @@ pub(crate) fn presented_key(headers: &HeaderMap) -> Result<String, Problem> {
             }
         }
         Some(Ok((scheme, _))) if scheme == "bearer" => Err(Problem::unauthorized(bearer)),
-        // Another scheme (or no Authorization at all) carries no API key: x-api-key may.
+        // Another scheme (a proxy's `Basic`, say) carries no API key: x-api-key may
+        // (docs/product.md §7).
         _ => match headers.get(X_API_KEY) {
             None => Err(Problem::unauthorized(missing)),
             Some(v) => match v.to_str().map(str::trim) {

@@ -981,6 +981,36 @@ async fn a_foreign_authorization_scheme_leaves_x_api_key_in_charge() {
     r.assert_v1_error(401, "UNAUTHORIZED");
 }
 
+/// Either key header sent twice is refused, whichever copy holds the valid key.
+#[tokio::test]
+async fn a_key_header_sent_twice_is_refused() {
+    let f = Fixture::new().await;
+    let path = status_path(&f.account);
+    let api_key = format!("Api-Key {}", f.key);
+    let junk = format!("rbk_00000000_{}", "0".repeat(64));
+    let junk_auth = format!("Api-Key {junk}");
+    for headers in [
+        vec![("x-api-key", f.key.as_str()), ("x-api-key", junk.as_str())],
+        vec![("x-api-key", junk.as_str()), ("x-api-key", f.key.as_str())],
+        vec![
+            ("authorization", api_key.as_str()),
+            ("authorization", junk_auth.as_str()),
+        ],
+        vec![("authorization", api_key.as_str()), ("authorization", api_key.as_str())],
+    ] {
+        let mut req = f.app.client.get(f.app.url(&path));
+        for (k, v) in &headers {
+            req = req.header(*k, *v);
+        }
+        let res = req.send().await.expect("sent");
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "{headers:?}");
+        let body: serde_json::Value = res.json().await.expect("json");
+        assert_eq!(body["error"]["code"], "UNAUTHORIZED", "{headers:?}");
+    }
+    let r = f.app.send(Method::GET, &path, &[("x-api-key", &f.key)], None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+}
+
 /// Issue 13: raising an assistance request teaches `/v1` who owns the account, so the code that
 /// answers it is authorized from memory (the database read it took before waited behind the
 /// previous login's writes: 4 ms of the assist bench's 4.5 ms p50). A deletion still wins, even
