@@ -159,11 +159,13 @@ pub(crate) async fn create_key(app: &AppState, user: UserId, body: CreateIn) -> 
         return Err(Problem::field("name", "must be at most 100 characters"));
     }
     let mut scopes: Vec<String> = Vec::new();
-    for s in body.scopes.unwrap_or_default() {
+    // Messages name an item by its position, never by its value (README, "Error messages
+    // never quote a value").
+    for (i, s) in body.scopes.unwrap_or_default().into_iter().enumerate() {
         let scope = Scope::parse(&s).ok_or_else(|| {
             Problem::field(
                 "scopes",
-                &format!("contains unknown scope {s:?} (known: otp:write, status:read)"),
+                &format!("item {} is not a known scope (known: otp:write, status:read)", i + 1),
             )
         })?;
         if !scopes.iter().any(|x| x == scope.as_str()) {
@@ -186,23 +188,20 @@ pub(crate) async fn create_key(app: &AppState, user: UserId, body: CreateIn) -> 
                 return Err(Problem::field("account_ids", "may name at most 500 accounts"));
             }
             let mut ids: Vec<AccountId> = Vec::with_capacity(list.len());
-            for raw in &list {
-                let id = raw.parse::<AccountId>().map_err(|_| {
-                    Problem::field(
-                        "account_ids",
-                        &format!("contains {raw:?}, which is not one of your accounts"),
-                    )
-                })?;
+            let not_yours =
+                |i: usize| Problem::field("account_ids", &format!("item {} is not one of your accounts", i + 1));
+            for (i, raw) in list.iter().enumerate() {
+                let id = raw.parse::<AccountId>().map_err(|_| not_yours(i))?;
                 if !ids.contains(&id) {
                     ids.push(id);
                 }
             }
             let owned = app.store.owned_account_ids(user, &ids).await?;
-            if let Some(foreign) = ids.iter().find(|id| !owned.contains(id)) {
-                return Err(Problem::field(
-                    "account_ids",
-                    &format!("contains {foreign}, which is not one of your accounts"),
-                ));
+            if let Some(i) = list
+                .iter()
+                .position(|raw| raw.parse::<AccountId>().is_ok_and(|id| !owned.contains(&id)))
+            {
+                return Err(not_yours(i));
             }
             Some(ids)
         }

@@ -84,6 +84,14 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
                 if path == "." { None } else { Some(path) },
                 "has the wrong type".to_owned(),
             )
+        } else if let Some(name) = text.strip_prefix("missing field `").and_then(|r| r.split('`').next()) {
+            // The path is the object that lacks it.
+            let field = if path == "." {
+                name.to_owned()
+            } else {
+                format!("{path}.{name}")
+            };
+            (Some(field), "is required".to_owned())
         } else if let Some(name) = text.strip_prefix("unknown field `").and_then(|r| r.split('`').next()) {
             // The unknown key is named (it is a name the client chose, never a value).
             // The path already ends with the unknown key.

@@ -94,6 +94,7 @@ async fn validation() {
     let token = app.user("k@example.com").await;
     let other = app.user("other@example.com").await;
     let foreign = app.account(&other, "Theirs").await;
+    let account = app.account(&token, "Mine").await;
     for (body, field) in [
         (json!({"scopes": ["otp:write"]}), "name"),
         (json!({"name": "   ", "scopes": ["otp:write"]}), "name"),
@@ -128,6 +129,30 @@ async fn validation() {
         let e = r.api_error(400, "VALIDATION_ERROR");
         let details = e.details.unwrap_or_else(|| panic!("{body}: details: {}", r.text));
         assert_eq!(details[0].field, field, "{body}: {}", r.text);
+    }
+    // A refused item is named by its position, never quoted (it may be a secret pasted in the
+    // wrong field).
+    for (body, message) in [
+        (
+            json!({"name": "k", "scopes": ["otp:write", "s3cr3t-value"]}),
+            "item 2 is not a known scope (known: otp:write, status:read)",
+        ),
+        (
+            json!({"name": "k", "scopes": ["otp:write"], "account_ids": [account, "s3cr3t-value"]}),
+            "item 2 is not one of your accounts",
+        ),
+        (
+            json!({"name": "k", "scopes": ["otp:write"], "account_ids": [account, account, foreign]}),
+            "item 3 is not one of your accounts",
+        ),
+    ] {
+        let r = app
+            .json(Method::POST, "/me/api-keys", Some(&token), Some(body.clone()))
+            .await;
+        let e = r.api_error(400, "VALIDATION_ERROR");
+        let details = e.details.unwrap_or_else(|| panic!("{body}: details: {}", r.text));
+        assert_eq!(details[0].message, message, "{body}: {}", r.text);
+        assert!(!r.text.contains("s3cr3t") && !r.text.contains(&foreign), "{}", r.text);
     }
     for body in [
         json!({"name": 5, "scopes": ["otp:write"]}),

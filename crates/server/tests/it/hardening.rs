@@ -512,6 +512,29 @@ async fn valid_json_of_the_wrong_type_names_its_field() {
         assert_field_error(&r, field);
         assert_eq!(r.body["details"][0]["message"], message, "{body}: {}", r.text);
     }
+    // A required field left out is named too (it was `field: null`).
+    let r = f
+        .app
+        .json(
+            Method::POST,
+            &format!("/accounts/{}/otp", f.account),
+            Some(&f.token),
+            Some(json!({})),
+        )
+        .await;
+    assert_field_error(&r, "code");
+    assert_eq!(r.body["details"][0]["message"], "is required", "{}", r.text);
+    let r = f
+        .app
+        .v1(
+            Method::POST,
+            &format!("/v1/accounts/{}/otp", f.account),
+            &f.key,
+            Some(json!({"request_id": "x"})),
+        )
+        .await;
+    r.assert_v1_error(400, "VALIDATION_ERROR");
+    assert_eq!(r.body["error"]["details"][0]["field"], "code", "{}", r.text);
     for body in [r#"{"retry_limit": }"#, r#"{"retry_limit": 1"#, r#"{"a": 1} x"#] {
         let r = f
             .app
