@@ -126,4 +126,13 @@ async fn the_list_pages_past_200_requests_and_finds_one_by_its_external_id() {
         .get(&format!("/app/reconciliation?external_id={}", "x".repeat(201)))
         .await;
     assert_eq!(long.status, StatusCode::BAD_REQUEST);
+    // Another user's account, or none, is refused like a malformed one (the JSON route's 404).
+    let theirs = shop.f.app.user("someone-else@example.com").await;
+    let foreign = shop.f.app.account(&theirs, "Theirs").await;
+    for account in [foreign, uuid::Uuid::now_v7().to_string(), "nope".to_owned()] {
+        let p = b.get(&format!("/app/reconciliation?account_id={account}")).await;
+        assert_eq!(p.status, StatusCode::BAD_REQUEST, "{account}");
+        assert!(p.body.contains("Pick an account from the list."), "{}", p.body);
+        assert!(listed(&p).is_empty(), "{account}");
+    }
 }

@@ -129,6 +129,9 @@ impl Filters {
     }
 }
 
+/// The list's answer to an account filter that names none of the user's accounts.
+const NOT_AN_ACCOUNT: &str = "Pick an account from the list.";
+
 fn filters(uri: &Uri) -> (Filters, Result<ConciliationFilter, String>) {
     let mut f = Filters {
         status: String::new(),
@@ -162,7 +165,7 @@ fn filters(uri: &Uri) -> (Filters, Result<ConciliationFilter, String>) {
     if !f.account.is_empty() {
         match f.account.parse::<AccountId>() {
             Ok(a) => filter.account = Some(a),
-            Err(_) => return (f, Err("Pick an account from the list.".to_owned())),
+            Err(_) => return (f, Err(NOT_AN_ACCOUNT.to_owned())),
         }
     }
     if !f.external_id.is_empty() {
@@ -186,7 +189,16 @@ async fn list_page(State(app): State<AppState>, who: UiUser, uri: Uri) -> Respon
 
 async fn list_view(app: &AppState, who: &UiUser, uri: &Uri) -> Result<(StatusCode, Markup), Problem> {
     let user = who.user.id;
-    let (form, filter) = filters(uri);
+    let (form, mut filter) = filters(uri);
+    // An account that is not the user's is not in the form's list either (the JSON route's 404).
+    if let Ok(ConciliationFilter {
+        account: Some(account), ..
+    }) = &filter
+    {
+        if app.store.account_for_user(user, *account).await?.is_none() {
+            filter = Err(NOT_AN_ACCOUNT.to_owned());
+        }
+    }
     let (status, error, mut rows) = match filter {
         // One more than shown: whether there is an older page.
         Ok(f) => (
