@@ -84,11 +84,7 @@ pub(crate) async fn receiver(script: Vec<Answer>) -> Receiver {
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
+    let url = serve_hook(app).await;
     Receiver { url, got }
 }
 
@@ -155,6 +151,25 @@ async fn secret(f: &BankFixture, id: &str) -> String {
         .get_as(&format!("/accounts/{id}/config"), &f.token, StatusCode::OK)
         .await;
     c.notification_signing_secret
+}
+
+/// Serves `app` on a free local port; the URL of its `/hook`.
+async fn serve_hook(app: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    url
+}
+
+/// A `login_failed` notification to `url` from an account whose login fails: its first try,
+/// as recorded (still `pending`), and the account's id.
+async fn first_try_of_a_login_failure(f: &BankFixture, url: &str) -> (String, DeliveryRow) {
+    let id = subscribe(f, "user_locked", "pass_locked", url, json!(["login_failed"])).await;
+    let mut attempts = f.app.state.webhooks.subscribe_attempts();
+    f.post(&format!("/accounts/{id}/scrape")).await;
+    (id, attempt_with_status(&mut attempts, "pending").await)
 }
 
 pub(crate) async fn attempt_with_status(
@@ -395,13 +410,8 @@ async fn a_restart_in_the_middle_of_the_retry_schedule_still_delivers() {
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    let id = subscribe(&f, "user_locked", "pass_locked", &url, json!(["login_failed"])).await;
-    let mut attempts = f.app.state.webhooks.subscribe_attempts();
-    f.post(&format!("/accounts/{id}/scrape")).await;
-    let pending = attempt_with_status(&mut attempts, "pending").await;
+    let url = serve_hook(app).await;
+    let (id, pending) = first_try_of_a_login_failure(&f, &url).await;
     assert_eq!(pending.attempts, 1);
     let BankFixture {
         app,
@@ -522,13 +532,8 @@ async fn retry_after_from_the_receiver_sets_the_next_try() {
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    let id = subscribe(&f, "user_locked", "pass_locked", &url, json!(["login_failed"])).await;
-    let mut attempts = f.app.state.webhooks.subscribe_attempts();
-    f.post(&format!("/accounts/{id}/scrape")).await;
-    let d = attempt_with_status(&mut attempts, "pending").await;
+    let url = serve_hook(app).await;
+    let (_, d) = first_try_of_a_login_failure(&f, &url).await;
     tokio::time::timeout(Duration::from_secs(5), got.recv())
         .await
         .expect("posted")
@@ -550,13 +555,8 @@ async fn a_retry_after_shorter_than_the_backoff_waits_the_backoff() {
         "/hook",
         axum::routing::post(|| async { (AxStatus::TOO_MANY_REQUESTS, [("retry-after", "0")]).into_response() }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    let id = subscribe(&f, "user_locked", "pass_locked", &url, json!(["login_failed"])).await;
-    let mut attempts = f.app.state.webhooks.subscribe_attempts();
-    f.post(&format!("/accounts/{id}/scrape")).await;
-    let d = attempt_with_status(&mut attempts, "pending").await;
+    let url = serve_hook(app).await;
+    let (_, d) = first_try_of_a_login_failure(&f, &url).await;
     assert_eq!((d.last_status, d.attempts), (Some(429), 1));
     let wait = (d.next_attempt_at.expect("next") - d.last_attempt_at.expect("last")).num_seconds();
     assert!((44..=75).contains(&wait), "the 60 s backoff (±25 %), not 0: {wait} s");
