@@ -486,6 +486,8 @@ async fn valid_json_of_the_wrong_type_names_its_field() {
     let f = Fixture::new().await;
     let auth = format!("Bearer {}", f.token);
     let path = format!("/accounts/{}/config", f.account);
+    let headers = [("authorization", auth.as_str())];
+    let put = |body: &'static str| f.app.send(Method::PUT, &path, &headers, Some(body.into()));
     for (body, field, message) in [
         (r#"{"session_type": 1}"#, "session_type", "has the wrong type"),
         (
@@ -505,10 +507,7 @@ async fn valid_json_of_the_wrong_type_names_its_field() {
             "expected a whole number from 0 to 4294967295",
         ),
     ] {
-        let r = f
-            .app
-            .send(Method::PUT, &path, &[("authorization", &auth)], Some(body.into()))
-            .await;
+        let r = put(body).await;
         assert_field_error(&r, field);
         assert_eq!(r.body["details"][0]["message"], message, "{body}: {}", r.text);
     }
@@ -536,10 +535,7 @@ async fn valid_json_of_the_wrong_type_names_its_field() {
     r.assert_v1_error(400, "VALIDATION_ERROR");
     assert_eq!(r.body["error"]["details"][0]["field"], "code", "{}", r.text);
     for body in [r#"{"retry_limit": }"#, r#"{"retry_limit": 1"#, r#"{"a": 1} x"#] {
-        let r = f
-            .app
-            .send(Method::PUT, &path, &[("authorization", &auth)], Some(body.into()))
-            .await;
+        let r = put(body).await;
         r.assert_api_error(400, "VALIDATION_ERROR");
         assert_eq!(r.body["error"], "Request body is not valid JSON", "{body}: {}", r.text);
     }
@@ -1014,7 +1010,6 @@ async fn keys_issued_with_the_old_checksum_keep_working() {
 /// one turned into a space.
 #[tokio::test]
 async fn control_characters_from_the_customer_or_the_bank_never_stop_the_account() {
-    use crate::harness::MovementOut;
     use crate::matching::Shop;
     use crate::reconcile::Answer as OrdersAnswer;
 
@@ -1035,37 +1030,18 @@ async fn control_characters_from_the_customer_or_the_bank_never_stop_the_account
         .await;
     assert_eq!(row.outcome, "succeeded", "{row:?}");
     assert_eq!((row.counts.registered, row.counts.invalid), (1, 3), "{row:?}");
-    let polls = shop
-        .f
-        .app
-        .get(&format!("/accounts/{}/polls", shop.account), &shop.f.token)
-        .await;
-    let issues: Vec<(Value, Value)> = polls.body[0]["issues"]
-        .as_array()
-        .expect("issues")
-        .iter()
-        .map(|i| (i["external_id"].clone(), i["code"].clone()))
-        .collect();
     assert_eq!(
-        issues,
+        shop.last_poll_issues().await,
         [
-            (Value::Null, json!("bad_external_id")),
-            (json!("NUL-NAME"), json!("bad_name")),
-            (json!("NUL-REF"), json!("bad_reference")),
+            (None, "bad_external_id".to_owned()),
+            (Some("NUL-NAME".to_owned()), "bad_name".to_owned()),
+            (Some("NUL-REF".to_owned()), "bad_reference".to_owned()),
         ]
     );
 
     shop.transfer("11.00", Some("ANA\u{0}LOPEZ"), "Transfer\u{0}encia");
     shop.read_bank().await;
-    let movements: Vec<MovementOut> = shop
-        .f
-        .app
-        .get_as(
-            &format!("/accounts/{}/movements", shop.account),
-            &shop.f.token,
-            StatusCode::OK,
-        )
-        .await;
+    let movements = shop.movements().await;
     let m = movements
         .iter()
         .find(|m| m.amount == "11.00")

@@ -99,6 +99,39 @@ impl Shop {
         events.next(&self.account, "scrape.succeeded").await;
     }
 
+    /// The account's movements, as the dashboard lists them.
+    pub(crate) async fn movements(&self) -> Vec<MovementOut> {
+        self.f
+            .app
+            .get_as(
+                &format!("/accounts/{}/movements", self.account),
+                &self.f.token,
+                StatusCode::OK,
+            )
+            .await
+    }
+
+    /// `(external_id, code)` of each issue of the newest poll (the id when it was readable).
+    pub(crate) async fn last_poll_issues(&self) -> Vec<(Option<String>, String)> {
+        let polls = self
+            .f
+            .app
+            .get(&format!("/accounts/{}/polls", self.account), &self.f.token)
+            .await;
+        assert_eq!(polls.status, StatusCode::OK, "{}", polls.text);
+        polls.body[0]["issues"]
+            .as_array()
+            .expect("issues")
+            .iter()
+            .map(|i| {
+                (
+                    i["external_id"].as_str().map(str::to_owned),
+                    i["code"].as_str().expect("code").to_owned(),
+                )
+            })
+            .collect()
+    }
+
     pub(crate) async fn request(&self, external_id: &str) -> Value {
         let r = self
             .f
@@ -171,15 +204,7 @@ async fn a_matching_transfer_is_reported_by_a_signed_result_webhook() {
     assert!(body["occurred_at"].as_str().is_some_and(|t| t.ends_with('Z')));
 
     // The movements list shows which request each movement settled.
-    let movements: Vec<MovementOut> = shop
-        .f
-        .app
-        .get_as(
-            &format!("/accounts/{}/movements", shop.account),
-            &shop.f.token,
-            StatusCode::OK,
-        )
-        .await;
+    let movements = shop.movements().await;
     let settled: Vec<_> = movements
         .iter()
         .filter_map(|m| m.matched.as_ref().map(|x| (&m.id, x)))
