@@ -105,12 +105,13 @@ impl Credential for KeyCredential {
     }
 }
 
-/// Where a reconnecting client resumes: `Last-Event-ID` (what `EventSource` sends), else
-/// `?last_event_id=`. Empty means "not resuming".
-/// The field a refused resume point is reported under (the header or the query parameter).
+/// The field a resume point past the log's head is reported under, however it was sent.
 const RESUME_FIELD: &str = "Last-Event-ID";
+/// What a refused resume point is told.
 const RESUME_MESSAGE: &str = "must be the id of an event from this stream (a whole number)";
 
+/// Where a reconnecting client resumes: `Last-Event-ID` (what `EventSource` sends), else
+/// `?last_event_id=`. Empty means "not resuming".
 pub(crate) fn resume_point(headers: &HeaderMap, query: &StreamQuery) -> Result<Option<i64>, Problem> {
     let parse = |field: &str, text: &str| -> Result<Option<i64>, Problem> {
         let text = text.trim();
@@ -121,15 +122,12 @@ pub(crate) fn resume_point(headers: &HeaderMap, query: &StreamQuery) -> Result<O
             .ok()
             .and_then(|n| i64::try_from(n).ok())
             .map(Some)
-            .ok_or_else(|| Problem::field(field, "must be the id of an event from this stream (a whole number)"))
+            .ok_or_else(|| Problem::field(field, RESUME_MESSAGE))
     };
     if let Some(value) = headers.get("last-event-id") {
-        let text = value.to_str().map_err(|_| {
-            Problem::field(
-                "Last-Event-ID",
-                "must be the id of an event from this stream (a whole number)",
-            )
-        })?;
+        let text = value
+            .to_str()
+            .map_err(|_| Problem::field(RESUME_FIELD, RESUME_MESSAGE))?;
         if let Some(seq) = parse("Last-Event-ID", text)? {
             return Ok(Some(seq));
         }
