@@ -108,7 +108,7 @@ impl ExactJson {
     }
 
     fn null_raw() -> Box<RawValue> {
-        RawValue::from_string("null".to_owned()).unwrap_or_else(|_| unreachable!("null is JSON"))
+        RawValue::NULL.to_owned()
     }
 }
 
