@@ -3,7 +3,7 @@
 //!
 //! One `LISTEN` connection per instance hears every signal (its own included) and routes it:
 //! `e:<seq>` rings the event bus's reader; `k:<prefix>` and `a:<account>` drop the cached views
-//! another instance invalidated; `s:<account>` asks the engine instances to read an account now; `o:<request>` and `h:<offer>` carry a code between instances
+//! another instance invalidated; `l:<user>` (a login ended) has the open streams re-check theirs; `s:<account>` asks the engine instances to read an account now; `o:<request>` and `h:<offer>` carry a code between instances
 //! (`assistance::pg_broker`). After a lost connection, signals may have been missed: the
 //! reader reads the log and every API key is re-read on its next use.
 
@@ -86,6 +86,7 @@ fn apply(app: &AppInner, what: &Invalidation) {
         // Every engine instance hears it: the one with the account's session live reads now;
         // otherwise they race for the session lease and one logs in (the others, refused the
         // lease, stop there). An instance without the engine role starts nothing.
+        Invalidation::LoginEnded(_) => app.revocations.announce(),
         Invalidation::Scrape(id) => {
             if app.config.roles.engine {
                 app.engine.scrape_now(AccountId(*id));

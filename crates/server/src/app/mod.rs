@@ -9,6 +9,7 @@ pub mod checkpoint;
 // Issue 11 (scale-out).
 pub(crate) mod cluster;
 pub(crate) mod instance_lock;
+pub(crate) mod logins;
 pub(crate) mod upkeep;
 pub(crate) mod wiring;
 // Issue 10: two-factor sign-in.
@@ -48,6 +49,8 @@ pub struct AppInner {
     pub passwords: Passwords,
     pub sealer: Sealer,
     pub keys: KeyDirectory,
+    /// Announces revoked keys and ended logins to the streams and held requests they opened.
+    pub revocations: Arc<crate::auth::revocations::Revocations>,
     pub accounts: Arc<AccountDirectory>,
     pub assistance: Arc<Assistance>,
     pub sessions: LiveSessions,

@@ -138,9 +138,11 @@ pub(crate) async fn build(config: Config, options: AppOptions) -> Result<Built, 
     let released = store.release_delivery_claims(&owner, reconbanker_store::now()).await?;
     // Issue 11: the derived keys a master-key rotation carried over, else derived from the key.
     let derived = super::master_key::derived_keys(&*store, secrets.master_key.expose()).await?;
+    let revocations = Arc::new(crate::auth::revocations::Revocations::default());
     let keys = KeyDirectory::new(
         store.clone(),
         crate::auth::api_key::Checksum::from_key(&derived.api_key_checksum),
+        revocations.clone(),
     );
     // Keys of the old checksum that exist now are the only ones that can ever be real.
     keys.load_legacy().await?;
@@ -241,6 +243,7 @@ pub(crate) async fn build(config: Config, options: AppOptions) -> Result<Built, 
         jwt: Jwt::new(secrets.jwt_secret.expose(), config.jwt_ttl),
         sealer,
         keys,
+        revocations,
         accounts,
         sessions,
         bus,

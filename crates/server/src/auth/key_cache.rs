@@ -13,6 +13,7 @@ use std::sync::{Arc, RwLock};
 use reconbanker_store::{now, AccountId, ApiKeyId, ApiKeyRow, Store, StoreError, StoreResult, Timestamp, UserId};
 
 use crate::auth::api_key;
+use crate::auth::revocations::Revocations;
 
 /// The scopes a key can carry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,6 +50,7 @@ impl Scope {
 #[derive(Debug)]
 pub struct CachedKey {
     pub id: ApiKeyId,
+    prefix: String,
     pub user_id: UserId,
     secret_hash: Vec<u8>,
     scopes: u8,
@@ -71,6 +73,7 @@ impl CachedKey {
         let last = row.last_used_at.map(|t| t.timestamp_millis()).unwrap_or(0);
         Self {
             id: row.id,
+            prefix: row.prefix.clone(),
             user_id: row.user_id,
             secret_hash: row.secret_hash.clone(),
             scopes,
@@ -80,6 +83,11 @@ impl CachedKey {
             last_used_ms: AtomicI64::new(last),
             flushed_ms: AtomicI64::new(last),
         }
+    }
+
+    /// When the key stops working (milliseconds since the epoch), if it expires.
+    pub fn expires_at_ms(&self) -> Option<i64> {
+        self.expires_at_ms
     }
 
     pub fn has_scope(&self, scope: Scope) -> bool {
@@ -105,6 +113,8 @@ pub enum AuthError {
 pub struct KeyDirectory {
     store: Arc<dyn Store>,
     checksum: api_key::Checksum,
+    /// Told of every invalidation, so the streams a key opened re-check it at once.
+    revocations: Arc<Revocations>,
     by_prefix: RwLock<HashMap<String, Arc<CachedKey>>>,
     /// Prefixes of well-formed keys (right checksum) that named no key, with when they were
     /// seen: refused again without a database read for [`UNKNOWN_TTL_MS`]. Bounded: cleared
@@ -126,10 +136,11 @@ const UNKNOWN_TTL_MS: i64 = 10 * 60 * 1000;
 const UNKNOWN_MAX: usize = 10_000;
 
 impl KeyDirectory {
-    pub fn new(store: Arc<dyn Store>, checksum: api_key::Checksum) -> Self {
+    pub fn new(store: Arc<dyn Store>, checksum: api_key::Checksum, revocations: Arc<Revocations>) -> Self {
         Self {
             store,
             checksum,
+            revocations,
             by_prefix: RwLock::new(HashMap::new()),
             unknown: std::sync::Mutex::new(HashMap::new()),
             generation: AtomicU64::new(0),
@@ -260,6 +271,8 @@ impl KeyDirectory {
         let mut cache = self.by_prefix.write().unwrap_or_else(|p| p.into_inner());
         self.generation.fetch_add(1, Ordering::AcqRel);
         cache.remove(prefix);
+        drop(cache);
+        self.revocations.announce();
     }
 
     /// Drops every cached key (signals from other instances may have been missed).
@@ -267,6 +280,8 @@ impl KeyDirectory {
         let mut cache = self.by_prefix.write().unwrap_or_else(|p| p.into_inner());
         self.generation.fetch_add(1, Ordering::AcqRel);
         cache.clear();
+        drop(cache);
+        self.revocations.announce();
     }
 
     /// Drops keys restricted to an account that no longer exists from the cache (their rows
@@ -275,6 +290,23 @@ impl KeyDirectory {
         let mut cache = self.by_prefix.write().unwrap_or_else(|p| p.into_inner());
         self.generation.fetch_add(1, Ordering::AcqRel);
         cache.retain(|_, k| !k.account_ids.as_ref().is_some_and(|ids| ids.contains(&account)));
+        drop(cache);
+        self.revocations.announce();
+    }
+
+    /// A key authenticated earlier, as it stands now: `None` once it is revoked, expired or
+    /// gone (read again when it has left the cache). What a stream or a held request re-checks
+    /// without keeping the secret it was opened with.
+    pub async fn current(&self, key: &CachedKey) -> StoreResult<Option<Arc<CachedKey>>> {
+        let now_ms = now().timestamp_millis();
+        let now_good = |k: Arc<CachedKey>| {
+            (k.id == key.id && !k.revoked && k.expires_at_ms.is_none_or(|exp| exp > now_ms)).then_some(k)
+        };
+        if let Some(k) = self.cached(&key.prefix) {
+            return Ok(now_good(k));
+        }
+        let row = self.store.api_key_by_prefix(&key.prefix).await?;
+        Ok(row.and_then(|r| now_good(Arc::new(CachedKey::from_row(&r)))))
     }
 
     /// The freshest `last_used_at` known for a key (memory may be ahead of the database).
@@ -409,7 +441,11 @@ mod tests {
     #[tokio::test]
     async fn a_cached_key_is_refused_the_moment_it_expires() {
         let (_dir, store, user) = store_with_user().await;
-        let dir = KeyDirectory::new(store.clone(), api_key::Checksum::from_master_key(&[1u8; 32]));
+        let dir = KeyDirectory::new(
+            store.clone(),
+            api_key::Checksum::from_master_key(&[1u8; 32]),
+            Arc::default(),
+        );
         let key = dir.generate();
         let expires = now() + chrono::Duration::minutes(10);
         store

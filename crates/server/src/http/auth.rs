@@ -132,7 +132,7 @@ pub(crate) fn presented_key(headers: &HeaderMap) -> Result<String, Problem> {
     }
 }
 
-fn invalid_key() -> Problem {
+pub(crate) fn invalid_key() -> Problem {
     Problem::new(
         axum::http::StatusCode::UNAUTHORIZED,
         "INVALID_API_KEY",
@@ -181,6 +181,12 @@ impl FromRequestParts<AppState> for ApiKeyPrincipal {
 }
 
 impl ApiKeyPrincipal {
+    /// Whether the key still works, with `scope`, now: what a request held open re-checks
+    /// before it answers.
+    pub async fn still_current(&self, app: &AppState, scope: Scope) -> Result<bool, V1Error> {
+        Ok(app.keys.current(&self.key).await?.is_some_and(|k| k.has_scope(scope)))
+    }
+
     /// docs/product.md §7 steps 2–4: the route's scope, the key's account restriction, then the account
     /// exists and is the key's user's (otherwise 404, indistinguishable from a missing one).
     pub async fn authorize(&self, app: &AppState, scope: Scope, account: &str) -> Result<AccountId, V1Error> {

@@ -31,7 +31,7 @@ use super::openapi::ApiErrorBody;
 use super::sse::{event_stream, resume_point, SessionCredential, StreamQuery};
 use crate::auth::tickets::{DashboardSession, TICKET_TTL};
 use crate::push::events::{Event, RecvError, Subscriber};
-use crate::push::feed::{revalidation_timer, Audience, Credential};
+use crate::push::feed::{Audience, Credential, Recheck};
 use crate::AppState;
 
 /// The subprotocol of the realtime WebSocket.
@@ -234,8 +234,8 @@ async fn pump(
 ) {
     let mut ping = interval_at(Instant::now() + PING_INTERVAL, PING_INTERVAL);
     ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut revalidate = revalidation_timer();
     let credential = SessionCredential { app, session };
+    let mut recheck = Recheck::new(credential.app.revocations.subscribe(), credential.expires_at_ms());
     let close: Option<(u16, &'static str)> = loop {
         tokio::select! {
             _ = closing.cancelled() => break Some((CLOSE_GOING_AWAY, "server shutting down")),
@@ -266,7 +266,7 @@ async fn pump(
                     break None;
                 }
             }
-            _ = revalidate.tick() => {
+            () = recheck.due() => {
                 if !credential.still_valid().await {
                     break Some((CLOSE_POLICY, "session ended"));
                 }

@@ -6,6 +6,7 @@
 //! it missed from the event log, then the live events. A keep-alive comment goes out every 15 s.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -15,10 +16,10 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use super::error::Problem;
-use crate::auth::key_cache::Scope;
+use crate::auth::key_cache::{CachedKey, Scope};
 use crate::auth::tickets::DashboardSession;
 use crate::push::events::Event;
-use crate::push::feed::{Audience, Credential, Feed};
+use crate::push::feed::{Audience, Credential, Feed, Recheck};
 use crate::AppState;
 
 /// SSE keep-alive comment interval (docs/product.md §7).
@@ -39,11 +40,13 @@ pub(crate) async fn event_stream<T: Serialize + 'static>(
             return Err(Problem::field(RESUME_FIELD, RESUME_MESSAGE));
         }
     }
+    let recheck = Recheck::new(app.revocations.subscribe(), credential.expires_at_ms());
     let feed = Feed::open(
         app.store.clone(),
         &*app.bus,
         audience,
         credential,
+        recheck,
         resume,
         app.streams_closing.clone(),
     )
@@ -84,13 +87,17 @@ impl Credential for SessionCredential {
     async fn still_valid(&self) -> bool {
         self.session.is_live(&*self.app.store).await.unwrap_or(true)
     }
+
+    fn expires_at_ms(&self) -> Option<i64> {
+        Some(self.session.exp.saturating_mul(1000))
+    }
 }
 
-/// An API key behind a `/v1` stream (kept in memory to re-authenticate it; never logged):
-/// ends when the key is revoked, expires or loses `status:read`.
+/// An API key behind a `/v1` stream: ends when the key is revoked, expires or loses
+/// `status:read`.
 pub(crate) struct KeyCredential {
     pub app: AppState,
-    pub key: String,
+    pub key: Arc<CachedKey>,
 }
 
 #[async_trait]
@@ -98,10 +105,14 @@ impl Credential for KeyCredential {
     async fn still_valid(&self) -> bool {
         self.app
             .keys
-            .authenticate(&self.key)
+            .current(&self.key)
             .await
-            .map(|r| r.is_ok_and(|k| k.has_scope(Scope::StatusRead)))
+            .map(|k| k.is_some_and(|k| k.has_scope(Scope::StatusRead)))
             .unwrap_or(true)
+    }
+
+    fn expires_at_ms(&self) -> Option<i64> {
+        self.key.expires_at_ms()
     }
 }
 

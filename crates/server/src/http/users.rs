@@ -256,8 +256,7 @@ pub(crate) async fn check_password(
     )
 )]
 pub async fn logout(State(app): State<AppState>, who: DashboardUser) -> Result<StatusCode, ApiError> {
-    let expires = chrono::DateTime::from_timestamp(who.claims.exp, 0).unwrap_or_else(now);
-    app.store.revoke_token(who.claims.jti, who.user.id, expires).await?;
+    crate::app::logins::end(&app, who.user.id, who.claims.jti, who.claims.exp).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -15,7 +15,7 @@ use serde::Serialize;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
-use super::auth::{presented_key, ApiKeyPrincipal};
+use super::auth::{invalid_key, ApiKeyPrincipal};
 use super::dto::{DescriptorOut, OtpAcceptedOut, PendingOut};
 use super::error::{Problem, V1Error};
 use super::otp::{self, OtpSubmission};
@@ -107,14 +107,16 @@ pub async fn status(
     let account = principal
         .authorize(&app, Scope::StatusRead, &path_account(path))
         .await?;
-    // Subscribed before the status is read: a change in between is not missed.
+    // Subscribed before the status is read: a change in between is not missed (nor a
+    // revocation of the key).
+    let mut revoked = wait.and(known.as_ref()).map(|_| app.revocations.subscribe());
     let mut changes = match (&known, wait) {
         (Some(_), Some(_)) => Some(app.bus.subscribe().await.map_err(Problem::internal)?),
         _ => None,
     };
     let (mut body, mut tag) = current_status(&app, account).await?;
     let mut waited = false;
-    if let (Some(known), Some(wait), Some(rx)) = (&known, wait, changes.as_mut()) {
+    if let (Some(known), Some(wait), Some(rx), Some(revoked)) = (&known, wait, changes.as_mut(), revoked.as_mut()) {
         let deadline = tokio::time::Instant::now() + wait;
         while matches(known, &tag) {
             waited = true;
@@ -124,9 +126,19 @@ pub async fn status(
                     Ok(_) | Err(RecvError::Lagged(_)) => (body, tag) = current_status(&app, account).await?,
                     Err(RecvError::Closed) => break,
                 },
+                // A key revoked while its request is held gets no answer but the refusal.
+                Ok(()) = revoked.changed() => {
+                    if !principal.still_current(&app, Scope::StatusRead).await? {
+                        return Err(invalid_key().into());
+                    }
+                }
                 _ = tokio::time::sleep_until(deadline) => break,
             }
         }
+    }
+    // The key may have expired (or been revoked unannounced) while the request was held.
+    if waited && !principal.still_current(&app, Scope::StatusRead).await? {
+        return Err(invalid_key().into());
     }
     let mut res = if known.as_deref().is_some_and(|k| matches(k, &tag)) {
         StatusCode::NOT_MODIFIED.into_response()
@@ -314,7 +326,7 @@ pub async fn v1_events(
     };
     let credential = Box::new(KeyCredential {
         app: app.clone(),
-        key: presented_key(&headers)?,
+        key: principal.key.clone(),
     });
     Ok(event_stream(&app, audience, credential, resume, |e| V1EventOut::from(e)).await?)
 }

@@ -13,12 +13,16 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use reconbanker_store::{AccountId, Store, StoreResult, UserId};
-use tokio::time::{interval_at, Instant, Interval, MissedTickBehavior};
+use std::pin::Pin;
+
+use tokio::sync::watch;
+use tokio::time::{interval_at, sleep, Instant, Interval, MissedTickBehavior, Sleep};
 use tokio_util::sync::CancellationToken;
 
 use super::events::{Event, EventBus, EventKind, RecvError, Subscriber};
 
-/// How often an open stream re-checks that its credential is still good.
+/// How often an open stream re-checks its credential besides the moments [`Recheck`] knows of
+/// (a signal from another instance that was missed).
 const REVALIDATE: Duration = Duration::from_secs(60);
 /// Events read from the log at a time when catching up.
 const PAGE: i64 = 500;
@@ -40,20 +44,51 @@ impl Audience {
     }
 }
 
-/// The credential a stream was opened with, re-checked every minute: a revoked API key or a
-/// logged-out dashboard token ends the stream.
+/// The credential a stream was opened with, re-checked whenever [`Recheck`] says: a revoked
+/// API key or an ended dashboard login ends the stream.
 #[async_trait]
 pub trait Credential: Send + Sync {
     /// `false` ends the stream. A transient failure to check should answer `true` (the next
     /// check decides), so a database hiccup does not drop every client at once.
     async fn still_valid(&self) -> bool;
+    /// When the credential stops working by itself (milliseconds since the epoch), if it does.
+    fn expires_at_ms(&self) -> Option<i64>;
 }
 
-/// A timer that first fires one [`REVALIDATE`] from now.
-pub fn revalidation_timer() -> Interval {
-    let mut t = interval_at(Instant::now() + REVALIDATE, REVALIDATE);
-    t.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    t
+/// When a stream re-checks its credential: at once when a revocation is announced (`revoked`
+/// changes: `auth::revocations`), the moment the credential expires, and every minute besides.
+pub struct Recheck {
+    timer: Interval,
+    revoked: watch::Receiver<u64>,
+    expiry: Option<Pin<Box<Sleep>>>,
+}
+
+impl Recheck {
+    pub fn new(revoked: watch::Receiver<u64>, expires_at_ms: Option<i64>) -> Self {
+        let mut timer = interval_at(Instant::now() + REVALIDATE, REVALIDATE);
+        timer.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let expiry = expires_at_ms.map(|at| {
+            let left = at.saturating_sub(chrono::Utc::now().timestamp_millis()).max(0);
+            Box::pin(sleep(Duration::from_millis(u64::try_from(left).unwrap_or(0))))
+        });
+        Self { timer, revoked, expiry }
+    }
+
+    /// Completes when the credential should be checked again.
+    pub async fn due(&mut self) {
+        let expiry = async {
+            match self.expiry.as_mut() {
+                Some(at) => at.await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = self.timer.tick() => {}
+            // Without a sender (the app is going away) this branch just never fires.
+            Ok(()) = self.revoked.changed() => {}
+            () = expiry => self.expiry = None,
+        }
+    }
 }
 
 /// One stream's position in the log.
@@ -68,7 +103,7 @@ pub struct Feed {
     /// Whether the log may hold events after `cursor` that were not sent yet.
     behind: bool,
     page: VecDeque<Event>,
-    revalidate: Interval,
+    recheck: Recheck,
 }
 
 /// Why a feed could not be opened.
@@ -89,6 +124,7 @@ impl Feed {
         bus: &dyn EventBus,
         audience: Audience,
         credential: Box<dyn Credential>,
+        recheck: Recheck,
         resume: Option<i64>,
         closing: CancellationToken,
     ) -> Result<Self, OpenError> {
@@ -106,7 +142,7 @@ impl Feed {
             cursor,
             behind: resume.is_some(),
             page: VecDeque::new(),
-            revalidate: revalidation_timer(),
+            recheck,
         })
     }
 
@@ -143,7 +179,7 @@ impl Feed {
             }
             tokio::select! {
                 _ = self.closing.cancelled() => return None,
-                _ = self.revalidate.tick() => {
+                () = self.recheck.due() => {
                     if !self.credential.still_valid().await {
                         return None;
                     }

@@ -17,6 +17,8 @@ pub enum Invalidation {
     /// The account was asked to read its bank now (`POST /accounts/:id/scrape`, the dashboard's
     /// button): the engine instance holding its session reads, or one takes it and logs in.
     Scrape(Uuid),
+    /// A dashboard login of this user ended (signed out): the streams it opened end.
+    LoginEnded(Uuid),
 }
 
 impl Invalidation {
@@ -26,6 +28,7 @@ impl Invalidation {
             Invalidation::Key(prefix) => format!("k:{prefix}"),
             Invalidation::Account(id) => format!("a:{id}"),
             Invalidation::Scrape(id) => format!("s:{id}"),
+            Invalidation::LoginEnded(user) => format!("l:{user}"),
         }
     }
 
@@ -35,6 +38,7 @@ impl Invalidation {
             ("k", prefix) if !prefix.is_empty() => Some(Invalidation::Key(prefix.to_owned())),
             ("a", id) => id.parse().ok().map(Invalidation::Account),
             ("s", id) => id.parse().ok().map(Invalidation::Scrape),
+            ("l", user) => user.parse().ok().map(Invalidation::LoginEnded),
             _ => None,
         }
     }
@@ -79,10 +83,11 @@ mod tests {
             Invalidation::Key("0a1b2c3d".into()),
             Invalidation::Account(id),
             Invalidation::Scrape(id),
+            Invalidation::LoginEnded(id),
         ] {
             assert_eq!(Invalidation::decode(&i.encode()), Some(i));
         }
-        for other in ["e:42", "k:", "a:not-a-uuid", "s:", "s:1", "", "k", "x:1"] {
+        for other in ["e:42", "k:", "a:not-a-uuid", "s:", "s:1", "l:", "l:x", "", "k", "x:1"] {
             assert_eq!(Invalidation::decode(other), None, "{other}");
         }
     }

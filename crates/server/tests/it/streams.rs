@@ -16,10 +16,13 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use crate::harness::{Fixture, MeOut, TestApp, TicketOut};
+use crate::harness::{Fixture, KeyOut, LoginOut, MeOut, TestApp, TicketOut};
 
 /// How long a test waits for something it expects.
 const WAIT: Duration = Duration::from_secs(20);
+/// How soon a stream must end once its credential is gone: well inside the one-minute re-check
+/// every stream also makes, so only the revocation itself can have ended it.
+const ENDS_WITHIN: Duration = Duration::from_secs(20);
 
 fn numeric6() -> Descriptor {
     Descriptor {
@@ -109,6 +112,14 @@ impl SseClient {
             }
         };
         tokio::time::timeout(WAIT, read).await.expect("no event in time")
+    }
+
+    /// Reads until the server ends the stream; fails if it is still open after [`ENDS_WITHIN`].
+    async fn ends(&mut self) {
+        let read = async { while let Ok(Some(_)) = self.res.chunk().await {} };
+        tokio::time::timeout(ENDS_WITHIN, read)
+            .await
+            .expect("the stream ends before its once-a-minute re-check would have ended it");
     }
 }
 
@@ -710,4 +721,106 @@ async fn graceful_shutdown_ends_open_streams() {
     let ended = tokio::time::timeout(std::time::Duration::from_secs(10), f.app.shutdown()).await;
     assert!(ended.is_ok(), "shutdown completes with a client still connected");
     drop(res);
+}
+
+#[tokio::test]
+async fn a_revoked_key_or_an_ended_login_ends_what_it_opened_at_once() {
+    let f = Fixture::new().await;
+    let user = f.user_id().await;
+    let doomed: KeyOut = f
+        .app
+        .post_as(
+            "/me/api-keys",
+            &f.token,
+            Some(json!({"name": "doomed", "scopes": ["status:read"]})),
+            StatusCode::CREATED,
+        )
+        .await;
+    let doomed_key = doomed.key.clone().expect("shown on creation");
+    let creds = json!({"email": "owner@example.com", "password": "correct horse battery"});
+    let second: LoginOut = f
+        .app
+        .call(Method::POST, "/auth/login", None, Some(creds), StatusCode::OK)
+        .await;
+    let second_auth = bearer(&second.token);
+
+    let mut doomed_sse = open_sse(&f.app, "/v1/events", &[("x-api-key", &doomed_key)]).await;
+    let mut kept_sse = open_sse(&f.app, "/v1/events", &[("x-api-key", &f.key)]).await;
+    let mut login_sse = open_sse(&f.app, "/realtime/events", &[("authorization", &second_auth)]).await;
+    let mut login_ws = ws_open(&f.app, &second.token).await;
+    let mut kept_ws = ws_open(&f.app, &f.token).await;
+    emit(&f.app, user, &f.account, 1).await;
+    for sse in [&mut doomed_sse, &mut kept_sse, &mut login_sse] {
+        assert_eq!(sse.next().await.data["data"]["n"], 1, "every stream is live");
+    }
+    assert_eq!(ws_event(&mut login_ws).await["data"]["n"], 1);
+    assert_eq!(ws_event(&mut kept_ws).await["data"]["n"], 1);
+
+    // A long-poll held by the key: the status is current, so it waits.
+    let path = format!("/v1/accounts/{}/status", f.account);
+    let first = f.app.v1(Method::GET, &path, &doomed_key, None).await;
+    let tag = first.header("etag").expect("etag").to_owned();
+    let parked_before = f.app.state.bus.receiver_count();
+    let held = {
+        let req = f
+            .app
+            .client
+            .get(f.app.url(&path))
+            .header("x-api-key", &doomed_key)
+            .header("if-none-match", &tag)
+            .header("prefer", "wait=50");
+        tokio::spawn(async move { req.send().await.expect("held request answered") })
+    };
+    // The handler listens for revocations, then subscribes to the bus and parks: once it is
+    // counted there, the key goes.
+    tokio::time::timeout(WAIT, async {
+        while f.app.state.bus.receiver_count() == parked_before {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the long-poll did not park in time");
+    let r = f
+        .app
+        .json(
+            Method::DELETE,
+            &format!("/me/api-keys/{}", doomed.id),
+            Some(&f.token),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 204);
+    doomed_sse.ends().await;
+    let answer = tokio::time::timeout(ENDS_WITHIN, held)
+        .await
+        .expect("the held request is answered at once")
+        .expect("task");
+    assert_eq!(answer.status(), StatusCode::UNAUTHORIZED);
+    let body: Value = answer.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "INVALID_API_KEY");
+
+    // Signing the second login out ends its stream and its socket; the first login's stay.
+    let r = f
+        .app
+        .json(Method::POST, "/auth/logout", Some(&second.token), None)
+        .await;
+    assert_eq!(r.status, 204);
+    login_sse.ends().await;
+    assert_eq!(
+        tokio::time::timeout(ENDS_WITHIN, ws_close_code(&mut login_ws))
+            .await
+            .expect("closed at once"),
+        (CloseCode::Policy, "session ended".into())
+    );
+    emit(&f.app, user, &f.account, 2).await;
+    assert_eq!(
+        kept_sse.next().await.data["data"]["n"],
+        2,
+        "another key's stream goes on"
+    );
+    assert_eq!(
+        ws_event(&mut kept_ws).await["data"]["n"],
+        2,
+        "another login's socket goes on"
+    );
 }

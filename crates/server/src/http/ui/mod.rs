@@ -319,8 +319,7 @@ async fn logout(State(app): State<AppState>, who: UiUser, body: Result<Bytes, By
     if !tokens_match(field(&f, "csrf"), &who.csrf) {
         return refused();
     }
-    let expires = chrono::DateTime::from_timestamp(who.claims.exp, 0).unwrap_or_else(now);
-    if let Err(e) = app.store.revoke_token(who.claims.jti, who.user.id, expires).await {
+    if let Err(e) = crate::app::logins::end(&app, who.user.id, who.claims.jti, who.claims.exp).await {
         return ApiError(e.into()).into_response();
     }
     with_cookies(
