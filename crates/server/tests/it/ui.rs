@@ -570,6 +570,26 @@ async fn api_keys_page_shows_a_new_key_once_and_revokes() {
     let bad = b.post_form("/app/keys", &[("csrf", &csrf), ("name", "No scope")]).await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
     assert!(bad.body.contains("at least one scope"));
+    // An expiry the form never offers is refused, not turned into a key that never expires.
+    for days in ["-1", "0", "abc", "1.5", "3651", "99999999999999999999999"] {
+        let bad = b
+            .post_form(
+                "/app/keys",
+                &[
+                    ("csrf", &csrf),
+                    ("name", "Odd"),
+                    ("scope", "otp:write"),
+                    ("expires_in_days", days),
+                ],
+            )
+            .await;
+        assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{days}");
+        assert!(bad.body.contains("pick one of the choices"), "{days}");
+    }
+    assert!(
+        b.get("/app/keys").await.body.contains("No API keys yet"),
+        "none was created"
+    );
     let created = b
         .post_form(
             "/app/keys",

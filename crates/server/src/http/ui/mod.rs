@@ -690,9 +690,17 @@ async fn create_key(State(app): State<AppState>, who: UiUser, body: Result<Bytes
     if !tokens_match(one("csrf"), &who.csrf) {
         return refused();
     }
-    let expires_at = match one("expires_in_days").parse::<i64>() {
-        Ok(days) if (1..=3650).contains(&days) => Some(ts(now() + chrono::Duration::days(days))),
-        _ => None,
+    // "Never" is the empty choice; anything else must be a whole number of days the form could
+    // have offered a range of, never silently a key that does not expire.
+    let expires_at = match one("expires_in_days").trim() {
+        "" => None,
+        text => match text.parse::<i64>() {
+            Ok(days) if (1..=3650).contains(&days) => Some(ts(now() + chrono::Duration::days(days))),
+            _ => {
+                let why = "Expires: pick one of the choices (a whole number of days from 1 to 3650, or never).";
+                return keys_view(&app, &who, None, Some(why), None).await;
+            }
+        },
     };
     let input = super::api_keys::CreateIn {
         name: Some(one("name").to_owned()),
