@@ -300,7 +300,8 @@ pub enum PassEvent<'a> {
         request: &'a ConciliationRow,
         movement: &'a EligibleMovement,
     },
-    /// Entering `ambiguous` (or a new candidate set).
+    /// Entering `ambiguous` (a new candidate set of a request already ambiguous writes its
+    /// attempt, and no event: RECONCILIATION §5.6, once per entry).
     Ambiguous(&'a ConciliationRow),
     /// The first evaluation found nothing.
     NotFound(&'a ConciliationRow),

@@ -251,6 +251,59 @@ async fn two_identical_transfers_make_the_order_ambiguous_and_a_loose_name_is_no
 }
 
 #[tokio::test]
+async fn an_ambiguous_order_is_announced_once_while_its_candidates_change() {
+    let mut shop = Shop::new("m2b").await;
+    let mut events = shop.f.app.events().await;
+    shop.poll(json!([order("AMB-2", "300.00", "Ana Gomez")])).await;
+    for d in ["one", "two", "three"] {
+        shop.transfer("300.00", Some("ANA GOMEZ"), d);
+    }
+    shop.read_bank().await;
+    let ambiguous = events.next(&shop.account, "conciliation.ambiguous").await;
+    assert_eq!(ambiguous.data["candidate_ids"].as_array().map(Vec::len), Some(3));
+    let hook: Value = serde_json::from_str(&shop.hooks.next().await.body).expect("json");
+    assert_eq!(hook["status"], "ambiguous");
+
+    // One candidate ignored: still ambiguous between the other two. The new candidate set is an
+    // attempt; it is not a second entry into `ambiguous` (RECONCILIATION §5.6: once per entry).
+    let movements = shop.movements().await;
+    let id_of = |description: &str| {
+        movements
+            .iter()
+            .find(|m| m.description == description)
+            .map(|m| m.id.clone())
+            .expect("movement listed")
+    };
+    let path = |m: String| format!("/accounts/{}/movements/{m}/ignore", shop.account);
+    assert_eq!(shop.f.post(&path(id_of("one"))).await.status, StatusCode::OK);
+    let account = shop.account.parse().expect("account id");
+    shop.f.app.state.matcher.pass(account).await.expect("pass");
+    let listed = shop.request("AMB-2").await;
+    let detail = format!("/conciliation/{}", listed["id"].as_str().expect("id"));
+    let request = shop.f.app.get(&detail, &shop.f.token).await.body;
+    assert_eq!(request["status"], "ambiguous");
+    let attempts = request["attempts"].as_array().expect("attempts");
+    let last = attempts.last().expect("an attempt");
+    assert_eq!(last["result"], "ambiguous", "{request}");
+    assert_eq!(last["candidates"].as_array().map(Vec::len), Some(2), "{request}");
+
+    // A second ignored: the last candidate settles it.
+    assert_eq!(shop.f.post(&path(id_of("two"))).await.status, StatusCode::OK);
+    loop {
+        let e = events.next_any(&shop.account).await;
+        assert_ne!(e.kind, "conciliation.ambiguous", "announced again: {:?}", e.data);
+        if e.kind == "conciliation.matched" {
+            break;
+        }
+    }
+    let hook: Value = serde_json::from_str(&shop.hooks.next().await.body).expect("json");
+    assert_eq!(
+        hook["status"], "matched",
+        "the webhook after the one ambiguous is the match"
+    );
+}
+
+#[tokio::test]
 async fn an_order_registered_after_its_transfer_still_matches() {
     let mut shop = Shop::new("m3").await;
     shop.transfer("99.90", Some("ACME SRL"), "Pago factura");

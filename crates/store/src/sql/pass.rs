@@ -227,7 +227,9 @@ struct Decided<'a> {
     /// The request, as decided (its `row`), boxed where it was read: no copy of 50,000 rows.
     req: Box<Before>,
     attempt: Option<Attempt<'a>>,
-    /// The request's first evaluation (its `conciliation.not_found` event).
+    /// The request's first evaluation (its `conciliation.not_found` event), or its entry into
+    /// `ambiguous` (its `conciliation.ambiguous` event and result webhook: once per entry, not
+    /// again when only the candidate set changes).
     first: bool,
 }
 
@@ -432,6 +434,7 @@ pub(super) async fn apply(
         let Some((mut b, trigger)) = take(&mut before, &d.request.0) else {
             continue;
         };
+        let entry = b.row.status != ConciliationStatus::Ambiguous;
         let row = &mut b.row;
         row.status = ConciliationStatus::Ambiguous;
         row.reason = Some(AMBIGUOUS_REASON.into());
@@ -450,7 +453,7 @@ pub(super) async fn apply(
             Decided {
                 req: b,
                 attempt: Some(attempt),
-                first: false,
+                first: entry,
             },
         ));
     }
@@ -727,7 +730,9 @@ pub(super) async fn apply(
         }
     }
     for (_, x) in ambiguous {
-        out.extend(events(PassEvent::Ambiguous(&x.req.row)));
+        if x.first {
+            out.extend(events(PassEvent::Ambiguous(&x.req.row)));
+        }
     }
     for (_, x) in not_found {
         if x.first {

@@ -512,17 +512,19 @@ pub async fn check_commit_pass_ambiguous_once(s: &dyn Store) {
     assert_eq!(commit(s, u.id, a.id, &input, &c, t + ms(2)).await, Some(vec![]));
     let again = by_ext(&s.load_pass(a.id, t).await.unwrap(), "A").clone();
     assert_eq!(again, row);
-    // Another set: a new entry.
+    // Another set while still ambiguous: an attempt recording it, but not a new entry (once
+    // per entry, RECONCILIATION §5.6): no event, no second delivery.
+    let all = ambiguous(&ra, &tens);
     let c3 = PassCommit {
-        ambiguous: vec![ambiguous(&ra, &tens)],
+        ambiguous: vec![all.clone()],
         ..commit_of("movements")
     };
-    let logged = commit(s, u.id, a.id, &input, &c3, t + ms(3)).await.unwrap();
-    assert_eq!(logged.len(), 1);
-    assert!(logged[0].data.contains(r#""attempts":2"#));
-    // Ambiguous deliveries of one request go out in order.
+    assert_eq!(commit(s, u.id, a.id, &input, &c3, t + ms(3)).await, Some(vec![]));
+    let row = by_ext(&s.load_pass(a.id, t).await.unwrap(), "A").clone();
+    assert_eq!(row.attempt_count, 2);
+    assert_eq!(row.last_candidates.as_deref(), Some(all.candidate_set.as_str()));
     let ds = s.list_deliveries(u.id, a.id, 10, 0).await.unwrap();
-    assert_eq!(ds.len(), 2);
+    assert_eq!(ds.len(), 1);
     assert!(ds.iter().all(|d| d.subject_id == Some(ra.id.0)));
 }
 
