@@ -86,6 +86,12 @@ const MIGRATIONS: Embedded = Embedded(&[
         "match_triggers",
         include_str!("../migrations/postgres/0020_match_triggers.sql"),
     ),
+    // Issue 8: "poll now" while a poll runs queues one more.
+    (
+        21,
+        "poll_again",
+        include_str!("../migrations/postgres/0021_poll_again.sql"),
+    ),
 ]);
 
 type Db = sqlx::Postgres;

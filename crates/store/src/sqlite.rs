@@ -80,6 +80,12 @@ const MIGRATIONS: Embedded = Embedded(&[
         "match_triggers",
         include_str!("../migrations/sqlite/0020_match_triggers.sql"),
     ),
+    // Issue 8: "poll now" while a poll runs queues one more.
+    (
+        21,
+        "poll_again",
+        include_str!("../migrations/sqlite/0021_poll_again.sql"),
+    ),
 ]);
 
 /// How long a connection waits on a locked database before giving up.

@@ -1385,12 +1385,16 @@ impl Store for SqlStore {
     }
     async fn request_poll(&self, account: AccountId, now: Timestamp) -> StoreResult<()> {
         // An earlier due time stays: the poll is already due, and keeps its place in the queue.
+        // Asked while a poll runs (its lease is held), one more poll is queued for after it
+        // (`poll_again`, which `finish_poll` honours).
         sqlx::query(
             "INSERT INTO reconcile_state (account_id, next_poll_at) \
              SELECT $1, $2 WHERE EXISTS (SELECT 1 FROM accounts WHERE id = $1) \
              ON CONFLICT (account_id) DO UPDATE SET next_poll_at = CASE \
              WHEN reconcile_state.next_poll_at IS NOT NULL AND reconcile_state.next_poll_at < excluded.next_poll_at \
-             THEN reconcile_state.next_poll_at ELSE excluded.next_poll_at END",
+             THEN reconcile_state.next_poll_at ELSE excluded.next_poll_at END, \
+             poll_again = CASE WHEN reconcile_state.poll_lease_until IS NOT NULL \
+             AND reconcile_state.poll_lease_until > excluded.next_poll_at THEN 1 ELSE reconcile_state.poll_again END",
         )
         .bind(account.0)
         .bind(to_ms(now))
@@ -1427,12 +1431,14 @@ impl Store for SqlStore {
         now: Timestamp,
         lease_until: Timestamp,
     ) -> StoreResult<Option<i64>> {
-        // One statement: the lease is taken and the sequence issued atomically, or neither.
+        // One statement: the lease is taken and the sequence issued atomically, or neither. A
+        // "poll now" asked before this poll began is answered by it (`poll_again` cleared).
         let row = sqlx::query(
             "INSERT INTO reconcile_state (account_id, poll_seq_issued, poll_lease_owner, poll_lease_until) \
              SELECT $1, 1, $2, $3 WHERE EXISTS (SELECT 1 FROM accounts WHERE id = $1) \
              ON CONFLICT (account_id) DO UPDATE SET poll_seq_issued = reconcile_state.poll_seq_issued + 1, \
-             poll_lease_owner = excluded.poll_lease_owner, poll_lease_until = excluded.poll_lease_until \
+             poll_lease_owner = excluded.poll_lease_owner, poll_lease_until = excluded.poll_lease_until, \
+             poll_again = 0 \
              WHERE reconcile_state.poll_lease_owner IS NULL OR reconcile_state.poll_lease_until IS NULL \
              OR reconcile_state.poll_lease_until < $4 OR reconcile_state.poll_lease_owner = $2 \
              RETURNING poll_seq_issued",
@@ -1550,7 +1556,9 @@ impl Store for SqlStore {
         sqlx::query(
             "UPDATE reconcile_state SET version = version + $2, dirty_seq = dirty_seq + $3, \
              done_seq = CASE WHEN $8 = 1 THEN dirty_seq + $3 ELSE done_seq END, \
-             poll_seq_applied = $4, poll_failures = $5, next_poll_at = $6, \
+             poll_seq_applied = $4, poll_failures = $5, \
+             next_poll_at = CASE WHEN poll_again = 1 AND poll_lease_owner = $7 THEN next_poll_at ELSE $6 END, \
+             poll_again = CASE WHEN poll_lease_owner = $7 THEN 0 ELSE poll_again END, \
              poll_lease_until = CASE WHEN poll_lease_owner = $7 THEN NULL ELSE poll_lease_until END, \
              poll_lease_owner = CASE WHEN poll_lease_owner = $7 THEN NULL ELSE poll_lease_owner END \
              WHERE account_id = $1",

@@ -176,6 +176,7 @@ contract_tests! {
     check_poll_failures_and_recovery,
     check_poll_lease,
     check_request_poll_and_due_polls,
+    check_poll_now_during_a_poll_is_kept,
     check_poll_log_is_pruned,
     check_conciliation_listing_is_scoped,
     check_concurrent_finish_poll,

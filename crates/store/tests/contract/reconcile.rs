@@ -719,6 +719,52 @@ pub async fn check_request_poll_and_due_polls(s: &dyn Store) {
     assert_eq!(s.due_polls(far_future(), 10).await.unwrap(), vec![]);
 }
 
+/// "Poll now" while a poll runs queues one more poll (RECONCILIATION §3.1: one runs, another is
+/// queued at most): the running poll's schedule does not overwrite the request.
+pub async fn check_poll_now_during_a_poll_is_kept(s: &dyn Store) {
+    let (u, a) = reconcile_user(s).await;
+    let t = now();
+    let lease = Duration::seconds(45);
+    let finish = |seq: i64, at: Timestamp| async move {
+        s.finish_poll(
+            a.id,
+            OWNER,
+            seq,
+            &success(vec![], &[], at),
+            at,
+            FIVE_DAYS_MS,
+            &schedule(at),
+            &|e| event_for(u.id, a.id, at, e),
+            None,
+        )
+        .await
+        .unwrap();
+    };
+    let next_poll_at = || async { s.reconcile_state(a.id).await.unwrap().unwrap().next_poll_at };
+
+    // A request before the poll begins is answered by it: the next one is an interval later.
+    s.request_poll(a.id, t).await.unwrap();
+    let seq = s.begin_poll(a.id, OWNER, t + ms(1), t + lease).await.unwrap().unwrap();
+    finish(seq, t + ms(10)).await;
+    assert_eq!(next_poll_at().await, Some(t + ms(10) + Duration::minutes(10)));
+    assert!(s.due_polls(t + ms(11), 10).await.unwrap().is_empty());
+
+    // A request while it runs: due again at the request, as soon as the lease is given up.
+    let seq = s.begin_poll(a.id, OWNER, t + ms(20), t + lease).await.unwrap().unwrap();
+    s.request_poll(a.id, t + ms(25)).await.unwrap();
+    s.request_poll(a.id, t + ms(26)).await.unwrap();
+    assert!(s.due_polls(t + ms(27), 10).await.unwrap().is_empty(), "leased");
+    finish(seq, t + ms(30)).await;
+    assert_eq!(next_poll_at().await, Some(t + ms(25)), "the first request, coalesced");
+    assert_eq!(s.due_polls(t + ms(30), 10).await.unwrap(), vec![a.id]);
+
+    // That poll runs, and nothing more is queued.
+    let seq = s.begin_poll(a.id, OWNER, t + ms(40), t + lease).await.unwrap().unwrap();
+    finish(seq, t + ms(50)).await;
+    assert_eq!(next_poll_at().await, Some(t + ms(50) + Duration::minutes(10)));
+    assert!(s.due_polls(t + ms(60), 10).await.unwrap().is_empty());
+}
+
 pub async fn check_poll_log_is_pruned(s: &dyn Store) {
     let (u, a) = reconcile_user(s).await;
     let t0 = now();
