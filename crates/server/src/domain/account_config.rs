@@ -140,7 +140,23 @@ pub struct SecretFields {
     pub webhook_signing_secret: Option<String>,
     pub previous_webhook_signing_secret: Option<String>,
     pub previous_webhook_signing_secret_until: Option<i64>,
+    /// Secrets rotated out before the `previous_…` one and still in the grace they were
+    /// promised, newest first (a second rotation within the grace does not cut the first
+    /// one's short). At most [`MAX_OLDER_SECRETS`] per channel.
+    pub older_signing_secrets: Vec<RetiredSecret>,
+    pub older_webhook_signing_secrets: Vec<RetiredSecret>,
 }
+
+/// A signing secret rotated out, signing until `until` (ms since the epoch).
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+pub struct RetiredSecret {
+    pub secret: String,
+    pub until: i64,
+}
+
+/// How many secrets rotated out before the latest one a channel keeps signing with (the
+/// signature header grows by one signature each).
+pub const MAX_OLDER_SECRETS: usize = 8;
 
 /// The two signed webhook channels of an account.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -169,6 +185,21 @@ impl SecretFields {
         (current.as_deref(), previous.as_deref().zip(until))
     }
 
+    /// Every secret a channel signs with at `now_ms`: the current one, then each one rotated
+    /// out and still in its grace, newest first.
+    pub fn signing_keys(&self, channel: SigningChannel, now_ms: i64) -> Vec<&str> {
+        let (current, previous) = self.signing(channel);
+        let older = match channel {
+            SigningChannel::Notification => &self.older_signing_secrets,
+            SigningChannel::Result => &self.older_webhook_signing_secrets,
+        };
+        current
+            .into_iter()
+            .chain(previous.filter(|(_, until)| now_ms < *until).map(|(s, _)| s))
+            .chain(older.iter().filter(|r| now_ms < r.until).map(|r| r.secret.as_str()))
+            .collect()
+    }
+
     /// Gives every channel a signing secret (accounts created before a channel existed get
     /// theirs on their next config write). Returns whether anything was generated.
     pub fn ensure_signing_secrets(&mut self) -> bool {
@@ -185,19 +216,32 @@ impl SecretFields {
     /// Replaces a channel's signing secret; the old one keeps signing until `until_ms` (none
     /// when `until_ms` is `None`: no grace). Returns the new secret.
     pub fn rotate(&mut self, channel: SigningChannel, until_ms: Option<i64>) -> String {
+        self.rotate_at(channel, until_ms, chrono::Utc::now().timestamp_millis())
+    }
+
+    /// [`Self::rotate`] at `now_ms`.
+    pub fn rotate_at(&mut self, channel: SigningChannel, until_ms: Option<i64>, now_ms: i64) -> String {
         let fresh = new_signing_secret();
-        let (current, previous, until) = match channel {
+        let (current, previous, until, older) = match channel {
             SigningChannel::Notification => (
                 &mut self.notification_signing_secret,
                 &mut self.previous_signing_secret,
                 &mut self.previous_signing_secret_until,
+                &mut self.older_signing_secrets,
             ),
             SigningChannel::Result => (
                 &mut self.webhook_signing_secret,
                 &mut self.previous_webhook_signing_secret,
                 &mut self.previous_webhook_signing_secret_until,
+                &mut self.older_webhook_signing_secrets,
             ),
         };
+        // The secret rotated out last time keeps the grace it was promised.
+        if let (Some(secret), Some(until)) = (previous.take(), *until) {
+            older.insert(0, RetiredSecret { secret, until });
+        }
+        older.retain(|r| now_ms < r.until);
+        older.truncate(MAX_OLDER_SECRETS);
         *previous = current.replace(fresh.clone()).filter(|_| until_ms.is_some());
         *until = previous.as_ref().and(until_ms);
         fresh
@@ -487,6 +531,45 @@ pub fn decode(
 mod tests {
     use super::*;
     use serde_json::{json, Value};
+
+    #[test]
+    fn a_rotation_within_the_grace_keeps_every_promised_secret_until_its_own_end() {
+        let mut f = SecretFields::default();
+        f.ensure_signing_secrets();
+        let first = f.notification_signing_secret.clone().expect("secret");
+        let t = 1_000_000;
+        let second = f.rotate_at(SigningChannel::Notification, Some(t + 100), t);
+        let third = f.rotate_at(SigningChannel::Notification, Some(t + 150), t + 50);
+        let keys = |f: &SecretFields, now| -> Vec<String> {
+            f.signing_keys(SigningChannel::Notification, now)
+                .into_iter()
+                .map(str::to_owned)
+                .collect()
+        };
+        assert_eq!(keys(&f, t + 60), vec![third.clone(), second.clone(), first]);
+        assert_eq!(
+            keys(&f, t + 100),
+            vec![third.as_str(), second.as_str()],
+            "the first's grace ended"
+        );
+        assert_eq!(keys(&f, t + 150), vec![third]);
+        assert_eq!(
+            f.signing_keys(SigningChannel::Result, t).len(),
+            1,
+            "the other channel untouched"
+        );
+        // Rotations without end keep at most MAX_OLDER_SECRETS older ones (and drop ended ones).
+        for i in 0..20 {
+            f.rotate_at(SigningChannel::Notification, Some(t + 10_000), t + 200 + i);
+        }
+        assert_eq!(keys(&f, t + 300).len(), 2 + MAX_OLDER_SECRETS);
+        f.rotate_at(SigningChannel::Notification, None, t + 400);
+        assert_eq!(
+            keys(&f, t + 400).len(),
+            1 + MAX_OLDER_SECRETS,
+            "no grace for the newest, the promised ones stay"
+        );
+    }
 
     fn patch(v: Value) -> ConfigPatch {
         serde_json::from_str(&v.to_string()).expect("patch parses")

@@ -277,13 +277,7 @@ impl Webhooks {
             }
         };
         let timestamp = now().timestamp();
-        let (current, previous) = secrets.signing(target.signing);
-        let mut keys: Vec<&str> = current.into_iter().collect();
-        if let Some((prev, until)) = previous {
-            if now().timestamp_millis() < until {
-                keys.push(prev);
-            }
-        }
+        let keys = secrets.signing_keys(target.signing, now().timestamp_millis());
         let id = d.id.to_string();
         let mut req = self
             .client

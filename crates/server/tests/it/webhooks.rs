@@ -491,7 +491,7 @@ async fn the_guard_refuses_private_targets_at_send_time() {
 }
 
 #[tokio::test]
-async fn rotation_signs_with_both_secrets_during_the_grace_period() {
+async fn rotation_signs_with_every_secret_still_in_its_grace_period() {
     let f = webhook_fixture(&[]).await;
     let mut hook = receiver(vec![]).await;
     let id = subscribe(&f, "user_locked", "pass_locked", &hook.url, json!(["login_failed"])).await;
@@ -499,8 +499,15 @@ async fn rotation_signs_with_both_secrets_during_the_grace_period() {
     let rotated: RotatedOut = f
         .post_as(&format!("/accounts/{id}/notifications/rotate-secret"), StatusCode::OK)
         .await;
+    let middle = rotated.notification_signing_secret;
+    assert_ne!(middle, old);
+    assert!(rotated.previous_valid_until.is_some());
+    // Rotated again within the grace (a double click): the first secret keeps the grace it
+    // was promised, and the second gets its own.
+    let rotated: RotatedOut = f
+        .post_as(&format!("/accounts/{id}/notifications/rotate-secret"), StatusCode::OK)
+        .await;
     let new = rotated.notification_signing_secret;
-    assert_ne!(new, old);
     assert!(rotated.previous_valid_until.is_some());
     assert_eq!(secret(&f, &id).await, new);
     f.post(&format!("/accounts/{id}/scrape")).await;
@@ -511,9 +518,13 @@ async fn rotation_signs_with_both_secrets_during_the_grace_period() {
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned();
-    assert_eq!(sig.split(' ').count(), 2, "{sig}");
-    assert!(verifies(&new, &got.headers, &got.body));
-    assert!(verifies(&old, &got.headers, &got.body));
+    assert_eq!(sig.split(' ').count(), 3, "{sig}");
+    for key in [&new, &middle, &old] {
+        assert!(
+            verifies(key, &got.headers, &got.body),
+            "signed with every secret in its grace"
+        );
+    }
 }
 
 #[tokio::test]
