@@ -14,7 +14,7 @@ use utoipa::ToSchema;
 use super::auth::{DashboardUser, OwnedAccount};
 use super::dto::{ConfigOut, OtpAcceptedOut, PendingOut, QueuedOut};
 use super::error::{ApiError, Problem};
-use super::extract::{body_bytes, parse_json, DJson, Page, PageParams};
+use super::extract::{body_bytes, parse_json, DJson, NoBody, Page, PageParams};
 use super::openapi::ApiErrorBody;
 use super::otp::{self, StrictOtpSubmission};
 use crate::app;
@@ -344,6 +344,7 @@ pub async fn post_otp(
 pub async fn scrape(
     State(app): State<AppState>,
     OwnedAccount { account, .. }: OwnedAccount,
+    _: NoBody,
 ) -> Result<(StatusCode, Json<QueuedOut>), ApiError> {
     crate::app::accounts::scrape_now(&app, account.id).await;
     Ok((StatusCode::ACCEPTED, Json(QueuedOut::YES)))
@@ -365,6 +366,7 @@ pub async fn scrape(
 pub async fn restart(
     State(app): State<AppState>,
     OwnedAccount { account, .. }: OwnedAccount,
+    _: NoBody,
 ) -> Result<(StatusCode, Json<QueuedOut>), ApiError> {
     app.engine.restart(account.id).await?;
     Ok((StatusCode::ACCEPTED, Json(QueuedOut::YES)))
@@ -392,6 +394,7 @@ pub struct Killed {
 pub async fn kill(
     State(app): State<AppState>,
     OwnedAccount { user: who, account }: OwnedAccount,
+    _: NoBody,
 ) -> Result<(StatusCode, Json<Killed>), ApiError> {
     let killed = app.engine.kill(account.id, who.user.id, "killed").await?;
     Ok((StatusCode::ACCEPTED, Json(Killed { killed })))
@@ -418,6 +421,7 @@ pub struct Started {
 pub async fn reactivate(
     State(app): State<AppState>,
     OwnedAccount { account, .. }: OwnedAccount,
+    _: NoBody,
 ) -> Result<(StatusCode, Json<Started>), ApiError> {
     app.engine.reactivate(account.id);
     Ok((StatusCode::ACCEPTED, Json(Started { started: true })))

@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 
 use super::auth::DashboardUser;
 use super::error::{ApiError, Problem};
-use super::extract::{DJson, DPath, Page, PageParams};
+use super::extract::{DJson, DPath, NoBody, Page, PageParams};
 use super::openapi::ApiErrorBody;
 use crate::auth::key_cache::{Scope, ALL_SCOPES};
 use crate::support::time::ts;
@@ -266,6 +266,7 @@ pub async fn revoke(
     State(app): State<AppState>,
     who: DashboardUser,
     DPath(id): DPath<String>,
+    _: NoBody,
 ) -> Result<StatusCode, ApiError> {
     revoke_key(&app, who.user.id, &id).await?;
     Ok(StatusCode::NO_CONTENT)

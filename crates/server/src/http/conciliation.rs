@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 use super::auth::{DashboardUser, OwnedAccount};
 use super::dto::QueuedOut;
 use super::error::{ApiError, Problem};
-use super::extract::{Page, PageParams};
+use super::extract::{NoBody, Page, PageParams};
 use super::openapi::ApiErrorBody;
 use crate::app;
 use crate::support::time::ts;
@@ -40,6 +40,7 @@ const LIST_DEFAULT_LIMIT: i64 = 50;
 pub async fn poll_now(
     State(app): State<AppState>,
     OwnedAccount { user: who, account }: OwnedAccount,
+    _: NoBody,
 ) -> Result<(StatusCode, Json<QueuedOut>), ApiError> {
     poll_now_as(&app, &who.user, account.id).await?;
     Ok((StatusCode::ACCEPTED, Json(QueuedOut::YES)))

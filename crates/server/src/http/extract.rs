@@ -253,6 +253,28 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for DJson<T> {
     }
 }
 
+/// The body of a dashboard route that takes none: nothing, or an empty JSON object (`{}`, which
+/// some clients send with every POST). Anything else is judged like any other body (docs/product.md
+/// §1): over 64 KiB 413, not JSON or not an object 400, a field 400 naming it as unknown.
+pub struct NoBody;
+
+/// What a route without a body accepts: an object without fields.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoFields {}
+
+impl<S: Send + Sync> FromRequest<S> for NoBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = body_bytes(Bytes::from_request(req, state).await)?;
+        if !bytes.iter().all(u8::is_ascii_whitespace) {
+            parse_json::<NoFields>(&bytes)?;
+        }
+        Ok(NoBody)
+    }
+}
+
 /// `?limit=&offset=` — limit 1..=500 (default 100), offset ≥ 0 (default 0).
 #[derive(Debug, Clone, Copy)]
 pub struct Page {

@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 use super::auth::OwnedAccount;
 use super::dto::QueuedOut;
 use super::error::{ApiError, Problem};
-use super::extract::{DPath, Page, PageParams};
+use super::extract::{DPath, NoBody, Page, PageParams};
 use super::openapi::ApiErrorBody;
 use crate::app;
 use crate::domain::account_config::SigningChannel;
@@ -155,6 +155,7 @@ pub async fn resend(
     State(app): State<AppState>,
     owned: OwnedAccount,
     DPath((_, delivery)): DPath<(String, String)>,
+    _: NoBody,
 ) -> Result<(StatusCode, Json<QueuedOut>), ApiError> {
     resend_channel(&app, owned, CHANNEL_NOTIFICATION, &delivery).await
 }
@@ -199,6 +200,7 @@ pub async fn resend_result(
     State(app): State<AppState>,
     owned: OwnedAccount,
     DPath((_, delivery)): DPath<(String, String)>,
+    _: NoBody,
 ) -> Result<(StatusCode, Json<QueuedOut>), ApiError> {
     resend_channel(&app, owned, CHANNEL_RESULT, &delivery).await
 }
@@ -234,7 +236,7 @@ pub struct Rotated {
         (status = 409, description = "`CONFLICT`: the config kept changing under other writes (16 tries); send it again", body = ApiErrorBody),
     )
 )]
-pub async fn rotate(State(app): State<AppState>, owned: OwnedAccount) -> Result<Json<Rotated>, ApiError> {
+pub async fn rotate(State(app): State<AppState>, owned: OwnedAccount, _: NoBody) -> Result<Json<Rotated>, ApiError> {
     rotate_channel(&app, owned.user.user.id, owned.account.id, SigningChannel::Notification).await
 }
 
@@ -253,7 +255,11 @@ pub async fn rotate(State(app): State<AppState>, owned: OwnedAccount) -> Result<
         (status = 409, description = "`CONFLICT`: the config kept changing under other writes (16 tries); send it again", body = ApiErrorBody),
     )
 )]
-pub async fn rotate_result(State(app): State<AppState>, owned: OwnedAccount) -> Result<Json<Rotated>, ApiError> {
+pub async fn rotate_result(
+    State(app): State<AppState>,
+    owned: OwnedAccount,
+    _: NoBody,
+) -> Result<Json<Rotated>, ApiError> {
     rotate_channel(&app, owned.user.user.id, owned.account.id, SigningChannel::Result).await
 }
 

@@ -10,7 +10,7 @@ use reconbanker_store::{now, MovementId, MovementNotify};
 use super::auth::OwnedAccount;
 use super::dto::QueuedOut;
 use super::error::{ApiError, Problem};
-use super::extract::DPath;
+use super::extract::{DPath, NoBody};
 use super::openapi::ApiErrorBody;
 use crate::reconcile::passthrough;
 use crate::AppState;
@@ -35,6 +35,7 @@ pub async fn notify(
     State(app): State<AppState>,
     OwnedAccount { user: who, account }: OwnedAccount,
     DPath((_, movement)): DPath<(String, String)>,
+    _: NoBody,
 ) -> Result<(StatusCode, Json<QueuedOut>), ApiError> {
     notify_as(&app, who.user.id, account.id, &movement).await?;
     Ok((StatusCode::ACCEPTED, Json(QueuedOut::YES)))

@@ -11,6 +11,7 @@
 //! Every stream re-checks its login every minute and ends when [`crate::AppInner`]'s
 //! `streams_closing` is cancelled at shutdown, so a graceful shutdown does not wait for clients.
 
+use super::extract::NoBody;
 use std::time::Duration;
 
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
@@ -111,7 +112,7 @@ pub struct TicketOut {
         (status = 401, description = "`UNAUTHORIZED`", body = ApiErrorBody),
     )
 )]
-pub async fn issue_ticket(State(app): State<AppState>, user: DashboardUser) -> Result<Response, ApiError> {
+pub async fn issue_ticket(State(app): State<AppState>, user: DashboardUser, _: NoBody) -> Result<Response, ApiError> {
     let ticket = app.tickets.issue(session_of(&user)).await?;
     Ok((
         [(CACHE_CONTROL, HeaderValue::from_static("no-store"))],

@@ -19,7 +19,7 @@ use super::auth::{DashboardUser, OwnedAccount};
 use super::conciliation::RequestOut;
 use super::dto::QueuedOut;
 use super::error::{ApiError, Problem};
-use super::extract::{DJson, DPath};
+use super::extract::{DJson, DPath, NoBody};
 use super::notifications::DeliveryOut;
 use super::openapi::ApiErrorBody;
 use crate::app;
@@ -497,6 +497,7 @@ pub async fn run(
     State(app): State<AppState>,
     who: DashboardUser,
     DPath(id): DPath<String>,
+    _: NoBody,
 ) -> Result<(StatusCode, Json<QueuedOut>), ApiError> {
     let id = request_id(&id)?;
     run_as(&app, &who.user, id).await?;
@@ -552,6 +553,7 @@ pub async fn notify(
     State(app): State<AppState>,
     who: DashboardUser,
     DPath(id): DPath<String>,
+    _: NoBody,
 ) -> Result<(StatusCode, Json<NotifiedOut>), ApiError> {
     let id = request_id(&id)?;
     let delivery = notify_as(&app, &who.user, id).await?;
@@ -723,6 +725,7 @@ pub async fn ignore(
     State(app): State<AppState>,
     owned: OwnedAccount,
     DPath((_, movement)): DPath<(String, String)>,
+    _: NoBody,
 ) -> Result<Json<MovementOut>, ApiError> {
     set_ignored(&app, owned.user.user.id, &owned.account, &movement, true).await
 }
@@ -745,6 +748,7 @@ pub async fn unignore(
     State(app): State<AppState>,
     owned: OwnedAccount,
     DPath((_, movement)): DPath<(String, String)>,
+    _: NoBody,
 ) -> Result<Json<MovementOut>, ApiError> {
     set_ignored(&app, owned.user.user.id, &owned.account, &movement, false).await
 }

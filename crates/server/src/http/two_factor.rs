@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 
 use super::auth::DashboardUser;
 use super::error::{ApiError, Problem};
-use super::extract::DJson;
+use super::extract::{DJson, NoBody};
 use super::openapi::ApiErrorBody;
 use crate::app::two_factor::{self, TwoFactorError};
 use crate::AppState;
@@ -127,7 +127,7 @@ pub struct SetupOut {
         (status = 409, description = "`TWO_FACTOR_ON`: already on; disable it first", body = ApiErrorBody),
     )
 )]
-pub async fn setup(State(app): State<AppState>, who: DashboardUser) -> Result<impl IntoResponse, ApiError> {
+pub async fn setup(State(app): State<AppState>, who: DashboardUser, _: NoBody) -> Result<impl IntoResponse, ApiError> {
     let s = two_factor::begin(&app, &who.user).await.map_err(Problem::from)?;
     let qr_svg = qr_svg(&s.uri).ok_or_else(|| Problem::internal("the otpauth URI does not fit a QR code"))?;
     // The secret: never kept by a cache.

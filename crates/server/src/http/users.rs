@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 
 use super::auth::DashboardUser;
 use super::error::{ApiError, Problem};
-use super::extract::DJson;
+use super::extract::{DJson, NoBody};
 use super::openapi::ApiErrorBody;
 use crate::domain::email::normalize_email;
 use crate::support::ratelimit::Bucket;
@@ -255,7 +255,7 @@ pub(crate) async fn check_password(
         (status = 401, description = "`UNAUTHORIZED`: missing, invalid, expired or revoked token", body = ApiErrorBody),
     )
 )]
-pub async fn logout(State(app): State<AppState>, who: DashboardUser) -> Result<StatusCode, ApiError> {
+pub async fn logout(State(app): State<AppState>, who: DashboardUser, _: NoBody) -> Result<StatusCode, ApiError> {
     crate::app::logins::end(&app, who.user.id, who.claims.jti, who.claims.exp).await?;
     Ok(StatusCode::NO_CONTENT)
 }

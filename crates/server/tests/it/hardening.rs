@@ -352,6 +352,31 @@ async fn every_dashboard_body_refuses_unknown_fields() {
         // Issue 10: two-factor sign-in.
         "POST /me/two-factor/setup",
     ];
+    // A route without a body takes none (or `{}`): a field, something not JSON, or too much is
+    // refused like any other body, before the route acts (a refused logout keeps its token).
+    let big = vec![b' '; 70_000];
+    for route in &without_body {
+        let (method, template) = route.split_once(' ').expect("METHOD /path");
+        let owned = template.starts_with("/accounts/") || template.starts_with("/conciliation/poll/");
+        let id = if owned { a.to_string() } else { uuid.to_string() };
+        let path = template
+            .replace("{id}", &id)
+            .replace("{movement_id}", &uuid.to_string())
+            .replace("{delivery_id}", &uuid.to_string());
+        let headers = [("authorization", auth.as_str()), ("content-type", "application/json")];
+        let send = |body: Vec<u8>| f.app.send(method.parse().expect("method"), &path, &headers, Some(body));
+        let r = send(br#"{"zzz":1}"#.to_vec()).await;
+        assert_field_error(&r, "zzz");
+        let r = send(b"garbage".to_vec()).await;
+        assert_eq!(
+            (r.status, r.body["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("VALIDATION_ERROR")),
+            "{route}: {}",
+            r.text
+        );
+        let r = send(big.clone()).await;
+        assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{route}: {}", r.text);
+    }
     let listed: Vec<String> = with_body
         .iter()
         .map(|(m, route, _, _)| format!("{m} {route}"))
