@@ -83,7 +83,11 @@ pub(crate) async fn fetch(
     {
         Ok(Ok(())) => Ok(progress),
         Ok(Err(code)) => Err(Failure::new(code, &progress)),
-        Err(_) => Err(Failure::new("timeout", &progress)),
+        // The deadline covers every page: passed after the first, it is a later page's failure.
+        Err(_) => Err(Failure::new(
+            if progress.pages > 0 { "page_failed" } else { "timeout" },
+            &progress,
+        )),
     }
 }
 
@@ -141,6 +145,24 @@ async fn fetch_pages(
     }
 }
 
+/// The URL of a page: the endpoint's, with `cursor=<value>` in place of any `cursor` it already
+/// carries (a second one would leave the endpoint to pick, and many read the first).
+fn page_url(url: &url::Url, cursor: Option<&str>) -> url::Url {
+    let mut url = url.clone();
+    if let Some(c) = cursor {
+        let kept: Vec<(String, String)> = url
+            .query_pairs()
+            .filter(|(k, _)| k != "cursor")
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        url.query_pairs_mut()
+            .clear()
+            .extend_pairs(kept)
+            .append_pair("cursor", c);
+    }
+    url
+}
+
 fn build(
     client: &reqwest::Client,
     target: &Target<'_>,
@@ -149,13 +171,7 @@ fn build(
     cursor: Option<&str>,
 ) -> Result<reqwest::RequestBuilder, &'static str> {
     let mut request = match (target.method, base_body) {
-        (PollingMethod::Get, _) | (PollingMethod::Post, None) => {
-            let mut url = url.clone();
-            if let Some(c) = cursor {
-                url.query_pairs_mut().append_pair("cursor", c);
-            }
-            client.get(url)
-        }
+        (PollingMethod::Get, _) | (PollingMethod::Post, None) => client.get(page_url(url, cursor)),
         (PollingMethod::Post, Some(body)) => {
             let body = match (cursor, body.as_object()) {
                 (Some(c), Some(mut members)) => {
@@ -221,5 +237,36 @@ fn classify(e: &reqwest::Error) -> &'static str {
         "redirect_refused"
     } else {
         "connect_failed"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::page_url;
+
+    #[test]
+    fn a_page_cursor_replaces_the_endpoints_own() {
+        let cases = [
+            ("https://shop.example/orders", None, "https://shop.example/orders"),
+            (
+                "https://shop.example/orders?shop=x",
+                None,
+                "https://shop.example/orders?shop=x",
+            ),
+            (
+                "https://shop.example/orders",
+                Some("c1"),
+                "https://shop.example/orders?cursor=c1",
+            ),
+            (
+                "https://shop.example/orders?shop=x&cursor=orig&cursor=two&y=1",
+                Some("c 2&"),
+                "https://shop.example/orders?shop=x&y=1&cursor=c+2%26",
+            ),
+        ];
+        for (base, cursor, want) in cases {
+            let url = url::Url::parse(base).expect("url");
+            assert_eq!(page_url(&url, cursor).as_str(), want, "{base} {cursor:?}");
+        }
     }
 }

@@ -385,6 +385,18 @@ async fn a_failed_poll_changes_nothing_whatever_the_failure() {
         assert_eq!(poll["counts"]["cancelled"], 0);
         assert_eq!(f.by_external_id().await, before, "{code} changed nothing");
     }
+    // The deadline passing while a later page is read is that page's failure.
+    f.orders.answer(Answer::Json(
+        json!({"data": [order("K-1", json!(100), "Juan Perez")], "next_cursor": "c1"}),
+    ));
+    f.orders.answer(Answer::Slow(Duration::from_secs(3), json!([])));
+    let poll = f.poll().await;
+    assert_eq!(
+        (poll["outcome"].as_str(), poll["error"].as_str(), poll["pages"].as_i64()),
+        (Some("failed"), Some("page_failed"), Some(1)),
+        "{poll}"
+    );
+    assert_eq!(f.by_external_id().await, before, "a timed-out page changed nothing");
     // An empty list is a valid answer, and only a valid answer cancels.
     f.orders.answer(Answer::Json(json!([])));
     let poll = f.poll().await;
