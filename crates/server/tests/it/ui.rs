@@ -674,3 +674,39 @@ async fn settings_choose_the_operation_mode() {
     assert!(bad.body.contains("Pick reconcile or passthrough"));
     assert_eq!(app.get("/me", &token).await.body["operation_mode"], "passthrough");
 }
+
+/// A browser that lands on a path the dashboard refuses is shown a page (with the message, the
+/// code and the way back); the page's own scripts and other clients keep the JSON error.
+#[tokio::test]
+async fn a_browser_is_shown_a_page_for_a_refusal_and_scripts_keep_the_json() {
+    let app = TestApp::spawn().await;
+    registered(&app, "op@example.com").await;
+    let mut b = Browser::new(&app);
+    b.sign_in("op@example.com").await;
+    let foreign = format!("/app/accounts/{}", uuid::Uuid::now_v7());
+    for path in ["/app/accounts/not-a-uuid", "/app/nope/deeper", foreign.as_str()] {
+        let req = app
+            .client
+            .get(app.url(path))
+            .header("accept", "text/html,application/xhtml+xml,*/*;q=0.8");
+        let page = b.send(req).await;
+        assert_eq!(page.status, StatusCode::NOT_FOUND, "{path}");
+        assert!(page.header("content-type").starts_with("text/html"), "{path}");
+        assert!(
+            page.body.contains("<h1>Not found</h1>") && page.body.contains("NOT_FOUND"),
+            "{path}: {}",
+            page.body
+        );
+        assert!(page.body.contains(r#"href="/app""#), "the way back");
+        let plain = b.get(path).await;
+        assert_eq!(plain.status, StatusCode::NOT_FOUND, "{path}");
+        assert!(plain.header("content-type").starts_with("application/json"), "{path}");
+    }
+    let req = app.client.get(app.url("/app/api/nope")).header("accept", "text/html");
+    let r = b.send(req).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert!(
+        r.header("content-type").starts_with("application/json"),
+        "scripts get JSON"
+    );
+}

@@ -84,6 +84,11 @@ pub fn router() -> Router<AppState> {
         .merge(account::routes())
         // issue 10: banks in Settings (admins)
         .merge(banks::routes())
+        // Any other path under /app: the dashboard's own 404 (a page for a browser, below).
+        .route(
+            "/app/{*rest}",
+            axum::routing::any(|| async { ApiError(Problem::not_found("No such page")).into_response() }),
+        )
         .layer(axum::middleware::from_fn(guard));
     Router::new()
         .route("/", get(|| async { Redirect::to("/app") }))
@@ -102,11 +107,20 @@ pub struct PublicOrigin(pub Option<std::sync::Arc<str>>);
 async fn guard(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
     let changes_state = !matches!(*req.method(), Method::GET | Method::HEAD);
     let public = req.extensions().get::<PublicOrigin>().and_then(|p| p.0.clone());
-    let mut res = if changes_state && !same_origin(req.headers(), public.as_deref()) {
+    // A browser finding its way (not the page's own scripts under /app/api/) is answered a
+    // refusal as a page; other clients keep the JSON error.
+    let browser = !req.uri().path().starts_with("/app/api/")
+        && req
+            .headers()
+            .get(axum::http::header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.contains("text/html"));
+    let res = if changes_state && !same_origin(req.headers(), public.as_deref()) {
         refused()
     } else {
         next.run(req).await
     };
+    let mut res = if browser { error_as_page(res).await } else { res };
     let h = res.headers_mut();
     h.insert("content-security-policy", HeaderValue::from_static(CSP));
     h.insert("x-frame-options", HeaderValue::from_static("DENY"));
@@ -117,6 +131,50 @@ async fn guard(req: axum::extract::Request, next: axum::middleware::Next) -> Res
         h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
     res
+}
+
+/// A JSON error answered to a browser, as a page with the same status: its message, its code,
+/// and the way back. Any other response is returned as it is.
+async fn error_as_page(res: Response) -> Response {
+    let is_json = res
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| c.starts_with("application/json"));
+    if !(res.status().is_client_error() || res.status().is_server_error()) || !is_json {
+        return res;
+    }
+    let (parts, body) = res.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, 64 * 1024).await else {
+        return parts.status.into_response();
+    };
+    let error: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+    let message = error["error"].as_str().unwrap_or("The request could not be served.");
+    let code = error["code"].as_str().unwrap_or("ERROR");
+    let title = match parts.status {
+        StatusCode::NOT_FOUND => "Not found",
+        StatusCode::FORBIDDEN => "Refused",
+        StatusCode::UNAUTHORIZED => "Signed out",
+        s if s.is_server_error() => "Something went wrong",
+        _ => "This request could not be served",
+    };
+    let page = pages::page(
+        title,
+        None,
+        &[],
+        maud::html! {
+            p role="alert" { (message) }
+            p.hint { "Error code: " code { (code) } }
+            p { a href="/app" { "Back to your accounts" } }
+        },
+    );
+    let mut out = (parts.status, Html(page.into_string())).into_response();
+    for name in [axum::http::header::RETRY_AFTER, axum::http::header::ALLOW] {
+        if let Some(v) = parts.headers.get(&name) {
+            out.headers_mut().insert(name, v.clone());
+        }
+    }
+    out
 }
 
 fn refused() -> Response {
