@@ -239,6 +239,11 @@ pub struct PassInput {
     pub requests: Vec<ConciliationRow>,
     /// By `received_at_ms` (unparseable first), then id.
     pub movements: Vec<EligibleMovement>,
+    /// Movements already matched to a request, of the same amounts and in the same horizon as
+    /// [`Self::movements`] (the full snapshot: all of them; the incremental one: those of its
+    /// amount groups). Never assigned again: they explain a request left without a candidate
+    /// (`candidates_taken`). The same order.
+    pub taken: Vec<EligibleMovement>,
     /// Pairs a human ruled out, for the open requests.
     pub rejections: Vec<(ConciliationRequestId, MovementId)>,
 }

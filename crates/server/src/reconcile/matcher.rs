@@ -296,7 +296,9 @@ pub(crate) fn decide(input: &PassInput, at: reconbanker_store::Timestamp, trigge
         rejected.entry(r.0).or_default().push(m.0);
     }
     let reqs: Vec<Req> = input.requests.iter().filter_map(|r| req(r, &rejected)).collect();
-    let movs: Vec<Mov> = input.movements.iter().filter_map(mov).collect();
+    let movs: Vec<Mov> = (input.movements.iter().filter_map(|m| mov(m, false)))
+        .chain(input.taken.iter().filter_map(|m| mov(m, true)))
+        .collect();
     let decided = matching::run_pass(at.timestamp_millis(), &reqs, &movs);
     // A movement matched here that a request left ambiguous here also counted on: that
     // request may have one candidate left, which a follow-up pass settles.
@@ -422,7 +424,8 @@ fn req(r: &ConciliationRow, rejected: &HashMap<Uuid, Vec<Uuid>>) -> Option<Req> 
     })
 }
 
-fn mov(m: &EligibleMovement) -> Option<Mov> {
+/// A movement of the snapshot; `taken`: already matched to a request (explains, never assigned).
+fn mov(m: &EligibleMovement, taken: bool) -> Option<Mov> {
     Some(Mov {
         id: m.id.0,
         amount: parse_signed_decimal(m.amount.trim())?,
@@ -430,6 +433,7 @@ fn mov(m: &EligibleMovement) -> Option<Mov> {
         name: m.name.clone(),
         description: m.description.clone(),
         received_at_ms: m.received_at_ms,
+        taken,
     })
 }
 

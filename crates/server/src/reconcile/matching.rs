@@ -345,6 +345,9 @@ pub struct Mov {
     pub description: String,
     /// `None` when the bank's date could not be parsed: never eligible.
     pub received_at_ms: Option<i64>,
+    /// Already matched to a request by an earlier pass or by hand: never assigned again; it
+    /// explains a request left without a candidate (`taken`, `candidates_taken`).
+    pub taken: bool,
 }
 
 /// The per-check results of one (request, movement) pair.
@@ -431,6 +434,8 @@ struct Pair {
     currency: bool,
     window: bool,
     rejected: bool,
+    /// The movement was matched before this pass.
+    taken_before: bool,
     reference: bool,
     name_score: u16,
     has_sender_name: bool,
@@ -452,6 +457,7 @@ impl Pair {
             && self.currency
             && self.window
             && !self.rejected
+            && !self.taken_before
             && (self.reference || self.name_score >= STRONG_BAND)
     }
 }
@@ -531,6 +537,7 @@ pub fn run_pass(now_ms: i64, requests: &[Req], movements: &[Mov]) -> Pass {
                     .received_at_ms
                     .is_some_and(|t| r.registered_at_ms - WINDOW_BEFORE_REGISTRATION_MS <= t && t <= r.expires_at_ms),
                 rejected: r.rejected.contains(&m.id),
+                taken_before: m.taken,
                 reference: reference.as_deref().is_some_and(|code| p.refs.contains(code)),
                 name_score: score_and_pairs(&name, &p.name).0,
                 has_sender_name: !p.name.is_empty(),
@@ -748,6 +755,7 @@ fn verdict(pair: &Pair, req: usize, taken_by: Option<usize>) -> &'static str {
         _ if !pair.eligible => "received_at_unparseable",
         _ if !pair.window => "outside_window",
         Some(_) => "taken",
+        None if pair.taken_before => "taken",
         None if pair.rejected => "rejected",
         None if pair.is_strong_edge() => "alternative",
         None if !pair.has_sender_name => "no_sender_name",
@@ -838,6 +846,7 @@ mod tests {
             name: name.map(str::to_owned),
             description: String::new(),
             received_at_ms: Some(received_at_ms),
+            taken: false,
         }
     }
 
@@ -1113,6 +1122,28 @@ mod tests {
         assert_eq!(a.candidate_set, [mid(1), mid(2)]);
         let verdicts: Vec<_> = a.candidates.iter().map(|c| (c.movement, c.verdict)).collect();
         assert_eq!(verdicts, [(mid(1), "alternative"), (mid(2), "alternative")]);
+    }
+
+    #[test]
+    fn a_movement_matched_before_explains_but_is_never_assigned_again() {
+        let reqs = [req(1, "A", "1500", "Juan Perez", T0)];
+        let mut taken = mov(1, "1500", Some("JUAN PEREZ"), T0 + H);
+        taken.taken = true;
+        let pass = run_pass(T0 + 2 * H, &reqs, std::slice::from_ref(&taken));
+        assert!(matched_pairs(&pass).is_empty());
+        assert_eq!(not_found(&pass), [(rid(1), "candidates_taken")]);
+        let c = &pass.not_found[0].candidates[0];
+        assert_eq!((c.movement, c.verdict, c.taken_by), (mid(1), "taken", None));
+        // Beside a free one, only the free one counts: matched, not ambiguous.
+        let free = mov(2, "1500", Some("JUAN PEREZ"), T0 + H);
+        let pass = run_pass(T0 + 2 * H, &reqs, &[taken.clone(), free]);
+        assert_eq!(matched_pairs(&pass), [(rid(1), mid(2), None)]);
+        assert!(pass.ambiguous.is_empty());
+        // Out of the window, it is that, not taken.
+        let mut old = mov(3, "1500", Some("JUAN PEREZ"), T0 - 200 * H);
+        old.taken = true;
+        let pass = run_pass(T0 + 2 * H, &reqs, &[old]);
+        assert_eq!(not_found(&pass), [(rid(1), "outside_window")]);
     }
 
     #[test]

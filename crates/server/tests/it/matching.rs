@@ -304,6 +304,43 @@ async fn an_ambiguous_order_is_announced_once_while_its_candidates_change() {
 }
 
 #[tokio::test]
+async fn an_order_whose_only_transfer_settled_another_is_told_so() {
+    let mut shop = Shop::new("m2c").await;
+    let mut events = shop.f.app.events().await;
+    shop.poll(json!([order("S-1", "1500.00", "Juan Perez")])).await;
+    shop.transfer("1500.00", Some("JUAN PEREZ"), "the one transfer");
+    shop.read_bank().await;
+    events.next(&shop.account, "conciliation.matched").await;
+    let _ = shop.hooks.next().await;
+
+    // A second order of the same amount and name, in a later poll: the transfer is taken.
+    shop.poll(json!([
+        order("S-1", "1500.00", "Juan Perez"),
+        order("S-2", "1500.00", "Juan Perez")
+    ]))
+    .await;
+    let listed = shop.request("S-2").await;
+    assert_eq!(
+        (listed["status"].as_str(), listed["reason"].as_str()),
+        (Some("not_found"), Some("candidates_taken")),
+        "{listed}"
+    );
+    let detail = format!("/conciliation/{}", listed["id"].as_str().expect("id"));
+    let request = shop.f.app.get(&detail, &shop.f.token).await.body;
+    let attempt = request["attempts"]
+        .as_array()
+        .and_then(|a| a.last())
+        .expect("an attempt");
+    let verdicts: Vec<&str> = attempt["candidates"]
+        .as_array()
+        .expect("candidates")
+        .iter()
+        .filter_map(|c| c["verdict"].as_str())
+        .collect();
+    assert_eq!(verdicts, ["taken"], "{attempt}");
+}
+
+#[tokio::test]
 async fn an_order_registered_after_its_transfer_still_matches() {
     let mut shop = Shop::new("m3").await;
     shop.transfer("99.90", Some("ACME SRL"), "Pago factura");

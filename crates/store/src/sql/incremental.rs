@@ -20,7 +20,7 @@ use std::collections::HashSet;
 use sqlx::Row;
 use uuid::Uuid;
 
-use super::pass::{eligible_out, parse_eligible, parse_eligible_value, ELIGIBLE_COLS};
+use super::pass::{eligible_out, parse_eligible_value, ELIGIBLE_COLS};
 use super::reconcile::{params, parse_requests, req_out, requests_where, PAGE, REQ_COLS};
 use super::rows::*;
 use super::{bulk, Db, BACKEND};
@@ -122,19 +122,23 @@ pub(super) async fn load(
     // time (keyset on `id`), each page as one JSON text.
     let sql = bulk::agg_out(
         &format!(
-            "json_{}({}, p.free)",
+            "json_{}({}, p.free, p.taken)",
             if BACKEND == "sqlite" { "array" } else { "build_array" },
             eligible_out("p.")
         ),
         &format!(
             "FROM (SELECT {ELIGIBLE_COLS}, CASE WHEN m.ignored_at IS NULL AND NOT EXISTS \
-             (SELECT 1 FROM conciliation_matches c WHERE c.movement_id = m.id) THEN 1 ELSE 0 END AS free \
+             (SELECT 1 FROM conciliation_matches c WHERE c.movement_id = m.id) THEN 1 ELSE 0 END AS free, \
+             CASE WHEN EXISTS (SELECT 1 FROM conciliation_matches c WHERE c.movement_id = m.id) \
+             THEN 1 ELSE 0 END AS taken \
              FROM movements m WHERE m.account_id = $1 AND m.match_key IS NULL AND m.id > $2 \
              ORDER BY m.id LIMIT $3) AS p"
         ),
     );
     let mut keys: HashSet<String> = HashSet::new();
     let mut movements: Vec<EligibleMovement> = Vec::new();
+    // Matched movements of the groups read: they explain a request left without a candidate.
+    let mut taken: Vec<EligibleMovement> = Vec::new();
     let mut after = Uuid::nil();
     loop {
         let text: String = sqlx::query_scalar(&sql)
@@ -144,17 +148,21 @@ pub(super) async fn load(
             .fetch_one(&mut *conn)
             .await
             .map_err(map_err)?;
-        let unseen: Vec<(serde_json::Value, i64)> = bulk::parse("movements", &text)?;
+        let unseen: Vec<(serde_json::Value, i64, i64)> = bulk::parse("movements", &text)?;
         drop(text);
         let full = unseen.len() as i64 == PAGE;
-        for (m, free) in unseen {
+        for (m, free, matched) in unseen {
             let m = parse_eligible_value(m)?;
             after = after.max(m.id.0);
             if let Some(key) = amount_key(&m.amount) {
                 keys.insert(key);
             }
-            if free == 1 && m.received_at_ms.is_none_or(|t| t >= horizon_ms) {
-                movements.push(m);
+            if m.received_at_ms.is_none_or(|t| t >= horizon_ms) {
+                if free == 1 {
+                    movements.push(m);
+                } else if matched == 1 {
+                    taken.push(m);
+                }
             }
         }
         if !full {
@@ -204,13 +212,21 @@ pub(super) async fn load(
     let mut group_keys: Vec<&str> = with_requests.into_iter().collect();
     group_keys.sort_unstable();
     for chunk in group_keys.chunks(CHUNK) {
-        let sql = bulk::agg_out(&eligible_out("m."), &movements_of_keys(chunk.len()));
+        let (row, from) = movements_of_keys(chunk.len());
+        let sql = bulk::agg_out(&row, &from);
         let mut q = sqlx::query_scalar(&sql).bind(account.0).bind(horizon_ms);
         for k in chunk {
             q = q.bind(*k);
         }
         let text: String = q.fetch_one(&mut *conn).await.map_err(map_err)?;
-        movements.extend(parse_eligible(&text)?);
+        for (m, matched) in bulk::parse::<(serde_json::Value, i64)>("movements", &text)? {
+            let m = parse_eligible_value(m)?;
+            if matched == 1 {
+                taken.push(m);
+            } else {
+                movements.push(m);
+            }
+        }
     }
 
     // The requests due to expire (an open request holds no movement: its group does not change
@@ -257,35 +273,45 @@ pub(super) async fn load(
 
     requests.sort_by(|a, b| (a.registered_at, &a.external_id, a.id.0).cmp(&(b.registered_at, &b.external_id, b.id.0)));
     movements.sort_by_key(|m| (m.received_at_ms, m.id));
+    taken.sort_by_key(|m| (m.received_at_ms, m.id));
     Ok(PassInput {
         version,
         dirty_seq,
         requests,
         movements,
+        taken,
         rejections,
     })
 }
 
-/// `FROM … WHERE` of the seen eligible movements (as `m`) of `$1`'s account whose key is one of
-/// the `n` parameters from `$3`, received at or after `$2` (or at an unknown time).
+/// The row (`[movement, taken]`, taken 1 when the movement is matched already) and the
+/// `FROM … WHERE` of the seen movements of `$1`'s account whose key is one of the `n` parameters
+/// from `$3`, received at or after `$2` (or at an unknown time), not ignored.
 ///
 /// On PostgreSQL each key drives its own probe of the (account, key) index (a lateral join):
 /// with the `IN` list, the planner weighs one index descent per key against a scan of the
 /// account's movements, and when the statistics predate a bulk insert it takes the scan and
 /// tests every key on every movement (82 statements of 64 ms each in a 50,000-order poll).
-fn movements_of_keys(n: usize) -> String {
-    let eligible = "m.ignored_at IS NULL AND (m.received_at_ms IS NULL OR m.received_at_ms >= $2) \
-                    AND NOT EXISTS (SELECT 1 FROM conciliation_matches c WHERE c.movement_id = m.id)";
+fn movements_of_keys(n: usize) -> (String, String) {
+    let eligible = "m.ignored_at IS NULL AND (m.received_at_ms IS NULL OR m.received_at_ms >= $2)";
+    let taken = "CASE WHEN EXISTS (SELECT 1 FROM conciliation_matches c WHERE c.movement_id = m.id) \
+                 THEN 1 ELSE 0 END";
     if BACKEND == "sqlite" {
-        format!(
-            "FROM movements m WHERE m.account_id = $1 AND m.match_key IN ({}) AND {eligible}",
-            params(3, n)
+        (
+            format!("json_array({}, {taken})", eligible_out("m.")),
+            format!(
+                "FROM movements m WHERE m.account_id = $1 AND m.match_key IN ({}) AND {eligible}",
+                params(3, n)
+            ),
         )
     } else {
         let keys = (3..3 + n).map(|i| format!("(${i})")).collect::<Vec<_>>().join(", ");
-        format!(
-            "FROM (VALUES {keys}) AS k(key) CROSS JOIN LATERAL (SELECT {ELIGIBLE_COLS} FROM movements m \
-             WHERE m.account_id = $1 AND m.match_key = k.key AND {eligible}) AS m"
+        (
+            format!("json_build_array({}, m.taken)", eligible_out("m.")),
+            format!(
+                "FROM (VALUES {keys}) AS k(key) CROSS JOIN LATERAL (SELECT {ELIGIBLE_COLS}, {taken} AS taken \
+                 FROM movements m WHERE m.account_id = $1 AND m.match_key = k.key AND {eligible}) AS m"
+            ),
         )
     }
 }

@@ -90,37 +90,44 @@ pub(super) async fn load(conn: &mut Conn, account: AccountId, horizon: Timestamp
     let mut requests =
         super::reconcile::requests_where(conn, account, &format!("status IN {}", *OPEN_STATUSES)).await?;
     requests.sort_by(|a, b| (a.registered_at, &a.external_id, a.id.0).cmp(&(b.registered_at, &b.external_id, b.id.0)));
-    let sql = bulk::agg_out(
-        &eligible_out("p."),
-        &format!(
-            "FROM (SELECT {ELIGIBLE_COLS} FROM movements m WHERE m.account_id = $1 AND m.ignored_at IS NULL \
-             AND (m.received_at_ms IS NULL OR m.received_at_ms >= $2) \
-             AND NOT EXISTS (SELECT 1 FROM conciliation_matches c WHERE c.movement_id = m.id) \
-             AND m.id > $3 ORDER BY m.id LIMIT $4) AS p"
-        ),
-    );
-    let mut movements = Vec::new();
-    let mut after = Uuid::nil();
-    loop {
-        let text: String = sqlx::query_scalar(&sql)
-            .bind(account.0)
-            .bind(to_ms(horizon))
-            .bind(after)
-            .bind(PAGE)
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(map_err)?;
-        let page = parse_eligible(&text)?;
-        drop(text);
-        let full = page.len() as i64 == PAGE;
-        after = page.iter().map(|m| m.id.0).fold(after, Ord::max);
-        movements.extend(page);
-        if !full {
-            break;
+    // The free movements, then the matched ones (read the same way).
+    let mut read = Vec::with_capacity(2);
+    for matched in ["NOT EXISTS", "EXISTS"] {
+        let sql = bulk::agg_out(
+            &eligible_out("p."),
+            &format!(
+                "FROM (SELECT {ELIGIBLE_COLS} FROM movements m WHERE m.account_id = $1 AND m.ignored_at IS NULL \
+                 AND (m.received_at_ms IS NULL OR m.received_at_ms >= $2) \
+                 AND {matched} (SELECT 1 FROM conciliation_matches c WHERE c.movement_id = m.id) \
+                 AND m.id > $3 ORDER BY m.id LIMIT $4) AS p"
+            ),
+        );
+        let mut movements = Vec::new();
+        let mut after = Uuid::nil();
+        loop {
+            let text: String = sqlx::query_scalar(&sql)
+                .bind(account.0)
+                .bind(to_ms(horizon))
+                .bind(after)
+                .bind(PAGE)
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(map_err)?;
+            let page = parse_eligible(&text)?;
+            drop(text);
+            let full = page.len() as i64 == PAGE;
+            after = page.iter().map(|m| m.id.0).fold(after, Ord::max);
+            movements.extend(page);
+            if !full {
+                break;
+            }
         }
+        // NULLs sort first on SQLite and last on PostgreSQL: one order on both.
+        movements.sort_by_key(|m| (m.received_at_ms, m.id));
+        read.push(movements);
     }
-    // NULLs sort first on SQLite and last on PostgreSQL: one order on both.
-    movements.sort_by_key(|m| (m.received_at_ms, m.id));
+    let taken = read.pop().unwrap_or_default();
+    let movements = read.pop().unwrap_or_default();
     let sql = format!(
         "SELECT j.request_id, j.movement_id FROM conciliation_rejections j \
          JOIN conciliation_requests r ON r.id = j.request_id \
@@ -146,6 +153,7 @@ pub(super) async fn load(conn: &mut Conn, account: AccountId, horizon: Timestamp
         dirty_seq,
         requests,
         movements,
+        taken,
         rejections,
     })
 }

@@ -266,6 +266,7 @@ pub async fn check_load_pass(s: &dyn Store) {
             dirty_seq: 0,
             requests: vec![],
             movements: vec![],
+            taken: vec![],
             rejections: vec![]
         }
     );
@@ -326,6 +327,8 @@ pub async fn check_load_pass(s: &dyn Store) {
     assert_eq!(after.requests.len(), 1);
     assert_eq!(after.movements.len(), 2);
     assert!(!after.movements.iter().any(|x| x.id == m.id));
+    assert!(input.taken.is_empty());
+    assert_eq!(after.taken, vec![m.clone()], "the matched movement is read as taken");
     assert_eq!(after.version, input.version + 1);
 }
 
@@ -929,6 +932,29 @@ pub async fn check_load_pass_changes(s: &dyn Store) {
         .unwrap()
         .movements
         .is_empty());
+    // A new order of the matched movement's amount: the movement comes with its group as taken
+    // (it explains the order's outcome), never as free.
+    poll(
+        s,
+        u.id,
+        a.id,
+        &success(
+            vec![
+                order("A", "1.00"),
+                order("B", "2.00"),
+                order("C", "2.00"),
+                order("D", "1.00"),
+            ],
+            &[],
+            t + ms(50),
+        ),
+    )
+    .await;
+    let again = s.load_pass_changes(a.id, horizon, t).await.unwrap();
+    assert_eq!(exts(&again), ["D"]);
+    assert!(again.movements.is_empty(), "{:?}", again.movements);
+    assert_eq!(again.taken, vec![m1.clone()]);
+    assert!(quiet.taken.is_empty());
 }
 
 /// Ignoring or un-ignoring a movement (written behind the store's back, as the review area will)
