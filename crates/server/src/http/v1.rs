@@ -118,6 +118,11 @@ pub async fn status(
     let mut waited = false;
     if let (Some(known), Some(wait), Some(rx), Some(revoked)) = (&known, wait, changes.as_mut(), revoked.as_mut()) {
         let deadline = tokio::time::Instant::now() + wait;
+        // A key that expires while the request is held ends the wait then (refused below).
+        let expires = principal.key.expires_at_ms().map(|at| {
+            let left = at.saturating_sub(chrono::Utc::now().timestamp_millis()).max(0);
+            tokio::time::Instant::now() + Duration::from_millis(u64::try_from(left).unwrap_or(0))
+        });
         while matches(known, &tag) {
             waited = true;
             tokio::select! {
@@ -133,6 +138,12 @@ pub async fn status(
                     }
                 }
                 _ = tokio::time::sleep_until(deadline) => break,
+                _ = async {
+                    match expires {
+                        Some(at) => tokio::time::sleep_until(at).await,
+                        None => std::future::pending().await,
+                    }
+                } => break,
             }
         }
     }

@@ -824,3 +824,45 @@ async fn a_revoked_key_or_an_ended_login_ends_what_it_opened_at_once() {
         "another login's socket goes on"
     );
 }
+
+/// A key that expires while it holds a stream or a long-poll open ends them when it expires,
+/// not at the next once-a-minute re-check or at the end of the wait.
+#[tokio::test]
+async fn a_key_that_expires_ends_what_it_holds_open_then() {
+    let f = Fixture::new().await;
+    let expires = chrono::Utc::now() + chrono::Duration::seconds(2);
+    let brief: KeyOut = f
+        .app
+        .post_as(
+            "/me/api-keys",
+            &f.token,
+            Some(json!({"name": "brief", "scopes": ["status:read"], "expires_at": expires.to_rfc3339()})),
+            StatusCode::CREATED,
+        )
+        .await;
+    let key = brief.key.expect("shown on creation");
+    let mut sse = open_sse(&f.app, "/v1/events", &[("x-api-key", &key)]).await;
+    let path = format!("/v1/accounts/{}/status", f.account);
+    let tag = f
+        .app
+        .v1(Method::GET, &path, &key, None)
+        .await
+        .header("etag")
+        .expect("etag")
+        .to_owned();
+    let held = f
+        .app
+        .client
+        .get(f.app.url(&path))
+        .header("x-api-key", &key)
+        .header("if-none-match", &tag)
+        .header("prefer", "wait=50")
+        .send();
+    let answer = tokio::time::timeout(ENDS_WITHIN, held)
+        .await
+        .expect("answered when the key expired, not after the 50 s wait")
+        .expect("answer");
+    assert!(chrono::Utc::now() >= expires, "not before the key expired");
+    assert_eq!(answer.status(), StatusCode::UNAUTHORIZED);
+    sse.ends().await;
+}

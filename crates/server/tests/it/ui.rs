@@ -555,6 +555,11 @@ async fn the_page_json_is_scoped_to_the_signed_in_user() {
         )
         .await;
     assert_eq!(res.status, StatusCode::NOT_FOUND);
+    // The page's calls that take no body refuse one, like the JSON API's.
+    let res = b
+        .fetch(Method::POST, "/app/api/ticket", Some(&csrf), Some(json!({"x": 1})))
+        .await;
+    assert_eq!(res.status, StatusCode::BAD_REQUEST, "{}", res.body);
     let ticket = b.fetch(Method::POST, "/app/api/ticket", Some(&csrf), None).await;
     assert_eq!(ticket.status, StatusCode::OK, "{}", ticket.body);
 }

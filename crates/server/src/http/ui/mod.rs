@@ -36,7 +36,7 @@ use self::session::{
     SECOND_FACTOR_COOKIE, SECOND_FACTOR_SECS, SESSION_COOKIE,
 };
 use super::error::{ApiError, Problem};
-use super::extract::{body_bytes, DPath};
+use super::extract::{body_bytes, DPath, NoBody};
 use crate::app::two_factor::{self, TwoFactorError};
 use crate::auth::tickets::DashboardSession;
 use crate::domain::account_config::{self, ConfigPatch};
@@ -963,7 +963,13 @@ async fn api_otp(
     }
 }
 
-async fn api_read(State(app): State<AppState>, who: UiUser, DPath(id): DPath<String>, headers: HeaderMap) -> Response {
+async fn api_read(
+    State(app): State<AppState>,
+    who: UiUser,
+    DPath(id): DPath<String>,
+    headers: HeaderMap,
+    _: NoBody,
+) -> Response {
     if let Err(r) = signed_fetch(&who, &headers) {
         return *r;
     }
@@ -977,7 +983,7 @@ async fn api_read(State(app): State<AppState>, who: UiUser, DPath(id): DPath<Str
 }
 
 /// A single-use ticket for `/realtime/events` (the page's live stream).
-async fn api_ticket(State(app): State<AppState>, who: UiUser, headers: HeaderMap) -> Response {
+async fn api_ticket(State(app): State<AppState>, who: UiUser, headers: HeaderMap, _: NoBody) -> Response {
     if let Err(r) = signed_fetch(&who, &headers) {
         return *r;
     }
