@@ -119,10 +119,7 @@ pub async fn status(
     if let (Some(known), Some(wait), Some(rx), Some(revoked)) = (&known, wait, changes.as_mut(), revoked.as_mut()) {
         let deadline = tokio::time::Instant::now() + wait;
         // A key that expires while the request is held ends the wait then (refused below).
-        let expires = principal.key.expires_at_ms().map(|at| {
-            let left = at.saturating_sub(chrono::Utc::now().timestamp_millis()).max(0);
-            tokio::time::Instant::now() + Duration::from_millis(u64::try_from(left).unwrap_or(0))
-        });
+        let expires = principal.key.expires_at_ms().map(crate::support::time::instant_at_ms);
         while matches(known, &tag) {
             waited = true;
             tokio::select! {

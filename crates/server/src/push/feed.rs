@@ -16,10 +16,11 @@ use reconbanker_store::{AccountId, Store, StoreResult, UserId};
 use std::pin::Pin;
 
 use tokio::sync::watch;
-use tokio::time::{interval_at, sleep, Instant, Interval, MissedTickBehavior, Sleep};
+use tokio::time::{interval_at, sleep_until, Instant, Interval, MissedTickBehavior, Sleep};
 use tokio_util::sync::CancellationToken;
 
 use super::events::{Event, EventBus, EventKind, RecvError, Subscriber};
+use crate::support::time::instant_at_ms;
 
 /// How often an open stream re-checks its credential besides the moments [`Recheck`] knows of
 /// (a signal from another instance that was missed).
@@ -67,10 +68,7 @@ impl Recheck {
     pub fn new(revoked: watch::Receiver<u64>, expires_at_ms: Option<i64>) -> Self {
         let mut timer = interval_at(Instant::now() + REVALIDATE, REVALIDATE);
         timer.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let expiry = expires_at_ms.map(|at| {
-            let left = at.saturating_sub(chrono::Utc::now().timestamp_millis()).max(0);
-            Box::pin(sleep(Duration::from_millis(u64::try_from(left).unwrap_or(0))))
-        });
+        let expiry = expires_at_ms.map(|at| Box::pin(sleep_until(instant_at_ms(at))));
         Self { timer, revoked, expiry }
     }
 

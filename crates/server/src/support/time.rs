@@ -1,5 +1,5 @@
-//! Time on the wire and time arithmetic: one format (RFC 3339, UTC, milliseconds, `Z`) and one
-//! way to move a timestamp by a `std` duration.
+//! Time on the wire and time arithmetic: one format (RFC 3339, UTC, milliseconds, `Z`), one
+//! way to move a timestamp by a `std` duration, and one way to wait until a wall-clock time.
 
 use std::time::Duration;
 
@@ -19,6 +19,13 @@ pub(crate) fn after(t: Timestamp, d: Duration) -> Timestamp {
         .ok()
         .and_then(|d| t.checked_add_signed(d))
         .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC)
+}
+
+/// The timer instant of a wall-clock time (ms since the epoch, as a key's or a token's expiry is
+/// kept): now when it has passed.
+pub(crate) fn instant_at_ms(at_ms: i64) -> tokio::time::Instant {
+    let left = at_ms.saturating_sub(chrono::Utc::now().timestamp_millis()).max(0);
+    tokio::time::Instant::now() + Duration::from_millis(u64::try_from(left).unwrap_or(0))
 }
 
 /// `t - d`, saturating like [`after`].

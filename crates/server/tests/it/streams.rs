@@ -236,6 +236,15 @@ async fn emit(app: &TestApp, user: UserId, account: &str, n: i64) {
         .expect("emit");
 }
 
+/// A status long-poll that waits (up to 50 s) while the status is still `tag`.
+fn held_status(app: &TestApp, path: &str, key: &str, tag: &str) -> reqwest::RequestBuilder {
+    app.client
+        .get(app.url(path))
+        .header("x-api-key", key)
+        .header("if-none-match", tag)
+        .header("prefer", "wait=50")
+}
+
 fn bearer(token: &str) -> String {
     format!("Bearer {token}")
 }
@@ -762,13 +771,7 @@ async fn a_revoked_key_or_an_ended_login_ends_what_it_opened_at_once() {
     let tag = first.header("etag").expect("etag").to_owned();
     let parked_before = f.app.state.bus.receiver_count();
     let held = {
-        let req = f
-            .app
-            .client
-            .get(f.app.url(&path))
-            .header("x-api-key", &doomed_key)
-            .header("if-none-match", &tag)
-            .header("prefer", "wait=50");
+        let req = held_status(&f.app, &path, &doomed_key, &tag);
         tokio::spawn(async move { req.send().await.expect("held request answered") })
     };
     // The handler listens for revocations, then subscribes to the bus and parks: once it is
@@ -850,14 +853,7 @@ async fn a_key_that_expires_ends_what_it_holds_open_then() {
         .header("etag")
         .expect("etag")
         .to_owned();
-    let held = f
-        .app
-        .client
-        .get(f.app.url(&path))
-        .header("x-api-key", &key)
-        .header("if-none-match", &tag)
-        .header("prefer", "wait=50")
-        .send();
+    let held = held_status(&f.app, &path, &key, &tag).send();
     let answer = tokio::time::timeout(ENDS_WITHIN, held)
         .await
         .expect("answered when the key expired, not after the 50 s wait")
