@@ -100,8 +100,11 @@ pub trait Store: Send + Sync + 'static {
     async fn account_for_user(&self, user: UserId, id: AccountId) -> StoreResult<Option<AccountRow>>;
     /// The subset of `ids` that `user` owns.
     async fn owned_account_ids(&self, user: UserId, ids: &[AccountId]) -> StoreResult<Vec<AccountId>>;
-    /// Deletes the account with everything that hangs off it; `false` if not the user's.
-    async fn delete_account(&self, user: UserId, id: AccountId) -> StoreResult<bool>;
+    /// Deletes the account with everything that hangs off it, and its events up to
+    /// `history_through` (a `seq`); `false` if not the user's. The caller passes the log's head
+    /// from before it announced the account's end: the events announcing it (a cancelled code
+    /// request, a stopped session) stay for the streams to deliver, until the log's retention.
+    async fn delete_account(&self, user: UserId, id: AccountId, history_through: i64) -> StoreResult<bool>;
     async fn account_config(&self, user: UserId, id: AccountId) -> StoreResult<Option<AccountConfigRow>>;
     /// Inserts or replaces the config; `false` if the account is not the user's.
     async fn put_account_config(&self, user: UserId, config: &AccountConfigRow) -> StoreResult<bool>;

@@ -37,8 +37,11 @@ pub(crate) async fn create(
 /// Deletes an account: stops its session and cancels its pending assistance (the waiting login
 /// is released with `account_deleted`), deletes the rows, and drops every cached view of it.
 pub(crate) async fn delete(app: &AppState, user: UserId, account: AccountId) -> Result<(), AppError> {
+    // The account's history goes with it; the events its end writes from here on stay for the
+    // streams (and, on PostgreSQL, the bus's reader) to deliver.
+    let history = app.store.last_event_seq().await?;
     app.engine.kill(account, user, "account_deleted").await?;
-    app.store.delete_account(user, account).await?;
+    app.store.delete_account(user, account, history).await?;
     app.accounts.forget(account);
     app.assistance.forget(account);
     app.keys.forget_account(account);

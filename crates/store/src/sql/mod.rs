@@ -637,7 +637,7 @@ impl Store for SqlStore {
             .collect()
     }
 
-    async fn delete_account(&self, user: UserId, id: AccountId) -> StoreResult<bool> {
+    async fn delete_account(&self, user: UserId, id: AccountId, history_through: i64) -> StoreResult<bool> {
         let mut tx = self.pool.begin().await.map_err(map_err)?;
         let done = sqlx::query("DELETE FROM accounts WHERE id = $1 AND user_id = $2")
             .bind(id.0)
@@ -647,10 +647,11 @@ impl Store for SqlStore {
             .map_err(map_err)?;
         if done.rows_affected() > 0 {
             // The log has no foreign key (it outlives rows it mentions); a deleted
-            // account's events go with it.
-            sqlx::query("DELETE FROM events WHERE account_id = $1 AND user_id = $2")
+            // account's history goes with it, not the events announcing its end.
+            sqlx::query("DELETE FROM events WHERE account_id = $1 AND user_id = $2 AND seq <= $3")
                 .bind(id.0)
                 .bind(user.0)
+                .bind(history_through)
                 .execute(&mut *tx)
                 .await
                 .map_err(map_err)?;

@@ -303,16 +303,38 @@ pub async fn check_delete_account(s: &dyn Store) {
     };
     s.create_api_key(&key).await.unwrap();
 
+    // The account's history in the log, then the events announcing its end (after `history`).
+    let t = now();
+    s.record_events(&[
+        event(owner.id, a.id, "session.started", t),
+        event(owner.id, kept.id, "session.started", t),
+    ])
+    .await
+    .unwrap();
+    let history = s.last_event_seq().await.unwrap();
+    s.record_events(&[event(owner.id, a.id, "assistance.cancelled", t + ms(1))])
+        .await
+        .unwrap();
+
     // Not the stranger's: refused, and everything is still there.
-    assert!(!s.delete_account(stranger.id, a.id).await.unwrap());
+    assert!(!s.delete_account(stranger.id, a.id, history).await.unwrap());
+    assert_eq!(s.list_events(owner.id, None, 0, 100).await.unwrap().len(), 3);
     assert_eq!(s.account_for_user(owner.id, a.id).await.unwrap(), Some(a.clone()));
     assert_eq!(s.account_config(owner.id, a.id).await.unwrap(), Some(config));
     assert_eq!(s.pending_assistance(a.id).await.unwrap(), Some(open.clone()));
 
-    assert!(s.delete_account(owner.id, a.id).await.unwrap());
+    assert!(s.delete_account(owner.id, a.id, history).await.unwrap());
     assert_eq!(s.account_for_user(owner.id, a.id).await.unwrap(), None);
-    assert!(!s.delete_account(owner.id, a.id).await.unwrap(), "already deleted");
-    assert!(!s.delete_account(owner.id, AccountId::new()).await.unwrap());
+    // Its history went with it; the farewell stays for the streams, and the other account's
+    // events are untouched.
+    let left = s.list_events(owner.id, None, 0, 100).await.unwrap();
+    let left: Vec<(AccountId, &str)> = left.iter().map(|e| (e.account_id, e.kind.as_str())).collect();
+    assert_eq!(left, [(kept.id, "session.started"), (a.id, "assistance.cancelled")]);
+    assert!(
+        !s.delete_account(owner.id, a.id, i64::MAX).await.unwrap(),
+        "already deleted"
+    );
+    assert!(!s.delete_account(owner.id, AccountId::new(), i64::MAX).await.unwrap());
     assert_eq!(s.list_accounts(owner.id, 100, 0).await.unwrap(), vec![kept.clone()]);
 
     // Assistance requests went with it.

@@ -403,7 +403,7 @@ pub async fn check_list_deliveries(s: &dyn Store) {
 
     // Deleting the account deletes its deliveries: re-created under the same id it has none, and
     // they can no longer be claimed or resent.
-    assert!(s.delete_account(owner.id, a.id).await.unwrap());
+    assert!(s.delete_account(owner.id, a.id, i64::MAX).await.unwrap());
     assert!(s.list_deliveries(owner.id, a.id, 100, 0).await.unwrap().is_empty());
     let reborn = account_at(s, owner.id, &b, a.id, now()).await;
     assert!(s.list_deliveries(owner.id, reborn.id, 100, 0).await.unwrap().is_empty());

@@ -110,7 +110,7 @@ pub async fn check_engine_accounts(s: &dyn Store) {
     );
 
     // A deleted account is gone from both.
-    assert!(s.delete_account(other.id, tie_hi.id).await.unwrap());
+    assert!(s.delete_account(other.id, tie_hi.id, i64::MAX).await.unwrap());
     assert_eq!(s.engine_account(tie_hi.id).await.unwrap(), None);
     let after = s.engine_accounts().await.unwrap();
     assert!(!after.iter().any(|e| e.account.id == tie_hi.id));
@@ -170,7 +170,7 @@ pub async fn check_set_scrape_block(s: &dyn Store) {
     // An unknown or deleted account is `false`.
     assert!(!s.set_scrape_block(AccountId::new(), Some((t, "nobody"))).await.unwrap());
     assert!(!s.set_scrape_block(AccountId::new(), None).await.unwrap());
-    assert!(s.delete_account(owner.id, other.id).await.unwrap());
+    assert!(s.delete_account(owner.id, other.id, i64::MAX).await.unwrap());
     assert!(!s.set_scrape_block(other.id, Some((t, "gone"))).await.unwrap());
     assert_eq!(s.account_for_user(owner.id, a.id).await.unwrap(), Some(a));
 }
@@ -261,7 +261,7 @@ pub async fn check_insert_movements(s: &dyn Store) {
 
     // Deleting the account deletes its movements: re-created under the same id it has none, and
     // the same external ids are new again.
-    assert!(s.delete_account(owner.id, a.id).await.unwrap());
+    assert!(s.delete_account(owner.id, a.id, i64::MAX).await.unwrap());
     assert!(s.list_movements(owner.id, a.id, 100, 0).await.unwrap().is_empty());
     let reborn = account_at(s, owner.id, &b, a.id, now()).await;
     assert!(s.list_movements(owner.id, reborn.id, 100, 0).await.unwrap().is_empty());
@@ -517,7 +517,7 @@ pub async fn check_runs(s: &dyn Store) {
 
     // Deleting the account deletes its runs: re-created under the same id it has none, and the
     // old run ids are free again.
-    assert!(s.delete_account(owner.id, a.id).await.unwrap());
+    assert!(s.delete_account(owner.id, a.id, i64::MAX).await.unwrap());
     assert!(s.list_runs(owner.id, a.id, 100, 0).await.unwrap().is_empty());
     let reborn = account_at(s, owner.id, &b, a.id, now()).await;
     assert!(s.list_runs(owner.id, reborn.id, 100, 0).await.unwrap().is_empty());
@@ -675,7 +675,7 @@ pub async fn check_leases(s: &dyn Store) {
         .unwrap());
 
     // Deleting the account deletes its lease: node-3's lease (until t+200s) is gone with it.
-    assert!(s.delete_account(owner.id, a.id).await.unwrap());
+    assert!(s.delete_account(owner.id, a.id, i64::MAX).await.unwrap());
     assert!(!s.release_lease(a.id, "node-3").await.unwrap());
     assert!(!s
         .acquire_lease(a.id, "node-4", t + sec(300), t + sec(80))

@@ -84,7 +84,7 @@ pub async fn check_evidence(s: &dyn Store) {
     assert_eq!(s.purge_evidence(t + week).await.unwrap(), 0);
 
     // Gone with the account (and its runs).
-    assert!(s.delete_account(owner.id, a.id).await.unwrap());
+    assert!(s.delete_account(owner.id, a.id, i64::MAX).await.unwrap());
     assert_eq!(
         s.purge_evidence(t + week + week).await.unwrap(),
         0,
@@ -113,6 +113,6 @@ pub async fn check_device_state(s: &dyn Store) {
     assert_eq!(s.device_state(ghost).await.unwrap(), None);
     // Gone with the account.
     assert!(s.set_device_state(other.id, Some(&[7]), t).await.unwrap());
-    assert!(s.delete_account(owner.id, other.id).await.unwrap());
+    assert!(s.delete_account(owner.id, other.id, i64::MAX).await.unwrap());
     assert_eq!(s.device_state(other.id).await.unwrap(), None);
 }

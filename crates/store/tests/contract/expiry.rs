@@ -121,7 +121,7 @@ pub async fn check_mark_overdue_dirty(s: &dyn Store) {
         both
     );
     // A deleted account is gone with its requests.
-    assert!(s.delete_account(p.id, paused.id).await.unwrap());
+    assert!(s.delete_account(p.id, paused.id, i64::MAX).await.unwrap());
     assert_eq!(
         s.mark_overdue_dirty(t + five_days + Duration::days(1)).await.unwrap(),
         vec![later.id]
