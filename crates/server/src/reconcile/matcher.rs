@@ -7,6 +7,7 @@
 //! the work: the account stays dirty until a pass commits.
 
 use crate::domain::exact_json::ExactObject;
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -295,7 +296,7 @@ pub(crate) fn decide(input: &PassInput, at: reconbanker_store::Timestamp, trigge
     for (r, m) in &input.rejections {
         rejected.entry(r.0).or_default().push(m.0);
     }
-    let reqs: Vec<Req> = input.requests.iter().filter_map(|r| req(r, &rejected)).collect();
+    let reqs: Vec<Req<'_>> = input.requests.iter().filter_map(|r| req(r, &rejected)).collect();
     let movs: Vec<Mov> = (input.movements.iter().filter_map(|m| mov(m, false)))
         .chain(input.taken.iter().filter_map(|m| mov(m, true)))
         .collect();
@@ -398,7 +399,7 @@ pub(crate) fn result_delivery(
     })
 }
 
-fn req(r: &ConciliationRow, rejected: &HashMap<Uuid, Vec<Uuid>>) -> Option<Req> {
+fn req<'a>(r: &'a ConciliationRow, rejected: &HashMap<Uuid, Vec<Uuid>>) -> Option<Req<'a>> {
     let status = match r.status {
         ConciliationStatus::Pending => ReqStatus::Pending,
         ConciliationStatus::NotFound => ReqStatus::NotFound,
@@ -408,11 +409,11 @@ fn req(r: &ConciliationRow, rejected: &HashMap<Uuid, Vec<Uuid>>) -> Option<Req> 
     };
     Some(Req {
         id: r.id.0,
-        external_id: r.external_id.clone(),
+        external_id: Cow::Borrowed(&r.external_id),
         amount: parse_signed_decimal(&r.amount)?,
-        currency: r.currency.clone(),
-        sender_name: r.sender_name.clone(),
-        reference: r.reference.clone(),
+        currency: Cow::Borrowed(&r.currency),
+        sender_name: Cow::Borrowed(&r.sender_name),
+        reference: r.reference.as_deref().map(Cow::Borrowed),
         registered_at_ms: r.registered_at.timestamp_millis(),
         expires_at_ms: r.expires_at.timestamp_millis(),
         status,

@@ -12,6 +12,7 @@
 //! O(R + M + E log E + (A + 1) · E) for R requests, M movements, E same-amount pairs and A
 //! requests found ambiguous (each restart of the assignment is one linear sweep of the edges).
 
+use std::borrow::Cow;
 use std::cmp::Reverse;
 use std::collections::{HashMap, HashSet};
 
@@ -318,13 +319,15 @@ pub enum ReqStatus {
 
 /// An open request, as the pass needs it.
 #[derive(Debug, Clone)]
-pub struct Req {
+pub struct Req<'a> {
     pub id: Uuid,
-    pub external_id: String,
+    /// The texts are borrowed from the snapshot's rows where there are any (a first pass holds
+    /// 50,000 of them: copies would be about 10 MB at the pass's peak).
+    pub external_id: Cow<'a, str>,
     pub amount: Decimal,
-    pub currency: String,
-    pub sender_name: String,
-    pub reference: Option<String>,
+    pub currency: Cow<'a, str>,
+    pub sender_name: Cow<'a, str>,
+    pub reference: Option<Cow<'a, str>>,
     pub registered_at_ms: i64,
     pub expires_at_ms: i64,
     pub status: ReqStatus,
@@ -490,16 +493,16 @@ struct Edge {
 ///    `candidates_taken`, `candidates_rejected`, `name_too_different`, `outside_window` (also
 ///    for unparseable dates), `currency_mismatch`, `no_movement_with_amount`. Rejected and taken
 ///    movements never count as weak or nameless candidates.
-pub fn run_pass(now_ms: i64, requests: &[Req], movements: &[Mov]) -> Pass {
+pub fn run_pass(now_ms: i64, requests: &[Req<'_>], movements: &[Mov]) -> Pass {
     let mut pass = Pass::default();
 
     // Canonical order first: everything after depends only on positions in these vectors.
-    let mut reqs: Vec<&Req> = requests.iter().collect();
+    let mut reqs: Vec<&Req<'_>> = requests.iter().collect();
     reqs.sort_by(|a, b| (a.registered_at_ms, &a.external_id, a.id).cmp(&(b.registered_at_ms, &b.external_id, b.id)));
     let mut movs: Vec<&Mov> = movements.iter().collect();
     movs.sort_by_key(|m| (m.received_at_ms.is_none(), m.received_at_ms, m.id));
 
-    let (expired, open): (Vec<&Req>, Vec<&Req>) = reqs.into_iter().partition(|r| now_ms >= r.expires_at_ms);
+    let (expired, open): (Vec<&Req<'_>>, Vec<&Req<'_>>) = reqs.into_iter().partition(|r| now_ms >= r.expires_at_ms);
     pass.expired = expired.iter().map(|r| r.id).collect();
 
     let mut by_amount: HashMap<Decimal, Vec<usize>> = HashMap::new();
@@ -822,13 +825,13 @@ mod tests {
         parse_signed_decimal(s).unwrap_or_else(|| panic!("test decimal {s}"))
     }
 
-    fn req(n: u128, external_id: &str, amount: &str, name: &str, registered_at_ms: i64) -> Req {
+    fn req(n: u128, external_id: &str, amount: &str, name: &str, registered_at_ms: i64) -> Req<'static> {
         Req {
             id: Uuid::from_u128(n),
-            external_id: external_id.to_owned(),
+            external_id: external_id.to_owned().into(),
             amount: dec(amount),
-            currency: "UYU".to_owned(),
-            sender_name: name.to_owned(),
+            currency: "UYU".into(),
+            sender_name: name.to_owned().into(),
             reference: None,
             registered_at_ms,
             expires_at_ms: registered_at_ms + EXPIRY_MS,
@@ -1236,7 +1239,7 @@ mod tests {
     #[test]
     fn a_reference_match_beats_the_name() {
         let mut with_ref = req(2, "B", "1500", "Juan Perez", T0 + H);
-        with_ref.reference = Some("INV-000123".to_owned());
+        with_ref.reference = Some("INV-000123".into());
         let reqs = [req(1, "A", "1500", "Juan Perez", T0), with_ref.clone()];
         let mut m = mov(1, "1500", Some("JUAN PEREZ"), T0 + 2 * H);
         m.description = "TRANSFERENCIA PAGO INV000123".to_owned();
@@ -1478,7 +1481,7 @@ mod tests {
     fn amounts_and_currencies_are_exact() {
         let outcome = |order_amount: &str, currency: &str, amount: &str, mov_currency: &str| {
             let mut r = req(1, "A", order_amount, "Juan Perez", T0);
-            r.currency = currency.to_owned();
+            r.currency = currency.to_owned().into();
             let mut m = mov(1, amount, Some("JUAN PEREZ"), T0);
             m.currency = mov_currency.to_owned();
             let pass = run_pass(T0 + H, &[r], &[m]);
@@ -1570,10 +1573,10 @@ mod tests {
         }
     }
 
-    fn messy_state(rng: &mut Lcg) -> (Vec<Req>, Vec<Mov>) {
+    fn messy_state(rng: &mut Lcg) -> (Vec<Req<'static>>, Vec<Mov>) {
         const NAMES: &[&str] = &["Juan Perez", "Maria Perez", "Juan Carlos Perez", "Ana Lopez", "ACME SA"];
         const AMOUNTS: &[&str] = &["10", "20.5", "99.99", "1500"];
-        let reqs: Vec<Req> = (0..200)
+        let reqs: Vec<Req<'static>> = (0..200)
             .map(|n| {
                 let mut r = req(
                     n as u128 + 1,
@@ -1586,7 +1589,7 @@ mod tests {
                     r.rejected.push(mid(rng.next(150) as u128));
                 }
                 if rng.next(7) == 0 {
-                    r.reference = Some(format!("REF{:04}", rng.next(30)));
+                    r.reference = Some(format!("REF{:04}", rng.next(30)).into());
                 }
                 r
             })
@@ -1623,7 +1626,7 @@ mod tests {
 
     /// Applies a pass as the caller would: matched pairs leave, ambiguous requests record their
     /// candidate set, the rest are not found.
-    fn apply(pass: &Pass, reqs: Vec<Req>, movs: Vec<Mov>) -> (Vec<Req>, Vec<Mov>) {
+    fn apply(pass: &Pass, reqs: Vec<Req<'static>>, movs: Vec<Mov>) -> (Vec<Req<'static>>, Vec<Mov>) {
         let matched_reqs: Vec<Uuid> = pass.matched.iter().map(|m| m.request).collect();
         let matched_movs: Vec<Uuid> = pass.matched.iter().map(|m| m.movement).collect();
         let reqs = reqs
@@ -1692,7 +1695,7 @@ mod tests {
             "Sanchez",
             "Diaz",
         ];
-        let reqs: Vec<Req> = (0..50_000u32)
+        let reqs: Vec<Req<'static>> = (0..50_000u32)
             .map(|i| {
                 let name = format!(
                     "{} {} {}",
