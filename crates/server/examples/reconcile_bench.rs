@@ -196,6 +196,44 @@ fn cpu() -> Duration {
     Duration::from_millis(ticks * 10)
 }
 
+/// CPU time per thread name (user + system): which thread a phase kept busy.
+fn thread_cpu() -> std::collections::BTreeMap<String, Duration> {
+    let mut by_name = std::collections::BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return by_name;
+    };
+    for task in tasks.flatten() {
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        let name = stat
+            .split_once('(')
+            .and_then(|(_, r)| r.rsplit_once(')'))
+            .map(|(n, _)| n.to_owned());
+        let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or_default().split_whitespace().collect();
+        let ticks: u64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
+            + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
+        *by_name.entry(name.unwrap_or_default()).or_insert(Duration::ZERO) += Duration::from_millis(ticks * 10);
+    }
+    by_name
+}
+
+/// The CPU each thread name spent between two [`thread_cpu`] readings, largest first.
+fn thread_cpu_since(before: &std::collections::BTreeMap<String, Duration>) -> String {
+    let mut spent: Vec<(String, Duration)> = thread_cpu()
+        .into_iter()
+        .map(|(name, t)| {
+            let was = before.get(&name).copied().unwrap_or_default();
+            (name, t.saturating_sub(was))
+        })
+        .filter(|(_, t)| !t.is_zero())
+        .collect();
+    spent.sort_by_key(|s| std::cmp::Reverse(s.1));
+    spent
+        .iter()
+        .map(|(n, t)| format!("{n} {:.0} ms", ms(*t)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
@@ -499,7 +537,7 @@ async fn first_pass(naive: bool) {
     drop(movements);
     let rss_setup = kib("VmHWM:");
 
-    let (started, cpu0) = (Instant::now(), cpu());
+    let (started, cpu0, threads0) = (Instant::now(), cpu(), thread_cpu());
     // The baseline (c) polls without the first pass inside the poll: its naive matcher decides.
     let row = b
         .state
@@ -509,7 +547,7 @@ async fn first_pass(naive: bool) {
         .expect("poll")
         .expect("polled");
     let poll_took = started.elapsed();
-    let (poll_cpu, rss_poll) = (cpu() - cpu0, kib("VmHWM:"));
+    let (poll_cpu, rss_poll, poll_threads) = (cpu() - cpu0, kib("VmHWM:"), thread_cpu_since(&threads0));
     assert_eq!(row.outcome, "succeeded", "{row:?}");
     assert_eq!(row.counts.registered as usize, ORDERS);
 
@@ -540,6 +578,7 @@ async fn first_pass(naive: bool) {
         ms(poll_cpu),
         rss_poll as f64 / 1024.0
     );
+    println!("  poll CPU by thread:   {poll_threads}");
     if let Some((load, scan, commit)) = phases {
         println!("  naive load_pass:      {:8.1} ms", ms(load));
         println!("  naive scan:           {:8.1} ms", ms(scan));
