@@ -15,6 +15,10 @@ pub enum StoreError {
     Corrupt(String),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// Work a store call waited for was lost before it finished (the thread doing it panicked
+    /// or was stopped); nothing was written.
+    #[error("interrupted: {0}")]
+    Interrupted(&'static str),
     #[error("migration error: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
 }

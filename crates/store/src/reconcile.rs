@@ -322,12 +322,20 @@ pub type PassEventsFor<'a> = dyn Fn(PassEvent<'_>) -> Vec<NewEvent> + Send + Syn
 pub struct PollPass<'a> {
     /// How far back movements can matter (as for [`crate::Store::load_pass_changes`]).
     pub horizon: Timestamp,
-    /// The pass's decisions over its snapshot: [`crate::Store::load_pass_changes`]'s, with the
-    /// orders the poll registers as `pending` requests.
-    pub decide: &'a (dyn Fn(&PassInput) -> PassCommit + Send + Sync),
+    /// Starts the pass's decisions over its snapshot ([`crate::Store::load_pass_changes`]'s,
+    /// with the orders the poll registers as `pending` requests). The store writes what does not
+    /// depend on them (the poll's own events, the movements seen) before it awaits them: a
+    /// caller that makes them on a thread of their own (`spawn_blocking`) has them made on one
+    /// core while the database writes on another.
+    pub decide: &'a (dyn Fn(PassInput) -> Deciding + Send + Sync),
     /// The events of the pass's state changes, as for [`crate::Store::commit_pass`].
     pub events: &'a PassEventsFor<'a>,
 }
+
+/// A poll's pass decisions being made (see [`PollPass::decide`]): the snapshot back with its
+/// decisions, or `None` when they were lost (the thread making them panicked or was stopped) —
+/// the poll then fails with [`crate::StoreError::Interrupted`] and writes nothing.
+pub type Deciding = std::pin::Pin<Box<dyn std::future::Future<Output = Option<(PassInput, PassCommit)>> + Send>>;
 
 /// One movement's reconciliation side, for the movements list:
 /// `(movement, Some((request, request's external_id)) when matched, ignored_at)`.

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use rand::Rng;
 use reconbanker_store::{
-    AccountId, ConciliationEvent, ConciliationRequestId, ConciliationRow, PassEvent, PassInput, PollOrder, PollPass,
-    PollReport, PollRow, PollSuccess, Store, StoreResult, Timestamp,
+    AccountId, ConciliationEvent, ConciliationRequestId, ConciliationRow, Deciding, PassEvent, PassInput, PollOrder,
+    PollPass, PollReport, PollRow, PollSuccess, Store, StoreResult, Timestamp,
 };
 use serde::Serialize;
 use serde_json::json;
@@ -259,7 +259,21 @@ impl Poller {
         let now = self.clock.now();
         // The match pass runs in the poll's transaction when the poll changes the requests: the
         // orders registered are written once, as decided (docs/reconciliation.md "Performance").
-        let decide = |input: &PassInput| matcher::decide(input, now, "poll");
+        // The decisions are CPU work alone (a few hundred milliseconds for 50,000 new orders):
+        // made on a blocking thread, they keep an async worker free and run while the store
+        // writes what does not depend on them.
+        let decide = move |input: PassInput| -> Deciding {
+            let deciding = tokio::task::spawn_blocking(move || {
+                let commit = matcher::decide(&input, now, "poll");
+                (input, commit)
+            });
+            Box::pin(async move {
+                deciding
+                    .await
+                    .map_err(|e| tracing::error!(error = %e, account = %account, "the poll's match pass decisions were lost"))
+                    .ok()
+            })
+        };
         let pass_events = |e: PassEvent<'_>| matcher::pass_events(hub, user, account, &settings, e);
         let pass = PollPass {
             horizon: before(now, matcher::HORIZON),

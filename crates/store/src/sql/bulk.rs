@@ -13,6 +13,8 @@
 //! current row with [`text`], [`int`], [`uuid`] or [`flag`], from the table [`source`] names `j`.
 
 use std::fmt::Write as _;
+use std::future::Future;
+use std::task::Poll;
 
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
@@ -193,6 +195,54 @@ impl JsonRows {
     }
 }
 
+/// Awaits `write` — a statement the database works on by itself (SQLite: on sqlx's worker
+/// thread; PostgreSQL: in the server) — while this thread does `work`: `write` is polled once,
+/// which hands the statement over, then `work` runs, then `write` is awaited. A bulk write
+/// builds its next rows this way while the database stores the current ones: the two run on two
+/// cores instead of taking turns (`docs/reconciliation.md`, "Performance").
+pub(super) async fn while_writing<F: Future, T>(write: F, work: impl FnOnce() -> T) -> (F::Output, T) {
+    let mut write = std::pin::pin!(write);
+    let early = std::future::poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await;
+    let done = work();
+    let out = match early {
+        Poll::Ready(out) => out,
+        Poll::Pending => write.await,
+    };
+    (out, done)
+}
+
+/// The statements' arguments of a bulk write, one chunk of `BULK_ROWS` items each, built one
+/// chunk ahead: [`Chunks::next`] hands out the current chunk's, and [`Chunks::write`] awaits
+/// its statement while building the next.
+pub(super) struct Chunks<'a, T, A, F> {
+    chunks: std::slice::Chunks<'a, T>,
+    build: F,
+    ready: Option<A>,
+}
+
+impl<'a, T, A, F: Fn(&'a [T]) -> A> Chunks<'a, T, A, F> {
+    /// Builds the first chunk's arguments now.
+    pub(super) fn new(items: &'a [T], per_chunk: usize, build: F) -> Self {
+        let mut chunks = items.chunks(per_chunk.max(1));
+        let ready = chunks.next().map(&build);
+        Self { chunks, build, ready }
+    }
+
+    /// The current chunk's arguments; `None` when every chunk was handed out.
+    pub(super) fn next(&mut self) -> Option<A> {
+        self.ready.take()
+    }
+
+    /// Awaits `write` (the statement of the chunk [`Chunks::next`] handed out) while building
+    /// the next chunk's arguments.
+    pub(super) async fn write<O>(&mut self, write: impl Future<Output = O>) -> O {
+        let (chunks, build) = (&mut self.chunks, &self.build);
+        let (out, next) = while_writing(write, || chunks.next().map(build)).await;
+        self.ready = next;
+        out
+    }
+}
+
 /// Ids as rows of one element (see [`in_ids`]).
 pub(super) fn ids<I: IntoIterator<Item = Uuid>>(ids: I) -> JsonRows {
     let ids = ids.into_iter();
@@ -266,6 +316,61 @@ pub(super) fn parse<T: DeserializeOwned>(what: &str, text: &str) -> StoreResult<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The work runs while the write is pending (handed over, not finished), and the write's
+    /// output comes back; a write ready at once is not polled again.
+    #[test]
+    fn work_runs_between_handing_over_and_awaiting() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::task::{Context, Waker};
+
+        let polls = AtomicUsize::new(0);
+        // Pending on its first poll (the statement handed over), ready on the second.
+        let write = std::future::poll_fn(|cx| {
+            if polls.fetch_add(1, Ordering::SeqCst) == 0 {
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            } else {
+                Poll::Ready("written")
+            }
+        });
+        let both = while_writing(write, || polls.load(Ordering::SeqCst));
+        let waker = Waker::noop();
+        let mut both = std::pin::pin!(both);
+        let out = loop {
+            if let Poll::Ready(out) = both.as_mut().poll(&mut Context::from_waker(waker)) {
+                break out;
+            }
+        };
+        assert_eq!(out, ("written", 1), "the work saw the write polled once, not finished");
+        assert_eq!(polls.load(Ordering::SeqCst), 2);
+
+        let ready = while_writing(std::future::ready(7), || "built");
+        let mut ready = std::pin::pin!(ready);
+        assert_eq!(
+            ready.as_mut().poll(&mut Context::from_waker(waker)),
+            Poll::Ready((7, "built"))
+        );
+    }
+
+    /// Every chunk is handed out once, in order, each built before its write.
+    #[test]
+    fn chunks_are_built_one_ahead() {
+        let items: Vec<u32> = (0..7).collect();
+        let mut chunks = Chunks::new(&items, 3, |c: &[u32]| c.to_vec());
+        let mut seen = Vec::new();
+        let waker = std::task::Waker::noop();
+        while let Some(chunk) = chunks.next() {
+            let write = chunks.write(std::future::ready(chunk.len()));
+            let mut write = std::pin::pin!(write);
+            match write.as_mut().poll(&mut std::task::Context::from_waker(waker)) {
+                Poll::Ready(n) => assert_eq!(n, chunk.len()),
+                Poll::Pending => unreachable!("a ready write"),
+            }
+            seen.push(chunk);
+        }
+        assert_eq!(seen, vec![vec![0, 1, 2], vec![3, 4, 5], vec![6]]);
+    }
 
     #[test]
     fn rows_are_json_arrays_of_values() {

@@ -198,7 +198,7 @@ async fn insert_events_owned(
         bulk::source(1),
         if BACKEND == "sqlite" { "" } else { " RETURNING seq, id" }
     );
-    for chunk in events.chunks(BULK_ROWS) {
+    let mut chunks = bulk::Chunks::new(&events, BULK_ROWS, |chunk: &[NewEvent]| {
         let mut rows = bulk::JsonRows::with_capacity(chunk.iter().map(|e| e.data.len() + 160).sum());
         for e in chunk {
             rows.row()
@@ -209,12 +209,14 @@ async fn insert_events_owned(
                 .big_text(&e.data)
                 .int(to_ms(e.occurred_at));
         }
-        let (rows, texts) = rows.finish_with_texts();
+        (rows.finish_with_texts(), chunk)
+    });
+    while let Some(((rows, texts), chunk)) = chunks.next() {
         let q = sqlx::query(&insert).bind(rows).bind(texts);
         let seqs: Vec<i64> = if BACKEND == "sqlite" {
             // One writer at a time, and `seq` is AUTOINCREMENT: one statement numbers its rows
             // consecutively, in order; the two ends say where.
-            q.execute(&mut *conn).await.map_err(map_err)?;
+            chunks.write(q.execute(&mut *conn)).await.map_err(map_err)?;
             let (first, last) = (chunk[0].id, chunk[chunk.len() - 1].id);
             let ends = sqlx::query("SELECT seq, id FROM events WHERE id IN ($1, $2)")
                 .bind(first)
@@ -240,7 +242,7 @@ async fn insert_events_owned(
                 _ => return Err(corrupt("events", "seq not in insertion order")),
             }
         } else {
-            let rows = q.fetch_all(&mut *conn).await.map_err(map_err)?;
+            let rows = chunks.write(q.fetch_all(&mut *conn)).await.map_err(map_err)?;
             let mut by_id = HashMap::with_capacity(rows.len());
             for r in &rows {
                 by_id.insert(r.try_get::<Uuid, _>("id")?, r.try_get::<i64, _>("seq")?);
@@ -258,6 +260,7 @@ async fn insert_events_owned(
         };
         seqs_all.extend(seqs);
     }
+    drop(chunks);
     let deliveries: Vec<(&NewEvent, &NewDelivery)> = events
         .iter()
         .flat_map(|e| e.deliveries.iter().map(move |d| (e, d)))
@@ -278,7 +281,7 @@ async fn insert_events_owned(
         bulk::uuid(10),
         bulk::source(1)
     );
-    for chunk in deliveries.chunks(BULK_ROWS) {
+    let mut chunks = bulk::Chunks::new(&deliveries, BULK_ROWS, |chunk: &[(&NewEvent, &NewDelivery)]| {
         let mut rows = bulk::JsonRows::with_capacity(chunk.iter().map(|(_, d)| d.payload.len() + 200).sum());
         for (e, d) in chunk {
             rows.row()
@@ -299,14 +302,13 @@ async fn insert_events_owned(
                 None => rows.null(),
             };
         }
-        let (rows, texts) = rows.finish_with_texts();
-        sqlx::query(&insert)
-            .bind(rows)
-            .bind(texts)
-            .execute(&mut *conn)
-            .await
-            .map_err(map_err)?;
+        rows.finish_with_texts()
+    });
+    while let Some((rows, texts)) = chunks.next() {
+        let q = sqlx::query(&insert).bind(rows).bind(texts);
+        chunks.write(q.execute(&mut *conn)).await.map_err(map_err)?;
     }
+    drop(chunks);
     events
         .into_iter()
         .zip(seqs_all)
@@ -1479,6 +1481,8 @@ impl Store for SqlStore {
         let reconciles = passthrough::owner_reconciles(&mut tx, account).await?;
         let mut counts = PollCounts::default();
         let mut new_events = Vec::new();
+        // Events logged before the in-poll pass's (see below).
+        let mut early_logged = Vec::new();
         // The in-poll pass: whether it ran, and the movements it leaves to a follow-up pass.
         let mut passed = false;
         let mut recheck: Vec<MovementId> = Vec::new();
@@ -1522,7 +1526,13 @@ impl Store for SqlStore {
                     Some(p) if applied.dirty => {
                         let ids: HashSet<Uuid> = fresh.iter().map(|r| r.id.0).collect();
                         let input = incremental::load(&mut tx, account, p.horizon, now, fresh).await?;
-                        let commit = (p.decide)(&input);
+                        // While the decisions are made, the poll's own events are written (the
+                        // pass's follow them in the log).
+                        let deciding = (p.decide)(input);
+                        early_logged = insert_events_owned(&mut tx, std::mem::take(&mut new_events)).await?;
+                        let (input, commit) = deciding
+                            .await
+                            .ok_or(StoreError::Interrupted("the poll's match pass decisions"))?;
                         // The snapshot's movements are not needed by the writes (they read
                         // the matched ones again, under the lock): gone before the pass's peak.
                         let PassInput {
@@ -1628,7 +1638,11 @@ impl Store for SqlStore {
             .execute(&mut *tx)
             .await
             .map_err(map_err)?;
-        let logged = insert_events_owned(&mut tx, new_events).await?;
+        let mut logged = insert_events_owned(&mut tx, new_events).await?;
+        if !early_logged.is_empty() {
+            early_logged.append(&mut logged);
+            logged = early_logged;
+        }
         tx.commit().await.map_err(map_err)?;
         if counts.registered + counts.reopened + counts.updated + counts.cancelled >= REFRESH_STATISTICS_AFTER {
             refresh_statistics(

@@ -556,32 +556,42 @@ pub(super) async fn apply(
         .map(|(d, _)| *d)
         .filter(|d| stored(&d.request.0))
         .collect();
-    for chunk in rows.chunks(BULK_ROWS) {
+    let sql = format!(
+        "UPDATE conciliation_requests SET status = 'matched', reason = v.reason, closed_at = $1, \
+         updated_at = $1, pending_trigger = NULL, attempt_count = conciliation_requests.attempt_count + 1 \
+         FROM (SELECT {} AS id, {} AS reason FROM {}) AS v WHERE conciliation_requests.id = v.id \
+         AND conciliation_requests.status IN {}",
+        bulk::uuid(0),
+        bulk::text(1),
+        bulk::source(2),
+        *OPEN_STATUSES,
+    );
+    let mut chunks = bulk::Chunks::new(&rows, BULK_ROWS, |chunk: &[&MatchDecision]| {
         let mut rows = bulk::JsonRows::with_capacity(chunk.len() * 60);
         for d in chunk {
             rows.row().uuid(d.request.0).opt_text(d.reason.as_deref());
         }
-        let sql = format!(
-            "UPDATE conciliation_requests SET status = 'matched', reason = v.reason, closed_at = $1, \
-             updated_at = $1, pending_trigger = NULL, attempt_count = conciliation_requests.attempt_count + 1 \
-             FROM (SELECT {} AS id, {} AS reason FROM {}) AS v WHERE conciliation_requests.id = v.id \
-             AND conciliation_requests.status IN {}",
-            bulk::uuid(0),
-            bulk::text(1),
-            bulk::source(2),
-            *OPEN_STATUSES,
-        );
-        let done = sqlx::query(&sql)
-            .bind(now_ms)
-            .bind(rows.finish())
-            .execute(&mut *conn)
-            .await
-            .map_err(map_err)?;
-        if done.rows_affected() != chunk.len() as u64 {
+        (rows.finish(), chunk.len() as u64)
+    });
+    while let Some((rows, n)) = chunks.next() {
+        let q = sqlx::query(&sql).bind(now_ms).bind(rows);
+        let done = chunks.write(q.execute(&mut *conn)).await.map_err(map_err)?;
+        if done.rows_affected() != n {
             return Ok(None);
         }
     }
-    for chunk in matched.chunks(BULK_ROWS) {
+    let sql = format!(
+        "INSERT INTO conciliation_matches (id, account_id, request_id, movement_id, matched_by, \
+         matched_by_user, score, explanation, matched_at) \
+         SELECT {}, $1, {}, {}, 'engine', NULL, {}, {}, $2 FROM {} ORDER BY j.key",
+        bulk::uuid(0),
+        bulk::uuid(1),
+        bulk::uuid(2),
+        bulk::int(3),
+        bulk::text(4),
+        bulk::source(3)
+    );
+    let mut chunks = bulk::Chunks::new(&matched, BULK_ROWS, |chunk: &[(&MatchDecision, Decided<'_>)]| {
         let mut rows = bulk::JsonRows::with_capacity(chunk.iter().map(|(d, _)| d.explanation.len() + 140).sum());
         for (d, _) in chunk {
             rows.row()
@@ -591,19 +601,11 @@ pub(super) async fn apply(
                 .int(d.score)
                 .text(&d.explanation);
         }
-        let sql = format!(
-            "INSERT INTO conciliation_matches (id, account_id, request_id, movement_id, matched_by, \
-             matched_by_user, score, explanation, matched_at) \
-             SELECT {}, $1, {}, {}, 'engine', NULL, {}, {}, $2 FROM {} ORDER BY j.key",
-            bulk::uuid(0),
-            bulk::uuid(1),
-            bulk::uuid(2),
-            bulk::int(3),
-            bulk::text(4),
-            bulk::source(3)
-        );
-        let q = sqlx::query(&sql).bind(account.0).bind(now_ms).bind(rows.finish());
-        if let Err(e) = q.execute(&mut *conn).await.map_err(map_err) {
+        rows.finish()
+    });
+    while let Some(rows) = chunks.next() {
+        let q = sqlx::query(&sql).bind(account.0).bind(now_ms).bind(rows);
+        if let Err(e) = chunks.write(q.execute(&mut *conn)).await.map_err(map_err) {
             if e.is_conflict_on(Constraint::MatchMovement) || e.is_conflict_on(Constraint::MatchRequest) {
                 return Ok(None);
             }
@@ -616,29 +618,27 @@ pub(super) async fn apply(
         .map(|(d, _)| *d)
         .filter(|d| stored(&d.request.0))
         .collect();
-    for chunk in rows.chunks(BULK_ROWS) {
+    let sql = format!(
+        "UPDATE conciliation_requests SET status = 'ambiguous', reason = $1, last_candidates = v.cands, \
+         updated_at = $2, pending_trigger = NULL, attempt_count = conciliation_requests.attempt_count + 1 \
+         FROM (SELECT {} AS id, {} AS cands FROM {}) AS v WHERE conciliation_requests.id = v.id \
+         AND conciliation_requests.status IN {}",
+        bulk::uuid(0),
+        bulk::text(1),
+        bulk::source(3),
+        *OPEN_STATUSES,
+    );
+    let mut chunks = bulk::Chunks::new(&rows, BULK_ROWS, |chunk: &[&AmbiguousDecision]| {
         let mut rows = bulk::JsonRows::with_capacity(chunk.iter().map(|d| d.candidate_set.len() + 60).sum());
         for d in chunk {
             rows.row().uuid(d.request.0).text(&d.candidate_set);
         }
-        let sql = format!(
-            "UPDATE conciliation_requests SET status = 'ambiguous', reason = $1, last_candidates = v.cands, \
-             updated_at = $2, pending_trigger = NULL, attempt_count = conciliation_requests.attempt_count + 1 \
-             FROM (SELECT {} AS id, {} AS cands FROM {}) AS v WHERE conciliation_requests.id = v.id \
-             AND conciliation_requests.status IN {}",
-            bulk::uuid(0),
-            bulk::text(1),
-            bulk::source(3),
-            *OPEN_STATUSES,
-        );
-        let done = sqlx::query(&sql)
-            .bind(AMBIGUOUS_REASON)
-            .bind(now_ms)
-            .bind(rows.finish())
-            .execute(&mut *conn)
-            .await
-            .map_err(map_err)?;
-        if done.rows_affected() != chunk.len() as u64 {
+        (rows.finish(), chunk.len() as u64)
+    });
+    while let Some((rows, n)) = chunks.next() {
+        let q = sqlx::query(&sql).bind(AMBIGUOUS_REASON).bind(now_ms).bind(rows);
+        let done = chunks.write(q.execute(&mut *conn)).await.map_err(map_err)?;
+        if done.rows_affected() != n {
             return Ok(None);
         }
     }
@@ -648,7 +648,18 @@ pub(super) async fn apply(
         .filter(|(d, _)| stored(&d.request.0))
         .map(|(d, x)| (*d, x.attempt.is_some()))
         .collect();
-    for chunk in rows.chunks(BULK_ROWS) {
+    let sql = format!(
+        "UPDATE conciliation_requests SET status = 'not_found', reason = v.reason, last_candidates = NULL, \
+         updated_at = $1, pending_trigger = NULL, attempt_count = conciliation_requests.attempt_count + v.inc \
+         FROM (SELECT {} AS id, {} AS reason, {} AS inc FROM {}) AS v WHERE conciliation_requests.id = v.id \
+         AND conciliation_requests.status IN {}",
+        bulk::uuid(0),
+        bulk::text(1),
+        bulk::int(2),
+        bulk::source(2),
+        *OPEN_STATUSES,
+    );
+    let mut chunks = bulk::Chunks::new(&rows, BULK_ROWS, |chunk: &[(&NotFoundDecision, bool)]| {
         let mut rows = bulk::JsonRows::with_capacity(chunk.len() * 80);
         for (d, new_attempt) in chunk {
             rows.row()
@@ -656,27 +667,16 @@ pub(super) async fn apply(
                 .text(&d.reason)
                 .int(i64::from(*new_attempt));
         }
-        let sql = format!(
-            "UPDATE conciliation_requests SET status = 'not_found', reason = v.reason, last_candidates = NULL, \
-             updated_at = $1, pending_trigger = NULL, attempt_count = conciliation_requests.attempt_count + v.inc \
-             FROM (SELECT {} AS id, {} AS reason, {} AS inc FROM {}) AS v WHERE conciliation_requests.id = v.id \
-             AND conciliation_requests.status IN {}",
-            bulk::uuid(0),
-            bulk::text(1),
-            bulk::int(2),
-            bulk::source(2),
-            *OPEN_STATUSES,
-        );
-        let done = sqlx::query(&sql)
-            .bind(now_ms)
-            .bind(rows.finish())
-            .execute(&mut *conn)
-            .await
-            .map_err(map_err)?;
-        if done.rows_affected() != chunk.len() as u64 {
+        (rows.finish(), chunk.len() as u64)
+    });
+    while let Some((rows, n)) = chunks.next() {
+        let q = sqlx::query(&sql).bind(now_ms).bind(rows);
+        let done = chunks.write(q.execute(&mut *conn)).await.map_err(map_err)?;
+        if done.rows_affected() != n {
             return Ok(None);
         }
     }
+    drop(chunks);
     drop(rows);
 
     // The attempts, numbered from each request's counter (moved by the decisions above).
@@ -701,7 +701,7 @@ pub(super) async fn apply(
         bulk::text(6),
         bulk::source(2)
     );
-    for chunk in attempts.chunks(BULK_ROWS) {
+    let mut chunks = bulk::Chunks::new(&attempts, BULK_ROWS, |chunk: &[&Attempt<'_>]| {
         let mut rows = bulk::JsonRows::with_capacity(chunk.iter().map(|a| a.candidates.len() + 140).sum());
         for a in chunk {
             rows.row()
@@ -713,13 +713,13 @@ pub(super) async fn apply(
                 .text(&a.trigger)
                 .text(a.candidates);
         }
-        sqlx::query(&sql)
-            .bind(now_ms)
-            .bind(rows.finish())
-            .execute(&mut *conn)
-            .await
-            .map_err(map_err)?;
+        rows.finish()
+    });
+    while let Some(rows) = chunks.next() {
+        let q = sqlx::query(&sql).bind(now_ms).bind(rows);
+        chunks.write(q.execute(&mut *conn)).await.map_err(map_err)?;
     }
+    drop(chunks);
     drop(attempts);
 
     super::failures::reset(conn, &erred).await?;

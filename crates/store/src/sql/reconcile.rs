@@ -499,7 +499,7 @@ pub(super) async fn insert_requests(conn: &mut Conn, account: AccountId, rows: &
         bulk::int(15),
         bulk::source(2)
     );
-    for chunk in rows.chunks(BULK_ROWS) {
+    let mut chunks = bulk::Chunks::new(rows, BULK_ROWS, |chunk: &[&ConciliationRow]| {
         let mut json = bulk::JsonRows::with_capacity(chunk.len() * 180);
         for row in chunk {
             json.row()
@@ -520,12 +520,11 @@ pub(super) async fn insert_requests(conn: &mut Conn, account: AccountId, rows: &
                 .opt_int(row.closed_at.map(to_ms))
                 .int(to_ms(row.updated_at));
         }
-        sqlx::query(&sql)
-            .bind(account.0)
-            .bind(json.finish())
-            .execute(&mut *conn)
-            .await
-            .map_err(map_err)?;
+        json.finish()
+    });
+    while let Some(json) = chunks.next() {
+        let q = sqlx::query(&sql).bind(account.0).bind(json);
+        chunks.write(q.execute(&mut *conn)).await.map_err(map_err)?;
     }
     Ok(())
 }

@@ -28,12 +28,23 @@ async fn poll_with_pass(
     decide: &(dyn Fn(&PassInput) -> PassCommit + Send + Sync),
 ) -> (PollRow, Vec<EventRow>) {
     let events = |e: PassEvent<'_>| pass_events(owner, account, at, e);
+    let decide = at_once(decide);
     let pass = PollPass {
         horizon,
-        decide,
+        decide: &decide,
         events: &events,
     };
     poll_at(s, owner, account, report, at, Some(&pass)).await
+}
+
+/// `decide` as [`PollPass::decide`] takes it: the decisions made at once, on the caller's thread.
+fn at_once<'a>(
+    decide: &'a (dyn Fn(&PassInput) -> PassCommit + Send + Sync),
+) -> impl Fn(PassInput) -> Deciding + Send + Sync + 'a {
+    move |input| {
+        let commit = decide(&input);
+        Box::pin(std::future::ready(Some((input, commit))))
+    }
 }
 
 pub async fn check_finish_poll_with_pass(s: &dyn Store) {
@@ -171,6 +182,7 @@ pub async fn check_finish_poll_with_pass(s: &dyn Store) {
             ..PassCommit::default()
         }
     };
+    let decide = at_once(&decide);
     let pass = PollPass {
         horizon: t - Duration::days(5),
         decide: &decide,
@@ -184,12 +196,31 @@ pub async fn check_finish_poll_with_pass(s: &dyn Store) {
     let next = schedule(t3);
     let ev = |e: ConciliationEvent<'_>| event_for(u.id, a.id, t3, e);
     let st = s.reconcile_state(a.id).await.unwrap().unwrap();
+    let log_head = || async { s.events_after(0, 1_000_000).await.unwrap().last().map_or(0, |e| e.seq) };
+    let head = log_head().await;
     let failed = s
         .finish_poll(a.id, OWNER, seq, &report, t3, FIVE_DAYS_MS, &next, &ev, Some(&pass))
         .await;
     assert!(failed.is_err());
     assert_eq!(requests(s, u.id, a.id).await.len(), 3, "nothing written");
     assert_eq!(s.reconcile_state(a.id).await.unwrap().unwrap(), st);
+    assert_eq!(log_head().await, head, "not even the poll's own events");
+
+    // Decisions lost on their way (the thread making them panicked): the same, as an error of
+    // its own.
+    let lost = |_: PassInput| -> Deciding { Box::pin(std::future::ready(None)) };
+    let pass = PollPass {
+        horizon: t - Duration::days(5),
+        decide: &lost,
+        events: &events,
+    };
+    let failed = s
+        .finish_poll(a.id, OWNER, seq, &report, t3, FIVE_DAYS_MS, &next, &ev, Some(&pass))
+        .await;
+    assert!(matches!(failed, Err(StoreError::Interrupted(_))), "{failed:?}");
+    assert_eq!(requests(s, u.id, a.id).await.len(), 3, "nothing written");
+    assert_eq!(s.reconcile_state(a.id).await.unwrap().unwrap(), st);
+    assert_eq!(log_head().await, head, "not even the poll's own events");
     let (row, _) = s
         .finish_poll(a.id, OWNER, seq, &report, t3, FIVE_DAYS_MS, &next, &ev, None)
         .await
