@@ -166,8 +166,9 @@ pub struct PollReport {
 pub struct PollSuccess {
     /// The valid orders, first occurrence of each `external_id`.
     pub orders: Vec<PollOrder>,
-    /// Every readable `external_id`, valid or not: these are never cancelled.
-    pub present_ids: Vec<String>,
+    /// The other readable `external_id`s of the list (its invalid items'): with the orders',
+    /// the ids present, which are never cancelled.
+    pub also_present: Vec<String>,
     /// How many items were invalid.
     pub invalid: i64,
 }

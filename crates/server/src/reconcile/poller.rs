@@ -204,7 +204,7 @@ impl Poller {
                                 reference: o.reference,
                             })
                             .collect(),
-                        present_ids: valid.present_ids,
+                        also_present: valid.also_present,
                         invalid: valid.invalid as i64,
                     }),
                 }

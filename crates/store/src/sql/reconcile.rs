@@ -264,7 +264,9 @@ pub(super) async fn apply_poll(
     }
     drop(closed_rows);
 
-    let present: HashSet<&str> = ok.present_ids.iter().map(String::as_str).collect();
+    let present: HashSet<&str> = (ok.orders.iter().map(|o| o.external_id.as_str()))
+        .chain(ok.also_present.iter().map(String::as_str))
+        .collect();
     let mut counts = PollCounts {
         orders_seen: i64::try_from(present.len()).unwrap_or(i64::MAX),
         invalid: ok.invalid,
