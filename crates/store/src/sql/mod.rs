@@ -186,9 +186,10 @@ async fn insert_events_owned(
     // back (`RETURNING` every column) cost more than the inserts on SQLite, where each row
     // returned crosses a thread.
     let mut seqs_all: Vec<i64> = Vec::with_capacity(events.len());
+    let returning = if BACKEND == "sqlite" { "" } else { " RETURNING seq, id" };
     let insert = format!(
         "{with_lock}INSERT INTO events (id, user_id, account_id, kind, data, occurred_at) \
-         SELECT {}, {}, {}, {}, {}, {} FROM {from_lock}{} ORDER BY j.key{}",
+         SELECT {}, {}, {}, {}, {}, {} FROM {from_lock}{} ORDER BY j.key{returning}",
         bulk::uuid(0),
         bulk::uuid(1),
         bulk::uuid(2),
@@ -196,23 +197,40 @@ async fn insert_events_owned(
         bulk::big_text(4, 2),
         bulk::int(6),
         bulk::source(1),
-        if BACKEND == "sqlite" { "" } else { " RETURNING seq, id" }
+    );
+    // The usual chunk: every event of one user's account (a poll's, a pass's), which are bound
+    // once instead of read from each row (two ids decoded per row less).
+    let insert_one_account = format!(
+        "{with_lock}INSERT INTO events (id, user_id, account_id, kind, data, occurred_at) \
+         SELECT {}, $3, $4, {}, {}, {} FROM {from_lock}{} ORDER BY j.key{returning}",
+        bulk::uuid(0),
+        bulk::text(1),
+        bulk::big_text(2, 2),
+        bulk::int(4),
+        bulk::source(1),
     );
     let mut chunks = bulk::Chunks::new(&events, BULK_ROWS, |chunk: &[NewEvent]| {
+        let owner = (chunk[0].user_id, chunk[0].account_id);
+        let one_account = chunk.iter().all(|e| (e.user_id, e.account_id) == owner);
         let mut rows = bulk::JsonRows::with_capacity(chunk.iter().map(|e| e.data.len() + 160).sum());
         for e in chunk {
-            rows.row()
-                .uuid(e.id)
-                .uuid(e.user_id.0)
-                .uuid(e.account_id.0)
-                .text(&e.kind)
-                .big_text(&e.data)
-                .int(to_ms(e.occurred_at));
+            rows.row().uuid(e.id);
+            if !one_account {
+                rows.uuid(e.user_id.0).uuid(e.account_id.0);
+            }
+            rows.text(&e.kind).big_text(&e.data).int(to_ms(e.occurred_at));
         }
-        (rows.finish_with_texts(), chunk)
+        (rows.finish_with_texts(), chunk, one_account.then_some(owner))
     });
-    while let Some(((rows, texts), chunk)) = chunks.next() {
-        let q = sqlx::query(&insert).bind(rows).bind(texts);
+    while let Some(((rows, texts), chunk, owner)) = chunks.next() {
+        let q = match owner {
+            Some((user, account)) => sqlx::query(&insert_one_account)
+                .bind(rows)
+                .bind(texts)
+                .bind(user.0)
+                .bind(account.0),
+            None => sqlx::query(&insert).bind(rows).bind(texts),
+        };
         let seqs: Vec<i64> = if BACKEND == "sqlite" {
             // One writer at a time, and `seq` is AUTOINCREMENT: one statement numbers its rows
             // consecutively, in order; the two ends say where.
