@@ -260,11 +260,14 @@ impl App {
         if roles.push {
             workers.push(tokio::spawn(state.webhooks.clone().run(self.cancel.clone())));
         }
-        let router = if roles.api {
-            http::router(state.clone())
+        let (router, shortcut) = if roles.api {
+            // Request metrics count by the router's matched route: no shortcut past it then.
+            let shortcut = (!state.metrics.is_on()).then(|| state.clone());
+            (http::router(state.clone()), shortcut)
         } else {
-            http::probes_router(state.clone())
+            (http::probes_router(state.clone()), None)
         };
+        let service = http::service(router, shortcut, state.config.client_timeout);
         // The line process supervisors and the multi-process tests wait for: migrated, cleaned
         // up after the previous process, every worker started.
         let addr = listener.local_addr()?;
@@ -278,7 +281,7 @@ impl App {
         let served: std::io::Result<()> = {
             // Open event streams and sockets end when shutdown begins, or they would hold it.
             let closing = state.streams_closing.clone();
-            http::server::serve(listener, router, state.config.client_timeout, async move {
+            http::server::serve(listener, service, state.config.client_timeout, async move {
                 shutdown.await;
                 closing.cancel();
             })

@@ -8,6 +8,7 @@
 //! at all when metrics are off.
 
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
@@ -91,7 +92,16 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let out = ready!(this.inner.poll(cx));
+        // A panicking handler is answered 500 by the edge, outside this layer: counted as that
+        // 500, and the panic goes on to the edge.
+        let out = match std::panic::catch_unwind(AssertUnwindSafe(|| this.inner.poll(cx))) {
+            Ok(polled) => ready!(polled),
+            Err(panic) => {
+                let route = this.route.as_ref().map(MatchedPath::as_str);
+                this.metrics.http(this.method, route, 500, this.started.elapsed());
+                std::panic::resume_unwind(panic)
+            }
+        };
         if let Ok(res) = &out {
             this.metrics.http(
                 this.method,

@@ -41,6 +41,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde_json::json;
+use tower::Layer;
 
 use crate::config::BODY_LIMIT;
 use crate::AppState;
@@ -134,11 +135,12 @@ pub(crate) fn probes_router(app: AppState) -> Router {
         .route("/health", get(health))
         .route("/ready", get(ready))
         .fallback(not_found);
-    with_request_metrics(edge_layers(probes, app.config.client_timeout), &app).with_state(app)
+    with_request_metrics(probes, &app).with_state(app)
 }
 
-/// Issue 11: every request counted and timed by its matched route, when metrics are on (the
-/// outermost layer, so the time is the whole answer's).
+/// Issue 11: every request counted and timed by its matched route, when metrics are on (a
+/// route layer: the matched route is known there; a panic is counted as the 500 the edge
+/// answers).
 fn with_request_metrics(routes: Router<AppState>, app: &AppState) -> Router<AppState> {
     if app.metrics.is_on() {
         routes.layer(metrics::RequestMetrics(app.metrics.clone()))
@@ -147,14 +149,19 @@ fn with_request_metrics(routes: Router<AppState>, app: &AppState) -> Router<AppS
     }
 }
 
-/// The layers around the routes: the body limit, and the edge (issue 13, `edge`: the request
-/// id, the trace span and the per-request line, the panic catcher with its 500 in the surface's
-/// shape, issue 12's `Connection: close` when a refusal left the body unread, and the deadline
-/// of a request's body).
-fn edge_layers<S: Clone + Send + Sync + 'static>(routes: Router<S>, body_timeout: std::time::Duration) -> Router<S> {
-    routes
-        .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(edge::EdgeLayer { body_timeout })
+/// What the server runs: a router inside the body limit and the edge (issue 13, `edge`: the
+/// request id, the trace span and the per-request line, the panic catcher with its 500 in the
+/// surface's shape, issue 12's `Connection: close` when a refusal left the body unread, and the
+/// deadline of a request's body).
+pub(crate) type HttpService = edge::Edge<v1::StatusShortcut<<DefaultBodyLimit as Layer<Router>>::Service>>;
+
+/// Wraps `routes` once in the layers every request crosses. Issue 13: as `Router::layer`s they
+/// wrapped each route instead, and every request paid a boxed service clone and a boxed future
+/// per layer and an extra pass through axum's route plumbing. `status`: the app whose `/v1`
+/// status requests skip the router (`v1::StatusShortcut`), when `routes` has that route.
+pub(crate) fn service(routes: Router, status: Option<AppState>, body_timeout: std::time::Duration) -> HttpService {
+    let limited = DefaultBodyLimit::max(BODY_LIMIT).layer(routes);
+    edge::EdgeLayer { body_timeout }.layer(v1::StatusShortcut::new(status, limited))
 }
 
 pub fn router(app: AppState) -> Router {
@@ -245,7 +252,6 @@ pub fn router(app: AppState) -> Router {
         ))))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
-    let routes = edge_layers(routes, app.config.client_timeout);
     with_request_metrics(routes, &app).with_state(app)
 }
 

@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request};
-use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
@@ -19,13 +18,13 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower::ServiceExt;
 
-/// Serves `router` on `listener` until `shutdown` resolves, then stops accepting, lets every
+/// Serves `service` on `listener` until `shutdown` resolves, then stops accepting, lets every
 /// connection finish the request it is serving, and returns when all are closed. A client has
 /// `head_timeout` to send a request's head, counted from when the server starts waiting for it
 /// (a new connection, or the end of the previous response).
 pub async fn serve(
     listener: TcpListener,
-    router: Router,
+    service: super::HttpService,
     head_timeout: Duration,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
@@ -47,7 +46,7 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
-        let service = router.clone().map_request(move |req: Request<Incoming>| {
+        let service = service.clone().map_request(move |req: Request<Incoming>| {
             let mut req = req.map(Body::new);
             req.extensions_mut().insert(ConnectInfo(peer));
             req

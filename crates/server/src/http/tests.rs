@@ -1,4 +1,4 @@
-//! Unit tests of the layers around the routes (`edge_layers`).
+//! Unit tests of the layers around the routes (`service`).
 
 use axum::body::{to_bytes, Body};
 use axum::http::Request;
@@ -6,9 +6,9 @@ use tower::ServiceExt;
 
 use super::*;
 
-/// The layers with the default body deadline.
-fn edge_layers<S: Clone + Send + Sync + 'static>(routes: Router<S>) -> Router<S> {
-    super::edge_layers(routes, Duration::from_secs(30))
+/// The routes inside the layers, with the default body deadline.
+fn edge_layers(routes: Router) -> HttpService {
+    super::service(routes, None, Duration::from_secs(30))
 }
 
 #[allow(clippy::panic)]
@@ -168,4 +168,29 @@ async fn the_handlers_log_lines_and_the_request_line_carry_the_request_id() {
         "{text}"
     );
     assert!(!text.contains("secret"), "the query string is never logged: {text}");
+}
+
+/// Issue 11 with issue 13's layout: the request metrics are a route layer inside the edge, and a
+/// panicking handler is still counted, as the 500 the edge answers, under its route.
+#[tokio::test]
+async fn a_panic_is_counted_as_a_500_of_its_route() {
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    let measured = crate::support::metrics::Metrics::on(std::sync::Arc::new(recorder));
+    let routes = Router::new()
+        .route("/v1/boom", get(boom))
+        .layer(metrics::RequestMetrics(measured));
+    let res = edge_layers(routes)
+        .oneshot(send("/v1/boom", None))
+        .await
+        .unwrap_or_else(|e| match e {});
+    assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let text = handle.render();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("reconbanker_http_requests_total{") && l.contains("route=\"/v1/boom\""));
+    assert!(
+        line.is_some_and(|l| l.contains("status=\"500\"") && l.ends_with(" 1")),
+        "{text}"
+    );
 }

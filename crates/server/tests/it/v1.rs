@@ -1069,3 +1069,69 @@ async fn a_raised_request_teaches_v1_the_owner_and_a_deletion_still_wins() {
         .await
         .assert_v1_error(404, "NOT_FOUND");
 }
+
+/// Issue 13: a plain status path is answered past the router (`v1::StatusShortcut`); an
+/// escaped one, `HEAD`, and odd paths still go through it. Both ways answer alike.
+#[tokio::test]
+async fn the_status_answers_alike_whichever_way_its_path_is_written() {
+    let f = Fixture::new().await;
+    let plain = f.app.v1(Method::GET, &status_path(&f.account), &f.key, None).await;
+    assert_eq!(plain.status, StatusCode::OK, "{}", plain.text);
+    // The account id with its first character percent-escaped: the router decodes it.
+    let first = f.account.as_bytes()[0];
+    let escaped_path = format!("/v1/accounts/%{first:02X}{}/status", &f.account[1..]);
+    let escaped = f.app.v1(Method::GET, &escaped_path, &f.key, None).await;
+    assert_eq!(escaped.status, StatusCode::OK, "{}", escaped.text);
+    assert_eq!(escaped.body, plain.body);
+    let tag = plain.header("etag").unwrap_or_default().to_owned();
+    assert!(!tag.is_empty());
+    assert_eq!(escaped.header("etag"), Some(tag.as_str()));
+    // Conditional requests, both ways.
+    for path in [status_path(&f.account), escaped_path.clone()] {
+        let r = f
+            .app
+            .send(
+                Method::GET,
+                &path,
+                &[("x-api-key", &f.key), ("if-none-match", &tag)],
+                None,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::NOT_MODIFIED, "{path}: {}", r.text);
+    }
+    // HEAD goes to the router: the same status and validator, no body.
+    let head = f.app.v1(Method::HEAD, &status_path(&f.account), &f.key, None).await;
+    assert_eq!(head.status, StatusCode::OK);
+    assert_eq!(head.header("etag"), Some(tag.as_str()));
+    assert!(head.text.is_empty(), "{}", head.text);
+    // The refusals are the same both ways: no key, a wrong key, another user's account.
+    let stranger = uuid::Uuid::now_v7().to_string();
+    for path in [
+        status_path(&stranger),
+        format!("/v1/accounts/%{:02X}{}/status", stranger.as_bytes()[0], &stranger[1..]),
+    ] {
+        f.app
+            .v1(Method::GET, &path, &f.key, None)
+            .await
+            .assert_v1_error(404, "NOT_FOUND");
+        f.app
+            .send(Method::GET, &path, &[], None)
+            .await
+            .assert_v1_error(401, "UNAUTHORIZED");
+        f.app
+            .v1(Method::GET, &path, "rbk_00000000_00", None)
+            .await
+            .assert_v1_error(401, "INVALID_API_KEY");
+    }
+    // Paths the route does not match stay unknown.
+    for path in [
+        format!("/v1/accounts/{}/status/", f.account),
+        "/v1/accounts//status".to_owned(),
+        format!("/v1/accounts/{}/x/status", f.account),
+    ] {
+        f.app
+            .v1(Method::GET, &path, &f.key, None)
+            .await
+            .assert_v1_error(404, "NOT_FOUND");
+    }
+}
