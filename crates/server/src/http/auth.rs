@@ -9,7 +9,7 @@ use std::time::Duration;
 use axum::extract::{FromRequestParts, RawPathParams};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, HeaderName};
 use reconbanker_store::{AccountId, AccountRow, UserRow};
 
 use super::error::{ApiError, Problem, V1Error};
@@ -19,17 +19,18 @@ use crate::auth::key_cache::{AuthError, CachedKey, Scope};
 use crate::support::ratelimit::Bucket;
 use crate::AppState;
 
-const X_API_KEY: &str = "x-api-key";
+const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 
-/// The `Authorization` header split into scheme and credentials (scheme case-insensitive).
-fn authorization(headers: &HeaderMap) -> Option<Result<(String, String), ()>> {
+/// The `Authorization` header split into scheme and credentials (compare the scheme with
+/// `eq_ignore_ascii_case`).
+fn authorization(headers: &HeaderMap) -> Option<Result<(&str, &str), ()>> {
     let value = headers.get(AUTHORIZATION)?;
     let Ok(text) = value.to_str() else {
         return Some(Err(()));
     };
     let text = text.trim();
     let (scheme, rest) = text.split_once(char::is_whitespace).unwrap_or((text, ""));
-    Some(Ok((scheme.to_ascii_lowercase(), rest.trim().to_owned())))
+    Some(Ok((scheme, rest.trim())))
 }
 
 /// A user authenticated by a dashboard JWT (signature, expiry, scope, not revoked, user exists).
@@ -44,15 +45,17 @@ impl FromRequestParts<AppState> for DashboardUser {
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Self::Rejection> {
         let api_key_msg = "API keys are not accepted here; this route needs a dashboard Bearer token";
         let token = match authorization(&parts.headers) {
-            Some(Ok((scheme, token))) if scheme == "bearer" && !token.is_empty() => token,
-            Some(Ok((scheme, _))) if scheme == "api-key" => return Err(Problem::unauthorized(api_key_msg).into()),
+            Some(Ok((scheme, token))) if scheme.eq_ignore_ascii_case("bearer") && !token.is_empty() => token,
+            Some(Ok((scheme, _))) if scheme.eq_ignore_ascii_case("api-key") => {
+                return Err(Problem::unauthorized(api_key_msg).into())
+            }
             None if parts.headers.contains_key(X_API_KEY) => return Err(Problem::unauthorized(api_key_msg).into()),
             None => return Err(Problem::unauthorized("Missing Bearer token").into()),
             _ => return Err(Problem::unauthorized("Invalid or expired token").into()),
         };
         let claims = app
             .jwt
-            .verify(&token)
+            .verify(token)
             .ok_or_else(|| Problem::unauthorized("Invalid or expired token"))?;
         let user = app
             .store
@@ -102,7 +105,7 @@ pub struct ApiKeyPrincipal {
 }
 
 /// Where the key came from: `Authorization: Api-Key <key>` wins over `x-api-key`.
-pub(crate) fn presented_key(headers: &HeaderMap) -> Result<String, Problem> {
+pub(crate) fn presented_key(headers: &HeaderMap) -> Result<&str, Problem> {
     let bearer =
         "Bearer tokens are not accepted on /v1; send an API key (Authorization: Api-Key <key> or x-api-key: <key>)";
     let missing = "No API key was sent (Authorization: Api-Key <key> or x-api-key: <key>)";
@@ -111,21 +114,21 @@ pub(crate) fn presented_key(headers: &HeaderMap) -> Result<String, Problem> {
         return Err(Problem::unauthorized("Send the API key once, in one header"));
     }
     match authorization(headers) {
-        Some(Ok((scheme, key))) if scheme == "api-key" => {
+        Some(Ok((scheme, key))) if scheme.eq_ignore_ascii_case("api-key") => {
             if key.is_empty() {
                 Err(Problem::unauthorized(missing))
             } else {
                 Ok(key)
             }
         }
-        Some(Ok((scheme, _))) if scheme == "bearer" => Err(Problem::unauthorized(bearer)),
+        Some(Ok((scheme, _))) if scheme.eq_ignore_ascii_case("bearer") => Err(Problem::unauthorized(bearer)),
         // Another scheme (a proxy's `Basic`, say) carries no API key: x-api-key may
         // (docs/product.md §7).
         _ => match headers.get(X_API_KEY) {
             None => Err(Problem::unauthorized(missing)),
             Some(v) => match v.to_str().map(str::trim) {
                 Ok("") => Err(Problem::unauthorized(missing)),
-                Ok(k) => Ok(k.to_owned()),
+                Ok(k) => Ok(k),
                 Err(_) => Err(invalid_key()),
             },
         },
@@ -152,7 +155,7 @@ impl FromRequestParts<AppState> for ApiKeyPrincipal {
         // The key is judged first: a valid key is never refused for what other clients behind the
         // same address did. Failures cost only the failing client: once its address has too many,
         // its invalid keys get 429 instead of 401 (a refusal that is no more expensive).
-        let key = match app.keys.authenticate(&text).await? {
+        let key = match app.keys.authenticate(text).await? {
             Ok(key) => key,
             Err(AuthError::Invalid) => {
                 let failures = app

@@ -216,7 +216,7 @@ fn matches(if_none_match: &str, tag: &HeaderValue) -> bool {
 /// `Prefer: wait=N` (RFC 7240), 1..=60 seconds; anything else is ignored (it is a preference).
 fn prefer_wait(headers: &HeaderMap) -> Option<Duration> {
     headers
-        .get_all("prefer")
+        .get_all(PREFER)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split([',', ';']))
@@ -227,6 +227,8 @@ fn prefer_wait(headers: &HeaderMap) -> Option<Duration> {
 }
 
 const MAX_WAIT_SECS: u64 = 60;
+
+const PREFER: HeaderName = HeaderName::from_static("prefer");
 
 /// Submit an OTP code.
 ///

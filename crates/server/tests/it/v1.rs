@@ -846,10 +846,13 @@ async fn api_keys_do_not_work_on_jwt_routes() {
     let f = Fixture::new().await;
     for headers in [
         vec![("authorization", format!("Api-Key {}", f.key))],
+        vec![("authorization", format!("api-KEY {}", f.key))],
         vec![("x-api-key", f.key.clone())],
         vec![("authorization", format!("Bearer {}", f.key))],
     ] {
         let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        // The scheme is case-insensitive: an API key is named as one.
+        let named = !h[0].1.starts_with("Bearer");
         for path in [
             "/me",
             "/accounts",
@@ -859,6 +862,12 @@ async fn api_keys_do_not_work_on_jwt_routes() {
         ] {
             let r = f.app.send(Method::GET, path, &h, None).await;
             r.assert_api_error(401, "UNAUTHORIZED");
+            assert_eq!(
+                r.text.contains("API keys are not accepted here"),
+                named,
+                "{h:?} {path}: {}",
+                r.text
+            );
         }
     }
 }
