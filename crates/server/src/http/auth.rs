@@ -149,7 +149,13 @@ impl FromRequestParts<AppState> for ApiKeyPrincipal {
     type Rejection = V1Error;
 
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Self::Rejection> {
-        let ip = client_ip(parts);
+        Self::authenticate(parts, app, client_ip(parts)).await
+    }
+}
+
+impl ApiKeyPrincipal {
+    /// The extractor's work, for a request from `ip`.
+    pub(crate) async fn authenticate(parts: &Parts, app: &AppState, ip: IpAddr) -> Result<Self, V1Error> {
         let max_failures = app.config.auth_failures_per_min;
         let text = presented_key(&parts.headers)?;
         // The key is judged first: a valid key is never refused for what other clients behind the

@@ -69,6 +69,13 @@ pub(crate) struct Edge<S> {
     body_timeout: std::time::Duration,
 }
 
+impl<S> Edge<S> {
+    /// The service inside.
+    pub(crate) fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+}
+
 /// A new request id: a UUID v4, hyphenated (36 characters).
 fn new_request_id() -> HeaderValue {
     let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];

@@ -11,7 +11,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Request};
+use axum::extract::Request;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
@@ -47,11 +47,9 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
-        let service = service.clone().map_request(move |req: Request<Incoming>| {
-            let mut req = req.map(Body::new);
-            req.extensions_mut().insert(ConnectInfo(peer));
-            req
-        });
+        let mut service = service.clone();
+        service.get_mut().set_peer(peer);
+        let service = service.map_request(|req: Request<Incoming>| req.map(Body::new));
         let service = TowerToHyperService::new(service);
         let mut stopping = stopping.clone();
         let done = done.clone();

@@ -393,16 +393,26 @@ pub async fn openapi() -> impl IntoResponse {
 /// the same order; only a plain path takes the shortcut (one segment, no percent-escapes), and
 /// everything else — another method, `HEAD`, an escaped or odd path — goes to the router as
 /// before. Off when request metrics are on: those count by the router's matched route.
+///
+/// It also gives the router the connection's peer address (`ConnectInfo`): a shortcut request
+/// is handed it directly, and its extensions stay empty (nothing to allocate or drop).
 #[derive(Clone)]
 pub(crate) struct StatusShortcut<S> {
     app: Option<AppState>,
+    peer: std::net::SocketAddr,
     inner: S,
 }
 
 impl<S> StatusShortcut<S> {
     /// `app`: `None` leaves every request to `inner`.
     pub(crate) fn new(app: Option<AppState>, inner: S) -> Self {
-        Self { app, inner }
+        let peer = std::net::SocketAddr::from(([0, 0, 0, 0], 0));
+        Self { app, peer, inner }
+    }
+
+    /// The same service for a connection from `peer`.
+    pub(crate) fn set_peer(&mut self, peer: std::net::SocketAddr) {
+        self.peer = peer;
     }
 }
 
@@ -426,7 +436,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: axum::extract::Request) -> Self::Future {
+    fn call(&mut self, mut req: axum::extract::Request) -> Self::Future {
         use futures_util::future::Either;
         let account = match &self.app {
             Some(_) if req.method() == axum::http::Method::GET => {
@@ -435,8 +445,11 @@ where
             _ => None,
         };
         match (account, &self.app) {
-            (Some(account), Some(app)) => Either::Left(Box::pin(status_direct(app.clone(), req, account))),
-            _ => Either::Right(self.inner.call(req)),
+            (Some(account), Some(app)) => Either::Left(Box::pin(status_direct(app.clone(), req, account, self.peer))),
+            _ => {
+                req.extensions_mut().insert(axum::extract::ConnectInfo(self.peer));
+                Either::Right(self.inner.call(req))
+            }
         }
     }
 }
@@ -446,9 +459,10 @@ async fn status_direct(
     app: AppState,
     req: axum::extract::Request,
     account: String,
+    peer: std::net::SocketAddr,
 ) -> Result<Response, std::convert::Infallible> {
     let (mut parts, _body) = req.into_parts();
-    let principal = match ApiKeyPrincipal::from_request_parts(&mut parts, &app).await {
+    let principal = match ApiKeyPrincipal::authenticate(&parts, &app, peer.ip()).await {
         Ok(p) => p,
         Err(refused) => return Ok(refused.into_response()),
     };
