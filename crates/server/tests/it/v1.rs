@@ -18,6 +18,18 @@ fn otp_path(account: &str) -> String {
     format!("/v1/accounts/{account}/otp")
 }
 
+/// `GET path` with the fixture's key and `If-None-Match: tag`.
+async fn conditional_get(f: &Fixture, path: &str, tag: &str) -> crate::harness::Res {
+    f.app
+        .send(
+            Method::GET,
+            path,
+            &[("x-api-key", &f.key), ("if-none-match", tag)],
+            None,
+        )
+        .await
+}
+
 fn numeric6() -> Descriptor {
     Descriptor {
         length: 6,
@@ -879,15 +891,7 @@ async fn long_poll_returns_200_on_change_and_304_on_timeout() {
     let first = f.app.v1(Method::GET, &path, &f.key, None).await;
     let tag = first.header("etag").expect("etag").to_owned();
     // Plain conditional GET: 304 at once while unchanged.
-    let r = f
-        .app
-        .send(
-            Method::GET,
-            &path,
-            &[("x-api-key", &f.key), ("if-none-match", &tag)],
-            None,
-        )
-        .await;
+    let r = conditional_get(&f, &path, &tag).await;
     assert_eq!(r.status, StatusCode::NOT_MODIFIED);
     assert_eq!(r.header("etag"), Some(tag.as_str()));
     // Held until the wait ends: 304 (1 s, the shortest wait).
@@ -1097,15 +1101,7 @@ async fn the_status_answers_alike_whichever_way_its_path_is_written() {
     assert_eq!(escaped.header("etag"), Some(tag.as_str()));
     // Conditional requests, both ways.
     for path in [status_path(&f.account), escaped_path.clone()] {
-        let r = f
-            .app
-            .send(
-                Method::GET,
-                &path,
-                &[("x-api-key", &f.key), ("if-none-match", &tag)],
-                None,
-            )
-            .await;
+        let r = conditional_get(&f, &path, &tag).await;
         assert_eq!(r.status, StatusCode::NOT_MODIFIED, "{path}: {}", r.text);
     }
     // HEAD goes to the router: the same status and validator, no body.
